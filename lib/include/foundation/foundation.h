@@ -1,0 +1,7 @@
+/* foundation/foundation.h - everything public in libfoundation. */
+#ifndef FOUNDATION_FOUNDATION_H
+#define FOUNDATION_FOUNDATION_H
+#include <foundation/common.h>
+#include <foundation/error.h>
+#include <foundation/segment.h>
+#endif

@@ -1,0 +1,142 @@
+/*
+ * foundation/segment.h - the shared segment: create, attach, detach, destroy,
+ * usage statistics and the integrity checker.
+ *
+ * A segment is a POSIX shared-memory object "/<name>" (see shm_open(3)) that
+ * every cooperating process maps.  All of Foundation's shared state lives in
+ * it; its layout is fixed at creation.  A segment lives until
+ * fdn_segment_destroy() (or `foundation-ctl destroy`) or a reboot.
+ *
+ * Handles.  An fdn_segment handle belongs to the process that made it.  Any
+ * thread of that process may use it; each thread takes a reader slot in the
+ * segment on first use and gives it back when it exits or at detach.  After
+ * fork() the child must not use an inherited handle (calls return
+ * FDN_EFORKED): it attaches again.
+ *
+ * Errors are 0 / negative codes of foundation/error.h.
+ */
+#ifndef FOUNDATION_SEGMENT_H
+#define FOUNDATION_SEGMENT_H
+
+#include <foundation/common.h>
+#include <foundation/error.h>
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fdn_segment fdn_segment;
+
+/* Attach flags. */
+enum {
+	/* Map read-only: no process slot is taken and nothing is written.
+	 * Reads are not protected by grace periods: a reader may see an entry
+	 * that is being freed, so every read of a read-only handle is
+	 * bounds-checked and validated (this is what foundation-inspect uses). */
+	FDN_SEG_READONLY = 1u << 0,
+	/* Accept a segment owned by another uid, or writable by group/others. */
+	FDN_SEG_ALLOW_FOREIGN = 1u << 1,
+};
+
+#define FDN_SEGMENT_DEFAULT_NAME "foundation"
+#define FDN_SEGMENT_NAME_MAX     200
+
+struct fdn_segment_opts {
+	uint64_t entries;    /* sizing of the main table: buckets = 2 x entries
+				(power of two); default 100 000 */
+	uint32_t processes;  /* process-table slots; default 4 096 */
+	uint32_t threads;    /* reader (thread) slots; default 4 096 */
+	uint64_t heap_bytes; /* bytes for keys and values; 0 = 256 x entries,
+				rounded up to 64 KiB pages, at least 1 MiB */
+	uint32_t mode;       /* file mode; 0 = 0600 */
+	uint32_t flags;      /* FDN_SEG_ALLOW_FOREIGN accepted */
+};
+
+/* Fill *o with the defaults above. */
+FDN_API void fdn_segment_opts_init(struct fdn_segment_opts *o);
+
+/* The name to use when none is given: $FOUNDATION_SEGMENT, else
+ * "foundation". Never NULL. */
+FDN_API const char *fdn_segment_default_name(void);
+
+/*
+ * Create segment `name` (NULL = default name) with options `o` (NULL =
+ * defaults) and attach to it.  The object is created with
+ * O_CREAT|O_EXCL|O_NOFOLLOW: an existing segment is never touched.
+ * Errors: FDN_EINVAL (bad name or capacity), FDN_EEXISTS (already exists),
+ * -EACCES, -ENOMEM, -ENOSPC.  A failed create removes what it made.
+ */
+FDN_API int fdn_segment_create(const char *name, const struct fdn_segment_opts *o,
+			       fdn_segment **out);
+
+/*
+ * Attach to an existing segment and validate it completely before use.
+ * Errors, each specific: FDN_ENOSEG (no such segment), -EACCES, FDN_EOWNER
+ * (other uid), FDN_EMODE (writable by others), FDN_EINIT (creator has not
+ * finished), FDN_ETRUNC (file shorter than its header says), FDN_EMAGIC,
+ * FDN_EVERSION (other ABI major), FDN_ELAYOUT (other struct layout),
+ * FDN_EBADSEG (inconsistent header), FDN_ENOSPACE (process table full).
+ */
+FDN_API int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out);
+
+/*
+ * Give back this handle's process slot and reader slots (flushing deferred
+ * frees, which waits for a grace period) and unmap.  No other thread may use
+ * the handle during or after the call.  NULL is accepted.
+ */
+FDN_API int fdn_segment_detach(fdn_segment *s);
+
+/* Remove the name (shm_unlink).  Attached processes keep their mapping. */
+FDN_API int fdn_segment_destroy(const char *name);
+
+/* Name of an attached segment. */
+FDN_API const char *fdn_segment_name(const fdn_segment *s);
+
+#define FDN_STATS_MAX_TABLES 16
+
+struct fdn_table_stats {
+	char name[24];
+	uint64_t entries; /* live entries (sum of per-thread counters) */
+	uint64_t buckets;
+};
+
+struct fdn_segment_stats {
+	uint64_t total_bytes;
+	uint32_t abi_major, abi_minor;
+	uint64_t created_ns; /* CLOCK_REALTIME at creation */
+	uint32_t creator_pid, creator_uid;
+	uint32_t procs_cap, procs_used;
+	uint32_t threads_cap, threads_used;
+	uint64_t heap_bytes, heap_pages, heap_pages_used;
+	uint64_t blocks_used, block_bytes_used; /* allocated blocks */
+	uint64_t gp_counter;                    /* grace-period counter */
+	uint32_t ntables;
+	struct fdn_table_stats tables[FDN_STATS_MAX_TABLES];
+};
+
+/* Usage, read without locks (a consistent snapshot is not promised while
+ * writers run). Works on read-only handles. */
+FDN_API int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st);
+
+/* One violation found by the checker: a stable code and a message. */
+typedef void (*fdn_check_cb)(void *arg, const char *code, const char *message);
+
+/*
+ * Walk the whole segment and verify every invariant: header, process table,
+ * reader slots, page and block states, every table chain (bounds, hashes,
+ * order, no cycles), that every allocated block is owned exactly once
+ * (reachable, awaiting a grace period, or held by an operation in flight),
+ * and that entry counts agree.  Calls cb for each violation (cb may be NULL)
+ * and returns how many there were (0 = clean), or a negative error.
+ * Exact only while no writer is mid-operation; blocks held by operations in
+ * flight are accounted to them, not reported.  Never writes; bounded time on
+ * any input, however corrupt.
+ */
+FDN_API int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,320 @@
+/*
+ * check.c - the full audit of a segment (fdn_segment_check).
+ *
+ * Reads only; every index is bounds-checked and every walk bounded by the
+ * number of heap granules, so any corruption yields violations, never a
+ * crash or a hang.  The invariants, in the order they are checked:
+ *   header    attach's validation holds (and nothing below runs if not)
+ *   proc      claim words well-formed; a LIVE slot's process is alive
+ *   tslot     state well-formed; a used slot's owner slot is in use; a free
+ *             slot has ctr 0, empty limbo, no op; ctr <= gp_ctr; at most
+ *             one op in flight per slot
+ *   page      class in range
+ *   block     kinds valid; only block starts carry state; gidx 0 reserved
+ *   chain     every node is an allocated block start that holds it, with
+ *             the right table, hash, bucket, generation, in strict order,
+ *             reached once; a marked node is linked only while its marker
+ *             has an op in flight
+ *   limbo     retired blocks are unreachable and in one limbo only
+ *   leak      every allocated block is reachable, in a limbo, or the new
+ *             node of an op in flight -- exactly one owner
+ *   count     per table, the sum of the slots' counts = live nodes (when no
+ *             op is in flight on it)
+ */
+#include "shm.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+enum { OWN_REACH = 1, OWN_LIMBO = 2, OWN_INFLIGHT = 4 };
+
+struct fdn__ck {
+	fdn_segment *s;
+	fdn_check_cb cb;
+	void *arg;
+	int n;
+	uint8_t *own; /* per granule */
+	bool op_on_table[FDN_MAX_TABLES];
+};
+
+__attribute__((format(printf, 3, 4))) static void fdn__bad(struct fdn__ck *ck, const char *code,
+							   const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ck->n++;
+	if (ck->cb)
+		ck->cb(ck->arg, code, msg);
+}
+
+static void fdn__check_procs(struct fdn__ck *ck)
+{
+	fdn_segment *s = ck->s;
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		uint64_t w = atomic_load_explicit(&s->procs[i].word, memory_order_acquire);
+		if (w == 0)
+			continue;
+		unsigned st = FDN_PROC_STATE(w);
+		if (st != FDN_PROC_LIVE && st != FDN_PROC_DEAD)
+			fdn__bad(ck, "proc", "process slot %u: invalid state %u", i, st);
+		else if (FDN_PROC_PID(w) == 0)
+			fdn__bad(ck, "proc", "process slot %u: pid 0", i);
+		else if (st == FDN_PROC_LIVE && !fdn__proc_alive(s, w))
+			fdn__bad(ck, "dead", "process slot %u: pid %u is dead and not reclaimed", i,
+				 FDN_PROC_PID(w));
+	}
+}
+
+static void fdn__check_tslots(struct fdn__ck *ck)
+{
+	fdn_segment *s = ck->s;
+	uint64_t gp = atomic_load(&s->hdr->gp_ctr);
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		uint64_t st = atomic_load_explicit(&ts->state, memory_order_acquire);
+		uint64_t ctr = atomic_load_explicit(&ts->ctr, memory_order_relaxed);
+		uint64_t lc = atomic_load_explicit(&ts->limbo_count, memory_order_relaxed);
+		unsigned ops = 0;
+		for (uint32_t t = 0; t < s->ntables; t++) {
+			unsigned op = FDN_DELTA_OP(atomic_load(&ts->delta[t]));
+			if (op > FDN_OP_DELETE)
+				fdn__bad(ck, "tslot", "reader slot %u: invalid op %u on table %u",
+					 i, op, t);
+			if (op != FDN_OP_NONE) {
+				ops++;
+				ck->op_on_table[t] = true;
+			}
+		}
+		if (ctr > gp)
+			fdn__bad(ck, "tslot", "reader slot %u: ctr %llu ahead of gp_ctr %llu", i,
+				 (unsigned long long)ctr, (unsigned long long)gp);
+		if (lc > FDN_LIMBO_MAX)
+			fdn__bad(ck, "tslot", "reader slot %u: limbo count %llu", i,
+				 (unsigned long long)lc);
+		if (st == 0) {
+			if (ctr != 0 || lc != 0 || ops != 0)
+				fdn__bad(ck, "tslot", "free reader slot %u holds state", i);
+			continue;
+		}
+		if (FDN_TSLOT_KIND(st) != FDN_TSLOT_USED || (st >> 32 & 0xFFFFFF) != 0) {
+			fdn__bad(ck, "tslot", "reader slot %u: invalid state word", i);
+			continue;
+		}
+		uint32_t owner = FDN_TSLOT_OWNER(st);
+		if (owner >= s->nprocs || atomic_load(&s->procs[owner].word) == 0)
+			fdn__bad(ck, "tslot", "reader slot %u: owner process slot %u is not in use",
+				 i, owner);
+		if (ops > 1)
+			fdn__bad(ck, "tslot", "reader slot %u: %u ops in flight", i, ops);
+	}
+}
+
+/* Pages and block words; marks nothing, counts nothing. */
+static void fdn__check_blocks(struct fdn__ck *ck)
+{
+	fdn_segment *s = ck->s;
+	for (uint32_t p = 0; p < s->npages; p++) {
+		uint32_t cls = atomic_load(&s->pages[p].cls);
+		if (cls > FDN_NCLASSES) {
+			fdn__bad(ck, "page", "page %u: invalid class %u", p, cls);
+			continue;
+		}
+		uint32_t step = cls ? 1u << (cls - 1) : FDN_PAGE_GRANULES + 1;
+		for (uint32_t k = 0; k < FDN_PAGE_GRANULES; k++) {
+			uint64_t g = (uint64_t)p * FDN_PAGE_GRANULES + k;
+			uint64_t w = atomic_load_explicit(&s->bstate[g], memory_order_relaxed);
+			bool start = cls && k % step == 0;
+			if (!start) {
+				if (w != 0)
+					fdn__bad(ck, "block",
+						 "granule %llu: state on a non-block granule",
+						 (unsigned long long)g);
+				continue;
+			}
+			unsigned kind = FDN_BLOCK_KIND(w);
+			if (g == 0 ? kind != FDN_BLOCK_RESERVED
+				   : (kind != FDN_BLOCK_FREE && kind != FDN_BLOCK_ALLOC))
+				fdn__bad(ck, "block", "block %llu: invalid kind %u",
+					 (unsigned long long)g, kind);
+			else if (kind == FDN_BLOCK_FREE &&
+				 atomic_load(&((struct fdn_shm_node *)fdn__gptr(s, g))->next) != 0)
+				fdn__bad(ck, "block", "free block %llu: first word not zero",
+					 (unsigned long long)g);
+		}
+	}
+}
+
+static bool fdn__slot_has_op(const fdn_segment *s, uint32_t marker)
+{
+	if (marker == 0 || marker > s->nthreads)
+		return false;
+	const struct fdn_shm_tslot *ts = &s->tslots[marker - 1];
+	for (uint32_t t = 0; t < s->ntables; t++)
+		if (FDN_DELTA_OP(atomic_load(&ts->delta[t])) != FDN_OP_NONE)
+			return true;
+	return false;
+}
+
+/* One node met on a chain: checks it and whether the chain can go on. */
+static bool fdn__check_node(struct fdn__ck *ck, uint32_t t, uint64_t b, uint32_t g,
+			    const struct fdn_shm_node **prev, uint64_t *live)
+{
+	fdn_segment *s = ck->s;
+	uint32_t bsize = fdn__block_size(s, g);
+	const struct fdn_shm_node *n = fdn__node(s, g);
+	if (!bsize || !n) {
+		fdn__bad(ck, "chain", "table %u bucket %llu: link to invalid block %u", t,
+			 (unsigned long long)b, g);
+		return false;
+	}
+	if (ck->own[g] & OWN_REACH) {
+		fdn__bad(ck, "chain", "table %u bucket %llu: node %u reached twice (cycle)", t,
+			 (unsigned long long)b, g);
+		return false;
+	}
+	ck->own[g] |= OWN_REACH;
+	uint64_t w = atomic_load(&s->bstate[g]);
+	if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC)
+		fdn__bad(ck, "chain", "table %u: node %u is not an allocated block", t, g);
+	else if (FDN_BLOCK_GEN(w) != n->gen)
+		fdn__bad(ck, "node", "node %u: generation %u, block says %u", g, n->gen,
+			 FDN_BLOCK_GEN(w));
+	if (fdn__node_bytes(n->key_len, n->val_len) > bsize)
+		fdn__bad(ck, "node", "node %u: %u bytes in a %u-byte block", g,
+			 fdn__node_bytes(n->key_len, n->val_len), bsize);
+	if (n->table != t)
+		fdn__bad(ck, "node", "node %u: table %u, linked in table %u", g, n->table, t);
+	if (XXH3_64bits_withSeed(n->data, n->key_len, s->seed) != n->hash)
+		fdn__bad(ck, "node", "node %u: hash does not match its key", g);
+	else if ((n->hash & s->bucket_mask[t]) != b)
+		fdn__bad(ck, "node", "node %u: in bucket %llu, hash says %llu", g,
+			 (unsigned long long)b, (unsigned long long)(n->hash & s->bucket_mask[t]));
+	uint64_t nx = atomic_load(&n->next);
+	if (FDN_LINK_MARKED(nx)) {
+		if (!fdn__slot_has_op(s, FDN_LINK_MARKER(nx)))
+			fdn__bad(ck, "chain", "node %u: deleted but still linked, no op in flight",
+				 g);
+	} else {
+		(*live)++;
+		if (*prev) {
+			const struct fdn_shm_node *p = *prev;
+			int c = p->hash != n->hash         ? (p->hash < n->hash ? -1 : 1)
+				: p->key_len != n->key_len ? (p->key_len < n->key_len ? -1 : 1)
+							   : memcmp(p->data, n->data, n->key_len);
+			if (c == 0)
+				fdn__bad(ck, "duplicate",
+					 "table %u: key held by two live nodes (%u)", t, g);
+			else if (c > 0)
+				fdn__bad(ck, "order",
+					 "table %u bucket %llu: chain out of order at %u", t,
+					 (unsigned long long)b, g);
+		}
+		*prev = n;
+	}
+	return true;
+}
+
+static void fdn__check_tables(struct fdn__ck *ck)
+{
+	fdn_segment *s = ck->s;
+	uint64_t steps = 0;
+	for (uint32_t t = 0; t < s->ntables; t++) {
+		uint64_t live = 0, nb = s->bucket_mask[t] + 1;
+		for (uint64_t b = 0; b < nb; b++) {
+			uint64_t w = atomic_load(&s->buckets[t][b]);
+			if (FDN_LINK_MARKED(w) || FDN_LINK_MARKER(w))
+				fdn__bad(ck, "chain", "table %u bucket %llu: marked head", t,
+					 (unsigned long long)b);
+			const struct fdn_shm_node *prev = NULL;
+			while (FDN_LINK_GIDX(w)) {
+				uint32_t g = FDN_LINK_GIDX(w);
+				if (++steps > s->ngranules) {
+					fdn__bad(ck, "chain", "more links than blocks: giving up");
+					return;
+				}
+				if (!fdn__check_node(ck, t, b, g, &prev, &live))
+					break;
+				w = atomic_load(&((struct fdn_shm_node *)fdn__gptr(s, g))->next);
+			}
+		}
+		int64_t sum = fdn__ht_count(s, t);
+		if (!ck->op_on_table[t] && sum != (int64_t)live)
+			fdn__bad(ck, "count",
+				 "table %u: counters say %lld entries, chains hold %llu", t,
+				 (long long)sum, (unsigned long long)live);
+	}
+}
+
+static void fdn__check_ownership(struct fdn__ck *ck)
+{
+	fdn_segment *s = ck->s;
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		if (atomic_load(&ts->state) == 0)
+			continue;
+		uint64_t lc = atomic_load(&ts->limbo_count);
+		for (uint64_t k = 0; k < lc && k < FDN_LIMBO_MAX; k++) {
+			uint64_t e = atomic_load(&ts->limbo[k]);
+			uint32_t g = (uint32_t)(e >> 32), gen = (uint32_t)e;
+			if (!fdn__block_size(s, g) || g == 0) {
+				fdn__bad(ck, "limbo", "reader slot %u: limbo entry %u is no block",
+					 i, g);
+				continue;
+			}
+			uint64_t w = atomic_load(&s->bstate[g]);
+			if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_GEN(w) != gen)
+				continue; /* already freed: a redone free skips it */
+			if (ck->own[g] & OWN_REACH)
+				fdn__bad(ck, "limbo", "block %u: retired but still reachable", g);
+			if (ck->own[g] & OWN_LIMBO)
+				fdn__bad(ck, "limbo", "block %u: in two limbos", g);
+			ck->own[g] |= OWN_LIMBO;
+		}
+		if (fdn__slot_has_op(s, i + 1)) {
+			uint64_t g = atomic_load(&ts->node);
+			if (g && g < s->ngranules) {
+				uint64_t w = atomic_load(&s->bstate[g]);
+				if (FDN_BLOCK_KIND(w) == FDN_BLOCK_ALLOC &&
+				    FDN_BLOCK_OWNER(w) == i + 1)
+					ck->own[g] |= OWN_INFLIGHT;
+			}
+		}
+	}
+	for (uint64_t g = 1; g < s->ngranules; g++) {
+		uint64_t w = atomic_load_explicit(&s->bstate[g], memory_order_relaxed);
+		if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || !fdn__block_size(s, g))
+			continue;
+		if (ck->own[g] == 0)
+			fdn__bad(ck, "leak",
+				 "block %llu (allocated by reader slot %u) has no owner",
+				 (unsigned long long)g, FDN_BLOCK_OWNER(w) - 1);
+	}
+}
+
+int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg)
+{
+	if (!s)
+		return FDN_EINVAL;
+	struct fdn__ck ck = {.s = s, .cb = cb, .arg = arg};
+	int r = fdn__validate_header(s->hdr, s->size);
+	if (r) {
+		fdn__bad(&ck, "header", "%s", fdn_strerror(r));
+		return ck.n;
+	}
+	ck.own = calloc(s->ngranules, 1);
+	if (!ck.own)
+		return -12; /* -ENOMEM */
+	fdn__check_procs(&ck);
+	fdn__check_tslots(&ck);
+	fdn__check_blocks(&ck);
+	fdn__check_tables(&ck);
+	fdn__check_ownership(&ck);
+	free(ck.own);
+	return ck.n;
+}

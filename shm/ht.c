@@ -1,0 +1,462 @@
+/*
+ * ht.c - the lock-free hash table of the segment.
+ *
+ * Structure.  A table is a fixed power-of-two array of bucket link words;
+ * each bucket holds a singly linked chain of nodes sorted by (hash, key
+ * length, key bytes).  Nodes are heap blocks (layout.h, struct
+ * fdn_shm_node) named by gidx.  The chains are Harris-Michael lists: a node
+ * is deleted logically by setting MARK in its own `next` word, then
+ * physically by a CAS on its predecessor's link.  Buckets are twice the
+ * entry capacity, so a hit reads about one bucket line and one node line.
+ *
+ * Progress.  Lookups are wait-free apart from the chain length: they take
+ * no lock, write nothing and never retry.  Writers are lock-free: a CAS fails
+ * only because another writer's CAS succeeded.  Nothing a writer holds can
+ * block anyone: there is no lock.
+ *
+ * Linearisation points.
+ *   insert (key absent):  the CAS pred.link: cur -> N.
+ *   delete:               the CAS E.next: succ -> succ | MARK | me.
+ *   replace (E by N):     the CAS E.next: succ -> N | MARK | me, with
+ *                         N.next = succ prepared before.  One CAS makes E
+ *                         deleted and N reachable (through E, until E is
+ *                         unlinked): no reader ever finds the key absent
+ *                         nor sees both versions live.
+ *   lookup:               the load of the `next` word of the node it
+ *                         returns (unmarked: live at that instant).
+ * Whoever wins the MARK CAS, and only they, retires the node (their reader
+ * slot id is in the marker bits, which is how a reclaimer tells who won).
+ *
+ * Why a reader never sees a torn node.  A node is filled completely while
+ * private and published by a CAS (seq_cst, hence release); readers load
+ * links with acquire, so every field of a node reached through a link is the
+ * published one.  Key, hash, lengths and value never change once published.
+ *
+ * Why memory is never reused under a reader.  The retiring writer first
+ * makes sure the node is unlinked (a completed search for its key has
+ * passed it: Harris' invariant is that a marked node is unlinked before
+ * any search can complete past its position), then puts it in its limbo;
+ * it is freed only after a grace period (rcu.c).  Every table operation,
+ * reads included, runs inside a read-side section, which also excludes ABA
+ * on every CAS here: a gidx we compare against cannot be freed and reused
+ * while we are in the section.
+ *
+ * A SIGKILL at any line.  Before its first shared write an operation
+ * records in its reader slot: the op (in delta[table], with the slot's net
+ * count), the new node (written before the block is even claimed) and the
+ * target node (before the MARK CAS).  The thread dies inside its read-side
+ * section, which pins every node it referenced until a reclaimer has read
+ * that record and finished or undone the operation (reclaim.c).  The
+ * possible leftovers are: a claimed, never-published block (freed by the
+ * reclaimer), a marked but still linked node (unlinked by the next search
+ * that passes it, by anyone), a retired node not yet in limbo (added by the
+ * reclaimer) -- never a torn chain, and never a lock.
+ */
+#include "shm.h"
+
+#include <string.h>
+#include <xxhash.h>
+
+#define FDN__RETRY_MAX (1u << 22) /* a corrupt segment must not loop forever */
+
+uint64_t fdn__ht_hash(const fdn_segment *s, const void *key, size_t len)
+{
+	return XXH3_64bits_withSeed(key, len, s->seed);
+}
+
+int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table)
+{
+	for (uint32_t i = 0; i < s->ntables; i++) {
+		if (strncmp(s->hdr->tables[i].name, name, FDN_TABLE_NAME_MAX) == 0) {
+			*table = i;
+			return 0;
+		}
+	}
+	return FDN_ENOTFOUND;
+}
+
+const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_t gidx)
+{
+	if (gidx == 0 || gidx >= s->ngranules)
+		return NULL;
+	const struct fdn_shm_node *n = fdn__gptr(s, gidx);
+	uint32_t kl = n->key_len, vl = n->val_len;
+	if (kl == 0 || kl > FDN_KEY_MAX || vl > FDN_VALUE_MAX)
+		return NULL;
+	if (gidx * FDN_GRANULE + fdn__node_bytes(kl, vl) > s->ngranules * FDN_GRANULE)
+		return NULL;
+	return n;
+}
+
+static int fdn__cmp(const struct fdn_shm_node *n, uint64_t h, const void *key, uint32_t kl)
+{
+	if (n->hash != h)
+		return n->hash < h ? -1 : 1;
+	if (n->key_len != kl)
+		return n->key_len < kl ? -1 : 1;
+	return memcmp(n->data, key, kl);
+}
+
+static void fdn__view(const struct fdn_shm_node *n, uint32_t gidx, struct fdn__ht_view *v)
+{
+	v->gidx = gidx;
+	v->gen = n->gen;
+	v->key = n->data;
+	v->key_len = n->key_len;
+	v->val = n->data + ((n->key_len + 7u) & ~7u);
+	v->val_len = n->val_len;
+}
+
+static int fdn__check_key(const fdn_segment *s, uint32_t table, size_t klen)
+{
+	if (table >= s->ntables)
+		return FDN_EINVAL;
+	if (klen == 0 || klen > FDN_KEY_MAX)
+		return FDN_EINVKEY;
+	return 0;
+}
+
+int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key, size_t klen,
+		   struct fdn__ht_view *out)
+{
+	int r = fdn__check_key(s, table, klen);
+	if (r)
+		return r;
+	uint64_t h = fdn__ht_hash(s, key, klen);
+	/* acquire: pairs with the publishing CAS, so the node is complete. */
+	uint64_t w = atomic_load_explicit(&s->buckets[table][h & s->bucket_mask[table]],
+					  memory_order_acquire);
+	for (uint64_t steps = 0;; steps++) {
+		uint32_t g = FDN_LINK_GIDX(w);
+		if (g == 0)
+			return FDN_ENOTFOUND;
+		const struct fdn_shm_node *n = fdn__node(s, g);
+		if (!n || steps > s->ngranules)
+			return FDN_ECORRUPT;
+		uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
+		int c = fdn__cmp(n, h, key, (uint32_t)klen);
+		if (c > 0)
+			return FDN_ENOTFOUND;
+		if (c == 0 && !FDN_LINK_MARKED(nx)) {
+			fdn__view(n, g, out);
+			return 0;
+		}
+		/* A marked node with our key may have been replaced: its next
+		 * leads to the new version. */
+		w = nx;
+	}
+}
+
+/* Where a key is, or would go, in its chain. */
+struct fdn__pos {
+	_Atomic uint64_t *prev; /* the link word that points at cur      */
+	uint64_t prev_val;      /* its value: cur, unmarked                */
+	uint32_t cur;           /* first unmarked node >= key, or 0        */
+	uint64_t cur_next;      /* cur's next word as read (unmarked)      */
+	bool found;             /* cur holds the key                       */
+};
+
+/*
+ * Michael's search: find the position of (h, key), unlinking every marked
+ * node met on the way.  On return prev -> cur was observed with both
+ * unmarked.  Read lock held.
+ */
+static int fdn__search(fdn_segment *s, uint32_t table, uint64_t h, const void *key, uint32_t kl,
+		       struct fdn__pos *p)
+{
+	for (uint32_t retries = 0; retries < FDN__RETRY_MAX; retries++) {
+		_Atomic uint64_t *prev = &s->buckets[table][h & s->bucket_mask[table]];
+		uint64_t pw = atomic_load_explicit(prev, memory_order_acquire);
+		uint64_t steps = 0;
+		for (;;) {
+			uint32_t cur = FDN_LINK_GIDX(pw);
+			if (cur == 0) {
+				*p = (struct fdn__pos){prev, pw, 0, 0, false};
+				return 0;
+			}
+			const struct fdn_shm_node *cn = fdn__node(s, cur);
+			if (!cn || ++steps > s->ngranules)
+				return FDN_ECORRUPT;
+			struct fdn_shm_node *n = (struct fdn_shm_node *)cn;
+			uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
+			if (FDN_LINK_MARKED(nx)) {
+				/* Help: unlink the deleted node.  Fails if prev
+				 * changed or got marked; then start over. */
+				uint64_t succ = FDN_LINK_WORD(FDN_LINK_GIDX(nx), 0, 0);
+				if (!atomic_compare_exchange_strong(prev, &pw, succ))
+					break;
+				pw = succ;
+				continue;
+			}
+			int c = fdn__cmp(n, h, key, kl);
+			if (c >= 0) {
+				*p = (struct fdn__pos){prev, pw, cur, nx, c == 0};
+				return 0;
+			}
+			prev = &n->next;
+			pw = nx;
+		}
+	}
+	return FDN_ECORRUPT;
+}
+
+static struct fdn_shm_node *fdn__wnode(fdn_segment *s, uint32_t gidx)
+{
+	return (struct fdn_shm_node *)fdn__gptr(s, gidx);
+}
+
+int fdn__ht_unlink(fdn_segment *s, uint32_t table, uint32_t gidx)
+{
+	const struct fdn_shm_node *n = fdn__node(s, gidx);
+	if (!n || table >= s->ntables)
+		return FDN_ECORRUPT;
+	struct fdn__pos p;
+	return fdn__search(s, table, n->hash, n->data, n->key_len, &p);
+}
+
+bool fdn__ht_reachable(fdn_segment *s, uint32_t table, uint32_t gidx)
+{
+	const struct fdn_shm_node *n = fdn__node(s, gidx);
+	if (!n || table >= s->ntables)
+		return false;
+	uint64_t w = atomic_load_explicit(&s->buckets[table][n->hash & s->bucket_mask[table]],
+					  memory_order_acquire);
+	for (uint64_t steps = 0; steps <= s->ngranules; steps++) {
+		uint32_t g = FDN_LINK_GIDX(w);
+		if (g == 0)
+			return false;
+		if (g == gidx)
+			return true;
+		const struct fdn_shm_node *m = fdn__node(s, g);
+		if (!m)
+			return false;
+		w = atomic_load_explicit(&m->next, memory_order_acquire);
+	}
+	return false;
+}
+
+/* Record the op in flight on `table` (count unchanged). */
+static uint64_t fdn__op_begin(struct fdn__thread *t, uint32_t table, unsigned op)
+{
+	struct fdn_shm_tslot *ts = t->ts;
+	int64_t count =
+	    FDN_DELTA_COUNT(atomic_load_explicit(&ts->delta[table], memory_order_relaxed));
+	atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
+	atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
+	atomic_store_explicit(&ts->delta[table], FDN_DELTA_WORD(count, op), memory_order_relaxed);
+	/* The record must be visible (to a reclaimer, after our death) before
+	 * any shared write of the op; the first is a seq_cst CAS. */
+	return (uint64_t)count;
+}
+
+/* Commit: count changes by `change` and the op is over, in one store. */
+static void fdn__op_end(struct fdn__thread *t, uint32_t table, uint64_t count, int change)
+{
+	atomic_store_explicit(&t->ts->delta[table],
+			      FDN_DELTA_WORD((int64_t)count + change, FDN_OP_NONE),
+			      memory_order_release);
+}
+
+/* After an op: free the limbo when it is full (outside the section). */
+static void fdn__op_after(struct fdn__thread *t)
+{
+	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX)
+		fdn__limbo_flush(t);
+}
+
+/* Mark E (our op's target) and retire it once unlinked. */
+static bool fdn__mark_and_retire(struct fdn__thread *t, uint32_t table, uint32_t e,
+				 uint64_t expect_next, uint64_t desired)
+{
+	fdn_segment *s = t->seg;
+	struct fdn_shm_node *en = fdn__wnode(s, e);
+	atomic_store_explicit(&t->ts->old, e, memory_order_relaxed);
+	if (!atomic_compare_exchange_strong(&en->next, &expect_next, desired)) {
+		atomic_store_explicit(&t->ts->old, 0, memory_order_relaxed);
+		return false;
+	}
+	/* E is ours to retire.  Unlink it (or see it unlinked), then limbo. */
+	fdn__ht_unlink(s, table, e);
+	fdn__limbo_add(t, e, en->gen);
+	return true;
+}
+
+static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *key, uint32_t kl,
+			   const void *val, uint32_t vl, int mode,
+			   const struct fdn__ht_view *expect, struct fdn__ht_view *existing)
+{
+	fdn_segment *s = t->seg;
+	uint64_t h = fdn__ht_hash(s, key, kl);
+	uint64_t count =
+	    fdn__op_begin(t, table, mode == FDN_HT_UNIQUE ? FDN_OP_INSERT : FDN_OP_UPSERT);
+	uint32_t g, gen;
+	int r = fdn__alloc(t, fdn__node_bytes(kl, vl), &g, &gen);
+	if (r) {
+		fdn__op_end(t, table, count, 0);
+		return r;
+	}
+	struct fdn_shm_node *n = fdn__wnode(s, g);
+	n->hash = h;
+	n->key_len = (uint16_t)kl;
+	n->table = (uint16_t)table;
+	n->val_len = vl;
+	n->gen = gen;
+	n->reserved = 0;
+	memcpy(n->data, key, kl);
+	memset(n->data + kl, 0, ((kl + 7u) & ~7u) - kl);
+	if (vl)
+		memcpy(n->data + ((kl + 7u) & ~7u), val, vl);
+
+	for (uint32_t retries = 0; retries < FDN__RETRY_MAX; retries++) {
+		struct fdn__pos p;
+		r = fdn__search(s, table, h, key, kl, &p);
+		if (r)
+			break;
+		if (p.found) {
+			const struct fdn_shm_node *en = fdn__wnode(s, p.cur);
+			bool wanted = mode == FDN_HT_UPSERT ||
+				      (mode == FDN_HT_REPLACE && expect && expect->gidx == p.cur &&
+				       expect->gen == en->gen);
+			if (!wanted) {
+				if (existing)
+					fdn__view(en, p.cur, existing);
+				r = mode == FDN_HT_UNIQUE ? FDN_EEXISTS : FDN_ENOTFOUND;
+				break;
+			}
+			uint32_t succ = FDN_LINK_GIDX(p.cur_next);
+			atomic_store_explicit(&n->next, FDN_LINK_WORD(succ, 0, 0),
+					      memory_order_relaxed);
+			if (fdn__mark_and_retire(t, table, p.cur, p.cur_next,
+						 FDN_LINK_WORD(g, t->slot + 1, 1))) {
+				fdn__op_end(t, table, count, 0);
+				return 0;
+			}
+			continue;
+		}
+		if (mode == FDN_HT_REPLACE) {
+			r = FDN_ENOTFOUND;
+			break;
+		}
+		atomic_store_explicit(&n->next, FDN_LINK_WORD(p.cur, 0, 0), memory_order_relaxed);
+		/* Publish N (seq_cst CAS: release for the node's fields). */
+		if (atomic_compare_exchange_strong(p.prev, &p.prev_val, FDN_LINK_WORD(g, 0, 0))) {
+			fdn__op_end(t, table, count, +1);
+			return 0;
+		}
+	}
+	if (r == 0)
+		r = FDN_ECORRUPT;
+	/* Not published: give the block back. */
+	fdn__free(s, g, gen);
+	fdn__op_end(t, table, count, 0);
+	return r;
+}
+
+int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, const void *val,
+		size_t vlen, int mode, const struct fdn__ht_view *expect,
+		struct fdn__ht_view *existing)
+{
+	int r = fdn__check_key(s, table, klen);
+	if (r)
+		return r;
+	if (vlen > FDN_VALUE_MAX || (vlen && !val) || mode < FDN_HT_UNIQUE ||
+	    mode > FDN_HT_REPLACE || (mode == FDN_HT_REPLACE && !expect))
+		return FDN_EINVAL;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		struct fdn__thread *t;
+		r = fdn__rcu_read_lock(s, &t);
+		if (r)
+			return r;
+		bool outer = t->nest == 1;
+		r = fdn__put_locked(t, table, key, (uint32_t)klen, val, (uint32_t)vlen, mode,
+				    expect, existing);
+		fdn__rcu_read_unlock(t);
+		if (!outer)
+			return r;
+		/* Out of heap with frees pending in limbo: free them, retry. */
+		if (r == FDN_ENOSPACE && attempt == 0 &&
+		    atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) > 0) {
+			fdn__limbo_flush(t);
+			continue;
+		}
+		fdn__op_after(t);
+		return r;
+	}
+	return r;
+}
+
+int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
+		   const struct fdn__ht_view *expect)
+{
+	int r = fdn__check_key(s, table, klen);
+	if (r)
+		return r;
+	struct fdn__thread *t;
+	r = fdn__rcu_read_lock(s, &t);
+	if (r)
+		return r;
+	uint64_t h = fdn__ht_hash(s, key, klen);
+	uint64_t count = fdn__op_begin(t, table, FDN_OP_DELETE);
+	int change = 0;
+	r = FDN_ECORRUPT;
+	for (uint32_t retries = 0; retries < FDN__RETRY_MAX; retries++) {
+		struct fdn__pos p;
+		r = fdn__search(s, table, h, key, (uint32_t)klen, &p);
+		if (r)
+			break;
+		if (!p.found || (expect && (expect->gidx != p.cur ||
+					    expect->gen != fdn__wnode(s, p.cur)->gen))) {
+			r = FDN_ENOTFOUND;
+			break;
+		}
+		uint64_t marked = p.cur_next | FDN_LINK_MARK | ((uint64_t)(t->slot + 1) << 32);
+		if (fdn__mark_and_retire(t, table, p.cur, p.cur_next, marked)) {
+			change = -1;
+			r = 0;
+			break;
+		}
+		r = FDN_ECORRUPT;
+	}
+	fdn__op_end(t, table, count, change);
+	bool outer = t->nest == 1;
+	fdn__rcu_read_unlock(t);
+	if (outer)
+		fdn__op_after(t);
+	return r;
+}
+
+int fdn__ht_foreach(fdn_segment *s, uint32_t table, fdn__ht_cb cb, void *arg)
+{
+	if (table >= s->ntables)
+		return FDN_EINVAL;
+	uint64_t steps = 0, nb = s->bucket_mask[table] + 1;
+	for (uint64_t b = 0; b < nb; b++) {
+		uint64_t w = atomic_load_explicit(&s->buckets[table][b], memory_order_acquire);
+		while (FDN_LINK_GIDX(w)) {
+			uint32_t g = FDN_LINK_GIDX(w);
+			const struct fdn_shm_node *n = fdn__node(s, g);
+			if (!n || ++steps > s->ngranules)
+				return FDN_ECORRUPT;
+			w = atomic_load_explicit(&n->next, memory_order_acquire);
+			if (FDN_LINK_MARKED(w))
+				continue;
+			struct fdn__ht_view v;
+			fdn__view(n, g, &v);
+			int r = cb(arg, &v);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+int64_t fdn__ht_count(const fdn_segment *s, uint32_t table)
+{
+	int64_t sum = 0;
+	if (table >= s->ntables)
+		return FDN_EINVAL;
+	for (uint32_t i = 0; i < s->nthreads; i++)
+		sum += FDN_DELTA_COUNT(
+		    atomic_load_explicit(&s->tslots[i].delta[table], memory_order_relaxed));
+	return sum;
+}

@@ -1,0 +1,342 @@
+/*
+ * shm/layout.h - the shared segment, to the byte.
+ *
+ * This file is the format.  Every struct here lives in shared memory, is
+ * mapped by processes that may have been built separately, and must be read
+ * the same way by all of them.  Changing any size, offset, constant or state
+ * encoding below changes the format: bump FDN_ABI_MAJOR (the layout
+ * signature computed in segment.c catches what is forgotten).
+ *
+ * Rules that hold for every byte of the segment:
+ *   - No pointer is ever stored.  Blocks are named by granule index (gidx,
+ *     the block's byte offset in the heap divided by 64), process slots and
+ *     reader slots by index.  Every index read from the segment is
+ *     bounds-checked before use; every loop over shared data is bounded by a
+ *     capacity from the validated header.
+ *   - Every shared mutation is prepared privately and published by one
+ *     atomic store or CAS, so a process killed at any instruction leaves
+ *     every structure valid (see ht.c and reclaim.c for the argument).
+ *   - Atomic fields are C11 _Atomic of lock-free width (32/64 bit), which are
+ *     address-free and therefore valid across processes.
+ *
+ * Segment map (all region offsets are multiples of 4096 and recorded in the
+ * header's region table; capacities below come from the header):
+ *
+ *   0            header                         4096 bytes
+ *   PROCS        nprocs   x struct fdn_shm_proc      64 bytes each
+ *   TSLOTS       nthreads x struct fdn_shm_tslot    512 bytes each
+ *   BUCKETS      for each table, nbuckets x 8-byte link words
+ *   PAGES        npages   x struct fdn_shm_page       8 bytes each
+ *   BSTATE       npages x 1024 x 8-byte block state words (one per granule)
+ *   HEAP         npages x 64 KiB
+ *
+ * Writers / readers legend used below:  C = creator (before init_state is
+ * READY, nobody else looks), A = any attached process, O = the owner of the
+ * slot, R = the process reclaiming a dead owner (the reaper).
+ */
+#ifndef FDN_SHM_LAYOUT_H
+#define FDN_SHM_LAYOUT_H
+
+#include <assert.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
+static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
+
+#define FDN_MAGIC     0x314D48534E444E46ull /* "FNDNSHM1" little-endian */
+#define FDN_ABI_MAJOR 1
+#define FDN_ABI_MINOR 0
+
+#define FDN_HEADER_SIZE    4096u
+#define FDN_CACHELINE      64u
+#define FDN_GRANULE        64u    /* heap allocation unit; gidx = offset / 64 */
+#define FDN_PAGE_SIZE      65536u /* heap page: all blocks of one size class */
+#define FDN_PAGE_GRANULES  1024u
+#define FDN_NCLASSES       8u /* block sizes 64 << c, c = 0..7 (64..8192) */
+#define FDN_MAX_TABLES     16u
+#define FDN_TABLE_NAME_MAX 24u
+#define FDN_LIMBO_MAX      31u /* deferred frees a reader slot may hold */
+#define FDN_NREGIONS       8u
+
+/* Capacity limits (checked at create and at attach). */
+#define FDN_MAX_PROCS   (1u << 20)
+#define FDN_MAX_THREADS (1u << 20) /* < 2^24: a marker id must fit 24 bits */
+#define FDN_MAX_PAGES   (1u << 22) /* 256 GiB of heap: gidx fits 32 bits */
+#define FDN_MAX_BUCKETS (1ull << 32)
+
+enum fdn_region {
+	FDN_REGION_PROCS = 0,
+	FDN_REGION_TSLOTS = 1,
+	FDN_REGION_BUCKETS = 2,
+	FDN_REGION_PAGES = 3,
+	FDN_REGION_BSTATE = 4,
+	FDN_REGION_HEAP = 5,
+	/* 6, 7: reserved, zero */
+};
+
+/* header.init_state */
+enum {
+	FDN_INIT_EMPTY = 0, /* file zero-filled, creator not started writing */
+	FDN_INIT_BUSY = 1,  /* creator is writing the header and regions */
+	FDN_INIT_READY = 2, /* published last, with a release store */
+};
+
+struct fdn_shm_region {
+	uint64_t off;  /* byte offset from the start of the segment */
+	uint64_t size; /* bytes */
+};
+
+/*
+ * A table descriptor (64 bytes).  Written by C only; read by A.
+ */
+struct fdn_shm_table {
+	char name[FDN_TABLE_NAME_MAX]; /*  0: NUL-padded; "" = unused slot     */
+	uint64_t nbuckets;             /* 24: power of two, >= 2                */
+	uint64_t buckets_off;          /* 32: offset of its link-word array     */
+	uint32_t id;                   /* 40: index of this descriptor          */
+	uint32_t reserved0;            /* 44: zero                              */
+	uint64_t reserved1[2];         /* 48: zero                              */
+};
+static_assert(sizeof(struct fdn_shm_table) == 64, "table descriptor");
+
+/*
+ * The header (4096 bytes at offset 0).  Every field but gp_ctr and the
+ * allocation hint is written by C before init_state becomes READY and never
+ * again; attach validates all of them (segment.c).
+ */
+struct fdn_shm_header {
+	uint64_t magic;                              /*    0: FDN_MAGIC                       */
+	uint16_t abi_major;                          /*    8: FDN_ABI_MAJOR                   */
+	uint16_t abi_minor;                          /*   10: FDN_ABI_MINOR                   */
+	uint32_t header_size;                        /*   12: FDN_HEADER_SIZE                 */
+	uint64_t layout_sig;                         /*   16: fdn__layout_signature()         */
+	uint64_t total_size;                         /*   24: bytes; = file size              */
+	_Atomic uint32_t init_state;                 /*   32: FDN_INIT_*; READY stored last   */
+	uint32_t mode;                               /*   36: st_mode bits used at creation   */
+	uint64_t hash_seed;                          /*   40: XXH3 seed, from getrandom       */
+	uint64_t created_ns;                         /*   48: CLOCK_REALTIME ns               */
+	uint32_t creator_pid;                        /*   56                                  */
+	uint32_t creator_uid;                        /*   60                                  */
+	uint64_t creator_ident;                      /*   64: see fdn_shm_proc.ident          */
+	uint64_t cap_entries;                        /*   72: sizing hint given at creation   */
+	uint32_t nprocs;                             /*   80: process-table slots             */
+	uint32_t nthreads;                           /*   84: reader slots                    */
+	uint32_t npages;                             /*   88: heap pages                      */
+	uint32_t ntables;                            /*   92: descriptors in use (1..16)      */
+	uint32_t page_size;                          /*   96: FDN_PAGE_SIZE                   */
+	uint32_t granule;                            /*  100: FDN_GRANULE                     */
+	uint32_t nclasses;                           /*  104: FDN_NCLASSES                    */
+	uint32_t limbo_max;                          /*  108: FDN_LIMBO_MAX                   */
+	uint64_t reserved0[2];                       /*  112: zero                            */
+	struct fdn_shm_region regions[FDN_NREGIONS]; /* 128: see enum fdn_region */
+	/* 256: own cache line.  Grace-period counter, starts at 1, only ever
+	 * incremented (fetch_add) by A in synchronize; read by readers at
+	 * read-lock.  64 bits: never wraps. */
+	alignas(64) _Atomic uint64_t gp_ctr;
+	uint8_t pad_gp[56];
+	/* 320: own cache line.  Allocation hint: the next never-used heap page
+	 * to try.  Written by A with CAS, may be stale: only a hint. */
+	alignas(64) _Atomic uint32_t fresh_page_hint;
+	uint8_t pad_hint[60];
+	/* 384 */
+	struct fdn_shm_table tables[FDN_MAX_TABLES];
+	/* 1408 .. 4095: reserved for the services, zero. */
+	uint8_t reserved_tail[FDN_HEADER_SIZE - 1408];
+};
+static_assert(sizeof(struct fdn_shm_header) == FDN_HEADER_SIZE, "header size");
+static_assert(offsetof(struct fdn_shm_header, init_state) == 32, "init_state");
+static_assert(offsetof(struct fdn_shm_header, regions) == 128, "regions");
+static_assert(offsetof(struct fdn_shm_header, gp_ctr) == 256, "gp_ctr");
+static_assert(offsetof(struct fdn_shm_header, fresh_page_hint) == 320, "hint");
+static_assert(offsetof(struct fdn_shm_header, tables) == 384, "tables");
+
+/*
+ * A process-table slot (64 bytes).
+ *
+ * word (the claim word; bits):
+ *   63..62  state: 0 FREE (and the whole word is 0), 1 LIVE, 2 DEAD
+ *   61..40  pid (pid_max is at most 2^22)
+ *   39..0   low 40 bits of the identity
+ * FREE -> LIVE by one CAS (A, claiming for itself or for a child pid): the
+ * claim carries pid and identity at once, so a slot never exists whose
+ * process cannot be identified, whatever instruction the claimant dies at.
+ * LIVE -> DEAD by R once the process is known dead; DEAD -> 0 by R after
+ * everything the process owned is reclaimed (reclaim.c); LIVE -> 0 by O at
+ * detach.
+ *
+ * ident: the full identity, a value the kernel never reuses for another
+ * process: the pidfs inode number of a pidfd (kernels with pidfs), else the
+ * process start time in clock ticks since boot (/proc/PID/stat field 22).
+ * ident_kind says which.  Written by the claimant after the claim; readers
+ * compare the 40 bits in `word` first.
+ */
+#define FDN_PROC_FREE       0u
+#define FDN_PROC_LIVE       1u
+#define FDN_PROC_DEAD       2u
+#define FDN_PROC_STATE(w)   ((unsigned)((w) >> 62))
+#define FDN_PROC_PID(w)     ((uint32_t)(((w) >> 40) & 0x3FFFFFu))
+#define FDN_PROC_IDENT40(w) ((w)&0xFFFFFFFFFFull)
+#define FDN_PROC_WORD(st, pid, ident) \
+	(((uint64_t)(st) << 62) | ((uint64_t)((pid)&0x3FFFFF) << 40) | ((ident)&0xFFFFFFFFFFull))
+
+enum { FDN_IDENT_NONE = 0, FDN_IDENT_PIDFS = 1, FDN_IDENT_STARTTIME = 2 };
+
+struct fdn_shm_proc {
+	_Atomic uint64_t word;        /*  0: claim word, above                  */
+	_Atomic uint64_t ident;       /*  8: full identity (O after claim)      */
+	_Atomic uint32_t ident_kind;  /* 16: FDN_IDENT_*                     */
+	_Atomic uint32_t uid;         /* 20: (O after claim)                    */
+	_Atomic uint64_t attach_ns;   /* 24: CLOCK_REALTIME (O after claim)   */
+	_Atomic uint32_t claimer_pid; /* 32: pid that made the claim        */
+	uint32_t reserved0;           /* 36 */
+	uint64_t reserved1[3];        /* 40 */
+};
+static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
+
+/*
+ * A reader slot (512 bytes, 8 cache lines): one per thread that uses the
+ * segment.  Line 0 is the only line read by other processes' synchronize.
+ *
+ * state (bits): 63..56 kind (0 FREE - whole word 0, 1 USED), 55..32 zero,
+ * 31..0 owner process-slot index.  FREE -> USED by CAS (O's thread); USED ->
+ * 0 by O (thread exit, detach) or by R (owner dead), after limbo is empty.
+ *
+ * ctr: the RCU read-side word.  0 = quiescent; otherwise the value of
+ * header.gp_ctr read when the outermost read-side section began.  Written by
+ * O (and zeroed by R when O is dead); read by every synchronize.
+ *
+ * The op/intent lines record the single table operation in flight, so that R
+ * can finish or undo it after O dies (ht.c, reclaim.c):
+ *   node: gidx of the block being allocated / inserted (0 = none); written
+ *         before the block is claimed, so a claim is never lost.
+ *   old:  gidx of the node being deleted or replaced (0 = none).
+ *   delta[t]: per table t, bits 63..8 a signed count of this slot's net
+ *         inserts (the table's entry count is the sum over all slots, free
+ *         ones included), bits 7..0 the pending op on table t (FDN_OP_*).
+ *         Count and op are one word so "committed and counted" is one store.
+ * limbo: blocks this slot unlinked and will free after a grace period;
+ *   entries[i] = gidx << 32 | generation the block had when retired.
+ */
+enum { FDN_TSLOT_FREE = 0, FDN_TSLOT_USED = 1 };
+#define FDN_TSLOT_KIND(w)           ((unsigned)((w) >> 56))
+#define FDN_TSLOT_OWNER(w)          ((uint32_t)(w))
+#define FDN_TSLOT_WORD(kind, owner) (((uint64_t)(kind) << 56) | (uint32_t)(owner))
+
+enum {
+	FDN_OP_NONE = 0,
+	FDN_OP_INSERT = 1, /* insert-unique of `node` */
+	FDN_OP_UPSERT = 2, /* `node` replaces `old`, or is inserted if old == 0 */
+	FDN_OP_DELETE = 3, /* delete of `old` */
+};
+#define FDN_DELTA_OP(w)           ((unsigned)((w)&0xFF))
+#define FDN_DELTA_COUNT(w)        ((int64_t)(w) >> 8)
+#define FDN_DELTA_WORD(count, op) (((uint64_t)(int64_t)(count) << 8) | ((op)&0xFF))
+
+struct fdn_shm_tslot {
+	/* line 0: 0..63 */
+	_Atomic uint64_t state; /*   0 */
+	_Atomic uint64_t ctr;   /*   8 */
+	_Atomic uint32_t tid;   /*  16: gettid() of the thread, display    */
+	uint32_t reserved0;     /*  20 */
+	uint64_t reserved1[5];  /*  24 */
+	/* line 1: 64..127 */
+	_Atomic uint64_t node; /*  64 */
+	_Atomic uint64_t old;  /*  72 */
+	uint64_t reserved2[6]; /*  80 */
+	/* lines 2-3: 128..255 */
+	_Atomic uint64_t delta[FDN_MAX_TABLES]; /* 128 */
+	/* lines 4-7: 256..511 */
+	_Atomic uint64_t limbo_count;          /* 256 */
+	_Atomic uint64_t limbo[FDN_LIMBO_MAX]; /* 264 */
+};
+static_assert(sizeof(struct fdn_shm_tslot) == 512, "reader slot");
+static_assert(offsetof(struct fdn_shm_tslot, node) == 64, "intent line");
+static_assert(offsetof(struct fdn_shm_tslot, delta) == 128, "delta lines");
+static_assert(offsetof(struct fdn_shm_tslot, limbo_count) == 256, "limbo");
+
+/*
+ * A heap page descriptor (8 bytes).
+ * cls: 0 = never used; c + 1 = holds blocks of size 64 << c.  0 -> c + 1 by
+ *      CAS (A); never changes afterwards.
+ * free_hint: approximate count of free blocks, maintained with atomic adds
+ *      by A; only steers the search for a page (it may drift after a crash,
+ *      the checker does not rely on it).
+ */
+struct fdn_shm_page {
+	_Atomic uint32_t cls;
+	_Atomic uint32_t free_hint;
+};
+static_assert(sizeof(struct fdn_shm_page) == 8, "page descriptor");
+
+/*
+ * Block state words: one 64-bit word per heap granule, indexed by gidx; only
+ * the word of a block's first granule is used, the others stay 0.
+ *   63..32  generation: incremented by every allocation of the block
+ *   31..8   owner: reader-slot index + 1 of the allocating thread
+ *    7..0   kind: 0 FREE, 1 ALLOC, 2 RESERVED (gidx 0: the null block)
+ * FREE(g) -> ALLOC(g+1, owner) by CAS (the claim, alloc.c); ALLOC(g) ->
+ * FREE(g) by CAS, only by whoever holds the block's limbo entry or by the
+ * thread that allocated it and never published it.  The CAS on the
+ * generation makes a repeated free (a reclaimer redoing a dead thread's
+ * work) a no-op.
+ */
+enum { FDN_BLOCK_FREE = 0, FDN_BLOCK_ALLOC = 1, FDN_BLOCK_RESERVED = 2 };
+#define FDN_BLOCK_KIND(w)  ((unsigned)((w)&0xFF))
+#define FDN_BLOCK_OWNER(w) ((uint32_t)(((w) >> 8) & 0xFFFFFF))
+#define FDN_BLOCK_GEN(w)   ((uint32_t)((w) >> 32))
+#define FDN_BLOCK_WORD(gen, owner, kind) \
+	(((uint64_t)(uint32_t)(gen) << 32) | ((uint64_t)((owner)&0xFFFFFF) << 8) | ((kind)&0xFF))
+
+/*
+ * Link words: bucket heads and node.next.
+ *   63      MARK: the node holding this word is logically deleted
+ *   55..32  marker: reader-slot index + 1 of the thread whose CAS set MARK
+ *   31..0   gidx of the successor (0 = end of chain)
+ * A bucket head is never marked.
+ */
+#define FDN_LINK_MARK      (1ull << 63)
+#define FDN_LINK_GIDX(w)   ((uint32_t)(w))
+#define FDN_LINK_MARKER(w) ((uint32_t)(((w) >> 32) & 0xFFFFFF))
+#define FDN_LINK_MARKED(w) (((w)&FDN_LINK_MARK) != 0)
+#define FDN_LINK_WORD(gidx, marker, mark)                                     \
+	((uint64_t)(uint32_t)(gidx) | ((uint64_t)((marker)&0xFFFFFF) << 32) | \
+	 ((mark) ? FDN_LINK_MARK : 0))
+
+/*
+ * A table node, at the start of its heap block:
+ *    0  next      link word (above)                 A (CAS), C = allocator
+ *    8  hash      XXH3-64 of the key, header seed    allocator, immutable
+ *   16  key_len   1..255                             allocator, immutable
+ *   18  table     table id                           allocator, immutable
+ *   20  val_len   bytes of value                     allocator, immutable
+ *   24  gen       the block's generation (copy)      allocator, immutable
+ *   28  reserved  zero
+ *   32  key bytes, then the value at 32 + align8(key_len)
+ * Everything but `next` is written before the node is published and never
+ * after.  Word 0 of a FREE block is 0 (whoever frees a block zeroes it
+ * first; a new heap is zero-filled).
+ */
+struct fdn_shm_node {
+	_Atomic uint64_t next;
+	uint64_t hash;
+	uint16_t key_len;
+	uint16_t table;
+	uint32_t val_len;
+	uint32_t gen;
+	uint32_t reserved;
+	unsigned char data[];
+};
+static_assert(sizeof(struct fdn_shm_node) == 32, "node header");
+
+#define FDN_KEY_MAX   255u
+#define FDN_VALUE_MAX (8192u - 32u - 256u) /* fits the largest class */
+
+static inline uint32_t fdn__node_bytes(uint32_t key_len, uint32_t val_len)
+{
+	return (uint32_t)sizeof(struct fdn_shm_node) + ((key_len + 7u) & ~7u) + val_len;
+}
+
+#endif

@@ -1,0 +1,133 @@
+/*
+ * proc.c - process identities and the process table.
+ *
+ * A pid alone never names a process here: PIDs wrap in seconds.  A slot's
+ * claim word carries the pid and 40 bits of an identity the kernel does not
+ * reuse (pidfs inode number, or start time), both written by the one CAS
+ * that claims the slot (layout.h, struct fdn_shm_proc).
+ */
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PIDFS_MAGIC
+#define PIDFS_MAGIC 0x50494446
+#endif
+
+static int fdn__pidfd_open(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* Start time (clock ticks since boot) from /proc/PID/stat field 22. */
+static int fdn__starttime(pid_t pid, uint64_t *out)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? -ESRCH : -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -ESRCH;
+	buf[n] = 0;
+	/* The command name (field 2) may hold spaces and parentheses: fields
+	 * are counted from the last ')'. */
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return -EIO;
+	p++;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p + 1, ' ');
+		if (!p)
+			return -EIO;
+	}
+	*out = strtoull(p + 1, NULL, 10);
+	return 0;
+}
+
+int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind)
+{
+	int fd = fdn__pidfd_open(pid);
+	if (fd < 0) {
+		if (errno == ESRCH)
+			return -ESRCH;
+	} else {
+		struct statfs sfs;
+		struct stat st;
+		int ok = fstatfs(fd, &sfs) == 0 && (unsigned long)sfs.f_type == PIDFS_MAGIC &&
+			 fstat(fd, &st) == 0;
+		close(fd);
+		if (ok) {
+			*ident = (uint64_t)st.st_ino;
+			*kind = FDN_IDENT_PIDFS;
+			return 0;
+		}
+	}
+	int r = fdn__starttime(pid, ident);
+	if (r)
+		return r;
+	*kind = FDN_IDENT_STARTTIME;
+	return 0;
+}
+
+static uint64_t fdn__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out)
+{
+	uint64_t ident;
+	uint32_t kind;
+	int r = fdn__identity(pid, &ident, &kind);
+	if (r)
+		return r;
+	if ((uint32_t)pid > 0x3FFFFFu)
+		return FDN_EINVAL;
+	uint64_t word = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, ident);
+	/* Start from a pid-derived position so attachers spread out. */
+	uint32_t start = (uint32_t)pid % s->nprocs;
+	for (uint32_t k = 0; k < s->nprocs; k++) {
+		uint32_t i = (start + k) % s->nprocs;
+		struct fdn_shm_proc *p = &s->procs[i];
+		uint64_t expect = 0;
+		if (atomic_load_explicit(&p->word, memory_order_relaxed) != 0)
+			continue;
+		/* The claim: pid and identity published together. */
+		if (!atomic_compare_exchange_strong(&p->word, &expect, word))
+			continue;
+		atomic_store_explicit(&p->ident, ident, memory_order_relaxed);
+		atomic_store_explicit(&p->ident_kind, kind, memory_order_relaxed);
+		atomic_store_explicit(&p->uid, (uint32_t)geteuid(), memory_order_relaxed);
+		atomic_store_explicit(&p->attach_ns, fdn__now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&p->claimer_pid, (uint32_t)getpid(), memory_order_release);
+		*idx_out = i;
+		return 0;
+	}
+	return FDN_ENOSPACE;
+}
+
+bool fdn__proc_alive(const fdn_segment *s, uint64_t word)
+{
+	(void)s;
+	if (FDN_PROC_STATE(word) != FDN_PROC_LIVE)
+		return false;
+	uint64_t ident;
+	uint32_t kind;
+	if (fdn__identity((pid_t)FDN_PROC_PID(word), &ident, &kind))
+		return false;
+	return FDN_PROC_IDENT40(ident) == FDN_PROC_IDENT40(word);
+}

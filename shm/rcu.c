@@ -1,0 +1,331 @@
+/*
+ * rcu.c - read-copy-update across processes.
+ *
+ * liburcu's flavours keep their reader registry in process-private memory,
+ * so a grace period there cannot see a reader in another process.  This is
+ * the same idea with the registry in the segment.
+ *
+ * State.  header.gp_ctr is a 64-bit counter that only grows.  Each thread
+ * has a reader slot whose `ctr` is 0 outside read-side sections and holds a
+ * snapshot of gp_ctr inside one.
+ *
+ * Reader (read_lock):   ctr = gp_ctr; fence(seq_cst); ...loads of the table
+ * Reader (read_unlock): ctr = 0 (release: the section's loads are done)
+ * Writer (synchronize): [its unlink CAS]; g = fetch_add(gp_ctr, 1) + 1
+ *                       (seq_cst); for every slot: wait while
+ *                       0 < ctr < g.
+ *
+ * Why it is enough.  Let a writer unlink node N and then synchronize, and a
+ * reader R hold a reference to N.  R loaded the link that led to N before
+ * the unlink, so R's fence precedes the unlink in the single total order of
+ * seq_cst operations, and R's ctr store precedes its fence: the writer's
+ * fetch_add and its later load of R's ctr see R's store (the store-buffering
+ * pattern, forbidden by the two seq_cst fences/RMWs).  R's snapshot was read
+ * before R's fence, hence before the fetch_add: snapshot < g, and the writer
+ * waits until R stores 0.  A reader whose ctr is 0 is outside any section; a
+ * reader whose ctr >= g began after the fetch_add, hence after the unlink,
+ * and cannot reach N.  Nested sections only count the outermost.
+ *
+ * A reader killed inside a section leaves ctr != 0: grace periods wait until
+ * the reclaimer clears the slot (reclaim.c), which it does as soon as the
+ * death is known -- liveness comes from the kernel, not from a timeout.
+ *
+ * Deferred frees.  A thread that unlinks a node puts (gidx, generation) in
+ * its slot's limbo (in the segment, so a reclaimer finds it if the thread
+ * dies).  When limbo is full, or at detach, the thread synchronizes and
+ * frees every entry; frees are CAS on the generation (alloc.c), so redoing a
+ * free that a killed thread had already done changes nothing.
+ */
+#include "shm.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FDN__MAX_HANDLES_PER_THREAD 8
+
+static _Thread_local struct fdn__thread fdn__tls[FDN__MAX_HANDLES_PER_THREAD];
+static _Thread_local struct fdn__thread *fdn__tls_last;
+
+/* Handles that are attached, so a thread's exit can tell whether its slot's
+ * handle still exists. Process-private. */
+static pthread_mutex_t fdn__handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t fdn__exit_key;
+static pthread_once_t fdn__exit_once = PTHREAD_ONCE_INIT;
+
+static void fdn__slot_release(fdn_segment *s, struct fdn__thread *t);
+
+static void fdn__thread_exit(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&fdn__handles_lock);
+	for (int i = 0; i < FDN__MAX_HANDLES_PER_THREAD; i++) {
+		struct fdn__thread *t = &fdn__tls[i];
+		/* A handle detached before this thread exited has already
+		 * released the slot and cleared seg_id (fdn__threads_release). */
+		if (t->seg && t->seg_id && t->seg->id == t->seg_id)
+			fdn__slot_release(t->seg, t);
+		memset(t, 0, sizeof(*t));
+	}
+	fdn__tls_last = NULL;
+	pthread_mutex_unlock(&fdn__handles_lock);
+}
+
+static void fdn__exit_key_make(void)
+{
+	pthread_key_create(&fdn__exit_key, fdn__thread_exit);
+}
+
+/* Every claimed slot is also listed here so detach can release the slots of
+ * threads other than the caller. */
+struct fdn__slotrec {
+	struct fdn__slotrec *next;
+	fdn_segment *seg;
+	uint64_t seg_id;
+	struct fdn__thread *t;
+};
+static struct fdn__slotrec *fdn__slotrecs;
+
+static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
+{
+	uint32_t start = (uint32_t)(gettid() * 2654435761u) % s->nthreads;
+	uint64_t want = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
+	for (uint32_t k = 0; k < s->nthreads; k++) {
+		uint32_t i = (start + k) % s->nthreads;
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		uint64_t expect = 0;
+		if (atomic_load_explicit(&ts->state, memory_order_relaxed) != 0)
+			continue;
+		if (!atomic_compare_exchange_strong(&ts->state, &expect, want))
+			continue;
+		/* A FREE slot has ctr 0, empty limbo and no op pending
+		 * (reclaim.c and fdn__slot_release establish it). */
+		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->tid, (uint32_t)gettid(), memory_order_relaxed);
+		memset(t, 0, sizeof(*t));
+		t->seg = s;
+		t->seg_id = s->id;
+		t->slot = i;
+		t->ts = ts;
+		return 0;
+	}
+	return FDN_ENOSPACE;
+}
+
+int fdn__thread_get(fdn_segment *s, struct fdn__thread **out)
+{
+	struct fdn__thread *t = fdn__tls_last;
+	if (t && t->seg == s && t->seg_id == s->id) {
+		*out = t;
+		return 0;
+	}
+	int r = fdn__seg_usable(s);
+	if (r)
+		return r;
+	if (s->readonly)
+		return FDN_ERDONLY;
+	struct fdn__thread *free_t = NULL;
+	for (int i = 0; i < FDN__MAX_HANDLES_PER_THREAD; i++) {
+		t = &fdn__tls[i];
+		if (t->seg == s && t->seg_id == s->id) {
+			fdn__tls_last = t;
+			*out = t;
+			return 0;
+		}
+		if (!free_t && t->seg_id == 0)
+			free_t = t;
+	}
+	if (!free_t)
+		return FDN_ENOSPACE;
+	pthread_once(&fdn__exit_once, fdn__exit_key_make);
+	struct fdn__slotrec *rec = malloc(sizeof(*rec));
+	if (!rec)
+		return -ENOMEM;
+	pthread_mutex_lock(&fdn__handles_lock);
+	r = fdn__slot_claim(s, free_t);
+	if (r == 0) {
+		rec->seg = s;
+		rec->seg_id = s->id;
+		rec->t = free_t;
+		rec->next = fdn__slotrecs;
+		fdn__slotrecs = rec;
+	}
+	pthread_mutex_unlock(&fdn__handles_lock);
+	if (r) {
+		free(rec);
+		return r;
+	}
+	pthread_setspecific(fdn__exit_key, (void *)1);
+	fdn__tls_last = free_t;
+	*out = free_t;
+	return 0;
+}
+
+int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
+{
+	struct fdn__thread *t;
+	int r = fdn__thread_get(s, &t);
+	if (r)
+		return r;
+	if (t->nest++ == 0) {
+		uint64_t g = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed);
+		atomic_store_explicit(&t->ts->ctr, g, memory_order_relaxed);
+		/* Orders the ctr store before every load of the section; pairs
+		 * with the fetch_add in fdn__rcu_synchronize (see top). */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
+	*out = t;
+	return 0;
+}
+
+void fdn__rcu_read_unlock(struct fdn__thread *t)
+{
+	if (--t->nest == 0)
+		/* Release: every load of the section happens before a writer
+		 * that reads 0 here frees what we read. */
+		atomic_store_explicit(&t->ts->ctr, 0, memory_order_release);
+}
+
+static uint64_t fdn__mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Wait while slot i is in a section that began before grace period g. */
+static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadline)
+{
+	_Atomic uint64_t *ctr = &s->tslots[i].ctr;
+	for (unsigned spin = 0;; spin++) {
+		uint64_t c = atomic_load_explicit(ctr, memory_order_acquire);
+		if (c == 0 || c >= g)
+			return 0;
+		if (spin < 64) {
+			__builtin_ia32_pause();
+		} else if (spin < 256) {
+			sched_yield();
+		} else {
+			if (deadline && fdn__mono_ns() >= deadline)
+				return FDN_ETIMEDOUT;
+			struct timespec d = {0, 20000};
+			nanosleep(&d, NULL);
+		}
+	}
+}
+
+/* The grace period proper; the caller is outside any read-side section. */
+static int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)
+{
+	uint64_t deadline = 0;
+	if (timeout_ns == 0)
+		deadline = 1; /* already past: look once */
+	else if (timeout_ns > 0)
+		deadline = fdn__mono_ns() + (uint64_t)timeout_ns;
+	/* seq_cst RMW then fence: pairs with the readers' fences (see top). */
+	uint64_t g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
+	atomic_thread_fence(memory_order_seq_cst);
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		int r = fdn__wait_slot(s, i, g, deadline);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns)
+{
+	struct fdn__thread *t;
+	int r = fdn__thread_get(s, &t);
+	if (r)
+		return r;
+	if (t->nest)
+		return FDN_EINREAD;
+	return fdn__grace_period(s, timeout_ns);
+}
+
+void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen)
+{
+	struct fdn_shm_tslot *ts = t->ts;
+	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_relaxed);
+	/* Callers flush before the limbo can overflow (fdn__ht ops end with a
+	 * flush when it is full), so n < FDN_LIMBO_MAX here. */
+	atomic_store_explicit(&ts->limbo[n], (uint64_t)gidx << 32 | gen, memory_order_relaxed);
+	atomic_store_explicit(&ts->limbo_count, n + 1, memory_order_release);
+}
+
+void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts)
+{
+	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_acquire);
+	if (n > FDN_LIMBO_MAX)
+		n = FDN_LIMBO_MAX;
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t e = atomic_load_explicit(&ts->limbo[i], memory_order_relaxed);
+		/* Generation-checked: a second free of the same entry is a no-op. */
+		fdn__free(s, (uint32_t)(e >> 32), (uint32_t)e);
+	}
+	atomic_store_explicit(&ts->limbo_count, 0, memory_order_release);
+}
+
+int fdn__limbo_flush(struct fdn__thread *t)
+{
+	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) == 0)
+		return 0;
+	if (t->nest)
+		return FDN_EINREAD;
+	int r = fdn__grace_period(t->seg, -1);
+	if (r)
+		return r;
+	fdn__limbo_free_all(t->seg, t->ts);
+	return 0;
+}
+
+/* Called with fdn__handles_lock held. */
+static void fdn__slot_release(fdn_segment *s, struct fdn__thread *t)
+{
+	if (fdn__seg_usable(s) == 0 && !s->readonly) {
+		struct fdn_shm_tslot *ts = t->ts;
+		/* Outside any section now (a thread cannot exit inside one
+		 * that it will end). */
+		atomic_store_explicit(&ts->ctr, 0, memory_order_release);
+		t->nest = 0;
+		if (atomic_load(&ts->limbo_count) != 0 && fdn__grace_period(s, -1) == 0)
+			fdn__limbo_free_all(s, ts);
+		uint64_t w = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
+		if (atomic_load(&ts->limbo_count) == 0)
+			atomic_compare_exchange_strong(&ts->state, &w, 0);
+	}
+	for (struct fdn__slotrec **pp = &fdn__slotrecs; *pp; pp = &(*pp)->next) {
+		if ((*pp)->t == t && (*pp)->seg_id == t->seg_id) {
+			struct fdn__slotrec *dead = *pp;
+			*pp = dead->next;
+			free(dead);
+			break;
+		}
+	}
+	t->seg_id = 0;
+	t->seg = NULL;
+	if (fdn__tls_last == t)
+		fdn__tls_last = NULL;
+}
+
+void fdn__threads_release(fdn_segment *s)
+{
+	pthread_mutex_lock(&fdn__handles_lock);
+	struct fdn__slotrec **pp = &fdn__slotrecs;
+	while (*pp) {
+		struct fdn__slotrec *rec = *pp;
+		if (rec->seg == s && rec->seg_id == s->id) {
+			fdn__slot_release(s, rec->t); /* unlinks rec */
+			pp = &fdn__slotrecs;
+			continue;
+		}
+		pp = &rec->next;
+	}
+	pthread_mutex_unlock(&fdn__handles_lock);
+}

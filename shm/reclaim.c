@@ -1,0 +1,173 @@
+/*
+ * reclaim.c - take back what a dead process owned.
+ *
+ * Called (by the reaper) once the kernel has said a process is gone.  For
+ * each reader slot of the process, in this order:
+ *
+ *  1. Resolve the operation in flight, if any (delta[t] op != NONE).  The
+ *     dead thread died inside its read-side section, so its ctr still pins
+ *     every node it referenced: `node` and `old` cannot have been freed and
+ *     reused, and reading them is safe.
+ *       - new node N (insert/upsert): if N is still ALLOC with our slot as
+ *         owner, it was published iff it is reachable in its table or its
+ *         next word is marked (someone deleted it since).  Published: the
+ *         insert happened (count + 1 if it was an insert).  Not published:
+ *         free it.
+ *       - target E (delete/replace): the dead thread won iff E.next is
+ *         marked with its own slot id as marker.  Won: make sure E is
+ *         unlinked, put E in the dead slot's limbo unless already there,
+ *         count - 1 for a delete.  Lost or not tried: nothing happened
+ *         (and for a replace, N was never published: freed as above).
+ *     The decision and the new count are stored with the op cleared in one
+ *     store, so a reclaimer killed here redoes exactly the same decision.
+ *  2. Clear ctr: the dead thread stops blocking grace periods.
+ *  3. After a grace period (nobody can still hold those nodes), free every
+ *     limbo entry -- frees are generation-checked, so entries the dead
+ *     thread had already freed, or a previous reclaimer freed, are skipped --
+ *     and then free the slot.
+ * Finally the process slot is freed.  Every step is idempotent, and each
+ * slot is freed only when nothing in it remains: a reclaimer killed at any
+ * point leaves a state from which the next call completes the job.
+ */
+#include "shm.h"
+
+static bool fdn__in_limbo(const struct fdn_shm_tslot *ts, uint64_t entry)
+{
+	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_acquire);
+	for (uint64_t i = 0; i < n && i < FDN_LIMBO_MAX; i++)
+		if (atomic_load_explicit(&ts->limbo[i], memory_order_relaxed) == entry)
+			return true;
+	return false;
+}
+
+static void fdn__limbo_add_slot(struct fdn_shm_tslot *ts, uint32_t gidx, uint32_t gen)
+{
+	uint64_t e = (uint64_t)gidx << 32 | gen;
+	if (fdn__in_limbo(ts, e))
+		return;
+	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_relaxed);
+	if (n >= FDN_LIMBO_MAX)
+		return; /* cannot happen: an op adds one entry to a non-full limbo */
+	atomic_store_explicit(&ts->limbo[n], e, memory_order_relaxed);
+	atomic_store_explicit(&ts->limbo_count, n + 1, memory_order_release);
+}
+
+/* Was the dead slot's new node published?  Frees it if it was not. */
+static bool fdn__resolve_new(fdn_segment *s, uint32_t table, uint32_t me, uint64_t gidx)
+{
+	if (gidx == 0 || gidx >= s->ngranules)
+		return false;
+	uint64_t w = atomic_load_explicit(&s->bstate[gidx], memory_order_acquire);
+	if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_OWNER(w) != me)
+		return false; /* never claimed by this slot, or already freed */
+	struct fdn_shm_node *n = fdn__gptr(s, gidx);
+	uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
+	if (FDN_LINK_MARKED(nx))
+		return true; /* published, then deleted by someone */
+	if (fdn__node(s, gidx) && n->table == table && fdn__ht_reachable(s, table, (uint32_t)gidx))
+		return true;
+	fdn__free(s, (uint32_t)gidx, FDN_BLOCK_GEN(w));
+	return false;
+}
+
+/* Did the dead slot win the MARK CAS on old?  If so, retire old. */
+static bool fdn__resolve_old(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t table, uint32_t me,
+			     uint64_t gidx)
+{
+	const struct fdn_shm_node *n = fdn__node(s, gidx);
+	if (!n)
+		return false;
+	uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
+	if (!FDN_LINK_MARKED(nx) || FDN_LINK_MARKER(nx) != me)
+		return false;
+	fdn__ht_unlink(s, table, (uint32_t)gidx);
+	fdn__limbo_add_slot(ts, (uint32_t)gidx, n->gen);
+	return true;
+}
+
+static void fdn__resolve_slot(fdn_segment *s, uint32_t i)
+{
+	struct fdn_shm_tslot *ts = &s->tslots[i];
+	uint32_t me = i + 1;
+	for (uint32_t t = 0; t < s->ntables; t++) {
+		uint64_t dw = atomic_load_explicit(&ts->delta[t], memory_order_acquire);
+		unsigned op = FDN_DELTA_OP(dw);
+		if (op == FDN_OP_NONE)
+			continue;
+		uint64_t node = atomic_load_explicit(&ts->node, memory_order_relaxed);
+		uint64_t old = atomic_load_explicit(&ts->old, memory_order_relaxed);
+		int change = 0;
+		switch (op) {
+		case FDN_OP_INSERT:
+			change = fdn__resolve_new(s, t, me, node) ? 1 : 0;
+			break;
+		case FDN_OP_UPSERT:
+			if (old != 0 && fdn__resolve_old(s, ts, t, me, old))
+				break; /* replaced: node is live, count unchanged */
+			/* An insert if old == 0; a lost replace (node is then
+			 * unreachable and gets freed) otherwise. */
+			change = fdn__resolve_new(s, t, me, node) && old == 0 ? 1 : 0;
+			break;
+		case FDN_OP_DELETE:
+			change = (old != 0 && fdn__resolve_old(s, ts, t, me, old)) ? -1 : 0;
+			break;
+		default:
+			break; /* unknown op: corrupt; clear it, the checker reports counts */
+		}
+		atomic_store_explicit(&ts->delta[t],
+				      FDN_DELTA_WORD(FDN_DELTA_COUNT(dw) + change, FDN_OP_NONE),
+				      memory_order_release);
+	}
+	/* Step 2: the dead thread's section ends now. */
+	atomic_store_explicit(&ts->ctr, 0, memory_order_release);
+}
+
+static bool fdn__owned_by(const fdn_segment *s, uint32_t i, uint32_t idx)
+{
+	uint64_t st = atomic_load_explicit(&s->tslots[i].state, memory_order_acquire);
+	return FDN_TSLOT_KIND(st) == FDN_TSLOT_USED && FDN_TSLOT_OWNER(st) == idx;
+}
+
+int fdn__proc_reclaim(fdn_segment *s, uint32_t idx)
+{
+	int r = fdn__seg_usable(s);
+	if (r)
+		return r;
+	if (s->readonly)
+		return FDN_ERDONLY;
+	if (idx >= s->nprocs || idx == s->proc_idx)
+		return FDN_EINVAL;
+	_Atomic uint64_t *pw = &s->procs[idx].word;
+	uint64_t w = atomic_load_explicit(pw, memory_order_acquire);
+	if (w == 0)
+		return FDN_EINVAL;
+	if (FDN_PROC_STATE(w) == FDN_PROC_LIVE) {
+		uint64_t dead = FDN_PROC_WORD(FDN_PROC_DEAD, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
+		if (!atomic_compare_exchange_strong(pw, &w, dead) && w != dead)
+			return FDN_EINVAL; /* changed under us: not ours to judge */
+		w = dead;
+	}
+	struct fdn__thread *t;
+	r = fdn__rcu_read_lock(s, &t);
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < s->nthreads; i++)
+		if (fdn__owned_by(s, i, idx))
+			fdn__resolve_slot(s, i);
+	fdn__rcu_read_unlock(t);
+
+	r = fdn__rcu_synchronize(s, -1);
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		if (!fdn__owned_by(s, i, idx))
+			continue;
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		fdn__limbo_free_all(s, ts);
+		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->state, 0, memory_order_release);
+	}
+	atomic_compare_exchange_strong(pw, &w, 0);
+	return 0;
+}

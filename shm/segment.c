@@ -1,0 +1,540 @@
+/*
+ * segment.c - create, attach (with full validation), detach, destroy, stats.
+ *
+ * Creation protocol.  The creator makes the object with
+ * O_CREAT|O_EXCL|O_NOFOLLOW (so it never adopts someone else's file), sets
+ * its size (the kernel zero-fills it), writes init_state = BUSY, then every
+ * header field and region, and publishes init_state = READY with a release
+ * store.  An attacher loads init_state with acquire before it trusts any
+ * other field (pairs with that release).  A creator killed part-way leaves a
+ * segment that attach reports as "still initialising"; destroy it and create
+ * again.
+ */
+#include "shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+unsigned fdn__fork_gen;
+static _Atomic uint64_t fdn__next_handle_id = 1;
+static pthread_once_t fdn__atfork_once = PTHREAD_ONCE_INIT;
+
+static void fdn__atfork_child(void)
+{
+	fdn__fork_gen++;
+}
+
+static void fdn__atfork_register(void)
+{
+	pthread_atfork(NULL, NULL, fdn__atfork_child);
+}
+
+/* ---- layout --------------------------------------------------------------- */
+
+static uint64_t fdn__align_page(uint64_t x)
+{
+	return (x + 4095u) & ~(uint64_t)4095u;
+}
+
+int fdn__layout_compute(uint32_t nprocs, uint32_t nthreads, uint32_t npages,
+			const uint64_t *nbuckets, uint32_t ntables,
+			struct fdn_shm_region r[FDN_NREGIONS], uint64_t *total)
+{
+	if (nprocs < 1 || nprocs > FDN_MAX_PROCS || nthreads < 1 || nthreads > FDN_MAX_THREADS ||
+	    npages < 1 || npages > FDN_MAX_PAGES || ntables < 1 || ntables > FDN_MAX_TABLES)
+		return FDN_EINVAL;
+	uint64_t nb = 0;
+	for (uint32_t i = 0; i < ntables; i++) {
+		uint64_t b = nbuckets[i];
+		if (b < 2 || b > FDN_MAX_BUCKETS || (b & (b - 1)) != 0)
+			return FDN_EINVAL;
+		nb += b;
+	}
+	memset(r, 0, sizeof(*r) * FDN_NREGIONS);
+	uint64_t off = FDN_HEADER_SIZE;
+	const uint64_t sizes[6] = {
+	    [FDN_REGION_PROCS] = (uint64_t)nprocs * sizeof(struct fdn_shm_proc),
+	    [FDN_REGION_TSLOTS] = (uint64_t)nthreads * sizeof(struct fdn_shm_tslot),
+	    [FDN_REGION_BUCKETS] = nb * sizeof(uint64_t),
+	    [FDN_REGION_PAGES] = (uint64_t)npages * sizeof(struct fdn_shm_page),
+	    [FDN_REGION_BSTATE] = (uint64_t)npages * FDN_PAGE_GRANULES * sizeof(uint64_t),
+	    [FDN_REGION_HEAP] = (uint64_t)npages * FDN_PAGE_SIZE,
+	};
+	for (int i = 0; i < 6; i++) {
+		r[i].off = off;
+		r[i].size = sizes[i];
+		off = fdn__align_page(off + sizes[i]);
+	}
+	*total = off;
+	return 0;
+}
+
+/* A signature of every shared struct's size and field offsets and of every
+ * constant of the format: two builds agree on it only if they read the
+ * segment the same way. */
+uint64_t fdn__layout_signature(void)
+{
+#define S(T)    sizeof(struct T)
+#define O(T, f) offsetof(struct T, f)
+	const uint64_t v[] = {
+	    S(fdn_shm_header),
+	    O(fdn_shm_header, init_state),
+	    O(fdn_shm_header, hash_seed),
+	    O(fdn_shm_header, nprocs),
+	    O(fdn_shm_header, regions),
+	    O(fdn_shm_header, gp_ctr),
+	    O(fdn_shm_header, fresh_page_hint),
+	    O(fdn_shm_header, tables),
+	    S(fdn_shm_table),
+	    O(fdn_shm_table, nbuckets),
+	    O(fdn_shm_table, buckets_off),
+	    S(fdn_shm_proc),
+	    O(fdn_shm_proc, ident),
+	    O(fdn_shm_proc, uid),
+	    S(fdn_shm_tslot),
+	    O(fdn_shm_tslot, ctr),
+	    O(fdn_shm_tslot, node),
+	    O(fdn_shm_tslot, old),
+	    O(fdn_shm_tslot, delta),
+	    O(fdn_shm_tslot, limbo),
+	    S(fdn_shm_page),
+	    S(fdn_shm_node),
+	    O(fdn_shm_node, hash),
+	    O(fdn_shm_node, key_len),
+	    O(fdn_shm_node, val_len),
+	    O(fdn_shm_node, data),
+	    FDN_GRANULE,
+	    FDN_PAGE_SIZE,
+	    FDN_NCLASSES,
+	    FDN_MAX_TABLES,
+	    FDN_LIMBO_MAX,
+	    FDN_LINK_MARK,
+	    FDN_KEY_MAX,
+	    FDN_VALUE_MAX,
+	    sizeof(uint64_t),
+	};
+#undef S
+#undef O
+	return XXH3_64bits(v, sizeof(v));
+}
+
+int fdn__validate_name(const char *name)
+{
+	size_t n = name ? strlen(name) : 0;
+	if (n == 0 || n > FDN_SEGMENT_NAME_MAX)
+		return FDN_EINVAL;
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return FDN_EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return FDN_EINVAL;
+	}
+	return 0;
+}
+
+const char *fdn_segment_default_name(void)
+{
+	const char *e = getenv("FOUNDATION_SEGMENT");
+	return (e && *e) ? e : FDN_SEGMENT_DEFAULT_NAME;
+}
+
+void fdn_segment_opts_init(struct fdn_segment_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->entries = 100000;
+	o->processes = 4096;
+	o->threads = 4096;
+	o->heap_bytes = 0;
+	o->mode = 0600;
+}
+
+static uint64_t fdn__pow2_at_least(uint64_t x)
+{
+	uint64_t p = 2;
+	while (p < x && p < FDN_MAX_BUCKETS)
+		p <<= 1;
+	return p;
+}
+
+static uint64_t fdn__now_realtime(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
+{
+	if (file_size < FDN_HEADER_SIZE)
+		return file_size == 0 ? FDN_EINIT : FDN_ETRUNC;
+	uint32_t init = atomic_load_explicit(&h->init_state, memory_order_acquire);
+	if (h->magic == 0 && init != FDN_INIT_READY)
+		return FDN_EINIT;
+	if (h->magic != FDN_MAGIC)
+		return FDN_EMAGIC;
+	if (h->abi_major != FDN_ABI_MAJOR)
+		return FDN_EVERSION;
+	if (init != FDN_INIT_READY)
+		return init == FDN_INIT_BUSY ? FDN_EINIT : FDN_EBADSEG;
+	if (h->layout_sig != fdn__layout_signature())
+		return FDN_ELAYOUT;
+	if (h->header_size != FDN_HEADER_SIZE || h->page_size != FDN_PAGE_SIZE ||
+	    h->granule != FDN_GRANULE || h->nclasses != FDN_NCLASSES ||
+	    h->limbo_max != FDN_LIMBO_MAX || h->ntables < 1 || h->ntables > FDN_MAX_TABLES)
+		return FDN_EBADSEG;
+	uint64_t nb[FDN_MAX_TABLES];
+	uint64_t boff = h->regions[FDN_REGION_BUCKETS].off;
+	for (uint32_t i = 0; i < h->ntables; i++) {
+		const struct fdn_shm_table *t = &h->tables[i];
+		if (memchr(t->name, 0, FDN_TABLE_NAME_MAX) == NULL || t->name[0] == 0 || t->id != i)
+			return FDN_EBADSEG;
+		if (t->buckets_off != boff)
+			return FDN_EBADSEG;
+		nb[i] = t->nbuckets;
+		if (nb[i] < 2 || nb[i] > FDN_MAX_BUCKETS || (nb[i] & (nb[i] - 1)))
+			return FDN_EBADSEG;
+		boff += nb[i] * sizeof(uint64_t);
+	}
+	struct fdn_shm_region r[FDN_NREGIONS];
+	uint64_t total;
+	if (fdn__layout_compute(h->nprocs, h->nthreads, h->npages, nb, h->ntables, r, &total))
+		return FDN_EBADSEG;
+	if (memcmp(r, h->regions, sizeof(r)) != 0)
+		return FDN_EBADSEG;
+	if (h->total_size != total)
+		return FDN_EBADSEG;
+	if (file_size < total)
+		return FDN_ETRUNC;
+	if (file_size > total)
+		return FDN_EBADSEG;
+	return 0;
+}
+
+/* ---- mapping ------------------------------------------------------------ */
+
+static void fdn__seg_bind(fdn_segment *s)
+{
+	struct fdn_shm_header *h = (struct fdn_shm_header *)s->base;
+	s->hdr = h;
+	s->procs = (struct fdn_shm_proc *)(s->base + h->regions[FDN_REGION_PROCS].off);
+	s->tslots = (struct fdn_shm_tslot *)(s->base + h->regions[FDN_REGION_TSLOTS].off);
+	s->pages = (struct fdn_shm_page *)(s->base + h->regions[FDN_REGION_PAGES].off);
+	s->bstate = (_Atomic uint64_t *)(s->base + h->regions[FDN_REGION_BSTATE].off);
+	s->heap = s->base + h->regions[FDN_REGION_HEAP].off;
+	s->nprocs = h->nprocs;
+	s->nthreads = h->nthreads;
+	s->npages = h->npages;
+	s->ntables = h->ntables;
+	s->ngranules = (uint64_t)h->npages * FDN_PAGE_GRANULES;
+	s->seed = h->hash_seed;
+	for (uint32_t i = 0; i < h->ntables; i++) {
+		s->buckets[i] = (_Atomic uint64_t *)(s->base + h->tables[i].buckets_off);
+		s->bucket_mask[i] = h->tables[i].nbuckets - 1;
+	}
+}
+
+static fdn_segment *fdn__seg_new(const char *name)
+{
+	pthread_once(&fdn__atfork_once, fdn__atfork_register);
+	fdn_segment *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->fd = -1;
+	s->id = atomic_fetch_add(&fdn__next_handle_id, 1);
+	s->fork_gen = fdn__fork_gen;
+	s->proc_idx = UINT32_MAX;
+	return s;
+}
+
+static void fdn__seg_free(fdn_segment *s)
+{
+	if (s->base)
+		munmap(s->base, s->size);
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s);
+}
+
+static int fdn__shm_path(char *buf, size_t cap, const char *name)
+{
+	int r = fdn__validate_name(name);
+	if (r)
+		return r;
+	snprintf(buf, cap, "/%s", name);
+	return 0;
+}
+
+int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fdn_segment **out)
+{
+	struct fdn_segment_opts o;
+	char path[FDN_SEGMENT_NAME_MAX + 2];
+	if (!out)
+		return FDN_EINVAL;
+	*out = NULL;
+	if (!name)
+		name = fdn_segment_default_name();
+	int r = fdn__shm_path(path, sizeof(path), name);
+	if (r)
+		return r;
+	if (opts)
+		o = *opts;
+	else
+		fdn_segment_opts_init(&o);
+	if (o.mode == 0)
+		o.mode = 0600;
+	if (o.entries < 1 || o.entries > (1ull << 31) || o.processes < 1 ||
+	    o.processes > FDN_MAX_PROCS || o.threads < 1 || o.threads > FDN_MAX_THREADS ||
+	    (o.mode & ~0777u) != 0 || (o.mode & 0600) != 0600)
+		return FDN_EINVAL;
+	uint64_t heap = o.heap_bytes ? o.heap_bytes : o.entries * 256u;
+	if (heap < (1u << 20))
+		heap = 1u << 20;
+	uint64_t npages = (heap + FDN_PAGE_SIZE - 1) / FDN_PAGE_SIZE;
+	if (npages > FDN_MAX_PAGES)
+		return FDN_EINVAL;
+	uint64_t nb[1] = {fdn__pow2_at_least(o.entries * 2)};
+	struct fdn_shm_region regions[FDN_NREGIONS];
+	uint64_t total;
+	r = fdn__layout_compute(o.processes, o.threads, (uint32_t)npages, nb, 1, regions, &total);
+	if (r)
+		return r;
+
+	fdn_segment *s = fdn__seg_new(name);
+	if (!s)
+		return -ENOMEM;
+	s->fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, o.mode);
+	if (s->fd < 0) {
+		r = errno == EEXIST ? FDN_EEXISTS : -errno;
+		fdn__seg_free(s);
+		return r;
+	}
+	/* The umask may have narrowed the mode: set it exactly. */
+	if (fchmod(s->fd, o.mode) < 0 || ftruncate(s->fd, (off_t)total) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	s->size = total;
+	s->base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	if (s->base == MAP_FAILED) {
+		s->base = NULL;
+		r = -errno;
+		goto fail;
+	}
+	struct fdn_shm_header *h = (struct fdn_shm_header *)s->base;
+	atomic_store_explicit(&h->init_state, FDN_INIT_BUSY, memory_order_relaxed);
+	h->magic = FDN_MAGIC;
+	h->abi_major = FDN_ABI_MAJOR;
+	h->abi_minor = FDN_ABI_MINOR;
+	h->header_size = FDN_HEADER_SIZE;
+	h->layout_sig = fdn__layout_signature();
+	h->total_size = total;
+	h->mode = o.mode;
+	if (getrandom(&h->hash_seed, sizeof(h->hash_seed), 0) != sizeof(h->hash_seed))
+		h->hash_seed = fdn__now_realtime() ^ ((uint64_t)getpid() << 32);
+	h->created_ns = fdn__now_realtime();
+	h->creator_pid = (uint32_t)getpid();
+	h->creator_uid = (uint32_t)geteuid();
+	uint32_t kind;
+	if (fdn__identity(getpid(), &h->creator_ident, &kind))
+		h->creator_ident = 0;
+	h->cap_entries = o.entries;
+	h->nprocs = o.processes;
+	h->nthreads = o.threads;
+	h->npages = (uint32_t)npages;
+	h->ntables = 1;
+	h->page_size = FDN_PAGE_SIZE;
+	h->granule = FDN_GRANULE;
+	h->nclasses = FDN_NCLASSES;
+	h->limbo_max = FDN_LIMBO_MAX;
+	memcpy(h->regions, regions, sizeof(regions));
+	atomic_store_explicit(&h->gp_ctr, 1, memory_order_relaxed);
+	atomic_store_explicit(&h->fresh_page_hint, 0, memory_order_relaxed);
+	snprintf(h->tables[0].name, FDN_TABLE_NAME_MAX, "%s", "main");
+	h->tables[0].nbuckets = nb[0];
+	h->tables[0].buckets_off = regions[FDN_REGION_BUCKETS].off;
+	h->tables[0].id = 0;
+	fdn__seg_bind(s);
+	/* gidx 0 is the null link: its block is reserved forever.  Page 0 is
+	 * given class 0 (64-byte blocks) so the checker can account for it. */
+	atomic_store_explicit(&s->pages[0].cls, 1, memory_order_relaxed);
+	atomic_store_explicit(&s->pages[0].free_hint, FDN_PAGE_GRANULES - 1, memory_order_relaxed);
+	atomic_store_explicit(&s->bstate[0], FDN_BLOCK_WORD(0, 0, FDN_BLOCK_RESERVED),
+			      memory_order_relaxed);
+	/* Publish: everything above happens-before any attacher's acquire. */
+	atomic_store_explicit(&h->init_state, FDN_INIT_READY, memory_order_release);
+
+	r = fdn__proc_claim(s, getpid(), &s->proc_idx);
+	if (r)
+		goto fail;
+	s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
+	*out = s;
+	return 0;
+fail:
+	shm_unlink(path);
+	fdn__seg_free(s);
+	return r;
+}
+
+int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out)
+{
+	char path[FDN_SEGMENT_NAME_MAX + 2];
+	if (!out)
+		return FDN_EINVAL;
+	*out = NULL;
+	if (!name)
+		name = fdn_segment_default_name();
+	int r = fdn__shm_path(path, sizeof(path), name);
+	if (r)
+		return r;
+	if (flags & ~(unsigned)(FDN_SEG_READONLY | FDN_SEG_ALLOW_FOREIGN))
+		return FDN_EINVAL;
+	bool ro = (flags & FDN_SEG_READONLY) != 0;
+	fdn_segment *s = fdn__seg_new(name);
+	if (!s)
+		return -ENOMEM;
+	s->readonly = ro;
+	s->fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (s->fd < 0) {
+		r = errno == ENOENT ? FDN_ENOSEG : -errno;
+		goto fail;
+	}
+	struct stat st;
+	if (fstat(s->fd, &st) < 0) {
+		r = -errno;
+		goto fail;
+	}
+	if (!(flags & FDN_SEG_ALLOW_FOREIGN)) {
+		if (st.st_uid != geteuid()) {
+			r = FDN_EOWNER;
+			goto fail;
+		}
+		if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+			r = FDN_EMODE;
+			goto fail;
+		}
+	}
+	if ((uint64_t)st.st_size < FDN_HEADER_SIZE) {
+		r = st.st_size == 0 ? FDN_EINIT : FDN_ETRUNC;
+		goto fail;
+	}
+	s->size = (uint64_t)st.st_size;
+	s->base = mmap(NULL, s->size, PROT_READ | (ro ? 0 : PROT_WRITE), MAP_SHARED, s->fd, 0);
+	if (s->base == MAP_FAILED) {
+		s->base = NULL;
+		r = -errno;
+		goto fail;
+	}
+	r = fdn__validate_header((const struct fdn_shm_header *)s->base, s->size);
+	if (r)
+		goto fail;
+	fdn__seg_bind(s);
+	if (!ro) {
+		r = fdn__proc_claim(s, getpid(), &s->proc_idx);
+		if (r)
+			goto fail;
+		s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
+	}
+	*out = s;
+	return 0;
+fail:
+	fdn__seg_free(s);
+	return r;
+}
+
+int fdn_segment_detach(fdn_segment *s)
+{
+	if (!s)
+		return 0;
+	if (!s->readonly && fdn__seg_usable(s) == 0) {
+		fdn__threads_release(s);
+		if (s->proc_idx != UINT32_MAX) {
+			/* Only clear the slot if it is still ours (a reclaimer may
+			 * have judged us dead if our pid was reused; it cannot
+			 * while we live, but stay defensive). */
+			uint64_t w = s->proc_word;
+			atomic_compare_exchange_strong(&s->procs[s->proc_idx].word, &w, 0);
+		}
+	}
+	fdn__seg_free(s);
+	return 0;
+}
+
+int fdn_segment_destroy(const char *name)
+{
+	char path[FDN_SEGMENT_NAME_MAX + 2];
+	if (!name)
+		name = fdn_segment_default_name();
+	int r = fdn__shm_path(path, sizeof(path), name);
+	if (r)
+		return r;
+	if (shm_unlink(path) < 0)
+		return errno == ENOENT ? FDN_ENOSEG : -errno;
+	return 0;
+}
+
+const char *fdn_segment_name(const fdn_segment *s)
+{
+	return s ? s->name : "";
+}
+
+int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st)
+{
+	if (!s || !st)
+		return FDN_EINVAL;
+	memset(st, 0, sizeof(*st));
+	const struct fdn_shm_header *h = s->hdr;
+	st->total_bytes = h->total_size;
+	st->abi_major = h->abi_major;
+	st->abi_minor = h->abi_minor;
+	st->created_ns = h->created_ns;
+	st->creator_pid = h->creator_pid;
+	st->creator_uid = h->creator_uid;
+	st->procs_cap = s->nprocs;
+	st->threads_cap = s->nthreads;
+	for (uint32_t i = 0; i < s->nprocs; i++)
+		if (atomic_load_explicit(&s->procs[i].word, memory_order_relaxed) != 0)
+			st->procs_used++;
+	for (uint32_t i = 0; i < s->nthreads; i++)
+		if (atomic_load_explicit(&s->tslots[i].state, memory_order_relaxed) != 0)
+			st->threads_used++;
+	st->heap_pages = s->npages;
+	st->heap_bytes = (uint64_t)s->npages * FDN_PAGE_SIZE;
+	for (uint32_t p = 0; p < s->npages; p++) {
+		uint32_t c = atomic_load_explicit(&s->pages[p].cls, memory_order_relaxed);
+		if (c == 0 || c > FDN_NCLASSES)
+			continue;
+		st->heap_pages_used++;
+		uint32_t step = 1u << (c - 1);
+		for (uint32_t g = 0; g < FDN_PAGE_GRANULES; g += step) {
+			uint64_t w = atomic_load_explicit(
+			    &s->bstate[(uint64_t)p * FDN_PAGE_GRANULES + g], memory_order_relaxed);
+			if (FDN_BLOCK_KIND(w) == FDN_BLOCK_ALLOC) {
+				st->blocks_used++;
+				st->block_bytes_used += (uint64_t)step * FDN_GRANULE;
+			}
+		}
+	}
+	st->gp_counter = atomic_load(&s->hdr->gp_ctr);
+	st->ntables = s->ntables;
+	for (uint32_t t = 0; t < s->ntables && t < FDN_STATS_MAX_TABLES; t++) {
+		memcpy(st->tables[t].name, h->tables[t].name, FDN_TABLE_NAME_MAX);
+		st->tables[t].name[FDN_TABLE_NAME_MAX - 1] = 0;
+		int64_t c = fdn__ht_count(s, t);
+		st->tables[t].entries = c < 0 ? 0 : (uint64_t)c;
+		st->tables[t].buckets = h->tables[t].nbuckets;
+	}
+	return 0;
+}

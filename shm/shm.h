@@ -1,0 +1,182 @@
+/*
+ * shm/shm.h - the mechanism layer's internal interface (prefix fdn__).
+ *
+ * Nothing here is exported from libfoundation.so; the services in lib/, the
+ * tools, the tests and the benchmarks use it through the static library.
+ * shm/ knows nothing of registries, spans or telemetry.
+ */
+#ifndef FDN_SHM_H
+#define FDN_SHM_H
+
+#include "layout.h"
+
+#include <foundation/error.h>
+#include <foundation/segment.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* ---- the process-private handle ----------------------------------------- */
+
+struct fdn_segment {
+	char name[FDN_SEGMENT_NAME_MAX + 2];
+	int fd;
+	bool readonly;
+	unsigned char *base;
+	uint64_t size;
+	uint64_t id;       /* process-unique handle id (thread caches key on it) */
+	unsigned fork_gen; /* fdn__fork_gen when made; differs in a fork child */
+	struct fdn_shm_header *hdr;
+	struct fdn_shm_proc *procs;
+	struct fdn_shm_tslot *tslots;
+	struct fdn_shm_page *pages;
+	_Atomic uint64_t *bstate;
+	unsigned char *heap;
+	uint32_t nprocs, nthreads, npages, ntables;
+	uint64_t ngranules;
+	uint64_t seed;
+	uint32_t proc_idx; /* our process slot (UINT32_MAX when read-only) */
+	uint64_t proc_word;
+	_Atomic uint64_t *buckets[FDN_MAX_TABLES];
+	uint64_t bucket_mask[FDN_MAX_TABLES];
+};
+
+/* Bumped in every fork child (pthread_atfork). */
+extern unsigned fdn__fork_gen;
+
+/* Fail with FDN_EFORKED when the handle was made before a fork. */
+static inline int fdn__seg_usable(const fdn_segment *s)
+{
+	return s->fork_gen == fdn__fork_gen ? 0 : FDN_EFORKED;
+}
+
+/* ---- segment.c ---------------------------------------------------------- */
+
+/* Compute the region table and total size for these capacities; the one
+ * function both create and attach use, so attach can demand equality. */
+int fdn__layout_compute(uint32_t nprocs, uint32_t nthreads, uint32_t npages,
+			const uint64_t *nbuckets, uint32_t ntables,
+			struct fdn_shm_region regions[FDN_NREGIONS], uint64_t *total);
+uint64_t fdn__layout_signature(void);
+int fdn__validate_name(const char *name);
+/* Validate a mapped header against the file size (attach's checks). */
+int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size);
+
+/* ---- proc.c: identities and the process table --------------------------- */
+
+/* Identity of a live pid: pidfs inode (kind FDN_IDENT_PIDFS) or start time. */
+int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind);
+/* Claim a process slot for pid (LIVE). Returns the slot index or error. */
+int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out);
+/* Is process slot idx, whose claim word was `word`, still that process? */
+bool fdn__proc_alive(const fdn_segment *s, uint64_t word);
+
+/* ---- rcu.c: cross-process RCU and reader slots -------------------------- */
+
+struct fdn__thread {
+	fdn_segment *seg;
+	uint64_t seg_id;
+	uint32_t slot;
+	uint32_t nest;
+	struct fdn_shm_tslot *ts;
+	uint32_t cur_page[FDN_NCLASSES]; /* allocation hints, private */
+	uint32_t cur_block[FDN_NCLASSES];
+};
+
+/* This thread's reader slot for s, claimed on first use. */
+int fdn__thread_get(fdn_segment *s, struct fdn__thread **out);
+int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out);
+void fdn__rcu_read_unlock(struct fdn__thread *t);
+/* Wait until every read-side section that began before the call has ended.
+ * Not from inside a read-side section (FDN_EINREAD).  timeout_ns < 0: wait
+ * as long as needed (a dead reader blocks until its slot is cleared). */
+int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns);
+/* Retire block gidx (generation gen) to this thread's limbo. */
+void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen);
+/* Wait for a grace period and free everything in this thread's limbo. */
+int fdn__limbo_flush(struct fdn__thread *t);
+/* Give back every reader slot of this handle (detach). */
+void fdn__threads_release(fdn_segment *s);
+/* Free every limbo entry of slot ts (after a grace period has passed). */
+void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts);
+
+/* ---- alloc.c: the block allocator ---------------------------------------- */
+
+/* Size class for a block of `bytes` (< 0: too big). */
+int fdn__size_class(uint32_t bytes);
+/* Allocate a block of at least `bytes`; the candidate is recorded in the
+ * thread's intent (ts->node) before it is claimed. */
+int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *gen);
+/* Free block gidx if it is still ALLOC with generation gen (no-op if not).
+ * Zeroes the block's first word first.  Returns true if it freed. */
+bool fdn__free(fdn_segment *s, uint32_t gidx, uint32_t gen);
+/* Is gidx the first granule of a block inside an assigned page? Returns the
+ * block size, 0 if not. */
+uint32_t fdn__block_size(const fdn_segment *s, uint64_t gidx);
+
+static inline void *fdn__gptr(const fdn_segment *s, uint64_t gidx)
+{
+	return s->heap + gidx * FDN_GRANULE;
+}
+
+/* ---- ht.c: the lock-free hash table -------------------------------------- */
+
+/* A node seen by a lookup; valid until the read-side section ends. */
+struct fdn__ht_view {
+	uint32_t gidx, gen; /* the version: (gidx, gen) names it uniquely */
+	const unsigned char *key;
+	uint32_t key_len;
+	const unsigned char *val;
+	uint32_t val_len;
+};
+
+enum {
+	FDN_HT_UNIQUE = 0,  /* fail with FDN_EEXISTS if the key is present */
+	FDN_HT_UPSERT = 1,  /* insert, or replace the present node atomically */
+	FDN_HT_REPLACE = 2, /* replace only `expect` (FDN_ENOTFOUND otherwise) */
+};
+
+int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table);
+uint64_t fdn__ht_hash(const fdn_segment *s, const void *key, size_t len);
+/* Lookup: caller holds the read lock.  0, FDN_ENOTFOUND, FDN_EINVKEY,
+ * FDN_ECORRUPT. */
+int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key, size_t klen,
+		   struct fdn__ht_view *out);
+/* Insert / upsert / replace (mode FDN_HT_*).  Takes the read lock itself. */
+int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, const void *val,
+		size_t vlen, int mode, const struct fdn__ht_view *expect,
+		struct fdn__ht_view *existing);
+/* Delete the key (expect == NULL) or only that version of it. */
+int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
+		   const struct fdn__ht_view *expect);
+/* Call cb for every live node; caller holds the read lock.  Stops early when
+ * cb returns non-zero and returns that value. */
+typedef int (*fdn__ht_cb)(void *arg, const struct fdn__ht_view *v);
+int fdn__ht_foreach(fdn_segment *s, uint32_t table, fdn__ht_cb cb, void *arg);
+/* Live entries of a table: the sum of every reader slot's delta. */
+int64_t fdn__ht_count(const fdn_segment *s, uint32_t table);
+/* Is node gidx linked in its table's chain (reclaim.c)? Read lock held. */
+bool fdn__ht_reachable(fdn_segment *s, uint32_t table, uint32_t gidx);
+/* Make sure marked node gidx is physically unlinked (a search for its key
+ * unlinks every marked node on the way).  Read lock held. */
+int fdn__ht_unlink(fdn_segment *s, uint32_t table, uint32_t gidx);
+/* Bounds-checked access to a node (NULL if gidx cannot hold one). */
+const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_t gidx);
+
+/* ---- reclaim.c ------------------------------------------------------------ */
+
+/*
+ * Reclaim everything process slot `idx` owned, once that process is known to
+ * be dead: finish or undo its reader slots' operations in flight, clear
+ * their read-side sections, free their deferred blocks after a grace period,
+ * and free the slots.  Idempotent: a reclaimer killed part-way leaves work
+ * the next call completes.  One reclaimer per segment at a time (the
+ * reaper's lease); FDN_EINVAL if the slot is FREE; -ESRCH never: the caller
+ * vouches the process is dead.
+ */
+int fdn__proc_reclaim(fdn_segment *s, uint32_t idx);
+
+#endif
