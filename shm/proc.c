@@ -131,3 +131,15 @@ bool fdn__proc_alive(const fdn_segment *s, uint64_t word)
 		return false;
 	return FDN_PROC_IDENT40(ident) == FDN_PROC_IDENT40(word);
 }
+
+int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx)
+{
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		uint64_t w = atomic_load_explicit(&s->procs[i].word, memory_order_acquire);
+		if (w && FDN_PROC_PID(w) == (uint32_t)pid) {
+			*idx = i;
+			return 0;
+		}
+	}
+	return FDN_ENOTFOUND;
+}

@@ -100,6 +100,11 @@ static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 		uint64_t expect = 0;
 		if (atomic_load_explicit(&ts->state, memory_order_relaxed) != 0)
 			continue;
+		/* A free slot that still holds a section or deferred frees is
+		 * damaged (the checker reports it): never use it. */
+		if (atomic_load_explicit(&ts->ctr, memory_order_relaxed) != 0 ||
+		    atomic_load_explicit(&ts->limbo_count, memory_order_relaxed) != 0)
+			continue;
 		if (!atomic_compare_exchange_strong(&ts->state, &expect, want))
 			continue;
 		/* A FREE slot has ctr 0, empty limbo and no op pending
@@ -253,8 +258,12 @@ void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen)
 {
 	struct fdn_shm_tslot *ts = t->ts;
 	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_relaxed);
-	/* Callers flush before the limbo can overflow (fdn__ht ops end with a
-	 * flush when it is full), so n < FDN_LIMBO_MAX here. */
+	/* Callers flush before the limbo can overflow (an op starts with a
+	 * non-full limbo and retires at most one node), so n < FDN_LIMBO_MAX;
+	 * only a damaged slot breaks that, and then the block is leaked rather
+	 * than written out of bounds. */
+	if (n >= FDN_LIMBO_MAX)
+		return;
 	atomic_store_explicit(&ts->limbo[n], (uint64_t)gidx << 32 | gen, memory_order_relaxed);
 	atomic_store_explicit(&ts->limbo_count, n + 1, memory_order_release);
 }

@@ -71,6 +71,8 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size);
 int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind);
 /* Claim a process slot for pid (LIVE). Returns the slot index or error. */
 int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out);
+/* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND. */
+int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx);
 /* Is process slot idx, whose claim word was `word`, still that process? */
 bool fdn__proc_alive(const fdn_segment *s, uint64_t word);
 

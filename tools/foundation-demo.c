@@ -99,6 +99,7 @@ static int run_reader(const char *name, int writers, int nkeys)
 
 static pid_t spawn(int (*fn)(const char *, int, int), const char *name, int a, int b)
 {
+	fflush(stdout); /* the child must not print the parent's buffer again */
 	pid_t p = fork();
 	if (p < 0)
 		die("fork", -errno);
@@ -147,18 +148,6 @@ static void print_stats(fdn_segment *s)
 static pid_t spawn_victim(const char *name)
 {
 	return spawn(run_writer, name, 99, 1 << 30);
-}
-
-static int find_proc_slot(fdn_segment *s, pid_t pid, uint32_t *idx)
-{
-	for (uint32_t i = 0; i < s->nprocs; i++) {
-		uint64_t w = atomic_load(&s->procs[i].word);
-		if (w && FDN_PROC_PID(w) == (uint32_t)pid) {
-			*idx = i;
-			return 0;
-		}
-	}
-	return FDN_ENOTFOUND;
 }
 
 int main(int argc, char **argv)
@@ -226,7 +215,7 @@ int main(int argc, char **argv)
 	kill(victim, SIGKILL);
 	waitpid(victim, NULL, 0);
 	uint32_t idx;
-	if (find_proc_slot(s, victim, &idx) == 0 && (r = fdn__proc_reclaim(s, idx)) != 0)
+	if (fdn__proc_find(s, victim, &idx) == 0 && (r = fdn__proc_reclaim(s, idx)) != 0)
 		die("reclaim", r);
 	printf("  killed pid %d; its slots reclaimed; its committed keys stay, counted\n",
 	       (int)victim);

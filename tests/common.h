@@ -1,0 +1,110 @@
+/*
+ * tests/common.h - helpers shared by the Criterion tests: unique segment
+ * names, segment creation, memory shared with forked children, and the
+ * checker as an assertion.
+ */
+#ifndef FDN_TESTS_COMMON_H
+#define FDN_TESTS_COMMON_H
+
+#include "shm/shm.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* A segment name no other test (or run) uses. */
+static inline void t_name(char *buf, size_t cap, const char *tag)
+{
+	static int counter;
+	snprintf(buf, cap, "fdn-test-%s-%d-%d", tag, (int)getpid(), counter++);
+}
+
+static inline fdn_segment *t_create(const char *name, uint64_t entries, uint64_t heap)
+{
+	struct fdn_segment_opts o;
+	fdn_segment_opts_init(&o);
+	o.entries = entries;
+	o.heap_bytes = heap;
+	o.processes = 256;
+	o.threads = 256;
+	fdn_segment *s = NULL;
+	int r = fdn_segment_create(name, &o, &s);
+	cr_assert_eq(r, 0, "create %s: %s", name, fdn_strerror(r));
+	return s;
+}
+
+/* Memory shared with forked children (anonymous, MAP_SHARED). */
+static inline void *t_shared(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	return p;
+}
+
+static inline void t_print_violation(void *arg, const char *code, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "  violation [%s] %s\n", code, msg);
+}
+
+static inline void t_assert_clean(fdn_segment *s)
+{
+	int v = fdn_segment_check(s, t_print_violation, NULL);
+	cr_assert_eq(v, 0, "checker found %d violations", v);
+}
+
+/* Wait for a child; true if it exited with status 0. */
+static inline int t_wait_ok(pid_t p)
+{
+	int st;
+	if (waitpid(p, &st, 0) < 0)
+		return 0;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+/* Put / get / delete with C strings on table 0. */
+static inline int t_put(fdn_segment *s, const char *k, uint64_t v, int mode)
+{
+	return fdn__ht_put(s, 0, k, strlen(k), &v, sizeof(v), mode, NULL, NULL);
+}
+
+static inline int t_get(fdn_segment *s, const char *k, uint64_t *v)
+{
+	struct fdn__thread *t;
+	struct fdn__ht_view view;
+	int r = fdn__rcu_read_lock(s, &t);
+	if (r)
+		return r;
+	r = fdn__ht_lookup(s, 0, k, strlen(k), &view);
+	if (r == 0 && v) {
+		if (view.val_len == sizeof(*v))
+			memcpy(v, view.val, sizeof(*v));
+		else
+			r = FDN_ECORRUPT;
+	}
+	fdn__rcu_read_unlock(t);
+	return r;
+}
+
+static inline int t_del(fdn_segment *s, const char *k)
+{
+	return fdn__ht_delete(s, 0, k, strlen(k), NULL);
+}
+
+/* Reclaim the process slot of a dead, waited-for child. */
+static inline void t_reclaim(fdn_segment *s, pid_t pid)
+{
+	uint32_t idx;
+	if (fdn__proc_find(s, pid, &idx) == 0) {
+		int r = fdn__proc_reclaim(s, idx);
+		cr_assert_eq(r, 0, "reclaim: %s", fdn_strerror(r));
+	}
+}
+
+#endif

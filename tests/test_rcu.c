@@ -1,0 +1,118 @@
+/*
+ * test_rcu.c - grace periods across processes: a reader parked in a
+ * read-side section in one process blocks synchronize in another until it
+ * leaves; a reader SIGKILLed in a section blocks until its slots are
+ * reclaimed, and not after.
+ */
+#include "common.h"
+
+struct park {
+	_Atomic int inside;  /* the reader is in its section */
+	_Atomic int release; /* the reader may leave */
+};
+
+static pid_t park_reader(const char *name, struct park *pk)
+{
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *c;
+		struct fdn__thread *t;
+		if (fdn_segment_attach(name, 0, &c) || fdn__rcu_read_lock(c, &t))
+			_exit(2);
+		atomic_store(&pk->inside, 1);
+		while (!atomic_load(&pk->release))
+			usleep(1000);
+		fdn__rcu_read_unlock(t);
+		fdn_segment_detach(c);
+		_exit(0);
+	}
+	while (!atomic_load(&pk->inside))
+		usleep(1000);
+	return p;
+}
+
+Test(rcu, parked_reader_blocks_synchronize_until_it_leaves, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	fdn_segment *s = t_create(name, 100, 0);
+	cr_assert_eq(fdn__rcu_synchronize(s, -1), 0, "nobody reading: returns");
+	struct park *pk = t_shared(sizeof(*pk));
+	pid_t r = park_reader(name, pk);
+	cr_assert_eq(fdn__rcu_synchronize(s, 200 * 1000000ll), FDN_ETIMEDOUT);
+	cr_assert_eq(fdn__rcu_synchronize(s, 0), FDN_ETIMEDOUT);
+	/* A synchronize that is waiting returns once the reader leaves. */
+	pid_t w = fork();
+	if (w == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		int rr = fdn__rcu_synchronize(c, -1);
+		fdn_segment_detach(c);
+		_exit(rr == 0 ? 0 : 3);
+	}
+	usleep(100000);
+	cr_assert_eq(waitpid(w, NULL, WNOHANG), 0, "the writer is still waiting");
+	atomic_store(&pk->release, 1);
+	cr_assert(t_wait_ok(w));
+	cr_assert(t_wait_ok(r));
+	cr_assert_eq(fdn__rcu_synchronize(s, -1), 0);
+	t_assert_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+Test(rcu, new_readers_do_not_block_an_older_grace_period, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	fdn_segment *s = t_create(name, 100, 0);
+	struct fdn__thread *t;
+	/* Our own section: synchronize from inside one is refused. */
+	cr_assert_eq(fdn__rcu_read_lock(s, &t), 0);
+	cr_assert_eq(fdn__rcu_synchronize(s, -1), FDN_EINREAD);
+	fdn__rcu_read_unlock(t);
+	/* A reader that entered after the counter moved does not block a grace
+	 * period that started before it: simulate by reading the snapshot. */
+	struct park *pk = t_shared(sizeof(*pk));
+	pid_t r = park_reader(name, pk);
+	uint64_t g = atomic_load(&s->hdr->gp_ctr);
+	int seen = 0;
+	for (uint32_t i = 0; i < s->nthreads; i++)
+		if (atomic_load(&s->tslots[i].ctr) == g)
+			seen++;
+	cr_assert_eq(seen, 1, "the parked reader holds the current counter");
+	atomic_store(&pk->release, 1);
+	cr_assert(t_wait_ok(r));
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+Test(rcu, reader_killed_in_section_blocks_until_reclaimed, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	fdn_segment *s = t_create(name, 100, 0);
+	cr_assert_eq(t_put(s, "a", 1, FDN_HT_UNIQUE), 0);
+	struct park *pk = t_shared(sizeof(*pk));
+	pid_t r = park_reader(name, pk);
+	kill(r, SIGKILL);
+	cr_assert_eq(waitpid(r, NULL, 0), r);
+	/* Dead, but its slot still says "reading": grace periods wait. */
+	cr_assert_eq(fdn__rcu_synchronize(s, 100 * 1000000ll), FDN_ETIMEDOUT);
+	cr_assert_eq(fdn_segment_check(s, NULL, NULL), 1, "the dead process is reported");
+	t_reclaim(s, r);
+	cr_assert_eq(fdn__rcu_synchronize(s, 5000 * 1000000ll), 0);
+	struct fdn_segment_stats st;
+	fdn_segment_stats(s, &st);
+	cr_assert_eq(st.procs_used, 1);
+	cr_assert_eq(st.threads_used, 1);
+	uint64_t v;
+	cr_assert_eq(t_get(s, "a", &v), 0);
+	t_assert_clean(s);
+	/* Reclaiming again is harmless and says the slot is free. */
+	uint32_t idx;
+	cr_assert_eq(fdn__proc_find(s, r, &idx), FDN_ENOTFOUND);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}

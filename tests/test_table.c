@@ -1,0 +1,225 @@
+/*
+ * test_table.c - the hash table in one process: every operation, bad input,
+ * a full heap, iteration and counts, and the checker catching corruption.
+ */
+#include "common.h"
+
+static fdn_segment *seg;
+static char segname[128];
+
+static void setup(void)
+{
+	t_name(segname, sizeof(segname), "table");
+	seg = t_create(segname, 4096, 0);
+}
+
+static void teardown(void)
+{
+	fdn_segment_detach(seg);
+	fdn_segment_destroy(segname);
+}
+
+TestSuite(table, .init = setup, .fini = teardown);
+
+Test(table, insert_lookup_delete)
+{
+	uint64_t v = 0;
+	cr_assert_eq(t_put(seg, "orders-db", 11, FDN_HT_UNIQUE), 0);
+	cr_assert_eq(t_get(seg, "orders-db", &v), 0);
+	cr_assert_eq(v, 11);
+	cr_assert_eq(t_get(seg, "orders-dc", &v), FDN_ENOTFOUND);
+	cr_assert_eq(t_del(seg, "orders-db"), 0);
+	cr_assert_eq(t_get(seg, "orders-db", &v), FDN_ENOTFOUND);
+	cr_assert_eq(t_del(seg, "orders-db"), FDN_ENOTFOUND);
+	cr_assert_eq(fdn__ht_count(seg, 0), 0);
+	t_assert_clean(seg);
+}
+
+Test(table, duplicate_reports_the_holder)
+{
+	cr_assert_eq(t_put(seg, "web-1", 1, FDN_HT_UNIQUE), 0);
+	struct fdn__thread *t;
+	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
+	struct fdn__ht_view held;
+	uint64_t two = 2, got;
+	int r = fdn__ht_put(seg, 0, "web-1", 5, &two, 8, FDN_HT_UNIQUE, NULL, &held);
+	cr_assert_eq(r, FDN_EEXISTS);
+	memcpy(&got, held.val, 8);
+	cr_assert_eq(got, 1, "the existing value is reported");
+	fdn__rcu_read_unlock(t);
+	cr_assert_eq(t_get(seg, "web-1", &got), 0);
+	cr_assert_eq(got, 1, "nothing changed");
+	cr_assert_eq(fdn__ht_count(seg, 0), 1);
+	t_assert_clean(seg);
+}
+
+Test(table, upsert_and_conditional_replace)
+{
+	uint64_t v;
+	cr_assert_eq(t_put(seg, "k", 1, FDN_HT_UPSERT), 0); /* inserts */
+	cr_assert_eq(t_put(seg, "k", 2, FDN_HT_UPSERT), 0); /* replaces */
+	cr_assert_eq(t_get(seg, "k", &v), 0);
+	cr_assert_eq(v, 2);
+	cr_assert_eq(fdn__ht_count(seg, 0), 1);
+
+	struct fdn__thread *t;
+	struct fdn__ht_view cur;
+	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "k", 1, &cur), 0);
+	struct fdn__ht_view version = cur;
+	fdn__rcu_read_unlock(t);
+	uint64_t three = 3, four = 4;
+	cr_assert_eq(fdn__ht_put(seg, 0, "k", 1, &three, 8, FDN_HT_REPLACE, &version, NULL), 0);
+	/* The same expected version again: it is gone now. */
+	cr_assert_eq(fdn__ht_put(seg, 0, "k", 1, &four, 8, FDN_HT_REPLACE, &version, NULL),
+		     FDN_ENOTFOUND);
+	cr_assert_eq(t_get(seg, "k", &v), 0);
+	cr_assert_eq(v, 3);
+	/* Conditional delete of a stale version fails, of nothing else. */
+	cr_assert_eq(fdn__ht_delete(seg, 0, "k", 1, &version), FDN_ENOTFOUND);
+	cr_assert_eq(t_get(seg, "k", &v), 0);
+	cr_assert_eq(fdn__ht_put(seg, 0, "absent", 6, &four, 8, FDN_HT_REPLACE, &version, NULL),
+		     FDN_ENOTFOUND);
+	cr_assert_eq(t_get(seg, "absent", NULL), FDN_ENOTFOUND);
+	cr_assert_eq(fdn__ht_count(seg, 0), 1);
+	t_assert_clean(seg);
+}
+
+Test(table, bad_keys_and_values_change_nothing)
+{
+	char k256[257];
+	memset(k256, 'k', 256);
+	k256[256] = 0;
+	cr_assert_eq(t_put(seg, "keep", 5, FDN_HT_UNIQUE), 0);
+	cr_assert_eq(fdn__ht_put(seg, 0, "", 0, "v", 1, FDN_HT_UNIQUE, NULL, NULL), FDN_EINVKEY);
+	cr_assert_eq(t_put(seg, k256, 1, FDN_HT_UNIQUE), FDN_EINVKEY);
+	cr_assert_eq(t_get(seg, k256, NULL), FDN_EINVKEY);
+	cr_assert_eq(t_del(seg, k256), FDN_EINVKEY);
+	cr_assert_eq(fdn__ht_delete(seg, 0, "", 0, NULL), FDN_EINVKEY);
+	static char big[FDN_VALUE_MAX + 1];
+	cr_assert_eq(fdn__ht_put(seg, 0, "big", 3, big, sizeof(big), FDN_HT_UNIQUE, NULL, NULL),
+		     FDN_EINVAL);
+	cr_assert_eq(fdn__ht_put(seg, 0, "big", 3, big, FDN_VALUE_MAX, FDN_HT_UNIQUE, NULL, NULL),
+		     0, "the largest value fits");
+	cr_assert_eq(fdn__ht_put(seg, 7, "keep", 4, big, 1, FDN_HT_UNIQUE, NULL, NULL), FDN_EINVAL);
+	/* 255 bytes is the longest key. */
+	k256[255] = 0;
+	cr_assert_eq(t_put(seg, k256, 9, FDN_HT_UNIQUE), 0);
+	uint64_t v;
+	cr_assert_eq(t_get(seg, "keep", &v), 0);
+	cr_assert_eq(v, 5);
+	cr_assert_eq(fdn__ht_count(seg, 0), 3);
+	t_assert_clean(seg);
+}
+
+static int count_cb(void *arg, const struct fdn__ht_view *v)
+{
+	uint64_t x;
+	memcpy(&x, v->val, 8);
+	*(uint64_t *)arg += x;
+	return 0;
+}
+
+Test(table, foreach_and_count_after_churn)
+{
+	char k[32];
+	for (int i = 0; i < 3000; i++) {
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		cr_assert_eq(t_put(seg, k, (uint64_t)i, FDN_HT_UNIQUE), 0);
+	}
+	for (int i = 0; i < 3000; i += 3) {
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		cr_assert_eq(t_del(seg, k), 0);
+	}
+	uint64_t sum = 0, expect = 0;
+	for (int i = 0; i < 3000; i++)
+		if (i % 3)
+			expect += (uint64_t)i;
+	struct fdn__thread *t;
+	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
+	cr_assert_eq(fdn__ht_foreach(seg, 0, count_cb, &sum), 0);
+	fdn__rcu_read_unlock(t);
+	cr_assert_eq(sum, expect);
+	cr_assert_eq(fdn__ht_count(seg, 0), 2000);
+	t_assert_clean(seg);
+}
+
+Test(table, full_heap_fails_cleanly_and_keeps_everything)
+{
+	char name[128], k[32];
+	t_name(name, sizeof(name), "full");
+	fdn_segment *s = t_create(name, 100, 1 << 20); /* 16 pages */
+	int n = 0, r;
+	for (;; n++) {
+		snprintf(k, sizeof(k), "agent-%08d", n);
+		r = t_put(s, k, (uint64_t)n, FDN_HT_UNIQUE);
+		if (r)
+			break;
+	}
+	cr_assert_eq(r, FDN_ENOSPACE, "got %s", fdn_errname(r));
+	cr_assert_gt(n, 10000, "a 1 MiB heap holds >10k small entries (got %d)", n);
+	cr_assert_eq(t_put(s, "one-more", 1, FDN_HT_UNIQUE), FDN_ENOSPACE);
+	cr_assert_eq(fdn__ht_count(s, 0), n);
+	for (int i = 0; i < n; i++) {
+		uint64_t v;
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		cr_assert_eq(t_get(s, k, &v), 0);
+		cr_assert_eq(v, (uint64_t)i);
+	}
+	t_assert_clean(s);
+	/* Deleting makes room again (after the deferred frees). */
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		cr_assert_eq(t_del(s, k), 0);
+	}
+	cr_assert_eq(t_put(s, "one-more", 1, FDN_HT_UNIQUE), 0);
+	t_assert_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+Test(table, checker_catches_damage)
+{
+	char k[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		cr_assert_eq(t_put(seg, k, (uint64_t)i, FDN_HT_UNIQUE), 0);
+	}
+	t_assert_clean(seg);
+	struct fdn__thread *t;
+	struct fdn__ht_view v;
+	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-00000007", 14, &v), 0);
+	fdn__rcu_read_unlock(t);
+	struct fdn_shm_node *n = fdn__gptr(seg, v.gidx);
+
+	/* A key byte changed under its hash. */
+	n->data[0] ^= 1;
+	cr_assert_geq(fdn_segment_check(seg, NULL, NULL), 1);
+	n->data[0] ^= 1;
+	t_assert_clean(seg);
+
+	/* An allocated block nobody owns: a leak. */
+	uint64_t g = v.gidx + 1;
+	while (fdn__block_size(seg, g) == 0 ||
+	       FDN_BLOCK_KIND(atomic_load(&seg->bstate[g])) != FDN_BLOCK_FREE)
+		g++;
+	atomic_store(&seg->bstate[g], FDN_BLOCK_WORD(1, 1, FDN_BLOCK_ALLOC));
+	cr_assert_eq(fdn_segment_check(seg, NULL, NULL), 1);
+	atomic_store(&seg->bstate[g], FDN_BLOCK_WORD(1, 0, FDN_BLOCK_FREE));
+
+	/* A counter that disagrees with the chains. */
+	struct fdn_shm_tslot *ts = t->ts;
+	uint64_t d = atomic_load(&ts->delta[0]);
+	atomic_store(&ts->delta[0], FDN_DELTA_WORD(FDN_DELTA_COUNT(d) + 1, FDN_OP_NONE));
+	cr_assert_eq(fdn_segment_check(seg, NULL, NULL), 1);
+	atomic_store(&ts->delta[0], d);
+
+	/* A cycle in a chain: reported, and the walk ends. */
+	uint64_t saved = atomic_load(&n->next);
+	atomic_store(&n->next, FDN_LINK_WORD(v.gidx, 0, 0));
+	cr_assert_geq(fdn_segment_check(seg, NULL, NULL), 1);
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-zzzzzzzz", 14, &v) < 0, 1);
+	atomic_store(&n->next, saved);
+	t_assert_clean(seg);
+}
