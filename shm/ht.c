@@ -264,6 +264,25 @@ static void fdn__op_after(struct fdn__thread *t)
 		fdn__limbo_flush(t);
 }
 
+/* Enter the read-side section of a writing op, with room in the limbo for
+ * the one node the op may retire.  Inside a caller's own section the limbo
+ * cannot be flushed: after FDN_LIMBO_MAX retiring ops there, FDN_EINREAD. */
+static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
+{
+	struct fdn__thread *t;
+	int r = fdn__thread_get(s, &t);
+	if (r)
+		return r;
+	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX) {
+		if (t->nest)
+			return FDN_EINREAD;
+		r = fdn__limbo_flush(t);
+		if (r)
+			return r;
+	}
+	return fdn__rcu_read_lock(s, out);
+}
+
 /* Mark E (our op's target) and retire it once unlinked. */
 static bool fdn__mark_and_retire(struct fdn__thread *t, uint32_t table, uint32_t e,
 				 uint64_t expect_next, uint64_t desired)
@@ -364,7 +383,7 @@ int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, co
 		return FDN_EINVAL;
 	for (int attempt = 0; attempt < 2; attempt++) {
 		struct fdn__thread *t;
-		r = fdn__rcu_read_lock(s, &t);
+		r = fdn__op_lock(s, &t);
 		if (r)
 			return r;
 		bool outer = t->nest == 1;
@@ -392,7 +411,7 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 	if (r)
 		return r;
 	struct fdn__thread *t;
-	r = fdn__rcu_read_lock(s, &t);
+	r = fdn__op_lock(s, &t);
 	if (r)
 		return r;
 	uint64_t h = fdn__ht_hash(s, key, klen);

@@ -223,3 +223,27 @@ Test(table, checker_catches_damage)
 	atomic_store(&n->next, saved);
 	t_assert_clean(seg);
 }
+
+Test(table, retiring_ops_inside_a_held_section_are_bounded)
+{
+	char k[32];
+	for (int i = 0; i < 40; i++) {
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		cr_assert_eq(t_put(seg, k, (uint64_t)i, FDN_HT_UNIQUE), 0);
+	}
+	struct fdn__thread *t;
+	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
+	int i = 0, r = 0;
+	for (; i < 40; i++) {
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		if ((r = t_del(seg, k)) != 0)
+			break;
+	}
+	cr_assert_eq(r, FDN_EINREAD);
+	cr_assert_eq(i, FDN_LIMBO_MAX, "one limbo's worth of deletes fit in one section");
+	cr_assert_eq(t_get(seg, k, NULL), 0, "the refused delete changed nothing");
+	fdn__rcu_read_unlock(t);
+	cr_assert_eq(t_del(seg, k), 0, "outside the section the limbo is flushed first");
+	cr_assert_eq(fdn__ht_count(seg, 0), 40 - FDN_LIMBO_MAX - 1);
+	t_assert_clean(seg);
+}

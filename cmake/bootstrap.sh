@@ -1,0 +1,87 @@
+#!/bin/sh
+# bootstrap.sh - set up a Debian 12 machine, build, and run one job.
+#
+#   sh cmake/bootstrap.sh demo           install what is missing, build, run foundation-demo
+#   sh cmake/bootstrap.sh test           install what is missing, build, run every test
+#   sh cmake/bootstrap.sh test-sanitize  the same in an ASan+UBSan build (build-asan/)
+#   sh cmake/bootstrap.sh bench          build in Release and run the benchmarks
+#   sh cmake/bootstrap.sh format-check   fail if a C file is not clang-formatted
+#
+# Missing Debian packages are installed with apt-get when run as root;
+# otherwise the exact command to run is printed and the script stops.
+set -eu
+
+cd "$(dirname "$0")/.."
+job=${1:-}
+[ $# -gt 0 ] && shift
+jobs=$(nproc 2>/dev/null || echo 2)
+
+need="build-essential cmake pkg-config liburcu-dev libxxhash-dev libcriterion-dev liblmdb-dev"
+case "$job" in
+bench) need="$need redis-server" ;;
+format-check) need="clang-format" ;;
+demo | test | test-sanitize) ;;
+*)
+	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac
+
+missing=""
+for p in $need; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" -eq 0 ]; then
+		echo "bootstrap: installing:$missing"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q
+		apt-get install -y -q $missing
+	else
+		echo "bootstrap: missing packages:$missing" >&2
+		echo "bootstrap: run this, then run me again:" >&2
+		echo "  sudo apt-get install -y$missing" >&2
+		exit 1
+	fi
+fi
+
+build() { # build DIR CMAKE-ARGS...
+	dir=$1
+	shift
+	cmake -S . -B "$dir" "$@"
+	cmake --build "$dir" -j "$jobs"
+}
+
+case "$job" in
+demo)
+	build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+	./build/tools/foundation-demo
+	;;
+test)
+	build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_WERROR=ON
+	ctest --test-dir build --output-on-failure --timeout 900
+	;;
+test-sanitize)
+	build build-asan -DCMAKE_BUILD_TYPE=Debug -DFOUNDATION_SANITIZE=ON -DFOUNDATION_WERROR=ON
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		ctest --test-dir build-asan --output-on-failure --timeout 1800 -LE bench
+	;;
+bench)
+	build build-release -DCMAKE_BUILD_TYPE=Release
+	./build-release/bench/fdn-bench "$@"
+	;;
+format-check)
+	files=$(git ls-files '*.c' '*.h')
+	bad=""
+	for f in $files; do
+		clang-format --dry-run -Werror "$f" >/dev/null 2>&1 || bad="$bad $f"
+	done
+	if [ -n "$bad" ]; then
+		echo "format-check: not formatted per .clang-format:$bad" >&2
+		echo "format-check: fix with: clang-format -i$bad" >&2
+		exit 1
+	fi
+	echo "format-check: all $(echo "$files" | wc -w) C files formatted"
+	;;
+esac
