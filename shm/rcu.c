@@ -9,22 +9,39 @@
  * has a reader slot whose `ctr` is 0 outside read-side sections and holds a
  * snapshot of gp_ctr inside one.
  *
- * Reader (read_lock):   ctr = gp_ctr; fence(seq_cst); ...loads of the table
+ * Reader (read_lock):   ctr = gp_ctr; BARRIER; ...loads of the table
  * Reader (read_unlock): ctr = 0 (release: the section's loads are done)
  * Writer (synchronize): [its unlink CAS]; g = fetch_add(gp_ctr, 1) + 1
- *                       (seq_cst); for every slot: wait while
- *                       0 < ctr < g.
+ *                       (seq_cst); MASTER BARRIER; for every slot: wait
+ *                       while 0 < ctr < g.
+ *
+ * The barrier pair.  The reader's BARRIER must order its ctr store before
+ * the loads of its section, and the writer's MASTER BARRIER its fetch_add
+ * before its loads of the ctr words (the store-buffering pattern).  Two
+ * ways, chosen per process, both always honoured by every writer:
+ *   - heavy: the reader issues a full fence (seq_cst); the writer too.
+ *   - light: the reader's process registered with
+ *     membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) at attach, and
+ *     its BARRIER is only a compiler barrier; the writer's MASTER BARRIER
+ *     includes membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED), which makes
+ *     every CPU running a thread of a registered process execute a full
+ *     barrier before it returns (a thread not running passes one at its
+ *     next context switch).  That barrier stands in for the reader's fence
+ *     at whatever point the reader was -- the asymmetric scheme of liburcu's
+ *     memb flavour, made cross-process by the GLOBAL variant.
+ * A writer always calls membarrier(GLOBAL_EXPEDITED) when the kernel has
+ * it, so light and heavy readers can share a segment.
  *
  * Why it is enough.  Let a writer unlink node N and then synchronize, and a
  * reader R hold a reference to N.  R loaded the link that led to N before
- * the unlink, so R's fence precedes the unlink in the single total order of
- * seq_cst operations, and R's ctr store precedes its fence: the writer's
- * fetch_add and its later load of R's ctr see R's store (the store-buffering
- * pattern, forbidden by the two seq_cst fences/RMWs).  R's snapshot was read
- * before R's fence, hence before the fetch_add: snapshot < g, and the writer
- * waits until R stores 0.  A reader whose ctr is 0 is outside any section; a
- * reader whose ctr >= g began after the fetch_add, hence after the unlink,
- * and cannot reach N.  Nested sections only count the outermost.
+ * the unlink, so R's barrier (real, or imposed by the membarrier) precedes
+ * the unlink, and R's ctr store precedes that barrier: the writer's load of
+ * R's ctr, after its own barrier, sees R's store.  R's snapshot was read
+ * before R's barrier, hence before the fetch_add: snapshot < g, and the
+ * writer waits until R stores 0.  A reader whose ctr is 0 is outside any
+ * section; a reader whose ctr >= g began after the fetch_add, hence after
+ * the unlink, and cannot reach N.  Nested sections only count the
+ * outermost.
  *
  * A reader killed inside a section leaves ctr != 0: grace periods wait until
  * the reclaimer clears the slot (reclaim.c), which it does as soon as the
@@ -39,17 +56,55 @@
 #include "shm.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 #define FDN__MAX_HANDLES_PER_THREAD 8
 
 static _Thread_local struct fdn__thread fdn__tls[FDN__MAX_HANDLES_PER_THREAD];
-static _Thread_local struct fdn__thread *fdn__tls_last;
+_Thread_local struct fdn__thread *fdn__tls_last;
+_Atomic bool fdn__rcu_light;
+
+/* 1: the kernel has MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0: not, -1: unknown. */
+static _Atomic int fdn__mb_global = -1;
+
+static int fdn__membarrier(int cmd)
+{
+	return (int)syscall(SYS_membarrier, cmd, 0, 0);
+}
+
+static bool fdn__mb_global_ok(void)
+{
+	int v = atomic_load_explicit(&fdn__mb_global, memory_order_relaxed);
+	if (v < 0) {
+		int q = fdn__membarrier(MEMBARRIER_CMD_QUERY);
+		v = q > 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+		    (q & MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED);
+		atomic_store_explicit(&fdn__mb_global, v, memory_order_relaxed);
+	}
+	return v == 1;
+}
+
+void fdn__rcu_register(void)
+{
+	bool ok =
+	    fdn__mb_global_ok() && fdn__membarrier(MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED) == 0;
+	atomic_store(&fdn__rcu_light, ok);
+}
+
+/* The writer's side of the barrier pair (see top). */
+static void fdn__master_barrier(void)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	if (fdn__mb_global_ok())
+		fdn__membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+}
 
 /* Handles that are attached, so a thread's exit can tell whether its slot's
  * handle still exists. Process-private. */
@@ -122,13 +177,9 @@ static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 	return FDN_ENOSPACE;
 }
 
-int fdn__thread_get(fdn_segment *s, struct fdn__thread **out)
+int fdn__thread_get_slow(fdn_segment *s, struct fdn__thread **out)
 {
-	struct fdn__thread *t = fdn__tls_last;
-	if (t && t->seg == s && t->seg_id == s->id) {
-		*out = t;
-		return 0;
-	}
+	struct fdn__thread *t;
 	int r = fdn__seg_usable(s);
 	if (r)
 		return r;
@@ -171,31 +222,6 @@ int fdn__thread_get(fdn_segment *s, struct fdn__thread **out)
 	return 0;
 }
 
-int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
-{
-	struct fdn__thread *t;
-	int r = fdn__thread_get(s, &t);
-	if (r)
-		return r;
-	if (t->nest++ == 0) {
-		uint64_t g = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed);
-		atomic_store_explicit(&t->ts->ctr, g, memory_order_relaxed);
-		/* Orders the ctr store before every load of the section; pairs
-		 * with the fetch_add in fdn__rcu_synchronize (see top). */
-		atomic_thread_fence(memory_order_seq_cst);
-	}
-	*out = t;
-	return 0;
-}
-
-void fdn__rcu_read_unlock(struct fdn__thread *t)
-{
-	if (--t->nest == 0)
-		/* Release: every load of the section happens before a writer
-		 * that reads 0 here frees what we read. */
-		atomic_store_explicit(&t->ts->ctr, 0, memory_order_release);
-}
-
 static uint64_t fdn__mono_ns(void)
 {
 	struct timespec ts;
@@ -232,9 +258,8 @@ static int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)
 		deadline = 1; /* already past: look once */
 	else if (timeout_ns > 0)
 		deadline = fdn__mono_ns() + (uint64_t)timeout_ns;
-	/* seq_cst RMW then fence: pairs with the readers' fences (see top). */
 	uint64_t g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
-	atomic_thread_fence(memory_order_seq_cst);
+	fdn__master_barrier(); /* pairs with every reader's BARRIER (see top) */
 	for (uint32_t i = 0; i < s->nthreads; i++) {
 		int r = fdn__wait_slot(s, i, g, deadline);
 		if (r)

@@ -32,6 +32,8 @@ static pthread_once_t fdn__atfork_once = PTHREAD_ONCE_INIT;
 static void fdn__atfork_child(void)
 {
 	fdn__fork_gen++;
+	/* The child registers again for membarrier when it attaches. */
+	atomic_store(&fdn__rcu_light, false);
 }
 
 static void fdn__atfork_register(void)
@@ -224,8 +226,19 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 
 /* ---- mapping ------------------------------------------------------------ */
 
+/* Ask for transparent huge pages on the mapping: a lookup in a large table
+ * touches a random bucket and a random node, and with 4 KiB pages both are
+ * TLB misses.  Takes effect where the administrator allows THP for shared
+ * memory (/sys/kernel/mm/transparent_hugepage/shmem_enabled = advise or
+ * always); elsewhere the kernel ignores it. */
+static void fdn__seg_advise(fdn_segment *s)
+{
+	(void)madvise(s->base, s->size, MADV_HUGEPAGE);
+}
+
 static void fdn__seg_bind(fdn_segment *s)
 {
+	fdn__seg_advise(s);
 	struct fdn_shm_header *h = (struct fdn_shm_header *)s->base;
 	s->hdr = h;
 	s->procs = (struct fdn_shm_proc *)(s->base + h->regions[FDN_REGION_PROCS].off);
@@ -380,6 +393,7 @@ int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fd
 	if (r)
 		goto fail;
 	s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
+	fdn__rcu_register();
 	*out = s;
 	return 0;
 fail:
@@ -446,6 +460,7 @@ int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out)
 		if (r)
 			goto fail;
 		s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
+		fdn__rcu_register();
 	}
 	*out = s;
 	return 0;

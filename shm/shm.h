@@ -88,10 +88,61 @@ struct fdn__thread {
 	uint32_t cur_block[FDN_NCLASSES];
 };
 
-/* This thread's reader slot for s, claimed on first use. */
-int fdn__thread_get(fdn_segment *s, struct fdn__thread **out);
-int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out);
-void fdn__rcu_read_unlock(struct fdn__thread *t);
+extern _Thread_local struct fdn__thread *fdn__tls_last;
+/* This process registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED: its readers
+ * need only a compiler barrier (rcu.c). */
+extern _Atomic bool fdn__rcu_light;
+/* Register this process for global expedited membarriers (at attach). */
+void fdn__rcu_register(void);
+
+int fdn__thread_get_slow(fdn_segment *s, struct fdn__thread **out);
+
+/* This thread's reader slot for s, claimed on first use.  Errors:
+ * FDN_EFORKED, FDN_ERDONLY, FDN_ENOSPACE (no free reader slot). */
+static inline int fdn__thread_get(fdn_segment *s, struct fdn__thread **out)
+{
+	struct fdn__thread *t = fdn__tls_last;
+	if (__builtin_expect(t && t->seg == s && t->seg_id == s->id, 1)) {
+		*out = t;
+		return 0;
+	}
+	return fdn__thread_get_slow(s, out);
+}
+
+/*
+ * Enter a read-side section (nestable).  Until the matching unlock, no node
+ * reached through the table is freed.  Wait-free: one load, one store and a
+ * barrier (a compiler barrier for processes registered with membarrier, a
+ * full fence otherwise; rcu.c explains the pairing).
+ */
+static inline int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
+{
+	struct fdn__thread *t;
+	int r = fdn__thread_get(s, &t);
+	if (__builtin_expect(r != 0, 0)) {
+		*out = NULL;
+		return r;
+	}
+	if (t->nest++ == 0) {
+		uint64_t g = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed);
+		atomic_store_explicit(&t->ts->ctr, g, memory_order_relaxed);
+		if (atomic_load_explicit(&fdn__rcu_light, memory_order_relaxed))
+			atomic_signal_fence(memory_order_seq_cst);
+		else
+			atomic_thread_fence(memory_order_seq_cst);
+	}
+	*out = t;
+	return 0;
+}
+
+/* Leave it.  Release: the section's loads happen before a writer that
+ * reads 0 here frees what they read. */
+static inline void fdn__rcu_read_unlock(struct fdn__thread *t)
+{
+	if (--t->nest == 0)
+		atomic_store_explicit(&t->ts->ctr, 0, memory_order_release);
+}
+
 /* Wait until every read-side section that began before the call has ended.
  * Not from inside a read-side section (FDN_EINREAD).  timeout_ns < 0: wait
  * as long as needed (a dead reader blocks until its slot is cleared). */

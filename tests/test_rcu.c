@@ -11,13 +11,18 @@ struct park {
 	_Atomic int release; /* the reader may leave */
 };
 
-static pid_t park_reader(const char *name, struct park *pk)
+/* heavy: the reader uses a full fence instead of relying on membarrier. */
+static pid_t park_reader_mode(const char *name, struct park *pk, bool heavy)
 {
 	pid_t p = fork();
 	if (p == 0) {
 		fdn_segment *c;
 		struct fdn__thread *t;
-		if (fdn_segment_attach(name, 0, &c) || fdn__rcu_read_lock(c, &t))
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		if (heavy)
+			atomic_store(&fdn__rcu_light, false);
+		if (fdn__rcu_read_lock(c, &t))
 			_exit(2);
 		atomic_store(&pk->inside, 1);
 		while (!atomic_load(&pk->release))
@@ -29,6 +34,29 @@ static pid_t park_reader(const char *name, struct park *pk)
 	while (!atomic_load(&pk->inside))
 		usleep(1000);
 	return p;
+}
+
+static pid_t park_reader(const char *name, struct park *pk)
+{
+	return park_reader_mode(name, pk, false);
+}
+
+Test(rcu, heavy_and_light_readers_both_hold_grace_periods, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	fdn_segment *s = t_create(name, 100, 0);
+	for (int heavy = 0; heavy <= 1; heavy++) {
+		struct park *pk = t_shared(sizeof(*pk));
+		pid_t r = park_reader_mode(name, pk, heavy);
+		cr_assert_eq(fdn__rcu_synchronize(s, 50 * 1000000ll), FDN_ETIMEDOUT);
+		atomic_store(&pk->release, 1);
+		cr_assert(t_wait_ok(r));
+		cr_assert_eq(fdn__rcu_synchronize(s, -1), 0);
+	}
+	t_assert_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
 }
 
 Test(rcu, parked_reader_blocks_synchronize_until_it_leaves, .timeout = 60)
