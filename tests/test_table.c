@@ -247,3 +247,35 @@ Test(table, retiring_ops_inside_a_held_section_are_bounded)
 	cr_assert_eq(fdn__ht_count(seg, 0), 40 - FDN_LIMBO_MAX - 1);
 	t_assert_clean(seg);
 }
+
+Test(table, allocator_claims_frees_once_and_versions_blocks)
+{
+	cr_assert_eq(fdn__size_class(1), 0);
+	cr_assert_eq(fdn__size_class(64), 0);
+	cr_assert_eq(fdn__size_class(65), 1);
+	cr_assert_eq(fdn__size_class(8192), 7);
+	cr_assert_eq(fdn__size_class(8193), -1);
+	struct fdn__thread *t;
+	cr_assert_eq(fdn__thread_get(seg, &t), 0);
+	uint32_t g, gen, g2, gen2;
+	cr_assert_eq(fdn__alloc(t, 100, &g, &gen), 0);
+	cr_assert_eq(fdn__block_size(seg, g), 128);
+	cr_assert_eq(atomic_load(&t->ts->node), g, "the claim is recorded in the slot");
+	uint64_t w = atomic_load(&seg->bstate[g]);
+	cr_assert_eq(FDN_BLOCK_KIND(w), FDN_BLOCK_ALLOC);
+	cr_assert_eq(FDN_BLOCK_OWNER(w), t->slot + 1);
+	cr_assert_eq(FDN_BLOCK_GEN(w), gen);
+	cr_assert_not(fdn__free(seg, g, gen + 1), "a stale generation frees nothing");
+	cr_assert(fdn__free(seg, g, gen));
+	cr_assert_not(fdn__free(seg, g, gen), "a second free is a no-op");
+	cr_assert_eq(fdn__alloc(t, 100, &g2, &gen2), 0);
+	if (g2 == g)
+		cr_assert_eq(gen2, gen + 1, "a reused block gets a new generation");
+	cr_assert(fdn__free(seg, g2, gen2));
+	cr_assert_eq(fdn__alloc(t, 9000, &g2, &gen2), FDN_EINVAL);
+	cr_assert_eq(fdn__block_size(seg, 0), 64, "gidx 0: the reserved null block");
+	cr_assert_eq(fdn__block_size(seg, g + 1), 0, "not a block start");
+	cr_assert_eq(fdn__block_size(seg, seg->ngranules), 0);
+	atomic_store(&t->ts->node, 0);
+	t_assert_clean(seg);
+}
