@@ -1,2 +1,0 @@
-# Empty dependencies file for foundation_static.
-# This may be replaced when dependencies are built.
