@@ -88,8 +88,8 @@ Test(crash, writer_killed_at_random_200_times, .timeout = 300)
 		pid_t p = fork();
 		if (p == 0)
 			writer(name, j, (uint64_t)round + 1);
-		while (atomic_load(&j->ops) == before)
-			; /* it is writing */
+		while (atomic_load(&j->ops) == before) /* until it is writing */
+			cr_assert_eq(waitpid(p, NULL, WNOHANG), 0, "round %d: writer died", round);
 		usleep((useconds_t)(rand() % 2000));
 		kill(p, SIGKILL);
 		int st;
