@@ -65,7 +65,7 @@ static void fdn__check_procs(struct fdn__ck *ck)
 			fdn__bad(ck, "proc", "process slot %u: invalid state %u", i, st);
 		else if (FDN_PROC_PID(w) == 0)
 			fdn__bad(ck, "proc", "process slot %u: pid 0", i);
-		else if (st == FDN_PROC_LIVE && !fdn__proc_alive(s, w))
+		else if (st == FDN_PROC_LIVE && !fdn__proc_alive(s, i, w))
 			fdn__bad(ck, "dead", "process slot %u: pid %u is dead and not reclaimed", i,
 				 FDN_PROC_PID(w));
 	}

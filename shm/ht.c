@@ -294,9 +294,11 @@ static bool fdn__mark_and_retire(struct fdn__thread *t, uint32_t table, uint32_t
 		atomic_store_explicit(&t->ts->old, 0, memory_order_relaxed);
 		return false;
 	}
-	/* E is ours to retire.  Unlink it (or see it unlinked), then limbo. */
-	fdn__ht_unlink(s, table, e);
-	fdn__limbo_add(t, e, en->gen);
+	/* E is ours to retire.  Unlink it (or see it unlinked), then limbo.
+	 * On a damaged chain the search fails: E stays marked and is never
+	 * freed while it might still be linked (the checker reports it). */
+	if (fdn__ht_unlink(s, table, e) == 0)
+		fdn__limbo_add(t, e, en->gen);
 	return true;
 }
 

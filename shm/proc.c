@@ -120,16 +120,41 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out)
 	return FDN_ENOSPACE;
 }
 
-bool fdn__proc_alive(const fdn_segment *s, uint64_t word)
+/* A zombie still answers pidfd_open and /proc, but it is dead for us. */
+static bool fdn__is_zombie(pid_t pid)
 {
-	(void)s;
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	const char *p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+}
+
+bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word)
+{
 	if (FDN_PROC_STATE(word) != FDN_PROC_LIVE)
 		return false;
+	pid_t pid = (pid_t)FDN_PROC_PID(word);
 	uint64_t ident;
 	uint32_t kind;
-	if (fdn__identity((pid_t)FDN_PROC_PID(word), &ident, &kind))
+	int r = fdn__identity(pid, &ident, &kind);
+	if (r == -ESRCH)
 		return false;
-	return FDN_PROC_IDENT40(ident) == FDN_PROC_IDENT40(word);
+	if (r)
+		return true; /* cannot tell (EMFILE, EACCES...): never call it dead */
+	uint32_t want = atomic_load_explicit(&s->procs[idx].ident_kind, memory_order_acquire);
+	if (want != FDN_IDENT_NONE && want != kind)
+		return true; /* identity of another kind: cannot compare */
+	if (FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(word))
+		return false; /* the pid was reused */
+	return !fdn__is_zombie(pid);
 }
 
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx)

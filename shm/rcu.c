@@ -70,6 +70,8 @@
 static _Thread_local struct fdn__thread fdn__tls[FDN__MAX_HANDLES_PER_THREAD];
 _Thread_local struct fdn__thread *fdn__tls_last;
 _Atomic bool fdn__rcu_light;
+static struct fdn__slotrec *fdn__slotrecs;
+static pthread_mutex_t fdn__handles_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* 1: the kernel has MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0: not, -1: unknown. */
 static _Atomic int fdn__mb_global = -1;
@@ -91,6 +93,18 @@ static bool fdn__mb_global_ok(void)
 	return v == 1;
 }
 
+void fdn__rcu_atfork_child(void)
+{
+	/* The child's copy of the forking thread's slot cache names the
+	 * parent's reader slots: forget it (records leak, by design: they
+	 * describe the parent's state), and start with a fresh lock. */
+	memset(fdn__tls, 0, sizeof(fdn__tls));
+	fdn__tls_last = NULL;
+	fdn__slotrecs = NULL;
+	pthread_mutex_init(&fdn__handles_lock, NULL);
+	atomic_store(&fdn__rcu_light, false);
+}
+
 void fdn__rcu_register(void)
 {
 	bool ok =
@@ -98,36 +112,47 @@ void fdn__rcu_register(void)
 	atomic_store(&fdn__rcu_light, ok);
 }
 
-/* The writer's side of the barrier pair (see top). */
-static void fdn__master_barrier(void)
+/* The writer's side of the barrier pair (see top).  If the kernel offers
+ * global membarriers but the call fails (a seccomp filter, say), light
+ * readers cannot be excluded: the grace period fails and nothing is freed. */
+static int fdn__master_barrier(void)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	if (fdn__mb_global_ok())
-		fdn__membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED);
+	if (fdn__mb_global_ok() && fdn__membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0)
+		return -errno;
+	return 0;
 }
 
-/* Handles that are attached, so a thread's exit can tell whether its slot's
- * handle still exists. Process-private. */
-static pthread_mutex_t fdn__handles_lock = PTHREAD_MUTEX_INITIALIZER;
+/* fdn__handles_lock guards fdn__slotrecs: the slots claimed by this
+ * process's threads, so detach and thread exit find them. Process-private. */
 static pthread_key_t fdn__exit_key;
 static pthread_once_t fdn__exit_once = PTHREAD_ONCE_INIT;
 
-static void fdn__slot_release(fdn_segment *s, struct fdn__thread *t);
+static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t);
+static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts);
 
 static void fdn__thread_exit(void *unused)
 {
 	(void)unused;
+	fdn_segment *segs[FDN__MAX_HANDLES_PER_THREAD];
+	struct fdn_shm_tslot *slots[FDN__MAX_HANDLES_PER_THREAD];
+	int n = 0;
 	pthread_mutex_lock(&fdn__handles_lock);
 	for (int i = 0; i < FDN__MAX_HANDLES_PER_THREAD; i++) {
 		struct fdn__thread *t = &fdn__tls[i];
 		/* A handle detached before this thread exited has already
 		 * released the slot and cleared seg_id (fdn__threads_release). */
-		if (t->seg && t->seg_id && t->seg->id == t->seg_id)
-			fdn__slot_release(t->seg, t);
+		if (t->seg && t->seg_id && t->seg->id == t->seg_id) {
+			segs[n] = t->seg;
+			slots[n++] = fdn__slot_forget(t);
+		}
 		memset(t, 0, sizeof(*t));
 	}
 	fdn__tls_last = NULL;
 	pthread_mutex_unlock(&fdn__handles_lock);
+	/* Grace periods may wait long: never under the lock. */
+	for (int i = 0; i < n; i++)
+		fdn__slot_give_back(segs[i], slots[i]);
 }
 
 static void fdn__exit_key_make(void)
@@ -143,7 +168,6 @@ struct fdn__slotrec {
 	uint64_t seg_id;
 	struct fdn__thread *t;
 };
-static struct fdn__slotrec *fdn__slotrecs;
 
 static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 {
@@ -233,6 +257,12 @@ static uint64_t fdn__mono_ns(void)
 static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadline)
 {
 	_Atomic uint64_t *ctr = &s->tslots[i].ctr;
+	/* A free slot has no reader (a thread claims its slot by a seq_cst CAS
+	 * before it reads gp_ctr, so a claim we do not see yet belongs to a
+	 * reader that starts after g).  A free slot with ctr != 0 is damage:
+	 * the checker reports it, grace periods do not wait on it. */
+	if (atomic_load_explicit(&s->tslots[i].state, memory_order_seq_cst) == 0)
+		return 0;
 	for (unsigned spin = 0;; spin++) {
 		uint64_t c = atomic_load_explicit(ctr, memory_order_acquire);
 		if (c == 0 || c >= g)
@@ -259,7 +289,9 @@ static int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)
 	else if (timeout_ns > 0)
 		deadline = fdn__mono_ns() + (uint64_t)timeout_ns;
 	uint64_t g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
-	fdn__master_barrier(); /* pairs with every reader's BARRIER (see top) */
+	int mr = fdn__master_barrier(); /* pairs with every reader's BARRIER (see top) */
+	if (mr)
+		return mr;
 	for (uint32_t i = 0; i < s->nthreads; i++) {
 		int r = fdn__wait_slot(s, i, g, deadline);
 		if (r)
@@ -319,21 +351,10 @@ int fdn__limbo_flush(struct fdn__thread *t)
 	return 0;
 }
 
-/* Called with fdn__handles_lock held. */
-static void fdn__slot_release(fdn_segment *s, struct fdn__thread *t)
+/* Unlist t's slot (fdn__handles_lock held); returns the shared slot. */
+static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t)
 {
-	if (fdn__seg_usable(s) == 0 && !s->readonly) {
-		struct fdn_shm_tslot *ts = t->ts;
-		/* Outside any section now (a thread cannot exit inside one
-		 * that it will end). */
-		atomic_store_explicit(&ts->ctr, 0, memory_order_release);
-		t->nest = 0;
-		if (atomic_load(&ts->limbo_count) != 0 && fdn__grace_period(s, -1) == 0)
-			fdn__limbo_free_all(s, ts);
-		uint64_t w = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
-		if (atomic_load(&ts->limbo_count) == 0)
-			atomic_compare_exchange_strong(&ts->state, &w, 0);
-	}
+	struct fdn_shm_tslot *ts = t->ts;
 	for (struct fdn__slotrec **pp = &fdn__slotrecs; *pp; pp = &(*pp)->next) {
 		if ((*pp)->t == t && (*pp)->seg_id == t->seg_id) {
 			struct fdn__slotrec *dead = *pp;
@@ -344,22 +365,42 @@ static void fdn__slot_release(fdn_segment *s, struct fdn__thread *t)
 	}
 	t->seg_id = 0;
 	t->seg = NULL;
+	t->nest = 0;
 	if (fdn__tls_last == t)
 		fdn__tls_last = NULL;
+	return ts;
+}
+
+/* End the slot's section, free its limbo after a grace period, free it.
+ * Not under fdn__handles_lock. */
+static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts)
+{
+	if (fdn__seg_usable(s) != 0 || s->readonly)
+		return;
+	/* The thread is exiting or the handle detaching: no section of it
+	 * can still be open by contract. */
+	atomic_store_explicit(&ts->ctr, 0, memory_order_release);
+	if (atomic_load(&ts->limbo_count) != 0 && fdn__grace_period(s, -1) == 0)
+		fdn__limbo_free_all(s, ts);
+	uint64_t w = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
+	if (atomic_load(&ts->limbo_count) == 0)
+		atomic_compare_exchange_strong(&ts->state, &w, 0);
 }
 
 void fdn__threads_release(fdn_segment *s)
 {
-	pthread_mutex_lock(&fdn__handles_lock);
-	struct fdn__slotrec **pp = &fdn__slotrecs;
-	while (*pp) {
-		struct fdn__slotrec *rec = *pp;
-		if (rec->seg == s && rec->seg_id == s->id) {
-			fdn__slot_release(s, rec->t); /* unlinks rec */
-			pp = &fdn__slotrecs;
-			continue;
+	for (;;) {
+		struct fdn_shm_tslot *ts = NULL;
+		pthread_mutex_lock(&fdn__handles_lock);
+		for (struct fdn__slotrec *rec = fdn__slotrecs; rec; rec = rec->next) {
+			if (rec->seg == s && rec->seg_id == s->id) {
+				ts = fdn__slot_forget(rec->t); /* frees rec */
+				break;
+			}
 		}
-		pp = &rec->next;
+		pthread_mutex_unlock(&fdn__handles_lock);
+		if (!ts)
+			return;
+		fdn__slot_give_back(s, ts);
 	}
-	pthread_mutex_unlock(&fdn__handles_lock);
 }

@@ -28,6 +28,12 @@
  * Finally the process slot is freed.  Every step is idempotent, and each
  * slot is freed only when nothing in it remains: a reclaimer killed at any
  * point leaves a state from which the next call completes the job.
+ *
+ * Steps 1-2 (fdn__proc_reclaim_begin) never wait; step 3 waits for a grace
+ * period, which a second dead process still pinned in a read-side section
+ * would block.  So a reclaimer that knows of several deaths begins all of
+ * them before it finishes any, and finishing takes a timeout: on
+ * FDN_ETIMEDOUT (a death it has not learnt of yet) it comes back later.
  */
 #include "shm.h"
 
@@ -64,7 +70,9 @@ static bool fdn__resolve_new(fdn_segment *s, uint32_t table, uint32_t me, uint64
 	uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
 	if (FDN_LINK_MARKED(nx))
 		return true; /* published, then deleted by someone */
-	if (fdn__node(s, gidx) && n->table == table && fdn__ht_reachable(s, table, (uint32_t)gidx))
+	if (!fdn__node(s, gidx) || n->table != table)
+		return false; /* damaged or not this op's node: never free on doubt */
+	if (fdn__ht_reachable(s, table, (uint32_t)gidx))
 		return true;
 	fdn__free(s, (uint32_t)gidx, FDN_BLOCK_GEN(w));
 	return false;
@@ -80,8 +88,10 @@ static bool fdn__resolve_old(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t 
 	uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
 	if (!FDN_LINK_MARKED(nx) || FDN_LINK_MARKER(nx) != me)
 		return false;
-	fdn__ht_unlink(s, table, (uint32_t)gidx);
-	fdn__limbo_add_slot(ts, (uint32_t)gidx, n->gen);
+	/* Retire only once surely unlinked; on a damaged chain leave it
+	 * marked (the checker reports it) rather than free a linked node. */
+	if (fdn__ht_unlink(s, table, (uint32_t)gidx) == 0)
+		fdn__limbo_add_slot(ts, (uint32_t)gidx, n->gen);
 	return true;
 }
 
@@ -89,11 +99,16 @@ static void fdn__resolve_slot(fdn_segment *s, uint32_t i)
 {
 	struct fdn_shm_tslot *ts = &s->tslots[i];
 	uint32_t me = i + 1;
+	unsigned pending = 0;
+	for (uint32_t t = 0; t < s->ntables; t++)
+		pending += FDN_DELTA_OP(atomic_load(&ts->delta[t])) != FDN_OP_NONE;
 	for (uint32_t t = 0; t < s->ntables; t++) {
 		uint64_t dw = atomic_load_explicit(&ts->delta[t], memory_order_acquire);
 		unsigned op = FDN_DELTA_OP(dw);
 		if (op == FDN_OP_NONE)
 			continue;
+		if (pending > 1)
+			op = 0xFF; /* a thread has one op at a time: damaged, touch nothing */
 		uint64_t node = atomic_load_explicit(&ts->node, memory_order_relaxed);
 		uint64_t old = atomic_load_explicit(&ts->old, memory_order_relaxed);
 		int change = 0;
@@ -128,7 +143,7 @@ static bool fdn__owned_by(const fdn_segment *s, uint32_t i, uint32_t idx)
 	return FDN_TSLOT_KIND(st) == FDN_TSLOT_USED && FDN_TSLOT_OWNER(st) == idx;
 }
 
-int fdn__proc_reclaim(fdn_segment *s, uint32_t idx)
+int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx)
 {
 	int r = fdn__seg_usable(s);
 	if (r)
@@ -145,7 +160,6 @@ int fdn__proc_reclaim(fdn_segment *s, uint32_t idx)
 		uint64_t dead = FDN_PROC_WORD(FDN_PROC_DEAD, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
 		if (!atomic_compare_exchange_strong(pw, &w, dead) && w != dead)
 			return FDN_EINVAL; /* changed under us: not ours to judge */
-		w = dead;
 	}
 	struct fdn__thread *t;
 	r = fdn__rcu_read_lock(s, &t);
@@ -155,10 +169,17 @@ int fdn__proc_reclaim(fdn_segment *s, uint32_t idx)
 		if (fdn__owned_by(s, i, idx))
 			fdn__resolve_slot(s, i);
 	fdn__rcu_read_unlock(t);
+	return 0;
+}
 
-	r = fdn__rcu_synchronize(s, -1);
+int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns)
+{
+	int r = fdn__proc_reclaim_begin(s, idx);
 	if (r)
 		return r;
+	r = fdn__rcu_synchronize(s, timeout_ns);
+	if (r)
+		return r; /* FDN_ETIMEDOUT: call again later; nothing is lost */
 	for (uint32_t i = 0; i < s->nthreads; i++) {
 		if (!fdn__owned_by(s, i, idx))
 			continue;
@@ -168,6 +189,9 @@ int fdn__proc_reclaim(fdn_segment *s, uint32_t idx)
 		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
 		atomic_store_explicit(&ts->state, 0, memory_order_release);
 	}
-	atomic_compare_exchange_strong(pw, &w, 0);
+	_Atomic uint64_t *pw = &s->procs[idx].word;
+	uint64_t w = atomic_load_explicit(pw, memory_order_acquire);
+	if (FDN_PROC_STATE(w) == FDN_PROC_DEAD)
+		atomic_compare_exchange_strong(pw, &w, 0);
 	return 0;
 }

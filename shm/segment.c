@@ -32,8 +32,9 @@ static pthread_once_t fdn__atfork_once = PTHREAD_ONCE_INIT;
 static void fdn__atfork_child(void)
 {
 	fdn__fork_gen++;
-	/* The child registers again for membarrier when it attaches. */
-	atomic_store(&fdn__rcu_light, false);
+	/* Inherited handles and reader slots are the parent's; the child
+	 * attaches again (and registers for membarrier again). */
+	fdn__rcu_atfork_child();
 }
 
 static void fdn__atfork_register(void)

@@ -71,10 +71,13 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size);
 int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind);
 /* Claim a process slot for pid (LIVE). Returns the slot index or error. */
 int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out);
-/* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND. */
+/* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND.  By pid
+ * alone: for tests and tools that just waited for that pid. */
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx);
-/* Is process slot idx, whose claim word was `word`, still that process? */
-bool fdn__proc_alive(const fdn_segment *s, uint64_t word);
+/* Is process slot idx, whose claim word was `word`, still that process?
+ * False only when the kernel says so: no such pid, another identity, or a
+ * zombie.  When it cannot tell (out of descriptors, say) it says alive. */
+bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word);
 
 /* ---- rcu.c: cross-process RCU and reader slots -------------------------- */
 
@@ -94,6 +97,8 @@ extern _Thread_local struct fdn__thread *fdn__tls_last;
 extern _Atomic bool fdn__rcu_light;
 /* Register this process for global expedited membarriers (at attach). */
 void fdn__rcu_register(void);
+/* In a fork child: drop the parent's slot cache (segment.c's atfork). */
+void fdn__rcu_atfork_child(void);
 
 int fdn__thread_get_slow(fdn_segment *s, struct fdn__thread **out);
 
@@ -223,13 +228,18 @@ const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_t gidx);
 
 /*
  * Reclaim everything process slot `idx` owned, once that process is known to
- * be dead: finish or undo its reader slots' operations in flight, clear
- * their read-side sections, free their deferred blocks after a grace period,
- * and free the slots.  Idempotent: a reclaimer killed part-way leaves work
- * the next call completes.  One reclaimer per segment at a time (the
- * reaper's lease); FDN_EINVAL if the slot is FREE; -ESRCH never: the caller
- * vouches the process is dead.
+ * be dead (the caller vouches for it: the reaper learns it from a pidfd):
+ * finish or undo its reader slots' operations in flight, end their
+ * read-side sections, free their deferred blocks after a grace period, and
+ * free the slots.  Idempotent: a reclaimer killed part-way leaves work the
+ * next call completes.  One reclaimer per segment at a time (the reaper's
+ * lease).  _begin does the part that never waits (mark DEAD, resolve, end
+ * the sections): with several dead processes, begin them all, then finish
+ * each (reclaim.c says why).  Errors: FDN_EINVAL (slot free or our own),
+ * FDN_ETIMEDOUT (grace period not over: call again), FDN_ENOSPACE (no
+ * reader slot for the reclaimer), FDN_ERDONLY, FDN_EFORKED.
  */
-int fdn__proc_reclaim(fdn_segment *s, uint32_t idx);
+int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx);
+int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns);
 
 #endif

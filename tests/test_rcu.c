@@ -144,3 +144,31 @@ Test(rcu, reader_killed_in_section_blocks_until_reclaimed, .timeout = 60)
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
 }
+
+Test(rcu, two_dead_readers_begin_both_then_finish, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	fdn_segment *s = t_create(name, 100, 0);
+	struct park *pa = t_shared(sizeof(*pa)), *pb = t_shared(sizeof(*pb));
+	pid_t a = park_reader(name, pa), b = park_reader(name, pb);
+	kill(a, SIGKILL);
+	kill(b, SIGKILL);
+	/* Not waited for yet: zombies are dead to the checker. */
+	usleep(50000);
+	uint32_t ia, ib;
+	cr_assert_eq(fdn__proc_find(s, a, &ia), 0);
+	cr_assert_eq(fdn__proc_find(s, b, &ib), 0);
+	cr_assert_not(fdn__proc_alive(s, ia, atomic_load(&s->procs[ia].word)));
+	cr_assert_eq(waitpid(a, NULL, 0), a);
+	cr_assert_eq(waitpid(b, NULL, 0), b);
+	/* Finishing one while the other still pins: a timeout, not a hang. */
+	cr_assert_eq(fdn__proc_reclaim(s, ia, 50 * 1000000ll), FDN_ETIMEDOUT);
+	cr_assert_eq(fdn__proc_reclaim_begin(s, ib), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ia, -1), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ib, -1), 0);
+	cr_assert_eq(fdn__rcu_synchronize(s, -1), 0);
+	t_assert_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}

@@ -263,9 +263,12 @@ Test(segment, inherited_handle_refused_in_fork_child)
 	char name[128];
 	t_name(name, sizeof(name), "seg");
 	fdn_segment *s = t_create(name, 100, 0);
+	/* Used before the fork: the child inherits a warm thread cache. */
+	cr_assert_eq(t_put(s, "before", 1, FDN_HT_UNIQUE), 0);
 	pid_t p = fork();
 	if (p == 0) {
-		int bad = t_put(s, "x", 1, FDN_HT_UNIQUE) == FDN_EFORKED;
+		int bad = t_put(s, "x", 1, FDN_HT_UNIQUE) == FDN_EFORKED &&
+			  t_get(s, "before", NULL) == FDN_EFORKED;
 		fdn_segment *c;
 		int ok =
 		    fdn_segment_attach(name, 0, &c) == 0 && t_put(c, "y", 2, FDN_HT_UNIQUE) == 0;
