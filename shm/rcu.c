@@ -300,13 +300,29 @@ static int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)
 	return 0;
 }
 
+/* Is this thread inside a read-side section of segment s, through this
+ * handle or another handle of the same segment (which would make a grace
+ * period wait for ourselves)? */
+static bool fdn__in_section_of(const fdn_segment *s)
+{
+	for (int i = 0; i < FDN__MAX_HANDLES_PER_THREAD; i++) {
+		const struct fdn__thread *t = &fdn__tls[i];
+		if (t->seg_id && t->nest && t->seg->dev == s->dev && t->seg->ino == s->ino)
+			return true;
+	}
+	return false;
+}
+
 int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns)
 {
-	struct fdn__thread *t;
-	int r = fdn__thread_get(s, &t);
+	/* Needs no reader slot of its own: a reclaimer can run when every
+	 * slot is held by dead threads. */
+	int r = fdn__seg_usable(s);
 	if (r)
 		return r;
-	if (t->nest)
+	if (s->readonly)
+		return FDN_ERDONLY;
+	if (fdn__in_section_of(s))
 		return FDN_EINREAD;
 	return fdn__grace_period(s, timeout_ns);
 }
@@ -342,7 +358,7 @@ int fdn__limbo_flush(struct fdn__thread *t)
 {
 	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) == 0)
 		return 0;
-	if (t->nest)
+	if (fdn__in_section_of(t->seg))
 		return FDN_EINREAD;
 	int r = fdn__grace_period(t->seg, -1);
 	if (r)

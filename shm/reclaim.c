@@ -161,14 +161,13 @@ int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx)
 		if (!atomic_compare_exchange_strong(pw, &w, dead) && w != dead)
 			return FDN_EINVAL; /* changed under us: not ours to judge */
 	}
-	struct fdn__thread *t;
-	r = fdn__rcu_read_lock(s, &t);
-	if (r)
-		return r;
+	/* No read lock of our own: while slot i is resolved its ctr is still
+	 * set, and that pins every node reachable now (a grace period begun
+	 * now waits for it) -- so the walks below are as safe as in our own
+	 * section, and a reclaimer needs no free reader slot. */
 	for (uint32_t i = 0; i < s->nthreads; i++)
 		if (fdn__owned_by(s, i, idx))
 			fdn__resolve_slot(s, i);
-	fdn__rcu_read_unlock(t);
 	return 0;
 }
 

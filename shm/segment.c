@@ -237,11 +237,12 @@ static void fdn__seg_advise(fdn_segment *s)
 	(void)madvise(s->base, s->size, MADV_HUGEPAGE);
 }
 
-static void fdn__seg_bind(fdn_segment *s)
+/* Derive the handle's views from validated header fields h (a private
+ * copy at attach). */
+static void fdn__seg_bind(fdn_segment *s, const struct fdn_shm_header *h)
 {
 	fdn__seg_advise(s);
-	struct fdn_shm_header *h = (struct fdn_shm_header *)s->base;
-	s->hdr = h;
+	s->hdr = (struct fdn_shm_header *)s->base;
 	s->procs = (struct fdn_shm_proc *)(s->base + h->regions[FDN_REGION_PROCS].off);
 	s->tslots = (struct fdn_shm_tslot *)(s->base + h->regions[FDN_REGION_TSLOTS].off);
 	s->pages = (struct fdn_shm_page *)(s->base + h->regions[FDN_REGION_PAGES].off);
@@ -336,10 +337,14 @@ int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fd
 		return r;
 	}
 	/* The umask may have narrowed the mode: set it exactly. */
-	if (fchmod(s->fd, o.mode) < 0 || ftruncate(s->fd, (off_t)total) < 0) {
+	struct stat st;
+	if (fchmod(s->fd, o.mode) < 0 || ftruncate(s->fd, (off_t)total) < 0 ||
+	    fstat(s->fd, &st) < 0) {
 		r = -errno;
 		goto fail;
 	}
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
 	s->size = total;
 	s->base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
 	if (s->base == MAP_FAILED) {
@@ -380,7 +385,7 @@ int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fd
 	h->tables[0].nbuckets = nb[0];
 	h->tables[0].buckets_off = regions[FDN_REGION_BUCKETS].off;
 	h->tables[0].id = 0;
-	fdn__seg_bind(s);
+	fdn__seg_bind(s, h);
 	/* gidx 0 is the null link: its block is reserved forever.  Page 0 is
 	 * given class 0 (64-byte blocks) so the checker can account for it. */
 	atomic_store_explicit(&s->pages[0].cls, 1, memory_order_relaxed);
@@ -446,16 +451,29 @@ int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out)
 		goto fail;
 	}
 	s->size = (uint64_t)st.st_size;
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
 	s->base = mmap(NULL, s->size, PROT_READ | (ro ? 0 : PROT_WRITE), MAP_SHARED, s->fd, 0);
 	if (s->base == MAP_FAILED) {
 		s->base = NULL;
 		r = -errno;
 		goto fail;
 	}
-	r = fdn__validate_header((const struct fdn_shm_header *)s->base, s->size);
+	/* Validate a private copy and size everything from it: the shared
+	 * header could be changed (by a foreign writer, or damage) between
+	 * the check and the use. */
+	struct fdn_shm_header *hc = malloc(sizeof(*hc));
+	if (!hc) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	memcpy(hc, s->base, sizeof(*hc));
+	r = fdn__validate_header(hc, s->size);
+	if (r == 0)
+		fdn__seg_bind(s, hc);
+	free(hc);
 	if (r)
 		goto fail;
-	fdn__seg_bind(s);
 	if (!ro) {
 		r = fdn__proc_claim(s, getpid(), &s->proc_idx);
 		if (r)

@@ -28,6 +28,8 @@ struct fdn_segment {
 	unsigned char *base;
 	uint64_t size;
 	uint64_t id;       /* process-unique handle id (thread caches key on it) */
+	dev_t dev;         /* the object's identity: two handles of one */
+	ino_t ino;         /* segment in one process have the same pair */
 	unsigned fork_gen; /* fdn__fork_gen when made; differs in a fork child */
 	struct fdn_shm_header *hdr;
 	struct fdn_shm_proc *procs;
@@ -149,7 +151,8 @@ static inline void fdn__rcu_read_unlock(struct fdn__thread *t)
 }
 
 /* Wait until every read-side section that began before the call has ended.
- * Not from inside a read-side section (FDN_EINREAD).  timeout_ns < 0: wait
+ * Not from inside a read-side section of this segment, through any handle
+ * (FDN_EINREAD).  Takes no reader slot.  timeout_ns < 0: wait
  * as long as needed (a dead reader blocks until its slot is cleared). */
 int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns);
 /* Retire block gidx (generation gen) to this thread's limbo. */
@@ -236,8 +239,9 @@ const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_t gidx);
  * lease).  _begin does the part that never waits (mark DEAD, resolve, end
  * the sections): with several dead processes, begin them all, then finish
  * each (reclaim.c says why).  Errors: FDN_EINVAL (slot free or our own),
- * FDN_ETIMEDOUT (grace period not over: call again), FDN_ENOSPACE (no
- * reader slot for the reclaimer), FDN_ERDONLY, FDN_EFORKED.
+ * FDN_ETIMEDOUT (grace period not over: call again), FDN_EINREAD (inside a
+ * read-side section), FDN_ERDONLY, FDN_EFORKED.  Needs no reader slot of
+ * the caller's: it works when dead threads hold them all.
  */
 int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx);
 int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns);

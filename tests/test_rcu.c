@@ -172,3 +172,49 @@ Test(rcu, two_dead_readers_begin_both_then_finish, .timeout = 60)
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
 }
+
+Test(rcu, reclaim_works_when_dead_threads_hold_every_slot, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	struct fdn_segment_opts o;
+	fdn_segment_opts_init(&o);
+	o.entries = 100;
+	o.threads = 2;
+	fdn_segment *s;
+	cr_assert_eq(fdn_segment_create(name, &o, &s), 0);
+	struct park *pa = t_shared(sizeof(*pa)), *pb = t_shared(sizeof(*pb));
+	pid_t a = park_reader(name, pa), b = park_reader(name, pb);
+	kill(a, SIGKILL);
+	kill(b, SIGKILL);
+	waitpid(a, NULL, 0);
+	waitpid(b, NULL, 0);
+	cr_assert_eq(t_put(s, "x", 1, FDN_HT_UNIQUE), FDN_ENOSPACE, "no reader slot is free");
+	uint32_t ia, ib;
+	cr_assert_eq(fdn__proc_find(s, a, &ia), 0);
+	cr_assert_eq(fdn__proc_find(s, b, &ib), 0);
+	cr_assert_eq(fdn__proc_reclaim_begin(s, ia), 0);
+	cr_assert_eq(fdn__proc_reclaim_begin(s, ib), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ia, -1), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ib, -1), 0);
+	cr_assert_eq(t_put(s, "x", 1, FDN_HT_UNIQUE), 0, "slots are free again");
+	t_assert_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+Test(rcu, synchronize_inside_a_section_of_another_handle_is_refused, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	fdn_segment *s = t_create(name, 100, 0), *s2;
+	cr_assert_eq(fdn_segment_attach(name, 0, &s2), 0);
+	struct fdn__thread *t;
+	cr_assert_eq(fdn__rcu_read_lock(s2, &t), 0);
+	cr_assert_eq(fdn__rcu_synchronize(s, -1), FDN_EINREAD, "would wait for itself");
+	fdn__rcu_read_unlock(t);
+	cr_assert_eq(fdn__rcu_synchronize(s, -1), 0);
+	fdn_segment_detach(s2);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
