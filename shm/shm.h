@@ -202,10 +202,8 @@ enum {
 
 int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table);
 uint64_t fdn__ht_hash(const fdn_segment *s, const void *key, size_t len);
-/* Lookup: caller holds the read lock.  0, FDN_ENOTFOUND, FDN_EINVKEY,
- * FDN_ECORRUPT. */
-int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key, size_t klen,
-		   struct fdn__ht_view *out);
+/* Lookup (ht_read.h, inline): caller holds the read lock.  0,
+ * FDN_ENOTFOUND, FDN_EINVKEY, FDN_EINVAL (no such table), FDN_ECORRUPT. */
 /* Insert / upsert / replace (mode FDN_HT_*).  Takes the read lock itself. */
 int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, const void *val,
 		size_t vlen, int mode, const struct fdn__ht_view *expect,
@@ -224,8 +222,10 @@ bool fdn__ht_reachable(fdn_segment *s, uint32_t table, uint32_t gidx);
 /* Make sure marked node gidx is physically unlinked (a search for its key
  * unlinks every marked node on the way).  Read lock held. */
 int fdn__ht_unlink(fdn_segment *s, uint32_t table, uint32_t gidx);
-/* Bounds-checked access to a node (NULL if gidx cannot hold one). */
-const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_t gidx);
+/* fdn__node (ht_read.h): bounds-checked access to a node, NULL if gidx
+ * cannot hold one. */
+
+#include "ht_read.h"
 
 /* ---- reclaim.c ------------------------------------------------------------ */
 

@@ -1,0 +1,107 @@
+/*
+ * shm/ht_read.h - the read side of the hash table (ht.c has the algorithm),
+ * inline: a lookup is the hot path of every service, and at a million
+ * entries its speed is bounded by how many lookups the CPU can keep in
+ * flight, which every instruction saved raises.
+ */
+#ifndef FDN_SHM_HT_READ_H
+#define FDN_SHM_HT_READ_H
+
+#include <string.h>
+
+static inline const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_t gidx)
+{
+	if (gidx == 0 || gidx >= s->ngranules)
+		return NULL;
+	const struct fdn_shm_node *n = fdn__gptr(s, gidx);
+	uint32_t kl = n->key_len, vl = n->val_len;
+	if (kl == 0 || kl > FDN_KEY_MAX || vl > FDN_VALUE_MAX)
+		return NULL;
+	if (gidx * FDN_GRANULE + fdn__node_bytes(kl, vl) > s->ngranules * FDN_GRANULE)
+		return NULL;
+	return n;
+}
+
+static inline uint64_t fdn__load8(const void *p)
+{
+	uint64_t v;
+	memcpy(&v, p, 8);
+	return v;
+}
+
+/* Equal keys of equal length kl, without a library call for the common
+ * short keys (8..24 bytes: overlapping 8-byte loads). */
+static inline bool fdn__key_eq(const unsigned char *a, const unsigned char *b, uint32_t kl)
+{
+	if (kl < 8 || kl > 24)
+		return memcmp(a, b, kl) == 0;
+	uint64_t d =
+	    (fdn__load8(a) ^ fdn__load8(b)) | (fdn__load8(a + kl - 8) ^ fdn__load8(b + kl - 8));
+	if (kl > 16)
+		d |= fdn__load8(a + 8) ^ fdn__load8(b + 8);
+	return d == 0;
+}
+
+/* Chain order: hash, then key length, then key bytes. */
+static inline int fdn__cmp(const struct fdn_shm_node *n, uint64_t h, const void *key, uint32_t kl)
+{
+	if (n->hash != h)
+		return n->hash < h ? -1 : 1;
+	if (n->key_len != kl)
+		return n->key_len < kl ? -1 : 1;
+	if (fdn__key_eq(n->data, key, kl))
+		return 0;
+	return memcmp(n->data, key, kl); /* a 64-bit hash collision: rare */
+}
+
+static inline void fdn__view(const struct fdn_shm_node *n, uint32_t gidx, struct fdn__ht_view *v)
+{
+	v->gidx = gidx;
+	v->gen = n->gen;
+	v->key = n->data;
+	v->key_len = n->key_len;
+	v->val = n->data + ((n->key_len + 7u) & ~7u);
+	v->val_len = n->val_len;
+}
+
+static inline int fdn__check_key(const fdn_segment *s, uint32_t table, size_t klen)
+{
+	if (table >= s->ntables)
+		return FDN_EINVAL;
+	if (klen == 0 || klen > FDN_KEY_MAX)
+		return FDN_EINVKEY;
+	return 0;
+}
+
+static inline int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key, size_t klen,
+				 struct fdn__ht_view *out)
+{
+	int r = fdn__check_key(s, table, klen);
+	if (r)
+		return r;
+	uint64_t h = fdn__ht_hash(s, key, klen);
+	/* acquire: pairs with the publishing CAS, so the node is complete. */
+	uint64_t w = atomic_load_explicit(&s->buckets[table][h & s->bucket_mask[table]],
+					  memory_order_acquire);
+	for (uint64_t steps = 0;; steps++) {
+		uint32_t g = FDN_LINK_GIDX(w);
+		if (g == 0)
+			return FDN_ENOTFOUND;
+		const struct fdn_shm_node *n = fdn__node(s, g);
+		if (!n || steps > s->ngranules)
+			return FDN_ECORRUPT;
+		uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
+		int c = fdn__cmp(n, h, key, (uint32_t)klen);
+		if (c > 0)
+			return FDN_ENOTFOUND;
+		if (c == 0 && !FDN_LINK_MARKED(nx)) {
+			fdn__view(n, g, out);
+			return 0;
+		}
+		/* A marked node with our key may have been replaced: its next
+		 * leads to the new version. */
+		w = nx;
+	}
+}
+
+#endif
