@@ -1112,6 +1112,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 int main(int argc, char **argv)
 {
 	struct opts o;
+	/* One process, no deaths: no reaper needed for these segments. */
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
 	int r = parse_args(argc, argv, &o);
 	if (r)
 		return r == 1 ? 0 : r; /* 1: --help */

@@ -190,7 +190,7 @@ static bool fdn__check_node(struct fdn__ck *ck, uint32_t t, uint64_t b, uint32_t
 			 fdn__node_bytes(n->key_len, n->val_len), bsize);
 	if (n->table != t)
 		fdn__bad(ck, "node", "node %u: table %u, linked in table %u", g, n->table, t);
-	if (XXH3_64bits_withSeed(n->data, n->key_len, s->seed) != n->hash)
+	if (fdn__ht_hash(s, t, n->data, n->key_len) != n->hash)
 		fdn__bad(ck, "node", "node %u: hash does not match its key", g);
 	else if ((n->hash & s->bucket_mask[t]) != b)
 		fdn__bad(ck, "node", "node %u: in bucket %llu, hash says %llu", g,
@@ -297,7 +297,7 @@ static void fdn__check_ownership(struct fdn__ck *ck)
 	}
 }
 
-int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg)
+int fdn__seg_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 {
 	if (!s)
 		return FDN_EINVAL;

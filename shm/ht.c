@@ -59,8 +59,15 @@
 
 #define FDN__RETRY_MAX (1u << 22) /* a corrupt segment must not loop forever */
 
-uint64_t fdn__ht_hash(const fdn_segment *s, const void *key, size_t len)
+uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, size_t len)
 {
+	if (s->table_flags[table] & FDN_TABLE_PREFIX_HASH) {
+		const unsigned char *k = key;
+		size_t n = len ? k[0] : 0;
+		if (len == 0 || n > len - 1)
+			n = len ? len - 1 : 0; /* malformed: hash what there is */
+		return XXH3_64bits_withSeed(k + 1, n, s->seed);
+	}
 	return XXH3_64bits_withSeed(key, len, s->seed);
 }
 
@@ -235,7 +242,7 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 			   const struct fdn__ht_view *expect, struct fdn__ht_view *existing)
 {
 	fdn_segment *s = t->seg;
-	uint64_t h = fdn__ht_hash(s, key, kl);
+	uint64_t h = fdn__ht_hash(s, table, key, kl);
 	uint64_t count =
 	    fdn__op_begin(t, table, mode == FDN_HT_UNIQUE ? FDN_OP_INSERT : FDN_OP_UPSERT);
 	uint32_t g, gen;
@@ -278,6 +285,7 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 			if (fdn__mark_and_retire(t, table, p.cur, p.cur_next,
 						 FDN_LINK_WORD(g, t->slot + 1, 1))) {
 				fdn__op_end(t, table, count, 0);
+				fdn__notify(s);
 				return 0;
 			}
 			continue;
@@ -290,6 +298,7 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 		/* Publish N (seq_cst CAS: release for the node's fields). */
 		if (atomic_compare_exchange_strong(p.prev, &p.prev_val, FDN_LINK_WORD(g, 0, 0))) {
 			fdn__op_end(t, table, count, +1);
+			fdn__notify(s);
 			return 0;
 		}
 	}
@@ -344,7 +353,7 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 	r = fdn__op_lock(s, &t);
 	if (r)
 		return r;
-	uint64_t h = fdn__ht_hash(s, key, klen);
+	uint64_t h = fdn__ht_hash(s, table, key, klen);
 	uint64_t count = fdn__op_begin(t, table, FDN_OP_DELETE);
 	int change = 0;
 	r = FDN_ECORRUPT;
@@ -367,11 +376,35 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 		r = FDN_ECORRUPT;
 	}
 	fdn__op_end(t, table, count, change);
+	if (change)
+		fdn__notify(s);
 	bool outer = t->nest == 1;
 	fdn__rcu_read_unlock(t);
 	if (outer)
 		fdn__op_after(t);
 	return r;
+}
+
+int fdn__ht_foreach_bucket(fdn_segment *s, uint32_t table, uint64_t b, fdn__ht_cb cb, void *arg)
+{
+	if (table >= s->ntables || b > s->bucket_mask[table])
+		return FDN_EINVAL;
+	uint64_t w = atomic_load_explicit(&s->buckets[table][b], memory_order_acquire);
+	for (uint64_t steps = 0; FDN_LINK_GIDX(w); steps++) {
+		uint32_t g = FDN_LINK_GIDX(w);
+		const struct fdn_shm_node *n = fdn__node(s, g);
+		if (!n || steps > s->ngranules)
+			return FDN_ECORRUPT;
+		w = atomic_load_explicit(&n->next, memory_order_acquire);
+		if (FDN_LINK_MARKED(w))
+			continue;
+		struct fdn__ht_view v;
+		fdn__view(n, g, &v);
+		int r = cb(arg, &v);
+		if (r)
+			return r;
+	}
+	return 0;
 }
 
 int fdn__ht_foreach(fdn_segment *s, uint32_t table, fdn__ht_cb cb, void *arg)

@@ -79,7 +79,7 @@ static inline int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key
 	int r = fdn__check_key(s, table, klen);
 	if (r)
 		return r;
-	uint64_t h = fdn__ht_hash(s, key, klen);
+	uint64_t h = fdn__ht_hash(s, table, key, klen);
 	/* acquire: pairs with the publishing CAS, so the node is complete. */
 	uint64_t w = atomic_load_explicit(&s->buckets[table][h & s->bucket_mask[table]],
 					  memory_order_acquire);

@@ -50,16 +50,19 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_ABI_MAJOR 1
 #define FDN_ABI_MINOR 0
 
-#define FDN_HEADER_SIZE    4096u
-#define FDN_CACHELINE      64u
-#define FDN_GRANULE        64u    /* heap allocation unit; gidx = offset / 64 */
-#define FDN_PAGE_SIZE      65536u /* heap page: all blocks of one size class */
-#define FDN_PAGE_GRANULES  1024u
-#define FDN_NCLASSES       8u /* block sizes 64 << c, c = 0..7 (64..8192) */
-#define FDN_MAX_TABLES     16u
-#define FDN_TABLE_NAME_MAX 24u
-#define FDN_LIMBO_MAX      31u /* deferred frees a reader slot may hold */
-#define FDN_NREGIONS       8u
+#define FDN_HEADER_SIZE      4096u
+#define FDN_CACHELINE        64u
+#define FDN_GRANULE          64u    /* heap allocation unit; gidx = offset / 64 */
+#define FDN_PAGE_SIZE        65536u /* heap page: all blocks of one size class */
+#define FDN_PAGE_GRANULES    1024u
+#define FDN_NCLASSES         8u /* block sizes 64 << c, c = 0..7 (64..8192) */
+#define FDN_MAX_TABLES       16u
+#define FDN_TABLE_NAME_MAX   24u
+#define FDN_LIMBO_MAX        31u /* deferred frees a reader slot may hold */
+#define FDN_NREGIONS         8u
+#define FDN_MAX_INDEXED      8u /* indexed registry attributes */
+#define FDN_INDEXED_NAME_MAX 32u
+#define FDN_GRAVEYARD_MAX    256u /* deaths remembered */
 
 /* Capacity limits (checked at create and at attach). */
 #define FDN_MAX_PROCS   (1u << 20)
@@ -74,7 +77,8 @@ enum fdn_region {
 	FDN_REGION_PAGES = 3,
 	FDN_REGION_BSTATE = 4,
 	FDN_REGION_HEAP = 5,
-	/* 6, 7: reserved, zero */
+	FDN_REGION_GRAVEYARD = 6, /* FDN_GRAVEYARD_MAX x struct fdn_shm_death */
+				  /* 7: reserved, zero */
 };
 
 /* header.init_state */
@@ -92,12 +96,20 @@ struct fdn_shm_region {
 /*
  * A table descriptor (64 bytes).  Written by C only; read by A.
  */
+/* fdn_shm_table.flags */
+enum {
+	/* Keys are [u8 n][n prefix bytes][rest]: the hash covers the prefix
+	 * only, so every key of one prefix shares a chain (secondary indexes:
+	 * all entries of one attribute value are found by walking one chain). */
+	FDN_TABLE_PREFIX_HASH = 1u << 0,
+};
+
 struct fdn_shm_table {
 	char name[FDN_TABLE_NAME_MAX]; /*  0: NUL-padded; "" = unused slot     */
 	uint64_t nbuckets;             /* 24: power of two, >= 2                */
 	uint64_t buckets_off;          /* 32: offset of its link-word array     */
 	uint32_t id;                   /* 40: index of this descriptor          */
-	uint32_t reserved0;            /* 44: zero                              */
+	uint32_t flags;                /* 44: FDN_TABLE_*                       */
 	uint64_t reserved1[2];         /* 48: zero                              */
 };
 static_assert(sizeof(struct fdn_shm_table) == 64, "table descriptor");
@@ -143,8 +155,34 @@ struct fdn_shm_header {
 	uint8_t pad_hint[60];
 	/* 384 */
 	struct fdn_shm_table tables[FDN_MAX_TABLES];
-	/* 1408 .. 4095: reserved for the services, zero. */
-	uint8_t reserved_tail[FDN_HEADER_SIZE - 1408];
+	/* 1408: indexed attribute names of the registry, NUL-padded, "" =
+	 * unused.  C only. */
+	char indexed[FDN_MAX_INDEXED][FDN_INDEXED_NAME_MAX];
+	/* 1664: own line.  Change notification for watchers (a shared futex):
+	 * `watchers` counts threads about to wait; every table mutation and
+	 * every death, when watchers != 0, increments `changes` and wakes its
+	 * futex.  A waiter increments watchers, reads changes, checks its
+	 * condition, then waits on changes (seq_cst on both sides: either the
+	 * writer sees the waiter or the waiter sees the mutation). */
+	alignas(64) _Atomic uint32_t changes;
+	_Atomic uint32_t watchers;
+	uint8_t pad_watch[56];
+	/* 1728: own line.  The reaper.
+	 * lease: claim word (layout of fdn_shm_proc.word) of the process that
+	 *   reaps; 0 = none.  Taken by CAS from 0, or from a holder the kernel
+	 *   says is dead.  Written by A (taking), R (releasing).
+	 * doorbell: futex word, incremented (and woken) by every process-slot
+	 *   claim, so the reaper learns of a new process at once.
+	 * deaths: processes reaped so far; graveyard_head: records written (the
+	 *   record of death k is graveyard[k % FDN_GRAVEYARD_MAX]).  R only. */
+	alignas(64) _Atomic uint64_t reaper_lease;
+	_Atomic uint32_t doorbell;
+	uint32_t reserved_r0;
+	_Atomic uint64_t deaths;
+	_Atomic uint64_t graveyard_head;
+	uint8_t pad_reaper[32];
+	/* 1792 .. 4095: reserved for the services, zero. */
+	uint8_t reserved_tail[FDN_HEADER_SIZE - 1792];
 };
 static_assert(sizeof(struct fdn_shm_header) == FDN_HEADER_SIZE, "header size");
 static_assert(offsetof(struct fdn_shm_header, init_state) == 32, "init_state");
@@ -152,6 +190,9 @@ static_assert(offsetof(struct fdn_shm_header, regions) == 128, "regions");
 static_assert(offsetof(struct fdn_shm_header, gp_ctr) == 256, "gp_ctr");
 static_assert(offsetof(struct fdn_shm_header, fresh_page_hint) == 320, "hint");
 static_assert(offsetof(struct fdn_shm_header, tables) == 384, "tables");
+static_assert(offsetof(struct fdn_shm_header, indexed) == 1408, "indexed");
+static_assert(offsetof(struct fdn_shm_header, changes) == 1664, "changes");
+static_assert(offsetof(struct fdn_shm_header, reaper_lease) == 1728, "reaper");
 
 /*
  * A process-table slot (64 bytes).
@@ -331,12 +372,32 @@ struct fdn_shm_node {
 };
 static_assert(sizeof(struct fdn_shm_node) == 32, "node header");
 
-#define FDN_KEY_MAX   255u
-#define FDN_VALUE_MAX (8192u - 32u - 256u) /* fits the largest class */
+#define FDN_KEY_MAX   1023u                 /* table level; services set less */
+#define FDN_VALUE_MAX (8192u - 32u - 1024u) /* fits the largest class */
 
 static inline uint32_t fdn__node_bytes(uint32_t key_len, uint32_t val_len)
 {
 	return (uint32_t)sizeof(struct fdn_shm_node) + ((key_len + 7u) & ~7u) + val_len;
 }
+
+/*
+ * A graveyard record (64 bytes): one reaped death.  Written by R only (the
+ * lease holder), under a per-record sequence word: odd while being written,
+ * even when complete.  Readers copy the record and retry if seq was odd or
+ * changed while they copied.
+ */
+struct fdn_shm_death {
+	_Atomic uint64_t seq; /*  0 */
+	uint32_t pid;         /*  8 */
+	int32_t exit_signal;  /* 12: signal that killed it, 0 = exited, -1 = unknown */
+	int32_t exit_status;  /* 16: its exit status if it exited, else -1 */
+	uint32_t proc_idx;    /* 20: its process slot */
+	uint64_t ident;       /* 24: its identity */
+	uint64_t died_ns;     /* 32: CLOCK_REALTIME when the reaper saw it */
+	uint64_t latency_ns;  /* 40: from the reaper's wake-up to entries gone */
+	uint64_t entries;     /* 48: registry entries reclaimed */
+	uint64_t reserved;    /* 56 */
+};
+static_assert(sizeof(struct fdn_shm_death) == 64, "death record");
 
 #endif

@@ -115,6 +115,7 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out)
 		atomic_store_explicit(&p->attach_ns, fdn__now_ns(), memory_order_relaxed);
 		atomic_store_explicit(&p->claimer_pid, (uint32_t)getpid(), memory_order_release);
 		*idx_out = i;
+		fdn__doorbell(s);
 		return 0;
 	}
 	return FDN_ENOSPACE;
@@ -137,11 +138,8 @@ static bool fdn__is_zombie(pid_t pid)
 	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
 }
 
-bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word)
+bool fdn__pid_alive(pid_t pid, uint64_t ident40, uint32_t want_kind)
 {
-	if (FDN_PROC_STATE(word) != FDN_PROC_LIVE)
-		return false;
-	pid_t pid = (pid_t)FDN_PROC_PID(word);
 	uint64_t ident;
 	uint32_t kind;
 	int r = fdn__identity(pid, &ident, &kind);
@@ -149,12 +147,21 @@ bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word)
 		return false;
 	if (r)
 		return true; /* cannot tell (EMFILE, EACCES...): never call it dead */
-	uint32_t want = atomic_load_explicit(&s->procs[idx].ident_kind, memory_order_acquire);
-	if (want != FDN_IDENT_NONE && want != kind)
+	if (want_kind != FDN_IDENT_NONE && want_kind != kind)
 		return true; /* identity of another kind: cannot compare */
-	if (FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(word))
+	if (FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(ident40))
 		return false; /* the pid was reused */
 	return !fdn__is_zombie(pid);
+}
+
+bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	if (FDN_PROC_STATE(word) != FDN_PROC_LIVE)
+		return false;
+	uint32_t want = idx < s->nprocs
+			    ? atomic_load_explicit(&s->procs[idx].ident_kind, memory_order_acquire)
+			    : FDN_IDENT_NONE;
+	return fdn__pid_alive((pid_t)FDN_PROC_PID(word), FDN_PROC_IDENT40(word), want);
 }
 
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx)

@@ -160,6 +160,7 @@ int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx)
 		uint64_t dead = FDN_PROC_WORD(FDN_PROC_DEAD, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
 		if (!atomic_compare_exchange_strong(pw, &w, dead) && w != dead)
 			return FDN_EINVAL; /* changed under us: not ours to judge */
+		fdn__notify(s);            /* its entries are gone for every reader now */
 	}
 	/* No read lock of our own: while slot i is resolved its ctr is still
 	 * set, and that pins every node reachable now (a grace period begun

@@ -65,15 +65,16 @@ int fdn__layout_compute(uint32_t nprocs, uint32_t nthreads, uint32_t npages,
 	}
 	memset(r, 0, sizeof(*r) * FDN_NREGIONS);
 	uint64_t off = FDN_HEADER_SIZE;
-	const uint64_t sizes[6] = {
+	const uint64_t sizes[7] = {
 	    [FDN_REGION_PROCS] = (uint64_t)nprocs * sizeof(struct fdn_shm_proc),
 	    [FDN_REGION_TSLOTS] = (uint64_t)nthreads * sizeof(struct fdn_shm_tslot),
 	    [FDN_REGION_BUCKETS] = nb * sizeof(uint64_t),
 	    [FDN_REGION_PAGES] = (uint64_t)npages * sizeof(struct fdn_shm_page),
 	    [FDN_REGION_BSTATE] = (uint64_t)npages * FDN_PAGE_GRANULES * sizeof(uint64_t),
 	    [FDN_REGION_HEAP] = (uint64_t)npages * FDN_PAGE_SIZE,
+	    [FDN_REGION_GRAVEYARD] = (uint64_t)FDN_GRAVEYARD_MAX * sizeof(struct fdn_shm_death),
 	};
-	for (int i = 0; i < 6; i++) {
+	for (int i = 0; i < 7; i++) {
 		r[i].off = off;
 		r[i].size = sizes[i];
 		off = fdn__align_page(off + sizes[i]);
@@ -125,6 +126,16 @@ uint64_t fdn__layout_signature(void)
 	    FDN_KEY_MAX,
 	    FDN_VALUE_MAX,
 	    sizeof(uint64_t),
+	    O(fdn_shm_header, indexed),
+	    O(fdn_shm_header, changes),
+	    O(fdn_shm_header, reaper_lease),
+	    O(fdn_shm_header, graveyard_head),
+	    S(fdn_shm_death),
+	    O(fdn_shm_death, died_ns),
+	    O(fdn_shm_table, flags),
+	    FDN_MAX_INDEXED,
+	    FDN_INDEXED_NAME_MAX,
+	    FDN_GRAVEYARD_MAX,
 	};
 #undef S
 #undef O
@@ -201,7 +212,8 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 	uint64_t boff = h->regions[FDN_REGION_BUCKETS].off;
 	for (uint32_t i = 0; i < h->ntables; i++) {
 		const struct fdn_shm_table *t = &h->tables[i];
-		if (memchr(t->name, 0, FDN_TABLE_NAME_MAX) == NULL || t->name[0] == 0 || t->id != i)
+		if (memchr(t->name, 0, FDN_TABLE_NAME_MAX) == NULL || t->name[0] == 0 ||
+		    t->id != i || (t->flags & ~(uint32_t)FDN_TABLE_PREFIX_HASH) != 0)
 			return FDN_EBADSEG;
 		if (t->buckets_off != boff)
 			return FDN_EBADSEG;
@@ -210,6 +222,9 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 			return FDN_EBADSEG;
 		boff += nb[i] * sizeof(uint64_t);
 	}
+	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
+		if (memchr(h->indexed[i], 0, FDN_INDEXED_NAME_MAX) == NULL)
+			return FDN_EBADSEG;
 	struct fdn_shm_region r[FDN_NREGIONS];
 	uint64_t total;
 	if (fdn__layout_compute(h->nprocs, h->nthreads, h->npages, nb, h->ntables, r, &total))
@@ -248,6 +263,7 @@ static void fdn__seg_bind(fdn_segment *s, const struct fdn_shm_header *h)
 	s->pages = (struct fdn_shm_page *)(s->base + h->regions[FDN_REGION_PAGES].off);
 	s->bstate = (_Atomic uint64_t *)(s->base + h->regions[FDN_REGION_BSTATE].off);
 	s->heap = s->base + h->regions[FDN_REGION_HEAP].off;
+	s->graveyard = (struct fdn_shm_death *)(s->base + h->regions[FDN_REGION_GRAVEYARD].off);
 	s->nprocs = h->nprocs;
 	s->nthreads = h->nthreads;
 	s->npages = h->npages;
@@ -257,6 +273,7 @@ static void fdn__seg_bind(fdn_segment *s, const struct fdn_shm_header *h)
 	for (uint32_t i = 0; i < h->ntables; i++) {
 		s->buckets[i] = (_Atomic uint64_t *)(s->base + h->tables[i].buckets_off);
 		s->bucket_mask[i] = h->tables[i].nbuckets - 1;
+		s->table_flags[i] = h->tables[i].flags;
 	}
 }
 
@@ -292,7 +309,24 @@ static int fdn__shm_path(char *buf, size_t cap, const char *name)
 	return 0;
 }
 
-int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fdn_segment **out)
+/* Parse "a,b,c" into the header's indexed-attribute names. */
+static int fdn__set_indexed(struct fdn_shm_header *h, const char *list)
+{
+	uint32_t n = 0;
+	const char *p = list;
+	while (*p) {
+		size_t len = strcspn(p, ",");
+		if (len == 0 || len >= FDN_INDEXED_NAME_MAX || n >= FDN_MAX_INDEXED)
+			return FDN_EINVAL;
+		memcpy(h->indexed[n++], p, len);
+		p += len;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn_segment **out)
 {
 	struct fdn_segment_opts o;
 	char path[FDN_SEGMENT_NAME_MAX + 2];
@@ -320,10 +354,12 @@ int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fd
 	uint64_t npages = (heap + FDN_PAGE_SIZE - 1) / FDN_PAGE_SIZE;
 	if (npages > FDN_MAX_PAGES)
 		return FDN_EINVAL;
-	uint64_t nb[1] = {fdn__pow2_at_least(o.entries * 2)};
+	/* Table 0 "main" (the registry) and table 1 "index" (its secondary
+	 * index, prefix-hashed), each with 2 x entries buckets. */
+	uint64_t nb[2] = {fdn__pow2_at_least(o.entries * 2), fdn__pow2_at_least(o.entries * 2)};
 	struct fdn_shm_region regions[FDN_NREGIONS];
 	uint64_t total;
-	r = fdn__layout_compute(o.processes, o.threads, (uint32_t)npages, nb, 1, regions, &total);
+	r = fdn__layout_compute(o.processes, o.threads, (uint32_t)npages, nb, 2, regions, &total);
 	if (r)
 		return r;
 
@@ -373,7 +409,7 @@ int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fd
 	h->nprocs = o.processes;
 	h->nthreads = o.threads;
 	h->npages = (uint32_t)npages;
-	h->ntables = 1;
+	h->ntables = 2;
 	h->page_size = FDN_PAGE_SIZE;
 	h->granule = FDN_GRANULE;
 	h->nclasses = FDN_NCLASSES;
@@ -381,10 +417,19 @@ int fdn_segment_create(const char *name, const struct fdn_segment_opts *opts, fd
 	memcpy(h->regions, regions, sizeof(regions));
 	atomic_store_explicit(&h->gp_ctr, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->fresh_page_hint, 0, memory_order_relaxed);
-	snprintf(h->tables[0].name, FDN_TABLE_NAME_MAX, "%s", "main");
-	h->tables[0].nbuckets = nb[0];
-	h->tables[0].buckets_off = regions[FDN_REGION_BUCKETS].off;
-	h->tables[0].id = 0;
+	static const char *const table_names[2] = {"main", "index"};
+	uint64_t boff = regions[FDN_REGION_BUCKETS].off;
+	for (uint32_t t = 0; t < 2; t++) {
+		snprintf(h->tables[t].name, FDN_TABLE_NAME_MAX, "%s", table_names[t]);
+		h->tables[t].nbuckets = nb[t];
+		h->tables[t].buckets_off = boff;
+		h->tables[t].id = t;
+		h->tables[t].flags = t == 1 ? FDN_TABLE_PREFIX_HASH : 0;
+		boff += nb[t] * sizeof(uint64_t);
+	}
+	r = fdn__set_indexed(h, o.indexed ? o.indexed : FDN_DEFAULT_INDEXED);
+	if (r)
+		goto fail;
 	fdn__seg_bind(s, h);
 	/* gidx 0 is the null link: its block is reserved forever.  Page 0 is
 	 * given class 0 (64-byte blocks) so the checker can account for it. */
@@ -408,7 +453,7 @@ fail:
 	return r;
 }
 
-int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out)
+int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 {
 	char path[FDN_SEGMENT_NAME_MAX + 2];
 	if (!out)
@@ -488,25 +533,28 @@ fail:
 	return r;
 }
 
-int fdn_segment_detach(fdn_segment *s)
+void fdn__seg_detach(fdn_segment *s, bool leave_dead)
 {
-	if (!s)
-		return 0;
 	if (!s->readonly && fdn__seg_usable(s) == 0) {
 		fdn__threads_release(s);
 		if (s->proc_idx != UINT32_MAX) {
-			/* Only clear the slot if it is still ours (a reclaimer may
-			 * have judged us dead if our pid was reused; it cannot
-			 * while we live, but stay defensive). */
+			/* Only change the slot if it is still ours.  DEAD hands it
+			 * to the reaper (it then removes what we owned). */
 			uint64_t w = s->proc_word;
-			atomic_compare_exchange_strong(&s->procs[s->proc_idx].word, &w, 0);
+			uint64_t to = leave_dead ? FDN_PROC_WORD(FDN_PROC_DEAD, FDN_PROC_PID(w),
+								 FDN_PROC_IDENT40(w))
+						 : 0;
+			if (atomic_compare_exchange_strong(&s->procs[s->proc_idx].word, &w, to) &&
+			    leave_dead) {
+				fdn__notify(s);
+				fdn__doorbell(s);
+			}
 		}
 	}
 	fdn__seg_free(s);
-	return 0;
 }
 
-int fdn_segment_destroy(const char *name)
+int fdn__seg_destroy(const char *name)
 {
 	char path[FDN_SEGMENT_NAME_MAX + 2];
 	if (!name)

@@ -42,8 +42,10 @@ struct fdn_segment {
 	uint64_t seed;
 	uint32_t proc_idx; /* our process slot (UINT32_MAX when read-only) */
 	uint64_t proc_word;
+	struct fdn_shm_death *graveyard;
 	_Atomic uint64_t *buckets[FDN_MAX_TABLES];
 	uint64_t bucket_mask[FDN_MAX_TABLES];
+	uint32_t table_flags[FDN_MAX_TABLES];
 };
 
 /* Bumped in every fork child (pthread_atfork). */
@@ -64,6 +66,27 @@ int fdn__layout_compute(uint32_t nprocs, uint32_t nthreads, uint32_t npages,
 			struct fdn_shm_region regions[FDN_NREGIONS], uint64_t *total);
 uint64_t fdn__layout_signature(void);
 int fdn__validate_name(const char *name);
+/* Create / attach (the public fdn_segment_create/attach in lib/ wrap these
+ * and start the reaper). */
+int fdn__seg_create(const char *name, const struct fdn_segment_opts *o, fdn_segment **out);
+int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out);
+/* Give back the reader slots and the process slot (set free, or DEAD for
+ * the reaper to clean up after), unmap, free the handle. */
+void fdn__seg_detach(fdn_segment *s, bool leave_dead);
+/* shm_unlink the name (fdn_segment_destroy also stops its reaper). */
+int fdn__seg_destroy(const char *name);
+/* The mechanism's audit (check.c); fdn_segment_check adds the services'. */
+int fdn__seg_check(fdn_segment *s, fdn_check_cb cb, void *arg);
+/* Tell watchers something changed (ht.c after every mutation, reclaim.c
+ * after a death): one load when nobody waits. */
+void fdn__notify(fdn_segment *s);
+/* Wait until header.changes differs from `seen` or timeout_ns passes
+ * (< 0: no limit).  Call between fdn__watch_begin and fdn__watch_end. */
+int fdn__wait_change(fdn_segment *s, uint32_t seen, int64_t timeout_ns);
+uint32_t fdn__watch_begin(fdn_segment *s);
+void fdn__watch_end(fdn_segment *s);
+/* Ring the reaper's doorbell (proc.c, after a process-slot claim). */
+void fdn__doorbell(fdn_segment *s);
 /* Validate a mapped header against the file size (attach's checks). */
 int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size);
 
@@ -80,6 +103,8 @@ int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx);
  * False only when the kernel says so: no such pid, another identity, or a
  * zombie.  When it cannot tell (out of descriptors, say) it says alive. */
 bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word);
+/* The same for a pid and the low 40 bits of its identity. */
+bool fdn__pid_alive(pid_t pid, uint64_t ident40, uint32_t want_kind);
 
 /* ---- rcu.c: cross-process RCU and reader slots -------------------------- */
 
@@ -201,7 +226,9 @@ enum {
 };
 
 int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table);
-uint64_t fdn__ht_hash(const fdn_segment *s, const void *key, size_t len);
+/* The table's hash of a key: XXH3 with the segment's seed, over the whole
+ * key, or over its prefix for FDN_TABLE_PREFIX_HASH tables. */
+uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, size_t len);
 /* Lookup (ht_read.h, inline): caller holds the read lock.  0,
  * FDN_ENOTFOUND, FDN_EINVKEY, FDN_EINVAL (no such table), FDN_ECORRUPT. */
 /* Insert / upsert / replace (mode FDN_HT_*).  Takes the read lock itself. */
@@ -215,6 +242,8 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
  * cb returns non-zero and returns that value. */
 typedef int (*fdn__ht_cb)(void *arg, const struct fdn__ht_view *v);
 int fdn__ht_foreach(fdn_segment *s, uint32_t table, fdn__ht_cb cb, void *arg);
+/* The same over one bucket's chain. */
+int fdn__ht_foreach_bucket(fdn_segment *s, uint32_t table, uint64_t b, fdn__ht_cb cb, void *arg);
 /* Live entries of a table: the sum of every reader slot's delta. */
 int64_t fdn__ht_count(const fdn_segment *s, uint32_t table);
 /* Is node gidx linked in its table's chain (reclaim.c)? Read lock held. */

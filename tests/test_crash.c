@@ -97,7 +97,7 @@ Test(crash, writer_killed_at_random_200_times, .timeout = 300)
 		cr_assert(WIFSIGNALED(st), "round %d: the writer failed on its own (%d)", round,
 			  WEXITSTATUS(st));
 		t_reclaim(s, p);
-		int v = fdn_segment_check(s, t_print_violation, NULL);
+		int v = fdn__seg_check(s, t_print_violation, NULL);
 		cr_assert_eq(v, 0, "round %d: %d violations", round, v);
 		in_flight += verify(s, j, round);
 		total_ops += atomic_load(&j->ops) - before;

@@ -128,7 +128,7 @@ Test(rcu, reader_killed_in_section_blocks_until_reclaimed, .timeout = 60)
 	cr_assert_eq(waitpid(r, NULL, 0), r);
 	/* Dead, but its slot still says "reading": grace periods wait. */
 	cr_assert_eq(fdn__rcu_synchronize(s, 100 * 1000000ll), FDN_ETIMEDOUT);
-	cr_assert_eq(fdn_segment_check(s, NULL, NULL), 1, "the dead process is reported");
+	cr_assert_eq(fdn__seg_check(s, NULL, NULL), 1, "the dead process is reported");
 	t_reclaim(s, r);
 	cr_assert_eq(fdn__rcu_synchronize(s, 5000 * 1000000ll), 0);
 	struct fdn_segment_stats st;

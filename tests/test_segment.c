@@ -249,7 +249,7 @@ Test(segment, readonly_attach_writes_nothing)
 	cr_assert_eq(st.tables[0].entries, 1);
 	cr_assert_eq(t_put(s, "new", 1, FDN_HT_UNIQUE), FDN_ERDONLY);
 	cr_assert_eq(t_del(s, "kept"), FDN_ERDONLY);
-	cr_assert_eq(fdn_segment_check(s, NULL, NULL), 0);
+	cr_assert_eq(fdn__seg_check(s, NULL, NULL), 0);
 	/* Lookups without a read lock are what a read-only handle does. */
 	struct fdn__ht_view v;
 	cr_assert_eq(fdn__ht_lookup(s, 0, "kept", 4, &v), 0);

@@ -87,9 +87,9 @@ Test(table, upsert_and_conditional_replace)
 
 Test(table, bad_keys_and_values_change_nothing)
 {
-	char k256[257];
-	memset(k256, 'k', 256);
-	k256[256] = 0;
+	char k256[FDN_KEY_MAX + 2]; /* one byte over the table's limit */
+	memset(k256, 'k', FDN_KEY_MAX + 1);
+	k256[FDN_KEY_MAX + 1] = 0;
 	cr_assert_eq(t_put(seg, "keep", 5, FDN_HT_UNIQUE), 0);
 	cr_assert_eq(fdn__ht_put(seg, 0, "", 0, "v", 1, FDN_HT_UNIQUE, NULL, NULL), FDN_EINVKEY);
 	cr_assert_eq(t_put(seg, k256, 1, FDN_HT_UNIQUE), FDN_EINVKEY);
@@ -102,8 +102,8 @@ Test(table, bad_keys_and_values_change_nothing)
 	cr_assert_eq(fdn__ht_put(seg, 0, "big", 3, big, FDN_VALUE_MAX, FDN_HT_UNIQUE, NULL, NULL),
 		     0, "the largest value fits");
 	cr_assert_eq(fdn__ht_put(seg, 7, "keep", 4, big, 1, FDN_HT_UNIQUE, NULL, NULL), FDN_EINVAL);
-	/* 255 bytes is the longest key. */
-	k256[255] = 0;
+	/* FDN_KEY_MAX bytes is the longest key. */
+	k256[FDN_KEY_MAX] = 0;
 	cr_assert_eq(t_put(seg, k256, 9, FDN_HT_UNIQUE), 0);
 	uint64_t v;
 	cr_assert_eq(t_get(seg, "keep", &v), 0);
@@ -195,7 +195,7 @@ Test(table, checker_catches_damage)
 
 	/* A key byte changed under its hash. */
 	n->data[0] ^= 1;
-	cr_assert_geq(fdn_segment_check(seg, NULL, NULL), 1);
+	cr_assert_geq(fdn__seg_check(seg, NULL, NULL), 1);
 	n->data[0] ^= 1;
 	t_assert_clean(seg);
 
@@ -205,20 +205,20 @@ Test(table, checker_catches_damage)
 	       FDN_BLOCK_KIND(atomic_load(&seg->bstate[g])) != FDN_BLOCK_FREE)
 		g++;
 	atomic_store(&seg->bstate[g], FDN_BLOCK_WORD(1, 1, FDN_BLOCK_ALLOC));
-	cr_assert_eq(fdn_segment_check(seg, NULL, NULL), 1);
+	cr_assert_eq(fdn__seg_check(seg, NULL, NULL), 1);
 	atomic_store(&seg->bstate[g], FDN_BLOCK_WORD(1, 0, FDN_BLOCK_FREE));
 
 	/* A counter that disagrees with the chains. */
 	struct fdn_shm_tslot *ts = t->ts;
 	uint64_t d = atomic_load(&ts->delta[0]);
 	atomic_store(&ts->delta[0], FDN_DELTA_WORD(FDN_DELTA_COUNT(d) + 1, FDN_OP_NONE));
-	cr_assert_eq(fdn_segment_check(seg, NULL, NULL), 1);
+	cr_assert_eq(fdn__seg_check(seg, NULL, NULL), 1);
 	atomic_store(&ts->delta[0], d);
 
 	/* A cycle in a chain: reported, and the walk ends. */
 	uint64_t saved = atomic_load(&n->next);
 	atomic_store(&n->next, FDN_LINK_WORD(v.gidx, 0, 0));
-	cr_assert_geq(fdn_segment_check(seg, NULL, NULL), 1);
+	cr_assert_geq(fdn__seg_check(seg, NULL, NULL), 1);
 	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-zzzzzzzz", 14, &v) < 0, 1);
 	atomic_store(&n->next, saved);
 	t_assert_clean(seg);

@@ -183,6 +183,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: bad arguments (see --help)\n", prog);
 		return 2;
 	}
+	/* This demo reclaims its killed writer itself, to show the mechanism:
+	 * no reaper daemon may do it at the same time. */
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
 	if (!name) {
 		snprintf(defname, sizeof(defname), "foundation-demo-%d", (int)getpid());
 		name = defname;

@@ -52,7 +52,12 @@ struct fdn_segment_opts {
 				rounded up to 64 KiB pages, at least 1 MiB */
 	uint32_t mode;       /* file mode; 0 = 0600 */
 	uint32_t flags;      /* FDN_SEG_ALLOW_FOREIGN accepted */
+	const char *indexed; /* registry attributes with a secondary index,
+				comma-separated, at most 8 names of 1..31 bytes;
+				NULL = FDN_DEFAULT_INDEXED, "" = none */
 };
+
+#define FDN_DEFAULT_INDEXED "capability,health_status,node"
 
 /* Fill *o with the defaults above. */
 FDN_API void fdn_segment_opts_init(struct fdn_segment_opts *o);

@@ -1,0 +1,144 @@
+/*
+ * foundation/registry.h - named processes with typed attributes, shared by
+ * every process that attaches the segment, cleaned up when a process dies.
+ *
+ * An entry maps a key (1..255 bytes) to a pid and a set of attributes
+ * (foundation/attrs.h).  The pid is the entry's owner: the entry lives as
+ * long as that process, identified by pid *and* an identity the kernel
+ * never reuses (shm/proc.c), so a recycled pid never inherits an entry.
+ * A process may register entries for another pid (a supervisor for its
+ * children); that pid gets its own process slot and is watched the same way.
+ *
+ * Visibility.  Once the reaper has seen an owner's death, no lookup, list,
+ * find, query or count returns its entries: each read checks the owner's
+ * process slot (one cache line).  Before the reaper has seen it, an entry of
+ * a dead owner is still returned unless FDN_REG_CHECK_ALIVE asks the kernel.
+ *
+ * Concurrency.  Every call is safe from any thread of any attached process.
+ * Reads take no lock and never wait for a writer.  Writers are lock-free.
+ * Callbacks run inside a read-side section: they must not call
+ * fdn_segment_detach or wait for other processes; the views they receive
+ * are valid only during the call.
+ *
+ * Indexed attributes (chosen at segment creation, default capability,
+ * health_status, node): find_by_attribute and EQ criteria on them cost
+ * O(matches) through a secondary index; on other attributes they scan the
+ * table (O(entries)).  String values longer than 200 bytes are not indexed
+ * (lookups of them scan).
+ */
+#ifndef FOUNDATION_REGISTRY_H
+#define FOUNDATION_REGISTRY_H
+
+#include <foundation/attrs.h>
+#include <foundation/common.h>
+#include <foundation/error.h>
+#include <foundation/segment.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FDN_REG_KEY_MAX 255u
+
+enum {
+	/* register: overwrite an entry held by a live process. */
+	FDN_REG_REPLACE = 1u << 0,
+	/* lookup: also ask the kernel whether the owner is alive (a syscall);
+	 * an entry of a dead owner is then FDN_ENOTFOUND. */
+	FDN_REG_CHECK_ALIVE = 1u << 1,
+};
+
+/* An entry copied out of the segment. */
+struct fdn_entry {
+	char key[FDN_REG_KEY_MAX + 1]; /* NUL-terminated copy; key_len bytes */
+	uint32_t key_len;
+	pid_t pid;
+	uint64_t registered_ns; /* CLOCK_REALTIME */
+	uint32_t attrs_len;
+	unsigned char attrs[FDN_ATTRS_MAX]; /* read with fdn_attrs_* */
+};
+
+/* An entry seen in place, during a callback. */
+struct fdn_entry_view {
+	const void *key;
+	uint32_t key_len;
+	pid_t pid;
+	uint64_t registered_ns;
+	const void *attrs;
+	uint32_t attrs_len;
+};
+
+/* Return non-zero to stop the iteration (the call then returns that value). */
+typedef int (*fdn_entry_cb)(void *arg, const struct fdn_entry_view *e);
+/* Return true to keep the entry. */
+typedef bool (*fdn_entry_filter)(void *arg, const struct fdn_entry_view *e);
+
+/*
+ * Register key for pid with n attributes.  Errors: FDN_EINVKEY (empty or
+ * longer than 255), FDN_EINVMETA (bad attributes), FDN_EINVAL (pid <= 0),
+ * -ESRCH (no such process), FDN_EEXISTS (held by a live process; *holder,
+ * if given, receives its pid), FDN_ENOSPACE (table or process table full).
+ * A key held by a process that is dead -- reaped or not -- is taken over.
+ * On any error nothing stored changes.
+ */
+FDN_API int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+			 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder);
+
+/* Copy the entry out.  FDN_ENOTFOUND, FDN_EINVKEY. */
+FDN_API int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+		       struct fdn_entry *out);
+
+/* Remove the entry (whoever registered it).  FDN_ENOTFOUND, FDN_EINVKEY. */
+FDN_API int fdn_unregister(fdn_segment *s, const void *key, size_t klen);
+
+/* Replace all attributes, or merge (same names replaced, others kept).
+ * The owner and registration time stay.  FDN_ENOTFOUND, FDN_EINVMETA. */
+FDN_API int fdn_update_attributes(fdn_segment *s, const void *key, size_t klen,
+				  const struct fdn_attr *attrs, size_t n);
+FDN_API int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen,
+				 const struct fdn_attr *attrs, size_t n);
+
+/* Number of visible entries. */
+FDN_API int64_t fdn_count(fdn_segment *s);
+
+/* Every visible entry (in no particular order); with a filter, those it
+ * keeps.  Returns the number of entries passed to cb, or cb's non-zero
+ * return value if it stopped the walk (negative values are returned as
+ * they are), or an error. */
+FDN_API int fdn_foreach(fdn_segment *s, fdn_entry_cb cb, void *arg);
+FDN_API int fdn_list(fdn_segment *s, fdn_entry_filter filter, void *farg, fdn_entry_cb cb,
+		     void *arg);
+
+/* Entries whose attribute `name` equals `value` (for a list attribute:
+ * contains it).  Through the index when `name` is indexed, else a scan.
+ * Returns the count passed to cb, or an error (FDN_EINVMETA for a bad
+ * value). */
+FDN_API int fdn_find_by_attribute(fdn_segment *s, const char *name, const struct fdn_attr *value,
+				  fdn_entry_cb cb, void *arg);
+
+/* Entries for which every criterion holds.  An EQ criterion on an indexed
+ * attribute narrows the walk through the index.  FDN_EINVCRIT. */
+FDN_API int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry_cb cb,
+		      void *arg);
+
+/* Is `name` an indexed attribute of this segment? */
+FDN_API bool fdn_attr_indexed(fdn_segment *s, const char *name);
+
+/*
+ * Block until key is visible (present = true) or not visible (false), or
+ * timeout_ms passes (< 0: no limit).  No polling: a shared futex wakes the
+ * caller on every change of the tables and on every death the reaper sees.
+ * 0 when the state is reached, FDN_ETIMEDOUT, FDN_EINVKEY.
+ */
+FDN_API int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present,
+		      int64_t timeout_ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,51 @@
+/*
+ * lib/internal.h - what the services in lib/ share with each other and with
+ * the tools (prefix fdn__; not exported).
+ */
+#ifndef FDN_LIB_INTERNAL_H
+#define FDN_LIB_INTERNAL_H
+
+#include "shm/shm.h"
+
+#include <foundation/attrs.h>
+#include <foundation/registry.h>
+
+/* Is process slot idx still the process whose claim word was `word`? */
+bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word);
+
+/* The registry's garbage collection, run by the reaper after it has marked
+ * dead processes DEAD: removes every entry whose owner is not live and
+ * every stale index reference (registry.c says which are stale).
+ * counts[i] gets the entries removed for (dead_idx[i], dead_word[i]).
+ * Returns the number of entries removed, or an error. */
+int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t *dead_word,
+			uint64_t *counts, size_t ndead);
+
+/* Remove every entry owned by (idx, word), a process leaving (detach). */
+int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word);
+
+/* The registry's audit: index <-> table agreement, no stale reference, no
+ * entry of a vanished owner.  Returns violations found. */
+int fdn__registry_check(fdn_segment *s, fdn_check_cb cb, void *arg);
+
+/* Is this index reference stale? (registry.c; the checker uses it too) */
+bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v);
+
+/* A process to reap (reaper.c). */
+struct fdn__dead {
+	uint32_t idx;    /* its process slot */
+	uint64_t word;   /* the slot's claim word when judged dead */
+	int exit_signal; /* as the graveyard records it */
+	int exit_status;
+	bool record;         /* a death (true) or a detach (false) */
+	uint64_t latency_ns; /* out: wake-up to entries gone */
+	uint64_t entries;    /* out: entries removed */
+	bool done;           /* out: slot fully reclaimed */
+};
+
+/* Reap a batch of dead processes (see reaper.c).  woke_ns: CLOCK_MONOTONIC
+ * when the reaper learnt of them.  Returns how many are not finished
+ * (retry them), or an error. */
+int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke_ns);
+
+#endif

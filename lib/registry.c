@@ -1,0 +1,1006 @@
+/*
+ * registry.c - the registry on the segment's tables.
+ *
+ * Table "main" (0) maps a key to a record:
+ *    0  owner_word     the owner's process-slot claim word (LIVE | pid |
+ *                      identity) at registration
+ *    8  owner_idx      the owner's process slot
+ *   12  writer_idx     process slot of the process that wrote the record
+ *   16  registered_ns  CLOCK_REALTIME
+ *   24  attrs_len      bytes of encoded attributes that follow
+ *   28  reserved       zero
+ *   32  attributes     (lib/attrs.c)
+ * An entry is visible iff procs[owner_idx].word == owner_word: when the
+ * reaper marks the owner DEAD (or the slot is reused), every entry of that
+ * owner disappears at once for every reader, before it is physically
+ * removed (fdn__registry_purge).
+ *
+ * Table "index" (1, prefix-hashed) holds one reference per (indexed
+ * attribute value, entry): key = [n][name \0 type value-text][entry key],
+ * where the n-byte prefix is what is hashed, so all entries of one value
+ * share a chain and find_by_attribute walks only that chain.  The value is
+ * {owner_word, writer_word}: the owner the reference was written for and
+ * the process that wrote it.  References are written before the entry and
+ * removed after it, so the index may briefly hold a reference whose entry
+ * does not (yet or any more) carry the value -- never miss one that does.
+ * Readers therefore verify every reference against the main table.  A
+ * reference is stale when its owner is dead, or when its entry does not
+ * carry its value and its writer is dead (a writer killed between the two
+ * steps); the reaper removes stale references (fdn__registry_purge) and
+ * the checker reports any it finds afterwards.
+ */
+#include "lib/internal.h"
+
+#include <foundation/registry.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define T_MAIN             0u
+#define T_INDEX            1u
+#define REC_SIZE           32u
+#define PREFIX_MAX         255u
+#define INDEXED_STRING_MAX 200u
+
+struct rec {
+	uint64_t owner_word;
+	uint32_t owner_idx;
+	uint32_t writer_idx;
+	uint64_t registered_ns;
+	uint32_t attrs_len;
+	uint32_t reserved;
+};
+_Static_assert(sizeof(struct rec) == REC_SIZE, "record header");
+
+struct ref_val {
+	uint64_t owner_word;
+	uint64_t writer_word;
+	uint32_t owner_idx;
+	uint32_t writer_idx;
+};
+
+/* ---- records ------------------------------------------------------------- */
+
+static bool rec_of(const struct fdn__ht_view *v, struct rec *r, const unsigned char **attrs)
+{
+	if (v->val_len < REC_SIZE)
+		return false;
+	memcpy(r, v->val, REC_SIZE);
+	if (r->attrs_len != v->val_len - REC_SIZE || r->attrs_len > FDN_ATTRS_MAX)
+		return false;
+	*attrs = v->val + REC_SIZE;
+	return true;
+}
+
+bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	return idx < s->nprocs && FDN_PROC_STATE(word) == FDN_PROC_LIVE &&
+	       atomic_load_explicit(&s->procs[idx].word, memory_order_acquire) == word;
+}
+
+/* The entry of view v if it is visible and well-formed. */
+static bool visible(const fdn_segment *s, const struct fdn__ht_view *v, struct rec *r,
+		    struct fdn_entry_view *e)
+{
+	const unsigned char *attrs;
+	if (!rec_of(v, r, &attrs) || !fdn__word_live(s, r->owner_idx, r->owner_word))
+		return false;
+	if (v->key_len > FDN_REG_KEY_MAX || fdn_attrs_validate(attrs, r->attrs_len) != 0)
+		return false;
+	*e = (struct fdn_entry_view){
+	    v->key,           v->key_len, (pid_t)FDN_PROC_PID(r->owner_word),
+	    r->registered_ns, attrs,      r->attrs_len};
+	return true;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static int check_key(size_t klen)
+{
+	return klen == 0 || klen > FDN_REG_KEY_MAX ? FDN_EINVKEY : 0;
+}
+
+/* ---- owners ---------------------------------------------------------------- */
+
+/* The process slot that will own entries of pid: ours, an existing one for
+ * that exact process, or a new claim (the reaper is rung and watches it). */
+static int owner_slot(fdn_segment *s, pid_t pid, uint32_t *idx, uint64_t *word)
+{
+	if (pid == getpid()) {
+		*idx = s->proc_idx;
+		*word = s->proc_word;
+		return 0;
+	}
+	uint64_t ident;
+	uint32_t kind;
+	int r = fdn__identity(pid, &ident, &kind);
+	if (r)
+		return r;
+	uint64_t want = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, ident);
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		if (atomic_load_explicit(&s->procs[i].word, memory_order_acquire) == want) {
+			*idx = i;
+			*word = want;
+			return 0;
+		}
+	}
+	r = fdn__proc_claim(s, pid, idx);
+	if (r)
+		return r;
+	*word = atomic_load(&s->procs[*idx].word);
+	return 0;
+}
+
+/* ---- index references --------------------------------------------------- */
+
+/* Prefix "name \0 type text" of one indexable value, or 0 if too long. */
+static size_t prefix_of(const char *name, const struct fdn_attr *a, const char *item,
+			unsigned char *out)
+{
+	char text[PREFIX_MAX + 1];
+	char type;
+	switch (a->type) {
+	case FDN_ATTR_STRING:
+	case FDN_ATTR_LIST:
+		if (strlen(item) > INDEXED_STRING_MAX)
+			return 0;
+		type = 's';
+		snprintf(text, sizeof(text), "%s", item);
+		break;
+	case FDN_ATTR_INT:
+		type = 'i';
+		snprintf(text, sizeof(text), "%lld", (long long)a->v.i);
+		break;
+	case FDN_ATTR_DOUBLE:
+		type = 'd';
+		snprintf(text, sizeof(text), "%.17g", a->v.d);
+		break;
+	case FDN_ATTR_BOOL:
+		type = 'b';
+		snprintf(text, sizeof(text), "%d", a->v.b ? 1 : 0);
+		break;
+	default:
+		return 0;
+	}
+	size_t nl = strlen(name), tl = strlen(text);
+	if (nl + 2 + tl > PREFIX_MAX)
+		return 0;
+	memcpy(out, name, nl);
+	out[nl] = 0;
+	out[nl + 1] = (unsigned char)type;
+	memcpy(out + nl + 2, text, tl);
+	return nl + 2 + tl;
+}
+
+typedef int (*prefix_cb)(void *arg, const unsigned char *prefix, size_t plen);
+
+/* Call cb for the prefix of every indexed value of an encoded set. */
+static int each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb cb, void *arg)
+{
+	uint32_t n = fdn_attrs_count(attrs, alen);
+	for (uint32_t i = 0; i < n; i++) {
+		struct fdn_attr a;
+		if (fdn_attrs_at(attrs, alen, i, &a) || !fdn_attr_indexed(s, a.name))
+			continue;
+		unsigned char p[PREFIX_MAX];
+		uint32_t items = a.type == FDN_ATTR_LIST ? a.v.list.n : 1;
+		for (uint32_t k = 0; k < items; k++) {
+			const char *item = a.type == FDN_ATTR_LIST     ? fdn_attrs_list_item(&a, k)
+					   : a.type == FDN_ATTR_STRING ? a.v.s
+								       : "";
+			size_t pl = item ? prefix_of(a.name, &a, item, p) : 0;
+			if (pl == 0)
+				continue;
+			int r = cb(arg, p, pl);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* [plen][prefix][key] into buf; returns its length. */
+static size_t ref_key(unsigned char *buf, const unsigned char *prefix, size_t plen, const void *key,
+		      size_t klen)
+{
+	buf[0] = (unsigned char)plen;
+	memcpy(buf + 1, prefix, plen);
+	memcpy(buf + 1 + plen, key, klen);
+	return 1 + plen + klen;
+}
+
+struct ref_op {
+	fdn_segment *s;
+	const void *key;
+	size_t klen;
+	uint64_t owner_word;
+	uint32_t owner_idx;
+	const void *keep; /* delete only prefixes absent from this set */
+	size_t keep_len;
+};
+
+static int ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct ref_op *o = arg;
+	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
+	struct ref_val v = {o->owner_word, o->s->proc_word, o->owner_idx, o->s->proc_idx};
+	size_t kl = ref_key(k, prefix, plen, o->key, o->klen);
+	return fdn__ht_put(o->s, T_INDEX, k, kl, &v, sizeof(v), FDN_HT_UPSERT, NULL, NULL);
+}
+
+struct has_arg {
+	const unsigned char *prefix;
+	size_t plen;
+};
+
+static int has_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct has_arg *h = arg;
+	return plen == h->plen && memcmp(prefix, h->prefix, plen) == 0;
+}
+
+/* Does the encoded set produce this prefix? */
+static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsigned char *prefix,
+		    size_t plen)
+{
+	struct has_arg h = {prefix, plen};
+	return attrs && each_prefix(s, attrs, alen, has_cb, &h) == 1;
+}
+
+static int ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct ref_op *o = arg;
+	if (o->keep && set_has(o->s, o->keep, o->keep_len, prefix, plen))
+		return 0;
+	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
+	size_t kl = ref_key(k, prefix, plen, o->key, o->klen);
+	int r = fdn__ht_delete(o->s, T_INDEX, k, kl, NULL);
+	return r == FDN_ENOTFOUND ? 0 : r;
+}
+
+/* ---- register ------------------------------------------------------------- */
+
+/* Is the holder of view v alive (visible, and the kernel agrees)? */
+static bool holder_alive(fdn_segment *s, const struct fdn__ht_view *v, pid_t *pid)
+{
+	struct rec r;
+	const unsigned char *attrs;
+	if (!rec_of(v, &r, &attrs))
+		return false;
+	*pid = (pid_t)FDN_PROC_PID(r.owner_word);
+	return fdn__word_live(s, r.owner_idx, r.owner_word) &&
+	       fdn__proc_alive(s, r.owner_idx, r.owner_word);
+}
+
+/* Insert or take over: returns 0, FDN_EEXISTS (holder live, no replace),
+ * or an error.  On success old and old_len hold a copy of the replaced
+ * record's attributes (old_len 0 if it was an insert). */
+static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *val, size_t vlen,
+		     unsigned flags, pid_t *holder, unsigned char *old, size_t *old_len)
+{
+	*old_len = 0;
+	for (int tries = 0; tries < 64; tries++) {
+		struct fdn__thread *t;
+		int r = fdn__rcu_read_lock(s, &t);
+		if (r)
+			return r;
+		struct fdn__ht_view cur;
+		r = fdn__ht_put(s, T_MAIN, key, klen, val, vlen, FDN_HT_UNIQUE, NULL, &cur);
+		if (r != FDN_EEXISTS) {
+			fdn__rcu_read_unlock(t);
+			return r;
+		}
+		pid_t hp = 0;
+		if (!(flags & FDN_REG_REPLACE) && holder_alive(s, &cur, &hp)) {
+			fdn__rcu_read_unlock(t);
+			if (holder)
+				*holder = hp;
+			return FDN_EEXISTS;
+		}
+		struct rec orec;
+		const unsigned char *oattrs;
+		size_t olen = rec_of(&cur, &orec, &oattrs) ? orec.attrs_len : 0;
+		if (olen)
+			memcpy(old, oattrs, olen);
+		struct fdn__ht_view expect = cur;
+		r = fdn__ht_put(s, T_MAIN, key, klen, val, vlen, FDN_HT_REPLACE, &expect, NULL);
+		fdn__rcu_read_unlock(t);
+		if (r == 0) {
+			*old_len = olen;
+			return 0;
+		}
+		if (r != FDN_ENOTFOUND)
+			return r;
+		/* Changed under us (replaced or removed): try again. */
+	}
+	return FDN_EEXISTS;
+}
+
+/* After a failed register: references we wrote that the holder's entry
+ * does not carry are removed; those it carries get its owner back. */
+static void refs_undo(fdn_segment *s, const void *key, size_t klen, const void *attrs, size_t alen)
+{
+	struct fdn_entry e;
+	bool held = fdn_lookup(s, key, klen, 0, &e) == 0;
+	struct ref_op del = {s, key, klen, 0, 0, held ? e.attrs : NULL, held ? e.attrs_len : 0};
+	each_prefix(s, attrs, alen, ref_del_cb, &del);
+	if (!held)
+		return;
+	struct fdn__thread *t;
+	if (fdn__rcu_read_lock(s, &t))
+		return;
+	struct fdn__ht_view v;
+	struct rec r;
+	const unsigned char *ra;
+	uint64_t owner = 0;
+	uint32_t oidx = 0;
+	if (fdn__ht_lookup(s, T_MAIN, key, klen, &v) == 0 && rec_of(&v, &r, &ra)) {
+		owner = r.owner_word;
+		oidx = r.owner_idx;
+	}
+	fdn__rcu_read_unlock(t);
+	struct ref_op put = {s, key, klen, owner, oidx, NULL, 0};
+	if (owner)
+		each_prefix(s, e.attrs, e.attrs_len, ref_put_cb, &put);
+}
+
+static int build_record(fdn_segment *s, uint32_t owner_idx, uint64_t owner_word, uint64_t reg_ns,
+			const unsigned char *attrs, size_t alen, unsigned char *buf)
+{
+	struct rec r = {owner_word, owner_idx, s->proc_idx, reg_ns, (uint32_t)alen, 0};
+	memcpy(buf, &r, REC_SIZE);
+	if (alen)
+		memmove(buf + REC_SIZE, attrs, alen);
+	return (int)(REC_SIZE + alen);
+}
+
+static int writable(fdn_segment *s)
+{
+	int r = fdn__seg_usable(s);
+	if (r)
+		return r;
+	return s->readonly ? FDN_ERDONLY : 0;
+}
+
+int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+		 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+{
+	unsigned char val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
+	int r = writable(s);
+	if (r)
+		return r;
+	if ((r = check_key(klen)))
+		return r;
+	if (pid <= 0 || (flags & ~(unsigned)FDN_REG_REPLACE))
+		return FDN_EINVAL;
+	int alen = fdn_attrs_encode(attrs, n, val + REC_SIZE, FDN_ATTRS_MAX);
+	if (alen < 0)
+		return alen;
+	uint32_t oidx;
+	uint64_t oword;
+	if ((r = owner_slot(s, pid, &oidx, &oword)))
+		return r;
+	int vlen = build_record(s, oidx, oword, now_ns(), val + REC_SIZE, (size_t)alen, val);
+	/* References first: the index never misses a value the entry has. */
+	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0};
+	if ((r = each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put))) {
+		refs_undo(s, key, klen, val + REC_SIZE, (size_t)alen);
+		return r;
+	}
+	size_t old_len;
+	r = put_entry(s, key, klen, val, (size_t)vlen, flags, holder, old, &old_len);
+	if (r) {
+		refs_undo(s, key, klen, val + REC_SIZE, (size_t)alen);
+		return r;
+	}
+	/* Took over an entry: its values we do not carry lose their reference. */
+	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
+	if (old_len)
+		each_prefix(s, old, old_len, ref_del_cb, &del);
+	return 0;
+}
+
+/* ---- read ------------------------------------------------------------------ */
+
+int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
+{
+	int r = check_key(klen);
+	if (r)
+		return r;
+	if (flags & ~(unsigned)FDN_REG_CHECK_ALIVE)
+		return FDN_EINVAL;
+	struct fdn__thread *t = NULL;
+	if (!s->readonly && (r = fdn__rcu_read_lock(s, &t)))
+		return r;
+	struct fdn__ht_view v;
+	struct rec rc;
+	struct fdn_entry_view e;
+	r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+	if (r == 0 && !visible(s, &v, &rc, &e))
+		r = FDN_ENOTFOUND;
+	if (r == 0 && out) {
+		memcpy(out->key, key, klen);
+		out->key[klen] = 0;
+		out->key_len = (uint32_t)klen;
+		out->pid = e.pid;
+		out->registered_ns = e.registered_ns;
+		out->attrs_len = e.attrs_len;
+		memcpy(out->attrs, e.attrs, e.attrs_len);
+	}
+	if (t)
+		fdn__rcu_read_unlock(t);
+	if (r == 0 && (flags & FDN_REG_CHECK_ALIVE) &&
+	    !fdn__proc_alive(s, rc.owner_idx, rc.owner_word))
+		r = FDN_ENOTFOUND;
+	return r;
+}
+
+struct walk {
+	fdn_segment *s;
+	fdn_entry_filter filter;
+	void *farg;
+	fdn_entry_cb cb;
+	void *arg;
+	const struct fdn_criterion *crit;
+	size_t ncrit;
+	int count;
+};
+
+static int walk_one(struct walk *w, const struct fdn_entry_view *e)
+{
+	if (w->filter && !w->filter(w->farg, e))
+		return 0;
+	if (w->crit && !fdn_criteria_match(w->crit, w->ncrit, e->attrs, e->attrs_len))
+		return 0;
+	w->count++;
+	return w->cb ? w->cb(w->arg, e) : 0;
+}
+
+static int walk_main_cb(void *arg, const struct fdn__ht_view *v)
+{
+	struct walk *w = arg;
+	struct rec r;
+	struct fdn_entry_view e;
+	if (!visible(w->s, v, &r, &e))
+		return 0;
+	return walk_one(w, &e);
+}
+
+/* Walk the main table under one read-side section. */
+static int walk_all(struct walk *w)
+{
+	struct fdn__thread *t = NULL;
+	int r = 0;
+	if (!w->s->readonly && (r = fdn__rcu_read_lock(w->s, &t)))
+		return r;
+	r = fdn__ht_foreach(w->s, T_MAIN, walk_main_cb, w);
+	if (t)
+		fdn__rcu_read_unlock(t);
+	return r ? r : w->count;
+}
+
+int fdn_foreach(fdn_segment *s, fdn_entry_cb cb, void *arg)
+{
+	struct walk w = {.s = s, .cb = cb, .arg = arg};
+	return walk_all(&w);
+}
+
+int fdn_list(fdn_segment *s, fdn_entry_filter filter, void *farg, fdn_entry_cb cb, void *arg)
+{
+	struct walk w = {.s = s, .filter = filter, .farg = farg, .cb = cb, .arg = arg};
+	return walk_all(&w);
+}
+
+int64_t fdn_count(fdn_segment *s)
+{
+	/* The table's counters are exact for visible entries unless some
+	 * owner is dead and not purged yet: then count by walking. */
+	bool dead = false;
+	for (uint32_t i = 0; i < s->nprocs && !dead; i++)
+		dead = FDN_PROC_STATE(atomic_load_explicit(&s->procs[i].word,
+							   memory_order_relaxed)) == FDN_PROC_DEAD;
+	if (!dead && !s->readonly)
+		return fdn__ht_count(s, T_MAIN);
+	return fdn_foreach(s, NULL, NULL);
+}
+
+bool fdn_attr_indexed(fdn_segment *s, const char *name)
+{
+	if (!name || !*name)
+		return false;
+	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
+		if (strncmp(s->hdr->indexed[i], name, FDN_INDEXED_NAME_MAX) == 0)
+			return true;
+	return false;
+}
+
+/* ---- find and query through the index ------------------------------------- */
+
+struct idx_walk {
+	struct walk *w;
+	const unsigned char *prefix;
+	size_t plen;
+	const char *name;
+	const struct fdn_attr *value;
+};
+
+/* One index reference: verify it against the main table, then visit. */
+static int idx_visit(struct idx_walk *iw, const struct fdn_shm_node *n)
+{
+	const unsigned char *k = n->data;
+	if (n->key_len < 1 + iw->plen || k[0] != iw->plen || memcmp(k + 1, iw->prefix, iw->plen))
+		return 0;
+	const unsigned char *ekey = k + 1 + iw->plen;
+	size_t eklen = n->key_len - 1 - iw->plen;
+	struct fdn__ht_view v;
+	struct rec r;
+	struct fdn_entry_view e;
+	if (check_key(eklen) || fdn__ht_lookup(iw->w->s, T_MAIN, ekey, eklen, &v) ||
+	    !visible(iw->w->s, &v, &r, &e))
+		return 0;
+	struct fdn_criterion c = {iw->name, FDN_CMP_EQ, *iw->value};
+	if (!fdn_criteria_match(&c, 1, e.attrs, e.attrs_len))
+		return 0;
+	return walk_one(iw->w, &e);
+}
+
+/* Walk the index chain of one prefix (read lock held).  Bounded. */
+static int idx_walk_chain(struct idx_walk *iw)
+{
+	fdn_segment *s = iw->w->s;
+	unsigned char pk[1 + PREFIX_MAX];
+	size_t pkl = ref_key(pk, iw->prefix, iw->plen, "", 0);
+	uint64_t h = fdn__ht_hash(s, T_INDEX, pk, pkl);
+	uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
+					  memory_order_acquire);
+	for (uint64_t steps = 0; FDN_LINK_GIDX(w); steps++) {
+		const struct fdn_shm_node *n = fdn__node(s, FDN_LINK_GIDX(w));
+		if (!n || steps > s->ngranules)
+			return FDN_ECORRUPT;
+		w = atomic_load_explicit(&n->next, memory_order_acquire);
+		if (n->hash > h)
+			break;
+		if (n->hash != h || FDN_LINK_MARKED(w))
+			continue;
+		int r = idx_visit(iw, n);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Through the index if name is indexed and value indexable, else -1. */
+static int find_indexed(struct walk *w, const char *name, const struct fdn_attr *value)
+{
+	if (!fdn_attr_indexed(w->s, name) || value->type == FDN_ATTR_LIST)
+		return -1;
+	unsigned char p[PREFIX_MAX];
+	size_t pl = prefix_of(name, value, value->type == FDN_ATTR_STRING ? value->v.s : "", p);
+	if (pl == 0)
+		return -1;
+	struct idx_walk iw = {w, p, pl, name, value};
+	struct fdn__thread *t = NULL;
+	int r;
+	if (!w->s->readonly && (r = fdn__rcu_read_lock(w->s, &t)))
+		return r;
+	r = idx_walk_chain(&iw);
+	if (t)
+		fdn__rcu_read_unlock(t);
+	return r ? r : w->count;
+}
+
+static int check_value(const char *name, const struct fdn_attr *value)
+{
+	struct fdn_attr a = *value;
+	unsigned char buf[FDN_ATTRS_MAX];
+	a.name = name;
+	return fdn_attrs_encode(&a, 1, buf, sizeof(buf)) < 0 ? FDN_EINVMETA : 0;
+}
+
+int fdn_find_by_attribute(fdn_segment *s, const char *name, const struct fdn_attr *value,
+			  fdn_entry_cb cb, void *arg)
+{
+	if (!value || check_value(name, value))
+		return FDN_EINVMETA;
+	struct fdn_criterion c = {name, FDN_CMP_EQ, *value};
+	struct walk w = {.s = s, .cb = cb, .arg = arg};
+	int r = find_indexed(&w, name, value);
+	if (r != -1)
+		return r;
+	w.crit = &c;
+	w.ncrit = 1;
+	return walk_all(&w);
+}
+
+int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry_cb cb, void *arg)
+{
+	int r = fdn_criteria_validate(c, n);
+	if (r)
+		return r;
+	struct walk w = {.s = s, .cb = cb, .arg = arg, .crit = c, .ncrit = n};
+	for (size_t i = 0; i < n; i++) {
+		if (c[i].op != FDN_CMP_EQ)
+			continue;
+		r = find_indexed(&w, c[i].name, &c[i].value);
+		if (r != -1)
+			return r;
+	}
+	return walk_all(&w);
+}
+
+/* ---- update, unregister ---------------------------------------------------- */
+
+static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn_attr *attrs,
+		  size_t n, bool merge)
+{
+	unsigned char upd[FDN_ATTRS_MAX], val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
+	int r = writable(s);
+	if (r || (r = check_key(klen)))
+		return r;
+	int ulen = fdn_attrs_encode(attrs, n, upd, sizeof(upd));
+	if (ulen < 0)
+		return ulen;
+	for (int tries = 0; tries < 64; tries++) {
+		struct fdn__thread *t;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			return r;
+		struct fdn__ht_view v;
+		struct rec rc;
+		struct fdn_entry_view e;
+		r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+		if (r == 0 && !visible(s, &v, &rc, &e))
+			r = FDN_ENOTFOUND;
+		if (r) {
+			fdn__rcu_read_unlock(t);
+			return r;
+		}
+		size_t olen = e.attrs_len;
+		memcpy(old, e.attrs, olen);
+		/* The version (gidx, generation) stays a valid name outside the
+		 * section: a replace of it fails if it changed meanwhile. */
+		struct fdn__ht_view expect = {.gidx = v.gidx, .gen = v.gen};
+		fdn__rcu_read_unlock(t);
+		int alen = merge ? fdn_attrs_merge(old, olen, upd, (size_t)ulen, val + REC_SIZE,
+						   FDN_ATTRS_MAX)
+				 : ulen;
+		if (alen < 0)
+			return alen;
+		int vlen = build_record(s, rc.owner_idx, rc.owner_word, rc.registered_ns,
+					merge ? val + REC_SIZE : upd, (size_t)alen, val);
+		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0};
+		r = each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
+		if (r == 0)
+			r = fdn__ht_put(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
+					&expect, NULL);
+		if (r == 0) {
+			struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
+			each_prefix(s, old, olen, ref_del_cb, &del);
+			return 0;
+		}
+		if (r != FDN_ENOTFOUND)
+			return r;
+	}
+	return FDN_ENOTFOUND;
+}
+
+int fdn_update_attributes(fdn_segment *s, const void *key, size_t klen,
+			  const struct fdn_attr *attrs, size_t n)
+{
+	return update(s, key, klen, attrs, n, false);
+}
+
+int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const struct fdn_attr *attrs,
+			 size_t n)
+{
+	return update(s, key, klen, attrs, n, true);
+}
+
+/* Delete the main entry of view v (exact version) and then its refs. */
+static int remove_entry(fdn_segment *s, const void *key, size_t klen, const struct fdn__ht_view *v,
+			const unsigned char *attrs, size_t alen)
+{
+	int r = fdn__ht_delete(s, T_MAIN, key, klen, v);
+	if (r)
+		return r;
+	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
+	each_prefix(s, attrs, alen, ref_del_cb, &del);
+	return 0;
+}
+
+int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
+{
+	int r = writable(s);
+	if (r || (r = check_key(klen)))
+		return r;
+	for (int tries = 0; tries < 64; tries++) {
+		struct fdn__thread *t;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			return r;
+		struct fdn__ht_view v;
+		struct rec rc;
+		struct fdn_entry_view e;
+		r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+		if (r == 0 && !visible(s, &v, &rc, &e))
+			r = FDN_ENOTFOUND;
+		unsigned char attrs[FDN_ATTRS_MAX];
+		struct fdn__ht_view version = {.gidx = v.gidx, .gen = v.gen};
+		size_t alen = r == 0 ? e.attrs_len : 0;
+		if (r == 0)
+			memcpy(attrs, e.attrs, alen);
+		fdn__rcu_read_unlock(t);
+		if (r == 0)
+			r = remove_entry(s, key, klen, &version, attrs, alen);
+		if (r != FDN_ENOTFOUND || tries > 0)
+			return r;
+		/* FDN_ENOTFOUND from the delete: the version changed; look again. */
+		if (fdn_lookup(s, key, klen, 0, NULL) == FDN_ENOTFOUND)
+			return FDN_ENOTFOUND;
+	}
+	return FDN_ENOTFOUND;
+}
+
+/* ---- watch ----------------------------------------------------------------- */
+
+int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_t timeout_ms)
+{
+	int r = check_key(klen);
+	if (r)
+		return r;
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	int64_t deadline =
+	    timeout_ms < 0 ? -1
+			   : (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec + timeout_ms * 1000000;
+	for (;;) {
+		uint32_t seen = fdn__watch_begin(s);
+		bool here = fdn_lookup(s, key, klen, 0, NULL) == 0;
+		if (here == present) {
+			fdn__watch_end(s);
+			return 0;
+		}
+		int64_t left = -1;
+		if (deadline >= 0) {
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			left = deadline - ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+			if (left <= 0) {
+				fdn__watch_end(s);
+				return FDN_ETIMEDOUT;
+			}
+		}
+		r = fdn__wait_change(s, seen, left);
+		fdn__watch_end(s);
+		if (r == FDN_ETIMEDOUT)
+			return r;
+	}
+}
+
+/* ---- purge (the reaper) ------------------------------------------------------ */
+
+bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v)
+{
+	struct ref_val rv;
+	const unsigned char *k = v->key;
+	if (v->val_len != sizeof(rv) || v->key_len < 2 || 1u + k[0] > v->key_len)
+		return true;
+	memcpy(&rv, v->val, sizeof(rv));
+	if (!fdn__word_live(s, rv.owner_idx, rv.owner_word))
+		return true; /* its owner is gone */
+	uint32_t plen = k[0];
+	const unsigned char *ekey = k + 1 + plen;
+	size_t eklen = v->key_len - 1 - plen;
+	struct fdn__ht_view ev;
+	struct rec r;
+	struct fdn_entry_view e;
+	bool carries = check_key(eklen) == 0 && fdn__ht_lookup(s, T_MAIN, ekey, eklen, &ev) == 0 &&
+		       visible(s, &ev, &r, &e) && set_has(s, e.attrs, e.attrs_len, k + 1, plen);
+	if (carries)
+		return false;
+	/* Not carried: stale unless its writer is alive (mid-operation). */
+	return !fdn__word_live(s, rv.writer_idx, rv.writer_word);
+}
+
+/* One node to remove, copied out of its read-side section: deletes retire
+ * nodes, and a section holds at most FDN_LIMBO_MAX of those, so the purge
+ * collects a few victims per section and deletes them outside. */
+#define PURGE_BATCH 16
+struct victim {
+	struct fdn__ht_view version; /* gidx, gen only */
+	uint32_t key_len, attrs_len;
+	uint32_t owner_idx;
+	uint64_t owner_word;
+	unsigned char key[FDN_KEY_MAX];
+	unsigned char attrs[FDN_ATTRS_MAX];
+};
+
+struct purge {
+	fdn_segment *s;
+	uint32_t table;
+	struct victim *v;
+	int n;
+	uint64_t only_word; /* != 0: remove this owner's entries, live or not */
+	uint32_t only_idx;
+};
+
+static int collect_cb(void *arg, const struct fdn__ht_view *v)
+{
+	struct purge *p = arg;
+	struct victim *x = &p->v[p->n];
+	if (p->table == T_MAIN) {
+		struct rec r;
+		const unsigned char *attrs;
+		if (!rec_of(v, &r, &attrs))
+			return 0;
+		if (p->only_word ? r.owner_word != p->only_word || r.owner_idx != p->only_idx
+				 : fdn__word_live(p->s, r.owner_idx, r.owner_word))
+			return 0;
+		bool ok = fdn_attrs_validate(attrs, r.attrs_len) == 0;
+		x->attrs_len = ok ? r.attrs_len : 0; /* damaged: skip its refs */
+		memcpy(x->attrs, attrs, x->attrs_len);
+		x->owner_idx = r.owner_idx;
+		x->owner_word = r.owner_word;
+	} else if (p->only_word || !fdn__ref_stale(p->s, v)) {
+		return 0; /* an owner's own removal takes its refs with its entries */
+	}
+	x->version = (struct fdn__ht_view){.gidx = v->gidx, .gen = v->gen};
+	x->key_len = v->key_len;
+	memcpy(x->key, v->key, v->key_len);
+	return ++p->n == PURGE_BATCH;
+}
+
+/* Remove dead owners' entries and stale references.  counts[i] receives the
+ * entries removed that belonged to (dead_idx[i], dead_word[i]). */
+static int purge(fdn_segment *s, uint64_t only_word, uint32_t only_idx, const uint32_t *dead_idx,
+		 const uint64_t *dead_word, uint64_t *counts, size_t ndead)
+{
+	struct purge p = {s, T_MAIN,    malloc(sizeof(struct victim) * PURGE_BATCH),
+			  0, only_word, only_idx};
+	if (!p.v)
+		return -ENOMEM;
+	for (size_t i = 0; i < ndead; i++)
+		counts[i] = 0;
+	int removed = 0, r = 0;
+	for (p.table = T_MAIN; p.table <= (only_word ? T_MAIN : T_INDEX) && r == 0; p.table++) {
+		uint64_t nb = s->bucket_mask[p.table] + 1;
+		for (uint64_t b = 0; b < nb && r == 0;) {
+			struct fdn__thread *t;
+			if ((r = fdn__rcu_read_lock(s, &t)))
+				break;
+			p.n = 0;
+			int wr = fdn__ht_foreach_bucket(s, p.table, b, collect_cb, &p);
+			fdn__rcu_read_unlock(t);
+			if (wr < 0) {
+				r = wr;
+				break;
+			}
+			for (int i = 0; i < p.n; i++) {
+				struct victim *x = &p.v[i];
+				if (p.table == T_INDEX) {
+					fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version);
+					continue;
+				}
+				if (remove_entry(s, x->key, x->key_len, &x->version, x->attrs,
+						 x->attrs_len) != 0)
+					continue;
+				removed++;
+				for (size_t d = 0; d < ndead; d++)
+					if (dead_idx[d] == x->owner_idx &&
+					    dead_word[d] == x->owner_word)
+						counts[d]++;
+			}
+			if (p.n < PURGE_BATCH)
+				b++; /* this chain is done; a full batch looks again */
+		}
+	}
+	free(p.v);
+	return r ? r : removed;
+}
+
+int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t *dead_word,
+			uint64_t *counts, size_t ndead)
+{
+	return purge(s, 0, 0, dead_idx, dead_word, counts, ndead);
+}
+
+int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	return purge(s, word, idx, NULL, NULL, NULL, 0);
+}
+
+/* ---- audit ------------------------------------------------------------------ */
+
+struct audit {
+	fdn_segment *s;
+	fdn_check_cb cb;
+	void *arg;
+	int n;
+	const void *key;
+	size_t klen;
+};
+
+static void bad(struct audit *a, const char *msg, const void *key, size_t klen)
+{
+	char line[400];
+	snprintf(line, sizeof(line), "%s: key \"%.*s\"", msg, (int)(klen > 200 ? 200 : klen),
+		 (const char *)key);
+	a->n++;
+	if (a->cb)
+		a->cb(a->arg, "registry", line);
+}
+
+static int has_ref_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct audit *a = arg;
+	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
+	size_t kl = ref_key(k, prefix, plen, a->key, a->klen);
+	struct fdn__ht_view v;
+	if (fdn__ht_lookup(a->s, T_INDEX, k, kl, &v) != 0)
+		bad(a, "indexed value without its index reference", a->key, a->klen);
+	return 0;
+}
+
+static int audit_main_cb(void *arg, const struct fdn__ht_view *v)
+{
+	struct audit *a = arg;
+	struct rec r;
+	struct fdn_entry_view e;
+	if (visible(a->s, v, &r, &e)) {
+		a->key = v->key;
+		a->klen = v->key_len;
+		return each_prefix(a->s, e.attrs, e.attrs_len, has_ref_cb, a);
+	}
+	const unsigned char *attrs;
+	if (!rec_of(v, &r, &attrs)) {
+		bad(a, "malformed record", v->key, v->key_len);
+		return 0;
+	}
+	/* Not visible: fine while its owner's slot awaits the reaper (DEAD),
+	 * a leak otherwise. */
+	uint64_t w = r.owner_idx < a->s->nprocs ? atomic_load(&a->s->procs[r.owner_idx].word) : 0;
+	bool awaiting = FDN_PROC_STATE(w) == FDN_PROC_DEAD &&
+			FDN_PROC_IDENT40(w) == FDN_PROC_IDENT40(r.owner_word);
+	if (!awaiting && !fdn__word_live(a->s, r.owner_idx, r.owner_word))
+		bad(a, "entry of a vanished owner", v->key, v->key_len);
+	return 0;
+}
+
+static int audit_index_cb(void *arg, const struct fdn__ht_view *v)
+{
+	struct audit *a = arg;
+	struct ref_val rv;
+	if (v->val_len == sizeof(rv)) {
+		memcpy(&rv, v->val, sizeof(rv));
+		uint64_t w =
+		    rv.owner_idx < a->s->nprocs ? atomic_load(&a->s->procs[rv.owner_idx].word) : 0;
+		if (FDN_PROC_STATE(w) == FDN_PROC_DEAD &&
+		    FDN_PROC_IDENT40(w) == FDN_PROC_IDENT40(rv.owner_word))
+			return 0; /* awaiting the reaper */
+	}
+	if (fdn__ref_stale(a->s, v))
+		bad(a, "stale index reference", v->key, v->key_len);
+	return 0;
+}
+
+int fdn__registry_check(fdn_segment *s, fdn_check_cb cb, void *arg)
+{
+	struct audit a = {s, cb, arg, 0, NULL, 0};
+	struct fdn__thread *t = NULL;
+	int r;
+	if (!s->readonly && (r = fdn__rcu_read_lock(s, &t)))
+		return r;
+	r = fdn__ht_foreach(s, T_MAIN, audit_main_cb, &a);
+	if (r == 0)
+		r = fdn__ht_foreach(s, T_INDEX, audit_index_cb, &a);
+	if (t)
+		fdn__rcu_read_unlock(t);
+	return r < 0 ? r : a.n;
+}

@@ -1,0 +1,481 @@
+/*
+ * test_registry.c - the registry with a real reaper: real processes,
+ * real SIGKILL, and the reaper itself killed.
+ */
+#include "common.h"
+#include "lib/internal.h"
+
+#include <foundation/reaper.h>
+#include <foundation/registry.h>
+#include <time.h>
+
+/* A segment whose reaper (started by the library on create) is running. */
+static fdn_segment *reg_create(char *name, size_t cap, uint64_t entries)
+{
+	t_name(name, cap, "reg");
+	fdn_segment *s = t_create(name, entries, 0);
+	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
+		usleep(10000);
+	cr_assert_neq(fdn_reaper_holder(s), 0, "the library started a reaper");
+	return s;
+}
+
+static void reg_destroy(fdn_segment *s, const char *name)
+{
+	pid_t reaper = fdn_reaper_holder(s);
+	fdn_segment_detach(s);
+	cr_assert_eq(fdn_segment_destroy(name), 0);
+	/* destroy stops the reaper */
+	for (int i = 0; i < 500 && reaper > 0 && kill(reaper, 0) == 0; i++)
+		usleep(10000);
+}
+
+static int reg(fdn_segment *s, const char *key, pid_t pid, const char *cap, const char *health)
+{
+	struct fdn_attr a[2] = {{.name = "capability", .type = FDN_ATTR_STRING, .v.s = cap},
+				{.name = "health_status", .type = FDN_ATTR_STRING, .v.s = health}};
+	return fdn_register(s, key, strlen(key), pid, a, 2, 0, NULL);
+}
+
+static pid_t lookup_pid(fdn_segment *s, const char *key)
+{
+	struct fdn_entry e;
+	return fdn_lookup(s, key, strlen(key), 0, &e) == 0 ? e.pid : 0;
+}
+
+/* A child that attaches, registers `key` for itself, reports, and waits. */
+static pid_t agent(const char *name, const char *key, _Atomic int *ready)
+{
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c) || reg(c, key, getpid(), "http", "ok"))
+			_exit(2);
+		atomic_fetch_add(ready, 1);
+		pause();
+		_exit(0);
+	}
+	return p;
+}
+
+Test(registry, bad_input_changes_nothing)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	cr_assert_eq(reg(s, "keep", getpid(), "gpu", "ok"), 0);
+	char k256[257];
+	memset(k256, 'k', 256);
+	k256[256] = 0;
+	cr_assert_eq(fdn_register(s, "", 0, getpid(), NULL, 0, 0, NULL), FDN_EINVKEY);
+	cr_assert_eq(fdn_register(s, k256, 256, getpid(), NULL, 0, 0, NULL), FDN_EINVKEY);
+	cr_assert_eq(fdn_register(s, "x", 1, 0, NULL, 0, 0, NULL), FDN_EINVAL);
+	struct fdn_attr bad = {.name = "", .type = FDN_ATTR_STRING, .v.s = "v"};
+	cr_assert_eq(fdn_register(s, "x", 1, getpid(), &bad, 1, 0, NULL), FDN_EINVMETA);
+	struct fdn_attr badtype = {.name = "t", .type = 9};
+	cr_assert_eq(fdn_register(s, "x", 1, getpid(), &badtype, 1, 0, NULL), FDN_EINVMETA);
+	static char big[5000];
+	memset(big, 'b', 1000);
+	const char *items[5] = {big, big, big, big, big};
+	struct fdn_attr huge = {.name = "l", .type = FDN_ATTR_LIST, .v.list = {items, 5}};
+	cr_assert_eq(fdn_register(s, "x", 1, getpid(), &huge, 1, 0, NULL), FDN_EINVMETA);
+	cr_assert_eq(fdn_update_attributes(s, "keep", 4, &bad, 1), FDN_EINVMETA);
+	struct fdn_criterion crit = {"capability", 99, {.type = FDN_ATTR_STRING, .v.s = "gpu"}};
+	cr_assert_eq(fdn_query(s, &crit, 1, NULL, NULL), FDN_EINVCRIT);
+	cr_assert_eq(fdn_lookup(s, "x", 1, 0, NULL), FDN_ENOTFOUND);
+	struct fdn_entry e;
+	cr_assert_eq(fdn_lookup(s, "keep", 4, 0, &e), 0);
+	struct fdn_attr cap;
+	cr_assert_eq(fdn_attrs_get(e.attrs, e.attrs_len, "capability", &cap), 0);
+	cr_assert_str_eq(cap.v.s, "gpu");
+	cr_assert_eq(fdn_count(s), 1);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+Test(registry, duplicates_replace_update_merge_unregister)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	pid_t holder = 0;
+	cr_assert_eq(reg(s, "orders-db", getpid(), "sql", "ok"), 0);
+	struct fdn_attr a = {.name = "capability", .type = FDN_ATTR_STRING, .v.s = "kv"};
+	cr_assert_eq(fdn_register(s, "orders-db", 9, getpid(), &a, 1, 0, &holder), FDN_EEXISTS);
+	cr_assert_eq(holder, getpid());
+	cr_assert_eq(fdn_register(s, "orders-db", 9, getpid(), &a, 1, FDN_REG_REPLACE, NULL), 0);
+	struct fdn_attr v = {.name = "capability", .type = FDN_ATTR_STRING, .v.s = "sql"};
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &v, NULL, NULL), 0,
+		     "the replaced value left the index");
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &a, NULL, NULL), 1);
+	struct fdn_attr node = {.name = "node", .type = FDN_ATTR_STRING, .v.s = "n1"};
+	cr_assert_eq(fdn_merge_attributes(s, "orders-db", 9, &node, 1), 0);
+	struct fdn_entry e;
+	cr_assert_eq(fdn_lookup(s, "orders-db", 9, 0, &e), 0);
+	cr_assert_eq(fdn_attrs_count(e.attrs, e.attrs_len), 2, "merge kept capability");
+	cr_assert_eq(fdn_update_attributes(s, "orders-db", 9, &node, 1), 0);
+	cr_assert_eq(fdn_lookup(s, "orders-db", 9, 0, &e), 0);
+	cr_assert_eq(fdn_attrs_count(e.attrs, e.attrs_len), 1, "update replaced everything");
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &a, NULL, NULL), 0);
+	cr_assert_eq(fdn_find_by_attribute(s, "node", &node, NULL, NULL), 1);
+	cr_assert_eq(fdn_unregister(s, "orders-db", 9), 0);
+	cr_assert_eq(fdn_unregister(s, "orders-db", 9), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_update_attributes(s, "orders-db", 9, &node, 1), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_count(s), 0);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+Test(registry, twenty_agents_ten_killed, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	_Atomic int *ready = t_shared(sizeof(int));
+	pid_t pids[20];
+	char keys[20][32];
+	for (int i = 0; i < 20; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "agent-%02d", i);
+		pids[i] = agent(name, keys[i], ready);
+	}
+	while (atomic_load(ready) < 20)
+		usleep(1000);
+	for (int i = 0; i < 20; i++)
+		cr_assert_eq(lookup_pid(s, keys[i]), pids[i]);
+	for (int i = 0; i < 20; i += 2)
+		kill(pids[i], SIGKILL);
+	for (int i = 0; i < 20; i += 2) {
+		cr_assert_eq(fdn_watch(s, keys[i], strlen(keys[i]), false, 10000), 0,
+			     "killed %s disappears", keys[i]);
+		waitpid(pids[i], NULL, 0);
+	}
+	for (int i = 1; i < 20; i += 2)
+		cr_assert_eq(lookup_pid(s, keys[i]), pids[i], "%s still resolves", keys[i]);
+	cr_assert_eq(fdn_count(s), 10);
+	struct fdn_death d[32];
+	int nd = fdn_graveyard(s, d, 32);
+	cr_assert_geq(nd, 10);
+	int killed = 0;
+	for (int k = 0; k < nd; k++) {
+		cr_log_info("death %llu: pid %d signal %d status %d entries %llu",
+			    (unsigned long long)d[k].number, (int)d[k].pid, d[k].exit_signal,
+			    d[k].exit_status, (unsigned long long)d[k].entries);
+		killed += d[k].exit_signal == SIGKILL && d[k].entries == 1;
+	}
+	cr_assert_eq(killed, 10, "the graveyard holds the 10 kills with their entry");
+	for (int i = 1; i < 20; i += 2) {
+		kill(pids[i], SIGKILL);
+		waitpid(pids[i], NULL, 0);
+	}
+	for (int i = 1; i < 20; i += 2)
+		cr_assert_eq(fdn_watch(s, keys[i], strlen(keys[i]), false, 10000), 0);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+Test(registry, hundred_agents_exit_on_their_own, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	_Atomic int *ready = t_shared(sizeof(int));
+	pid_t pids[100];
+	char keys[100][32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(keys[i], sizeof(keys[i]), "worker-%03d", i);
+		pids[i] = fork();
+		if (pids[i] == 0) {
+			fdn_segment *c;
+			srand((unsigned)getpid());
+			if (fdn_segment_attach(name, 0, &c) ||
+			    reg(c, keys[i], getpid(), "job", "ok"))
+				_exit(2);
+			atomic_fetch_add(ready, 1);
+			usleep((useconds_t)(10000 + rand() % 90000));
+			_exit(0); /* no detach: the reaper cleans up */
+		}
+	}
+	for (int i = 0; i < 100; i++)
+		cr_assert_eq(fdn_watch(s, keys[i], strlen(keys[i]), false, 20000), 0);
+	for (int i = 0; i < 100; i++)
+		cr_assert(t_wait_ok(pids[i]), "worker %d", i);
+	cr_assert_eq(atomic_load(ready), 100);
+	cr_assert_eq(fdn_count(s), 0);
+	cr_assert_eq(reg(s, "after", getpid(), "x", "ok"), 0);
+	cr_assert_eq(lookup_pid(s, "after"), getpid());
+	reg_destroy(s, name);
+}
+
+Test(registry, registration_is_seen_at_once_from_another_process, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 2000);
+	struct slot {
+		_Atomic int done;
+		_Atomic int seen_ok;
+	} *sl = t_shared(sizeof(struct slot) * 20);
+	for (int round = 0; round < 50; round++) {
+		memset(sl, 0, sizeof(struct slot) * 20);
+		/* An observer process checks each registration the moment it
+		 * is reported. */
+		pid_t obs = fork();
+		if (obs == 0) {
+			fdn_segment *c;
+			if (fdn_segment_attach(name, 0, &c))
+				_exit(2);
+			for (int i = 0; i < 20; i++) {
+				while (atomic_load(&sl[i].done) == 0)
+					;
+				char k[32];
+				snprintf(k, sizeof(k), "r%02d-%02d", round, i);
+				int want = atomic_load(&sl[i].done);
+				atomic_store(&sl[i].seen_ok, lookup_pid(c, k) == want ? 1 : -1);
+			}
+			fdn_segment_detach(c);
+			_exit(0);
+		}
+		pid_t kids[20];
+		for (int i = 0; i < 20; i++) {
+			kids[i] = fork();
+			if (kids[i] == 0) {
+				fdn_segment *c;
+				char k[32];
+				snprintf(k, sizeof(k), "r%02d-%02d", round, i);
+				if (fdn_segment_attach(name, 0, &c) ||
+				    reg(c, k, getpid(), "a", "ok"))
+					_exit(2);
+				atomic_store(&sl[i].done, (int)getpid());
+				while (atomic_load(&sl[i].seen_ok) == 0)
+					usleep(100);
+				fdn_segment_detach(c);
+				_exit(0);
+			}
+		}
+		for (int i = 0; i < 20; i++)
+			cr_assert(t_wait_ok(kids[i]));
+		cr_assert(t_wait_ok(obs));
+		for (int i = 0; i < 20; i++)
+			cr_assert_eq(atomic_load(&sl[i].seen_ok), 1, "round %d agent %d", round, i);
+	}
+	reg_destroy(s, name);
+}
+
+static void stats_now(fdn_segment *s, struct fdn_segment_stats *st)
+{
+	cr_assert_eq(fdn_segment_stats(s, st), 0);
+}
+
+Test(registry, register_unregister_cycles_leave_stats_unchanged, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	cr_assert_eq(reg(s, "warm", getpid(), "a", "ok"), 0); /* our reader slot exists */
+	cr_assert_eq(fdn_unregister(s, "warm", 4), 0);
+	struct fdn__thread *t;
+	cr_assert_eq(fdn__thread_get(s, &t), 0);
+	cr_assert_eq(fdn__limbo_flush(t), 0);
+	struct fdn_segment_stats a, b;
+	stats_now(s, &a);
+	for (int i = 0; i < 50; i++) {
+		struct fdn_attr at[2] = {{.name = "capability",
+					  .type = FDN_ATTR_LIST,
+					  .v.list = {(const char *const[]){"gpu", "http"}, 2}},
+					 {.name = "node", .type = FDN_ATTR_STRING, .v.s = "n1"}};
+		cr_assert_eq(fdn_register(s, "cycle", 5, getpid(), at, 2, 0, NULL), 0);
+		cr_assert_eq(fdn_unregister(s, "cycle", 5), 0);
+	}
+	cr_assert_eq(fdn__limbo_flush(t), 0);
+	stats_now(s, &b);
+	cr_assert_eq(b.tables[0].entries, a.tables[0].entries);
+	cr_assert_eq(b.tables[1].entries, a.tables[1].entries, "no index entry left");
+	cr_assert_eq(b.blocks_used, a.blocks_used, "no block left");
+	cr_assert_eq(b.procs_used, a.procs_used, "no slot left");
+	cr_assert_eq(b.threads_used, a.threads_used);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+struct collect {
+	int n;
+	char keys[1000][16];
+};
+
+static int collect_cb(void *arg, const struct fdn_entry_view *e)
+{
+	struct collect *c = arg;
+	memcpy(c->keys[c->n], e->key, e->key_len);
+	c->keys[c->n][e->key_len] = 0;
+	c->n++;
+	return 0;
+}
+
+static int cmpstr(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+Test(registry, query_and_find_agree_with_brute_force, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 2000);
+	static const char *caps[] = {"gpu", "http", "sql", "kv"};
+	static const char *health[] = {"ok", "degraded", "down"};
+	for (int i = 0; i < 1000; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "e%04d", i);
+		const char *items[2] = {caps[i % 4], caps[(i / 4) % 4]};
+		struct fdn_attr at[4] = {
+		    {.name = "capability", .type = FDN_ATTR_LIST, .v.list = {items, 2}},
+		    {.name = "health_status", .type = FDN_ATTR_STRING, .v.s = health[i % 3]},
+		    {.name = "load", .type = FDN_ATTR_INT, .v.i = i % 100},
+		    {.name = "weight", .type = FDN_ATTR_DOUBLE, .v.d = (i % 7) * 0.5}};
+		cr_assert_eq(fdn_register(s, k, strlen(k), getpid(), at, 4, 0, NULL), 0);
+	}
+	/* find: capability = gpu (indexed, list elements) */
+	static struct collect got, want;
+	memset(&got, 0, sizeof(got));
+	memset(&want, 0, sizeof(want));
+	struct fdn_attr gpu = {.type = FDN_ATTR_STRING, .v.s = "gpu"};
+	int n = fdn_find_by_attribute(s, "capability", &gpu, collect_cb, &got);
+	for (int i = 0; i < 1000; i++)
+		if (i % 4 == 0 || (i / 4) % 4 == 0)
+			snprintf(want.keys[want.n++], 16, "e%04d", i);
+	cr_assert_eq(n, want.n);
+	qsort(got.keys, (size_t)got.n, 16, cmpstr);
+	for (int i = 0; i < want.n; i++)
+		cr_assert_str_eq(got.keys[i], want.keys[i]);
+	/* query: healthy gpu workers with load >= 50 and weight < 2 */
+	memset(&got, 0, sizeof(got));
+	memset(&want, 0, sizeof(want));
+	struct fdn_criterion c[4] = {
+	    {"capability", FDN_CMP_EQ, {.type = FDN_ATTR_STRING, .v.s = "gpu"}},
+	    {"health_status",
+	     FDN_CMP_IN,
+	     {.type = FDN_ATTR_LIST, .v.list = {(const char *const[]){"ok", "degraded"}, 2}}},
+	    {"load", FDN_CMP_GTE, {.type = FDN_ATTR_INT, .v.i = 50}},
+	    {"weight", FDN_CMP_LT, {.type = FDN_ATTR_DOUBLE, .v.d = 2.0}}};
+	n = fdn_query(s, c, 4, collect_cb, &got);
+	for (int i = 0; i < 1000; i++)
+		if ((i % 4 == 0 || (i / 4) % 4 == 0) && i % 3 != 2 && i % 100 >= 50 &&
+		    (i % 7) * 0.5 < 2.0)
+			snprintf(want.keys[want.n++], 16, "e%04d", i);
+	cr_assert_eq(n, want.n, "query found %d, brute force %d", n, want.n);
+	qsort(got.keys, (size_t)got.n, 16, cmpstr);
+	for (int i = 0; i < want.n; i++)
+		cr_assert_str_eq(got.keys[i], want.keys[i]);
+	/* a non-indexed attribute: the same answer by scanning */
+	memset(&got, 0, sizeof(got));
+	struct fdn_attr load7 = {.type = FDN_ATTR_INT, .v.i = 7};
+	cr_assert_eq(fdn_find_by_attribute(s, "load", &load7, collect_cb, &got), 10);
+	cr_assert_eq(fdn_count(s), 1000);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+Test(registry, supervisor_registers_its_children, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	pid_t kids[10];
+	char keys[10][32];
+	for (int i = 0; i < 10; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			pause();
+			_exit(0);
+		}
+		snprintf(keys[i], sizeof(keys[i]), "child-%d", i);
+		cr_assert_eq(reg(s, keys[i], kids[i], "work", "ok"), 0);
+		cr_assert_eq(lookup_pid(s, keys[i]), kids[i]);
+	}
+	for (int i = 0; i < 10; i++) {
+		kill(kids[i], SIGKILL);
+		cr_assert_eq(fdn_watch(s, keys[i], strlen(keys[i]), false, 10000), 0);
+		waitpid(kids[i], NULL, 0);
+		for (int j = i + 1; j < 10; j++)
+			cr_assert_eq(lookup_pid(s, keys[j]), kids[j]);
+	}
+	cr_assert_eq(fdn_count(s), 0);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+Test(registry, dead_holder_key_is_free_and_watch_times_out)
+{
+	char name[128];
+	t_name(name, sizeof(name), "reg");
+	/* No reaper here: the holder's death is not seen by anyone. */
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	fdn_segment *s = t_create(name, 100, 0);
+	pid_t p = fork();
+	if (p == 0) {
+		pause();
+		_exit(0);
+	}
+	cr_assert_eq(reg(s, "svc", p, "a", "ok"), 0);
+	kill(p, SIGKILL);
+	waitpid(p, NULL, 0);
+	cr_assert_eq(lookup_pid(s, "svc"), p, "not reaped: still visible");
+	struct fdn_entry e;
+	cr_assert_eq(fdn_lookup(s, "svc", 3, FDN_REG_CHECK_ALIVE, &e), FDN_ENOTFOUND,
+		     "the kernel says its owner is dead");
+	cr_assert_eq(reg(s, "svc", getpid(), "b", "ok"), 0, "a dead holder's key is free");
+	cr_assert_eq(lookup_pid(s, "svc"), getpid());
+	cr_assert_eq(fdn_watch(s, "svc", 3, false, 50), FDN_ETIMEDOUT);
+	cr_assert_eq(fdn_watch(s, "svc", 3, true, 50), 0);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}
+
+Test(registry, reaper_killed_mid_reclaim_50_times, .timeout = 300)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 4000);
+	cr_assert_eq(reg(s, "survivor", getpid(), "keep", "ok"), 0);
+	for (int round = 0; round < 50; round++) {
+		_Atomic int *ready = t_shared(sizeof(int));
+		pid_t p = fork();
+		if (p == 0) {
+			fdn_segment *c;
+			if (fdn_segment_attach(name, 0, &c))
+				_exit(2);
+			for (int i = 0; i < 1000; i++) {
+				char k[32];
+				snprintf(k, sizeof(k), "bulk-%04d", i);
+				if (reg(c, k, getpid(), i % 2 ? "gpu" : "http", "ok"))
+					_exit(3);
+			}
+			atomic_store(ready, 1);
+			pause();
+			_exit(0);
+		}
+		while (!atomic_load(ready))
+			usleep(1000);
+		pid_t reaper = fdn_reaper_holder(s);
+		cr_assert_gt(reaper, 0);
+		kill(p, SIGKILL);
+		/* Kill the reaper while it reclaims (at a random moment). */
+		struct timespec d = {0, (long)(rand() % 3000) * 1000};
+		nanosleep(&d, NULL);
+		kill(reaper, SIGKILL);
+		waitpid(p, NULL, 0);
+		/* A new reaper (the next attach starts one) finishes the job. */
+		fdn_segment *again;
+		for (int i = 0; i < 500 && kill(reaper, 0) == 0; i++)
+			usleep(1000);
+		cr_assert_eq(fdn_segment_attach(name, 0, &again), 0);
+		cr_assert_eq(fdn_watch(again, "bulk-0999", 9, false, 20000), 0, "round %d", round);
+		for (int i = 0; i < 500 && fdn_count(again) != 1; i++)
+			usleep(10000);
+		cr_assert_eq(fdn_count(again), 1, "round %d: only the survivor", round);
+		cr_assert_eq(lookup_pid(again, "survivor"), getpid());
+		fdn_segment_detach(again);
+	}
+	/* Let the last reaper finish its purge before auditing. */
+	for (int i = 0; i < 500; i++) {
+		struct fdn_segment_stats st;
+		fdn_segment_stats(s, &st);
+		if (st.tables[0].entries == 1 && st.tables[1].entries == 2)
+			break;
+		usleep(10000);
+	}
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}

@@ -1,0 +1,429 @@
+/*
+ * foundation-reaperd - watches every process of a segment through a pidfd
+ * and reclaims what a dead one owned.
+ *
+ * One reaper per segment: it holds the lease in the segment header
+ * (lib/reaper.c).  It learns of new processes from the segment's doorbell
+ * (a shared futex rung by every process-slot claim, forwarded to an eventfd
+ * by a small thread), opens a pidfd for each, checks that the pid still
+ * carries the slot's identity (so a recycled pid is never taken for the
+ * dead owner), and waits for the pidfds in an epoll set.  When the kernel
+ * reports deaths it reaps them as a batch (fdn__reap_batch).  Liveness
+ * comes from the kernel only: no timeouts, no heartbeats.
+ */
+#include "lib/internal.h"
+
+#include <foundation/reaper.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *prog = "foundation-reaperd";
+
+/* PIDFD_GET_INFO (Linux 6.13; exit information since 6.15). */
+struct pidfd_info_v0 {
+	uint64_t mask;
+	uint64_t cgroupid;
+	uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+	int32_t exit_code;
+	uint32_t coredump_mask;
+	uint32_t spare1;
+};
+#define FDN_PIDFD_INFO_EXIT (1ull << 3)
+#define FDN_PIDFD_GET_INFO  _IOWR(0xFF, 11, struct pidfd_info_v0)
+
+struct watch {
+	int fd;        /* pidfd, -1 if none */
+	uint64_t word; /* the claim word it watches */
+};
+
+struct reaper {
+	fdn_segment *s;
+	int ep, doorbell_fd, sig_fd;
+	struct watch *w;
+	struct fdn__dead *pending; /* reaped but not finished: retried */
+	size_t npending;
+	bool verbose;
+	uint64_t reaped;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: %s [--segment NAME] [--foreground] [--quiet-if-running] [--verbose]\n"
+		"\n"
+		"Watch every process attached to (or registered in) the segment through a\n"
+		"pidfd, and when one dies remove its registry entries, reclaim its slots and\n"
+		"deferred blocks, and record the death in the graveyard.  One reaper runs\n"
+		"per segment; the library starts one on attach unless\n"
+		"FOUNDATION_NO_AUTOREAPER=1.  Stops on SIGTERM or SIGINT.\n"
+		"\n"
+		"  --segment NAME      segment (default $FOUNDATION_SEGMENT or \"foundation\")\n"
+		"  --foreground        do not detach from the terminal (systemd, debugging)\n"
+		"  --quiet-if-running  exit 0 silently when another reaper holds the lease\n"
+		"  --verbose           log every death on stderr\n"
+		"  --help              this text\n"
+		"\n"
+		"Exit status: 0 stopped by a signal or another reaper runs (with\n"
+		"--quiet-if-running); 1 error; 2 bad usage.\n",
+		prog);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the doorbell: futex -> eventfd ---------------------------------------- */
+
+struct bell {
+	fdn_segment *s;
+	int fd;
+};
+
+static void *doorbell_thread(void *arg)
+{
+	struct bell *b = arg;
+	_Atomic uint32_t *word = &b->s->hdr->doorbell;
+	uint32_t seen = atomic_load(word);
+	for (;;) {
+		syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, NULL, NULL, 0);
+		uint32_t now = atomic_load(word);
+		if (now != seen) {
+			seen = now;
+			uint64_t one = 1;
+			if (write(b->fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+				return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* ---- watching ---------------------------------------------------------------- */
+
+static void decode_wait_status(int code, int *sig, int *status)
+{
+	if ((code & 0x7f) == 0) { /* WIFEXITED */
+		*sig = 0;
+		*status = (code >> 8) & 0xff;
+	} else {
+		*sig = code & 0x7f;
+	}
+}
+
+/* The wait status of a zombie, from /proc/PID/stat field 52 (exit_code):
+ * only while the process is a zombie, i.e. still the one the pidfd names
+ * (its parent has not reaped it, so its pid cannot be reused yet). */
+static bool zombie_status(pid_t pid, int *code)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return false;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] != 'Z')
+		return false;
+	for (int field = 2; field < 52 && p; field++)
+		p = strchr(p + 1, ' ');
+	if (!p)
+		return false;
+	*code = atoi(p + 1);
+	return true;
+}
+
+/* Exit information of a dead process: from its pidfd once its parent has
+ * reaped it (PIDFD_GET_INFO), from /proc while it is a zombie. */
+static void exit_info(int pidfd, pid_t pid, int *sig, int *status)
+{
+	struct pidfd_info_v0 info = {.mask = FDN_PIDFD_INFO_EXIT};
+	int code;
+	*sig = -1;
+	*status = -1;
+	if (pidfd < 0)
+		return;
+	if (ioctl(pidfd, FDN_PIDFD_GET_INFO, &info) == 0 && (info.mask & FDN_PIDFD_INFO_EXIT))
+		decode_wait_status(info.exit_code, sig, status);
+	else if (zombie_status(pid, &code))
+		decode_wait_status(code, sig, status);
+}
+
+static bool pidfd_dead(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	return poll(&p, 1, 0) == 1;
+}
+
+/* Open a pidfd for slot word w and check that it is that very process.
+ * Returns the fd, or -1 if the process is already gone. */
+static int open_verified(uint64_t w)
+{
+	pid_t pid = (pid_t)FDN_PROC_PID(w);
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (fd < 0)
+		return -1;
+	/* Identity read after the pidfd pins the process: if the pid was
+	 * recycled before we opened it, the identity differs. */
+	uint64_t ident;
+	uint32_t kind;
+	if (fdn__identity(pid, &ident, &kind) != 0 ||
+	    FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(w) || pidfd_dead(fd)) {
+		/* Keep the fd if it is the same process that just died: it has
+		 * exit information. */
+		if (FDN_PROC_IDENT40(ident) == FDN_PROC_IDENT40(w))
+			return fd;
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void queue_dead(struct reaper *R, uint32_t idx, uint64_t word, int fd, bool death)
+{
+	struct fdn__dead d = {.idx = idx, .word = word, .record = death};
+	exit_info(fd, (pid_t)FDN_PROC_PID(word), &d.exit_signal, &d.exit_status);
+	for (size_t i = 0; i < R->npending; i++)
+		if (R->pending[i].idx == idx && R->pending[i].word == word)
+			return;
+	R->pending[R->npending++] = d;
+}
+
+static void unwatch(struct reaper *R, uint32_t i)
+{
+	if (R->w[i].fd >= 0) {
+		epoll_ctl(R->ep, EPOLL_CTL_DEL, R->w[i].fd, NULL);
+		close(R->w[i].fd);
+	}
+	R->w[i] = (struct watch){-1, 0};
+}
+
+/* Bring the watch set in line with the process table. */
+static void scan(struct reaper *R)
+{
+	fdn_segment *s = R->s;
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		uint64_t w = atomic_load(&s->procs[i].word);
+		if (w == R->w[i].word)
+			continue;
+		unwatch(R, i);
+		if (w == 0 || i == s->proc_idx)
+			continue;
+		if (FDN_PROC_STATE(w) == FDN_PROC_DEAD) {
+			/* A detach, or a reclamation a killed reaper left. */
+			uint64_t live =
+			    FDN_PROC_WORD(FDN_PROC_LIVE, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
+			int fd = open_verified(live);
+			bool alive = fd >= 0 && !pidfd_dead(fd);
+			queue_dead(R, i, w, fd, !alive);
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		int fd = open_verified(w);
+		if (fd < 0 || pidfd_dead(fd)) {
+			queue_dead(R, i, w, fd, true);
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+		if (epoll_ctl(R->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+			close(fd);
+			continue;
+		}
+		R->w[i] = (struct watch){fd, w};
+	}
+}
+
+static void reap_pending(struct reaper *R, uint64_t woke)
+{
+	if (R->npending == 0)
+		return;
+	fdn__reap_batch(R->s, R->pending, R->npending, woke);
+	size_t keep = 0;
+	for (size_t i = 0; i < R->npending; i++) {
+		struct fdn__dead *d = &R->pending[i];
+		if (d->done) {
+			R->reaped++;
+			if (R->verbose && d->record)
+				fprintf(stderr,
+					"%s: pid %u died (signal %d, status %d): %llu entries "
+					"removed in %.3f ms\n",
+					prog, FDN_PROC_PID(d->word), d->exit_signal, d->exit_status,
+					(unsigned long long)d->entries,
+					(double)d->latency_ns / 1e6);
+			if (R->w[d->idx].word == d->word)
+				unwatch(R, d->idx);
+			continue;
+		}
+		d->record = false; /* recorded once; the retry only finishes it */
+		R->pending[keep++] = *d;
+	}
+	R->npending = keep;
+}
+
+static int run(struct reaper *R)
+{
+	scan(R);
+	reap_pending(R, mono_ns());
+	for (;;) {
+		struct epoll_event ev[64];
+		int n = epoll_wait(R->ep, ev, 64, R->npending ? 100 : -1);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		uint64_t woke = mono_ns();
+		bool rescan = false;
+		for (int k = 0; k < n; k++) {
+			uint32_t id = ev[k].data.u32;
+			if (id == UINT32_MAX - 1) {
+				uint64_t v;
+				if (read(R->doorbell_fd, &v, sizeof(v)) < 0)
+					continue;
+				rescan = true;
+			} else if (id == UINT32_MAX) {
+				return 0; /* SIGTERM / SIGINT */
+			} else if (id < R->s->nprocs && R->w[id].fd >= 0) {
+				queue_dead(R, id, R->w[id].word, R->w[id].fd, true);
+				epoll_ctl(R->ep, EPOLL_CTL_DEL, R->w[id].fd, NULL);
+			}
+		}
+		reap_pending(R, woke);
+		if (rescan) {
+			scan(R);
+			reap_pending(R, woke);
+		}
+	}
+}
+
+static int setup(struct reaper *R)
+{
+	R->ep = epoll_create1(EPOLL_CLOEXEC);
+	R->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the thread: it inherits */
+	R->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	R->w = calloc(R->s->nprocs, sizeof(*R->w));
+	R->pending = calloc(R->s->nprocs, sizeof(*R->pending));
+	if (R->ep < 0 || R->doorbell_fd < 0 || R->sig_fd < 0 || !R->w || !R->pending)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < R->s->nprocs; i++)
+		R->w[i].fd = -1;
+	struct epoll_event e1 = {.events = EPOLLIN, .data.u32 = UINT32_MAX - 1};
+	struct epoll_event e2 = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
+	if (epoll_ctl(R->ep, EPOLL_CTL_ADD, R->doorbell_fd, &e1) ||
+	    epoll_ctl(R->ep, EPOLL_CTL_ADD, R->sig_fd, &e2))
+		return -errno;
+	static struct bell b;
+	b = (struct bell){R->s, R->doorbell_fd};
+	pthread_t th;
+	if (pthread_create(&th, NULL, doorbell_thread, &b))
+		return -EAGAIN;
+	pthread_detach(th);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *name = NULL;
+	bool foreground = false, quiet = false, verbose = false;
+	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
+					   {"foreground", no_argument, 0, 'f'},
+					   {"quiet-if-running", no_argument, 0, 'q'},
+					   {"verbose", no_argument, 0, 'v'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	for (int c; (c = getopt_long(argc, argv, "s:fqvh", lo, NULL)) != -1;) {
+		switch (c) {
+		case 's':
+			name = optarg;
+			break;
+		case 'f':
+			foreground = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", prog,
+			argv[optind]);
+		return 2;
+	}
+	if (!name)
+		name = fdn_segment_default_name();
+	if (fdn__validate_name(name)) {
+		fprintf(stderr, "%s: segment \"%s\": invalid name\n", prog, name);
+		return 2;
+	}
+	/* Detach from the terminal first: the slot and lease are then taken
+	 * by the process that will hold them.  stderr stays for the log. */
+	if (!foreground && daemon(0, 1) != 0) {
+		fprintf(stderr, "%s: daemon: %s\n", prog, strerror(errno));
+		return 1;
+	}
+	struct reaper R = {.verbose = verbose};
+	int r = fdn__seg_attach(name, 0, &R.s);
+	if (r) {
+		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, name, fdn_strerror(r));
+		return 1;
+	}
+	r = fdn_reaper_lease_take(R.s);
+	if (r) {
+		pid_t holder = fdn_reaper_holder(R.s);
+		fdn__seg_detach(R.s, false);
+		if (quiet)
+			return 0;
+		fprintf(stderr, "%s: segment \"%s\": another reaper (pid %d) holds the lease\n",
+			prog, name, (int)holder);
+		return 1;
+	}
+	if ((r = setup(&R))) {
+		fprintf(stderr, "%s: setup: %s\n", prog, fdn_strerror(r));
+		return 1;
+	}
+	if (verbose)
+		fprintf(stderr, "%s: reaping segment \"%s\" (pid %d)\n", prog, name, (int)getpid());
+	r = run(&R);
+	fdn_reaper_lease_release(R.s);
+	fdn__seg_detach(R.s, false);
+	if (r) {
+		fprintf(stderr, "%s: %s\n", prog, fdn_strerror(r));
+		return 1;
+	}
+	return 0;
+}
