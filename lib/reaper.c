@@ -210,13 +210,18 @@ int fdn_reaper_autostart(fdn_segment *s)
 		/* Detach twice so the daemon is nobody's child and outlives us. */
 		if (setsid() < 0 || fork() != 0)
 			_exit(0);
+		/* No descriptor of the caller's stays open in the daemon: a
+		 * pipe it held would never see end-of-file. */
 		int fd = open("/dev/null", O_RDWR);
 		if (fd >= 0) {
 			dup2(fd, 0);
 			dup2(fd, 1);
+			dup2(fd, 2);
 			if (fd > 2)
 				close(fd);
 		}
+		for (int k = 3; k < 1024; k++)
+			close(k);
 		execl(path, path, "--segment", s->name, "--quiet-if-running", (char *)NULL);
 		_exit(127);
 	}

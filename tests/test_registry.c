@@ -43,6 +43,19 @@ static pid_t lookup_pid(fdn_segment *s, const char *key)
 	return fdn_lookup(s, key, strlen(key), 0, &e) == 0 ? e.pid : 0;
 }
 
+/* Children still running when a test ends (it failed): killed by fini. */
+static pid_t spawned[128];
+static int nspawned;
+
+static void kill_spawned(void)
+{
+	for (int i = 0; i < nspawned; i++)
+		if (spawned[i] > 0)
+			kill(spawned[i], SIGKILL);
+}
+
+TestSuite(registry, .fini = kill_spawned);
+
 /* A child that attaches, registers `key` for itself, reports, and waits. */
 static pid_t agent(const char *name, const char *key, _Atomic int *ready)
 {
@@ -55,6 +68,8 @@ static pid_t agent(const char *name, const char *key, _Atomic int *ready)
 		pause();
 		_exit(0);
 	}
+	if (nspawned < 128)
+		spawned[nspawned++] = p;
 	return p;
 }
 
@@ -149,6 +164,9 @@ Test(registry, twenty_agents_ten_killed, .timeout = 120)
 	for (int i = 1; i < 20; i += 2)
 		cr_assert_eq(lookup_pid(s, keys[i]), pids[i], "%s still resolves", keys[i]);
 	cr_assert_eq(fdn_count(s), 10);
+	/* Entries vanish before the reaper writes the graveyard (reaper.c). */
+	for (int i = 0; i < 1000 && fdn_deaths(s) < 10; i++)
+		usleep(10000);
 	struct fdn_death d[32];
 	int nd = fdn_graveyard(s, d, 32);
 	cr_assert_geq(nd, 10);
@@ -380,6 +398,7 @@ Test(registry, supervisor_registers_its_children, .timeout = 120)
 			pause();
 			_exit(0);
 		}
+		spawned[nspawned++] = kids[i];
 		snprintf(keys[i], sizeof(keys[i]), "child-%d", i);
 		cr_assert_eq(reg(s, keys[i], kids[i], "work", "ok"), 0);
 		cr_assert_eq(lookup_pid(s, keys[i]), kids[i]);

@@ -54,6 +54,13 @@ struct watch {
 	uint64_t word; /* the claim word it watches */
 };
 
+struct bell {
+	fdn_segment *s;
+	int fd;
+	_Atomic bool stop;
+	pthread_t thread;
+};
+
 struct reaper {
 	fdn_segment *s;
 	int ep, doorbell_fd, sig_fd;
@@ -62,6 +69,7 @@ struct reaper {
 	size_t npending;
 	bool verbose;
 	uint64_t reaped;
+	struct bell bell;
 };
 
 static void usage(FILE *f)
@@ -95,17 +103,12 @@ static uint64_t mono_ns(void)
 
 /* ---- the doorbell: futex -> eventfd ---------------------------------------- */
 
-struct bell {
-	fdn_segment *s;
-	int fd;
-};
-
 static void *doorbell_thread(void *arg)
 {
 	struct bell *b = arg;
 	_Atomic uint32_t *word = &b->s->hdr->doorbell;
 	uint32_t seen = atomic_load(word);
-	for (;;) {
+	while (!atomic_load(&b->stop)) {
 		syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, NULL, NULL, 0);
 		uint32_t now = atomic_load(word);
 		if (now != seen) {
@@ -164,10 +167,22 @@ static void exit_info(int pidfd, pid_t pid, int *sig, int *status)
 	*status = -1;
 	if (pidfd < 0)
 		return;
-	if (ioctl(pidfd, FDN_PIDFD_GET_INFO, &info) == 0 && (info.mask & FDN_PIDFD_INFO_EXIT))
-		decode_wait_status(info.exit_code, sig, status);
-	else if (zombie_status(pid, &code))
-		decode_wait_status(code, sig, status);
+	/* The pidfd turns readable as the process exits; its /proc entry
+	 * shows the zombie a moment later: look a few times (< 1 ms). */
+	for (int tries = 0; tries < 40; tries++) {
+		if (ioctl(pidfd, FDN_PIDFD_GET_INFO, &info) == 0 &&
+		    (info.mask & FDN_PIDFD_INFO_EXIT)) {
+			decode_wait_status(info.exit_code, sig, status);
+			return;
+		}
+		if (zombie_status(pid, &code)) {
+			decode_wait_status(code, sig, status);
+			return;
+		}
+		struct timespec d = {0, 20000};
+		nanosleep(&d, NULL);
+		info.mask = FDN_PIDFD_INFO_EXIT;
+	}
 }
 
 static bool pidfd_dead(int fd)
@@ -203,7 +218,9 @@ static int open_verified(uint64_t w)
 static void queue_dead(struct reaper *R, uint32_t idx, uint64_t word, int fd, bool death)
 {
 	struct fdn__dead d = {.idx = idx, .word = word, .record = death};
-	exit_info(fd, (pid_t)FDN_PROC_PID(word), &d.exit_signal, &d.exit_status);
+	d.exit_signal = d.exit_status = -1;
+	if (death)
+		exit_info(fd, (pid_t)FDN_PROC_PID(word), &d.exit_signal, &d.exit_status);
 	for (size_t i = 0; i < R->npending; i++)
 		if (R->pending[i].idx == idx && R->pending[i].word == word)
 			return;
@@ -338,13 +355,19 @@ static int setup(struct reaper *R)
 	if (epoll_ctl(R->ep, EPOLL_CTL_ADD, R->doorbell_fd, &e1) ||
 	    epoll_ctl(R->ep, EPOLL_CTL_ADD, R->sig_fd, &e2))
 		return -errno;
-	static struct bell b;
-	b = (struct bell){R->s, R->doorbell_fd};
-	pthread_t th;
-	if (pthread_create(&th, NULL, doorbell_thread, &b))
+	R->bell.s = R->s;
+	R->bell.fd = R->doorbell_fd;
+	if (pthread_create(&R->bell.thread, NULL, doorbell_thread, &R->bell))
 		return -EAGAIN;
-	pthread_detach(th);
 	return 0;
+}
+
+/* Stop the doorbell thread before the segment is unmapped under it. */
+static void stop_doorbell(struct reaper *R)
+{
+	atomic_store(&R->bell.stop, true);
+	fdn__doorbell(R->s); /* wakes it (and any other reaper: harmless) */
+	pthread_join(R->bell.thread, NULL);
 }
 
 int main(int argc, char **argv)
@@ -419,8 +442,16 @@ int main(int argc, char **argv)
 	if (verbose)
 		fprintf(stderr, "%s: reaping segment \"%s\" (pid %d)\n", prog, name, (int)getpid());
 	r = run(&R);
+	stop_doorbell(&R);
 	fdn_reaper_lease_release(R.s);
+	for (uint32_t i = 0; i < R.s->nprocs; i++)
+		unwatch(&R, i);
 	fdn__seg_detach(R.s, false);
+	free(R.w);
+	free(R.pending);
+	close(R.ep);
+	close(R.doorbell_fd);
+	close(R.sig_fd);
 	if (r) {
 		fprintf(stderr, "%s: %s\n", prog, fdn_strerror(r));
 		return 1;

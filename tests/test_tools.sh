@@ -1,0 +1,236 @@
+#!/bin/sh
+# test_tools.sh - foundation-ctl and foundation-inspect, driven the way a user
+# would: create a segment, register three sleeping processes, find them,
+# SIGKILL one and watch its entry vanish and its death be recorded, try the
+# error paths, then kill the rest and destroy the segment.
+#
+# usage: test_tools.sh BIN_DIR   (the directory holding the two tools and
+# foundation-reaperd; $FOUNDATION_REAPERD, if set, names the reaper)
+#
+# Every assertion counts; the first failure prints what failed, the
+# command's output and exits 1.  "N passed, 0 failed" is printed only when
+# every assertion held.
+set -eu
+
+bin=${1:?usage: test_tools.sh BIN_DIR}
+ctl="$bin/foundation-ctl"
+inspect="$bin/foundation-inspect"
+FOUNDATION_REAPERD=${FOUNDATION_REAPERD:-$bin/foundation-reaperd}
+export FOUNDATION_REAPERD
+unset FOUNDATION_NO_AUTOREAPER # entries of dead pids must be reaped
+seg="fdn-tools-$$"
+missing="fdn-tools-missing-$$"
+export FOUNDATION_SEGMENT="$seg" # the tools' default; some calls say --segment
+tmp=$(mktemp -d)
+sleepers=""
+passed=0
+
+cleanup() {
+	for p in $sleepers; do
+		kill -9 "$p" 2>/dev/null || true
+	done
+	"$ctl" --segment "$seg" destroy >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+fail() {
+	echo "FAIL: $*" >&2
+	if [ -s "$tmp/out" ]; then sed 's/^/  stdout: /' "$tmp/out" >&2; fi
+	if [ -s "$tmp/err" ]; then sed 's/^/  stderr: /' "$tmp/err" >&2; fi
+	echo "$passed passed, 1 failed" >&2
+	exit 1
+}
+
+ok() {
+	passed=$((passed + 1))
+}
+
+# run STATUS WHAT CMD...: CMD must exit with STATUS; its output is kept in
+# $tmp/out and $tmp/err for the checks that follow.  (Tools never write to
+# the test's own stdout/stderr, so a reaper they start cannot hold them.)
+run() {
+	want=$1
+	what=$2
+	shift 2
+	if "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; then st=0; else st=$?; fi
+	[ "$st" -eq "$want" ] || fail "$what: exit status $st, expected $want"
+	ok
+}
+
+out_has() {
+	grep -qF -- "$2" "$tmp/out" || fail "$1: output lacks '$2'"
+	ok
+}
+
+out_lacks() {
+	if grep -qF -- "$2" "$tmp/out"; then fail "$1: output has '$2'"; fi
+	ok
+}
+
+# err_is WHAT LINE: stderr is exactly that one line.
+err_is() {
+	[ "$(wc -l <"$tmp/err")" -eq 1 ] && [ "$(cat "$tmp/err")" = "$2" ] ||
+		fail "$1: stderr is not exactly '$2'"
+	ok
+}
+
+# eventually STATUS WHAT STRING CMD...: run CMD until its output has STRING
+# (at most 10 s).  The reaper records a death in the graveyard just after
+# the dead process's entries vanish, so a watcher can be first.
+eventually() {
+	want=$1
+	what=$2
+	string=$3
+	shift 3
+	n=0
+	while :; do
+		if "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; then st=0; else st=$?; fi
+		[ "$st" -eq "$want" ] || fail "$what: exit status $st, expected $want"
+		if grep -qF -- "$string" "$tmp/out"; then break; fi
+		n=$((n + 1))
+		[ "$n" -le 100 ] || fail "$what: output lacks '$string' after 10 s"
+		sleep 0.1 2>/dev/null || sleep 1
+	done
+	ok
+}
+
+# A JSON number field of the last output: json_num NAME
+json_num() {
+	sed -n "s/.*\"$1\":\([0-9-]*\).*/\1/p" "$tmp/out" | head -n 1
+}
+
+# ---- help ----------------------------------------------------------------------
+run 0 "ctl --help" "$ctl" --help
+out_has "ctl --help" "usage: foundation-ctl"
+run 0 "ctl register --help" "$ctl" register --help
+out_has "ctl register --help" "register KEY --pid PID"
+run 0 "inspect --help" "$inspect" --help
+out_has "inspect --help" "usage: foundation-inspect"
+run 0 "inspect check --help" "$inspect" check --help
+out_has "inspect check --help" "check"
+
+# ---- create ----------------------------------------------------------------------
+run 0 "create" "$ctl" create --entries 1000 --processes 64 --threads 64
+out_has "create" "created segment \"$seg\""
+run 1 "create again" "$ctl" --segment "$seg" create
+err_is "create again" "foundation-ctl: create segment \"$seg\": already exists"
+
+# ---- register three sleepers -----------------------------------------------------
+for i in 1 2 3; do
+	sleep 300 >/dev/null 2>&1 </dev/null &
+	eval "P$i=$!"
+	sleepers="$sleepers $!"
+	run 0 "register web-$i" "$ctl" register "web-$i" --pid "$!" --attr capability=http \
+		--attr health_status=ok --attr "load=$i"
+done
+run 1 "register web-1 again" "$ctl" register web-1 --pid "$P2" --attr capability=http
+err_is "register web-1 again" "foundation-ctl: register \"web-1\": already exists (held by pid $P1)"
+
+run 0 "registry" "$inspect" --json registry
+for i in 1 2 3; do
+	eval "p=\$P$i"
+	out_has "registry" "\"key\":\"web-$i\",\"pid\":$p,"
+done
+out_has "registry" "\"capability\":\"http\""
+out_has "registry" "\"load\":2"
+out_has "registry" "\"count\":3}"
+run 0 "find capability=http" "$inspect" --json registry --attr capability=http
+out_has "find capability=http" "\"count\":3}"
+run 0 "find load=2 (not indexed)" "$inspect" registry --attr load=2
+out_has "find load=2" "web-2"
+out_lacks "find load=2" "web-1"
+run 0 "registry text" "$inspect" --segment "$seg" registry --prefix web-
+grep -q "^web-1 *$P1 .*capability=http,health_status=ok,load=1" "$tmp/out" ||
+	fail "registry text: no aligned row for web-1"
+ok
+
+# ---- update, merge, unregister, wait -------------------------------------------
+run 0 "merge web-3" "$ctl" merge web-3 --attr health_status=degraded
+run 0 "find degraded" "$inspect" registry --json --attr health_status=degraded
+out_has "find degraded" "\"key\":\"web-3\""
+out_has "find degraded" "\"load\":3"
+out_has "find degraded" "\"count\":1}"
+run 0 "update web-3" "$ctl" update web-3 --attr capability=http --attr load=3
+run 0 "find degraded after update" "$inspect" registry --json --attr health_status=degraded
+out_has "find degraded after update" "\"count\":0}"
+run 0 "register job-x" "$ctl" register job-x --pid "$P2" --attr tags=[a,b]
+run 0 "wait job-x present" "$ctl" wait job-x --timeout 1000
+run 0 "unregister job-x" "$ctl" unregister job-x
+run 1 "unregister job-x again" "$ctl" unregister job-x
+err_is "unregister job-x again" "foundation-ctl: unregister \"job-x\": not found"
+run 0 "wait job-x gone" "$ctl" wait job-x --gone --timeout 1000
+run 1 "wait for nothing" "$ctl" wait nothing --timeout 200
+err_is "wait for nothing" "foundation-ctl: wait \"nothing\": timed out after 200 ms"
+
+run 0 "processes" "$inspect" --json processes
+out_has "processes" "\"pid\":$P1,\"state\":\"live\""
+
+# ---- a death ---------------------------------------------------------------------
+kill -9 "$P1"
+run 0 "wait web-1 gone" "$ctl" wait web-1 --gone --timeout 10000
+run 0 "registry after kill" "$inspect" --json registry
+out_lacks "registry after kill" "\"key\":\"web-1\""
+out_lacks "registry after kill" "\"pid\":$P1,"
+out_has "registry after kill" "\"key\":\"web-2\""
+out_has "registry after kill" "\"count\":2}"
+eventually 0 "graveyard" "\"pid\":$P1,\"signal\":" "$inspect" --json graveyard
+# SIGKILL, or -1 (unknown) when the shell reaped the zombie before the reaper
+# could read its status and the kernel keeps no exit information (< 6.15).
+grep -qE "\"pid\":$P1,\"signal\":(9|-1),\"status\":-1," "$tmp/out" ||
+	fail "graveyard: pid $P1 not recorded as killed"
+ok
+run 0 "graveyard text" "$inspect" graveyard
+grep -qE "^ *[0-9]+ +$P1 +(SIGKILL|\?) " "$tmp/out" || fail "graveyard text: no row for $P1"
+ok
+run 0 "check" "$inspect" check
+out_has "check" "0 violations"
+run 0 "stats" "$inspect" --json stats
+[ "$(json_num reaper_pid)" -gt 0 ] || fail "stats: no reaper running"
+ok
+[ "$(json_num deaths_total)" -ge 1 ] || fail "stats: no death counted"
+ok
+
+# ---- errors ------------------------------------------------------------------------
+run 2 "unknown command" "$ctl" frobnicate
+err_is "unknown command" "foundation-ctl: frobnicate: unknown command (see foundation-ctl --help)"
+run 2 "unknown option" "$inspect" registry --bogus
+run 2 "missing --pid" "$ctl" register k
+run 2 "bad number" "$ctl" register k --pid abc
+run 2 "no command" "$inspect"
+run 1 "missing segment (inspect)" "$inspect" --segment "$missing" registry
+err_is "missing segment (inspect)" "foundation-inspect: segment \"$missing\": segment not found"
+run 1 "missing segment (ctl)" "$ctl" --segment "$missing" unregister web-2
+err_is "missing segment (ctl)" "foundation-ctl: segment \"$missing\": segment not found"
+# Bad attribute text is bad input to the operation, not bad usage: exit 1.
+run 1 "bad attribute" "$ctl" register x --pid 1 --attr =bad
+err_is "bad attribute" "foundation-ctl: attribute \"=bad\": invalid metadata"
+
+# ---- the rest die --------------------------------------------------------------------
+kill -9 "$P2" "$P3"
+run 0 "wait web-2 gone" "$ctl" wait web-2 --gone --timeout 10000
+run 0 "wait web-3 gone" "$ctl" wait web-3 --gone --timeout 10000
+run 0 "registry empty" "$inspect" --json registry
+out_has "registry empty" "\"count\":0}"
+eventually 0 "graveyard all" "\"pid\":$P2," "$inspect" --json graveyard
+eventually 0 "graveyard all" "\"pid\":$P3," "$inspect" --json graveyard
+run 0 "check at the end" "$inspect" --json check
+out_has "check at the end" "\"count\":0}"
+
+# ---- destroy: the segment and its reaper go ---------------------------------------
+run 0 "stats before destroy" "$inspect" --json stats
+reaper=$(json_num reaper_pid)
+run 0 "destroy" "$ctl" destroy
+out_has "destroy" "destroyed segment \"$seg\""
+run 1 "stats after destroy" "$inspect" stats
+err_is "stats after destroy" "foundation-inspect: segment \"$seg\": segment not found"
+n=0
+while kill -0 "$reaper" 2>/dev/null; do
+	n=$((n + 1))
+	[ "$n" -le 20 ] || fail "reaper $reaper still runs after destroy"
+	sleep 1
+done
+ok
+
+echo "$passed passed, 0 failed"

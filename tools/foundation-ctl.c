@@ -1,0 +1,517 @@
+/*
+ * foundation-ctl - change a segment from the shell: create and destroy it,
+ * register, update and unregister registry entries, wait for a key.
+ *
+ * Each command attaches, makes one library call and detaches.  Entries
+ * registered here belong to the --pid given, not to foundation-ctl: the
+ * library claims a process slot for that pid, which the reaper watches, so
+ * they stay after this short-lived process detaches and vanish when that pid
+ * dies.
+ *
+ * Exit status: 0 done, 1 the operation failed (one line on stderr,
+ * "foundation-ctl: <what>: <why>"), 2 bad usage.  Bad attribute text
+ * (--attr) is bad input to the operation, not bad usage: exit 1, "invalid
+ * metadata", the library's own verdict (fdn_attr_parse).
+ */
+#include "shm/shm.h"
+
+#include <foundation/attrs.h>
+#include <foundation/registry.h>
+#include <foundation/segment.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *prog = "foundation-ctl";
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+#define MAX_ATTRS 32
+
+/* Everything a command line can say; each command reads what it allows. */
+struct args {
+	const char *segment;
+	const char *key;
+	struct fdn_segment_opts opts;
+	pid_t pid;
+	bool replace, gone;
+	int64_t timeout_ms;
+	size_t nattrs;
+	const char *attr_text[MAX_ATTRS];
+};
+
+struct command {
+	const char *name;
+	const char *allowed; /* option letters it takes (see all_opts) */
+	bool takes_key;
+	int (*run)(struct args *a);
+	const char *synopsis;
+	const char *help;
+};
+
+__attribute__((format(printf, 3, 4))) static int complain(int status, const char *why,
+							  const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s\n", why);
+	return status;
+}
+
+/* ---- attaching ---------------------------------------------------------------- */
+
+static int attach(const struct args *a, fdn_segment **s)
+{
+	int r = fdn_segment_attach(a->segment, 0, s);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a->segment);
+	return EXIT_OK;
+}
+
+/* Detach: a process that registered for other pids leaves their entries
+ * alone (they belong to those pids), so the plain detach is right. */
+static int detach(const struct args *a, fdn_segment *s, int status)
+{
+	int r = fdn_segment_detach(s);
+	if (r && status == EXIT_OK)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": detach", a->segment);
+	return status;
+}
+
+/* ---- attributes ----------------------------------------------------------------- */
+
+struct attrset {
+	struct fdn_attr v[MAX_ATTRS];
+	const char *items[MAX_ATTRS][FDN_ATTR_LIST_MAX];
+	char *text[MAX_ATTRS]; /* parsed copies: fdn_attr_parse cuts them up */
+	size_t n;
+};
+
+static void attrs_free(struct attrset *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		free(set->text[i]);
+	set->n = 0;
+}
+
+static int attrs_parse(const struct args *a, struct attrset *set)
+{
+	set->n = 0;
+	for (size_t i = 0; i < a->nattrs; i++) {
+		char *copy = strdup(a->attr_text[i]);
+		if (!copy) {
+			attrs_free(set);
+			return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "attribute \"%s\"",
+					a->attr_text[i]);
+		}
+		set->text[set->n++] = copy;
+		int r = fdn_attr_parse(copy, &set->v[i], set->items[i], FDN_ATTR_LIST_MAX);
+		if (r) {
+			attrs_free(set);
+			return complain(EXIT_FAIL, fdn_strerror(r), "attribute \"%s\"",
+					a->attr_text[i]);
+		}
+	}
+	return EXIT_OK;
+}
+
+/* ---- commands ------------------------------------------------------------------- */
+
+static int cmd_create(struct args *a)
+{
+	fdn_segment *s;
+	int r = fdn_segment_create(a->segment, &a->opts, &s);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "create segment \"%s\"", a->segment);
+	int status = detach(a, s, EXIT_OK);
+	if (status == EXIT_OK)
+		printf("created segment \"%s\"\n", a->segment);
+	return status;
+}
+
+static int cmd_destroy(struct args *a)
+{
+	int r = fdn_segment_destroy(a->segment);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "destroy segment \"%s\"", a->segment);
+	printf("destroyed segment \"%s\"\n", a->segment);
+	return EXIT_OK;
+}
+
+static int cmd_register(struct args *a)
+{
+	static struct attrset set;
+	fdn_segment *s;
+	int status = attrs_parse(a, &set);
+	if (status || (status = attach(a, &s))) {
+		attrs_free(&set);
+		return status;
+	}
+	pid_t holder = 0;
+	unsigned flags = a->replace ? FDN_REG_REPLACE : 0;
+	int r = fdn_register(s, a->key, strlen(a->key), a->pid, set.v, set.n, flags, &holder);
+	if (r == FDN_EEXISTS && holder > 0) {
+		char why[64];
+		snprintf(why, sizeof(why), "%s (held by pid %d)", fdn_strerror(r), (int)holder);
+		status = complain(EXIT_FAIL, why, "register \"%s\"", a->key);
+	} else if (r) {
+		status = complain(EXIT_FAIL, fdn_strerror(r), "register \"%s\"", a->key);
+	}
+	attrs_free(&set);
+	return detach(a, s, status);
+}
+
+static int cmd_unregister(struct args *a)
+{
+	fdn_segment *s;
+	int status = attach(a, &s);
+	if (status)
+		return status;
+	int r = fdn_unregister(s, a->key, strlen(a->key));
+	if (r)
+		status = complain(EXIT_FAIL, fdn_strerror(r), "unregister \"%s\"", a->key);
+	return detach(a, s, status);
+}
+
+/* update (replace all attributes) and merge. */
+static int change_attrs(struct args *a, bool merge)
+{
+	static struct attrset set;
+	fdn_segment *s;
+	int status = attrs_parse(a, &set);
+	if (status || (status = attach(a, &s))) {
+		attrs_free(&set);
+		return status;
+	}
+	size_t klen = strlen(a->key);
+	int r = merge ? fdn_merge_attributes(s, a->key, klen, set.v, set.n)
+		      : fdn_update_attributes(s, a->key, klen, set.v, set.n);
+	if (r)
+		status = complain(EXIT_FAIL, fdn_strerror(r), "%s \"%s\"",
+				  merge ? "merge" : "update", a->key);
+	attrs_free(&set);
+	return detach(a, s, status);
+}
+
+static int cmd_update(struct args *a)
+{
+	return change_attrs(a, false);
+}
+
+static int cmd_merge(struct args *a)
+{
+	return change_attrs(a, true);
+}
+
+static int cmd_wait(struct args *a)
+{
+	fdn_segment *s;
+	int status = attach(a, &s);
+	if (status)
+		return status;
+	int r = fdn_watch(s, a->key, strlen(a->key), !a->gone, a->timeout_ms);
+	if (r == FDN_ETIMEDOUT) {
+		char why[64];
+		snprintf(why, sizeof(why), "timed out after %" PRId64 " ms", a->timeout_ms);
+		status = complain(EXIT_FAIL, why, "wait \"%s\"", a->key);
+	} else if (r) {
+		status = complain(EXIT_FAIL, fdn_strerror(r), "wait \"%s\"", a->key);
+	}
+	return detach(a, s, status);
+}
+
+static const struct command commands[] = {
+    {"create", "EPTHMIS", false, cmd_create,
+     "create [--entries N] [--processes N] [--threads N] [--heap BYTES] [--mode OCTAL]\n"
+     "                 [--indexed a,b,c]",
+     "Create the segment (it must not exist) and start its reaper.\n"
+     "  --entries N      registry sizing (default 100000)\n"
+     "  --processes N    process-table slots (default 4096)\n"
+     "  --threads N      reader (thread) slots (default 4096)\n"
+     "  --heap BYTES     bytes for keys and values; suffix K, M or G (x 1024...);\n"
+     "                   default 256 x entries, at least 1 MiB\n"
+     "  --mode OCTAL     file mode, at least 0600 (default 0600)\n"
+     "  --indexed LIST   indexed attributes, comma-separated, at most 8; \"\" = none\n"
+     "                   (default " FDN_DEFAULT_INDEXED ")\n"},
+    {"destroy", "S", false, cmd_destroy, "destroy",
+     "Remove the segment's name and stop its reaper.  Attached processes keep\n"
+     "their mapping until they detach.\n"},
+    {"register", "parS", true, cmd_register,
+     "register KEY --pid PID [--attr NAME=VALUE ...] [--replace]",
+     "Register KEY for process PID (which need not be this one: the entry lives\n"
+     "until PID dies or it is unregistered).\n"
+     "  --pid PID          the owner (required)\n"
+     "  --attr NAME=VALUE  an attribute, up to 32: an integer, a double, true or\n"
+     "                     false, a list [a,b,c] (up to 64 items), else a string\n"
+     "  --replace          take the key over even if a live process holds it\n"
+     "Fails with \"already exists (held by pid N)\" when a live process holds KEY.\n"},
+    {"unregister", "S", true, cmd_unregister, "unregister KEY", "Remove the entry KEY.\n"},
+    {"update", "aS", true, cmd_update, "update KEY --attr NAME=VALUE ...",
+     "Replace all attributes of KEY by the ones given (none: remove them all).\n"},
+    {"merge", "aS", true, cmd_merge, "merge KEY --attr NAME=VALUE ...",
+     "Set the attributes given on KEY, keeping its others.\n"},
+    {"wait", "gtS", true, cmd_wait, "wait KEY [--gone] [--timeout MS]",
+     "Block until KEY is registered (or, with --gone, no longer visible: unregistered,\n"
+     "or its owner died and was reaped).\n"
+     "  --gone        wait for KEY to disappear\n"
+     "  --timeout MS  give up after MS milliseconds (exit 1); default: no limit\n"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+/* ---- usage ---------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: %s [--segment NAME] COMMAND [ARGS...]\n\ncommands:\n", prog);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %s\n", commands[i].synopsis);
+	fprintf(f,
+		"\n"
+		"Change a Foundation segment from the shell.  \"%s COMMAND --help\"\n"
+		"describes one command.  Only create and destroy print on success.\n"
+		"\n"
+		"  --segment NAME  segment (default $FOUNDATION_SEGMENT, else \"foundation\");\n"
+		"                  also accepted after the command\n"
+		"  --help          this text\n"
+		"\n"
+		"Exit status: 0 done; 1 the operation failed (also bad --attr text:\n"
+		"\"invalid metadata\"); 2 bad usage.\n",
+		prog);
+}
+
+static void command_usage(FILE *f, const struct command *c)
+{
+	fprintf(f, "usage: %s [--segment NAME] %s\n\n%s", prog, c->synopsis, c->help);
+}
+
+/* ---- argument parsing ----------------------------------------------------------- */
+
+static const struct option all_opts[] = {
+    {"entries", required_argument, 0, 'E'}, {"processes", required_argument, 0, 'P'},
+    {"threads", required_argument, 0, 'T'}, {"heap", required_argument, 0, 'H'},
+    {"mode", required_argument, 0, 'M'},    {"indexed", required_argument, 0, 'I'},
+    {"pid", required_argument, 0, 'p'},     {"attr", required_argument, 0, 'a'},
+    {"replace", no_argument, 0, 'r'},       {"gone", no_argument, 0, 'g'},
+    {"timeout", required_argument, 0, 't'}, {"segment", required_argument, 0, 'S'},
+    {"help", no_argument, 0, 'h'},
+};
+
+#define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
+
+/* A usage error: one line, "prog: [cmd ]what...: why (see prog [cmd] --help)". */
+__attribute__((format(printf, 2, 3))) static int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see %s%s%s --help)\n", prog, cmd ? " " : "", cmd ? cmd : "");
+	return EXIT_USAGE;
+}
+
+/* The option getopt_long rejected, as the user wrote it. */
+static const char *bad_option(char **argv, char *buf, size_t cap)
+{
+	const char *w = argv[optind - 1];
+	if (strncmp(w, "--", 2) == 0) {
+		snprintf(buf, cap, "%.*s", (int)strcspn(w, "="), w);
+		return buf;
+	}
+	snprintf(buf, cap, "-%c", optopt ? optopt : '?');
+	return buf;
+}
+
+/* An unsigned decimal (or octal, base 8) number up to max, the whole text. */
+static bool parse_num(const char *text, int base, uint64_t max, uint64_t *out)
+{
+	char *end;
+	if (text[0] < '0' || text[0] > '9')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, base);
+	if (errno || *end || v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* BYTES with an optional binary suffix K, M or G. */
+static bool parse_bytes(const char *text, uint64_t *out)
+{
+	char num[32];
+	size_t n = strlen(text);
+	unsigned shift = 0;
+	if (n > 1 && n < sizeof(num) && strchr("kKmMgG", text[n - 1])) {
+		const char *sfx = "kKmMgG";
+		shift = 10u * (1u + (unsigned)(strchr(sfx, text[n - 1]) - sfx) / 2u);
+		memcpy(num, text, n - 1);
+		num[n - 1] = 0;
+		text = num;
+	}
+	uint64_t v;
+	if (!parse_num(text, 10, UINT64_MAX >> shift, &v))
+		return false;
+	*out = v << shift;
+	return true;
+}
+
+/* "--name" of option letter opt. */
+static const char *opt_name(int opt)
+{
+	static char buf[32];
+	for (size_t i = 0; i < NOPTS; i++)
+		if (all_opts[i].val == opt)
+			snprintf(buf, sizeof(buf), "--%s", all_opts[i].name);
+	return buf;
+}
+
+/* One option's value into a; 0 or EXIT_USAGE. */
+static int take_option(const struct command *c, int opt, const char *val, struct args *a)
+{
+	uint64_t v = 0;
+	bool ok = true;
+	switch (opt) {
+	case 'E':
+		ok = parse_num(val, 10, UINT64_MAX, &a->opts.entries);
+		break;
+	case 'P':
+	case 'T':
+		ok = parse_num(val, 10, UINT32_MAX, &v);
+		*(opt == 'P' ? &a->opts.processes : &a->opts.threads) = (uint32_t)v;
+		break;
+	case 'H':
+		ok = parse_bytes(val, &a->opts.heap_bytes);
+		break;
+	case 'M':
+		ok = parse_num(val, 8, 07777, &v);
+		a->opts.mode = (uint32_t)v;
+		break;
+	case 'I':
+		a->opts.indexed = val;
+		break;
+	case 'p':
+		ok = parse_num(val, 10, INT32_MAX, &v) && v > 0;
+		a->pid = (pid_t)v;
+		break;
+	case 'a':
+		if (a->nattrs == MAX_ATTRS)
+			return usage_error(c->name, "%s --attr: at most %d", c->name, MAX_ATTRS);
+		a->attr_text[a->nattrs++] = val;
+		break;
+	case 'r':
+		a->replace = true;
+		break;
+	case 'g':
+		a->gone = true;
+		break;
+	case 't':
+		ok = parse_num(val, 10, INT64_MAX / 1000000, &v);
+		a->timeout_ms = (int64_t)v;
+		break;
+	case 'S':
+		a->segment = val;
+		break;
+	}
+	if (!ok)
+		return usage_error(c->name, "%s %s \"%s\": bad number", c->name, opt_name(opt),
+				   val);
+	return 0;
+}
+
+/* The long options command c accepts. */
+static void command_opts(const struct command *c, struct option *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < NOPTS; i++)
+		if (all_opts[i].val == 'h' || strchr(c->allowed, all_opts[i].val))
+			out[n++] = all_opts[i];
+	out[n] = (struct option){0, 0, 0, 0};
+}
+
+/* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,
+ * else the exit status. */
+static int parse_command(const struct command *c, int argc, char **argv, struct args *a)
+{
+	struct option lo[NOPTS + 1];
+	char buf[64];
+	command_opts(c, lo);
+	optind = 0; /* restart getopt on the command's own arguments */
+	for (int o; (o = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
+		if (o == 'h') {
+			command_usage(stdout, c);
+			return EXIT_OK;
+		}
+		if (o == '?')
+			return usage_error(c->name, "%s %s: unknown option", c->name,
+					   bad_option(argv, buf, sizeof(buf)));
+		if (o == ':')
+			return usage_error(c->name, "%s %s: needs a value", c->name,
+					   bad_option(argv, buf, sizeof(buf)));
+		int r = take_option(c, o, optarg, a);
+		if (r)
+			return r;
+	}
+	if (c->takes_key && optind < argc)
+		a->key = argv[optind++];
+	if (optind < argc)
+		return usage_error(c->name, "%s \"%s\": unexpected argument", c->name,
+				   argv[optind]);
+	if (c->takes_key && !a->key)
+		return usage_error(c->name, "%s: missing KEY", c->name);
+	if (c->run == cmd_register && a->pid == 0)
+		return usage_error(c->name, "%s: missing --pid PID", c->name);
+	return -1;
+}
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static struct args a = {.timeout_ms = -1};
+	static const struct option lo[] = {
+	    {"segment", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+	char buf[64];
+	fdn_segment_opts_init(&a.opts);
+	opterr = 0; /* every error is one line of ours */
+	for (int c; (c = getopt_long(argc, argv, "+:s:h", lo, NULL)) != -1;) {
+		if (c == 's') {
+			a.segment = optarg;
+		} else if (c == 'h') {
+			usage(stdout);
+			return EXIT_OK;
+		} else {
+			return usage_error(NULL, "%s: %s", bad_option(argv, buf, sizeof(buf)),
+					   c == ':' ? "needs a value" : "unknown option");
+		}
+	}
+	if (optind == argc)
+		return usage_error(NULL, "missing COMMAND");
+	const struct command *c = find_command(argv[optind]);
+	if (!c)
+		return usage_error(NULL, "%s: unknown command", argv[optind]);
+	int status = parse_command(c, argc - optind, argv + optind, &a);
+	if (status >= 0)
+		return status;
+	if (!a.segment)
+		a.segment = fdn_segment_default_name();
+	if (fdn__validate_name(a.segment))
+		return usage_error(c->name, "segment \"%s\": invalid name", a.segment);
+	return c->run(&a);
+}

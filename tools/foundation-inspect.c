@@ -1,0 +1,1004 @@
+/*
+ * foundation-inspect - look at a segment without touching it: registry
+ * entries, process slots, the graveyard, usage statistics, the integrity
+ * check; as aligned text or as JSON (--json).
+ *
+ * It attaches with FDN_SEG_READONLY only: the mapping is read-only, no
+ * process or reader slot is taken, nothing is ever written, and no reaper is
+ * started.  Read-only reads take no grace period, so what a callback copies
+ * is validated again before it is printed.
+ *
+ * JSON strings.  Quote, backslash and control characters (below 0x20, and
+ * 0x7f) are written as \" \\ and \u00XX.  Valid UTF-8 passes through as it
+ * is; every byte that is not part of a valid UTF-8 sequence (keys may hold
+ * any byte) is written as \u00XX, the code point of the same value (as if it
+ * were Latin-1).  Text output escapes the same bytes as \xNN.
+ *
+ * Exit status: 0 done; 1 an error (one line on stderr,
+ * "foundation-inspect: <what>: <why>") or a failed check; 2 bad usage.
+ */
+#include "shm/shm.h"
+
+#include <foundation/attrs.h>
+#include <foundation/reaper.h>
+#include <foundation/registry.h>
+#include <foundation/segment.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char *prog = "foundation-inspect";
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+struct args {
+	const char *segment;
+	bool json;
+	const char *attr;   /* registry --attr NAME=VALUE */
+	const char *prefix; /* registry --prefix P */
+};
+
+struct command {
+	const char *name;
+	const char *allowed; /* option letters beyond --json, --segment, --help */
+	int (*run)(fdn_segment *s, const struct args *a);
+	const char *synopsis;
+	const char *help;
+};
+
+__attribute__((format(printf, 3, 4))) static int complain(int status, const char *why,
+							  const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, ": %s\n", why);
+	return status;
+}
+
+/* ---- text and JSON output ---------------------------------------------------- */
+
+/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if none. */
+static size_t utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len = p[0] < 0x80                    ? 1
+		     : p[0] >= 0xC2 && p[0] <= 0xDF ? 2
+		     : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
+		     : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
+						    : 0;
+	if (len == 0 || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	/* No overlong forms, no surrogates, nothing above U+10FFFF. */
+	if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F) ||
+	    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F))
+		return 0;
+	return len;
+}
+
+/* Bytes as a JSON string (see the top of the file). */
+static void json_str(FILE *f, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	putc('"', f);
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_len(p + i, n - i);
+		if (len > 1) {
+			fwrite(p + i, 1, len, f);
+			i += len;
+			continue;
+		}
+		unsigned char c = p[i++];
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\u%04x", c);
+		else
+			putc(c, f);
+	}
+	putc('"', f);
+}
+
+static void json_cstr(FILE *f, const char *s)
+{
+	json_str(f, s, strlen(s));
+}
+
+/* Bytes for a text table: the same bytes escaped as \xNN, backslash doubled. */
+static void text_str(FILE *f, const void *data, size_t n)
+{
+	const unsigned char *p = data;
+	for (size_t i = 0; i < n;) {
+		size_t len = utf8_len(p + i, n - i);
+		if (len > 1) {
+			fwrite(p + i, 1, len, f);
+			i += len;
+			continue;
+		}
+		unsigned char c = p[i++];
+		if (c == '\\')
+			fputs("\\\\", f);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(f, "\\x%02x", c);
+		else
+			putc(c, f);
+	}
+}
+
+/* A double that reads back as a double (%.17g, ".0" added to integers). */
+static void json_double(FILE *f, double d)
+{
+	char buf[40];
+	snprintf(buf, sizeof(buf), "%.17g", d);
+	fprintf(f, "%s%s", buf, strpbrk(buf, ".e") ? "" : ".0");
+}
+
+/* ISO-8601 UTC with milliseconds; "-" for 0. */
+static const char *iso_time(uint64_t ns, char *buf, size_t cap)
+{
+	struct tm tm;
+	time_t t = (time_t)(ns / 1000000000u);
+	if (ns == 0 || !gmtime_r(&t, &tm)) {
+		snprintf(buf, cap, "-");
+		return buf;
+	}
+	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000u % 1000u));
+	return buf;
+}
+
+/* One attribute's value: JSON, or text (lists as [a,b]). */
+static void attr_value(FILE *f, const struct fdn_attr *a, bool json)
+{
+	void (*str)(FILE *, const void *, size_t) = json ? json_str : text_str;
+	switch (a->type) {
+	case FDN_ATTR_STRING:
+		str(f, a->v.s, strlen(a->v.s));
+		break;
+	case FDN_ATTR_INT:
+		fprintf(f, "%" PRId64, a->v.i);
+		break;
+	case FDN_ATTR_DOUBLE:
+		if (json)
+			json_double(f, a->v.d);
+		else
+			fprintf(f, "%.15g", a->v.d);
+		break;
+	case FDN_ATTR_BOOL:
+		fputs(a->v.b ? "true" : "false", f);
+		break;
+	case FDN_ATTR_LIST:
+		putc('[', f);
+		for (uint32_t k = 0; k < a->v.list.n; k++) {
+			const char *item = fdn_attrs_list_item(a, k);
+			if (k)
+				putc(',', f);
+			str(f, item ? item : "", item ? strlen(item) : 0);
+		}
+		putc(']', f);
+		break;
+	}
+}
+
+/* An encoded attribute set: {"k":v,...} or k=v,k=v. */
+static void attr_set(FILE *f, const void *attrs, size_t len, bool json)
+{
+	uint32_t n = fdn_attrs_count(attrs, len);
+	if (json)
+		putc('{', f);
+	for (uint32_t i = 0; i < n; i++) {
+		struct fdn_attr a;
+		if (fdn_attrs_at(attrs, len, i, &a))
+			continue;
+		if (i)
+			putc(',', f);
+		if (json) {
+			json_cstr(f, a.name);
+			putc(':', f);
+		} else {
+			text_str(f, a.name, strlen(a.name));
+			putc('=', f);
+		}
+		attr_value(f, &a, json);
+	}
+	if (json)
+		putc('}', f);
+}
+
+/* ---- aligned tables ------------------------------------------------------------- */
+
+struct table {
+	size_t ncol;
+	const char *align; /* per column: 'l' or 'r' */
+	char **cells;      /* row-major, header row first */
+	size_t n, cap;
+	bool oom;
+};
+
+static void cell_add(struct table *t, char *cell)
+{
+	if (!cell || t->oom) {
+		t->oom = true;
+		free(cell);
+		return;
+	}
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? 2 * t->cap : 64;
+		char **c = realloc(t->cells, cap * sizeof(*c));
+		if (!c) {
+			t->oom = true;
+			free(cell);
+			return;
+		}
+		t->cells = c;
+		t->cap = cap;
+	}
+	t->cells[t->n++] = cell;
+}
+
+__attribute__((format(printf, 2, 3))) static void cellf(struct table *t, const char *fmt, ...)
+{
+	va_list ap;
+	char *cell = NULL;
+	va_start(ap, fmt);
+	if (vasprintf(&cell, fmt, ap) < 0)
+		cell = NULL;
+	va_end(ap);
+	cell_add(t, cell);
+}
+
+/* A cell written through a stream (escaped text, attribute sets). */
+static FILE *cell_open(char **buf, size_t *len)
+{
+	*buf = NULL;
+	return open_memstream(buf, len);
+}
+
+static void cell_close(struct table *t, FILE *f, char **buf)
+{
+	/* The stream publishes its buffer at fclose. */
+	if (!f || fclose(f) != 0) {
+		t->oom = true;
+		return;
+	}
+	cell_add(t, *buf);
+}
+
+/* Display width: code points (cells hold valid UTF-8 only). */
+static size_t width(const char *s)
+{
+	size_t w = 0;
+	for (; *s; s++)
+		w += ((unsigned char)*s & 0xC0) != 0x80;
+	return w;
+}
+
+static void table_print(const struct table *t)
+{
+	size_t *w = calloc(t->ncol, sizeof(*w));
+	if (!w)
+		return;
+	for (size_t i = 0; i < t->n; i++)
+		if (width(t->cells[i]) > w[i % t->ncol])
+			w[i % t->ncol] = width(t->cells[i]);
+	for (size_t i = 0; i < t->n; i++) {
+		size_t col = i % t->ncol, pad = w[col] - width(t->cells[i]);
+		bool last = col == t->ncol - 1;
+		if (t->align[col] == 'r')
+			printf("%*s", (int)pad, "");
+		fputs(t->cells[i], stdout);
+		if (!last && t->align[col] != 'r')
+			printf("%*s", (int)pad, "");
+		fputs(last ? "\n" : "  ", stdout);
+	}
+	free(w);
+}
+
+static void table_free(struct table *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		free(t->cells[i]);
+	free(t->cells);
+}
+
+/* Print (or fail with ENOMEM), then free. */
+static int table_done(struct table *t)
+{
+	int status = EXIT_OK;
+	if (t->oom)
+		status = complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "output");
+	else
+		table_print(t);
+	table_free(t);
+	return status;
+}
+
+/* ---- registry ----------------------------------------------------------------- */
+
+struct row {
+	char *key;
+	uint32_t key_len;
+	pid_t pid;
+	uint64_t registered_ns;
+	unsigned char *attrs;
+	uint32_t attrs_len;
+};
+
+struct rows {
+	struct row *v;
+	size_t n, cap;
+	const char *prefix;
+};
+
+static void rows_free(struct rows *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		free(rs->v[i].key);
+		free(rs->v[i].attrs);
+	}
+	free(rs->v);
+}
+
+/* Copy one entry out of the segment (callback of foreach / find). */
+static int collect(void *arg, const struct fdn_entry_view *e)
+{
+	struct rows *rs = arg;
+	size_t plen = rs->prefix ? strlen(rs->prefix) : 0;
+	if (e->key_len < plen || memcmp(e->key, rs->prefix, plen) != 0)
+		return 0;
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? 2 * rs->cap : 64;
+		struct row *v = realloc(rs->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		rs->v = v;
+		rs->cap = cap;
+	}
+	struct row r = {malloc(e->key_len + 1u),
+			e->key_len,
+			e->pid,
+			e->registered_ns,
+			malloc(e->attrs_len ? e->attrs_len : 1u),
+			e->attrs_len};
+	if (!r.key || !r.attrs) {
+		free(r.key);
+		free(r.attrs);
+		return -ENOMEM;
+	}
+	memcpy(r.key, e->key, e->key_len);
+	r.key[e->key_len] = 0;
+	memcpy(r.attrs, e->attrs, e->attrs_len);
+	/* Read without a grace period: the copy may be torn; drop it if so. */
+	if (fdn_attrs_validate(r.attrs, r.attrs_len) != 0) {
+		free(r.key);
+		free(r.attrs);
+		return 0;
+	}
+	rs->v[rs->n++] = r;
+	return 0;
+}
+
+static int row_cmp(const void *pa, const void *pb)
+{
+	const struct row *a = pa, *b = pb;
+	uint32_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+	int c = memcmp(a->key, b->key, n);
+	return c ? c : (a->key_len > b->key_len) - (a->key_len < b->key_len);
+}
+
+static void registry_json(const struct args *a, const struct rows *rs)
+{
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
+	printf(",\"entries\":[");
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct row *r = &rs->v[i];
+		printf("%s\n  {\"key\":", i ? "," : "");
+		json_str(stdout, r->key, r->key_len);
+		printf(",\"pid\":%d,\"registered_ns\":%" PRIu64 ",\"attributes\":", (int)r->pid,
+		       r->registered_ns);
+		attr_set(stdout, r->attrs, r->attrs_len, true);
+		putchar('}');
+	}
+	printf("%s],\"count\":%zu}\n", rs->n ? "\n" : "", rs->n);
+}
+
+static int registry_text(const struct rows *rs)
+{
+	struct table t = {.ncol = 4, .align = "lrll"};
+	char buf[40], *cell;
+	size_t len;
+	cellf(&t, "KEY");
+	cellf(&t, "PID");
+	cellf(&t, "REGISTERED");
+	cellf(&t, "ATTRIBUTES");
+	for (size_t i = 0; i < rs->n; i++) {
+		const struct row *r = &rs->v[i];
+		FILE *f = cell_open(&cell, &len);
+		if (f)
+			text_str(f, r->key, r->key_len);
+		cell_close(&t, f, &cell);
+		cellf(&t, "%d", (int)r->pid);
+		cellf(&t, "%s", iso_time(r->registered_ns, buf, sizeof(buf)));
+		if (fdn_attrs_count(r->attrs, r->attrs_len) == 0) {
+			cellf(&t, "-");
+			continue;
+		}
+		f = cell_open(&cell, &len);
+		if (f)
+			attr_set(f, r->attrs, r->attrs_len, false);
+		cell_close(&t, f, &cell);
+	}
+	return table_done(&t);
+}
+
+/* Entries, all or those with one attribute value. */
+static int registry_collect(fdn_segment *s, const struct args *a, struct rows *rs)
+{
+	const char *items[FDN_ATTR_LIST_MAX];
+	struct fdn_attr want;
+	char *text = NULL;
+	int r;
+	if (a->attr) {
+		if (!(text = strdup(a->attr)))
+			return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "attribute");
+		r = fdn_attr_parse(text, &want, items, FDN_ATTR_LIST_MAX);
+		if (r == 0)
+			r = fdn_find_by_attribute(s, want.name, &want, collect, rs);
+	} else {
+		r = fdn_foreach(s, collect, rs);
+	}
+	free(text);
+	if (r < 0 && a->attr)
+		return complain(EXIT_FAIL, fdn_strerror(r), "attribute \"%s\"", a->attr);
+	if (r < 0)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": registry", a->segment);
+	return EXIT_OK;
+}
+
+static int cmd_registry(fdn_segment *s, const struct args *a)
+{
+	struct rows rs = {.prefix = a->prefix};
+	int status = registry_collect(s, a, &rs);
+	if (status == EXIT_OK) {
+		if (rs.n)
+			qsort(rs.v, rs.n, sizeof(*rs.v), row_cmp);
+		if (a->json)
+			registry_json(a, &rs);
+		else
+			status = registry_text(&rs);
+	}
+	rows_free(&rs);
+	return status;
+}
+
+/* ---- processes ------------------------------------------------------------------- */
+
+static const char *ident_kind(uint32_t kind)
+{
+	return kind == FDN_IDENT_PIDFS       ? "pidfs"
+	       : kind == FDN_IDENT_STARTTIME ? "starttime"
+					     : "none";
+}
+
+struct proc_row {
+	uint32_t slot;
+	uint64_t word, ident, attach_ns;
+	uint32_t kind, uid, claimer, readers;
+};
+
+/* Slot i as a row; false if the slot is free. */
+static bool proc_row(fdn_segment *s, uint32_t i, const uint32_t *readers, struct proc_row *p)
+{
+	const struct fdn_shm_proc *sp = &s->procs[i];
+	uint64_t w = atomic_load_explicit(&sp->word, memory_order_acquire);
+	if (FDN_PROC_STATE(w) == FDN_PROC_FREE)
+		return false;
+	*p = (struct proc_row){i,
+			       w,
+			       atomic_load_explicit(&sp->ident, memory_order_relaxed),
+			       atomic_load_explicit(&sp->attach_ns, memory_order_relaxed),
+			       atomic_load_explicit(&sp->ident_kind, memory_order_relaxed),
+			       atomic_load_explicit(&sp->uid, memory_order_relaxed),
+			       atomic_load_explicit(&sp->claimer_pid, memory_order_relaxed),
+			       readers[i]};
+	return true;
+}
+
+static const char *proc_state(uint64_t w)
+{
+	return FDN_PROC_STATE(w) == FDN_PROC_LIVE   ? "live"
+	       : FDN_PROC_STATE(w) == FDN_PROC_DEAD ? "dead"
+						    : "invalid";
+}
+
+/* Reader slots in use, per owning process slot. */
+static uint32_t *count_readers(fdn_segment *s)
+{
+	uint32_t *n = calloc(s->nprocs, sizeof(*n));
+	if (!n)
+		return NULL;
+	for (uint32_t t = 0; t < s->nthreads; t++) {
+		uint64_t w = atomic_load_explicit(&s->tslots[t].state, memory_order_relaxed);
+		if (FDN_TSLOT_KIND(w) == FDN_TSLOT_USED && FDN_TSLOT_OWNER(w) < s->nprocs)
+			n[FDN_TSLOT_OWNER(w)]++;
+	}
+	return n;
+}
+
+static void processes_json(fdn_segment *s, const struct args *a, const uint32_t *readers)
+{
+	struct proc_row p;
+	bool first = true;
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
+	printf(",\"processes\":[");
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		if (!proc_row(s, i, readers, &p))
+			continue;
+		printf("%s\n  {\"slot\":%u,\"pid\":%u,\"state\":\"%s\",\"ident\":%" PRIu64
+		       ",\"ident_kind\":\"%s\",\"uid\":%u,\"attached_ns\":%" PRIu64
+		       ",\"claimer_pid\":%u,\"reader_slots\":%u}",
+		       first ? "" : ",", p.slot, FDN_PROC_PID(p.word), proc_state(p.word), p.ident,
+		       ident_kind(p.kind), p.uid, p.attach_ns, p.claimer, p.readers);
+		first = false;
+	}
+	printf("%s]}\n", first ? "" : "\n");
+}
+
+static int processes_text(fdn_segment *s, const uint32_t *readers)
+{
+	struct table t = {.ncol = 8, .align = "rrllrlrr"};
+	struct proc_row p;
+	char buf[40];
+	const char *head[] = {"SLOT", "PID",      "STATE",   "IDENT",
+			      "UID",  "ATTACHED", "READERS", "CLAIMER"};
+	for (size_t i = 0; i < 8; i++)
+		cellf(&t, "%s", head[i]);
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		if (!proc_row(s, i, readers, &p))
+			continue;
+		cellf(&t, "%u", p.slot);
+		cellf(&t, "%u", FDN_PROC_PID(p.word));
+		cellf(&t, "%s", proc_state(p.word));
+		cellf(&t, "%s:%" PRIu64, ident_kind(p.kind), p.ident);
+		cellf(&t, "%u", p.uid);
+		cellf(&t, "%s", iso_time(p.attach_ns, buf, sizeof(buf)));
+		cellf(&t, "%u", p.readers);
+		cellf(&t, "%u", p.claimer);
+	}
+	return table_done(&t);
+}
+
+static int cmd_processes(fdn_segment *s, const struct args *a)
+{
+	uint32_t *readers = count_readers(s);
+	if (!readers)
+		return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "processes");
+	int status = EXIT_OK;
+	if (a->json)
+		processes_json(s, a, readers);
+	else
+		status = processes_text(s, readers);
+	free(readers);
+	return status;
+}
+
+/* ---- graveyard --------------------------------------------------------------------- */
+
+static void graveyard_json(const struct args *a, uint64_t total, const struct fdn_death *d, int n)
+{
+	char buf[40];
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
+	printf(",\"deaths_total\":%" PRIu64 ",\"graveyard\":[", total);
+	for (int i = 0; i < n; i++)
+		printf("%s\n  {\"number\":%" PRIu64 ",\"pid\":%d,\"signal\":%d,\"status\":%d,"
+		       "\"ident\":%" PRIu64 ",\"died_ns\":%" PRIu64 ",\"died\":\"%s\","
+		       "\"latency_ms\":%.6f,\"entries\":%" PRIu64 "}",
+		       i ? "," : "", d[i].number, (int)d[i].pid, d[i].exit_signal, d[i].exit_status,
+		       d[i].ident, d[i].died_ns, iso_time(d[i].died_ns, buf, sizeof(buf)),
+		       (double)d[i].latency_ns / 1e6, d[i].entries);
+	printf("%s]}\n", n ? "\n" : "");
+}
+
+/* "SIGKILL", "-" (it exited), "?" (unknown). */
+static void signal_cell(struct table *t, int sig)
+{
+	const char *name = sig > 0 ? sigabbrev_np(sig) : NULL;
+	if (name)
+		cellf(t, "SIG%s", name);
+	else
+		cellf(t, "%s", sig == 0 ? "-" : sig < 0 ? "?" : "unknown");
+}
+
+static int graveyard_text(uint64_t total, const struct fdn_death *d, int n)
+{
+	struct table t = {.ncol = 7, .align = "rrlrlrr"};
+	char buf[40];
+	const char *head[] = {"NUMBER", "PID", "SIGNAL", "STATUS", "DIED", "LATENCY_MS", "ENTRIES"};
+	printf("%" PRIu64 " deaths in total%s\n", total, n ? "; the most recent first:" : "");
+	if (n == 0)
+		return EXIT_OK;
+	for (size_t i = 0; i < 7; i++)
+		cellf(&t, "%s", head[i]);
+	for (int i = 0; i < n; i++) {
+		cellf(&t, "%" PRIu64, d[i].number);
+		cellf(&t, "%d", (int)d[i].pid);
+		signal_cell(&t, d[i].exit_signal);
+		if (d[i].exit_status >= 0)
+			cellf(&t, "%d", d[i].exit_status);
+		else
+			cellf(&t, "-");
+		cellf(&t, "%s", iso_time(d[i].died_ns, buf, sizeof(buf)));
+		cellf(&t, "%.3f", (double)d[i].latency_ns / 1e6);
+		cellf(&t, "%" PRIu64, d[i].entries);
+	}
+	return table_done(&t);
+}
+
+static int cmd_graveyard(fdn_segment *s, const struct args *a)
+{
+	static struct fdn_death d[FDN_GRAVEYARD_MAX];
+	int n = fdn_graveyard(s, d, (int)FDN_GRAVEYARD_MAX);
+	if (n < 0)
+		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": graveyard",
+				a->segment);
+	uint64_t total = fdn_deaths(s);
+	if (a->json) {
+		graveyard_json(a, total, d, n);
+		return EXIT_OK;
+	}
+	return graveyard_text(total, d, n);
+}
+
+/* ---- stats --------------------------------------------------------------------------- */
+
+static double load(const struct fdn_table_stats *t)
+{
+	return t->buckets ? (double)t->entries / (double)t->buckets : 0.0;
+}
+
+/* The indexed attributes, comma-separated (at most 8 x 32 bytes). */
+static void indexed_names(fdn_segment *s, char *buf, size_t cap)
+{
+	size_t n = 0;
+	buf[0] = 0;
+	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++) {
+		const char *name = s->hdr->indexed[i];
+		size_t len = strnlen(name, FDN_INDEXED_NAME_MAX);
+		if (len && n + len + 2 < cap)
+			n += (size_t)snprintf(buf + n, cap - n, "%s%.*s", n ? "," : "", (int)len,
+					      name);
+	}
+}
+
+static void stats_json(const struct args *a, const struct fdn_segment_stats *st, pid_t reaper,
+		       uint64_t deaths, int64_t visible, const char *indexed)
+{
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
+	printf(",\"total_bytes\":%" PRIu64 ",\"abi_major\":%u,\"abi_minor\":%u,"
+	       "\"created_ns\":%" PRIu64 ",\"creator_pid\":%u,\"creator_uid\":%u,"
+	       "\"processes\":{\"used\":%u,\"capacity\":%u},"
+	       "\"reader_slots\":{\"used\":%u,\"capacity\":%u},"
+	       "\"heap\":{\"bytes\":%" PRIu64 ",\"pages\":%" PRIu64 ",\"pages_used\":%" PRIu64
+	       ",\"blocks_used\":%" PRIu64 ",\"block_bytes_used\":%" PRIu64 "},"
+	       "\"gp_counter\":%" PRIu64 ",\"reaper_pid\":%d,\"deaths_total\":%" PRIu64
+	       ",\"registry_entries\":%" PRId64 ",\"indexed\":",
+	       st->total_bytes, st->abi_major, st->abi_minor, st->created_ns, st->creator_pid,
+	       st->creator_uid, st->procs_used, st->procs_cap, st->threads_used, st->threads_cap,
+	       st->heap_bytes, st->heap_pages, st->heap_pages_used, st->blocks_used,
+	       st->block_bytes_used, st->gp_counter, (int)reaper, deaths, visible);
+	putchar('[');
+	for (const char *p = indexed; *p;) {
+		size_t len = strcspn(p, ",");
+		if (p != indexed)
+			putchar(',');
+		json_str(stdout, p, len);
+		p += len + (p[len] == ',');
+	}
+	printf("],\"tables\":[");
+	for (uint32_t i = 0; i < st->ntables && i < FDN_STATS_MAX_TABLES; i++) {
+		const struct fdn_table_stats *t = &st->tables[i];
+		printf("%s{\"name\":", i ? "," : "");
+		json_str(stdout, t->name, strnlen(t->name, sizeof(t->name)));
+		printf(",\"entries\":%" PRIu64 ",\"buckets\":%" PRIu64 ",\"load_factor\":",
+		       t->entries, t->buckets);
+		json_double(stdout, load(t));
+		putchar('}');
+	}
+	printf("]}\n");
+}
+
+static void stats_text(const struct args *a, const struct fdn_segment_stats *st, pid_t reaper,
+		       uint64_t deaths, int64_t visible, const char *indexed)
+{
+	char buf[40];
+	printf("segment        \"%s\": %" PRIu64 " bytes, ABI %u.%u\n", a->segment, st->total_bytes,
+	       st->abi_major, st->abi_minor);
+	printf("created        %s by pid %u (uid %u)\n", iso_time(st->created_ns, buf, sizeof(buf)),
+	       st->creator_pid, st->creator_uid);
+	if (reaper)
+		printf("reaper         pid %d\n", (int)reaper);
+	else
+		printf("reaper         none running\n");
+	printf("deaths         %" PRIu64 " reaped\n", deaths);
+	printf("processes      %u / %u slots in use\n", st->procs_used, st->procs_cap);
+	printf("reader slots   %u / %u in use\n", st->threads_used, st->threads_cap);
+	printf("heap           %" PRIu64 " / %" PRIu64 " pages used (%" PRIu64 " bytes); %" PRIu64
+	       " blocks (%" PRIu64 " bytes) allocated\n",
+	       st->heap_pages_used, st->heap_pages, st->heap_bytes, st->blocks_used,
+	       st->block_bytes_used);
+	printf("grace periods  counter %" PRIu64 "\n", st->gp_counter);
+	printf("registry       %" PRId64 " visible entries; indexed: %s\n", visible,
+	       *indexed ? indexed : "(none)");
+	for (uint32_t i = 0; i < st->ntables && i < FDN_STATS_MAX_TABLES; i++) {
+		const struct fdn_table_stats *t = &st->tables[i];
+		printf("table %-8.*s %" PRIu64 " entries in %" PRIu64 " buckets (load %.4f)\n",
+		       (int)strnlen(t->name, sizeof(t->name)), t->name, t->entries, t->buckets,
+		       load(t));
+	}
+}
+
+static int cmd_stats(fdn_segment *s, const struct args *a)
+{
+	struct fdn_segment_stats st;
+	char indexed[FDN_MAX_INDEXED * (FDN_INDEXED_NAME_MAX + 1) + 1];
+	int r = fdn_segment_stats(s, &st);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": stats", a->segment);
+	int64_t visible = fdn_count(s);
+	if (visible < 0)
+		return complain(EXIT_FAIL, fdn_strerror((int)visible), "segment \"%s\": count",
+				a->segment);
+	indexed_names(s, indexed, sizeof(indexed));
+	pid_t reaper = fdn_reaper_holder(s);
+	uint64_t deaths = fdn_deaths(s);
+	if (a->json)
+		stats_json(a, &st, reaper, deaths, visible, indexed);
+	else
+		stats_text(a, &st, reaper, deaths, visible, indexed);
+	return EXIT_OK;
+}
+
+/* ---- check --------------------------------------------------------------------------- */
+
+struct violations {
+	bool json;
+	int n;
+};
+
+static void on_violation(void *arg, const char *code, const char *message)
+{
+	struct violations *v = arg;
+	if (v->json) {
+		printf("%s\n  {\"code\":", v->n ? "," : "");
+		json_cstr(stdout, code);
+		printf(",\"message\":");
+		json_cstr(stdout, message);
+		putchar('}');
+	} else {
+		printf("[%s] ", code);
+		text_str(stdout, message, strlen(message));
+		putchar('\n');
+	}
+	v->n++;
+}
+
+static int cmd_check(fdn_segment *s, const struct args *a)
+{
+	struct violations v = {a->json, 0};
+	if (a->json) {
+		printf("{\"segment\":");
+		json_cstr(stdout, a->segment);
+		printf(",\"violations\":[");
+	}
+	int n = fdn_segment_check(s, on_violation, &v);
+	if (a->json)
+		printf("%s],\"count\":%d}\n", v.n ? "\n" : "", n < 0 ? v.n : n);
+	if (n < 0) {
+		fflush(stdout);
+		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": check", a->segment);
+	}
+	if (!a->json)
+		printf("%d violations\n", n);
+	return n > 0 ? EXIT_FAIL : EXIT_OK;
+}
+
+/* ---- commands and usage ------------------------------------------------------------- */
+
+static const struct command commands[] = {
+    {"registry", "ap", cmd_registry, "registry [--attr NAME=VALUE] [--prefix P]",
+     "Visible registry entries, sorted by key: key, owner pid, registration time\n"
+     "(UTC) and attributes.\n"
+     "  --attr NAME=VALUE  only entries whose attribute NAME equals VALUE (a list\n"
+     "                     attribute: contains it); VALUE is typed as with\n"
+     "                     foundation-ctl (integer, double, true/false, string)\n"
+     "  --prefix P         only keys that start with P\n"},
+    {"processes", "", cmd_processes, "processes",
+     "Every process slot in use: slot, pid, state (live, or dead and awaiting the\n"
+     "reaper), identity, uid, attach time, reader slots it holds, and the pid that\n"
+     "claimed it (another process when it registered for this pid).\n"},
+    {"graveyard", "", cmd_graveyard, "graveyard",
+     "The deaths the reaper has recorded, newest first: pid, the signal that\n"
+     "killed it or its exit status, when it was seen, how long its entries took\n"
+     "to disappear, and how many entries were removed.\n"},
+    {"stats", "", cmd_stats, "stats",
+     "Capacities and usage: processes, reader slots, heap, tables (entries,\n"
+     "buckets, load factor), the grace-period counter, the reaper's pid and the\n"
+     "number of deaths reaped.\n"},
+    {"check", "", cmd_check, "check",
+     "Verify every invariant of the segment; print each violation as\n"
+     "\"[code] message\", then the count.  Exit 1 if there is any.  Exact only while\n"
+     "no writer is in the middle of an operation.\n"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: %s [--segment NAME] [--json] COMMAND [ARGS...]\n\ncommands:\n", prog);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %s\n", commands[i].synopsis);
+	fprintf(f,
+		"\n"
+		"Show a Foundation segment without changing it (it is mapped read-only).\n"
+		"\"%s COMMAND --help\" describes one command.\n"
+		"\n"
+		"  --segment NAME  segment (default $FOUNDATION_SEGMENT, else \"foundation\")\n"
+		"  --json          JSON instead of text: one object; strings escaped as JSON,\n"
+		"                  bytes that are not valid UTF-8 as \\u00XX (their Latin-1\n"
+		"                  reading); times as nanoseconds since the epoch (*_ns)\n"
+		"  --help          this text\n"
+		"Both options are also accepted after the command.\n"
+		"\n"
+		"Exit status: 0 done; 1 error, or check found violations; 2 bad usage.\n",
+		prog);
+}
+
+static void command_usage(FILE *f, const struct command *c)
+{
+	fprintf(f, "usage: %s [--segment NAME] [--json] %s\n\n%s", prog, c->synopsis, c->help);
+}
+
+__attribute__((format(printf, 2, 3))) static int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see %s%s%s --help)\n", prog, cmd ? " " : "", cmd ? cmd : "");
+	return EXIT_USAGE;
+}
+
+/* The option getopt_long rejected, as the user wrote it. */
+static const char *bad_option(char **argv, char *buf, size_t cap)
+{
+	const char *w = argv[optind - 1];
+	if (strncmp(w, "--", 2) == 0)
+		snprintf(buf, cap, "%.*s", (int)strcspn(w, "="), w);
+	else
+		snprintf(buf, cap, "-%c", optopt ? optopt : '?');
+	return buf;
+}
+
+static const struct option all_opts[] = {
+    {"attr", required_argument, 0, 'a'}, {"prefix", required_argument, 0, 'p'},
+    {"json", no_argument, 0, 'j'},       {"segment", required_argument, 0, 'S'},
+    {"help", no_argument, 0, 'h'},
+};
+
+#define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
+
+static void command_opts(const struct command *c, struct option *out)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < NOPTS; i++)
+		if (strchr("jSh", all_opts[i].val) || strchr(c->allowed, all_opts[i].val))
+			out[n++] = all_opts[i];
+	out[n] = (struct option){0, 0, 0, 0};
+}
+
+/* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,
+ * else the exit status. */
+static int parse_command(const struct command *c, int argc, char **argv, struct args *a)
+{
+	struct option lo[NOPTS + 1];
+	char buf[64];
+	command_opts(c, lo);
+	optind = 0; /* restart getopt on the command's own arguments */
+	for (int o; (o = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
+		switch (o) {
+		case 'h':
+			command_usage(stdout, c);
+			return EXIT_OK;
+		case 'a':
+			a->attr = optarg;
+			break;
+		case 'p':
+			a->prefix = optarg;
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 'S':
+			a->segment = optarg;
+			break;
+		default:
+			return usage_error(c->name, "%s %s: %s", c->name,
+					   bad_option(argv, buf, sizeof(buf)),
+					   o == ':' ? "needs a value" : "unknown option");
+		}
+	}
+	if (optind < argc)
+		return usage_error(c->name, "%s \"%s\": unexpected argument", c->name,
+				   argv[optind]);
+	return -1;
+}
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
+					   {"json", no_argument, 0, 'j'},
+					   {"help", no_argument, 0, 'h'},
+					   {0, 0, 0, 0}};
+	struct args a = {0};
+	char buf[64];
+	opterr = 0; /* every error is one line of ours */
+	for (int c; (c = getopt_long(argc, argv, "+:s:jh", lo, NULL)) != -1;) {
+		if (c == 's') {
+			a.segment = optarg;
+		} else if (c == 'j') {
+			a.json = true;
+		} else if (c == 'h') {
+			usage(stdout);
+			return EXIT_OK;
+		} else {
+			return usage_error(NULL, "%s: %s", bad_option(argv, buf, sizeof(buf)),
+					   c == ':' ? "needs a value" : "unknown option");
+		}
+	}
+	if (optind == argc)
+		return usage_error(NULL, "missing COMMAND");
+	const struct command *c = find_command(argv[optind]);
+	if (!c)
+		return usage_error(NULL, "%s: unknown command", argv[optind]);
+	int status = parse_command(c, argc - optind, argv + optind, &a);
+	if (status >= 0)
+		return status;
+	if (!a.segment)
+		a.segment = fdn_segment_default_name();
+	if (fdn__validate_name(a.segment))
+		return usage_error(c->name, "segment \"%s\": invalid name", a.segment);
+	fdn_segment *s;
+	int r = fdn_segment_attach(a.segment, FDN_SEG_READONLY, &s);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a.segment);
+	status = c->run(s, &a);
+	fdn_segment_detach(s);
+	if (fflush(stdout) != 0 && status == EXIT_OK)
+		return complain(EXIT_FAIL, strerror(errno), "output");
+	return status;
+}
