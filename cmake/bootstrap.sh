@@ -65,6 +65,7 @@ test)
 test-sanitize)
 	build build-asan -DCMAKE_BUILD_TYPE=Debug -DFOUNDATION_SANITIZE=ON -DFOUNDATION_WERROR=ON
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+		LSAN_OPTIONS=suppressions="$PWD/cmake/lsan.supp" \
 		ctest --test-dir build-asan --output-on-failure --timeout 1800 -LE "bench|install"
 	;;
 bench)

@@ -171,16 +171,22 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	for (size_t i = 0; i < n; i++) {
 		idx[i] = d[i].idx;
 		word[i] = d[i].word;
-		fdn__proc_reclaim_begin(s, d[i].idx);
+		fdn__proc_reclaim_begin(s, d[i].idx, d[i].word);
 		d[i].latency_ns = woke_ns ? mono_ns() - woke_ns : 0;
 	}
 	int r = fdn__registry_purge(s, idx, word, counts, n);
 	int left = 0;
 	for (size_t i = 0; i < n; i++) {
-		d[i].entries = counts[i];
+		d[i].entries += counts[i];
+		d[i].done = false;
+		if (r < 0) { /* purge interrupted (a grace period timed out) */
+			left++;
+			continue;
+		}
 		if (d[i].record)
 			record_death(s, &d[i]);
-		d[i].done = fdn__proc_reclaim(s, d[i].idx, 200 * 1000000ll) == 0;
+		int rr = fdn__proc_reclaim(s, d[i].idx, d[i].word, 200 * 1000000ll);
+		d[i].done = rr == 0 || rr == FDN_ENOTFOUND;
 		left += !d[i].done;
 	}
 	free(idx);

@@ -157,12 +157,17 @@ static size_t prefix_of(const char *name, const struct fdn_attr *a, const char *
 		snprintf(text, sizeof(text), "%s", item);
 		break;
 	case FDN_ATTR_INT:
-		type = 'i';
+		type = 'n';
 		snprintf(text, sizeof(text), "%lld", (long long)a->v.i);
 		break;
 	case FDN_ATTR_DOUBLE:
-		type = 'd';
-		snprintf(text, sizeof(text), "%.17g", a->v.d);
+		/* EQ compares numbers by value: an integral double is indexed
+		 * as the integer it equals (1.0 as 1, -0.0 as 0). */
+		type = 'n';
+		if (a->v.d >= -9.2e18 && a->v.d <= 9.2e18 && a->v.d == (double)(long long)a->v.d)
+			snprintf(text, sizeof(text), "%lld", (long long)a->v.d);
+		else
+			snprintf(text, sizeof(text), "%.17g", a->v.d);
 		break;
 	case FDN_ATTR_BOOL:
 		type = 'b';
@@ -231,6 +236,8 @@ struct ref_op {
 static int ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct ref_op *o = arg;
+	if (o->klen > FDN_REG_KEY_MAX)
+		return FDN_EINVKEY;
 	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
 	struct ref_val v = {o->owner_word, o->s->proc_word, o->owner_idx, o->s->proc_idx};
 	size_t kl = ref_key(k, prefix, plen, o->key, o->klen);
@@ -256,15 +263,46 @@ static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsign
 	return attrs && each_prefix(s, attrs, alen, has_cb, &h) == 1;
 }
 
+/*
+ * Remove the reference (prefix, key) unless the entry now visible for key
+ * carries that value.  Decided and done in one read-side section, the
+ * delete naming the exact reference version seen: a writer that re-wrote
+ * the reference meanwhile (every writer writes its references before and
+ * again after its entry) makes the delete fail, so a reference a visible
+ * entry carries is never lost.
+ */
+static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
+			  size_t klen)
+{
+	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
+	if (klen > FDN_REG_KEY_MAX)
+		return 0;
+	size_t kl = ref_key(k, prefix, plen, key, klen);
+	struct fdn__thread *t;
+	int r = fdn__rcu_read_lock(s, &t);
+	if (r)
+		return r;
+	struct fdn__ht_view ref, ev;
+	struct rec rc;
+	struct fdn_entry_view e;
+	r = fdn__ht_lookup(s, T_INDEX, k, kl, &ref);
+	if (r == 0) {
+		bool carried = fdn__ht_lookup(s, T_MAIN, key, klen, &ev) == 0 &&
+			       visible(s, &ev, &rc, &e) &&
+			       set_has(s, e.attrs, e.attrs_len, prefix, plen);
+		struct fdn__ht_view version = {.gidx = ref.gidx, .gen = ref.gen};
+		r = carried ? 0 : fdn__ht_delete(s, T_INDEX, k, kl, &version);
+	}
+	fdn__rcu_read_unlock(t);
+	return r == FDN_ENOTFOUND ? 0 : r;
+}
+
 static int ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct ref_op *o = arg;
 	if (o->keep && set_has(o->s, o->keep, o->keep_len, prefix, plen))
 		return 0;
-	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
-	size_t kl = ref_key(k, prefix, plen, o->key, o->klen);
-	int r = fdn__ht_delete(o->s, T_INDEX, k, kl, NULL);
-	return r == FDN_ENOTFOUND ? 0 : r;
+	return ref_del_unused(o->s, prefix, plen, o->key, o->klen);
 }
 
 /* ---- register ------------------------------------------------------------- */
@@ -325,32 +363,45 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 	return FDN_EEXISTS;
 }
 
-/* After a failed register: references we wrote that the holder's entry
- * does not carry are removed; those it carries get its owner back. */
+/* After a failed write: the references written for it that the entry
+ * now visible does not carry are removed (those it carries stay: a carried
+ * reference is never stale, whoever wrote it). */
 static void refs_undo(fdn_segment *s, const void *key, size_t klen, const void *attrs, size_t alen)
 {
-	struct fdn_entry e;
-	bool held = fdn_lookup(s, key, klen, 0, &e) == 0;
-	struct ref_op del = {s, key, klen, 0, 0, held ? e.attrs : NULL, held ? e.attrs_len : 0};
+	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
 	each_prefix(s, attrs, alen, ref_del_cb, &del);
-	if (!held)
+}
+
+/* A writer for another pid whose owner died while it wrote: the reaper may
+ * have purged already, so the writer removes its own entry (this version
+ * of it only). */
+static void drop_if_owner_gone(fdn_segment *s, const void *key, size_t klen, uint32_t oidx,
+			       uint64_t oword)
+{
+	atomic_thread_fence(memory_order_seq_cst); /* our put before the check */
+	if (fdn__word_live(s, oidx, oword))
 		return;
 	struct fdn__thread *t;
 	if (fdn__rcu_read_lock(s, &t))
 		return;
 	struct fdn__ht_view v;
 	struct rec r;
-	const unsigned char *ra;
-	uint64_t owner = 0;
-	uint32_t oidx = 0;
-	if (fdn__ht_lookup(s, T_MAIN, key, klen, &v) == 0 && rec_of(&v, &r, &ra)) {
-		owner = r.owner_word;
-		oidx = r.owner_idx;
+	const unsigned char *attrs;
+	unsigned char copy[FDN_ATTRS_MAX];
+	size_t alen = 0;
+	struct fdn__ht_view version = {0};
+	bool mine = fdn__ht_lookup(s, T_MAIN, key, klen, &v) == 0 && rec_of(&v, &r, &attrs) &&
+		    r.owner_word == oword && r.owner_idx == oidx;
+	if (mine) {
+		version = (struct fdn__ht_view){.gidx = v.gidx, .gen = v.gen};
+		alen = r.attrs_len;
+		memcpy(copy, attrs, alen);
 	}
 	fdn__rcu_read_unlock(t);
-	struct ref_op put = {s, key, klen, owner, oidx, NULL, 0};
-	if (owner)
-		each_prefix(s, e.attrs, e.attrs_len, ref_put_cb, &put);
+	if (mine && fdn__ht_delete(s, T_MAIN, key, klen, &version) == 0) {
+		struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
+		each_prefix(s, copy, alen, ref_del_cb, &del);
+	}
 }
 
 static int build_record(fdn_segment *s, uint32_t owner_idx, uint64_t owner_word, uint64_t reg_ns,
@@ -402,10 +453,14 @@ int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 		refs_undo(s, key, klen, val + REC_SIZE, (size_t)alen);
 		return r;
 	}
+	/* Again after the entry: repairs a reference a concurrent remover
+	 * took between our first write and our entry (ref_del_unused). */
+	each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
 	/* Took over an entry: its values we do not carry lose their reference. */
 	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
 	if (old_len)
 		each_prefix(s, old, old_len, ref_del_cb, &del);
+	drop_if_owner_gone(s, key, klen, oidx, oword);
 	return 0;
 }
 
@@ -507,7 +562,7 @@ int64_t fdn_count(fdn_segment *s)
 	bool dead = false;
 	for (uint32_t i = 0; i < s->nprocs && !dead; i++)
 		dead = FDN_PROC_STATE(atomic_load_explicit(&s->procs[i].word,
-							   memory_order_relaxed)) == FDN_PROC_DEAD;
+							   memory_order_relaxed)) >= FDN_PROC_DEAD;
 	if (!dead && !s->readonly)
 		return fdn__ht_count(s, T_MAIN);
 	return fdn_foreach(s, NULL, NULL);
@@ -682,10 +737,14 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 			r = fdn__ht_put(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
 					&expect, NULL);
 		if (r == 0) {
+			each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
 			struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
 			each_prefix(s, old, olen, ref_del_cb, &del);
+			drop_if_owner_gone(s, key, klen, rc.owner_idx, rc.owner_word);
 			return 0;
 		}
+		/* Not applied: the references written for it go, unless carried. */
+		refs_undo(s, key, klen, val + REC_SIZE, (size_t)alen);
 		if (r != FDN_ENOTFOUND)
 			return r;
 	}
@@ -732,18 +791,20 @@ int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 		if (r == 0 && !visible(s, &v, &rc, &e))
 			r = FDN_ENOTFOUND;
 		unsigned char attrs[FDN_ATTRS_MAX];
-		struct fdn__ht_view version = {.gidx = v.gidx, .gen = v.gen};
-		size_t alen = r == 0 ? e.attrs_len : 0;
-		if (r == 0)
+		struct fdn__ht_view version = {0};
+		size_t alen = 0;
+		if (r == 0) {
+			version = (struct fdn__ht_view){.gidx = v.gidx, .gen = v.gen};
+			alen = e.attrs_len;
 			memcpy(attrs, e.attrs, alen);
+		}
 		fdn__rcu_read_unlock(t);
-		if (r == 0)
-			r = remove_entry(s, key, klen, &version, attrs, alen);
-		if (r != FDN_ENOTFOUND || tries > 0)
+		if (r)
+			return r; /* not there (or an error) */
+		r = remove_entry(s, key, klen, &version, attrs, alen);
+		if (r != FDN_ENOTFOUND)
 			return r;
-		/* FDN_ENOTFOUND from the delete: the version changed; look again. */
-		if (fdn_lookup(s, key, klen, 0, NULL) == FDN_ENOTFOUND)
-			return FDN_ENOTFOUND;
+		/* The version changed under us (replaced or updated): again. */
 	}
 	return FDN_ENOTFOUND;
 }
@@ -793,8 +854,6 @@ bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v)
 	if (v->val_len != sizeof(rv) || v->key_len < 2 || 1u + k[0] > v->key_len)
 		return true;
 	memcpy(&rv, v->val, sizeof(rv));
-	if (!fdn__word_live(s, rv.owner_idx, rv.owner_word))
-		return true; /* its owner is gone */
 	uint32_t plen = k[0];
 	const unsigned char *ekey = k + 1 + plen;
 	size_t eklen = v->key_len - 1 - plen;
@@ -804,7 +863,9 @@ bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v)
 	bool carries = check_key(eklen) == 0 && fdn__ht_lookup(s, T_MAIN, ekey, eklen, &ev) == 0 &&
 		       visible(s, &ev, &r, &e) && set_has(s, e.attrs, e.attrs_len, k + 1, plen);
 	if (carries)
-		return false;
+		return false; /* whoever wrote it: the visible entry needs it */
+	if (!fdn__word_live(s, rv.owner_idx, rv.owner_word))
+		return true; /* written for an owner that is gone */
 	/* Not carried: stale unless its writer is alive (mid-operation). */
 	return !fdn__word_live(s, rv.writer_idx, rv.writer_word);
 }
@@ -843,7 +904,8 @@ static int collect_cb(void *arg, const struct fdn__ht_view *v)
 		if (p->only_word ? r.owner_word != p->only_word || r.owner_idx != p->only_idx
 				 : fdn__word_live(p->s, r.owner_idx, r.owner_word))
 			return 0;
-		bool ok = fdn_attrs_validate(attrs, r.attrs_len) == 0;
+		bool ok =
+		    fdn_attrs_validate(attrs, r.attrs_len) == 0 && v->key_len <= FDN_REG_KEY_MAX;
 		x->attrs_len = ok ? r.attrs_len : 0; /* damaged: skip its refs */
 		memcpy(x->attrs, attrs, x->attrs_len);
 		x->owner_idx = r.owner_idx;
@@ -868,7 +930,7 @@ static int purge(fdn_segment *s, uint64_t only_word, uint32_t only_idx, const ui
 		return -ENOMEM;
 	for (size_t i = 0; i < ndead; i++)
 		counts[i] = 0;
-	int removed = 0, r = 0;
+	int removed = 0, r = 0, stuck = 0;
 	for (p.table = T_MAIN; p.table <= (only_word ? T_MAIN : T_INDEX) && r == 0; p.table++) {
 		uint64_t nb = s->bucket_mask[p.table] + 1;
 		for (uint64_t b = 0; b < nb && r == 0;) {
@@ -882,14 +944,24 @@ static int purge(fdn_segment *s, uint64_t only_word, uint32_t only_idx, const ui
 				r = wr;
 				break;
 			}
-			for (int i = 0; i < p.n; i++) {
+			int progress = 0, changed = 0;
+			for (int i = 0; i < p.n && r == 0; i++) {
 				struct victim *x = &p.v[i];
-				if (p.table == T_INDEX) {
-					fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version);
+				int rr = p.table == T_INDEX
+					     ? fdn__ht_delete(s, T_INDEX, x->key, x->key_len,
+							      &x->version)
+					     : remove_entry(s, x->key, x->key_len, &x->version,
+							    x->attrs, x->attrs_len);
+				if (rr == FDN_ENOTFOUND) {
+					changed++; /* its version changed: look again */
 					continue;
 				}
-				if (remove_entry(s, x->key, x->key_len, &x->version, x->attrs,
-						 x->attrs_len) != 0)
+				if (rr) {
+					r = rr; /* FDN_ETIMEDOUT: the caller retries later */
+					break;
+				}
+				progress++;
+				if (p.table == T_INDEX)
 					continue;
 				removed++;
 				for (size_t d = 0; d < ndead; d++)
@@ -897,8 +969,15 @@ static int purge(fdn_segment *s, uint64_t only_word, uint32_t only_idx, const ui
 					    dead_word[d] == x->owner_word)
 						counts[d]++;
 			}
-			if (p.n < PURGE_BATCH)
-				b++; /* this chain is done; a full batch looks again */
+			/* Next chain when this one is done; look again after a full
+			 * batch or a changed version, but never forever on a chain
+			 * whose victims cannot be removed (a damaged segment). */
+			bool again = p.n == PURGE_BATCH || changed;
+			stuck = progress ? 0 : stuck + again;
+			if (!again || stuck > 4) {
+				b++;
+				stuck = 0;
+			}
 		}
 	}
 	free(p.v);
@@ -966,8 +1045,7 @@ static int audit_main_cb(void *arg, const struct fdn__ht_view *v)
 	/* Not visible: fine while its owner's slot awaits the reaper (DEAD),
 	 * a leak otherwise. */
 	uint64_t w = r.owner_idx < a->s->nprocs ? atomic_load(&a->s->procs[r.owner_idx].word) : 0;
-	bool awaiting = FDN_PROC_STATE(w) == FDN_PROC_DEAD &&
-			FDN_PROC_IDENT40(w) == FDN_PROC_IDENT40(r.owner_word);
+	bool awaiting = FDN_PROC_GONE(w) && FDN_PROC_IDENT40(w) == FDN_PROC_IDENT40(r.owner_word);
 	if (!awaiting && !fdn__word_live(a->s, r.owner_idx, r.owner_word))
 		bad(a, "entry of a vanished owner", v->key, v->key_len);
 	return 0;
@@ -981,8 +1059,7 @@ static int audit_index_cb(void *arg, const struct fdn__ht_view *v)
 		memcpy(&rv, v->val, sizeof(rv));
 		uint64_t w =
 		    rv.owner_idx < a->s->nprocs ? atomic_load(&a->s->procs[rv.owner_idx].word) : 0;
-		if (FDN_PROC_STATE(w) == FDN_PROC_DEAD &&
-		    FDN_PROC_IDENT40(w) == FDN_PROC_IDENT40(rv.owner_word))
+		if (FDN_PROC_GONE(w) && FDN_PROC_IDENT40(w) == FDN_PROC_IDENT40(rv.owner_word))
 			return 0; /* awaiting the reaper */
 	}
 	if (fdn__ref_stale(a->s, v))

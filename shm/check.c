@@ -61,7 +61,7 @@ static void fdn__check_procs(struct fdn__ck *ck)
 		if (w == 0)
 			continue;
 		unsigned st = FDN_PROC_STATE(w);
-		if (st != FDN_PROC_LIVE && st != FDN_PROC_DEAD)
+		if (st == FDN_PROC_FREE)
 			fdn__bad(ck, "proc", "process slot %u: invalid state %u", i, st);
 		else if (FDN_PROC_PID(w) == 0)
 			fdn__bad(ck, "proc", "process slot %u: pid 0", i);

@@ -56,12 +56,19 @@ static inline int fdn__cmp(const struct fdn_shm_node *n, uint64_t h, const void 
 
 static inline void fdn__view(const struct fdn_shm_node *n, uint32_t gidx, struct fdn__ht_view *v)
 {
+	/* Each length read once and clamped: a read-only handle reads without
+	 * grace periods, so the node may change after fdn__node checked it.
+	 * Clamped lengths stay inside the mapping: the heap is followed by
+	 * the graveyard region, larger than the largest node. */
+	uint32_t kl = n->key_len, vl = n->val_len;
+	kl = kl > FDN_KEY_MAX ? FDN_KEY_MAX : kl;
+	vl = vl > FDN_VALUE_MAX ? FDN_VALUE_MAX : vl;
 	v->gidx = gidx;
 	v->gen = n->gen;
 	v->key = n->data;
-	v->key_len = n->key_len;
-	v->val = n->data + ((n->key_len + 7u) & ~7u);
-	v->val_len = n->val_len;
+	v->key_len = kl;
+	v->val = n->data + ((kl + 7u) & ~7u);
+	v->val_len = vl;
 }
 
 static inline int fdn__check_key(const fdn_segment *s, uint32_t table, size_t klen)

@@ -77,7 +77,10 @@ enum fdn_region {
 	FDN_REGION_PAGES = 3,
 	FDN_REGION_BSTATE = 4,
 	FDN_REGION_HEAP = 5,
-	FDN_REGION_GRAVEYARD = 6, /* FDN_GRAVEYARD_MAX x struct fdn_shm_death */
+	FDN_REGION_GRAVEYARD = 6, /* FDN_GRAVEYARD_MAX x struct fdn_shm_death;
+				     right after the heap, larger than the
+				     largest node: a node read with damaged
+				     lengths never leaves the mapping */
 				  /* 7: reserved, zero */
 };
 
@@ -206,7 +209,8 @@ static_assert(offsetof(struct fdn_shm_header, reaper_lease) == 1728, "reaper");
  * process cannot be identified, whatever instruction the claimant dies at.
  * LIVE -> DEAD by R once the process is known dead; DEAD -> 0 by R after
  * everything the process owned is reclaimed (reclaim.c); LIVE -> 0 by O at
- * detach.
+ * detach, or LIVE -> LEFT (3) by O at detach while a reaper runs, which
+ * then removes what it owned like a death's, without recording a death.
  *
  * ident: the full identity, a value the kernel never reuses for another
  * process: the pidfs inode number of a pidfd (kernels with pidfs), else the
@@ -214,9 +218,12 @@ static_assert(offsetof(struct fdn_shm_header, reaper_lease) == 1728, "reaper");
  * ident_kind says which.  Written by the claimant after the claim; readers
  * compare the 40 bits in `word` first.
  */
-#define FDN_PROC_FREE       0u
-#define FDN_PROC_LIVE       1u
-#define FDN_PROC_DEAD       2u
+#define FDN_PROC_FREE 0u
+#define FDN_PROC_LIVE 1u
+#define FDN_PROC_DEAD 2u
+#define FDN_PROC_LEFT 3u /* detached while a reaper runs: clean up, no death */
+/* DEAD or LEFT: awaiting the reaper, its entries already invisible. */
+#define FDN_PROC_GONE(w)    (FDN_PROC_STATE(w) >= FDN_PROC_DEAD)
 #define FDN_PROC_STATE(w)   ((unsigned)((w) >> 62))
 #define FDN_PROC_PID(w)     ((uint32_t)(((w) >> 40) & 0x3FFFFFu))
 #define FDN_PROC_IDENT40(w) ((w)&0xFFFFFFFFFFull)
@@ -399,5 +406,7 @@ struct fdn_shm_death {
 	uint64_t reserved;    /* 56 */
 };
 static_assert(sizeof(struct fdn_shm_death) == 64, "death record");
+static_assert(FDN_GRAVEYARD_MAX * 64 >= 32 + FDN_KEY_MAX + 8 + FDN_VALUE_MAX,
+	      "the graveyard guards the end of the heap");
 
 #endif

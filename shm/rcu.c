@@ -69,6 +69,16 @@
 
 static _Thread_local struct fdn__thread fdn__tls[FDN__MAX_HANDLES_PER_THREAD];
 _Thread_local struct fdn__thread *fdn__tls_last;
+/* How long this thread's deferred-free flushes may wait for a grace period
+ * (< 0: as long as needed).  The reaper bounds it: a process that died in a
+ * read-side section blocks grace periods until the reaper itself reclaims
+ * it, so the reaper must never wait for one unboundedly. */
+static _Thread_local int64_t fdn__flush_timeout_ns = -1;
+
+void fdn__rcu_set_flush_timeout(int64_t ns)
+{
+	fdn__flush_timeout_ns = ns;
+}
 _Atomic bool fdn__rcu_light;
 static struct fdn__slotrec *fdn__slotrecs;
 static pthread_mutex_t fdn__handles_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -360,7 +370,7 @@ int fdn__limbo_flush(struct fdn__thread *t)
 		return 0;
 	if (fdn__in_section_of(t->seg))
 		return FDN_EINREAD;
-	int r = fdn__grace_period(t->seg, -1);
+	int r = fdn__grace_period(t->seg, fdn__flush_timeout_ns);
 	if (r)
 		return r;
 	fdn__limbo_free_all(t->seg, t->ts);

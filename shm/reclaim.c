@@ -143,24 +143,41 @@ static bool fdn__owned_by(const fdn_segment *s, uint32_t i, uint32_t idx)
 	return FDN_TSLOT_KIND(st) == FDN_TSLOT_USED && FDN_TSLOT_OWNER(st) == idx;
 }
 
-int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx)
+static uint64_t fdn__as_dead(uint64_t w)
+{
+	return FDN_PROC_WORD(FDN_PROC_DEAD, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
+}
+
+static uint64_t fdn__as_left(uint64_t w)
+{
+	return FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
+}
+
+static uint64_t fdn__as_live(uint64_t w)
+{
+	return FDN_PROC_WORD(FDN_PROC_LIVE, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
+}
+
+int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx, uint64_t word)
 {
 	int r = fdn__seg_usable(s);
 	if (r)
 		return r;
 	if (s->readonly)
 		return FDN_ERDONLY;
-	if (idx >= s->nprocs || idx == s->proc_idx)
+	if (idx >= s->nprocs || idx == s->proc_idx || word == 0)
 		return FDN_EINVAL;
+	/* Act only on the process judged dead: the slot may have been
+	 * reclaimed and claimed again by another process since. */
 	_Atomic uint64_t *pw = &s->procs[idx].word;
 	uint64_t w = atomic_load_explicit(pw, memory_order_acquire);
-	if (w == 0)
-		return FDN_EINVAL;
-	if (FDN_PROC_STATE(w) == FDN_PROC_LIVE) {
-		uint64_t dead = FDN_PROC_WORD(FDN_PROC_DEAD, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
-		if (!atomic_compare_exchange_strong(pw, &w, dead) && w != dead)
-			return FDN_EINVAL; /* changed under us: not ours to judge */
-		fdn__notify(s);            /* its entries are gone for every reader now */
+	if (w == fdn__as_live(word)) {
+		if (!atomic_compare_exchange_strong(pw, &w, fdn__as_dead(word)) &&
+		    w != fdn__as_dead(word))
+			return FDN_ENOTFOUND;
+		fdn__notify(s); /* its entries are gone for every reader now */
+	} else if (w != fdn__as_dead(word) && w != fdn__as_left(word)) {
+		return FDN_ENOTFOUND; /* already reclaimed (by us or another) */
 	}
 	/* No read lock of our own: while slot i is resolved its ctr is still
 	 * set, and that pins every node reachable now (a grace period begun
@@ -172,9 +189,9 @@ int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx)
 	return 0;
 }
 
-int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns)
+int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, uint64_t word, int64_t timeout_ns)
 {
-	int r = fdn__proc_reclaim_begin(s, idx);
+	int r = fdn__proc_reclaim_begin(s, idx, word);
 	if (r)
 		return r;
 	r = fdn__rcu_synchronize(s, timeout_ns);
@@ -189,9 +206,10 @@ int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns)
 		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
 		atomic_store_explicit(&ts->state, 0, memory_order_release);
 	}
-	_Atomic uint64_t *pw = &s->procs[idx].word;
-	uint64_t w = atomic_load_explicit(pw, memory_order_acquire);
-	if (FDN_PROC_STATE(w) == FDN_PROC_DEAD)
-		atomic_compare_exchange_strong(pw, &w, 0);
+	uint64_t gone = fdn__as_dead(word);
+	if (!atomic_compare_exchange_strong(&s->procs[idx].word, &gone, 0)) {
+		gone = fdn__as_left(word);
+		atomic_compare_exchange_strong(&s->procs[idx].word, &gone, 0);
+	}
 	return 0;
 }

@@ -541,7 +541,7 @@ void fdn__seg_detach(fdn_segment *s, bool leave_dead)
 			/* Only change the slot if it is still ours.  DEAD hands it
 			 * to the reaper (it then removes what we owned). */
 			uint64_t w = s->proc_word;
-			uint64_t to = leave_dead ? FDN_PROC_WORD(FDN_PROC_DEAD, FDN_PROC_PID(w),
+			uint64_t to = leave_dead ? FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(w),
 								 FDN_PROC_IDENT40(w))
 						 : 0;
 			if (atomic_compare_exchange_strong(&s->procs[s->proc_idx].word, &w, to) &&

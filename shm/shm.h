@@ -180,6 +180,10 @@ static inline void fdn__rcu_read_unlock(struct fdn__thread *t)
  * (FDN_EINREAD).  Takes no reader slot.  timeout_ns < 0: wait
  * as long as needed (a dead reader blocks until its slot is cleared). */
 int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns);
+/* Bound this thread's waits for deferred frees (the reaper's: < 0 = none).
+ * A writing op that finds the limbo full and cannot flush it in time fails
+ * with FDN_ETIMEDOUT and changes nothing. */
+void fdn__rcu_set_flush_timeout(int64_t ns);
 /* Retire block gidx (generation gen) to this thread's limbo. */
 void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen);
 /* Wait for a grace period and free everything in this thread's limbo. */
@@ -267,12 +271,16 @@ int fdn__ht_unlink(fdn_segment *s, uint32_t table, uint32_t gidx);
  * next call completes.  One reclaimer per segment at a time (the reaper's
  * lease).  _begin does the part that never waits (mark DEAD, resolve, end
  * the sections): with several dead processes, begin them all, then finish
- * each (reclaim.c says why).  Errors: FDN_EINVAL (slot free or our own),
+ * each (reclaim.c says why).  `word` is the slot's claim word when the
+ * process was judged dead (LIVE or DEAD form): nothing is done unless the
+ * slot still holds that process (FDN_ENOTFOUND: already reclaimed, or
+ * the slot now belongs to another process).  Errors: FDN_EINVAL (bad
+ * index, our own slot),
  * FDN_ETIMEDOUT (grace period not over: call again), FDN_EINREAD (inside a
  * read-side section), FDN_ERDONLY, FDN_EFORKED.  Needs no reader slot of
  * the caller's: it works when dead threads hold them all.
  */
-int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx);
-int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns);
+int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx, uint64_t word);
+int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, uint64_t word, int64_t timeout_ns);
 
 #endif

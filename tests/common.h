@@ -110,7 +110,7 @@ static inline void t_reclaim(fdn_segment *s, pid_t pid)
 {
 	uint32_t idx;
 	if (fdn__proc_find(s, pid, &idx) == 0) {
-		int r = fdn__proc_reclaim(s, idx, -1);
+		int r = fdn__proc_reclaim(s, idx, atomic_load(&s->procs[idx].word), -1);
 		cr_assert_eq(r, 0, "reclaim: %s", fdn_strerror(r));
 	}
 }

@@ -159,14 +159,15 @@ Test(rcu, two_dead_readers_begin_both_then_finish, .timeout = 60)
 	uint32_t ia, ib;
 	cr_assert_eq(fdn__proc_find(s, a, &ia), 0);
 	cr_assert_eq(fdn__proc_find(s, b, &ib), 0);
+	uint64_t wa = atomic_load(&s->procs[ia].word), wb = atomic_load(&s->procs[ib].word);
 	cr_assert_not(fdn__proc_alive(s, ia, atomic_load(&s->procs[ia].word)));
 	cr_assert_eq(waitpid(a, NULL, 0), a);
 	cr_assert_eq(waitpid(b, NULL, 0), b);
 	/* Finishing one while the other still pins: a timeout, not a hang. */
-	cr_assert_eq(fdn__proc_reclaim(s, ia, 50 * 1000000ll), FDN_ETIMEDOUT);
-	cr_assert_eq(fdn__proc_reclaim_begin(s, ib), 0);
-	cr_assert_eq(fdn__proc_reclaim(s, ia, -1), 0);
-	cr_assert_eq(fdn__proc_reclaim(s, ib, -1), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ia, wa, 50 * 1000000ll), FDN_ETIMEDOUT);
+	cr_assert_eq(fdn__proc_reclaim_begin(s, ib, wb), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ia, wa, -1), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ib, wb, -1), 0);
 	cr_assert_eq(fdn__rcu_synchronize(s, -1), 0);
 	t_assert_clean(s);
 	fdn_segment_detach(s);
@@ -193,10 +194,11 @@ Test(rcu, reclaim_works_when_dead_threads_hold_every_slot, .timeout = 60)
 	uint32_t ia, ib;
 	cr_assert_eq(fdn__proc_find(s, a, &ia), 0);
 	cr_assert_eq(fdn__proc_find(s, b, &ib), 0);
-	cr_assert_eq(fdn__proc_reclaim_begin(s, ia), 0);
-	cr_assert_eq(fdn__proc_reclaim_begin(s, ib), 0);
-	cr_assert_eq(fdn__proc_reclaim(s, ia, -1), 0);
-	cr_assert_eq(fdn__proc_reclaim(s, ib, -1), 0);
+	uint64_t wa = atomic_load(&s->procs[ia].word), wb = atomic_load(&s->procs[ib].word);
+	cr_assert_eq(fdn__proc_reclaim_begin(s, ia, wa), 0);
+	cr_assert_eq(fdn__proc_reclaim_begin(s, ib, wb), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ia, wa, -1), 0);
+	cr_assert_eq(fdn__proc_reclaim(s, ib, wb, -1), 0);
 	cr_assert_eq(t_put(s, "x", 1, FDN_HT_UNIQUE), 0, "slots are free again");
 	t_assert_clean(s);
 	fdn_segment_detach(s);

@@ -230,16 +230,14 @@ static int cmd_wait(struct args *a)
 }
 
 static const struct command commands[] = {
-    {"create", "EPTHMIS", false, cmd_create,
-     "create [--entries N] [--processes N] [--threads N] [--heap BYTES] [--mode OCTAL]\n"
-     "                 [--indexed a,b,c]",
+    {"create", "EPTHMIS", false, cmd_create, "create [OPTIONS]",
      "Create the segment (it must not exist) and start its reaper.\n"
      "  --entries N      registry sizing (default 100000)\n"
      "  --processes N    process-table slots (default 4096)\n"
      "  --threads N      reader (thread) slots (default 4096)\n"
      "  --heap BYTES     bytes for keys and values; suffix K, M or G (x 1024...);\n"
      "                   default 256 x entries, at least 1 MiB\n"
-     "  --mode OCTAL     file mode, at least 0600 (default 0600)\n"
+     "  --mode OCTAL     file mode; must include 0600 (default 0600)\n"
      "  --indexed LIST   indexed attributes, comma-separated, at most 8; \"\" = none\n"
      "                   (default " FDN_DEFAULT_INDEXED ")\n"},
     {"destroy", "S", false, cmd_destroy, "destroy",

@@ -218,7 +218,8 @@ int main(int argc, char **argv)
 	kill(victim, SIGKILL);
 	waitpid(victim, NULL, 0);
 	uint32_t idx;
-	if (fdn__proc_find(s, victim, &idx) == 0 && (r = fdn__proc_reclaim(s, idx, -1)) != 0)
+	if (fdn__proc_find(s, victim, &idx) == 0 &&
+	    (r = fdn__proc_reclaim(s, idx, atomic_load(&s->procs[idx].word), -1)) != 0)
 		die("reclaim", r);
 	printf("  killed pid %d; its slots reclaimed; its committed keys stay, counted\n",
 	       (int)victim);

@@ -356,7 +356,7 @@ static int collect(void *arg, const struct fdn_entry_view *e)
 {
 	struct rows *rs = arg;
 	size_t plen = rs->prefix ? strlen(rs->prefix) : 0;
-	if (e->key_len < plen || memcmp(e->key, rs->prefix, plen) != 0)
+	if (plen && (e->key_len < plen || memcmp(e->key, rs->prefix, plen) != 0))
 		return 0;
 	if (rs->n == rs->cap) {
 		size_t cap = rs->cap ? 2 * rs->cap : 64;
@@ -521,6 +521,7 @@ static const char *proc_state(uint64_t w)
 {
 	return FDN_PROC_STATE(w) == FDN_PROC_LIVE   ? "live"
 	       : FDN_PROC_STATE(w) == FDN_PROC_DEAD ? "dead"
+	       : FDN_PROC_STATE(w) == FDN_PROC_LEFT ? "left"
 						    : "invalid";
 }
 

@@ -28,6 +28,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -68,6 +69,7 @@ struct reaper {
 	struct fdn__dead *pending; /* reaped but not finished: retried */
 	size_t npending;
 	bool verbose;
+	bool rescan; /* a process could not be looked at: scan again soon */
 	uint64_t reaped;
 	struct bell bell;
 };
@@ -192,19 +194,24 @@ static bool pidfd_dead(int fd)
 }
 
 /* Open a pidfd for slot word w and check that it is that very process.
- * Returns the fd, or -1 if the process is already gone. */
+ * Returns the fd, -1 if the process is already gone, -2 if we cannot tell
+ * (out of descriptors...): never judged dead on that. */
 static int open_verified(uint64_t w)
 {
 	pid_t pid = (pid_t)FDN_PROC_PID(w);
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 	if (fd < 0)
-		return -1;
+		return errno == ESRCH ? -1 : -2;
 	/* Identity read after the pidfd pins the process: if the pid was
 	 * recycled before we opened it, the identity differs. */
 	uint64_t ident;
 	uint32_t kind;
-	if (fdn__identity(pid, &ident, &kind) != 0 ||
-	    FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(w) || pidfd_dead(fd)) {
+	int r = fdn__identity(pid, &ident, &kind);
+	if (r != 0 && r != -ESRCH) {
+		close(fd);
+		return -2;
+	}
+	if (r != 0 || FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(w) || pidfd_dead(fd)) {
 		/* Keep the fd if it is the same process that just died: it has
 		 * exit information. */
 		if (FDN_PROC_IDENT40(ident) == FDN_PROC_IDENT40(w))
@@ -221,9 +228,14 @@ static void queue_dead(struct reaper *R, uint32_t idx, uint64_t word, int fd, bo
 	d.exit_signal = d.exit_status = -1;
 	if (death)
 		exit_info(fd, (pid_t)FDN_PROC_PID(word), &d.exit_signal, &d.exit_status);
+	/* One entry per (slot, process), whatever state the slot showed. */
 	for (size_t i = 0; i < R->npending; i++)
-		if (R->pending[i].idx == idx && R->pending[i].word == word)
+		if (R->pending[i].idx == idx &&
+		    FDN_PROC_IDENT40(R->pending[i].word) == FDN_PROC_IDENT40(word) &&
+		    FDN_PROC_PID(R->pending[i].word) == FDN_PROC_PID(word))
 			return;
+	if (R->npending >= 2 * (size_t)R->s->nprocs)
+		return; /* cannot happen: one per slot and process */
 	R->pending[R->npending++] = d;
 }
 
@@ -247,11 +259,19 @@ static void scan(struct reaper *R)
 		unwatch(R, i);
 		if (w == 0 || i == s->proc_idx)
 			continue;
+		if (FDN_PROC_STATE(w) == FDN_PROC_LEFT) {
+			queue_dead(R, i, w, -1, false); /* a detach: clean up, no death */
+			continue;
+		}
 		if (FDN_PROC_STATE(w) == FDN_PROC_DEAD) {
 			/* A detach, or a reclamation a killed reaper left. */
 			uint64_t live =
 			    FDN_PROC_WORD(FDN_PROC_LIVE, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
 			int fd = open_verified(live);
+			if (fd == -2) {
+				R->rescan = true;
+				continue;
+			}
 			bool alive = fd >= 0 && !pidfd_dead(fd);
 			queue_dead(R, i, w, fd, !alive);
 			if (fd >= 0)
@@ -259,6 +279,10 @@ static void scan(struct reaper *R)
 			continue;
 		}
 		int fd = open_verified(w);
+		if (fd == -2) {
+			R->rescan = true; /* unwatched for now: look again soon */
+			continue;
+		}
 		if (fd < 0 || pidfd_dead(fd)) {
 			queue_dead(R, i, w, fd, true);
 			if (fd >= 0)
@@ -307,11 +331,12 @@ static int run(struct reaper *R)
 	reap_pending(R, mono_ns());
 	for (;;) {
 		struct epoll_event ev[64];
-		int n = epoll_wait(R->ep, ev, 64, R->npending ? 100 : -1);
+		int n = epoll_wait(R->ep, ev, 64, R->npending || R->rescan ? 100 : -1);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		uint64_t woke = mono_ns();
-		bool rescan = false;
+		bool rescan = R->rescan;
+		R->rescan = false;
 		for (int k = 0; k < n; k++) {
 			uint32_t id = ev[k].data.u32;
 			if (id == UINT32_MAX - 1) {
@@ -322,7 +347,10 @@ static int run(struct reaper *R)
 			} else if (id == UINT32_MAX) {
 				return 0; /* SIGTERM / SIGINT */
 			} else if (id < R->s->nprocs && R->w[id].fd >= 0) {
-				queue_dead(R, id, R->w[id].word, R->w[id].fd, true);
+				/* It may have detached before it exited: no death. */
+				uint64_t cur = atomic_load(&R->s->procs[id].word);
+				bool death = FDN_PROC_STATE(cur) != FDN_PROC_LEFT;
+				queue_dead(R, id, R->w[id].word, R->w[id].fd, death);
 				epoll_ctl(R->ep, EPOLL_CTL_DEL, R->w[id].fd, NULL);
 			}
 		}
@@ -332,6 +360,22 @@ static int run(struct reaper *R)
 			reap_pending(R, woke);
 		}
 	}
+}
+
+/* One pidfd per watched process: make room for a full process table. */
+static void raise_fd_limit(uint32_t nprocs)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = (rlim_t)nprocs + 64;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && rl.rlim_max < want)
+		fprintf(stderr,
+			"%s: only %llu descriptors for %u processes: some will be watched late\n",
+			prog, (unsigned long long)rl.rlim_max, nprocs);
 }
 
 static int setup(struct reaper *R)
@@ -345,7 +389,7 @@ static int setup(struct reaper *R)
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the thread: it inherits */
 	R->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
 	R->w = calloc(R->s->nprocs, sizeof(*R->w));
-	R->pending = calloc(R->s->nprocs, sizeof(*R->pending));
+	R->pending = calloc(2 * (size_t)R->s->nprocs, sizeof(*R->pending));
 	if (R->ep < 0 || R->doorbell_fd < 0 || R->sig_fd < 0 || !R->w || !R->pending)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < R->s->nprocs; i++)
@@ -420,6 +464,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct reaper R = {.verbose = verbose};
+	/* Never wait unboundedly for a grace period: a process that died in
+	 * a read-side section holds it until we reclaim that process. */
+	fdn__rcu_set_flush_timeout(100 * 1000000ll);
 	int r = fdn__seg_attach(name, 0, &R.s);
 	if (r) {
 		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, name, fdn_strerror(r));
@@ -435,6 +482,7 @@ int main(int argc, char **argv)
 			prog, name, (int)holder);
 		return 1;
 	}
+	raise_fd_limit(R.s->nprocs);
 	if ((r = setup(&R))) {
 		fprintf(stderr, "%s: setup: %s\n", prog, fdn_strerror(r));
 		return 1;
