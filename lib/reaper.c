@@ -171,7 +171,10 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	for (size_t i = 0; i < n; i++) {
 		idx[i] = d[i].idx;
 		word[i] = d[i].word;
-		fdn__proc_reclaim_begin(s, d[i].idx, d[i].word);
+		/* A slot given back cleanly before we looked (a detach, a
+		 * reaper that lost the lease race): nothing died there. */
+		if (fdn__proc_reclaim_begin(s, d[i].idx, d[i].word) == FDN_ENOTFOUND)
+			d[i].record = false;
 		d[i].latency_ns = woke_ns ? mono_ns() - woke_ns : 0;
 	}
 	int r = fdn__registry_purge(s, idx, word, counts, n);
