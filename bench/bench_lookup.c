@@ -279,7 +279,7 @@ static int fsys_verify(struct fsys *c, uint64_t n)
 		return -1;
 	}
 	unsigned shown = 0;
-	int r = fdn_segment_check(c->seg, fsys_check_cb, &shown);
+	int r = fdn__seg_check(c->seg, fsys_check_cb, &shown);
 	if (r < 0) {
 		fprintf(stderr, "fdn-bench: foundation: check: %s\n", fdn_strerror(r));
 		return -1;
