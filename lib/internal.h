@@ -21,6 +21,11 @@ bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word);
 int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t *dead_word,
 			uint64_t *counts, size_t ndead);
 
+/* One step of the registry's full sweep (entries of owners no longer
+ * live, stale index references): buckets [*cursor, *cursor + budget).
+ * 1 when the sweep is complete, 0 if more remains, or an error. */
+int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget);
+
 /* Remove every entry owned by (idx, word), a process leaving (detach). */
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word);
 

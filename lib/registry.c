@@ -115,7 +115,7 @@ static int check_key(size_t klen)
  * that exact process, or a new claim (the reaper is rung and watches it). */
 static int owner_slot(fdn_segment *s, pid_t pid, uint32_t *idx, uint64_t *word)
 {
-	if (pid == getpid()) {
+	if ((uint32_t)pid == FDN_PROC_PID(s->proc_word)) { /* ourselves, no syscall */
 		*idx = s->proc_idx;
 		*word = s->proc_word;
 		return 0;
@@ -213,6 +213,33 @@ static int each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb
 	return 0;
 }
 
+/*
+ * The owner reference: one more index reference per entry, with the prefix
+ * [0 'o' owner_word owner_idx] (an attribute name is never empty, so no
+ * attribute prefix starts with 0).  All entries of one owner share its
+ * chain, so the reaper finds a dead owner's entries in O(entries) instead
+ * of walking the table.
+ */
+#define OWNER_PREFIX_LEN 14u
+
+static size_t owner_prefix(uint32_t idx, uint64_t word, unsigned char *out)
+{
+	out[0] = 0;
+	out[1] = 'o';
+	memcpy(out + 2, &word, 8);
+	memcpy(out + 10, &idx, 4);
+	return OWNER_PREFIX_LEN;
+}
+
+/* Call cb for the owner reference, then every indexed value. */
+static int each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *attrs, size_t alen,
+		    prefix_cb cb, void *arg)
+{
+	unsigned char p[OWNER_PREFIX_LEN];
+	int r = cb(arg, p, owner_prefix(oidx, oword, p));
+	return r ? r : each_prefix(s, attrs, alen, cb, arg);
+}
+
 /* [plen][prefix][key] into buf; returns its length. */
 static size_t ref_key(unsigned char *buf, const unsigned char *prefix, size_t plen, const void *key,
 		      size_t klen)
@@ -263,6 +290,16 @@ static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsign
 	return attrs && each_prefix(s, attrs, alen, has_cb, &h) == 1;
 }
 
+/* Does visible entry (r, e) carry the reference prefix? */
+static bool entry_carries(fdn_segment *s, const struct rec *r, const struct fdn_entry_view *e,
+			  const unsigned char *prefix, size_t plen)
+{
+	unsigned char op[OWNER_PREFIX_LEN];
+	if (plen == OWNER_PREFIX_LEN && prefix[0] == 0)
+		return memcmp(prefix, op, owner_prefix(r->owner_idx, r->owner_word, op)) == 0;
+	return set_has(s, e->attrs, e->attrs_len, prefix, plen);
+}
+
 /*
  * Remove the reference (prefix, key) unless the entry now visible for key
  * carries that value.  Decided and done in one read-side section, the
@@ -288,8 +325,7 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
 	r = fdn__ht_lookup(s, T_INDEX, k, kl, &ref);
 	if (r == 0) {
 		bool carried = fdn__ht_lookup(s, T_MAIN, key, klen, &ev) == 0 &&
-			       visible(s, &ev, &rc, &e) &&
-			       set_has(s, e.attrs, e.attrs_len, prefix, plen);
+			       visible(s, &ev, &rc, &e) && entry_carries(s, &rc, &e, prefix, plen);
 		struct fdn__ht_view version = {.gidx = ref.gidx, .gen = ref.gen};
 		r = carried ? 0 : fdn__ht_delete(s, T_INDEX, k, kl, &version);
 	}
@@ -320,12 +356,12 @@ static bool holder_alive(fdn_segment *s, const struct fdn__ht_view *v, pid_t *pi
 }
 
 /* Insert or take over: returns 0, FDN_EEXISTS (holder live, no replace),
- * or an error.  On success old and old_len hold a copy of the replaced
- * record's attributes (old_len 0 if it was an insert). */
+ * or an error.  On success *old_rec is the replaced record (owner_word 0 if
+ * it was an insert) and old holds a copy of its attributes. */
 static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *val, size_t vlen,
-		     unsigned flags, pid_t *holder, unsigned char *old, size_t *old_len)
+		     unsigned flags, pid_t *holder, unsigned char *old, struct rec *old_rec)
 {
-	*old_len = 0;
+	memset(old_rec, 0, sizeof(*old_rec));
 	for (int tries = 0; tries < 64; tries++) {
 		struct fdn__thread *t;
 		int r = fdn__rcu_read_lock(s, &t);
@@ -344,16 +380,17 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 				*holder = hp;
 			return FDN_EEXISTS;
 		}
-		struct rec orec;
+		struct rec orec = {0};
 		const unsigned char *oattrs;
-		size_t olen = rec_of(&cur, &orec, &oattrs) ? orec.attrs_len : 0;
-		if (olen)
-			memcpy(old, oattrs, olen);
+		if (!rec_of(&cur, &orec, &oattrs) || fdn_attrs_validate(oattrs, orec.attrs_len))
+			orec.attrs_len = 0; /* damaged: its value refs go by sweep */
+		if (orec.attrs_len)
+			memcpy(old, oattrs, orec.attrs_len);
 		struct fdn__ht_view expect = cur;
 		r = fdn__ht_put(s, T_MAIN, key, klen, val, vlen, FDN_HT_REPLACE, &expect, NULL);
 		fdn__rcu_read_unlock(t);
 		if (r == 0) {
-			*old_len = olen;
+			*old_rec = orec;
 			return 0;
 		}
 		if (r != FDN_ENOTFOUND)
@@ -366,10 +403,11 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 /* After a failed write: the references written for it that the entry
  * now visible does not carry are removed (those it carries stay: a carried
  * reference is never stale, whoever wrote it). */
-static void refs_undo(fdn_segment *s, const void *key, size_t klen, const void *attrs, size_t alen)
+static void refs_undo(fdn_segment *s, const void *key, size_t klen, uint32_t oidx, uint64_t oword,
+		      const void *attrs, size_t alen)
 {
 	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
-	each_prefix(s, attrs, alen, ref_del_cb, &del);
+	each_ref(s, oidx, oword, attrs, alen, ref_del_cb, &del);
 }
 
 /* A writer for another pid whose owner died while it wrote: the reaper may
@@ -400,7 +438,7 @@ static void drop_if_owner_gone(fdn_segment *s, const void *key, size_t klen, uin
 	fdn__rcu_read_unlock(t);
 	if (mine && fdn__ht_delete(s, T_MAIN, key, klen, &version) == 0) {
 		struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
-		each_prefix(s, copy, alen, ref_del_cb, &del);
+		each_ref(s, oidx, oword, copy, alen, ref_del_cb, &del);
 	}
 }
 
@@ -443,23 +481,24 @@ int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 	int vlen = build_record(s, oidx, oword, now_ns(), val + REC_SIZE, (size_t)alen, val);
 	/* References first: the index never misses a value the entry has. */
 	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0};
-	if ((r = each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put))) {
-		refs_undo(s, key, klen, val + REC_SIZE, (size_t)alen);
+	if ((r = each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen, ref_put_cb, &put))) {
+		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
 	}
-	size_t old_len;
-	r = put_entry(s, key, klen, val, (size_t)vlen, flags, holder, old, &old_len);
+	struct rec orec;
+	r = put_entry(s, key, klen, val, (size_t)vlen, flags, holder, old, &orec);
 	if (r) {
-		refs_undo(s, key, klen, val + REC_SIZE, (size_t)alen);
+		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
 	}
 	/* Again after the entry: repairs a reference a concurrent remover
 	 * took between our first write and our entry (ref_del_unused). */
-	each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
-	/* Took over an entry: its values we do not carry lose their reference. */
+	each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
+	/* Took over an entry: what it had that we do not (its owner reference,
+	 * values) loses its reference. */
 	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
-	if (old_len)
-		each_prefix(s, old, old_len, ref_del_cb, &del);
+	if (orec.owner_word)
+		each_ref(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len, ref_del_cb, &del);
 	drop_if_owner_gone(s, key, klen, oidx, oword);
 	return 0;
 }
@@ -732,19 +771,21 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 		int vlen = build_record(s, rc.owner_idx, rc.owner_word, rc.registered_ns,
 					merge ? val + REC_SIZE : upd, (size_t)alen, val);
 		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0};
-		r = each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
+		r = each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
+			     ref_put_cb, &put);
 		if (r == 0)
 			r = fdn__ht_put(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
 					&expect, NULL);
 		if (r == 0) {
-			each_prefix(s, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
+			each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
+				 ref_put_cb, &put);
 			struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
 			each_prefix(s, old, olen, ref_del_cb, &del);
 			drop_if_owner_gone(s, key, klen, rc.owner_idx, rc.owner_word);
 			return 0;
 		}
 		/* Not applied: the references written for it go, unless carried. */
-		refs_undo(s, key, klen, val + REC_SIZE, (size_t)alen);
+		refs_undo(s, key, klen, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen);
 		if (r != FDN_ENOTFOUND)
 			return r;
 	}
@@ -765,13 +806,13 @@ int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const str
 
 /* Delete the main entry of view v (exact version) and then its refs. */
 static int remove_entry(fdn_segment *s, const void *key, size_t klen, const struct fdn__ht_view *v,
-			const unsigned char *attrs, size_t alen)
+			uint32_t oidx, uint64_t oword, const unsigned char *attrs, size_t alen)
 {
 	int r = fdn__ht_delete(s, T_MAIN, key, klen, v);
 	if (r)
 		return r;
 	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
-	each_prefix(s, attrs, alen, ref_del_cb, &del);
+	each_ref(s, oidx, oword, attrs, alen, ref_del_cb, &del);
 	return 0;
 }
 
@@ -801,7 +842,7 @@ int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 		fdn__rcu_read_unlock(t);
 		if (r)
 			return r; /* not there (or an error) */
-		r = remove_entry(s, key, klen, &version, attrs, alen);
+		r = remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word, attrs, alen);
 		if (r != FDN_ENOTFOUND)
 			return r;
 		/* The version changed under us (replaced or updated): again. */
@@ -861,7 +902,7 @@ bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v)
 	struct rec r;
 	struct fdn_entry_view e;
 	bool carries = check_key(eklen) == 0 && fdn__ht_lookup(s, T_MAIN, ekey, eklen, &ev) == 0 &&
-		       visible(s, &ev, &r, &e) && set_has(s, e.attrs, e.attrs_len, k + 1, plen);
+		       visible(s, &ev, &r, &e) && entry_carries(s, &r, &e, k + 1, plen);
 	if (carries)
 		return false; /* whoever wrote it: the visible entry needs it */
 	if (!fdn__word_live(s, rv.owner_idx, rv.owner_word))
@@ -919,80 +960,184 @@ static int collect_cb(void *arg, const struct fdn__ht_view *v)
 	return ++p->n == PURGE_BATCH;
 }
 
-/* Remove dead owners' entries and stale references.  counts[i] receives the
- * entries removed that belonged to (dead_idx[i], dead_word[i]). */
-static int purge(fdn_segment *s, uint64_t only_word, uint32_t only_idx, const uint32_t *dead_idx,
-		 const uint64_t *dead_word, uint64_t *counts, size_t ndead)
+/*
+ * The sweep: walk buckets [*cursor, *cursor + budget) of the main table
+ * and then the index, removing entries whose owner is not live and stale
+ * references.  Resumable: returns 1 when the walk is complete (and resets
+ * the cursor), 0 when more remains, or an error (FDN_ETIMEDOUT: call again).
+ * The reaper runs it in small steps when idle: a death always finds its
+ * entries through the owner's chain first (purge_owner_chain).
+ */
+static int sweep(fdn_segment *s, uint64_t only_word, uint32_t only_idx, uint64_t *cursor,
+		 uint64_t budget)
 {
 	struct purge p = {s, T_MAIN,    malloc(sizeof(struct victim) * PURGE_BATCH),
 			  0, only_word, only_idx};
 	if (!p.v)
 		return -ENOMEM;
-	for (size_t i = 0; i < ndead; i++)
-		counts[i] = 0;
-	int removed = 0, r = 0, stuck = 0;
-	for (p.table = T_MAIN; p.table <= (only_word ? T_MAIN : T_INDEX) && r == 0; p.table++) {
-		uint64_t nb = s->bucket_mask[p.table] + 1;
-		for (uint64_t b = 0; b < nb && r == 0;) {
-			struct fdn__thread *t;
-			if ((r = fdn__rcu_read_lock(s, &t)))
-				break;
-			p.n = 0;
-			int wr = fdn__ht_foreach_bucket(s, p.table, b, collect_cb, &p);
-			fdn__rcu_read_unlock(t);
-			if (wr < 0) {
-				r = wr;
-				break;
-			}
-			int progress = 0, changed = 0;
-			for (int i = 0; i < p.n && r == 0; i++) {
-				struct victim *x = &p.v[i];
-				int rr = p.table == T_INDEX
-					     ? fdn__ht_delete(s, T_INDEX, x->key, x->key_len,
-							      &x->version)
-					     : remove_entry(s, x->key, x->key_len, &x->version,
-							    x->attrs, x->attrs_len);
-				if (rr == FDN_ENOTFOUND) {
-					changed++; /* its version changed: look again */
-					continue;
-				}
-				if (rr) {
-					r = rr; /* FDN_ETIMEDOUT: the caller retries later */
-					break;
-				}
+	uint64_t nmain = s->bucket_mask[T_MAIN] + 1, nall = nmain + s->bucket_mask[T_INDEX] + 1;
+	int r = 0, stuck = 0;
+	uint64_t end = *cursor + budget > nall ? nall : *cursor + budget;
+	for (uint64_t c = *cursor; c < end && r == 0;) {
+		p.table = c < nmain ? T_MAIN : T_INDEX;
+		uint64_t b = c < nmain ? c : c - nmain;
+		struct fdn__thread *t;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			break;
+		p.n = 0;
+		int wr = fdn__ht_foreach_bucket(s, p.table, b, collect_cb, &p);
+		fdn__rcu_read_unlock(t);
+		if (wr < 0) {
+			r = wr;
+			break;
+		}
+		int progress = 0, changed = 0;
+		for (int i = 0; i < p.n && r == 0; i++) {
+			struct victim *x = &p.v[i];
+			int rr =
+			    p.table == T_INDEX
+				? fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version)
+				: remove_entry(s, x->key, x->key_len, &x->version, x->owner_idx,
+					       x->owner_word, x->attrs, x->attrs_len);
+			if (rr == FDN_ENOTFOUND)
+				changed++; /* its version changed: look again */
+			else if (rr)
+				r = rr; /* FDN_ETIMEDOUT: the caller retries later */
+			else
 				progress++;
-				if (p.table == T_INDEX)
-					continue;
-				removed++;
-				for (size_t d = 0; d < ndead; d++)
-					if (dead_idx[d] == x->owner_idx &&
-					    dead_word[d] == x->owner_word)
-						counts[d]++;
-			}
-			/* Next chain when this one is done; look again after a full
-			 * batch or a changed version, but never forever on a chain
-			 * whose victims cannot be removed (a damaged segment). */
-			bool again = p.n == PURGE_BATCH || changed;
-			stuck = progress ? 0 : stuck + again;
-			if (!again || stuck > 4) {
-				b++;
-				stuck = 0;
-			}
+		}
+		/* Next chain when this one is done; look again after a full batch
+		 * or a changed version, but never forever on a chain whose
+		 * victims cannot be removed (a damaged segment). */
+		bool again = p.n == PURGE_BATCH || changed;
+		stuck = progress ? 0 : stuck + again;
+		if (r == 0 && (!again || stuck > 4)) {
+			c++;
+			*cursor = c;
+			stuck = 0;
 		}
 	}
 	free(p.v);
-	return r ? r : removed;
+	if (r)
+		return r;
+	if (*cursor >= nall) {
+		*cursor = 0;
+		return 1;
+	}
+	return 0;
+}
+
+int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget)
+{
+	return sweep(s, 0, 0, cursor, budget);
+}
+
+/* Up to PURGE_BATCH entry keys from the owner's chain of the index. */
+static int owner_refs(fdn_segment *s, const unsigned char *prefix, size_t plen, struct victim *v,
+		      int *n)
+{
+	unsigned char pk[1 + PREFIX_MAX];
+	size_t pkl = ref_key(pk, prefix, plen, "", 0);
+	uint64_t h = fdn__ht_hash(s, T_INDEX, pk, pkl);
+	struct fdn__thread *t;
+	int r = fdn__rcu_read_lock(s, &t);
+	if (r)
+		return r;
+	uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
+					  memory_order_acquire);
+	*n = 0;
+	for (uint64_t steps = 0; FDN_LINK_GIDX(w) && *n < PURGE_BATCH; steps++) {
+		const struct fdn_shm_node *nd = fdn__node(s, FDN_LINK_GIDX(w));
+		if (!nd || steps > s->ngranules) {
+			r = FDN_ECORRUPT;
+			break;
+		}
+		w = atomic_load_explicit(&nd->next, memory_order_acquire);
+		if (nd->hash > h)
+			break;
+		const unsigned char *k = nd->data;
+		if (nd->hash != h || FDN_LINK_MARKED(w) || nd->key_len < 1 + plen || k[0] != plen ||
+		    memcmp(k + 1, prefix, plen) != 0)
+			continue;
+		size_t eklen = nd->key_len - 1 - plen;
+		if (check_key(eklen))
+			continue;
+		v[*n].key_len = (uint32_t)eklen;
+		memcpy(v[*n].key, k + 1 + plen, eklen);
+		(*n)++;
+	}
+	fdn__rcu_read_unlock(t);
+	return r;
+}
+
+/* Remove what the owner (idx, word) left, through its chain: O(its entries).
+ * *count receives the entries removed. */
+static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64_t *count)
+{
+	unsigned char prefix[OWNER_PREFIX_LEN];
+	size_t plen = owner_prefix(idx, word, prefix);
+	struct victim *v = malloc(sizeof(struct victim) * PURGE_BATCH);
+	if (!v)
+		return -ENOMEM;
+	int r = 0, n = 0;
+	for (int rounds = 0; r == 0; rounds++) {
+		if ((r = owner_refs(s, prefix, plen, v, &n)) || n == 0)
+			break;
+		int progress = 0;
+		for (int i = 0; i < n && r == 0; i++) {
+			struct fdn_entry e;
+			struct fdn__thread *t;
+			struct fdn__ht_view ev;
+			struct rec rc;
+			const unsigned char *attrs;
+			if ((r = fdn__rcu_read_lock(s, &t)))
+				break;
+			bool mine = fdn__ht_lookup(s, T_MAIN, v[i].key, v[i].key_len, &ev) == 0 &&
+				    rec_of(&ev, &rc, &attrs) && rc.owner_word == word &&
+				    rc.owner_idx == idx &&
+				    fdn_attrs_validate(attrs, rc.attrs_len) == 0;
+			struct fdn__ht_view version = {0};
+			if (mine) {
+				version = (struct fdn__ht_view){.gidx = ev.gidx, .gen = ev.gen};
+				e.attrs_len = rc.attrs_len;
+				memcpy(e.attrs, attrs, rc.attrs_len);
+			}
+			fdn__rcu_read_unlock(t);
+			int rr = mine ? remove_entry(s, v[i].key, v[i].key_len, &version, idx, word,
+						     e.attrs, e.attrs_len)
+				      : ref_del_unused(s, prefix, plen, v[i].key, v[i].key_len);
+			if (rr == 0) {
+				progress++;
+				*count += mine;
+			} else if (rr != FDN_ENOTFOUND) {
+				r = rr;
+			}
+		}
+		if (!progress && rounds > 4)
+			break; /* references that cannot be removed: the sweep reports */
+	}
+	free(v);
+	return r;
 }
 
 int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t *dead_word,
 			uint64_t *counts, size_t ndead)
 {
-	return purge(s, 0, 0, dead_idx, dead_word, counts, ndead);
+	int r = 0;
+	uint64_t removed = 0;
+	for (size_t i = 0; i < ndead && r == 0; i++) {
+		counts[i] = 0;
+		r = purge_owner_chain(s, dead_idx[i], dead_word[i], &counts[i]);
+		removed += counts[i];
+	}
+	return r ? r : (int)removed;
 }
 
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word)
 {
-	return purge(s, word, idx, NULL, NULL, NULL, 0);
+	uint64_t n = 0;
+	int r = purge_owner_chain(s, idx, word, &n);
+	return r ? r : (int)n;
 }
 
 /* ---- audit ------------------------------------------------------------------ */
@@ -1035,7 +1180,8 @@ static int audit_main_cb(void *arg, const struct fdn__ht_view *v)
 	if (visible(a->s, v, &r, &e)) {
 		a->key = v->key;
 		a->klen = v->key_len;
-		return each_prefix(a->s, e.attrs, e.attrs_len, has_ref_cb, a);
+		return each_ref(a->s, r.owner_idx, r.owner_word, e.attrs, e.attrs_len, has_ref_cb,
+				a);
 	}
 	const unsigned char *attrs;
 	if (!rec_of(v, &r, &attrs)) {

@@ -329,9 +329,15 @@ static int run(struct reaper *R)
 {
 	scan(R);
 	reap_pending(R, mono_ns());
+	/* The full sweep (stale index references, entries a killed writer or
+	 * reaper left) runs in small steps whenever nothing else is waiting:
+	 * a death never waits for it. */
+	bool sweep_due = true;
+	uint64_t cursor = 0;
 	for (;;) {
 		struct epoll_event ev[64];
-		int n = epoll_wait(R->ep, ev, 64, R->npending || R->rescan ? 100 : -1);
+		int timeout = sweep_due ? 0 : R->npending || R->rescan ? 100 : -1;
+		int n = epoll_wait(R->ep, ev, 64, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		uint64_t woke = mono_ns();
@@ -354,11 +360,16 @@ static int run(struct reaper *R)
 				epoll_ctl(R->ep, EPOLL_CTL_DEL, R->w[id].fd, NULL);
 			}
 		}
+		size_t before = R->npending;
 		reap_pending(R, woke);
 		if (rescan) {
 			scan(R);
 			reap_pending(R, woke);
 		}
+		if (n > 0 || before)
+			sweep_due = true;
+		else if (sweep_due && fdn__registry_sweep(R->s, &cursor, 1024) == 1)
+			sweep_due = false;
 	}
 }
 
