@@ -28,6 +28,7 @@
 #include <foundation/reaper.h>
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -177,6 +178,9 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 			d[i].record = false;
 		d[i].latency_ns = woke_ns ? mono_ns() - woke_ns : 0;
 	}
+	/* The entries are invisible now and watchers have been woken; the
+	 * purge below is not urgent: let a woken watcher on this CPU run. */
+	sched_yield();
 	int r = fdn__registry_purge(s, idx, word, counts, n);
 	int left = 0;
 	for (size_t i = 0; i < n; i++) {
