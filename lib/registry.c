@@ -647,29 +647,46 @@ static int idx_visit(struct idx_walk *iw, const struct fdn_shm_node *n)
 	return walk_one(iw->w, &e);
 }
 
-/* Walk the index chain of one prefix (read lock held).  Bounded. */
-static int idx_walk_chain(struct idx_walk *iw)
+typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
+
+/* Call cb for every live reference of prefix: the FDN_PREFIX_SPREAD chains
+ * its keys hash to (read lock held).  Bounded. */
+static int walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t plen, ref_node_cb cb,
+		       void *arg)
 {
-	fdn_segment *s = iw->w->s;
-	unsigned char pk[1 + PREFIX_MAX];
-	size_t pkl = ref_key(pk, iw->prefix, iw->plen, "", 0);
-	uint64_t h = fdn__ht_hash(s, T_INDEX, pk, pkl);
-	uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
-					  memory_order_acquire);
-	for (uint64_t steps = 0; FDN_LINK_GIDX(w); steps++) {
-		const struct fdn_shm_node *n = fdn__node(s, FDN_LINK_GIDX(w));
-		if (!n || steps > s->ngranules)
-			return FDN_ECORRUPT;
-		w = atomic_load_explicit(&n->next, memory_order_acquire);
-		if (n->hash > h)
-			break;
-		if (n->hash != h || FDN_LINK_MARKED(w))
-			continue;
-		int r = idx_visit(iw, n);
-		if (r)
-			return r;
+	uint64_t base = fdn__ht_prefix_hash(s, prefix, plen);
+	uint64_t steps = 0;
+	for (uint64_t sub = 0; sub < FDN_PREFIX_SPREAD; sub++) {
+		uint64_t h = base ^ sub;
+		uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
+						  memory_order_acquire);
+		for (; FDN_LINK_GIDX(w); steps++) {
+			const struct fdn_shm_node *n = fdn__node(s, FDN_LINK_GIDX(w));
+			if (!n || steps > s->ngranules)
+				return FDN_ECORRUPT;
+			w = atomic_load_explicit(&n->next, memory_order_acquire);
+			if (n->hash > h)
+				break;
+			const unsigned char *k = n->data;
+			if (n->hash != h || FDN_LINK_MARKED(w) || n->key_len < 1 + plen ||
+			    k[0] != plen || memcmp(k + 1, prefix, plen) != 0)
+				continue;
+			int r = cb(arg, n, plen);
+			if (r)
+				return r;
+		}
 	}
 	return 0;
+}
+
+static int idx_visit_cb(void *arg, const struct fdn_shm_node *n, size_t plen)
+{
+	return idx_visit(arg, n);
+}
+
+static int idx_walk_chain(struct idx_walk *iw)
+{
+	return walk_prefix(iw->w->s, iw->prefix, iw->plen, idx_visit_cb, iw);
 }
 
 /* Through the index if name is indexed and value indexable, else -1. */
@@ -1032,42 +1049,35 @@ int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget)
 	return sweep(s, 0, 0, cursor, budget);
 }
 
-/* Up to PURGE_BATCH entry keys from the owner's chain of the index. */
+struct owner_collect {
+	struct victim *v;
+	int n;
+};
+
+static int owner_collect_cb(void *arg, const struct fdn_shm_node *nd, size_t plen)
+{
+	struct owner_collect *c = arg;
+	size_t eklen = nd->key_len - 1 - plen;
+	if (check_key(eklen))
+		return 0;
+	c->v[c->n].key_len = (uint32_t)eklen;
+	memcpy(c->v[c->n].key, nd->data + 1 + plen, eklen);
+	return ++c->n == PURGE_BATCH;
+}
+
+/* Up to PURGE_BATCH entry keys from the owner's chains of the index. */
 static int owner_refs(fdn_segment *s, const unsigned char *prefix, size_t plen, struct victim *v,
 		      int *n)
 {
-	unsigned char pk[1 + PREFIX_MAX];
-	size_t pkl = ref_key(pk, prefix, plen, "", 0);
-	uint64_t h = fdn__ht_hash(s, T_INDEX, pk, pkl);
 	struct fdn__thread *t;
 	int r = fdn__rcu_read_lock(s, &t);
 	if (r)
 		return r;
-	uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
-					  memory_order_acquire);
-	*n = 0;
-	for (uint64_t steps = 0; FDN_LINK_GIDX(w) && *n < PURGE_BATCH; steps++) {
-		const struct fdn_shm_node *nd = fdn__node(s, FDN_LINK_GIDX(w));
-		if (!nd || steps > s->ngranules) {
-			r = FDN_ECORRUPT;
-			break;
-		}
-		w = atomic_load_explicit(&nd->next, memory_order_acquire);
-		if (nd->hash > h)
-			break;
-		const unsigned char *k = nd->data;
-		if (nd->hash != h || FDN_LINK_MARKED(w) || nd->key_len < 1 + plen || k[0] != plen ||
-		    memcmp(k + 1, prefix, plen) != 0)
-			continue;
-		size_t eklen = nd->key_len - 1 - plen;
-		if (check_key(eklen))
-			continue;
-		v[*n].key_len = (uint32_t)eklen;
-		memcpy(v[*n].key, k + 1 + plen, eklen);
-		(*n)++;
-	}
+	struct owner_collect c = {v, 0};
+	r = walk_prefix(s, prefix, plen, owner_collect_cb, &c);
 	fdn__rcu_read_unlock(t);
-	return r;
+	*n = c.n;
+	return r < 0 ? r : 0;
 }
 
 /* Remove what the owner (idx, word) left, through its chain: O(its entries).

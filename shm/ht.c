@@ -66,9 +66,15 @@ uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, siz
 		size_t n = len ? k[0] : 0;
 		if (len == 0 || n > len - 1)
 			n = len ? len - 1 : 0; /* malformed: hash what there is */
-		return XXH3_64bits_withSeed(k + 1, n, s->seed);
+		uint64_t rest = XXH3_64bits_withSeed(k + 1 + n, len ? len - 1 - n : 0, s->seed);
+		return fdn__ht_prefix_hash(s, k + 1, n) ^ (rest & (FDN_PREFIX_SPREAD - 1));
 	}
 	return XXH3_64bits_withSeed(key, len, s->seed);
+}
+
+uint64_t fdn__ht_prefix_hash(const fdn_segment *s, const void *prefix, size_t n)
+{
+	return XXH3_64bits_withSeed(prefix, n, s->seed);
 }
 
 int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table)

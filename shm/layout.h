@@ -60,7 +60,8 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_TABLE_NAME_MAX   24u
 #define FDN_LIMBO_MAX        31u /* deferred frees a reader slot may hold */
 #define FDN_NREGIONS         8u
-#define FDN_MAX_INDEXED      8u /* indexed registry attributes */
+#define FDN_PREFIX_SPREAD    32u /* chains per prefix, power of two */
+#define FDN_MAX_INDEXED      8u  /* indexed registry attributes */
 #define FDN_INDEXED_NAME_MAX 32u
 #define FDN_GRAVEYARD_MAX    256u /* deaths remembered */
 
@@ -101,9 +102,12 @@ struct fdn_shm_region {
  */
 /* fdn_shm_table.flags */
 enum {
-	/* Keys are [u8 n][n prefix bytes][rest]: the hash covers the prefix
-	 * only, so every key of one prefix shares a chain (secondary indexes:
-	 * all entries of one attribute value are found by walking one chain). */
+	/* Keys are [u8 n][n prefix bytes][rest]; the hash is
+	 * XXH3(prefix) ^ (XXH3(rest) mod FDN_PREFIX_SPREAD), so the keys of one
+	 * prefix lie in FDN_PREFIX_SPREAD chains, found without knowing the
+	 * rest (secondary indexes: all entries of one attribute value are
+	 * found by walking those chains), and an insert walks 1/SPREAD of
+	 * them even when many entries share the value. */
 	FDN_TABLE_PREFIX_HASH = 1u << 0,
 };
 

@@ -136,6 +136,7 @@ uint64_t fdn__layout_signature(void)
 	    FDN_MAX_INDEXED,
 	    FDN_INDEXED_NAME_MAX,
 	    FDN_GRAVEYARD_MAX,
+	    FDN_PREFIX_SPREAD,
 	};
 #undef S
 #undef O
