@@ -656,7 +656,7 @@ static int walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t plen,
 {
 	uint64_t base = fdn__ht_prefix_hash(s, prefix, plen);
 	uint64_t steps = 0;
-	for (uint64_t sub = 0; sub < FDN_PREFIX_SPREAD; sub++) {
+	for (uint64_t sub = 0, spread = fdn__prefix_spread(prefix, plen); sub < spread; sub++) {
 		uint64_t h = base ^ sub;
 		uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
 						  memory_order_acquire);

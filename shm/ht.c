@@ -67,7 +67,8 @@ uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, siz
 		if (len == 0 || n > len - 1)
 			n = len ? len - 1 : 0; /* malformed: hash what there is */
 		uint64_t rest = XXH3_64bits_withSeed(k + 1 + n, len ? len - 1 - n : 0, s->seed);
-		return fdn__ht_prefix_hash(s, k + 1, n) ^ (rest & (FDN_PREFIX_SPREAD - 1));
+		return fdn__ht_prefix_hash(s, k + 1, n) ^
+		       (rest & (fdn__prefix_spread(k + 1, n) - 1));
 	}
 	return XXH3_64bits_withSeed(key, len, s->seed);
 }

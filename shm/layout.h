@@ -50,20 +50,21 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_ABI_MAJOR 1
 #define FDN_ABI_MINOR 0
 
-#define FDN_HEADER_SIZE      4096u
-#define FDN_CACHELINE        64u
-#define FDN_GRANULE          64u    /* heap allocation unit; gidx = offset / 64 */
-#define FDN_PAGE_SIZE        65536u /* heap page: all blocks of one size class */
-#define FDN_PAGE_GRANULES    1024u
-#define FDN_NCLASSES         8u /* block sizes 64 << c, c = 0..7 (64..8192) */
-#define FDN_MAX_TABLES       16u
-#define FDN_TABLE_NAME_MAX   24u
-#define FDN_LIMBO_MAX        31u /* deferred frees a reader slot may hold */
-#define FDN_NREGIONS         8u
-#define FDN_PREFIX_SPREAD    32u /* chains per prefix, power of two */
-#define FDN_MAX_INDEXED      8u  /* indexed registry attributes */
-#define FDN_INDEXED_NAME_MAX 32u
-#define FDN_GRAVEYARD_MAX    256u /* deaths remembered */
+#define FDN_HEADER_SIZE        4096u
+#define FDN_CACHELINE          64u
+#define FDN_GRANULE            64u    /* heap allocation unit; gidx = offset / 64 */
+#define FDN_PAGE_SIZE          65536u /* heap page: all blocks of one size class */
+#define FDN_PAGE_GRANULES      1024u
+#define FDN_NCLASSES           8u /* block sizes 64 << c, c = 0..7 (64..8192) */
+#define FDN_MAX_TABLES         16u
+#define FDN_TABLE_NAME_MAX     24u
+#define FDN_LIMBO_MAX          31u /* deferred frees a reader slot may hold */
+#define FDN_NREGIONS           8u
+#define FDN_PREFIX_SPREAD      32u   /* chains per prefix, power of two */
+#define FDN_PREFIX_SPREAD_WIDE 1024u /* for prefixes whose first byte is 0 */
+#define FDN_MAX_INDEXED        8u    /* indexed registry attributes */
+#define FDN_INDEXED_NAME_MAX   32u
+#define FDN_GRAVEYARD_MAX      256u /* deaths remembered */
 
 /* Capacity limits (checked at create and at attach). */
 #define FDN_MAX_PROCS   (1u << 20)
@@ -107,7 +108,9 @@ enum {
 	 * prefix lie in FDN_PREFIX_SPREAD chains, found without knowing the
 	 * rest (secondary indexes: all entries of one attribute value are
 	 * found by walking those chains), and an insert walks 1/SPREAD of
-	 * them even when many entries share the value. */
+	 * them even when many entries share the value.  A prefix whose first
+	 * byte is 0 (the registry's owner references: many per prefix, walked
+	 * only when the owner dies) spreads over FDN_PREFIX_SPREAD_WIDE. */
 	FDN_TABLE_PREFIX_HASH = 1u << 0,
 };
 

@@ -137,6 +137,7 @@ uint64_t fdn__layout_signature(void)
 	    FDN_INDEXED_NAME_MAX,
 	    FDN_GRAVEYARD_MAX,
 	    FDN_PREFIX_SPREAD,
+	    FDN_PREFIX_SPREAD_WIDE,
 	};
 #undef S
 #undef O

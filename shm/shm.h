@@ -233,7 +233,12 @@ int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table);
 /* The table's hash of a key: XXH3 with the segment's seed, over the whole
  * key, or over its prefix for FDN_TABLE_PREFIX_HASH tables. */
 uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, size_t len);
-/* The base hash of a prefix: its keys hash to base ^ k, k < FDN_PREFIX_SPREAD. */
+/* How many chains the keys of a prefix spread over. */
+static inline uint64_t fdn__prefix_spread(const unsigned char *prefix, size_t n)
+{
+	return n && prefix[0] == 0 ? FDN_PREFIX_SPREAD_WIDE : FDN_PREFIX_SPREAD;
+}
+/* The base hash of a prefix: its keys hash to base ^ k, k < its spread. */
 uint64_t fdn__ht_prefix_hash(const fdn_segment *s, const void *prefix, size_t n);
 /* Lookup (ht_read.h, inline): caller holds the read lock.  0,
  * FDN_ENOTFOUND, FDN_EINVKEY, FDN_EINVAL (no such table), FDN_ECORRUPT. */
