@@ -410,6 +410,40 @@ static void refs_undo(fdn_segment *s, const void *key, size_t klen, uint32_t oid
 	each_ref(s, oidx, oword, attrs, alen, ref_del_cb, &del);
 }
 
+static int remove_entry(fdn_segment *s, const void *key, size_t klen, const struct fdn__ht_view *v,
+			uint32_t oidx, uint64_t oword, const unsigned char *attrs, size_t alen);
+
+/*
+ * The entry of key, copied out of a read-side section of its own: its
+ * version (gidx, generation -- still a valid name after the section, for a
+ * conditional replace or delete, which fails if the entry changed), its
+ * record, and its attributes (rc->attrs_len bytes into attrs; 0 if they are
+ * damaged).  visible_only: FDN_ENOTFOUND unless the entry is visible.
+ */
+static int copy_entry(fdn_segment *s, const void *key, size_t klen, bool visible_only,
+		      struct fdn__ht_view *version, struct rec *rc, unsigned char *attrs)
+{
+	struct fdn__thread *t;
+	int r = fdn__rcu_read_lock(s, &t);
+	if (r)
+		return r;
+	struct fdn__ht_view v;
+	const unsigned char *a;
+	r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+	if (r == 0 && !rec_of(&v, rc, &a))
+		r = FDN_ENOTFOUND;
+	if (r == 0 && visible_only && !fdn__word_live(s, rc->owner_idx, rc->owner_word))
+		r = FDN_ENOTFOUND;
+	if (r == 0) {
+		*version = (struct fdn__ht_view){.gidx = v.gidx, .gen = v.gen};
+		if (fdn_attrs_validate(a, rc->attrs_len) != 0)
+			rc->attrs_len = 0;
+		memcpy(attrs, a, rc->attrs_len);
+	}
+	fdn__rcu_read_unlock(t);
+	return r;
+}
+
 /* A writer for another pid whose owner died while it wrote: the reaper may
  * have purged already, so the writer removes its own entry (this version
  * of it only). */
@@ -419,27 +453,12 @@ static void drop_if_owner_gone(fdn_segment *s, const void *key, size_t klen, uin
 	atomic_thread_fence(memory_order_seq_cst); /* our put before the check */
 	if (fdn__word_live(s, oidx, oword))
 		return;
-	struct fdn__thread *t;
-	if (fdn__rcu_read_lock(s, &t))
-		return;
-	struct fdn__ht_view v;
+	struct fdn__ht_view version;
 	struct rec r;
-	const unsigned char *attrs;
 	unsigned char copy[FDN_ATTRS_MAX];
-	size_t alen = 0;
-	struct fdn__ht_view version = {0};
-	bool mine = fdn__ht_lookup(s, T_MAIN, key, klen, &v) == 0 && rec_of(&v, &r, &attrs) &&
-		    r.owner_word == oword && r.owner_idx == oidx;
-	if (mine) {
-		version = (struct fdn__ht_view){.gidx = v.gidx, .gen = v.gen};
-		alen = r.attrs_len;
-		memcpy(copy, attrs, alen);
-	}
-	fdn__rcu_read_unlock(t);
-	if (mine && fdn__ht_delete(s, T_MAIN, key, klen, &version) == 0) {
-		struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
-		each_ref(s, oidx, oword, copy, alen, ref_del_cb, &del);
-	}
+	if (copy_entry(s, key, klen, false, &version, &r, copy) == 0 && r.owner_word == oword &&
+	    r.owner_idx == oidx)
+		remove_entry(s, key, klen, &version, oidx, oword, copy, r.attrs_len);
 }
 
 static int build_record(fdn_segment *s, uint32_t owner_idx, uint64_t owner_word, uint64_t reg_ns,
@@ -761,25 +780,11 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 	if (ulen < 0)
 		return ulen;
 	for (int tries = 0; tries < 64; tries++) {
-		struct fdn__thread *t;
-		if ((r = fdn__rcu_read_lock(s, &t)))
-			return r;
-		struct fdn__ht_view v;
+		struct fdn__ht_view expect;
 		struct rec rc;
-		struct fdn_entry_view e;
-		r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
-		if (r == 0 && !visible(s, &v, &rc, &e))
-			r = FDN_ENOTFOUND;
-		if (r) {
-			fdn__rcu_read_unlock(t);
+		if ((r = copy_entry(s, key, klen, true, &expect, &rc, old)))
 			return r;
-		}
-		size_t olen = e.attrs_len;
-		memcpy(old, e.attrs, olen);
-		/* The version (gidx, generation) stays a valid name outside the
-		 * section: a replace of it fails if it changed meanwhile. */
-		struct fdn__ht_view expect = {.gidx = v.gidx, .gen = v.gen};
-		fdn__rcu_read_unlock(t);
+		size_t olen = rc.attrs_len;
 		int alen = merge ? fdn_attrs_merge(old, olen, upd, (size_t)ulen, val + REC_SIZE,
 						   FDN_ATTRS_MAX)
 				 : ulen;
@@ -839,27 +844,13 @@ int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 	if (r || (r = check_key(klen)))
 		return r;
 	for (int tries = 0; tries < 64; tries++) {
-		struct fdn__thread *t;
-		if ((r = fdn__rcu_read_lock(s, &t)))
-			return r;
-		struct fdn__ht_view v;
+		struct fdn__ht_view version;
 		struct rec rc;
-		struct fdn_entry_view e;
-		r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
-		if (r == 0 && !visible(s, &v, &rc, &e))
-			r = FDN_ENOTFOUND;
 		unsigned char attrs[FDN_ATTRS_MAX];
-		struct fdn__ht_view version = {0};
-		size_t alen = 0;
-		if (r == 0) {
-			version = (struct fdn__ht_view){.gidx = v.gidx, .gen = v.gen};
-			alen = e.attrs_len;
-			memcpy(attrs, e.attrs, alen);
-		}
-		fdn__rcu_read_unlock(t);
-		if (r)
+		if ((r = copy_entry(s, key, klen, true, &version, &rc, attrs)))
 			return r; /* not there (or an error) */
-		r = remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word, attrs, alen);
+		r = remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word, attrs,
+				 rc.attrs_len);
 		if (r != FDN_ENOTFOUND)
 			return r;
 		/* The version changed under us (replaced or updated): again. */
@@ -1095,26 +1086,17 @@ static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64
 			break;
 		int progress = 0;
 		for (int i = 0; i < n && r == 0; i++) {
-			struct fdn_entry e;
-			struct fdn__thread *t;
-			struct fdn__ht_view ev;
+			struct fdn__ht_view version;
 			struct rec rc;
-			const unsigned char *attrs;
-			if ((r = fdn__rcu_read_lock(s, &t)))
+			int cr =
+			    copy_entry(s, v[i].key, v[i].key_len, false, &version, &rc, v[i].attrs);
+			if (cr != 0 && cr != FDN_ENOTFOUND) {
+				r = cr;
 				break;
-			bool mine = fdn__ht_lookup(s, T_MAIN, v[i].key, v[i].key_len, &ev) == 0 &&
-				    rec_of(&ev, &rc, &attrs) && rc.owner_word == word &&
-				    rc.owner_idx == idx &&
-				    fdn_attrs_validate(attrs, rc.attrs_len) == 0;
-			struct fdn__ht_view version = {0};
-			if (mine) {
-				version = (struct fdn__ht_view){.gidx = ev.gidx, .gen = ev.gen};
-				e.attrs_len = rc.attrs_len;
-				memcpy(e.attrs, attrs, rc.attrs_len);
 			}
-			fdn__rcu_read_unlock(t);
+			bool mine = cr == 0 && rc.owner_word == word && rc.owner_idx == idx;
 			int rr = mine ? remove_entry(s, v[i].key, v[i].key_len, &version, idx, word,
-						     e.attrs, e.attrs_len)
+						     v[i].attrs, rc.attrs_len)
 				      : ref_del_unused(s, prefix, plen, v[i].key, v[i].key_len);
 			if (rr == 0) {
 				progress++;
