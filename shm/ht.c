@@ -392,15 +392,16 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 	return r;
 }
 
-int fdn__ht_foreach_bucket(fdn_segment *s, uint32_t table, uint64_t b, fdn__ht_cb cb, void *arg)
+/* Walk chain b; *steps counts links across calls (a damaged segment must
+ * not make a walk longer than the heap has blocks). */
+static int fdn__walk_bucket(fdn_segment *s, uint32_t table, uint64_t b, uint64_t *steps,
+			    fdn__ht_cb cb, void *arg)
 {
-	if (table >= s->ntables || b > s->bucket_mask[table])
-		return FDN_EINVAL;
 	uint64_t w = atomic_load_explicit(&s->buckets[table][b], memory_order_acquire);
-	for (uint64_t steps = 0; FDN_LINK_GIDX(w); steps++) {
+	while (FDN_LINK_GIDX(w)) {
 		uint32_t g = FDN_LINK_GIDX(w);
 		const struct fdn_shm_node *n = fdn__node(s, g);
-		if (!n || steps > s->ngranules)
+		if (!n || ++*steps > s->ngranules)
 			return FDN_ECORRUPT;
 		w = atomic_load_explicit(&n->next, memory_order_acquire);
 		if (FDN_LINK_MARKED(w))
@@ -414,27 +415,23 @@ int fdn__ht_foreach_bucket(fdn_segment *s, uint32_t table, uint64_t b, fdn__ht_c
 	return 0;
 }
 
+int fdn__ht_foreach_bucket(fdn_segment *s, uint32_t table, uint64_t b, fdn__ht_cb cb, void *arg)
+{
+	uint64_t steps = 0;
+	if (table >= s->ntables || b > s->bucket_mask[table])
+		return FDN_EINVAL;
+	return fdn__walk_bucket(s, table, b, &steps, cb, arg);
+}
+
 int fdn__ht_foreach(fdn_segment *s, uint32_t table, fdn__ht_cb cb, void *arg)
 {
 	if (table >= s->ntables)
 		return FDN_EINVAL;
 	uint64_t steps = 0, nb = s->bucket_mask[table] + 1;
 	for (uint64_t b = 0; b < nb; b++) {
-		uint64_t w = atomic_load_explicit(&s->buckets[table][b], memory_order_acquire);
-		while (FDN_LINK_GIDX(w)) {
-			uint32_t g = FDN_LINK_GIDX(w);
-			const struct fdn_shm_node *n = fdn__node(s, g);
-			if (!n || ++steps > s->ngranules)
-				return FDN_ECORRUPT;
-			w = atomic_load_explicit(&n->next, memory_order_acquire);
-			if (FDN_LINK_MARKED(w))
-				continue;
-			struct fdn__ht_view v;
-			fdn__view(n, g, &v);
-			int r = cb(arg, &v);
-			if (r)
-				return r;
-		}
+		int r = fdn__walk_bucket(s, table, b, &steps, cb, arg);
+		if (r)
+			return r;
 	}
 	return 0;
 }
