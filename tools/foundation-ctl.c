@@ -13,6 +13,7 @@
  * (--attr) is bad input to the operation, not bad usage: exit 1, "invalid
  * metadata", the library's own verdict (fdn_attr_parse).
  */
+#include "cli.h"
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
@@ -28,9 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *prog = "foundation-ctl";
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+const char *prog = "foundation-ctl";
 
 #define MAX_ATTRS 32
 
@@ -306,30 +305,6 @@ static const struct option all_opts[] = {
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
 
-/* A usage error: one line, "prog: [cmd ]what...: why (see prog [cmd] --help)". */
-__attribute__((format(printf, 2, 3))) static int usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see %s%s%s --help)\n", prog, cmd ? " " : "", cmd ? cmd : "");
-	return EXIT_USAGE;
-}
-
-/* The option getopt_long rejected, as the user wrote it. */
-static const char *bad_option(char **argv, char *buf, size_t cap)
-{
-	const char *w = argv[optind - 1];
-	if (strncmp(w, "--", 2) == 0) {
-		snprintf(buf, cap, "%.*s", (int)strcspn(w, "="), w);
-		return buf;
-	}
-	snprintf(buf, cap, "-%c", optopt ? optopt : '?');
-	return buf;
-}
-
 /* An unsigned decimal (or octal, base 8) number up to max, the whole text. */
 static bool parse_num(const char *text, int base, uint64_t max, uint64_t *out)
 {
@@ -427,23 +402,13 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 	return 0;
 }
 
-/* The long options command c accepts. */
-static void command_opts(const struct command *c, struct option *out)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < NOPTS; i++)
-		if (all_opts[i].val == 'h' || strchr(c->allowed, all_opts[i].val))
-			out[n++] = all_opts[i];
-	out[n] = (struct option){0, 0, 0, 0};
-}
-
 /* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,
  * else the exit status. */
 static int parse_command(const struct command *c, int argc, char **argv, struct args *a)
 {
 	struct option lo[NOPTS + 1];
 	char buf[64];
-	command_opts(c, lo);
+	options_for(all_opts, NOPTS, "h", c->allowed, lo);
 	optind = 0; /* restart getopt on the command's own arguments */
 	for (int o; (o = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
 		if (o == 'h') {

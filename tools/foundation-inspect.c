@@ -17,6 +17,7 @@
  * Exit status: 0 done; 1 an error (one line on stderr,
  * "foundation-inspect: <what>: <why>") or a failed check; 2 bad usage.
  */
+#include "cli.h"
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
@@ -35,9 +36,7 @@
 #include <string.h>
 #include <time.h>
 
-static const char *prog = "foundation-inspect";
-
-enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+const char *prog = "foundation-inspect";
 
 struct args {
 	const char *segment;
@@ -875,28 +874,6 @@ static void command_usage(FILE *f, const struct command *c)
 	fprintf(f, "usage: %s [--segment NAME] [--json] %s\n\n%s", prog, c->synopsis, c->help);
 }
 
-__attribute__((format(printf, 2, 3))) static int usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, " (see %s%s%s --help)\n", prog, cmd ? " " : "", cmd ? cmd : "");
-	return EXIT_USAGE;
-}
-
-/* The option getopt_long rejected, as the user wrote it. */
-static const char *bad_option(char **argv, char *buf, size_t cap)
-{
-	const char *w = argv[optind - 1];
-	if (strncmp(w, "--", 2) == 0)
-		snprintf(buf, cap, "%.*s", (int)strcspn(w, "="), w);
-	else
-		snprintf(buf, cap, "-%c", optopt ? optopt : '?');
-	return buf;
-}
-
 static const struct option all_opts[] = {
     {"attr", required_argument, 0, 'a'}, {"prefix", required_argument, 0, 'p'},
     {"json", no_argument, 0, 'j'},       {"segment", required_argument, 0, 'S'},
@@ -905,22 +882,13 @@ static const struct option all_opts[] = {
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
 
-static void command_opts(const struct command *c, struct option *out)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < NOPTS; i++)
-		if (strchr("jSh", all_opts[i].val) || strchr(c->allowed, all_opts[i].val))
-			out[n++] = all_opts[i];
-	out[n] = (struct option){0, 0, 0, 0};
-}
-
 /* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,
  * else the exit status. */
 static int parse_command(const struct command *c, int argc, char **argv, struct args *a)
 {
 	struct option lo[NOPTS + 1];
 	char buf[64];
-	command_opts(c, lo);
+	options_for(all_opts, NOPTS, "jSh", c->allowed, lo);
 	optind = 0; /* restart getopt on the command's own arguments */
 	for (int o; (o = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
 		switch (o) {

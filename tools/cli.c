@@ -1,0 +1,37 @@
+/* tools/cli.c - see cli.h. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see %s%s%s --help)\n", prog, cmd ? " " : "", cmd ? cmd : "");
+	return EXIT_USAGE;
+}
+
+const char *bad_option(char **argv, char *buf, size_t cap)
+{
+	const char *w = argv[optind - 1];
+	if (strncmp(w, "--", 2) == 0)
+		snprintf(buf, cap, "%.*s", (int)strcspn(w, "="), w);
+	else
+		snprintf(buf, cap, "-%c", optopt ? optopt : '?');
+	return buf;
+}
+
+void options_for(const struct option *all, size_t n, const char *always, const char *allowed,
+		 struct option *out)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (strchr(always, all[i].val) || strchr(allowed, all[i].val))
+			out[k++] = all[i];
+	out[k] = (struct option){0, 0, 0, 0};
+}
