@@ -1,17 +1,23 @@
 /*
  * foundation-demo - the README's main job.
  *
- * Until the registry and its tools exist, the demo shows the mechanism they
- * stand on: it creates a private segment, forks writer processes that fill
- * the shared table with disjoint keys, forks a reader that finds every key
- * written by the others, SIGKILLs a writer in the middle of its stream and
- * reclaims what it owned, then prints the segment's statistics and the
- * checker's verdict and removes the segment.
+ * Creates a private segment (the library starts its reaper), forks worker
+ * processes that register themselves with attributes, answers "which
+ * workers have capability gpu?" from yet another process, SIGKILLs one
+ * worker and shows its entry vanish (a watch, not a sleep) and its death in
+ * the graveyard, prints the segment's statistics and the checker's verdict,
+ * stops the workers, and removes the segment.  Ends by itself in a second
+ * or two and leaves no process behind.
  */
 #include "shm/shm.h"
 
+#include <foundation/foundation.h>
+#include <foundation/reaper.h>
+#include <foundation/registry.h>
+
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,21 +28,23 @@
 
 static const char *prog = "foundation-demo";
 
+#define MAX_WORKERS 16
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: %s [--segment NAME] [--writers N] [--keys N]\n"
+		"usage: %s [--segment NAME] [--workers N]\n"
 		"\n"
-		"Creates a private shared segment, has N writer processes insert disjoint\n"
-		"keys into its lock-free table, a reader process look them all up, SIGKILLs\n"
-		"one more writer mid-stream and reclaims what it held, then prints the\n"
-		"segment statistics and the integrity check, and removes the segment.\n"
+		"Creates a private shared segment (the library starts its reaper), forks N\n"
+		"workers that register themselves with attributes, queries them from another\n"
+		"process, SIGKILLs one and shows its entry vanish and its death in the\n"
+		"graveyard, then prints the segment's statistics and integrity check and\n"
+		"removes the segment.\n"
 		"\n"
 		"  --segment NAME  segment name (default: foundation-demo-<pid>)\n"
-		"  --writers N     writer processes (default 4, at most 64)\n"
-		"  --keys N        keys per writer (default 20000)\n"
+		"  --workers N     worker processes (default 6, 2..%d)\n"
 		"  --help          this text\n",
-		prog);
+		prog, MAX_WORKERS);
 }
 
 static void die(const char *what, int err)
@@ -45,131 +53,128 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
-static void key_of(char *buf, size_t cap, int writer, int i)
+/* The reaper next to this program, unless one is named already. */
+static void find_reaper(void)
 {
-	snprintf(buf, cap, "w%02d-agent-%08d", writer, i);
+	char self[PATH_MAX], path[PATH_MAX + 32];
+	if (getenv("FOUNDATION_REAPERD"))
+		return;
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return;
+	self[n] = 0;
+	char *slash = strrchr(self, '/');
+	if (!slash)
+		return;
+	*slash = 0;
+	snprintf(path, sizeof(path), "%s/foundation-reaperd", self);
+	if (access(path, X_OK) == 0)
+		setenv("FOUNDATION_REAPERD", path, 1);
 }
 
-/* A writer: attach, insert its keys with its pid as the value, detach. */
-static int run_writer(const char *name, int w, int nkeys)
+/* A worker: register "worker-N" for itself with attributes, then wait. */
+static void worker(const char *name, int n, int ready_fd)
 {
+	static const char *caps[] = {"gpu", "http", "sql"};
+	const char *items[2] = {caps[n % 3], n % 2 ? "batch" : "stream"};
+	struct fdn_attr a[3] = {
+	    {.name = "capability", .type = FDN_ATTR_LIST, .v.list = {items, 2}},
+	    {.name = "health_status", .type = FDN_ATTR_STRING, .v.s = n == 4 ? "degraded" : "ok"},
+	    {.name = "node", .type = FDN_ATTR_STRING, .v.s = n < 3 ? "node-a" : "node-b"}};
+	char key[32];
 	fdn_segment *s;
-	int r = fdn_segment_attach(name, 0, &s);
-	if (r)
-		die("writer: attach", r);
-	for (int i = 0; i < nkeys; i++) {
-		char key[64];
-		uint64_t val = (uint64_t)getpid() << 32 | (uint32_t)i;
-		key_of(key, sizeof(key), w, i);
-		r = fdn__ht_put(s, 0, key, strlen(key), &val, sizeof(val), FDN_HT_UNIQUE, NULL,
-				NULL);
-		if (r)
-			die("writer: insert", r);
+	snprintf(key, sizeof(key), "worker-%d", n);
+	if (fdn_segment_attach(name, 0, &s) ||
+	    fdn_register(s, key, strlen(key), getpid(), a, 3, 0, NULL))
+		_exit(2);
+	char c = 'r';
+	if (write(ready_fd, &c, 1) != 1)
+		_exit(3);
+	pause();
+	_exit(0);
+}
+
+static void print_attrs(const void *attrs, uint32_t len)
+{
+	uint32_t n = fdn_attrs_count(attrs, len);
+	for (uint32_t i = 0; i < n; i++) {
+		struct fdn_attr a;
+		if (fdn_attrs_at(attrs, len, i, &a))
+			continue;
+		printf("%s%s=", i ? " " : "", a.name);
+		if (a.type == FDN_ATTR_LIST) {
+			printf("[");
+			for (uint32_t k = 0; k < a.v.list.n; k++)
+				printf("%s%s", k ? "," : "", fdn_attrs_list_item(&a, k));
+			printf("]");
+		} else if (a.type == FDN_ATTR_STRING) {
+			printf("%s", a.v.s);
+		} else if (a.type == FDN_ATTR_INT) {
+			printf("%lld", (long long)a.v.i);
+		}
 	}
-	fdn_segment_detach(s);
+}
+
+static int print_entry(void *arg, const struct fdn_entry_view *e)
+{
+	(void)arg;
+	printf("    %-10.*s pid %-7d ", (int)e->key_len, (const char *)e->key, (int)e->pid);
+	print_attrs(e->attrs, e->attrs_len);
+	printf("\n");
 	return 0;
 }
 
-/* The reader: every key of every writer must be there. */
-static int run_reader(const char *name, int writers, int nkeys)
+static void print_registry(fdn_segment *s, const char *title)
 {
-	fdn_segment *s;
-	int r = fdn_segment_attach(name, 0, &s);
-	if (r)
-		die("reader: attach", r);
-	long found = 0;
-	for (int w = 0; w < writers; w++) {
-		for (int i = 0; i < nkeys; i++) {
-			char key[64];
-			struct fdn__thread *t;
-			struct fdn__ht_view v;
-			key_of(key, sizeof(key), w, i);
-			if ((r = fdn__rcu_read_lock(s, &t)))
-				die("reader: read lock", r);
-			if (fdn__ht_lookup(s, 0, key, strlen(key), &v) == 0)
-				found++;
-			fdn__rcu_read_unlock(t);
-		}
-	}
-	printf("  reader pid %d found %ld of %ld keys\n", (int)getpid(), found,
-	       (long)writers * nkeys);
-	fdn_segment_detach(s);
-	return found == (long)writers * nkeys ? 0 : 1;
-}
-
-static pid_t spawn(int (*fn)(const char *, int, int), const char *name, int a, int b)
-{
-	fflush(stdout); /* the child must not print the parent's buffer again */
-	pid_t p = fork();
-	if (p < 0)
-		die("fork", -errno);
-	if (p == 0) {
-		int rc = fn(name, a, b);
-		fflush(stdout);
-		_exit(rc);
-	}
-	return p;
-}
-
-static int wait_ok(pid_t p)
-{
-	int st;
-	if (waitpid(p, &st, 0) < 0)
-		return 0;
-	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	printf("%s (%lld entries):\n", title, (long long)fdn_count(s));
+	fdn_foreach(s, print_entry, NULL);
 }
 
 static void print_violation(void *arg, const char *code, const char *msg)
 {
 	(void)arg;
-	printf("  violation [%s] %s\n", code, msg);
+	printf("    violation [%s] %s\n", code, msg);
 }
 
-static void print_stats(fdn_segment *s)
+/* From a separate process: the healthy gpu workers. */
+static pid_t query_process(const char *name)
 {
-	struct fdn_segment_stats st;
-	fdn_segment_stats(s, &st);
-	printf("  segment      %-12s %llu bytes, ABI %u.%u\n", fdn_segment_name(s),
-	       (unsigned long long)st.total_bytes, st.abi_major, st.abi_minor);
-	printf("  processes    %u / %u slots in use\n", st.procs_used, st.procs_cap);
-	printf("  threads      %u / %u reader slots in use\n", st.threads_used, st.threads_cap);
-	printf("  heap         %llu / %llu pages, %llu blocks (%llu bytes) allocated\n",
-	       (unsigned long long)st.heap_pages_used, (unsigned long long)st.heap_pages,
-	       (unsigned long long)st.blocks_used, (unsigned long long)st.block_bytes_used);
-	printf("  grace period counter %llu\n", (unsigned long long)st.gp_counter);
-	for (uint32_t i = 0; i < st.ntables; i++)
-		printf("  table %-6s %llu entries in %llu buckets (load %.2f)\n", st.tables[i].name,
-		       (unsigned long long)st.tables[i].entries,
-		       (unsigned long long)st.tables[i].buckets,
-		       (double)st.tables[i].entries / (double)st.tables[i].buckets);
-}
-
-/* A writer that never stops, to be killed; returns its process slot. */
-static pid_t spawn_victim(const char *name)
-{
-	return spawn(run_writer, name, 99, 1 << 30);
+	fflush(stdout);
+	pid_t p = fork();
+	if (p != 0)
+		return p;
+	fdn_segment *s;
+	if (fdn_segment_attach(name, FDN_SEG_READONLY, &s))
+		_exit(2);
+	const char *healthy[] = {"ok"};
+	struct fdn_criterion c[2] = {
+	    {"capability", FDN_CMP_EQ, {.type = FDN_ATTR_STRING, .v.s = "gpu"}},
+	    {"health_status", FDN_CMP_IN, {.type = FDN_ATTR_LIST, .v.list = {healthy, 1}}}};
+	printf("\nanother process (pid %d) asks: which healthy workers have capability gpu?\n",
+	       (int)getpid());
+	int n = fdn_query(s, c, 2, print_entry, NULL);
+	printf("    %d found\n", n);
+	fflush(stdout);
+	fdn_segment_detach(s);
+	_exit(n >= 0 ? 0 : 1);
 }
 
 int main(int argc, char **argv)
 {
 	char defname[64];
 	const char *name = NULL;
-	int writers = 4, nkeys = 20000;
+	int nworkers = 6;
 	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
-					   {"writers", required_argument, 0, 'w'},
-					   {"keys", required_argument, 0, 'k'},
+					   {"workers", required_argument, 0, 'w'},
 					   {"help", no_argument, 0, 'h'},
 					   {0, 0, 0, 0}};
-	for (int c; (c = getopt_long(argc, argv, "s:w:k:h", lo, NULL)) != -1;) {
+	for (int c; (c = getopt_long(argc, argv, "s:w:h", lo, NULL)) != -1;) {
 		switch (c) {
 		case 's':
 			name = optarg;
 			break;
 		case 'w':
-			writers = atoi(optarg);
-			break;
-		case 'k':
-			nkeys = atoi(optarg);
+			nworkers = atoi(optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -179,60 +184,108 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc || writers < 1 || writers > 64 || nkeys < 1 || nkeys > 1000000) {
+	if (optind != argc || nworkers < 2 || nworkers > MAX_WORKERS) {
 		fprintf(stderr, "%s: bad arguments (see --help)\n", prog);
 		return 2;
 	}
-	/* This demo reclaims its killed writer itself, to show the mechanism:
-	 * no reaper daemon may do it at the same time. */
-	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
 	if (!name) {
 		snprintf(defname, sizeof(defname), "foundation-demo-%d", (int)getpid());
 		name = defname;
 	}
+	find_reaper();
 	struct fdn_segment_opts o;
 	fdn_segment_opts_init(&o);
-	o.entries = (uint64_t)writers * (uint64_t)nkeys + 100000;
+	o.entries = 1000;
 	fdn_segment *s;
 	int r = fdn_segment_create(name, &o, &s);
 	if (r)
 		die("create segment", r);
-	printf("created segment \"%s\"\n", name);
+	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
+		usleep(10000);
+	printf("created segment \"%s\"; reaper pid %d watches it\n", name,
+	       (int)fdn_reaper_holder(s));
 
-	printf("\n%d writer processes insert %d keys each...\n", writers, nkeys);
-	pid_t pids[64];
-	for (int w = 0; w < writers; w++)
-		pids[w] = spawn(run_writer, name, w, nkeys);
-	int ok = 1;
-	for (int w = 0; w < writers; w++)
-		ok &= wait_ok(pids[w]);
-	printf("  writers done: %s\n", ok ? "all succeeded" : "FAILED");
+	int pfd[2];
+	if (pipe(pfd) != 0)
+		die("pipe", -errno);
+	pid_t pids[MAX_WORKERS];
+	fflush(stdout);
+	for (int i = 0; i < nworkers; i++) {
+		pids[i] = fork();
+		if (pids[i] < 0)
+			die("fork", -errno);
+		if (pids[i] == 0) {
+			close(pfd[0]);
+			worker(name, i, pfd[1]);
+		}
+	}
+	close(pfd[1]);
+	for (int i = 0; i < nworkers; i++) {
+		char c;
+		if (read(pfd[0], &c, 1) != 1)
+			die("a worker failed to register", FDN_EINVAL);
+	}
+	close(pfd[0]);
+	printf("\n");
+	print_registry(s, "registry");
+	waitpid(query_process(name), NULL, 0);
 
-	printf("\na reader process looks every key up...\n");
-	ok &= wait_ok(spawn(run_reader, name, writers, nkeys));
-
-	printf("\none more writer is SIGKILLed mid-stream, then reclaimed...\n");
-	pid_t victim = spawn_victim(name);
-	struct timespec d = {0, 150 * 1000000};
-	nanosleep(&d, NULL);
+	pid_t victim = pids[1];
+	printf("\nSIGKILL worker-1 (pid %d)...\n", (int)victim);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	kill(victim, SIGKILL);
+	r = fdn_watch(s, "worker-1", 8, false, 10000);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (r)
+		die("waiting for worker-1 to vanish", r);
+	printf("    its entry vanished %.0f us after the kill (seen through fdn_watch)\n",
+	       (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3);
 	waitpid(victim, NULL, 0);
-	uint32_t idx;
-	if (fdn__proc_find(s, victim, &idx) == 0 &&
-	    (r = fdn__proc_reclaim(s, idx, atomic_load(&s->procs[idx].word), -1)) != 0)
-		die("reclaim", r);
-	printf("  killed pid %d; its slots reclaimed; its committed keys stay, counted\n",
-	       (int)victim);
+	for (int i = 0; i < 500 && fdn_deaths(s) < 1; i++)
+		usleep(2000);
+	struct fdn_death d;
+	if (fdn_graveyard(s, &d, 1) == 1)
+		printf(
+		    "    graveyard: pid %d, signal %d, %llu entries removed, reaper took %.1f us\n",
+		    (int)d.pid, d.exit_signal, (unsigned long long)d.entries,
+		    (double)d.latency_ns / 1e3);
+	printf("\n");
+	print_registry(s, "registry after the kill");
 
+	struct fdn_segment_stats st;
+	fdn_segment_stats(s, &st);
 	printf("\nstatistics:\n");
-	print_stats(s);
+	printf("    %u / %u process slots, %u / %u reader slots in use\n", st.procs_used,
+	       st.procs_cap, st.threads_used, st.threads_cap);
+	printf("    heap: %llu blocks (%llu bytes) in %llu of %llu pages\n",
+	       (unsigned long long)st.blocks_used, (unsigned long long)st.block_bytes_used,
+	       (unsigned long long)st.heap_pages_used, (unsigned long long)st.heap_pages);
+	for (uint32_t i = 0; i < st.ntables; i++)
+		printf("    table %-5s %llu nodes in %llu buckets\n", st.tables[i].name,
+		       (unsigned long long)st.tables[i].entries,
+		       (unsigned long long)st.tables[i].buckets);
+
+	printf("\nstopping the other workers...\n");
+	for (int i = 0; i < nworkers; i++)
+		if (pids[i] != victim)
+			kill(pids[i], SIGKILL);
+	for (int i = 0; i < nworkers; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "worker-%d", i);
+		fdn_watch(s, key, strlen(key), false, 10000);
+		if (pids[i] != victim)
+			waitpid(pids[i], NULL, 0);
+	}
+	for (int i = 0; i < 500 && fdn_segment_check(s, NULL, NULL) != 0; i++)
+		usleep(10000); /* the reaper finishing its clean-up */
+	printf("    %lld entries left\n", (long long)fdn_count(s));
 	printf("\nintegrity check:\n");
 	int v = fdn_segment_check(s, print_violation, NULL);
-	printf("  %d violations\n", v);
-	ok &= v == 0;
+	printf("    %d violations\n", v);
 
 	fdn_segment_detach(s);
-	fdn_segment_destroy(name);
-	printf("\nsegment \"%s\" removed. %s\n", name, ok ? "demo OK" : "demo FAILED");
-	return ok ? 0 : 1;
+	fdn_segment_destroy(name); /* also stops the reaper */
+	printf("\nsegment \"%s\" removed. %s\n", name, v == 0 ? "demo OK" : "demo FAILED");
+	return v == 0 ? 0 : 1;
 }
