@@ -54,6 +54,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "bench_common.h"
+
 #include <urcu/urcu-memb.h>
 #include <urcu/rculfhash.h>
 
@@ -81,34 +83,7 @@ struct opts {
 
 /* ---- cleanup on the way out, signals included ------------------------------ */
 
-/* Paths to remove if we are killed by a signal; unlink and rmdir only. */
-static char g_shm_path[256];     /* "/dev/shm/<segment>" */
-static char g_lmdb_files[2][96]; /* data.mdb, lock.mdb */
-static char g_lmdb_dir[64];
-
-static void on_signal(int sig)
-{
-	if (g_shm_path[0])
-		unlink(g_shm_path);
-	for (int i = 0; i < 2; i++)
-		if (g_lmdb_files[i][0])
-			unlink(g_lmdb_files[i]);
-	if (g_lmdb_dir[0])
-		rmdir(g_lmdb_dir);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void install_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
+const char *const bench_prog = "fdn-bench";
 
 /* ---- keys, values and the lookup stream ------------------------------------ */
 
@@ -141,15 +116,6 @@ static inline uint64_t load64(const void *p)
 	return v;
 }
 
-static uint64_t xorshift64(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
 struct stream {
 	struct key *keys;
 	size_t m;
@@ -167,7 +133,7 @@ static int stream_make(struct stream *st, uint64_t n, size_t m)
 	st->sum = 0;
 	uint64_t seed = STREAM_SEED;
 	for (size_t i = 0; i < m; i++) {
-		uint64_t idx = xorshift64(&seed) % n;
+		uint64_t idx = bench_xorshift64(&seed) % n;
 		key_make(&st->keys[i], idx);
 		st->sum += idx;
 	}
@@ -224,7 +190,7 @@ static void fsys_ctx_close(struct fsys *c)
 			fprintf(stderr, "fdn-bench: foundation: destroy %s: %s\n", c->name,
 				fdn_strerror(r));
 		c->name[0] = 0;
-		g_shm_path[0] = 0;
+		bench_shm_path[0] = 0;
 	}
 }
 
@@ -311,7 +277,7 @@ static int fsys_open(void **out, uint64_t n)
 		free(c);
 		return -1;
 	}
-	snprintf(g_shm_path, sizeof(g_shm_path), "/dev/shm/%s", c->name);
+	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", c->name);
 	if (fsys_fill(c, n) || fsys_verify(c, n)) {
 		fsys_close(c);
 		return -1;
@@ -638,70 +604,22 @@ static void lfht_run(void *ctx, const struct key *ks, size_t m, struct tally *t)
 /* ---- 4. LMDB ------------------------------------------------------------------- */
 
 #ifdef HAVE_LMDB
-struct lmdb {
-	MDB_env *env;
-	MDB_dbi dbi;
-	char dir[64];
-};
-
 static void lmdb_close(void *ctx)
 {
-	struct lmdb *d = ctx;
-	if (d->env)
-		mdb_env_close(d->env);
-	for (int i = 0; i < 2; i++) {
-		if (g_lmdb_files[i][0] && unlink(g_lmdb_files[i]) < 0 && errno != ENOENT)
-			fprintf(stderr, "fdn-bench: lmdb: remove %s: %s\n", g_lmdb_files[i],
-				strerror(errno));
-		g_lmdb_files[i][0] = 0;
-	}
-	if (d->dir[0] && rmdir(d->dir) < 0)
-		fprintf(stderr, "fdn-bench: lmdb: remove %s: %s\n", d->dir, strerror(errno));
-	g_lmdb_dir[0] = 0;
-	free(d);
+	bench_lmdb_close(ctx);
+	free(ctx);
 }
 
-static int lmdb_fail(const char *what, int rc)
-{
-	fprintf(stderr, "fdn-bench: lmdb: %s: %s\n", what, mdb_strerror(rc));
-	return -1;
-}
-
-static int lmdb_env(struct lmdb *d, uint64_t n)
-{
-	snprintf(d->dir, sizeof(d->dir), "/tmp/fdn-bench-lmdb-XXXXXX");
-	if (!mkdtemp(d->dir)) {
-		fprintf(stderr, "fdn-bench: lmdb: mkdtemp %s: %s\n", d->dir, strerror(errno));
-		d->dir[0] = 0;
-		return -1;
-	}
-	snprintf(g_lmdb_dir, sizeof(g_lmdb_dir), "%s", d->dir);
-	snprintf(g_lmdb_files[0], sizeof(g_lmdb_files[0]), "%s/data.mdb", d->dir);
-	snprintf(g_lmdb_files[1], sizeof(g_lmdb_files[1]), "%s/lock.mdb", d->dir);
-	int rc = mdb_env_create(&d->env);
-	if (rc) {
-		d->env = NULL;
-		return lmdb_fail("create environment", rc);
-	}
-	rc = mdb_env_set_mapsize(d->env, (size_t)(n * 256u + (64u << 20)));
-	if (rc)
-		return lmdb_fail("set map size", rc);
-	rc = mdb_env_open(d->env, d->dir, MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP, 0600);
-	if (rc)
-		return lmdb_fail("open environment", rc);
-	return 0;
-}
-
-static int lmdb_fill(struct lmdb *d, uint64_t n)
+static int lmdb_fill(struct bench_lmdb *d, uint64_t n)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(d->env, NULL, 0, &txn);
 	if (rc)
-		return lmdb_fail("begin write transaction", rc);
+		return bench_lmdb_fail("begin write transaction", rc);
 	rc = mdb_dbi_open(txn, NULL, 0, &d->dbi);
 	if (rc) {
 		mdb_txn_abort(txn);
-		return lmdb_fail("open database", rc);
+		return bench_lmdb_fail("open database", rc);
 	}
 	for (uint64_t i = 0; i < n; i++) {
 		struct key k;
@@ -718,18 +636,18 @@ static int lmdb_fill(struct lmdb *d, uint64_t n)
 	}
 	rc = mdb_txn_commit(txn);
 	if (rc)
-		return lmdb_fail("commit", rc);
+		return bench_lmdb_fail("commit", rc);
 	return 0;
 }
 
 static int lmdb_open(void **out, uint64_t n)
 {
-	struct lmdb *d = calloc(1, sizeof(*d));
+	struct bench_lmdb *d = calloc(1, sizeof(*d));
 	if (!d) {
 		fprintf(stderr, "fdn-bench: lmdb: %s\n", strerror(errno));
 		return -1;
 	}
-	if (lmdb_env(d, n) || lmdb_fill(d, n)) {
+	if (bench_lmdb_open(d, "fdn-bench", (size_t)(n * 256u + (64u << 20))) || lmdb_fill(d, n)) {
 		lmdb_close(d);
 		return -1;
 	}
@@ -739,7 +657,7 @@ static int lmdb_open(void **out, uint64_t n)
 
 static void lmdb_run(void *ctx, const struct key *ks, size_t m, struct tally *t)
 {
-	struct lmdb *d = ctx;
+	struct bench_lmdb *d = ctx;
 	uint64_t hits = 0, sum = 0;
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn);
@@ -1117,7 +1035,7 @@ int main(int argc, char **argv)
 	int r = parse_args(argc, argv, &o);
 	if (r)
 		return r == 1 ? 0 : r; /* 1: --help */
-	install_signals();
+	bench_set_signals(bench_on_signal);
 	int status = 0;
 	for (int i = 0; i < o.nsizes && status == 0; i++)
 		if (bench_size(&o, o.sizes[i]))

@@ -84,6 +84,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "bench_common.h"
+
 #include <urcu/urcu-memb.h>
 #include <urcu/rculfhash.h>
 
@@ -129,39 +131,7 @@ static pid_t g_pid;
 
 /* ---- cleanup on the way out, signals included ----------------------------- */
 
-/* What a signal handler removes: async-signal-safe calls only. */
-static char g_shm_path[256]; /* "/dev/shm/<segment>" */
-static volatile sig_atomic_t g_reaper_pid, g_child_pid;
-static char g_lmdb_files[2][96];
-static char g_lmdb_dir[64];
-
-static void on_signal(int sig)
-{
-	if (g_child_pid > 0)
-		kill((pid_t)g_child_pid, SIGKILL);
-	if (g_shm_path[0])
-		unlink(g_shm_path);
-	if (g_reaper_pid > 0)
-		kill((pid_t)g_reaper_pid, SIGTERM);
-	for (int i = 0; i < 2; i++)
-		if (g_lmdb_files[i][0])
-			unlink(g_lmdb_files[i]);
-	if (g_lmdb_dir[0])
-		rmdir(g_lmdb_dir);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void set_signals(void (*handler)(int))
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = handler;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
+const char *const bench_prog = PROG;
 
 /* ---- small helpers ---------------------------------------------------------- */
 
@@ -195,15 +165,6 @@ static __attribute__((format(printf, 1, 2))) int fail(const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	return -1;
-}
-
-static uint64_t xorshift64(uint64_t *s)
-{
-	uint64_t x = *s;
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
 }
 
 static uint64_t pow2_at_least(uint64_t x)
@@ -356,10 +317,10 @@ static int seg_create(struct seg *g, const char *tag, uint64_t entries)
 		o.entries = entries;
 		o.heap_bytes = entries * 1024u + (8u << 20);
 	}
-	snprintf(g_shm_path, sizeof(g_shm_path), "/dev/shm/%s", g->name);
+	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", g->name);
 	int r = fdn_segment_create(g->name, &o, &g->s);
 	if (r) {
-		g_shm_path[0] = 0;
+		bench_shm_path[0] = 0;
 		g->name[0] = 0; /* a failed create removes what it made */
 		return fail("create segment: %s (%s)", fdn_strerror(r), fdn_errname(r));
 	}
@@ -371,7 +332,7 @@ static int seg_wait_reaper(struct seg *g)
 	for (int i = 0; i < 500; i++) {
 		pid_t p = fdn_reaper_holder(g->s);
 		if (p) {
-			g_reaper_pid = p;
+			bench_term_pid = p;
 			return 0;
 		}
 		sleep_ns(10000000L);
@@ -393,12 +354,12 @@ static void seg_close(struct seg *g)
 			fail("destroy %s: %s", g->name, fdn_strerror(r));
 	}
 	g->name[0] = 0;
-	g_shm_path[0] = 0;
+	bench_shm_path[0] = 0;
 	for (int i = 0; i < 200 && reaper > 0 && kill(reaper, 0) == 0; i++)
 		sleep_ns(10000000L);
 	if (reaper > 0 && kill(reaper, 0) == 0)
 		fail("reaper %d still runs 2 s after the segment was destroyed", (int)reaper);
-	g_reaper_pid = 0;
+	bench_term_pid = 0;
 }
 
 /* ==== 1. reaper latency =========================================================== */
@@ -434,7 +395,7 @@ static void reap_key(struct key *k, unsigned round, unsigned i)
 static __attribute__((noreturn)) void child_main(const char *name, unsigned e, unsigned round,
 						 struct ready_page *pg, pid_t parent)
 {
-	set_signals(SIG_DFL);
+	bench_set_signals(SIG_DFL);
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (getppid() != parent)
 		_exit(1);
@@ -463,7 +424,7 @@ static void child_reap(pid_t p)
 	int st;
 	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
 		;
-	g_child_pid = 0;
+	bench_kill_pid = 0;
 }
 
 static int child_wait_ready(pid_t p, struct ready_page *pg)
@@ -478,7 +439,7 @@ static int child_wait_ready(pid_t p, struct ready_page *pg)
 				    fdn_strerror(pg->err));
 		int ws;
 		if (waitpid(p, &ws, WNOHANG) == p) {
-			g_child_pid = 0;
+			bench_kill_pid = 0;
 			return fail("child %d ended before it was ready (status 0x%x)", (int)p, ws);
 		}
 		if (mono_ns() - t0 > 30000000000ull)
@@ -497,9 +458,9 @@ static pid_t child_start(struct reap_run *rr, unsigned round)
 	}
 	if (p == 0)
 		child_main(rr->g.name, rr->e, round, rr->page, g_pid);
-	g_child_pid = p;
+	bench_kill_pid = p;
 	if (child_wait_ready(p, rr->page)) {
-		if (g_child_pid) {
+		if (bench_kill_pid) {
 			kill(p, SIGKILL);
 			child_reap(p);
 		}
@@ -770,7 +731,7 @@ static int stream_make(struct stream *st, uint64_t n, size_t m)
 	st->sum = 0;
 	uint64_t seed = STREAM_SEED;
 	for (size_t i = 0; i < m; i++) {
-		uint64_t idx = xorshift64(&seed) % n;
+		uint64_t idx = bench_xorshift64(&seed) % n;
 		key_fmt(&st->keys[i], "agent-", idx);
 		const struct enc *e = &g_enc_cn[idx % NNODES];
 		st->sum += attrs_digest(e->b, e->len);
@@ -1062,54 +1023,10 @@ static void lf_lookup_run(void *ctx, const struct stream *st, struct tally *t)
 /* ---- LMDB ---- */
 
 #ifdef HAVE_LMDB
-struct lmdb {
-	MDB_env *env;
-	MDB_dbi dbi;
-	char dir[64];
-};
-
 static void lmdb_close(void *ctx)
 {
-	struct lmdb *d = ctx;
-	if (d->env)
-		mdb_env_close(d->env);
-	for (int i = 0; i < 2; i++) {
-		if (g_lmdb_files[i][0] && unlink(g_lmdb_files[i]) < 0 && errno != ENOENT)
-			fail("lmdb: remove %s: %s", g_lmdb_files[i], strerror(errno));
-		g_lmdb_files[i][0] = 0;
-	}
-	if (d->dir[0] && rmdir(d->dir) < 0)
-		fail("lmdb: remove %s: %s", d->dir, strerror(errno));
-	g_lmdb_dir[0] = 0;
-	free(d);
-}
-
-static int lmdb_fail(const char *what, int rc)
-{
-	return fail("lmdb: %s: %s", what, mdb_strerror(rc));
-}
-
-static int lmdb_env(struct lmdb *d, uint64_t n)
-{
-	snprintf(d->dir, sizeof(d->dir), "/tmp/fdn-bench-registry-lmdb-XXXXXX");
-	if (!mkdtemp(d->dir)) {
-		d->dir[0] = 0;
-		return fail("lmdb: mkdtemp: %s", strerror(errno));
-	}
-	snprintf(g_lmdb_dir, sizeof(g_lmdb_dir), "%s", d->dir);
-	snprintf(g_lmdb_files[0], sizeof(g_lmdb_files[0]), "%s/data.mdb", d->dir);
-	snprintf(g_lmdb_files[1], sizeof(g_lmdb_files[1]), "%s/lock.mdb", d->dir);
-	int rc = mdb_env_create(&d->env);
-	if (rc) {
-		d->env = NULL;
-		return lmdb_fail("create environment", rc);
-	}
-	if ((rc = mdb_env_set_mapsize(d->env, (size_t)(n * 512u + (256u << 20)))))
-		return lmdb_fail("set map size", rc);
-	rc = mdb_env_open(d->env, d->dir, MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP, 0600);
-	if (rc)
-		return lmdb_fail("open environment", rc);
-	return 0;
+	bench_lmdb_close(ctx);
+	free(ctx);
 }
 
 /* Value: struct rec_hdr then the encoded attributes. */
@@ -1121,15 +1038,15 @@ static size_t lmdb_val(unsigned char *buf, const void *attrs, uint32_t alen)
 	return sizeof(h) + alen;
 }
 
-static int lmdb_fill(struct lmdb *d, uint64_t n, bool weight)
+static int lmdb_fill(struct bench_lmdb *d, uint64_t n, bool weight)
 {
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(d->env, NULL, 0, &txn);
 	if (rc)
-		return lmdb_fail("begin write transaction", rc);
+		return bench_lmdb_fail("begin write transaction", rc);
 	if ((rc = mdb_dbi_open(txn, NULL, 0, &d->dbi))) {
 		mdb_txn_abort(txn);
-		return lmdb_fail("open database", rc);
+		return bench_lmdb_fail("open database", rc);
 	}
 	for (uint64_t i = 0; i < n && rc == 0; i++) {
 		struct key k;
@@ -1147,19 +1064,20 @@ static int lmdb_fill(struct lmdb *d, uint64_t n, bool weight)
 	}
 	if (rc) {
 		mdb_txn_abort(txn);
-		return lmdb_fail("fill", rc);
+		return bench_lmdb_fail("fill", rc);
 	}
 	if ((rc = mdb_txn_commit(txn)))
-		return lmdb_fail("commit", rc);
+		return bench_lmdb_fail("commit", rc);
 	return 0;
 }
 
 static int lmdb_open_filled(void **out, uint64_t n, bool weight)
 {
-	struct lmdb *d = calloc(1, sizeof(*d));
+	struct bench_lmdb *d = calloc(1, sizeof(*d));
 	if (!d)
 		return fail("lmdb: %s", strerror(errno));
-	if (lmdb_env(d, n) || lmdb_fill(d, n, weight)) {
+	if (bench_lmdb_open(d, PROG, (size_t)(n * 512u + (256u << 20))) ||
+	    lmdb_fill(d, n, weight)) {
 		lmdb_close(d);
 		return -1;
 	}
@@ -1174,7 +1092,7 @@ static int lmdb_lookup_open(void **out, uint64_t n)
 
 static void lmdb_lookup_run(void *ctx, const struct stream *st, struct tally *t)
 {
-	struct lmdb *d = ctx;
+	struct bench_lmdb *d = ctx;
 	struct fdn_entry out;
 	MDB_txn *txn;
 	int rc = mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn);
@@ -1578,7 +1496,7 @@ static int lmdb_pairs_open(void **out)
 	return lmdb_open_filled(out, PAIR_BACKGROUND, true);
 }
 
-static int lmdb_pair(struct lmdb *d, MDB_txn *txn, const struct key *k, size_t i)
+static int lmdb_pair(struct bench_lmdb *d, MDB_txn *txn, const struct key *k, size_t i)
 {
 	struct fdn_attr a[2];
 	unsigned char enc[ENC_CAP], val[sizeof(struct rec_hdr) + ENC_CAP];
@@ -1597,7 +1515,7 @@ static int lmdb_pair(struct lmdb *d, MDB_txn *txn, const struct key *k, size_t i
 static void lmdb_pairs_run(void *ctx, const struct key *keys, size_t pairs, int variant,
 			   struct tally *t)
 {
-	struct lmdb *d = ctx;
+	struct bench_lmdb *d = ctx;
 	size_t per = (size_t)variant;
 	for (size_t i = 0; i < pairs; i += per) {
 		MDB_txn *txn;
@@ -1624,11 +1542,11 @@ static void lmdb_pairs_run(void *ctx, const struct key *keys, size_t pairs, int 
 
 static int lmdb_pairs_check(void *ctx)
 {
-	struct lmdb *d = ctx;
+	struct bench_lmdb *d = ctx;
 	MDB_stat ms;
 	int rc = mdb_env_stat(d->env, &ms);
 	if (rc)
-		return lmdb_fail("stat", rc);
+		return bench_lmdb_fail("stat", rc);
 	if (ms.ms_entries != PAIR_BACKGROUND)
 		return fail("register_unregister: lmdb: %zu entries left, expected %u",
 			    ms.ms_entries, PAIR_BACKGROUND);
@@ -1799,7 +1717,7 @@ int main(int argc, char **argv)
 	if (r)
 		return r == 1 ? 0 : r; /* 1: --help */
 	g_pid = getpid();
-	set_signals(on_signal);
+	bench_set_signals(bench_on_signal);
 	prctl(PR_SET_TIMERSLACK, 1UL); /* sleeps of the polls end on time */
 	if (attrs_init())
 		return 1;
