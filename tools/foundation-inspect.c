@@ -87,11 +87,13 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	return len;
 }
 
-/* Bytes as a JSON string (see the top of the file). */
-static void json_str(FILE *f, const void *data, size_t n)
+/* Bytes as a JSON string (see the top of the file), or for a text table:
+ * the same bytes escaped as \xNN, backslash doubled.  Valid UTF-8 passes. */
+static void put_bytes(FILE *f, const void *data, size_t n, bool json)
 {
 	const unsigned char *p = data;
-	putc('"', f);
+	if (json)
+		putc('"', f);
 	for (size_t i = 0; i < n;) {
 		size_t len = utf8_len(p + i, n - i);
 		if (len > 1) {
@@ -100,14 +102,20 @@ static void json_str(FILE *f, const void *data, size_t n)
 			continue;
 		}
 		unsigned char c = p[i++];
-		if (c == '"' || c == '\\')
+		if (c == '\\' || (json && c == '"'))
 			fprintf(f, "\\%c", c);
 		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, "\\u%04x", c);
+			fprintf(f, json ? "\\u%04x" : "\\x%02x", c);
 		else
 			putc(c, f);
 	}
-	putc('"', f);
+	if (json)
+		putc('"', f);
+}
+
+static void json_str(FILE *f, const void *data, size_t n)
+{
+	put_bytes(f, data, n, true);
 }
 
 static void json_cstr(FILE *f, const char *s)
@@ -115,25 +123,9 @@ static void json_cstr(FILE *f, const char *s)
 	json_str(f, s, strlen(s));
 }
 
-/* Bytes for a text table: the same bytes escaped as \xNN, backslash doubled. */
 static void text_str(FILE *f, const void *data, size_t n)
 {
-	const unsigned char *p = data;
-	for (size_t i = 0; i < n;) {
-		size_t len = utf8_len(p + i, n - i);
-		if (len > 1) {
-			fwrite(p + i, 1, len, f);
-			i += len;
-			continue;
-		}
-		unsigned char c = p[i++];
-		if (c == '\\')
-			fputs("\\\\", f);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, "\\x%02x", c);
-		else
-			putc(c, f);
-	}
+	put_bytes(f, data, n, false);
 }
 
 /* A double that reads back as a double (%.17g, ".0" added to integers). */
