@@ -10,6 +10,21 @@
 #include <foundation/attrs.h>
 #include <foundation/registry.h>
 
+/* ---- backends (backend.c) ------------------------------------------------
+ * Each service has a shared backend (the segment) and a process-local one;
+ * the flags choose per call. */
+enum fdn__svc {
+	FDN__SVC_REGISTRY,
+	FDN__SVC_ERROR_CONTEXT,
+	FDN__SVC_SPANS,
+	FDN__SVC_TELEMETRY,
+	FDN__SVC_SAMPLED_EVENTS,
+};
+enum { FDN__LOCAL = 0, FDN__SHARED = 1 };
+/* FDN__SHARED, FDN__LOCAL, or FDN_EENFORCED when the local backend is
+ * chosen while local state is forbidden.  s may be NULL (no segment). */
+int fdn__backend(fdn_segment *s, enum fdn__svc svc);
+
 /* Is process slot idx still the process whose claim word was `word`? */
 bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word);
 

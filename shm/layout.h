@@ -65,11 +65,14 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_MAX_INDEXED        8u    /* indexed registry attributes */
 #define FDN_INDEXED_NAME_MAX   32u
 #define FDN_GRAVEYARD_MAX      256u /* deaths remembered */
+#define FDN_NSVC_REGIONS       8u   /* service regions (enum fdn_svc_region) */
 
 /* Capacity limits (checked at create and at attach). */
 #define FDN_MAX_PROCS   (1u << 20)
 #define FDN_MAX_THREADS (1u << 20) /* < 2^24: a marker id must fit 24 bits */
 #define FDN_MAX_PAGES   (1u << 22) /* 256 GiB of heap: gidx fits 32 bits */
+#define FDN_MAX_TRACE   (1u << 16) /* trace slots */
+#define FDN_MAX_EVENTS  (1u << 24) /* telemetry ring records */
 #define FDN_MAX_BUCKETS (1ull << 32)
 
 enum fdn_region {
@@ -84,6 +87,24 @@ enum fdn_region {
 				     largest node: a node read with damaged
 				     lengths never leaves the mapping */
 				  /* 7: reserved, zero */
+};
+
+/*
+ * The services' regions (header.svc[], placed after the graveyard, each
+ * page-aligned, in this order).  Their formats are at the end of this file,
+ * one section per service; a service may use nothing of the segment but its
+ * own regions and its own part of the header tail.
+ */
+enum fdn_svc_region {
+	FDN_SVC_TRACE = 0,     /* ntrace x struct fdn_shm_trace: span stacks and
+				  error contexts, one slot per thread */
+	FDN_SVC_GHOSTS = 1,    /* FDN_GHOSTS_MAX x struct fdn_shm_trace: copies of
+				  dead threads' slots (the graveyard's spans) */
+	FDN_SVC_FLAGS = 2,     /* FDN_FLAGS_REGION_SIZE bytes: flags, stages */
+	FDN_SVC_EVENTS = 3,    /* nevents x FDN_EVENT_SIZE: the telemetry ring */
+	FDN_SVC_TELEMETRY = 4, /* FDN_TELEMETRY_REGION_SIZE bytes: samplers,
+				  dedup claims, batches, rate limiters */
+	FDN_NSVC = 5,          /* 5..7: reserved, zero */
 };
 
 /* header.init_state */
@@ -191,8 +212,27 @@ struct fdn_shm_header {
 	_Atomic uint64_t deaths;
 	_Atomic uint64_t graveyard_head;
 	uint8_t pad_reaper[32];
-	/* 1792 .. 4095: reserved for the services, zero. */
-	uint8_t reserved_tail[FDN_HEADER_SIZE - 1792];
+	/* 1792: the services' capacities, C only.
+	 * ntrace: trace slots (threads holding span stacks or error contexts
+	 *   at once); nevents: records in the telemetry ring (a power of two). */
+	uint32_t ntrace;
+	uint32_t nevents;
+	uint64_t reserved_s0[7];
+	/* 1856: the services' regions (enum fdn_svc_region), C only. */
+	struct fdn_shm_region svc[FDN_NSVC_REGIONS];
+	/* 1984: own line.  The graveyard's thread copies: ghost_head counts
+	 * copies written (copy k is ghosts[k % FDN_GHOSTS_MAX]); R only.
+	 * trace_hint: where the next trace-slot claim starts looking; A, CAS,
+	 * only a hint. */
+	alignas(64) _Atomic uint64_t ghost_head;
+	_Atomic uint32_t trace_hint;
+	uint8_t pad_trace[52];
+	/* 2048: the flags service's part (its struct, end of this file). */
+	uint8_t flags_hdr[256];
+	/* 2304: the telemetry service's part (its struct, end of this file). */
+	uint8_t telemetry_hdr[512];
+	/* 2816 .. 4095: reserved, zero. */
+	uint8_t reserved_tail[FDN_HEADER_SIZE - 2816];
 };
 static_assert(sizeof(struct fdn_shm_header) == FDN_HEADER_SIZE, "header size");
 static_assert(offsetof(struct fdn_shm_header, init_state) == 32, "init_state");
@@ -203,6 +243,11 @@ static_assert(offsetof(struct fdn_shm_header, tables) == 384, "tables");
 static_assert(offsetof(struct fdn_shm_header, indexed) == 1408, "indexed");
 static_assert(offsetof(struct fdn_shm_header, changes) == 1664, "changes");
 static_assert(offsetof(struct fdn_shm_header, reaper_lease) == 1728, "reaper");
+static_assert(offsetof(struct fdn_shm_header, ntrace) == 1792, "services");
+static_assert(offsetof(struct fdn_shm_header, svc) == 1856, "service regions");
+static_assert(offsetof(struct fdn_shm_header, ghost_head) == 1984, "ghosts");
+static_assert(offsetof(struct fdn_shm_header, flags_hdr) == 2048, "flags part");
+static_assert(offsetof(struct fdn_shm_header, telemetry_hdr) == 2304, "telemetry part");
 
 /*
  * A process-table slot (64 bytes).
@@ -415,5 +460,111 @@ struct fdn_shm_death {
 static_assert(sizeof(struct fdn_shm_death) == 64, "death record");
 static_assert(FDN_GRAVEYARD_MAX * 64 >= 32 + FDN_KEY_MAX + 8 + FDN_VALUE_MAX,
 	      "the graveyard guards the end of the heap");
+
+/* ==== spans and error context (lib/trace.c) ================================
+ *
+ * A trace slot holds one thread's span stack and error context.  Writers:
+ * the owning thread only, under the slot's sequence word (a seqlock: odd
+ * while it writes, even when the slot is consistent); readers (inspect, the
+ * reaper's copy) copy and retry while seq was odd or changed, a bounded
+ * number of times.  A writer killed mid-write leaves seq odd for ever: the
+ * reaper copies the slot anyway (its writer is dead) and marks the copy
+ * FDN_TRACE_TORN; every length in it is clamped before use.
+ *
+ * owner: claim word of the owning process (fdn_shm_proc.word, state LIVE);
+ *   0 = free.  0 -> W by one CAS (A, the thread's first span or context
+ *   call); W -> 0 by the owner (thread exit, detach) or by R after the
+ *   owner died and the slot was copied to the graveyard.  A claim's other
+ *   fields are written after the CAS, under seq: a claimant dying between
+ *   the two leaves a slot R still finds by its owner word.
+ */
+#define FDN_SPAN_DEPTH_MAX  128u
+#define FDN_SPAN_NAME_MAX   127u
+#define FDN_SPAN_ATTRS_MAX  192u  /* encoded attributes per span */
+#define FDN_CTX_ID_MAX      63u   /* correlation and operation ids */
+#define FDN_CTX_ATTRS_MAX   3840u /* encoded context map */
+#define FDN_CRUMBS_MAX      16u   /* breadcrumbs kept (the newest) */
+#define FDN_CRUMB_ATTRS_MAX 136u
+#define FDN_GHOSTS_MAX      64u /* thread copies in the graveyard */
+
+/* fdn_shm_span.status (and the public fdn_span_status) */
+enum {
+	FDN_SPAN_OPEN = 0,
+	FDN_SPAN_OK = 1,
+	FDN_SPAN_ERROR = 2,
+	FDN_SPAN_ABORTED = 3, /* ended by a death (graveyard) or with_span */
+};
+
+/* One open span (384 bytes). */
+struct fdn_shm_span {
+	uint8_t trace_id[16];              /*   0: never all zero                     */
+	uint64_t span_id;                  /*  16: random, never 0                    */
+	uint64_t parent_id;                /*  24: 0 = root (or the remote parent)    */
+	uint64_t start_ns;                 /*  32: CLOCK_MONOTONIC                    */
+	uint64_t start_real;               /*  40: CLOCK_REALTIME ns                  */
+	uint32_t status;                   /*  48: FDN_SPAN_*                         */
+	uint16_t name_len;                 /*  52: <= FDN_SPAN_NAME_MAX               */
+	uint16_t attrs_len;                /*  54: <= FDN_SPAN_ATTRS_MAX              */
+	uint32_t nevents;                  /*  56: record_event calls on this span    */
+	uint32_t nlinks;                   /*  60: link calls on this span            */
+	char name[128];                    /*  64: name_len bytes, then NUL           */
+	uint8_t attrs[FDN_SPAN_ATTRS_MAX]; /* 192: fdn_attrs encoding       */
+};
+static_assert(sizeof(struct fdn_shm_span) == 384, "span record");
+
+/* One breadcrumb (256 bytes). */
+struct fdn_shm_crumb {
+	uint64_t time_real;                 /*   0: CLOCK_REALTIME ns     */
+	char module[40];                    /*   8: NUL-terminated        */
+	char function[64];                  /*  48: NUL-terminated        */
+	uint16_t attrs_len;                 /* 112                        */
+	uint8_t pad[6];                     /* 114                        */
+	uint8_t attrs[FDN_CRUMB_ATTRS_MAX]; /* 120                        */
+};
+static_assert(sizeof(struct fdn_shm_crumb) == 256, "breadcrumb");
+
+/* fdn_shm_trace.flags */
+enum {
+	FDN_TRACE_TORN = 1u << 0, /* a ghost copied while its writer was mid-write */
+};
+
+/* A trace slot (57 344 bytes); the graveyard's ghosts have the same form. */
+struct fdn_shm_trace {
+	_Atomic uint64_t seq;   /*     0: the seqlock                       */
+	_Atomic uint64_t owner; /*     8: claim word of the owner; 0 = free */
+	uint32_t proc_idx;      /*    16: the owner's process slot          */
+	uint32_t tid;           /*    20: the owning thread (gettid)        */
+	uint32_t depth;         /*    24: open spans, <= FDN_SPAN_DEPTH_MAX */
+	uint32_t ncrumbs;       /*    28: breadcrumbs ever added (crumb k is
+				   crumbs[k % FDN_CRUMBS_MAX])                */
+	uint64_t claimed_real;  /*    32: CLOCK_REALTIME ns at the claim    */
+	uint64_t died_real;     /*    40: ghosts: CLOCK_REALTIME of the copy */
+	uint64_t died_mono;     /*    48: ghosts: CLOCK_MONOTONIC of the copy */
+	uint32_t flags;         /*    56: FDN_TRACE_*                       */
+	uint16_t corr_len;      /*    60: <= FDN_CTX_ID_MAX                 */
+	uint16_t op_len;        /*    62: <= FDN_CTX_ID_MAX                 */
+	uint32_t ctx_len;       /*    64: <= FDN_CTX_ATTRS_MAX              */
+	uint32_t pid;           /*    68: the owner's pid                   */
+	char corr[64];          /*    72: correlation id, NUL-terminated    */
+	char op[64];            /*   136: operation id, NUL-terminated      */
+	uint8_t pad[56];        /*   200: zero                              */
+	struct fdn_shm_span spans[FDN_SPAN_DEPTH_MAX]; /*   256             */
+	struct fdn_shm_crumb crumbs[FDN_CRUMBS_MAX];   /* 49408             */
+	uint8_t ctx[FDN_CTX_ATTRS_MAX];                /* 53504: context    */
+};
+static_assert(sizeof(struct fdn_shm_trace) == 57344, "trace slot");
+static_assert(offsetof(struct fdn_shm_trace, spans) == 256, "spans");
+static_assert(offsetof(struct fdn_shm_trace, crumbs) == 49408, "crumbs");
+static_assert(offsetof(struct fdn_shm_trace, ctx) == 53504, "context");
+
+/* ==== flags and stages (lib/flags.c) =======================================
+ * The region FDN_SVC_FLAGS and header.flags_hdr; formats below. */
+#define FDN_FLAGS_REGION_SIZE 65536u
+
+/* ==== telemetry (lib/telemetry.c) ==========================================
+ * The ring FDN_SVC_EVENTS (nevents records of FDN_EVENT_SIZE bytes), the
+ * region FDN_SVC_TELEMETRY and header.telemetry_hdr; formats below. */
+#define FDN_EVENT_SIZE            512u
+#define FDN_TELEMETRY_REGION_SIZE (1u << 20)
 
 #endif

@@ -49,12 +49,16 @@ static uint64_t fdn__align_page(uint64_t x)
 	return (x + 4095u) & ~(uint64_t)4095u;
 }
 
-int fdn__layout_compute(uint32_t nprocs, uint32_t nthreads, uint32_t npages,
-			const uint64_t *nbuckets, uint32_t ntables,
-			struct fdn_shm_region r[FDN_NREGIONS], uint64_t *total)
+int fdn__layout_compute(const struct fdn__caps *c, struct fdn_shm_region r[FDN_NREGIONS],
+			struct fdn_shm_region svc[FDN_NSVC_REGIONS], uint64_t *total)
 {
+	uint32_t nprocs = c->nprocs, nthreads = c->nthreads, npages = c->npages;
+	uint32_t ntables = c->ntables;
+	const uint64_t *nbuckets = c->nbuckets;
 	if (nprocs < 1 || nprocs > FDN_MAX_PROCS || nthreads < 1 || nthreads > FDN_MAX_THREADS ||
-	    npages < 1 || npages > FDN_MAX_PAGES || ntables < 1 || ntables > FDN_MAX_TABLES)
+	    npages < 1 || npages > FDN_MAX_PAGES || ntables < 1 || ntables > FDN_MAX_TABLES ||
+	    c->ntrace < 1 || c->ntrace > FDN_MAX_TRACE || c->nevents < 2 ||
+	    c->nevents > FDN_MAX_EVENTS || (c->nevents & (c->nevents - 1)) != 0)
 		return FDN_EINVAL;
 	uint64_t nb = 0;
 	for (uint32_t i = 0; i < ntables; i++) {
@@ -78,6 +82,19 @@ int fdn__layout_compute(uint32_t nprocs, uint32_t nthreads, uint32_t npages,
 		r[i].off = off;
 		r[i].size = sizes[i];
 		off = fdn__align_page(off + sizes[i]);
+	}
+	memset(svc, 0, sizeof(*svc) * FDN_NSVC_REGIONS);
+	const uint64_t svc_sizes[FDN_NSVC] = {
+	    [FDN_SVC_TRACE] = (uint64_t)c->ntrace * sizeof(struct fdn_shm_trace),
+	    [FDN_SVC_GHOSTS] = (uint64_t)FDN_GHOSTS_MAX * sizeof(struct fdn_shm_trace),
+	    [FDN_SVC_FLAGS] = FDN_FLAGS_REGION_SIZE,
+	    [FDN_SVC_EVENTS] = (uint64_t)c->nevents * FDN_EVENT_SIZE,
+	    [FDN_SVC_TELEMETRY] = FDN_TELEMETRY_REGION_SIZE,
+	};
+	for (int i = 0; i < FDN_NSVC; i++) {
+		svc[i].off = off;
+		svc[i].size = svc_sizes[i];
+		off = fdn__align_page(off + svc_sizes[i]);
 	}
 	*total = off;
 	return 0;
@@ -138,6 +155,31 @@ uint64_t fdn__layout_signature(void)
 	    FDN_GRAVEYARD_MAX,
 	    FDN_PREFIX_SPREAD,
 	    FDN_PREFIX_SPREAD_WIDE,
+	    O(fdn_shm_header, ntrace),
+	    O(fdn_shm_header, svc),
+	    O(fdn_shm_header, ghost_head),
+	    O(fdn_shm_header, flags_hdr),
+	    O(fdn_shm_header, telemetry_hdr),
+	    FDN_NSVC_REGIONS,
+	    S(fdn_shm_trace),
+	    O(fdn_shm_trace, owner),
+	    O(fdn_shm_trace, depth),
+	    O(fdn_shm_trace, ctx_len),
+	    O(fdn_shm_trace, spans),
+	    O(fdn_shm_trace, crumbs),
+	    O(fdn_shm_trace, ctx),
+	    S(fdn_shm_span),
+	    O(fdn_shm_span, status),
+	    O(fdn_shm_span, name),
+	    O(fdn_shm_span, attrs),
+	    S(fdn_shm_crumb),
+	    O(fdn_shm_crumb, attrs),
+	    FDN_SPAN_DEPTH_MAX,
+	    FDN_CRUMBS_MAX,
+	    FDN_GHOSTS_MAX,
+	    FDN_FLAGS_REGION_SIZE,
+	    FDN_EVENT_SIZE,
+	    FDN_TELEMETRY_REGION_SIZE,
 	};
 #undef S
 #undef O
@@ -174,6 +216,8 @@ void fdn_segment_opts_init(struct fdn_segment_opts *o)
 	o->threads = 4096;
 	o->heap_bytes = 0;
 	o->mode = 0600;
+	o->spans = 256;
+	o->events = 4096;
 }
 
 static uint64_t fdn__pow2_at_least(uint64_t x)
@@ -210,7 +254,7 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 	    h->granule != FDN_GRANULE || h->nclasses != FDN_NCLASSES ||
 	    h->limbo_max != FDN_LIMBO_MAX || h->ntables < 1 || h->ntables > FDN_MAX_TABLES)
 		return FDN_EBADSEG;
-	uint64_t nb[FDN_MAX_TABLES];
+	uint64_t nb[FDN_MAX_TABLES] = {0};
 	uint64_t boff = h->regions[FDN_REGION_BUCKETS].off;
 	for (uint32_t i = 0; i < h->ntables; i++) {
 		const struct fdn_shm_table *t = &h->tables[i];
@@ -227,11 +271,18 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
 		if (memchr(h->indexed[i], 0, FDN_INDEXED_NAME_MAX) == NULL)
 			return FDN_EBADSEG;
-	struct fdn_shm_region r[FDN_NREGIONS];
+	struct fdn__caps c = {.nprocs = h->nprocs,
+			      .nthreads = h->nthreads,
+			      .npages = h->npages,
+			      .ntables = h->ntables,
+			      .ntrace = h->ntrace,
+			      .nevents = h->nevents};
+	memcpy(c.nbuckets, nb, sizeof(c.nbuckets));
+	struct fdn_shm_region r[FDN_NREGIONS], svc[FDN_NSVC_REGIONS];
 	uint64_t total;
-	if (fdn__layout_compute(h->nprocs, h->nthreads, h->npages, nb, h->ntables, r, &total))
+	if (fdn__layout_compute(&c, r, svc, &total))
 		return FDN_EBADSEG;
-	if (memcmp(r, h->regions, sizeof(r)) != 0)
+	if (memcmp(r, h->regions, sizeof(r)) != 0 || memcmp(svc, h->svc, sizeof(svc)) != 0)
 		return FDN_EBADSEG;
 	if (h->total_size != total)
 		return FDN_EBADSEG;
@@ -266,6 +317,10 @@ static void fdn__seg_bind(fdn_segment *s, const struct fdn_shm_header *h)
 	s->bstate = (_Atomic uint64_t *)(s->base + h->regions[FDN_REGION_BSTATE].off);
 	s->heap = s->base + h->regions[FDN_REGION_HEAP].off;
 	s->graveyard = (struct fdn_shm_death *)(s->base + h->regions[FDN_REGION_GRAVEYARD].off);
+	s->trace = (struct fdn_shm_trace *)(s->base + h->svc[FDN_SVC_TRACE].off);
+	s->ghosts = (struct fdn_shm_trace *)(s->base + h->svc[FDN_SVC_GHOSTS].off);
+	s->ntrace = h->ntrace;
+	s->nevents = h->nevents;
 	s->nprocs = h->nprocs;
 	s->nthreads = h->nthreads;
 	s->npages = h->npages;
@@ -358,12 +413,20 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn_s
 		return FDN_EINVAL;
 	/* Table 0 "main" (the registry) and table 1 "index" (its secondary
 	 * index, prefix-hashed), each with 2 x entries buckets. */
-	uint64_t nb[2] = {fdn__pow2_at_least(o.entries * 2), fdn__pow2_at_least(o.entries * 2)};
-	struct fdn_shm_region regions[FDN_NREGIONS];
+	struct fdn__caps c = {
+	    .nprocs = o.processes,
+	    .nthreads = o.threads,
+	    .npages = (uint32_t)npages,
+	    .ntables = 2,
+	    .nbuckets = {fdn__pow2_at_least(o.entries * 2), fdn__pow2_at_least(o.entries * 2)},
+	    .ntrace = o.spans,
+	    .nevents = o.events};
+	struct fdn_shm_region regions[FDN_NREGIONS], svc[FDN_NSVC_REGIONS];
 	uint64_t total;
-	r = fdn__layout_compute(o.processes, o.threads, (uint32_t)npages, nb, 2, regions, &total);
+	r = fdn__layout_compute(&c, regions, svc, &total);
 	if (r)
 		return r;
+	const uint64_t *nb = c.nbuckets;
 
 	fdn_segment *s = fdn__seg_new(name);
 	if (!s)
@@ -417,6 +480,9 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn_s
 	h->nclasses = FDN_NCLASSES;
 	h->limbo_max = FDN_LIMBO_MAX;
 	memcpy(h->regions, regions, sizeof(regions));
+	h->ntrace = o.spans;
+	h->nevents = o.events;
+	memcpy(h->svc, svc, sizeof(svc));
 	atomic_store_explicit(&h->gp_ctr, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->fresh_page_hint, 0, memory_order_relaxed);
 	static const char *const table_names[2] = {"main", "index"};

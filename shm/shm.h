@@ -43,6 +43,9 @@ struct fdn_segment {
 	uint32_t proc_idx; /* our process slot (UINT32_MAX when read-only) */
 	uint64_t proc_word;
 	struct fdn_shm_death *graveyard;
+	struct fdn_shm_trace *trace;  /* ntrace slots (FDN_SVC_TRACE) */
+	struct fdn_shm_trace *ghosts; /* FDN_GHOSTS_MAX copies (FDN_SVC_GHOSTS) */
+	uint32_t ntrace, nevents;
 	_Atomic uint64_t *buckets[FDN_MAX_TABLES];
 	uint64_t bucket_mask[FDN_MAX_TABLES];
 	uint32_t table_flags[FDN_MAX_TABLES];
@@ -61,9 +64,13 @@ static inline int fdn__seg_usable(const fdn_segment *s)
 
 /* Compute the region table and total size for these capacities; the one
  * function both create and attach use, so attach can demand equality. */
-int fdn__layout_compute(uint32_t nprocs, uint32_t nthreads, uint32_t npages,
-			const uint64_t *nbuckets, uint32_t ntables,
-			struct fdn_shm_region regions[FDN_NREGIONS], uint64_t *total);
+struct fdn__caps {
+	uint32_t nprocs, nthreads, npages, ntables;
+	uint64_t nbuckets[FDN_MAX_TABLES];
+	uint32_t ntrace, nevents;
+};
+int fdn__layout_compute(const struct fdn__caps *c, struct fdn_shm_region regions[FDN_NREGIONS],
+			struct fdn_shm_region svc[FDN_NSVC_REGIONS], uint64_t *total);
 uint64_t fdn__layout_signature(void);
 int fdn__validate_name(const char *name);
 /* Create / attach (the public fdn_segment_create/attach in lib/ wrap these

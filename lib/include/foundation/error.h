@@ -48,7 +48,14 @@ extern "C" {
 	X(RDONLY, "segment attached read-only")                       \
 	X(CORRUPT, "corruption detected")                             \
 	X(INREAD, "called inside a read-side section")                \
-	X(TIMEDOUT, "timed out")
+	X(TIMEDOUT, "timed out")                                      \
+	X(NOTTOP, "span is not the top of the stack")                 \
+	X(TRACEPARENT, "malformed traceparent")                       \
+	X(TOOBIG, "too large")                                        \
+	X(STAGE, "invalid stage transition")                          \
+	X(PERCENT, "percentage outside 0..100")                       \
+	X(SAMPLER, "invalid sampler")                                 \
+	X(EVNAME, "invalid event name")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)

@@ -44,17 +44,25 @@ enum {
 #define FDN_SEGMENT_NAME_MAX     200
 
 struct fdn_segment_opts {
-	uint64_t entries;    /* sizing of the main table: buckets = 2 x entries
-				(power of two); default 100 000 */
-	uint32_t processes;  /* process-table slots; default 4 096 */
-	uint32_t threads;    /* reader (thread) slots; default 4 096 */
-	uint64_t heap_bytes; /* bytes for keys and values; 0 = 256 x entries,
-				rounded up to 64 KiB pages, at least 1 MiB */
-	uint32_t mode;       /* file mode; 0 = 0600 */
-	uint32_t flags;      /* FDN_SEG_ALLOW_FOREIGN accepted */
-	const char *indexed; /* registry attributes with a secondary index,
-				comma-separated, at most 8 names of 1..31 bytes;
-				NULL = FDN_DEFAULT_INDEXED, "" = none */
+	uint64_t entries;          /* sizing of the main table: buckets = 2 x entries
+				      (power of two); default 100 000 */
+	uint32_t processes;        /* process-table slots; default 4 096 */
+	uint32_t threads;          /* reader (thread) slots; default 4 096 */
+	uint64_t heap_bytes;       /* bytes for keys and values; 0 = 256 x entries,
+				      rounded up to 64 KiB pages, at least 1 MiB */
+	uint32_t mode;             /* file mode; 0 = 0600 */
+	uint32_t flags;            /* FDN_SEG_ALLOW_FOREIGN accepted */
+	const char *indexed;       /* registry attributes with a secondary index,
+				      comma-separated, at most 8 names of 1..31 bytes;
+				      NULL = FDN_DEFAULT_INDEXED, "" = none */
+	uint32_t spans;            /* trace slots: threads that hold span stacks or
+				      error contexts at once; default 256 (56 KiB
+				      each, touched only when used) */
+	uint32_t events;           /* telemetry ring records, a power of two;
+				      default 4 096 */
+	const char *flag_defaults; /* initial flag values,
+				"name=on|off|PCT,..."; NULL = $FOUNDATION_FLAGS,
+				else the built-in defaults */
 };
 
 #define FDN_DEFAULT_INDEXED "capability,health_status,node"
