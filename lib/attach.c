@@ -54,6 +54,10 @@ int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 		int m = fdn__registry_check(s, cb, arg);
 		n = m < 0 ? m : n + m;
 	}
+	if (n >= 0) {
+		int m = fdn__trace_check(s, cb, arg);
+		n = m < 0 ? m : n + m;
+	}
 	return n;
 }
 

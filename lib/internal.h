@@ -51,6 +51,13 @@ int fdn__registry_check(fdn_segment *s, fdn_check_cb cb, void *arg);
 /* Is this index reference stale? (registry.c; the checker uses it too) */
 bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v);
 
+/* Copy a dead process's non-empty trace slots into the graveyard (if
+ * record) and free them; `word` is its claim word (trace.c). */
+int fdn__trace_reap(fdn_segment *s, uint64_t word, bool record);
+
+/* The trace slots' audit.  Returns violations found. */
+int fdn__trace_check(fdn_segment *s, fdn_check_cb cb, void *arg);
+
 /* A process to reap (reaper.c). */
 struct fdn__dead {
 	uint32_t idx;    /* its process slot */

@@ -178,6 +178,10 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 			d[i].record = false;
 		d[i].latency_ns = woke_ns ? mono_ns() - woke_ns : 0;
 	}
+	/* What each was doing: its open spans and contexts, copied into the
+	 * graveyard before its trace slots are freed (trace.c). */
+	for (size_t i = 0; i < n; i++)
+		fdn__trace_reap(s, d[i].word, d[i].record);
 	/* The entries are invisible now and watchers have been woken; the
 	 * purge below is not urgent: let a woken watcher on this CPU run. */
 	sched_yield();

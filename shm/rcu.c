@@ -138,14 +138,15 @@ static int fdn__master_barrier(void)
 static pthread_key_t fdn__exit_key;
 static pthread_once_t fdn__exit_once = PTHREAD_ONCE_INIT;
 
-static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t);
-static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts);
+static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t, struct fdn_shm_trace **tr);
+static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, struct fdn_shm_trace *tr);
 
 static void fdn__thread_exit(void *unused)
 {
 	(void)unused;
 	fdn_segment *segs[FDN__MAX_HANDLES_PER_THREAD];
 	struct fdn_shm_tslot *slots[FDN__MAX_HANDLES_PER_THREAD];
+	struct fdn_shm_trace *traces[FDN__MAX_HANDLES_PER_THREAD];
 	int n = 0;
 	pthread_mutex_lock(&fdn__handles_lock);
 	for (int i = 0; i < FDN__MAX_HANDLES_PER_THREAD; i++) {
@@ -154,7 +155,8 @@ static void fdn__thread_exit(void *unused)
 		 * released the slot and cleared seg_id (fdn__threads_release). */
 		if (t->seg && t->seg_id && t->seg->id == t->seg_id) {
 			segs[n] = t->seg;
-			slots[n++] = fdn__slot_forget(t);
+			slots[n] = fdn__slot_forget(t, &traces[n]);
+			n++;
 		}
 		memset(t, 0, sizeof(*t));
 	}
@@ -162,7 +164,7 @@ static void fdn__thread_exit(void *unused)
 	pthread_mutex_unlock(&fdn__handles_lock);
 	/* Grace periods may wait long: never under the lock. */
 	for (int i = 0; i < n; i++)
-		fdn__slot_give_back(segs[i], slots[i]);
+		fdn__slot_give_back(segs[i], slots[i], traces[i]);
 }
 
 static void fdn__exit_key_make(void)
@@ -378,9 +380,11 @@ int fdn__limbo_flush(struct fdn__thread *t)
 }
 
 /* Unlist t's slot (fdn__handles_lock held); returns the shared slot. */
-static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t)
+static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t, struct fdn_shm_trace **tr)
 {
 	struct fdn_shm_tslot *ts = t->ts;
+	*tr = t->trace;
+	t->trace = NULL;
 	for (struct fdn__slotrec **pp = &fdn__slotrecs; *pp; pp = &(*pp)->next) {
 		if ((*pp)->t == t && (*pp)->seg_id == t->seg_id) {
 			struct fdn__slotrec *dead = *pp;
@@ -399,10 +403,12 @@ static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t)
 
 /* End the slot's section, free its limbo after a grace period, free it.
  * Not under fdn__handles_lock. */
-static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts)
+static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, struct fdn_shm_trace *tr)
 {
 	if (fdn__seg_usable(s) != 0 || s->readonly)
 		return;
+	if (tr)
+		fdn__trace_free(tr, s->proc_word);
 	/* The thread is exiting or the handle detaching: no section of it
 	 * can still be open by contract. */
 	atomic_store_explicit(&ts->ctr, 0, memory_order_release);
@@ -417,16 +423,107 @@ void fdn__threads_release(fdn_segment *s)
 {
 	for (;;) {
 		struct fdn_shm_tslot *ts = NULL;
+		struct fdn_shm_trace *tr = NULL;
 		pthread_mutex_lock(&fdn__handles_lock);
 		for (struct fdn__slotrec *rec = fdn__slotrecs; rec; rec = rec->next) {
 			if (rec->seg == s && rec->seg_id == s->id) {
-				ts = fdn__slot_forget(rec->t); /* frees rec */
+				ts = fdn__slot_forget(rec->t, &tr); /* frees rec */
 				break;
 			}
 		}
 		pthread_mutex_unlock(&fdn__handles_lock);
 		if (!ts)
 			return;
-		fdn__slot_give_back(s, ts);
+		fdn__slot_give_back(s, ts, tr);
 	}
+}
+
+/* ---- trace slots ------------------------------------------------------------
+ * A thread's span stack and error context (layout.h, "spans and error
+ * context").  Claimed on first use like the reader slot, given back with it
+ * (thread exit, detach); the reaper frees those of a dead process. */
+
+void fdn__trace_write_begin(struct fdn_shm_trace *tr)
+{
+	uint64_t q = atomic_load_explicit(&tr->seq, memory_order_relaxed);
+	atomic_store_explicit(&tr->seq, q | 1, memory_order_relaxed);
+	/* The odd value is visible before any of the writes that follow. */
+	atomic_thread_fence(memory_order_release);
+}
+
+void fdn__trace_write_end(struct fdn_shm_trace *tr)
+{
+	uint64_t q = atomic_load_explicit(&tr->seq, memory_order_relaxed);
+	/* Release: a reader that sees the even value sees every write. */
+	atomic_store_explicit(&tr->seq, (q | 1) + 1, memory_order_release);
+}
+
+static void fdn__trace_reset(struct fdn_shm_trace *tr)
+{
+	tr->depth = 0;
+	tr->ncrumbs = 0;
+	tr->ctx_len = 0;
+	tr->corr_len = tr->op_len = 0;
+	tr->corr[0] = tr->op[0] = 0;
+	tr->flags = 0;
+}
+
+bool fdn__trace_owned_by(uint64_t owner, uint64_t word)
+{
+	const uint64_t who = ~(3ull << 62); /* pid and identity, not state */
+	return owner != 0 && (owner & who) == (word & who);
+}
+
+void fdn__trace_free(struct fdn_shm_trace *tr, uint64_t word)
+{
+	uint64_t w = atomic_load_explicit(&tr->owner, memory_order_acquire);
+	if (!fdn__trace_owned_by(w, word))
+		return;
+	/* Empty it first, so a slot is never free with content.  The caller
+	 * is the owning thread or the reaper after the owner died: either way
+	 * the only writer. */
+	fdn__trace_write_begin(tr);
+	fdn__trace_reset(tr);
+	/* pid 0 marks a slot claimed but not yet filled in: readers skip it. */
+	tr->pid = tr->tid = 0;
+	tr->proc_idx = 0;
+	fdn__trace_write_end(tr);
+	atomic_compare_exchange_strong_explicit(&tr->owner, &w, 0, memory_order_release,
+						memory_order_relaxed);
+}
+
+int fdn__thread_trace(fdn_segment *s, struct fdn__thread *t, struct fdn_shm_trace **out)
+{
+	if (t->trace) {
+		*out = t->trace;
+		return 0;
+	}
+	uint32_t n = s->ntrace;
+	uint32_t start = atomic_load_explicit(&s->hdr->trace_hint, memory_order_relaxed) % n;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (start + k) % n;
+		struct fdn_shm_trace *tr = &s->trace[i];
+		uint64_t expect = 0;
+		if (atomic_load_explicit(&tr->owner, memory_order_relaxed) != 0)
+			continue;
+		/* One CAS claims it for this process; the slot's other fields
+		 * are ours from here on (only this thread writes them). */
+		if (!atomic_compare_exchange_strong(&tr->owner, &expect, s->proc_word))
+			continue;
+		atomic_store_explicit(&s->hdr->trace_hint, (i + 1) % n, memory_order_relaxed);
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		fdn__trace_write_begin(tr);
+		fdn__trace_reset(tr);
+		tr->proc_idx = s->proc_idx;
+		tr->pid = FDN_PROC_PID(s->proc_word);
+		tr->tid = (uint32_t)gettid();
+		tr->claimed_real = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		tr->died_real = tr->died_mono = 0;
+		fdn__trace_write_end(tr);
+		t->trace = tr;
+		*out = tr;
+		return 0;
+	}
+	return FDN_ENOSPACE;
 }

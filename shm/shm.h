@@ -121,6 +121,7 @@ struct fdn__thread {
 	uint32_t slot;
 	uint32_t nest;
 	struct fdn_shm_tslot *ts;
+	struct fdn_shm_trace *trace;     /* this thread's trace slot, or NULL */
 	uint32_t cur_page[FDN_NCLASSES]; /* allocation hints, private */
 	uint32_t cur_block[FDN_NCLASSES];
 };
@@ -197,6 +198,20 @@ void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen);
 int fdn__limbo_flush(struct fdn__thread *t);
 /* Give back every reader slot of this handle (detach). */
 void fdn__threads_release(fdn_segment *s);
+/* This thread's trace slot (span stack and error context), claimed on
+ * first use; given back with its reader slot.  FDN_ENOSPACE when all are
+ * taken. */
+int fdn__thread_trace(fdn_segment *s, struct fdn__thread *t, struct fdn_shm_trace **out);
+/* The slot's seqlock, writer side (the owning thread, or the reaper for a
+ * dead owner's slot). */
+void fdn__trace_write_begin(struct fdn_shm_trace *tr);
+void fdn__trace_write_end(struct fdn_shm_trace *tr);
+/* Does a trace slot's owner word name the process of claim word `word`
+ * (same pid and identity, whatever the state bits)? */
+bool fdn__trace_owned_by(uint64_t owner, uint64_t word);
+/* Empty slot tr and free it if `word` (a process's claim word) owns it. */
+void fdn__trace_free(struct fdn_shm_trace *tr, uint64_t word);
+
 /* Free every limbo entry of slot ts (after a grace period has passed). */
 void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts);
 

@@ -4,4 +4,9 @@
 #include <foundation/common.h>
 #include <foundation/error.h>
 #include <foundation/segment.h>
+#include <foundation/attrs.h>
+#include <foundation/registry.h>
+#include <foundation/reaper.h>
+#include <foundation/spans.h>
+#include <foundation/context.h>
 #endif

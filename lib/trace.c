@@ -1,0 +1,1123 @@
+/*
+ * trace.c - span stacks and error context (foundation/spans.h,
+ * foundation/context.h), and the graveyard's copies of dead threads.
+ *
+ * One representation for everything: struct fdn_shm_trace (layout.h).  The
+ * shared backend is the thread's trace slot in the segment; the local
+ * backend is a private struct of the same form, allocated per thread.  The
+ * same code runs on both; the flags choose per call (fdn__backend), spans
+ * by use_shm_spans and contexts by use_shm_error_context, so a thread may
+ * keep its spans in one and its context in the other.
+ *
+ * Concurrency.  A slot is written by its owning thread only, each change
+ * between fdn__trace_write_begin and _end (the slot's seqlock, rcu.c).  The
+ * owner reads its own slot directly.  Anybody else (foundation-inspect,
+ * the checker, the reaper) copies the slot and keeps the copy only if the
+ * sequence word was even and unchanged across the copy; a slot rewritten
+ * during every one of FDN__COPY_TRIES attempts is skipped, so a reader
+ * never waits for a writer.  The copied bytes are then validated like
+ * any other shared data (lengths clamped, encodings validated): a torn or
+ * corrupt slot yields a clear mark, never a crash.
+ *
+ * The graveyard.  When the reaper reclaims a dead process it copies each of
+ * its non-empty trace slots into the ghost ring (header.ghost_head, copy k
+ * in ghosts[k % FDN_GHOSTS_MAX]) under the ghost's own seqlock, marking the
+ * open spans ABORTED and timing them up to the copy, then frees the slot.
+ * A reaper killed between the copy and the free leaves the slot owned by
+ * the dead process; the next reaper finds the copy already there (same
+ * owner, thread and claim time) and does not write it twice.
+ */
+#include "lib/internal.h"
+
+#include <foundation/context.h>
+#include <foundation/spans.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+static_assert(FDN_SPAN_MAX_DEPTH == FDN_SPAN_DEPTH_MAX, "depth");
+static_assert(FDN_SPAN_NAME_MAXLEN == FDN_SPAN_NAME_MAX, "span name");
+static_assert(FDN_SPAN_ATTRS_MAXLEN == FDN_SPAN_ATTRS_MAX, "span attributes");
+static_assert(FDN_CTX_MAXLEN == FDN_CTX_ATTRS_MAX, "context");
+static_assert(FDN_CTX_ID_MAXLEN == FDN_CTX_ID_MAX, "ids");
+static_assert(FDN_CTX_CRUMBS == FDN_CRUMBS_MAX, "breadcrumbs");
+static_assert(FDN_CRUMB_ATTRS_MAXLEN == FDN_CRUMB_ATTRS_MAX, "breadcrumb attributes");
+static_assert((int)FDN_STATUS_OK == (int)FDN_SPAN_OK &&
+		  (int)FDN_STATUS_ERROR == (int)FDN_SPAN_ERROR &&
+		  (int)FDN_STATUS_ABORTED == (int)FDN_SPAN_ABORTED &&
+		  (int)FDN_STATUS_OPEN == (int)FDN_SPAN_OPEN,
+	      "status values");
+
+#define FDN__COPY_TRIES 1000
+
+/* ---- per-thread state ------------------------------------------------------ */
+
+struct trace_tls {
+	struct fdn_shm_trace *local; /* the local backend, or NULL */
+	unsigned fork_gen;           /* fdn__fork_gen when rng was seeded */
+	bool seeded;
+	uint64_t rng;
+	/* The span ended last, per backend (FDN__LOCAL, FDN__SHARED). */
+	bool has_last[2];
+	struct fdn_span_info last[2];
+	/* A remote parent for the next root span (fdn_trace_continue). */
+	bool pending;
+	uint8_t ptrace[16];
+	uint64_t pparent;
+};
+
+static _Thread_local struct trace_tls tls;
+static pthread_key_t local_key;
+static pthread_once_t local_once = PTHREAD_ONCE_INIT;
+/* TRACEPARENT from the environment is used by one root span per process. */
+static atomic_bool env_used;
+
+static void local_free(void *p)
+{
+	free(p);
+}
+
+static void local_key_make(void)
+{
+	pthread_key_create(&local_key, local_free);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Random 64-bit values for ids: xorshift64* seeded from getrandom, reseeded
+ * in a fork child (which would otherwise repeat its parent's ids). */
+static uint64_t rnd64(void)
+{
+	if (!tls.seeded || tls.fork_gen != fdn__fork_gen) {
+		uint64_t x = 0;
+		if (getrandom(&x, sizeof(x), 0) != sizeof(x))
+			x = mono_ns() ^ ((uint64_t)gettid() << 32);
+		tls.rng = x ? x : 0x9E3779B97F4A7C15ull;
+		tls.fork_gen = fdn__fork_gen;
+		tls.seeded = true;
+	}
+	tls.rng ^= tls.rng >> 12;
+	tls.rng ^= tls.rng << 25;
+	tls.rng ^= tls.rng >> 27;
+	return tls.rng * 2685821657736338717ull;
+}
+
+static uint64_t rnd_nonzero(void)
+{
+	uint64_t v;
+	do
+		v = rnd64();
+	while (v == 0);
+	return v;
+}
+
+static void hex(char *out, const uint8_t *b, size_t n)
+{
+	static const char d[] = "0123456789abcdef";
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+/* Lowercase hex only; returns false on anything else. */
+static bool unhex(const char *in, uint8_t *out, size_t n)
+{
+	for (size_t i = 0; i < 2 * n; i++) {
+		char c = in[i];
+		int v;
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else
+			return false;
+		if (i % 2 == 0)
+			out[i / 2] = (uint8_t)(v << 4);
+		else
+			out[i / 2] |= (uint8_t)v;
+	}
+	return true;
+}
+
+static bool all_zero(const uint8_t *b, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+/* This thread's trace struct on the backend the flags choose for svc. */
+static int slot_for(fdn_segment *s, enum fdn__svc svc, struct fdn_shm_trace **out, int *backend)
+{
+	int b = fdn__backend(s, svc);
+	if (b < 0)
+		return b;
+	if (backend)
+		*backend = b;
+	if (b == FDN__SHARED) {
+		struct fdn__thread *t;
+		int r = fdn__thread_get(s, &t);
+		if (r)
+			return r;
+		return fdn__thread_trace(s, t, out);
+	}
+	if (!tls.local) {
+		pthread_once(&local_once, local_key_make);
+		tls.local = calloc(1, sizeof(*tls.local));
+		if (!tls.local)
+			return -ENOMEM;
+		pthread_setspecific(local_key, tls.local);
+		tls.local->tid = (uint32_t)gettid();
+		tls.local->pid = (uint32_t)getpid();
+	}
+	*out = tls.local;
+	return 0;
+}
+
+/* Encode attributes for a field of `max` bytes: length, or FDN_ETOOBIG /
+ * FDN_EINVMETA / FDN_EINVAL. */
+static int encode_bounded(const struct fdn_attr *a, size_t n, uint8_t buf[FDN_ATTRS_MAX],
+			  size_t max)
+{
+	if (n == 0)
+		return 0;
+	if (!a)
+		return FDN_EINVAL;
+	int len = fdn_attrs_encode(a, n, buf, FDN_ATTRS_MAX);
+	if (len < 0)
+		return len;
+	return (size_t)len > max ? FDN_ETOOBIG : len;
+}
+
+/* Stored attribute fields are empty (length 0) or a valid encoding. */
+static bool attrs_ok(const void *p, size_t len)
+{
+	return len == 0 || fdn_attrs_validate(p, len) == 0;
+}
+
+/* Merge upd into base (either may be empty) into out: length or error. */
+static int merge(const uint8_t *base, size_t blen, const uint8_t *upd, size_t ulen,
+		 uint8_t out[FDN_ATTRS_MAX])
+{
+	static const uint8_t empty[2] = {0, 0}; /* no attributes */
+	if (ulen == 0) {
+		memcpy(out, base, blen);
+		return (int)blen;
+	}
+	if (blen == 0) {
+		base = empty;
+		blen = sizeof(empty);
+	}
+	return fdn_attrs_merge(base, blen, upd, ulen, out, FDN_ATTRS_MAX);
+}
+
+static int check_name(const char *name, size_t max)
+{
+	if (!name)
+		return FDN_EINVAL;
+	size_t n = strnlen(name, max + 1);
+	return n == 0 ? FDN_EINVAL : n > max ? FDN_ETOOBIG : (int)n;
+}
+
+/* ---- telemetry ------------------------------------------------------------ */
+
+/* The one place spans emit their telemetry events (foundation.span.start,
+ * .stop, .attributes, .event, .link). */
+static void span_emit(fdn_segment *s, int backend, const char *event, const struct fdn_shm_span *sp,
+		      const char *detail, uint64_t duration_ns)
+{
+	(void)s;
+	(void)backend;
+	(void)event;
+	(void)sp;
+	(void)detail;
+	(void)duration_ns;
+}
+
+/* ---- spans ----------------------------------------------------------------- */
+
+static void span_info(const struct fdn_shm_span *sp, uint32_t depth, uint64_t now,
+		      struct fdn_span_info *o)
+{
+	hex(o->trace_id, sp->trace_id, 16);
+	o->span_id = sp->span_id;
+	o->parent_id = sp->parent_id;
+	o->start_ns = sp->start_ns;
+	o->duration_ns = now > sp->start_ns ? now - sp->start_ns : 0;
+	o->status = (int)sp->status;
+	o->depth = depth;
+	o->nevents = sp->nevents;
+	o->nlinks = sp->nlinks;
+	size_t nl = sp->name_len <= FDN_SPAN_NAME_MAX ? sp->name_len : FDN_SPAN_NAME_MAX;
+	memcpy(o->name, sp->name, nl);
+	o->name[nl] = 0;
+	o->attrs_len = sp->attrs_len <= FDN_SPAN_ATTRS_MAX ? sp->attrs_len : 0;
+	memcpy(o->attrs, sp->attrs, o->attrs_len);
+}
+
+int fdn_span_start(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n,
+		   uint64_t *span_id)
+{
+	int nl = check_name(name, FDN_SPAN_NAME_MAX);
+	if (nl < 0)
+		return nl == FDN_ETOOBIG ? FDN_EINVAL : nl;
+	uint8_t enc[FDN_ATTRS_MAX];
+	int al = encode_bounded(attrs, n, enc, FDN_SPAN_ATTRS_MAX);
+	if (al < 0)
+		return al;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	uint32_t d = tr->depth;
+	if (d >= FDN_SPAN_DEPTH_MAX)
+		return FDN_ESTACKOVF;
+	struct fdn_shm_span *sp = &tr->spans[d];
+	uint8_t tid[16];
+	uint64_t parent = 0;
+	if (d > 0) {
+		memcpy(tid, tr->spans[d - 1].trace_id, 16);
+		parent = tr->spans[d - 1].span_id;
+	} else if (tls.pending) {
+		memcpy(tid, tls.ptrace, 16);
+		parent = tls.pparent;
+		tls.pending = false;
+	} else {
+		char tp_trace[FDN_TRACE_ID_HEX + 1];
+		const char *env = getenv("TRACEPARENT");
+		bool from_env = false;
+		if (env && !atomic_load_explicit(&env_used, memory_order_relaxed) &&
+		    fdn_traceparent_parse(env, tp_trace, &parent, NULL) == 0 &&
+		    !atomic_exchange(&env_used, true)) {
+			unhex(tp_trace, tid, 16);
+			from_env = true;
+		}
+		if (!from_env) {
+			parent = 0;
+			do {
+				uint64_t a = rnd64(), c = rnd64();
+				memcpy(tid, &a, 8);
+				memcpy(tid + 8, &c, 8);
+			} while (all_zero(tid, 16));
+		}
+	}
+	uint64_t id = rnd_nonzero();
+	fdn__trace_write_begin(tr);
+	memcpy(sp->trace_id, tid, 16);
+	sp->span_id = id;
+	sp->parent_id = parent;
+	sp->start_ns = mono_ns();
+	sp->start_real = real_ns();
+	sp->status = FDN_SPAN_OPEN;
+	sp->name_len = (uint16_t)nl;
+	memcpy(sp->name, name, (size_t)nl);
+	sp->name[nl] = 0;
+	sp->attrs_len = (uint16_t)al;
+	memcpy(sp->attrs, enc, (size_t)al);
+	sp->nevents = sp->nlinks = 0;
+	tr->depth = d + 1;
+	fdn__trace_write_end(tr);
+	if (span_id)
+		*span_id = id;
+	span_emit(s, b, "foundation.span.start", sp, NULL, 0);
+	return 0;
+}
+
+static bool status_ok(int st)
+{
+	return st == FDN_SPAN_OK || st == FDN_SPAN_ERROR || st == FDN_SPAN_ABORTED;
+}
+
+/* Pop the top span of tr with status st (depth > 0). */
+static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st)
+{
+	uint32_t d = tr->depth;
+	struct fdn_shm_span *sp = &tr->spans[d - 1];
+	uint64_t now = mono_ns();
+	struct fdn_span_info *last = &tls.last[b];
+	span_info(sp, d - 1, now, last);
+	last->status = st;
+	tls.has_last[b] = true;
+	fdn__trace_write_begin(tr);
+	sp->status = (uint32_t)st;
+	tr->depth = d - 1;
+	fdn__trace_write_end(tr);
+	span_emit(s, b, "foundation.span.stop", sp, NULL, last->duration_ns);
+}
+
+int fdn_span_end(fdn_segment *s, int status)
+{
+	if (!status_ok(status))
+		return FDN_EINVAL;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	span_pop(s, b, tr, status);
+	return 0;
+}
+
+int fdn_span_end_id(fdn_segment *s, uint64_t id, int status)
+{
+	if (!status_ok(status))
+		return FDN_EINVAL;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	uint32_t d = tr->depth;
+	if (d == 0)
+		return FDN_ENOSPAN;
+	if (tr->spans[d - 1].span_id != id) {
+		for (uint32_t k = 0; k + 1 < d; k++)
+			if (tr->spans[k].span_id == id)
+				return FDN_ENOTTOP;
+		return FDN_ENOTFOUND;
+	}
+	span_pop(s, b, tr, status);
+	return 0;
+}
+
+int fdn_span_current(fdn_segment *s, struct fdn_span_info *out)
+{
+	struct fdn_shm_trace *tr;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, NULL);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	if (out)
+		span_info(&tr->spans[tr->depth - 1], tr->depth - 1, mono_ns(), out);
+	return 0;
+}
+
+int fdn_span_last_ended(fdn_segment *s, struct fdn_span_info *out)
+{
+	int b = fdn__backend(s, FDN__SVC_SPANS);
+	if (b < 0)
+		return b;
+	if (!tls.has_last[b])
+		return FDN_ENOSPAN;
+	if (out)
+		*out = tls.last[b];
+	return 0;
+}
+
+int fdn_span_trace_id(fdn_segment *s, char out[FDN_TRACE_ID_HEX + 1])
+{
+	struct fdn_shm_trace *tr;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, NULL);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	hex(out, tr->spans[tr->depth - 1].trace_id, 16);
+	return 0;
+}
+
+int fdn_span_depth(fdn_segment *s)
+{
+	struct fdn_shm_trace *tr;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, NULL);
+	return r ? r : (int)tr->depth;
+}
+
+int fdn_span_add_attributes(fdn_segment *s, const struct fdn_attr *attrs, size_t n)
+{
+	uint8_t upd[FDN_ATTRS_MAX], out[FDN_ATTRS_MAX];
+	int ul = encode_bounded(attrs, n, upd, FDN_ATTRS_MAX);
+	if (ul < 0)
+		return ul;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
+	int len = merge(sp->attrs, sp->attrs_len, upd, (size_t)ul, out);
+	if (len < 0)
+		return len == FDN_EINVMETA && ul > 0 ? FDN_ETOOBIG : len;
+	if ((size_t)len > FDN_SPAN_ATTRS_MAX)
+		return FDN_ETOOBIG;
+	fdn__trace_write_begin(tr);
+	memcpy(sp->attrs, out, (size_t)len);
+	sp->attrs_len = (uint16_t)len;
+	fdn__trace_write_end(tr);
+	span_emit(s, b, "foundation.span.attributes", sp, NULL, 0);
+	return 0;
+}
+
+int fdn_span_record_event(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n)
+{
+	int nl = check_name(name, FDN_SPAN_NAME_MAX);
+	if (nl < 0)
+		return nl == FDN_ETOOBIG ? FDN_EINVAL : nl;
+	uint8_t enc[FDN_ATTRS_MAX];
+	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
+	if (al < 0)
+		return al;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
+	fdn__trace_write_begin(tr);
+	sp->nevents++;
+	fdn__trace_write_end(tr);
+	span_emit(s, b, "foundation.span.event", sp, name, 0);
+	return 0;
+}
+
+int fdn_span_link(fdn_segment *s, const char *trace_id, uint64_t span_id,
+		  const struct fdn_attr *attrs, size_t n)
+{
+	uint8_t t[16];
+	if (!trace_id || strnlen(trace_id, 33) != 32 || !unhex(trace_id, t, 16) || all_zero(t, 16))
+		return FDN_ETRACEPARENT;
+	if (span_id == 0)
+		return FDN_EINVAL;
+	uint8_t enc[FDN_ATTRS_MAX];
+	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
+	if (al < 0)
+		return al;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
+	fdn__trace_write_begin(tr);
+	sp->nlinks++;
+	fdn__trace_write_end(tr);
+	span_emit(s, b, "foundation.span.link", sp, trace_id, 0);
+	return 0;
+}
+
+int fdn_with_span(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n,
+		  int (*fn)(void *arg), void *arg)
+{
+	if (!fn)
+		return FDN_EINVAL;
+	uint64_t id;
+	int r = fdn_span_start(s, name, attrs, n, &id);
+	if (r)
+		return r;
+	int res = fn(arg);
+	int st = res >= 0 ? FDN_SPAN_OK : res == FDN_SPAN_ABORT ? FDN_SPAN_ABORTED : FDN_SPAN_ERROR;
+	struct fdn_shm_trace *tr;
+	int b;
+	if (slot_for(s, FDN__SVC_SPANS, &tr, &b) != 0)
+		return res;
+	/* Spans the callback left open above ours end ABORTED; if it ended
+	 * ours itself there is nothing left to end. */
+	for (uint32_t k = tr->depth; k > 0; k--) {
+		if (tr->spans[k - 1].span_id == id) {
+			while (tr->depth > k)
+				span_pop(s, b, tr, FDN_SPAN_ABORTED);
+			span_pop(s, b, tr, st);
+			break;
+		}
+	}
+	return res;
+}
+
+/* ---- propagation ------------------------------------------------------------- */
+
+int fdn_traceparent_parse(const char *tp, char trace_id[FDN_TRACE_ID_HEX + 1], uint64_t *parent_id,
+			  uint8_t *flags)
+{
+	if (!tp)
+		return FDN_ETRACEPARENT;
+	size_t n = strnlen(tp, 512);
+	uint8_t ver, t[16], p[8], f;
+	if (n < FDN_TRACEPARENT_LEN || tp[2] != '-' || tp[35] != '-' || tp[52] != '-')
+		return FDN_ETRACEPARENT;
+	if (!unhex(tp, &ver, 1) || !unhex(tp + 3, t, 16) || !unhex(tp + 36, p, 8) ||
+	    !unhex(tp + 53, &f, 1))
+		return FDN_ETRACEPARENT;
+	/* Version 00 has exactly these fields; a later one may append more
+	 * after a '-'; ff is invalid. */
+	if (ver == 0xff || (ver == 0 && n != FDN_TRACEPARENT_LEN) ||
+	    (ver != 0 && n > FDN_TRACEPARENT_LEN && tp[FDN_TRACEPARENT_LEN] != '-'))
+		return FDN_ETRACEPARENT;
+	if (all_zero(t, 16) || all_zero(p, 8))
+		return FDN_ETRACEPARENT;
+	if (trace_id)
+		hex(trace_id, t, 16);
+	if (parent_id) {
+		uint64_t v = 0;
+		for (int i = 0; i < 8; i++)
+			v = v << 8 | p[i];
+		*parent_id = v;
+	}
+	if (flags)
+		*flags = f;
+	return 0;
+}
+
+int fdn_traceparent(fdn_segment *s, char *out, size_t cap)
+{
+	if (!out || cap < FDN_TRACEPARENT_LEN + 1)
+		return FDN_EINVAL;
+	struct fdn_shm_trace *tr;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, NULL);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	const struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
+	char t[33];
+	hex(t, sp->trace_id, 16);
+	snprintf(out, cap, "00-%s-%016llx-01", t, (unsigned long long)sp->span_id);
+	return 0;
+}
+
+int fdn_trace_continue(fdn_segment *s, const char *tp)
+{
+	(void)s;
+	char t[FDN_TRACE_ID_HEX + 1];
+	uint64_t p;
+	int r = fdn_traceparent_parse(tp, t, &p, NULL);
+	if (r)
+		return r;
+	unhex(t, tls.ptrace, 16);
+	tls.pparent = p;
+	tls.pending = true;
+	return 0;
+}
+
+int fdn_traceparent_setenv(fdn_segment *s)
+{
+	char tp[FDN_TRACEPARENT_LEN + 1];
+	int r = fdn_traceparent(s, tp, sizeof(tp));
+	if (r)
+		return r;
+	return setenv("TRACEPARENT", tp, 1) == 0 ? 0 : -errno;
+}
+
+/* ---- error context ------------------------------------------------------------- */
+
+static int ctx_slot(fdn_segment *s, struct fdn_shm_trace **tr)
+{
+	return slot_for(s, FDN__SVC_ERROR_CONTEXT, tr, NULL);
+}
+
+/* Write the context map (len <= FDN_CTX_ATTRS_MAX). */
+static void ctx_store(struct fdn_shm_trace *tr, const uint8_t *p, size_t len)
+{
+	fdn__trace_write_begin(tr);
+	memcpy(tr->ctx, p, len);
+	tr->ctx_len = (uint32_t)len;
+	fdn__trace_write_end(tr);
+}
+
+int fdn_ctx_set(fdn_segment *s, const struct fdn_attr *attrs, size_t n)
+{
+	uint8_t upd[FDN_ATTRS_MAX], out[FDN_ATTRS_MAX];
+	int ul = encode_bounded(attrs, n, upd, FDN_ATTRS_MAX);
+	if (ul < 0)
+		return ul;
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	int len = merge(tr->ctx, tr->ctx_len, upd, (size_t)ul, out);
+	if (len < 0)
+		return len == FDN_EINVMETA && ul > 0 ? FDN_ETOOBIG : len;
+	if ((size_t)len > FDN_CTX_ATTRS_MAX)
+		return FDN_ETOOBIG;
+	ctx_store(tr, out, (size_t)len);
+	return 0;
+}
+
+int fdn_ctx_get(fdn_segment *s, void *buf, size_t cap, size_t *len)
+{
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	if (len)
+		*len = tr->ctx_len;
+	if (cap < tr->ctx_len || (!buf && tr->ctx_len))
+		return FDN_ETOOBIG;
+	memcpy(buf, tr->ctx, tr->ctx_len);
+	return 0;
+}
+
+int fdn_ctx_clear(fdn_segment *s)
+{
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	fdn__trace_write_begin(tr);
+	tr->ctx_len = 0;
+	tr->ncrumbs = 0;
+	tr->corr_len = tr->op_len = 0;
+	tr->corr[0] = tr->op[0] = 0;
+	fdn__trace_write_end(tr);
+	return 0;
+}
+
+int fdn_with_context(fdn_segment *s, const struct fdn_attr *attrs, size_t n, int (*fn)(void *arg),
+		     void *arg)
+{
+	if (!fn)
+		return FDN_EINVAL;
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	uint8_t saved[FDN_CTX_ATTRS_MAX];
+	size_t saved_len = tr->ctx_len;
+	memcpy(saved, tr->ctx, saved_len);
+	r = fdn_ctx_set(s, attrs, n);
+	if (r)
+		return r;
+	int res = fn(arg);
+	/* The callback may have flipped the backend: restore on the slot the
+	 * context was saved from. */
+	ctx_store(tr, saved, saved_len);
+	return res;
+}
+
+int fdn_ctx_breadcrumb(fdn_segment *s, const char *module, const char *function,
+		       const struct fdn_attr *attrs, size_t n)
+{
+	int ml = check_name(module, FDN_CRUMB_MODULE_MAX);
+	if (ml < 0)
+		return ml;
+	int fl = check_name(function, FDN_CRUMB_FUNC_MAX);
+	if (fl < 0)
+		return fl;
+	uint8_t enc[FDN_ATTRS_MAX];
+	int al = encode_bounded(attrs, n, enc, FDN_CRUMB_ATTRS_MAX);
+	if (al < 0)
+		return al;
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	struct fdn_shm_crumb *c = &tr->crumbs[tr->ncrumbs % FDN_CRUMBS_MAX];
+	fdn__trace_write_begin(tr);
+	c->time_real = real_ns();
+	memset(c->module, 0, sizeof(c->module));
+	memcpy(c->module, module, (size_t)ml);
+	memset(c->function, 0, sizeof(c->function));
+	memcpy(c->function, function, (size_t)fl);
+	c->attrs_len = (uint16_t)al;
+	memcpy(c->attrs, enc, (size_t)al);
+	tr->ncrumbs++;
+	fdn__trace_write_end(tr);
+	return 0;
+}
+
+/* A printable id of 1..63 bytes, or a random one. */
+static int make_id(const char *id, char out[FDN_CTX_ID_MAX + 1])
+{
+	if (!id) {
+		uint8_t b[16];
+		uint64_t a = rnd64(), c = rnd64();
+		memcpy(b, &a, 8);
+		memcpy(b + 8, &c, 8);
+		hex(out, b, 16);
+		return 32;
+	}
+	size_t n = strnlen(id, FDN_CTX_ID_MAX + 1);
+	if (n == 0 || n > FDN_CTX_ID_MAX)
+		return FDN_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (id[i] < 0x21 || id[i] > 0x7e)
+			return FDN_EINVAL;
+	memcpy(out, id, n);
+	out[n] = 0;
+	return (int)n;
+}
+
+static int set_id(fdn_segment *s, const char *id, bool corr)
+{
+	char v[FDN_CTX_ID_MAX + 1];
+	int n = make_id(id, v);
+	if (n < 0)
+		return n;
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	fdn__trace_write_begin(tr);
+	memcpy(corr ? tr->corr : tr->op, v, (size_t)n + 1);
+	if (corr)
+		tr->corr_len = (uint16_t)n;
+	else
+		tr->op_len = (uint16_t)n;
+	fdn__trace_write_end(tr);
+	return 0;
+}
+
+int fdn_ctx_set_correlation_id(fdn_segment *s, const char *id)
+{
+	return set_id(s, id, true);
+}
+
+int fdn_ctx_set_operation_id(fdn_segment *s, const char *id)
+{
+	return set_id(s, id, false);
+}
+
+int fdn_ctx_ids(fdn_segment *s, char corr[FDN_CTX_ID_MAX + 1], char op[FDN_CTX_ID_MAX + 1])
+{
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	if (corr)
+		memcpy(corr, tr->corr, (size_t)tr->corr_len + 1);
+	if (op)
+		memcpy(op, tr->op, (size_t)tr->op_len + 1);
+	return 0;
+}
+
+int fdn_ctx_child(fdn_segment *s, const char *operation)
+{
+	char v[FDN_CTX_ID_MAX + 1];
+	int n = make_id(operation, v);
+	if (n < 0)
+		return n;
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	if (tr->op_len > 0) {
+		char parent[FDN_CTX_ID_MAX + 1];
+		memcpy(parent, tr->op, (size_t)tr->op_len + 1);
+		struct fdn_attr a = {
+		    .name = "parent_operation_id", .type = FDN_ATTR_STRING, .v.s = parent};
+		r = fdn_ctx_set(s, &a, 1);
+		if (r)
+			return r;
+	}
+	return set_id(s, v, false);
+}
+
+static void crumbs_view(const struct fdn_shm_trace *tr, struct fdn_crumb *out, uint32_t *nout)
+{
+	uint32_t total = tr->ncrumbs, n = total < FDN_CRUMBS_MAX ? total : FDN_CRUMBS_MAX;
+	for (uint32_t i = 0; i < n; i++) {
+		const struct fdn_shm_crumb *c = &tr->crumbs[(total - n + i) % FDN_CRUMBS_MAX];
+		struct fdn_crumb *o = &out[i];
+		o->time_real = c->time_real;
+		memcpy(o->module, c->module, sizeof(o->module) - 1);
+		o->module[sizeof(o->module) - 1] = 0;
+		memcpy(o->function, c->function, sizeof(o->function) - 1);
+		o->function[sizeof(o->function) - 1] = 0;
+		o->attrs_len =
+		    c->attrs_len <= FDN_CRUMB_ATTRS_MAX && attrs_ok(c->attrs, c->attrs_len)
+			? c->attrs_len
+			: 0;
+		memcpy(o->attrs, c->attrs, o->attrs_len);
+	}
+	*nout = n;
+}
+
+int fdn_enrich_error(fdn_segment *s, int code, struct fdn_error_report *out)
+{
+	if (!out)
+		return FDN_EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->code = code;
+	out->message = fdn_strerror(code);
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	memcpy(out->correlation_id, tr->corr, (size_t)tr->corr_len + 1);
+	memcpy(out->operation_id, tr->op, (size_t)tr->op_len + 1);
+	out->ctx_len = tr->ctx_len;
+	memcpy(out->ctx, tr->ctx, tr->ctx_len);
+	crumbs_view(tr, out->crumbs, &out->ncrumbs);
+	if (slot_for(s, FDN__SVC_SPANS, &tr, NULL) == 0 && tr->depth > 0) {
+		hex(out->trace_id, tr->spans[tr->depth - 1].trace_id, 16);
+		out->span_id = tr->spans[tr->depth - 1].span_id;
+	}
+	return 0;
+}
+
+/* ---- reading other threads' slots -------------------------------------------- */
+
+/* Copy src to dst: the header, the open spans, the breadcrumbs and the
+ * context.  true if the copy is consistent (seq even and unchanged); with
+ * `any`, also keep an inconsistent copy (a dead writer's) after the tries. */
+static bool slot_copy(const struct fdn_shm_trace *src, struct fdn_shm_trace *dst, bool any,
+		      bool *torn)
+{
+	const size_t head = offsetof(struct fdn_shm_trace, spans);
+	for (int k = 0; k < FDN__COPY_TRIES; k++) {
+		uint64_t s1 = atomic_load_explicit(&src->seq, memory_order_acquire);
+		bool last = k == FDN__COPY_TRIES - 1;
+		if ((s1 & 1) && !(any && last)) {
+			sched_yield();
+			continue;
+		}
+		memcpy((void *)dst, (const void *)src, head);
+		uint32_t d = dst->depth <= FDN_SPAN_DEPTH_MAX ? dst->depth : FDN_SPAN_DEPTH_MAX;
+		uint32_t cl = dst->ctx_len <= FDN_CTX_ATTRS_MAX ? dst->ctx_len : FDN_CTX_ATTRS_MAX;
+		memcpy(dst->spans, src->spans, d * sizeof(struct fdn_shm_span));
+		memcpy(dst->crumbs, src->crumbs, sizeof(dst->crumbs));
+		memcpy(dst->ctx, src->ctx, cl);
+		dst->depth = d;
+		dst->ctx_len = cl;
+		atomic_thread_fence(memory_order_acquire);
+		uint64_t s2 = atomic_load_explicit(&src->seq, memory_order_relaxed);
+		bool ok = s1 == s2 && !(s1 & 1);
+		if (ok || (any && last)) {
+			if (torn)
+				*torn = !ok;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Decode a private copy into the public view, validating every field. */
+static void slot_view(const struct fdn_shm_trace *c, bool dead, uint64_t now,
+		      struct fdn_thread_trace *v)
+{
+	v->pid = (int32_t)c->pid;
+	v->tid = c->tid;
+	v->dead = dead;
+	v->torn = (c->flags & FDN_TRACE_TORN) != 0;
+	v->died_real = c->died_real;
+	v->claimed_real = c->claimed_real;
+	v->depth = c->depth <= FDN_SPAN_DEPTH_MAX ? c->depth : FDN_SPAN_DEPTH_MAX;
+	uint64_t end = dead ? c->died_mono : now;
+	for (uint32_t i = 0; i < v->depth; i++) {
+		span_info(&c->spans[i], i, end, &v->spans[i]);
+		if (!attrs_ok(v->spans[i].attrs, v->spans[i].attrs_len)) {
+			v->spans[i].attrs_len = 0;
+			v->torn = true;
+		}
+		if (v->spans[i].status > FDN_SPAN_ABORTED)
+			v->spans[i].status = FDN_SPAN_ABORTED;
+	}
+	size_t cl = c->corr_len <= FDN_CTX_ID_MAX ? c->corr_len : 0;
+	memcpy(v->correlation_id, c->corr, cl);
+	v->correlation_id[cl] = 0;
+	size_t ol = c->op_len <= FDN_CTX_ID_MAX ? c->op_len : 0;
+	memcpy(v->operation_id, c->op, ol);
+	v->operation_id[ol] = 0;
+	v->ctx_len = c->ctx_len <= FDN_CTX_ATTRS_MAX ? c->ctx_len : 0;
+	if (!attrs_ok(c->ctx, v->ctx_len)) {
+		v->ctx_len = 0;
+		v->torn = true;
+	}
+	memcpy(v->ctx, c->ctx, v->ctx_len);
+	crumbs_view(c, v->crumbs, &v->ncrumbs);
+}
+
+static bool slot_empty(const struct fdn_shm_trace *c)
+{
+	return c->depth == 0 && c->ctx_len == 0 && c->ncrumbs == 0 && c->corr_len == 0 &&
+	       c->op_len == 0;
+}
+
+/* Walk n slots of base (live ones: owner != 0; ghosts: the newest first). */
+static int traces_walk(fdn_segment *s, bool ghosts, int32_t pid, fdn_trace_cb cb, void *arg)
+{
+	if (!s || !cb)
+		return FDN_EINVAL;
+	struct fdn_shm_trace *c = malloc(sizeof(*c));
+	struct fdn_thread_trace *v = malloc(sizeof(*v));
+	if (!c || !v) {
+		free(c);
+		free(v);
+		return -ENOMEM;
+	}
+	uint64_t head = atomic_load_explicit(&s->hdr->ghost_head, memory_order_acquire);
+	uint64_t n = ghosts ? (head < FDN_GHOSTS_MAX ? head : FDN_GHOSTS_MAX) : s->ntrace;
+	uint64_t now = mono_ns();
+	int skipped = 0, r = 0;
+	for (uint64_t k = 0; k < n && r == 0; k++) {
+		const struct fdn_shm_trace *src =
+		    ghosts ? &s->ghosts[(head - 1 - k) % FDN_GHOSTS_MAX] : &s->trace[k];
+		if (atomic_load_explicit(&src->owner, memory_order_acquire) == 0)
+			continue;
+		bool torn = false;
+		if (!slot_copy(src, c, false, &torn)) {
+			skipped++;
+			continue;
+		}
+		/* pid 0: claimed, not yet filled in (rcu.c). */
+		if (c->owner == 0 || c->pid == 0 || (pid != 0 && (int32_t)c->pid != pid))
+			continue;
+		slot_view(c, ghosts, now, v);
+		r = cb(arg, v);
+	}
+	free(c);
+	free(v);
+	return r != 0 ? r : skipped;
+}
+
+int fdn_traces_foreach(fdn_segment *s, int32_t pid, fdn_trace_cb cb, void *arg)
+{
+	return traces_walk(s, false, pid, cb, arg);
+}
+
+int fdn_graveyard_traces(fdn_segment *s, int32_t pid, fdn_trace_cb cb, void *arg)
+{
+	return traces_walk(s, true, pid, cb, arg);
+}
+
+void fdn_graveyard_trace_counts(fdn_segment *s, uint64_t *written, uint64_t *dropped)
+{
+	uint64_t h = s ? atomic_load_explicit(&s->hdr->ghost_head, memory_order_acquire) : 0;
+	if (written)
+		*written = h;
+	if (dropped)
+		*dropped = h > FDN_GHOSTS_MAX ? h - FDN_GHOSTS_MAX : 0;
+}
+
+/* ---- the reaper's side ---------------------------------------------------------- */
+
+/* Is there a ghost of this slot already (a previous reaper's copy)? */
+static bool ghost_exists(fdn_segment *s, const struct fdn_shm_trace *c)
+{
+	uint64_t head = atomic_load_explicit(&s->hdr->ghost_head, memory_order_acquire);
+	uint64_t n = head < FDN_GHOSTS_MAX ? head : FDN_GHOSTS_MAX;
+	for (uint64_t k = 0; k < n; k++) {
+		const struct fdn_shm_trace *g = &s->ghosts[(head - 1 - k) % FDN_GHOSTS_MAX];
+		if (atomic_load_explicit(&g->owner, memory_order_relaxed) ==
+			atomic_load_explicit(&c->owner, memory_order_relaxed) &&
+		    g->tid == c->tid && g->claimed_real == c->claimed_real)
+			return true;
+	}
+	return false;
+}
+
+static void ghost_put(fdn_segment *s, struct fdn_shm_trace *c, bool torn)
+{
+	if (slot_empty(c) || ghost_exists(s, c))
+		return;
+	uint64_t k = atomic_load_explicit(&s->hdr->ghost_head, memory_order_relaxed);
+	struct fdn_shm_trace *g = &s->ghosts[k % FDN_GHOSTS_MAX];
+	uint64_t died_mono = mono_ns(), died_real = real_ns();
+	fdn__trace_write_begin(g);
+	atomic_store_explicit(&g->owner, atomic_load_explicit(&c->owner, memory_order_relaxed),
+			      memory_order_relaxed);
+	g->proc_idx = c->proc_idx;
+	g->tid = c->tid;
+	g->pid = c->pid;
+	g->depth = c->depth;
+	g->ncrumbs = c->ncrumbs;
+	g->claimed_real = c->claimed_real;
+	g->died_real = died_real;
+	g->died_mono = died_mono;
+	g->flags = torn ? FDN_TRACE_TORN : 0;
+	g->corr_len = c->corr_len;
+	g->op_len = c->op_len;
+	g->ctx_len = c->ctx_len;
+	memcpy(g->corr, c->corr, sizeof(g->corr));
+	memcpy(g->op, c->op, sizeof(g->op));
+	memcpy(g->spans, c->spans, c->depth * sizeof(struct fdn_shm_span));
+	for (uint32_t i = 0; i < c->depth; i++)
+		g->spans[i].status = FDN_SPAN_ABORTED;
+	memcpy(g->crumbs, c->crumbs, sizeof(g->crumbs));
+	memcpy(g->ctx, c->ctx, c->ctx_len);
+	fdn__trace_write_end(g);
+	atomic_store_explicit(&s->hdr->ghost_head, k + 1, memory_order_release);
+}
+
+int fdn__trace_reap(fdn_segment *s, uint64_t word, bool record)
+{
+	struct fdn_shm_trace *c = record ? malloc(sizeof(*c)) : NULL;
+	if (record && !c)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < s->ntrace; i++) {
+		struct fdn_shm_trace *tr = &s->trace[i];
+		uint64_t owner = atomic_load_explicit(&tr->owner, memory_order_acquire);
+		if (!fdn__trace_owned_by(owner, word))
+			continue;
+		bool torn = false;
+		/* The owner is dead: the slot no longer changes, so the copy
+		 * is taken whatever its sequence word says. */
+		if (c && slot_copy(tr, c, true, &torn))
+			ghost_put(s, c, torn);
+		fdn__trace_free(tr, word);
+	}
+	free(c);
+	return 0;
+}
+
+int fdn__trace_check(fdn_segment *s, fdn_check_cb cb, void *arg)
+{
+	struct fdn_shm_trace *c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int bad = 0;
+	char msg[160];
+	for (uint32_t i = 0; i < s->ntrace; i++) {
+		const struct fdn_shm_trace *tr = &s->trace[i];
+		uint64_t owner = atomic_load_explicit(&tr->owner, memory_order_acquire);
+		if (owner == 0 || !slot_copy(tr, c, false, NULL) || c->pid == 0)
+			continue;
+		const char *what = NULL;
+		if (c->depth > FDN_SPAN_DEPTH_MAX || tr->depth > FDN_SPAN_DEPTH_MAX)
+			what = "depth out of range";
+		else if (c->ctx_len > FDN_CTX_ATTRS_MAX || !attrs_ok(c->ctx, c->ctx_len))
+			what = "bad context map";
+		else if (c->corr_len > FDN_CTX_ID_MAX || c->op_len > FDN_CTX_ID_MAX)
+			what = "bad context id";
+		else if (c->proc_idx >= s->nprocs || c->pid != FDN_PROC_PID(c->owner))
+			what = "owner fields disagree";
+		for (uint32_t k = 0; !what && k < c->depth; k++) {
+			const struct fdn_shm_span *sp = &c->spans[k];
+			if (sp->name_len == 0 || sp->name_len > FDN_SPAN_NAME_MAX ||
+			    sp->attrs_len > FDN_SPAN_ATTRS_MAX ||
+			    !attrs_ok(sp->attrs, sp->attrs_len) || sp->status != FDN_SPAN_OPEN ||
+			    sp->span_id == 0 || all_zero(sp->trace_id, 16))
+				what = "bad span record";
+		}
+		if (what) {
+			bad++;
+			snprintf(msg, sizeof(msg), "trace slot %u (pid %u): %s", i, c->pid, what);
+			if (cb)
+				cb(arg, "trace", msg);
+		}
+	}
+	free(c);
+	return bad;
+}

@@ -1,0 +1,753 @@
+/*
+ * tests/test_trace.c - span stacks, error context, propagation and the
+ * graveyard's copies of dead threads, on the shared backend (the segment)
+ * and the local one (s == NULL), with real forked and exec'd processes.
+ */
+#include "common.h"
+#include "lib/internal.h"
+
+#include <foundation/context.h>
+#include <foundation/reaper.h>
+#include <foundation/spans.h>
+#include <time.h>
+
+static pid_t spawned[256];
+static int nspawned;
+
+static void kill_spawned(void)
+{
+	for (int i = 0; i < nspawned; i++)
+		if (spawned[i] > 0)
+			kill(spawned[i], SIGKILL);
+}
+
+TestSuite(trace, .fini = kill_spawned);
+
+static fdn_segment *tr_create(char *name, size_t cap)
+{
+	t_name(name, cap, "trace");
+	return t_create(name, 1000, 0);
+}
+
+static void tr_destroy(fdn_segment *s, const char *name)
+{
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	cr_assert_eq(fdn_segment_destroy(name), 0);
+}
+
+static fdn_segment *child_attach(const char *name)
+{
+	fdn_segment *s = NULL;
+	if (fdn_segment_attach(name, 0, &s) != 0)
+		_exit(90);
+	return s;
+}
+
+/* ---- spans, one thread ------------------------------------------------------ */
+
+static void span_basics(fdn_segment *s)
+{
+	struct fdn_span_info a, b;
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), FDN_ENOSPAN);
+	cr_assert_eq(fdn_span_current(s, &a), FDN_ENOSPAN);
+	uint64_t root, child;
+	struct fdn_attr at = {.name = "user", .type = FDN_ATTR_STRING, .v.s = "bob"};
+	cr_assert_eq(fdn_span_start(s, "request", &at, 1, &root), 0);
+	cr_assert_eq(fdn_span_start(s, "db.query", NULL, 0, &child), 0);
+	cr_assert_eq(fdn_span_depth(s), 2);
+	cr_assert_eq(fdn_span_current(s, &b), 0);
+	cr_assert_eq(b.span_id, child);
+	cr_assert_str_eq(b.name, "db.query");
+	cr_assert_eq(b.parent_id, root);
+	cr_assert_eq(b.depth, 1);
+	char tid[33];
+	cr_assert_eq(fdn_span_trace_id(s, tid), 0);
+	cr_assert_str_eq(tid, b.trace_id);
+	cr_assert_eq(strlen(tid), 32);
+	for (int i = 0; i < 32; i++)
+		cr_assert(strchr("0123456789abcdef", tid[i]), "lowercase hex");
+	/* end_id: not the top / not open */
+	cr_assert_eq(fdn_span_end_id(s, root, FDN_STATUS_OK), FDN_ENOTTOP);
+	cr_assert_eq(fdn_span_end_id(s, 12345, FDN_STATUS_OK), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_span_depth(s), 2, "a refused end changes nothing");
+	cr_assert_eq(fdn_span_end(s, 42), FDN_EINVAL);
+	/* attributes merge into the top; too large is refused whole */
+	struct fdn_attr more[2] = {{.name = "rows", .type = FDN_ATTR_INT, .v.i = 3},
+				   {.name = "user", .type = FDN_ATTR_STRING, .v.s = "eve"}};
+	cr_assert_eq(fdn_span_add_attributes(s, more, 2), 0);
+	cr_assert_eq(fdn_span_current(s, &b), 0);
+	struct fdn_attr got;
+	cr_assert_eq(fdn_attrs_get(b.attrs, b.attrs_len, "user", &got), 0);
+	cr_assert_str_eq(got.v.s, "eve");
+	char big[300];
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	struct fdn_attr huge = {.name = "blob", .type = FDN_ATTR_STRING, .v.s = big};
+	cr_assert_eq(fdn_span_add_attributes(s, &huge, 1), FDN_ETOOBIG);
+	cr_assert_eq(fdn_span_current(s, &a), 0);
+	cr_assert_eq(a.attrs_len, b.attrs_len, "unchanged");
+	cr_assert_eq(fdn_span_start(s, "x", &huge, 1, NULL), FDN_ETOOBIG);
+	cr_assert_eq(fdn_span_start(s, "", NULL, 0, NULL), FDN_EINVAL);
+	memset(big, 'n', 128);
+	big[128] = 0;
+	cr_assert_eq(fdn_span_start(s, big, NULL, 0, NULL), FDN_EINVAL, "name over 127 bytes");
+	cr_assert_eq(fdn_span_record_event(s, "cache.miss", NULL, 0), 0);
+	cr_assert_eq(fdn_span_link(s, tid, 7, NULL, 0), 0);
+	cr_assert_eq(fdn_span_link(s, "00", 7, NULL, 0), FDN_ETRACEPARENT);
+	cr_assert_eq(fdn_span_current(s, &b), 0);
+	cr_assert_eq(b.nevents, 1);
+	cr_assert_eq(b.nlinks, 1);
+	cr_assert_eq(fdn_span_end_id(s, child, FDN_STATUS_ERROR), 0);
+	cr_assert_eq(fdn_span_last_ended(s, &a), 0);
+	cr_assert_eq(a.span_id, child);
+	cr_assert_eq(a.status, FDN_STATUS_ERROR);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(fdn_span_depth(s), 0);
+	/* depth is bounded */
+	for (unsigned i = 0; i < FDN_SPAN_MAX_DEPTH; i++)
+		cr_assert_eq(fdn_span_start(s, "deep", NULL, 0, NULL), 0);
+	cr_assert_eq(fdn_span_start(s, "one-more", NULL, 0, NULL), FDN_ESTACKOVF);
+	for (unsigned i = 0; i < FDN_SPAN_MAX_DEPTH; i++)
+		cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), FDN_ENOSPAN);
+	/* a new root span has a new trace id */
+	char t1[33], t2[33];
+	cr_assert_eq(fdn_span_start(s, "r1", NULL, 0, NULL), 0);
+	fdn_span_trace_id(s, t1);
+	fdn_span_end(s, FDN_STATUS_OK);
+	cr_assert_eq(fdn_span_start(s, "r2", NULL, 0, NULL), 0);
+	fdn_span_trace_id(s, t2);
+	fdn_span_end(s, FDN_STATUS_OK);
+	cr_assert_str_neq(t1, t2);
+}
+
+Test(trace, span_basics_shared)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	span_basics(s);
+	tr_destroy(s, name);
+}
+
+Test(trace, span_basics_local)
+{
+	span_basics(NULL);
+}
+
+static int cb_ok(void *arg)
+{
+	(void)arg;
+	return 7;
+}
+static int cb_err(void *arg)
+{
+	(void)arg;
+	return FDN_ENOTFOUND;
+}
+static int cb_abort(void *arg)
+{
+	(void)arg;
+	return FDN_SPAN_ABORT;
+}
+static int cb_leave_open(void *arg)
+{
+	fdn_segment *s = arg;
+	fdn_span_start(s, "left-open", NULL, 0, NULL);
+	return 0;
+}
+
+Test(trace, with_span_statuses)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	int (*fns[3])(void *) = {cb_ok, cb_err, cb_abort};
+	const int want_ret[3] = {7, FDN_ENOTFOUND, FDN_SPAN_ABORT};
+	const int want_st[3] = {FDN_STATUS_OK, FDN_STATUS_ERROR, FDN_STATUS_ABORTED};
+	cr_assert_eq(fdn_span_start(s, "outer", NULL, 0, NULL), 0);
+	for (int i = 0; i < 1000; i++) {
+		int k = i % 3;
+		cr_assert_eq(fdn_with_span(s, "step", NULL, 0, fns[k], NULL), want_ret[k]);
+		struct fdn_span_info last;
+		cr_assert_eq(fdn_span_last_ended(s, &last), 0);
+		cr_assert_eq(last.status, want_st[k], "call %d", i);
+		cr_assert_str_eq(last.name, "step");
+		cr_assert_eq(fdn_span_depth(s), 1);
+	}
+	/* spans a callback leaves open end ABORTED with it */
+	cr_assert_eq(fdn_with_span(s, "w", NULL, 0, cb_leave_open, s), 0);
+	cr_assert_eq(fdn_span_depth(s), 1);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(fdn_span_depth(s), 0);
+	tr_destroy(s, name);
+}
+
+/* ---- propagation ----------------------------------------------------------- */
+
+Test(trace, traceparent_roundtrip_and_malformed)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	uint64_t id;
+	cr_assert_eq(fdn_span_start(s, "a", NULL, 0, &id), 0);
+	char tp[FDN_TRACEPARENT_LEN + 1], tid[33], t2[33];
+	cr_assert_eq(fdn_traceparent(s, tp, sizeof(tp)), 0);
+	cr_assert_eq(strlen(tp), FDN_TRACEPARENT_LEN);
+	uint64_t parent;
+	uint8_t flags;
+	cr_assert_eq(fdn_traceparent_parse(tp, t2, &parent, &flags), 0);
+	fdn_span_trace_id(s, tid);
+	cr_assert_str_eq(t2, tid);
+	cr_assert_eq(parent, id);
+	cr_assert_eq(flags, 1);
+	fdn_span_end(s, FDN_STATUS_OK);
+	/* continue: the next root span joins that trace as a child of id */
+	cr_assert_eq(fdn_trace_continue(s, tp), 0);
+	struct fdn_span_info info;
+	cr_assert_eq(fdn_span_start(s, "b", NULL, 0, NULL), 0);
+	fdn_span_current(s, &info);
+	cr_assert_str_eq(info.trace_id, tid);
+	cr_assert_eq(info.parent_id, id);
+	fdn_span_end(s, FDN_STATUS_OK);
+	const char *bad[] = {
+	    "",
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-",
+	    "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+	    "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+	    "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+	    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+	    "00_0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+	    "0g-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+	    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333z-01",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(fdn_trace_continue(s, bad[i]), FDN_ETRACEPARENT, "%s", bad[i]);
+	cr_assert_eq(fdn_trace_continue(s, NULL), FDN_ETRACEPARENT);
+	cr_assert_eq(fdn_traceparent_parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-"
+					   "01-extra",
+					   NULL, NULL, NULL),
+		     0, "a later version may carry more fields");
+	cr_assert_eq(fdn_traceparent(s, tp, sizeof(tp)), FDN_ENOSPAN);
+	tr_destroy(s, name);
+}
+
+Test(trace, traceparent_survives_exec)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	uint64_t id;
+	cr_assert_eq(fdn_span_start(s, "parent", NULL, 0, &id), 0);
+	char tid[33];
+	fdn_span_trace_id(s, tid);
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t p = fork();
+	if (p == 0) {
+		/* The forked child exports the parent's context and execs. */
+		dup2(fds[1], 1);
+		close(fds[0]);
+		char tp[FDN_TRACEPARENT_LEN + 1];
+		snprintf(tp, sizeof(tp), "00-%s-%016llx-01", tid, (unsigned long long)id);
+		setenv("TRACEPARENT", tp, 1);
+		execl(TRACE_CHILD, TRACE_CHILD, name, (char *)NULL);
+		_exit(91);
+	}
+	close(fds[1]);
+	char out[256] = {0};
+	ssize_t n = 0, k;
+	while ((k = read(fds[0], out + n, sizeof(out) - 1 - (size_t)n)) > 0)
+		n += k;
+	close(fds[0]);
+	cr_assert(t_wait_ok(p), "trace_child ran");
+	char ctid[33], second[33];
+	unsigned long long cparent;
+	cr_assert_eq(sscanf(out, "%32s %llx %32s", ctid, &cparent, second), 3, "output: %s", out);
+	cr_assert_str_eq(ctid, tid, "the exec'd process continues the parent's trace");
+	cr_assert_eq(cparent, id, "as a child of the parent's span");
+	cr_assert_str_neq(second, tid, "only its first root span does");
+	fdn_span_end(s, FDN_STATUS_OK);
+	tr_destroy(s, name);
+}
+
+/* ---- error context ----------------------------------------------------------- */
+
+static int64_t ctx_int(fdn_segment *s, const char *key)
+{
+	uint8_t buf[FDN_CTX_MAXLEN];
+	size_t len;
+	cr_assert_eq(fdn_ctx_get(s, buf, sizeof(buf), &len), 0);
+	struct fdn_attr a;
+	if (fdn_attrs_get(buf, len, key, &a) != 0)
+		return -1;
+	return a.v.i;
+}
+
+struct nest {
+	fdn_segment *s;
+	int level;
+};
+
+static int nest_fn(void *arg)
+{
+	struct nest *n = arg;
+	/* at each level the context holds that level */
+	cr_assert_eq(ctx_int(n->s, "level"), n->level);
+	char key[16];
+	snprintf(key, sizeof(key), "k%d", n->level);
+	cr_assert_eq(ctx_int(n->s, key), n->level);
+	if (n->level == 10)
+		return n->level % 2 ? FDN_ENOTFOUND : 0;
+	struct nest inner = {n->s, n->level + 1};
+	snprintf(key, sizeof(key), "k%d", inner.level);
+	struct fdn_attr a[2] = {{.name = "level", .type = FDN_ATTR_INT, .v.i = inner.level},
+				{.name = key, .type = FDN_ATTR_INT, .v.i = inner.level}};
+	fdn_with_context(n->s, a, 2, nest_fn, &inner);
+	cr_assert_eq(ctx_int(n->s, "level"), n->level, "restored after the inner callback");
+	return n->level % 3 == 0 ? FDN_EINVAL : 0; /* some levels fail */
+}
+
+static void context_basics(fdn_segment *s)
+{
+	struct fdn_attr base[2] = {{.name = "tenant", .type = FDN_ATTR_STRING, .v.s = "acme"},
+				   {.name = "level", .type = FDN_ATTR_INT, .v.i = 0}};
+	cr_assert_eq(fdn_ctx_set(s, base, 2), 0);
+	struct fdn_attr k0 = {.name = "k0", .type = FDN_ATTR_INT, .v.i = 0};
+	cr_assert_eq(fdn_ctx_set(s, &k0, 1), 0);
+	uint8_t before[FDN_CTX_MAXLEN], after[FDN_CTX_MAXLEN];
+	size_t bl, al;
+	cr_assert_eq(fdn_ctx_get(s, before, sizeof(before), &bl), 0);
+	for (int i = 0; i < 1000; i++) {
+		struct nest n = {s, 0};
+		nest_fn(&n);
+		cr_assert_eq(fdn_ctx_get(s, after, sizeof(after), &al), 0);
+		cr_assert_eq(al, bl, "iteration %d: base intact", i);
+		cr_assert_eq(memcmp(before, after, bl), 0);
+		cr_assert_eq(ctx_int(s, "k5"), -1, "no nested key remains");
+	}
+	/* too large: refused, nothing changes */
+	static char big[FDN_CTX_MAXLEN];
+	memset(big, 'y', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	struct fdn_attr huge = {.name = "huge", .type = FDN_ATTR_STRING, .v.s = big};
+	cr_assert_eq(fdn_ctx_set(s, &huge, 1), FDN_EINVMETA, "over the 1 KiB string limit");
+	big[1000] = 0;
+	struct fdn_attr h4[4];
+	char nm[4][8];
+	for (int i = 0; i < 4; i++) {
+		snprintf(nm[i], sizeof(nm[i]), "h%d", i);
+		h4[i] = (struct fdn_attr){.name = nm[i], .type = FDN_ATTR_STRING, .v.s = big};
+	}
+	cr_assert_eq(fdn_ctx_set(s, h4, 4), FDN_ETOOBIG);
+	cr_assert_eq(fdn_ctx_get(s, after, sizeof(after), &al), 0);
+	cr_assert_eq(al, bl);
+	cr_assert_eq(fdn_ctx_get(s, after, 3, &al), FDN_ETOOBIG);
+	/* ids, child context, breadcrumbs, enrich */
+	char corr[64], op[64];
+	cr_assert_eq(fdn_ctx_set_correlation_id(s, "req-42"), 0);
+	cr_assert_eq(fdn_ctx_set_operation_id(s, NULL), 0);
+	cr_assert_eq(fdn_ctx_ids(s, corr, op), 0);
+	cr_assert_str_eq(corr, "req-42");
+	cr_assert_eq(strlen(op), 32);
+	cr_assert_eq(fdn_ctx_set_correlation_id(s, "has space"), FDN_EINVAL);
+	cr_assert_eq(fdn_ctx_child(s, "child-op"), 0);
+	char corr2[64], op2[64];
+	fdn_ctx_ids(s, corr2, op2);
+	cr_assert_str_eq(corr2, "req-42");
+	cr_assert_str_eq(op2, "child-op");
+	uint8_t buf[FDN_CTX_MAXLEN];
+	size_t len;
+	fdn_ctx_get(s, buf, sizeof(buf), &len);
+	struct fdn_attr pa;
+	cr_assert_eq(fdn_attrs_get(buf, len, "parent_operation_id", &pa), 0);
+	cr_assert_str_eq(pa.v.s, op);
+	for (int i = 0; i < 20; i++) {
+		char fn[16];
+		snprintf(fn, sizeof(fn), "step%d", i);
+		cr_assert_eq(fdn_ctx_breadcrumb(s, "orders", fn, NULL, 0), 0);
+	}
+	cr_assert_eq(fdn_ctx_breadcrumb(s, "", "f", NULL, 0), FDN_EINVAL);
+	memset(big, 'm', 64);
+	big[64] = 0;
+	cr_assert_eq(fdn_ctx_breadcrumb(s, "mod", big, NULL, 0), FDN_ETOOBIG);
+	cr_assert_eq(fdn_span_start(s, "failing", NULL, 0, NULL), 0);
+	static struct fdn_error_report rep;
+	cr_assert_eq(fdn_enrich_error(s, FDN_ENOTFOUND, &rep), 0);
+	cr_assert_eq(rep.code, FDN_ENOTFOUND);
+	cr_assert_str_eq(rep.message, "not found");
+	cr_assert_str_eq(rep.correlation_id, "req-42");
+	cr_assert_eq(rep.ncrumbs, FDN_CTX_CRUMBS, "the newest 16 kept");
+	cr_assert_str_eq(rep.crumbs[0].function, "step4");
+	cr_assert_str_eq(rep.crumbs[15].function, "step19");
+	cr_assert_eq(strlen(rep.trace_id), 32);
+	cr_assert_neq(rep.span_id, 0);
+	cr_assert_eq(fdn_attrs_get(rep.ctx, rep.ctx_len, "tenant", &pa), 0);
+	fdn_span_end(s, FDN_STATUS_ERROR);
+	cr_assert_eq(fdn_ctx_clear(s), 0);
+	fdn_ctx_get(s, buf, sizeof(buf), &len);
+	cr_assert_eq(len, 0);
+	fdn_ctx_ids(s, corr, op);
+	cr_assert_str_eq(corr, "");
+}
+
+Test(trace, context_shared)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	context_basics(s);
+	tr_destroy(s, name);
+}
+
+Test(trace, context_local)
+{
+	context_basics(NULL);
+}
+
+/* ---- many processes ----------------------------------------------------------- */
+
+/* Each of nproc children runs body(s, i, out); the parent checks they all
+ * exited 0. */
+static void run_children(const char *name, int nproc, int (*body)(fdn_segment *, int, void *),
+			 void *out)
+{
+	pid_t *pids = calloc((size_t)nproc, sizeof(pid_t));
+	for (int i = 0; i < nproc; i++) {
+		pid_t p = fork();
+		cr_assert_geq(p, 0);
+		if (p == 0) {
+			fdn_segment *s = child_attach(name);
+			int r = body(s, i, out);
+			fdn_segment_detach(s);
+			_exit(r);
+		}
+		pids[i] = p;
+		if (nspawned < 256)
+			spawned[nspawned++] = p;
+	}
+	for (int i = 0; i < nproc; i++) {
+		int st;
+		cr_assert_eq(waitpid(pids[i], &st, 0), pids[i]);
+		cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status %#x", i, st);
+	}
+	nspawned = 0;
+	free(pids);
+}
+
+static int ctx_body(fdn_segment *s, int me, void *out)
+{
+	(void)out;
+	for (int k = 0; k < 1000; k++) {
+		struct fdn_attr a[2] = {{.name = "who", .type = FDN_ATTR_INT, .v.i = me},
+					{.name = "k", .type = FDN_ATTR_INT, .v.i = k}};
+		if (fdn_ctx_set(s, a, 2) != 0)
+			return 2;
+		uint8_t buf[FDN_CTX_MAXLEN];
+		size_t len;
+		struct fdn_attr w, kk;
+		if (fdn_ctx_get(s, buf, sizeof(buf), &len) != 0 ||
+		    fdn_attrs_get(buf, len, "who", &w) != 0 ||
+		    fdn_attrs_get(buf, len, "k", &kk) != 0)
+			return 3;
+		if (w.v.i != me || kk.v.i != k || fdn_attrs_count(buf, len) != 2)
+			return 4; /* somebody else's context */
+	}
+	return 0;
+}
+
+Test(trace, contexts_never_leak_between_processes)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	run_children(name, 50, ctx_body, NULL);
+	tr_destroy(s, name);
+}
+
+static int nested_body(fdn_segment *s, int me, void *out)
+{
+	(void)out;
+	char nm[32], tid[33], first[33];
+	for (int d = 0; d < 100; d++) {
+		snprintf(nm, sizeof(nm), "p%d-d%d", me, d);
+		if (fdn_span_start(s, nm, NULL, 0, NULL) != 0)
+			return 2;
+		struct fdn_span_info cur;
+		if (fdn_span_current(s, &cur) != 0 || strcmp(cur.name, nm) != 0 ||
+		    cur.depth != (uint32_t)d)
+			return 3;
+		fdn_span_trace_id(s, tid);
+		if (d == 0)
+			memcpy(first, tid, sizeof(tid));
+		else if (strcmp(tid, first) != 0)
+			return 4;
+	}
+	for (int d = 99; d >= 0; d--) {
+		struct fdn_span_info cur;
+		snprintf(nm, sizeof(nm), "p%d-d%d", me, d);
+		if (fdn_span_current(s, &cur) != 0 || strcmp(cur.name, nm) != 0)
+			return 5;
+		if (fdn_span_end(s, FDN_STATUS_OK) != 0)
+			return 6;
+	}
+	return fdn_span_depth(s) == 0 ? 0 : 7;
+}
+
+Test(trace, spans_never_leak_between_processes)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	run_children(name, 50, nested_body, NULL);
+	tr_destroy(s, name);
+}
+
+/* 100 chains of 20: trace ids shared down a chain, different across. */
+static int chain_body(fdn_segment *s, int me, void *out)
+{
+	char(*ids)[33] = out;
+	char tid[33];
+	for (int d = 0; d < 20; d++) {
+		if (fdn_span_start(s, "link", NULL, 0, NULL) != 0)
+			return 2;
+		fdn_span_trace_id(s, tid);
+		if (d == 0)
+			memcpy(ids[me], tid, 33);
+		else if (strcmp(ids[me], tid) != 0)
+			return 3;
+	}
+	for (int d = 0; d < 20; d++)
+		if (fdn_span_end(s, FDN_STATUS_OK) != 0)
+			return 4;
+	if (fdn_span_depth(s) != 0 || fdn_span_end(s, FDN_STATUS_OK) != FDN_ENOSPAN)
+		return 5;
+	return 0;
+}
+
+Test(trace, hundred_chains)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	char(*ids)[33] = t_shared(100 * 33);
+	run_children(name, 100, chain_body, ids);
+	for (int i = 0; i < 100; i++) {
+		cr_assert_eq(strlen(ids[i]), 32);
+		for (int j = 0; j < i; j++)
+			cr_assert_str_neq(ids[i], ids[j], "chains %d and %d", i, j);
+	}
+	/* every stack ends empty: no slot holds a span any more */
+	int open = 0;
+	for (uint32_t i = 0; i < s->ntrace; i++)
+		open += s->trace[i].depth;
+	cr_assert_eq(open, 0);
+	tr_destroy(s, name);
+}
+
+/* ---- observers ------------------------------------------------------------------ */
+
+struct seen {
+	int32_t pid;
+	int snapshots, bad;
+};
+
+static int observe_cb(void *arg, const struct fdn_thread_trace *t)
+{
+	struct seen *sn = arg;
+	if (t->pid != sn->pid)
+		return 0;
+	sn->snapshots++;
+	/* the writer's stack is always d0..d(n-1), one trace, parent links */
+	for (uint32_t i = 0; i < t->depth; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "d%u", i);
+		if (strcmp(t->spans[i].name, want) != 0 ||
+		    strcmp(t->spans[i].trace_id, t->spans[0].trace_id) != 0 ||
+		    (i > 0 && t->spans[i].parent_id != t->spans[i - 1].span_id) ||
+		    t->spans[i].status != FDN_STATUS_OPEN)
+			sn->bad++;
+	}
+	return 0;
+}
+
+Test(trace, readers_see_consistent_stacks)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	_Atomic int *stop = t_shared(2 * sizeof(*stop)), *ready = stop + 1;
+	pid_t w = fork();
+	if (w == 0) {
+		fdn_segment *cs = child_attach(name);
+		fdn_span_start(cs, "d0", NULL, 0, NULL);
+		fdn_span_end(cs, FDN_STATUS_OK);
+		atomic_store(ready, 1);
+		char nm[16];
+		for (unsigned k = 0; !atomic_load(stop); k++) {
+			unsigned d = k % 40;
+			for (unsigned i = 0; i < d; i++) {
+				snprintf(nm, sizeof(nm), "d%u", i);
+				fdn_span_start(cs, nm, NULL, 0, NULL);
+			}
+			for (unsigned i = 0; i < d; i++)
+				fdn_span_end(cs, FDN_STATUS_OK);
+		}
+		fdn_segment_detach(cs);
+		_exit(0);
+	}
+	spawned[nspawned++] = w;
+	while (!atomic_load(ready))
+		usleep(1000);
+	fdn_segment *ro;
+	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_READONLY, &ro), 0);
+	struct seen sn = {.pid = w};
+	for (int i = 0; i < 2000; i++)
+		cr_assert_geq(fdn_traces_foreach(ro, w, observe_cb, &sn), 0);
+	atomic_store(stop, 1);
+	cr_assert(t_wait_ok(w));
+	nspawned = 0;
+	cr_assert_gt(sn.snapshots, 0, "the writer's slot was seen");
+	cr_assert_eq(sn.bad, 0, "%d inconsistent spans in %d snapshots", sn.bad, sn.snapshots);
+	fdn_segment_detach(ro);
+	tr_destroy(s, name);
+}
+
+/* ---- the graveyard ---------------------------------------------------------------- */
+
+struct ghost_seen {
+	int32_t pid;
+	int threads;
+	uint32_t depth;
+	char names[3][32];
+	char trace_id[33];
+	int statuses_aborted;
+	int64_t order;
+	char corr[64];
+};
+
+static int ghost_cb(void *arg, const struct fdn_thread_trace *t)
+{
+	struct ghost_seen *g = arg;
+	g->threads++;
+	g->depth = t->depth;
+	for (uint32_t i = 0; i < t->depth && i < 3; i++) {
+		snprintf(g->names[i], sizeof(g->names[i]), "%s", t->spans[i].name);
+		g->statuses_aborted += t->spans[i].status == FDN_STATUS_ABORTED;
+	}
+	if (t->depth)
+		memcpy(g->trace_id, t->spans[0].trace_id, 33);
+	struct fdn_attr a;
+	if (fdn_attrs_get(t->ctx, t->ctx_len, "order", &a) == 0)
+		g->order = a.v.i;
+	snprintf(g->corr, sizeof(g->corr), "%s", t->correlation_id);
+	return 0;
+}
+
+static int live_cb(void *arg, const struct fdn_thread_trace *t)
+{
+	(void)t;
+	(*(int *)arg)++;
+	return 0;
+}
+
+Test(trace, graveyard_keeps_a_killed_workers_spans_and_context)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
+		usleep(10000);
+	cr_assert_neq(fdn_reaper_holder(s), 0, "the library started a reaper");
+	_Atomic int *ready = t_shared(sizeof(*ready));
+	char(*tid)[33] = t_shared(33);
+	pid_t w = fork();
+	if (w == 0) {
+		fdn_segment *cs = child_attach(name);
+		fdn_span_start(cs, "handle_order", NULL, 0, NULL);
+		fdn_span_start(cs, "charge_card", NULL, 0, NULL);
+		fdn_span_start(cs, "call_bank", NULL, 0, NULL);
+		fdn_span_trace_id(cs, *tid);
+		struct fdn_attr a = {.name = "order", .type = FDN_ATTR_INT, .v.i = 4711};
+		fdn_ctx_set(cs, &a, 1);
+		fdn_ctx_set_correlation_id(cs, "corr-4711");
+		atomic_store(ready, 1);
+		for (;;)
+			pause();
+	}
+	spawned[nspawned++] = w;
+	while (!atomic_load(ready))
+		usleep(1000);
+	int live = 0;
+	fdn_traces_foreach(s, w, live_cb, &live);
+	cr_assert_eq(live, 1, "the worker's slot is visible while it lives");
+	kill(w, SIGKILL);
+	int st;
+	waitpid(w, &st, 0);
+	nspawned = 0;
+	struct ghost_seen g = {0};
+	for (int i = 0; i < 1000 && g.threads == 0; i++) {
+		usleep(2000);
+		memset(&g, 0, sizeof(g));
+		fdn_graveyard_traces(s, w, ghost_cb, &g);
+	}
+	cr_assert_eq(g.threads, 1, "one thread copy in the graveyard");
+	cr_assert_eq(g.depth, 3);
+	cr_assert_str_eq(g.names[0], "handle_order");
+	cr_assert_str_eq(g.names[1], "charge_card");
+	cr_assert_str_eq(g.names[2], "call_bank");
+	cr_assert_eq(g.statuses_aborted, 3);
+	cr_assert_str_eq(g.trace_id, *tid);
+	cr_assert_eq(g.order, 4711);
+	cr_assert_str_eq(g.corr, "corr-4711");
+	live = 0;
+	fdn_traces_foreach(s, w, live_cb, &live);
+	cr_assert_eq(live, 0, "the dead worker's slot is freed");
+	uint64_t written, dropped;
+	fdn_graveyard_trace_counts(s, &written, &dropped);
+	cr_assert_eq(written, 1);
+	cr_assert_eq(dropped, 0);
+	tr_destroy(s, name);
+}
+
+Test(trace, trace_slots_run_out_cleanly)
+{
+	char name[64];
+	t_name(name, sizeof(name), "trace-few");
+	struct fdn_segment_opts o;
+	fdn_segment_opts_init(&o);
+	o.entries = 100;
+	o.processes = 16;
+	o.threads = 16;
+	o.spans = 2;
+	fdn_segment *s;
+	cr_assert_eq(fdn_segment_create(name, &o, &s), 0);
+	cr_assert_eq(fdn_span_start(s, "mine", NULL, 0, NULL), 0);
+	_Atomic int *res = t_shared(4 * sizeof(int));
+	for (int i = 0; i < 3; i++) {
+		pid_t p = fork();
+		if (p == 0) {
+			fdn_segment *cs = child_attach(name);
+			res[i] = fdn_span_start(cs, "c", NULL, 0, NULL);
+			/* exits holding it: detach gives it back */
+			fdn_segment_detach(cs);
+			_exit(0);
+		}
+		cr_assert(t_wait_ok(p));
+		cr_assert_eq(res[i], 0, "child %d: %s", i, fdn_strerror(res[i]));
+	}
+	/* two slots: ours and one that each child used and gave back */
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *cs = child_attach(name);
+		res[3] = fdn_span_start(cs, "c", NULL, 0, NULL);
+		int again = 0;
+		pid_t q = fork();
+		if (q == 0) {
+			fdn_segment *gs = child_attach(name);
+			int full = fdn_span_start(gs, "g", NULL, 0, NULL) == FDN_ENOSPACE;
+			fdn_segment_detach(gs);
+			_exit(full ? 0 : 1);
+		}
+		again = t_wait_ok(q);
+		fdn_segment_detach(cs);
+		_exit(again ? 0 : 1);
+	}
+	cr_assert(t_wait_ok(p), "a third holder gets FDN_ENOSPACE");
+	cr_assert_eq(res[3], 0);
+	fdn_span_end(s, FDN_STATUS_OK);
+	tr_destroy(s, name);
+}
