@@ -199,6 +199,13 @@ run 2 "unknown option" "$inspect" registry --bogus
 run 2 "missing --pid" "$ctl" register k
 run 2 "bad number" "$ctl" register k --pid abc
 run 2 "no command" "$inspect"
+run 2 "bad --pid" "$inspect" spans --pid abc
+err_is "bad --pid" "foundation-inspect: spans --pid \"abc\": not a process id (see foundation-inspect spans --help)"
+run 2 "--pid on registry" "$inspect" registry --pid 1
+run 0 "spans, none held" "$inspect" spans
+out_has "spans, none held" "no thread holds spans or a context"
+run 0 "spans json" "$inspect" --json spans
+out_has "spans json" "\"threads\":[],\"count\":0,\"skipped\":0}"
 run 1 "missing segment (inspect)" "$inspect" --segment "$missing" registry
 err_is "missing segment (inspect)" "foundation-inspect: segment \"$missing\": segment not found"
 run 1 "missing segment (ctl)" "$ctl" --segment "$missing" unregister web-2

@@ -696,6 +696,27 @@ Test(trace, graveyard_keeps_a_killed_workers_spans_and_context)
 	live = 0;
 	fdn_traces_foreach(s, w, live_cb, &live);
 	cr_assert_eq(live, 0, "the dead worker's slot is freed");
+	/* The inspector shows the same, as JSON a parser accepts. */
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd),
+		 "%s --segment %s graveyard --json --pid %d | python3 -c '"
+		 "import json,sys; d=json.load(sys.stdin); t=d[\"threads\"]; "
+		 "assert len(t)==1 and t[0][\"pid\"]==%d and t[0][\"dead\"]; "
+		 "assert [s[\"name\"] for s in "
+		 "t[0][\"spans\"]]==[\"handle_order\",\"charge_card\",\"call_bank\"]; "
+		 "assert all(s[\"trace_id\"]==\"%s\" and s[\"status\"]==\"aborted\" for s in "
+		 "t[0][\"spans\"]); "
+		 "assert t[0][\"context\"][\"attributes\"]=={\"order\":4711}; "
+		 "assert t[0][\"context\"][\"correlation_id\"]==\"corr-4711\"; "
+		 "assert d[\"graveyard\"][0][\"pid\"]==%d'",
+		 INSPECT, name, (int)w, (int)w, *tid, (int)w);
+	cr_assert_eq(system(cmd), 0, "foundation-inspect graveyard --json");
+	snprintf(cmd, sizeof(cmd),
+		 "%s --segment %s spans --json | python3 -c '"
+		 "import json,sys; d=json.load(sys.stdin); "
+		 "assert all(t[\"pid\"]!=%d for t in d[\"threads\"])'",
+		 INSPECT, name, (int)w);
+	cr_assert_eq(system(cmd), 0, "foundation-inspect spans no longer shows the worker");
 	uint64_t written, dropped;
 	fdn_graveyard_trace_counts(s, &written, &dropped);
 	cr_assert_eq(written, 1);

@@ -21,6 +21,7 @@
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
+#include <foundation/context.h>
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
@@ -43,6 +44,7 @@ struct args {
 	bool json;
 	const char *attr;   /* registry --attr NAME=VALUE */
 	const char *prefix; /* registry --prefix P */
+	int32_t pid;        /* spans, graveyard --pid P; 0 = all */
 };
 
 struct command {
@@ -588,6 +590,165 @@ static int cmd_processes(fdn_segment *s, const struct args *a)
 	return status;
 }
 
+/* ---- spans and contexts: live threads and the graveyard's copies ------------------- */
+
+static const char *status_name(int st)
+{
+	static const char *const names[] = {"open", "ok", "error", "aborted"};
+	return st >= 0 && st <= 3 ? names[st] : "?";
+}
+
+static void thread_json(const struct fdn_thread_trace *t)
+{
+	char buf[40];
+	printf("\n  {\"pid\":%d,\"tid\":%u,\"dead\":%s,\"torn\":%s,\"claimed_ns\":%" PRIu64,
+	       (int)t->pid, t->tid, t->dead ? "true" : "false", t->torn ? "true" : "false",
+	       t->claimed_real);
+	if (t->dead)
+		printf(",\"died_ns\":%" PRIu64 ",\"died\":\"%s\"", t->died_real,
+		       iso_time(t->died_real, buf, sizeof(buf)));
+	printf(",\"depth\":%u,\"spans\":[", t->depth);
+	for (uint32_t i = 0; i < t->depth; i++) {
+		const struct fdn_span_info *sp = &t->spans[i];
+		printf("%s\n    {\"depth\":%u,\"name\":", i ? "," : "", sp->depth);
+		json_cstr(stdout, sp->name);
+		printf(",\"trace_id\":\"%s\",\"span_id\":\"%016" PRIx64
+		       "\",\"parent_id\":\"%016" PRIx64
+		       "\",\"status\":\"%s\",\"%s\":%.6f,\"events\":%u,\"links\":%u,"
+		       "\"attributes\":",
+		       sp->trace_id, sp->span_id, sp->parent_id, status_name(sp->status),
+		       t->dead ? "duration_ms" : "age_ms", (double)sp->duration_ns / 1e6,
+		       sp->nevents, sp->nlinks);
+		attr_set(stdout, sp->attrs, sp->attrs_len, true);
+		putchar('}');
+	}
+	printf("],\"context\":{\"correlation_id\":");
+	json_cstr(stdout, t->correlation_id);
+	printf(",\"operation_id\":");
+	json_cstr(stdout, t->operation_id);
+	printf(",\"attributes\":");
+	attr_set(stdout, t->ctx, t->ctx_len, true);
+	printf(",\"breadcrumbs\":[");
+	for (uint32_t i = 0; i < t->ncrumbs; i++) {
+		const struct fdn_crumb *c = &t->crumbs[i];
+		printf("%s{\"time_ns\":%" PRIu64 ",\"module\":", i ? "," : "", c->time_real);
+		json_cstr(stdout, c->module);
+		printf(",\"function\":");
+		json_cstr(stdout, c->function);
+		printf(",\"attributes\":");
+		attr_set(stdout, c->attrs, c->attrs_len, true);
+		putchar('}');
+	}
+	printf("]}}");
+}
+
+static int thread_text(const struct fdn_thread_trace *t)
+{
+	char buf[40], *cell;
+	size_t len;
+	printf("pid %d thread %u%s%s: %u open span%s\n", (int)t->pid, t->tid,
+	       t->dead ? ", died " : "", t->dead ? iso_time(t->died_real, buf, sizeof(buf)) : "",
+	       t->depth, t->depth == 1 ? "" : "s");
+	if (t->torn)
+		printf("  (copied while being written: fields may be partial)\n");
+	if (t->depth) {
+		struct table tb = {.ncol = 8, .align = "rllllrll"};
+		const char *head[] = {"DEPTH",   "NAME",      "TRACE_ID",
+				      "SPAN_ID", "PARENT",    t->dead ? "DURATION_MS" : "AGE_MS",
+				      "STATUS",  "ATTRIBUTES"};
+		for (size_t i = 0; i < 8; i++)
+			cellf(&tb, "%s", head[i]);
+		for (uint32_t i = 0; i < t->depth; i++) {
+			const struct fdn_span_info *sp = &t->spans[i];
+			cellf(&tb, "%u", sp->depth);
+			FILE *f = cell_open(&cell, &len);
+			if (f)
+				text_str(f, sp->name, strlen(sp->name));
+			cell_close(&tb, f, &cell);
+			cellf(&tb, "%s", sp->trace_id);
+			cellf(&tb, "%016" PRIx64, sp->span_id);
+			cellf(&tb, "%016" PRIx64, sp->parent_id);
+			cellf(&tb, "%.3f", (double)sp->duration_ns / 1e6);
+			cellf(&tb, "%s", status_name(sp->status));
+			if (sp->attrs_len == 0) {
+				cellf(&tb, "-");
+				continue;
+			}
+			f = cell_open(&cell, &len);
+			if (f)
+				attr_set(f, sp->attrs, sp->attrs_len, false);
+			cell_close(&tb, f, &cell);
+		}
+		if (table_done(&tb) != EXIT_OK)
+			return EXIT_FAIL;
+	}
+	if (t->correlation_id[0] || t->operation_id[0])
+		printf("  correlation %s  operation %s\n",
+		       t->correlation_id[0] ? t->correlation_id : "-",
+		       t->operation_id[0] ? t->operation_id : "-");
+	if (t->ctx_len) {
+		printf("  context: ");
+		attr_set(stdout, t->ctx, t->ctx_len, false);
+		putchar('\n');
+	}
+	for (uint32_t i = 0; i < t->ncrumbs; i++) {
+		const struct fdn_crumb *c = &t->crumbs[i];
+		printf("  breadcrumb %s %s.%s", iso_time(c->time_real, buf, sizeof(buf)), c->module,
+		       c->function);
+		if (c->attrs_len) {
+			putchar(' ');
+			attr_set(stdout, c->attrs, c->attrs_len, false);
+		}
+		putchar('\n');
+	}
+	return EXIT_OK;
+}
+
+struct threads_out {
+	bool json;
+	int n;
+	int status;
+};
+
+static int thread_cb(void *arg, const struct fdn_thread_trace *t)
+{
+	struct threads_out *o = arg;
+	if (o->json) {
+		if (o->n)
+			putchar(',');
+		thread_json(t);
+	} else {
+		if (o->n)
+			putchar('\n');
+		if (thread_text(t) != EXIT_OK)
+			o->status = EXIT_FAIL;
+	}
+	o->n++;
+	return 0;
+}
+
+static int cmd_spans(fdn_segment *s, const struct args *a)
+{
+	struct threads_out o = {.json = a->json};
+	if (a->json) {
+		printf("{\"segment\":");
+		json_cstr(stdout, a->segment);
+		printf(",\"threads\":[");
+	}
+	int r = fdn_traces_foreach(s, a->pid, thread_cb, &o);
+	if (r < 0) {
+		fflush(stdout);
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": spans", a->segment);
+	}
+	if (a->json)
+		printf("%s],\"count\":%d,\"skipped\":%d}\n", o.n ? "\n" : "", o.n, r);
+	else if (o.n == 0)
+		printf("no thread holds spans or a context%s\n", a->pid ? " in that process" : "");
+	if (!a->json && r > 0)
+		printf("%d slot%s skipped: rewritten during every read\n", r, r == 1 ? "" : "s");
+	return o.status;
+}
+
 /* ---- graveyard --------------------------------------------------------------------- */
 
 static void graveyard_json(const struct args *a, uint64_t total, const struct fdn_death *d, int n)
@@ -596,14 +757,17 @@ static void graveyard_json(const struct args *a, uint64_t total, const struct fd
 	printf("{\"segment\":");
 	json_cstr(stdout, a->segment);
 	printf(",\"deaths_total\":%" PRIu64 ",\"graveyard\":[", total);
-	for (int i = 0; i < n; i++)
-		printf("%s\n  {\"number\":%" PRIu64 ",\"pid\":%d,\"signal\":%d,\"status\":%d,"
-		       "\"ident\":%" PRIu64 ",\"died_ns\":%" PRIu64 ",\"died\":\"%s\","
-		       "\"latency_ms\":%.6f,\"entries\":%" PRIu64 "}",
-		       i ? "," : "", d[i].number, (int)d[i].pid, d[i].exit_signal, d[i].exit_status,
-		       d[i].ident, d[i].died_ns, iso_time(d[i].died_ns, buf, sizeof(buf)),
-		       (double)d[i].latency_ns / 1e6, d[i].entries);
-	printf("%s]}\n", n ? "\n" : "");
+	for (int i = 0, k = 0; i < n; i++)
+		if (a->pid == 0 || (int32_t)d[i].pid == a->pid)
+			printf("%s\n  {\"number\":%" PRIu64
+			       ",\"pid\":%d,\"signal\":%d,\"status\":%d,"
+			       "\"ident\":%" PRIu64 ",\"died_ns\":%" PRIu64 ",\"died\":\"%s\","
+			       "\"latency_ms\":%.6f,\"entries\":%" PRIu64 "}",
+			       k++ ? "," : "", d[i].number, (int)d[i].pid, d[i].exit_signal,
+			       d[i].exit_status, d[i].ident, d[i].died_ns,
+			       iso_time(d[i].died_ns, buf, sizeof(buf)),
+			       (double)d[i].latency_ns / 1e6, d[i].entries);
+	printf("%s]", n ? "\n" : "");
 }
 
 /* "SIGKILL", "-" (it exited), "?" (unknown). */
@@ -616,7 +780,7 @@ static void signal_cell(struct table *t, int sig)
 		cellf(t, "%s", sig == 0 ? "-" : sig < 0 ? "?" : "unknown");
 }
 
-static int graveyard_text(uint64_t total, const struct fdn_death *d, int n)
+static int graveyard_text(const struct args *a, uint64_t total, const struct fdn_death *d, int n)
 {
 	struct table t = {.ncol = 7, .align = "rrlrlrr"};
 	char buf[40];
@@ -627,6 +791,8 @@ static int graveyard_text(uint64_t total, const struct fdn_death *d, int n)
 	for (size_t i = 0; i < 7; i++)
 		cellf(&t, "%s", head[i]);
 	for (int i = 0; i < n; i++) {
+		if (a->pid != 0 && (int32_t)d[i].pid != a->pid)
+			continue;
 		cellf(&t, "%" PRIu64, d[i].number);
 		cellf(&t, "%d", (int)d[i].pid);
 		signal_cell(&t, d[i].exit_signal);
@@ -648,12 +814,31 @@ static int cmd_graveyard(fdn_segment *s, const struct args *a)
 	if (n < 0)
 		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": graveyard",
 				a->segment);
-	uint64_t total = fdn_deaths(s);
+	uint64_t total = fdn_deaths(s), written, dropped;
+	fdn_graveyard_trace_counts(s, &written, &dropped);
+	struct threads_out o = {.json = a->json};
 	if (a->json) {
 		graveyard_json(a, total, d, n);
-		return EXIT_OK;
+		printf(",\"threads_total\":%" PRIu64 ",\"threads_dropped\":%" PRIu64
+		       ",\"threads\":[",
+		       written, dropped);
+	} else {
+		if (graveyard_text(a, total, d, n) != EXIT_OK)
+			return EXIT_FAIL;
+		printf("\n%" PRIu64 " thread%s copied at death (%" PRIu64
+		       " dropped, the oldest)%s\n",
+		       written, written == 1 ? "" : "s", dropped,
+		       written ? "; what they were doing, the most recent first:" : "");
 	}
-	return graveyard_text(total, d, n);
+	int r = fdn_graveyard_traces(s, a->pid, thread_cb, &o);
+	if (r < 0) {
+		fflush(stdout);
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": graveyard",
+				a->segment);
+	}
+	if (a->json)
+		printf("%s]}\n", o.n ? "\n" : "");
+	return o.status;
 }
 
 /* ---- stats --------------------------------------------------------------------------- */
@@ -824,10 +1009,20 @@ static const struct command commands[] = {
      "Every process slot in use: slot, pid, state (live, or dead and awaiting the\n"
      "reaper), identity, uid, attach time, reader slots it holds, and the pid that\n"
      "claimed it (another process when it registered for this pid).\n"},
-    {"graveyard", "", cmd_graveyard, "graveyard",
+    {"spans", "P", cmd_spans, "spans [--pid P]",
+     "Every thread holding spans or an error context, from a consistent copy of\n"
+     "its trace slot: its open spans bottom first (depth, name, trace id, span\n"
+     "id, parent, age, attributes), its correlation and operation ids, context\n"
+     "map and newest breadcrumbs.\n"
+     "  --pid P  only the threads of process P\n"},
+    {"graveyard", "P", cmd_graveyard, "graveyard [--pid P]",
      "The deaths the reaper has recorded, newest first: pid, the signal that\n"
      "killed it or its exit status, when it was seen, how long its entries took\n"
-     "to disappear, and how many entries were removed.\n"},
+     "to disappear, and how many entries were removed.  Then what the dead\n"
+     "threads were doing: their open spans (status aborted, duration up to the\n"
+     "death) and error contexts, copied by the reaper before it freed them; the\n"
+     "newest 64 thread copies are kept.\n"
+     "  --pid P  only the deaths and threads of process P\n"},
     {"stats", "", cmd_stats, "stats",
      "Capacities and usage: processes, reader slots, heap, tables (entries,\n"
      "buckets, load factor), the grace-period counter, the reaper's pid and the\n"
@@ -867,9 +1062,9 @@ static void command_usage(FILE *f, const struct command *c)
 }
 
 static const struct option all_opts[] = {
-    {"attr", required_argument, 0, 'a'}, {"prefix", required_argument, 0, 'p'},
-    {"json", no_argument, 0, 'j'},       {"segment", required_argument, 0, 'S'},
-    {"help", no_argument, 0, 'h'},
+    {"attr", required_argument, 0, 'a'},    {"prefix", required_argument, 0, 'p'},
+    {"pid", required_argument, 0, 'P'},     {"json", no_argument, 0, 'j'},
+    {"segment", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -893,6 +1088,16 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 		case 'p':
 			a->prefix = optarg;
 			break;
+		case 'P': {
+			char *end;
+			errno = 0;
+			long v = strtol(optarg, &end, 10);
+			if (errno || end == optarg || *end || v <= 0 || v > INT32_MAX)
+				return usage_error(c->name, "%s --pid \"%s\": not a process id",
+						   c->name, optarg);
+			a->pid = (int32_t)v;
+			break;
+		}
 		case 'j':
 			a->json = true;
 			break;
