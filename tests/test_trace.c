@@ -613,7 +613,7 @@ struct ghost_seen {
 	int32_t pid;
 	int threads;
 	uint32_t depth;
-	char names[3][32];
+	char names[3][FDN_SPAN_NAME_MAXLEN + 1];
 	char trace_id[33];
 	int statuses_aborted;
 	int64_t order;

@@ -229,11 +229,14 @@ static int cmd_wait(struct args *a)
 }
 
 static const struct command commands[] = {
-    {"create", "EPTHMIS", false, cmd_create, "create [OPTIONS]",
+    {"create", "EPTHMIXVS", false, cmd_create, "create [OPTIONS]",
      "Create the segment (it must not exist) and start its reaper.\n"
      "  --entries N      registry sizing (default 100000)\n"
      "  --processes N    process-table slots (default 4096)\n"
      "  --threads N      reader (thread) slots (default 4096)\n"
+     "  --spans N        trace slots: threads holding spans or an error context at\n"
+     "                   once (default 256; 56 KiB each, touched only when used)\n"
+     "  --events N       telemetry ring records, a power of two (default 4096)\n"
      "  --heap BYTES     bytes for keys and values; suffix K, M or G (x 1024...);\n"
      "                   default 256 x entries, at least 1 MiB\n"
      "  --mode OCTAL     file mode; must include 0600 (default 0600)\n"
@@ -300,6 +303,7 @@ static const struct option all_opts[] = {
     {"pid", required_argument, 0, 'p'},     {"attr", required_argument, 0, 'a'},
     {"replace", no_argument, 0, 'r'},       {"gone", no_argument, 0, 'g'},
     {"timeout", required_argument, 0, 't'}, {"segment", required_argument, 0, 'S'},
+    {"spans", required_argument, 0, 'X'},   {"events", required_argument, 0, 'V'},
     {"help", no_argument, 0, 'h'},
 };
 
@@ -360,8 +364,13 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 		break;
 	case 'P':
 	case 'T':
+	case 'X':
+	case 'V':
 		ok = parse_num(val, 10, UINT32_MAX, &v);
-		*(opt == 'P' ? &a->opts.processes : &a->opts.threads) = (uint32_t)v;
+		*(opt == 'P'   ? &a->opts.processes
+		  : opt == 'T' ? &a->opts.threads
+		  : opt == 'X' ? &a->opts.spans
+			       : &a->opts.events) = (uint32_t)v;
 		break;
 	case 'H':
 		ok = parse_bytes(val, &a->opts.heap_bytes);
