@@ -477,15 +477,9 @@ int fdn_span_add_attributes(fdn_segment *s, const struct fdn_attr *attrs, size_t
 	return 0;
 }
 
-int fdn_span_record_event(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n)
+/* Count an event or a link on the top span and emit it. */
+static int span_note(fdn_segment *s, bool link, const char *detail)
 {
-	int nl = check_name(name, FDN_SPAN_NAME_MAX);
-	if (nl < 0)
-		return nl == FDN_ETOOBIG ? FDN_EINVAL : nl;
-	uint8_t enc[FDN_ATTRS_MAX];
-	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
-	if (al < 0)
-		return al;
 	struct fdn_shm_trace *tr;
 	int b;
 	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
@@ -495,10 +489,23 @@ int fdn_span_record_event(fdn_segment *s, const char *name, const struct fdn_att
 		return FDN_ENOSPAN;
 	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
 	fdn__trace_write_begin(tr);
-	sp->nevents++;
+	if (link)
+		sp->nlinks++;
+	else
+		sp->nevents++;
 	fdn__trace_write_end(tr);
-	span_emit(s, b, "foundation.span.event", sp, name, 0);
+	span_emit(s, b, link ? "foundation.span.link" : "foundation.span.event", sp, detail, 0);
 	return 0;
+}
+
+int fdn_span_record_event(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n)
+{
+	int nl = check_name(name, FDN_SPAN_NAME_MAX);
+	if (nl < 0)
+		return nl == FDN_ETOOBIG ? FDN_EINVAL : nl;
+	uint8_t enc[FDN_ATTRS_MAX];
+	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
+	return al < 0 ? al : span_note(s, false, name);
 }
 
 int fdn_span_link(fdn_segment *s, const char *trace_id, uint64_t span_id,
@@ -511,21 +518,7 @@ int fdn_span_link(fdn_segment *s, const char *trace_id, uint64_t span_id,
 		return FDN_EINVAL;
 	uint8_t enc[FDN_ATTRS_MAX];
 	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
-	if (al < 0)
-		return al;
-	struct fdn_shm_trace *tr;
-	int b;
-	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
-	if (r)
-		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
-	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
-	fdn__trace_write_begin(tr);
-	sp->nlinks++;
-	fdn__trace_write_end(tr);
-	span_emit(s, b, "foundation.span.link", sp, trace_id, 0);
-	return 0;
+	return al < 0 ? al : span_note(s, true, trace_id);
 }
 
 int fdn_with_span(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n,
