@@ -1096,6 +1096,11 @@ int fdn__trace_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 			what = "bad context id";
 		else if (c->proc_idx >= s->nprocs || c->pid != FDN_PROC_PID(c->owner))
 			what = "owner fields disagree";
+		/* A slot is freed before its owner's process slot (detach,
+		 * thread exit, the reaper): an owner with no process slot is
+		 * a slot nobody will ever free. */
+		else if (!fdn__trace_owned_by(atomic_load(&s->procs[c->proc_idx].word), owner))
+			what = "owner has no process slot (leaked)";
 		for (uint32_t k = 0; !what && k < c->depth; k++) {
 			const struct fdn_shm_span *sp = &c->spans[k];
 			if (sp->name_len == 0 || sp->name_len > FDN_SPAN_NAME_MAX ||
