@@ -678,6 +678,13 @@ int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st)
 		}
 	}
 	st->gp_counter = atomic_load(&s->hdr->gp_ctr);
+	st->trace_cap = s->ntrace;
+	for (uint32_t i = 0; i < s->ntrace; i++)
+		if (atomic_load_explicit(&s->trace[i].owner, memory_order_relaxed) != 0)
+			st->trace_used++;
+	st->ghosts_written = atomic_load_explicit(&s->hdr->ghost_head, memory_order_relaxed);
+	st->ghosts_cap = FDN_GHOSTS_MAX;
+	st->events_cap = s->nevents;
 	st->ntables = s->ntables;
 	for (uint32_t t = 0; t < s->ntables && t < FDN_STATS_MAX_TABLES; t++) {
 		memcpy(st->tables[t].name, h->tables[t].name, FDN_TABLE_NAME_MAX);

@@ -191,6 +191,29 @@ run 0 "stats" "$inspect" --json stats
 ok
 [ "$(json_num deaths_total)" -ge 1 ] || fail "stats: no death counted"
 ok
+# JSON checked field by field by a parser
+pycheck() {
+	what=$1
+	shift
+	python3 -c "import json,sys; d=json.load(open('$tmp/out')); $*" 2>"$tmp/err" ||
+		fail "$what: JSON check failed"
+	ok
+}
+pycheck "stats fields" "assert d['processes']['used']>=3 and d['trace_slots']['capacity']==256" \
+	"and d['registry_entries']==2 and [t['name'] for t in d['tables']]==['main','index']"
+run 0 "stats text" "$inspect" stats
+out_has "stats text" "trace slots    0 / 256 in use"
+run 0 "metrics" "$inspect" metrics
+python3 "$(dirname "$0")/promcheck.py" <"$tmp/out" >/dev/null 2>"$tmp/err" ||
+	fail "metrics: not valid Prometheus exposition format"
+ok
+out_has "metrics" "foundation_registry_entries{segment=\"$seg\"} 2"
+out_has "metrics" "foundation_reaper_latency_seconds_count{segment=\"$seg\"} 1"
+out_has "metrics" "foundation_deaths_total{segment=\"$seg\"} 1"
+run 0 "dump" "$inspect" dump
+pycheck "dump" "assert sorted(d)==['check','graveyard','processes','registry','segment','spans','stats']" \
+	"and d['registry']['count']==2 and d['graveyard']['graveyard'][0]['pid']==$P1" \
+	"and d['check']['count']==0"
 
 # ---- errors ------------------------------------------------------------------------
 run 2 "unknown command" "$ctl" frobnicate

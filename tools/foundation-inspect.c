@@ -55,10 +55,15 @@ struct command {
 	const char *help;
 };
 
+/* Errors reported so far (dump tells a failed command from a check that
+ * found violations by it). */
+static unsigned complaints;
+
 __attribute__((format(printf, 3, 4))) static int complain(int status, const char *why,
 							  const char *fmt, ...)
 {
 	va_list ap;
+	complaints++;
 	fprintf(stderr, "%s: ", prog);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -871,12 +876,16 @@ static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
 	       "\"created_ns\":%" PRIu64 ",\"creator_pid\":%u,\"creator_uid\":%u,"
 	       "\"processes\":{\"used\":%u,\"capacity\":%u},"
 	       "\"reader_slots\":{\"used\":%u,\"capacity\":%u},"
+	       "\"trace_slots\":{\"used\":%u,\"capacity\":%u},"
+	       "\"graveyard_threads\":{\"written\":%" PRIu64 ",\"capacity\":%u},"
+	       "\"event_ring\":{\"capacity\":%u},"
 	       "\"heap\":{\"bytes\":%" PRIu64 ",\"pages\":%" PRIu64 ",\"pages_used\":%" PRIu64
 	       ",\"blocks_used\":%" PRIu64 ",\"block_bytes_used\":%" PRIu64 "},"
 	       "\"gp_counter\":%" PRIu64 ",\"reaper_pid\":%d,\"deaths_total\":%" PRIu64
 	       ",\"registry_entries\":%" PRId64 ",\"indexed\":",
 	       st->total_bytes, st->abi_major, st->abi_minor, st->created_ns, st->creator_pid,
 	       st->creator_uid, st->procs_used, st->procs_cap, st->threads_used, st->threads_cap,
+	       st->trace_used, st->trace_cap, st->ghosts_written, st->ghosts_cap, st->events_cap,
 	       st->heap_bytes, st->heap_pages, st->heap_pages_used, st->blocks_used,
 	       st->block_bytes_used, st->gp_counter, (int)reaper, deaths, visible);
 	putchar('[');
@@ -915,6 +924,10 @@ static void stats_text(const struct args *a, const struct fdn_segment_stats *st,
 	printf("deaths         %" PRIu64 " reaped\n", deaths);
 	printf("processes      %u / %u slots in use\n", st->procs_used, st->procs_cap);
 	printf("reader slots   %u / %u in use\n", st->threads_used, st->threads_cap);
+	printf("trace slots    %u / %u in use (span stacks, error contexts)\n", st->trace_used,
+	       st->trace_cap);
+	printf("graveyard      %" PRIu64 " thread copies written, the newest %u kept\n",
+	       st->ghosts_written, st->ghosts_cap);
 	printf("heap           %" PRIu64 " / %" PRIu64 " pages used (%" PRIu64 " bytes); %" PRIu64
 	       " blocks (%" PRIu64 " bytes) allocated\n",
 	       st->heap_pages_used, st->heap_pages, st->heap_bytes, st->blocks_used,
@@ -995,6 +1008,181 @@ static int cmd_check(fdn_segment *s, const struct args *a)
 	return n > 0 ? EXIT_FAIL : EXIT_OK;
 }
 
+/* ---- metrics: the Prometheus text exposition format --------------------------------- */
+
+/* "# HELP" and "# TYPE" of a metric family, then its samples. */
+static void prom_family(const char *name, const char *type, const char *help)
+{
+	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One sample; labels is "" or ",k=\"v\"" after the segment label.  Segment
+ * names are [A-Za-z0-9._-] (fdn__validate_name): no escaping is needed. */
+static void prom_sample(const char *name, const struct args *a, const char *labels, double v)
+{
+	printf("%s{segment=\"%s\"%s} %.17g\n", name, a->segment, labels, v);
+}
+
+static void prom_gauge(const char *name, const char *help, const struct args *a, double v)
+{
+	prom_family(name, "gauge", help);
+	prom_sample(name, a, "", v);
+}
+
+static void prom_counter(const char *name, const char *help, const struct args *a, double v)
+{
+	prom_family(name, "counter", help);
+	prom_sample(name, a, "", v);
+}
+
+/* The reaper's latency over the deaths the graveyard holds. */
+static void prom_latency(fdn_segment *s, const struct args *a)
+{
+	static const double le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+				    0.005,  0.01,    0.025,  0.1,   1.0};
+	static struct fdn_death d[FDN_GRAVEYARD_MAX];
+	int n = fdn_graveyard(s, d, (int)FDN_GRAVEYARD_MAX);
+	if (n < 0)
+		n = 0; /* a damaged graveyard: an empty histogram */
+	double sum = 0;
+	char labels[48];
+	const char *name = "foundation_reaper_latency_seconds";
+	prom_family(name, "histogram",
+		    "Time from the reaper learning of a death to the dead process's entries "
+		    "vanishing, over the deaths the graveyard holds.");
+	for (size_t b = 0; b <= sizeof(le) / sizeof(le[0]); b++) {
+		bool inf = b == sizeof(le) / sizeof(le[0]);
+		int count = 0;
+		for (int i = 0; i < n; i++)
+			count += inf || (double)d[i].latency_ns / 1e9 <= le[b];
+		if (inf)
+			snprintf(labels, sizeof(labels), ",le=\"+Inf\"");
+		else
+			snprintf(labels, sizeof(labels), ",le=\"%g\"", le[b]);
+		prom_sample("foundation_reaper_latency_seconds_bucket", a, labels, count);
+	}
+	for (int i = 0; i < n; i++)
+		sum += (double)d[i].latency_ns / 1e9;
+	prom_sample("foundation_reaper_latency_seconds_sum", a, "", sum);
+	prom_sample("foundation_reaper_latency_seconds_count", a, "", n);
+}
+
+static int cmd_metrics(fdn_segment *s, const struct args *a)
+{
+	struct fdn_segment_stats st;
+	int r = fdn_segment_stats(s, &st);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": metrics", a->segment);
+	int64_t visible = fdn_count(s);
+	if (visible < 0)
+		return complain(EXIT_FAIL, fdn_strerror((int)visible), "segment \"%s\": count",
+				a->segment);
+	uint32_t states[4] = {0};
+	for (uint32_t i = 0; i < s->nprocs; i++)
+		states[FDN_PROC_STATE(
+		    atomic_load_explicit(&s->procs[i].word, memory_order_relaxed))]++;
+	uint64_t written, dropped;
+	fdn_graveyard_trace_counts(s, &written, &dropped);
+	pid_t reaper = fdn_reaper_holder(s);
+
+	prom_gauge("foundation_segment_bytes", "Size of the segment.", a, (double)st.total_bytes);
+	prom_family("foundation_processes", "gauge", "Process slots in use, by state.");
+	prom_sample("foundation_processes", a, ",state=\"live\"", states[FDN_PROC_LIVE]);
+	prom_sample("foundation_processes", a, ",state=\"dead\"", states[FDN_PROC_DEAD]);
+	prom_sample("foundation_processes", a, ",state=\"left\"", states[FDN_PROC_LEFT]);
+	prom_gauge("foundation_processes_capacity", "Process slots.", a, st.procs_cap);
+	prom_gauge("foundation_reader_slots_used", "Reader (thread) slots in use.", a,
+		   st.threads_used);
+	prom_gauge("foundation_reader_slots_capacity", "Reader (thread) slots.", a, st.threads_cap);
+	prom_gauge("foundation_trace_slots_used", "Trace slots (span stacks, contexts) in use.", a,
+		   st.trace_used);
+	prom_gauge("foundation_trace_slots_capacity", "Trace slots.", a, st.trace_cap);
+	prom_gauge("foundation_heap_bytes_capacity", "Bytes of heap for keys and values.", a,
+		   (double)st.heap_bytes);
+	prom_gauge("foundation_heap_pages_used", "Heap pages assigned to a size class.", a,
+		   (double)st.heap_pages_used);
+	prom_gauge("foundation_heap_blocks_used", "Heap blocks allocated.", a,
+		   (double)st.blocks_used);
+	prom_gauge("foundation_heap_block_bytes_used", "Bytes of the allocated heap blocks.", a,
+		   (double)st.block_bytes_used);
+	prom_gauge("foundation_registry_entries", "Registry entries visible to lookups.", a,
+		   (double)visible);
+	char labels[64];
+	const char *fam[3][2] = {{"foundation_table_entries", "Nodes in each table."},
+				 {"foundation_table_buckets", "Buckets of each table."},
+				 {"foundation_table_load_factor", "Nodes per bucket."}};
+	for (int f = 0; f < 3; f++) {
+		prom_family(fam[f][0], "gauge", fam[f][1]);
+		for (uint32_t i = 0; i < st.ntables && i < FDN_STATS_MAX_TABLES; i++) {
+			const struct fdn_table_stats *t = &st.tables[i];
+			snprintf(labels, sizeof(labels), ",table=\"%.*s\"",
+				 (int)strnlen(t->name, sizeof(t->name)), t->name);
+			prom_sample(fam[f][0], a, labels,
+				    f == 0   ? (double)t->entries
+				    : f == 1 ? (double)t->buckets
+					     : load(t));
+		}
+	}
+	prom_counter("foundation_grace_periods_total", "Grace periods started.", a,
+		     (double)(st.gp_counter ? st.gp_counter - 1 : 0));
+	prom_gauge("foundation_reaper_up", "1 if a live reaper holds the lease.", a,
+		   reaper > 0 ? 1 : 0);
+	prom_counter("foundation_deaths_total", "Deaths reaped.", a, (double)fdn_deaths(s));
+	prom_latency(s, a);
+	prom_counter("foundation_graveyard_threads_total",
+		     "Dead threads whose spans and context were copied to the graveyard.", a,
+		     (double)written);
+	prom_counter("foundation_graveyard_threads_dropped_total",
+		     "Graveyard thread copies overwritten by newer ones.", a, (double)dropped);
+	return EXIT_OK;
+}
+
+/* ---- dump: every command's JSON in one document -------------------------------------- */
+
+static const struct command commands[];
+static const size_t ncommands;
+
+static int cmd_dump(fdn_segment *s, const struct args *a)
+{
+	struct args j = *a;
+	j.json = true;
+	j.attr = j.prefix = NULL;
+	j.pid = 0;
+	int status = EXIT_OK;
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
+	for (size_t i = 0; i < ncommands; i++) {
+		const struct command *c = &commands[i];
+		if (c->run == cmd_dump || c->run == cmd_metrics)
+			continue;
+		/* Each command writes its object into memory first: one that
+		 * fails half-way (it says why on stderr) becomes null, and the
+		 * document stays whole.  (glibc's stdout is assignable.) */
+		char *buf = NULL;
+		size_t len = 0;
+		FILE *out = stdout, *mem = open_memstream(&buf, &len);
+		if (!mem)
+			return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "dump");
+		unsigned before = complaints;
+		stdout = mem;
+		int st = c->run(s, &j);
+		stdout = out;
+		fclose(mem);
+		printf(",\"%s\":", c->name);
+		if (complaints != before || !buf) {
+			printf("null");
+			status = EXIT_FAIL;
+		} else {
+			fwrite(buf, 1, len, stdout);
+			if (st != EXIT_OK) /* check found violations */
+				status = st;
+		}
+		free(buf);
+	}
+	printf("}\n");
+	return status;
+}
+
 /* ---- commands and usage ------------------------------------------------------------- */
 
 static const struct command commands[] = {
@@ -1031,9 +1219,19 @@ static const struct command commands[] = {
      "Verify every invariant of the segment; print each violation as\n"
      "\"[code] message\", then the count.  Exit 1 if there is any.  Exact only while\n"
      "no writer is in the middle of an operation.\n"},
+    {"metrics", "", cmd_metrics, "metrics",
+     "The segment's counts, capacities and usage, the deaths reaped, the reaper's\n"
+     "latency (a histogram over the deaths the graveyard holds) and drop counters,\n"
+     "in the Prometheus text exposition format, each sample labelled with the\n"
+     "segment.  (--json does not apply.)\n"},
+    {"dump", "", cmd_dump, "dump",
+     "Everything as one JSON document: {\"segment\": NAME, and for every other\n"
+     "command but metrics, \"COMMAND\": its --json object} (null where a command\n"
+     "failed).  Exit 1 if a command failed or the check found violations.\n"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+static const size_t ncommands = NCOMMANDS;
 
 static void usage(FILE *f)
 {

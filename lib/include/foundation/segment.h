@@ -127,6 +127,10 @@ struct fdn_segment_stats {
 	uint64_t gp_counter;                    /* grace-period counter */
 	uint32_t ntables;
 	struct fdn_table_stats tables[FDN_STATS_MAX_TABLES];
+	uint32_t trace_cap, trace_used; /* trace slots (spans, error context) */
+	uint64_t ghosts_written;        /* dead threads copied to the graveyard */
+	uint32_t ghosts_cap;            /* copies kept (the newest) */
+	uint32_t events_cap;            /* telemetry ring records */
 };
 
 /* Usage, read without locks (a consistent snapshot is not promised while
