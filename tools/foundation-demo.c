@@ -2,18 +2,23 @@
  * foundation-demo - the README's main job.
  *
  * Creates a private segment (the library starts its reaper), forks worker
- * processes that register themselves with attributes, answers "which
- * workers have capability gpu?" from yet another process, SIGKILLs one
- * worker and shows its entry vanish (a watch, not a sleep) and its death in
- * the graveyard, prints the segment's statistics and the checker's verdict,
- * stops the workers, and removes the segment.  Ends by itself in a second
- * or two and leaves no process behind.
+ * processes that register themselves with attributes and, like a server in
+ * the middle of a request, open nested spans and set an error context.  It
+ * shows the registry and what one worker is doing through foundation-inspect's
+ * own output, answers "which healthy workers have capability gpu?" from yet
+ * another process, SIGKILLs that worker and shows its entry vanish (a watch,
+ * not a sleep), the registry after, and what the worker was doing when it
+ * died (its spans and context, from the graveyard), then the statistics and
+ * the checker's verdict; it stops the workers and removes the segment.  Ends
+ * by itself in a second or two and leaves no process behind.
  */
 #include "shm/shm.h"
 
 #include <foundation/foundation.h>
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
+#include <foundation/context.h>
+#include <foundation/spans.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -36,10 +41,11 @@ static void usage(FILE *f)
 		"usage: %s [--segment NAME] [--workers N]\n"
 		"\n"
 		"Creates a private shared segment (the library starts its reaper), forks N\n"
-		"workers that register themselves with attributes, queries them from another\n"
-		"process, SIGKILLs one and shows its entry vanish and its death in the\n"
-		"graveyard, then prints the segment's statistics and integrity check and\n"
-		"removes the segment.\n"
+		"workers that register themselves with attributes, open nested spans and set\n"
+		"an error context; shows them with foundation-inspect, queries them from\n"
+		"another process, SIGKILLs one and shows its entry vanish and what it was\n"
+		"doing in the graveyard, then the segment's statistics and integrity check;\n"
+		"stops the workers and removes the segment.\n"
 		"\n"
 		"  --segment NAME  segment name (default: foundation-demo-<pid>)\n"
 		"  --workers N     worker processes (default 6, 2..%d)\n"
@@ -53,26 +59,73 @@ static void die(const char *what, int err)
 	exit(1);
 }
 
-/* The reaper next to this program, unless one is named already. */
-static void find_reaper(void)
+/* The directory of this program (for the tools built or installed next to
+ * it), or "" if unknown. */
+static const char *self_dir(void)
 {
-	char self[PATH_MAX], path[PATH_MAX + 32];
-	if (getenv("FOUNDATION_REAPERD"))
-		return;
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	static char dir[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
 	if (n <= 0)
-		return;
-	self[n] = 0;
-	char *slash = strrchr(self, '/');
-	if (!slash)
-		return;
-	*slash = 0;
-	snprintf(path, sizeof(path), "%s/foundation-reaperd", self);
-	if (access(path, X_OK) == 0)
-		setenv("FOUNDATION_REAPERD", path, 1);
+		return "";
+	dir[n] = 0;
+	char *slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	return dir;
 }
 
-/* A worker: register "worker-N" for itself with attributes, then wait. */
+/* Program `tool` next to this one, else the installed one. */
+static void tool_path(const char *tool, const char *installed, char *out, size_t cap)
+{
+	snprintf(out, cap, "%s/%s", self_dir(), tool);
+	if (access(out, X_OK) != 0)
+		snprintf(out, cap, "%s", installed);
+}
+
+static char inspect_path[PATH_MAX + 32];
+
+/* The reaper next to this program, unless one is named already. */
+static void find_tools(void)
+{
+	char path[PATH_MAX + 32];
+	tool_path("foundation-reaperd", FDN_BINDIR "/foundation-reaperd", path, sizeof(path));
+	if (!getenv("FOUNDATION_REAPERD"))
+		setenv("FOUNDATION_REAPERD", path, 1);
+	tool_path("foundation-inspect", FDN_BINDIR "/foundation-inspect", inspect_path,
+		  sizeof(inspect_path));
+	if (access(inspect_path, X_OK) != 0) {
+		fprintf(stderr, "%s: %s: %s\n", prog, inspect_path, strerror(errno));
+		exit(1);
+	}
+}
+
+/* Run foundation-inspect on the segment and show its output, as a user
+ * typing the command would see it. */
+static void show(const char *segment, const char *title, const char *const *args)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "$ foundation-inspect --segment %s", segment);
+	for (int i = 0; args[i] && n < (int)sizeof(line); i++)
+		n += snprintf(line + n, sizeof(line) - (size_t)n, " %s", args[i]);
+	printf("\n%s\n%s\n", title, line);
+	fflush(stdout);
+	pid_t p = fork();
+	if (p == 0) {
+		const char *argv[16] = {inspect_path, "--segment", segment};
+		for (int i = 0; args[i] && i < 12; i++)
+			argv[3 + i] = args[i];
+		execv(inspect_path, (char *const *)argv);
+		_exit(127);
+	}
+	int st;
+	if (p < 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		printf("(foundation-inspect failed)\n");
+	fflush(stdout);
+}
+
+/* A worker: register "worker-N" for itself with attributes, then, like a
+ * server in the middle of a request, hold three nested spans and an error
+ * context, and wait. */
 static void worker(const char *name, int n, int ready_fd)
 {
 	static const char *caps[] = {"gpu", "http", "sql"};
@@ -81,15 +134,28 @@ static void worker(const char *name, int n, int ready_fd)
 	    {.name = "capability", .type = FDN_ATTR_LIST, .v.list = {items, 2}},
 	    {.name = "health_status", .type = FDN_ATTR_STRING, .v.s = n == 4 ? "degraded" : "ok"},
 	    {.name = "node", .type = FDN_ATTR_STRING, .v.s = n < 3 ? "node-a" : "node-b"}};
-	char key[32];
+	char key[32], corr[32];
 	fdn_segment *s;
 	snprintf(key, sizeof(key), "worker-%d", n);
 	if (fdn_segment_attach(name, 0, &s) ||
 	    fdn_register(s, key, strlen(key), getpid(), a, 3, 0, NULL))
 		_exit(2);
+	struct fdn_attr who = {.name = "worker", .type = FDN_ATTR_INT, .v.i = n};
+	struct fdn_attr route = {.name = "route", .type = FDN_ATTR_STRING, .v.s = "/orders"};
+	struct fdn_attr table = {.name = "table", .type = FDN_ATTR_STRING, .v.s = "orders"};
+	struct fdn_attr ctx[2] = {
+	    {.name = "tenant", .type = FDN_ATTR_STRING, .v.s = n % 2 ? "globex" : "acme"},
+	    {.name = "order_id", .type = FDN_ATTR_INT, .v.i = 4700 + n}};
+	snprintf(corr, sizeof(corr), "req-%d-%d", n, (int)getpid());
+	if (fdn_span_start(s, "serve", &who, 1, NULL) ||
+	    fdn_span_start(s, "handle_request", &route, 1, NULL) ||
+	    fdn_ctx_set_correlation_id(s, corr) || fdn_ctx_set(s, ctx, 2) ||
+	    fdn_ctx_breadcrumb(s, "orders", "load_order", NULL, 0) ||
+	    fdn_span_start(s, "query_db", &table, 1, NULL))
+		_exit(3);
 	char c = 'r';
 	if (write(ready_fd, &c, 1) != 1)
-		_exit(3);
+		_exit(4);
 	pause();
 	_exit(0);
 }
@@ -122,18 +188,6 @@ static int print_entry(void *arg, const struct fdn_entry_view *e)
 	print_attrs(e->attrs, e->attrs_len);
 	printf("\n");
 	return 0;
-}
-
-static void print_registry(fdn_segment *s, const char *title)
-{
-	printf("%s (%lld entries):\n", title, (long long)fdn_count(s));
-	fdn_foreach(s, print_entry, NULL);
-}
-
-static void print_violation(void *arg, const char *code, const char *msg)
-{
-	(void)arg;
-	printf("    violation [%s] %s\n", code, msg);
 }
 
 /* From a separate process: the healthy gpu workers. */
@@ -192,7 +246,7 @@ int main(int argc, char **argv)
 		snprintf(defname, sizeof(defname), "foundation-demo-%d", (int)getpid());
 		name = defname;
 	}
-	find_reaper();
+	find_tools();
 	struct fdn_segment_opts o;
 	fdn_segment_opts_init(&o);
 	o.entries = 1000;
@@ -226,11 +280,15 @@ int main(int argc, char **argv)
 			die("a worker failed to register", FDN_EINVAL);
 	}
 	close(pfd[0]);
-	printf("\n");
-	print_registry(s, "registry");
-	waitpid(query_process(name), NULL, 0);
-
+	char vpid[16];
 	pid_t victim = pids[1];
+	snprintf(vpid, sizeof(vpid), "%d", (int)victim);
+	show(name, "The registry: each worker registered itself with typed attributes.",
+	     (const char *[]){"registry", NULL});
+	waitpid(query_process(name), NULL, 0);
+	show(name, "What worker-1 is doing right now: three nested spans and an error context.",
+	     (const char *[]){"spans", "--pid", vpid, NULL});
+
 	printf("\nSIGKILL worker-1 (pid %d)...\n", (int)victim);
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -242,29 +300,18 @@ int main(int argc, char **argv)
 	printf("    its entry vanished %.0f us after the kill (seen through fdn_watch)\n",
 	       (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3);
 	waitpid(victim, NULL, 0);
-	for (int i = 0; i < 500 && fdn_deaths(s) < 1; i++)
+	uint64_t copies = 0;
+	for (int i = 0; i < 500 && copies < 1; i++) {
 		usleep(2000);
-	struct fdn_death d;
-	if (fdn_graveyard(s, &d, 1) == 1)
-		printf(
-		    "    graveyard: pid %d, signal %d, %llu entries removed, reaper took %.1f us\n",
-		    (int)d.pid, d.exit_signal, (unsigned long long)d.entries,
-		    (double)d.latency_ns / 1e3);
-	printf("\n");
-	print_registry(s, "registry after the kill");
-
-	struct fdn_segment_stats st;
-	fdn_segment_stats(s, &st);
-	printf("\nstatistics:\n");
-	printf("    %u / %u process slots, %u / %u reader slots in use\n", st.procs_used,
-	       st.procs_cap, st.threads_used, st.threads_cap);
-	printf("    heap: %llu blocks (%llu bytes) in %llu of %llu pages\n",
-	       (unsigned long long)st.blocks_used, (unsigned long long)st.block_bytes_used,
-	       (unsigned long long)st.heap_pages_used, (unsigned long long)st.heap_pages);
-	for (uint32_t i = 0; i < st.ntables; i++)
-		printf("    table %-5s %llu nodes in %llu buckets\n", st.tables[i].name,
-		       (unsigned long long)st.tables[i].entries,
-		       (unsigned long long)st.tables[i].buckets);
+		fdn_graveyard_trace_counts(s, &copies, NULL);
+	}
+	show(name, "The registry after the kill: worker-1 is gone.",
+	     (const char *[]){"registry", NULL});
+	show(name,
+	     "The graveyard: how worker-1 died, and what it was doing (its spans, now\n"
+	     "aborted, and its context), copied by the reaper before it cleaned up.",
+	     (const char *[]){"graveyard", "--pid", vpid, NULL});
+	show(name, "Statistics.", (const char *[]){"stats", NULL});
 
 	printf("\nstopping the other workers...\n");
 	for (int i = 0; i < nworkers; i++)
@@ -280,9 +327,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 500 && fdn_segment_check(s, NULL, NULL) != 0; i++)
 		usleep(10000); /* the reaper finishing its clean-up */
 	printf("    %lld entries left\n", (long long)fdn_count(s));
-	printf("\nintegrity check:\n");
-	int v = fdn_segment_check(s, print_violation, NULL);
-	printf("    %d violations\n", v);
+	int v = fdn_segment_check(s, NULL, NULL);
+	show(name, "The integrity check: every block, chain, slot and index verified.",
+	     (const char *[]){"check", NULL});
 
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name); /* also stops the reaper */

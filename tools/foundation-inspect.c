@@ -830,8 +830,8 @@ static int cmd_graveyard(fdn_segment *s, const struct args *a)
 	} else {
 		if (graveyard_text(a, total, d, n) != EXIT_OK)
 			return EXIT_FAIL;
-		printf("\n%" PRIu64 " thread%s copied at death (%" PRIu64
-		       " dropped, the oldest)%s\n",
+		printf("\n%" PRIu64 " dead thread%s copied, %" PRIu64
+		       " of them dropped (the oldest)%s\n",
 		       written, written == 1 ? "" : "s", dropped,
 		       written ? "; what they were doing, the most recent first:" : "");
 	}
