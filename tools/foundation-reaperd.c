@@ -58,6 +58,7 @@ struct watch {
 struct bell {
 	fdn_segment *s;
 	int fd;
+	uint32_t seen; /* the doorbell word before the first scan */
 	_Atomic bool stop;
 	pthread_t thread;
 };
@@ -109,7 +110,7 @@ static void *doorbell_thread(void *arg)
 {
 	struct bell *b = arg;
 	_Atomic uint32_t *word = &b->s->hdr->doorbell;
-	uint32_t seen = atomic_load(word);
+	uint32_t seen = b->seen;
 	while (!atomic_load(&b->stop)) {
 		syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, seen, NULL, NULL, 0);
 		uint32_t now = atomic_load(word);
@@ -412,6 +413,13 @@ static int setup(struct reaper *R)
 		return -errno;
 	R->bell.s = R->s;
 	R->bell.fd = R->doorbell_fd;
+	/* Read the doorbell before the first scan (run), not when the thread
+	 * happens to start: a process that claims its slot after the scan
+	 * has looked at it rings after this load (claim, then ring, both
+	 * seq_cst), so the thread sees a new value and the process is found
+	 * by the rescan.  Read later, that ring could be taken for the old
+	 * value and the process never watched. */
+	R->bell.seen = atomic_load(&R->s->hdr->doorbell);
 	if (pthread_create(&R->bell.thread, NULL, doorbell_thread, &R->bell))
 		return -EAGAIN;
 	return 0;
