@@ -50,7 +50,6 @@ def table(scenario, name):
 nh, sizes = table("lookup_hit", "hit")
 nm, _ = table("lookup_miss", "miss")
 with open(f"{tmp}/reaper.dat", "w") as o:
-    o.write("E p50 p99 max\n")
     for r in res:
         if r["scenario"] == "reaper_latency" and "foundation_watch" in r["systems"]:
             w = r["systems"]["foundation_watch"]
