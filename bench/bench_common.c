@@ -2,15 +2,23 @@
 #include "bench_common.h"
 
 #include <errno.h>
-#include <stdio.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 char bench_shm_path[256];
 volatile sig_atomic_t bench_kill_pid, bench_term_pid;
 static char bench_lmdb_files[2][96]; /* data.mdb, lock.mdb */
 static char bench_lmdb_dir[64];
+static volatile sig_atomic_t bench_redis_pid;
+static char bench_redis_sock[96], bench_redis_dir[64];
 
 void bench_on_signal(int sig)
 {
@@ -25,6 +33,12 @@ void bench_on_signal(int sig)
 			unlink(bench_lmdb_files[i]);
 	if (bench_lmdb_dir[0])
 		rmdir(bench_lmdb_dir);
+	if (bench_redis_pid > 0)
+		kill((pid_t)bench_redis_pid, SIGTERM);
+	if (bench_redis_sock[0])
+		unlink(bench_redis_sock);
+	if (bench_redis_dir[0])
+		rmdir(bench_redis_dir);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -38,6 +52,13 @@ void bench_set_signals(void (*handler)(int))
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
+}
+
+uint64_t bench_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 uint64_t bench_xorshift64(uint64_t *s)
@@ -97,3 +118,546 @@ void bench_lmdb_close(struct bench_lmdb *d)
 	bench_lmdb_dir[0] = 0;
 }
 #endif
+
+/* ---- redis-server ------------------------------------------------------------ */
+
+static int redis_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int redis_fail(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: redis: ", bench_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
+/* The first executable `name` in $PATH, into path. */
+static bool which(const char *name, char *path, size_t cap)
+{
+	const char *p = getenv("PATH");
+	if (!p || !*p)
+		p = "/usr/local/bin:/usr/bin:/bin";
+	while (*p) {
+		size_t n = strcspn(p, ":");
+		if (n && (size_t)snprintf(path, cap, "%.*s/%s", (int)n, p, name) < cap &&
+		    access(path, X_OK) == 0)
+			return true;
+		p += n;
+		if (*p == ':')
+			p++;
+	}
+	return false;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int redis_connect(struct bench_redis *r)
+{
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", r->sock);
+	for (int i = 0; i < 500; i++) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return redis_fail("socket: %s", strerror(errno));
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			r->fd = fd;
+			return 0;
+		}
+		close(fd);
+		int st;
+		if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
+			r->pid = 0;
+			bench_redis_pid = 0;
+			return redis_fail("redis-server exited before it listened (status 0x%x)",
+					  st);
+		}
+		sleep_ms(10);
+	}
+	return redis_fail("no connection on %s after 5 s", r->sock);
+}
+
+int bench_redis_start(struct bench_redis *r)
+{
+	char exe[512];
+	*r = (struct bench_redis){.fd = -1};
+	if (!which("redis-server", exe, sizeof(exe)))
+		return 1;
+	snprintf(r->dir, sizeof(r->dir), "/tmp/%s-redis-XXXXXX", bench_prog);
+	if (!mkdtemp(r->dir)) {
+		r->dir[0] = 0;
+		return redis_fail("mkdtemp: %s", strerror(errno));
+	}
+	snprintf(bench_redis_dir, sizeof(bench_redis_dir), "%s", r->dir);
+	snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", r->dir);
+	snprintf(bench_redis_sock, sizeof(bench_redis_sock), "%s", r->sock);
+	pid_t parent = getpid();
+	pid_t p = fork();
+	if (p < 0) {
+		redis_fail("fork: %s", strerror(errno));
+		bench_redis_stop(r);
+		return -1;
+	}
+	if (p == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		int nul = open("/dev/null", O_RDWR);
+		if (nul >= 0) {
+			dup2(nul, 0);
+			dup2(nul, 1);
+			dup2(nul, 2);
+		}
+		/* No TCP, no RDB snapshots, no AOF: memory only. */
+		execl(exe, exe, "--port", "0", "--unixsocket", r->sock, "--unixsocketperm", "700",
+		      "--save", "", "--appendonly", "no", "--dir", r->dir, "--daemonize", "no",
+		      "--loglevel", "warning", "--logfile", "", (char *)NULL);
+		_exit(127);
+	}
+	r->pid = p;
+	bench_redis_pid = p;
+	if (redis_connect(r)) {
+		bench_redis_stop(r);
+		return -1;
+	}
+	struct bench_resp rep;
+	const char *ping[] = {"PING"};
+	if (bench_redis_call(r, 1, ping, NULL, &rep) || rep.type != '+') {
+		if (rep.type != '+')
+			redis_fail("PING: unexpected reply");
+		bench_redis_stop(r);
+		return -1;
+	}
+	return 0;
+}
+
+void bench_redis_stop(struct bench_redis *r)
+{
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	if (r->pid > 0) {
+		kill(r->pid, SIGTERM);
+		int st;
+		while (waitpid(r->pid, &st, 0) < 0 && errno == EINTR)
+			;
+	}
+	r->pid = 0;
+	bench_redis_pid = 0;
+	if (r->sock[0] && unlink(r->sock) < 0 && errno != ENOENT)
+		redis_fail("remove %s: %s", r->sock, strerror(errno));
+	r->sock[0] = 0;
+	bench_redis_sock[0] = 0;
+	if (r->dir[0] && rmdir(r->dir) < 0)
+		redis_fail("remove %s: %s", r->dir, strerror(errno));
+	r->dir[0] = 0;
+	bench_redis_dir[0] = 0;
+	free(r->wbuf);
+	free(r->rbuf);
+	r->wbuf = r->rbuf = NULL;
+	r->wlen = r->wcap = r->rpos = r->rlen = r->rcap = 0;
+}
+
+static int wbuf_put(struct bench_redis *r, const void *p, size_t n)
+{
+	if (r->wlen + n > r->wcap) {
+		size_t cap = r->wcap ? r->wcap : 4096;
+		while (cap < r->wlen + n)
+			cap *= 2;
+		char *b = realloc(r->wbuf, cap);
+		if (!b)
+			return redis_fail("buffer: %s", strerror(errno));
+		r->wbuf = b;
+		r->wcap = cap;
+	}
+	memcpy(r->wbuf + r->wlen, p, n);
+	r->wlen += n;
+	return 0;
+}
+
+int bench_redis_cmd(struct bench_redis *r, int argc, const char *const *argv, const size_t *lens)
+{
+	char head[32];
+	int n = snprintf(head, sizeof(head), "*%d\r\n", argc);
+	if (wbuf_put(r, head, (size_t)n))
+		return -1;
+	for (int i = 0; i < argc; i++) {
+		size_t len = lens ? lens[i] : strlen(argv[i]);
+		n = snprintf(head, sizeof(head), "$%zu\r\n", len);
+		if (wbuf_put(r, head, (size_t)n) || wbuf_put(r, argv[i], len) ||
+		    wbuf_put(r, "\r\n", 2))
+			return -1;
+	}
+	return 0;
+}
+
+int bench_redis_flush(struct bench_redis *r)
+{
+	size_t off = 0;
+	while (off < r->wlen) {
+		ssize_t w = write(r->fd, r->wbuf + off, r->wlen - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return redis_fail("write: %s", w < 0 ? strerror(errno) : "closed");
+		off += (size_t)w;
+	}
+	r->wlen = 0;
+	return 0;
+}
+
+/* At least n unread bytes in rbuf. */
+static int rbuf_need(struct bench_redis *r, size_t n)
+{
+	while (r->rlen - r->rpos < n) {
+		if (r->rpos) {
+			memmove(r->rbuf, r->rbuf + r->rpos, r->rlen - r->rpos);
+			r->rlen -= r->rpos;
+			r->rpos = 0;
+		}
+		if (r->rcap - r->rlen < 4096 || r->rcap < n) {
+			size_t cap = r->rcap ? r->rcap * 2 : 65536;
+			while (cap < n)
+				cap *= 2;
+			char *b = realloc(r->rbuf, cap);
+			if (!b)
+				return redis_fail("buffer: %s", strerror(errno));
+			r->rbuf = b;
+			r->rcap = cap;
+		}
+		ssize_t got = read(r->fd, r->rbuf + r->rlen, r->rcap - r->rlen);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return redis_fail("read: %s", got < 0 ? strerror(errno) : "closed");
+		r->rlen += (size_t)got;
+	}
+	return 0;
+}
+
+/* The next line (without CRLF) at rbuf + *at, its length in *len. */
+static int rbuf_line(struct bench_redis *r, size_t *at, size_t *len)
+{
+	size_t scanned = 0;
+	for (;;) {
+		const char *b = r->rbuf + r->rpos;
+		size_t have = r->rlen - r->rpos;
+		for (size_t i = scanned; i + 1 < have; i++) {
+			if (b[i] == '\r' && b[i + 1] == '\n') {
+				*at = r->rpos;
+				*len = i;
+				r->rpos += i + 2;
+				return 0;
+			}
+		}
+		scanned = have ? have - 1 : 0;
+		if (rbuf_need(r, have + 1))
+			return -1;
+	}
+}
+
+static int64_t parse_i64(const char *s, size_t n, bool *ok)
+{
+	int64_t v = 0;
+	bool neg = n && s[0] == '-';
+	*ok = n > (size_t)neg && n < 20;
+	for (size_t i = neg; i < n && *ok; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			*ok = false;
+		else
+			v = v * 10 + (s[i] - '0');
+	}
+	return neg ? -v : v;
+}
+
+int bench_redis_reply(struct bench_redis *r, struct bench_resp *out)
+{
+	size_t at, len;
+	*out = (struct bench_resp){0};
+	if (rbuf_line(r, &at, &len))
+		return -1;
+	if (len == 0)
+		return redis_fail("protocol: empty reply line");
+	const char *l = r->rbuf + at;
+	bool ok = true;
+	out->type = l[0];
+	switch (l[0]) {
+	case '+':
+	case '-':
+		out->str = l + 1;
+		out->len = len - 1;
+		return 0;
+	case ':':
+		out->integer = parse_i64(l + 1, len - 1, &ok);
+		return ok ? 0 : redis_fail("protocol: bad integer");
+	case '$': {
+		int64_t n = parse_i64(l + 1, len - 1, &ok);
+		if (!ok || n < -1)
+			return redis_fail("protocol: bad bulk length");
+		if (n == -1) {
+			out->is_nil = true;
+			return 0;
+		}
+		if (rbuf_need(r, (size_t)n + 2))
+			return -1;
+		out->str = r->rbuf + r->rpos;
+		out->len = (size_t)n;
+		r->rpos += (size_t)n + 2;
+		return 0;
+	}
+	default:
+		return redis_fail("protocol: reply type '%c' not expected", l[0]);
+	}
+}
+
+int bench_redis_call(struct bench_redis *r, int argc, const char *const *argv, const size_t *lens,
+		     struct bench_resp *out)
+{
+	if (bench_redis_cmd(r, argc, argv, lens) || bench_redis_flush(r) ||
+	    bench_redis_reply(r, out))
+		return -1;
+	if (out->type == '-')
+		return redis_fail("%s: %.*s", argv[0], (int)out->len, out->str);
+	return 0;
+}
+
+/* ---- results ------------------------------------------------------------------ */
+
+static FILE *out_text, *out_json;
+static bool out_json_owned;
+
+int bench_output_open(bool json, const char *json_path)
+{
+	out_text = stdout;
+	out_json = NULL;
+	if (json) {
+		out_json = stdout;
+		out_text = stderr;
+	}
+	if (json_path) {
+		out_json = fopen(json_path, "w");
+		if (!out_json) {
+			fprintf(stderr, "%s: %s: %s\n", bench_prog, json_path, strerror(errno));
+			return -1;
+		}
+		out_json_owned = true;
+		out_text = stdout;
+	}
+	return 0;
+}
+
+void bench_output_close(void)
+{
+	if (out_json_owned && out_json && fclose(out_json) != 0)
+		fprintf(stderr, "%s: closing the JSON output: %s\n", bench_prog, strerror(errno));
+	out_json = NULL;
+	out_json_owned = false;
+	fflush(stdout);
+}
+
+void bench_say(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(out_text ? out_text : stdout, fmt, ap);
+	va_end(ap);
+	fflush(out_text ? out_text : stdout);
+}
+
+void bench_result_init(struct bench_result *r, const char *scenario, enum bench_kind kind,
+		       const char *unit, const char *col)
+{
+	memset(r, 0, sizeof(*r));
+	r->scenario = scenario;
+	r->kind = kind;
+	r->unit = unit;
+	r->col = col;
+}
+
+void bench_param(struct bench_result *r, const char *name, const char *fmt, ...)
+{
+	size_t used = strlen(r->params);
+	int n = snprintf(r->params + used, sizeof(r->params) - used, "%s\"%s\":", used ? "," : "",
+			 name);
+	if (n < 0 || (size_t)n >= sizeof(r->params) - used)
+		return;
+	used += (size_t)n;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->params + used, sizeof(r->params) - used, fmt, ap);
+	va_end(ap);
+}
+
+void bench_title(struct bench_result *r, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(r->title, sizeof(r->title), fmt, ap);
+	va_end(ap);
+}
+
+struct bench_sys *bench_add(struct bench_result *r, const char *id, const char *label)
+{
+	if (r->n == BENCH_MAX_SYS)
+		return NULL;
+	struct bench_sys *s = &r->sys[r->n++];
+	*s = (struct bench_sys){.id = id, .label = label};
+	return s;
+}
+
+static const struct bench_sys *find_sys(const struct bench_result *r, const char *id)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (strcmp(r->sys[i].id, id) == 0)
+			return &r->sys[i];
+	return NULL;
+}
+
+double bench_value(const struct bench_result *r, const char *id)
+{
+	const struct bench_sys *s = find_sys(r, id);
+	return s ? s->v[0] : 0;
+}
+
+void bench_target(struct bench_result *r, const char *what, double measured, bool at_most,
+		  double limit)
+{
+	if (r->ntargets == BENCH_MAX_TARGETS)
+		return;
+	struct bench_target *t = &r->targets[r->ntargets++];
+	snprintf(t->what, sizeof(t->what), "%s", what);
+	t->at_most = at_most;
+	t->limit = limit;
+	t->measured = measured;
+}
+
+void bench_target_ratio(struct bench_result *r, const char *num, const char *den, double min)
+{
+	double a = bench_value(r, num), b = bench_value(r, den);
+	if (a <= 0 || b <= 0)
+		return;
+	char what[64];
+	snprintf(what, sizeof(what), "%s/%s", num, den);
+	bench_target(r, what, a / b, false, min);
+}
+
+static bool target_met(const struct bench_target *t)
+{
+	return t->at_most ? t->measured <= t->limit : t->measured >= t->limit;
+}
+
+static double load_1m(void)
+{
+	double l = -1;
+	FILE *f = fopen("/proc/loadavg", "r");
+	if (f) {
+		if (fscanf(f, "%lf", &l) != 1)
+			l = -1;
+		fclose(f);
+	}
+	return l;
+}
+
+static void emit_text(FILE *f, const struct bench_result *r, double load)
+{
+	fprintf(f, "%s: %s (load %.2f)\n\n", r->scenario, r->title, load);
+	const struct bench_sys *first = NULL;
+	for (size_t i = 0; i < r->n && !first; i++)
+		if (r->sys[i].v[0] > 0)
+			first = &r->sys[i];
+	if (r->kind == BENCH_LATENCY)
+		fprintf(f, "  %-44s %10s %10s %10s\n", "system", "p50 us", "p99 us", "max us");
+	else if (r->kind == BENCH_RATE)
+		fprintf(f, "  %-44s %14s %10s %12s\n", "system", r->col, "ns/op", "first/x");
+	else
+		fprintf(f, "  %-44s %14s %12s\n", "system", r->col, "x/first");
+	for (size_t i = 0; i < r->n; i++) {
+		const struct bench_sys *s = &r->sys[i];
+		if (s->v[0] <= 0) {
+			fprintf(f, "  %-44s %s\n", s->label, s->note ? s->note : "not measured");
+			continue;
+		}
+		if (r->kind == BENCH_LATENCY)
+			fprintf(f, "  %-44s %10.1f %10.1f %10.1f", s->label, s->v[0], s->v[1],
+				s->v[2]);
+		else if (r->kind == BENCH_RATE)
+			fprintf(f, "  %-44s %14.0f %10.1f %12.2f", s->label, s->v[0], 1e9 / s->v[0],
+				first->v[0] / s->v[0]);
+		else
+			fprintf(f, "  %-44s %14.1f %12.2f", s->label, s->v[0],
+				s->v[0] / first->v[0]);
+		fprintf(f, "%s%s\n", s->note ? "   " : "", s->note ? s->note : "");
+	}
+	for (size_t i = 0; i < r->ntargets; i++) {
+		const struct bench_target *t = &r->targets[i];
+		fprintf(f, "%s  target %-40s %s %8.2f   measured %8.2f   %s\n", i ? "" : "\n",
+			t->what, t->at_most ? "<=" : ">=", t->limit, t->measured,
+			target_met(t) ? "met" : "MISSED");
+	}
+	fprintf(f, "\n");
+	fflush(f);
+}
+
+static void emit_json(FILE *f, const struct bench_result *r, double load)
+{
+	fprintf(f, "{\"scenario\":\"%s\",\"program\":\"%s\",\"loadavg_1m\":%.2f,\"params\":{%s}",
+		r->scenario, bench_prog, load, r->params);
+	fprintf(f, ",\"unit\":\"%s\",\"systems\":{", r->unit);
+	const char *sep = "";
+	for (size_t i = 0; i < r->n; i++) {
+		const struct bench_sys *s = &r->sys[i];
+		if (s->v[0] <= 0)
+			continue;
+		if (r->kind == BENCH_LATENCY)
+			fprintf(f, "%s\"%s\":{\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}",
+				sep, s->id, s->v[0], s->v[1], s->v[2]);
+		else
+			fprintf(f, "%s\"%s\":%.6g", sep, s->id, s->v[0]);
+		sep = ",";
+	}
+	fprintf(f, "},\"ratios\":{");
+	sep = "";
+	for (size_t i = 0; i < r->n && r->kind != BENCH_LATENCY; i++) {
+		for (size_t j = 0; j < r->n; j++) {
+			const struct bench_sys *a = &r->sys[i], *b = &r->sys[j];
+			if (i == j || a->v[0] <= 0 || b->v[0] <= 0)
+				continue;
+			fprintf(f, "%s\"%s/%s\":%.4g", sep, a->id, b->id, a->v[0] / b->v[0]);
+			sep = ",";
+		}
+	}
+	fprintf(f, "},\"notes\":{");
+	sep = "";
+	for (size_t i = 0; i < r->n; i++) {
+		if (!r->sys[i].note)
+			continue;
+		fprintf(f, "%s\"%s\":\"%s\"", sep, r->sys[i].id, r->sys[i].note);
+		sep = ",";
+	}
+	fprintf(f, "},\"targets\":[");
+	for (size_t i = 0; i < r->ntargets; i++) {
+		const struct bench_target *t = &r->targets[i];
+		fprintf(f,
+			"%s{\"what\":\"%s\",\"op\":\"%s\",\"limit\":%g,\"measured\":%.4g,"
+			"\"met\":%s}",
+			i ? "," : "", t->what, t->at_most ? "<=" : ">=", t->limit, t->measured,
+			target_met(t) ? "true" : "false");
+	}
+	fprintf(f, "]}\n");
+	fflush(f);
+}
+
+void bench_emit(const struct bench_result *r)
+{
+	double load = load_1m();
+	if (out_text)
+		emit_text(out_text, r, load);
+	if (out_json)
+		emit_json(out_json, r, load);
+}

@@ -1,19 +1,32 @@
 /*
- * bench_lookup.c - fdn-bench: lookup-hit throughput of the shared table.
+ * bench_lookup.c - fdn-bench: lookup throughput, hits and misses, of
+ * Foundation against the systems it is meant to beat, all in one run.
  *
- * What is measured.  For each table size N, every system below holds the
- * same N keys "agent-%08d" (i = 0 .. N-1), each with a 16-byte value whose
- * first 8 bytes are i, and answers the same stream of M lookups of present
- * keys: indexes drawn uniformly by xorshift64 with a fixed seed, formatted
- * into an array beforehand so that formatting is not timed.  One thread, no
- * writer during the timed loops.  A lookup reads 8 bytes of the value.
+ * What is measured.  For each table size N (default 10 000, 100 000 and
+ * 1 000 000), every system below holds the same N keys "agent-%08d"
+ * (i = 0 .. N-1), each with a 16-byte value whose first 8 bytes are i, and
+ * answers the same two streams of M lookups (default 2 000 000):
+ *   lookup_hit   indexes drawn uniformly from [0, N) by xorshift64 with a
+ *                fixed seed: every lookup must hit and read its value;
+ *   lookup_miss  the same draws plus N: keys in [N, 2N), never inserted:
+ *                every lookup must miss.
+ * Keys are formatted into an array beforehand, so formatting is not timed.
+ * One thread, no writer during the timed loops.  A hit reads 8 bytes of
+ * the value.
  *
- *   foundation      fdn__ht_lookup on table 0 of a private segment, each
- *                   lookup in its own read-side section (fdn__rcu_read_lock,
- *                   lookup, fdn__rcu_read_unlock): the honest cost of one
- *                   lookup by a caller.
- *   foundation (batched section)
+ *   foundation      fdn__ht_lookup on table 0 of a private segment (shared
+ *                   mode: a MAP_SHARED segment in /dev/shm), each lookup in
+ *                   its own read-side section: the raw table.
+ *   foundation (64 per section)
  *                   the same, 64 lookups sharing one read-side section.
+ *   foundation (fdn_lookup)
+ *                   the registry API on a registry segment: entries carry
+ *                   one int attribute (i), and each lookup copies the entry
+ *                   out (key, pid, time, attributes) after checking that its
+ *                   owner lives.
+ *   foundation (local backend)
+ *                   a slot for the process-local backend behind the same
+ *                   API: listed as not yet built until it exists.
  *   plain           a process-local open-addressing table (linear probing,
  *                   {hash, record *} slots, capacity a power of two >= 2N):
  *                   what one process can do with nothing shared.
@@ -22,24 +35,36 @@
  *                   around each lookup.
  *   lmdb            mdb_get in one long read transaction (reset and renewed
  *                   every 65536 lookups); only when built with LMDB.
- * Everything hashes with XXH3-64 from the shared libxxhash.  Library calls
- * stay calls: liburcu is used without _LGPL_SOURCE (its read lock is not
- * inlined), just as the fdn__ calls come from the static library.
+ *   redis           GET over a unix socket to a redis-server this program
+ *                   starts (bench_common.c), one round trip per GET, on the
+ *                   first --redis-lookups keys of the stream (a round trip
+ *                   costs tens of microseconds); only when redis-server is
+ *                   in $PATH.
+ *   redis (pipelined)
+ *                   the same GETs sent 64 at a time, on the first
+ *                   --redis-pipelined keys of the stream.
+ * Every system but redis hashes with XXH3-64 from the shared libxxhash.
+ * Library calls stay calls: liburcu is used without _LGPL_SOURCE (its read
+ * lock is not inlined), just as the fdn__ calls come from the static
+ * library.
  *
- * How.  Each system runs the whole stream 3 times (--quick: once) and the
- * best run counts; time is CLOCK_MONOTONIC around the loop.  Every lookup
- * must hit and yield the value stored for its key (the sum of the values
- * read is compared with the expected one), and a key that was never
- * inserted must miss: anything else is a correctness failure, reported on
- * stderr, exit status 1.  Timing never fails the run: the SPEC targets are
- * printed as "met" / "MISSED" and the exit status stays 0.
+ * How.  Each system runs each stream 3 times (--quick: once) and the best
+ * run counts; time is CLOCK_MONOTONIC around the loop.  Every hit must
+ * yield the value stored for its key (the sum of the values read is
+ * compared with the expected one) and every miss must miss: anything else
+ * is a correctness failure, reported on stderr, exit status 1.  Timing
+ * never fails the run: the SPEC targets are printed as "met" / "MISSED"
+ * and the exit status stays 0.
  *
- * Output: one table per size (ops/s, ns per lookup, and foundation's ops/s
- * divided by each system's), then the SPEC targets for that size.  With
- * --json, stdout gets one JSON object per line per (size, system) and one
- * line of ratios per size; the SPEC verdicts then go to stderr.
+ * Output (bench_common.h): per size and stream one result -- a table with
+ * each system's lookups/s and the first system's rate divided by each,
+ * then the SPEC targets; with --json one JSON object per result on stdout
+ * (tables on stderr); --json-file PATH writes the JSON there and the
+ * tables to stdout.
  */
 #include "shm/shm.h"
+
+#include <foundation/registry.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -69,7 +94,8 @@
 #define BATCH       64u
 #define LMDB_RENEW  65536u
 #define MAX_SIZES   16
-#define MAX_ENTRIES 99999999ull /* "agent-%08d" stays 14 bytes */
+#define MAX_ENTRIES 49999999ull /* misses go to 2N - 1: "agent-%08d" stays 14 bytes */
+#define PIPE_DEPTH  64u
 
 /* ---- options -------------------------------------------------------------- */
 
@@ -77,8 +103,10 @@ struct opts {
 	uint64_t sizes[MAX_SIZES];
 	int nsizes;
 	size_t lookups;
+	size_t redis_lookups, redis_pipelined; /* prefixes of the stream */
 	int reps;
 	bool json;
+	const char *json_path;
 };
 
 /* ---- cleanup on the way out, signals included ------------------------------ */
@@ -103,6 +131,14 @@ static void key_make(struct key *k, uint64_t idx)
 	k->len = 14;
 }
 
+static uint64_t key_idx(const struct key *k)
+{
+	uint64_t idx = 0;
+	for (int d = 6; d < 14; d++)
+		idx = idx * 10 + (uint64_t)(k->s[d] - '0');
+	return idx;
+}
+
 static void value_make(unsigned char val[VAL_LEN], uint64_t idx)
 {
 	uint64_t w[2] = {idx, ~idx};
@@ -119,10 +155,11 @@ static inline uint64_t load64(const void *p)
 struct stream {
 	struct key *keys;
 	size_t m;
-	uint64_t sum; /* expected sum of the first value words read */
+	bool hit; /* keys present (lookup_hit) or absent (lookup_miss) */
 };
 
-static int stream_make(struct stream *st, uint64_t n, size_t m)
+/* offset 0: present keys; offset n: the same draws + n, never inserted. */
+static int stream_make(struct stream *st, uint64_t n, size_t m, uint64_t offset)
 {
 	st->keys = malloc(m * sizeof(*st->keys));
 	if (!st->keys) {
@@ -130,14 +167,20 @@ static int stream_make(struct stream *st, uint64_t n, size_t m)
 		return -1;
 	}
 	st->m = m;
-	st->sum = 0;
+	st->hit = offset == 0;
 	uint64_t seed = STREAM_SEED;
-	for (size_t i = 0; i < m; i++) {
-		uint64_t idx = bench_xorshift64(&seed) % n;
-		key_make(&st->keys[i], idx);
-		st->sum += idx;
-	}
+	for (size_t i = 0; i < m; i++)
+		key_make(&st->keys[i], bench_xorshift64(&seed) % n + offset);
 	return 0;
+}
+
+/* Expected sum of the values read by the first m lookups. */
+static uint64_t stream_sum(const struct stream *st, size_t m)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; st->hit && i < m; i++)
+		sum += key_idx(&st->keys[i]);
+	return sum;
 }
 
 /* ---- what a run saw ----------------------------------------------------------- */
@@ -692,123 +735,349 @@ static void lmdb_run(void *ctx, const struct key *ks, size_t m, struct tally *t)
 }
 #endif
 
+/* ---- 5. foundation (fdn_lookup): the registry API ------------------------------- */
+
+/* A registry entry's value is one int attribute "v" = i; its encoding ends
+ * with the 8 bytes of i (checked when the segment is filled). */
+static int freg_fill(struct fsys *c, uint64_t n)
+{
+	pid_t me = getpid();
+	for (uint64_t i = 0; i < n; i++) {
+		struct key k;
+		struct fdn_attr a = {.name = "v", .type = FDN_ATTR_INT, .v.i = (int64_t)i};
+		key_make(&k, i);
+		int r = fdn_register(c->seg, k.s, k.len, me, &a, 1, 0, NULL);
+		if (r) {
+			fprintf(stderr, "fdn-bench: fdn_register %s: %s (%s)\n", k.s,
+				fdn_strerror(r), fdn_errname(r));
+			return -1;
+		}
+	}
+	int64_t cnt = fdn_count(c->seg);
+	if (cnt != (int64_t)n) {
+		fprintf(stderr, "fdn-bench: fdn_count is %" PRId64 " after %" PRIu64 " registers\n",
+			cnt, n);
+		return -1;
+	}
+	struct key k;
+	struct fdn_entry e;
+	key_make(&k, n - 1);
+	int r = fdn_lookup(c->seg, k.s, k.len, 0, &e);
+	if (r || e.attrs_len < 8 || load64(e.attrs + e.attrs_len - 8) != n - 1) {
+		fprintf(stderr,
+			"fdn-bench: fdn_lookup %s: %s, or its attribute does not end "
+			"with the value\n",
+			k.s, r ? fdn_strerror(r) : "found");
+		return -1;
+	}
+	return 0;
+}
+
+static int freg_open(void **out, uint64_t n)
+{
+	struct fsys *c = calloc(1, sizeof(*c));
+	if (!c) {
+		fprintf(stderr, "fdn-bench: foundation: %s\n", strerror(errno));
+		return -1;
+	}
+	snprintf(c->name, sizeof(c->name), "fdn-bench-%d-reg-%" PRIu64, (int)getpid(), n);
+	struct fdn_segment_opts o;
+	fdn_segment_opts_init(&o);
+	o.entries = n;
+	o.heap_bytes = n * 256u + (8u << 20);
+	int r = fdn_segment_create(c->name, &o, &c->seg);
+	if (r) {
+		fprintf(stderr, "fdn-bench: foundation: create segment %s: %s\n", c->name,
+			fdn_strerror(r));
+		free(c);
+		return -1;
+	}
+	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", c->name);
+	if (freg_fill(c, n)) {
+		fsys_close(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+static void freg_run(void *ctx, const struct key *ks, size_t m, struct tally *t)
+{
+	fdn_segment *seg = ((struct fsys *)ctx)->seg;
+	uint64_t hits = 0, sum = 0;
+	struct fdn_entry e;
+	for (size_t i = 0; i < m; i++) {
+		int r = fdn_lookup(seg, ks[i].s, ks[i].len, 0, &e);
+		if (r == 0) {
+			hits++;
+			sum += load64(e.attrs + e.attrs_len - 8);
+		} else if (r == FDN_ENOTFOUND) {
+			tally_miss(t, i);
+		} else {
+			tally_fail(t, i, "fdn_lookup %s: %s (%s)", ks[i].s, fdn_strerror(r),
+				   fdn_errname(r));
+			break;
+		}
+	}
+	t->hits = hits;
+	t->sum = sum;
+}
+
+/* ---- 6. redis over a unix socket ------------------------------------------------ */
+
+static struct bench_redis g_redis;
+static int g_redis_state; /* 0 not tried, 1 running, -1 absent or failed */
+
+static int redis_open(void **out, uint64_t n)
+{
+	if (g_redis_state == 0)
+		g_redis_state = bench_redis_start(&g_redis) == 0 ? 1 : -1;
+	if (g_redis_state < 0)
+		return 1; /* not measured */
+	struct bench_redis *r = &g_redis;
+	struct bench_resp rep;
+	const char *flush[] = {"FLUSHALL"};
+	if (bench_redis_call(r, 1, flush, NULL, &rep))
+		return -1;
+	for (uint64_t i = 0; i < n;) {
+		uint64_t end = n - i < 1000 ? n : i + 1000;
+		for (uint64_t j = i; j < end; j++) {
+			struct key k;
+			unsigned char val[VAL_LEN];
+			key_make(&k, j);
+			value_make(val, j);
+			const char *argv[] = {"SET", k.s, (const char *)val};
+			size_t lens[] = {3, k.len, VAL_LEN};
+			if (bench_redis_cmd(r, 3, argv, lens))
+				return -1;
+		}
+		if (bench_redis_flush(r))
+			return -1;
+		for (; i < end; i++) {
+			if (bench_redis_reply(r, &rep))
+				return -1;
+			if (rep.type != '+') {
+				fprintf(stderr, "fdn-bench: redis: SET: unexpected reply '%c'\n",
+					rep.type);
+				return -1;
+			}
+		}
+	}
+	const char *dbsize[] = {"DBSIZE"};
+	if (bench_redis_call(r, 1, dbsize, NULL, &rep))
+		return -1;
+	if (rep.type != ':' || rep.integer != (int64_t)n) {
+		fprintf(stderr, "fdn-bench: redis: DBSIZE %" PRId64 " after %" PRIu64 " SETs\n",
+			rep.integer, n);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
+static void redis_close(void *ctx)
+{
+	(void)ctx; /* the server runs until the program ends */
+}
+
+static inline void redis_tally(struct tally *t, size_t i, const struct bench_resp *rep,
+			       uint64_t *hits, uint64_t *sum)
+{
+	if (rep->type == '$' && !rep->is_nil && rep->len == VAL_LEN) {
+		(*hits)++;
+		*sum += load64(rep->str);
+	} else if (rep->type == '$' && rep->is_nil) {
+		tally_miss(t, i);
+	} else {
+		tally_fail(t, i, "GET: reply of type '%c', %zu bytes", rep->type, rep->len);
+	}
+}
+
+static void redis_get_n(void *ctx, const struct key *ks, size_t m, struct tally *t, size_t depth)
+{
+	struct bench_redis *r = ctx;
+	uint64_t hits = 0, sum = 0;
+	for (size_t i = 0; i < m && !t->failed; i += depth) {
+		size_t end = m - i < depth ? m : i + depth;
+		for (size_t j = i; j < end; j++) {
+			const char *argv[] = {"GET", ks[j].s};
+			size_t lens[] = {3, ks[j].len};
+			bench_redis_cmd(r, 2, argv, lens);
+		}
+		if (bench_redis_flush(r)) {
+			tally_fail(t, i, "GET: write failed");
+			break;
+		}
+		for (size_t j = i; j < end && !t->failed; j++) {
+			struct bench_resp rep;
+			if (bench_redis_reply(r, &rep))
+				tally_fail(t, j, "GET: read failed");
+			else
+				redis_tally(t, j, &rep, &hits, &sum);
+		}
+	}
+	t->hits = hits;
+	t->sum = sum;
+}
+
+static void redis_run(void *ctx, const struct key *ks, size_t m, struct tally *t)
+{
+	redis_get_n(ctx, ks, m, t, 1);
+}
+
+static void redis_run_pipelined(void *ctx, const struct key *ks, size_t m, struct tally *t)
+{
+	redis_get_n(ctx, ks, m, t, PIPE_DEPTH);
+}
+
 /* ---- the systems and their rows ---------------------------------------------- */
+
+enum prefix { ALL, REDIS_PREFIX, REDIS_PIPE_PREFIX };
 
 struct variant {
 	const char *label; /* human table */
-	const char *id;    /* JSON "system" */
+	const char *id;    /* JSON "systems" key */
 	run_fn run;
+	enum prefix prefix; /* how much of the stream it answers */
 };
 
+/* A system is built once per size, answers both streams through each of
+ * its variants (rows), and is torn down.  open returns 0, -1 on failure,
+ * or 1 when the system is not available (its rows say so).  A system with
+ * no open is listed as "not yet built". */
 struct system {
 	const char *name;
 	int (*open)(void **ctx, uint64_t n);
 	void (*close)(void *ctx);
-	struct variant v[2]; /* rows; v[1].run NULL if one */
+	struct variant v[2]; /* v[1].run NULL if one row */
 };
 
-enum { ROW_FDN, ROW_FDN_BATCHED, ROW_PLAIN, ROW_LFHT, ROW_LMDB, NROWS };
-
+/* The row that SPEC ratios are taken against is "foundation" (the raw
+ * table: the first row).  To add a system, add its entry here: nothing
+ * else changes.  The local backend (a process-local cds_lfht behind the
+ * registry API) is being built: when it is, its open/run/close fill its
+ * entry. */
 static const struct system systems[] = {
     {"foundation",
      fsys_open,
      fsys_close,
-     {{"foundation", "foundation", fsys_run},
-      {"foundation (batched section)", "foundation_batched", fsys_run_batched}}},
-    {"plain", plain_open, plain_close, {{"plain", "plain", plain_run}, {0}}},
-    {"cds_lfht", lfht_open, lfht_close, {{"cds_lfht", "cds_lfht", lfht_run}, {0}}},
+     {{"foundation (raw table)", "foundation", fsys_run, ALL},
+      {"foundation (raw table, 64 per section)", "foundation_batched", fsys_run_batched, ALL}}},
+    {"foundation (fdn_lookup)",
+     freg_open,
+     fsys_close,
+     {{"foundation (registry API, fdn_lookup)", "foundation_registry", freg_run, ALL}, {0}}},
+    {"foundation (local backend)",
+     NULL,
+     NULL,
+     {{"foundation (local backend)", "foundation_local", NULL, ALL}, {0}}},
+    {"plain", plain_open, plain_close, {{"plain (open addressing)", "plain", plain_run, ALL}, {0}}},
+    {"cds_lfht", lfht_open, lfht_close, {{"cds_lfht", "cds_lfht", lfht_run, ALL}, {0}}},
 #ifdef HAVE_LMDB
-    {"lmdb", lmdb_open, lmdb_close, {{"lmdb", "lmdb", lmdb_run}, {0}}},
+    {"lmdb", lmdb_open, lmdb_close, {{"lmdb (mdb_get, one read txn)", "lmdb", lmdb_run, ALL}, {0}}},
 #endif
+    {"redis",
+     redis_open,
+     redis_close,
+     {{"redis (GET, one round trip each)", "redis", redis_run, REDIS_PREFIX},
+      {"redis (GET, pipelined 64)", "redis_pipelined", redis_run_pipelined, REDIS_PIPE_PREFIX}}},
 };
 #define NSYSTEMS (sizeof(systems) / sizeof(systems[0]))
-
-struct row {
-	const char *label, *id;
-	double ops; /* best ops/s; 0 = not run */
-};
+#define NROWS    (2 * NSYSTEMS)
 
 /* ---- measuring and verifying ----------------------------------------------- */
 
 static double now_s(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	return (double)bench_mono_ns() * 1e-9;
 }
 
-static int verify_run(const char *label, const struct tally *t, const struct stream *st)
+static size_t prefix_len(const struct opts *o, enum prefix p)
+{
+	size_t m = p == ALL            ? o->lookups
+		   : p == REDIS_PREFIX ? o->redis_lookups
+				       : o->redis_pipelined;
+	return m < o->lookups ? m : o->lookups;
+}
+
+static int verify_run(const char *label, const struct tally *t, const struct stream *st, size_t m)
 {
 	if (t->failed) {
-		fprintf(stderr, "fdn-bench: %s: lookup %zu of %zu: %s\n", label, t->bad_at + 1,
-			st->m, t->msg);
+		fprintf(stderr, "fdn-bench: %s: lookup %zu of %zu: %s\n", label, t->bad_at + 1, m,
+			t->msg);
 		return -1;
 	}
-	if (t->misses || t->hits != st->m) {
+	if (st->hit && (t->misses || t->hits != m)) {
 		fprintf(stderr,
 			"fdn-bench: %s: %" PRIu64 " of %zu lookups of present keys missed "
 			"(first: %s, lookup %zu); %" PRIu64 " hits\n",
-			label, t->misses, st->m, st->keys[t->bad_at].s, t->bad_at + 1, t->hits);
+			label, t->misses, m, st->keys[t->bad_at].s, t->bad_at + 1, t->hits);
 		return -1;
 	}
-	if (t->sum != st->sum) {
+	if (!st->hit && (t->hits || t->misses != m)) {
+		fprintf(stderr,
+			"fdn-bench: %s: %" PRIu64 " of %zu lookups of absent keys hit, %" PRIu64
+			" missed\n",
+			label, t->hits, m, t->misses);
+		return -1;
+	}
+	uint64_t want = stream_sum(st, m);
+	if (t->sum != want) {
 		fprintf(stderr,
 			"fdn-bench: %s: wrong values: sum of values read is %" PRIu64
 			", expected %" PRIu64 "\n",
-			label, t->sum, st->sum);
+			label, t->sum, want);
 		return -1;
 	}
 	return 0;
 }
 
-/* A key that was never inserted must miss, without error. */
-static int verify_absent(const struct variant *v, void *ctx, uint64_t n)
-{
-	struct key k;
-	struct tally t = {0};
-	key_make(&k, n);
-	v->run(ctx, &k, 1, &t);
-	if (t.failed) {
-		fprintf(stderr, "fdn-bench: %s: absent key %s: %s\n", v->label, k.s, t.msg);
-		return -1;
-	}
-	if (t.hits) {
-		fprintf(stderr, "fdn-bench: %s: absent key %s was found\n", v->label, k.s);
-		return -1;
-	}
-	return 0;
-}
-
-static int measure(const struct variant *v, void *ctx, const struct stream *st, int reps,
+static int measure(const struct variant *v, void *ctx, const struct stream *st, size_t m, int reps,
 		   double *best)
 {
 	*best = 0;
 	for (int rep = 0; rep < reps; rep++) {
 		struct tally t = {0};
 		double t0 = now_s();
-		v->run(ctx, st->keys, st->m, &t);
+		v->run(ctx, st->keys, m, &t);
 		double dt = now_s() - t0;
-		if (verify_run(v->label, &t, st))
+		if (verify_run(v->label, &t, st, m))
 			return -1;
-		double ops = dt > 0 ? (double)st->m / dt : 0;
+		double ops = dt > 0 ? (double)m / dt : 0;
 		if (ops > *best)
 			*best = ops;
 	}
 	return 0;
 }
 
-/* Build one system, run its rows, tear it down. */
-static int bench_system(const struct system *sys, uint64_t n, const struct stream *st, int reps,
-			struct row *rows)
+/* Build one system, run its rows on both streams, tear it down. */
+static int bench_system(const struct system *sys, uint64_t n, const struct stream st[2],
+			const struct opts *o, struct bench_sys *rows[2][2])
 {
 	void *ctx;
-	if (sys->open(&ctx, n))
+	if (!sys->open) {
+		for (int s = 0; s < 2; s++)
+			rows[s][0]->note = "not yet built";
+		return 0;
+	}
+	int r = sys->open(&ctx, n);
+	if (r > 0) {
+		for (int s = 0; s < 2; s++)
+			for (int i = 0; i < 2 && rows[s][i]; i++)
+				rows[s][i]->note = "not measured: redis-server not found or failed";
+		return 0;
+	}
+	if (r < 0)
 		return -1;
-	int r = 0;
-	for (int i = 0; i < 2 && sys->v[i].run && r == 0; i++) {
-		r = verify_absent(&sys->v[i], ctx, n);
-		if (r == 0)
-			r = measure(&sys->v[i], ctx, st, reps, &rows[i].ops);
+	for (int s = 0; s < 2 && r == 0; s++) {
+		for (int i = 0; i < 2 && sys->v[i].run && r == 0; i++) {
+			size_t m = prefix_len(o, sys->v[i].prefix);
+			r = measure(&sys->v[i], ctx, &st[s], m, o->reps, &rows[s][i]->v[0]);
+			if (m < o->lookups)
+				rows[s][i]->note = sys->v[i].prefix == REDIS_PREFIX
+						       ? "first --redis-lookups of the stream"
+						       : "first --redis-pipelined of the stream";
+		}
 	}
 	sys->close(ctx);
 	return r;
@@ -818,100 +1087,54 @@ static int bench_system(const struct system *sys, uint64_t n, const struct strea
 
 struct target {
 	uint64_t entries;
-	int row;
-	double min; /* foundation / system >= min */
+	const char *den;
+	double min; /* foundation / den >= min */
 };
 
 static const struct target targets[] = {
-    {1000000, ROW_PLAIN, 0.7}, {1000000, ROW_LFHT, 3.0}, {1000000, ROW_LMDB, 8.0},
-    {10000, ROW_PLAIN, 0.6},   {10000, ROW_LFHT, 1.0},
+    {1000000, "plain", 0.7}, {1000000, "cds_lfht", 3.0}, {1000000, "lmdb", 8.0},
+    {1000000, "redis", 300}, {10000, "plain", 0.6},      {10000, "cds_lfht", 1.0},
 };
-
-static double ratio(const struct row *rows, int i)
-{
-	return rows[i].ops > 0 ? rows[ROW_FDN].ops / rows[i].ops : 0;
-}
-
-static void print_table(uint64_t n, const struct opts *o, const struct row *rows)
-{
-	printf("lookup_hit: %" PRIu64 " entries, %zu lookups of present keys, best of %d run%s\n\n",
-	       n, o->lookups, o->reps, o->reps == 1 ? "" : "s");
-	printf("  %-30s %14s %10s %13s\n", "system", "ops/s", "ns/lookup", "foundation/x");
-	for (int i = 0; i < NROWS; i++) {
-		if (rows[i].ops <= 0)
-			continue;
-		printf("  %-30s %14.0f %10.1f %13.2f\n", rows[i].label, rows[i].ops,
-		       1e9 / rows[i].ops, ratio(rows, i));
-	}
-	printf("\n");
-}
-
-static void print_json(uint64_t n, const struct row *rows)
-{
-	for (int i = 0; i < NROWS; i++) {
-		if (rows[i].ops <= 0)
-			continue;
-		printf("{\"scenario\":\"lookup_hit\",\"entries\":%" PRIu64
-		       ",\"system\":\"%s\",\"ops_per_s\":%.1f}\n",
-		       n, rows[i].id, rows[i].ops);
-	}
-	printf("{\"scenario\":\"lookup_hit\",\"entries\":%" PRIu64 ",\"ratios\":{", n);
-	const char *sep = "";
-	for (int i = ROW_PLAIN; i < NROWS; i++) {
-		if (rows[i].ops <= 0)
-			continue;
-		printf("%s\"foundation/%s\":%.3f", sep, rows[i].id, ratio(rows, i));
-		sep = ",";
-	}
-	printf("}}\n");
-	fflush(stdout);
-}
-
-static void print_targets(uint64_t n, const struct row *rows, FILE *f)
-{
-	bool any = false;
-	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
-		const struct target *tg = &targets[i];
-		if (tg->entries != n || rows[tg->row].ops <= 0)
-			continue;
-		if (!any)
-			fprintf(f, "  SPEC targets at %" PRIu64 " entries:\n", n);
-		any = true;
-		double got = ratio(rows, tg->row);
-		fprintf(f, "    foundation >= %4.2fx %-10s measured %6.2fx   %s\n", tg->min,
-			rows[tg->row].id, got, got >= tg->min ? "met" : "MISSED");
-	}
-	if (any)
-		fprintf(f, "\n");
-	fflush(f);
-}
 
 static int bench_size(const struct opts *o, uint64_t n)
 {
-	struct stream st;
-	if (stream_make(&st, n, o->lookups))
+	struct stream st[2] = {{0}, {0}};
+	if (stream_make(&st[0], n, o->lookups, 0) || stream_make(&st[1], n, o->lookups, n)) {
+		free(st[0].keys);
 		return -1;
-	struct row rows[NROWS] = {0};
-	int r = 0;
-	for (size_t s = 0; s < NSYSTEMS && r == 0; s++) {
-		const struct system *sys = &systems[s];
-		int first = s == 0 ? ROW_FDN : ROW_PLAIN + (int)s - 1;
-		for (int i = 0; i < 2 && sys->v[i].run; i++) {
-			rows[first + i].label = sys->v[i].label;
-			rows[first + i].id = sys->v[i].id;
-		}
-		r = bench_system(sys, n, &st, o->reps, &rows[first]);
 	}
-	free(st.keys);
+	struct bench_result res[2];
+	static const char *const names[2] = {"lookup_hit", "lookup_miss"};
+	for (int s = 0; s < 2; s++) {
+		bench_result_init(&res[s], names[s], BENCH_RATE, "lookups_per_s", "lookups/s");
+		bench_title(&res[s], "%" PRIu64 " entries, %zu lookups of %s keys, best of %d", n,
+			    o->lookups, s ? "absent" : "present", o->reps);
+		bench_param(&res[s], "entries", "%" PRIu64, n);
+		bench_param(&res[s], "lookups", "%zu", o->lookups);
+		bench_param(&res[s], "redis_lookups", "%zu", prefix_len(o, REDIS_PREFIX));
+		bench_param(&res[s], "redis_pipelined_lookups", "%zu",
+			    prefix_len(o, REDIS_PIPE_PREFIX));
+		bench_param(&res[s], "reps", "%d", o->reps);
+		bench_param(&res[s], "value_bytes", "%u", VAL_LEN);
+	}
+	int r = 0;
+	for (size_t i = 0; i < NSYSTEMS && r == 0; i++) {
+		const struct system *sys = &systems[i];
+		struct bench_sys *rows[2][2] = {{NULL, NULL}, {NULL, NULL}};
+		for (int s = 0; s < 2; s++)
+			for (int v = 0; v < 2 && sys->v[v].id; v++)
+				rows[s][v] = bench_add(&res[s], sys->v[v].id, sys->v[v].label);
+		r = bench_system(sys, n, st, o, rows);
+	}
+	free(st[0].keys);
+	free(st[1].keys);
 	if (r)
 		return -1;
-	if (o->json) {
-		print_json(n, rows);
-		print_targets(n, rows, stderr);
-	} else {
-		print_table(n, o, rows);
-		print_targets(n, rows, stdout);
-	}
+	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
+		if (targets[i].entries == n)
+			bench_target_ratio(&res[0], "foundation", targets[i].den, targets[i].min);
+	bench_emit(&res[0]);
+	bench_emit(&res[1]);
 	return 0;
 }
 
@@ -919,23 +1142,32 @@ static int bench_size(const struct opts *o, uint64_t n)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: fdn-bench [--sizes N[,N...]] [--lookups M] [--json] [--quick]\n"
-		   "\n"
-		   "Lookup-hit throughput of Foundation's shared table against a plain\n"
-		   "open-addressing table, liburcu's cds_lfht"
+	fprintf(f,
+		"usage: fdn-bench [--sizes N[,N...]] [--lookups M] [--redis-lookups M]\n"
+		"                 [--redis-pipelined M] [--json | --json-file PATH] [--quick]\n"
+		"\n"
+		"Lookup hits and misses: Foundation's shared table and registry API against\n"
+		"a plain open-addressing table, liburcu's cds_lfht"
 #ifdef HAVE_LMDB
-		   " and LMDB"
+		", LMDB"
 #endif
-		   ",\nall on the same keys and the same random lookup stream.\n"
-		   "\n"
-		   "  --sizes LIST   table sizes (entries), default 10000,1000000\n"
-		   "  --lookups M    lookups per run, default 2000000\n"
-		   "  --json         one JSON object per line (SPEC verdicts on stderr)\n"
-		   "  --quick        sizes 10000,100000, 200000 lookups, one run (CI)\n"
-		   "  --help         this text\n"
-		   "\n"
-		   "Exit status: 0, also when a SPEC target is missed; 1 when a lookup\n"
-		   "missed or returned a wrong value, or a system failed; 2 on bad usage.\n");
+		" and redis-server\n"
+		"(when in $PATH), on the same keys and the same random lookup streams.\n"
+		"\n"
+		"  --sizes LIST          table sizes (entries), default 10000,100000,1000000\n"
+		"  --lookups M           lookups per run, default 2000000\n"
+		"  --redis-lookups M     of which redis answers one round trip at a time,\n"
+		"                        default 20000\n"
+		"  --redis-pipelined M   of which redis answers 64 per round trip, default 200000\n"
+		"  --json                one JSON object per result on stdout, tables on stderr\n"
+		"  --json-file PATH      the JSON objects into PATH, tables on stdout\n"
+		"  --quick               sizes 10000,100000, 200000 lookups (redis 2000 and\n"
+		"                        20000), one run (CI)\n"
+		"  --help                this text\n"
+		"\n"
+		"Exit status: 0, also when a SPEC target is missed; 1 when a lookup\n"
+		"missed or hit wrongly or returned a wrong value, or a system failed;\n"
+		"2 on bad usage.\n");
 }
 
 static int parse_count(const char *s, uint64_t max, uint64_t *out)
@@ -966,14 +1198,22 @@ static int parse_sizes(const char *arg, struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-	    {"sizes", required_argument, NULL, 's'}, {"lookups", required_argument, NULL, 'l'},
-	    {"json", no_argument, NULL, 'j'},        {"quick", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+	    {"sizes", required_argument, NULL, 's'},
+	    {"lookups", required_argument, NULL, 'l'},
+	    {"redis-lookups", required_argument, NULL, 'r'},
+	    {"redis-pipelined", required_argument, NULL, 'p'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"json-file", required_argument, NULL, 'f'},
+	    {"quick", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	bool quick = false, have_sizes = false, have_lookups = false;
-	uint64_t m = 2000000;
-	*o = (struct opts){.sizes = {10000, 1000000}, .nsizes = 2, .reps = 3};
+	bool quick = false, have_sizes = false, have_lookups = false, have_redis = false,
+	     have_pipe = false;
+	uint64_t m = 2000000, rm = 20000, pm = 200000;
+	*o = (struct opts){.sizes = {10000, 100000, 1000000}, .nsizes = 3, .reps = 3};
 	for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
+		uint64_t *cnt = c == 'l' ? &m : c == 'r' ? &rm : &pm;
 		switch (c) {
 		case 's':
 			if (parse_sizes(optarg, o)) {
@@ -986,16 +1226,25 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			have_sizes = true;
 			break;
 		case 'l':
-			if (parse_count(optarg, 1ull << 32, &m)) {
-				fprintf(stderr,
-					"fdn-bench: --lookups: '%s' is not a count in 1..%llu\n",
+		case 'r':
+		case 'p':
+			if (parse_count(optarg, 1ull << 32, cnt)) {
+				fprintf(stderr, "fdn-bench: --%s: '%s' is not a count in 1..%llu\n",
+					c == 'l'   ? "lookups"
+					: c == 'r' ? "redis-lookups"
+						   : "redis-pipelined",
 					optarg, 1ull << 32);
 				return 2;
 			}
-			have_lookups = true;
+			have_lookups |= c == 'l';
+			have_redis |= c == 'r';
+			have_pipe |= c == 'p';
 			break;
 		case 'j':
 			o->json = true;
+			break;
+		case 'f':
+			o->json_path = optarg;
 			break;
 		case 'q':
 			quick = true;
@@ -1013,6 +1262,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		usage(stderr);
 		return 2;
 	}
+	if (o->json && o->json_path) {
+		fprintf(stderr, "fdn-bench: --json and --json-file: choose one\n");
+		return 2;
+	}
 	if (quick) {
 		o->reps = 1;
 		if (!have_sizes) {
@@ -1022,8 +1275,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		}
 		if (!have_lookups)
 			m = 200000;
+		if (!have_redis)
+			rm = 2000;
+		if (!have_pipe)
+			pm = 20000;
 	}
 	o->lookups = (size_t)m;
+	o->redis_lookups = (size_t)rm;
+	o->redis_pipelined = (size_t)pm;
 	return 0;
 }
 
@@ -1036,11 +1295,16 @@ int main(int argc, char **argv)
 	if (r)
 		return r == 1 ? 0 : r; /* 1: --help */
 	bench_set_signals(bench_on_signal);
+	if (bench_output_open(o.json, o.json_path))
+		return 1;
 	int status = 0;
 	for (int i = 0; i < o.nsizes && status == 0; i++)
 		if (bench_size(&o, o.sizes[i]))
 			status = 1;
+	if (g_redis_state > 0)
+		bench_redis_stop(&g_redis);
 	if (g_urcu_registered)
 		urcu_memb_unregister_thread();
+	bench_output_close();
 	return status;
 }

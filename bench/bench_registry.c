@@ -21,17 +21,7 @@
  *               (polled every 10 us).
  *    200 deaths per E (--quick: 20); p50, p99 (nearest rank) and max.
  *
- * 2. lookup_hit.  N = 10 000 and 100 000 keys "agent-%08d" with 2
- *    attributes each; the same M random present keys (xorshift64, fixed
- *    seed, formatted beforehand), one lookup at a time, each copying the
- *    entry out into a struct fdn_entry (key, pid, time, attributes):
- *      foundation  fdn_lookup;
- *      cds_lfht    liburcu's RCU hash table in this process (memb flavour,
- *                  2N buckets, no resize): read lock, lookup, copy, unlock;
- *      lmdb        mdb_get in one read transaction, then the same copy.
- *    cds_lfht and LMDB records hold the same encoded attributes.
- *
- * 3. register_unregister.  10 000 background entries "agent-%08d"
+ * 2. register_unregister.  10 000 background entries "agent-%08d"
  *    (capability one of 8 values, integer weight); then P pairs register +
  *    unregister of the next 4096 keys in turn, with the same 2 attributes,
  *    capability indexed:
@@ -48,10 +38,33 @@
  *                           index does (hashed over the whole reference);
  *      lmdb (txn per pair)  put + del in one write transaction per pair;
  *      lmdb (batched)       1000 pairs per write transaction.
+ *      redis                SET key record NX, then DEL, to a redis-server
+ *                           this program starts on a private unix socket
+ *                           (bench_common.c): one round trip per command on
+ *                           the first --redis-pairs pairs, and 64 pairs
+ *                           per round trip.
  *    LMDB runs with MDB_NOSYNC | MDB_NOMETASYNC | MDB_WRITEMAP in a /tmp
  *    directory removed afterwards.
  *
- * How.  One thread; lookups and pairs are timed with CLOCK_MONOTONIC around
+ * 3. read_scaling and read_under_churn.  A segment of 1 000 000 entries
+ *    (--quick: 10 000; one int attribute each, not indexed); k = 1, 2, .. CPUs
+ *    reader processes, forked, each attached anew, each looking up its own
+ *    random stream of present keys with fdn_lookup; with and without one
+ *    more process registering and unregistering 4096 other keys as fast as
+ *    it can.  They start together and stop after a 1 s window (100 ms);
+ *    each reader times itself and the readers' lookups/s are summed; best
+ *    of 3.  read_scaling gives k readers against 1 (target 2 >= 1.8 x 1);
+ *    read_under_churn, per k, with the writer against without (target
+ *    >= 0.8).  Every lookup must hit the right owner.
+ *
+ * 4. memory.  1 000 000 entries (--quick: 100 000), 14-byte keys, one
+ *    string attribute (not indexed) encoding to 64 bytes, registered into
+ *    a fresh segment; bytes per entry from fdn_segment_stats: the
+ *    allocator's blocks in use (after - before), and with the bucket
+ *    arrays, against the payload (key + attribute bytes); target
+ *    <= 1.5 x payload + 64.
+ *
+ * How.  Throughput is timed with CLOCK_MONOTONIC around
  * the whole loop, best of 3 runs (--quick: 1).  Correctness failures -- a
  * key still visible after its owner died, a lookup that misses or returns
  * a wrong entry, a failed register or unregister -- go to stderr and make
@@ -59,8 +72,9 @@
  * p99 <= 1 ms as the parent sees it; register+unregister foundation >= 1x
  * cds_lfht) are printed as met / MISSED and the status stays 0.
  *
- * Output: a table per scenario; with --json one JSON object per line (per
- * observer or system, then ratios and verdicts), the SPEC lines on stderr.
+ * Output (bench_common.h): a table per result, then its SPEC targets; with
+ * --json one JSON object per result on stdout (tables on stderr);
+ * --json-file PATH writes the JSON there and the tables to stdout.
  */
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
@@ -116,15 +130,17 @@
 #define ENC_CAP         128
 
 static const unsigned reap_sizes[] = {1, 1000};
-static const uint64_t lookup_sizes[] = {10000, 100000};
-#define NREAP   (sizeof(reap_sizes) / sizeof(reap_sizes[0]))
-#define NLOOKUP (sizeof(lookup_sizes) / sizeof(lookup_sizes[0]))
+#define NREAP (sizeof(reap_sizes) / sizeof(reap_sizes[0]))
 
 struct opts {
 	bool json, quick;
+	const char *json_path, *argv0;
 	int reps;
 	unsigned deaths;
-	size_t lookups, pairs;
+	size_t pairs, redis_pairs;
+	uint64_t scale_entries, mem_entries;
+	long scale_ms;
+	unsigned only; /* bit i: run scenarios[i]; 0: all */
 };
 
 static pid_t g_pid;
@@ -236,12 +252,6 @@ static int attrs_init(void)
 	return 0;
 }
 
-/* What a copied-out entry is checked with: its length and last byte. */
-static inline uint64_t attrs_digest(const void *attrs, uint32_t len)
-{
-	return len ? len + ((uint64_t)((const unsigned char *)attrs)[len - 1] << 16) : 0;
-}
-
 /* ---- the record kept by cds_lfht and LMDB ----------------------------------- */
 
 struct rec_hdr {
@@ -249,18 +259,6 @@ struct rec_hdr {
 	uint32_t attrs_len;
 	uint64_t registered_ns;
 };
-
-static void entry_copy(struct fdn_entry *out, const struct key *k, const struct rec_hdr *h,
-		       const void *attrs)
-{
-	memcpy(out->key, k->s, k->len);
-	out->key[k->len] = 0;
-	out->key_len = k->len;
-	out->pid = h->pid;
-	out->registered_ns = h->registered_ns;
-	out->attrs_len = h->attrs_len;
-	memcpy(out->attrs, attrs, h->attrs_len);
-}
 
 /* ---- what a timed run saw -------------------------------------------------- */
 
@@ -270,16 +268,6 @@ struct tally {
 	size_t bad_at;
 	char msg[200];
 };
-
-static __attribute__((noinline, cold)) void tally_miss(struct tally *t, size_t i, bool wrong)
-{
-	if (t->misses + t->wrong == 0 && !t->failed)
-		t->bad_at = i;
-	if (wrong)
-		t->wrong++;
-	else
-		t->misses++;
-}
 
 static __attribute__((noinline, cold, format(printf, 3, 4))) void
 tally_fail(struct tally *t, size_t i, const char *fmt, ...)
@@ -292,14 +280,6 @@ tally_fail(struct tally *t, size_t i, const char *fmt, ...)
 	va_end(ap);
 }
 
-static inline void tally_entry(struct tally *t, size_t i, const struct fdn_entry *e)
-{
-	if (e->pid != g_pid)
-		tally_miss(t, i, true);
-	t->done++;
-	t->sum += attrs_digest(e->attrs, e->attrs_len);
-}
-
 /* ---- segments ----------------------------------------------------------------- */
 
 struct seg {
@@ -307,15 +287,15 @@ struct seg {
 	fdn_segment *s;
 };
 
-/* entries 0: the library's default sizing. */
-static int seg_create(struct seg *g, const char *tag, uint64_t entries)
+/* entries 0: the library's default sizing; heap 0: 1 KiB per entry. */
+static int seg_create_sized(struct seg *g, const char *tag, uint64_t entries, uint64_t heap)
 {
 	snprintf(g->name, sizeof(g->name), "fdn-bench-registry-%d-%s", (int)g_pid, tag);
 	struct fdn_segment_opts o;
 	fdn_segment_opts_init(&o);
 	if (entries) {
 		o.entries = entries;
-		o.heap_bytes = entries * 1024u + (8u << 20);
+		o.heap_bytes = heap ? heap : entries * 1024u + (8u << 20);
 	}
 	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", g->name);
 	int r = fdn_segment_create(g->name, &o, &g->s);
@@ -327,12 +307,23 @@ static int seg_create(struct seg *g, const char *tag, uint64_t entries)
 	return 0;
 }
 
+static int seg_create(struct seg *g, const char *tag, uint64_t entries)
+{
+	return seg_create_sized(g, tag, entries, 0);
+}
+
 static int seg_wait_reaper(struct seg *g)
 {
 	for (int i = 0; i < 500; i++) {
 		pid_t p = fdn_reaper_holder(g->s);
 		if (p) {
 			bench_term_pid = p;
+			/* The reaper takes the lease before its doorbell thread
+			 * reads the doorbell word: a process that attaches in
+			 * between is not watched until the next ring (seen as a
+			 * first death never reaped, under load).  Give the
+			 * reaper time to finish starting. */
+			sleep_ns(100000000L);
 			return 0;
 		}
 		sleep_ns(10000000L);
@@ -639,54 +630,39 @@ static int reaperd_env(const char *argv0)
 	return 0;
 }
 
-static void print_lat_row(unsigned e, const char *who, const struct lat *l)
-{
-	printf("  %6u  %-40s %10.1f %10.1f %10.1f\n", e, who, l->p50, l->p99, l->max);
-}
-
-static void json_lat(const struct reap_result *r, const char *who, const struct lat *l)
-{
-	printf("{\"scenario\":\"reaper_latency\",\"entries\":%u,\"deaths\":%u,"
-	       "\"observer\":\"%s\",\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
-	       r->e, r->deaths, who, l->p50, l->p99, l->max);
-}
-
 static void reap_report(const struct opts *o, const struct reap_result *res, unsigned n)
 {
-	FILE *spec = o->json ? stderr : stdout;
-	if (o->json) {
-		for (unsigned i = 0; i < n; i++) {
-			json_lat(&res[i], "parent_watch", &res[i].parent);
-			json_lat(&res[i], "graveyard", &res[i].reaper);
-			json_lat(&res[i], "parent_record", &res[i].purged);
-			printf("{\"scenario\":\"reaper_latency\",\"entries\":%u,\"deaths\":%u,"
-			       "\"odd_records\":%u,\"target\":{\"p99_us_max\":%.0f,\"met\":%s}}\n",
-			       res[i].e, res[i].deaths, res[i].odd, REAP_TARGET_US,
-			       res[i].parent.p99 <= REAP_TARGET_US ? "true" : "false");
+	(void)o;
+	for (unsigned i = 0; i < n; i++) {
+		struct bench_result r;
+		bench_result_init(&r, "reaper_latency", BENCH_LATENCY, "us", "us");
+		bench_title(&r,
+			    "SIGKILL of a process owning %u entries (2 indexed attributes each), "
+			    "%u deaths, segment of default size",
+			    res[i].e, res[i].deaths);
+		bench_param(&r, "entries", "%u", res[i].e);
+		bench_param(&r, "deaths", "%u", res[i].deaths);
+		bench_param(&r, "odd_records", "%u", res[i].odd);
+		const struct {
+			const char *id, *label;
+			const struct lat *l;
+		} obs[] = {
+		    {"foundation_watch", "kill -> fdn_watch in another process", &res[i].parent},
+		    {"foundation_graveyard", "reaper's wake-up -> owner marked dead",
+		     &res[i].reaper},
+		    {"foundation_purged", "kill -> graveyard record (entries purged)",
+		     &res[i].purged},
+		};
+		for (size_t j = 0; j < sizeof(obs) / sizeof(obs[0]); j++) {
+			struct bench_sys *sy = bench_add(&r, obs[j].id, obs[j].label);
+			sy->v[0] = obs[j].l->p50;
+			sy->v[1] = obs[j].l->p99;
+			sy->v[2] = obs[j].l->max;
 		}
-	} else {
-		printf("reaper_latency: SIGKILL of a process owning E entries (2 indexed "
-		       "attributes each),\n%u deaths per E, segment of default size, "
-		       "microseconds\n\n",
-		       o->deaths);
-		printf("  %6s  %-40s %10s %10s %10s\n", "E", "observer", "p50", "p99", "max");
-		for (unsigned i = 0; i < n; i++) {
-			print_lat_row(res[i].e, "parent: kill -> fdn_watch returns",
-				      &res[i].parent);
-			print_lat_row(res[i].e, "reaper: graveyard latency_ns", &res[i].reaper);
-			print_lat_row(res[i].e, "parent: kill -> record (entries purged)",
-				      &res[i].purged);
-		}
-		printf("\n");
+		bench_target(&r, "foundation_watch.p99_us", res[i].parent.p99, true,
+			     REAP_TARGET_US);
+		bench_emit(&r);
 	}
-	fprintf(spec, "  SPEC target reaper_latency: parent-observed p99 <= %.0f us\n",
-		REAP_TARGET_US);
-	for (unsigned i = 0; i < n; i++)
-		fprintf(spec, "    E = %-6u measured p99 %8.1f us   %s\n", res[i].e,
-			res[i].parent.p99, res[i].parent.p99 <= REAP_TARGET_US ? "met" : "MISSED");
-	fprintf(spec, "\n");
-	fflush(stdout);
-	fflush(spec);
 }
 
 static int scenario_reaper(const struct opts *o, const char *argv0)
@@ -714,101 +690,10 @@ static int scenario_reaper(const struct opts *o, const char *argv0)
 	return r;
 }
 
-/* ==== 2. lookup hit =================================================================== */
-
-struct stream {
-	struct key *keys;
-	size_t m;
-	uint64_t sum; /* expected sum of attrs_digest */
-};
-
-static int stream_make(struct stream *st, uint64_t n, size_t m)
-{
-	st->keys = malloc(m * sizeof(*st->keys));
-	if (!st->keys)
-		return fail("lookup stream: %s", strerror(errno));
-	st->m = m;
-	st->sum = 0;
-	uint64_t seed = STREAM_SEED;
-	for (size_t i = 0; i < m; i++) {
-		uint64_t idx = bench_xorshift64(&seed) % n;
-		key_fmt(&st->keys[i], "agent-", idx);
-		const struct enc *e = &g_enc_cn[idx % NNODES];
-		st->sum += attrs_digest(e->b, e->len);
-	}
-	return 0;
-}
-
-struct lookup_sys {
-	const char *label, *id;
-	int (*open)(void **ctx, uint64_t n);
-	void (*run)(void *ctx, const struct stream *st, struct tally *t);
-	void (*close)(void *ctx);
-};
-
-/* ---- foundation ---- */
-
-static int fs_fill_cn(struct seg *g, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		struct key k;
-		struct fdn_attr a[2];
-		key_fmt(&k, "agent-", i);
-		attrs_cap_node(a, i);
-		int r = fdn_register(g->s, k.s, k.len, g_pid, a, 2, 0, NULL);
-		if (r)
-			return fail("foundation: register %s: %s (%s)", k.s, fdn_strerror(r),
-				    fdn_errname(r));
-	}
-	int64_t cnt = fdn_count(g->s);
-	if (cnt != (int64_t)n)
-		return fail("foundation: fdn_count is %" PRId64 " after %" PRIu64 " registers", cnt,
-			    n);
-	return 0;
-}
-
 static void fs_close(void *ctx)
 {
 	seg_close(ctx);
 	free(ctx);
-}
-
-static int fs_lookup_open(void **out, uint64_t n)
-{
-	struct seg *g = calloc(1, sizeof(*g));
-	if (!g)
-		return fail("foundation: %s", strerror(errno));
-	char tag[32];
-	snprintf(tag, sizeof(tag), "lookup-%" PRIu64, n);
-	if (seg_create(g, tag, n)) {
-		free(g);
-		return -1;
-	}
-	if (fs_fill_cn(g, n)) {
-		fs_close(g);
-		return -1;
-	}
-	*out = g;
-	return 0;
-}
-
-static void fs_lookup_run(void *ctx, const struct stream *st, struct tally *t)
-{
-	fdn_segment *s = ((struct seg *)ctx)->s;
-	struct fdn_entry out;
-	for (size_t i = 0; i < st->m; i++) {
-		const struct key *k = &st->keys[i];
-		int r = fdn_lookup(s, k->s, k->len, 0, &out);
-		if (r == 0) {
-			tally_entry(t, i, &out);
-		} else if (r == FDN_ENOTFOUND) {
-			tally_miss(t, i, false);
-		} else {
-			tally_fail(t, i, "fdn_lookup %s: %s (%s)", k->s, fdn_strerror(r),
-				   fdn_errname(r));
-			break;
-		}
-	}
 }
 
 /* ---- cds_lfht ---- */
@@ -983,41 +868,13 @@ static int lf_fill(struct lfsys *l, uint64_t n, bool weight)
 	return 0;
 }
 
-static int lf_lookup_open(void **out, uint64_t n)
+/* The value LMDB and Redis keep: struct rec_hdr then the encoded attributes. */
+static size_t rec_val(unsigned char *buf, const void *attrs, uint32_t alen)
 {
-	struct lfsys *l = calloc(1, sizeof(*l));
-	if (!l)
-		return fail("cds_lfht: %s", strerror(errno));
-	l->ht = lf_table(n);
-	if (!l->ht || lf_fill(l, n, false)) {
-		lf_sys_close(l);
-		return -1;
-	}
-	*out = l;
-	return 0;
-}
-
-static void lf_lookup_run(void *ctx, const struct stream *st, struct tally *t)
-{
-	struct cds_lfht *ht = ((struct lfsys *)ctx)->ht;
-	struct fdn_entry out;
-	for (size_t i = 0; i < st->m; i++) {
-		const struct key *k = &st->keys[i];
-		struct lfkey lk = {k->s, k->len};
-		struct cds_lfht_iter it;
-		urcu_memb_read_lock();
-		cds_lfht_lookup(ht, key_hash(k->s, k->len), lf_match, &lk, &it);
-		struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
-		if (n) {
-			const struct lfnode *ln = caa_container_of(n, struct lfnode, node);
-			entry_copy(&out, k, &ln->h, ln->attrs);
-		}
-		urcu_memb_read_unlock();
-		if (n)
-			tally_entry(t, i, &out);
-		else
-			tally_miss(t, i, false);
-	}
+	struct rec_hdr h = {g_pid, alen, real_ns()};
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + sizeof(h), attrs, alen);
+	return sizeof(h) + alen;
 }
 
 /* ---- LMDB ---- */
@@ -1027,15 +884,6 @@ static void lmdb_close(void *ctx)
 {
 	bench_lmdb_close(ctx);
 	free(ctx);
-}
-
-/* Value: struct rec_hdr then the encoded attributes. */
-static size_t lmdb_val(unsigned char *buf, const void *attrs, uint32_t alen)
-{
-	struct rec_hdr h = {g_pid, alen, real_ns()};
-	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), attrs, alen);
-	return sizeof(h) + alen;
 }
 
 static int lmdb_fill(struct bench_lmdb *d, uint64_t n, bool weight)
@@ -1059,7 +907,7 @@ static int lmdb_fill(struct bench_lmdb *d, uint64_t n, bool weight)
 			buf.len = (uint32_t)fdn_attrs_encode(a, 2, buf.b, ENC_CAP);
 			e = &buf;
 		}
-		MDB_val mk = {k.len, k.s}, mv = {lmdb_val(val, e->b, e->len), val};
+		MDB_val mk = {k.len, k.s}, mv = {rec_val(val, e->b, e->len), val};
 		rc = mdb_put(txn, d->dbi, &mk, &mv, MDB_NOOVERWRITE);
 	}
 	if (rc) {
@@ -1085,180 +933,7 @@ static int lmdb_open_filled(void **out, uint64_t n, bool weight)
 	return 0;
 }
 
-static int lmdb_lookup_open(void **out, uint64_t n)
-{
-	return lmdb_open_filled(out, n, false);
-}
-
-static void lmdb_lookup_run(void *ctx, const struct stream *st, struct tally *t)
-{
-	struct bench_lmdb *d = ctx;
-	struct fdn_entry out;
-	MDB_txn *txn;
-	int rc = mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn);
-	if (rc) {
-		tally_fail(t, 0, "begin read transaction: %s", mdb_strerror(rc));
-		return;
-	}
-	for (size_t i = 0; i < st->m; i++) {
-		const struct key *k = &st->keys[i];
-		MDB_val mk = {k->len, (void *)k->s}, mv;
-		rc = mdb_get(txn, d->dbi, &mk, &mv);
-		if (rc == 0) {
-			struct rec_hdr h;
-			memcpy(&h, mv.mv_data, sizeof(h));
-			entry_copy(&out, k, &h, (const unsigned char *)mv.mv_data + sizeof(h));
-			tally_entry(t, i, &out);
-		} else if (rc == MDB_NOTFOUND) {
-			tally_miss(t, i, false);
-		} else {
-			tally_fail(t, i, "mdb_get %s: %s", k->s, mdb_strerror(rc));
-			break;
-		}
-	}
-	mdb_txn_abort(txn);
-}
 #endif
-
-static const struct lookup_sys lookup_systems[] = {
-    {"foundation (fdn_lookup)", "foundation", fs_lookup_open, fs_lookup_run, fs_close},
-    {"cds_lfht", "cds_lfht", lf_lookup_open, lf_lookup_run, lf_sys_close},
-#ifdef HAVE_LMDB
-    {"lmdb (mdb_get)", "lmdb", lmdb_lookup_open, lmdb_lookup_run, lmdb_close},
-#endif
-};
-#define NLSYS (sizeof(lookup_systems) / sizeof(lookup_systems[0]))
-
-static int lookup_verify(const char *label, const struct tally *t, const struct stream *st)
-{
-	if (t->failed)
-		return fail("lookup_hit: %s: lookup %zu of %zu: %s", label, t->bad_at + 1, st->m,
-			    t->msg);
-	if (t->misses || t->wrong || t->done != st->m)
-		return fail("lookup_hit: %s: %" PRIu64 " misses, %" PRIu64
-			    " wrong entries in %zu lookups of present keys (first: %s)",
-			    label, t->misses, t->wrong, st->m, st->keys[t->bad_at].s);
-	if (t->sum != st->sum)
-		return fail("lookup_hit: %s: wrong attributes (digest %" PRIu64
-			    ", expected %" PRIu64 ")",
-			    label, t->sum, st->sum);
-	return 0;
-}
-
-/* A key never registered must miss, without error. */
-static int lookup_absent(const struct lookup_sys *sys, void *ctx, uint64_t n)
-{
-	struct key k;
-	struct tally t = {0};
-	key_fmt(&k, "agent-", n);
-	struct stream one = {&k, 1, 0};
-	sys->run(ctx, &one, &t);
-	if (t.failed)
-		return fail("lookup_hit: %s: absent key %s: %s", sys->label, k.s, t.msg);
-	if (t.done)
-		return fail("lookup_hit: %s: absent key %s was found", sys->label, k.s);
-	return 0;
-}
-
-static int lookup_measure(const struct lookup_sys *sys, uint64_t n, const struct stream *st,
-			  int reps, double *best)
-{
-	void *ctx;
-	if (sys->open(&ctx, n))
-		return -1;
-	int r = lookup_absent(sys, ctx, n);
-	*best = 0;
-	for (int rep = 0; rep < reps && r == 0; rep++) {
-		struct tally t = {0};
-		uint64_t t0 = mono_ns();
-		sys->run(ctx, st, &t);
-		uint64_t dt = mono_ns() - t0;
-		r = lookup_verify(sys->label, &t, st);
-		double ops = dt ? (double)st->m * 1e9 / (double)dt : 0;
-		if (r == 0 && ops > *best)
-			*best = ops;
-	}
-	sys->close(ctx);
-	return r;
-}
-
-/* ---- reporting (lookups and pairs share the format) ---- */
-
-struct row {
-	const char *label, *id;
-	double ops;
-};
-
-static void print_rows(const char *unit, const struct row *rows, size_t n)
-{
-	printf("  %-34s %14s %10s %13s\n", "system", unit, "ns/op", "foundation/x");
-	for (size_t i = 0; i < n; i++) {
-		if (rows[i].ops <= 0)
-			continue;
-		printf("  %-34s %14.0f %10.1f %13.2f\n", rows[i].label, rows[i].ops,
-		       1e9 / rows[i].ops, rows[0].ops / rows[i].ops);
-	}
-	printf("\n");
-}
-
-/* "{"scenario":...,<params>" is already printed; finish one line per system. */
-static void json_rows(const char *head, const char *unit, const struct row *rows, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if (rows[i].ops > 0)
-			printf("%s,\"system\":\"%s\",\"%s\":%.1f}\n", head, rows[i].id, unit,
-			       rows[i].ops);
-	printf("%s,\"ratios\":{", head);
-	const char *sep = "";
-	for (size_t i = 1; i < n; i++) {
-		if (rows[i].ops <= 0)
-			continue;
-		printf("%s\"%s/%s\":%.3f", sep, rows[0].id, rows[i].id, rows[0].ops / rows[i].ops);
-		sep = ",";
-	}
-	printf("}}\n");
-}
-
-static int lookup_size(const struct opts *o, uint64_t n)
-{
-	struct stream st;
-	if (stream_make(&st, n, o->lookups))
-		return -1;
-	struct row rows[NLSYS] = {0};
-	int r = 0;
-	for (size_t i = 0; i < NLSYS && r == 0; i++) {
-		rows[i].label = lookup_systems[i].label;
-		rows[i].id = lookup_systems[i].id;
-		r = lookup_measure(&lookup_systems[i], n, &st, o->reps, &rows[i].ops);
-	}
-	free(st.keys);
-	if (r)
-		return -1;
-	if (o->json) {
-		char head[160];
-		snprintf(head, sizeof(head),
-			 "{\"scenario\":\"lookup_hit\",\"entries\":%" PRIu64
-			 ",\"attributes\":2,\"lookups\":%zu,\"reps\":%d",
-			 n, o->lookups, o->reps);
-		json_rows(head, "ops_per_s", rows, NLSYS);
-	} else {
-		printf("lookup_hit: %" PRIu64 " entries (2 attributes each), %zu lookups of "
-		       "present keys copied out, best of %d\n\n",
-		       n, o->lookups, o->reps);
-		print_rows("lookups/s", rows, NLSYS);
-	}
-	fflush(stdout);
-	return 0;
-}
-
-static int scenario_lookup(const struct opts *o)
-{
-	int r = 0;
-	for (size_t i = 0; i < NLOOKUP; i++)
-		if (lookup_size(o, lookup_sizes[i]))
-			r = -1;
-	return r;
-}
 
 /* ==== 3. register + unregister pairs ============================================== */
 
@@ -1504,7 +1179,7 @@ static int lmdb_pair(struct bench_lmdb *d, MDB_txn *txn, const struct key *k, si
 	int alen = fdn_attrs_encode(a, 2, enc, ENC_CAP);
 	if (alen < 0)
 		return alen;
-	MDB_val mk = {k->len, (void *)k->s}, mv = {lmdb_val(val, enc, (uint32_t)alen), val};
+	MDB_val mk = {k->len, (void *)k->s}, mv = {rec_val(val, enc, (uint32_t)alen), val};
 	int rc = mdb_put(txn, d->dbi, &mk, &mv, MDB_NOOVERWRITE);
 	if (rc == 0)
 		rc = mdb_del(txn, d->dbi, &mk, NULL);
@@ -1554,6 +1229,126 @@ static int lmdb_pairs_check(void *ctx)
 }
 #endif
 
+/* ---- Redis ---- */
+
+static struct bench_redis g_redis;
+static int g_redis_state; /* 0 not tried, 1 running, -1 absent or failed */
+
+static int redis_expect(const struct bench_resp *rep, char type, int64_t integer, const char *what)
+{
+	if (rep->type == type && (type != ':' || rep->integer == integer))
+		return 0;
+	return fail("redis: %s: unexpected reply '%c' %.*s", what, rep->type,
+		    rep->type == '-' ? (int)rep->len : 0, rep->type == '-' ? rep->str : "");
+}
+
+/* Background entries, same record as LMDB's: 1 if redis is not available. */
+static int redis_pairs_open(void **out)
+{
+	if (g_redis_state == 0)
+		g_redis_state = bench_redis_start(&g_redis) == 0 ? 1 : -1;
+	if (g_redis_state < 0)
+		return 1;
+	struct bench_redis *r = &g_redis;
+	struct bench_resp rep;
+	const char *flush[] = {"FLUSHALL"};
+	if (bench_redis_call(r, 1, flush, NULL, &rep))
+		return -1;
+	for (uint64_t i = 0; i < PAIR_BACKGROUND; i++) {
+		struct key k;
+		struct fdn_attr a[2];
+		unsigned char enc[ENC_CAP], val[sizeof(struct rec_hdr) + ENC_CAP];
+		key_fmt(&k, "agent-", i);
+		attrs_cap_weight(a, g_caps[i % NCAPS], i);
+		int alen = fdn_attrs_encode(a, 2, enc, ENC_CAP);
+		if (alen < 0)
+			return fail("encode: %s", fdn_strerror(alen));
+		const char *argv[] = {"SET", k.s, (const char *)val};
+		size_t lens[] = {3, k.len, rec_val(val, enc, (uint32_t)alen)};
+		if (bench_redis_cmd(r, 3, argv, lens))
+			return -1;
+	}
+	if (bench_redis_flush(r))
+		return -1;
+	for (uint64_t i = 0; i < PAIR_BACKGROUND; i++)
+		if (bench_redis_reply(r, &rep) || redis_expect(&rep, '+', 0, "SET"))
+			return -1;
+	*out = r;
+	return 0;
+}
+
+/* variant: pairs per round trip (1: SET, reply, DEL, reply). */
+static void redis_pairs_run(void *ctx, const struct key *keys, size_t pairs, int variant,
+			    struct tally *t)
+{
+	struct bench_redis *r = ctx;
+	size_t per = (size_t)variant;
+	for (size_t i = 0; i < pairs; i += per) {
+		size_t end = pairs - i < per ? pairs : i + per;
+		for (size_t j = i; j < end; j++) {
+			const struct key *k = &keys[j % PAIR_KEYS];
+			struct fdn_attr a[2];
+			unsigned char enc[ENC_CAP], val[sizeof(struct rec_hdr) + ENC_CAP];
+			attrs_cap_weight(a, pair_cap(j), j);
+			int alen = fdn_attrs_encode(a, 2, enc, ENC_CAP);
+			const char *set[] = {"SET", k->s, (const char *)val, "NX"};
+			size_t slens[] = {3, k->len, rec_val(val, enc, (uint32_t)alen), 2};
+			const char *del[] = {"DEL", k->s};
+			size_t dlens[] = {3, k->len};
+			if (alen < 0 || bench_redis_cmd(r, 4, set, slens)) {
+				tally_fail(t, j, "SET: encode or buffer");
+				return;
+			}
+			if (per == 1) { /* the reply before the next command */
+				struct bench_resp rep;
+				if (bench_redis_flush(r) || bench_redis_reply(r, &rep) ||
+				    redis_expect(&rep, '+', 0, "SET NX")) {
+					tally_fail(t, j, "SET NX %s failed", k->s);
+					return;
+				}
+			}
+			if (bench_redis_cmd(r, 2, del, dlens)) {
+				tally_fail(t, j, "DEL: buffer");
+				return;
+			}
+		}
+		if (bench_redis_flush(r)) {
+			tally_fail(t, i, "write failed");
+			return;
+		}
+		for (size_t j = i; j < end; j++) {
+			struct bench_resp rep;
+			if (per > 1 &&
+			    (bench_redis_reply(r, &rep) || redis_expect(&rep, '+', 0, "SET NX"))) {
+				tally_fail(t, j, "SET NX failed");
+				return;
+			}
+			if (bench_redis_reply(r, &rep) || redis_expect(&rep, ':', 1, "DEL")) {
+				tally_fail(t, j, "DEL failed");
+				return;
+			}
+		}
+		t->done += end - i;
+	}
+}
+
+static int redis_pairs_check(void *ctx)
+{
+	struct bench_resp rep;
+	const char *dbsize[] = {"DBSIZE"};
+	if (bench_redis_call(ctx, 1, dbsize, NULL, &rep))
+		return -1;
+	if (rep.type != ':' || rep.integer != PAIR_BACKGROUND)
+		return fail("register_unregister: redis: %" PRId64 " keys left, expected %u",
+			    rep.integer, PAIR_BACKGROUND);
+	return 0;
+}
+
+static void redis_pairs_close(void *ctx)
+{
+	(void)ctx; /* the server runs until the program ends */
+}
+
 static const struct pair_sys pair_systems[] = {
     {"foundation", "foundation", 0, fs_pairs_open, fs_pairs_run, fs_pairs_check, fs_close},
     {"foundation (unique capability)", "foundation_unique_cap", 1, fs_pairs_open, fs_pairs_run,
@@ -1567,6 +1362,10 @@ static const struct pair_sys pair_systems[] = {
     {"lmdb (1000 pairs per txn)", "lmdb_batched", LMDB_BATCH, lmdb_pairs_open, lmdb_pairs_run,
      lmdb_pairs_check, lmdb_close},
 #endif
+    {"redis (SET NX + DEL, one round trip each)", "redis", 1, redis_pairs_open, redis_pairs_run,
+     redis_pairs_check, redis_pairs_close},
+    {"redis (SET NX + DEL, 64 pairs per round trip)", "redis_pipelined", 64, redis_pairs_open,
+     redis_pairs_run, redis_pairs_check, redis_pairs_close},
 };
 #define NPSYS (sizeof(pair_systems) / sizeof(pair_systems[0]))
 enum { PROW_FDN = 0, PROW_LFHT = 2, PROW_LFHT_INDEX = 3 };
@@ -1575,10 +1374,10 @@ static int pairs_measure(const struct pair_sys *sys, const struct key *keys, siz
 			 double *best)
 {
 	void *ctx;
-	if (sys->open(&ctx))
-		return -1;
-	int r = 0;
 	*best = 0;
+	int r = sys->open(&ctx);
+	if (r)
+		return r > 0 ? 0 : -1; /* 1: not available */
 	for (int rep = 0; rep < reps && r == 0; rep++) {
 		struct tally t = {0};
 		uint64_t t0 = mono_ns();
@@ -1597,33 +1396,29 @@ static int pairs_measure(const struct pair_sys *sys, const struct key *keys, siz
 	return r;
 }
 
-static void pairs_report(const struct opts *o, const struct row *rows)
+static void pairs_report(const struct opts *o, const double *ops)
 {
-	double got = rows[PROW_LFHT].ops > 0 ? rows[PROW_FDN].ops / rows[PROW_LFHT].ops : 0;
-	double got_ix = rows[PROW_FDN].ops / rows[PROW_LFHT_INDEX].ops;
-	FILE *spec = o->json ? stderr : stdout;
-	if (o->json) {
-		char head[200];
-		snprintf(head, sizeof(head),
-			 "{\"scenario\":\"register_unregister\",\"background\":%u,"
-			 "\"keys\":%u,\"pairs\":%zu,\"reps\":%d",
-			 PAIR_BACKGROUND, PAIR_KEYS, o->pairs, o->reps);
-		json_rows(head, "pairs_per_s", rows, NPSYS);
-		printf("%s,\"target\":{\"foundation/cds_lfht_min\":%.1f,\"measured\":%.3f,"
-		       "\"met\":%s}}\n",
-		       head, PAIR_TARGET, got, got >= PAIR_TARGET ? "true" : "false");
-	} else {
-		printf("register_unregister: %u background entries, %zu pairs over %u keys, "
-		       "2 attributes (capability indexed), best of %d\n\n",
-		       PAIR_BACKGROUND, o->pairs, PAIR_KEYS, o->reps);
-		print_rows("pairs/s", rows, NPSYS);
+	struct bench_result r;
+	bench_result_init(&r, "register_unregister", BENCH_RATE, "pairs_per_s", "pairs/s");
+	bench_title(&r,
+		    "%u background entries, %zu pairs over %u keys, 2 attributes "
+		    "(capability indexed), best of %d",
+		    PAIR_BACKGROUND, o->pairs, PAIR_KEYS, o->reps);
+	bench_param(&r, "background", "%u", PAIR_BACKGROUND);
+	bench_param(&r, "keys", "%u", PAIR_KEYS);
+	bench_param(&r, "pairs", "%zu", o->pairs);
+	bench_param(&r, "redis_pairs", "%zu",
+		    o->redis_pairs < o->pairs ? o->redis_pairs : o->pairs);
+	bench_param(&r, "reps", "%d", o->reps);
+	for (size_t i = 0; i < NPSYS; i++) {
+		struct bench_sys *sy = bench_add(&r, pair_systems[i].id, pair_systems[i].label);
+		sy->v[0] = ops[i];
+		if (pair_systems[i].open == redis_pairs_open)
+			sy->note = ops[i] > 0 ? "on the first redis_pairs pairs"
+					      : "not measured: redis-server not found or failed";
 	}
-	fprintf(spec, "  SPEC target register_unregister: foundation >= %.2fx cds_lfht\n",
-		PAIR_TARGET);
-	fprintf(spec, "    measured %.2fx (%.2fx cds_lfht+index)   %s\n\n", got, got_ix,
-		got >= PAIR_TARGET ? "met" : "MISSED");
-	fflush(stdout);
-	fflush(spec);
+	bench_target_ratio(&r, "foundation", "cds_lfht", PAIR_TARGET);
+	bench_emit(&r);
 }
 
 static int scenario_pairs(const struct opts *o)
@@ -1633,66 +1428,475 @@ static int scenario_pairs(const struct opts *o)
 		return fail("pair keys: %s", strerror(errno));
 	for (unsigned i = 0; i < PAIR_KEYS; i++)
 		key_fmt(&keys[i], "agent-", PAIR_BACKGROUND + i);
-	struct row rows[NPSYS] = {0};
+	double ops[NPSYS] = {0};
 	int r = 0;
 	for (size_t i = 0; i < NPSYS && r == 0; i++) {
-		rows[i].label = pair_systems[i].label;
-		rows[i].id = pair_systems[i].id;
-		r = pairs_measure(&pair_systems[i], keys, o->pairs, o->reps, &rows[i].ops);
+		size_t pairs = o->pairs;
+		if (pair_systems[i].open == redis_pairs_open && o->redis_pairs < pairs)
+			pairs = o->redis_pairs;
+		r = pairs_measure(&pair_systems[i], keys, pairs, o->reps, &ops[i]);
 	}
 	free(keys);
 	if (r == 0)
-		pairs_report(o, rows);
+		pairs_report(o, ops);
 	return r;
 }
+
+/* ==== 4. read scaling ================================================================ */
+
+#define SCALE_STREAM    (1u << 18) /* keys per reader, looked up cyclically */
+#define SCALE_MAX_PROCS 16
+#define SCALE_CHURN     4096u /* keys the writer cycles through */
+
+struct scale_slot {
+	_Alignas(64) uint64_t ops, ns;
+	int err; /* 0, or a Foundation error; misses: FDN_ENOTFOUND */
+	char key[KEY_CAP];
+};
+
+struct scale_page {
+	_Atomic int ready, go, stop;
+	struct scale_slot w[SCALE_MAX_PROCS + 1]; /* readers, then the writer */
+};
+
+static __attribute__((noreturn)) void scale_reader(const char *name, struct scale_page *pg,
+						   unsigned i, uint64_t n)
+{
+	struct scale_slot *me = &pg->w[i];
+	fdn_segment *s;
+	struct key *keys = malloc(SCALE_STREAM * sizeof(*keys));
+	int r = keys ? fdn_segment_attach(name, 0, &s) : -ENOMEM;
+	if (r) {
+		me->err = r;
+		atomic_fetch_add(&pg->ready, 1);
+		_exit(1);
+	}
+	uint64_t seed = STREAM_SEED + i;
+	for (size_t j = 0; j < SCALE_STREAM; j++)
+		key_fmt(&keys[j], "agent-", bench_xorshift64(&seed) % n);
+	atomic_fetch_add(&pg->ready, 1);
+	while (!atomic_load(&pg->go))
+		sleep_ns(20000L);
+	uint64_t t0 = mono_ns(), ops = 0;
+	struct fdn_entry e;
+	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
+		for (size_t j = 0; j < 1024; j++) {
+			const struct key *k = &keys[(ops + j) % SCALE_STREAM];
+			r = fdn_lookup(s, k->s, k->len, 0, &e);
+			if (r == 0 && e.pid != g_pid)
+				r = FDN_ECORRUPT;
+			if (r) {
+				memcpy(me->key, k->s, k->len + 1);
+				break;
+			}
+		}
+		ops += 1024;
+	}
+	me->ns = mono_ns() - t0;
+	me->ops = ops;
+	me->err = r;
+	fdn_segment_detach(s);
+	_exit(r ? 1 : 0);
+}
+
+static __attribute__((noreturn)) void scale_writer(const char *name, struct scale_page *pg,
+						   unsigned i)
+{
+	struct scale_slot *me = &pg->w[i];
+	fdn_segment *s;
+	int r = fdn_segment_attach(name, 0, &s);
+	if (r) {
+		me->err = r;
+		atomic_fetch_add(&pg->ready, 1);
+		_exit(1);
+	}
+	struct key *keys = malloc(SCALE_CHURN * sizeof(*keys));
+	if (!keys) {
+		me->err = -ENOMEM;
+		atomic_fetch_add(&pg->ready, 1);
+		_exit(1);
+	}
+	for (unsigned j = 0; j < SCALE_CHURN; j++)
+		key_fmt(&keys[j], "churn-", j);
+	atomic_fetch_add(&pg->ready, 1);
+	while (!atomic_load(&pg->go))
+		sleep_ns(20000L);
+	uint64_t t0 = mono_ns(), pairs = 0;
+	pid_t me_pid = getpid();
+	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
+		const struct key *k = &keys[pairs % SCALE_CHURN];
+		struct fdn_attr a[2];
+		attrs_cap_weight(a, g_caps[pairs % NCAPS], pairs);
+		r = fdn_register(s, k->s, k->len, me_pid, a, 2, 0, NULL);
+		if (r == 0)
+			r = fdn_unregister(s, k->s, k->len);
+		if (r)
+			memcpy(me->key, k->s, k->len + 1);
+		pairs++;
+	}
+	me->ns = mono_ns() - t0;
+	me->ops = pairs;
+	me->err = r;
+	fdn_segment_detach(s);
+	_exit(r ? 1 : 0);
+}
+
+struct scale_run {
+	struct seg g;
+	struct scale_page *pg;
+	uint64_t n;
+	long window_ns;
+};
+
+/* One window: readers reader processes (and a writer if churn) forked,
+ * started together, stopped after the window.  Sum of the readers'
+ * lookups/s, and the writer's pairs/s. */
+static int scale_once(struct scale_run *sr, unsigned readers, bool churn, double *rate,
+		      double *wrate)
+{
+	struct scale_page *pg = sr->pg;
+	memset(pg, 0, sizeof(*pg));
+	unsigned nproc = readers + (churn ? 1u : 0u);
+	pid_t pids[SCALE_MAX_PROCS + 1];
+	unsigned started = 0;
+	int r = 0;
+	for (unsigned i = 0; i < nproc; i++) {
+		unsigned slot = i < readers ? i : SCALE_MAX_PROCS;
+		pid_t p = fork();
+		if (p < 0) {
+			r = fail("read_scaling: fork: %s", strerror(errno));
+			break;
+		}
+		if (p == 0) {
+			bench_set_signals(SIG_DFL);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != g_pid)
+				_exit(1);
+			if (i < readers)
+				scale_reader(sr->g.name, pg, slot, sr->n);
+			scale_writer(sr->g.name, pg, slot);
+		}
+		pids[started++] = p;
+	}
+	uint64_t t0 = mono_ns();
+	while (r == 0 && (unsigned)atomic_load(&pg->ready) < nproc) {
+		if (mono_ns() - t0 > 30000000000ull)
+			r = fail("read_scaling: children not ready after 30 s");
+		sleep_ns(100000L);
+	}
+	atomic_store(&pg->go, 1);
+	if (r == 0)
+		sleep_ns(sr->window_ns);
+	atomic_store(&pg->stop, 1);
+	for (unsigned i = 0; i < started; i++) {
+		int st;
+		while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR)
+			;
+		if (r == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			const struct scale_slot *w = &pg->w[i < readers ? i : SCALE_MAX_PROCS];
+			r = fail("read_scaling: %s %d failed: %s (key %s)",
+				 i < readers ? "reader" : "writer", (int)pids[i],
+				 w->err ? fdn_strerror(w->err) : "no error recorded",
+				 w->key[0] ? w->key : "-");
+		}
+	}
+	*rate = 0;
+	for (unsigned i = 0; i < readers; i++)
+		if (pg->w[i].ns)
+			*rate += (double)pg->w[i].ops * 1e9 / (double)pg->w[i].ns;
+	const struct scale_slot *w = &pg->w[SCALE_MAX_PROCS];
+	*wrate = churn && w->ns ? (double)w->ops * 1e9 / (double)w->ns : 0;
+	return r;
+}
+
+static int scenario_scaling(const struct opts *o)
+{
+	struct scale_run sr = {.n = o->scale_entries, .window_ns = o->scale_ms * 1000000L};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned maxr = ncpu > 2 ? (unsigned)ncpu : 2u;
+	if (maxr > SCALE_MAX_PROCS)
+		maxr = SCALE_MAX_PROCS;
+	sr.pg =
+	    mmap(NULL, sizeof(*sr.pg), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sr.pg == MAP_FAILED)
+		return fail("mmap: %s", strerror(errno));
+	int r = seg_create(&sr.g, "scaling", sr.n + SCALE_CHURN);
+	for (uint64_t i = 0; r == 0 && i < sr.n; i++) {
+		/* One attribute, not indexed: a value indexed for a million
+		 * entries makes each insert walk 1/32 of them (README). */
+		struct key k;
+		struct fdn_attr a = {.name = "weight", .type = FDN_ATTR_INT, .v.i = (int64_t)i};
+		key_fmt(&k, "agent-", i);
+		r = fdn_register(sr.g.s, k.s, k.len, g_pid, &a, 1, 0, NULL);
+		if (r)
+			r = fail("read_scaling: register %s: %s", k.s, fdn_strerror(r));
+	}
+	/* rate[churn][readers - 1], best of reps; the writer's pairs/s alongside */
+	double rate[2][SCALE_MAX_PROCS] = {{0}}, wrate[SCALE_MAX_PROCS] = {0};
+	for (int rep = 0; rep < o->reps && r == 0; rep++) {
+		for (unsigned k = 1; k <= maxr && r == 0; k++) {
+			for (int churn = 0; churn < 2 && r == 0; churn++) {
+				double x, w;
+				r = scale_once(&sr, k, churn, &x, &w);
+				if (r == 0 && x > rate[churn][k - 1]) {
+					rate[churn][k - 1] = x;
+					if (churn)
+						wrate[k - 1] = w;
+				}
+			}
+		}
+	}
+	if (r == 0 && fdn_count(sr.g.s) != (int64_t)sr.n)
+		r = fail("read_scaling: %" PRId64 " entries after the churn, expected %" PRIu64,
+			 fdn_count(sr.g.s), sr.n);
+	seg_close(&sr.g);
+	munmap(sr.pg, sizeof(*sr.pg));
+	if (r)
+		return r;
+	static const char *const rid[] = {"readers_1",  "readers_2",  "readers_3",  "readers_4",
+					  "readers_5",  "readers_6",  "readers_7",  "readers_8",
+					  "readers_9",  "readers_10", "readers_11", "readers_12",
+					  "readers_13", "readers_14", "readers_15", "readers_16"};
+	static const char *const rlabel[] = {
+	    "1 reader process",    "2 reader processes",  "3 reader processes",
+	    "4 reader processes",  "5 reader processes",  "6 reader processes",
+	    "7 reader processes",  "8 reader processes",  "9 reader processes",
+	    "10 reader processes", "11 reader processes", "12 reader processes",
+	    "13 reader processes", "14 reader processes", "15 reader processes",
+	    "16 reader processes"};
+	for (int churn = 0; churn < 2; churn++) {
+		struct bench_result res;
+		bench_result_init(&res, "read_scaling", BENCH_RATE, "lookups_per_s", "lookups/s");
+		bench_title(&res,
+			    "fdn_lookup from 1..%u forked processes, %" PRIu64
+			    " entries, %s, %ld ms windows, best of %d, %ld CPUs",
+			    maxr, sr.n, churn ? "one writer process churning" : "no writer",
+			    o->scale_ms, o->reps, ncpu);
+		bench_param(&res, "entries", "%" PRIu64, sr.n);
+		bench_param(&res, "writer", "%s", churn ? "true" : "false");
+		bench_param(&res, "window_ms", "%ld", o->scale_ms);
+		bench_param(&res, "cpus", "%ld", ncpu);
+		bench_param(&res, "reps", "%d", o->reps);
+		for (unsigned k = 1; k <= maxr; k++)
+			bench_add(&res, rid[k - 1], rlabel[k - 1])->v[0] = rate[churn][k - 1];
+		if (!churn)
+			bench_target_ratio(&res, "readers_2", "readers_1", 1.8);
+		bench_emit(&res);
+	}
+	for (unsigned k = 1; k <= maxr; k++) {
+		struct bench_result res;
+		bench_result_init(&res, "read_under_churn", BENCH_RATE, "lookups_per_s",
+				  "lookups/s");
+		bench_title(&res,
+			    "%u reader process%s, %" PRIu64
+			    " entries, without and with one writer (%.0f register+unregister "
+			    "pairs/s)",
+			    k, k == 1 ? "" : "es", sr.n, wrate[k - 1]);
+		bench_param(&res, "entries", "%" PRIu64, sr.n);
+		bench_param(&res, "readers", "%u", k);
+		bench_param(&res, "writer_pairs_per_s", "%.0f", wrate[k - 1]);
+		bench_param(&res, "cpus", "%ld", ncpu);
+		bench_add(&res, "no_writer", "readers, no writer")->v[0] = rate[0][k - 1];
+		bench_add(&res, "writer_churning", "readers, one writer churning")->v[0] =
+		    rate[1][k - 1];
+		bench_target_ratio(&res, "writer_churning", "no_writer", 0.8);
+		bench_emit(&res);
+	}
+	return 0;
+}
+
+/* ==== 5. memory per entry ============================================================= */
+
+#define MEM_ATTRS 64u /* encoded attribute bytes per entry */
+
+static int scenario_memory(const struct opts *o)
+{
+	uint64_t n = o->mem_entries;
+	/* One string attribute, not indexed, its value sized so that the
+	 * encoding is exactly MEM_ATTRS bytes. */
+	char val[MEM_ATTRS + 1];
+	unsigned char enc[ENC_CAP];
+	struct fdn_attr a = {.name = "meta", .type = FDN_ATTR_STRING, .v.s = val};
+	memset(val, 'm', 1);
+	val[1] = 0;
+	int base = fdn_attrs_encode(&a, 1, enc, sizeof(enc));
+	if (base < 0 || (unsigned)base > MEM_ATTRS)
+		return fail("memory: encode: %s", base < 0 ? fdn_strerror(base) : "too long");
+	size_t vlen = MEM_ATTRS - (unsigned)base + 1;
+	memset(val, 'm', vlen);
+	val[vlen] = 0;
+	if (fdn_attrs_encode(&a, 1, enc, sizeof(enc)) != (int)MEM_ATTRS)
+		return fail("memory: a %zu-byte value does not encode to %u bytes", vlen,
+			    MEM_ATTRS);
+	struct seg g = {0};
+	struct fdn_segment_stats before, after;
+	if (seg_create_sized(&g, "memory", n, n * 512u + (16u << 20)))
+		return -1;
+	int r = fdn_segment_stats(g.s, &before);
+	uint32_t klen = 0;
+	for (uint64_t i = 0; r == 0 && i < n; i++) {
+		struct key k;
+		key_fmt(&k, "agent-", i);
+		klen = k.len;
+		r = fdn_register(g.s, k.s, k.len, g_pid, &a, 1, 0, NULL);
+		if (r)
+			r = fail("memory: register %s: %s (%s)", k.s, fdn_strerror(r),
+				 fdn_errname(r));
+	}
+	if (r == 0 && (r = fdn_segment_stats(g.s, &after)))
+		r = fail("memory: stats: %s", fdn_strerror(r));
+	seg_close(&g);
+	if (r)
+		return -1;
+	double payload = (double)(klen + MEM_ATTRS);
+	double blocks = (double)(after.block_bytes_used - before.block_bytes_used) / (double)n;
+	double nblocks = (double)(after.blocks_used - before.blocks_used) / (double)n;
+	double pages =
+	    (double)(after.heap_pages_used - before.heap_pages_used) * 65536.0 / (double)n;
+	double main_buckets = (double)after.tables[0].buckets * 8.0 / (double)n, all_buckets = 0;
+	for (uint32_t t = 0; t < after.ntables && t < FDN_STATS_MAX_TABLES; t++)
+		all_buckets += (double)after.tables[t].buckets * 8.0 / (double)n;
+	struct bench_result res;
+	bench_result_init(&res, "memory", BENCH_BYTES, "bytes_per_entry", "bytes/entry");
+	bench_title(&res,
+		    "%" PRIu64
+		    " entries, %u-byte keys, %u bytes of encoded attributes (one string, "
+		    "not indexed); %.2f blocks per entry",
+		    n, klen, MEM_ATTRS, nblocks);
+	bench_param(&res, "entries", "%" PRIu64, n);
+	bench_param(&res, "key_bytes", "%u", klen);
+	bench_param(&res, "attr_bytes", "%u", MEM_ATTRS);
+	bench_param(&res, "blocks_per_entry", "%.3f", nblocks);
+	bench_param(&res, "tables", "%u", after.ntables);
+	bench_add(&res, "payload", "payload: key + attribute bytes")->v[0] = payload;
+	bench_add(&res, "foundation_blocks", "foundation: allocated blocks")->v[0] = blocks;
+	bench_add(&res, "foundation_blocks_main_buckets", "foundation: blocks + main-table buckets")
+	    ->v[0] = blocks + main_buckets;
+	bench_add(&res, "foundation_used", "foundation: blocks + all bucket arrays")->v[0] =
+	    blocks + all_buckets;
+	bench_add(&res, "foundation_pages", "foundation: heap pages claimed")->v[0] = pages;
+	bench_add(&res, "target_limit", "target: 1.5 x payload + 64")->v[0] = 1.5 * payload + 64.0;
+	bench_target(&res, "foundation_used", blocks + all_buckets, true, 1.5 * payload + 64.0);
+	bench_emit(&res);
+	return 0;
+}
+
+/* ==== the scenarios ==================================================================
+
+ * Each runs on its own and emits its results.  reaper_latency runs first,
+ * with a reaper; the others set FOUNDATION_NO_AUTOREAPER (no deaths).  The
+ * services being built (span push+pop, context set+get, flag read, event
+ * emit) each become one entry here, measured against fdn_lookup on the
+ * same segment in the same run (one bench_result per service, "foundation"
+ * = fdn_lookup as the first row). */
+struct scenario {
+	const char *name;
+	int (*run)(const struct opts *o);
+	bool reaper; /* needs the library's reaper */
+};
+
+static int scenario_reaper_run(const struct opts *o)
+{
+	return scenario_reaper(o, o->argv0);
+}
+
+static const struct scenario scenarios[] = {
+    {"reaper_latency", scenario_reaper_run, true},
+    {"register_unregister", scenario_pairs, false},
+    {"read_scaling", scenario_scaling, false},
+    {"memory", scenario_memory, false},
+};
+#define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 
 /* ==== command line ==================================================================== */
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: " PROG " [--quick] [--json]\n"
-		   "\n"
-		   "The registry's public API against process-local liburcu cds_lfht"
+	fprintf(f,
+		"usage: " PROG " [--quick] [--json | --json-file PATH] [--scenarios LIST]\n"
+		"\n"
+		"The registry's public API against process-local liburcu cds_lfht"
 #ifdef HAVE_LMDB
-		   " and LMDB"
+		", LMDB"
 #endif
-		   ":\n"
-		   "  reaper_latency       SIGKILL of an owner of 1 and 1000 entries until\n"
-		   "                       another process sees them gone (p50/p99/max)\n"
-		   "  lookup_hit           fdn_lookup at 10 000 and 100 000 entries\n"
-		   "  register_unregister  fdn_register + fdn_unregister pairs\n"
-		   "\n"
-		   "  --quick   20 deaths per size, 200 000 lookups, 20 000 pairs, one run (CI)\n"
-		   "  --json    one JSON object per line (SPEC verdicts on stderr)\n"
-		   "  --help    this text\n"
-		   "\n"
-		   "foundation-reaperd is $FOUNDATION_REAPERD, else ../tools/foundation-reaperd\n"
-		   "next to this program.  Exit status: 0, also when a SPEC target is missed;\n"
-		   "1 on a correctness failure (a key visible after its owner died, a lookup\n"
-		   "miss or wrong entry, a failed operation); 2 on bad usage.\n");
+		"\nand redis-server (when in $PATH):\n"
+		"  reaper_latency       SIGKILL of an owner of 1 and 1000 entries until\n"
+		"                       another process sees them gone (p50/p99/max)\n"
+		"  register_unregister  fdn_register + fdn_unregister pairs\n"
+		"  read_scaling         fdn_lookup from 1, 2 (.. CPUs) processes, without and\n"
+		"                       with a writer process churning (also read_under_churn)\n"
+		"  memory               segment bytes per entry at 1 000 000 entries with\n"
+		"                       64 bytes of attributes\n"
+		"\n"
+		"  --quick            20 deaths per size, 20 000 pairs (redis 2 000), 10 000\n"
+		"                     entries for scaling (100 ms windows), 100 000 for memory,\n"
+		"                     one run (CI)\n"
+		"  --json             one JSON object per result on stdout, tables on stderr\n"
+		"  --json-file PATH   the JSON objects into PATH, tables on stdout\n"
+		"  --scenarios LIST   comma-separated names from the list above (default all)\n"
+		"  --help             this text\n"
+		"\n"
+		"foundation-reaperd is $FOUNDATION_REAPERD, else ../tools/foundation-reaperd\n"
+		"next to this program.  Exit status: 0, also when a SPEC target is missed;\n"
+		"1 on a correctness failure (a key visible after its owner died, a lookup\n"
+		"miss or wrong entry, a failed operation); 2 on bad usage.\n");
+}
+
+static int parse_scenarios(const char *arg, unsigned *mask)
+{
+	char buf[256];
+	if (snprintf(buf, sizeof(buf), "%s", arg) >= (int)sizeof(buf))
+		return -1;
+	*mask = 0;
+	for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		size_t i = 0;
+		while (i < NSCEN && strcmp(scenarios[i].name, tok) != 0)
+			i++;
+		if (i == NSCEN)
+			return -1;
+		*mask |= 1u << i;
+	}
+	return *mask ? 0 : -1;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
 	    {"json", no_argument, NULL, 'j'},
+	    {"json-file", required_argument, NULL, 'f'},
+	    {"scenarios", required_argument, NULL, 's'},
 	    {"quick", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
-	*o = (struct opts){.reps = 3, .deaths = 200, .lookups = 2000000, .pairs = 200000};
+	*o = (struct opts){.argv0 = argv[0],
+			   .reps = 3,
+			   .deaths = 200,
+			   .pairs = 200000,
+			   .redis_pairs = 20000,
+			   .scale_entries = 1000000,
+			   .scale_ms = 1000,
+			   .mem_entries = 1000000};
+	bool quick = false;
 	for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
 		switch (c) {
 		case 'j':
 			o->json = true;
 			break;
+		case 'f':
+			o->json_path = optarg;
+			break;
+		case 's':
+			if (parse_scenarios(optarg, &o->only)) {
+				fprintf(stderr,
+					PROG ": --scenarios: '%s' is not a list of scenarios\n",
+					optarg);
+				usage(stderr);
+				return 2;
+			}
+			break;
 		case 'q':
-			*o = (struct opts){.json = o->json,
-					   .quick = true,
-					   .reps = 1,
-					   .deaths = 20,
-					   .lookups = 200000,
-					   .pairs = 20000};
+			quick = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1707,6 +1911,20 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		usage(stderr);
 		return 2;
 	}
+	if (o->json && o->json_path) {
+		fprintf(stderr, PROG ": --json and --json-file: choose one\n");
+		return 2;
+	}
+	if (quick) {
+		o->quick = true;
+		o->reps = 1;
+		o->deaths = 20;
+		o->pairs = 20000;
+		o->redis_pairs = 2000;
+		o->scale_entries = 10000;
+		o->scale_ms = 100;
+		o->mem_entries = 100000;
+	}
 	return 0;
 }
 
@@ -1719,18 +1937,29 @@ int main(int argc, char **argv)
 	g_pid = getpid();
 	bench_set_signals(bench_on_signal);
 	prctl(PR_SET_TIMERSLACK, 1UL); /* sleeps of the polls end on time */
-	if (attrs_init())
+	if (attrs_init() || bench_output_open(o.json, o.json_path))
 		return 1;
 	int status = 0;
-	if (scenario_reaper(&o, argv[0]))
-		status = 1;
-	/* One process from here on, no deaths: no reaper for these segments. */
-	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
-	urcu_memb_register_thread();
-	if (scenario_lookup(&o))
-		status = 1;
-	if (scenario_pairs(&o))
-		status = 1;
-	urcu_memb_unregister_thread();
+	bool urcu = false;
+	for (size_t i = 0; i < NSCEN; i++) {
+		if (o.only && !(o.only & (1u << i)))
+			continue;
+		if (scenarios[i].reaper) {
+			unsetenv("FOUNDATION_NO_AUTOREAPER");
+		} else {
+			/* One process or its children, no deaths: no reaper. */
+			setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+			if (!urcu)
+				urcu_memb_register_thread();
+			urcu = true;
+		}
+		if (scenarios[i].run(&o))
+			status = 1;
+	}
+	if (g_redis_state > 0)
+		bench_redis_stop(&g_redis);
+	if (urcu)
+		urcu_memb_unregister_thread();
+	bench_output_close();
 	return status;
 }

@@ -4,7 +4,8 @@
 #   sh cmake/bootstrap.sh demo           install what is missing, build, run foundation-demo
 #   sh cmake/bootstrap.sh test           install what is missing, build, run every test
 #   sh cmake/bootstrap.sh test-sanitize  the same in an ASan+UBSan build (build-asan/)
-#   sh cmake/bootstrap.sh bench          build in Release and run the benchmarks
+#   sh cmake/bootstrap.sh bench          build in Release, run the benchmarks, write
+#                                        bench/results/*.json and bench/results/bench.png
 #   sh cmake/bootstrap.sh format-check   fail if a C file is not clang-formatted
 #
 # Missing Debian packages are installed with apt-get when run as root;
@@ -18,11 +19,11 @@ jobs=$(nproc 2>/dev/null || echo 2)
 
 need="build-essential cmake pkg-config liburcu-dev libxxhash-dev libcriterion-dev liblmdb-dev"
 case "$job" in
-bench) need="$need redis-server" ;;
+bench) need="$need redis-server gnuplot-nox python3" ;;
 format-check) need="clang-format" ;;
 demo | test | test-sanitize) ;;
 *)
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
@@ -69,8 +70,21 @@ test-sanitize)
 		ctest --test-dir build-asan --output-on-failure --timeout 1800 -LE "bench|install"
 	;;
 bench)
+	# Arguments after `bench` go to fdn-bench (e.g. --sizes 10000,100000).
 	build build-release -DCMAKE_BUILD_TYPE=Release
-	./build-release/bench/fdn-bench "$@"
+	mkdir -p bench/results
+	{
+		echo "nproc: $(nproc)"
+		grep -m1 "model name" /proc/cpuinfo || true
+		echo "kernel: $(uname -r)"
+		echo "loadavg at start: $(cat /proc/loadavg)"
+	} | tee bench/results/machine.txt
+	./build-release/bench/fdn-bench --json-file bench/results/lookup.json "$@"
+	FOUNDATION_REAPERD="$PWD/build-release/tools/foundation-reaperd" \
+		./build-release/bench/fdn-bench-registry --json-file bench/results/registry.json
+	echo "loadavg at end: $(cat /proc/loadavg)" | tee -a bench/results/machine.txt
+	sh bench/plot.sh bench/results/bench.png bench/results/lookup.json \
+		bench/results/registry.json
 	;;
 format-check)
 	files=$(git ls-files '*.c' '*.h')
