@@ -318,12 +318,6 @@ static int seg_wait_reaper(struct seg *g)
 		pid_t p = fdn_reaper_holder(g->s);
 		if (p) {
 			bench_term_pid = p;
-			/* The reaper takes the lease before its doorbell thread
-			 * reads the doorbell word: a process that attaches in
-			 * between is not watched until the next ring (seen as a
-			 * first death never reaped, under load).  Give the
-			 * reaper time to finish starting. */
-			sleep_ns(100000000L);
 			return 0;
 		}
 		sleep_ns(10000000L);
