@@ -11,9 +11,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+/* The services' parts of a new segment, written before it is published. */
+static int services_init(fdn_segment *s, const struct fdn_segment_opts *o)
+{
+	return fdn__flags_init(s, o);
+}
+
 int fdn_segment_create(const char *name, const struct fdn_segment_opts *o, fdn_segment **out)
 {
-	int r = fdn__seg_create(name, o, out);
+	int r = fdn__seg_create(name, o, services_init, out);
 	if (r == 0)
 		fdn_reaper_autostart(*out);
 	return r;
@@ -52,6 +58,11 @@ int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 	 * its walks trust the chains the mechanism audit has verified. */
 	if (n == 0) {
 		int m = fdn__registry_check(s, cb, arg);
+		n = m < 0 ? m : n + m;
+	}
+	/* The flags region stands apart from the tables: always audited. */
+	if (n >= 0) {
+		int m = fdn__flags_check(s, cb, arg);
 		n = m < 0 ? m : n + m;
 	}
 	return n;

@@ -3,5 +3,6 @@
 #define FOUNDATION_FOUNDATION_H
 #include <foundation/common.h>
 #include <foundation/error.h>
+#include <foundation/flags.h>
 #include <foundation/segment.h>
 #endif
