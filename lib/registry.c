@@ -74,6 +74,8 @@ struct ref_val {
 			return b_ == FDN__LOCAL ? (local_call) : b_; \
 	} while (0)
 
+static bool indexed(fdn_segment *s, const char *name);
+
 /* ---- records ------------------------------------------------------------- */
 
 static bool rec_of(const struct fdn__ht_view *v, struct rec *r, const unsigned char **attrs)
@@ -205,7 +207,7 @@ static int each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb
 	uint32_t n = fdn_attrs_count(attrs, alen);
 	for (uint32_t i = 0; i < n; i++) {
 		struct fdn_attr a;
-		if (fdn_attrs_at(attrs, alen, i, &a) || !fdn_attr_indexed(s, a.name))
+		if (fdn_attrs_at(attrs, alen, i, &a) || !indexed(s, a.name))
 			continue;
 		unsigned char p[PREFIX_MAX];
 		uint32_t items = a.type == FDN_ATTR_LIST ? a.v.list.n : 1;
@@ -327,8 +329,17 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
 		return 0;
 	size_t kl = ref_key(k, prefix, plen, key, klen);
 	struct fdn__thread *t;
-	int r = fdn__rcu_read_lock(s, &t);
+	int r = fdn__thread_get(s, &t);
 	if (r)
+		return r;
+	/* Room in the limbo for the node the delete retires: inside our
+	 * section a full limbo cannot be flushed and the delete would fail
+	 * (FDN_EINREAD), leaving the reference behind. */
+	if (t->nest == 0 &&
+	    atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX &&
+	    (r = fdn__limbo_flush(t)) != 0)
+		return r;
+	if ((r = fdn__rcu_read_lock(s, &t)))
 		return r;
 	struct fdn__ht_view ref, ev;
 	struct rec rc;
@@ -648,13 +659,22 @@ int64_t fdn_count(fdn_segment *s)
 							   memory_order_relaxed)) >= FDN_PROC_DEAD;
 	if (!dead && !s->readonly)
 		return fdn__ht_count(s, T_MAIN);
-	return fdn_foreach(s, NULL, NULL);
+	struct walk w = {.s = s};
+	return walk_all(&w); /* the segment's, whatever the flags say now */
 }
 
 bool fdn_attr_indexed(fdn_segment *s, const char *name)
 {
 	/* The local registry indexes nothing (its finds scan). */
-	if (!name || !*name || fdn__backend(s, FDN__SVC_REGISTRY) != FDN__SHARED)
+	return fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED && indexed(s, name);
+}
+
+/* Is name one of the segment's indexed attributes?  The registry's own
+ * walks ask this, never fdn_attr_indexed: a flip in the middle of an
+ * operation must not change which references it writes or removes. */
+static bool indexed(fdn_segment *s, const char *name)
+{
+	if (!name || !*name)
 		return false;
 	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
 		if (strncmp(s->hdr->indexed[i], name, FDN_INDEXED_NAME_MAX) == 0)
@@ -737,7 +757,7 @@ static int idx_walk_chain(struct idx_walk *iw)
 /* Through the index if name is indexed and value indexable, else -1. */
 static int find_indexed(struct walk *w, const char *name, const struct fdn_attr *value)
 {
-	if (!fdn_attr_indexed(w->s, name) || value->type == FDN_ATTR_LIST)
+	if (!indexed(w->s, name) || value->type == FDN_ATTR_LIST)
 		return -1;
 	unsigned char p[PREFIX_MAX];
 	size_t pl = prefix_of(name, value, value->type == FDN_ATTR_STRING ? value->v.s : "", p);

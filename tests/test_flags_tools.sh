@@ -156,6 +156,13 @@ run 0 "migrate 2" "$ctl" stage migrate 2
 run 0 "emergency" "$ctl" stage emergency "pager went off"
 run 0 "registry off at 0" "$ctl" flags get use_shm_registry
 out_is "registry off at 0" "off"
+# The registry commands refuse to act on ctl's own (process-local) registry.
+sleep 300 >/dev/null 2>&1 </dev/null &
+sleeper=$!
+run 1 "register while local" "$ctl" register web-1 --pid "$sleeper"
+err_is "register while local" \
+	"foundation-ctl: segment \"$seg\": use_shm_registry is off (the registry is process-local)"
+kill "$sleeper"
 run 0 "user flag untouched" "$ctl" flags get checkout.v2
 out_is "user flag untouched" "10%"
 

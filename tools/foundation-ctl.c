@@ -80,6 +80,21 @@ static int attach(const struct args *a, fdn_segment **s)
 	return EXIT_OK;
 }
 
+/* Attach for a registry command.  The registry's backend follows the flags
+ * in every process, this one too: with use_shm_registry off an entry would
+ * go to this short-lived process's local registry and vanish with it, so
+ * the command fails instead of pretending. */
+static int attach_registry(const struct args *a, fdn_segment **s)
+{
+	int status = attach(a, s);
+	if (status == EXIT_OK && !fdn_flag_enabled(*s, "use_shm_registry")) {
+		fdn_segment_detach(*s);
+		return complain(EXIT_FAIL, "use_shm_registry is off (the registry is process-local)",
+				"segment \"%s\"", a->segment);
+	}
+	return status;
+}
+
 /* Detach: a process that registered for other pids leaves their entries
  * alone (they belong to those pids), so the plain detach is right. */
 static int detach(const struct args *a, fdn_segment *s, int status)
@@ -155,7 +170,7 @@ static int cmd_register(struct args *a)
 	static struct attrset set;
 	fdn_segment *s;
 	int status = attrs_parse(a, &set);
-	if (status || (status = attach(a, &s))) {
+	if (status || (status = attach_registry(a, &s))) {
 		attrs_free(&set);
 		return status;
 	}
@@ -176,7 +191,7 @@ static int cmd_register(struct args *a)
 static int cmd_unregister(struct args *a)
 {
 	fdn_segment *s;
-	int status = attach(a, &s);
+	int status = attach_registry(a, &s);
 	if (status)
 		return status;
 	int r = fdn_unregister(s, a->key, strlen(a->key));
@@ -191,7 +206,7 @@ static int change_attrs(struct args *a, bool merge)
 	static struct attrset set;
 	fdn_segment *s;
 	int status = attrs_parse(a, &set);
-	if (status || (status = attach(a, &s))) {
+	if (status || (status = attach_registry(a, &s))) {
 		attrs_free(&set);
 		return status;
 	}
@@ -218,7 +233,7 @@ static int cmd_merge(struct args *a)
 static int cmd_wait(struct args *a)
 {
 	fdn_segment *s;
-	int status = attach(a, &s);
+	int status = attach_registry(a, &s);
 	if (status)
 		return status;
 	int r = fdn_watch(s, a->key, strlen(a->key), !a->gone, a->timeout_ms);
