@@ -89,7 +89,8 @@ static int attach_registry(const struct args *a, fdn_segment **s)
 	int status = attach(a, s);
 	if (status == EXIT_OK && !fdn_flag_enabled(*s, "use_shm_registry")) {
 		fdn_segment_detach(*s);
-		return complain(EXIT_FAIL, "use_shm_registry is off (the registry is process-local)",
+		return complain(EXIT_FAIL,
+				"use_shm_registry is off (the registry is process-local)",
 				"segment \"%s\"", a->segment);
 	}
 	return status;
