@@ -11,9 +11,15 @@
 #include <signal.h>
 #include <unistd.h>
 
+/* The services' parts of a new segment, written before it is published. */
+static int services_init(fdn_segment *s, const struct fdn_segment_opts *o)
+{
+	return fdn__flags_init(s, o);
+}
+
 int fdn_segment_create(const char *name, const struct fdn_segment_opts *o, fdn_segment **out)
 {
-	int r = fdn__seg_create(name, o, out);
+	int r = fdn__seg_create(name, o, services_init, out);
 	if (r == 0)
 		fdn_reaper_autostart(*out);
 	return r;
@@ -54,8 +60,14 @@ int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 		int m = fdn__registry_check(s, cb, arg);
 		n = m < 0 ? m : n + m;
 	}
+	/* The trace slots and the flags region stand apart from the tables:
+	 * always audited. */
 	if (n >= 0) {
 		int m = fdn__trace_check(s, cb, arg);
+		n = m < 0 ? m : n + m;
+	}
+	if (n >= 0) {
+		int m = fdn__flags_check(s, cb, arg);
 		n = m < 0 ? m : n + m;
 	}
 	return n;

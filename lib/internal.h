@@ -8,6 +8,7 @@
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
+#include <foundation/flags.h>
 #include <foundation/registry.h>
 
 /* ---- backends (backend.c) ------------------------------------------------
@@ -24,6 +25,75 @@ enum { FDN__LOCAL = 0, FDN__SHARED = 1 };
 /* FDN__SHARED, FDN__LOCAL, or FDN_EENFORCED when the local backend is
  * chosen while local state is forbidden.  s may be NULL (no segment). */
 int fdn__backend(fdn_segment *s, enum fdn__svc svc);
+
+/* ---- flags and stages (flags.c) -------------------------------------------
+ * The built-in flags have fixed ids (their bit field in the built-in word,
+ * layout.h): fdn__flag_on(s, id) is one acquire load.  s == NULL reads the
+ * process-memory flags. */
+enum fdn__flag_id {
+	FDN__FLAG_USE_SHM_REGISTRY = 0,
+	FDN__FLAG_USE_SHM_ERROR_CONTEXT = 1,
+	FDN__FLAG_USE_SHM_TELEMETRY = 2,
+	FDN__FLAG_USE_SHM_SPANS = 3,
+	FDN__FLAG_USE_SHM_SAMPLED_EVENTS = 4,
+	FDN__FLAG_ENFORCE_NO_LOCAL_STATE = 5,
+	FDN__FLAG_ENABLE_MIGRATION_MONITORING = 6,
+};
+
+/* The flags of this process's memory (s == NULL), set from
+ * $FOUNDATION_FLAGS when the library is loaded. */
+extern struct fdn_shm_flags_hdr fdn__proc_flags_hdr;
+
+static inline struct fdn_shm_flags_hdr *fdn__flags_hdr(fdn_segment *s)
+{
+	return s ? (struct fdn_shm_flags_hdr *)(void *)s->hdr->flags_hdr : &fdn__proc_flags_hdr;
+}
+
+/* The built-in word: every built-in flag and the stage, one snapshot.
+ * Acquire: pairs with the writer's release store of the word. */
+static inline uint64_t fdn__flags_word(fdn_segment *s)
+{
+	return atomic_load_explicit(&fdn__flags_hdr(s)->builtin, memory_order_acquire);
+}
+
+static inline bool fdn__flag_on(fdn_segment *s, enum fdn__flag_id id)
+{
+	return FDN_BUILTIN_VALUE(fdn__flags_word(s), id) == FDN_FLAG_PCT_MAX;
+}
+
+/* Write the flags part of a new segment (creation defaults from
+ * o->flag_defaults, else $FOUNDATION_FLAGS, else built-in).  Before the
+ * segment is published.  FDN_EINVAL, FDN_EUNKFLAG, FDN_EPERCENT for bad
+ * default text. */
+int fdn__flags_init(fdn_segment *s, const struct fdn_segment_opts *o);
+
+/* The flags service's audit (names, values, stage, history, lock). */
+int fdn__flags_check(fdn_segment *s, fdn_check_cb cb, void *arg);
+
+/* An in-process observer of flag and stage changes, called after each
+ * change is applied, in the changing thread, outside the flags lock (tests
+ * use it; the telemetry events are emitted from the same two helpers in
+ * flags.c).  NULL removes it. */
+struct fdn_flag_change;
+typedef void (*fdn__flags_hook_fn)(void *arg, const struct fdn_flag_change *c);
+void fdn__flags_set_hook(fdn__flags_hook_fn fn, void *arg);
+
+/* ---- the local registry (registry_local.c) ---------------------------------
+ * The process-private registry (the seed's process dictionary): the same
+ * contracts as the public registry calls, on a liburcu cds_lfht in this
+ * process's memory.  registry.c dispatches to these. */
+int fdn__local_register(const void *key, size_t klen, pid_t pid, const struct fdn_attr *attrs,
+			size_t n, unsigned flags, pid_t *holder);
+int fdn__local_lookup(const void *key, size_t klen, unsigned flags, struct fdn_entry *out);
+int fdn__local_unregister(const void *key, size_t klen);
+int fdn__local_update(const void *key, size_t klen, const struct fdn_attr *attrs, size_t n,
+		      bool merge);
+int64_t fdn__local_count(void);
+/* Every entry passing filter (may be NULL) and the n criteria (c may be
+ * NULL); returns as fdn_list. */
+int fdn__local_walk(fdn_entry_filter filter, void *farg, const struct fdn_criterion *c, size_t n,
+		    fdn_entry_cb cb, void *arg);
+int fdn__local_watch(const void *key, size_t klen, bool present, int64_t timeout_ms);
 
 /* Is process slot idx still the process whose claim word was `word`? */
 bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word);

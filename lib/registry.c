@@ -63,6 +63,19 @@ struct ref_val {
 	uint32_t writer_idx;
 };
 
+/* ---- the backend ------------------------------------------------------------
+ * Every public call starts here: the flags choose the segment or this
+ * process's local registry (registry_local.c) per call (backend.c).  The
+ * two never exchange entries: see README "Flags and stages". */
+#define LOCAL_OR_ENFORCED(s, local_call)                             \
+	do {                                                         \
+		int b_ = fdn__backend((s), FDN__SVC_REGISTRY);       \
+		if (b_ != FDN__SHARED)                               \
+			return b_ == FDN__LOCAL ? (local_call) : b_; \
+	} while (0)
+
+static bool indexed(fdn_segment *s, const char *name);
+
 /* ---- records ------------------------------------------------------------- */
 
 static bool rec_of(const struct fdn__ht_view *v, struct rec *r, const unsigned char **attrs)
@@ -194,7 +207,7 @@ static int each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb
 	uint32_t n = fdn_attrs_count(attrs, alen);
 	for (uint32_t i = 0; i < n; i++) {
 		struct fdn_attr a;
-		if (fdn_attrs_at(attrs, alen, i, &a) || !fdn_attr_indexed(s, a.name))
+		if (fdn_attrs_at(attrs, alen, i, &a) || !indexed(s, a.name))
 			continue;
 		unsigned char p[PREFIX_MAX];
 		uint32_t items = a.type == FDN_ATTR_LIST ? a.v.list.n : 1;
@@ -316,8 +329,17 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
 		return 0;
 	size_t kl = ref_key(k, prefix, plen, key, klen);
 	struct fdn__thread *t;
-	int r = fdn__rcu_read_lock(s, &t);
+	int r = fdn__thread_get(s, &t);
 	if (r)
+		return r;
+	/* Room in the limbo for the node the delete retires: inside our
+	 * section a full limbo cannot be flushed and the delete would fail
+	 * (FDN_EINREAD), leaving the reference behind. */
+	if (t->nest == 0 &&
+	    atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX &&
+	    (r = fdn__limbo_flush(t)) != 0)
+		return r;
+	if ((r = fdn__rcu_read_lock(s, &t)))
 		return r;
 	struct fdn__ht_view ref, ev;
 	struct rec rc;
@@ -482,6 +504,7 @@ static int writable(fdn_segment *s)
 int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 		 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_register(key, klen, pid, attrs, n, flags, holder));
 	unsigned char val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
 	if (r)
@@ -524,7 +547,17 @@ int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 
 /* ---- read ------------------------------------------------------------------ */
 
+static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+			 struct fdn_entry *out);
+
 int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
+{
+	LOCAL_OR_ENFORCED(s, fdn__local_lookup(key, klen, flags, out));
+	return lookup_shared(s, key, klen, flags, out);
+}
+
+static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+			 struct fdn_entry *out)
 {
 	int r = check_key(klen);
 	if (r)
@@ -603,18 +636,21 @@ static int walk_all(struct walk *w)
 
 int fdn_foreach(fdn_segment *s, fdn_entry_cb cb, void *arg)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, NULL, 0, cb, arg));
 	struct walk w = {.s = s, .cb = cb, .arg = arg};
 	return walk_all(&w);
 }
 
 int fdn_list(fdn_segment *s, fdn_entry_filter filter, void *farg, fdn_entry_cb cb, void *arg)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(filter, farg, NULL, 0, cb, arg));
 	struct walk w = {.s = s, .filter = filter, .farg = farg, .cb = cb, .arg = arg};
 	return walk_all(&w);
 }
 
 int64_t fdn_count(fdn_segment *s)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_count());
 	/* The table's counters are exact for visible entries unless some
 	 * owner is dead and not purged yet: then count by walking. */
 	bool dead = false;
@@ -623,10 +659,20 @@ int64_t fdn_count(fdn_segment *s)
 							   memory_order_relaxed)) >= FDN_PROC_DEAD;
 	if (!dead && !s->readonly)
 		return fdn__ht_count(s, T_MAIN);
-	return fdn_foreach(s, NULL, NULL);
+	struct walk w = {.s = s};
+	return walk_all(&w); /* the segment's, whatever the flags say now */
 }
 
 bool fdn_attr_indexed(fdn_segment *s, const char *name)
+{
+	/* The local registry indexes nothing (its finds scan). */
+	return fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED && indexed(s, name);
+}
+
+/* Is name one of the segment's indexed attributes?  The registry's own
+ * walks ask this, never fdn_attr_indexed: a flip in the middle of an
+ * operation must not change which references it writes or removes. */
+static bool indexed(fdn_segment *s, const char *name)
 {
 	if (!name || !*name)
 		return false;
@@ -711,7 +757,7 @@ static int idx_walk_chain(struct idx_walk *iw)
 /* Through the index if name is indexed and value indexable, else -1. */
 static int find_indexed(struct walk *w, const char *name, const struct fdn_attr *value)
 {
-	if (!fdn_attr_indexed(w->s, name) || value->type == FDN_ATTR_LIST)
+	if (!indexed(w->s, name) || value->type == FDN_ATTR_LIST)
 		return -1;
 	unsigned char p[PREFIX_MAX];
 	size_t pl = prefix_of(name, value, value->type == FDN_ATTR_STRING ? value->v.s : "", p);
@@ -742,6 +788,7 @@ int fdn_find_by_attribute(fdn_segment *s, const char *name, const struct fdn_att
 	if (!value || check_value(name, value))
 		return FDN_EINVMETA;
 	struct fdn_criterion c = {name, FDN_CMP_EQ, *value};
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, &c, 1, cb, arg));
 	struct walk w = {.s = s, .cb = cb, .arg = arg};
 	int r = find_indexed(&w, name, value);
 	if (r != -1)
@@ -756,6 +803,7 @@ int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry
 	int r = fdn_criteria_validate(c, n);
 	if (r)
 		return r;
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, c, n, cb, arg));
 	struct walk w = {.s = s, .cb = cb, .arg = arg, .crit = c, .ncrit = n};
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].op != FDN_CMP_EQ)
@@ -817,12 +865,14 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 int fdn_update_attributes(fdn_segment *s, const void *key, size_t klen,
 			  const struct fdn_attr *attrs, size_t n)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_update(key, klen, attrs, n, false));
 	return update(s, key, klen, attrs, n, false);
 }
 
 int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const struct fdn_attr *attrs,
 			 size_t n)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_update(key, klen, attrs, n, true));
 	return update(s, key, klen, attrs, n, true);
 }
 
@@ -840,6 +890,7 @@ static int remove_entry(fdn_segment *s, const void *key, size_t klen, const stru
 
 int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_unregister(key, klen));
 	int r = writable(s);
 	if (r || (r = check_key(klen)))
 		return r;
@@ -862,6 +913,7 @@ int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 
 int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_t timeout_ms)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_watch(key, klen, present, timeout_ms));
 	int r = check_key(klen);
 	if (r)
 		return r;
@@ -872,7 +924,9 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 			   : (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec + timeout_ms * 1000000;
 	for (;;) {
 		uint32_t seen = fdn__watch_begin(s);
-		bool here = fdn_lookup(s, key, klen, 0, NULL) == 0;
+		/* The segment's answer, whatever the flags say meanwhile: a
+		 * watch keeps the backend it started with. */
+		bool here = lookup_shared(s, key, klen, 0, NULL) == 0;
 		if (here == present) {
 			fdn__watch_end(s);
 			return 0;

@@ -558,8 +558,148 @@ static_assert(offsetof(struct fdn_shm_trace, crumbs) == 49408, "crumbs");
 static_assert(offsetof(struct fdn_shm_trace, ctx) == 53504, "context");
 
 /* ==== flags and stages (lib/flags.c) =======================================
- * The region FDN_SVC_FLAGS and header.flags_hdr; formats below. */
+ * The region FDN_SVC_FLAGS and header.flags_hdr; formats below.
+ *
+ * Who writes what.  Every write to the flags service is made by the holder
+ * of the flags lock (flags_hdr.lock), one writer at a time; readers take no
+ * lock.  The seven built-in flags and the stage are packed into ONE word
+ * (flags_hdr.builtin), so a reader gets all of them, and the stage they
+ * belong to, with one load: a stage change or an emergency rollback is one
+ * store, never seen half done.  User-defined flags have a value word each.
+ *
+ * A writer killed at any instruction.  The lock word is the holder's
+ * process claim word (pid + identity, fdn_shm_proc.word): a writer that
+ * finds it held checks with the kernel whether that process lives, and
+ * takes a dead holder's lock over by CAS.  A change is first written in
+ * full to the journal (every value it sets, every history record it
+ * adds), then the journal is published (state PENDING, release), then
+ * applied, then retired (state IDLE).  Applying stores absolute values at
+ * fixed places, so it is idempotent: whoever takes a dead holder's lock and
+ * finds the journal PENDING applies it again and retires it.  A journal
+ * still being written (IDLE) was never applied and is ignored.
+ */
 #define FDN_FLAGS_REGION_SIZE 65536u
+#define FDN_FLAG_SLOTS        128u /* flag slots, built-ins included */
+#define FDN_FLAGS_BUILTIN     7u   /* slots 0..6, fixed (lib/flags.c) */
+#define FDN_FLAG_NAME_BYTES   48u  /* name field, NUL included */
+#define FDN_FLAG_REASON_BYTES 128u
+#define FDN_FLAG_HISTORY_LEN  64u /* history records kept (a ring) */
+#define FDN_STAGE_LAST        4u
+#define FDN_FLAG_PCT_MAX      100u /* values: 0 = off .. 100 = on */
+
+/* flags_hdr.builtin: built-in flag i's value (0..100) in bits 7i+6..7i,
+ * i = 0..6; the stage (0..4) in bits 51..49; bits 63..52 zero. */
+#define FDN_BUILTIN_BITS        7u
+#define FDN_BUILTIN_VALUE(w, i) ((unsigned)(((w) >> (FDN_BUILTIN_BITS * (i))) & 0x7Fu))
+#define FDN_BUILTIN_STAGE_SHIFT 49u
+#define FDN_BUILTIN_STAGE(w)    ((unsigned)(((w) >> FDN_BUILTIN_STAGE_SHIFT) & 0x7u))
+#define FDN_BUILTIN_RESERVED(w) ((w) >> 52)
+
+/* header.flags_hdr (256 bytes at header offset 2048). */
+struct fdn_shm_flags_hdr {
+	/* 0: the built-in values and the stage (above).  Written by the lock
+	 * holder (release), read by A (acquire); C writes the defaults. */
+	_Atomic uint64_t builtin;
+	/* 8: the flags lock: claim word (fdn_shm_proc.word, state LIVE) of
+	 * the process whose writer holds it; 0 = free.  0 -> W by CAS (A);
+	 * W -> 0 by the holder; W -> W' by CAS (A) once the kernel says W's
+	 * process is dead (its journal is then applied again). */
+	_Atomic uint64_t lock;
+	/* 16: history records completed; record k is history[k %
+	 * FDN_FLAG_HISTORY_LEN].  Lock holder (release); A (acquire). */
+	_Atomic uint64_t hist_total;
+	/* 24: flag slots in use (FDN_FLAGS_BUILTIN..FDN_FLAG_SLOTS); a slot is
+	 * written in full before nflags covers it (release).  Lock holder. */
+	_Atomic uint32_t nflags;
+	/* 28: the stage at creation (fdn_flags_reset restores it).  C. */
+	uint32_t stage_default;
+	/* 32: the built-in word at creation (the defaults).  C. */
+	uint64_t builtin_default;
+	uint64_t reserved[27]; /* 40: zero */
+};
+static_assert(sizeof(struct fdn_shm_flags_hdr) == 256, "flags header part");
+static_assert(offsetof(struct fdn_shm_flags_hdr, lock) == 8, "flags lock");
+static_assert(offsetof(struct fdn_shm_flags_hdr, hist_total) == 16, "flags history count");
+static_assert(offsetof(struct fdn_shm_flags_hdr, builtin_default) == 32, "flags defaults");
+
+/* A flag slot (64 bytes).  name and dflt are written before the slot is
+ * published (nflags) and never change.  value: user flags only (0..100;
+ * the built-ins' values live in flags_hdr.builtin, their slot's value
+ * stays 0); lock holder (release), A (acquire).  changed_ns: CLOCK_REALTIME
+ * of the last change, 0 = never; lock holder. */
+struct fdn_shm_flag {
+	_Atomic uint32_t value;         /*  0 */
+	uint32_t dflt;                  /*  4: default value, 0..100      */
+	_Atomic uint64_t changed_ns;    /*  8 */
+	char name[FDN_FLAG_NAME_BYTES]; /* 16: NUL-terminated, NUL-padded */
+};
+static_assert(sizeof(struct fdn_shm_flag) == 64, "flag slot");
+
+/* fdn_shm_flag_rec.kind */
+enum { FDN_FLAGREC_FLAG = 1, FDN_FLAGREC_STAGE = 2 };
+#define FDN_FLAGREC_CREATED (-1) /* from: the change created the flag */
+
+/* A history record (256 bytes): change number k (0-based) lives in
+ * history[k % FDN_FLAG_HISTORY_LEN].  seq = 2k+1 while it is written, 2k+2
+ * when complete (absolute values: a repeated write is idempotent), 0 =
+ * never written.  Readers copy and keep the copy only if seq was 2k+2
+ * before and after.  Lock holder only. */
+struct fdn_shm_flag_rec {
+	_Atomic uint64_t seq;               /*   0 */
+	uint64_t time_ns;                   /*   8: CLOCK_REALTIME            */
+	uint32_t pid;                       /*  16: the writer                */
+	uint16_t kind;                      /*  20: FDN_FLAGREC_*             */
+	uint16_t reserved0;                 /*  22 */
+	int32_t from;                       /*  24: value, stage, or CREATED  */
+	int32_t to;                         /*  28 */
+	char flag[FDN_FLAG_NAME_BYTES];     /*  32: "" for a stage change     */
+	char reason[FDN_FLAG_REASON_BYTES]; /*  80: NUL-terminated            */
+	uint8_t pad[48];                    /* 208: zero                      */
+};
+static_assert(sizeof(struct fdn_shm_flag_rec) == 256, "flag history record");
+
+/* One planned flag change of a journal (16 bytes). */
+struct fdn_shm_flag_op {
+	uint32_t flag; /* slot index */
+	int32_t from;  /* previous value, or FDN_FLAGREC_CREATED */
+	int32_t to;
+	uint32_t reserved;
+};
+
+/* fdn_shm_flags_journal.state */
+enum { FDN_JOURNAL_IDLE = 0, FDN_JOURNAL_PENDING = 1 };
+
+/* The journal (2 240 bytes): the change being made, complete before it is
+ * published.  Applying it: user flags' values (and nflags for a created
+ * one), then `builtin` if has_builtin, then history records hist_base + k
+ * for the ops in order and, if stage_to >= 0, one stage record last, then
+ * hist_total.  Lock holder only. */
+struct fdn_shm_flags_journal {
+	_Atomic uint32_t state;                     /*    0: FDN_JOURNAL_*           */
+	uint32_t nops;                              /*    4: <= FDN_FLAG_SLOTS        */
+	uint64_t hist_base;                         /*    8 */
+	uint64_t time_ns;                           /*   16 */
+	uint32_t pid;                               /*   24 */
+	int32_t stage_from;                         /*   28 */
+	int32_t stage_to;                           /*   32: -1 = no stage record   */
+	uint32_t has_builtin;                       /*   36 */
+	uint64_t builtin;                           /*   40: the new built-in word  */
+	char reason[FDN_FLAG_REASON_BYTES];         /*   48 */
+	uint8_t pad[16];                            /*  176 */
+	struct fdn_shm_flag_op ops[FDN_FLAG_SLOTS]; /* 192 */
+};
+static_assert(sizeof(struct fdn_shm_flags_journal) == 192 + 16 * FDN_FLAG_SLOTS, "journal");
+
+/* The region FDN_SVC_FLAGS: slots, history, journal; the rest zero. */
+struct fdn_shm_flags {
+	struct fdn_shm_flag flags[FDN_FLAG_SLOTS];             /*     0 */
+	struct fdn_shm_flag_rec history[FDN_FLAG_HISTORY_LEN]; /*  8192 */
+	struct fdn_shm_flags_journal journal;                  /* 24576 */
+};
+static_assert(offsetof(struct fdn_shm_flags, history) == 8192, "flag history");
+static_assert(offsetof(struct fdn_shm_flags, journal) == 24576, "flag journal");
+static_assert(sizeof(struct fdn_shm_flags) <= FDN_FLAGS_REGION_SIZE, "flags region budget");
+static_assert(FDN_FLAGS_BUILTIN * FDN_BUILTIN_BITS <= FDN_BUILTIN_STAGE_SHIFT, "built-in word");
 
 /* ==== telemetry (lib/telemetry.c) ==========================================
  * The ring FDN_SVC_EVENTS (nevents records of FDN_EVENT_SIZE bytes), the

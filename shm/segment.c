@@ -180,6 +180,25 @@ uint64_t fdn__layout_signature(void)
 	    FDN_FLAGS_REGION_SIZE,
 	    FDN_EVENT_SIZE,
 	    FDN_TELEMETRY_REGION_SIZE,
+	    S(fdn_shm_flags_hdr),
+	    O(fdn_shm_flags_hdr, lock),
+	    O(fdn_shm_flags_hdr, hist_total),
+	    O(fdn_shm_flags_hdr, nflags),
+	    O(fdn_shm_flags_hdr, builtin_default),
+	    S(fdn_shm_flag),
+	    O(fdn_shm_flag, name),
+	    S(fdn_shm_flag_rec),
+	    O(fdn_shm_flag_rec, flag),
+	    O(fdn_shm_flag_rec, reason),
+	    S(fdn_shm_flags_journal),
+	    O(fdn_shm_flags_journal, builtin),
+	    O(fdn_shm_flags_journal, ops),
+	    O(fdn_shm_flags, history),
+	    O(fdn_shm_flags, journal),
+	    FDN_FLAG_SLOTS,
+	    FDN_FLAGS_BUILTIN,
+	    FDN_FLAG_HISTORY_LEN,
+	    FDN_BUILTIN_STAGE_SHIFT,
 	};
 #undef S
 #undef O
@@ -383,7 +402,8 @@ static int fdn__set_indexed(struct fdn_shm_header *h, const char *list)
 	return 0;
 }
 
-int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn_segment **out)
+int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__svc_init_fn init,
+		    fdn_segment **out)
 {
 	struct fdn_segment_opts o;
 	char path[FDN_SEGMENT_NAME_MAX + 2];
@@ -505,6 +525,8 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn_s
 	atomic_store_explicit(&s->pages[0].free_hint, FDN_PAGE_GRANULES - 1, memory_order_relaxed);
 	atomic_store_explicit(&s->bstate[0], FDN_BLOCK_WORD(0, 0, FDN_BLOCK_RESERVED),
 			      memory_order_relaxed);
+	if (init && (r = init(s, &o)) != 0)
+		goto fail;
 	/* Publish: everything above happens-before any attacher's acquire. */
 	atomic_store_explicit(&h->init_state, FDN_INIT_READY, memory_order_release);
 

@@ -74,8 +74,13 @@ int fdn__layout_compute(const struct fdn__caps *c, struct fdn_shm_region regions
 uint64_t fdn__layout_signature(void);
 int fdn__validate_name(const char *name);
 /* Create / attach (the public fdn_segment_create/attach in lib/ wrap these
- * and start the reaper). */
-int fdn__seg_create(const char *name, const struct fdn_segment_opts *o, fdn_segment **out);
+ * and start the reaper).  `init` (may be NULL) writes the services' parts
+ * of the new segment before it is published (init_state READY), so no
+ * attacher ever sees them unset; its error fails the create, which then
+ * removes the segment. */
+typedef int (*fdn__svc_init_fn)(fdn_segment *s, const struct fdn_segment_opts *o);
+int fdn__seg_create(const char *name, const struct fdn_segment_opts *o, fdn__svc_init_fn init,
+		    fdn_segment **out);
 int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out);
 /* Give back the reader slots and the process slot (set free, or DEAD for
  * the reaper to clean up after), unmap, free the handle. */

@@ -17,6 +17,7 @@
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
+#include <foundation/flags.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
 
@@ -43,6 +44,9 @@ struct args {
 	int64_t timeout_ms;
 	size_t nattrs;
 	const char *attr_text[MAX_ATTRS];
+	const char *reason; /* stage rollback --reason */
+	int nwords;         /* the words after the command (flags, stage) */
+	const char *words[4];
 };
 
 struct command {
@@ -74,6 +78,22 @@ static int attach(const struct args *a, fdn_segment **s)
 	if (r)
 		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a->segment);
 	return EXIT_OK;
+}
+
+/* Attach for a registry command.  The registry's backend follows the flags
+ * in every process, this one too: with use_shm_registry off an entry would
+ * go to this short-lived process's local registry and vanish with it, so
+ * the command fails instead of pretending. */
+static int attach_registry(const struct args *a, fdn_segment **s)
+{
+	int status = attach(a, s);
+	if (status == EXIT_OK && !fdn_flag_enabled(*s, "use_shm_registry")) {
+		fdn_segment_detach(*s);
+		return complain(EXIT_FAIL,
+				"use_shm_registry is off (the registry is process-local)",
+				"segment \"%s\"", a->segment);
+	}
+	return status;
 }
 
 /* Detach: a process that registered for other pids leaves their entries
@@ -151,7 +171,7 @@ static int cmd_register(struct args *a)
 	static struct attrset set;
 	fdn_segment *s;
 	int status = attrs_parse(a, &set);
-	if (status || (status = attach(a, &s))) {
+	if (status || (status = attach_registry(a, &s))) {
 		attrs_free(&set);
 		return status;
 	}
@@ -172,7 +192,7 @@ static int cmd_register(struct args *a)
 static int cmd_unregister(struct args *a)
 {
 	fdn_segment *s;
-	int status = attach(a, &s);
+	int status = attach_registry(a, &s);
 	if (status)
 		return status;
 	int r = fdn_unregister(s, a->key, strlen(a->key));
@@ -187,7 +207,7 @@ static int change_attrs(struct args *a, bool merge)
 	static struct attrset set;
 	fdn_segment *s;
 	int status = attrs_parse(a, &set);
-	if (status || (status = attach(a, &s))) {
+	if (status || (status = attach_registry(a, &s))) {
 		attrs_free(&set);
 		return status;
 	}
@@ -214,7 +234,7 @@ static int cmd_merge(struct args *a)
 static int cmd_wait(struct args *a)
 {
 	fdn_segment *s;
-	int status = attach(a, &s);
+	int status = attach_registry(a, &s);
 	if (status)
 		return status;
 	int r = fdn_watch(s, a->key, strlen(a->key), !a->gone, a->timeout_ms);
@@ -225,6 +245,149 @@ static int cmd_wait(struct args *a)
 	} else if (r) {
 		status = complain(EXIT_FAIL, fdn_strerror(r), "wait \"%s\"", a->key);
 	}
+	return detach(a, s, status);
+}
+
+/* ---- flags and stages -------------------------------------------------------- */
+
+static bool parse_num(const char *text, int base, uint64_t max, uint64_t *out);
+
+#define FLAGS_HELP                                                                     \
+	"Feature flags, shared by every process of the segment (seen at their next\n"  \
+	"read).  VALUE is on, off or a percentage 0..100 (\"25\" or \"25%%\").\n"      \
+	"  set NAME VALUE      change a flag (unknown flag, or a percentage outside\n" \
+	"                      0..100: exit 1, nothing changed)\n"                     \
+	"  get NAME            print its value: on, off or N%%\n"                      \
+	"  list                print every flag: name, value, default\n"               \
+	"  create NAME [VALUE] a user-defined flag (default value off)\n"              \
+	"  reset               every flag to its default, the stage to the one at\n"   \
+	"                      creation\n"
+#define STAGE_HELP                                                                 \
+	"Migration stages 0..4; each applies its profile of the built-in flags.\n" \
+	"  migrate N           from stage N-1 to N (only one step forward)\n"      \
+	"  rollback N          to any lower stage N\n"                             \
+	"    --reason R        why (kept in the history; up to 127 bytes)\n"       \
+	"  emergency REASON    every built-in flag off, stage 0\n"                 \
+	"An invalid move fails with \"invalid stage transition\" (exit 1).\n"
+
+/* on, off or N% */
+static const char *flag_text(int v, char *buf, size_t cap)
+{
+	if (v == FDN_FLAG_ON)
+		return "on";
+	if (v == FDN_FLAG_OFF)
+		return "off";
+	snprintf(buf, cap, "%d%%", v);
+	return buf;
+}
+
+static int flags_list(const struct args *a, fdn_segment *s)
+{
+	static struct fdn_flag_info fl[FDN_FLAGS_MAX];
+	int n = fdn_flags_list(s, fl, FDN_FLAGS_MAX);
+	if (n < 0)
+		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": flags", a->segment);
+	for (int i = 0; i < n && i < FDN_FLAGS_MAX; i++) {
+		char v[16], d[16];
+		printf("%-47s %-4s (default %s)\n", fl[i].name,
+		       flag_text(fl[i].value, v, sizeof(v)),
+		       flag_text(fl[i].default_value, d, sizeof(d)));
+	}
+	return EXIT_OK;
+}
+
+/* One flags sub-command on an attached segment. */
+static int flags_run(const struct args *a, fdn_segment *s)
+{
+	const char *sub = a->words[0], *name = a->words[1];
+	int r = 0, v = FDN_FLAG_OFF;
+	if (strcmp(sub, "list") == 0)
+		return flags_list(a, s);
+	if (strcmp(sub, "reset") == 0) {
+		if ((r = fdn_flags_reset(s)))
+			return complain(EXIT_FAIL, fdn_strerror(r), "flags reset");
+		return EXIT_OK;
+	}
+	if (strcmp(sub, "get") == 0) {
+		char buf[16];
+		if ((r = fdn_flag_get(s, name)) < 0)
+			return complain(EXIT_FAIL, fdn_strerror(r), "flags get \"%s\"", name);
+		printf("%s\n", flag_text(r, buf, sizeof(buf)));
+		return EXIT_OK;
+	}
+	if (a->nwords == 3 && (r = fdn_flag_parse_value(a->words[2], &v)))
+		return complain(EXIT_FAIL, fdn_strerror(r), "flags %s \"%s\": value \"%s\"", sub,
+				name, a->words[2]);
+	r = strcmp(sub, "set") == 0 ? fdn_flag_set(s, name, v) : fdn_flag_create(s, name, v);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "flags %s \"%s\"", sub, name);
+	return EXIT_OK;
+}
+
+static int cmd_flags(struct args *a)
+{
+	static const struct {
+		const char *sub;
+		int min, max; /* words, the sub-command's own included */
+	} subs[] = {
+	    {"set", 3, 3}, {"get", 2, 2}, {"list", 1, 1}, {"create", 2, 3}, {"reset", 1, 1}};
+	if (a->nwords == 0)
+		return usage_error("flags", "flags: missing set, get, list, create or reset");
+	size_t i = 0;
+	while (i < sizeof(subs) / sizeof(subs[0]) && strcmp(subs[i].sub, a->words[0]) != 0)
+		i++;
+	if (i == sizeof(subs) / sizeof(subs[0]))
+		return usage_error("flags", "flags %s: unknown sub-command", a->words[0]);
+	if (a->nwords < subs[i].min || a->nwords > subs[i].max)
+		return usage_error("flags", "flags %s: %s", a->words[0],
+				   a->nwords < subs[i].min ? "missing arguments"
+							   : "too many arguments");
+	fdn_segment *s;
+	int status = attach(a, &s);
+	if (status)
+		return status;
+	return detach(a, s, flags_run(a, s));
+}
+
+/* A stage number 0..9 (the library refuses those beyond 4). */
+static bool stage_num(const char *text, int *n)
+{
+	uint64_t v;
+	if (!parse_num(text, 10, 9, &v))
+		return false;
+	*n = (int)v;
+	return true;
+}
+
+static int cmd_stage(struct args *a)
+{
+	const char *sub = a->nwords ? a->words[0] : "";
+	int n = 0;
+	bool emergency = strcmp(sub, "emergency") == 0;
+	if (!emergency && strcmp(sub, "migrate") != 0 && strcmp(sub, "rollback") != 0)
+		return a->nwords
+			   ? usage_error("stage", "stage %s: unknown sub-command", sub)
+			   : usage_error("stage", "stage: missing migrate, rollback or emergency");
+	if (a->nwords != 2)
+		return usage_error("stage", "stage %s: missing %s", sub,
+				   emergency ? "REASON" : "N");
+	if (!emergency && !stage_num(a->words[1], &n))
+		return usage_error("stage", "stage %s \"%s\": not a stage number", sub,
+				   a->words[1]);
+	if (a->reason && strcmp(sub, "rollback") != 0)
+		return usage_error("stage", "stage %s --reason: only for rollback", sub);
+	fdn_segment *s;
+	int status = attach(a, &s);
+	if (status)
+		return status;
+	int r = emergency                     ? fdn_stage_emergency_rollback(s, a->words[1])
+		: strcmp(sub, "migrate") == 0 ? fdn_stage_migrate(s, n)
+					      : fdn_stage_rollback(s, n, a->reason);
+	if (r == FDN_ESTAGE)
+		status = complain(EXIT_FAIL, fdn_strerror(r), "stage %s %s (at stage %d)", sub,
+				  a->words[1], fdn_stage(s));
+	else if (r)
+		status = complain(EXIT_FAIL, fdn_strerror(r), "stage %s", sub);
 	return detach(a, s, status);
 }
 
@@ -264,6 +427,10 @@ static const struct command commands[] = {
      "or its owner died and was reaped).\n"
      "  --gone        wait for KEY to disappear\n"
      "  --timeout MS  give up after MS milliseconds (exit 1); default: no limit\n"},
+    {"flags", "S", false, cmd_flags,
+     "flags set NAME VALUE | get NAME | list | create NAME [VALUE] | reset", FLAGS_HELP},
+    {"stage", "RS", false, cmd_stage,
+     "stage migrate N | rollback N [--reason R] | emergency REASON", STAGE_HELP},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -304,7 +471,7 @@ static const struct option all_opts[] = {
     {"replace", no_argument, 0, 'r'},       {"gone", no_argument, 0, 'g'},
     {"timeout", required_argument, 0, 't'}, {"segment", required_argument, 0, 'S'},
     {"spans", required_argument, 0, 'X'},   {"events", required_argument, 0, 'V'},
-    {"help", no_argument, 0, 'h'},
+    {"help", no_argument, 0, 'h'},          {"reason", required_argument, 0, 'R'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -404,11 +571,20 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 	case 'S':
 		a->segment = val;
 		break;
+	case 'R':
+		a->reason = val;
+		break;
 	}
 	if (!ok)
 		return usage_error(c->name, "%s %s \"%s\": bad number", c->name, opt_name(opt),
 				   val);
 	return 0;
+}
+
+/* Positional words a command takes after its name (flags, stage). */
+static int max_words(const struct command *c)
+{
+	return c->run == cmd_flags ? 3 : c->run == cmd_stage ? 2 : 0;
 }
 
 /* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,
@@ -434,6 +610,8 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 		if (r)
 			return r;
 	}
+	while (optind < argc && a->nwords < max_words(c))
+		a->words[a->nwords++] = argv[optind++];
 	if (c->takes_key && optind < argc)
 		a->key = argv[optind++];
 	if (optind < argc)

@@ -22,6 +22,7 @@
 
 #include <foundation/attrs.h>
 #include <foundation/context.h>
+#include <foundation/flags.h>
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
@@ -1123,6 +1124,16 @@ static int cmd_metrics(fdn_segment *s, const struct args *a)
 					     : load(t));
 		}
 	}
+	static struct fdn_flag_info fl[FDN_FLAGS_MAX];
+	int nfl = fdn_flags_list(s, fl, (int)FDN_FLAGS_MAX);
+	prom_gauge("foundation_stage", "The migration stage (0..4).", a, fdn_stage(s));
+	prom_family("foundation_flag_value", "gauge", "Each feature flag: 0 off .. 100 on.");
+	for (int i = 0; i < nfl && i < (int)FDN_FLAGS_MAX; i++) {
+		/* flag names are [A-Za-z0-9_.-] (flags.c): no escaping needed */
+		snprintf(labels, sizeof(labels), ",flag=\"%.*s\"", (int)FDN_FLAG_NAME_MAX,
+			 fl[i].name);
+		prom_sample("foundation_flag_value", a, labels, fl[i].value);
+	}
 	prom_counter("foundation_grace_periods_total", "Grace periods started.", a,
 		     (double)(st.gp_counter ? st.gp_counter - 1 : 0));
 	prom_gauge("foundation_reaper_up", "1 if a live reaper holds the lease.", a,
@@ -1183,6 +1194,175 @@ static int cmd_dump(fdn_segment *s, const struct args *a)
 	return status;
 }
 
+/* ---- flags and stages ------------------------------------------------------------------ */
+
+/* on, off or N% */
+static const char *flag_text(int v, char *buf, size_t cap)
+{
+	if (v == FDN_FLAG_ON)
+		return "on";
+	if (v == FDN_FLAG_OFF)
+		return "off";
+	snprintf(buf, cap, "%d%%", v);
+	return buf;
+}
+
+static void flags_json(const struct args *a, int stage, const struct fdn_flag_info *fl, int n)
+{
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
+	printf(",\"stage\":%d,\"flags\":[", stage);
+	for (int i = 0; i < n; i++) {
+		printf("%s\n  {\"name\":", i ? "," : "");
+		json_cstr(stdout, fl[i].name);
+		printf(",\"value\":%d,\"enabled\":%s,\"default\":%d,\"builtin\":%s,"
+		       "\"changed_ns\":%" PRIu64 "}",
+		       fl[i].value, fl[i].value == FDN_FLAG_ON ? "true" : "false",
+		       fl[i].default_value, fl[i].builtin ? "true" : "false", fl[i].changed_ns);
+	}
+	printf("%s],\"count\":%d}\n", n ? "\n" : "", n);
+}
+
+static int flags_text(int stage, const struct fdn_flag_info *fl, int n)
+{
+	struct table t = {.ncol = 5, .align = "lllll"};
+	char v[16], d[16], when[40];
+	const char *head[] = {"FLAG", "VALUE", "DEFAULT", "KIND", "CHANGED"};
+	printf("stage %d\n", stage);
+	for (size_t i = 0; i < 5; i++)
+		cellf(&t, "%s", head[i]);
+	for (int i = 0; i < n; i++) {
+		cellf(&t, "%s", fl[i].name);
+		cellf(&t, "%s", flag_text(fl[i].value, v, sizeof(v)));
+		cellf(&t, "%s", flag_text(fl[i].default_value, d, sizeof(d)));
+		cellf(&t, "%s", fl[i].builtin ? "built-in" : "user");
+		cellf(&t, "%s", iso_time(fl[i].changed_ns, when, sizeof(when)));
+	}
+	return table_done(&t);
+}
+
+static int cmd_flags(fdn_segment *s, const struct args *a)
+{
+	static struct fdn_flag_info fl[FDN_FLAGS_MAX];
+	int stage = fdn_stage(s);
+	int n = stage < 0 ? stage : fdn_flags_list(s, fl, FDN_FLAGS_MAX);
+	if (n < 0)
+		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": flags", a->segment);
+	if (n > FDN_FLAGS_MAX)
+		n = FDN_FLAGS_MAX;
+	if (a->json) {
+		flags_json(a, stage, fl, n);
+		return EXIT_OK;
+	}
+	return flags_text(stage, fl, n);
+}
+
+static const char *const stage_flags[] = {
+    "use_shm_registry",       "enable_migration_monitoring",
+    "use_shm_error_context",  "use_shm_telemetry",
+    "use_shm_spans",          "use_shm_sampled_events",
+    "enforce_no_local_state",
+};
+#define NSTAGE_FLAGS (sizeof(stage_flags) / sizeof(stage_flags[0]))
+
+/* "from" and "to" of a change: flag values as on/off/N%, stages as N. */
+static const char *change_end(const struct fdn_flag_change *c, int v, char *buf, size_t cap)
+{
+	if (c->kind == FDN_CHANGE_FLAG && v == FDN_FLAG_CREATED)
+		return "(new)";
+	if (c->kind == FDN_CHANGE_FLAG)
+		return flag_text(v, buf, cap);
+	snprintf(buf, cap, "%d", v);
+	return buf;
+}
+
+static void stages_json(const struct args *a, int stage, uint64_t total,
+			const struct fdn_flag_change *h, int n)
+{
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
+	printf(",\"stage\":%d,\"profiles\":[", stage);
+	for (int st = 0; st <= FDN_STAGE_MAX; st++) {
+		printf("%s{\"stage\":%d,\"flags\":[", st ? "," : "", st);
+		bool first = true;
+		for (size_t i = 0; i < NSTAGE_FLAGS; i++) {
+			if (!fdn_stage_profile_has(st, stage_flags[i]))
+				continue;
+			printf("%s\"%s\"", first ? "" : ",", stage_flags[i]);
+			first = false;
+		}
+		printf("]}");
+	}
+	printf("],\"history_total\":%" PRIu64 ",\"history\":[", total);
+	for (int i = 0; i < n; i++) {
+		printf("%s\n  {\"number\":%" PRIu64 ",\"time_ns\":%" PRIu64
+		       ",\"pid\":%d,\"kind\":\"%s\",\"flag\":",
+		       i ? "," : "", h[i].number, h[i].time_ns, (int)h[i].pid,
+		       h[i].kind == FDN_CHANGE_STAGE ? "stage" : "flag");
+		json_cstr(stdout, h[i].flag);
+		printf(",\"from\":%d,\"to\":%d,\"reason\":", h[i].from, h[i].to);
+		json_cstr(stdout, h[i].reason);
+		putchar('}');
+	}
+	printf("%s]}\n", n ? "\n" : "");
+}
+
+static int stages_text(int stage, uint64_t total, const struct fdn_flag_change *h, int n)
+{
+	printf("stage %d of %d; profiles:\n", stage, FDN_STAGE_MAX);
+	for (int st = 0; st <= FDN_STAGE_MAX; st++) {
+		printf("  %s %d:", st == stage ? "*" : " ", st);
+		bool any = false;
+		for (size_t i = 0; i < NSTAGE_FLAGS; i++) {
+			if (fdn_stage_profile_has(st, stage_flags[i])) {
+				printf(" %s", stage_flags[i]);
+				any = true;
+			}
+		}
+		printf("%s\n", any ? "" : " (everything off)");
+	}
+	printf("%" PRIu64 " changes in total%s\n", total,
+	       n ? "; the last ones, oldest first:" : "");
+	if (n == 0)
+		return EXIT_OK;
+	struct table t = {.ncol = 8, .align = "rlrlllll"};
+	const char *head[] = {"NUMBER", "TIME", "PID", "KIND", "FLAG", "FROM", "TO", "REASON"};
+	char when[40], f[16], to[16];
+	for (size_t i = 0; i < 8; i++)
+		cellf(&t, "%s", head[i]);
+	for (int i = 0; i < n; i++) {
+		cellf(&t, "%" PRIu64, h[i].number);
+		cellf(&t, "%s", iso_time(h[i].time_ns, when, sizeof(when)));
+		cellf(&t, "%d", (int)h[i].pid);
+		cellf(&t, "%s", h[i].kind == FDN_CHANGE_STAGE ? "stage" : "flag");
+		cellf(&t, "%s", h[i].flag[0] ? h[i].flag : "-");
+		cellf(&t, "%s", change_end(&h[i], h[i].from, f, sizeof(f)));
+		cellf(&t, "%s", change_end(&h[i], h[i].to, to, sizeof(to)));
+		char *cell;
+		size_t len;
+		FILE *fp = cell_open(&cell, &len);
+		if (fp)
+			text_str(fp, h[i].reason, strlen(h[i].reason));
+		cell_close(&t, fp, &cell);
+	}
+	return table_done(&t);
+}
+
+static int cmd_stages(fdn_segment *s, const struct args *a)
+{
+	static struct fdn_flag_change h[FDN_FLAGS_HISTORY];
+	int stage = fdn_stage(s);
+	uint64_t total = fdn_flags_history_total(s);
+	int n = stage < 0 ? stage : fdn_flags_history(s, h, FDN_FLAGS_HISTORY);
+	if (n < 0)
+		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": stages", a->segment);
+	if (a->json) {
+		stages_json(a, stage, total, h, n);
+		return EXIT_OK;
+	}
+	return stages_text(stage, total, h, n);
+}
+
 /* ---- commands and usage ------------------------------------------------------------- */
 
 static const struct command commands[] = {
@@ -1219,6 +1399,12 @@ static const struct command commands[] = {
      "Verify every invariant of the segment; print each violation as\n"
      "\"[code] message\", then the count.  Exit 1 if there is any.  Exact only while\n"
      "no writer is in the middle of an operation.\n"},
+    {"flags", "", cmd_flags, "flags",
+     "The current stage and every feature flag: value (on, off or a percentage),\n"
+     "default, built-in or user-defined, and when it last changed.\n"},
+    {"stages", "", cmd_stages, "stages",
+     "The current stage, each stage's profile, and the history of flag and stage\n"
+     "changes (the last 64, oldest first): time, pid, flag, from, to, reason.\n"},
     {"metrics", "", cmd_metrics, "metrics",
      "The segment's counts, capacities and usage, the deaths reaped, the reaper's\n"
      "latency (a histogram over the deaths the graveyard holds) and drop counters,\n"

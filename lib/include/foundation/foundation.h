@@ -3,6 +3,7 @@
 #define FOUNDATION_FOUNDATION_H
 #include <foundation/common.h>
 #include <foundation/error.h>
+#include <foundation/flags.h>
 #include <foundation/segment.h>
 #include <foundation/attrs.h>
 #include <foundation/registry.h>
