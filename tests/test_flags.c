@@ -7,6 +7,9 @@
  * and the checker on a damaged flags region.
  */
 #include "common.h"
+
+#include <foundation/context.h>
+#include <foundation/spans.h>
 #include "lib/internal.h"
 
 #include <foundation/flags.h>
@@ -31,7 +34,7 @@ static fdn_segment *mk(char *name, size_t cap, const char *tag, const char *defa
 	o.entries = 4096;
 	o.processes = 64;
 	o.threads = 64;
-	o.spans = 4;
+	o.spans = 32; /* every worker holds one */
 	o.events = 16;
 	o.flag_defaults = defaults;
 	t_name(name, cap, tag);
@@ -666,11 +669,24 @@ static void worker(const char *name, struct flipshare *sh, int w)
 		r[3] = fdn_find_by_attribute(s, "node", &n1, NULL, NULL);
 		r[4] = (int)fdn_count(s);
 		r[5] = fdn_unregister(s, key, strlen(key));
-		/* LEAD: spans and error context go here, under the same flips
-		 * (span start/end, context set/clear, checked like r[] above). */
+		/* Spans and error context under the same flips.  A flip
+		 * between a start and its end sends the end to the other
+		 * backend, where no span (or another one) is open: ENOSPAN,
+		 * never a crash; spans so stranded may fill a stack. */
+		int q[5];
+		uint8_t buf[FDN_CTX_MAXLEN];
+		size_t len;
+		q[0] = fdn_span_start(s, "op", &a[1], 1, NULL);
+		q[1] = fdn_ctx_set(s, &a[1], 1);
+		q[2] = fdn_span_end(s, FDN_STATUS_OK);
+		q[3] = fdn_ctx_get(s, buf, sizeof(buf), &len);
+		q[4] = fdn_ctx_clear(s);
 		for (int i = 0; i < 6; i++)
 			if (!allowed(r[i]))
 				atomic_store(&sh->bad, 1000 + i * 100 + (r[i] & 0xff));
+		for (int i = 0; i < 5; i++)
+			if (!allowed(q[i]) && q[i] != FDN_ENOSPAN && q[i] != FDN_ESTACKOVF)
+				atomic_store(&sh->bad, 2000 + i * 100 + (q[i] & 0xff));
 		atomic_fetch_add(&sh->ops[w], 1);
 	}
 	/* Phase 1: the registry is shared: a shared key; then local: a local
