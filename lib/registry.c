@@ -109,6 +109,29 @@ static int check_key(size_t klen)
 	return klen == 0 || klen > FDN_REG_KEY_MAX ? FDN_EINVKEY : 0;
 }
 
+/* The registry's telemetry: the event `id` of an operation that began at
+ * t0 (CLOCK_MONOTONIC; 0 = nobody listened then) and returned r:
+ * duration_ns; result ("ok" or the error's name), backend, key (when it is
+ * text).  Returns r. */
+static int reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key, size_t klen,
+		     int r)
+{
+	if (t0 == 0)
+		return r;
+	char k[FDN_REG_KEY_MAX + 1];
+	size_t n = key && klen <= FDN_REG_KEY_MAX ? klen : 0;
+	memcpy(k, key, n);
+	k[n] = 0;
+	struct fdn_measurement m = {"duration_ns", (double)(fdn__mono_ns() - t0)};
+	struct fdn_attr a[3] = {
+	    {.name = "result", .type = FDN_ATTR_STRING, .v.s = r ? fdn_errname(r) : "ok"},
+	    {.name = "backend", .type = FDN_ATTR_STRING, .v.s = "shared"},
+	    {.name = "key", .type = FDN_ATTR_STRING, .v.s = k},
+	};
+	fdn__emit_id(s, id, &m, 1, a, n && !memchr(key, 0, n) ? 3 : 2);
+	return r;
+}
+
 /* ---- owners ---------------------------------------------------------------- */
 
 /* The process slot that will own entries of pid: ours, an existing one for
@@ -479,8 +502,8 @@ static int writable(fdn_segment *s)
 	return s->readonly ? FDN_ERDONLY : 0;
 }
 
-int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
-		 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
 {
 	unsigned char val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
@@ -524,7 +547,8 @@ int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 
 /* ---- read ------------------------------------------------------------------ */
 
-int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
+static int lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+		  struct fdn_entry *out)
 {
 	int r = check_key(klen);
 	if (r)
@@ -817,13 +841,16 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 int fdn_update_attributes(fdn_segment *s, const void *key, size_t klen,
 			  const struct fdn_attr *attrs, size_t n)
 {
-	return update(s, key, klen, attrs, n, false);
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_UPDATE) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_UPDATE, t0, key, klen,
+			 update(s, key, klen, attrs, n, false));
 }
 
 int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const struct fdn_attr *attrs,
 			 size_t n)
 {
-	return update(s, key, klen, attrs, n, true);
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_MERGE) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_MERGE, t0, key, klen, update(s, key, klen, attrs, n, true));
 }
 
 /* Delete the main entry of view v (exact version) and then its refs. */
@@ -838,7 +865,7 @@ static int remove_entry(fdn_segment *s, const void *key, size_t klen, const stru
 	return 0;
 }
 
-int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
+static int unregister(fdn_segment *s, const void *key, size_t klen)
 {
 	int r = writable(s);
 	if (r || (r = check_key(klen)))
@@ -858,6 +885,28 @@ int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 	return FDN_ENOTFOUND;
 }
 
+/* ---- the public operations, with their telemetry ------------------------------ */
+
+int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+		 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_REGISTER) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_REGISTER, t0, key, klen,
+			 reg_register(s, key, klen, pid, attrs, n, flags, holder));
+}
+
+int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_LOOKUP) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_LOOKUP, t0, key, klen, lookup(s, key, klen, flags, out));
+}
+
+int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_UNREGISTER) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_UNREGISTER, t0, key, klen, unregister(s, key, klen));
+}
+
 /* ---- watch ----------------------------------------------------------------- */
 
 int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_t timeout_ms)
@@ -872,7 +921,7 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 			   : (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec + timeout_ms * 1000000;
 	for (;;) {
 		uint32_t seen = fdn__watch_begin(s);
-		bool here = fdn_lookup(s, key, klen, 0, NULL) == 0;
+		bool here = lookup(s, key, klen, 0, NULL) == 0;
 		if (here == present) {
 			fdn__watch_end(s);
 			return 0;

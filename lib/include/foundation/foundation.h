@@ -4,4 +4,5 @@
 #include <foundation/common.h>
 #include <foundation/error.h>
 #include <foundation/segment.h>
+#include <foundation/telemetry.h>
 #endif
