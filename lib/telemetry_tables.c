@@ -775,8 +775,8 @@ static int batch_flush_slot(fdn_segment *s, struct fdn_shm_batch *b, bool due_on
 		return 0;
 	if (!batch_close(b, w))
 		return 0; /* someone else closed it (and emits it) */
-	return batch_emit(s, b, batch_name(b, buf, &nlen), nlen, FDN_BATCH_GEN(w),
-			  FDN_BATCH_COUNT(w));
+	const char *name = batch_name(b, buf, &nlen);
+	return batch_emit(s, b, name, nlen, FDN_BATCH_GEN(w), FDN_BATCH_COUNT(w));
 }
 
 int fdn_batch_flush_due(fdn_segment *s)
