@@ -19,6 +19,7 @@
 #include <foundation/attrs.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
+#include <foundation/telemetry.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -43,6 +44,11 @@ struct args {
 	int64_t timeout_ms;
 	size_t nattrs;
 	const char *attr_text[MAX_ATTRS];
+	size_t nmeasures; /* emit --measure */
+	const char *measure_text[FDN_MEASUREMENTS_MAX];
+	uint64_t count; /* emit --count */
+	char **words;   /* sampler: its words */
+	int nwords;
 };
 
 struct command {
@@ -228,8 +234,68 @@ static int cmd_wait(struct args *a)
 	return detach(a, s, status);
 }
 
+/* ---- telemetry ------------------------------------------------------------------ */
+
+/* sampler set NAME SPEC */
+static int cmd_sampler(struct args *a)
+{
+	if (a->nwords != 3 || strcmp(a->words[0], "set") != 0)
+		return usage_error("sampler", "sampler: expected \"set NAME SPEC\"");
+	const char *name = a->words[1], *text = a->words[2];
+	struct fdn_sampler sp;
+	int r = fdn_event_name_check(name);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "sampler \"%s\"", name);
+	if ((r = fdn_sampler_parse(text, &sp)))
+		return complain(EXIT_FAIL, fdn_strerror(r), "sampler \"%s\"", text);
+	fdn_segment *s;
+	int status = attach(a, &s);
+	if (status)
+		return status;
+	if ((r = fdn_sampler_set(s, name, &sp)))
+		status = complain(EXIT_FAIL, fdn_strerror(r), "sampler set \"%s\"", name);
+	return detach(a, s, status);
+}
+
+/* emit NAME [--measure NAME=NUMBER ...] [--attr NAME=VALUE ...] [--count N] */
+static int cmd_emit(struct args *a)
+{
+	static struct attrset set;
+	struct fdn_measurement m[FDN_MEASUREMENTS_MAX];
+	char mnames[FDN_MEASUREMENTS_MAX][FDN_MEASUREMENT_NAME_MAX + 1];
+	for (size_t i = 0; i < a->nmeasures; i++) {
+		const char *t = a->measure_text[i], *eq = strchr(t, '=');
+		char *end;
+		size_t nl = eq ? (size_t)(eq - t) : 0;
+		if (!eq || nl == 0 || nl > FDN_MEASUREMENT_NAME_MAX)
+			return complain(EXIT_FAIL, fdn_strerror(FDN_EINVAL), "measure \"%s\"", t);
+		memcpy(mnames[i], t, nl);
+		mnames[i][nl] = 0;
+		m[i].name = mnames[i];
+		m[i].value = strtod(eq + 1, &end);
+		if (end == eq + 1 || *end)
+			return complain(EXIT_FAIL, fdn_strerror(FDN_EINVAL), "measure \"%s\"", t);
+	}
+	fdn_segment *s;
+	int status = attrs_parse(a, &set);
+	if (status || (status = attach(a, &s))) {
+		attrs_free(&set);
+		return status;
+	}
+	uint64_t n = a->count ? a->count : 1;
+	for (uint64_t i = 0; i < n; i++) {
+		int r = fdn_emit(s, a->key, m, a->nmeasures, set.v, set.n);
+		if (r < 0) {
+			status = complain(EXIT_FAIL, fdn_strerror(r), "emit \"%s\"", a->key);
+			break;
+		}
+	}
+	attrs_free(&set);
+	return detach(a, s, status);
+}
+
 static const struct command commands[] = {
-    {"create", "EPTHMIS", false, cmd_create, "create [OPTIONS]",
+    {"create", "EPTHMISV", false, cmd_create, "create [OPTIONS]",
      "Create the segment (it must not exist) and start its reaper.\n"
      "  --entries N      registry sizing (default 100000)\n"
      "  --processes N    process-table slots (default 4096)\n"
@@ -238,7 +304,8 @@ static const struct command commands[] = {
      "                   default 256 x entries, at least 1 MiB\n"
      "  --mode OCTAL     file mode; must include 0600 (default 0600)\n"
      "  --indexed LIST   indexed attributes, comma-separated, at most 8; \"\" = none\n"
-     "                   (default " FDN_DEFAULT_INDEXED ")\n"},
+     "                   (default " FDN_DEFAULT_INDEXED ")\n"
+     "  --events N       records in the telemetry ring, a power of two (default 4096)\n"},
     {"destroy", "S", false, cmd_destroy, "destroy",
      "Remove the segment's name and stop its reaper.  Attached processes keep\n"
      "their mapping until they detach.\n"},
@@ -256,6 +323,15 @@ static const struct command commands[] = {
      "Replace all attributes of KEY by the ones given (none: remove them all).\n"},
     {"merge", "aS", true, cmd_merge, "merge KEY --attr NAME=VALUE ...",
      "Set the attributes given on KEY, keeping its others.\n"},
+    {"sampler", "S", false, cmd_sampler, "sampler set NAME SPEC",
+     "Set the sampler of event NAME in every process: always, never, random(P),\n"
+     "rate_limited(PER_SECOND), reservoir(N), adaptive(TARGET_PER_SECOND).\n"
+     "A bad SPEC is \"invalid sampler\" (exit 1).\n"},
+    {"emit", "amcS", true, cmd_emit,
+     "emit NAME [--measure NAME=NUMBER ...] [--attr NAME=VALUE ...] [--count N]",
+     "Emit the event NAME (into the segment's event ring), N times (default 1).\n"
+     "  --measure NAME=NUMBER  a measurement, up to 32\n"
+     "  --attr NAME=VALUE      an attribute, as for register\n"},
     {"wait", "gtS", true, cmd_wait, "wait KEY [--gone] [--timeout MS]",
      "Block until KEY is registered (or, with --gone, no longer visible: unregistered,\n"
      "or its owner died and was reaped).\n"
@@ -300,7 +376,8 @@ static const struct option all_opts[] = {
     {"pid", required_argument, 0, 'p'},     {"attr", required_argument, 0, 'a'},
     {"replace", no_argument, 0, 'r'},       {"gone", no_argument, 0, 'g'},
     {"timeout", required_argument, 0, 't'}, {"segment", required_argument, 0, 'S'},
-    {"help", no_argument, 0, 'h'},
+    {"help", no_argument, 0, 'h'},          {"events", required_argument, 0, 'V'},
+    {"measure", required_argument, 0, 'm'}, {"count", required_argument, 0, 'c'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -395,6 +472,19 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 	case 'S':
 		a->segment = val;
 		break;
+	case 'V':
+		ok = parse_num(val, 10, UINT32_MAX, &v);
+		a->opts.events = (uint32_t)v;
+		break;
+	case 'm':
+		if (a->nmeasures == FDN_MEASUREMENTS_MAX)
+			return usage_error(c->name, "%s --measure: at most %u", c->name,
+					   FDN_MEASUREMENTS_MAX);
+		a->measure_text[a->nmeasures++] = val;
+		break;
+	case 'c':
+		ok = parse_num(val, 10, UINT32_MAX, &a->count);
+		break;
 	}
 	if (!ok)
 		return usage_error(c->name, "%s %s \"%s\": bad number", c->name, opt_name(opt),
@@ -427,6 +517,11 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 	}
 	if (c->takes_key && optind < argc)
 		a->key = argv[optind++];
+	if (c->run == cmd_sampler) { /* its words: set NAME SPEC */
+		a->words = argv + optind;
+		a->nwords = argc - optind;
+		optind = argc;
+	}
 	if (optind < argc)
 		return usage_error(c->name, "%s \"%s\": unexpected argument", c->name,
 				   argv[optind]);
