@@ -248,17 +248,17 @@ static int reservoir_take(struct fdn_shm_sampler *sp, uint64_t spec)
  * probability p. */
 static bool adaptive_take(struct fdn_shm_sampler *sp, uint64_t spec)
 {
-	uint64_t sec = fdn__mono_ms() / 1000u & 0xFFFFFFFFu;
+	uint64_t sec = fdn__mono_ms() / 1000u & ((1ull << 40) - 1);
 	uint64_t old = atomic_load(&sp->window);
 	for (uint32_t k = 0; k < CAS_TRIES; k++) {
-		uint64_t ws = old >> 32, c = old & 0xFFFFFFFFu;
+		uint64_t ws = old >> 24, c = old & FDN_RATE_COUNT_MAX;
 		if (ws >= sec) {
-			if (atomic_compare_exchange_weak(&sp->window, &old,
-							 c < 0xFFFFFFFFu ? old + 1 : old))
+			if (c == FDN_RATE_COUNT_MAX ||
+			    atomic_compare_exchange_weak(&sp->window, &old, old + 1))
 				break;
 			continue;
 		}
-		if (atomic_compare_exchange_weak(&sp->window, &old, sec << 32 | 1)) {
+		if (atomic_compare_exchange_weak(&sp->window, &old, sec << 24 | 1)) {
 			double nprev = ws + 1 == sec ? (double)c : 0.0;
 			double p = nprev > 0 ? (double)param_of(spec) / nprev : 1.0;
 			p = p < 1.0 ? p : 1.0;
@@ -411,9 +411,12 @@ int fdn_sampler_set(fdn_segment *s, const char *name, const struct fdn_sampler *
 	struct fdn_shm_sampler *x = sampler_at(&t, (uint32_t)i);
 	if (fresh)
 		put_name(x->name, sizeof(x->name), name, (size_t)nlen);
-	/* Adaptive restarts at p = 1 in a new second. */
-	atomic_store(&x->prob, 0);
-	atomic_store(&x->window, 0);
+	/* Adaptive restarts at p = 1 in a new second.  (rate_limited keeps
+	 * its window: setting the same limit again admits no more.) */
+	if (sp->kind == FDN_SAMPLER_ADAPTIVE) {
+		atomic_store(&x->prob, 0);
+		atomic_store(&x->window, 0);
+	}
 	uint64_t old = atomic_load(&x->spec);
 	uint32_t pb = bits_of((float)sp->param);
 	while (!atomic_compare_exchange_weak(&x->spec, &old,

@@ -687,8 +687,9 @@ enum {
  * A sampler (256 bytes), one per event name.  Writers A.
  * spec: kind | generation (bumped by every change) | parameter.
  * total, sampled: events that reached the sampler, and those it kept.
- * window: rate_limited: second (bits 63..24) | count in it (23..0);
- *   adaptive: second (63..32) | events seen in it (31..0).
+ * window: rate_limited and adaptive (one encoding, so a change of kind
+ *   never misreads it): CLOCK_MONOTONIC second (bits 63..24) | events
+ *   admitted (rate_limited) or seen (adaptive) in it (23..0).
  * reservoir: spec generation (63..40) | events counted (39..0).
  * prob: adaptive's current probability (double bits; 0 = not yet set: 1).
  */
