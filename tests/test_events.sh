@@ -121,6 +121,7 @@ run 0 "events --name alpha" "$inspect" --json events --name test.alpha
 json "events --name alpha" "d['count']==1 and d['events'][0]['name']=='test.alpha'"
 
 # ---- --follow --count ------------------------------------------------------------------
+: >"$tmp/fol" # empty before it starts: until_lines must not read an old one
 "$inspect" --json events --follow --name test.f --count 3 --timeout 30 >"$tmp/fol" 2>&1 &
 follower=$!
 run 0 "emit f x3" "$ctl" emit test.f --measure k=1 --count 3
@@ -131,6 +132,7 @@ ok
 lines "follow --count" "len(L)==4 and all(e['name']=='test.f' and e['measurements']=={'k':1.0} for e in L[:3]) and L[3]=={'end':'count','events':3,'lost':0}"
 
 # ---- a follower that falls behind reports the gap ----------------------------------
+: >"$tmp/fol" # empty before it starts: until_lines must not read an old one
 "$inspect" --json events --follow --name test.g --timeout 4 >"$tmp/fol" 2>&1 &
 follower=$!
 run 0 "emit g" "$ctl" emit test.g
@@ -145,6 +147,7 @@ ok
 lines "follow gap" "L[-1]['end']=='timeout' and sum(1 for e in L if 'name' in e)+sum(e['lost'] for e in L if 'lost' in e and 'end' not in e)==41 and L[-1]['lost']>=24 and L[-1]['events']+L[-1]['lost']==41"
 
 # ---- SIGTERM ends a follower cleanly ----------------------------------------------------
+: >"$tmp/fol"
 "$inspect" events --follow >"$tmp/fol" 2>&1 &
 follower=$!
 until_lines 1
@@ -173,6 +176,7 @@ run 2 "bad --count" "$inspect" events --count abc
 run 2 "--follow elsewhere" "$inspect" stats --follow
 
 # ---- the segment destroyed under a follower ----------------------------------------------
+: >"$tmp/fol" # empty before it starts: until_lines must not read an old one
 "$inspect" --json events --follow --timeout 60 >"$tmp/fol" 2>&1 &
 follower=$!
 until_lines 1
