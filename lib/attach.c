@@ -70,6 +70,11 @@ int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 		int m = fdn__flags_check(s, cb, arg);
 		n = m < 0 ? m : n + m;
 	}
+	/* The telemetry regions need only a sound header. */
+	if (n >= 0 && fdn__validate_header(s->hdr, s->size) == 0) {
+		int m = fdn__telemetry_check(s, cb, arg);
+		n = m < 0 ? m : n + m;
+	}
 	return n;
 }
 

@@ -97,11 +97,13 @@ static bool already_recorded(fdn_segment *s, uint32_t idx, uint64_t ident40)
 	return false;
 }
 
-static void record_death(fdn_segment *s, const struct fdn__dead *d)
+/* Record a death in the graveyard; false if it was already there (a
+ * reaper that died after recording it, or an earlier pass). */
+static bool record_death(fdn_segment *s, const struct fdn__dead *d)
 {
 	uint64_t ident40 = FDN_PROC_IDENT40(d->word);
 	if (already_recorded(s, d->idx, ident40))
-		return;
+		return false;
 	uint64_t k = atomic_load(&s->hdr->graveyard_head);
 	struct fdn_shm_death *g = &s->graveyard[k % FDN_GRAVEYARD_MAX];
 	uint64_t seq = atomic_load(&g->seq);
@@ -119,6 +121,23 @@ static void record_death(fdn_segment *s, const struct fdn__dead *d)
 	atomic_store_explicit(&g->seq, (seq | 1) + 1, memory_order_release); /* even: done */
 	atomic_store_explicit(&s->hdr->graveyard_head, k + 1, memory_order_release);
 	atomic_fetch_add(&s->hdr->deaths, 1);
+	return true;
+}
+
+/* The reaper's telemetry: foundation.process.down for a death just
+ * recorded: pid, exit_signal (-1 unknown, 0 exited), exit_status (-1 if
+ * killed), entries removed, latency_ns (wake-up to entries gone). */
+static void down_event(fdn_segment *s, const struct fdn__dead *d)
+{
+	if (!fdn__emit_enabled(s, FDN__EV_PROCESS_DOWN))
+		return;
+	struct fdn_measurement m[] = {
+	    {"pid", FDN_PROC_PID(d->word)},        {"exit_signal", d->exit_signal},
+	    {"exit_status", d->exit_status},       {"entries", (double)d->entries},
+	    {"latency_ns", (double)d->latency_ns},
+	};
+	struct fdn_attr a = {.name = "backend", .type = FDN_ATTR_STRING, .v.s = "shared"};
+	fdn__emit_id(s, FDN__EV_PROCESS_DOWN, m, 5, &a, 1);
 }
 
 int fdn_graveyard(fdn_segment *s, struct fdn_death *out, int cap)
@@ -194,8 +213,8 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 			left++;
 			continue;
 		}
-		if (d[i].record)
-			record_death(s, &d[i]);
+		if (d[i].record && record_death(s, &d[i]))
+			down_event(s, &d[i]);
 		int rr = fdn__proc_reclaim(s, d[i].idx, d[i].word, 200 * 1000000ll);
 		d[i].done = rr == 0 || rr == FDN_ENOTFOUND;
 		left += !d[i].done;

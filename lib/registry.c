@@ -122,6 +122,31 @@ static int check_key(size_t klen)
 	return klen == 0 || klen > FDN_REG_KEY_MAX ? FDN_EINVKEY : 0;
 }
 
+/* The registry's telemetry: the event `id` of an operation that began at
+ * t0 (CLOCK_MONOTONIC; 0 = nobody listened then) and returned r:
+ * duration_ns; result ("ok" or the error's name), backend, key (when it is
+ * text).  Returns r. */
+static int reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key, size_t klen,
+		     int r)
+{
+	if (t0 == 0)
+		return r;
+	char k[FDN_REG_KEY_MAX + 1];
+	size_t n = key && klen <= FDN_REG_KEY_MAX ? klen : 0;
+	memcpy(k, key, n);
+	k[n] = 0;
+	struct fdn_measurement m = {"duration_ns", (double)(fdn__mono_ns() - t0)};
+	struct fdn_attr a[3] = {
+	    {.name = "result", .type = FDN_ATTR_STRING, .v.s = r ? fdn_errname(r) : "ok"},
+	    {.name = "backend",
+	     .type = FDN_ATTR_STRING,
+	     .v.s = fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED ? "shared" : "local"},
+	    {.name = "key", .type = FDN_ATTR_STRING, .v.s = k},
+	};
+	fdn__emit_id(s, id, &m, 1, a, n && !memchr(key, 0, n) ? 3 : 2);
+	return r;
+}
+
 /* ---- owners ---------------------------------------------------------------- */
 
 /* The process slot that will own entries of pid: ours, an existing one for
@@ -501,8 +526,8 @@ static int writable(fdn_segment *s)
 	return s->readonly ? FDN_ERDONLY : 0;
 }
 
-int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
-		 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
 {
 	LOCAL_OR_ENFORCED(s, fdn__local_register(key, klen, pid, attrs, n, flags, holder));
 	unsigned char val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
@@ -550,7 +575,8 @@ int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 			 struct fdn_entry *out);
 
-int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
+static int lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+		  struct fdn_entry *out)
 {
 	LOCAL_OR_ENFORCED(s, fdn__local_lookup(key, klen, flags, out));
 	return lookup_shared(s, key, klen, flags, out);
@@ -820,6 +846,7 @@ int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry
 static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn_attr *attrs,
 		  size_t n, bool merge)
 {
+	LOCAL_OR_ENFORCED(s, fdn__local_update(key, klen, attrs, n, merge));
 	unsigned char upd[FDN_ATTRS_MAX], val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
 	if (r || (r = check_key(klen)))
@@ -865,15 +892,16 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 int fdn_update_attributes(fdn_segment *s, const void *key, size_t klen,
 			  const struct fdn_attr *attrs, size_t n)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_update(key, klen, attrs, n, false));
-	return update(s, key, klen, attrs, n, false);
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_UPDATE) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_UPDATE, t0, key, klen,
+			 update(s, key, klen, attrs, n, false));
 }
 
 int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const struct fdn_attr *attrs,
 			 size_t n)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_update(key, klen, attrs, n, true));
-	return update(s, key, klen, attrs, n, true);
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_MERGE) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_MERGE, t0, key, klen, update(s, key, klen, attrs, n, true));
 }
 
 /* Delete the main entry of view v (exact version) and then its refs. */
@@ -888,7 +916,7 @@ static int remove_entry(fdn_segment *s, const void *key, size_t klen, const stru
 	return 0;
 }
 
-int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
+static int unregister(fdn_segment *s, const void *key, size_t klen)
 {
 	LOCAL_OR_ENFORCED(s, fdn__local_unregister(key, klen));
 	int r = writable(s);
@@ -907,6 +935,28 @@ int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 		/* The version changed under us (replaced or updated): again. */
 	}
 	return FDN_ENOTFOUND;
+}
+
+/* ---- the public operations, with their telemetry ------------------------------ */
+
+int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+		 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_REGISTER) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_REGISTER, t0, key, klen,
+			 reg_register(s, key, klen, pid, attrs, n, flags, holder));
+}
+
+int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_LOOKUP) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_LOOKUP, t0, key, klen, lookup(s, key, klen, flags, out));
+}
+
+int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_UNREGISTER) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_UNREGISTER, t0, key, klen, unregister(s, key, klen));
 }
 
 /* ---- watch ----------------------------------------------------------------- */

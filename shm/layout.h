@@ -707,4 +707,222 @@ static_assert(FDN_FLAGS_BUILTIN * FDN_BUILTIN_BITS <= FDN_BUILTIN_STAGE_SHIFT, "
 #define FDN_EVENT_SIZE            512u
 #define FDN_TELEMETRY_REGION_SIZE (1u << 20)
 
+/*
+ * header.telemetry_hdr (512 bytes).  All zero at creation: an empty ring,
+ * empty tables.
+ *
+ * ring_head: tickets issued; the event with ticket t goes to record
+ *   t % nevents.  fetch_add by A (producers), read by readers.  64 bits:
+ *   never wraps.
+ * ring_lapped: events whose producer found its record already taken by a
+ *   producer one lap ahead (it was stalled for a whole lap): they are lost
+ *   at write time, and readers see the gap like an overwrite.  A.
+ * nospace[k]: claims refused because table k (FDN_TEL_T_*) was full.  A.
+ */
+enum {
+	FDN_TEL_T_SAMPLERS = 0,
+	FDN_TEL_T_ONCE = 1,
+	FDN_TEL_T_RATE = 2,
+	FDN_TEL_T_BATCHES = 3,
+	FDN_TEL_NTABLES = 4,
+};
+
+struct fdn_shm_tel_hdr {
+	_Atomic uint64_t ring_head;                /*   0: own line            */
+	uint8_t pad0[56];                          /*   8                      */
+	_Atomic uint64_t ring_lapped;              /*  64                      */
+	_Atomic uint64_t nospace[FDN_TEL_NTABLES]; /*  72                      */
+	uint8_t reserved[512 - 104];               /* 104: zero                */
+};
+static_assert(sizeof(struct fdn_shm_tel_hdr) == 512, "telemetry header part");
+static_assert(sizeof(((struct fdn_shm_header *)0)->telemetry_hdr) == 512, "its room");
+static_assert(offsetof(struct fdn_shm_tel_hdr, ring_lapped) == 64, "ring_lapped");
+
+/*
+ * An event record in the ring (FDN_EVENT_SIZE bytes).
+ *
+ * seq (a per-record seqlock keyed by ticket): 0 never written; 2t + 1 while
+ * the producer of ticket t writes it; 2t + 2 once complete.  A producer
+ * with ticket t takes the record by CAS from any value < 2t + 1 (an older
+ * lap, complete or abandoned by a killed producer); if it finds a value
+ * >= 2t + 1 a producer one lap ahead owns it and the event is dropped
+ * (ring_lapped).  It then writes every other field and publishes with a
+ * CAS 2t + 1 -> 2t + 2 (release).
+ * check: XXH3-64 of bytes [24, 64 + body_len) seeded with the ticket.  A
+ *   producer stalled for a lap may still be writing when the next lap's
+ *   producer has published: a reader accepts a record only if seq is
+ *   2t + 2 before and after its copy, ticket is t and check matches.
+ * body: the name (name_len bytes, no NUL), then nmeas measurements, each
+ *   [u8 n][n name bytes][8 bytes: the double, little-endian], then the
+ *   attributes (attrs_len bytes, lib/attrs.c encoding).  What does not fit
+ *   is left out and flags has FDN_EVENT_TRUNCATED.
+ */
+#define FDN_EVENT_BODY        (FDN_EVENT_SIZE - 64u)
+#define FDN_REC_NAME_MAX      127u /* the longest event name */
+#define FDN_REC_MEAS_NAME_MAX 31u
+#define FDN_REC_MEAS_MAX      32u /* measurements per event */
+
+enum { FDN_EVENT_TRUNCATED = 1u << 0 };
+
+struct fdn_shm_event {
+	_Atomic uint64_t seq;         /*  0 */
+	uint64_t ticket;              /*  8 */
+	uint64_t check;               /* 16 */
+	uint64_t real_ns;             /* 24: CLOCK_REALTIME                 */
+	uint64_t mono_ns;             /* 32: CLOCK_MONOTONIC                */
+	uint64_t pseq;                /* 40: the producing thread's count   */
+	uint32_t pid;                 /* 48 */
+	uint32_t tid;                 /* 52 */
+	uint16_t body_len;            /* 56: <= FDN_EVENT_BODY              */
+	uint8_t name_len;             /* 58: 1..FDN_REC_NAME_MAX          */
+	uint8_t nmeas;                /* 59: <= FDN_REC_MEAS_MAX               */
+	uint16_t attrs_len;           /* 60 */
+	uint8_t flags;                /* 62: FDN_EVENT_*                    */
+	uint8_t reserved;             /* 63 */
+	uint8_t body[FDN_EVENT_BODY]; /* 64 */
+};
+static_assert(sizeof(struct fdn_shm_event) == FDN_EVENT_SIZE, "event record");
+static_assert(offsetof(struct fdn_shm_event, real_ns) == 24, "event check start");
+static_assert(offsetof(struct fdn_shm_event, body) == 64, "event body");
+
+/*
+ * The region FDN_SVC_TELEMETRY: four tables of named slots, each at a fixed
+ * offset.  A slot is named by a 64-bit tag, the XXH3-64 (seed 0) of its
+ * key bytes (0 is replaced by 1): free while tag == 0, claimed by one CAS
+ * 0 -> tag and never freed.  A key's slot is found by linear probing from
+ * tag % n, at most n probes; since a slot is never freed, the probe for a
+ * key passes only claimed slots before reaching its slot or a free one,
+ * and two slots never hold the same tag (a claimant that loses the CAS on
+ * a free slot re-reads it before probing on).  Two keys with the same tag
+ * would share a slot (probability ~ k^2 / 2^65 for k keys).  The display
+ * name is written after the claim; it may be empty if the claimant died.
+ * Every table full: FDN_ENOSPACE.
+ */
+#define FDN_TEL_SAMPLERS     1024u
+#define FDN_TEL_ONCE         4096u
+#define FDN_TEL_RATE         4096u
+#define FDN_TEL_BATCHES      96u
+#define FDN_BATCH_ITEMS_MAX  64u
+#define FDN_TEL_OFF_SAMPLERS 0u
+#define FDN_TEL_OFF_ONCE     262144u
+#define FDN_TEL_OFF_RATE     524288u
+#define FDN_TEL_OFF_BATCHES  786432u
+
+/* Sampler kinds (fdn_shm_sampler.spec bits 63..56). */
+enum {
+	FDN_SAMPLE_ALWAYS = 0, /* also an unset slot: spec 0 */
+	FDN_SAMPLE_NEVER = 1,
+	FDN_SAMPLE_RANDOM = 2,       /* param: probability 0..1          */
+	FDN_SAMPLE_RATE_LIMITED = 3, /* param: events per second, integer */
+	FDN_SAMPLE_RESERVOIR = 4,    /* param: the first N, integer       */
+	FDN_SAMPLE_ADAPTIVE = 5,     /* param: target sampled events / s  */
+};
+#define FDN_SPEC_KIND(w)  ((unsigned)((w) >> 56))
+#define FDN_SPEC_GEN(w)   ((uint32_t)(((w) >> 32) & 0xFFFFFF))
+#define FDN_SPEC_PARAM(w) ((uint32_t)(w)) /* IEEE binary32 bits */
+#define FDN_SPEC_WORD(kind, gen, pbits) \
+	(((uint64_t)(kind) << 56) | ((uint64_t)((gen)&0xFFFFFF) << 32) | (uint32_t)(pbits))
+
+/*
+ * A sampler (256 bytes), one per event name.  Writers A.
+ * spec: kind | generation (bumped by every change) | parameter.
+ * total, sampled: events that reached the sampler, and those it kept.
+ * window: rate_limited and adaptive (one encoding, so a change of kind
+ *   never misreads it): CLOCK_MONOTONIC second (bits 63..24) | events
+ *   admitted (rate_limited) or seen (adaptive) in it (23..0).
+ * reservoir: spec generation (63..40) | events counted (39..0).
+ * prob: adaptive's current probability (double bits; 0 = not yet set: 1).
+ */
+struct fdn_shm_sampler {
+	_Atomic uint64_t tag;       /*   0 */
+	_Atomic uint64_t spec;      /*   8 */
+	_Atomic uint64_t total;     /*  16 */
+	_Atomic uint64_t sampled;   /*  24 */
+	_Atomic uint64_t window;    /*  32 */
+	_Atomic uint64_t reservoir; /*  40 */
+	_Atomic uint64_t prob;      /*  48 */
+	uint64_t reserved0;         /*  56 */
+	char name[128];             /*  64: NUL-terminated; display only */
+	uint64_t reserved1[8];      /* 192 */
+};
+static_assert(sizeof(struct fdn_shm_sampler) == 256, "sampler slot");
+
+/*
+ * A once-per claim (64 bytes), one per (event name, key).  Writers A.
+ * last: CLOCK_MONOTONIC ms of the last emission + 1 (0 = never); moved
+ *   forward only by a CAS from a value at least interval_ms older.
+ * won, lost: calls that emitted, calls suppressed.
+ */
+struct fdn_shm_once {
+	_Atomic uint64_t tag;  /*  0 */
+	_Atomic uint64_t last; /*  8 */
+	_Atomic uint64_t won;  /* 16 */
+	_Atomic uint64_t lost; /* 24 */
+	char name[32];         /* 32: event name (prefix), display only */
+};
+static_assert(sizeof(struct fdn_shm_once) == 64, "once slot");
+
+/*
+ * A rate limiter (64 bytes), one per (identifier, window_ms).  Writers A.
+ * state: window number (CLOCK_MONOTONIC ms / window_ms, bits 63..24) |
+ *   admissions in it (23..0); changed only by CAS.
+ */
+#define FDN_RATE_COUNT_MAX 0xFFFFFFu
+struct fdn_shm_rate {
+	_Atomic uint64_t tag;      /*  0 */
+	_Atomic uint64_t state;    /*  8 */
+	_Atomic uint64_t admitted; /* 16 */
+	_Atomic uint64_t denied;   /* 24 */
+	uint32_t window_ms;        /* 32: written at the claim (part of the key) */
+	uint32_t reserved;         /* 36 */
+	char name[24];             /* 40: identifier (prefix), display only */
+};
+static_assert(sizeof(struct fdn_shm_rate) == 64, "rate slot");
+
+/*
+ * A batch (2304 bytes), one per event name.  Writers A.
+ * ctl: generation (63..40) | items reserved in it (39..32) | CLOCK_MONOTONIC
+ *   ms, low 32 bits, of its first item (31..0).  An adder reserves item c
+ *   of generation g by CAS (g, c, t) -> (g, c + 1, t); the adder whose CAS
+ *   makes c + 1 == max_items, or any caller that finds the batch older than
+ *   max_age_ms, closes it by CAS (g, c, t) -> (g + 1, 0, 0) and is the one
+ *   process that emits generation g's summary.
+ * cfg: max_items (31..0, 1..FDN_BATCH_ITEMS_MAX) | max_age_ms (63..32);
+ *   0 = defaults.
+ * items[g & 1][c]: value bits, then tag = g (bits 63..32) | check (31..0,
+ *   a hash of the value bits and g) with release.  The closer accepts an
+ *   item only if the tag, read before and after the value, names g and
+ *   matches the value; else (an adder died or stalled for two
+ *   generations) it counts the item as missing.
+ */
+struct fdn_shm_batch_item {
+	_Atomic uint64_t tag;
+	_Atomic uint64_t bits;
+};
+
+struct fdn_shm_batch {
+	_Atomic uint64_t tag;     /*   0 */
+	_Atomic uint64_t ctl;     /*   8 */
+	_Atomic uint64_t cfg;     /*  16 */
+	_Atomic uint64_t added;   /*  24: items added, all generations */
+	_Atomic uint64_t flushed; /*  32: summaries emitted */
+	_Atomic uint64_t missing; /*  40: items the closers could not read */
+	uint64_t reserved0[2];    /*  48 */
+	char name[128];           /*  64: NUL-terminated; display only */
+	uint64_t reserved1[8];    /* 192 */
+	struct fdn_shm_batch_item items[2][FDN_BATCH_ITEMS_MAX]; /* 256 */
+};
+static_assert(sizeof(struct fdn_shm_batch) == 2304, "batch slot");
+#define FDN_BATCH_GEN(w)   ((uint32_t)((w) >> 40))
+#define FDN_BATCH_COUNT(w) ((uint32_t)(((w) >> 32) & 0xFF))
+#define FDN_BATCH_T0(w)    ((uint32_t)(w))
+#define FDN_BATCH_CTL(gen, count, t0) \
+	(((uint64_t)((gen)&0xFFFFFF) << 40) | ((uint64_t)((count)&0xFF) << 32) | (uint32_t)(t0))
+
+static_assert(FDN_TEL_OFF_SAMPLERS + FDN_TEL_SAMPLERS * 256u <= FDN_TEL_OFF_ONCE, "samplers");
+static_assert(FDN_TEL_OFF_ONCE + FDN_TEL_ONCE * 64u <= FDN_TEL_OFF_RATE, "once");
+static_assert(FDN_TEL_OFF_RATE + FDN_TEL_RATE * 64u <= FDN_TEL_OFF_BATCHES, "rate");
+static_assert(FDN_TEL_OFF_BATCHES + FDN_TEL_BATCHES * 2304u <= FDN_TELEMETRY_REGION_SIZE,
+	      "batches");
+
 #endif

@@ -686,8 +686,9 @@ Test(trace, graveyard_keeps_a_killed_workers_spans_and_context)
 	}
 	struct fdn_death dd;
 	int nd = fdn_graveyard(s, &dd, 1);
-	cr_assert_eq(g.threads, 1, "one thread copy in the graveyard (deaths %d, last pid %d, %llu)",
-		     nd, nd > 0 ? (int)dd.pid : 0, (unsigned long long)fdn_deaths(s));
+	cr_assert_eq(g.threads, 1,
+		     "one thread copy in the graveyard (deaths %d, last pid %d, %llu)", nd,
+		     nd > 0 ? (int)dd.pid : 0, (unsigned long long)fdn_deaths(s));
 	cr_assert_eq(g.depth, 3);
 	cr_assert_str_eq(g.names[0], "handle_order");
 	cr_assert_str_eq(g.names[1], "charge_card");

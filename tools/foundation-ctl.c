@@ -20,6 +20,7 @@
 #include <foundation/flags.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
+#include <foundation/telemetry.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -47,6 +48,9 @@ struct args {
 	const char *reason; /* stage rollback --reason */
 	int nwords;         /* the words after the command (flags, stage) */
 	const char *words[4];
+	size_t nmeasures; /* emit --measure */
+	const char *measure_text[FDN_MEASUREMENTS_MAX];
+	uint64_t count; /* emit --count */
 };
 
 struct command {
@@ -391,6 +395,66 @@ static int cmd_stage(struct args *a)
 	return detach(a, s, status);
 }
 
+/* ---- telemetry ------------------------------------------------------------------ */
+
+/* sampler set NAME SPEC */
+static int cmd_sampler(struct args *a)
+{
+	if (a->nwords != 3 || strcmp(a->words[0], "set") != 0)
+		return usage_error("sampler", "sampler: expected \"set NAME SPEC\"");
+	const char *name = a->words[1], *text = a->words[2];
+	struct fdn_sampler sp;
+	int r = fdn_event_name_check(name);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "sampler \"%s\"", name);
+	if ((r = fdn_sampler_parse(text, &sp)))
+		return complain(EXIT_FAIL, fdn_strerror(r), "sampler \"%s\"", text);
+	fdn_segment *s;
+	int status = attach(a, &s);
+	if (status)
+		return status;
+	if ((r = fdn_sampler_set(s, name, &sp)))
+		status = complain(EXIT_FAIL, fdn_strerror(r), "sampler set \"%s\"", name);
+	return detach(a, s, status);
+}
+
+/* emit NAME [--measure NAME=NUMBER ...] [--attr NAME=VALUE ...] [--count N] */
+static int cmd_emit(struct args *a)
+{
+	static struct attrset set;
+	struct fdn_measurement m[FDN_MEASUREMENTS_MAX];
+	char mnames[FDN_MEASUREMENTS_MAX][FDN_MEASUREMENT_NAME_MAX + 1];
+	for (size_t i = 0; i < a->nmeasures; i++) {
+		const char *t = a->measure_text[i], *eq = strchr(t, '=');
+		char *end;
+		size_t nl = eq ? (size_t)(eq - t) : 0;
+		if (!eq || nl == 0 || nl > FDN_MEASUREMENT_NAME_MAX)
+			return complain(EXIT_FAIL, fdn_strerror(FDN_EINVAL), "measure \"%s\"", t);
+		memcpy(mnames[i], t, nl);
+		mnames[i][nl] = 0;
+		m[i].name = mnames[i];
+		m[i].value = strtod(eq + 1, &end);
+		if (end == eq + 1 || *end)
+			return complain(EXIT_FAIL, fdn_strerror(FDN_EINVAL), "measure \"%s\"", t);
+	}
+	fdn_segment *s;
+	int status = attrs_parse(a, &set);
+	if (status || (status = attach(a, &s))) {
+		attrs_free(&set);
+		return status;
+	}
+	uint64_t n = a->count ? a->count : 1;
+	for (uint64_t i = 0; i < n; i++) {
+		int r = fdn_emit(s, a->key, m, a->nmeasures, set.v, set.n);
+		if (r < 0) {
+			status = complain(EXIT_FAIL, fdn_strerror(r), "emit \"%s\"", a->key);
+			break;
+		}
+	}
+	attrs_free(&set);
+	return detach(a, s, status);
+}
+
 static const struct command commands[] = {
     {"create", "EPTHMIXVS", false, cmd_create, "create [OPTIONS]",
      "Create the segment (it must not exist) and start its reaper.\n"
@@ -422,6 +486,15 @@ static const struct command commands[] = {
      "Replace all attributes of KEY by the ones given (none: remove them all).\n"},
     {"merge", "aS", true, cmd_merge, "merge KEY --attr NAME=VALUE ...",
      "Set the attributes given on KEY, keeping its others.\n"},
+    {"sampler", "S", false, cmd_sampler, "sampler set NAME SPEC",
+     "Set the sampler of event NAME in every process: always, never, random(P),\n"
+     "rate_limited(PER_SECOND), reservoir(N), adaptive(TARGET_PER_SECOND).\n"
+     "A bad SPEC is \"invalid sampler\" (exit 1).\n"},
+    {"emit", "amcS", true, cmd_emit,
+     "emit NAME [--measure NAME=NUMBER ...] [--attr NAME=VALUE ...] [--count N]",
+     "Emit the event NAME (into the segment's event ring), N times (default 1).\n"
+     "  --measure NAME=NUMBER  a measurement, up to 32\n"
+     "  --attr NAME=VALUE      an attribute, as for register\n"},
     {"wait", "gtS", true, cmd_wait, "wait KEY [--gone] [--timeout MS]",
      "Block until KEY is registered (or, with --gone, no longer visible: unregistered,\n"
      "or its owner died and was reaped).\n"
@@ -472,6 +545,7 @@ static const struct option all_opts[] = {
     {"timeout", required_argument, 0, 't'}, {"segment", required_argument, 0, 'S'},
     {"spans", required_argument, 0, 'X'},   {"events", required_argument, 0, 'V'},
     {"help", no_argument, 0, 'h'},          {"reason", required_argument, 0, 'R'},
+    {"measure", required_argument, 0, 'm'}, {"count", required_argument, 0, 'c'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -571,6 +645,15 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 	case 'S':
 		a->segment = val;
 		break;
+	case 'm':
+		if (a->nmeasures == FDN_MEASUREMENTS_MAX)
+			return usage_error(c->name, "%s --measure: at most %u", c->name,
+					   FDN_MEASUREMENTS_MAX);
+		a->measure_text[a->nmeasures++] = val;
+		break;
+	case 'c':
+		ok = parse_num(val, 10, UINT32_MAX, &a->count);
+		break;
 	case 'R':
 		a->reason = val;
 		break;
@@ -584,7 +667,7 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 /* Positional words a command takes after its name (flags, stage). */
 static int max_words(const struct command *c)
 {
-	return c->run == cmd_flags ? 3 : c->run == cmd_stage ? 2 : 0;
+	return c->run == cmd_flags || c->run == cmd_sampler ? 3 : c->run == cmd_stage ? 2 : 0;
 }
 
 /* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,

@@ -26,6 +26,7 @@
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
+#include <foundation/telemetry.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -37,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
 
 const char *prog = "foundation-inspect";
 
@@ -46,6 +49,10 @@ struct args {
 	const char *attr;   /* registry --attr NAME=VALUE */
 	const char *prefix; /* registry --prefix P */
 	int32_t pid;        /* spans, graveyard --pid P; 0 = all */
+	bool follow;        /* events --follow */
+	const char *name;   /* events --name PREFIX */
+	uint64_t count;     /* events --count N (0: no limit) */
+	uint64_t timeout_s; /* events --timeout S (0: none) */
 };
 
 struct command {
@@ -1009,6 +1016,303 @@ static int cmd_check(fdn_segment *s, const struct args *a)
 	return n > 0 ? EXIT_FAIL : EXIT_OK;
 }
 
+/* ---- events ----------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t events_stop;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void events_on_signal(int sig)
+{
+	events_stop = sig;
+}
+
+/* The measurements as {"name":value,...} or name=value,... ("-" if none). */
+static void event_measurements(FILE *f, const struct fdn_ring_event *ev, bool json)
+{
+	if (json)
+		putc('{', f);
+	else if (ev->nmeasurements == 0)
+		putc('-', f);
+	for (uint32_t i = 0; i < ev->nmeasurements; i++) {
+		if (i)
+			putc(',', f);
+		if (json) {
+			json_cstr(f, ev->measurements[i].name);
+			putc(':', f);
+			json_double(f, ev->measurements[i].value);
+		} else {
+			fprintf(f, "%s=%.15g", ev->measurements[i].name, ev->measurements[i].value);
+		}
+	}
+	if (json)
+		putc('}', f);
+}
+
+static void event_json(const struct fdn_ring_event *ev)
+{
+	printf("{\"ticket\":%" PRIu64 ",\"name\":", ev->ticket);
+	json_cstr(stdout, ev->name);
+	printf(",\"time_ns\":%" PRIu64 ",\"mono_ns\":%" PRIu64
+	       ",\"pid\":%d,\"tid\":%d,\"seq\":%" PRIu64 ",\"measurements\":",
+	       ev->time_ns, ev->mono_ns, (int)ev->pid, (int)ev->tid, ev->seq);
+	event_measurements(stdout, ev, true);
+	printf(",\"attributes\":");
+	attr_set(stdout, ev->attrs, ev->attrs_len, true);
+	printf(",\"truncated\":%s}", ev->truncated ? "true" : "false");
+}
+
+/* One event as a text line (--follow) or as table cells. */
+static void event_text(struct table *t, const struct fdn_ring_event *ev)
+{
+	char buf[40], *cell;
+	size_t len;
+	FILE *f;
+	if (!t) {
+		printf("%s %d %d %" PRIu64 " %s ", iso_time(ev->time_ns, buf, sizeof(buf)),
+		       (int)ev->pid, (int)ev->tid, ev->seq, ev->name);
+		event_measurements(stdout, ev, false);
+		putchar(' ');
+		if (fdn_attrs_count(ev->attrs, ev->attrs_len) == 0)
+			putchar('-');
+		else
+			attr_set(stdout, ev->attrs, ev->attrs_len, false);
+		printf("%s\n", ev->truncated ? " (truncated)" : "");
+		return;
+	}
+	cellf(t, "%s", iso_time(ev->time_ns, buf, sizeof(buf)));
+	cellf(t, "%d", (int)ev->pid);
+	cellf(t, "%d", (int)ev->tid);
+	cellf(t, "%" PRIu64, ev->seq);
+	cellf(t, "%s%s", ev->name, ev->truncated ? " (truncated)" : "");
+	f = cell_open(&cell, &len);
+	if (f)
+		event_measurements(f, ev, false);
+	cell_close(t, f, &cell);
+	if (fdn_attrs_count(ev->attrs, ev->attrs_len) == 0) {
+		cellf(t, "-");
+		return;
+	}
+	f = cell_open(&cell, &len);
+	if (f)
+		attr_set(f, ev->attrs, ev->attrs_len, false);
+	cell_close(t, f, &cell);
+}
+
+/* Has the segment's name been removed (or given to another object)? */
+static bool segment_gone(fdn_segment *s, const char *name)
+{
+	char path[FDN_SEGMENT_NAME_MAX + 16];
+	struct stat st;
+	snprintf(path, sizeof(path), "/dev/shm/%s", name);
+	return stat(path, &st) != 0 || st.st_ino != s->ino || st.st_dev != s->dev;
+}
+
+static void events_lost(const struct args *a, uint64_t n, uint64_t incomplete)
+{
+	if (a->json)
+		printf("{\"lost\":%" PRIu64 ",\"incomplete\":%" PRIu64 "}\n", n, incomplete);
+	else
+		printf("-- lost %" PRIu64 " events%s\n", n,
+		       incomplete ? " (some abandoned by their producer)" : "");
+}
+
+/* --follow: print the ring, then each event as it comes, one line (one
+ * JSON object) each, until --count, --timeout, a signal, or the segment is
+ * destroyed. */
+static int events_follow(fdn_segment *s, const struct args *a)
+{
+	struct sigaction sa = {.sa_handler = events_on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	static struct fdn_ring_event ev;
+	struct fdn_ring_cursor c;
+	int r = fdn_ring_cursor_init(s, &c, true);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": events", a->segment);
+	uint64_t printed = 0, reported = 0, inc_reported = 0, idle = 0;
+	uint64_t deadline = a->timeout_s ? mono_ns() + a->timeout_s * 1000000000ull : 0;
+	const char *end = NULL;
+	while (!end) {
+		r = events_stop ? 0 : fdn_ring_next(s, &c, &ev);
+		if (r < 0)
+			return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": events",
+					a->segment);
+		if (c.lost > reported) {
+			events_lost(a, c.lost - reported, c.incomplete - inc_reported);
+			reported = c.lost;
+			inc_reported = c.incomplete;
+		}
+		if (r == 1 && (!a->name || fdn_event_prefix_match(a->name, ev.name))) {
+			if (a->json) {
+				event_json(&ev);
+				putchar('\n');
+			} else {
+				event_text(NULL, &ev);
+			}
+			if (++printed >= a->count && a->count)
+				end = "count";
+		} else if (r == 0) {
+			fflush(stdout);
+			if (events_stop)
+				end = "interrupted";
+			else if (deadline && mono_ns() >= deadline)
+				end = "timeout";
+			else if (idle++ % 64 == 0 && segment_gone(s, a->segment))
+				end = "destroyed";
+			else
+				usleep(2000);
+		}
+	}
+	if (a->json)
+		printf("{\"end\":\"%s\",\"events\":%" PRIu64 ",\"lost\":%" PRIu64 "}\n", end,
+		       printed, c.lost);
+	else
+		printf("-- %" PRIu64 " events, %" PRIu64 " lost (%s)\n", printed, c.lost, end);
+	return EXIT_OK;
+}
+
+static int cmd_events(fdn_segment *s, const struct args *a)
+{
+	if (a->name && *a->name && fdn_event_name_check(a->name) != 0 &&
+	    !(a->name[strlen(a->name) - 1] == '.'))
+		return complain(EXIT_FAIL, fdn_strerror(FDN_EEVNAME), "--name \"%s\"", a->name);
+	if (a->follow)
+		return events_follow(s, a);
+	struct fdn_ring_stats st;
+	struct fdn_ring_cursor c;
+	static struct fdn_ring_event ev;
+	int r = fdn_ring_stats(s, &st);
+	if (r == 0)
+		r = fdn_ring_cursor_init(s, &c, true);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": events", a->segment);
+	struct table t = {.ncol = 7, .align = "lrrrlll"};
+	const char *head[] = {"TIME", "PID", "TID", "SEQ", "NAME", "MEASUREMENTS", "ATTRIBUTES"};
+	uint64_t n = 0;
+	if (a->json) {
+		printf("{\"segment\":");
+		json_cstr(stdout, a->segment);
+		printf(",\"capacity\":%" PRIu64 ",\"written\":%" PRIu64 ",\"overwritten\":%" PRIu64
+		       ",\"lapped\":%" PRIu64 ",\"events\":[",
+		       st.capacity, st.written, st.overwritten, st.lapped);
+	} else {
+		printf("ring: %" PRIu64 " records, %" PRIu64 " events written, %" PRIu64
+		       " overwritten\n",
+		       st.capacity, st.written, st.overwritten);
+		for (size_t i = 0; i < 7; i++)
+			cellf(&t, "%s", head[i]);
+	}
+	while ((!a->count || n < a->count) && (r = fdn_ring_next(s, &c, &ev)) == 1) {
+		if (a->name && !fdn_event_prefix_match(a->name, ev.name))
+			continue;
+		if (a->json) {
+			printf("%s\n  ", n ? "," : "");
+			event_json(&ev);
+		} else {
+			event_text(&t, &ev);
+		}
+		n++;
+	}
+	if (r < 0) {
+		table_free(&t);
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": events", a->segment);
+	}
+	if (a->json) {
+		printf("%s],\"count\":%" PRIu64 ",\"lost\":%" PRIu64 "}\n", n ? "\n" : "", n,
+		       c.lost);
+		return EXIT_OK;
+	}
+	int status = n ? table_done(&t) : (table_free(&t), EXIT_OK);
+	if (c.lost)
+		events_lost(a, c.lost, c.incomplete);
+	return status;
+}
+
+/* ---- samplers ------------------------------------------------------------------------- */
+
+struct sampler_rows {
+	struct fdn_sampler_stats *v;
+	size_t n, cap;
+};
+
+static int sampler_collect(void *arg, const struct fdn_sampler_stats *st)
+{
+	struct sampler_rows *rs = arg;
+	if (rs->n == rs->cap) {
+		size_t cap = rs->cap ? 2 * rs->cap : 64;
+		struct fdn_sampler_stats *v = realloc(rs->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		rs->v = v;
+		rs->cap = cap;
+	}
+	rs->v[rs->n++] = *st;
+	return 0;
+}
+
+static int sampler_cmp(const void *pa, const void *pb)
+{
+	const struct fdn_sampler_stats *a = pa, *b = pb;
+	return strcmp(a->name, b->name);
+}
+
+static int cmd_samplers(fdn_segment *s, const struct args *a)
+{
+	struct sampler_rows rs = {0};
+	int r = fdn_samplers_foreach(s, sampler_collect, &rs);
+	if (r < 0) {
+		free(rs.v);
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\": samplers", a->segment);
+	}
+	if (rs.n)
+		qsort(rs.v, rs.n, sizeof(*rs.v), sampler_cmp);
+	struct table t = {.ncol = 5, .align = "llrrr"};
+	char spec[64];
+	if (a->json) {
+		printf("{\"segment\":");
+		json_cstr(stdout, a->segment);
+		printf(",\"samplers\":[");
+	} else {
+		const char *head[] = {"NAME", "SAMPLER", "TOTAL", "SAMPLED", "PROBABILITY"};
+		for (size_t i = 0; i < 5; i++)
+			cellf(&t, "%s", head[i]);
+	}
+	for (size_t i = 0; i < rs.n; i++) {
+		const struct fdn_sampler_stats *st = &rs.v[i];
+		fdn_sampler_format(&st->sampler, spec, sizeof(spec));
+		if (a->json) {
+			printf("%s\n  {\"name\":", i ? "," : "");
+			json_cstr(stdout, st->name[0] ? st->name : "?");
+			printf(",\"sampler\":");
+			json_cstr(stdout, spec);
+			printf(",\"total\":%" PRIu64 ",\"sampled\":%" PRIu64 ",\"probability\":",
+			       st->total, st->sampled);
+			json_double(stdout, st->probability);
+			putchar('}');
+		} else {
+			cellf(&t, "%s", st->name[0] ? st->name : "?");
+			cellf(&t, "%s", spec);
+			cellf(&t, "%" PRIu64, st->total);
+			cellf(&t, "%" PRIu64, st->sampled);
+			cellf(&t, "%.4f", st->probability);
+		}
+	}
+	int status = EXIT_OK;
+	if (a->json)
+		printf("%s],\"count\":%zu}\n", rs.n ? "\n" : "", rs.n);
+	else
+		status = table_done(&t);
+	free(rs.v);
+	return status;
+}
+
 /* ---- metrics: the Prometheus text exposition format --------------------------------- */
 
 /* "# HELP" and "# TYPE" of a metric family, then its samples. */
@@ -1395,6 +1699,21 @@ static const struct command commands[] = {
      "Capacities and usage: processes, reader slots, heap, tables (entries,\n"
      "buckets, load factor), the grace-period counter, the reaper's pid and the\n"
      "number of deaths reaped.\n"},
+    {"events", "fnct", cmd_events, "events [--follow] [--name PREFIX] [--count N] [--timeout S]",
+     "The telemetry ring, oldest event first: time (UTC), pid, tid, the producing\n"
+     "thread's event number, name, measurements, attributes.  Reports events lost\n"
+     "to overwriting (the ring keeps the newest) as \"lost N events\".\n"
+     "  --follow         then print each new event as it is written, one line each\n"
+     "                   (with --json one object per line, then {\"lost\":N,...} for\n"
+     "                   a gap and {\"end\":...} last); ends on SIGINT or SIGTERM,\n"
+     "                   or when the segment is destroyed\n"
+     "  --name PREFIX    only events whose name is PREFIX or continues it at a dot\n"
+     "  --count N        stop after N events\n"
+     "  --timeout S      stop following after S seconds\n"},
+    {"samplers", "", cmd_samplers, "samplers",
+     "Every event name's sampler (set with foundation-ctl sampler set, or\n"
+     "\"always\" for names seen without one): events that reached it, events it\n"
+     "kept, and its current probability.\n"},
     {"check", "", cmd_check, "check",
      "Verify every invariant of the segment; print each violation as\n"
      "\"[code] message\", then the count.  Exit 1 if there is any.  Exact only while\n"
@@ -1447,7 +1766,9 @@ static void command_usage(FILE *f, const struct command *c)
 
 static const struct option all_opts[] = {
     {"attr", required_argument, 0, 'a'},    {"prefix", required_argument, 0, 'p'},
-    {"pid", required_argument, 0, 'P'},     {"json", no_argument, 0, 'j'},
+    {"pid", required_argument, 0, 'P'},     {"follow", no_argument, 0, 'f'},
+    {"name", required_argument, 0, 'n'},    {"count", required_argument, 0, 'c'},
+    {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
     {"segment", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'},
 };
 
@@ -1472,6 +1793,23 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 		case 'p':
 			a->prefix = optarg;
 			break;
+		case 'f':
+			a->follow = true;
+			break;
+		case 'n':
+			a->name = optarg;
+			break;
+		case 'c':
+		case 't': {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || v > UINT32_MAX)
+				return usage_error(c->name, "%s --%s \"%s\": bad number", c->name,
+						   o == 'c' ? "count" : "timeout", optarg);
+			*(o == 'c' ? &a->count : &a->timeout_s) = v;
+			break;
+		}
 		case 'P': {
 			char *end;
 			errno = 0;

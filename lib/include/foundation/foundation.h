@@ -10,4 +10,5 @@
 #include <foundation/reaper.h>
 #include <foundation/spans.h>
 #include <foundation/context.h>
+#include <foundation/telemetry.h>
 #endif

@@ -1,0 +1,968 @@
+/*
+ * telemetry_tables.c - the shared decision tables: samplers, once-per
+ * claims, rate limiters and batches (region FDN_SVC_TELEMETRY, formats in
+ * shm/layout.h), and the telemetry audit.
+ *
+ * NAMED SLOTS.  Each table is an array of slots named by a 64-bit tag
+ * (XXH3 of the key).  A slot is claimed by one CAS 0 -> tag and never freed;
+ * a key's slot is found by linear probing from tag % n.  Because slots are
+ * never freed, every slot between a key's home and its slot was claimed
+ * (by another tag) before the key's slot was, so every prober of that key
+ * passes them and stops at the same slot: a tag is in at most one slot.
+ * (A claimant that loses the CAS on a free slot re-reads it: if the winner
+ * has its tag, that is its slot.)  A full table gives FDN_ENOSPACE and
+ * changes nothing.  Distinct keys with equal tags share a slot: they are
+ * one key to these tables (odds ~ k^2 / 2^65 with k keys).
+ *
+ * Each decision is then one CAS on one word of the slot; the argument for
+ * each is at its function.  Every CAS loop retries only because another
+ * caller's CAS on the same word succeeded, so the loops are lock-free; they
+ * are also capped (CAS_TRIES) and give the answer that cannot over-admit
+ * (not sampled, not admitted, suppressed) if the cap is ever reached.
+ */
+#include "lib/telemetry_int.h"
+
+#include <math.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xxhash.h>
+
+#define CAS_TRIES (1u << 20)
+
+static_assert((int)FDN_SAMPLER_ALWAYS == FDN_SAMPLE_ALWAYS &&
+		  (int)FDN_SAMPLER_NEVER == FDN_SAMPLE_NEVER &&
+		  (int)FDN_SAMPLER_RANDOM == FDN_SAMPLE_RANDOM &&
+		  (int)FDN_SAMPLER_RATE_LIMITED == FDN_SAMPLE_RATE_LIMITED &&
+		  (int)FDN_SAMPLER_RESERVOIR == FDN_SAMPLE_RESERVOIR &&
+		  (int)FDN_SAMPLER_ADAPTIVE == FDN_SAMPLE_ADAPTIVE,
+	      "sampler kinds");
+
+/* The process-local tables (s == NULL or a local backend): the same
+ * layout, in this process's memory (untouched pages cost nothing). */
+static _Alignas(4096) unsigned char local_region[FDN_TELEMETRY_REGION_SIZE];
+static struct fdn_shm_tel_hdr local_hdr;
+
+/* The segment's tables (the region entry is the one attach validated). */
+static int seg_ctx(fdn_segment *s, struct fdn__tel *t)
+{
+	const struct fdn_shm_region *rg = &s->hdr->svc[FDN_SVC_TELEMETRY];
+	if (rg->size != FDN_TELEMETRY_REGION_SIZE || rg->off % 4096 != 0 || rg->off > s->size ||
+	    rg->size > s->size - rg->off)
+		return FDN_EBADSEG;
+	*t = (struct fdn__tel){fdn__tel_hdr(s), s->base + rg->off, true, !s->readonly, s->id};
+	return 0;
+}
+
+int fdn__tel_ctx(fdn_segment *s, bool write, struct fdn__tel *t)
+{
+	if (s) {
+		int r = fdn__seg_usable(s);
+		if (r)
+			return r;
+		int b = fdn__backend(s, FDN__SVC_SAMPLED_EVENTS);
+		if (b < 0)
+			return b;
+		if (b == FDN__SHARED) {
+			if (write && s->readonly)
+				return FDN_ERDONLY;
+			return seg_ctx(s, t);
+		}
+	} else {
+		int b = fdn__backend(NULL, FDN__SVC_SAMPLED_EVENTS);
+		if (b < 0)
+			return b;
+	}
+	*t = (struct fdn__tel){&local_hdr, local_region, false, true, 0};
+	return 0;
+}
+
+/* ---- named slots ------------------------------------------------------------------- */
+
+struct table {
+	size_t off, stride;
+	uint32_t n;
+};
+
+static const struct table tables[FDN_TEL_NTABLES] = {
+    [FDN_TEL_T_SAMPLERS] = {FDN_TEL_OFF_SAMPLERS, sizeof(struct fdn_shm_sampler), FDN_TEL_SAMPLERS},
+    [FDN_TEL_T_ONCE] = {FDN_TEL_OFF_ONCE, sizeof(struct fdn_shm_once), FDN_TEL_ONCE},
+    [FDN_TEL_T_RATE] = {FDN_TEL_OFF_RATE, sizeof(struct fdn_shm_rate), FDN_TEL_RATE},
+    [FDN_TEL_T_BATCHES] = {FDN_TEL_OFF_BATCHES, sizeof(struct fdn_shm_batch), FDN_TEL_BATCHES},
+};
+
+static void *slot_at(const struct fdn__tel *t, unsigned tb, uint32_t i)
+{
+	return t->region + tables[tb].off + (size_t)i * tables[tb].stride;
+}
+
+/* The tag of key a (and b, after a NUL). */
+static uint64_t tag_of(const void *a, size_t alen, const void *b, size_t blen)
+{
+	unsigned char buf[FDN_EVENT_NAME_MAX + 1 + 256 + 8];
+	if (alen + 1 + blen > sizeof(buf))
+		return 1;
+	memcpy(buf, a, alen);
+	buf[alen] = 0;
+	if (blen)
+		memcpy(buf + alen + 1, b, blen);
+	uint64_t h = XXH3_64bits(buf, alen + 1 + blen);
+	return h ? h : 1;
+}
+
+/*
+ * The slot of tag in table tb: its index, FDN_ENOTFOUND (claim false), or
+ * FDN_ENOSPACE.  *fresh: this call claimed it (the caller then writes the
+ * display fields).  At most n probes.
+ */
+static int slot_get(const struct fdn__tel *t, unsigned tb, uint64_t tag, bool claim, bool *fresh)
+{
+	uint32_t n = tables[tb].n;
+	*fresh = false;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (uint32_t)((tag + k) % n);
+		_Atomic uint64_t *w = slot_at(t, tb, i);
+		uint64_t v = atomic_load_explicit(w, memory_order_acquire);
+		if (v == 0) {
+			if (!claim || !t->writable)
+				return FDN_ENOTFOUND;
+			if (atomic_compare_exchange_strong(w, &v, tag)) {
+				*fresh = true;
+				return (int)i;
+			}
+			/* Lost the slot: v is the winner's tag. */
+		}
+		if (v == tag)
+			return (int)i;
+	}
+	if (claim && t->writable)
+		atomic_fetch_add_explicit(&t->hdr->nospace[tb], 1, memory_order_relaxed);
+	return claim && t->writable ? FDN_ENOSPACE : FDN_ENOTFOUND;
+}
+
+/* A display name into a slot just claimed. */
+static void put_name(char *dst, size_t cap, const void *name, size_t len)
+{
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(dst, name, len);
+	dst[len] = 0;
+}
+
+/* A display name out of a slot (NUL-terminated, any bytes). */
+static void get_name(char *dst, size_t cap, const char *src, size_t srccap)
+{
+	size_t len = strnlen(src, srccap < cap ? srccap : cap - 1);
+	memcpy(dst, src, len);
+	dst[len] = 0;
+}
+
+/* ---- fixed windows (rate_limited samplers and rate limiters) ---------------------- */
+
+/*
+ * Admit one request in window `win` of the word w: bits 63..24 the window
+ * number, 23..0 the admissions in it.  A request is admitted only by a CAS
+ * that raises the count of the window the word holds, from below limit, or
+ * that starts a later window at 1; window numbers in the word only grow.
+ * So each window's count goes 0..limit one admission per successful CAS:
+ * never more than limit.  A request is refused only after reading a count
+ * >= limit in the window it is counted in (a request whose clock is behind
+ * the word counts in the word's window): if more than limit requests come
+ * in a window, exactly limit are admitted.
+ */
+static bool window_admit(_Atomic uint64_t *w, uint64_t win, uint32_t limit)
+{
+	uint64_t old = atomic_load(w);
+	win &= (1ull << 40) - 1;
+	for (uint32_t k = 0; k < CAS_TRIES; k++) {
+		uint64_t ow = old >> 24, c = old & FDN_RATE_COUNT_MAX, nw;
+		if (ow >= win) {
+			if (c >= limit)
+				return false;
+			nw = old + 1;
+		} else {
+			nw = win << 24 | 1;
+		}
+		if (atomic_compare_exchange_weak(w, &old, nw))
+			return true;
+	}
+	return false;
+}
+
+/* ---- samplers ------------------------------------------------------------------- */
+
+static float param_of(uint64_t spec)
+{
+	uint32_t bits = FDN_SPEC_PARAM(spec);
+	float f;
+	memcpy(&f, &bits, sizeof(f));
+	return f;
+}
+
+static uint32_t bits_of(float f)
+{
+	uint32_t bits;
+	memcpy(&bits, &f, sizeof(bits));
+	return bits;
+}
+
+static struct fdn_shm_sampler *sampler_at(const struct fdn__tel *t, uint32_t i)
+{
+	return slot_at(t, FDN_TEL_T_SAMPLERS, i);
+}
+
+/* reservoir(n): exactly the first n events since the spec (generation gen)
+ * was set.  The word holds the generation it counts for and the count; a
+ * CAS raises the count from below n, or restarts it at 1 for a newer
+ * generation.  A caller whose spec is older than the word's re-reads the
+ * spec (it only ever changes forward).  1 keep, 0 drop, -1 spec changed. */
+static int reservoir_take(struct fdn_shm_sampler *sp, uint64_t spec)
+{
+	uint64_t gen = FDN_SPEC_GEN(spec), n = (uint64_t)param_of(spec);
+	uint64_t old = atomic_load(&sp->reservoir);
+	for (uint32_t k = 0; k < CAS_TRIES; k++) {
+		uint64_t g = old >> 40, c = old & ((1ull << 40) - 1), nw;
+		if (g != gen) {
+			if (FDN_SPEC_GEN(atomic_load(&sp->spec)) != gen)
+				return -1;
+			nw = gen << 40 | 1; /* the word is from an older spec */
+			if (n == 0)
+				return 0;
+		} else {
+			if (c >= n)
+				return 0;
+			nw = old + 1;
+		}
+		if (atomic_compare_exchange_weak(&sp->reservoir, &old, nw))
+			return 1;
+	}
+	return 0;
+}
+
+/* adaptive(target): the first event of a second (the one whose CAS moves
+ * the window word to it) sets p = min(1, target / N), N the events counted
+ * in the second before (none: p = 1); every event is kept with
+ * probability p. */
+static bool adaptive_take(struct fdn_shm_sampler *sp, uint64_t spec)
+{
+	uint64_t sec = fdn__mono_ms() / 1000u & ((1ull << 40) - 1);
+	uint64_t old = atomic_load(&sp->window);
+	for (uint32_t k = 0; k < CAS_TRIES; k++) {
+		uint64_t ws = old >> 24, c = old & FDN_RATE_COUNT_MAX;
+		if (ws >= sec) {
+			if (c == FDN_RATE_COUNT_MAX ||
+			    atomic_compare_exchange_weak(&sp->window, &old, old + 1))
+				break;
+			continue;
+		}
+		if (atomic_compare_exchange_weak(&sp->window, &old, sec << 24 | 1)) {
+			double nprev = ws + 1 == sec ? (double)c : 0.0;
+			double p = nprev > 0 ? (double)param_of(spec) / nprev : 1.0;
+			p = p < 1.0 ? p : 1.0;
+			uint64_t pb;
+			memcpy(&pb, &p, sizeof(pb));
+			atomic_store_explicit(&sp->prob, pb, memory_order_relaxed);
+			break;
+		}
+	}
+	uint64_t pb = atomic_load_explicit(&sp->prob, memory_order_relaxed);
+	double p = 1.0;
+	if (pb)
+		memcpy(&p, &pb, sizeof(p));
+	return p >= 1.0 || fdn__rand01() < p;
+}
+
+static bool sampler_apply(struct fdn_shm_sampler *sp)
+{
+	atomic_fetch_add(&sp->total, 1);
+	bool keep = true;
+	for (int again = 0; again < 4; again++) {
+		uint64_t spec = atomic_load(&sp->spec);
+		switch (FDN_SPEC_KIND(spec)) {
+		case FDN_SAMPLE_NEVER:
+			keep = false;
+			break;
+		case FDN_SAMPLE_RANDOM:
+			keep = fdn__rand01() < param_of(spec);
+			break;
+		case FDN_SAMPLE_RATE_LIMITED:
+			keep = window_admit(&sp->window, fdn__mono_ms() / 1000u,
+					    (uint32_t)param_of(spec));
+			break;
+		case FDN_SAMPLE_RESERVOIR: {
+			int k = reservoir_take(sp, spec);
+			if (k < 0)
+				continue;
+			keep = k == 1;
+			break;
+		}
+		case FDN_SAMPLE_ADAPTIVE:
+			keep = adaptive_take(sp, spec);
+			break;
+		default: /* always (and anything unknown) */
+			keep = true;
+			break;
+		}
+		break;
+	}
+	if (keep)
+		atomic_fetch_add(&sp->sampled, 1);
+	return keep;
+}
+
+bool fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int32_t *cell)
+{
+	int i;
+	if (cell && *cell > 0 && (uint32_t)*cell <= FDN_TEL_SAMPLERS) {
+		i = *cell - 1;
+	} else {
+		bool fresh;
+		i = slot_get(t, FDN_TEL_T_SAMPLERS, tag_of(name, nlen, NULL, 0), true, &fresh);
+		if (i < 0)
+			return true;
+		if (fresh)
+			put_name(sampler_at(t, (uint32_t)i)->name, 128, name, nlen);
+		if (cell)
+			*cell = i + 1;
+	}
+	return sampler_apply(sampler_at(t, (uint32_t)i));
+}
+
+static bool sampler_valid(const struct fdn_sampler *sp)
+{
+	double p = sp->param;
+	switch (sp->kind) {
+	case FDN_SAMPLER_ALWAYS:
+	case FDN_SAMPLER_NEVER:
+		return true;
+	case FDN_SAMPLER_RANDOM:
+		return p >= 0 && p <= 1;
+	case FDN_SAMPLER_RATE_LIMITED:
+		return p >= 1 && p <= FDN_RATE_COUNT_MAX && p == (double)(uint32_t)p;
+	case FDN_SAMPLER_RESERVOIR:
+		return p >= 0 && p <= (1u << 24) && p == (double)(uint32_t)p;
+	case FDN_SAMPLER_ADAPTIVE:
+		return p > 0 && p <= 1e9;
+	}
+	return false;
+}
+
+static const char *const kind_names[] = {"always",       "never",     "random",
+					 "rate_limited", "reservoir", "adaptive"};
+
+int fdn_sampler_parse(const char *text, struct fdn_sampler *out)
+{
+	if (!text || !out)
+		return FDN_ESAMPLER;
+	for (unsigned k = 0; k < 6; k++) {
+		size_t n = strlen(kind_names[k]);
+		if (strncmp(text, kind_names[k], n) != 0)
+			continue;
+		struct fdn_sampler sp = {(enum fdn_sampler_kind)k, 0};
+		const char *rest = text + n;
+		if (k <= FDN_SAMPLER_NEVER) {
+			if (*rest)
+				continue;
+		} else {
+			char *end;
+			if (*rest != '(' || !rest[1] || rest[1] == ' ')
+				continue;
+			sp.param = strtod(rest + 1, &end);
+			if (end == rest + 1 || end[0] != ')' || end[1] != 0 || !isfinite(sp.param))
+				return FDN_ESAMPLER;
+		}
+		if (!sampler_valid(&sp))
+			return FDN_ESAMPLER;
+		*out = sp;
+		return 0;
+	}
+	return FDN_ESAMPLER;
+}
+
+void fdn_sampler_format(const struct fdn_sampler *sp, char *buf, size_t cap)
+{
+	unsigned k = (unsigned)sp->kind;
+	if (k > 5)
+		snprintf(buf, cap, "invalid(%u)", k);
+	else if (k <= FDN_SAMPLER_NEVER)
+		snprintf(buf, cap, "%s", kind_names[k]);
+	else
+		snprintf(buf, cap, "%s(%.9g)", kind_names[k], sp->param);
+}
+
+int fdn_sampler_set(fdn_segment *s, const char *name, const struct fdn_sampler *sp)
+{
+	int nlen = fdn__event_name_len(name);
+	if (nlen < 0)
+		return nlen;
+	if (!sp || !sampler_valid(sp))
+		return FDN_ESAMPLER;
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, true, &t);
+	if (r)
+		return r;
+	bool fresh;
+	int i = slot_get(&t, FDN_TEL_T_SAMPLERS, tag_of(name, (size_t)nlen, NULL, 0), true, &fresh);
+	if (i < 0)
+		return i;
+	struct fdn_shm_sampler *x = sampler_at(&t, (uint32_t)i);
+	if (fresh)
+		put_name(x->name, sizeof(x->name), name, (size_t)nlen);
+	/* Adaptive restarts at p = 1 in a new second.  (rate_limited keeps
+	 * its window: setting the same limit again admits no more.) */
+	if (sp->kind == FDN_SAMPLER_ADAPTIVE) {
+		atomic_store(&x->prob, 0);
+		atomic_store(&x->window, 0);
+	}
+	uint64_t old = atomic_load(&x->spec);
+	uint32_t pb = bits_of((float)sp->param);
+	while (!atomic_compare_exchange_weak(&x->spec, &old,
+					     FDN_SPEC_WORD(sp->kind, FDN_SPEC_GEN(old) + 1, pb)))
+		;
+	return 0;
+}
+
+static void sampler_stats(const struct fdn_shm_sampler *x, struct fdn_sampler_stats *out)
+{
+	get_name(out->name, sizeof(out->name), x->name, sizeof(x->name));
+	uint64_t spec = atomic_load(&x->spec);
+	out->sampler.kind = (enum fdn_sampler_kind)FDN_SPEC_KIND(spec);
+	out->sampler.param = param_of(spec);
+	out->sampled = atomic_load(&x->sampled);
+	out->total = atomic_load(&x->total);
+	switch (FDN_SPEC_KIND(spec)) {
+	case FDN_SAMPLE_NEVER:
+		out->probability = 0;
+		break;
+	case FDN_SAMPLE_RANDOM:
+		out->probability = param_of(spec);
+		break;
+	case FDN_SAMPLE_ADAPTIVE: {
+		uint64_t pb = atomic_load(&x->prob);
+		out->probability = 1.0;
+		if (pb)
+			memcpy(&out->probability, &pb, sizeof(double));
+		break;
+	}
+	case FDN_SAMPLE_RATE_LIMITED:
+	case FDN_SAMPLE_RESERVOIR:
+		out->probability = out->total ? (double)out->sampled / (double)out->total : 1.0;
+		break;
+	default:
+		out->probability = 1.0;
+	}
+}
+
+int fdn_sampler_get(fdn_segment *s, const char *name, struct fdn_sampler_stats *out)
+{
+	int nlen = fdn__event_name_len(name);
+	if (nlen < 0)
+		return nlen;
+	if (!out)
+		return FDN_EINVAL;
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, false, &t);
+	if (r)
+		return r;
+	bool fresh;
+	int i =
+	    slot_get(&t, FDN_TEL_T_SAMPLERS, tag_of(name, (size_t)nlen, NULL, 0), false, &fresh);
+	if (i < 0)
+		return i;
+	sampler_stats(sampler_at(&t, (uint32_t)i), out);
+	return 0;
+}
+
+int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg)
+{
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, false, &t);
+	if (r)
+		return r;
+	int n = 0;
+	for (uint32_t i = 0; i < FDN_TEL_SAMPLERS; i++) {
+		struct fdn_shm_sampler *x = sampler_at(&t, i);
+		if (atomic_load_explicit(&x->tag, memory_order_acquire) == 0)
+			continue;
+		struct fdn_sampler_stats st;
+		sampler_stats(x, &st);
+		n++;
+		if (cb && (r = cb(arg, &st)) != 0)
+			return r;
+	}
+	return n;
+}
+
+/* ---- once per ---------------------------------------------------------------------- */
+
+/*
+ * The claim word `last` holds the CLOCK_MONOTONIC ms (+ 1) of the last
+ * winning call.  A caller wins only by CAS from a value L it read to its
+ * own time T with L == 0 or T - L >= interval: every win moves the word
+ * forward by at least interval from the previous win's value, so two wins
+ * are never closer than interval, and of any number of concurrent callers
+ * in one interval exactly one CAS succeeds (the others re-read the
+ * winner's value, too recent, and are suppressed).  A pair with no slot
+ * (table full) never emits: at-most-once holds there too.
+ */
+int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms, const void *key,
+		      size_t klen, const struct fdn_measurement *m, size_t nm,
+		      const struct fdn_attr *attrs, size_t na)
+{
+	int nlen = fdn__event_name_len(name);
+	if (nlen < 0)
+		return nlen;
+	if (interval_ms == 0 || klen > 255 || (klen && !key))
+		return FDN_EINVAL;
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, true, &t);
+	if (r)
+		return r;
+	bool fresh;
+	int i = slot_get(&t, FDN_TEL_T_ONCE, tag_of(name, (size_t)nlen, key, klen), true, &fresh);
+	if (i < 0)
+		return i;
+	struct fdn_shm_once *o = slot_at(&t, FDN_TEL_T_ONCE, (uint32_t)i);
+	if (fresh)
+		put_name(o->name, sizeof(o->name), name, (size_t)nlen);
+	uint64_t now = fdn__mono_ms() + 1, old = atomic_load(&o->last);
+	bool won = false;
+	for (uint32_t k = 0; k < CAS_TRIES; k++) {
+		if (old != 0 && (now < old || now - old < interval_ms))
+			break;
+		if (atomic_compare_exchange_weak(&o->last, &old, now)) {
+			won = true;
+			break;
+		}
+	}
+	atomic_fetch_add_explicit(won ? &o->won : &o->lost, 1, memory_order_relaxed);
+	if (!won)
+		return 0;
+	r = fdn__tel_emit(s, name, (size_t)nlen, m, nm, attrs, na);
+	return r < 0 ? r : 1;
+}
+
+/* ---- rate limits --------------------------------------------------------------------- */
+
+int fdn_rate_limit(fdn_segment *s, const char *id, uint32_t limit, uint32_t window_ms)
+{
+	size_t idlen = id ? strnlen(id, 256) : 0;
+	if (idlen == 0 || idlen > 255 || limit == 0 || limit > FDN_RATE_COUNT_MAX || window_ms == 0)
+		return FDN_EINVAL;
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, true, &t);
+	if (r)
+		return r;
+	unsigned char w[4] = {(unsigned char)window_ms, (unsigned char)(window_ms >> 8),
+			      (unsigned char)(window_ms >> 16), (unsigned char)(window_ms >> 24)};
+	bool fresh;
+	int i = slot_get(&t, FDN_TEL_T_RATE, tag_of(id, idlen, w, 4), true, &fresh);
+	if (i < 0)
+		return i;
+	struct fdn_shm_rate *x = slot_at(&t, FDN_TEL_T_RATE, (uint32_t)i);
+	if (fresh) {
+		x->window_ms = window_ms;
+		put_name(x->name, sizeof(x->name), id, idlen);
+	}
+	bool ok = window_admit(&x->state, fdn__mono_ms() / window_ms, limit);
+	atomic_fetch_add_explicit(ok ? &x->admitted : &x->denied, 1, memory_order_relaxed);
+	return ok ? 1 : 0;
+}
+
+/* ---- batches --------------------------------------------------------------------------- */
+
+#define BATCH_ITEMS_DEFAULT 64u
+#define BATCH_AGE_DEFAULT   1000u
+#define BATCH_READ_WAIT_NS  (20u * 1000000u)
+
+static uint32_t item_check(uint64_t bits, uint32_t gen)
+{
+	uint64_t z = bits ^ ((uint64_t)gen << 40) ^ 0x9E3779B97F4A7C15ull;
+	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+	return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
+static void batch_cfg(const struct fdn_shm_batch *b, uint32_t *items, uint32_t *age)
+{
+	uint64_t c = atomic_load_explicit(&b->cfg, memory_order_relaxed);
+	*items = (uint32_t)c;
+	*age = (uint32_t)(c >> 32);
+	if (*items == 0 || *items > FDN_BATCH_ITEMS_MAX)
+		*items = BATCH_ITEMS_DEFAULT;
+	if (*age == 0)
+		*age = BATCH_AGE_DEFAULT;
+}
+
+/* Item `it` of generation g, if written and intact: 1 and *v. */
+static int item_read(struct fdn_shm_batch_item *it, uint32_t g, double *v)
+{
+	uint64_t t1 = atomic_load_explicit(&it->tag, memory_order_acquire);
+	if ((uint32_t)(t1 >> 32) != g)
+		return 0;
+	uint64_t bits = atomic_load_explicit(&it->bits, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&it->tag, memory_order_relaxed) != t1 ||
+	    (uint32_t)t1 != item_check(bits, g))
+		return 0;
+	memcpy(v, &bits, sizeof(*v));
+	return 1;
+}
+
+/* Summarise generation g (n items) of batch b, which this caller closed,
+ * and emit it.  Waits (bounded) for adders still writing their items. */
+static int batch_emit(fdn_segment *s, struct fdn_shm_batch *b, const char *name, size_t nlen,
+		      uint32_t g, uint32_t n)
+{
+	double sum = 0, mn = 0, mx = 0;
+	uint32_t got = 0, missing = 0;
+	uint64_t deadline = fdn__mono_ns() + BATCH_READ_WAIT_NS;
+	for (uint32_t i = 0; i < n && i < FDN_BATCH_ITEMS_MAX; i++) {
+		double v;
+		while (!item_read(&b->items[g & 1][i], g, &v)) {
+			if (fdn__mono_ns() >= deadline) {
+				missing++;
+				goto next;
+			}
+			sched_yield();
+		}
+		mn = got == 0 || v < mn ? v : mn;
+		mx = got == 0 || v > mx ? v : mx;
+		sum += v;
+		got++;
+	next:;
+	}
+	atomic_fetch_add(&b->flushed, 1);
+	if (missing)
+		atomic_fetch_add(&b->missing, missing);
+	if (!name)
+		return 1; /* a batch whose name was never written: discarded */
+	struct fdn_measurement m[5] = {
+	    {"count", got}, {"sum", sum}, {"min", mn}, {"max", mx}, {"missing", missing}};
+	int r = fdn__tel_emit(s, name, nlen, m, missing ? 5 : 4, NULL, 0);
+	return r < 0 ? r : 1;
+}
+
+/* Close generation g of b if its control word is still w: true if this
+ * caller closed it (and must emit it). */
+static bool batch_close(struct fdn_shm_batch *b, uint64_t w)
+{
+	return atomic_compare_exchange_strong(&b->ctl, &w,
+					      FDN_BATCH_CTL(FDN_BATCH_GEN(w) + 1, 0, 0));
+}
+
+static bool batch_due(uint64_t w, uint32_t max_items, uint32_t age, uint32_t now32)
+{
+	uint32_t c = FDN_BATCH_COUNT(w);
+	return c > 0 && (c >= max_items || (uint32_t)(now32 - FDN_BATCH_T0(w)) >= age);
+}
+
+static int batch_slot(fdn_segment *s, const char *name, bool claim, struct fdn__tel *t,
+		      struct fdn_shm_batch **out, int *nlen)
+{
+	*nlen = fdn__event_name_len(name);
+	if (*nlen < 0)
+		return *nlen;
+	int r = fdn__tel_ctx(s, true, t);
+	if (r)
+		return r;
+	bool fresh;
+	int i = slot_get(t, FDN_TEL_T_BATCHES, tag_of(name, (size_t)*nlen, NULL, 0), claim, &fresh);
+	if (i < 0)
+		return i;
+	*out = slot_at(t, FDN_TEL_T_BATCHES, (uint32_t)i);
+	if (fresh)
+		put_name((*out)->name, sizeof((*out)->name), name, (size_t)*nlen);
+	return 0;
+}
+
+int fdn_batch_config(fdn_segment *s, const char *name, uint32_t max_items, uint32_t max_age_ms)
+{
+	struct fdn__tel t;
+	struct fdn_shm_batch *b;
+	int nlen;
+	if (max_items == 0 || max_items > FDN_BATCH_ITEMS_MAX || max_age_ms == 0)
+		return fdn__event_name_len(name) < 0 ? FDN_EEVNAME : FDN_EINVAL;
+	int r = batch_slot(s, name, true, &t, &b, &nlen);
+	if (r)
+		return r;
+	atomic_store(&b->cfg, (uint64_t)max_age_ms << 32 | max_items);
+	return 0;
+}
+
+/*
+ * Exactly once per generation: a generation ends only by a CAS of the
+ * control word from (g, c, t) to (g + 1, 0, 0), which succeeds for one
+ * caller; that caller alone emits g.  An adder reserves item c of g by CAS
+ * (g, c, t) -> (g, c + 1, t), or, when c + 1 reaches max_items, by the
+ * closing CAS itself (it then writes its item and emits).  Items of g are
+ * written into bank g & 1 after the reservation; the closer reads the c
+ * reserved items, waiting a bounded time for each (item_read explains why a
+ * stale writer cannot pass for the current one).
+ */
+int fdn_batch_add(fdn_segment *s, const char *name, double value)
+{
+	struct fdn__tel t;
+	struct fdn_shm_batch *b;
+	int nlen;
+	if (!isfinite(value))
+		return fdn__event_name_len(name) < 0 ? FDN_EEVNAME : FDN_EINVAL;
+	int r = batch_slot(s, name, true, &t, &b, &nlen);
+	if (r)
+		return r;
+	uint32_t max_items, age, emitted = 0;
+	batch_cfg(b, &max_items, &age);
+	uint32_t now32 = (uint32_t)fdn__mono_ms();
+	uint64_t w = atomic_load(&b->ctl);
+	for (uint32_t k = 0; k < CAS_TRIES; k++) {
+		uint32_t g = FDN_BATCH_GEN(w), c = FDN_BATCH_COUNT(w);
+		if (batch_due(w, max_items, age, now32)) {
+			if (batch_close(b, w)) {
+				r = batch_emit(s, b, name, (size_t)nlen, g, c);
+				if (r < 0)
+					return r;
+				emitted++;
+			}
+			w = atomic_load(&b->ctl);
+			continue;
+		}
+		bool fills = c + 1 >= max_items;
+		uint64_t nw = fills ? FDN_BATCH_CTL(g + 1, 0, 0)
+				    : FDN_BATCH_CTL(g, c + 1, c == 0 ? now32 : FDN_BATCH_T0(w));
+		if (!atomic_compare_exchange_weak(&b->ctl, &w, nw))
+			continue;
+		uint64_t bits;
+		memcpy(&bits, &value, sizeof(bits));
+		struct fdn_shm_batch_item *it = &b->items[g & 1][c];
+		atomic_store_explicit(&it->bits, bits, memory_order_relaxed);
+		/* Release: pairs with the closer's acquire load of the tag. */
+		atomic_store_explicit(&it->tag,
+				      (uint64_t)(g & 0xFFFFFF) << 32 | item_check(bits, g),
+				      memory_order_release);
+		atomic_fetch_add_explicit(&b->added, 1, memory_order_relaxed);
+		if (fills) {
+			r = batch_emit(s, b, name, (size_t)nlen, g, c + 1);
+			if (r < 0)
+				return r;
+			emitted++;
+		}
+		return (int)emitted;
+	}
+	return FDN_ETIMEDOUT;
+}
+
+/* The event name of a batch slot, if its display name is whole and is the
+ * slot's key; else NULL. */
+static const char *batch_name(const struct fdn_shm_batch *b, char *buf, size_t *nlen)
+{
+	get_name(buf, FDN_EVENT_NAME_MAX + 1, b->name, sizeof(b->name));
+	int n = fdn__event_name_len(buf);
+	if (n < 0 || tag_of(buf, (size_t)n, NULL, 0) != atomic_load(&b->tag))
+		return NULL;
+	*nlen = (size_t)n;
+	return buf;
+}
+
+static int batch_flush_slot(fdn_segment *s, struct fdn_shm_batch *b, bool due_only)
+{
+	char buf[FDN_EVENT_NAME_MAX + 1];
+	size_t nlen = 0;
+	uint32_t max_items, age;
+	batch_cfg(b, &max_items, &age);
+	uint32_t now32 = (uint32_t)fdn__mono_ms();
+	uint64_t w = atomic_load(&b->ctl);
+	if (FDN_BATCH_COUNT(w) == 0 || (due_only && !batch_due(w, max_items, age, now32)))
+		return 0;
+	if (!batch_close(b, w))
+		return 0; /* someone else closed it (and emits it) */
+	const char *name = batch_name(b, buf, &nlen);
+	return batch_emit(s, b, name, nlen, FDN_BATCH_GEN(w), FDN_BATCH_COUNT(w));
+}
+
+int fdn_batch_flush_due(fdn_segment *s)
+{
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, true, &t), n = 0;
+	if (r)
+		return r;
+	for (uint32_t i = 0; i < FDN_TEL_BATCHES; i++) {
+		struct fdn_shm_batch *b = slot_at(&t, FDN_TEL_T_BATCHES, i);
+		if (atomic_load_explicit(&b->tag, memory_order_acquire) == 0)
+			continue;
+		r = batch_flush_slot(s, b, true);
+		if (r < 0)
+			return r;
+		n += r;
+	}
+	return n;
+}
+
+int fdn_batch_flush(fdn_segment *s, const char *name)
+{
+	struct fdn__tel t;
+	struct fdn_shm_batch *b;
+	int nlen;
+	int r = batch_slot(s, name, false, &t, &b, &nlen);
+	return r ? r : batch_flush_slot(s, b, false);
+}
+
+/* ---- the audit ------------------------------------------------------------------------ */
+
+struct tck {
+	fdn_check_cb cb;
+	void *arg;
+	int n;
+};
+
+__attribute__((format(printf, 3, 4))) static void bad(struct tck *ck, const char *code,
+						      const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ck->n++;
+	if (ck->cb)
+		ck->cb(ck->arg, code, msg);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Tags: every claimed slot reachable from its home through claimed slots,
+ * no tag twice. */
+static int check_tags(struct tck *ck, const struct fdn__tel *t, unsigned tb, const char *what)
+{
+	uint32_t n = tables[tb].n, used = 0;
+	uint64_t *tags = malloc(n * sizeof(*tags));
+	if (!tags)
+		return -12; /* -ENOMEM */
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t tag = atomic_load((_Atomic uint64_t *)slot_at(t, tb, i));
+		if (tag == 0)
+			continue;
+		tags[used++] = tag;
+		for (uint32_t j = (uint32_t)(tag % n); j != i; j = (j + 1) % n)
+			if (atomic_load((_Atomic uint64_t *)slot_at(t, tb, j)) == 0) {
+				bad(ck, "telemetry",
+				    "%s slot %u: unreachable from its home slot %u", what, i,
+				    (uint32_t)(tag % n));
+				break;
+			}
+	}
+	qsort(tags, used, sizeof(*tags), cmp_u64);
+	for (uint32_t i = 1; i < used; i++)
+		if (tags[i] == tags[i - 1])
+			bad(ck, "telemetry", "%s: tag %016llx claimed twice", what,
+			    (unsigned long long)tags[i]);
+	free(tags);
+	return 0;
+}
+
+static void check_samplers(struct tck *ck, const struct fdn__tel *t)
+{
+	for (uint32_t i = 0; i < FDN_TEL_SAMPLERS; i++) {
+		struct fdn_shm_sampler *x = sampler_at(t, i);
+		if (atomic_load(&x->tag) == 0)
+			continue;
+		uint64_t spec = atomic_load(&x->spec);
+		struct fdn_sampler sp = {(enum fdn_sampler_kind)FDN_SPEC_KIND(spec),
+					 param_of(spec)};
+		if (FDN_SPEC_KIND(spec) > FDN_SAMPLE_ADAPTIVE || !sampler_valid(&sp))
+			bad(ck, "telemetry", "sampler slot %u: invalid spec %016llx", i,
+			    (unsigned long long)spec);
+		/* sampled is raised after total, so read it first. */
+		uint64_t sampled = atomic_load(&x->sampled), total = atomic_load(&x->total);
+		if (sampled > total)
+			bad(ck, "telemetry", "sampler slot %u: %llu sampled of %llu", i,
+			    (unsigned long long)sampled, (unsigned long long)total);
+	}
+}
+
+static void check_windows(struct tck *ck, const struct fdn__tel *t, uint64_t now_ms)
+{
+	for (uint32_t i = 0; i < FDN_TEL_ONCE; i++) {
+		struct fdn_shm_once *o = slot_at(t, FDN_TEL_T_ONCE, i);
+		uint64_t last = atomic_load(&o->last);
+		if (atomic_load(&o->tag) && last > now_ms + 1)
+			bad(ck, "telemetry",
+			    "once-per slot %u: claim in the future (%llu > %llu ms)", i,
+			    (unsigned long long)last, (unsigned long long)now_ms + 1);
+	}
+	for (uint32_t i = 0; i < FDN_TEL_RATE; i++) {
+		struct fdn_shm_rate *x = slot_at(t, FDN_TEL_T_RATE, i);
+		uint64_t st = atomic_load(&x->state);
+		uint32_t wms = x->window_ms;
+		if (atomic_load(&x->tag) && wms && (st >> 24) > now_ms / wms)
+			bad(ck, "telemetry", "rate slot %u: window %llu is in the future", i,
+			    (unsigned long long)(st >> 24));
+	}
+	for (uint32_t i = 0; i < FDN_TEL_BATCHES; i++) {
+		struct fdn_shm_batch *b = slot_at(t, FDN_TEL_T_BATCHES, i);
+		uint64_t w = atomic_load(&b->ctl), cfg = atomic_load(&b->cfg);
+		if (atomic_load(&b->tag) == 0)
+			continue;
+		if (FDN_BATCH_COUNT(w) >= FDN_BATCH_ITEMS_MAX ||
+		    (uint32_t)cfg > FDN_BATCH_ITEMS_MAX)
+			bad(ck, "telemetry", "batch slot %u: %u items reserved, at most %u", i,
+			    FDN_BATCH_COUNT(w),
+			    (uint32_t)cfg ? (uint32_t)cfg : FDN_BATCH_ITEMS_MAX);
+	}
+}
+
+/* Ring records: a record's seq names a ticket of that record, issued. */
+static int check_ring(struct tck *ck, fdn_segment *s)
+{
+	struct fdn_shm_event *ring;
+	uint32_t n;
+	int r = fdn__ring_map(s, &ring, &n);
+	if (r) {
+		bad(ck, "telemetry", "event ring: %s", fdn_strerror(r));
+		return 0;
+	}
+	uint64_t head = atomic_load(&fdn__tel_hdr(s)->ring_head);
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t seq = atomic_load(&ring[i].seq);
+		if (seq == 0)
+			continue;
+		uint64_t t = (seq - 1) / 2;
+		if ((t & (n - 1)) != i || t >= head)
+			bad(ck, "telemetry", "event record %u: seq %llu (ticket %llu, head %llu)",
+			    i, (unsigned long long)seq, (unsigned long long)t,
+			    (unsigned long long)head);
+		else if (seq % 2 == 0 && ring[i].ticket != t)
+			bad(ck, "telemetry",
+			    "event record %u: complete for ticket %llu, holds %llu", i,
+			    (unsigned long long)t, (unsigned long long)ring[i].ticket);
+	}
+	return 0;
+}
+
+int fdn__telemetry_check(fdn_segment *s, fdn_check_cb cb, void *arg)
+{
+	struct tck ck = {cb, arg, 0};
+	struct fdn__tel t;
+	int r = seg_ctx(s, &t);
+	if (r) {
+		bad(&ck, "telemetry", "telemetry region: %s", fdn_strerror(r));
+		return ck.n;
+	}
+	{
+		static const char *const what[FDN_TEL_NTABLES] = {"sampler", "once-per", "rate",
+								  "batch"};
+		for (unsigned tb = 0; tb < FDN_TEL_NTABLES; tb++)
+			if ((r = check_tags(&ck, &t, tb, what[tb])) < 0)
+				return r;
+		check_samplers(&ck, &t);
+		check_windows(&ck, &t, fdn__mono_ms());
+	}
+	check_ring(&ck, s);
+	return ck.n;
+}
