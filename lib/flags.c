@@ -366,23 +366,24 @@ void fdn__flags_set_hook(fdn__flags_hook_fn fn, void *arg)
 	atomic_store(&hook_fn, fn);
 }
 
-/* The event `foundation.flag.changed` {flag, from, to}: one per flag that
- * changed, after the change is applied.  (The telemetry service emits it
- * from here.) */
-static void emit_flag_changed(const struct fdn_flag_change *c)
+/* The events `foundation.flag.changed` {flag, from, to, reason} (one per
+ * flag changed) and `foundation.stage.changed` {from, to, reason} (one per
+ * stage change, emergency rollbacks included), after the change is applied,
+ * outside the lock; values are 0..100 (-1: the flag was created), stages
+ * 0..4.  The in-process hook (tests) sees the same changes. */
+static void emit_change(fdn_segment *s, const struct fdn_flag_change *c)
 {
 	fdn__flags_hook_fn fn = atomic_load(&hook_fn);
 	if (fn)
 		fn(atomic_load(&hook_arg), c);
-}
-
-/* The event `foundation.stage.changed` {from, to, reason}: one per stage
- * change (and per emergency rollback), after it is applied. */
-static void emit_stage_changed(const struct fdn_flag_change *c)
-{
-	fdn__flags_hook_fn fn = atomic_load(&hook_fn);
-	if (fn)
-		fn(atomic_load(&hook_arg), c);
+	bool stage = c->kind == FDN_CHANGE_STAGE;
+	enum fdn__ev id = stage ? FDN__EV_STAGE_CHANGED : FDN__EV_FLAG_CHANGED;
+	if (!fdn__emit_enabled(s, id))
+		return;
+	struct fdn_measurement m[2] = {{"from", c->from}, {"to", c->to}};
+	struct fdn_attr a[2] = {{.name = "reason", .type = FDN_ATTR_STRING, .v.s = c->reason},
+				{.name = "flag", .type = FDN_ATTR_STRING, .v.s = c->flag}};
+	fdn__emit_id(s, id, m, 2, a, stage ? 1 : 2);
 }
 
 /* ---- history records -------------------------------------------------------- */
@@ -494,7 +495,7 @@ static void journal_emit(const struct fview *v, const struct fdn_shm_flags_journ
 		op_name(v, &j->ops[k], c.flag);
 		c.from = j->ops[k].from;
 		c.to = j->ops[k].to;
-		emit_flag_changed(&c);
+		emit_change(v->s, &c);
 	}
 	if (j->stage_to >= 0) {
 		c.number = j->hist_base + nops;
@@ -502,7 +503,7 @@ static void journal_emit(const struct fview *v, const struct fdn_shm_flags_journ
 		c.flag[0] = 0;
 		c.from = j->stage_from;
 		c.to = j->stage_to;
-		emit_stage_changed(&c);
+		emit_change(v->s, &c);
 	}
 }
 

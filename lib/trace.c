@@ -244,17 +244,66 @@ static int check_name(const char *name, size_t max)
 
 /* ---- telemetry ------------------------------------------------------------ */
 
-/* The one place spans emit their telemetry events (foundation.span.start,
- * .stop, .attributes, .event, .link). */
-static void span_emit(fdn_segment *s, int backend, const char *event, const struct fdn_shm_span *sp,
-		      const char *detail, uint64_t duration_ns)
+static struct fdn_attr str_attr(const char *name, const char *value)
 {
-	(void)s;
-	(void)backend;
-	(void)event;
-	(void)sp;
-	(void)detail;
-	(void)duration_ns;
+	return (struct fdn_attr){.name = name, .type = FDN_ATTR_STRING, .v.s = value};
+}
+
+/* What an event adds to the span's own fields. */
+struct span_ev {
+	const char *status;     /* stop: "ok", "error", "aborted" */
+	uint64_t duration_ns;   /* stop */
+	const char *event;      /* record_event: its name */
+	const char *link_trace; /* link: the other span */
+	uint64_t link_span;
+	const struct fdn_attr *user; /* the caller's attributes */
+	size_t nuser;
+};
+
+#define SPAN_EV_USER_MAX 64 /* caller attributes carried by one event */
+
+/* The one place spans emit their telemetry events: foundation.span.start,
+ * .stop, .attributes, .event and .link, each with the attributes span,
+ * trace_id, span_id, parent_id (16 hex), backend ("shared" or "local"), the
+ * event's own (status; event; link.trace_id, link.span_id) and the
+ * caller's (at most SPAN_EV_USER_MAX; dropped if a name collides with
+ * ours), and the measurements depth and, for stop, duration_ns.  Nothing
+ * is built unless somebody listens (fdn__emit_enabled). */
+static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct fdn_shm_span *sp,
+		      uint32_t depth, const struct span_ev *e)
+{
+	if (!fdn__emit_enabled(s, id))
+		return;
+	char name[FDN_SPAN_NAME_MAX + 1], tid[33], sid[17], par[17], lsid[17];
+	size_t nl = sp->name_len <= FDN_SPAN_NAME_MAX ? sp->name_len : FDN_SPAN_NAME_MAX;
+	memcpy(name, sp->name, nl);
+	name[nl] = 0;
+	hex(tid, sp->trace_id, 16);
+	snprintf(sid, sizeof(sid), "%016llx", (unsigned long long)sp->span_id);
+	snprintf(par, sizeof(par), "%016llx", (unsigned long long)sp->parent_id);
+	snprintf(lsid, sizeof(lsid), "%016llx", (unsigned long long)e->link_span);
+	struct fdn_attr a[9 + SPAN_EV_USER_MAX];
+	size_t na = 0;
+	a[na++] = str_attr("span", name);
+	a[na++] = str_attr("trace_id", tid);
+	a[na++] = str_attr("span_id", sid);
+	a[na++] = str_attr("parent_id", par);
+	a[na++] = str_attr("backend", backend == FDN__SHARED ? "shared" : "local");
+	if (e->status)
+		a[na++] = str_attr("status", e->status);
+	if (e->event)
+		a[na++] = str_attr("event", e->event);
+	if (e->link_trace) {
+		a[na++] = str_attr("link.trace_id", e->link_trace);
+		a[na++] = str_attr("link.span_id", lsid);
+	}
+	size_t own = na;
+	for (size_t i = 0; i < e->nuser && i < SPAN_EV_USER_MAX; i++)
+		a[na++] = e->user[i];
+	struct fdn_measurement m[2] = {{"depth", depth}, {"duration_ns", (double)e->duration_ns}};
+	size_t nm = id == FDN__EV_SPAN_STOP ? 2 : 1;
+	if (fdn__emit_id(s, id, m, nm, a, na) == FDN_EINVMETA && na > own)
+		fdn__emit_id(s, id, m, nm, a, own);
 }
 
 /* ---- spans ----------------------------------------------------------------- */
@@ -343,7 +392,7 @@ int fdn_span_start(fdn_segment *s, const char *name, const struct fdn_attr *attr
 	fdn__trace_write_end(tr);
 	if (span_id)
 		*span_id = id;
-	span_emit(s, b, "foundation.span.start", sp, NULL, 0);
+	span_emit(s, b, FDN__EV_SPAN_START, sp, d, &(struct span_ev){.user = attrs, .nuser = n});
 	return 0;
 }
 
@@ -366,7 +415,9 @@ static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st)
 	sp->status = (uint32_t)st;
 	tr->depth = d - 1;
 	fdn__trace_write_end(tr);
-	span_emit(s, b, "foundation.span.stop", sp, NULL, last->duration_ns);
+	static const char *const names[] = {"open", "ok", "error", "aborted"};
+	span_emit(s, b, FDN__EV_SPAN_STOP, sp, d - 1,
+		  &(struct span_ev){.status = names[st], .duration_ns = last->duration_ns});
 }
 
 int fdn_span_end(fdn_segment *s, int status)
@@ -473,12 +524,13 @@ int fdn_span_add_attributes(fdn_segment *s, const struct fdn_attr *attrs, size_t
 	memcpy(sp->attrs, out, (size_t)len);
 	sp->attrs_len = (uint16_t)len;
 	fdn__trace_write_end(tr);
-	span_emit(s, b, "foundation.span.attributes", sp, NULL, 0);
+	span_emit(s, b, FDN__EV_SPAN_ATTRIBUTES, sp, tr->depth - 1,
+		  &(struct span_ev){.user = attrs, .nuser = n});
 	return 0;
 }
 
 /* Count an event or a link on the top span and emit it. */
-static int span_note(fdn_segment *s, bool link, const char *detail)
+static int span_note(fdn_segment *s, const struct span_ev *e)
 {
 	struct fdn_shm_trace *tr;
 	int b;
@@ -489,12 +541,13 @@ static int span_note(fdn_segment *s, bool link, const char *detail)
 		return FDN_ENOSPAN;
 	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
 	fdn__trace_write_begin(tr);
-	if (link)
+	if (e->link_trace)
 		sp->nlinks++;
 	else
 		sp->nevents++;
 	fdn__trace_write_end(tr);
-	span_emit(s, b, link ? "foundation.span.link" : "foundation.span.event", sp, detail, 0);
+	span_emit(s, b, e->link_trace ? FDN__EV_SPAN_LINK : FDN__EV_SPAN_EVENT, sp, tr->depth - 1,
+		  e);
 	return 0;
 }
 
@@ -505,7 +558,8 @@ int fdn_span_record_event(fdn_segment *s, const char *name, const struct fdn_att
 		return nl == FDN_ETOOBIG ? FDN_EINVAL : nl;
 	uint8_t enc[FDN_ATTRS_MAX];
 	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
-	return al < 0 ? al : span_note(s, false, name);
+	return al < 0 ? al
+		      : span_note(s, &(struct span_ev){.event = name, .user = attrs, .nuser = n});
 }
 
 int fdn_span_link(fdn_segment *s, const char *trace_id, uint64_t span_id,
@@ -518,7 +572,11 @@ int fdn_span_link(fdn_segment *s, const char *trace_id, uint64_t span_id,
 		return FDN_EINVAL;
 	uint8_t enc[FDN_ATTRS_MAX];
 	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
-	return al < 0 ? al : span_note(s, true, trace_id);
+	return al < 0 ? al
+		      : span_note(s, &(struct span_ev){.link_trace = trace_id,
+						       .link_span = span_id,
+						       .user = attrs,
+						       .nuser = n});
 }
 
 int fdn_with_span(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n,

@@ -928,3 +928,61 @@ Test(flags, checker_sees_damage)
 	t_assert_all_clean(s);
 	done(s, name);
 }
+
+/* ---- events ------------------------------------------------------------------ */
+
+#include <foundation/telemetry.h>
+
+struct flag_events {
+	int n;
+	char name[8][32];
+	char flag[8][48];
+	char reason[8][32];
+	double from[8], to[8];
+};
+
+static void on_flag_event(const struct fdn_event *ev, void *arg)
+{
+	struct flag_events *fe = arg;
+	if (fe->n >= 8)
+		return;
+	int k = fe->n++;
+	snprintf(fe->name[k], sizeof(fe->name[k]), "%s", ev->name);
+	for (size_t i = 0; i < ev->nattrs; i++) {
+		if (strcmp(ev->attrs[i].name, "flag") == 0)
+			snprintf(fe->flag[k], sizeof(fe->flag[k]), "%s", ev->attrs[i].v.s);
+		if (strcmp(ev->attrs[i].name, "reason") == 0)
+			snprintf(fe->reason[k], sizeof(fe->reason[k]), "%s", ev->attrs[i].v.s);
+	}
+	for (size_t i = 0; i < ev->nmeasurements; i++)
+		*(strcmp(ev->measurements[i].name, "from") == 0 ? &fe->from[k] : &fe->to[k]) =
+		    ev->measurements[i].value;
+}
+
+Test(flags, changes_emit_events)
+{
+	char name[64];
+	fdn_segment *s = mk(name, sizeof(name), "flags-ev", NULL);
+	static struct flag_events fe;
+	cr_assert_eq(fdn_handler_attach("flags-test", "foundation", on_flag_event, &fe), 0);
+	cr_assert_eq(fdn_flag_set(s, "use_shm_spans", 40), 0);
+	cr_assert_eq(fdn_stage_emergency_rollback(s, "disk full"), 0);
+	cr_assert_eq(fdn_handler_detach("flags-test"), 0);
+	/* one flag.changed for the set; the rollback: one per flag it changed
+	 * (the five still on) and one stage.changed, in that order */
+	cr_assert_geq(fe.n, 3);
+	cr_assert_str_eq(fe.name[0], "foundation.flag.changed");
+	cr_assert_str_eq(fe.flag[0], "use_shm_spans");
+	cr_assert_eq(fe.from[0], 100);
+	cr_assert_eq(fe.to[0], 40);
+	int last = fe.n - 1;
+	cr_assert_str_eq(fe.name[last], "foundation.stage.changed");
+	cr_assert_eq(fe.from[last], 3);
+	cr_assert_eq(fe.to[last], 0);
+	cr_assert_str_eq(fe.reason[last], "disk full");
+	for (int i = 1; i < last; i++)
+		cr_assert_str_eq(fe.name[i], "foundation.flag.changed");
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	cr_assert_eq(fdn_segment_destroy(name), 0);
+}

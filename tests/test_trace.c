@@ -776,3 +776,89 @@ Test(trace, trace_slots_run_out_cleanly)
 	fdn_span_end(s, FDN_STATUS_OK);
 	tr_destroy(s, name);
 }
+
+/* ---- telemetry ------------------------------------------------------------------ */
+
+#include <foundation/telemetry.h>
+
+struct seen_ev {
+	int n;
+	char names[16][48];
+	char status[16][16];
+	char span[16][32];
+	double duration[16];
+	char event[16][32];
+	char user[16][16];
+};
+
+static const char *ev_attr(const struct fdn_event *ev, const char *name)
+{
+	for (size_t i = 0; i < ev->nattrs; i++)
+		if (strcmp(ev->attrs[i].name, name) == 0 && ev->attrs[i].type == FDN_ATTR_STRING)
+			return ev->attrs[i].v.s;
+	return "";
+}
+
+static void on_span_event(const struct fdn_event *ev, void *arg)
+{
+	struct seen_ev *se = arg;
+	if (se->n >= 16)
+		return;
+	int k = se->n++;
+	snprintf(se->names[k], sizeof(se->names[k]), "%s", ev->name);
+	snprintf(se->status[k], sizeof(se->status[k]), "%s", ev_attr(ev, "status"));
+	snprintf(se->span[k], sizeof(se->span[k]), "%s", ev_attr(ev, "span"));
+	snprintf(se->event[k], sizeof(se->event[k]), "%s", ev_attr(ev, "event"));
+	snprintf(se->user[k], sizeof(se->user[k]), "%s", ev_attr(ev, "user"));
+	se->duration[k] = -1;
+	for (size_t i = 0; i < ev->nmeasurements; i++)
+		if (strcmp(ev->measurements[i].name, "duration_ns") == 0)
+			se->duration[k] = ev->measurements[i].value;
+}
+
+static void span_events(fdn_segment *s)
+{
+	static struct seen_ev se;
+	memset(&se, 0, sizeof(se));
+	cr_assert_eq(fdn_handler_attach("trace-test", "foundation.span", on_span_event, &se), 0);
+	struct fdn_attr u = {.name = "user", .type = FDN_ATTR_STRING, .v.s = "bob"};
+	char tid[33];
+	cr_assert_eq(fdn_span_start(s, "outer", &u, 1, NULL), 0);
+	fdn_span_trace_id(s, tid);
+	cr_assert_eq(fdn_span_add_attributes(s, &u, 1), 0);
+	cr_assert_eq(fdn_span_record_event(s, "cache.miss", NULL, 0), 0);
+	cr_assert_eq(fdn_span_link(s, tid, 99, NULL, 0), 0);
+	cr_assert_eq(fdn_with_span(s, "inner", NULL, 0, cb_err, NULL), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(fdn_handler_detach("trace-test"), 0);
+	cr_assert_eq(fdn_span_start(s, "unseen", NULL, 0, NULL), 0);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	const char *want[] = {"foundation.span.start", "foundation.span.attributes",
+			      "foundation.span.event", "foundation.span.link",
+			      "foundation.span.start", "foundation.span.stop",
+			      "foundation.span.stop"};
+	cr_assert_eq(se.n, 7, "%d events seen", se.n);
+	for (int i = 0; i < 7; i++)
+		cr_assert_str_eq(se.names[i], want[i], "event %d", i);
+	cr_assert_str_eq(se.span[0], "outer");
+	cr_assert_str_eq(se.user[0], "bob", "the caller's attributes travel with start");
+	cr_assert_str_eq(se.event[2], "cache.miss");
+	cr_assert_str_eq(se.span[5], "inner");
+	cr_assert_str_eq(se.status[5], "error");
+	cr_assert_geq(se.duration[5], 0);
+	cr_assert_str_eq(se.span[6], "outer");
+	cr_assert_str_eq(se.status[6], "ok");
+}
+
+Test(trace, span_events_shared)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	span_events(s);
+	tr_destroy(s, name);
+}
+
+Test(trace, span_events_local)
+{
+	span_events(NULL);
+}
