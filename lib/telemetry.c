@@ -438,9 +438,14 @@ static int ring_write(fdn_segment *s, const struct fdn_event *ev, size_t nlen,
 	rec.check = rec_check(&rec, t);
 	memcpy((unsigned char *)e + 8, (unsigned char *)&rec + 8, 56u + rec.body_len);
 	/* Release: the record happens-before a reader's acquire load of
-	 * 2t + 2.  Fails only if a later lap took the record meanwhile. */
-	atomic_compare_exchange_strong_explicit(&e->seq, &want, want + 1, memory_order_release,
-						memory_order_relaxed);
+	 * 2t + 2.  Fails only if a later lap took the record meanwhile: this
+	 * producer was descheduled for a whole lap and its copy may have
+	 * landed on the newer record, which readers then reject (ticket and
+	 * checksum) and count lost, like this event; the lapped counter says
+	 * so too. */
+	if (!atomic_compare_exchange_strong_explicit(&e->seq, &want, want + 1, memory_order_release,
+						     memory_order_relaxed))
+		atomic_fetch_add_explicit(&th->ring_lapped, 1, memory_order_relaxed);
 	return 0;
 }
 

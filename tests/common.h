@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -65,6 +66,20 @@ static inline void t_assert_all_clean(fdn_segment *s)
 {
 	int v = fdn_segment_check(s, t_print_violation, NULL);
 	cr_assert_eq(v, 0, "checker found %d violations", v);
+}
+
+/* fork(), and the child dies with its parent (a failed assertion ends the
+ * test's process: its children must not spin on for ever). */
+static inline pid_t t_fork(void)
+{
+	pid_t parent = getpid();
+	pid_t p = fork();
+	if (p == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent) /* the parent died before prctl */
+			_exit(99);
+	}
+	return p;
 }
 
 /* Wait for a child; true if it exited with status 0. */

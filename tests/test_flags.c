@@ -254,7 +254,7 @@ Test(flags, percentage_rollout)
 	unsigned char *theirs = t_shared(1000);
 	static unsigned char mine[1000];
 	count_on(s, "rollout", mine);
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		fdn_segment *c;
 		if (fdn_segment_attach(name, 0, &c))
@@ -420,7 +420,7 @@ Test(flags, concurrent_migrations_one_wins)
 		memset(wins, 0, sizeof(int) * 8);
 		atomic_store(round, 0);
 		for (int i = 0; i < 6; i++) {
-			if ((kids[i] = fork()) == 0) {
+			if ((kids[i] = t_fork()) == 0) {
 				fdn_segment *c;
 				if (fdn_segment_attach(name, 0, &c))
 					_exit(1);
@@ -454,7 +454,7 @@ Test(flags, flip_seen_by_another_process)
 	int go[2], back[2];
 	cr_assert_eq(pipe(go), 0);
 	cr_assert_eq(pipe(back), 0);
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		fdn_segment *c;
 		if (fdn_segment_attach(name, 0, &c))
@@ -523,7 +523,7 @@ Test(flags, local_entries_are_invisible_elsewhere)
 	int go[2], back[2];
 	cr_assert_eq(pipe(go), 0);
 	cr_assert_eq(pipe(back), 0);
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		/* A fork child starts with no local entries, and its own stay
 		 * its own. */
@@ -776,9 +776,9 @@ Test(flags, registry_workers_under_100_flips, .timeout = 300)
 	struct flipshare *sh = t_shared(sizeof(*sh));
 	pid_t kids[WORKERS + 1];
 	for (int w = 0; w < WORKERS; w++)
-		if ((kids[w] = fork()) == 0)
+		if ((kids[w] = t_fork()) == 0)
 			worker(name, sh, w);
-	if ((kids[WORKERS] = fork()) == 0)
+	if ((kids[WORKERS] = t_fork()) == 0)
 		flipper(name, sh);
 	cr_assert(t_wait_ok(kids[WORKERS]), "flipper failed");
 	atomic_store(&sh->stop, 1);
@@ -831,7 +831,7 @@ Test(flags, writer_killed_mid_change_is_completed)
 	uint64_t h0 = fdn_flags_history_total(s);
 	int ready[2];
 	cr_assert_eq(pipe(ready), 0);
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		/* Take the lock and publish a change the way a writer does,
 		 * then stop before applying it. */

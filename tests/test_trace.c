@@ -242,7 +242,7 @@ Test(trace, traceparent_survives_exec)
 	fdn_span_trace_id(s, tid);
 	int fds[2];
 	cr_assert_eq(pipe(fds), 0);
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		/* The forked child exports the parent's context and execs. */
 		dup2(fds[1], 1);
@@ -412,7 +412,7 @@ static void run_children(const char *name, int nproc, int (*body)(fdn_segment *,
 {
 	pid_t *pids = calloc((size_t)nproc, sizeof(pid_t));
 	for (int i = 0; i < nproc; i++) {
-		pid_t p = fork();
+		pid_t p = t_fork();
 		cr_assert_geq(p, 0);
 		if (p == 0) {
 			fdn_segment *s = child_attach(name);
@@ -571,7 +571,7 @@ Test(trace, readers_see_consistent_stacks)
 	char name[64];
 	fdn_segment *s = tr_create(name, sizeof(name));
 	_Atomic int *stop = t_shared(2 * sizeof(*stop)), *ready = stop + 1;
-	pid_t w = fork();
+	pid_t w = t_fork();
 	if (w == 0) {
 		fdn_segment *cs = child_attach(name);
 		fdn_span_start(cs, "d0", NULL, 0, NULL);
@@ -654,7 +654,7 @@ Test(trace, graveyard_keeps_a_killed_workers_spans_and_context)
 	cr_assert_neq(fdn_reaper_holder(s), 0, "the library started a reaper");
 	_Atomic int *ready = t_shared(sizeof(*ready));
 	char(*tid)[33] = t_shared(33);
-	pid_t w = fork();
+	pid_t w = t_fork();
 	if (w == 0) {
 		fdn_segment *cs = child_attach(name);
 		fdn_span_start(cs, "handle_order", NULL, 0, NULL);
@@ -743,7 +743,7 @@ Test(trace, trace_slots_run_out_cleanly)
 	cr_assert_eq(fdn_span_start(s, "mine", NULL, 0, NULL), 0);
 	_Atomic int *res = t_shared(4 * sizeof(int));
 	for (int i = 0; i < 3; i++) {
-		pid_t p = fork();
+		pid_t p = t_fork();
 		if (p == 0) {
 			fdn_segment *cs = child_attach(name);
 			res[i] = fdn_span_start(cs, "c", NULL, 0, NULL);
@@ -755,12 +755,12 @@ Test(trace, trace_slots_run_out_cleanly)
 		cr_assert_eq(res[i], 0, "child %d: %s", i, fdn_strerror(res[i]));
 	}
 	/* two slots: ours and one that each child used and gave back */
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		fdn_segment *cs = child_attach(name);
 		res[3] = fdn_span_start(cs, "c", NULL, 0, NULL);
 		int again = 0;
-		pid_t q = fork();
+		pid_t q = t_fork();
 		if (q == 0) {
 			fdn_segment *gs = child_attach(name);
 			int full = fdn_span_start(gs, "g", NULL, 0, NULL) == FDN_ENOSPACE;
