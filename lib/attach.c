@@ -14,7 +14,8 @@
 /* The services' parts of a new segment, written before it is published. */
 static int services_init(fdn_segment *s, const struct fdn_segment_opts *o)
 {
-	return fdn__flags_init(s, o);
+	int r = fdn__flags_init(s, o);
+	return r ? r : fdn__telemetry_init(s);
 }
 
 int fdn_segment_create(const char *name, const struct fdn_segment_opts *o, fdn_segment **out)

@@ -145,6 +145,10 @@ int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *
 /* CLOCK_MONOTONIC in ns. */
 uint64_t fdn__mono_ns(void);
 
+/* The telemetry defaults of a new segment (before it is published):
+ * foundation.registry.lookup sampled `never`. */
+int fdn__telemetry_init(fdn_segment *s);
+
 /* The telemetry audit: ring records, and the region's tables (tags unique
  * and reachable by probing, specs and counters well-formed).  Returns
  * violations found. */

@@ -972,3 +972,28 @@ int fdn__telemetry_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 	check_ring(&ck, s);
 	return ck.n;
 }
+
+/* ---- a new segment's defaults ------------------------------------------------------- */
+
+/* foundation.registry.lookup, the hottest call, starts sampled `never`: with
+ * the shared telemetry on (the default profile) its event would otherwise
+ * write a ring record on every lookup, five times the lookup's own cost.
+ * Every other event starts `always`.  `foundation-ctl sampler set
+ * foundation.registry.lookup always` (or random(P)...) turns it on. */
+int fdn__telemetry_init(fdn_segment *s)
+{
+	struct fdn__tel t;
+	int r = seg_ctx(s, &t);
+	if (r)
+		return r;
+	const char *name = fdn__ev_names[FDN__EV_REG_LOOKUP];
+	size_t nlen = strlen(name);
+	bool fresh;
+	int i = slot_get(&t, FDN_TEL_T_SAMPLERS, tag_of(name, nlen, NULL, 0), true, &fresh);
+	if (i < 0)
+		return i;
+	struct fdn_shm_sampler *x = sampler_at(&t, (uint32_t)i);
+	put_name(x->name, sizeof(x->name), name, nlen);
+	atomic_store(&x->spec, FDN_SPEC_WORD(FDN_SAMPLER_NEVER, 1, bits_of(0.0f)));
+	return 0;
+}

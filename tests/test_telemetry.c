@@ -264,7 +264,9 @@ Test(telemetry, never_always_adaptive_and_the_parser)
 	struct fdn_sampler_stats st;
 	cr_assert_eq(fdn_sampler_get(s, "test.unknown", &st), FDN_ENOTFOUND);
 	int n = fdn_samplers_foreach(s, NULL, NULL);
-	cr_assert_eq(n, 3, "samplers: %d", n); /* never, always, adaptive */
+	/* never, always, adaptive, and the new segment's own default for
+	 * foundation.registry.lookup */
+	cr_assert_eq(n, 4, "samplers: %d", n);
 	tel_destroy(s, name);
 }
 
@@ -763,6 +765,12 @@ Test(telemetry, registry_and_reaper_events)
 	static struct captured reg, down;
 	cr_assert_eq(fdn_handler_attach("reg", "foundation.registry", capture, &reg), 0);
 	cr_assert_eq(fdn_handler_attach("down", "foundation.process", capture, &down), 0);
+	/* A new segment samples lookups `never`; this test wants them. */
+	struct fdn_sampler_stats lst;
+	cr_assert_eq(fdn_sampler_get(s, "foundation.registry.lookup", &lst), 0);
+	cr_assert_eq(lst.sampler.kind, FDN_SAMPLER_NEVER);
+	struct fdn_sampler always = {FDN_SAMPLER_ALWAYS, 0};
+	cr_assert_eq(fdn_sampler_set(s, "foundation.registry.lookup", &always), 0);
 	cr_assert_eq(fdn_register(s, "svc", 3, getpid(), NULL, 0, 0, NULL), 0);
 	struct fdn_entry e;
 	cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
