@@ -18,9 +18,16 @@
  *   emit, into the ring    fdn_emit(seg, ...), no handler: sampler + ring
  *                          record (one measurement, one attribute)
  *
- * Adding a row (other services: "span push+pop", "context set+get", "flag
- * read"): write an op function (and setup/teardown if needed) and add one
- * entry to `ops`; the table, the ratios and the JSON follow.
+ *   span push+pop          fdn_span_start + fdn_span_end: shared (their
+ *                          events sampled `never`; then into the ring) and
+ *                          local (s == NULL, thread-local memory)
+ *   context set+get        fdn_ctx_set of one attribute + fdn_ctx_get, shared
+ *                          and local
+ *   flag read              fdn__flag_on (the services' read, one load) and
+ *                          fdn_flag_enabled by name
+ *
+ * Adding a row: write an op function (and setup/teardown if needed) and add
+ * one entry to `ops`; the table, the ratios and the JSON follow.
  *
  * Every operation is checked (a lookup must return the right pid; an emit
  * the expected verdict); a failure is reported on stderr and the exit
@@ -35,7 +42,10 @@
 #include "bench_common.h"
 #include "lib/internal.h"
 
+#include <foundation/context.h>
+#include <foundation/flags.h>
 #include <foundation/registry.h>
+#include <foundation/spans.h>
 #include <foundation/telemetry.h>
 
 #include <getopt.h>
@@ -125,6 +135,82 @@ static int emit_ring(struct ctx *c, uint64_t i)
 	return fdn_emit(c->s, "bench.event", &m, 1, &a, 1) != 1;
 }
 
+/* Spans: one push and one pop, on the segment (shared backend) or in
+ * thread-local memory (s == NULL: the local backend). */
+static int span_pushpop(fdn_segment *s)
+{
+	return fdn_span_start(s, "bench.op", NULL, 0, NULL) != 0 ||
+	       fdn_span_end(s, FDN_STATUS_OK) != 0;
+}
+
+static int span_shared(struct ctx *c, uint64_t i)
+{
+	(void)i;
+	return span_pushpop(c->s);
+}
+
+static int span_local(struct ctx *c, uint64_t i)
+{
+	(void)c;
+	(void)i;
+	return span_pushpop(NULL);
+}
+
+static int span_events(struct ctx *c, const char *spec)
+{
+	return sampler(c, "foundation.span.start", spec) ||
+	       sampler(c, "foundation.span.stop", spec);
+}
+
+static int span_quiet(struct ctx *c)
+{
+	return span_events(c, "never");
+}
+
+static int span_loud(struct ctx *c)
+{
+	return span_events(c, "always");
+}
+
+static void span_done(struct ctx *c)
+{
+	span_quiet(c);
+}
+
+/* Error context: merge one attribute, read the map back. */
+static int ctx_setget(fdn_segment *s, uint64_t i)
+{
+	struct fdn_attr a = {.name = "request", .type = FDN_ATTR_INT, .v.i = (int64_t)i};
+	uint8_t buf[FDN_CTX_MAXLEN];
+	size_t len;
+	return fdn_ctx_set(s, &a, 1) != 0 || fdn_ctx_get(s, buf, sizeof(buf), &len) != 0 ||
+	       len == 0;
+}
+
+static int ctx_shared(struct ctx *c, uint64_t i)
+{
+	return ctx_setget(c->s, i);
+}
+
+static int ctx_local(struct ctx *c, uint64_t i)
+{
+	(void)c;
+	return ctx_setget(NULL, i);
+}
+
+/* Flags: the services' read (one load) and the public read by name. */
+static int flag_by_id(struct ctx *c, uint64_t i)
+{
+	(void)i;
+	return !fdn__flag_on(c->s, FDN__FLAG_USE_SHM_REGISTRY);
+}
+
+static int flag_by_name(struct ctx *c, uint64_t i)
+{
+	(void)i;
+	return !fdn_flag_enabled(c->s, "use_shm_spans");
+}
+
 /* The rows; the first is the reference of every ratio. */
 static const struct op ops[] = {
     {"lookup", lookup_quiet, lookup_once, NULL},
@@ -132,6 +218,13 @@ static const struct op ops[] = {
     {"emit, nobody listens", NULL, emit_local, NULL},
     {"emit, one handler", handler_on, emit_local, handler_off},
     {"emit, into the ring", NULL, emit_ring, NULL},
+    {"span push+pop, shared", span_quiet, span_shared, NULL},
+    {"span push+pop, shared, events in ring", span_loud, span_shared, span_done},
+    {"span push+pop, local", NULL, span_local, NULL},
+    {"context set+get, shared", NULL, ctx_shared, NULL},
+    {"context set+get, local", NULL, ctx_local, NULL},
+    {"flag read (internal, by id)", NULL, flag_by_id, NULL},
+    {"flag read (fdn_flag_enabled)", NULL, flag_by_name, NULL},
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
@@ -259,7 +352,7 @@ int main(int argc, char **argv)
 	loadavg(la, sizeof(la));
 	if (status == 0) {
 		if (!json)
-			printf("%-24s %12s %14s %10s\n", "operation", "ns/op", "ops/s", "÷ lookup");
+			printf("%-38s %10s %12s %9s\n", "operation", "ns/op", "ops/s", "÷ lookup");
 		for (size_t i = 0; i < NOPS; i++) {
 			if (json)
 				printf("{\"bench\":\"services\",\"op\":\"%s\",\"iterations\":%llu,"
@@ -268,7 +361,7 @@ int main(int argc, char **argv)
 				       ops[i].name, (unsigned long long)m, ns[i], 1e9 / ns[i],
 				       ns[i] / ns[0]);
 			else
-				printf("%-24s %12.1f %14.0f %10.2f\n", ops[i].name, ns[i],
+				printf("%-38s %10.1f %12.0f %9.2f\n", ops[i].name, ns[i],
 				       1e9 / ns[i], ns[i] / ns[0]);
 		}
 		if (json)

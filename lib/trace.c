@@ -141,6 +141,15 @@ static void hex(char *out, const uint8_t *b, size_t n)
 	out[2 * n] = 0;
 }
 
+/* A 64-bit id as 16 hex digits, most significant first (traceparent's). */
+static void hex64(char out[17], uint64_t v)
+{
+	uint8_t b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (56 - 8 * i));
+	hex(out, b, 8);
+}
+
 /* Lowercase hex only; returns false on anything else. */
 static bool unhex(const char *in, uint8_t *out, size_t n)
 {
@@ -279,9 +288,9 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	memcpy(name, sp->name, nl);
 	name[nl] = 0;
 	hex(tid, sp->trace_id, 16);
-	snprintf(sid, sizeof(sid), "%016llx", (unsigned long long)sp->span_id);
-	snprintf(par, sizeof(par), "%016llx", (unsigned long long)sp->parent_id);
-	snprintf(lsid, sizeof(lsid), "%016llx", (unsigned long long)e->link_span);
+	hex64(sid, sp->span_id);
+	hex64(par, sp->parent_id);
+	hex64(lsid, e->link_span);
 	struct fdn_attr a[9 + SPAN_EV_USER_MAX];
 	size_t na = 0;
 	a[na++] = str_attr("span", name);
