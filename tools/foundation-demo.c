@@ -19,6 +19,7 @@
 #include <foundation/registry.h>
 #include <foundation/context.h>
 #include <foundation/spans.h>
+#include <foundation/telemetry.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -107,7 +108,9 @@ static void show(const char *segment, const char *title, const char *const *args
 	int n = snprintf(line, sizeof(line), "$ foundation-inspect --segment %s", segment);
 	for (int i = 0; args[i] && n < (int)sizeof(line); i++)
 		n += snprintf(line + n, sizeof(line) - (size_t)n, " %s", args[i]);
-	printf("\n%s\n%s\n", title, line);
+	if (*title)
+		printf("\n%s\n", title);
+	printf("%s\n", line);
 	fflush(stdout);
 	pid_t p = fork();
 	if (p == 0) {
@@ -153,6 +156,10 @@ static void worker(const char *name, int n, int ready_fd)
 	    fdn_ctx_breadcrumb(s, "orders", "load_order", NULL, 0) ||
 	    fdn_span_start(s, "query_db", &table, 1, NULL))
 		_exit(3);
+	/* An event of the application's own, into the shared ring. */
+	struct fdn_measurement queue = {"queue_depth", (double)(3 * n)};
+	if (fdn_emit(s, "demo.worker.ready", &queue, 1, &a[2], 1) < 0)
+		_exit(5);
 	char c = 'r';
 	if (write(ready_fd, &c, 1) != 1)
 		_exit(4);
@@ -188,6 +195,28 @@ static int print_entry(void *arg, const struct fdn_entry_view *e)
 	print_attrs(e->attrs, e->attrs_len);
 	printf("\n");
 	return 0;
+}
+
+/* Wait (up to 5 s) for the reaper's foundation.process.down of pid. */
+static bool down_seen(fdn_segment *s, pid_t pid)
+{
+	struct fdn_ring_cursor c;
+	static struct fdn_ring_event ev;
+	if (fdn_ring_cursor_init(s, &c, true) != 0)
+		return false;
+	for (int i = 0; i < 2500; i++) {
+		int r;
+		while ((r = fdn_ring_next(s, &c, &ev)) == 1)
+			for (uint32_t k = 0; k < ev.nmeasurements; k++)
+				if (strcmp(ev.name, "foundation.process.down") == 0 &&
+				    strcmp(ev.measurements[k].name, "pid") == 0 &&
+				    ev.measurements[k].value == (double)pid)
+					return true;
+		if (r < 0)
+			return false;
+		usleep(2000);
+	}
+	return false;
 }
 
 /* From a separate process: the healthy gpu workers. */
@@ -300,17 +329,25 @@ int main(int argc, char **argv)
 	printf("    its entry vanished %.0f us after the kill (seen through fdn_watch)\n",
 	       (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3);
 	waitpid(victim, NULL, 0);
-	uint64_t copies = 0;
-	for (int i = 0; i < 500 && copies < 1; i++) {
-		usleep(2000);
-		fdn_graveyard_trace_counts(s, &copies, NULL);
-	}
+	/* The reaper's last step for a death is its event: once it is in the
+	 * ring, the graveyard holds the death and the thread copy too. */
+	if (!down_seen(s, victim))
+		die("waiting for the reaper's foundation.process.down", FDN_ETIMEDOUT);
 	show(name, "The registry after the kill: worker-1 is gone.",
 	     (const char *[]){"registry", NULL});
 	show(name,
 	     "The graveyard: how worker-1 died, and what it was doing (its spans, now\n"
 	     "aborted, and its context), copied by the reaper before it cleaned up.",
 	     (const char *[]){"graveyard", "--pid", vpid, NULL});
+	show(name,
+	     "The event ring, filtered: the workers' own events, then the reaper's record\n"
+	     "of the death (foundation.process.down).",
+	     (const char *[]){"events", "--name", "demo", NULL});
+	show(name, "", (const char *[]){"events", "--name", "foundation.process", NULL});
+	show(name,
+	     "The feature flags and the migration stage: every service uses the shared\n"
+	     "segment (stage 3); foundation-ctl stage rollback would move them back.",
+	     (const char *[]){"flags", NULL});
 	show(name, "Statistics.", (const char *[]){"stats", NULL});
 
 	printf("\nstopping the other workers...\n");
