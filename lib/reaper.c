@@ -232,6 +232,13 @@ int fdn_reaper_autostart(fdn_segment *s)
 	const char *off = getenv("FOUNDATION_NO_AUTOREAPER");
 	if ((off && strcmp(off, "1") == 0) || s->readonly)
 		return 0;
+	return fdn_reaper_start(s);
+}
+
+int fdn_reaper_start(fdn_segment *s)
+{
+	if (s->readonly)
+		return FDN_ERDONLY;
 	if (fdn_reaper_holder(s) != 0)
 		return 0;
 	const char *path = getenv("FOUNDATION_REAPERD");

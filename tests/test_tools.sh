@@ -248,6 +248,23 @@ eventually 0 "graveyard all" "\"pid\":$P3," "$inspect" --json graveyard
 run 0 "check at the end" "$inspect" --json check
 out_has "check at the end" "\"count\":0}"
 
+# ---- the reaper, from the shell ----------------------------------------------------
+run 0 "reaper status" "$ctl" reaper status
+grep -qE '^reaper pid [0-9]+ watches segment' "$tmp/out" || fail "reaper status: no pid"
+ok
+run 0 "reaper stop" "$ctl" reaper stop
+grep -qE '^stopped reaper pid [0-9]+$' "$tmp/out" || fail "reaper stop"
+ok
+run 1 "reaper status, stopped" "$ctl" reaper status
+out_has "reaper status, stopped" "no reaper running"
+run 0 "reaper stop, none" "$ctl" reaper stop
+out_has "reaper stop, none" "no reaper was running"
+run 0 "reaper start" "$ctl" reaper start
+grep -qE '^reaper pid [0-9]+ watches segment' "$tmp/out" || fail "reaper start: no pid"
+ok
+run 2 "reaper bad" "$ctl" reaper frob
+err_is "reaper bad" "foundation-ctl: reaper frob: unknown sub-command (see foundation-ctl reaper --help)"
+
 # ---- destroy: the segment and its reaper go ---------------------------------------
 run 0 "stats before destroy" "$inspect" --json stats
 reaper=$(json_num reaper_pid)

@@ -18,6 +18,7 @@
 
 #include <foundation/attrs.h>
 #include <foundation/flags.h>
+#include <foundation/reaper.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
 #include <foundation/telemetry.h>
@@ -29,7 +30,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 const char *prog = "foundation-ctl";
 
@@ -455,6 +459,68 @@ static int cmd_emit(struct args *a)
 	return detach(a, s, status);
 }
 
+/* ---- the reaper --------------------------------------------------------------- */
+
+/* Poll the lease until it is held (want_held) or free, or timeout_ms pass.
+ * The holder's pid, or 0. */
+static pid_t reaper_wait(fdn_segment *s, bool want_held, int64_t timeout_ms)
+{
+	struct timespec tick = {0, 10 * 1000000L};
+	for (int64_t waited = 0;; waited += 10) {
+		pid_t p = fdn_reaper_holder(s);
+		if ((p != 0) == want_held || waited >= timeout_ms)
+			return p;
+		nanosleep(&tick, NULL);
+	}
+}
+
+/* reaper start | stop | status */
+static int cmd_reaper(struct args *a)
+{
+	const char *sub = a->nwords ? a->words[0] : "";
+	bool start = strcmp(sub, "start") == 0, stop = strcmp(sub, "stop") == 0;
+	if (!start && !stop && strcmp(sub, "status") != 0)
+		return a->nwords ? usage_error("reaper", "reaper %s: unknown sub-command", sub)
+				 : usage_error("reaper", "reaper: missing start, stop or status");
+	int64_t timeout = a->timeout_ms >= 0 ? a->timeout_ms : 5000;
+	fdn_segment *s;
+	/* start attaches writable (which may start the reaper itself); the
+	 * others only look, read-only: no slot, no reaper started. */
+	int r = fdn_segment_attach(a->segment, start ? 0 : FDN_SEG_READONLY, &s);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a->segment);
+	int status = EXIT_OK;
+	pid_t p = fdn_reaper_holder(s);
+	if (start) {
+		if (p == 0 && (r = fdn_reaper_start(s)) != 0)
+			status = complain(EXIT_FAIL, fdn_strerror(r), "reaper start");
+		else if ((p = reaper_wait(s, true, timeout)) == 0)
+			status = complain(EXIT_FAIL, fdn_strerror(FDN_ETIMEDOUT),
+					  "reaper start: no reaper took the lease");
+		else
+			printf("reaper pid %d watches segment \"%s\"\n", (int)p, a->segment);
+	} else if (stop) {
+		if (p == 0) {
+			printf("no reaper was running\n");
+		} else if (kill(p, SIGTERM) != 0) {
+			status =
+			    complain(EXIT_FAIL, strerror(errno), "reaper stop: pid %d", (int)p);
+		} else if (reaper_wait(s, false, timeout) != 0) {
+			status = complain(EXIT_FAIL, fdn_strerror(FDN_ETIMEDOUT),
+					  "reaper stop: pid %d still holds the lease", (int)p);
+		} else {
+			printf("stopped reaper pid %d\n", (int)p);
+		}
+	} else if (p) {
+		printf("reaper pid %d watches segment \"%s\"\n", (int)p, a->segment);
+	} else {
+		printf("no reaper running\n");
+		status = EXIT_FAIL;
+	}
+	fdn_segment_detach(s);
+	return status;
+}
+
 static const struct command commands[] = {
     {"create", "EPTHMIXVS", false, cmd_create, "create [OPTIONS]",
      "Create the segment (it must not exist) and start its reaper.\n"
@@ -504,6 +570,16 @@ static const struct command commands[] = {
      "flags set NAME VALUE | get NAME | list | create NAME [VALUE] | reset", FLAGS_HELP},
     {"stage", "RS", false, cmd_stage,
      "stage migrate N | rollback N [--reason R] | emergency REASON", STAGE_HELP},
+    {"reaper", "tS", false, cmd_reaper, "reaper start | stop | status [--timeout MS]",
+     "The segment's reaper (foundation-reaperd).\n"
+     "  start   start one unless a live reaper holds the lease ($FOUNDATION_REAPERD\n"
+     "          names the program, else the installed one); wait until one holds\n"
+     "          it and print its pid\n"
+     "  stop    SIGTERM the reaper and wait until it has released the lease (no\n"
+     "          reaper running: says so, exit 0)\n"
+     "  status  print the reaper's pid; exit 1 if none runs\n"
+     "  --timeout MS  how long start and stop wait (default 5000)\n"
+     "While no reaper runs, dead processes' entries stay until one starts.\n"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -667,7 +743,10 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 /* Positional words a command takes after its name (flags, stage). */
 static int max_words(const struct command *c)
 {
-	return c->run == cmd_flags || c->run == cmd_sampler ? 3 : c->run == cmd_stage ? 2 : 0;
+	return c->run == cmd_flags || c->run == cmd_sampler ? 3
+	       : c->run == cmd_stage                        ? 2
+	       : c->run == cmd_reaper                       ? 1
+							    : 0;
 }
 
 /* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,

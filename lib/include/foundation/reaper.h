@@ -33,6 +33,11 @@ extern "C" {
  */
 FDN_API int fdn_reaper_autostart(fdn_segment *s);
 
+/* The same, whatever $FOUNDATION_NO_AUTOREAPER says (foundation-ctl reaper
+ * start).  Returns once the program is launched, not when it holds the
+ * lease: poll fdn_reaper_holder. */
+FDN_API int fdn_reaper_start(fdn_segment *s);
+
 /* Pid of the live process holding the reaper lease, or 0 if none. */
 FDN_API pid_t fdn_reaper_holder(fdn_segment *s);
 
