@@ -1447,6 +1447,19 @@ static int cmd_metrics(fdn_segment *s, const struct args *a)
 	prom_counter("foundation_graveyard_threads_total",
 		     "Dead threads whose spans and context were copied to the graveyard.", a,
 		     (double)written);
+	struct fdn_ring_stats rs;
+	if (fdn_ring_stats(s, &rs) == 0) {
+		prom_gauge("foundation_event_ring_capacity", "Records in the telemetry ring.", a,
+			   (double)rs.capacity);
+		prom_counter("foundation_events_written_total", "Events written to the ring.", a,
+			     (double)rs.written);
+		prom_counter("foundation_events_overwritten_total",
+			     "Ring events overwritten by newer ones (the ring keeps the newest).",
+			     a, (double)rs.overwritten);
+		prom_counter("foundation_events_lapped_total",
+			     "Events dropped by a producer stalled for a whole lap of the ring.", a,
+			     (double)rs.lapped);
+	}
 	prom_counter("foundation_graveyard_threads_dropped_total",
 		     "Graveyard thread copies overwritten by newer ones.", a, (double)dropped);
 	return EXIT_OK;
