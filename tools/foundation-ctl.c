@@ -262,10 +262,10 @@ static bool parse_num(const char *text, int base, uint64_t max, uint64_t *out);
 
 #define FLAGS_HELP                                                                     \
 	"Feature flags, shared by every process of the segment (seen at their next\n"  \
-	"read).  VALUE is on, off or a percentage 0..100 (\"25\" or \"25%%\").\n"      \
+	"read).  VALUE is on, off or a percentage 0..100 (\"25\" or \"25%\").\n"       \
 	"  set NAME VALUE      change a flag (unknown flag, or a percentage outside\n" \
 	"                      0..100: exit 1, nothing changed)\n"                     \
-	"  get NAME            print its value: on, off or N%%\n"                      \
+	"  get NAME            print its value: on, off or N%\n"                       \
 	"  list                print every flag: name, value, default\n"               \
 	"  create NAME [VALUE] a user-defined flag (default value off)\n"              \
 	"  reset               every flag to its default, the stage to the one at\n"   \

@@ -17,6 +17,20 @@ int main(void)
 		fprintf(stderr, "consumer: create: %s\n", fdn_strerror(r));
 		return 1;
 	}
+	/* One call of each service through the installed library. */
+	struct fdn_attr a = {.name = "capability", .type = FDN_ATTR_STRING, .v.s = "gpu"};
+	struct fdn_entry e;
+	struct fdn_measurement m = {"n", 1};
+	char tid[FDN_TRACE_ID_HEX + 1];
+	if (fdn_register(s, "consumer", 8, getpid(), &a, 1, 0, NULL) ||
+	    fdn_lookup(s, "consumer", 8, 0, &e) || e.pid != getpid() ||
+	    fdn_span_start(s, "consume", NULL, 0, NULL) || fdn_span_trace_id(s, tid) ||
+	    fdn_ctx_set(s, &a, 1) || fdn_span_end(s, FDN_STATUS_OK) ||
+	    !fdn_flag_enabled(s, "use_shm_registry") ||
+	    fdn_emit(s, "consumer.ran", &m, 1, NULL, 0) != 1) {
+		fprintf(stderr, "consumer: a service call failed\n");
+		return 1;
+	}
 	struct fdn_segment_stats st;
 	fdn_segment_stats(s, &st);
 	int v = fdn_segment_check(s, NULL, NULL);
