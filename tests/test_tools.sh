@@ -265,6 +265,15 @@ ok
 run 2 "reaper bad" "$ctl" reaper frob
 err_is "reaper bad" "foundation-ctl: reaper frob: unknown sub-command (see foundation-ctl reaper --help)"
 
+# ---- a segment for a group: mode 0660 is refused unless allowed --------------------
+grp="$seg-grp"
+run 0 "create 0660" env FOUNDATION_ALLOW_FOREIGN=1 FOUNDATION_NO_AUTOREAPER=1 \
+	"$ctl" --segment "$grp" create --mode 0660 --entries 100
+run 1 "0660 refused" "$inspect" --segment "$grp" stats
+err_is "0660 refused" "foundation-inspect: segment \"$grp\": segment is writable by other users"
+run 0 "0660 allowed" env FOUNDATION_ALLOW_FOREIGN=1 "$inspect" --segment "$grp" stats
+run 0 "destroy 0660" env FOUNDATION_ALLOW_FOREIGN=1 "$ctl" --segment "$grp" destroy
+
 # ---- destroy: the segment and its reaper go ---------------------------------------
 run 0 "stats before destroy" "$inspect" --json stats
 reaper=$(json_num reaper_pid)

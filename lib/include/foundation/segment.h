@@ -36,7 +36,8 @@ enum {
 	 * that is being freed, so every read of a read-only handle is
 	 * bounds-checked and validated (this is what foundation-inspect uses). */
 	FDN_SEG_READONLY = 1u << 0,
-	/* Accept a segment owned by another uid, or writable by group/others. */
+	/* Accept a segment owned by another uid, or writable by group/others.
+	 * $FOUNDATION_ALLOW_FOREIGN=1 sets it for every attach of the process. */
 	FDN_SEG_ALLOW_FOREIGN = 1u << 1,
 };
 
