@@ -1,0 +1,26 @@
+#!/bin/sh
+# readme_example.sh - the C example in README.md compiles against the
+# headers and the static library just built, and runs as it says.
+# usage: readme_example.sh SOURCE_DIR BUILD_DIR
+set -eu
+src=${1:?usage: readme_example.sh SOURCE_DIR BUILD_DIR}
+build=${2:?usage: readme_example.sh SOURCE_DIR BUILD_DIR}
+tmp=$(mktemp -d)
+seg="fdn-readme-$$"
+cleanup() {
+	FOUNDATION_NO_AUTOREAPER=1 "$build/tools/foundation-ctl" --segment "$seg" destroy >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+sed -n '/<!-- readme-example:begin -->/,/<!-- readme-example:end -->/p' "$src/README.md" |
+	sed '/^<!--/d; /^```/d' >"$tmp/worker.c"
+[ -s "$tmp/worker.c" ] || { echo "FAIL: no example found in README.md" >&2; exit 1; }
+cc -std=c11 -Wall -Wextra -Werror -I"$src/lib/include" -o "$tmp/worker" "$tmp/worker.c" \
+	"$build/libfoundation.a" $(pkg-config --libs liburcu-memb liburcu-cds libxxhash) -lpthread -lm
+export FOUNDATION_SEGMENT="$seg" FOUNDATION_NO_AUTOREAPER=1
+"$build/tools/foundation-ctl" create --entries 100 >/dev/null
+out=$("$tmp/worker")
+echo "$out" | grep -qE '^worker-[0-9]+ is pid [0-9]+$' || { echo "FAIL: output: $out" >&2; exit 1; }
+"$build/tools/foundation-inspect" events --name app.job | grep -q 'app.job.done' ||
+	{ echo "FAIL: the example's event is not in the ring" >&2; exit 1; }
+echo "README example: $out"
