@@ -287,6 +287,9 @@ pid_t st_reaper_start(void)
 			if (fd > 2)
 				close(fd);
 		}
+		if (getenv("STRESS_REAPER_VERBOSE"))
+			execl(path, path, "--segment", seg_name, "--foreground", "--verbose",
+			      (char *)NULL);
 		execl(path, path, "--segment", seg_name, "--foreground", (char *)NULL);
 		fprintf(stderr, "%s: exec %s: %s\n", st_prog, path, strerror(errno));
 		_exit(127);
