@@ -200,8 +200,12 @@ static int open_verified(uint64_t w)
 {
 	pid_t pid = (pid_t)FDN_PROC_PID(w);
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	/* EINVAL or ENOENT: the pid is now a thread of another process (not
+	 * a group leader): the process it named is gone, as for ESRCH
+	 * (shm/proc.c, fdn__identity). */
 	if (fd < 0)
-		return errno == ESRCH ? -1 : -2;
+		return errno == ESRCH || (pid > 0 && (errno == EINVAL || errno == ENOENT)) ? -1
+											   : -2;
 	/* Identity read after the pidfd pins the process: if the pid was
 	 * recycled before we opened it, the identity differs. */
 	uint64_t ident;
