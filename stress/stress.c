@@ -263,7 +263,7 @@ void st_cleanup(void)
 
 /* ---- the reaper ------------------------------------------------------------ */
 
-static const char *reaperd_path(void)
+const char *st_reaperd_path(void)
 {
 	const char *p = getenv("FOUNDATION_REAPERD");
 	return p && *p ? p : STRESS_REAPERD;
@@ -277,7 +277,7 @@ const char *st_inspect_path(void)
 
 pid_t st_reaper_start(void)
 {
-	const char *path = reaperd_path();
+	const char *path = st_reaperd_path();
 	pid_t p = st_fork();
 	if (p == 0) {
 		int fd = open("/dev/null", O_RDWR);

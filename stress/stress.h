@@ -66,6 +66,8 @@ void st_cleanup(void);
 pid_t st_reaper_start(void);
 /* Asleep in epoll_wait with no timeout (from /proc/PID/syscall). */
 bool st_reaper_idle(pid_t reaper);
+/* Path of foundation-reaperd ($FOUNDATION_REAPERD, else built-in). */
+const char *st_reaperd_path(void);
 /* Path of foundation-inspect ($FOUNDATION_INSPECT, else built-in). */
 const char *st_inspect_path(void);
 
