@@ -336,7 +336,12 @@ static int run(struct reaper *R)
 	/* The full sweep (stale index references, entries a killed writer or
 	 * reaper left) runs in small steps whenever nothing else is waiting:
 	 * a death never waits for it. */
-	bool sweep_due = true;
+	/* A pass walks the buckets once, from a cursor.  A death during a
+	 * pass can make references stale in buckets the pass has already
+	 * walked: then one more whole pass follows (sweep_dirty), so that
+	 * once the reaper sleeps without a timeout nothing stale is left --
+	 * stress_killstorm found stale references at a quiescent point. */
+	bool sweep_due = true, sweep_dirty = false;
 	uint64_t cursor = 0;
 	for (;;) {
 		struct epoll_event ev[64];
@@ -370,10 +375,13 @@ static int run(struct reaper *R)
 			scan(R);
 			reap_pending(R, woke);
 		}
-		if (n > 0 || before)
+		if (n > 0 || before) {
+			sweep_dirty = sweep_dirty || (sweep_due && cursor != 0);
 			sweep_due = true;
-		else if (sweep_due && fdn__registry_sweep(R->s, &cursor, 1024) == 1)
-			sweep_due = false;
+		} else if (sweep_due && fdn__registry_sweep(R->s, &cursor, 1024) == 1) {
+			sweep_due = sweep_dirty; /* cursor is back at 0 */
+			sweep_dirty = false;
+		}
 	}
 }
 
