@@ -4,6 +4,7 @@
 #   sh cmake/bootstrap.sh demo           install what is missing, build, run foundation-demo
 #   sh cmake/bootstrap.sh test           install what is missing, build, run every test
 #   sh cmake/bootstrap.sh test-sanitize  the same in an ASan+UBSan build (build-asan/)
+#   sh cmake/bootstrap.sh stress-tsan    the stress programs (short) under ThreadSanitizer
 #   sh cmake/bootstrap.sh bench          build in Release and run the benchmarks
 #   sh cmake/bootstrap.sh format-check   fail if a C file is not clang-formatted
 #
@@ -20,9 +21,9 @@ need="build-essential cmake pkg-config liburcu-dev libxxhash-dev libcriterion-de
 case "$job" in
 bench) need="$need redis-server" ;;
 format-check) need="clang-format" ;;
-demo | test | test-sanitize) ;;
+demo | test | test-sanitize | stress-tsan) ;;
 *)
-	sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
@@ -67,6 +68,16 @@ test-sanitize)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		LSAN_OPTIONS=suppressions="$PWD/cmake/lsan.supp" \
 		ctest --test-dir build-asan --output-on-failure --timeout 1800 -LE "bench|install"
+	;;
+stress-tsan)
+	# Only the stress programs (Criterion cannot run under TSan) and the
+	# tools they run; 4-second runs keep the job short.
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_TSAN=ON \
+		-DFOUNDATION_BENCH=OFF -DFOUNDATION_WERROR=ON -DSTRESS_SECONDS=4
+	cmake --build build-tsan -j "$jobs" --target stress_killstorm stress_readers \
+		stress_reaperkill stress_pidreuse
+	TSAN_OPTIONS="suppressions=$PWD/stress/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
+		ctest --test-dir build-tsan --output-on-failure --timeout 600 -L stress
 	;;
 bench)
 	build build-release -DCMAKE_BUILD_TYPE=Release

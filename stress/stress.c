@@ -369,6 +369,38 @@ static const char *unsettled(fdn_segment *s, pid_t reaper, char *why, size_t cap
 	return why;
 }
 
+/* What holds the segment back: reader slots in a section or with an op in
+ * flight, and where the reaper is. */
+static void dump_state(fdn_segment *s, pid_t reaper)
+{
+	uint64_t gp = atomic_load(&s->hdr->gp_ctr);
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		uint64_t st = atomic_load(&ts->state), ctr = atomic_load(&ts->ctr);
+		uint64_t d0 = atomic_load(&ts->delta[0]), d1 = atomic_load(&ts->delta[1]);
+		if (!st || (ctr == 0 && !FDN_DELTA_OP(d0) && !FDN_DELTA_OP(d1)))
+			continue;
+		uint32_t o = FDN_TSLOT_OWNER(st);
+		uint64_t w = o < s->nprocs ? atomic_load(&s->procs[o].word) : 0;
+		fprintf(stderr,
+			"  reader slot %u: ctr %llu (gp %llu) ops %u/%u limbo %llu; owner slot %u "
+			"state %u pid %u\n",
+			i, (unsigned long long)ctr, (unsigned long long)gp, FDN_DELTA_OP(d0),
+			FDN_DELTA_OP(d1), (unsigned long long)atomic_load(&ts->limbo_count), o,
+			FDN_PROC_STATE(w), FDN_PROC_PID(w));
+	}
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)reaper);
+	int fd = reaper > 0 ? open(path, O_RDONLY) : -1;
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n > 0) {
+		buf[n] = 0;
+		fprintf(stderr, "  reaper %d: syscall %s", (int)reaper, buf);
+	}
+}
+
 int st_settle(fdn_segment *s, pid_t reaper, int timeout_ms)
 {
 	char why[160];
@@ -381,6 +413,7 @@ int st_settle(fdn_segment *s, pid_t reaper, int timeout_ms)
 			if (st_now_ns() > deadline) {
 				fprintf(stderr, "%s: not quiescent after %d ms: %s\n", st_prog,
 					timeout_ms, why);
+				dump_state(s, reaper);
 				return FDN_ETIMEDOUT;
 			}
 		} else {
