@@ -71,9 +71,12 @@ test-sanitize)
 	;;
 stress-tsan)
 	# Only the stress programs (Criterion cannot run under TSan) and the
-	# tools they run; 4-second runs keep the job short.
+	# tools they run; 4-second runs keep the job short.  No -Werror: GCC
+	# warns (-Wtsan) that TSan does not model atomic_thread_fence, which
+	# the read lock's heavy path uses (stress/tsan.supp says what TSan
+	# checks here).
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_TSAN=ON \
-		-DFOUNDATION_BENCH=OFF -DFOUNDATION_WERROR=ON -DSTRESS_SECONDS=4
+		-DFOUNDATION_BENCH=OFF -DSTRESS_SECONDS=4
 	cmake --build build-tsan -j "$jobs" --target stress_killstorm stress_readers \
 		stress_reaperkill stress_pidreuse
 	TSAN_OPTIONS="suppressions=$PWD/stress/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
