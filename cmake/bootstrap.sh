@@ -4,6 +4,7 @@
 #   sh cmake/bootstrap.sh demo           install what is missing, build, run foundation-demo
 #   sh cmake/bootstrap.sh test           install what is missing, build, run every test
 #   sh cmake/bootstrap.sh test-sanitize  the same in an ASan+UBSan build (build-asan/)
+#   sh cmake/bootstrap.sh stress-tsan    the stress programs (short) under ThreadSanitizer
 #   sh cmake/bootstrap.sh bench          build in Release, run the benchmarks, write
 #                                        bench/results/*.json and bench/results/bench.png
 #   sh cmake/bootstrap.sh format-check   fail if a C file is not clang-formatted
@@ -21,9 +22,9 @@ need="build-essential cmake pkg-config liburcu-dev libxxhash-dev libcriterion-de
 case "$job" in
 bench) need="$need redis-server gnuplot-nox python3" ;;
 format-check) need="clang-format" ;;
-demo | test | test-sanitize) ;;
+demo | test | test-sanitize | stress-tsan) ;;
 *)
-	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
@@ -69,6 +70,19 @@ test-sanitize)
 		LSAN_OPTIONS=suppressions="$PWD/cmake/lsan.supp" \
 		ctest --test-dir build-asan --output-on-failure --timeout 1800 -LE "bench|install"
 	;;
+stress-tsan)
+	# Only the stress programs (Criterion cannot run under TSan) and the
+	# tools they run; 4-second runs keep the job short.  No -Werror: GCC
+	# warns (-Wtsan) that TSan does not model atomic_thread_fence, which
+	# the read lock's heavy path uses (stress/tsan.supp says what TSan
+	# checks here).
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_TSAN=ON \
+		-DFOUNDATION_BENCH=OFF -DSTRESS_SECONDS=4
+	cmake --build build-tsan -j "$jobs" --target stress_killstorm stress_readers \
+		stress_reaperkill stress_pidreuse
+	TSAN_OPTIONS="suppressions=$PWD/stress/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
+		ctest --test-dir build-tsan --output-on-failure --timeout 600 -L stress
+	;;
 bench)
 	# Arguments after `bench` go to fdn-bench (e.g. --sizes 10000,100000).
 	build build-release -DCMAKE_BUILD_TYPE=Release
@@ -82,6 +96,7 @@ bench)
 	./build-release/bench/fdn-bench --json-file bench/results/lookup.json "$@"
 	FOUNDATION_REAPERD="$PWD/build-release/tools/foundation-reaperd" \
 		./build-release/bench/fdn-bench-registry --json-file bench/results/registry.json
+	./build-release/bench/fdn-bench-services | tee bench/results/services.txt
 	echo "loadavg at end: $(cat /proc/loadavg)" | tee -a bench/results/machine.txt
 	sh bench/plot.sh bench/results/bench.png bench/results/lookup.json \
 		bench/results/registry.json

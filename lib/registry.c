@@ -340,11 +340,19 @@ static bool entry_carries(fdn_segment *s, const struct rec *r, const struct fdn_
 
 /*
  * Remove the reference (prefix, key) unless the entry now visible for key
- * carries that value.  Decided and done in one read-side section, the
- * delete naming the exact reference version seen: a writer that re-wrote
- * the reference meanwhile (every writer writes its references before and
- * again after its entry) makes the delete fail, so a reference a visible
- * entry carries is never lost.
+ * carries that value.  Decided in a read-side section, then deleted after
+ * it, the delete naming the exact reference version seen (gidx and
+ * generation: a name that stays valid outside the section, as for
+ * remove_entry): a writer that re-wrote the reference meanwhile (every
+ * writer writes its references before and again after its entry) makes
+ * the delete fail, so a reference a visible entry carries is never lost.
+ * The section protected only the reads; a writer can act between decision
+ * and delete whether the delete is inside the section or not, and the
+ * second write is what repairs that.  The delete is made outside so that
+ * it can flush a full deferred-free list first: inside a section it could
+ * not (FDN_EINREAD), and a reaper whose list was full failed every purge
+ * of references without entries, retrying for ever (stress_killstorm
+ * under ASan; test_registry purge_with_a_full_limbo).
  */
 static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
 			  size_t klen)
@@ -354,30 +362,23 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
 		return 0;
 	size_t kl = ref_key(k, prefix, plen, key, klen);
 	struct fdn__thread *t;
-	int r = fdn__thread_get(s, &t);
+	int r = fdn__rcu_read_lock(s, &t);
 	if (r)
 		return r;
-	/* Room in the limbo for the node the delete retires: inside our
-	 * section a full limbo cannot be flushed and the delete would fail
-	 * (FDN_EINREAD), leaving the reference behind. */
-	if (t->nest == 0 &&
-	    atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX &&
-	    (r = fdn__limbo_flush(t)) != 0)
-		return r;
-	if ((r = fdn__rcu_read_lock(s, &t)))
-		return r;
-	struct fdn__ht_view ref, ev;
+	struct fdn__ht_view ref, ev, version = {0};
 	struct rec rc;
 	struct fdn_entry_view e;
 	r = fdn__ht_lookup(s, T_INDEX, k, kl, &ref);
 	if (r == 0) {
 		bool carried = fdn__ht_lookup(s, T_MAIN, key, klen, &ev) == 0 &&
 			       visible(s, &ev, &rc, &e) && entry_carries(s, &rc, &e, prefix, plen);
-		struct fdn__ht_view version = {.gidx = ref.gidx, .gen = ref.gen};
-		r = carried ? 0 : fdn__ht_delete(s, T_INDEX, k, kl, &version);
+		version = (struct fdn__ht_view){.gidx = ref.gidx, .gen = ref.gen};
+		r = carried ? 1 : 0;
 	}
 	fdn__rcu_read_unlock(t);
-	return r == FDN_ENOTFOUND ? 0 : r;
+	if (r == 0)
+		r = fdn__ht_delete(s, T_INDEX, k, kl, &version);
+	return r == FDN_ENOTFOUND || r == 1 ? 0 : r;
 }
 
 static int ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)

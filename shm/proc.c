@@ -60,7 +60,15 @@ int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind)
 {
 	int fd = fdn__pidfd_open(pid);
 	if (fd < 0) {
-		if (errno == ESRCH)
+		/* EINVAL (ENOENT on recent kernels) for a positive pid: it
+		 * names a thread that does not lead its thread group -- a
+		 * thread of some other process, not a process.  No process has
+		 * that pid: as good as ESRCH.  (The
+		 * fallback below would otherwise read the thread's start time
+		 * from /proc/PID/stat, an identity of another kind, and
+		 * fdn__pid_alive could not tell it from the dead owner whose
+		 * pid the thread reused: stress_pidreuse met exactly that.) */
+		if (errno == ESRCH || (pid > 0 && (errno == EINVAL || errno == ENOENT)))
 			return -ESRCH;
 	} else {
 		struct statfs sfs;

@@ -281,11 +281,22 @@ static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadl
 			return 0;
 		if (spin < 64) {
 			__builtin_ia32_pause();
-		} else if (spin < 256) {
+			continue;
+		}
+		/* The deadline is looked at before every yield as well as
+		 * every sleep.  A yield is not short: with other threads
+		 * runnable on this CPU it gives away a whole scheduler slice
+		 * (milliseconds), so 192 of them unchecked overran a 50 ms
+		 * bound by 1.5 s on a loaded machine -- and the reaper, whose
+		 * waits are bounded so that a death it has not seen yet
+		 * cannot hold it, sat that long before ending the next dead
+		 * reader's section.  A clock read (vDSO) per yield is noise
+		 * next to the yield itself. */
+		if (deadline && fdn__mono_ns() >= deadline)
+			return FDN_ETIMEDOUT;
+		if (spin < 256) {
 			sched_yield();
 		} else {
-			if (deadline && fdn__mono_ns() >= deadline)
-				return FDN_ETIMEDOUT;
 			struct timespec d = {0, 20000};
 			nanosleep(&d, NULL);
 		}

@@ -70,9 +70,16 @@ static bool fdn__resolve_new(fdn_segment *s, uint32_t table, uint32_t me, uint64
 	uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
 	if (FDN_LINK_MARKED(nx))
 		return true; /* published, then deleted by someone */
-	if (!fdn__node(s, gidx) || n->table != table)
-		return false; /* damaged or not this op's node: never free on doubt */
-	if (fdn__ht_reachable(s, table, (uint32_t)gidx))
+	/* ALLOC with our slot as owner, and named by our intent: this op's
+	 * claim succeeded (the intent is stored only for a block seen FREE,
+	 * and a failed claim leaves another owner).  A node is published only
+	 * after its whole header is written -- the linking CAS is a release
+	 * -- so a header that does not fit the block or names another table
+	 * is the previous occupant's, left by a death between the claim and
+	 * the header: never published, ours to free.  (Keeping it "on
+	 * doubt" leaked it: no limbo, no chain, no op would ever name it
+	 * again; stress_reaperkill found such blocks.) */
+	if (fdn__node(s, gidx) && n->table == table && fdn__ht_reachable(s, table, (uint32_t)gidx))
 		return true;
 	fdn__free(s, (uint32_t)gidx, FDN_BLOCK_GEN(w));
 	return false;

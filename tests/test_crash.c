@@ -111,3 +111,41 @@ Test(crash, writer_killed_at_random_200_times, .timeout = 300)
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
 }
+
+/* A writer killed after claiming a block for an insert and before writing
+ * the node's header leaves the block's previous header in place: here a
+ * node of table 0 while the op is on table 1.  The reclaimer must still
+ * free the block (it was never published), not keep it "on doubt". */
+Test(crash, killed_between_claim_and_header, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "crash");
+	fdn_segment *s = t_create(name, 256, 0);
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *c;
+		struct fdn__thread *t;
+		if (fdn_segment_attach(name, 0, &c) || fdn__rcu_read_lock(c, &t))
+			_exit(2);
+		/* What fdn__ht_put does up to the claim, on table 1. */
+		atomic_store(&t->ts->delta[1], FDN_DELTA_WORD(0, FDN_OP_UPSERT));
+		uint32_t g, gen;
+		if (fdn__alloc(t, 100, &g, &gen))
+			_exit(3);
+		struct fdn_shm_node *n = fdn__gptr(c, g);
+		n->table = 0; /* the previous occupant's header */
+		n->key_len = 3;
+		n->hash = 12345;
+		kill(getpid(), SIGKILL);
+	}
+	int st;
+	cr_assert_eq(waitpid(p, &st, 0), p);
+	cr_assert(WIFSIGNALED(st), "the child failed before its death (%#x)", st);
+	t_reclaim(s, p);
+	t_assert_clean(s);
+	struct fdn_segment_stats ss;
+	fdn_segment_stats(s, &ss);
+	cr_assert_eq(ss.blocks_used, 0, "%llu blocks left", (unsigned long long)ss.blocks_used);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}

@@ -6,6 +6,9 @@
  */
 #include "common.h"
 
+#include <sched.h>
+#include <time.h>
+
 struct park {
 	_Atomic int inside;  /* the reader is in its section */
 	_Atomic int release; /* the reader may leave */
@@ -219,4 +222,44 @@ Test(rcu, synchronize_inside_a_section_of_another_handle_is_refused, .timeout = 
 	fdn_segment_detach(s2);
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
+}
+
+/* A bounded grace period honours its bound on a busy CPU too: the waiter
+ * spins, then yields, then sleeps, and every phase must look at the
+ * deadline (a yield costs a scheduler slice when others are runnable). */
+Test(rcu, synchronize_timeout_holds_on_a_busy_cpu, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "rcu");
+	fdn_segment *s = t_create(name, 100, 0);
+	struct park *pk = t_shared(sizeof(*pk));
+	pid_t r = park_reader(name, pk);
+	cpu_set_t one;
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	cr_assert_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+	pid_t spin[3];
+	for (int i = 0; i < 3; i++) {
+		spin[i] = fork();
+		if (spin[i] == 0)
+			for (;;)
+				;
+	}
+	usleep(20000);
+	struct timespec a, b;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	int rr = fdn__rcu_synchronize(s, 50 * 1000000ll);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	double ms = (b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6;
+	for (int i = 0; i < 3; i++) {
+		kill(spin[i], SIGKILL);
+		waitpid(spin[i], NULL, 0);
+	}
+	atomic_store(&pk->release, 1);
+	cr_assert(t_wait_ok(r));
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	cr_log_info("a 50 ms bounded grace period returned after %.1f ms", ms);
+	cr_assert_eq(rr, FDN_ETIMEDOUT);
+	cr_assert_lt(ms, 300.0, "the 50 ms bound took %.1f ms", ms);
 }

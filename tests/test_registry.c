@@ -500,3 +500,54 @@ Test(registry, reaper_killed_mid_reclaim_50_times, .timeout = 300)
 	t_assert_all_clean(s);
 	reg_destroy(s, name);
 }
+
+/* A dead owner's references whose entries are gone are removed by
+ * conditional deletes; with the reclaimer's deferred-free list full, those
+ * deletes must still go through (they used to run inside a read-side
+ * section, where the list cannot be flushed: FDN_EINREAD for ever, and
+ * the reaper retried in a loop). */
+Test(registry, purge_with_a_full_limbo, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "reg");
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	fdn_segment *s = t_create(name, 1000, 0);
+	pid_t c = fork();
+	if (c == 0) {
+		pause();
+		_exit(0);
+	}
+	cr_assert_eq(reg(s, "orphan", c, "gpu", "ok"), 0);
+	/* The entry goes, its references stay: a writer killed between them. */
+	cr_assert_eq(fdn__ht_delete(s, 0, "orphan", 6, NULL), 0);
+	/* Fill our deferred-free list inside a section of our own. */
+	struct fdn__thread *t;
+	cr_assert_eq(fdn__rcu_read_lock(s, &t), 0);
+	for (int i = 0; i < 40 && atomic_load(&t->ts->limbo_count) < FDN_LIMBO_MAX; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "fill%d", i);
+		cr_assert_eq(t_put(s, k, 1, FDN_HT_UNIQUE), 0);
+		cr_assert_eq(t_del(s, k), 0);
+	}
+	fdn__rcu_read_unlock(t);
+	cr_assert_eq(atomic_load(&t->ts->limbo_count), FDN_LIMBO_MAX);
+	uint32_t idx;
+	cr_assert_eq(fdn__proc_find(s, c, &idx), 0);
+	uint64_t w = atomic_load(&s->procs[idx].word);
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	cr_assert_eq(fdn__proc_reclaim_begin(s, idx, w), 0);
+	int r = fdn__registry_purge_owner(s, idx, w);
+	cr_assert_geq(r, 0, "purge: %s", fdn_errname(r));
+	cr_assert_eq(fdn__proc_reclaim(s, idx, w, -1), 0);
+	/* Its value references go with the sweep (no entry names them). */
+	uint64_t cursor = 0;
+	for (int i = 0; i < 1000 && fdn__registry_sweep(s, &cursor, 4096) != 1; i++)
+		;
+	cr_assert_eq(fdn__ht_count(s, 1), 0, "%lld references left",
+		     (long long)fdn__ht_count(s, 1));
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}

@@ -4,6 +4,9 @@
  */
 #include "common.h"
 
+#include <dirent.h>
+#include <pthread.h>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 
@@ -281,4 +284,41 @@ Test(segment, inherited_handle_refused_in_fork_child)
 	t_assert_clean(s);
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
+}
+
+static void *sleeper(void *arg)
+{
+	_Atomic int *stop = arg;
+	while (!atomic_load(stop))
+		usleep(1000);
+	return NULL;
+}
+
+/* A dead owner's pid may come back as the id of a thread of another
+ * process.  A thread is not a process: never alive as that owner. */
+Test(segment, a_thread_id_is_not_a_live_owner)
+{
+	_Atomic int stop = 0;
+	_Atomic pid_t tid = 0;
+	pthread_t th;
+	cr_assert_eq(pthread_create(&th, NULL, sleeper, (void *)&stop), 0);
+	/* The thread's id, from /proc/self/task (it is not our pid). */
+	for (int i = 0; i < 1000 && tid == 0; i++) {
+		DIR *d = opendir("/proc/self/task");
+		struct dirent *e;
+		while (d && (e = readdir(d)))
+			if (atoi(e->d_name) > 0 && atoi(e->d_name) != getpid())
+				tid = atoi(e->d_name);
+		if (d)
+			closedir(d);
+	}
+	cr_assert_gt(tid, 0);
+	uint64_t ident;
+	uint32_t kind;
+	int r = fdn__identity(tid, &ident, &kind);
+	bool alive = fdn__pid_alive(tid, 12345, FDN_IDENT_PIDFS);
+	atomic_store(&stop, 1);
+	pthread_join(th, NULL);
+	cr_assert_eq(r, -ESRCH, "identity of a thread id: %d", r);
+	cr_assert_not(alive, "a thread id taken for a live owner");
 }

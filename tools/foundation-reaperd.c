@@ -201,8 +201,12 @@ static int open_verified(uint64_t w)
 {
 	pid_t pid = (pid_t)FDN_PROC_PID(w);
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	/* EINVAL or ENOENT: the pid is now a thread of another process (not
+	 * a group leader): the process it named is gone, as for ESRCH
+	 * (shm/proc.c, fdn__identity). */
 	if (fd < 0)
-		return errno == ESRCH ? -1 : -2;
+		return errno == ESRCH || (pid > 0 && (errno == EINVAL || errno == ENOENT)) ? -1
+											   : -2;
 	/* Identity read after the pidfd pins the process: if the pid was
 	 * recycled before we opened it, the identity differs. */
 	uint64_t ident;
@@ -333,7 +337,12 @@ static int run(struct reaper *R)
 	/* The full sweep (stale index references, entries a killed writer or
 	 * reaper left) runs in small steps whenever nothing else is waiting:
 	 * a death never waits for it. */
-	bool sweep_due = true;
+	/* A pass walks the buckets once, from a cursor.  A death during a
+	 * pass can make references stale in buckets the pass has already
+	 * walked: then one more whole pass follows (sweep_dirty), so that
+	 * once the reaper sleeps without a timeout nothing stale is left --
+	 * stress_killstorm found stale references at a quiescent point. */
+	bool sweep_due = true, sweep_dirty = false;
 	uint64_t cursor = 0;
 	for (;;) {
 		struct epoll_event ev[64];
@@ -367,10 +376,13 @@ static int run(struct reaper *R)
 			scan(R);
 			reap_pending(R, woke);
 		}
-		if (n > 0 || before)
+		if (n > 0 || before) {
+			sweep_dirty = sweep_dirty || (sweep_due && cursor != 0);
 			sweep_due = true;
-		else if (sweep_due && fdn__registry_sweep(R->s, &cursor, 1024) == 1)
-			sweep_due = false;
+		} else if (sweep_due && fdn__registry_sweep(R->s, &cursor, 1024) == 1) {
+			sweep_due = sweep_dirty; /* cursor is back at 0 */
+			sweep_dirty = false;
+		}
 	}
 }
 
