@@ -15,7 +15,12 @@ trap cleanup EXIT
 sed -n '/<!-- readme-example:begin -->/,/<!-- readme-example:end -->/p' "$src/README.md" |
 	sed '/^<!--/d; /^```/d' >"$tmp/worker.c"
 [ -s "$tmp/worker.c" ] || { echo "FAIL: no example found in README.md" >&2; exit 1; }
-cc -std=c11 -Wall -Wextra -Werror -I"$src/lib/include" -o "$tmp/worker" "$tmp/worker.c" \
+# A sanitizer build's library needs the same runtime in the program.
+san=""
+if nm "$build/libfoundation.a" 2>/dev/null | grep -q __asan_; then
+	san="-fsanitize=address,undefined"
+fi
+cc -std=c11 -Wall -Wextra -Werror $san -I"$src/lib/include" -o "$tmp/worker" "$tmp/worker.c" \
 	"$build/libfoundation.a" $(pkg-config --libs liburcu-memb liburcu-cds libxxhash) -lpthread -lm
 export FOUNDATION_SEGMENT="$seg" FOUNDATION_NO_AUTOREAPER=1
 "$build/tools/foundation-ctl" create --entries 100 >/dev/null
