@@ -811,25 +811,6 @@ int fdn_batch_flush(fdn_segment *s, const char *name)
 
 /* ---- the audit ------------------------------------------------------------------------ */
 
-struct tck {
-	fdn_check_cb cb;
-	void *arg;
-	int n;
-};
-
-__attribute__((format(printf, 3, 4))) static void bad(struct tck *ck, const char *code,
-						      const char *fmt, ...)
-{
-	char msg[256];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	ck->n++;
-	if (ck->cb)
-		ck->cb(ck->arg, code, msg);
-}
-
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -838,7 +819,8 @@ static int cmp_u64(const void *a, const void *b)
 
 /* Tags: every claimed slot reachable from its home through claimed slots,
  * no tag twice. */
-static int check_tags(struct tck *ck, const struct fdn__tel *t, unsigned tb, const char *what)
+static int check_tags(struct fdn__audit *ck, const struct fdn__tel *t, unsigned tb,
+		      const char *what)
 {
 	uint32_t n = tables[tb].n, used = 0;
 	uint64_t *tags = malloc(n * sizeof(*tags));
@@ -851,22 +833,22 @@ static int check_tags(struct tck *ck, const struct fdn__tel *t, unsigned tb, con
 		tags[used++] = tag;
 		for (uint32_t j = (uint32_t)(tag % n); j != i; j = (j + 1) % n)
 			if (atomic_load((_Atomic uint64_t *)slot_at(t, tb, j)) == 0) {
-				bad(ck, "telemetry",
-				    "%s slot %u: unreachable from its home slot %u", what, i,
-				    (uint32_t)(tag % n));
+				fdn__violation(ck, "telemetry",
+					       "%s slot %u: unreachable from its home slot %u",
+					       what, i, (uint32_t)(tag % n));
 				break;
 			}
 	}
 	qsort(tags, used, sizeof(*tags), cmp_u64);
 	for (uint32_t i = 1; i < used; i++)
 		if (tags[i] == tags[i - 1])
-			bad(ck, "telemetry", "%s: tag %016llx claimed twice", what,
-			    (unsigned long long)tags[i]);
+			fdn__violation(ck, "telemetry", "%s: tag %016llx claimed twice", what,
+				       (unsigned long long)tags[i]);
 	free(tags);
 	return 0;
 }
 
-static void check_samplers(struct tck *ck, const struct fdn__tel *t)
+static void check_samplers(struct fdn__audit *ck, const struct fdn__tel *t)
 {
 	for (uint32_t i = 0; i < FDN_TEL_SAMPLERS; i++) {
 		struct fdn_shm_sampler *x = sampler_at(t, i);
@@ -876,33 +858,34 @@ static void check_samplers(struct tck *ck, const struct fdn__tel *t)
 		struct fdn_sampler sp = {(enum fdn_sampler_kind)FDN_SPEC_KIND(spec),
 					 param_of(spec)};
 		if (FDN_SPEC_KIND(spec) > FDN_SAMPLE_ADAPTIVE || !sampler_valid(&sp))
-			bad(ck, "telemetry", "sampler slot %u: invalid spec %016llx", i,
-			    (unsigned long long)spec);
+			fdn__violation(ck, "telemetry", "sampler slot %u: invalid spec %016llx", i,
+				       (unsigned long long)spec);
 		/* sampled is raised after total, so read it first. */
 		uint64_t sampled = atomic_load(&x->sampled), total = atomic_load(&x->total);
 		if (sampled > total)
-			bad(ck, "telemetry", "sampler slot %u: %llu sampled of %llu", i,
-			    (unsigned long long)sampled, (unsigned long long)total);
+			fdn__violation(ck, "telemetry", "sampler slot %u: %llu sampled of %llu", i,
+				       (unsigned long long)sampled, (unsigned long long)total);
 	}
 }
 
-static void check_windows(struct tck *ck, const struct fdn__tel *t, uint64_t now_ms)
+static void check_windows(struct fdn__audit *ck, const struct fdn__tel *t, uint64_t now_ms)
 {
 	for (uint32_t i = 0; i < FDN_TEL_ONCE; i++) {
 		struct fdn_shm_once *o = slot_at(t, FDN_TEL_T_ONCE, i);
 		uint64_t last = atomic_load(&o->last);
 		if (atomic_load(&o->tag) && last > now_ms + 1)
-			bad(ck, "telemetry",
-			    "once-per slot %u: claim in the future (%llu > %llu ms)", i,
-			    (unsigned long long)last, (unsigned long long)now_ms + 1);
+			fdn__violation(ck, "telemetry",
+				       "once-per slot %u: claim in the future (%llu > %llu ms)", i,
+				       (unsigned long long)last, (unsigned long long)now_ms + 1);
 	}
 	for (uint32_t i = 0; i < FDN_TEL_RATE; i++) {
 		struct fdn_shm_rate *x = slot_at(t, FDN_TEL_T_RATE, i);
 		uint64_t st = atomic_load(&x->state);
 		uint32_t wms = x->window_ms;
 		if (atomic_load(&x->tag) && wms && (st >> 24) > now_ms / wms)
-			bad(ck, "telemetry", "rate slot %u: window %llu is in the future", i,
-			    (unsigned long long)(st >> 24));
+			fdn__violation(ck, "telemetry",
+				       "rate slot %u: window %llu is in the future", i,
+				       (unsigned long long)(st >> 24));
 	}
 	for (uint32_t i = 0; i < FDN_TEL_BATCHES; i++) {
 		struct fdn_shm_batch *b = slot_at(t, FDN_TEL_T_BATCHES, i);
@@ -911,20 +894,21 @@ static void check_windows(struct tck *ck, const struct fdn__tel *t, uint64_t now
 			continue;
 		if (FDN_BATCH_COUNT(w) >= FDN_BATCH_ITEMS_MAX ||
 		    (uint32_t)cfg > FDN_BATCH_ITEMS_MAX)
-			bad(ck, "telemetry", "batch slot %u: %u items reserved, at most %u", i,
-			    FDN_BATCH_COUNT(w),
-			    (uint32_t)cfg ? (uint32_t)cfg : FDN_BATCH_ITEMS_MAX);
+			fdn__violation(ck, "telemetry",
+				       "batch slot %u: %u items reserved, at most %u", i,
+				       FDN_BATCH_COUNT(w),
+				       (uint32_t)cfg ? (uint32_t)cfg : FDN_BATCH_ITEMS_MAX);
 	}
 }
 
 /* Ring records: a record's seq names a ticket of that record, issued. */
-static int check_ring(struct tck *ck, fdn_segment *s)
+static int check_ring(struct fdn__audit *ck, fdn_segment *s)
 {
 	struct fdn_shm_event *ring;
 	uint32_t n;
 	int r = fdn__ring_map(s, &ring, &n);
 	if (r) {
-		bad(ck, "telemetry", "event ring: %s", fdn_strerror(r));
+		fdn__violation(ck, "telemetry", "event ring: %s", fdn_strerror(r));
 		return 0;
 	}
 	uint64_t head = atomic_load(&fdn__tel_hdr(s)->ring_head);
@@ -934,9 +918,10 @@ static int check_ring(struct tck *ck, fdn_segment *s)
 			continue;
 		uint64_t t = (seq - 1) / 2;
 		if ((t & (n - 1)) != i || t >= head)
-			bad(ck, "telemetry", "event record %u: seq %llu (ticket %llu, head %llu)",
-			    i, (unsigned long long)seq, (unsigned long long)t,
-			    (unsigned long long)head);
+			fdn__violation(ck, "telemetry",
+				       "event record %u: seq %llu (ticket %llu, head %llu)", i,
+				       (unsigned long long)seq, (unsigned long long)t,
+				       (unsigned long long)head);
 		/* A record of an older ticket under a newer complete seq is
 		 * a lapped producer's late write (ring_write): readers reject
 		 * it by its ticket and checksum and count it lost.  A newer
@@ -944,20 +929,20 @@ static int check_ring(struct tck *ck, fdn_segment *s)
 		 * written by any producer. */
 		else if (seq % 2 == 0 && ring[i].ticket != t &&
 			 (ring[i].ticket > t || (ring[i].ticket & (n - 1)) != i))
-			bad(ck, "telemetry",
-			    "event record %u: complete for ticket %llu, holds %llu", i,
-			    (unsigned long long)t, (unsigned long long)ring[i].ticket);
+			fdn__violation(ck, "telemetry",
+				       "event record %u: complete for ticket %llu, holds %llu", i,
+				       (unsigned long long)t, (unsigned long long)ring[i].ticket);
 	}
 	return 0;
 }
 
 int fdn__telemetry_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 {
-	struct tck ck = {cb, arg, 0};
+	struct fdn__audit ck = {cb, arg, 0};
 	struct fdn__tel t;
 	int r = seg_ctx(s, &t);
 	if (r) {
-		bad(&ck, "telemetry", "telemetry region: %s", fdn_strerror(r));
+		fdn__violation(&ck, "telemetry", "telemetry region: %s", fdn_strerror(r));
 		return ck.n;
 	}
 	{

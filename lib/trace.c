@@ -1147,8 +1147,7 @@ int fdn__trace_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 	struct fdn_shm_trace *c = malloc(sizeof(*c));
 	if (!c)
 		return -ENOMEM;
-	int bad = 0;
-	char msg[160];
+	struct fdn__audit au = {cb, arg, 0};
 	for (uint32_t i = 0; i < s->ntrace; i++) {
 		const struct fdn_shm_trace *tr = &s->trace[i];
 		uint64_t owner = atomic_load_explicit(&tr->owner, memory_order_acquire);
@@ -1176,13 +1175,9 @@ int fdn__trace_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 			    sp->span_id == 0 || all_zero(sp->trace_id, 16))
 				what = "bad span record";
 		}
-		if (what) {
-			bad++;
-			snprintf(msg, sizeof(msg), "trace slot %u (pid %u): %s", i, c->pid, what);
-			if (cb)
-				cb(arg, "trace", msg);
-		}
+		if (what)
+			fdn__violation(&au, "trace", "trace slot %u (pid %u): %s", i, c->pid, what);
 	}
 	free(c);
-	return bad;
+	return au.n;
 }

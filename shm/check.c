@@ -33,24 +33,21 @@ enum { OWN_REACH = 1, OWN_LIMBO = 2, OWN_INFLIGHT = 4 };
 
 struct fdn__ck {
 	fdn_segment *s;
-	fdn_check_cb cb;
-	void *arg;
-	int n;
+	struct fdn__audit au;
 	uint8_t *own; /* per granule */
 	bool op_on_table[FDN_MAX_TABLES];
 };
 
-__attribute__((format(printf, 3, 4))) static void fdn__bad(struct fdn__ck *ck, const char *code,
-							   const char *fmt, ...)
+void fdn__violation(struct fdn__audit *a, const char *code, const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	ck->n++;
-	if (ck->cb)
-		ck->cb(ck->arg, code, msg);
+	a->n++;
+	if (a->cb)
+		a->cb(a->arg, code, msg);
 }
 
 static void fdn__check_procs(struct fdn__ck *ck)
@@ -62,12 +59,13 @@ static void fdn__check_procs(struct fdn__ck *ck)
 			continue;
 		unsigned st = FDN_PROC_STATE(w);
 		if (st == FDN_PROC_FREE)
-			fdn__bad(ck, "proc", "process slot %u: invalid state %u", i, st);
+			fdn__violation(&ck->au, "proc", "process slot %u: invalid state %u", i, st);
 		else if (FDN_PROC_PID(w) == 0)
-			fdn__bad(ck, "proc", "process slot %u: pid 0", i);
+			fdn__violation(&ck->au, "proc", "process slot %u: pid 0", i);
 		else if (st == FDN_PROC_LIVE && !fdn__proc_alive(s, i, w))
-			fdn__bad(ck, "dead", "process slot %u: pid %u is dead and not reclaimed", i,
-				 FDN_PROC_PID(w));
+			fdn__violation(&ck->au, "dead",
+				       "process slot %u: pid %u is dead and not reclaimed", i,
+				       FDN_PROC_PID(w));
 	}
 }
 
@@ -84,34 +82,39 @@ static void fdn__check_tslots(struct fdn__ck *ck)
 		for (uint32_t t = 0; t < s->ntables; t++) {
 			unsigned op = FDN_DELTA_OP(atomic_load(&ts->delta[t]));
 			if (op > FDN_OP_DELETE)
-				fdn__bad(ck, "tslot", "reader slot %u: invalid op %u on table %u",
-					 i, op, t);
+				fdn__violation(&ck->au, "tslot",
+					       "reader slot %u: invalid op %u on table %u", i, op,
+					       t);
 			if (op != FDN_OP_NONE) {
 				ops++;
 				ck->op_on_table[t] = true;
 			}
 		}
 		if (ctr > gp)
-			fdn__bad(ck, "tslot", "reader slot %u: ctr %llu ahead of gp_ctr %llu", i,
-				 (unsigned long long)ctr, (unsigned long long)gp);
+			fdn__violation(&ck->au, "tslot",
+				       "reader slot %u: ctr %llu ahead of gp_ctr %llu", i,
+				       (unsigned long long)ctr, (unsigned long long)gp);
 		if (lc > FDN_LIMBO_MAX)
-			fdn__bad(ck, "tslot", "reader slot %u: limbo count %llu", i,
-				 (unsigned long long)lc);
+			fdn__violation(&ck->au, "tslot", "reader slot %u: limbo count %llu", i,
+				       (unsigned long long)lc);
 		if (st == 0) {
 			if (ctr != 0 || lc != 0 || ops != 0)
-				fdn__bad(ck, "tslot", "free reader slot %u holds state", i);
+				fdn__violation(&ck->au, "tslot", "free reader slot %u holds state",
+					       i);
 			continue;
 		}
 		if (FDN_TSLOT_KIND(st) != FDN_TSLOT_USED || (st >> 32 & 0xFFFFFF) != 0) {
-			fdn__bad(ck, "tslot", "reader slot %u: invalid state word", i);
+			fdn__violation(&ck->au, "tslot", "reader slot %u: invalid state word", i);
 			continue;
 		}
 		uint32_t owner = FDN_TSLOT_OWNER(st);
 		if (owner >= s->nprocs || atomic_load(&s->procs[owner].word) == 0)
-			fdn__bad(ck, "tslot", "reader slot %u: owner process slot %u is not in use",
-				 i, owner);
+			fdn__violation(&ck->au, "tslot",
+				       "reader slot %u: owner process slot %u is not in use", i,
+				       owner);
 		if (ops > 1)
-			fdn__bad(ck, "tslot", "reader slot %u: %u ops in flight", i, ops);
+			fdn__violation(&ck->au, "tslot", "reader slot %u: %u ops in flight", i,
+				       ops);
 	}
 }
 
@@ -122,7 +125,7 @@ static void fdn__check_blocks(struct fdn__ck *ck)
 	for (uint32_t p = 0; p < s->npages; p++) {
 		uint32_t cls = atomic_load(&s->pages[p].cls);
 		if (cls > FDN_NCLASSES) {
-			fdn__bad(ck, "page", "page %u: invalid class %u", p, cls);
+			fdn__violation(&ck->au, "page", "page %u: invalid class %u", p, cls);
 			continue;
 		}
 		uint32_t step = cls ? 1u << (cls - 1) : FDN_PAGE_GRANULES + 1;
@@ -132,20 +135,21 @@ static void fdn__check_blocks(struct fdn__ck *ck)
 			bool start = cls && k % step == 0;
 			if (!start) {
 				if (w != 0)
-					fdn__bad(ck, "block",
-						 "granule %llu: state on a non-block granule",
-						 (unsigned long long)g);
+					fdn__violation(&ck->au, "block",
+						       "granule %llu: state on a non-block granule",
+						       (unsigned long long)g);
 				continue;
 			}
 			unsigned kind = FDN_BLOCK_KIND(w);
 			if (g == 0 ? kind != FDN_BLOCK_RESERVED
 				   : (kind != FDN_BLOCK_FREE && kind != FDN_BLOCK_ALLOC))
-				fdn__bad(ck, "block", "block %llu: invalid kind %u",
-					 (unsigned long long)g, kind);
+				fdn__violation(&ck->au, "block", "block %llu: invalid kind %u",
+					       (unsigned long long)g, kind);
 			else if (kind == FDN_BLOCK_FREE &&
 				 atomic_load(&((struct fdn_shm_node *)fdn__gptr(s, g))->next) != 0)
-				fdn__bad(ck, "block", "free block %llu: first word not zero",
-					 (unsigned long long)g);
+				fdn__violation(&ck->au, "block",
+					       "free block %llu: first word not zero",
+					       (unsigned long long)g);
 		}
 	}
 }
@@ -169,37 +173,41 @@ static bool fdn__check_node(struct fdn__ck *ck, uint32_t t, uint64_t b, uint32_t
 	uint32_t bsize = fdn__block_size(s, g);
 	const struct fdn_shm_node *n = fdn__node(s, g);
 	if (!bsize || !n) {
-		fdn__bad(ck, "chain", "table %u bucket %llu: link to invalid block %u", t,
-			 (unsigned long long)b, g);
+		fdn__violation(&ck->au, "chain", "table %u bucket %llu: link to invalid block %u",
+			       t, (unsigned long long)b, g);
 		return false;
 	}
 	if (ck->own[g] & OWN_REACH) {
-		fdn__bad(ck, "chain", "table %u bucket %llu: node %u reached twice (cycle)", t,
-			 (unsigned long long)b, g);
+		fdn__violation(&ck->au, "chain",
+			       "table %u bucket %llu: node %u reached twice (cycle)", t,
+			       (unsigned long long)b, g);
 		return false;
 	}
 	ck->own[g] |= OWN_REACH;
 	uint64_t w = atomic_load(&s->bstate[g]);
 	if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC)
-		fdn__bad(ck, "chain", "table %u: node %u is not an allocated block", t, g);
+		fdn__violation(&ck->au, "chain", "table %u: node %u is not an allocated block", t,
+			       g);
 	else if (FDN_BLOCK_GEN(w) != n->gen)
-		fdn__bad(ck, "node", "node %u: generation %u, block says %u", g, n->gen,
-			 FDN_BLOCK_GEN(w));
+		fdn__violation(&ck->au, "node", "node %u: generation %u, block says %u", g, n->gen,
+			       FDN_BLOCK_GEN(w));
 	if (fdn__node_bytes(n->key_len, n->val_len) > bsize)
-		fdn__bad(ck, "node", "node %u: %u bytes in a %u-byte block", g,
-			 fdn__node_bytes(n->key_len, n->val_len), bsize);
+		fdn__violation(&ck->au, "node", "node %u: %u bytes in a %u-byte block", g,
+			       fdn__node_bytes(n->key_len, n->val_len), bsize);
 	if (n->table != t)
-		fdn__bad(ck, "node", "node %u: table %u, linked in table %u", g, n->table, t);
+		fdn__violation(&ck->au, "node", "node %u: table %u, linked in table %u", g,
+			       n->table, t);
 	if (fdn__ht_hash(s, t, n->data, n->key_len) != n->hash)
-		fdn__bad(ck, "node", "node %u: hash does not match its key", g);
+		fdn__violation(&ck->au, "node", "node %u: hash does not match its key", g);
 	else if ((n->hash & s->bucket_mask[t]) != b)
-		fdn__bad(ck, "node", "node %u: in bucket %llu, hash says %llu", g,
-			 (unsigned long long)b, (unsigned long long)(n->hash & s->bucket_mask[t]));
+		fdn__violation(&ck->au, "node", "node %u: in bucket %llu, hash says %llu", g,
+			       (unsigned long long)b,
+			       (unsigned long long)(n->hash & s->bucket_mask[t]));
 	uint64_t nx = atomic_load(&n->next);
 	if (FDN_LINK_MARKED(nx)) {
 		if (!fdn__slot_has_op(s, FDN_LINK_MARKER(nx)))
-			fdn__bad(ck, "chain", "node %u: deleted but still linked, no op in flight",
-				 g);
+			fdn__violation(&ck->au, "chain",
+				       "node %u: deleted but still linked, no op in flight", g);
 	} else {
 		(*live)++;
 		if (*prev) {
@@ -208,12 +216,12 @@ static bool fdn__check_node(struct fdn__ck *ck, uint32_t t, uint64_t b, uint32_t
 				: p->key_len != n->key_len ? (p->key_len < n->key_len ? -1 : 1)
 							   : memcmp(p->data, n->data, n->key_len);
 			if (c == 0)
-				fdn__bad(ck, "duplicate",
-					 "table %u: key held by two live nodes (%u)", t, g);
+				fdn__violation(&ck->au, "duplicate",
+					       "table %u: key held by two live nodes (%u)", t, g);
 			else if (c > 0)
-				fdn__bad(ck, "order",
-					 "table %u bucket %llu: chain out of order at %u", t,
-					 (unsigned long long)b, g);
+				fdn__violation(&ck->au, "order",
+					       "table %u bucket %llu: chain out of order at %u", t,
+					       (unsigned long long)b, g);
 		}
 		*prev = n;
 	}
@@ -229,13 +237,15 @@ static void fdn__check_tables(struct fdn__ck *ck)
 		for (uint64_t b = 0; b < nb; b++) {
 			uint64_t w = atomic_load(&s->buckets[t][b]);
 			if (FDN_LINK_MARKED(w) || FDN_LINK_MARKER(w))
-				fdn__bad(ck, "chain", "table %u bucket %llu: marked head", t,
-					 (unsigned long long)b);
+				fdn__violation(&ck->au, "chain",
+					       "table %u bucket %llu: marked head", t,
+					       (unsigned long long)b);
 			const struct fdn_shm_node *prev = NULL;
 			while (FDN_LINK_GIDX(w)) {
 				uint32_t g = FDN_LINK_GIDX(w);
 				if (++steps > s->ngranules) {
-					fdn__bad(ck, "chain", "more links than blocks: giving up");
+					fdn__violation(&ck->au, "chain",
+						       "more links than blocks: giving up");
 					return;
 				}
 				if (!fdn__check_node(ck, t, b, g, &prev, &live))
@@ -245,9 +255,9 @@ static void fdn__check_tables(struct fdn__ck *ck)
 		}
 		int64_t sum = fdn__ht_count(s, t);
 		if (!ck->op_on_table[t] && sum != (int64_t)live)
-			fdn__bad(ck, "count",
-				 "table %u: counters say %lld entries, chains hold %llu", t,
-				 (long long)sum, (unsigned long long)live);
+			fdn__violation(&ck->au, "count",
+				       "table %u: counters say %lld entries, chains hold %llu", t,
+				       (long long)sum, (unsigned long long)live);
 	}
 }
 
@@ -263,17 +273,18 @@ static void fdn__check_ownership(struct fdn__ck *ck)
 			uint64_t e = atomic_load(&ts->limbo[k]);
 			uint32_t g = (uint32_t)(e >> 32), gen = (uint32_t)e;
 			if (!fdn__block_size(s, g) || g == 0) {
-				fdn__bad(ck, "limbo", "reader slot %u: limbo entry %u is no block",
-					 i, g);
+				fdn__violation(&ck->au, "limbo",
+					       "reader slot %u: limbo entry %u is no block", i, g);
 				continue;
 			}
 			uint64_t w = atomic_load(&s->bstate[g]);
 			if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_GEN(w) != gen)
 				continue; /* already freed: a redone free skips it */
 			if (ck->own[g] & OWN_REACH)
-				fdn__bad(ck, "limbo", "block %u: retired but still reachable", g);
+				fdn__violation(&ck->au, "limbo",
+					       "block %u: retired but still reachable", g);
 			if (ck->own[g] & OWN_LIMBO)
-				fdn__bad(ck, "limbo", "block %u: in two limbos", g);
+				fdn__violation(&ck->au, "limbo", "block %u: in two limbos", g);
 			ck->own[g] |= OWN_LIMBO;
 		}
 		if (fdn__slot_has_op(s, i + 1)) {
@@ -291,9 +302,9 @@ static void fdn__check_ownership(struct fdn__ck *ck)
 		if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || !fdn__block_size(s, g))
 			continue;
 		if (ck->own[g] == 0)
-			fdn__bad(ck, "leak",
-				 "block %llu (allocated by reader slot %u) has no owner",
-				 (unsigned long long)g, FDN_BLOCK_OWNER(w) - 1);
+			fdn__violation(&ck->au, "leak",
+				       "block %llu (allocated by reader slot %u) has no owner",
+				       (unsigned long long)g, FDN_BLOCK_OWNER(w) - 1);
 	}
 }
 
@@ -301,11 +312,11 @@ int fdn__seg_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 {
 	if (!s)
 		return FDN_EINVAL;
-	struct fdn__ck ck = {.s = s, .cb = cb, .arg = arg};
+	struct fdn__ck ck = {.s = s, .au = {cb, arg, 0}};
 	int r = fdn__validate_header(s->hdr, s->size);
 	if (r) {
-		fdn__bad(&ck, "header", "%s", fdn_strerror(r));
-		return ck.n;
+		fdn__violation(&ck.au, "header", "%s", fdn_strerror(r));
+		return ck.au.n;
 	}
 	ck.own = calloc(s->ngranules, 1);
 	if (!ck.own)
@@ -316,5 +327,5 @@ int fdn__seg_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 	fdn__check_tables(&ck);
 	fdn__check_ownership(&ck);
 	free(ck.own);
-	return ck.n;
+	return ck.au.n;
 }

@@ -87,6 +87,16 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out);
 void fdn__seg_detach(fdn_segment *s, bool leave_dead);
 /* shm_unlink the name (fdn_segment_destroy also stops its reaper). */
 int fdn__seg_destroy(const char *name);
+/* A running audit: every violation goes to cb and is counted (check.c; the
+ * services' audits use it too). */
+struct fdn__audit {
+	fdn_check_cb cb;
+	void *arg;
+	int n;
+};
+__attribute__((format(printf, 3, 4))) void fdn__violation(struct fdn__audit *a, const char *code,
+							  const char *fmt, ...);
+
 /* The mechanism's audit (check.c); fdn_segment_check adds the services'. */
 int fdn__seg_check(fdn_segment *s, fdn_check_cb cb, void *arg);
 /* Tell watchers something changed (ht.c after every mutation, reclaim.c

@@ -16,6 +16,7 @@ export FOUNDATION_SEGMENT="$seg"
 tmp=$(mktemp -d)
 follower=""
 passed=0
+. "$(dirname "$0")/tools_lib.sh"
 
 cleanup() {
 	if [ -n "$follower" ]; then kill -9 "$follower" 2>/dev/null || true; fi
@@ -24,47 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	for f in out err fol; do
-		if [ -s "$tmp/$f" ]; then sed "s/^/  $f: /" "$tmp/$f" >&2; fi
-	done
-	echo "$passed passed, 1 failed" >&2
-	exit 1
-}
-
-ok() {
-	passed=$((passed + 1))
-}
-
-# run STATUS WHAT CMD...: CMD must exit with STATUS (output in $tmp/out, err).
-run() {
-	want=$1
-	what=$2
-	shift 2
-	if "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; then st=0; else st=$?; fi
-	[ "$st" -eq "$want" ] || fail "$what: exit status $st, expected $want"
-	ok
-}
-
-out_has() {
-	grep -qF -- "$2" "$tmp/out" || fail "$1: output lacks '$2'"
-	ok
-}
-
-err_is() {
-	[ "$(cat "$tmp/err")" = "$2" ] || fail "$1: stderr is not exactly '$2'"
-	ok
-}
-
-# json WHAT PYTHON-EXPR: $tmp/out parses as JSON (d) and the expression holds.
-json() {
-	python3 -m json.tool "$tmp/out" >/dev/null 2>&1 || fail "$1: not JSON"
-	python3 -c "import json,sys; d=json.load(open(sys.argv[1])); sys.exit(0 if ($2) else 1)" \
-		"$tmp/out" || fail "$1: JSON check failed: $2"
-	ok
-}
 
 # lines WHAT PYTHON-EXPR: every line of $tmp/fol parses as JSON; L is the list.
 lines() {

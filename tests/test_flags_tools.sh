@@ -21,6 +21,7 @@ seg="fdn-flagtools-$$"
 export FOUNDATION_SEGMENT="$seg"
 tmp=$(mktemp -d)
 passed=0
+. "$(dirname "$0")/tools_lib.sh"
 
 cleanup() {
 	"$ctl" --segment "$seg" destroy >/dev/null 2>&1 || true
@@ -28,45 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	if [ -s "$tmp/out" ]; then sed 's/^/  stdout: /' "$tmp/out" >&2; fi
-	if [ -s "$tmp/err" ]; then sed 's/^/  stderr: /' "$tmp/err" >&2; fi
-	echo "$passed passed, 1 failed" >&2
-	exit 1
-}
-
-ok() {
-	passed=$((passed + 1))
-}
-
-# run STATUS WHAT CMD...: CMD must exit with STATUS; output kept in $tmp.
-run() {
-	want=$1
-	what=$2
-	shift 2
-	if "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; then st=0; else st=$?; fi
-	[ "$st" -eq "$want" ] || fail "$what: exit status $st, expected $want"
-	ok
-}
-
-out_has() {
-	grep -qF -- "$2" "$tmp/out" || fail "$1: output lacks '$2'"
-	ok
-}
-
-# out_is WHAT TEXT: stdout is exactly that one line.
-out_is() {
-	[ "$(cat "$tmp/out")" = "$2" ] || fail "$1: stdout is not exactly '$2'"
-	ok
-}
-
-err_is() {
-	[ "$(wc -l <"$tmp/err")" -eq 1 ] && [ "$(cat "$tmp/err")" = "$2" ] ||
-		fail "$1: stderr is not exactly '$2'"
-	ok
-}
 
 # ---- help and usage ------------------------------------------------------------
 run 0 "ctl flags --help" "$ctl" flags --help

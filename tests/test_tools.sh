@@ -24,6 +24,7 @@ export FOUNDATION_SEGMENT="$seg" # the tools' default; some calls say --segment
 tmp=$(mktemp -d)
 sleepers=""
 passed=0
+. "$(dirname "$0")/tools_lib.sh"
 
 cleanup() {
 	for p in $sleepers; do
@@ -34,47 +35,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
-
-fail() {
-	echo "FAIL: $*" >&2
-	if [ -s "$tmp/out" ]; then sed 's/^/  stdout: /' "$tmp/out" >&2; fi
-	if [ -s "$tmp/err" ]; then sed 's/^/  stderr: /' "$tmp/err" >&2; fi
-	echo "$passed passed, 1 failed" >&2
-	exit 1
-}
-
-ok() {
-	passed=$((passed + 1))
-}
-
-# run STATUS WHAT CMD...: CMD must exit with STATUS; its output is kept in
-# $tmp/out and $tmp/err for the checks that follow.  (Tools never write to
-# the test's own stdout/stderr, so a reaper they start cannot hold them.)
-run() {
-	want=$1
-	what=$2
-	shift 2
-	if "$@" >"$tmp/out" 2>"$tmp/err" </dev/null; then st=0; else st=$?; fi
-	[ "$st" -eq "$want" ] || fail "$what: exit status $st, expected $want"
-	ok
-}
-
-out_has() {
-	grep -qF -- "$2" "$tmp/out" || fail "$1: output lacks '$2'"
-	ok
-}
-
-out_lacks() {
-	if grep -qF -- "$2" "$tmp/out"; then fail "$1: output has '$2'"; fi
-	ok
-}
-
-# err_is WHAT LINE: stderr is exactly that one line.
-err_is() {
-	[ "$(wc -l <"$tmp/err")" -eq 1 ] && [ "$(cat "$tmp/err")" = "$2" ] ||
-		fail "$1: stderr is not exactly '$2'"
-	ok
-}
 
 # eventually STATUS WHAT STRING CMD...: run CMD until its output has STRING
 # (at most 10 s).  The reaper records a death in the graveyard just after
@@ -191,15 +151,7 @@ run 0 "stats" "$inspect" --json stats
 ok
 [ "$(json_num deaths_total)" -ge 1 ] || fail "stats: no death counted"
 ok
-# JSON checked field by field by a parser
-pycheck() {
-	what=$1
-	shift
-	python3 -c "import json,sys; d=json.load(open('$tmp/out')); $*" 2>"$tmp/err" ||
-		fail "$what: JSON check failed"
-	ok
-}
-pycheck "stats fields" "assert d['processes']['used']>=3 and d['trace_slots']['capacity']==256" \
+json "stats fields" "d['processes']['used']>=3 and d['trace_slots']['capacity']==256" \
 	"and d['registry_entries']==2 and [t['name'] for t in d['tables']]==['main','index']"
 run 0 "stats text" "$inspect" stats
 out_has "stats text" "trace slots    0 / 256 in use"
@@ -211,7 +163,7 @@ out_has "metrics" "foundation_registry_entries{segment=\"$seg\"} 2"
 out_has "metrics" "foundation_reaper_latency_seconds_count{segment=\"$seg\"} 1"
 out_has "metrics" "foundation_deaths_total{segment=\"$seg\"} 1"
 run 0 "dump" "$inspect" dump
-pycheck "dump" "assert sorted(d)==['check','events','flags','graveyard','processes','registry','samplers','segment','spans','stages','stats']" \
+json "dump" "sorted(d)==['check','events','flags','graveyard','processes','registry','samplers','segment','spans','stages','stats']" \
 	"and d['registry']['count']==2 and d['graveyard']['graveyard'][0]['pid']==$P1" \
 	"and d['check']['count']==0"
 
