@@ -151,8 +151,8 @@ run 0 "stats" "$inspect" --json stats
 ok
 [ "$(json_num deaths_total)" -ge 1 ] || fail "stats: no death counted"
 ok
-json "stats fields" "d['processes']['used']>=3 and d['trace_slots']['capacity']==256" \
-	"and d['registry_entries']==2 and [t['name'] for t in d['tables']]==['main','index']"
+json "stats fields" "d['processes']['used']>=3 and d['trace_slots']['capacity']==256 \
+	and d['registry_entries']==2 and [t['name'] for t in d['tables']]==['main','index']"
 run 0 "stats text" "$inspect" stats
 out_has "stats text" "trace slots    0 / 256 in use"
 run 0 "metrics" "$inspect" metrics
@@ -163,9 +163,9 @@ out_has "metrics" "foundation_registry_entries{segment=\"$seg\"} 2"
 out_has "metrics" "foundation_reaper_latency_seconds_count{segment=\"$seg\"} 1"
 out_has "metrics" "foundation_deaths_total{segment=\"$seg\"} 1"
 run 0 "dump" "$inspect" dump
-json "dump" "sorted(d)==['check','events','flags','graveyard','processes','registry','samplers','segment','spans','stages','stats']" \
-	"and d['registry']['count']==2 and d['graveyard']['graveyard'][0]['pid']==$P1" \
-	"and d['check']['count']==0"
+json "dump" "sorted(d)==['check','events','flags','graveyard','processes','registry','samplers', \
+	'segment','spans','stages','stats'] and d['registry']['count']==2 \
+	and d['graveyard']['graveyard'][0]['pid']==$P1 and d['check']['count']==0"
 
 # ---- errors ------------------------------------------------------------------------
 run 2 "unknown command" "$ctl" frobnicate
