@@ -37,6 +37,9 @@
  * over (a register finds its holder dead); FDN_REG_CHECK_ALIVE asks the
  * kernel on lookup.
  */
+/* liburcu's inline fast paths, and its per-thread reader record (whether
+ * the application has registered a thread itself: thread_ready). */
+#define _LGPL_SOURCE
 #include "lib/internal.h"
 
 #include <urcu/urcu-memb.h>
@@ -94,7 +97,8 @@ static pthread_mutex_t g_kept_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct lnode *g_kept;
 
 struct lthread {
-	bool registered;
+	bool registered; /* by us: we unregister it at thread exit */
+	bool borrowed;   /* by the application before our first call: its own */
 	unsigned nest;
 	struct lnode *retired;
 	pid_t self_pid;     /* this process's identity, cached (a fork child's */
@@ -135,8 +139,16 @@ static void setup(void)
 
 static void thread_ready(void)
 {
-	if (lt.registered)
+	if (lt.registered || lt.borrowed)
 		return;
+	/* An application using liburcu's memb flavour itself may have
+	 * registered this thread already (registering twice is an assertion
+	 * failure): then its registration serves us too, and stays its to
+	 * undo.  It must not unregister the thread while calling us. */
+	if (URCU_TLS(urcu_memb_reader).registered) {
+		lt.borrowed = true;
+		return;
+	}
 	urcu_memb_register_thread();
 	lt.registered = true;
 	atomic_fetch_add(&g_registered, 1);
