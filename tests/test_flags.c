@@ -986,3 +986,19 @@ Test(flags, changes_emit_events)
 	fdn_segment_detach(s);
 	cr_assert_eq(fdn_segment_destroy(name), 0);
 }
+
+/* An application that registers its thread with liburcu's memb flavour
+ * itself, before the local registry's first call: the library uses that
+ * registration (registering twice would abort) and leaves it alone. */
+#include <urcu/urcu-memb.h>
+
+Test(flags, local_registry_shares_the_application_urcu_registration)
+{
+	urcu_memb_register_thread();
+	cr_assert_eq(fdn_register(NULL, "app-reg", 7, getpid(), NULL, 0, 0, NULL), 0);
+	cr_assert_eq(fdn_lookup(NULL, "app-reg", 7, 0, NULL), 0);
+	cr_assert_eq(fdn_unregister(NULL, "app-reg", 7), 0);
+	urcu_memb_read_lock(); /* still registered: the library did not undo it */
+	urcu_memb_read_unlock();
+	urcu_memb_unregister_thread();
+}
