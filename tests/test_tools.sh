@@ -96,6 +96,15 @@ done
 out_has "registry" "\"capability\":\"http\""
 out_has "registry" "\"load\":2"
 out_has "registry" "\"count\":3}"
+json "registry fields" "d['segment']=='$seg' and d['count']==3 \
+	and [e['key'] for e in d['entries']]==['web-1','web-2','web-3'] \
+	and [e['pid'] for e in d['entries']]==[$P1,$P2,$P3] \
+	and all(e['registered_ns']>0 for e in d['entries']) \
+	and d['entries'][1]['attributes']=={'capability':'http','health_status':'ok','load':2}"
+run 0 "registry text" "$inspect" registry
+grep -qE "^web-2 +$P2 +[0-9T:.-]+Z +capability=http,health_status=ok,load=2\$" "$tmp/out" ||
+	fail "registry text: no aligned row for web-2"
+ok
 run 0 "find capability=http" "$inspect" --json registry --attr capability=http
 out_has "find capability=http" "\"count\":3}"
 run 0 "find load=2 (not indexed)" "$inspect" registry --attr load=2
@@ -126,6 +135,12 @@ err_is "wait for nothing" "foundation-ctl: wait \"nothing\": timed out after 200
 
 run 0 "processes" "$inspect" --json processes
 out_has "processes" "\"pid\":$P1,\"state\":\"live\""
+json "processes fields" "set([$P1,$P2,$P3]) <= {p['pid'] for p in d['processes']} \
+	and all(p['state'] in ('live','dead','left') and p['ident']>0 and p['slot']>=0 \
+	and p['ident_kind'] in ('pidfs','starttime') for p in d['processes'])"
+run 0 "processes text" "$inspect" processes
+grep -qE "^ *[0-9]+ +$P1 +live " "$tmp/out" || fail "processes text: no live row for $P1"
+ok
 
 # ---- a death ---------------------------------------------------------------------
 kill -9 "$P1"
