@@ -57,9 +57,10 @@
 #include <unistd.h>
 #include <xxhash.h>
 
-#define LOCAL_BUCKETS (1ul << 14)
-#define LOCAL_SEED    0x6C6F63616C726567ull /* any fixed value: hashes stay in-process */
-#define LOCAL_TRIES   64
+#define LOCAL_BUCKETS     (1ul << 14)
+#define LOCAL_BUCKETS_MAX (1ul << 26)
+#define LOCAL_SEED        0x6C6F63616C726567ull /* any fixed value: hashes stay in-process */
+#define LOCAL_TRIES       64
 
 struct lnode {
 	struct cds_lfht_node node;
@@ -131,7 +132,7 @@ static void atfork_child(void)
 
 static void setup(void)
 {
-	g_ht = cds_lfht_new_flavor(LOCAL_BUCKETS, LOCAL_BUCKETS, LOCAL_BUCKETS, 0,
+	g_ht = cds_lfht_new_flavor(LOCAL_BUCKETS, LOCAL_BUCKETS, LOCAL_BUCKETS_MAX, 0,
 				   &urcu_memb_flavor, NULL);
 	pthread_key_create(&g_thread_key, thread_exit);
 	pthread_atfork(NULL, NULL, atfork_child);
@@ -334,6 +335,25 @@ static int check_key(size_t klen)
 
 /* ---- the calls ---------------------------------------------------------------- */
 
+/* Buckets the table was last resized to.  It grows (doubling) once it
+ * holds twice as many entries, by the inserting thread, synchronously
+ * (cds_lfht_resize: outside any read-side section, under liburcu's resize
+ * mutex).  No automatic resize: liburcu would do it in a call_rcu thread,
+ * which a fork child does not have.  It never shrinks. */
+static _Atomic unsigned long g_size = LOCAL_BUCKETS;
+
+static void maybe_grow(void)
+{
+	unsigned long n = (unsigned long)atomic_load(&g_count), sz = atomic_load(&g_size);
+	if (n <= 2 * sz || sz >= LOCAL_BUCKETS_MAX || lt.nest != 0)
+		return;
+	unsigned long want = sz;
+	while (want < n && want < LOCAL_BUCKETS_MAX)
+		want <<= 1;
+	if (atomic_compare_exchange_strong(&g_size, &sz, want))
+		cds_lfht_resize(g_ht, want);
+}
+
 int fdn__local_register(const void *key, size_t klen, pid_t pid, const struct fdn_attr *attrs,
 			size_t n, unsigned flags, pid_t *holder)
 {
@@ -364,6 +384,7 @@ int fdn__local_register(const void *key, size_t klen, pid_t pid, const struct fd
 			atomic_fetch_add(&g_count, 1);
 			read_unlock();
 			local_changed();
+			maybe_grow();
 			return 0;
 		}
 		struct lnode *old = caa_container_of(got, struct lnode, node);
