@@ -60,7 +60,8 @@ struct rstate {
 
 struct control {
 	_Atomic int pause;   /* writers park */
-	_Atomic int stop;    /* everyone ends */
+	_Atomic int stop;    /* the writers end (after the readers) */
+	_Atomic int rstop;   /* the readers end */
 	_Atomic int stopped; /* a writer is SIGSTOPped now */
 	_Atomic pid_t wpid[WRITERS];
 	struct wjournal w[WRITERS];
@@ -207,7 +208,7 @@ static void reader(int i, uint64_t seed)
 	fdn_segment *s = attach_or_die("reader");
 	uint64_t x = seed | 1;
 	atomic_store(&rs->ready, 1);
-	while (!atomic_load(&ctl->stop)) {
+	while (!atomic_load(&ctl->rstop)) {
 		int w = (int)(st_rand(&x) % WRITERS), j = (int)(st_rand(&x) % STABLE);
 		char k[32];
 		key_of(k, sizeof(k), w, j);
@@ -447,7 +448,8 @@ int main(int argc, char **argv)
 		st_fail(&tally, "final: the segment did not settle");
 	st_check(s, &tally, "final");
 	verify_journals(s, "final");
-	atomic_store(&ctl->stop, 1);
+	/* Readers first: a writer's detach removes its keys. */
+	atomic_store(&ctl->rstop, 1);
 	uint64_t ops = 0, max_ns = 0, max_paused = 0, rerr = 0;
 	for (int i = 0; i < READERS; i++) {
 		int st;
@@ -462,6 +464,7 @@ int main(int argc, char **argv)
 		max_ns = m > max_ns ? m : max_ns;
 		max_paused = mp > max_paused ? mp : max_paused;
 	}
+	atomic_store(&ctl->stop, 1);
 	for (int w = 0; w < WRITERS; w++) {
 		int st;
 		waitpid(wpid[w], &st, 0);
