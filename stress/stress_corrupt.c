@@ -15,6 +15,9 @@
  *           slots, table, heap, services, trace slots, ring);
  *   window  a 64-byte run of random bytes;
  *   trunc   the file cut to a random length (sometimes inside the header);
+ *   in_use  1..8 bytes flipped among those the original holds non-zero
+ *           (whatever structure is in use there: a flip in the megabytes
+ *           of zeroed service regions says less);
  * and each copy goes through
  *   - cw_walk (corrupt_walk.h) in a forked child with alarm(10): it must
  *     exit 0 (a signal is a crash, SIGALRM a hang);
@@ -443,11 +446,17 @@ int main(int argc, char **argv)
 	};
 	const size_t nparts = sizeof(parts) / sizeof(parts[0]);
 	uint64_t t0 = st_now_ns(), end = t0 + (uint64_t)(opts.seconds * 1e9), copies = 0;
-	uint64_t kinds[4] = {0};
+	uint64_t kinds[5] = {0};
+	/* Where the original holds something (every structure in use: nodes,
+	 * slots, flags, ring records, the graveyard, telemetry slots). */
+	size_t nnz = 0, *nz = malloc(len * sizeof(size_t) / 16 + 64 * sizeof(size_t));
+	for (size_t i = 0; nz && i < len && nnz < len / 16 + 64; i++)
+		if (orig[i])
+			nz[nnz++] = i;
 	while ((max_copies ? copies < max_copies : st_now_ns() < end) && tally.violations < 20) {
 		memcpy(buf, orig, len);
 		size_t clen = len;
-		int kind = (int)(st_rand(&x) % 4);
+		int kind = (int)(st_rand(&x) % (nnz ? 5 : 4));
 		char what[96];
 		if (kind == 0) {
 			int n = (int)st_between(&x, 1, 64);
@@ -470,6 +479,12 @@ int main(int argc, char **argv)
 				buf[at + i] = (unsigned char)st_rand(&x);
 			snprintf(what, sizeof(what), "copy %llu (64 random bytes at %zu)",
 				 (unsigned long long)copies, at);
+		} else if (kind == 4) {
+			int n = (int)st_between(&x, 1, 8);
+			for (int i = 0; i < n; i++)
+				buf[nz[st_rand(&x) % nnz]] ^= (unsigned char)st_between(&x, 1, 255);
+			snprintf(what, sizeof(what), "copy %llu (%d bytes in use flipped)",
+				 (unsigned long long)copies, n);
 		} else {
 			clen = st_rand(&x) % 2 ? st_rand(&x) % 8192 : st_rand(&x) % len;
 			snprintf(what, sizeof(what), "copy %llu (truncated to %zu of %zu)",
@@ -497,16 +512,18 @@ int main(int argc, char **argv)
 	st_cleanup();
 	free(orig);
 	free(buf);
+	free(nz);
 	return st_summary(
 	    copies * (NCOMMANDS + 2), 1, &tally,
 	    "seconds=%.1f copies=%llu flipped=%llu region=%llu window=%llu truncated=%llu "
+	    "in_use=%llu "
 	    "size=%zu attach_refused=%llu checker_flagged=%llu walks=%llu inspect_runs=%llu "
 	    "inspect_errors=%llu inspect_flagged=%llu crashes=%llu hangs=%llu",
 	    secs, (unsigned long long)copies, (unsigned long long)kinds[0],
 	    (unsigned long long)kinds[1], (unsigned long long)kinds[2],
-	    (unsigned long long)kinds[3], len, (unsigned long long)attach_refused,
-	    (unsigned long long)checker_flagged, (unsigned long long)walk_runs,
-	    (unsigned long long)inspect_runs, (unsigned long long)inspect_errors,
-	    (unsigned long long)inspect_flagged, (unsigned long long)crashes,
-	    (unsigned long long)hangs);
+	    (unsigned long long)kinds[3], (unsigned long long)kinds[4], len,
+	    (unsigned long long)attach_refused, (unsigned long long)checker_flagged,
+	    (unsigned long long)walk_runs, (unsigned long long)inspect_runs,
+	    (unsigned long long)inspect_errors, (unsigned long long)inspect_flagged,
+	    (unsigned long long)crashes, (unsigned long long)hangs);
 }
