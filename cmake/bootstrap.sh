@@ -8,6 +8,8 @@
 #   sh cmake/bootstrap.sh bench          build in Release, run the benchmarks, write
 #                                        bench/results/*.json and bench/results/bench.png
 #   sh cmake/bootstrap.sh format-check   fail if a C file is not clang-formatted
+#   sh cmake/bootstrap.sh fuzz           build the libFuzzer target (clang, build-fuzz/)
+#                                        and run it FUZZ_RUNS times from stress/corpus
 #
 # Missing Debian packages are installed with apt-get when run as root;
 # otherwise the exact command to run is printed and the script stops.
@@ -22,9 +24,10 @@ need="build-essential cmake pkg-config liburcu-dev libxxhash-dev libcriterion-de
 case "$job" in
 bench) need="$need redis-server gnuplot-nox python3" ;;
 format-check) need="clang-format" ;;
+fuzz) need="$need clang libclang-rt-14-dev" ;;
 demo | test | test-sanitize | stress-tsan) ;;
 *)
-	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
@@ -79,9 +82,22 @@ stress-tsan)
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_TSAN=ON \
 		-DFOUNDATION_BENCH=OFF -DSTRESS_SECONDS=4
 	cmake --build build-tsan -j "$jobs" --target stress_killstorm stress_readers \
-		stress_reaperkill stress_pidreuse
+		stress_reaperkill stress_pidreuse stress_pause stress_overload stress_corrupt
 	TSAN_OPTIONS="suppressions=$PWD/stress/tsan.supp halt_on_error=1 second_deadlock_stack=1" \
 		ctest --test-dir build-tsan --output-on-failure --timeout 600 -L stress
+	;;
+fuzz)
+	# The target over damaged segments (stress/fuzz_segment.c) with its
+	# seeds; new inputs go to a scratch directory, not to stress/corpus.
+	# FUZZ_RUNS (default 20000) executions take well under a minute.
+	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_FUZZ=ON \
+		-DFOUNDATION_BENCH=OFF
+	cmake --build build-fuzz -j "$jobs" --target fuzz_segment
+	scratch=$(mktemp -d)
+	trap 'rm -rf "$scratch"' EXIT
+	root=$PWD
+	(cd "$scratch" && "$root/build-fuzz/stress/fuzz_segment" -runs="${FUZZ_RUNS:-20000}" \
+		-timeout=10 -max_len=200000 -print_final_stats=1 "$scratch" "$root/stress/corpus")
 	;;
 bench)
 	# Arguments after `bench` go to fdn-bench (e.g. --sizes 10000,100000).

@@ -18,10 +18,20 @@
  *   - fdn_count and the main table's own counter equal the journals' sum.
  * At the end the survivors are killed too and the registry must be empty.
  *
- * Operations are one switch (do_op): spans and telemetry events, when
- * those services exist, are one more case each, journaled the same way.
+ * Operations are one switch (do_op).  Besides the registry's four, a
+ * writer moves its span stack to a random depth 0..6 (ending or starting
+ * nested spans: it is usually killed with spans open), merges an
+ * attribute into its error context, and emits a telemetry event.  Their
+ * trace slots must be freed by the reaper when they die (the checker's
+ * trace audit reports a slot whose owner has no process slot), no trace
+ * slot may belong to anything but a live writer, and the graveyard's count
+ * of thread copies must grow with the kills.
  */
 #include "stress.h"
+
+#include <foundation/context.h>
+#include <foundation/spans.h>
+#include <foundation/telemetry.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -39,7 +49,9 @@ enum op_kind {
 	OP_UPDATE,
 	OP_MERGE,
 	OP_UNREGISTER,
-	/* OP_SPAN, OP_EVENT: when spans and telemetry exist. */
+	OP_SPAN,    /* move the span stack to depth v % 7 (nested start/end) */
+	OP_CONTEXT, /* merge an attribute into the error context */
+	OP_EVENT,   /* fdn_emit */
 	OP_KINDS
 };
 
@@ -149,6 +161,23 @@ static int do_op(fdn_segment *s, enum op_kind kind, uint32_t inc, int j, uint32_
 	}
 	case OP_UNREGISTER:
 		return fdn_unregister(s, k, strlen(k));
+	case OP_SPAN: {
+		int want = (int)(v % 7), d = fdn_span_depth(s), r = 0;
+		if (d < 0)
+			return d;
+		for (; d > want && r == 0; d--)
+			r = fdn_span_end(s, v % 5 ? FDN_STATUS_OK : FDN_STATUS_ERROR);
+		for (; d < want && r == 0; d++)
+			r = fdn_span_start(s, k, &ab.a[3], 1, NULL);
+		return r;
+	}
+	case OP_CONTEXT:
+		return fdn_ctx_set(s, &ab.a[2], 2);
+	case OP_EVENT: {
+		struct fdn_measurement m = {"version", (double)v};
+		int r = fdn_emit(s, "stress.killstorm.op", &m, 1, &ab.a[1], 1);
+		return r < 0 ? r : 0;
+	}
 	default:
 		return FDN_EINVAL;
 	}
@@ -174,6 +203,18 @@ static void writer(struct control *ctl, struct journal *jr, uint32_t inc, uint64
 			atomic_store(&jr->parked, 0);
 		}
 		int j = (int)(st_rand(&x) % KEYS);
+		uint64_t dice = st_rand(&x) % 8;
+		if (dice >= 5) { /* span, context or event: nothing to journal */
+			v++;
+			r = do_op(s, (enum op_kind)(OP_SPAN + dice - 5), inc, j, v, v);
+			if (r) {
+				fprintf(stderr, "%s: writer %u: op %d: %s\n", st_prog, inc,
+					(int)(OP_SPAN + dice - 5), fdn_strerror(r));
+				_exit(3);
+			}
+			atomic_fetch_add(&jr->ops, 1);
+			continue;
+		}
 		struct kv cur = jr->committed[j], next;
 		enum op_kind kind =
 		    cur.version == 0 ? OP_REGISTER : (enum op_kind)(OP_UPDATE + st_rand(&x) % 3);
@@ -377,6 +418,35 @@ static void verify_dead(fdn_segment *s, const char *when)
 	ndead = 0;
 }
 
+struct trace_arg {
+	const char *when;
+	uint64_t slots;
+};
+
+/* A trace slot in use belongs to a live writer (the parent has none). */
+static int trace_cb(void *arg, const struct fdn_thread_trace *t)
+{
+	struct trace_arg *a = arg;
+	a->slots++;
+	for (int p = 0; p < nwriters; p++)
+		if (pos[p].pid == t->pid)
+			return 0;
+	st_fail(&tally,
+		"%s: a trace slot of pid %d (tid %u, %u spans) is in use, not a live "
+		"writer's",
+		a->when, (int)t->pid, t->tid, t->depth);
+	return 0;
+}
+
+static uint64_t verify_traces(fdn_segment *s, const char *when)
+{
+	struct trace_arg a = {when, 0};
+	int r = fdn_traces_foreach(s, 0, trace_cb, &a);
+	if (r != 0)
+		st_fail(&tally, "%s: fdn_traces_foreach: %d (slots skipped or error)", when, r);
+	return a.slots;
+}
+
 /* Park every writer, settle, check everything, resume. */
 static void checkpoint(fdn_segment *s, pid_t reaper, const char *when, bool resume)
 {
@@ -404,6 +474,7 @@ static void checkpoint(fdn_segment *s, pid_t reaper, const char *when, bool resu
 		st_fail(&tally, "%s: the segment did not settle", when);
 	st_check(s, &tally, when);
 	verify_dead(s, when);
+	verify_traces(s, when);
 	uint64_t want = verify_writers(s, when);
 	int64_t count = fdn_count(s), raw = fdn__ht_count(s, 0);
 	if (count != (int64_t)want || raw != (int64_t)want)
@@ -434,6 +505,8 @@ int main(int argc, char **argv)
 	o.threads = 512;
 	fdn_segment *s = st_create(&o);
 	pid_t reaper = st_reaper_start();
+	uint64_t gy_before = 0, gy_drop0 = 0;
+	fdn_graveyard_trace_counts(s, &gy_before, &gy_drop0);
 	ctl = st_shared(sizeof(*ctl));
 	journals = st_shared(sizeof(struct journal) * MAX_WRITERS);
 	for (int p = 0; p < nwriters; p++)
@@ -474,13 +547,23 @@ int main(int argc, char **argv)
 	if (fdn_count(s) != 0 || fdn__ht_count(s, 0) != 0 || fdn__ht_count(s, 1) != 0)
 		st_fail(&tally, "end: %lld entries and %lld index references remain",
 			(long long)fdn__ht_count(s, 0), (long long)fdn__ht_count(s, 1));
+	if (verify_traces(s, "end") != 0)
+		st_fail(&tally, "end: trace slots still in use after every writer died");
+	uint64_t gy_written = 0, gy_dropped = 0;
+	fdn_graveyard_trace_counts(s, &gy_written, &gy_dropped);
+	if (kills > 0 && gy_written <= gy_before)
+		st_fail(&tally,
+			"end: %llu kills, the graveyard's thread copies went from %llu to %llu",
+			(unsigned long long)kills, (unsigned long long)gy_before,
+			(unsigned long long)gy_written);
 	uint64_t deaths = fdn_deaths(s);
 	double secs = (double)(st_now_ns() - t0) / 1e9;
 	fdn_segment_detach(s);
 	st_cleanup();
 	return st_summary(ops_done, kills, &tally,
 			  "seconds=%.1f writers=%d kills_mid_op=%llu killed_checked=%llu "
-			  "deaths_reaped=%llu",
+			  "deaths_reaped=%llu graveyard_threads=%llu",
 			  secs, nwriters, (unsigned long long)kills_mid_op,
-			  (unsigned long long)dead_checked, (unsigned long long)deaths);
+			  (unsigned long long)dead_checked, (unsigned long long)deaths,
+			  (unsigned long long)(gy_written - gy_before));
 }
