@@ -27,7 +27,7 @@ format-check) need="clang-format" ;;
 fuzz) need="$need clang libclang-rt-14-dev" ;;
 demo | test | test-sanitize | stress-tsan) ;;
 *)
-	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac
