@@ -359,8 +359,11 @@ Test(telemetry, detach_while_threads_emit)
 		/* After detach returns, no call of it runs or starts. */
 		atomic_store(&sn[round].detached, true);
 	}
-	for (int i = 0; i < 200000; i++)
-		sched_yield();
+	/* Give the emitters time to make a late call, if any could happen
+	 * (a loop of sched_yield here would hand each yield a whole time
+	 * slice of a spinning emitter: minutes on 2 CPUs). */
+	struct timespec pause = {0, 50 * 1000000L};
+	nanosleep(&pause, NULL);
 	atomic_store(&stop_emitters, true);
 	for (int i = 0; i < 3; i++)
 		pthread_join(th[i], NULL);
