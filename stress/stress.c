@@ -481,3 +481,14 @@ int st_summary(uint64_t ops, uint64_t kills, const struct st_tally *t, const cha
 	fflush(stdout);
 	return t->violations == 0 && t->leaked == 0 ? 0 : 1;
 }
+
+bool st_raw_present(fdn_segment *s, const char *k)
+{
+	struct fdn__thread *t;
+	struct fdn__ht_view v;
+	if (fdn__rcu_read_lock(s, &t))
+		return true;
+	bool here = fdn__ht_lookup(s, 0, k, strlen(k), &v) == 0;
+	fdn__rcu_read_unlock(t);
+	return here;
+}

@@ -90,6 +90,10 @@ __attribute__((format(printf, 2, 3))) void st_fail(struct st_tally *t, const cha
 /* Anonymous shared memory for parent and children (zeroed). */
 void *st_shared(size_t size);
 
+/* Is key k stored in the registry's main table at all, visible or not (a
+ * raw table lookup: an entry of a dead owner counts)?  true on error. */
+bool st_raw_present(fdn_segment *s, const char *k);
+
 uint64_t st_now_ns(void);
 void st_sleep_ns(uint64_t ns);
 /* xorshift64*: deterministic per seed. */

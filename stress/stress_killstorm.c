@@ -299,17 +299,6 @@ static void kill_one(int p)
 	add_dead(pos[p].inc);
 }
 
-static bool raw_present(fdn_segment *s, const char *k)
-{
-	struct fdn__thread *t;
-	struct fdn__ht_view v;
-	if (fdn__rcu_read_lock(s, &t))
-		return true;
-	bool here = fdn__ht_lookup(s, 0, k, strlen(k), &v) == 0;
-	fdn__rcu_read_unlock(t);
-	return here;
-}
-
 static int count_cb(void *arg, const struct fdn_entry_view *e)
 {
 	return 0;
@@ -409,7 +398,7 @@ static void verify_dead(fdn_segment *s, const char *when)
 		for (int j = 0; j < KEYS; j++) {
 			char k[32];
 			key_of(k, sizeof(k), dead_incs[d], j);
-			if (raw_present(s, k))
+			if (st_raw_present(s, k))
 				st_fail(&tally, "%s: %s of killed writer %u is still stored", when,
 					k, dead_incs[d]);
 		}

@@ -140,17 +140,6 @@ static void reuser(uint64_t round, int v)
 		pause();
 }
 
-static bool raw_present(fdn_segment *s, const char *k)
-{
-	struct fdn__thread *t;
-	struct fdn__ht_view v;
-	if (fdn__rcu_read_lock(s, &t))
-		return true;
-	bool here = fdn__ht_lookup(s, 0, k, strlen(k), &v) == 0;
-	fdn__rcu_read_unlock(t);
-	return here;
-}
-
 static pid_t reaper_start(void)
 {
 	const char *path = getenv("FOUNDATION_REAPERD");
@@ -285,7 +274,7 @@ static void one_round(fdn_segment *s, uint64_t round)
 			bool taken = v == rv && i == 0;
 			struct fdn_entry e;
 			int r = fdn_lookup(s, k, strlen(k), FDN_REG_CHECK_ALIVE, &e);
-			if (taken ? (r != 0 || e.pid != got) : raw_present(s, k))
+			if (taken ? (r != 0 || e.pid != got) : st_raw_present(s, k))
 				st_fail(T, "round %llu: %s: %s", (unsigned long long)round, k,
 					taken ? "the new process's entry is lost"
 					      : "the dead owner's entry remains");

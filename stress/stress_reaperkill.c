@@ -102,17 +102,6 @@ static struct dead_victim pending[MAX_PENDING];
 static int npending;
 static uint64_t graveyard_checked, keys_checked;
 
-static bool raw_present(fdn_segment *s, const char *k)
-{
-	struct fdn__thread *t;
-	struct fdn__ht_view v;
-	if (fdn__rcu_read_lock(s, &t))
-		return true;
-	bool here = fdn__ht_lookup(s, 0, k, strlen(k), &v) == 0;
-	fdn__rcu_read_unlock(t);
-	return here;
-}
-
 static void verify(fdn_segment *s, pid_t *surv, const char *when)
 {
 	/* Survivors intact. */
@@ -148,7 +137,7 @@ static void verify(fdn_segment *s, pid_t *surv, const char *when)
 		for (int i = 0; i < x->entries + 1; i++) {
 			char k[48];
 			snprintf(k, sizeof(k), "v%u-%d", x->round, i);
-			if (raw_present(s, k))
+			if (st_raw_present(s, k))
 				st_fail(&tally, "%s: %s of killed victim %d is still stored", when,
 					k, (int)x->pid);
 			keys_checked++;
