@@ -77,7 +77,8 @@ struct trace_tls {
 static _Thread_local struct trace_tls tls;
 static pthread_key_t local_key;
 static pthread_once_t local_once = PTHREAD_ONCE_INIT;
-/* TRACEPARENT from the environment is used by one root span per process. */
+/* TRACEPARENT from the environment is looked at by the first root span of
+ * the process (any thread), and used by it if well formed. */
 static atomic_bool env_used;
 
 static void local_free(void *p)
@@ -366,13 +367,15 @@ int fdn_span_start(fdn_segment *s, const char *name, const struct fdn_attr *attr
 		tls.pending = false;
 	} else {
 		char tp_trace[FDN_TRACE_ID_HEX + 1];
-		const char *env = getenv("TRACEPARENT");
 		bool from_env = false;
-		if (env && !atomic_load_explicit(&env_used, memory_order_relaxed) &&
-		    fdn_traceparent_parse(env, tp_trace, &parent, NULL) == 0 &&
+		/* The process's first root span looks at the environment, once:
+		 * no later root span pays for a getenv. */
+		if (!atomic_load_explicit(&env_used, memory_order_relaxed) &&
 		    !atomic_exchange(&env_used, true)) {
-			unhex(tp_trace, tid, 16);
-			from_env = true;
+			const char *env = getenv("TRACEPARENT");
+			from_env = env && fdn_traceparent_parse(env, tp_trace, &parent, NULL) == 0;
+			if (from_env)
+				unhex(tp_trace, tid, 16);
 		}
 		if (!from_env) {
 			parent = 0;

@@ -594,7 +594,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"\n"
 		"Change a Foundation segment from the shell.  \"%s COMMAND --help\"\n"
-		"describes one command.  Only create and destroy print on success.\n"
+		"describes one command.  A command that changes something prints nothing\n"
+		"on success, except create, destroy and reaper start/stop.\n"
 		"\n"
 		"  --segment NAME  segment (default $FOUNDATION_SEGMENT, else \"foundation\");\n"
 		"                  also accepted after the command\n"
