@@ -1,7 +1,9 @@
 /* tools/cli.c - see cli.h. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,4 +36,18 @@ void options_for(const struct option *all, size_t n, const char *always, const c
 		if (strchr(always, all[i].val) || strchr(allowed, all[i].val))
 			out[k++] = all[i];
 	out[k] = (struct option){0, 0, 0, 0};
+}
+
+/* An unsigned decimal (or octal, base 8) number up to max, the whole text. */
+bool parse_num(const char *text, int base, uint64_t max, uint64_t *out)
+{
+	char *end;
+	if (text[0] < '0' || text[0] > '9')
+		return false;
+	errno = 0;
+	unsigned long long v = strtoull(text, &end, base);
+	if (errno || *end || v > max)
+		return false;
+	*out = v;
+	return true;
 }

@@ -7,7 +7,9 @@
 #define FDN_TOOLS_CLI_H
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -25,5 +27,9 @@ const char *bad_option(char **argv, char *buf, size_t cap);
  * then a terminating zero entry, into out (room for n + 1). */
 void options_for(const struct option *all, size_t n, const char *always, const char *allowed,
 		 struct option *out);
+
+/* An unsigned decimal (or octal, base 8) number up to max, the whole text
+ * (no sign, no space, no suffix). */
+bool parse_num(const char *text, int base, uint64_t max, uint64_t *out);
 
 #endif

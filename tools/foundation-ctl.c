@@ -258,8 +258,6 @@ static int cmd_wait(struct args *a)
 
 /* ---- flags and stages -------------------------------------------------------- */
 
-static bool parse_num(const char *text, int base, uint64_t max, uint64_t *out);
-
 #define FLAGS_HELP                                                                     \
 	"Feature flags, shared by every process of the segment (seen at their next\n"  \
 	"read).  VALUE is on, off or a percentage 0..100 (\"25\" or \"25%\").\n"       \
@@ -626,20 +624,6 @@ static const struct option all_opts[] = {
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
-
-/* An unsigned decimal (or octal, base 8) number up to max, the whole text. */
-static bool parse_num(const char *text, int base, uint64_t max, uint64_t *out)
-{
-	char *end;
-	if (text[0] < '0' || text[0] > '9')
-		return false;
-	errno = 0;
-	unsigned long long v = strtoull(text, &end, base);
-	if (errno || *end || v > max)
-		return false;
-	*out = v;
-	return true;
-}
 
 /* BYTES with an optional binary suffix K, M or G. */
 static bool parse_bytes(const char *text, uint64_t *out)

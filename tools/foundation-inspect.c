@@ -1813,21 +1813,15 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 			a->name = optarg;
 			break;
 		case 'c':
-		case 't': {
-			char *end;
-			errno = 0;
-			unsigned long long v = strtoull(optarg, &end, 10);
-			if (optarg[0] < '0' || optarg[0] > '9' || *end || errno || v > UINT32_MAX)
+		case 't':
+			if (!parse_num(optarg, 10, UINT32_MAX,
+				       o == 'c' ? &a->count : &a->timeout_s))
 				return usage_error(c->name, "%s --%s \"%s\": bad number", c->name,
 						   o == 'c' ? "count" : "timeout", optarg);
-			*(o == 'c' ? &a->count : &a->timeout_s) = v;
 			break;
-		}
 		case 'P': {
-			char *end;
-			errno = 0;
-			long v = strtol(optarg, &end, 10);
-			if (errno || end == optarg || *end || v <= 0 || v > INT32_MAX)
+			uint64_t v;
+			if (!parse_num(optarg, 10, INT32_MAX, &v) || v == 0)
 				return usage_error(c->name, "%s --pid \"%s\": not a process id",
 						   c->name, optarg);
 			a->pid = (int32_t)v;
