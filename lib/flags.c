@@ -536,7 +536,7 @@ static uint64_t real_ns(void)
 static bool holder_alive(uint64_t w)
 {
 	return FDN_PROC_STATE(w) == FDN_PROC_LIVE &&
-	       fdn__pid_alive((pid_t)FDN_PROC_PID(w), FDN_PROC_IDENT40(w), FDN_IDENT_NONE);
+	       fdn__pid_alive((pid_t)FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
 }
 
 static int lock_take(struct wctx *c)

@@ -58,7 +58,7 @@ pid_t fdn_reaper_holder(fdn_segment *s)
 	/* The lease word has the layout of a claim word: ask the kernel
 	 * (a zombie is dead: it reaps nothing). */
 	pid_t pid = (pid_t)FDN_PROC_PID(w);
-	return fdn__pid_alive(pid, FDN_PROC_IDENT40(w), FDN_IDENT_NONE) ? pid : 0;
+	return fdn__pid_alive(pid, FDN_PROC_IDENT40(w)) ? pid : 0;
 }
 
 int fdn_reaper_lease_take(fdn_segment *s)
@@ -114,7 +114,8 @@ static bool record_death(fdn_segment *s, const struct fdn__dead *d)
 	g->exit_status = d->exit_status;
 	g->proc_idx = d->idx;
 	uint64_t full = atomic_load(&s->procs[d->idx].ident);
-	g->ident = FDN_PROC_IDENT40(full) == ident40 ? full : ident40;
+	uint32_t kind = atomic_load(&s->procs[d->idx].ident_kind);
+	g->ident = fdn__ident_tag(full, kind) == ident40 ? full : ident40;
 	g->died_ns = now_real_ns();
 	g->latency_ns = d->latency_ns;
 	g->entries = d->entries;

@@ -163,7 +163,7 @@ static int owner_slot(fdn_segment *s, pid_t pid, uint32_t *idx, uint64_t *word)
 	int r = fdn__identity(pid, &ident, &kind);
 	if (r)
 		return r;
-	uint64_t want = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, ident);
+	uint64_t want = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
 	for (uint32_t i = 0; i < s->nprocs; i++) {
 		if (atomic_load_explicit(&s->procs[i].word, memory_order_acquire) == want) {
 			*idx = i;

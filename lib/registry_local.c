@@ -310,7 +310,7 @@ static bool owner_alive(const struct lnode *n)
 {
 	if (n->pid == getpid())
 		return true;
-	return fdn__pid_alive(n->pid, n->ident, n->ident_kind);
+	return fdn__pid_alive(n->pid, fdn__ident_tag(n->ident, n->ident_kind));
 }
 
 static struct fdn_entry_view view_of(const struct lnode *n)

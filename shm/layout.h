@@ -255,7 +255,8 @@ static_assert(offsetof(struct fdn_shm_header, telemetry_hdr) == 2304, "telemetry
  * word (the claim word; bits):
  *   63..62  state: 0 FREE (and the whole word is 0), 1 LIVE, 2 DEAD
  *   61..40  pid (pid_max is at most 2^22)
- *   39..0   low 40 bits of the identity
+ *   39..0   identity tag: bit 39 the identity's kind (0 pidfs inode,
+ *           1 start time), bits 38..0 the low 39 bits of the identity
  * FREE -> LIVE by one CAS (A, claiming for itself or for a child pid): the
  * claim carries pid and identity at once, so a slot never exists whose
  * process cannot be identified, whatever instruction the claimant dies at.
@@ -267,8 +268,8 @@ static_assert(offsetof(struct fdn_shm_header, telemetry_hdr) == 2304, "telemetry
  * ident: the full identity, a value the kernel never reuses for another
  * process: the pidfs inode number of a pidfd (kernels with pidfs), else the
  * process start time in clock ticks since boot (/proc/PID/stat field 22).
- * ident_kind says which.  Written by the claimant after the claim; readers
- * compare the 40 bits in `word` first.
+ * ident_kind says which (the tag in `word` says it too, so the word alone
+ * identifies the process).  Written by the claimant after the claim.
  */
 #define FDN_PROC_FREE 0u
 #define FDN_PROC_LIVE 1u
@@ -283,6 +284,8 @@ static_assert(offsetof(struct fdn_shm_header, telemetry_hdr) == 2304, "telemetry
 	(((uint64_t)(st) << 62) | ((uint64_t)((pid)&0x3FFFFF) << 40) | ((ident)&0xFFFFFFFFFFull))
 
 enum { FDN_IDENT_NONE = 0, FDN_IDENT_PIDFS = 1, FDN_IDENT_STARTTIME = 2 };
+#define FDN_IDENT_TAG_STARTTIME (1ull << 39)
+#define FDN_IDENT_TAG_VALUE     ((1ull << 39) - 1)
 
 struct fdn_shm_proc {
 	_Atomic uint64_t word;        /*  0: claim word, above                  */

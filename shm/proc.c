@@ -1,15 +1,27 @@
 /*
- * proc.c - process identities and the process table.
+ * proc.c - process identities, liveness, and the process table.
  *
  * A pid alone never names a process here: PIDs wrap in seconds.  A slot's
- * claim word carries the pid and 40 bits of an identity the kernel does not
- * reuse (pidfs inode number, or start time), both written by the one CAS
- * that claims the slot (layout.h, struct fdn_shm_proc).
+ * claim word carries the pid and a 40-bit identity tag the kernel does not
+ * reuse, both written by the one CAS that claims the slot (layout.h, struct
+ * fdn_shm_proc).  The tag says which kind of identity it holds (bit 39):
+ * the pidfs inode number of a pidfd, or the process start time.  Whoever
+ * checks a process computes the identity of the kind the tag names, so two
+ * processes that could compute different kinds never disagree about who is
+ * who; when the checker cannot compute that kind it cannot tell, and a
+ * process it cannot tell about is alive.
+ *
+ * Dead means: the kernel says the pid is gone, or the pid now names another
+ * process (another identity), or the process's pidfd is readable (it has
+ * exited: every thread of it, not only the thread-group leader -- a leader
+ * that called pthread_exit() while other threads run shows `Z` in /proc but
+ * its pidfd stays unreadable until the last thread exits).
  */
 #include "shm.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +40,21 @@ static int fdn__pidfd_open(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-/* Start time (clock ticks since boot) from /proc/PID/stat field 22. */
-static int fdn__starttime(pid_t pid, uint64_t *out)
+/* pidfd_open failed with errno e for a positive pid: is the process gone?
+ * EINVAL (ENOENT on recent kernels) names a thread that does not lead its
+ * thread group -- a thread of some other process, not a process: no process
+ * has that pid, as good as ESRCH.  (Reading the thread's start time instead
+ * would yield an identity that could match the dead owner whose pid the
+ * thread reused: stress_pidreuse met exactly that.) */
+static bool fdn__pidfd_gone(int e)
+{
+	return e == ESRCH || e == EINVAL || e == ENOENT;
+}
+
+/* /proc/PID/stat fields after the command name: state (field 3), threads
+ * (20) and start time (22).  The command name may hold spaces and
+ * parentheses: fields are counted from the last ')'. */
+static int fdn__proc_stat(pid_t pid, char *state, long *threads, uint64_t *start)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -41,48 +66,67 @@ static int fdn__starttime(pid_t pid, uint64_t *out)
 	if (n <= 0)
 		return -ESRCH;
 	buf[n] = 0;
-	/* The command name (field 2) may hold spaces and parentheses: fields
-	 * are counted from the last ')'. */
 	char *p = strrchr(buf, ')');
-	if (!p)
+	if (!p || p[1] != ' ')
 		return -EIO;
-	p++;
+	*state = p[2];
 	for (int field = 3; field < 22; field++) {
 		p = strchr(p + 1, ' ');
 		if (!p)
 			return -EIO;
+		if (field == 19)
+			*threads = strtol(p + 1, NULL, 10);
 	}
-	*out = strtoull(p + 1, NULL, 10);
+	*start = strtoull(p + 1, NULL, 10);
+	return 0;
+}
+
+uint64_t fdn__ident_tag(uint64_t ident, uint32_t kind)
+{
+	uint64_t k = kind == FDN_IDENT_STARTTIME ? FDN_IDENT_TAG_STARTTIME : 0;
+	return k | (ident & FDN_IDENT_TAG_VALUE);
+}
+
+/* The pidfs identity of an open pidfd; -ENOSYS when pidfds are anonymous
+ * inodes (kernels before pidfs: every pidfd has the same inode). */
+static int fdn__pidfd_ident(int fd, uint64_t *ident)
+{
+	struct statfs sfs;
+	struct stat st;
+	if (fstatfs(fd, &sfs) != 0 || (unsigned long)sfs.f_type != PIDFS_MAGIC || fstat(fd, &st))
+		return -ENOSYS;
+	*ident = (uint64_t)st.st_ino;
 	return 0;
 }
 
 int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind)
 {
+	if (pid <= 0)
+		return -ESRCH;
 	int fd = fdn__pidfd_open(pid);
 	if (fd < 0) {
-		/* EINVAL (ENOENT on recent kernels) for a positive pid: it
-		 * names a thread that does not lead its thread group -- a
-		 * thread of some other process, not a process.  No process has
-		 * that pid: as good as ESRCH.  (The
-		 * fallback below would otherwise read the thread's start time
-		 * from /proc/PID/stat, an identity of another kind, and
-		 * fdn__pid_alive could not tell it from the dead owner whose
-		 * pid the thread reused: stress_pidreuse met exactly that.) */
-		if (errno == ESRCH || (pid > 0 && (errno == EINVAL || errno == ENOENT)))
+		int e = errno;
+		if (fdn__pidfd_gone(e))
 			return -ESRCH;
+		/* Out of descriptors is passing: never record an identity of
+		 * another kind for it (the caller retries or fails). */
+		if (e == EMFILE || e == ENFILE || e == ENOMEM)
+			return -e;
+		/* ENOSYS (no pidfd_open), EPERM/EACCES (a seccomp filter):
+		 * this process can never use pidfds; the start time is an
+		 * identity every other process can compute too, and the tag
+		 * says which kind it is. */
 	} else {
-		struct statfs sfs;
-		struct stat st;
-		int ok = fstatfs(fd, &sfs) == 0 && (unsigned long)sfs.f_type == PIDFS_MAGIC &&
-			 fstat(fd, &st) == 0;
+		int r = fdn__pidfd_ident(fd, ident);
 		close(fd);
-		if (ok) {
-			*ident = (uint64_t)st.st_ino;
+		if (r == 0) {
 			*kind = FDN_IDENT_PIDFS;
 			return 0;
 		}
 	}
-	int r = fdn__starttime(pid, ident);
+	char st;
+	long threads;
+	int r = fdn__proc_stat(pid, &st, &threads, ident);
 	if (r)
 		return r;
 	*kind = FDN_IDENT_STARTTIME;
@@ -100,12 +144,18 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out)
 {
 	uint64_t ident;
 	uint32_t kind;
+	if ((uint32_t)pid > 0x3FFFFFu || pid <= 0)
+		return FDN_EINVAL;
 	int r = fdn__identity(pid, &ident, &kind);
+	/* Out of descriptors: a short wait may see one closed. */
+	for (int tries = 0; tries < 20 && (r == -EMFILE || r == -ENFILE || r == -ENOMEM); tries++) {
+		struct timespec d = {0, 1000000};
+		nanosleep(&d, NULL);
+		r = fdn__identity(pid, &ident, &kind);
+	}
 	if (r)
 		return r;
-	if ((uint32_t)pid > 0x3FFFFFu)
-		return FDN_EINVAL;
-	uint64_t word = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, ident);
+	uint64_t word = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
 	/* Start from a pid-derived position so attachers spread out. */
 	uint32_t start = (uint32_t)pid % s->nprocs;
 	for (uint32_t k = 0; k < s->nprocs; k++) {
@@ -129,47 +179,79 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out)
 	return FDN_ENOSPACE;
 }
 
-/* A zombie still answers pidfd_open and /proc, but it is dead for us. */
-static bool fdn__is_zombie(pid_t pid)
+int fdn__pid_open(pid_t pid, uint64_t tag, int *fdp)
 {
-	char path[64], buf[512];
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	*fdp = -1;
+	if (pid <= 0)
+		return FDN_PID_DEAD;
+	int fd = fdn__pidfd_open(pid);
+	if (fd < 0 && fdn__pidfd_gone(errno))
+		return FDN_PID_DEAD;
+	int res = FDN_PID_UNKNOWN;
+	uint64_t ident;
+	if (!(tag & FDN_IDENT_TAG_STARTTIME)) {
+		/* pidfs kind: the identity comes from the pidfd itself, so it
+		 * is the identity of the process the pidfd pins. */
+		if (fd >= 0 && fdn__pidfd_ident(fd, &ident) == 0)
+			res = fdn__ident_tag(ident, FDN_IDENT_PIDFS) != tag ? FDN_PID_DEAD
+									    : FDN_PID_ALIVE;
+	} else {
+		/* Start-time kind, read after the pidfd (if any) pins the
+		 * process: a pid reused before the pin shows another start. */
+		char st;
+		long threads;
+		int r = fdn__proc_stat(pid, &st, &threads, &ident);
+		if (r == -ESRCH)
+			res = FDN_PID_DEAD;
+		else if (r == 0 && fdn__ident_tag(ident, FDN_IDENT_STARTTIME) != tag)
+			res = FDN_PID_DEAD;
+		else if (r == 0 && fd < 0)
+			/* No pidfd here: a zombie whose other threads have all
+			 * exited is dead (a leader that called pthread_exit()
+			 * shows Z with threads still counted). */
+			res =
+			    (st == 'Z' || st == 'X') && threads <= 1 ? FDN_PID_DEAD : FDN_PID_ALIVE;
+		else if (r == 0)
+			res = FDN_PID_ALIVE;
+	}
 	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	const char *p = strrchr(buf, ')');
-	return p && p[1] == ' ' && (p[2] == 'Z' || p[2] == 'X');
+		return res;
+	if (res == FDN_PID_ALIVE) {
+		/* Readable: every thread of the process has exited.  The fd
+		 * stays with the caller: it names that very process. */
+		struct pollfd p = {fd, POLLIN, 0};
+		if (poll(&p, 1, 0) == 1)
+			res = FDN_PID_DEAD;
+		*fdp = fd;
+		return res;
+	}
+	close(fd); /* another process, or cannot tell */
+	return res;
 }
 
-bool fdn__pid_alive(pid_t pid, uint64_t ident40, uint32_t want_kind)
+int fdn__pid_state(pid_t pid, uint64_t tag)
 {
-	uint64_t ident;
-	uint32_t kind;
-	int r = fdn__identity(pid, &ident, &kind);
-	if (r == -ESRCH)
-		return false;
-	if (r)
-		return true; /* cannot tell (EMFILE, EACCES...): never call it dead */
-	if (want_kind != FDN_IDENT_NONE && want_kind != kind)
-		return true; /* identity of another kind: cannot compare */
-	if (FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(ident40))
-		return false; /* the pid was reused */
-	return !fdn__is_zombie(pid);
+	int fd;
+	int r = fdn__pid_open(pid, tag, &fd);
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+bool fdn__pid_alive(pid_t pid, uint64_t tag)
+{
+	/* Cannot tell (out of descriptors, a kind this process cannot
+	 * compute): never call it dead. */
+	return fdn__pid_state(pid, tag) != FDN_PID_DEAD;
 }
 
 bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word)
 {
+	(void)s;
+	(void)idx;
 	if (FDN_PROC_STATE(word) != FDN_PROC_LIVE)
 		return false;
-	uint32_t want = idx < s->nprocs
-			    ? atomic_load_explicit(&s->procs[idx].ident_kind, memory_order_acquire)
-			    : FDN_IDENT_NONE;
-	return fdn__pid_alive((pid_t)FDN_PROC_PID(word), FDN_PROC_IDENT40(word), want);
+	return fdn__pid_alive((pid_t)FDN_PROC_PID(word), FDN_PROC_IDENT40(word));
 }
 
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx)

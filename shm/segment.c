@@ -29,17 +29,53 @@ unsigned fdn__fork_gen;
 static _Atomic uint64_t fdn__next_handle_id = 1;
 static pthread_once_t fdn__atfork_once = PTHREAD_ONCE_INIT;
 
+/* Until the first handle: a word that is never a token (tokens are odd). */
+static _Atomic uint64_t fdn__wipe_fallback;
+_Atomic uint64_t *fdn__wipe = &fdn__wipe_fallback;
+/* Tokens handed out in this process and its ancestors: a child inherits
+ * the counter, so its next token differs from every token it inherited. */
+static _Atomic uint64_t fdn__token_ctr;
+
 static void fdn__atfork_child(void)
 {
 	fdn__fork_gen++;
-	/* Inherited handles and reader slots are the parent's; the child
-	 * attaches again (and registers for membarrier again). */
+	/* Where MADV_WIPEONFORK is missing, the handlers do what the kernel
+	 * would; with it, this is a no-op. */
+	atomic_store(fdn__wipe, 0);
 	fdn__rcu_atfork_child();
 }
 
 static void fdn__atfork_register(void)
 {
 	pthread_atfork(NULL, NULL, fdn__atfork_child);
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p != MAP_FAILED) {
+		/* Without the advice (a kernel before 4.14) the page is
+		 * copied like any other: the atfork handler still covers
+		 * fork(); raw forks are then not detected. */
+		(void)madvise(p, 4096, MADV_WIPEONFORK);
+		atomic_store((_Atomic uint64_t *)p, atomic_load(&fdn__wipe_fallback));
+		fdn__wipe = p;
+	}
+}
+
+uint64_t fdn__fork_token_take(void)
+{
+	uint64_t t = fdn__fork_token();
+	if (t != 0)
+		return t;
+	/* First handle of this process, or of a child that inherited
+	 * handles: a fresh odd value.  A child made without the atfork
+	 * handlers also holds copies of its parent's slot caches and
+	 * handle list: they are dropped here (the child had no handle of
+	 * its own before this one, so nothing of its own is lost). */
+	uint64_t fresh = (atomic_fetch_add(&fdn__token_ctr, 1) + 1) << 1 | 1;
+	if (atomic_compare_exchange_strong(fdn__wipe, &t, fresh)) {
+		if (fresh > 3) /* not the first token: a child's */
+			fdn__rcu_atfork_child();
+		return fresh;
+	}
+	return t; /* another thread gave it one */
 }
 
 /* ---- layout --------------------------------------------------------------- */
@@ -400,7 +436,7 @@ static fdn_segment *fdn__seg_new(const char *name)
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	s->fd = -1;
 	s->id = atomic_fetch_add(&fdn__next_handle_id, 1);
-	s->fork_gen = fdn__fork_gen;
+	s->fork_token = fdn__fork_token_take();
 	s->proc_idx = UINT32_MAX;
 	return s;
 }

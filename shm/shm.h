@@ -27,10 +27,10 @@ struct fdn_segment {
 	bool readonly;
 	unsigned char *base;
 	uint64_t size;
-	uint64_t id;       /* process-unique handle id (thread caches key on it) */
-	dev_t dev;         /* the object's identity: two handles of one */
-	ino_t ino;         /* segment in one process have the same pair */
-	unsigned fork_gen; /* fdn__fork_gen when made; differs in a fork child */
+	uint64_t id;         /* process-unique handle id (thread caches key on it) */
+	dev_t dev;           /* the object's identity: two handles of one */
+	ino_t ino;           /* segment in one process have the same pair */
+	uint64_t fork_token; /* fdn__fork_token() when made; differs in any child */
 	struct fdn_shm_header *hdr;
 	struct fdn_shm_proc *procs;
 	struct fdn_shm_tslot *tslots;
@@ -54,11 +54,29 @@ struct fdn_segment {
 /* Bumped in every fork child (pthread_atfork). */
 extern unsigned fdn__fork_gen;
 
+/*
+ * The fork token: a word in a page of its own marked MADV_WIPEONFORK, so it
+ * reads 0 in every child however it was made -- fork(), _Fork(),
+ * clone() or syscall(SYS_fork), with or without the atfork handlers -- and
+ * a new non-zero value is given to it when the child makes its first
+ * handle.  A handle keeps the token it was made under: a handle (or a
+ * cached reader slot) inherited by a child never matches, so the child
+ * never touches its parent's process or reader slots.  One load (the
+ * pointer is set once, before the first handle exists).
+ */
+extern _Atomic uint64_t *fdn__wipe;
+static inline uint64_t fdn__fork_token(void)
+{
+	return atomic_load_explicit(fdn__wipe, memory_order_relaxed);
+}
+
 /* Fail with FDN_EFORKED when the handle was made before a fork. */
 static inline int fdn__seg_usable(const fdn_segment *s)
 {
-	return s->fork_gen == fdn__fork_gen ? 0 : FDN_EFORKED;
+	return s->fork_token == fdn__fork_token() ? 0 : FDN_EFORKED;
 }
+/* This process's token, made non-zero (a child's first handle). */
+uint64_t fdn__fork_token_take(void);
 
 /* ---- segment.c ---------------------------------------------------------- */
 
@@ -114,19 +132,31 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size);
 
 /* ---- proc.c: identities and the process table --------------------------- */
 
-/* Identity of a live pid: pidfs inode (kind FDN_IDENT_PIDFS) or start time. */
+/* Identity of a live pid: pidfs inode (kind FDN_IDENT_PIDFS) or start time
+ * (FDN_IDENT_STARTTIME, only where this process cannot use pidfds: ENOSYS,
+ * EPERM).  -ESRCH: no such process; -EMFILE/-ENFILE: out of descriptors
+ * (never answered with the other kind). */
 int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind);
+/* The 40-bit tag of an identity, its kind included (layout.h). */
+uint64_t fdn__ident_tag(uint64_t ident, uint32_t kind);
 /* Claim a process slot for pid (LIVE). Returns the slot index or error. */
 int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out);
 /* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND.  By pid
  * alone: for tests and tools that just waited for that pid. */
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx);
 /* Is process slot idx, whose claim word was `word`, still that process?
- * False only when the kernel says so: no such pid, another identity, or a
- * zombie.  When it cannot tell (out of descriptors, say) it says alive. */
+ * False only when the kernel says so: no such pid, another identity, or
+ * its pidfd readable (every thread exited).  When it cannot tell (out of
+ * descriptors, say) it says alive. */
 bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word);
-/* The same for a pid and the low 40 bits of its identity. */
-bool fdn__pid_alive(pid_t pid, uint64_t ident40, uint32_t want_kind);
+/* The same for a pid and an identity tag (FDN_PROC_IDENT40 of a word). */
+bool fdn__pid_alive(pid_t pid, uint64_t tag);
+enum { FDN_PID_ALIVE = 0, FDN_PID_DEAD = 1, FDN_PID_UNKNOWN = 2 };
+int fdn__pid_state(pid_t pid, uint64_t tag);
+/* The same, and a pidfd of that very process in *fd (else -1): open for
+ * ALIVE, and for DEAD when the process has exited but is the one tagged
+ * (it carries the exit information). */
+int fdn__pid_open(pid_t pid, uint64_t tag, int *fd);
 
 /* ---- rcu.c: cross-process RCU and reader slots -------------------------- */
 
@@ -157,7 +187,8 @@ int fdn__thread_get_slow(fdn_segment *s, struct fdn__thread **out);
 static inline int fdn__thread_get(fdn_segment *s, struct fdn__thread **out)
 {
 	struct fdn__thread *t = fdn__tls_last;
-	if (__builtin_expect(t && t->seg == s && t->seg_id == s->id, 1)) {
+	if (__builtin_expect(
+		t && t->seg == s && t->seg_id == s->id && s->fork_token == fdn__fork_token(), 1)) {
 		*out = t;
 		return 0;
 	}

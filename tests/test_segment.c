@@ -316,7 +316,7 @@ Test(segment, a_thread_id_is_not_a_live_owner)
 	uint64_t ident;
 	uint32_t kind;
 	int r = fdn__identity(tid, &ident, &kind);
-	bool alive = fdn__pid_alive(tid, 12345, FDN_IDENT_PIDFS);
+	bool alive = fdn__pid_alive(tid, 12345);
 	atomic_store(&stop, 1);
 	pthread_join(th, NULL);
 	cr_assert_eq(r, -ESRCH, "identity of a thread id: %d", r);

@@ -196,34 +196,15 @@ static bool pidfd_dead(int fd)
 
 /* Open a pidfd for slot word w and check that it is that very process.
  * Returns the fd, -1 if the process is already gone, -2 if we cannot tell
- * (out of descriptors...): never judged dead on that. */
+ * (out of descriptors...): never judged dead on that.  The fd of a process
+ * that has just exited is returned too: it has exit information
+ * (pidfd_dead tells). */
 static int open_verified(uint64_t w)
 {
-	pid_t pid = (pid_t)FDN_PROC_PID(w);
-	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-	/* EINVAL or ENOENT: the pid is now a thread of another process (not
-	 * a group leader): the process it named is gone, as for ESRCH
-	 * (shm/proc.c, fdn__identity). */
-	if (fd < 0)
-		return errno == ESRCH || (pid > 0 && (errno == EINVAL || errno == ENOENT)) ? -1
-											   : -2;
-	/* Identity read after the pidfd pins the process: if the pid was
-	 * recycled before we opened it, the identity differs. */
-	uint64_t ident;
-	uint32_t kind;
-	int r = fdn__identity(pid, &ident, &kind);
-	if (r != 0 && r != -ESRCH) {
-		close(fd);
-		return -2;
-	}
-	if (r != 0 || FDN_PROC_IDENT40(ident) != FDN_PROC_IDENT40(w) || pidfd_dead(fd)) {
-		/* Keep the fd if it is the same process that just died: it has
-		 * exit information. */
-		if (FDN_PROC_IDENT40(ident) == FDN_PROC_IDENT40(w))
-			return fd;
-		close(fd);
-		return -1;
-	}
+	int fd;
+	int r = fdn__pid_open((pid_t)FDN_PROC_PID(w), FDN_PROC_IDENT40(w), &fd);
+	if (r == FDN_PID_UNKNOWN || (r == FDN_PID_ALIVE && fd < 0))
+		return -2; /* alive but unwatchable here: looked at again */
 	return fd;
 }
 
