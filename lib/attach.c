@@ -8,7 +8,7 @@
 #include <foundation/reaper.h>
 #include <foundation/segment.h>
 
-#include <signal.h>
+#include <poll.h>
 #include <unistd.h>
 
 /* The services' parts of a new segment, written before it is published. */
@@ -38,7 +38,10 @@ int fdn_segment_detach(fdn_segment *s)
 {
 	if (!s)
 		return 0;
-	bool writer = !s->readonly && fdn__seg_usable(s) == 0 && s->proc_idx != UINT32_MAX;
+	/* The last of this process's handles on the segment gives the slot
+	 * (and so its entries) up; an earlier one only its reader slots. */
+	bool writer = !s->readonly && fdn__seg_usable(s) == 0 && s->proc_idx != UINT32_MAX &&
+		      fdn__seg_proc_refs(s) <= 1;
 	pid_t reaper = writer ? fdn_reaper_holder(s) : 0;
 	if (writer && (reaper == 0 || reaper == getpid())) {
 		/* Nobody else will clean up after us: remove our entries now. */
@@ -81,16 +84,24 @@ int fdn_segment_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 
 int fdn_segment_destroy(const char *name)
 {
-	/* The reaper would otherwise watch a segment nobody can attach any
-	 * more: stop it (SIGTERM: it releases the lease and exits). */
-	fdn_segment *s;
-	pid_t reaper = 0;
-	if (fdn__seg_attach(name, FDN_SEG_READONLY | FDN_SEG_ALLOW_FOREIGN, &s) == 0) {
-		reaper = fdn_reaper_holder(s);
-		fdn__seg_detach(s, false);
+	/* No signal: a pid read from a segment that anyone of its group may
+	 * write is no pid to send signals to.  The reaper sees the destroy
+	 * itself (the header flag and the doorbell, or its name gone at its
+	 * next tick) and exits; we wait a little for it, so that a create
+	 * right after us does not meet the old reaper. */
+	uint64_t lease = 0;
+	int r = fdn__seg_destroy(name, &lease);
+	if (r == 0 && FDN_PROC_STATE(lease) == FDN_PROC_LIVE &&
+	    FDN_PROC_PID(lease) != (uint32_t)getpid()) {
+		int fd;
+		if (fdn__pid_open((pid_t)FDN_PROC_PID(lease), FDN_PROC_IDENT40(lease), &fd) ==
+			FDN_PID_ALIVE &&
+		    fd >= 0) {
+			struct pollfd p = {fd, POLLIN, 0};
+			(void)poll(&p, 1, 2000);
+		}
+		if (fd >= 0)
+			close(fd);
 	}
-	int r = fdn__seg_destroy(name);
-	if (r == 0 && reaper > 0 && reaper != getpid())
-		kill(reaper, SIGTERM);
 	return r;
 }

@@ -172,6 +172,13 @@ int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget);
 
 /* Remove every entry owned by (idx, word), a process leaving (detach). */
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word);
+/* Does the owner (idx, word) hold any entry (its owner chain not empty)?
+ * 1 yes, 0 no, or an error. */
+int fdn__registry_owner_has_entries(fdn_segment *s, uint32_t idx, uint64_t word);
+/* Release process slot idx (claim word `word`) if it is held for another
+ * pid than its claimer's and owns no entry any more: one process, one slot,
+ * for as long as it owns something.  True if released. */
+bool fdn__registry_release_idle(fdn_segment *s, uint32_t idx, uint64_t word);
 
 /* The registry's audit: index <-> table agreement, no stale reference, no
  * entry of a vanished owner.  Returns violations found. */

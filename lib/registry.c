@@ -172,6 +172,13 @@ static int owner_slot(fdn_segment *s, pid_t pid, uint32_t *idx, uint64_t *word)
 		}
 	}
 	r = fdn__proc_claim(s, pid, idx);
+	if (r == FDN_ENOSPACE) {
+		/* Slots held for other pids whose entries are all gone (their
+		 * unregister could not release them: raced, or killed). */
+		for (uint32_t i = 0; i < s->nprocs; i++)
+			fdn__registry_release_idle(s, i, atomic_load(&s->procs[i].word));
+		r = fdn__proc_claim(s, pid, idx);
+	}
 	if (r)
 		return r;
 	*word = atomic_load(&s->procs[*idx].word);
@@ -527,10 +534,10 @@ static int writable(fdn_segment *s)
 	return s->readonly ? FDN_ERDONLY : 0;
 }
 
-static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
-			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+			     const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder,
+			     bool *released)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_register(key, klen, pid, attrs, n, flags, holder));
 	unsigned char val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
 	if (r)
@@ -568,7 +575,27 @@ static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 	if (orec.owner_word)
 		each_ref(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len, ref_del_cb, &del);
 	drop_if_owner_gone(s, key, klen, oidx, oword);
+	/* The owner's slot left under us while its process lives: the
+	 * reaper released an idle slot held for another pid (see
+	 * fdn__proc_release_idle) between our owner_slot and our entry.
+	 * Our entry is gone with it: the caller registers again. */
+	*released = !fdn__word_live(s, oidx, oword) && oidx != s->proc_idx &&
+		    fdn__pid_alive(pid, FDN_PROC_IDENT40(oword));
 	return 0;
+}
+
+static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+{
+	LOCAL_OR_ENFORCED(s, fdn__local_register(key, klen, pid, attrs, n, flags, holder));
+	int r;
+	for (int tries = 0;; tries++) {
+		bool released = false;
+		r = reg_register_once(s, key, klen, pid, attrs, n, flags, holder, &released);
+		if (r || !released || tries == 8)
+			break;
+	}
+	return r;
 }
 
 /* ---- read ------------------------------------------------------------------ */
@@ -931,6 +958,8 @@ static int unregister(fdn_segment *s, const void *key, size_t klen)
 			return r; /* not there (or an error) */
 		r = remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word, attrs,
 				 rc.attrs_len);
+		if (r == 0)
+			fdn__registry_release_idle(s, rc.owner_idx, rc.owner_word);
 		if (r != FDN_ENOTFOUND)
 			return r;
 		/* The version changed under us (replaced or updated): again. */
@@ -974,6 +1003,10 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 	    timeout_ms < 0 ? -1
 			   : (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec + timeout_ms * 1000000;
 	for (;;) {
+		/* A destroyed segment never changes again: say so rather than
+		 * wait for ever. */
+		if ((r = fdn__seg_stale(s)))
+			return r;
 		uint32_t seen = fdn__watch_begin(s);
 		/* The segment's answer, whatever the flags say meanwhile: a
 		 * watch keeps the backend it started with. */
@@ -982,7 +1015,10 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 			fdn__watch_end(s);
 			return 0;
 		}
-		int64_t left = -1;
+		/* Wait in slices of at most 250 ms: a destroy by a process that
+		 * could not write the header (only unlink the name) is seen by
+		 * the check above within one slice. */
+		int64_t left = 250 * 1000000ll, slice = left;
 		if (deadline >= 0) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);
@@ -992,9 +1028,9 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 				return FDN_ETIMEDOUT;
 			}
 		}
-		r = fdn__wait_change(s, seen, left);
+		r = fdn__wait_change(s, seen, left < slice ? left : slice);
 		fdn__watch_end(s);
-		if (r == FDN_ETIMEDOUT)
+		if (r == FDN_ETIMEDOUT && deadline >= 0 && left <= slice)
 			return r;
 	}
 }
@@ -1235,6 +1271,32 @@ int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word)
 	uint64_t n = 0;
 	int r = purge_owner_chain(s, idx, word, &n);
 	return r ? r : (int)n;
+}
+
+int fdn__registry_owner_has_entries(fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	unsigned char prefix[OWNER_PREFIX_LEN];
+	size_t plen = owner_prefix(idx, word, prefix);
+	struct victim *v = malloc(sizeof(struct victim) * PURGE_BATCH);
+	if (!v)
+		return -ENOMEM;
+	int n = 0;
+	int r = owner_refs(s, prefix, plen, v, &n);
+	free(v);
+	return r ? r : n > 0;
+}
+
+bool fdn__registry_release_idle(fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	if (idx >= s->nprocs || idx == s->proc_idx || FDN_PROC_STATE(word) != FDN_PROC_LIVE)
+		return false;
+	uint32_t c = atomic_load(&s->procs[idx].claimer_pid);
+	if (c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
+		return false; /* the process attached itself: its detach frees it */
+	if (atomic_load(&s->procs[idx].word) != word ||
+	    fdn__registry_owner_has_entries(s, idx, word) != 0)
+		return false;
+	return fdn__proc_release(s, idx, word) == 0;
 }
 
 /* ---- audit ------------------------------------------------------------------ */

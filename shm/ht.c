@@ -215,6 +215,10 @@ static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 	int r = fdn__thread_get(s, &t);
 	if (r)
 		return r;
+	/* A destroyed segment takes no more writes: its name may already
+	 * belong to a new segment that this handle does not map. */
+	if (__builtin_expect(atomic_load_explicit(&s->hdr->destroyed, memory_order_relaxed), 0))
+		return FDN_ESTALE;
 	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX) {
 		if (t->nest)
 			return FDN_EINREAD;

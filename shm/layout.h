@@ -47,7 +47,7 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 
 #define FDN_MAGIC     0x314D48534E444E46ull /* "FNDNSHM1" little-endian */
-#define FDN_ABI_MAJOR 1
+#define FDN_ABI_MAJOR 2
 #define FDN_ABI_MINOR 0
 
 #define FDN_HEADER_SIZE        4096u
@@ -173,7 +173,9 @@ struct fdn_shm_header {
 	uint32_t granule;                            /*  100: FDN_GRANULE                     */
 	uint32_t nclasses;                           /*  104: FDN_NCLASSES                    */
 	uint32_t limbo_max;                          /*  108: FDN_LIMBO_MAX                   */
-	uint64_t reserved0[2];                       /*  112: zero                            */
+	uint64_t pidns_ino;                          /*  112: creator's PID namespace (inode  */
+	uint64_t pidns_dev;                          /*  120:   and device of /proc/self/ns/pid;
+							    0 = unknown)                      */
 	struct fdn_shm_region regions[FDN_NREGIONS]; /* 128: see enum fdn_region */
 	/* 256: own cache line.  Grace-period counter, starts at 1, only ever
 	 * incremented (fetch_add) by A in synchronize; read by readers at
@@ -190,11 +192,11 @@ struct fdn_shm_header {
 	 * unused.  C only. */
 	char indexed[FDN_MAX_INDEXED][FDN_INDEXED_NAME_MAX];
 	/* 1664: own line.  Change notification for watchers (a shared futex):
-	 * `watchers` counts threads about to wait; every table mutation and
-	 * every death, when watchers != 0, increments `changes` and wakes its
-	 * futex.  A waiter increments watchers, reads changes, checks its
-	 * condition, then waits on changes (seq_cst on both sides: either the
-	 * writer sees the waiter or the waiter sees the mutation). */
+	 * `watchers` is a flag, 1 while some thread may be waiting; a writer
+	 * that finds it set after a table mutation or a death clears it,
+	 * increments `changes` and wakes its futex.  A waiter reads changes,
+	 * sets the flag, checks its condition, then waits on changes (seq_cst
+	 * on both sides; shm/notify.c argues it). */
 	alignas(64) _Atomic uint32_t changes;
 	_Atomic uint32_t watchers;
 	uint8_t pad_watch[56];
@@ -208,7 +210,9 @@ struct fdn_shm_header {
 	 *   record of death k is graveyard[k % FDN_GRAVEYARD_MAX]).  R only. */
 	alignas(64) _Atomic uint64_t reaper_lease;
 	_Atomic uint32_t doorbell;
-	uint32_t reserved_r0;
+	_Atomic uint32_t destroyed; /* 1: destroyed (A, destroy, before the unlink);
+				       every handle's writes then fail FDN_ESTALE
+				       and the reaper exits */
 	_Atomic uint64_t deaths;
 	_Atomic uint64_t graveyard_head;
 	uint8_t pad_reaper[32];

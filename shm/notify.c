@@ -3,15 +3,25 @@
  * reaper's doorbell.
  *
  * Watchers.  A thread that waits for a table to change (a key to appear or
- * go) does:  watch_begin (watchers++, seq_cst) -> seen = changes -> check
- * its condition -> wait_change(seen) -> ... -> watch_end.  A writer, after
- * its mutation (a seq_cst CAS), loads watchers and, when non-zero,
- * increments changes and wakes the futex.  Store-buffering argument: the
- * waiter's increment precedes its check, the writer's mutation precedes its
- * load of watchers, all seq_cst: either the writer sees the waiter (and
- * bumps changes, so the futex wait returns at once or is woken) or the
- * waiter's check sees the mutation.  Nothing polls; a writer pays one load
- * when nobody waits.
+ * go) does:  watch_begin (seen = changes, then watchers = 1, both seq_cst)
+ * -> check its condition -> wait_change(seen) -> ... -> watch_end.  A
+ * writer, after its mutation (a seq_cst CAS), loads watchers and, when it
+ * is set, takes it (exchange to 0), increments changes and wakes every
+ * waiter; each waiter that still waits sets watchers again before it
+ * checks again.  `watchers` is thus a flag "someone may be waiting", not a
+ * count: a waiter killed while waiting (Ctrl-C on `foundation-ctl wait`)
+ * leaves it set only until the next write, which clears it and wakes
+ * nobody -- no count stays above zero for ever, and writers go back to
+ * paying one load.
+ *
+ * No lost wake-up.  Store buffering: the waiter's store of the flag
+ * precedes its check, the writer's mutation precedes its load of the flag,
+ * all seq_cst: either the writer sees the flag or the waiter's check sees
+ * the mutation.  If the writer sees the flag but another writer took it
+ * first, that writer's exchange read the waiter's store, so its increment
+ * of changes comes after the waiter read `seen`: the futex wait returns at
+ * once.  `seen` is read before the flag is set for the same reason: an
+ * increment that made the waiter's flag disappear came after `seen`.
  *
  * The futex words live in the segment (MAP_SHARED), so the non-private
  * futex operations are used: they key on the physical page and work across
@@ -22,6 +32,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,19 +48,32 @@ void fdn__notify(fdn_segment *s)
 		return;
 	if (atomic_load_explicit(&s->hdr->watchers, memory_order_seq_cst) == 0)
 		return;
+	if (atomic_exchange_explicit(&s->hdr->watchers, 0, memory_order_seq_cst) == 0)
+		return; /* another writer took it: it wakes them */
 	atomic_fetch_add_explicit(&s->hdr->changes, 1, memory_order_seq_cst);
 	fdn__futex(&s->hdr->changes, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 uint32_t fdn__watch_begin(fdn_segment *s)
 {
-	atomic_fetch_add_explicit(&s->hdr->watchers, 1, memory_order_seq_cst);
-	return atomic_load_explicit(&s->hdr->changes, memory_order_seq_cst);
+	uint32_t seen = atomic_load_explicit(&s->hdr->changes, memory_order_seq_cst);
+	atomic_store_explicit(&s->hdr->watchers, 1, memory_order_seq_cst);
+	return seen;
 }
 
 void fdn__watch_end(fdn_segment *s)
 {
-	atomic_fetch_sub_explicit(&s->hdr->watchers, 1, memory_order_seq_cst);
+	/* Nothing to give back: the flag is cleared by the next write. */
+	(void)s;
+}
+
+int fdn__seg_stale(fdn_segment *s)
+{
+	struct stat st;
+	if (atomic_load_explicit(&s->hdr->destroyed, memory_order_acquire) ||
+	    (fstat(s->fd, &st) == 0 && st.st_nlink == 0))
+		return FDN_ESTALE;
+	return 0;
 }
 
 int fdn__wait_change(fdn_segment *s, uint32_t seen, int64_t timeout_ns)
@@ -69,4 +93,12 @@ void fdn__doorbell(fdn_segment *s)
 {
 	atomic_fetch_add_explicit(&s->hdr->doorbell, 1, memory_order_seq_cst);
 	fdn__futex(&s->hdr->doorbell, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+void fdn__wake_all(struct fdn_shm_header *h)
+{
+	atomic_fetch_add_explicit(&h->changes, 1, memory_order_seq_cst);
+	fdn__futex(&h->changes, FUTEX_WAKE, INT_MAX, NULL);
+	atomic_fetch_add_explicit(&h->doorbell, 1, memory_order_seq_cst);
+	fdn__futex(&h->doorbell, FUTEX_WAKE, INT_MAX, NULL);
 }

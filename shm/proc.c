@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -254,6 +255,60 @@ bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word)
 	return fdn__pid_alive((pid_t)FDN_PROC_PID(word), FDN_PROC_IDENT40(word));
 }
 
+int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd)
+{
+	uint64_t ident;
+	uint32_t kind;
+	int r = fdn__identity(pid, &ident, &kind);
+	if (r)
+		return r;
+	uint64_t want = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		struct fdn_shm_proc *p = &s->procs[i];
+		if (atomic_load_explicit(&p->word, memory_order_acquire) != want)
+			continue;
+		uint32_t c = atomic_load_explicit(&p->claimer_pid, memory_order_acquire);
+		if (c == (uint32_t)pid) {
+			/* Claimed by this very process, yet no handle of ours
+			 * has it: an image of this process before an exec. */
+			*execd = true;
+			*idx_out = i;
+			return 0;
+		}
+		/* Held for us by another process (a supervisor registered
+		 * entries for our pid): ours now, unless the reaper is
+		 * releasing it (fdn__proc_release) -- one CAS decides. */
+		if (c == FDN_CLAIMER_RELEASING ||
+		    !atomic_compare_exchange_strong(&p->claimer_pid, &c, (uint32_t)pid))
+			continue;
+		if (atomic_load(&p->word) != want)
+			continue; /* cannot happen: the release needs the claimer */
+		*execd = false;
+		*idx_out = i;
+		return 0;
+	}
+	return FDN_ENOTFOUND;
+}
+
+int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	if (idx >= s->nprocs || FDN_PROC_STATE(word) != FDN_PROC_LIVE)
+		return FDN_EINVAL;
+	struct fdn_shm_proc *p = &s->procs[idx];
+	uint32_t c = atomic_load(&p->claimer_pid);
+	if (c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
+		return FDN_EBUSY_SLOT;
+	if (!atomic_compare_exchange_strong(&p->claimer_pid, &c, FDN_CLAIMER_RELEASING))
+		return FDN_EBUSY_SLOT;
+	uint64_t w = word;
+	if (!atomic_compare_exchange_strong(&p->word, &w, 0)) {
+		atomic_compare_exchange_strong(&p->claimer_pid, &(uint32_t){FDN_CLAIMER_RELEASING},
+					       c);
+		return FDN_EBUSY_SLOT;
+	}
+	return 0;
+}
+
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx)
 {
 	for (uint32_t i = 0; i < s->nprocs; i++) {
@@ -264,4 +319,32 @@ int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx)
 		}
 	}
 	return FDN_ENOTFOUND;
+}
+
+int fdn__pid_maps(pid_t pid, uint64_t dev, uint64_t ino)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT || errno == ESRCH ? 0 : -1;
+	char line[512];
+	int found = 0;
+	bool any = false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned maj, min;
+		unsigned long long inode;
+		any = true;
+		/* start-end perms offset maj:min inode [path] */
+		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &inode) == 3 &&
+		    inode == ino && makedev(maj, min) == dev)
+			found = 1;
+		/* A line longer than the buffer: skip its rest. */
+		while (!strchr(line, '\n') && fgets(line, sizeof(line), f))
+			;
+	}
+	fclose(f);
+	/* An empty map: a zombie, or no permission to read it (the kernel
+	 * then shows nothing rather than failing the open). */
+	return found ? 1 : any ? 0 : -1;
 }

@@ -220,3 +220,35 @@ int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, uint64_t word, int64_t timeo
 	}
 	return 0;
 }
+
+int fdn__threads_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns)
+{
+	int r = fdn__seg_usable(s);
+	if (r)
+		return r;
+	if (s->readonly)
+		return FDN_ERDONLY;
+	if (idx >= s->nprocs)
+		return FDN_EINVAL;
+	unsigned n = 0;
+	for (uint32_t i = 0; i < s->nthreads; i++)
+		if (fdn__owned_by(s, i, idx)) {
+			fdn__resolve_slot(s, i);
+			n++;
+		}
+	if (n == 0)
+		return 0;
+	r = fdn__rcu_synchronize(s, timeout_ns);
+	if (r)
+		return r; /* sections ended, limbo kept: a later call frees it */
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		if (!fdn__owned_by(s, i, idx))
+			continue;
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		fdn__limbo_free_all(s, ts);
+		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->state, 0, memory_order_release);
+	}
+	return 0;
+}

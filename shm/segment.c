@@ -78,6 +78,111 @@ uint64_t fdn__fork_token_take(void)
 	return t; /* another thread gave it one */
 }
 
+/* ---- one process, one slot ----------------------------------------------------
+ * Every writable handle of one segment in this process shares one process
+ * slot: a second attach takes a reference, the last detach gives the slot
+ * back.  Process-private, under fdn__refs_lock; keyed by the segment's
+ * (dev, ino) and the fork token (a child's inherited entries never match). */
+struct fdn__procref {
+	struct fdn__procref *next;
+	dev_t dev;
+	ino_t ino;
+	uint64_t token;
+	uint32_t idx;
+	uint64_t word;
+	unsigned refs;
+};
+static struct fdn__procref *fdn__refs;
+static pthread_mutex_t fdn__refs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* A reference to the slot this process already has in s's segment. */
+static bool fdn__procref_take(fdn_segment *s)
+{
+	bool found = false;
+	pthread_mutex_lock(&fdn__refs_lock);
+	for (struct fdn__procref *r = fdn__refs; r; r = r->next) {
+		if (r->dev == s->dev && r->ino == s->ino && r->token == s->fork_token &&
+		    atomic_load(&s->procs[r->idx].word) == r->word) {
+			r->refs++;
+			s->proc_idx = r->idx;
+			s->proc_word = r->word;
+			found = true;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fdn__refs_lock);
+	return found;
+}
+
+static void fdn__procref_add(fdn_segment *s)
+{
+	struct fdn__procref *r = calloc(1, sizeof(*r));
+	if (!r)
+		return; /* a later attach claims a slot of its own: still correct */
+	*r = (struct fdn__procref){NULL,        s->dev,       s->ino, s->fork_token,
+				   s->proc_idx, s->proc_word, 1};
+	pthread_mutex_lock(&fdn__refs_lock);
+	r->next = fdn__refs;
+	fdn__refs = r;
+	pthread_mutex_unlock(&fdn__refs_lock);
+}
+
+/* Drop s's reference; true when it was the last (or none was kept). */
+static bool fdn__procref_drop(fdn_segment *s)
+{
+	bool last = true;
+	pthread_mutex_lock(&fdn__refs_lock);
+	for (struct fdn__procref **pp = &fdn__refs; *pp; pp = &(*pp)->next) {
+		struct fdn__procref *r = *pp;
+		if (r->dev == s->dev && r->ino == s->ino && r->token == s->fork_token &&
+		    r->idx == s->proc_idx && r->word == s->proc_word) {
+			if (--r->refs == 0) {
+				*pp = r->next;
+				free(r);
+			} else {
+				last = false;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fdn__refs_lock);
+	return last;
+}
+
+unsigned fdn__seg_proc_refs(fdn_segment *s)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&fdn__refs_lock);
+	for (struct fdn__procref *r = fdn__refs; r; r = r->next)
+		if (r->dev == s->dev && r->ino == s->ino && r->token == s->fork_token &&
+		    r->idx == s->proc_idx)
+			n = r->refs;
+	pthread_mutex_unlock(&fdn__refs_lock);
+	return n;
+}
+
+/* This process's slot for a writable handle: shared with another handle,
+ * adopted (held for us, or left by our image before an exec), or new. */
+static int fdn__seg_take_slot(fdn_segment *s)
+{
+	if (fdn__procref_take(s))
+		return 0;
+	bool execd = false;
+	int r = fdn__proc_adopt(s, getpid(), &s->proc_idx, &execd);
+	if (r == FDN_ENOTFOUND)
+		r = fdn__proc_claim(s, getpid(), &s->proc_idx);
+	if (r)
+		return r;
+	s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
+	if (execd) {
+		/* The reader slots of our image before the exec: no thread of
+		 * it runs any more.  Our entries stay ours. */
+		(void)fdn__threads_reclaim(s, s->proc_idx, 1000 * 1000000ll);
+	}
+	fdn__procref_add(s);
+	return 0;
+}
+
 /* ---- layout --------------------------------------------------------------- */
 
 static uint64_t fdn__align_page(uint64_t x)
@@ -150,6 +255,8 @@ uint64_t fdn__layout_signature(void)
 	    O(fdn_shm_header, nprocs),
 	    O(fdn_shm_header, regions),
 	    O(fdn_shm_header, gp_ctr),
+	    O(fdn_shm_header, pidns_ino),
+	    O(fdn_shm_header, destroyed),
 	    O(fdn_shm_header, fresh_page_hint),
 	    O(fdn_shm_header, tables),
 	    S(fdn_shm_table),
@@ -311,6 +418,31 @@ void fdn_segment_opts_init(struct fdn_segment_opts *o)
 	o->mode = 0600;
 	o->spans = 256;
 	o->events = 4096;
+}
+
+/* Is gid this process's effective or a supplementary group? */
+static bool fdn__in_group(gid_t gid)
+{
+	if (gid == getegid())
+		return true;
+	gid_t g[256];
+	int n = getgroups(256, g);
+	for (int i = 0; i < n; i++)
+		if (g[i] == gid)
+			return true;
+	return false;
+}
+
+/* This process's PID namespace; 0s when /proc cannot tell. */
+static void fdn__pidns(uint64_t *ino, uint64_t *dev)
+{
+	struct stat st;
+	if (stat("/proc/self/ns/pid", &st) == 0) {
+		*ino = (uint64_t)st.st_ino;
+		*dev = (uint64_t)st.st_dev;
+	} else {
+		*ino = *dev = 0;
+	}
 }
 
 static uint64_t fdn__pow2_at_least(uint64_t x)
@@ -499,6 +631,10 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	    o.processes > FDN_MAX_PROCS || o.threads < 1 || o.threads > FDN_MAX_THREADS ||
 	    (o.mode & ~0777u) != 0 || (o.mode & 0600) != 0600)
 		return FDN_EINVAL;
+	/* World-writable: any local user could corrupt it, and no attacher
+	 * accepts it (FDN_EMODE): refused at once rather than made useless. */
+	if (o.mode & S_IWOTH)
+		return FDN_EMODE;
 	uint64_t heap = o.heap_bytes ? o.heap_bytes : o.entries * 256u;
 	if (heap < (1u << 20))
 		heap = 1u << 20;
@@ -561,6 +697,7 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	h->created_ns = fdn__now_realtime();
 	h->creator_pid = (uint32_t)getpid();
 	h->creator_uid = (uint32_t)geteuid();
+	fdn__pidns(&h->pidns_ino, &h->pidns_dev);
 	uint32_t kind;
 	if (fdn__identity(getpid(), &h->creator_ident, &kind))
 		h->creator_ident = 0;
@@ -604,10 +741,9 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	/* Publish: everything above happens-before any attacher's acquire. */
 	atomic_store_explicit(&h->init_state, FDN_INIT_READY, memory_order_release);
 
-	r = fdn__proc_claim(s, getpid(), &s->proc_idx);
+	r = fdn__seg_take_slot(s);
 	if (r)
 		goto fail;
-	s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
 	fdn__rcu_register();
 	*out = s;
 	return 0;
@@ -651,15 +787,26 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 	const char *foreign = getenv("FOUNDATION_ALLOW_FOREIGN");
 	if (foreign && strcmp(foreign, "1") == 0)
 		flags |= FDN_SEG_ALLOW_FOREIGN;
+	/* Ours, writable by nobody else; or, when foreign segments are
+	 * allowed, of one of our groups and writable by no one outside it
+	 * (never "any owner, any mode": a world-writable segment is anyone's
+	 * to corrupt). */
+	if (st.st_mode & S_IWOTH) {
+		r = FDN_EMODE;
+		goto fail;
+	}
 	if (!(flags & FDN_SEG_ALLOW_FOREIGN)) {
 		if (st.st_uid != geteuid()) {
 			r = FDN_EOWNER;
 			goto fail;
 		}
-		if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		if (st.st_mode & S_IWGRP) {
 			r = FDN_EMODE;
 			goto fail;
 		}
+	} else if (st.st_uid != geteuid() && !fdn__in_group(st.st_gid)) {
+		r = FDN_EOWNER;
+		goto fail;
 	}
 	if ((uint64_t)st.st_size < FDN_HEADER_SIZE) {
 		r = st.st_size == 0 ? FDN_EINIT : FDN_ETRUNC;
@@ -689,11 +836,20 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 	free(hc);
 	if (r)
 		goto fail;
+	if (!ro && s->hdr->pidns_ino != 0) {
+		/* Pids in the segment are the creator's namespace's: another
+		 * namespace's pid names another process (or none). */
+		uint64_t ino, dev;
+		fdn__pidns(&ino, &dev);
+		if (ino != s->hdr->pidns_ino || dev != s->hdr->pidns_dev) {
+			r = FDN_ENAMESPACE;
+			goto fail;
+		}
+	}
 	if (!ro) {
-		r = fdn__proc_claim(s, getpid(), &s->proc_idx);
+		r = fdn__seg_take_slot(s);
 		if (r)
 			goto fail;
-		s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
 		fdn__rcu_register();
 	}
 	*out = s;
@@ -707,7 +863,7 @@ void fdn__seg_detach(fdn_segment *s, bool leave_dead)
 {
 	if (!s->readonly && fdn__seg_usable(s) == 0) {
 		fdn__threads_release(s);
-		if (s->proc_idx != UINT32_MAX) {
+		if (s->proc_idx != UINT32_MAX && fdn__procref_drop(s)) {
 			/* Only change the slot if it is still ours.  DEAD hands it
 			 * to the reaper (it then removes what we owned). */
 			uint64_t w = s->proc_word;
@@ -724,14 +880,56 @@ void fdn__seg_detach(fdn_segment *s, bool leave_dead)
 	fdn__seg_free(s);
 }
 
-int fdn__seg_destroy(const char *name)
+int fdn__seg_destroy(const char *name, uint64_t *lease)
 {
 	char path[FDN_SEGMENT_NAME_MAX + 2];
+	if (lease)
+		*lease = 0;
 	if (!name)
 		name = fdn_segment_default_name();
 	int r = fdn__shm_path(path, sizeof(path), name);
 	if (r)
 		return r;
+	bool rw = true;
+	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	if (fd < 0 && errno == EACCES) {
+		rw = false;
+		fd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+	}
+	if (fd < 0 && errno != EACCES)
+		return errno == ENOENT ? FDN_ENOSEG : -errno;
+	if (fd >= 0) {
+		/* Only a Foundation segment, or a file a creator left empty or
+		 * zero (killed before it wrote the magic), is ours to remove. */
+		struct stat st;
+		uint64_t magic = 0;
+		if (fstat(fd, &st) < 0) {
+			r = -errno;
+			close(fd);
+			return r;
+		}
+		if (st.st_size >= (off_t)sizeof(magic) &&
+		    pread(fd, &magic, sizeof(magic), 0) != (ssize_t)sizeof(magic))
+			magic = 1; /* unreadable: not known to be ours */
+		if (magic != 0 && magic != FDN_MAGIC) {
+			close(fd);
+			return FDN_EMAGIC;
+		}
+		if (magic == FDN_MAGIC && rw && st.st_size >= (off_t)FDN_HEADER_SIZE) {
+			struct fdn_shm_header *h =
+			    mmap(NULL, FDN_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			if (h != MAP_FAILED) {
+				/* Before the unlink: a handle that sees the name
+				 * gone has seen the flag too. */
+				atomic_store_explicit(&h->destroyed, 1, memory_order_seq_cst);
+				if (lease)
+					*lease = atomic_load(&h->reaper_lease);
+				fdn__wake_all(h);
+				munmap(h, FDN_HEADER_SIZE);
+			}
+		}
+		close(fd);
+	}
 	if (shm_unlink(path) < 0)
 		return errno == ENOENT ? FDN_ENOSEG : -errno;
 	return 0;

@@ -103,8 +103,13 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out);
 /* Give back the reader slots and the process slot (set free, or DEAD for
  * the reaper to clean up after), unmap, free the handle. */
 void fdn__seg_detach(fdn_segment *s, bool leave_dead);
-/* shm_unlink the name (fdn_segment_destroy also stops its reaper). */
-int fdn__seg_destroy(const char *name);
+/* Handles of this process sharing s's process slot (0 for read-only). */
+unsigned fdn__seg_proc_refs(fdn_segment *s);
+/* Destroy the segment of that name: refuse a file that is not a segment
+ * (FDN_EMAGIC, the file untouched), mark it destroyed in its header (when
+ * we may write it) and wake its waiters and reaper, then shm_unlink the
+ * name.  *lease (may be NULL) gets the reaper lease word seen, 0 if none. */
+int fdn__seg_destroy(const char *name, uint64_t *lease);
 /* A running audit: every violation goes to cb and is counted (check.c; the
  * services' audits use it too). */
 struct fdn__audit {
@@ -124,6 +129,11 @@ void fdn__notify(fdn_segment *s);
  * (< 0: no limit).  Call between fdn__watch_begin and fdn__watch_end. */
 int fdn__wait_change(fdn_segment *s, uint32_t seen, int64_t timeout_ns);
 uint32_t fdn__watch_begin(fdn_segment *s);
+/* FDN_ESTALE when the segment was destroyed (its header says so, or its
+ * name no longer leads to it: st_nlink 0), else 0.  A system call. */
+int fdn__seg_stale(fdn_segment *s);
+/* Ring every waiter of the segment (watchers, the reaper): destroy. */
+void fdn__wake_all(struct fdn_shm_header *h);
 void fdn__watch_end(fdn_segment *s);
 /* Ring the reaper's doorbell (proc.c, after a process-slot claim). */
 void fdn__doorbell(fdn_segment *s);
@@ -141,6 +151,18 @@ int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind);
 uint64_t fdn__ident_tag(uint64_t ident, uint32_t kind);
 /* Claim a process slot for pid (LIVE). Returns the slot index or error. */
 int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out);
+/* At attach: a LIVE slot that already names this process (pid and
+ * identity) -- held for it by a supervisor (then taken over: the claimer
+ * becomes pid) or left by its own image before an exec (*execd).  One
+ * process, one slot, one death.  FDN_ENOTFOUND: claim a new one. */
+int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd);
+/* Release LIVE slot idx held for another process's pid (claimer_pid is
+ * not the pid) that owns nothing any more: the reaper, after it found no
+ * entry of that owner.  A concurrent adopt or register wins or retries.
+ * 0, or FDN_EBUSY_SLOT (not released). */
+#define FDN_CLAIMER_RELEASING UINT32_MAX
+#define FDN_EBUSY_SLOT        FDN_EEXISTS
+int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word);
 /* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND.  By pid
  * alone: for tests and tools that just waited for that pid. */
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx);
@@ -157,6 +179,9 @@ int fdn__pid_state(pid_t pid, uint64_t tag);
  * ALIVE, and for DEAD when the process has exited but is the one tagged
  * (it carries the exit information). */
 int fdn__pid_open(pid_t pid, uint64_t tag, int *fd);
+/* Does process pid map the file (dev, ino)?  1 yes, 0 no (it exec'd, or
+ * unmapped it), -1 cannot tell (no permission, no /proc). */
+int fdn__pid_maps(pid_t pid, uint64_t dev, uint64_t ino);
 
 /* ---- rcu.c: cross-process RCU and reader slots -------------------------- */
 
@@ -357,5 +382,13 @@ int fdn__ht_unlink(fdn_segment *s, uint32_t table, uint32_t gidx);
  */
 int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx, uint64_t word);
 int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, uint64_t word, int64_t timeout_ns);
+/* Reclaim every reader slot owned by process slot idx as a dead thread's
+ * (resolve its operation, end its section, free its deferred blocks after
+ * a grace period, free it), leaving the process slot as it is.  The caller
+ * vouches that no thread will use them again: the process exec'd (its new
+ * image re-attaching, or the reaper seeing it no longer maps the segment),
+ * or the slot's owner is gone.  FDN_ETIMEDOUT: sections ended, blocks
+ * kept, call again. */
+int fdn__threads_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns);
 
 #endif

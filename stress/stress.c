@@ -255,7 +255,7 @@ void st_cleanup(void)
 		}
 	}
 	if (seg_name[0]) {
-		fdn__seg_destroy(seg_name); /* ENOSEG when gone already: fine */
+		fdn__seg_destroy(seg_name, NULL); /* ENOSEG when gone already: fine */
 		seg_name[0] = 0;
 		seg_path[0] = 0;
 	}

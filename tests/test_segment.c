@@ -60,7 +60,7 @@ Test(segment, create_attach_detach_destroy)
 	cr_assert_eq(v, 7);
 	struct fdn_segment_stats st;
 	cr_assert_eq(fdn_segment_stats(b, &st), 0);
-	cr_assert_eq(st.procs_used, 2);
+	cr_assert_eq(st.procs_used, 1, "one process, one slot, however many handles");
 	cr_assert_eq(st.tables[0].entries, 1);
 	cr_assert_eq(st.tables[0].buckets, 2048);
 	cr_assert_eq(st.abi_major, FDN_ABI_MAJOR);
@@ -150,11 +150,24 @@ Test(segment, foreign_owner_and_writable_mode)
 	char name[128], path[256];
 	make_detached(name, sizeof(name));
 	shm_file(path, sizeof(path), name);
-	cr_assert_eq(chown(path, 12345, 12345), 0, "the tests run as root");
+	cr_assert_eq(chown(path, 12345, getegid()), 0, "the tests run as root");
 	cr_assert_eq(attach_err(name), FDN_EOWNER);
 	fdn_segment *s;
+	/* Foreign: another user's segment of one of our groups. */
 	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_ALLOW_FOREIGN, &s), 0);
 	fdn_segment_detach(s);
+	cr_assert_eq(chmod(path, 0660), 0);
+	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_ALLOW_FOREIGN, &s), 0);
+	fdn_segment_detach(s);
+	/* Never any owner, any mode: another group, or world-writable. */
+	cr_assert_eq(chown(path, 12345, 12345), 0);
+	s = NULL;
+	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_ALLOW_FOREIGN, &s), FDN_EOWNER);
+	cr_assert_eq(chown(path, 12345, getegid()), 0);
+	cr_assert_eq(chmod(path, 0666), 0);
+	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_ALLOW_FOREIGN, &s), FDN_EMODE);
+	cr_assert_null(s);
+	cr_assert_eq(chmod(path, 0600), 0);
 	cr_assert_eq(chown(path, geteuid(), getegid()), 0);
 	cr_assert_eq(chmod(path, 0666), 0);
 	cr_assert_eq(attach_err(name), FDN_EMODE);

@@ -72,6 +72,10 @@ struct reaper {
 	bool verbose;
 	bool rescan; /* a process could not be looked at: scan again soon */
 	uint64_t reaped;
+	uint64_t last_tick;  /* CLOCK_MONOTONIC of the last tick */
+	uint64_t *stall_ctr; /* per reader slot: the section seen at the last tick */
+	uint64_t *stall_ns;  /*   and since when (0: not stalled) */
+	uint32_t maps_cursor;
 	struct bell bell;
 };
 
@@ -93,7 +97,9 @@ static void usage(FILE *f)
 		"  --help              this text\n"
 		"\n"
 		"Exit status: 0 stopped by a signal or another reaper runs (with\n"
-		"--quiet-if-running); 1 error; 2 bad usage.\n",
+		"--quiet-if-running); 1 error; 2 bad usage; 3 the segment was destroyed\n"
+		"(checked at every doorbell and every 250 ms); 4 another reaper took the\n"
+		"lease.\n",
 		prog);
 }
 
@@ -311,8 +317,103 @@ static void reap_pending(struct reaper *R, uint64_t woke)
 	R->npending = keep;
 }
 
+/* Exit statuses besides 0/1/2 (usage). */
+enum { EXIT_DESTROYED = 3, EXIT_LEASE_LOST = 4 };
+#define TICK_NS       (250 * 1000000ull)
+#define STALL_NS      (500 * 1000000ull) /* a section older than this is looked at */
+#define MAPS_PER_TICK 8u
+
+/* The process of slot i exec'd (it no longer maps the segment): its new
+ * image has no handle, so nothing of the old one will run again.  Reclaim
+ * it as a detach (no death): its reader slots, its entries, its slot. */
+static void maybe_execd(struct reaper *R, uint32_t i)
+{
+	fdn_segment *s = R->s;
+	uint64_t w = atomic_load(&s->procs[i].word);
+	if (FDN_PROC_STATE(w) != FDN_PROC_LIVE || i == s->proc_idx)
+		return;
+	/* A slot claimed for another pid (a supervisor's registration)
+	 * names a process that never mapped the segment. */
+	if (atomic_load(&s->procs[i].claimer_pid) != FDN_PROC_PID(w))
+		return;
+	struct stat st;
+	if (fstat(s->fd, &st) != 0 ||
+	    fdn__pid_maps((pid_t)FDN_PROC_PID(w), (uint64_t)st.st_dev, (uint64_t)st.st_ino) != 0)
+		return;
+	/* Still that process (not dead: the pidfd says death): as a detach. */
+	if (fdn__pid_state((pid_t)FDN_PROC_PID(w), FDN_PROC_IDENT40(w)) != FDN_PID_ALIVE)
+		return;
+	uint64_t left = FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
+	if (!atomic_compare_exchange_strong(&s->procs[i].word, &w, left))
+		return;
+	if (R->verbose)
+		fprintf(stderr, "%s: pid %u no longer maps the segment (exec): reclaimed\n", prog,
+			FDN_PROC_PID(w));
+	fdn__notify(s);
+	queue_dead(R, i, left, -1, false);
+}
+
+/*
+ * The periodic tick (every TICK_NS, whatever else happens, busy or idle):
+ *  - the segment destroyed (header flag, or its name gone): exit;
+ *  - the lease no longer ours (a second reaper took it believing us dead):
+ *    exit, never two reapers;
+ *  - a full scan of the process table: a process whose claim we have not
+ *    yet matched with a verified pidfd (its doorbell ring lost to a race,
+ *    a pidfd we could not open) is looked at again within one tick, so a
+ *    death is never missed for longer than that: every LIVE slot is either
+ *    in the epoll set with a pidfd verified against its identity (a death
+ *    makes it readable) or is looked at by the next tick;
+ *  - reader slots pinned in one section for over STALL_NS, and a few more
+ *    processes each tick round robin: if the process no longer maps the
+ *    segment it exec'd, and is reclaimed as a detach.
+ */
+static int tick(struct reaper *R)
+{
+	fdn_segment *s = R->s;
+	if (fdn__seg_stale(s))
+		return EXIT_DESTROYED;
+	if (atomic_load(&s->hdr->reaper_lease) != s->proc_word)
+		return EXIT_LEASE_LOST;
+	scan(R);
+	uint64_t now = mono_ns();
+	uint64_t g = atomic_load(&s->hdr->gp_ctr);
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		uint64_t st = atomic_load_explicit(&s->tslots[i].state, memory_order_relaxed);
+		uint64_t c = atomic_load_explicit(&s->tslots[i].ctr, memory_order_relaxed);
+		if (st == 0 || c == 0 || c >= g || c != R->stall_ctr[i]) {
+			R->stall_ctr[i] = c;
+			R->stall_ns[i] = now;
+			continue;
+		}
+		if (now - R->stall_ns[i] >= STALL_NS) {
+			R->stall_ns[i] = now; /* looked at again after another STALL_NS */
+			uint32_t owner = FDN_TSLOT_OWNER(st);
+			if (owner < s->nprocs)
+				maybe_execd(R, owner);
+		}
+	}
+	for (uint32_t k = 0; k < MAPS_PER_TICK && k < s->nprocs; k++) {
+		maybe_execd(R, R->maps_cursor);
+		R->maps_cursor = (R->maps_cursor + 1) % s->nprocs;
+	}
+	/* Slots held for other pids that own nothing any more (their last
+	 * unregister raced or was killed before it released them). */
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		uint64_t w = atomic_load(&s->procs[i].word);
+		if (FDN_PROC_STATE(w) == FDN_PROC_LIVE && i != s->proc_idx &&
+		    atomic_load(&s->procs[i].claimer_pid) != FDN_PROC_PID(w))
+			fdn__registry_release_idle(s, i, w);
+	}
+	return 0;
+}
+
 static int run(struct reaper *R)
 {
+	/* A destroy that came between our attach and our lease found no
+	 * reaper to wait for: we see it here. */
+	if (fdn__seg_stale(R->s))
+		return EXIT_DESTROYED;
 	scan(R);
 	reap_pending(R, mono_ns());
 	/* The full sweep (stale index references, entries a killed writer or
@@ -325,13 +426,23 @@ static int run(struct reaper *R)
 	 * stress_killstorm found stale references at a quiescent point. */
 	bool sweep_due = true, sweep_dirty = false;
 	uint64_t cursor = 0;
+	R->last_tick = mono_ns();
 	for (;;) {
 		struct epoll_event ev[64];
-		int timeout = sweep_due ? 0 : R->npending || R->rescan ? 100 : -1;
+		int timeout = sweep_due                  ? 0
+			      : R->npending || R->rescan ? 100
+							 : (int)(TICK_NS / 1000000);
 		int n = epoll_wait(R->ep, ev, 64, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		uint64_t woke = mono_ns();
+		if (woke - R->last_tick >= TICK_NS) {
+			R->last_tick = woke;
+			int t = tick(R);
+			if (t)
+				return t;
+			reap_pending(R, woke);
+		}
 		bool rescan = R->rescan;
 		R->rescan = false;
 		for (int k = 0; k < n; k++) {
@@ -341,6 +452,9 @@ static int run(struct reaper *R)
 				if (read(R->doorbell_fd, &v, sizeof(v)) < 0)
 					continue;
 				rescan = true;
+				/* A destroy rings too: gone at once, not at the tick. */
+				if (atomic_load(&R->s->hdr->destroyed))
+					return EXIT_DESTROYED;
 			} else if (id == UINT32_MAX) {
 				return 0; /* SIGTERM / SIGINT */
 			} else if (id < R->s->nprocs && R->w[id].fd >= 0) {
@@ -395,7 +509,10 @@ static int setup(struct reaper *R)
 	R->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
 	R->w = calloc(R->s->nprocs, sizeof(*R->w));
 	R->pending = calloc(2 * (size_t)R->s->nprocs, sizeof(*R->pending));
-	if (R->ep < 0 || R->doorbell_fd < 0 || R->sig_fd < 0 || !R->w || !R->pending)
+	R->stall_ctr = calloc(R->s->nthreads, sizeof(*R->stall_ctr));
+	R->stall_ns = calloc(R->s->nthreads, sizeof(*R->stall_ns));
+	if (R->ep < 0 || R->doorbell_fd < 0 || R->sig_fd < 0 || !R->w || !R->pending ||
+	    !R->stall_ctr || !R->stall_ns)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < R->s->nprocs; i++)
 		R->w[i].fd = -1;
@@ -509,9 +626,20 @@ int main(int argc, char **argv)
 	fdn__seg_detach(R.s, false);
 	free(R.w);
 	free(R.pending);
+	free(R.stall_ctr);
+	free(R.stall_ns);
 	close(R.ep);
 	close(R.doorbell_fd);
 	close(R.sig_fd);
+	if (r == EXIT_DESTROYED) {
+		if (verbose)
+			fprintf(stderr, "%s: segment \"%s\" was destroyed: exiting\n", prog, name);
+		return EXIT_DESTROYED;
+	}
+	if (r == EXIT_LEASE_LOST) {
+		fprintf(stderr, "%s: segment \"%s\": lost the reaper lease: exiting\n", prog, name);
+		return EXIT_LEASE_LOST;
+	}
 	if (r) {
 		fprintf(stderr, "%s: %s\n", prog, fdn_strerror(r));
 		return 1;

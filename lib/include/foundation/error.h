@@ -22,40 +22,42 @@ extern "C" {
 #endif
 
 /* X(NAME, message) -- append only: the numeric values are part of the ABI. */
-#define FDN_ERRNO_MAP(X)                                              \
-	X(EXISTS, "already exists")                                   \
-	X(NOTFOUND, "not found")                                      \
-	X(NOSPACE, "no space")                                        \
-	X(INVKEY, "invalid key")                                      \
-	X(INVMETA, "invalid metadata")                                \
-	X(UNSUPATTR, "unsupported attribute")                         \
-	X(INVCRIT, "invalid criteria")                                \
-	X(UNKFLAG, "unknown flag")                                    \
-	X(BADSEG, "bad segment")                                      \
-	X(VERSION, "version mismatch")                                \
-	X(STACKOVF, "stack overflow")                                 \
-	X(NOSPAN, "no active span")                                   \
-	X(ENFORCED, "enforced")                                       \
-	X(NOSEG, "segment not found")                                 \
-	X(MAGIC, "wrong magic: not a Foundation segment")             \
-	X(LAYOUT, "layout mismatch: built with other struct layouts") \
-	X(TRUNC, "segment truncated")                                 \
-	X(INIT, "segment still initialising")                         \
-	X(OWNER, "segment owned by another user")                     \
-	X(MODE, "segment is writable by other users")                 \
-	X(INVAL, "invalid argument")                                  \
-	X(FORKED, "handle used in a forked child; attach again")      \
-	X(RDONLY, "segment attached read-only")                       \
-	X(CORRUPT, "corruption detected")                             \
-	X(INREAD, "called inside a read-side section")                \
-	X(TIMEDOUT, "timed out")                                      \
-	X(NOTTOP, "span is not the top of the stack")                 \
-	X(TRACEPARENT, "malformed traceparent")                       \
-	X(TOOBIG, "too large")                                        \
-	X(STAGE, "invalid stage transition")                          \
-	X(PERCENT, "percentage outside 0..100")                       \
-	X(SAMPLER, "invalid sampler")                                 \
-	X(EVNAME, "invalid event name")
+#define FDN_ERRNO_MAP(X)                                                                         \
+	X(EXISTS, "already exists")                                                              \
+	X(NOTFOUND, "not found")                                                                 \
+	X(NOSPACE, "no space")                                                                   \
+	X(INVKEY, "invalid key")                                                                 \
+	X(INVMETA, "invalid metadata")                                                           \
+	X(UNSUPATTR, "unsupported attribute")                                                    \
+	X(INVCRIT, "invalid criteria")                                                           \
+	X(UNKFLAG, "unknown flag")                                                               \
+	X(BADSEG, "bad segment")                                                                 \
+	X(VERSION, "version mismatch")                                                           \
+	X(STACKOVF, "stack overflow")                                                            \
+	X(NOSPAN, "no active span")                                                              \
+	X(ENFORCED, "enforced")                                                                  \
+	X(NOSEG, "segment not found")                                                            \
+	X(MAGIC, "wrong magic: not a Foundation segment")                                        \
+	X(LAYOUT, "layout mismatch: built with other struct layouts")                            \
+	X(TRUNC, "segment truncated")                                                            \
+	X(INIT, "segment still initialising")                                                    \
+	X(OWNER, "segment owned by another user")                                                \
+	X(MODE, "segment is writable by other users")                                            \
+	X(INVAL, "invalid argument")                                                             \
+	X(FORKED, "handle used in a forked child; attach again")                                 \
+	X(RDONLY, "segment attached read-only")                                                  \
+	X(CORRUPT, "corruption detected")                                                        \
+	X(INREAD, "called inside a read-side section")                                           \
+	X(TIMEDOUT, "timed out")                                                                 \
+	X(NOTTOP, "span is not the top of the stack")                                            \
+	X(TRACEPARENT, "malformed traceparent")                                                  \
+	X(TOOBIG, "too large")                                                                   \
+	X(STAGE, "invalid stage transition")                                                     \
+	X(PERCENT, "percentage outside 0..100")                                                  \
+	X(SAMPLER, "invalid sampler")                                                            \
+	X(EVNAME, "invalid event name")                                                          \
+	X(NAMESPACE, "segment made in another PID namespace: share the creator's PID namespace") \
+	X(STALE, "segment was destroyed: attach again")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)

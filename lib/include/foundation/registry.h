@@ -131,9 +131,12 @@ FDN_API bool fdn_attr_indexed(fdn_segment *s, const char *name);
 
 /*
  * Block until key is visible (present = true) or not visible (false), or
- * timeout_ms passes (< 0: no limit).  No polling: a shared futex wakes the
- * caller on every change of the tables and on every death the reaper sees.
- * 0 when the state is reached, FDN_ETIMEDOUT, FDN_EINVKEY.
+ * timeout_ms passes (< 0: no limit).  A shared futex wakes the caller on
+ * every change of the tables, on every death the reaper sees and on a
+ * destroy; besides, every 250 ms it looks whether the segment's name still
+ * leads to it (a destroy by a process that could not write to it).
+ * 0 when the state is reached, FDN_ETIMEDOUT, FDN_EINVKEY, FDN_ESTALE (the
+ * segment was destroyed, before or during the wait: noticed within 250 ms).
  */
 FDN_API int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present,
 		      int64_t timeout_ms);
