@@ -191,7 +191,10 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	}
 	for (size_t i = 0; i < n; i++) {
 		idx[i] = d[i].idx;
-		word[i] = d[i].word;
+		/* Entries name their owner by its LIVE claim word, whatever
+		 * form (DEAD, LEFT) the slot showed when it was queued. */
+		word[i] = FDN_PROC_WORD(FDN_PROC_LIVE, FDN_PROC_PID(d[i].word),
+					FDN_PROC_IDENT40(d[i].word));
 		/* A slot given back cleanly before we looked (a detach, a
 		 * reaper that lost the lease race): nothing died there. */
 		if (fdn__proc_reclaim_begin(s, d[i].idx, d[i].word) == FDN_ENOTFOUND)

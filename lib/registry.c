@@ -1017,8 +1017,10 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 		}
 		/* Wait in slices of at most 250 ms: a destroy by a process that
 		 * could not write the header (only unlink the name) is seen by
-		 * the check above within one slice. */
-		int64_t left = 250 * 1000000ll, slice = left;
+		 * the check above within one slice.  A read-only handle cannot
+		 * tell writers that it waits (the flag is in the header): it
+		 * looks again every 20 ms. */
+		int64_t slice = (s->readonly ? 20 : 250) * 1000000ll, left = slice;
 		if (deadline >= 0) {
 			struct timespec now;
 			clock_gettime(CLOCK_MONOTONIC, &now);

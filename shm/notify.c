@@ -57,7 +57,10 @@ void fdn__notify(fdn_segment *s)
 uint32_t fdn__watch_begin(fdn_segment *s)
 {
 	uint32_t seen = atomic_load_explicit(&s->hdr->changes, memory_order_seq_cst);
-	atomic_store_explicit(&s->hdr->watchers, 1, memory_order_seq_cst);
+	/* A read-only mapping cannot raise the flag: its waits are short
+	 * slices instead (fdn_watch). */
+	if (!s->readonly)
+		atomic_store_explicit(&s->hdr->watchers, 1, memory_order_seq_cst);
 	return seen;
 }
 

@@ -134,7 +134,8 @@ FDN_API bool fdn_attr_indexed(fdn_segment *s, const char *name);
  * timeout_ms passes (< 0: no limit).  A shared futex wakes the caller on
  * every change of the tables, on every death the reaper sees and on a
  * destroy; besides, every 250 ms it looks whether the segment's name still
- * leads to it (a destroy by a process that could not write to it).
+ * leads to it (a destroy by a process that could not write to it).  A
+ * read-only handle cannot tell writers that it waits: it looks every 20 ms.
  * 0 when the state is reached, FDN_ETIMEDOUT, FDN_EINVKEY, FDN_ESTALE (the
  * segment was destroyed, before or during the wait: noticed within 250 ms).
  */
