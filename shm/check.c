@@ -77,7 +77,7 @@ static void fdn__check_tslots(struct fdn__ck *ck)
 		struct fdn_shm_tslot *ts = &s->tslots[i];
 		uint64_t st = atomic_load_explicit(&ts->state, memory_order_acquire);
 		uint64_t ctr = atomic_load_explicit(&ts->ctr, memory_order_relaxed);
-		uint64_t lc = atomic_load_explicit(&ts->limbo_count, memory_order_relaxed);
+		uint64_t lc = fdn_tslot_pending(ts);
 		unsigned ops = 0;
 		for (uint32_t t = 0; t < s->ntables; t++) {
 			unsigned op = FDN_DELTA_OP(atomic_load(&ts->delta[t]));
@@ -103,8 +103,18 @@ static void fdn__check_tslots(struct fdn__ck *ck)
 					       i);
 			continue;
 		}
-		if (FDN_TSLOT_KIND(st) != FDN_TSLOT_USED || (st >> 32 & 0xFFFFFF) != 0) {
+		if ((FDN_TSLOT_KIND(st) != FDN_TSLOT_USED &&
+		     FDN_TSLOT_KIND(st) != FDN_TSLOT_RETIRED) ||
+		    (st >> 33 & 0x7FFFFF) != 0) {
 			fdn__violation(&ck->au, "tslot", "reader slot %u: invalid state word", i);
+			continue;
+		}
+		if (FDN_TSLOT_KIND(st) == FDN_TSLOT_RETIRED) {
+			/* A departed thread's blocks, waiting for the reaper:
+			 * no section, no operation, and something waiting. */
+			if (ctr != 0 || ops != 0 || lc == 0)
+				fdn__violation(&ck->au, "tslot",
+					       "retired reader slot %u holds state", i);
 			continue;
 		}
 		uint32_t owner = FDN_TSLOT_OWNER(st);
@@ -268,9 +278,9 @@ static void fdn__check_ownership(struct fdn__ck *ck)
 		struct fdn_shm_tslot *ts = &s->tslots[i];
 		if (atomic_load(&ts->state) == 0)
 			continue;
-		uint64_t lc = atomic_load(&ts->limbo_count);
+		uint64_t head = atomic_load(&ts->limbo_head), lc = fdn_tslot_pending(ts);
 		for (uint64_t k = 0; k < lc && k < FDN_LIMBO_MAX; k++) {
-			uint64_t e = atomic_load(&ts->limbo[k]);
+			uint64_t e = atomic_load(&ts->limbo[(head + k) % FDN_LIMBO_MAX]);
 			uint32_t g = (uint32_t)(e >> 32), gen = (uint32_t)e;
 			if (!fdn__block_size(s, g) || g == 0) {
 				fdn__violation(&ck->au, "limbo",

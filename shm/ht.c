@@ -202,8 +202,7 @@ static void fdn__op_end(struct fdn__thread *t, uint32_t table, uint64_t count, i
 /* After an op: free the limbo when it is full (outside the section). */
 static void fdn__op_after(struct fdn__thread *t)
 {
-	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX)
-		fdn__limbo_flush(t);
+	fdn__limbo_help(t);
 }
 
 /* Enter the read-side section of a writing op, with room in the limbo for
@@ -219,10 +218,10 @@ static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 	 * belong to a new segment that this handle does not map. */
 	if (__builtin_expect(atomic_load_explicit(&s->hdr->destroyed, memory_order_relaxed), 0))
 		return FDN_ESTALE;
-	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) >= FDN_LIMBO_MAX) {
+	if (fdn_tslot_pending(t->ts) >= FDN_LIMBO_MAX) {
 		if (t->nest)
 			return FDN_EINREAD;
-		r = fdn__limbo_flush(t);
+		r = fdn__limbo_room(t);
 		if (r)
 			return r;
 	}
@@ -343,8 +342,7 @@ int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, co
 		if (!outer)
 			return r;
 		/* Out of heap with frees pending in limbo: free them, retry. */
-		if (r == FDN_ENOSPACE && attempt == 0 &&
-		    atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) > 0) {
+		if (r == FDN_ENOSPACE && attempt == 0 && fdn_tslot_pending(t->ts) > 0) {
 			fdn__limbo_flush(t);
 			continue;
 		}

@@ -24,7 +24,7 @@
  *
  *   0            header                         4096 bytes
  *   PROCS        nprocs   x struct fdn_shm_proc      64 bytes each
- *   TSLOTS       nthreads x struct fdn_shm_tslot    512 bytes each
+ *   TSLOTS       nthreads x struct fdn_shm_tslot   2048 bytes each
  *   BUCKETS      for each table, nbuckets x 8-byte link words
  *   PAGES        npages   x struct fdn_shm_page       8 bytes each
  *   BSTATE       npages x 1024 x 8-byte block state words (one per granule)
@@ -58,7 +58,7 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_NCLASSES           8u /* block sizes 64 << c, c = 0..7 (64..8192) */
 #define FDN_MAX_TABLES         16u
 #define FDN_TABLE_NAME_MAX     24u
-#define FDN_LIMBO_MAX          31u /* deferred frees a reader slot may hold */
+#define FDN_LIMBO_MAX          108u /* deferred frees a reader slot may hold */
 #define FDN_NREGIONS           8u
 #define FDN_PREFIX_SPREAD      32u   /* chains per prefix, power of two */
 #define FDN_PREFIX_SPREAD_WIDE 1024u /* for prefixes whose first byte is 0 */
@@ -178,14 +178,22 @@ struct fdn_shm_header {
 							    0 = unknown)                      */
 	struct fdn_shm_region regions[FDN_NREGIONS]; /* 128: see enum fdn_region */
 	/* 256: own cache line.  Grace-period counter, starts at 1, only ever
-	 * incremented (fetch_add) by A in synchronize; read by readers at
-	 * read-lock.  64 bits: never wraps. */
+	 * incremented (fetch_add) by A when it starts a grace period; read by
+	 * readers at read-lock.  64 bits: never wraps.
+	 * gp_done: the newest grace period known complete (every section that
+	 * began before its fetch_add has ended); only grows, by CAS (A).  A
+	 * block retired when gp_ctr read e may be freed once gp_done > e. */
 	alignas(64) _Atomic uint64_t gp_ctr;
-	uint8_t pad_gp[56];
+	_Atomic uint64_t gp_done;
+	uint8_t pad_gp[48];
 	/* 320: own cache line.  Allocation hint: the next never-used heap page
-	 * to try.  Written by A with CAS, may be stale: only a hint. */
+	 * to try.  Written by A with CAS, may be stale: only a hint.
+	 * tslot_hwm: reader slots [0, tslot_hwm) have ever been claimed; a
+	 * grace period looks at those only.  Only grows (CAS max, A), before
+	 * the claim CAS of the slot it covers. */
 	alignas(64) _Atomic uint32_t fresh_page_hint;
-	uint8_t pad_hint[60];
+	_Atomic uint32_t tslot_hwm;
+	uint8_t pad_hint[56];
 	/* 384 */
 	struct fdn_shm_table tables[FDN_MAX_TABLES];
 	/* 1408: indexed attribute names of the registry, NUL-padded, "" =
@@ -304,16 +312,24 @@ struct fdn_shm_proc {
 static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
 
 /*
- * A reader slot (512 bytes, 8 cache lines): one per thread that uses the
- * segment.  Line 0 is the only line read by other processes' synchronize.
+ * A reader slot (2048 bytes): one per thread that uses the segment.  Line 0
+ * is the only line read by other processes' grace periods.
  *
- * state (bits): 63..56 kind (0 FREE - whole word 0, 1 USED), 55..32 zero,
- * 31..0 owner process-slot index.  FREE -> USED by CAS (O's thread); USED ->
- * 0 by O (thread exit, detach) or by R (owner dead), after limbo is empty.
+ * state (bits): 63..56 kind (0 FREE - whole word 0, 1 USED, 2 RETIRED),
+ * 55..33 zero, 32 FDN_TSLOT_LIGHT, 31..0 owner process-slot index.  FREE -> USED by CAS (O's
+ * thread, or R adopting a RETIRED slot); USED -> 0 by O (thread exit,
+ * detach) or by R (owner dead), with its limbo empty; USED -> RETIRED by O
+ * when its thread leaves with blocks still waiting for a grace period (a
+ * thread never waits long for one): R adopts the slot and frees them.
+ * Claims take the lowest FREE slot, so grace periods look at few.
  *
  * ctr: the RCU read-side word.  0 = quiescent; otherwise the value of
  * header.gp_ctr read when the outermost read-side section began.  Written by
- * O (and zeroed by R when O is dead); read by every synchronize.
+ * O (and zeroed by R when O is dead); read by every grace period.
+ * FDN_TSLOT_LIGHT (state bit 32): the owning process's readers use only a
+ * compiler barrier (membarrier-registered, rcu.c): a process that cannot
+ * issue the membarrier never completes a grace period while such a slot is
+ * in use.  Part of the claim CAS, so no section of the slot precedes it.
  *
  * The op/intent lines record the single table operation in flight, so that R
  * can finish or undo it after O dies (ht.c, reclaim.c):
@@ -324,10 +340,17 @@ static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
  *         inserts (the table's entry count is the sum over all slots, free
  *         ones included), bits 7..0 the pending op on table t (FDN_OP_*).
  *         Count and op are one word so "committed and counted" is one store.
- * limbo: blocks this slot unlinked and will free after a grace period;
- *   entries[i] = gidx << 32 | generation the block had when retired.
+ * limbo: a ring of blocks this slot unlinked, waiting for a grace period:
+ *   entries [limbo_head, limbo_tail) (counters that only grow; entry k is
+ *   limbo[k % FDN_LIMBO_MAX]), limbo[i] = gidx << 32 | generation the block
+ *   had when retired, stamp[i] = header.gp_ctr read after the unlink.  O
+ *   writes limbo[i] and stamp[i], then tail + 1 (release); frees the head
+ *   entry once header.gp_done > its stamp, then head + 1.  Frees are
+ *   generation-checked, so redoing one (a reclaimer after O died between
+ *   the free and head + 1) changes nothing.
  */
-enum { FDN_TSLOT_FREE = 0, FDN_TSLOT_USED = 1 };
+enum { FDN_TSLOT_FREE = 0, FDN_TSLOT_USED = 1, FDN_TSLOT_RETIRED = 2 };
+#define FDN_TSLOT_LIGHT             (1ull << 32)
 #define FDN_TSLOT_KIND(w)           ((unsigned)((w) >> 56))
 #define FDN_TSLOT_OWNER(w)          ((uint32_t)(w))
 #define FDN_TSLOT_WORD(kind, owner) (((uint64_t)(kind) << 56) | (uint32_t)(owner))
@@ -355,14 +378,27 @@ struct fdn_shm_tslot {
 	uint64_t reserved2[6]; /*  80 */
 	/* lines 2-3: 128..255 */
 	_Atomic uint64_t delta[FDN_MAX_TABLES]; /* 128 */
-	/* lines 4-7: 256..511 */
-	_Atomic uint64_t limbo_count;          /* 256 */
-	_Atomic uint64_t limbo[FDN_LIMBO_MAX]; /* 264 */
+	/* line 4: 256..319 */
+	_Atomic uint64_t limbo_head; /* 256 */
+	_Atomic uint64_t limbo_tail; /* 264 */
+	uint64_t reserved3[6];       /* 272 */
+	/* 320..1183, 1184..2047 */
+	_Atomic uint64_t limbo[FDN_LIMBO_MAX]; /*  320 */
+	_Atomic uint64_t stamp[FDN_LIMBO_MAX]; /* 1184 */
 };
-static_assert(sizeof(struct fdn_shm_tslot) == 512, "reader slot");
+static_assert(sizeof(struct fdn_shm_tslot) == 2048, "reader slot");
 static_assert(offsetof(struct fdn_shm_tslot, node) == 64, "intent line");
 static_assert(offsetof(struct fdn_shm_tslot, delta) == 128, "delta lines");
-static_assert(offsetof(struct fdn_shm_tslot, limbo_count) == 256, "limbo");
+static_assert(offsetof(struct fdn_shm_tslot, limbo_head) == 256, "limbo");
+static_assert(offsetof(struct fdn_shm_tslot, stamp) == 1184, "stamps");
+
+/* Entries waiting in slot ts's limbo (a damaged slot may show more than
+ * FDN_LIMBO_MAX: callers clamp). */
+static inline uint64_t fdn_tslot_pending(const struct fdn_shm_tslot *ts)
+{
+	return atomic_load_explicit(&ts->limbo_tail, memory_order_acquire) -
+	       atomic_load_explicit(&ts->limbo_head, memory_order_acquire);
+}
 
 /*
  * A heap page descriptor (8 bytes).

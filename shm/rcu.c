@@ -11,9 +11,10 @@
  *
  * Reader (read_lock):   ctr = gp_ctr; BARRIER; ...loads of the table
  * Reader (read_unlock): ctr = 0 (release: the section's loads are done)
- * Writer (synchronize): [its unlink CAS]; g = fetch_add(gp_ctr, 1) + 1
- *                       (seq_cst); MASTER BARRIER; for every slot: wait
- *                       while 0 < ctr < g.
+ * Grace period g (anyone, fdn__gp_poll): g = fetch_add(gp_ctr, 1) + 1
+ *                       (seq_cst); MASTER BARRIER; for every slot in use:
+ *                       while 0 < ctr < g, spin -- for a bounded time only;
+ *                       when every slot passed, gp_done = max(gp_done, g).
  *
  * The barrier pair.  The reader's BARRIER must order its ctr store before
  * the loads of its section, and the writer's MASTER BARRIER its fetch_add
@@ -29,8 +30,15 @@
  *     next context switch).  That barrier stands in for the reader's fence
  *     at whatever point the reader was -- the asymmetric scheme of liburcu's
  *     memb flavour, made cross-process by the GLOBAL variant.
- * A writer always calls membarrier(GLOBAL_EXPEDITED) when the kernel has
- * it, so light and heavy readers can share a segment.
+ * A process that may issue membarrier(GLOBAL_EXPEDITED) always does, so
+ * light and heavy readers can share a segment.  One that may not (a
+ * seccomp filter: ENOSYS or EPERM, whatever its own MEMBARRIER_CMD_QUERY
+ * said) cannot fence light readers, and a light reader's ctr store may
+ * still sit in its store buffer: such a process completes no grace period
+ * while any reader slot in use is marked light (FDN_TSLOT_LIGHT, set by the
+ * claim CAS itself, so no section of the slot can precede the mark).  It
+ * leaves the grace period to a process that can (the reaper, or any other
+ * writer) and frees its blocks once gp_done says one completed.
  *
  * Why it is enough.  Let a writer unlink node N and then synchronize, and a
  * reader R hold a reference to N.  R loaded the link that led to N before
@@ -47,11 +55,28 @@
  * the reclaimer clears the slot (reclaim.c), which it does as soon as the
  * death is known -- liveness comes from the kernel, not from a timeout.
  *
- * Deferred frees.  A thread that unlinks a node puts (gidx, generation) in
- * its slot's limbo (in the segment, so a reclaimer finds it if the thread
- * dies).  When limbo is full, or at detach, the thread synchronizes and
- * frees every entry; frees are CAS on the generation (alloc.c), so redoing a
- * free that a killed thread had already done changes nothing.
+ * Deferred frees, shared grace periods.  A thread that unlinks a node puts
+ * (gidx, generation) in its slot's limbo ring (in the segment, so a
+ * reclaimer finds it if the thread dies) with a stamp e: gp_ctr read after
+ * the unlink.  The block may be freed once gp_done > e: a grace period g > e
+ * began with a fetch_add that read a value >= e, so after our load of e,
+ * hence after the unlink; every section that could reach the node began
+ * before that and has ended.  One completed grace period thus frees every
+ * block retired before it by any thread of any process -- no writer runs
+ * one of its own per batch.  Grace periods are driven in the background
+ * (the reaper polls while blocks wait) and by writers that help: a poll
+ * never waits longer than its budget, so a reader stopped in a section
+ * (SIGSTOP, a debugger) costs a writer nothing until its own ring is full
+ * (FDN_LIMBO_MAX blocks retired since that reader stopped); then its next
+ * retiring operation waits at most the flush bound and fails FDN_EBUSY,
+ * changing nothing.  Frees are CAS on the generation (alloc.c), so redoing
+ * a free that a killed thread had already done changes nothing.
+ *
+ * A stopped reader pins every block retired after it began its section:
+ * the backlog each writer thread may build behind it is FDN_LIMBO_MAX
+ * blocks.  (Interval-based reclamation would bound it by what existed when
+ * the reader stopped instead, at a cost on every node a reader visits; not
+ * done: the bound and FDN_EBUSY are documented instead.)
  */
 #include "shm.h"
 
@@ -69,11 +94,10 @@
 
 static _Thread_local struct fdn__thread fdn__tls[FDN__MAX_HANDLES_PER_THREAD];
 _Thread_local struct fdn__thread *fdn__tls_last;
-/* How long this thread's deferred-free flushes may wait for a grace period
- * (< 0: as long as needed).  The reaper bounds it: a process that died in a
- * read-side section blocks grace periods until the reaper itself reclaims
- * it, so the reaper must never wait for one unboundedly. */
-static _Thread_local int64_t fdn__flush_timeout_ns = -1;
+/* How long a retiring operation that finds this thread's limbo ring full
+ * may wait for a grace period before it fails with FDN_EBUSY (< 0: as long
+ * as needed).  The reaper sets its own, shorter. */
+static _Thread_local int64_t fdn__flush_timeout_ns = FDN_FLUSH_WAIT_NS;
 
 void fdn__rcu_set_flush_timeout(int64_t ns)
 {
@@ -122,15 +146,14 @@ void fdn__rcu_register(void)
 	atomic_store(&fdn__rcu_light, ok);
 }
 
-/* The writer's side of the barrier pair (see top).  If the kernel offers
- * global membarriers but the call fails (a seccomp filter, say), light
- * readers cannot be excluded: the grace period fails and nothing is freed. */
-static int fdn__master_barrier(void)
+/* The grace period's side of the barrier pair (see top).  True when light
+ * readers are fenced too: the membarrier was issued.  False when this
+ * process may not issue it (a seccomp filter) or the kernel lacks it (then
+ * no process can be light either, and slots are checked as heavy). */
+static bool fdn__master_barrier(void)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	if (fdn__mb_global_ok() && fdn__membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) != 0)
-		return -errno;
-	return 0;
+	return fdn__membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) == 0;
 }
 
 /* fdn__handles_lock guards fdn__slotrecs: the slots claimed by this
@@ -138,8 +161,10 @@ static int fdn__master_barrier(void)
 static pthread_key_t fdn__exit_key;
 static pthread_once_t fdn__exit_once = PTHREAD_ONCE_INIT;
 
-static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t, struct fdn_shm_trace **tr);
-static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, struct fdn_shm_trace *tr);
+static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t, struct fdn_shm_trace **tr,
+					      uint64_t *state);
+static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, uint64_t state,
+				struct fdn_shm_trace *tr);
 
 static void fdn__thread_exit(void *unused)
 {
@@ -147,6 +172,7 @@ static void fdn__thread_exit(void *unused)
 	fdn_segment *segs[FDN__MAX_HANDLES_PER_THREAD];
 	struct fdn_shm_tslot *slots[FDN__MAX_HANDLES_PER_THREAD];
 	struct fdn_shm_trace *traces[FDN__MAX_HANDLES_PER_THREAD];
+	uint64_t states[FDN__MAX_HANDLES_PER_THREAD];
 	int n = 0;
 	pthread_mutex_lock(&fdn__handles_lock);
 	for (int i = 0; i < FDN__MAX_HANDLES_PER_THREAD; i++) {
@@ -155,7 +181,7 @@ static void fdn__thread_exit(void *unused)
 		 * released the slot and cleared seg_id (fdn__threads_release). */
 		if (t->seg && t->seg_id && t->seg->id == t->seg_id) {
 			segs[n] = t->seg;
-			slots[n] = fdn__slot_forget(t, &traces[n]);
+			slots[n] = fdn__slot_forget(t, &traces[n], &states[n]);
 			n++;
 		}
 		memset(t, 0, sizeof(*t));
@@ -164,7 +190,7 @@ static void fdn__thread_exit(void *unused)
 	pthread_mutex_unlock(&fdn__handles_lock);
 	/* Grace periods may wait long: never under the lock. */
 	for (int i = 0; i < n; i++)
-		fdn__slot_give_back(segs[i], slots[i], traces[i]);
+		fdn__slot_give_back(segs[i], slots[i], states[i], traces[i]);
 }
 
 static void fdn__exit_key_make(void)
@@ -183,10 +209,11 @@ struct fdn__slotrec {
 
 static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 {
-	uint32_t start = (uint32_t)(gettid() * 2654435761u) % s->nthreads;
-	uint64_t want = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
-	for (uint32_t k = 0; k < s->nthreads; k++) {
-		uint32_t i = (start + k) % s->nthreads;
+	/* The lowest free slot: grace periods look at [0, tslot_hwm) only. */
+	uint64_t want =
+	    FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx) |
+	    (atomic_load_explicit(&fdn__rcu_light, memory_order_relaxed) ? FDN_TSLOT_LIGHT : 0);
+	for (uint32_t i = 0; i < s->nthreads; i++) {
 		struct fdn_shm_tslot *ts = &s->tslots[i];
 		uint64_t expect = 0;
 		if (atomic_load_explicit(&ts->state, memory_order_relaxed) != 0)
@@ -194,12 +221,17 @@ static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 		/* A free slot that still holds a section or deferred frees is
 		 * damaged (the checker reports it): never use it. */
 		if (atomic_load_explicit(&ts->ctr, memory_order_relaxed) != 0 ||
-		    atomic_load_explicit(&ts->limbo_count, memory_order_relaxed) != 0)
+		    fdn_tslot_pending(ts) != 0)
 			continue;
+		/* The high-water mark covers the slot before it can be in use. */
+		uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
+		while (hwm < i + 1 &&
+		       !atomic_compare_exchange_weak(&s->hdr->tslot_hwm, &hwm, i + 1))
+			;
 		if (!atomic_compare_exchange_strong(&ts->state, &expect, want))
 			continue;
 		/* A FREE slot has ctr 0, empty limbo and no op pending
-		 * (reclaim.c and fdn__slot_release establish it). */
+		 * (reclaim.c and fdn__slot_give_back establish it). */
 		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
 		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
 		atomic_store_explicit(&ts->tid, (uint32_t)gettid(), memory_order_relaxed);
@@ -208,6 +240,7 @@ static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 		t->seg_id = s->id;
 		t->slot = i;
 		t->ts = ts;
+		t->state = want;
 		return 0;
 	}
 	return FDN_ENOSPACE;
@@ -265,35 +298,24 @@ static uint64_t fdn__mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* Wait while slot i is in a section that began before grace period g. */
+/* Wait while slot i is in a section that began before grace period g, at
+ * most until deadline (0: no limit). */
 static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadline)
 {
 	_Atomic uint64_t *ctr = &s->tslots[i].ctr;
-	/* A free slot has no reader (a thread claims its slot by a seq_cst CAS
-	 * before it reads gp_ctr, so a claim we do not see yet belongs to a
-	 * reader that starts after g).  A free slot with ctr != 0 is damage:
-	 * the checker reports it, grace periods do not wait on it. */
-	if (atomic_load_explicit(&s->tslots[i].state, memory_order_seq_cst) == 0)
-		return 0;
 	for (unsigned spin = 0;; spin++) {
 		uint64_t c = atomic_load_explicit(ctr, memory_order_acquire);
 		if (c == 0 || c >= g)
 			return 0;
 		if (spin < 64) {
-			__builtin_ia32_pause();
+			fdn__cpu_relax();
 			continue;
 		}
 		/* The deadline is looked at before every yield as well as
-		 * every sleep.  A yield is not short: with other threads
-		 * runnable on this CPU it gives away a whole scheduler slice
-		 * (milliseconds), so 192 of them unchecked overran a 50 ms
-		 * bound by 1.5 s on a loaded machine -- and the reaper, whose
-		 * waits are bounded so that a death it has not seen yet
-		 * cannot hold it, sat that long before ending the next dead
-		 * reader's section.  A clock read (vDSO) per yield is noise
-		 * next to the yield itself. */
+		 * every sleep: a yield gives away a whole scheduler slice
+		 * (milliseconds) when other threads are runnable. */
 		if (deadline && fdn__mono_ns() >= deadline)
-			return FDN_ETIMEDOUT;
+			return FDN_EBUSY;
 		if (spin < 256) {
 			sched_yield();
 		} else {
@@ -303,24 +325,65 @@ static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadl
 	}
 }
 
-/* The grace period proper; the caller is outside any read-side section. */
-static int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)
+int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 {
-	uint64_t deadline = 0;
-	if (timeout_ns == 0)
+	if (atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) > need)
+		return 0; /* someone's grace period already covers it */
+	uint64_t deadline = budget_ns < 0 ? 0 : fdn__mono_ns() + (uint64_t)budget_ns;
+	if (budget_ns == 0)
 		deadline = 1; /* already past: look once */
-	else if (timeout_ns > 0)
-		deadline = fdn__mono_ns() + (uint64_t)timeout_ns;
 	uint64_t g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
-	int mr = fdn__master_barrier(); /* pairs with every reader's BARRIER (see top) */
-	if (mr)
-		return mr;
-	for (uint32_t i = 0; i < s->nthreads; i++) {
+	bool fenced = fdn__master_barrier(); /* pairs with every reader's BARRIER (top) */
+	uint32_t hwm = atomic_load_explicit(&s->hdr->tslot_hwm, memory_order_acquire);
+	if (hwm > s->nthreads)
+		hwm = s->nthreads;
+	for (uint32_t i = 0; i < hwm; i++) {
+		/* A free slot has no reader (a thread claims its slot by a
+		 * seq_cst CAS before it reads gp_ctr, so a claim we do not see
+		 * yet belongs to a reader that starts after g).  A free slot
+		 * with ctr != 0 is damage: the checker reports it. */
+		uint64_t st = atomic_load_explicit(&s->tslots[i].state, memory_order_seq_cst);
+		if (st == 0)
+			continue;
+		if (!fenced && (st & FDN_TSLOT_LIGHT) && FDN_TSLOT_KIND(st) == FDN_TSLOT_USED)
+			return FDN_EBUSY; /* a light reader we cannot fence: not ours */
 		int r = fdn__wait_slot(s, i, g, deadline);
 		if (r)
 			return r;
 	}
+	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_relaxed);
+	while (done < g &&
+	       !atomic_compare_exchange_weak_explicit(&s->hdr->gp_done, &done, g,
+						      memory_order_release, memory_order_relaxed))
+		;
 	return 0;
+}
+
+/* Wait until a grace period that began after the call has completed (by us
+ * or anyone), or timeout_ns passes (< 0: no limit). */
+static int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)
+{
+	uint64_t need = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_seq_cst);
+	uint64_t deadline = timeout_ns < 0 ? 0 : fdn__mono_ns() + (uint64_t)timeout_ns;
+	for (unsigned round = 0;; round++) {
+		int64_t budget = 1000000; /* 1 ms per poll */
+		if (deadline) {
+			uint64_t now = fdn__mono_ns();
+			if (now >= deadline)
+				budget = 0;
+			else if (deadline - now < (uint64_t)budget)
+				budget = (int64_t)(deadline - now);
+		}
+		if (fdn__gp_poll(s, budget, need) == 0 &&
+		    atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) > need)
+			return 0;
+		if (deadline && fdn__mono_ns() >= deadline)
+			return FDN_ETIMEDOUT;
+		if (round > 4) {
+			struct timespec d = {0, 200000};
+			nanosleep(&d, NULL);
+		}
+	}
 }
 
 /* Is this thread inside a read-side section of segment s, through this
@@ -353,47 +416,123 @@ int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns)
 void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen)
 {
 	struct fdn_shm_tslot *ts = t->ts;
-	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_relaxed);
-	/* Callers flush before the limbo can overflow (an op starts with a
-	 * non-full limbo and retires at most one node), so n < FDN_LIMBO_MAX;
-	 * only a damaged slot breaks that, and then the block is leaked rather
-	 * than written out of bounds. */
-	if (n >= FDN_LIMBO_MAX)
+	/* After the unlink (a seq_cst CAS, ours or another's that we saw):
+	 * see the top for why gp_done > stamp then suffices. */
+	uint64_t stamp = atomic_load_explicit(&t->seg->hdr->gp_ctr, memory_order_seq_cst);
+	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_relaxed);
+	/* Callers make room before an op that may retire (one per op); only a
+	 * damaged slot is full here, and then the block is leaked rather than
+	 * written over a waiting entry. */
+	if (tail - atomic_load_explicit(&ts->limbo_head, memory_order_relaxed) >= FDN_LIMBO_MAX)
 		return;
-	atomic_store_explicit(&ts->limbo[n], (uint64_t)gidx << 32 | gen, memory_order_relaxed);
-	atomic_store_explicit(&ts->limbo_count, n + 1, memory_order_release);
+	atomic_store_explicit(&ts->limbo[tail % FDN_LIMBO_MAX], (uint64_t)gidx << 32 | gen,
+			      memory_order_relaxed);
+	atomic_store_explicit(&ts->stamp[tail % FDN_LIMBO_MAX], stamp, memory_order_relaxed);
+	atomic_store_explicit(&ts->limbo_tail, tail + 1, memory_order_release);
+}
+
+uint64_t fdn__limbo_reap(fdn_segment *s, struct fdn_shm_tslot *ts)
+{
+	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
+	uint64_t head = atomic_load_explicit(&ts->limbo_head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_acquire);
+	if (tail - head > FDN_LIMBO_MAX)
+		return tail - head; /* damaged: touch nothing, the checker reports */
+	for (; head != tail; head++) {
+		uint32_t k = (uint32_t)(head % FDN_LIMBO_MAX);
+		if (atomic_load_explicit(&ts->stamp[k], memory_order_relaxed) >= done)
+			break; /* stamps only grow along the ring */
+		uint64_t e = atomic_load_explicit(&ts->limbo[k], memory_order_relaxed);
+		fdn__free(s, (uint32_t)(e >> 32), (uint32_t)e);
+		atomic_store_explicit(&ts->limbo_head, head + 1, memory_order_release);
+	}
+	return tail - head;
 }
 
 void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts)
 {
-	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_acquire);
-	if (n > FDN_LIMBO_MAX)
-		n = FDN_LIMBO_MAX;
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t e = atomic_load_explicit(&ts->limbo[i], memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&ts->limbo_head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_acquire);
+	if (tail - head > FDN_LIMBO_MAX)
+		head = tail - FDN_LIMBO_MAX; /* damaged: free what the ring can hold */
+	for (; head != tail; head++) {
+		uint64_t e =
+		    atomic_load_explicit(&ts->limbo[head % FDN_LIMBO_MAX], memory_order_relaxed);
 		/* Generation-checked: a second free of the same entry is a no-op. */
 		fdn__free(s, (uint32_t)(e >> 32), (uint32_t)e);
 	}
-	atomic_store_explicit(&ts->limbo_count, 0, memory_order_release);
+	atomic_store_explicit(&ts->limbo_head, tail, memory_order_release);
+}
+
+/* The oldest stamp waiting in t's ring (the grace period it needs). */
+static uint64_t fdn__limbo_oldest(const struct fdn_shm_tslot *ts)
+{
+	uint64_t head = atomic_load_explicit(&ts->limbo_head, memory_order_relaxed);
+	return atomic_load_explicit(&ts->stamp[head % FDN_LIMBO_MAX], memory_order_relaxed);
+}
+
+void fdn__limbo_help(struct fdn__thread *t)
+{
+	fdn_segment *s = t->seg;
+	uint64_t n = fdn__limbo_reap(s, t->ts);
+	/* A quarter full: help the background with one short poll (never
+	 * inside our own section: it would wait for ourselves). */
+	if (n < FDN_LIMBO_MAX / 4 || t->nest || fdn__in_section_of(s))
+		return;
+	if (fdn__gp_poll(s, 20000, fdn__limbo_oldest(t->ts)) == 0)
+		fdn__limbo_reap(s, t->ts);
+}
+
+int fdn__limbo_room(struct fdn__thread *t)
+{
+	fdn_segment *s = t->seg;
+	if (fdn_tslot_pending(t->ts) < FDN_LIMBO_MAX)
+		return 0;
+	if (fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX)
+		return 0;
+	if (fdn__in_section_of(s))
+		return FDN_EINREAD;
+	/* Full: every block it holds waits for a section older than all of
+	 * them.  Wait for it, bounded. */
+	int64_t limit = fdn__flush_timeout_ns;
+	uint64_t deadline = limit < 0 ? 0 : fdn__mono_ns() + (uint64_t)limit;
+	for (;;) {
+		int64_t budget = 1000000;
+		if (deadline) {
+			uint64_t now = fdn__mono_ns();
+			budget = now >= deadline ? 0 : (int64_t)(deadline - now);
+			if (budget > 1000000)
+				budget = 1000000;
+		}
+		fdn__gp_poll(s, budget, fdn__limbo_oldest(t->ts));
+		if (fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX)
+			return 0;
+		if (deadline && fdn__mono_ns() >= deadline)
+			return FDN_EBUSY;
+		struct timespec d = {0, 500000};
+		nanosleep(&d, NULL);
+	}
 }
 
 int fdn__limbo_flush(struct fdn__thread *t)
 {
-	if (atomic_load_explicit(&t->ts->limbo_count, memory_order_relaxed) == 0)
+	if (fdn_tslot_pending(t->ts) == 0)
 		return 0;
 	if (fdn__in_section_of(t->seg))
 		return FDN_EINREAD;
 	int r = fdn__grace_period(t->seg, fdn__flush_timeout_ns);
 	if (r)
 		return r;
-	fdn__limbo_free_all(t->seg, t->ts);
+	fdn__limbo_reap(t->seg, t->ts);
 	return 0;
 }
 
 /* Unlist t's slot (fdn__handles_lock held); returns the shared slot. */
-static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t, struct fdn_shm_trace **tr)
+static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t, struct fdn_shm_trace **tr,
+					      uint64_t *state)
 {
 	struct fdn_shm_tslot *ts = t->ts;
+	*state = t->state;
 	*tr = t->trace;
 	t->trace = NULL;
 	for (struct fdn__slotrec **pp = &fdn__slotrecs; *pp; pp = &(*pp)->next) {
@@ -412,9 +551,12 @@ static struct fdn_shm_tslot *fdn__slot_forget(struct fdn__thread *t, struct fdn_
 	return ts;
 }
 
-/* End the slot's section, free its limbo after a grace period, free it.
- * Not under fdn__handles_lock. */
-static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, struct fdn_shm_trace *tr)
+/* End the slot's section, free its limbo once a grace period allows, free
+ * it.  A thread never waits long here (thread exit, detach): blocks still
+ * waiting after FDN_GIVE_BACK_WAIT_NS are left in the slot, marked
+ * RETIRED, for the reaper to adopt and free.  Not under fdn__handles_lock. */
+static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, uint64_t state,
+				struct fdn_shm_trace *tr)
 {
 	if (fdn__seg_usable(s) != 0 || s->readonly)
 		return;
@@ -423,11 +565,15 @@ static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, struct
 	/* The thread is exiting or the handle detaching: no section of it
 	 * can still be open by contract. */
 	atomic_store_explicit(&ts->ctr, 0, memory_order_release);
-	if (atomic_load(&ts->limbo_count) != 0 && fdn__grace_period(s, -1) == 0)
-		fdn__limbo_free_all(s, ts);
-	uint64_t w = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
-	if (atomic_load(&ts->limbo_count) == 0)
+	if (fdn_tslot_pending(ts) != 0 && fdn__limbo_reap(s, ts) != 0 && !fdn__in_section_of(s) &&
+	    fdn__grace_period(s, FDN_GIVE_BACK_WAIT_NS) == 0)
+		fdn__limbo_reap(s, ts);
+	uint64_t w = state;
+	if (fdn_tslot_pending(ts) == 0)
 		atomic_compare_exchange_strong(&ts->state, &w, 0);
+	else
+		atomic_compare_exchange_strong(
+		    &ts->state, &w, FDN_TSLOT_WORD(FDN_TSLOT_RETIRED, FDN_TSLOT_OWNER(state)));
 }
 
 void fdn__threads_release(fdn_segment *s)
@@ -435,17 +581,18 @@ void fdn__threads_release(fdn_segment *s)
 	for (;;) {
 		struct fdn_shm_tslot *ts = NULL;
 		struct fdn_shm_trace *tr = NULL;
+		uint64_t state = 0;
 		pthread_mutex_lock(&fdn__handles_lock);
 		for (struct fdn__slotrec *rec = fdn__slotrecs; rec; rec = rec->next) {
 			if (rec->seg == s && rec->seg_id == s->id) {
-				ts = fdn__slot_forget(rec->t, &tr); /* frees rec */
+				ts = fdn__slot_forget(rec->t, &tr, &state); /* frees rec */
 				break;
 			}
 		}
 		pthread_mutex_unlock(&fdn__handles_lock);
 		if (!ts)
 			return;
-		fdn__slot_give_back(s, ts, tr);
+		fdn__slot_give_back(s, ts, state, tr);
 	}
 }
 

@@ -39,23 +39,28 @@
 
 static bool fdn__in_limbo(const struct fdn_shm_tslot *ts, uint64_t entry)
 {
-	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_acquire);
-	for (uint64_t i = 0; i < n && i < FDN_LIMBO_MAX; i++)
-		if (atomic_load_explicit(&ts->limbo[i], memory_order_relaxed) == entry)
+	uint64_t head = atomic_load_explicit(&ts->limbo_head, memory_order_acquire);
+	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_acquire);
+	for (uint64_t k = head; k != tail && k - head < FDN_LIMBO_MAX; k++)
+		if (atomic_load_explicit(&ts->limbo[k % FDN_LIMBO_MAX], memory_order_relaxed) ==
+		    entry)
 			return true;
 	return false;
 }
 
-static void fdn__limbo_add_slot(struct fdn_shm_tslot *ts, uint32_t gidx, uint32_t gen)
+static void fdn__limbo_add_slot(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t gidx,
+				uint32_t gen)
 {
 	uint64_t e = (uint64_t)gidx << 32 | gen;
 	if (fdn__in_limbo(ts, e))
 		return;
-	uint64_t n = atomic_load_explicit(&ts->limbo_count, memory_order_relaxed);
-	if (n >= FDN_LIMBO_MAX)
-		return; /* cannot happen: an op adds one entry to a non-full limbo */
-	atomic_store_explicit(&ts->limbo[n], e, memory_order_relaxed);
-	atomic_store_explicit(&ts->limbo_count, n + 1, memory_order_release);
+	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_relaxed);
+	if (tail - atomic_load_explicit(&ts->limbo_head, memory_order_relaxed) >= FDN_LIMBO_MAX)
+		return; /* cannot happen: an op starts with room for its one entry */
+	uint64_t stamp = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_seq_cst);
+	atomic_store_explicit(&ts->limbo[tail % FDN_LIMBO_MAX], e, memory_order_relaxed);
+	atomic_store_explicit(&ts->stamp[tail % FDN_LIMBO_MAX], stamp, memory_order_relaxed);
+	atomic_store_explicit(&ts->limbo_tail, tail + 1, memory_order_release);
 }
 
 /* Was the dead slot's new node published?  Frees it if it was not. */
@@ -98,7 +103,7 @@ static bool fdn__resolve_old(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t 
 	/* Retire only once surely unlinked; on a damaged chain leave it
 	 * marked (the checker reports it) rather than free a linked node. */
 	if (fdn__ht_unlink(s, table, (uint32_t)gidx) == 0)
-		fdn__limbo_add_slot(ts, (uint32_t)gidx, n->gen);
+		fdn__limbo_add_slot(s, ts, (uint32_t)gidx, n->gen);
 	return true;
 }
 

@@ -190,6 +190,7 @@ struct fdn__thread {
 	uint64_t seg_id;
 	uint32_t slot;
 	uint32_t nest;
+	uint64_t state; /* the slot's state word as claimed */
 	struct fdn_shm_tslot *ts;
 	struct fdn_shm_trace *trace;     /* this thread's trace slot, or NULL */
 	uint32_t cur_page[FDN_NCLASSES]; /* allocation hints, private */
@@ -259,13 +260,31 @@ static inline void fdn__rcu_read_unlock(struct fdn__thread *t)
  * (FDN_EINREAD).  Takes no reader slot.  timeout_ns < 0: wait
  * as long as needed (a dead reader blocks until its slot is cleared). */
 int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns);
-/* Bound this thread's waits for deferred frees (the reaper's: < 0 = none).
- * A writing op that finds the limbo full and cannot flush it in time fails
- * with FDN_ETIMEDOUT and changes nothing. */
+/* How long a retiring operation whose limbo ring is full waits for a
+ * grace period before FDN_EBUSY (default), and how long a leaving thread
+ * waits before it leaves its blocks to the reaper. */
+#define FDN_FLUSH_WAIT_NS     (500 * 1000000ll)
+#define FDN_GIVE_BACK_WAIT_NS (100 * 1000000ll)
+/* Set this thread's bound (the reaper's: shorter; < 0 = none). */
 void fdn__rcu_set_flush_timeout(int64_t ns);
-/* Retire block gidx (generation gen) to this thread's limbo. */
+/* One attempt at a grace period, shared by everyone: unless gp_done is
+ * already > need, start one (fetch_add, barrier) and look at every reader
+ * slot in use, spinning on one still in an older section for at most
+ * budget_ns (< 0: no limit, 0: look once).  0: gp_done now covers it;
+ * FDN_EBUSY: a section (or a light reader we cannot fence) is in the way. */
+int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need);
+/* Retire block gidx (generation gen) to this thread's limbo ring. */
 void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen);
-/* Wait for a grace period and free everything in this thread's limbo. */
+/* Free the ring's entries that a completed grace period covers; returns
+ * how many still wait.  The ring's owner only (or R for a dead one's). */
+uint64_t fdn__limbo_reap(fdn_segment *s, struct fdn_shm_tslot *ts);
+/* After an operation: free what is due; when the ring is a quarter full,
+ * one short poll to help.  Never waits long. */
+void fdn__limbo_help(struct fdn__thread *t);
+/* Before an operation that may retire a block: room in the ring, waiting
+ * at most this thread's bound: 0, FDN_EBUSY, FDN_EINREAD. */
+int fdn__limbo_room(struct fdn__thread *t);
+/* Wait (this thread's bound) for a grace period and free the ring. */
 int fdn__limbo_flush(struct fdn__thread *t);
 /* Give back every reader slot of this handle (detach). */
 void fdn__threads_release(fdn_segment *s);
@@ -283,7 +302,8 @@ bool fdn__trace_owned_by(uint64_t owner, uint64_t word);
 /* Empty slot tr and free it if `word` (a process's claim word) owns it. */
 void fdn__trace_free(struct fdn_shm_trace *tr, uint64_t word);
 
-/* Free every limbo entry of slot ts (after a grace period has passed). */
+/* Free every limbo entry of slot ts (after a grace period that began after
+ * the last of them was retired). */
 void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts);
 
 /* ---- alloc.c: the block allocator ---------------------------------------- */
@@ -299,6 +319,18 @@ bool fdn__free(fdn_segment *s, uint32_t gidx, uint32_t gen);
 /* Is gidx the first granule of a block inside an assigned page? Returns the
  * block size, 0 if not. */
 uint32_t fdn__block_size(const fdn_segment *s, uint64_t gidx);
+
+/* A spin-wait hint. */
+static inline void fdn__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield" ::: "memory");
+#else
+	atomic_signal_fence(memory_order_seq_cst);
+#endif
+}
 
 static inline void *fdn__gptr(const fdn_segment *s, uint64_t gidx)
 {

@@ -386,7 +386,7 @@ static void dump_state(fdn_segment *s, pid_t reaper)
 			"  reader slot %u: ctr %llu (gp %llu) ops %u/%u limbo %llu; owner slot %u "
 			"state %u pid %u\n",
 			i, (unsigned long long)ctr, (unsigned long long)gp, FDN_DELTA_OP(d0),
-			FDN_DELTA_OP(d1), (unsigned long long)atomic_load(&ts->limbo_count), o,
+			FDN_DELTA_OP(d1), (unsigned long long)fdn_tslot_pending(ts), o,
 			FDN_PROC_STATE(w), FDN_PROC_PID(w));
 	}
 	char path[64], buf[256];

@@ -523,14 +523,14 @@ Test(registry, purge_with_a_full_limbo, .timeout = 60)
 	/* Fill our deferred-free list inside a section of our own. */
 	struct fdn__thread *t;
 	cr_assert_eq(fdn__rcu_read_lock(s, &t), 0);
-	for (int i = 0; i < 40 && atomic_load(&t->ts->limbo_count) < FDN_LIMBO_MAX; i++) {
+	for (int i = 0; i < 200 && fdn_tslot_pending(t->ts) < FDN_LIMBO_MAX; i++) {
 		char k[16];
 		snprintf(k, sizeof(k), "fill%d", i);
 		cr_assert_eq(t_put(s, k, 1, FDN_HT_UNIQUE), 0);
 		cr_assert_eq(t_del(s, k), 0);
 	}
 	fdn__rcu_read_unlock(t);
-	cr_assert_eq(atomic_load(&t->ts->limbo_count), FDN_LIMBO_MAX);
+	cr_assert_eq(fdn_tslot_pending(t->ts), FDN_LIMBO_MAX);
 	uint32_t idx;
 	cr_assert_eq(fdn__proc_find(s, c, &idx), 0);
 	uint64_t w = atomic_load(&s->procs[idx].word);

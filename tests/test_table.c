@@ -227,14 +227,14 @@ Test(table, checker_catches_damage)
 Test(table, retiring_ops_inside_a_held_section_are_bounded)
 {
 	char k[32];
-	for (int i = 0; i < 40; i++) {
+	for (int i = 0; i < (int)FDN_LIMBO_MAX + 12; i++) {
 		snprintf(k, sizeof(k), "agent-%08d", i);
 		cr_assert_eq(t_put(seg, k, (uint64_t)i, FDN_HT_UNIQUE), 0);
 	}
 	struct fdn__thread *t;
 	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
 	int i = 0, r = 0;
-	for (; i < 40; i++) {
+	for (; i < (int)FDN_LIMBO_MAX + 12; i++) {
 		snprintf(k, sizeof(k), "agent-%08d", i);
 		if ((r = t_del(seg, k)) != 0)
 			break;
@@ -244,7 +244,7 @@ Test(table, retiring_ops_inside_a_held_section_are_bounded)
 	cr_assert_eq(t_get(seg, k, NULL), 0, "the refused delete changed nothing");
 	fdn__rcu_read_unlock(t);
 	cr_assert_eq(t_del(seg, k), 0, "outside the section the limbo is flushed first");
-	cr_assert_eq(fdn__ht_count(seg, 0), 40 - FDN_LIMBO_MAX - 1);
+	cr_assert_eq(fdn__ht_count(seg, 0), 12 - 1);
 	t_assert_clean(seg);
 }
 

@@ -76,6 +76,8 @@ struct reaper {
 	uint64_t *stall_ctr; /* per reader slot: the section seen at the last tick */
 	uint64_t *stall_ns;  /*   and since when (0: not stalled) */
 	uint32_t maps_cursor;
+	uint64_t last_poll; /* CLOCK_MONOTONIC of the last grace-period poll */
+	bool backlog;       /* blocks were waiting at the last look */
 	struct bell bell;
 };
 
@@ -408,6 +410,59 @@ static int tick(struct reaper *R)
 	return 0;
 }
 
+/*
+ * The background side of reclamation (shm/rcu.c): while any reader slot
+ * holds blocks waiting for a grace period, poll one every POLL_NS (a
+ * bounded attempt: a reader stopped in a section makes it fail, never
+ * wait), so writers find their blocks freeable without running grace
+ * periods themselves.  Slots left RETIRED by threads that exited with
+ * blocks still waiting are adopted (ours from then on: if we die, the next
+ * reaper reclaims them with our slot) and emptied as grace periods pass.
+ */
+#define POLL_NS (2 * 1000000ull)
+
+static void drive_reclamation(struct reaper *R, uint64_t now)
+{
+	fdn_segment *s = R->s;
+	if (now - R->last_poll < POLL_NS)
+		return;
+	R->last_poll = now;
+	uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
+	if (hwm > s->nthreads)
+		hwm = s->nthreads;
+	bool waiting = false;
+	for (uint32_t i = 0; i < hwm; i++) {
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		uint64_t st = atomic_load(&ts->state);
+		if (FDN_TSLOT_KIND(st) == FDN_TSLOT_RETIRED) {
+			uint64_t mine = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
+			if (!atomic_compare_exchange_strong(&ts->state, &st, mine))
+				continue;
+			st = mine;
+		}
+		if (st == 0 || fdn_tslot_pending(ts) == 0)
+			continue;
+		waiting = true;
+	}
+	R->backlog = waiting;
+	if (!waiting)
+		return;
+	fdn__gp_poll(s, 1000000, atomic_load(&s->hdr->gp_ctr));
+	/* Our adopted slots: free what is due, give back the empty ones --
+	 * not our own thread's slot, which its thread cache still names. */
+	uint64_t mine = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
+	struct fdn__thread *self = fdn__tls_last;
+	uint32_t own = self && self->seg == s ? self->slot : UINT32_MAX;
+	for (uint32_t i = 0; i < hwm; i++) {
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		uint64_t st = atomic_load(&ts->state);
+		if (st != mine || atomic_load(&ts->ctr) != 0)
+			continue; /* not adopted (our own thread's slot has its own use) */
+		if (fdn__limbo_reap(s, ts) == 0 && i != own)
+			atomic_compare_exchange_strong(&ts->state, &st, 0);
+	}
+}
+
 static int run(struct reaper *R)
 {
 	/* A destroy that came between our attach and our lease found no
@@ -436,6 +491,7 @@ static int run(struct reaper *R)
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		uint64_t woke = mono_ns();
+		drive_reclamation(R, woke);
 		if (woke - R->last_tick >= TICK_NS) {
 			R->last_tick = woke;
 			int t = tick(R);
