@@ -889,12 +889,27 @@ static_assert(sizeof(struct fdn_shm_rate) == 64, "rate slot");
  *   process that emits generation g's summary.
  * cfg: max_items (31..0, 1..FDN_BATCH_ITEMS_MAX) | max_age_ms (63..32);
  *   0 = defaults.
- * items[g & 1][c]: value bits, then tag = g (bits 63..32) | check (31..0,
- *   a hash of the value bits and g) with release.  The closer accepts an
- *   item only if the tag, read before and after the value, names g and
- *   matches the value; else (an adder died or stalled for two
- *   generations) it counts the item as missing.
+ * items[g & 1][c]: bits (the value) and tag = generation (63..40) | state
+ *   (39..32, FDN_BATCH_IT_*) | payload (31..0).  An adder of g claims the
+ *   item by CAS from a free state of an older generation to RESERVED(g,
+ *   its process: slot + 1 in bits 20..0, 11 bits of the slot's claim word
+ *   in 31..21; 0 for process-local tables), writes bits, then CASes to
+ *   WRITTEN(g, check of bits and g).  The one CAS that moves a WRITTEN tag
+ *   to TAKEN puts the value in a summary; VOID(g): g's emitter stopped
+ *   waiting for the adder, which adds again; LOST: the owner died while
+ *   RESERVED (counted in missing).  lib/telemetry_tables.c argues it.
  */
+#define FDN_BATCH_IT_FREE     0u
+#define FDN_BATCH_IT_RESERVED 1u
+#define FDN_BATCH_IT_WRITTEN  2u
+#define FDN_BATCH_IT_TAKEN    3u
+#define FDN_BATCH_IT_VOID     4u
+#define FDN_BATCH_IT_LOST     5u
+#define FDN_BATCH_IT_TAG(g, st, pl) \
+	(((uint64_t)((g)&0xFFFFFFu) << 40) | ((uint64_t)((st)&0xFFu) << 32) | (uint32_t)(pl))
+#define FDN_BATCH_IT_GEN(t)   ((uint32_t)((t) >> 40))
+#define FDN_BATCH_IT_STATE(t) ((unsigned)((t) >> 32) & 0xFFu)
+
 struct fdn_shm_batch_item {
 	_Atomic uint64_t tag;
 	_Atomic uint64_t bits;
@@ -906,7 +921,7 @@ struct fdn_shm_batch {
 	_Atomic uint64_t cfg;     /*  16 */
 	_Atomic uint64_t added;   /*  24: items added, all generations */
 	_Atomic uint64_t flushed; /*  32: summaries emitted */
-	_Atomic uint64_t missing; /*  40: items the closers could not read */
+	_Atomic uint64_t missing; /*  40: items whose adder died (LOST) */
 	uint64_t reserved0[2];    /*  48 */
 	char name[128];           /*  64: NUL-terminated; display only */
 	uint64_t reserved1[8];    /* 192 */

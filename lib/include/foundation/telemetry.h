@@ -183,17 +183,24 @@ FDN_API int fdn_batch_config(fdn_segment *s, const char *name, uint32_t max_item
 /*
  * Add a value (finite) to batch name, from any process.  A batch is
  * emitted exactly once, as the event `name` with measurements count, sum,
- * min, max (and missing, the items whose adder died before writing them,
- * when not 0), by the caller whose addition fills it or who finds it due.
- * Returns the number of summaries this call emitted (0 or 1 or 2: a due
- * batch, then a full one), or an error.
+ * min, max (and missing, the items whose adder died between reserving and
+ * writing them, when not 0), by the caller whose addition fills it or who
+ * finds it due.  Every value whose add returned success is in exactly one
+ * summary, however the adders and emitters are scheduled: a value whose
+ * adder was preempted past the emitter's wait (2 ms before claiming its
+ * item, 50 ms while writing it) goes to a later summary (the next one of
+ * that batch, or fdn_batch_flush), so a summary can hold fewer than
+ * max_items, or values of an earlier generation.  Returns the number of
+ * summaries this call emitted (usually 0 or 1), or an error (FDN_EINVAL,
+ * FDN_EEVNAME, FDN_ENOSPACE, FDN_ETIMEDOUT after 2^20 lost races).
  */
 FDN_API int fdn_batch_add(fdn_segment *s, const char *name, double value);
 
 /* Emit every batch whose age is due; returns how many were emitted. */
 FDN_API int fdn_batch_flush_due(fdn_segment *s);
 
-/* Emit batch name now if it holds any item: 1, 0 (empty), FDN_ENOTFOUND. */
+/* Emit batch name now if it holds any item, with every value an earlier
+ * emitter had to leave behind: 1, 0 (empty), FDN_ENOTFOUND. */
 FDN_API int fdn_batch_flush(fdn_segment *s, const char *name);
 
 /*
