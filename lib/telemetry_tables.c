@@ -496,6 +496,42 @@ int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg)
 	return n;
 }
 
+/* ---- owners: a process named in 32 bits ------------------------------------------- */
+
+/* 11 bits of a process slot's claim word. */
+static uint32_t owner_mix(uint64_t w)
+{
+	return (uint32_t)((w * 0x9E3779B97F4A7C15ull) >> 53);
+}
+
+/* A payload naming this process (a batch item's RESERVED owner, a
+ * once-per home lock's holder): its slot + 1 (21 bits) and 11 bits of the
+ * slot's claim word.  0 without a process slot. */
+uint32_t fdn__batch_owner(const fdn_segment *s)
+{
+	if (!s || s->proc_idx >= s->nprocs)
+		return 0;
+	return (s->proc_idx + 1) | owner_mix(s->proc_word) << 21;
+}
+
+/* Is the owner named by a payload of fdn__batch_owner dead?  Its slot no longer
+ * holds the claim word it had (reclaimed, or the reaper marked it dead),
+ * or fdn__proc_alive says so.  (11 bits: a reused slot passes for the
+ * old owner once in 2048 reuses; the item then waits for the new
+ * process.) */
+static bool owner_dead(const fdn_segment *s, const struct fdn__tel *t, uint32_t pl)
+{
+	if (!t->shared || pl == 0)
+		return false;
+	uint32_t idx = (pl & 0x1FFFFFu) - 1;
+	if (idx >= s->nprocs)
+		return true; /* no process ever had it */
+	uint64_t w = atomic_load_explicit(&s->procs[idx].word, memory_order_acquire);
+	if (owner_mix(w) != pl >> 21)
+		return true;
+	return !fdn__proc_alive(s, idx, w);
+}
+
 /* ---- once per ---------------------------------------------------------------------- */
 
 /*
@@ -505,9 +541,113 @@ int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg)
  * forward by at least interval from the previous win's value, so two wins
  * are never closer than interval, and of any number of concurrent callers
  * in one interval exactly one CAS succeeds (the others re-read the
- * winner's value, too recent, and are suppressed).  A pair with no slot
- * (table full) never emits: at-most-once holds there too.
+ * winner's value, too recent, and are suppressed).
+ *
+ * CLAIMS EXPIRE.  Unlike the other tables, a once-per slot is reused: a
+ * claim whose last win is at least its interval (interval_ms, stored by
+ * the winner) old is stale, and a new (name, key) takes the first stale or
+ * never-used slot in the ONCE_WINDOW slots from its home.  The bound: a
+ * pair is refused (FDN_ENOSPACE) only while every slot of its window
+ * holds a claim younger than its interval, so the table never fills for
+ * good; with intervals of I ms it holds up to FDN_TEL_ONCE keys claimed
+ * within any I ms (fewer if their homes crowd one window).
+ *
+ * Taking a slot is a CAS of its `last` from the value read (0, or a stale
+ * L) to TAKING | the taker's time; then the taker stores interval and the
+ * new tag, and last = its time (TAKING cleared).  That is the same CAS
+ * word as every win, and no win is a CAS from a TAKING value: a taker and
+ * a late caller of the old key never both succeed.  The caller that loses
+ * looks for its key again (several times; then it is suppressed: never
+ * over-admitted).  A win whose key is no longer the slot's tag afterwards
+ * (the slot was taken, completely, between the caller's lookup and its
+ * CAS: the tag is stored before last) is no win: it looks again.  A
+ * TAKING time older than ONCE_TAKING_STALE (its taker died) is stale.
+ * `last` never returns to 0, so a slot with last == 0 (and tag 0) was
+ * never used, and no key lives beyond it in its window: a lookup stops
+ * there.  One key in two slots is prevented by its home slot's lock
+ * (`lock`, held by a process for a few stores: the holder's payload, see
+ * fdn__batch_owner; broken when the kernel says the holder died): a key
+ * is placed only by a holder of its home lock that looked for it again
+ * under the lock.
  */
+#define ONCE_WINDOW       512u
+#define ONCE_LOCK_WAIT    1000000000ull /* ns */
+#define ONCE_TAKING       (1ull << 63)
+#define ONCE_TAKING_STALE 1000u /* ms */
+
+static struct fdn_shm_once *once_at(const struct fdn__tel *t, uint32_t i)
+{
+	return slot_at(t, FDN_TEL_T_ONCE, i % FDN_TEL_ONCE);
+}
+
+/* The slot holding tag in its window, or -1. */
+static int once_find(const struct fdn__tel *t, uint64_t tag)
+{
+	for (uint32_t k = 0; k < ONCE_WINDOW; k++) {
+		uint32_t i = (uint32_t)((tag + k) % FDN_TEL_ONCE);
+		struct fdn_shm_once *o = once_at(t, i);
+		if (atomic_load(&o->tag) == tag)
+			return (int)i;
+		if (atomic_load(&o->last) == 0 && atomic_load(&o->tag) == 0)
+			return -1; /* never used: nothing lives beyond it */
+	}
+	return -1;
+}
+
+static int once_lock(fdn_segment *s, const struct fdn__tel *t, struct fdn_shm_once *home,
+		     uint32_t me)
+{
+	uint64_t start = fdn__mono_ns(), next_check = 1000000u;
+	unsigned round = 0;
+	for (;;) {
+		uint32_t v = 0;
+		if (atomic_compare_exchange_strong(&home->lock, &v, me))
+			return 0;
+		uint64_t waited = fdn__mono_ns() - start;
+		if (waited >= next_check) {
+			if (owner_dead(s, t, v) &&
+			    atomic_compare_exchange_strong(&home->lock, &v, me))
+				return 0;
+			next_check = waited + 1000000u;
+		}
+		if (waited >= ONCE_LOCK_WAIT)
+			return FDN_ETIMEDOUT;
+		if (round++ < 64) {
+			sched_yield();
+		} else {
+			struct timespec ts = {0, 50000};
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+/* Place tag (holding its home lock) in the first never-used or stale slot
+ * of its window, as a win at now.  The slot, or FDN_ENOSPACE. */
+static int once_place(const struct fdn__tel *t, uint64_t tag, uint64_t now, uint32_t interval_ms)
+{
+	for (uint32_t k = 0; k < ONCE_WINDOW; k++) {
+		uint32_t i = (uint32_t)((tag + k) % FDN_TEL_ONCE);
+		struct fdn_shm_once *o = once_at(t, i);
+		uint64_t L = atomic_load(&o->last);
+		for (;;) {
+			uint64_t at = L & ~ONCE_TAKING;
+			uint32_t iv =
+			    L & ONCE_TAKING ? ONCE_TAKING_STALE : atomic_load(&o->interval_ms);
+			if (L != 0 && (now < at || now - at < iv))
+				break; /* a live claim (or one being taken) */
+			if (atomic_compare_exchange_strong(&o->last, &L, ONCE_TAKING | now)) {
+				atomic_store(&o->interval_ms, interval_ms);
+				atomic_store(&o->tag, tag);
+				atomic_store_explicit(&o->won, 1, memory_order_relaxed);
+				atomic_store_explicit(&o->lost, 0, memory_order_relaxed);
+				atomic_store(&o->last, now);
+				return (int)i;
+			}
+		}
+	}
+	return FDN_ENOSPACE;
+}
+
 int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms, const void *key,
 		      size_t klen, const struct fdn_measurement *m, size_t nm,
 		      const struct fdn_attr *attrs, size_t na)
@@ -521,24 +661,63 @@ int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms, co
 	int r = fdn__tel_ctx(s, true, &t);
 	if (r)
 		return r;
-	bool fresh;
-	int i = slot_get(&t, FDN_TEL_T_ONCE, tag_of(name, (size_t)nlen, key, klen), true, &fresh);
-	if (i < 0)
-		return i;
-	struct fdn_shm_once *o = slot_at(&t, FDN_TEL_T_ONCE, (uint32_t)i);
-	if (fresh)
-		put_name(o->name, sizeof(o->name), name, (size_t)nlen);
-	uint64_t now = fdn__mono_ms() + 1, old = atomic_load(&o->last);
+	uint64_t tag = tag_of(name, (size_t)nlen, key, klen);
 	bool won = false;
-	for (uint32_t k = 0; k < CAS_TRIES; k++) {
-		if (old != 0 && (now < old || now - old < interval_ms))
-			break;
-		if (atomic_compare_exchange_weak(&o->last, &old, now)) {
-			won = true;
+	for (int again = 0; again < 4; again++) {
+		int i = once_find(&t, tag);
+		if (i < 0) {
+			struct fdn_shm_once *home = once_at(&t, (uint32_t)(tag % FDN_TEL_ONCE));
+			uint32_t me = t.shared ? fdn__batch_owner(s) : 0;
+			r = once_lock(s, &t, home, me ? me : 1);
+			if (r)
+				return r;
+			i = once_find(&t, tag);
+			if (i < 0) {
+				i = once_place(&t, tag, fdn__mono_ms() + 1, interval_ms);
+				if (i >= 0)
+					put_name(once_at(&t, (uint32_t)i)->name,
+						 sizeof(once_at(&t, 0)->name), name, (size_t)nlen);
+				atomic_store(&home->lock, 0);
+				if (i < 0) {
+					atomic_fetch_add_explicit(&t.hdr->nospace[FDN_TEL_T_ONCE],
+								  1, memory_order_relaxed);
+					return i;
+				}
+				won = true;
+				break;
+			}
+			atomic_store(&home->lock, 0);
+		}
+		struct fdn_shm_once *o = once_at(&t, (uint32_t)i);
+		uint64_t now = fdn__mono_ms() + 1, old = atomic_load(&o->last);
+		bool busy = false;
+		for (uint32_t k = 0; k < CAS_TRIES; k++) {
+			if (old & ONCE_TAKING) {
+				busy = true; /* being taken for another key */
+				break;
+			}
+			if (old != 0 && (now < old || now - old < interval_ms))
+				break;
+			if (atomic_compare_exchange_weak(&o->last, &old, now)) {
+				won = true;
+				break;
+			}
+		}
+		if (won && atomic_load(&o->tag) != tag)
+			won = false; /* the slot was another key's by then */
+		if (won) {
+			atomic_store(&o->interval_ms, interval_ms);
+			atomic_fetch_add_explicit(&o->won, 1, memory_order_relaxed);
 			break;
 		}
+		if (!busy && atomic_load(&o->tag) == tag) {
+			atomic_fetch_add_explicit(&o->lost, 1, memory_order_relaxed);
+			return 0;
+		}
+		if (busy)
+			sched_yield();
+		/* The slot went to another key meanwhile: look again. */
 	}
-	atomic_fetch_add_explicit(won ? &o->won : &o->lost, 1, memory_order_relaxed);
 	if (!won)
 		return 0;
 	r = fdn__tel_emit(s, name, (size_t)nlen, m, nm, attrs, na);
@@ -626,7 +805,7 @@ int fdn_rate_limit(fdn_segment *s, const char *id, uint32_t limit, uint32_t wind
  * preempted adder or emitter delays a summary, never drops a value.
  *
  * missing counts exactly the items found RESERVED by a process the kernel
- * says is dead (item_owner_dead): adders that died mid-add.  A process
+ * says is dead (owner_dead): adders that died mid-add.  A process
  * that dies while emitting loses the values it had taken (the summary is
  * never emitted); an adder that dies between its reservation and claiming
  * its item leaves no value behind and is not counted.
@@ -662,40 +841,6 @@ uint32_t fdn__batch_check(uint64_t bits, uint32_t gen)
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
 	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
 	return (uint32_t)((z ^ (z >> 31)) >> 32);
-}
-
-/* 11 bits of a process slot's claim word. */
-static uint32_t owner_mix(uint64_t w)
-{
-	return (uint32_t)((w * 0x9E3779B97F4A7C15ull) >> 53);
-}
-
-/* A RESERVED payload naming this process: its slot + 1 (21 bits) and 11
- * bits of the slot's claim word.  0 (cannot die apart from the caller)
- * for the process-local tables. */
-uint32_t fdn__batch_owner(const fdn_segment *s)
-{
-	if (!s || s->proc_idx >= s->nprocs)
-		return 0;
-	return (s->proc_idx + 1) | owner_mix(s->proc_word) << 21;
-}
-
-/* Is the owner named by a RESERVED payload dead?  Its slot no longer
- * holds the claim word it had (reclaimed, or the reaper marked it dead),
- * or fdn__proc_alive says so.  (11 bits: a reused slot passes for the
- * old owner once in 2048 reuses; the item then waits for the new
- * process.) */
-static bool item_owner_dead(const fdn_segment *s, const struct fdn__tel *t, uint32_t pl)
-{
-	if (!t->shared || pl == 0)
-		return false;
-	uint32_t idx = (pl & 0x1FFFFFu) - 1;
-	if (idx >= s->nprocs)
-		return true; /* no process ever had it */
-	uint64_t w = atomic_load_explicit(&s->procs[idx].word, memory_order_acquire);
-	if (owner_mix(w) != pl >> 21)
-		return true;
-	return !fdn__proc_alive(s, idx, w);
 }
 
 static void batch_cfg(const struct fdn_shm_batch *b, uint32_t *items, uint32_t *age)
@@ -788,7 +933,7 @@ static void batch_collect(fdn_segment *s, const struct fdn__tel *t, struct fdn_s
 				return; /* TAKEN, VOID or LOST: resolved */
 			/* Its adder is between its two stores. */
 			if (waited >= next_check) {
-				if (item_owner_dead(s, t, (uint32_t)T)) {
+				if (owner_dead(s, t, (uint32_t)T)) {
 					if (item_lose(b, it, T, a))
 						return;
 					continue;
@@ -810,7 +955,7 @@ static void batch_collect(fdn_segment *s, const struct fdn__tel *t, struct fdn_s
 		if (st == IT_RESERVED) {
 			/* An older adder still writes: g's adder will give
 			 * up this item when it sees it. */
-			if (item_owner_dead(s, t, (uint32_t)T)) {
+			if (owner_dead(s, t, (uint32_t)T)) {
 				item_lose(b, it, T, a);
 				continue;
 			}
@@ -1077,8 +1222,15 @@ static int check_tags(struct fdn__audit *ck, const struct fdn__tel *t, unsigned 
 		if (tag == 0)
 			continue;
 		tags[used++] = tag;
+		if (tb == FDN_TEL_T_ONCE && (i + n - (uint32_t)(tag % n)) % n >= ONCE_WINDOW)
+			fdn__violation(ck, "telemetry",
+				       "once-per slot %u: outside the window of its home slot %u",
+				       i, (uint32_t)(tag % n));
+		/* A once-per slot is passable once used (last != 0), tag or not. */
 		for (uint32_t j = (uint32_t)(tag % n); j != i; j = (j + 1) % n)
-			if (atomic_load((_Atomic uint64_t *)slot_at(t, tb, j)) == 0) {
+			if (atomic_load((_Atomic uint64_t *)slot_at(t, tb, j)) == 0 &&
+			    (tb != FDN_TEL_T_ONCE ||
+			     atomic_load(&((struct fdn_shm_once *)slot_at(t, tb, j))->last) == 0)) {
 				fdn__violation(ck, "telemetry",
 					       "%s slot %u: unreachable from its home slot %u",
 					       what, i, (uint32_t)(tag % n));
@@ -1118,7 +1270,7 @@ static void check_windows(struct fdn__audit *ck, const struct fdn__tel *t, uint6
 {
 	for (uint32_t i = 0; i < FDN_TEL_ONCE; i++) {
 		struct fdn_shm_once *o = slot_at(t, FDN_TEL_T_ONCE, i);
-		uint64_t last = atomic_load(&o->last);
+		uint64_t last = atomic_load(&o->last) & ~ONCE_TAKING;
 		if (atomic_load(&o->tag) && last > now_ms + 1)
 			fdn__violation(ck, "telemetry",
 				       "once-per slot %u: claim in the future (%llu > %llu ms)", i,

@@ -848,17 +848,25 @@ struct fdn_shm_sampler {
 static_assert(sizeof(struct fdn_shm_sampler) == 256, "sampler slot");
 
 /*
- * A once-per claim (64 bytes), one per (event name, key).  Writers A.
- * last: CLOCK_MONOTONIC ms of the last emission + 1 (0 = never); moved
- *   forward only by a CAS from a value at least interval_ms older.
- * won, lost: calls that emitted, calls suppressed.
+ * A once-per claim (64 bytes), one per (event name, key) at a time: a slot
+ * whose claim is older than its interval is reused by another pair
+ * (lib/telemetry_tables.c, once per).  Writers A.
+ * last: CLOCK_MONOTONIC ms of the last emission + 1 (0 = never used);
+ *   moved forward only by a CAS from a value at least interval_ms older;
+ *   bit 63 set while the slot is being taken for another pair.
+ * won, lost: calls that emitted, calls suppressed (since the pair took it).
+ * lock: the holder (a process, fdn__batch_owner) placing a pair whose home
+ *   is this slot; 0 free.
+ * interval_ms: the interval of the last win (when the claim goes stale).
  */
 struct fdn_shm_once {
-	_Atomic uint64_t tag;  /*  0 */
-	_Atomic uint64_t last; /*  8 */
-	_Atomic uint64_t won;  /* 16 */
-	_Atomic uint64_t lost; /* 24 */
-	char name[32];         /* 32: event name (prefix), display only */
+	_Atomic uint64_t tag;         /*  0 */
+	_Atomic uint64_t last;        /*  8 */
+	_Atomic uint64_t won;         /* 16 */
+	_Atomic uint64_t lost;        /* 24 */
+	char name[24];                /* 32: event name (prefix), display only */
+	_Atomic uint32_t lock;        /* 56 */
+	_Atomic uint32_t interval_ms; /* 60 */
 };
 static_assert(sizeof(struct fdn_shm_once) == 64, "once slot");
 

@@ -493,6 +493,90 @@ Test(telemetry, local_tables_without_a_segment)
 	cr_assert_eq(fdn_handler_detach("loc"), 0);
 }
 
+/* Claims expire: 100 000 distinct keys, one after another, each with a
+ * 1 ms interval, are all admitted (the table holds 4 096 slots; stale
+ * claims are reused). */
+Test(telemetry, once_per_100000_distinct_keys_all_admitted, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 64);
+	char key[32];
+	int refused = 0, first_bad = 0;
+	for (int i = 0; i < 100000; i++) {
+		int n = snprintf(key, sizeof(key), "key-%d", i);
+		int r = fdn_emit_once_per(s, "test.keys", 1, key, (size_t)n, NULL, 0, NULL, 0);
+		if (r != 1 && refused++ == 0)
+			first_bad = r;
+	}
+	cr_assert_eq(refused, 0, "%d keys refused (first: %s)", refused, fdn_strerror(first_bad));
+	tel_destroy(s, name);
+}
+
+static void once_keys_child(fdn_segment *c, int i, struct race *rc)
+{
+	char key[32];
+	for (int k = 0; k < 10000; k++) {
+		int n = snprintf(key, sizeof(key), "p%d-%d", i, k);
+		int r = fdn_emit_once_per(c, "test.keys", 1, key, (size_t)n, NULL, 0, NULL, 0);
+		if (r == 1)
+			atomic_fetch_add(&rc->admitted[i], 1);
+		else
+			atomic_fetch_add(&rc->lost, 1);
+	}
+	/* Then one shared key, many times, 1 h interval: one winner in all. */
+	for (int k = 0; k < 100; k++)
+		if (fdn_emit_once_per(c, "test.keys", 3600000, "shared", 6, NULL, 0, NULL, 0) == 1)
+			atomic_fetch_add(&rc->wins, 1);
+}
+
+/* The same across 8 processes (80 000 distinct keys, 1 ms), while they
+ * reuse each other's stale slots; a key shared by all still wins once. */
+Test(telemetry, once_per_keys_expire_across_processes, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 64);
+	struct race *rc = t_shared(sizeof(*rc));
+	run_children(name, 8, rc, once_keys_child);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(atomic_load(&rc->admitted[i]), 10000, "process %d: %d of 10000", i,
+			     atomic_load(&rc->admitted[i]));
+	cr_assert_eq(atomic_load(&rc->lost), 0);
+	cr_assert_eq(atomic_load(&rc->wins), 1);
+	tel_destroy(s, name);
+}
+
+/* A table full of live claims refuses a new key; once they are older than
+ * their interval the same table admits new keys again. */
+Test(telemetry, once_per_full_table_frees_up_when_claims_expire, .timeout = 60)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 64);
+	char key[32];
+	int n, r = 0, placed = 0;
+	uint64_t t0 = now_ms();
+	for (n = 0; n < 2 * (int)FDN_TEL_ONCE; n++) {
+		int kl = snprintf(key, sizeof(key), "full-%d", n);
+		r = fdn_emit_once_per(s, "test.full", 1500, key, (size_t)kl, NULL, 0, NULL, 0);
+		if (r < 0)
+			break;
+		placed++;
+	}
+	cr_assert_lt(now_ms() - t0, 1500, "filling took longer than the interval");
+	cr_assert_eq(r, FDN_ENOSPACE);
+	cr_assert_geq(placed, (int)FDN_TEL_ONCE / 2, "refused after %d keys", placed);
+	cr_assert_leq(placed, (int)FDN_TEL_ONCE);
+	/* A placed key is still suppressed within its interval. */
+	cr_assert_eq(fdn_emit_once_per(s, "test.full", 1500, "full-0", 6, NULL, 0, NULL, 0), 0);
+	usleep(1600 * 1000);
+	for (int i = 0; i < 1000; i++) {
+		int kl = snprintf(key, sizeof(key), "later-%d", i);
+		cr_assert_eq(
+		    fdn_emit_once_per(s, "test.full", 1500, key, (size_t)kl, NULL, 0, NULL, 0), 1,
+		    "key %d after the claims expired", i);
+	}
+	tel_destroy(s, name);
+}
+
 /* ---- batches -------------------------------------------------------------------- */
 
 static void batch_child(fdn_segment *c, int i, struct race *rc)

@@ -167,8 +167,12 @@ FDN_API int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg);
  * callers exactly one wins (one CAS on the pair's claim word), and two wins
  * are never less than interval_ms apart.  key: 0..255 bytes.  Returns 1 if
  * this call won (the event was then emitted as by fdn_emit), 0 if
- * suppressed, or an error (those of fdn_emit, FDN_ENOSPACE when the
- * pair has no claim slot: nothing is emitted).
+ * suppressed, or an error (those of fdn_emit; FDN_ENOSPACE when the pair
+ * has no claim slot: nothing is emitted; FDN_ETIMEDOUT if the slot's
+ * placement lock stayed with a live process for 1 s).  Claims expire: a
+ * claim older than its interval is reused by another pair, so a pair is
+ * refused only while the 512 slots of its window (of 4 096) all hold
+ * claims younger than their intervals; the table never fills for good.
  */
 FDN_API int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms,
 			      const void *key, size_t klen, const struct fdn_measurement *m,
