@@ -72,6 +72,7 @@ const char *const fdn__ev_names[FDN__EV_COUNT] = {
     [FDN__EV_SPAN_LINK] = "foundation.span.link",
     [FDN__EV_FLAG_CHANGED] = "foundation.flag.changed",
     [FDN__EV_STAGE_CHANGED] = "foundation.stage.changed",
+    [FDN__EV_STAGE_ALERT] = "foundation.stage.alert",
 };
 
 _Atomic uint32_t fdn__tel_nhandlers;

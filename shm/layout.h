@@ -636,7 +636,9 @@ struct fdn_shm_flag {
 static_assert(sizeof(struct fdn_shm_flag) == 64, "flag slot");
 
 /* fdn_shm_flag_rec.kind */
-enum { FDN_FLAGREC_FLAG = 1, FDN_FLAGREC_STAGE = 2 };
+/* ALERT: an alert about the stage (from, to: stages; flag: the alert
+ * type, "emergency_rollback"), recorded after the stage record. */
+enum { FDN_FLAGREC_FLAG = 1, FDN_FLAGREC_STAGE = 2, FDN_FLAGREC_ALERT = 3 };
 #define FDN_FLAGREC_CREATED (-1) /* from: the change created the flag */
 
 /* A history record (256 bytes): change number k (0-based) lives in
@@ -672,8 +674,8 @@ enum { FDN_JOURNAL_IDLE = 0, FDN_JOURNAL_PENDING = 1 };
 /* The journal (2 240 bytes): the change being made, complete before it is
  * published.  Applying it: user flags' values (and nflags for a created
  * one), then `builtin` if has_builtin, then history records hist_base + k
- * for the ops in order and, if stage_to >= 0, one stage record last, then
- * hist_total.  Lock holder only. */
+ * for the ops in order and, if stage_to >= 0, one stage record, then (if
+ * alert) one alert record, then hist_total.  Lock holder only. */
 struct fdn_shm_flags_journal {
 	_Atomic uint32_t state;                     /*    0: FDN_JOURNAL_*           */
 	uint32_t nops;                              /*    4: <= FDN_FLAG_SLOTS        */
@@ -685,7 +687,8 @@ struct fdn_shm_flags_journal {
 	uint32_t has_builtin;                       /*   36 */
 	uint64_t builtin;                           /*   40: the new built-in word  */
 	char reason[FDN_FLAG_REASON_BYTES];         /*   48 */
-	uint8_t pad[16];                            /*  176 */
+	uint32_t alert;                             /*  176: 1 = emergency rollback */
+	uint8_t pad[12];                            /*  180 */
 	struct fdn_shm_flag_op ops[FDN_FLAG_SLOTS]; /* 192 */
 };
 static_assert(sizeof(struct fdn_shm_flags_journal) == 192 + 16 * FDN_FLAG_SLOTS, "journal");

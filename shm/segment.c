@@ -220,6 +220,8 @@ uint64_t fdn__layout_signature(void)
 	    S(fdn_shm_once),
 	    O(fdn_shm_once, last),
 	    O(fdn_shm_once, name),
+	    O(fdn_shm_flags_journal, alert),
+	    FDN_FLAGREC_ALERT,
 	    O(fdn_shm_once, lock),
 	    O(fdn_shm_once, interval_ms),
 	    FDN_BATCH_IT_LOST,

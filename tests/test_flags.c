@@ -296,8 +296,10 @@ static void go_to_stage(fdn_segment *s, int stage)
 }
 
 /* The history since h0 is exactly: a record per built-in that differs
- * between the two profiles, in flag order, then the stage record. */
-static void assert_stage_history(fdn_segment *s, uint64_t h0, int from, int to, const char *reason)
+ * between the two profiles, in flag order, then the stage record (then,
+ * for an emergency rollback, its alert record). */
+static void assert_stage_history(fdn_segment *s, uint64_t h0, int from, int to, const char *reason,
+				 bool alert)
 {
 	struct fdn_flag_change h[FDN_FLAGS_HISTORY];
 	uint64_t total = fdn_flags_history_total(s);
@@ -319,7 +321,15 @@ static void assert_stage_history(fdn_segment *s, uint64_t h0, int from, int to, 
 		cr_assert_str_eq(h[k].reason, reason);
 		k++;
 	}
-	cr_assert_eq(k, n - 1, "%d flag records, %d in all", k, n);
+	cr_assert_eq(k, n - 1 - alert, "%d flag records, %d in all", k, n);
+	if (alert) {
+		cr_assert_eq(h[n - 1].kind, FDN_CHANGE_ALERT);
+		cr_assert_str_eq(h[n - 1].flag, "emergency_rollback");
+		cr_assert_eq(h[n - 1].from, from);
+		cr_assert_eq(h[n - 1].to, to);
+		cr_assert_str_eq(h[n - 1].reason, reason);
+		cr_assert_eq(h[n - 1].number, h0 + (uint64_t)n - 1);
+	}
 	cr_assert_eq(h[k].kind, FDN_CHANGE_STAGE);
 	cr_assert_eq(h[k].from, from);
 	cr_assert_eq(h[k].to, to);
@@ -374,7 +384,7 @@ Test(flags, stage_table)
 					     fdn_errname(r));
 				int to = how == EMERGENCY ? 0 : n;
 				assert_profile(s, to);
-				assert_stage_history(s, h0, start, to, why);
+				assert_stage_history(s, h0, start, to, why, how == EMERGENCY);
 				moves++;
 			}
 		}
@@ -390,11 +400,14 @@ Test(flags, stage_table)
 	cr_assert_eq(fdn_stage(s), 0);
 	cr_assert_eq(fdn_stage_emergency_rollback(s, NULL), 0);
 	assert_profile(s, 0);
-	struct fdn_flag_change h[2];
-	cr_assert_eq(fdn_flags_history(s, h, 2), 2);
+	struct fdn_flag_change h[3];
+	cr_assert_eq(fdn_flags_history(s, h, 3), 3);
 	cr_assert_str_eq(h[0].flag, "use_shm_spans");
 	cr_assert_eq(h[0].from, 30);
 	cr_assert_str_eq(h[1].reason, "emergency");
+	cr_assert_eq(h[1].kind, FDN_CHANGE_STAGE);
+	cr_assert_eq(h[2].kind, FDN_CHANGE_ALERT);
+	cr_assert_str_eq(h[2].flag, "emergency_rollback");
 	/* The ring keeps the last 64 of them all. */
 	struct fdn_flag_change all[FDN_FLAGS_HISTORY + 8];
 	uint64_t total = fdn_flags_history_total(s);
@@ -935,16 +948,17 @@ Test(flags, checker_sees_damage)
 
 struct flag_events {
 	int n;
-	char name[8][32];
-	char flag[8][48];
-	char reason[8][32];
-	double from[8], to[8];
+	char name[16][32];
+	char flag[16][48];
+	char reason[16][32];
+	char alert[16][32];
+	double from[16], to[16];
 };
 
 static void on_flag_event(const struct fdn_event *ev, void *arg)
 {
 	struct flag_events *fe = arg;
-	if (fe->n >= 8)
+	if (fe->n >= 16)
 		return;
 	int k = fe->n++;
 	snprintf(fe->name[k], sizeof(fe->name[k]), "%s", ev->name);
@@ -953,6 +967,8 @@ static void on_flag_event(const struct fdn_event *ev, void *arg)
 			snprintf(fe->flag[k], sizeof(fe->flag[k]), "%s", ev->attrs[i].v.s);
 		if (strcmp(ev->attrs[i].name, "reason") == 0)
 			snprintf(fe->reason[k], sizeof(fe->reason[k]), "%s", ev->attrs[i].v.s);
+		if (strcmp(ev->attrs[i].name, "alert_type") == 0)
+			snprintf(fe->alert[k], sizeof(fe->alert[k]), "%s", ev->attrs[i].v.s);
 	}
 	for (size_t i = 0; i < ev->nmeasurements; i++)
 		*(strcmp(ev->measurements[i].name, "from") == 0 ? &fe->from[k] : &fe->to[k]) =
@@ -975,13 +991,108 @@ Test(flags, changes_emit_events)
 	cr_assert_str_eq(fe.flag[0], "use_shm_spans");
 	cr_assert_eq(fe.from[0], 100);
 	cr_assert_eq(fe.to[0], 40);
-	int last = fe.n - 1;
+	int last = fe.n - 2;
 	cr_assert_str_eq(fe.name[last], "foundation.stage.changed");
 	cr_assert_eq(fe.from[last], 3);
 	cr_assert_eq(fe.to[last], 0);
 	cr_assert_str_eq(fe.reason[last], "disk full");
 	for (int i = 1; i < last; i++)
 		cr_assert_str_eq(fe.name[i], "foundation.flag.changed");
+	/* The emergency's alert, last: type, reason, from and to. */
+	cr_assert_str_eq(fe.name[fe.n - 1], "foundation.stage.alert");
+	cr_assert_str_eq(fe.alert[fe.n - 1], "emergency_rollback");
+	cr_assert_str_eq(fe.reason[fe.n - 1], "disk full");
+	cr_assert_eq(fe.from[fe.n - 1], 3);
+	cr_assert_eq(fe.to[fe.n - 1], 0);
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	cr_assert_eq(fdn_segment_destroy(name), 0);
+}
+
+/* In a child (its copy of fe, its inherited handler): stages 1 and 2,
+ * monitored, each reported. */
+static void migrate_child(fdn_segment *c, struct flag_events *fe)
+{
+	int r = fdn_stage_migrate(c, 1);
+	if (r == 0)
+		r = fdn_stage_migrate(c, 2);
+	if (r)
+		_exit(3);
+	int stages = 0;
+	for (int i = 0; i < fe->n; i++)
+		stages += strcmp(fe->name[i], "foundation.stage.changed") == 0;
+	_exit(stages == 2 ? 0 : 4);
+}
+
+/* enable_migration_monitoring gates the migration telemetry: with it off
+ * before and after, stage changes and built-in flag changes emit nothing,
+ * user flags still do; turning it on or off is itself reported; with it
+ * on, another process's stage changes are reported (by its handlers); a
+ * plain rollback has no alert, an emergency one has (in the history too,
+ * with monitoring off). */
+Test(flags, migration_monitoring_gates_the_stage_events)
+{
+	char name[64];
+	fdn_segment *s = mk(name, sizeof(name), "flags-mon", NULL);
+	static struct flag_events fe;
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_stage_emergency_rollback(s, "start"), 0); /* stage 0: off */
+	cr_assert_eq(fdn_flag_create(s, "mon.user", 0), 0);
+	cr_assert_eq(fdn_handler_attach("mon-test", "foundation", on_flag_event, &fe), 0);
+	cr_assert_eq(fdn_flag_set(s, "use_shm_spans", 100), 0);
+	cr_assert_eq(fdn_stage_emergency_rollback(s, "quiet"), 0);
+	cr_assert_eq(fdn_flag_set(s, "mon.user", 50), 0);
+	cr_assert_eq(fe.n, 1, "only the user flag: %d events", fe.n);
+	cr_assert_str_eq(fe.flag[0], "mon.user");
+	/* Monitoring off, but the emergency is in the history with its alert. */
+	struct fdn_flag_change h[8];
+	int n = fdn_flags_history(s, h, 8);
+	cr_assert_geq(n, 3);
+	cr_assert_eq(h[n - 2].kind, FDN_CHANGE_ALERT);
+	cr_assert_str_eq(h[n - 2].reason, "quiet");
+	/* Monitoring turned on: that change is reported, and so is a stage
+	 * change another process makes (1: monitoring stays on, 2). */
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_flag_set(s, "enable_migration_monitoring", 100), 0);
+	cr_assert_eq(fe.n, 1);
+	cr_assert_str_eq(fe.flag[0], "enable_migration_monitoring");
+	memset(&fe, 0, sizeof(fe));
+	pid_t p = fork();
+	cr_assert_geq(p, 0);
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		migrate_child(c, &fe);
+	}
+	cr_assert(t_wait_ok(p));
+	t_reclaim(s, p);
+	cr_assert_eq(fdn_stage(s), 2);
+	/* The child's events went to its own handlers: the parent saw none;
+	 * the history has the two stage records. */
+	n = fdn_flags_history(s, h, 8);
+	cr_assert_eq(h[n - 1].kind, FDN_CHANGE_STAGE);
+	cr_assert_eq(h[n - 1].to, 2);
+	/* A plain rollback: stage.changed, no alert. */
+	cr_assert_eq(fdn_stage_rollback(s, 1, "plain"), 0);
+	cr_assert_eq(fe.n, 2, "flag + stage: %d", fe.n);
+	cr_assert_str_eq(fe.name[1], "foundation.stage.changed");
+	/* Monitoring turned off by hand: that change is reported; then a
+	 * rollback to 0 (monitoring off before and after) emits nothing. */
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_flag_set(s, "enable_migration_monitoring", 0), 0);
+	cr_assert_eq(fe.n, 1);
+	cr_assert_eq(fdn_stage_rollback(s, 0, "silent"), 0);
+	cr_assert_eq(fe.n, 1, "a rollback without monitoring: %d events", fe.n);
+	/* From stage 1 (on) an emergency is reported, with its alert. */
+	cr_assert_eq(fdn_stage_migrate(s, 1), 0);
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_stage_emergency_rollback(s, "pager"), 0);
+	cr_assert_str_eq(fe.name[fe.n - 1], "foundation.stage.alert");
+	cr_assert_str_eq(fe.alert[fe.n - 1], "emergency_rollback");
+	cr_assert_eq(fe.from[fe.n - 1], 1);
+	cr_assert_eq(fe.to[fe.n - 1], 0);
+	cr_assert_eq(fdn_handler_detach("mon-test"), 0);
 	t_assert_all_clean(s);
 	fdn_segment_detach(s);
 	cr_assert_eq(fdn_segment_destroy(name), 0);

@@ -1582,6 +1582,11 @@ static const char *const stage_flags[] = {
 };
 #define NSTAGE_FLAGS (sizeof(stage_flags) / sizeof(stage_flags[0]))
 
+static const char *change_kind(enum fdn_change_kind k)
+{
+	return k == FDN_CHANGE_STAGE ? "stage" : k == FDN_CHANGE_ALERT ? "alert" : "flag";
+}
+
 /* "from" and "to" of a change: flag values as on/off/N%, stages as N. */
 static const char *change_end(const struct fdn_flag_change *c, int v, char *buf, size_t cap)
 {
@@ -1615,7 +1620,7 @@ static void stages_json(const struct args *a, int stage, uint64_t total,
 		printf("%s\n  {\"number\":%" PRIu64 ",\"time_ns\":%" PRIu64
 		       ",\"pid\":%d,\"kind\":\"%s\",\"flag\":",
 		       i ? "," : "", h[i].number, h[i].time_ns, (int)h[i].pid,
-		       h[i].kind == FDN_CHANGE_STAGE ? "stage" : "flag");
+		       change_kind(h[i].kind));
 		json_cstr(stdout, h[i].flag);
 		printf(",\"from\":%d,\"to\":%d,\"reason\":", h[i].from, h[i].to);
 		json_cstr(stdout, h[i].reason);
@@ -1651,7 +1656,7 @@ static int stages_text(int stage, uint64_t total, const struct fdn_flag_change *
 		cellf(&t, "%" PRIu64, h[i].number);
 		cellf(&t, "%s", iso_time(h[i].time_ns, when, sizeof(when)));
 		cellf(&t, "%d", (int)h[i].pid);
-		cellf(&t, "%s", h[i].kind == FDN_CHANGE_STAGE ? "stage" : "flag");
+		cellf(&t, "%s", change_kind(h[i].kind));
 		cellf(&t, "%s", h[i].flag[0] ? h[i].flag : "-");
 		cellf(&t, "%s", change_end(&h[i], h[i].from, f, sizeof(f)));
 		cellf(&t, "%s", change_end(&h[i], h[i].to, to, sizeof(to)));
