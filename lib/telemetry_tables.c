@@ -476,6 +476,32 @@ int fdn_sampler_get(fdn_segment *s, const char *name, struct fdn_sampler_stats *
 	return 0;
 }
 
+int fdn_sampler_reset_stats(fdn_segment *s, const char *name)
+{
+	int nlen = fdn__event_name_len(name);
+	if (nlen < 0)
+		return nlen;
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, true, &t);
+	if (r)
+		return r;
+	bool fresh;
+	int i =
+	    slot_get(&t, FDN_TEL_T_SAMPLERS, tag_of(name, (size_t)nlen, NULL, 0), false, &fresh);
+	if (i < 0)
+		return i;
+	struct fdn_shm_sampler *x = sampler_at(&t, (uint32_t)i);
+	/* sampled first, as the audit reads them: an event counts total
+	 * before sampled, so subtracting what was seen, sampled then total,
+	 * keeps every later event and leaves sampled <= total except for an
+	 * event caught between its two increments. */
+	uint64_t sampled = atomic_load(&x->sampled);
+	atomic_fetch_sub(&x->sampled, sampled);
+	uint64_t total = atomic_load(&x->total);
+	atomic_fetch_sub(&x->total, total);
+	return 0;
+}
+
 int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg)
 {
 	struct fdn__tel t;

@@ -221,6 +221,73 @@ Test(telemetry, reservoir_is_exact_across_processes)
 	tel_destroy(s, name);
 }
 
+static void reset_child(fdn_segment *c, int i, struct race *rc)
+{
+	for (int k = 0; k < 100; k++) {
+		if (fdn_emit(c, "test.reset", NULL, 0, NULL, 0) == 1)
+			atomic_fetch_add(&rc->emitted, 1);
+		if (i == 0 && k == 50 && fdn_sampler_reset_stats(c, "test.reset") != 0)
+			_exit(3);
+	}
+}
+
+/* Reset from one process is seen by every other; the sampler itself and
+ * its state are unchanged; events during a reset are not lost by it. */
+Test(telemetry, sampler_reset_stats_across_processes)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 4096);
+	set_sampler(s, "test.reset", "reservoir(30)");
+	for (int k = 0; k < 10; k++)
+		fdn_emit(s, "test.reset", NULL, 0, NULL, 0);
+	struct fdn_sampler_stats st;
+	cr_assert_eq(fdn_sampler_get(s, "test.reset", &st), 0);
+	cr_assert_eq(st.total, 10);
+	cr_assert_eq(st.sampled, 10);
+	pid_t p = fork();
+	cr_assert_geq(p, 0);
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		int r = fdn_sampler_reset_stats(c, "test.reset");
+		fdn_segment_detach(c);
+		_exit(r ? 3 : 0);
+	}
+	cr_assert(t_wait_ok(p));
+	cr_assert_eq(fdn_sampler_get(s, "test.reset", &st), 0);
+	cr_assert_eq(st.total, 0);
+	cr_assert_eq(st.sampled, 0);
+	cr_assert_eq(st.sampler.kind, FDN_SAMPLER_RESERVOIR);
+	cr_assert_eq(st.sampler.param, 30);
+	/* The reservoir keeps its count: 20 more, then none. */
+	int kept = 0;
+	for (int k = 0; k < 25; k++)
+		kept += fdn_emit(s, "test.reset", NULL, 0, NULL, 0);
+	cr_assert_eq(kept, 20);
+	cr_assert_eq(fdn_sampler_get(s, "test.reset", &st), 0);
+	cr_assert_eq(st.total, 25);
+	cr_assert_eq(st.sampled, 20);
+	/* 4 processes emit 100 each while one of them resets after its 51st:
+	 * at most the 400 count, at least the 49 it emits after its reset. */
+	set_sampler(s, "test.reset", "always");
+	cr_assert_eq(fdn_sampler_reset_stats(s, "test.reset"), 0);
+	struct race *rc = t_shared(sizeof(*rc));
+	run_children(name, 4, rc, reset_child);
+	cr_assert_eq(fdn_sampler_get(s, "test.reset", &st), 0);
+	cr_assert_leq(st.total, 400);
+	cr_assert_geq(st.total, 49);
+	cr_assert_eq(st.sampled, st.total);
+	cr_assert_eq(fdn_sampler_reset_stats(s, "test.none"), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_sampler_reset_stats(s, "bad name"), FDN_EEVNAME);
+	cr_assert_eq(fdn_sampler_reset_stats(s, NULL), FDN_EEVNAME);
+	fdn_segment *ro;
+	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_READONLY, &ro), 0);
+	cr_assert_eq(fdn_sampler_reset_stats(ro, "test.reset"), FDN_ERDONLY);
+	fdn_segment_detach(ro);
+	tel_destroy(s, name);
+}
+
 Test(telemetry, never_always_adaptive_and_the_parser)
 {
 	char name[128];

@@ -154,6 +154,13 @@ struct fdn_sampler_stats {
  * has never been emitted to a listener nor set). */
 FDN_API int fdn_sampler_get(fdn_segment *s, const char *name, struct fdn_sampler_stats *out);
 
+/* Start event name's stats (total, sampled) again from 0, in every
+ * process; its sampler and its state (a reservoir's count, a rate
+ * window) are unchanged.  Events counted while the reset runs are kept
+ * (the counts seen are subtracted, not overwritten).  0, FDN_ENOTFOUND
+ * (no sampler slot), FDN_EEVNAME, FDN_ERDONLY, FDN_EFORKED. */
+FDN_API int fdn_sampler_reset_stats(fdn_segment *s, const char *name);
+
 /* Every sampler slot in use; cb returns non-zero to stop.  Returns the
  * count visited or cb's value.  Works on read-only handles. */
 typedef int (*fdn_sampler_cb)(void *arg, const struct fdn_sampler_stats *st);
