@@ -415,6 +415,151 @@ Test(registry, supervisor_registers_its_children, .timeout = 120)
 	reg_destroy(s, name);
 }
 
+/* A supervisor stops its child and unregisters it; the reaper was faster:
+ * plain unregister says FDN_ENOTFOUND, FDN_REG_IF_PRESENT says 0. */
+Test(registry, unregister_if_present_after_the_reaper, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	pid_t kid = fork();
+	if (kid == 0) {
+		pause();
+		_exit(0);
+	}
+	spawned[nspawned++] = kid;
+	cr_assert_eq(reg(s, "worker", kid, "work", "ok"), 0);
+	cr_assert_eq(reg(s, "other", getpid(), "work", "ok"), 0);
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	cr_assert_eq(fdn_watch(s, "worker", 6, false, 10000), 0, "the reaper removed it");
+	cr_assert_eq(fdn_unregister(s, "worker", 6), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_unregister_flags(s, "worker", 6, FDN_REG_IF_PRESENT), 0);
+	/* Present: removed as by fdn_unregister. */
+	cr_assert_eq(fdn_unregister_flags(s, "other", 5, FDN_REG_IF_PRESENT), 0);
+	cr_assert_eq(lookup_pid(s, "other"), 0);
+	cr_assert_eq(fdn_unregister_flags(s, "other", 5, 0), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_unregister_flags(s, "other", 5, FDN_REG_CHECK_ALIVE), FDN_EINVAL);
+	cr_assert_eq(fdn_unregister_flags(s, "", 0, FDN_REG_IF_PRESENT), FDN_EINVKEY);
+	/* The process-local registry: the same. */
+	cr_assert_eq(fdn_register(NULL, "loc", 3, getpid(), NULL, 0, 0, NULL), 0);
+	cr_assert_eq(fdn_unregister_flags(NULL, "loc", 3, FDN_REG_IF_PRESENT), 0);
+	cr_assert_eq(fdn_unregister(NULL, "loc", 3), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_unregister_flags(NULL, "loc", 3, FDN_REG_IF_PRESENT), 0);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+static int collect_keys(void *arg, const struct fdn_entry_view *e)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%.*s,", (int)e->key_len, (const char *)e->key);
+	return 0;
+}
+
+static bool keep_all(void *arg, const struct fdn_entry_view *e)
+{
+	return true;
+}
+
+/* Entries of a dead owner nobody has reaped (no reaper here) are listed by
+ * the plain reads, and left out by every read given FDN_REG_CHECK_ALIVE:
+ * foreach, list, count, find_by_attribute (indexed and not), query; in the
+ * segment and in the process-local registry. */
+Test(registry, check_alive_leaves_out_dead_unreaped_owners, .timeout = 120)
+{
+	char name[128];
+	t_name(name, sizeof(name), "reg");
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	fdn_segment *s = t_create(name, 1000, 0);
+	cr_assert_eq(reg(s, "live", getpid(), "gpu", "ok"), 0);
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *c;
+		struct fdn_attr z = {.name = "zone", .type = FDN_ATTR_STRING, .v.s = "a"};
+		if (fdn_segment_attach(name, 0, &c) || reg(c, "dead-1", getpid(), "gpu", "ok") ||
+		    reg(c, "dead-2", getpid(), "http", "ok") ||
+		    fdn_register(c, "dead-3", 6, getpid(), &z, 1, 0, NULL))
+			_exit(2);
+		_exit(0); /* dies holding its entries */
+	}
+	cr_assert(t_wait_ok(p));
+	const unsigned A = FDN_REG_CHECK_ALIVE;
+	cr_assert_eq(fdn_count(s), 4, "not reaped: still counted");
+	cr_assert_eq(fdn_count_flags(s, 0), 4);
+	cr_assert_eq(fdn_count_flags(s, A), 1);
+	char keys[256] = "";
+	cr_assert_eq(fdn_foreach_flags(s, A, collect_keys, keys), 1);
+	cr_assert_str_eq(keys, "live,");
+	cr_assert_eq(fdn_foreach(s, NULL, NULL), 4);
+	keys[0] = 0;
+	cr_assert_eq(fdn_list_flags(s, A, keep_all, NULL, collect_keys, keys), 1);
+	cr_assert_str_eq(keys, "live,");
+	cr_assert_eq(fdn_list_flags(s, 0, keep_all, NULL, NULL, NULL), 4);
+	struct fdn_attr gpu = {.type = FDN_ATTR_STRING, .v.s = "gpu"};
+	cr_assert(fdn_attr_indexed(s, "capability"));
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &gpu, NULL, NULL), 2);
+	keys[0] = 0;
+	cr_assert_eq(fdn_find_by_attribute_flags(s, "capability", &gpu, A, collect_keys, keys), 1);
+	cr_assert_str_eq(keys, "live,");
+	struct fdn_attr za = {.type = FDN_ATTR_STRING, .v.s = "a"};
+	cr_assert_not(fdn_attr_indexed(s, "zone"));
+	cr_assert_eq(fdn_find_by_attribute_flags(s, "zone", &za, 0, NULL, NULL), 1);
+	cr_assert_eq(fdn_find_by_attribute_flags(s, "zone", &za, A, NULL, NULL), 0);
+	struct fdn_criterion ok = {
+	    "health_status", FDN_CMP_EQ, {.type = FDN_ATTR_STRING, .v.s = "ok"}};
+	cr_assert_eq(fdn_query(s, &ok, 1, NULL, NULL), 3);
+	cr_assert_eq(fdn_query_flags(s, &ok, 1, A, NULL, NULL), 1);
+	/* Bad flags. */
+	cr_assert_eq(fdn_count_flags(s, FDN_REG_REPLACE), FDN_EINVAL);
+	cr_assert_eq(fdn_foreach_flags(s, 1u << 9, NULL, NULL), FDN_EINVAL);
+	cr_assert_eq(fdn_list_flags(s, FDN_REG_IF_PRESENT, NULL, NULL, NULL, NULL), FDN_EINVAL);
+	cr_assert_eq(
+	    fdn_find_by_attribute_flags(s, "capability", &gpu, FDN_REG_REPLACE, NULL, NULL),
+	    FDN_EINVAL);
+	cr_assert_eq(fdn_query_flags(s, &ok, 1, FDN_REG_REPLACE, NULL, NULL), FDN_EINVAL);
+	/* A read-only handle asks the kernel too. */
+	fdn_segment *ro;
+	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_READONLY, &ro), 0);
+	cr_assert_eq(fdn_count_flags(ro, A), 1);
+	fdn_segment_detach(ro);
+	/* The process-local registry: an entry for a pid that then dies. */
+	pid_t q = fork();
+	if (q == 0) {
+		pause();
+		_exit(0);
+	}
+	cr_assert_eq(fdn_register(NULL, "loc-dead", 8, q, NULL, 0, 0, NULL), 0);
+	cr_assert_eq(fdn_register(NULL, "loc-live", 8, getpid(), NULL, 0, 0, NULL), 0);
+	kill(q, SIGKILL);
+	waitpid(q, NULL, 0);
+	cr_assert_eq(fdn_count(NULL), 2);
+	cr_assert_eq(fdn_count_flags(NULL, A), 1);
+	keys[0] = 0;
+	cr_assert_eq(fdn_foreach_flags(NULL, A, collect_keys, keys), 1);
+	cr_assert_str_eq(keys, "loc-live,");
+	cr_assert_eq(fdn_list_flags(NULL, A, keep_all, NULL, NULL, NULL), 1);
+	cr_assert_eq(fdn_query_flags(NULL, NULL, 0, A, NULL, NULL), 1);
+	cr_assert_eq(fdn_query_flags(NULL, NULL, 0, 0, NULL, NULL), 2);
+	/* Reaped: the plain reads agree, and the dead owner's unregister is
+	 * a success with FDN_REG_IF_PRESENT. */
+	uint32_t idx;
+	cr_assert_eq(fdn__proc_find(s, p, &idx), 0);
+	struct fdn__dead d = {.idx = idx,
+			      .word = atomic_load(&s->procs[idx].word),
+			      .exit_signal = 0,
+			      .exit_status = 0,
+			      .record = true};
+	cr_assert_eq(fdn__reap_batch(s, &d, 1, fdn__mono_ns()), 0);
+	cr_assert_eq(fdn_count(s), 1);
+	cr_assert_eq(fdn_unregister(s, "dead-1", 6), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_unregister_flags(s, "dead-1", 6, FDN_REG_IF_PRESENT), 0);
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}
+
 Test(registry, dead_holder_key_is_free_and_watch_times_out)
 {
 	char name[128];
