@@ -977,11 +977,23 @@ static int cmd_stats(fdn_segment *s, const struct args *a)
 struct violations {
 	bool json;
 	int n;
+	int nnotes;
+	char notes[8][256]; /* JSON: printed after the violations */
 };
 
 static void on_violation(void *arg, const char *code, const char *message)
 {
 	struct violations *v = arg;
+	if (strcmp(code, "note") == 0) { /* not a violation */
+		if (!v->json) {
+			printf("note: ");
+			text_str(stdout, message, strlen(message));
+			putchar('\n');
+		} else if (v->nnotes < 8) {
+			snprintf(v->notes[v->nnotes++], sizeof(v->notes[0]), "%s", message);
+		}
+		return;
+	}
 	if (v->json) {
 		printf("%s\n  {\"code\":", v->n ? "," : "");
 		json_cstr(stdout, code);
@@ -998,15 +1010,23 @@ static void on_violation(void *arg, const char *code, const char *message)
 
 static int cmd_check(fdn_segment *s, const struct args *a)
 {
-	struct violations v = {a->json, 0};
+	static struct violations v;
+	memset(&v, 0, sizeof(v));
+	v.json = a->json;
 	if (a->json) {
 		printf("{\"segment\":");
 		json_cstr(stdout, a->segment);
 		printf(",\"violations\":[");
 	}
 	int n = fdn_segment_check(s, on_violation, &v);
-	if (a->json)
-		printf("%s],\"count\":%d}\n", v.n ? "\n" : "", n < 0 ? v.n : n);
+	if (a->json) {
+		printf("%s],\"count\":%d,\"notes\":[", v.n ? "\n" : "", n < 0 ? v.n : n);
+		for (int i = 0; i < v.nnotes; i++) {
+			printf("%s", i ? "," : "");
+			json_cstr(stdout, v.notes[i]);
+		}
+		printf("]}\n");
+	}
 	if (n < 0) {
 		fflush(stdout);
 		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": check", a->segment);
