@@ -710,6 +710,13 @@ bool fdn_flag_enabled_for_id(fdn_segment *s, const char *name, uint64_t id)
 	return XXH3_64bits_withSeed(name, strlen(name), id) % 100u < (uint64_t)v;
 }
 
+bool fdn_flag_enabled_for_key(fdn_segment *s, const char *name, const void *key, size_t klen)
+{
+	if ((klen && !key) || klen > 255)
+		return false;
+	return fdn_flag_enabled_for_id(s, name, XXH3_64bits(klen ? key : "", klen));
+}
+
 int fdn_flag_get(fdn_segment *s, const char *name)
 {
 	return read_value(s, V_READ, name);

@@ -13,6 +13,7 @@
 #include "lib/internal.h"
 
 #include <foundation/flags.h>
+#include <xxhash.h>
 #include <foundation/registry.h>
 
 #include <sched.h>
@@ -270,6 +271,70 @@ Test(flags, percentage_rollout)
 	cr_assert_eq(fdn_flag_create(NULL, "rollout", 37), 0);
 	count_on(NULL, "rollout", theirs);
 	cr_assert_eq(memcmp(mine, theirs, 1000), 0);
+	done(s, name);
+}
+
+/* String ids: 1 000 user names. */
+static int count_on_keys(fdn_segment *s, const char *flag, unsigned char *bits)
+{
+	int n = 0;
+	char key[32];
+	for (int i = 0; i < 1000; i++) {
+		int kl = snprintf(key, sizeof(key), "user-%d@example.org", i);
+		bool on = fdn_flag_enabled_for_key(s, flag, key, (size_t)kl);
+		if (bits)
+			bits[i] = on;
+		n += on;
+	}
+	return n;
+}
+
+/* fdn_flag_enabled_for_key: the same rollout as by id (the key's XXH3 is
+ * the id), deterministic in another process, monotone; bad input off. */
+Test(flags, percentage_rollout_by_string_key)
+{
+	char name[64];
+	fdn_segment *s = mk(name, sizeof(name), "pctkey", NULL);
+	cr_assert_eq(fdn_flag_create(s, "by.key", 50), 0);
+	int at50 = count_on_keys(s, "by.key", NULL);
+	cr_assert(at50 >= 400 && at50 <= 600, "%d of 1000 on at 50 %%", at50);
+	cr_assert_eq(fdn_flag_enabled_for_key(s, "by.key", "alice", 5),
+		     fdn_flag_enabled_for_id(s, "by.key", XXH3_64bits("alice", 5)));
+	static unsigned char prev[1000], cur[1000];
+	cr_assert_eq(fdn_flag_set(s, "by.key", 0), 0);
+	cr_assert_eq(count_on_keys(s, "by.key", prev), 0);
+	for (int p = 1; p <= 100; p++) {
+		cr_assert_eq(fdn_flag_set(s, "by.key", p), 0);
+		int n = count_on_keys(s, "by.key", cur);
+		for (int i = 0; i < 1000; i++)
+			cr_assert(!prev[i] || cur[i], "key %d on at %d %% but off at %d %%", i,
+				  p - 1, p);
+		if (p == 100)
+			cr_assert_eq(n, 1000);
+		memcpy(prev, cur, sizeof(prev));
+	}
+	cr_assert_eq(fdn_flag_set(s, "by.key", 30), 0);
+	static unsigned char mine[1000];
+	unsigned char *theirs = t_shared(1000);
+	count_on_keys(s, "by.key", mine);
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(1);
+		count_on_keys(c, "by.key", theirs);
+		fdn_segment_detach(c);
+		_exit(0);
+	}
+	cr_assert(t_wait_ok(p));
+	cr_assert_eq(memcmp(mine, theirs, 1000), 0);
+	cr_assert_not(fdn_flag_enabled_for_key(s, "nope", "k", 1));
+	cr_assert_not(fdn_flag_enabled_for_key(s, "by.key", NULL, 3));
+	static char big[300];
+	memset(big, 'k', sizeof(big));
+	cr_assert_not(fdn_flag_enabled_for_key(s, "by.key", big, sizeof(big)));
+	cr_assert_eq(fdn_flag_set(s, "by.key", 100), 0);
+	cr_assert(fdn_flag_enabled_for_key(s, "by.key", "", 0), "the empty key is an id too");
 	done(s, name);
 }
 

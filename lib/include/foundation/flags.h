@@ -83,6 +83,14 @@ FDN_API bool fdn_flag_enabled(fdn_segment *s, const char *name);
  * higher p.  Unknown names are off. */
 FDN_API bool fdn_flag_enabled_for_id(fdn_segment *s, const char *name, uint64_t id);
 
+/* The same for a string id (a user name, a tenant): key (klen bytes, any
+ * bytes, 0..255) stands for the id XXH3-64(key), so the answer is
+ * deterministic per (flag, key) everywhere and monotone in the value like
+ * fdn_flag_enabled_for_id's.  Unknown flags, a NULL key with klen > 0 and
+ * klen > 255 are off. */
+FDN_API bool fdn_flag_enabled_for_key(fdn_segment *s, const char *name, const void *key,
+				      size_t klen);
+
 /* The value, 0..100; FDN_EUNKFLAG (unknown), FDN_EINVAL (bad name). */
 FDN_API int fdn_flag_get(fdn_segment *s, const char *name);
 
