@@ -621,6 +621,62 @@ Test(registry, checker_notes_a_death_the_reaper_is_taking_up, .timeout = 120)
 	reg_destroy(s, name);
 }
 
+/* A list attribute of 255 items (FDN_ATTR_LIST_MAX), registered by one
+ * process: another reads it whole and finds the entry through the index by
+ * its first and last item; 256 items are refused. */
+Test(registry, list_attribute_of_255_items_across_processes, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	_Atomic int *ready = t_shared(sizeof(int));
+	pid_t p = fork();
+	if (p == 0) {
+		static char buf[256][8];
+		static const char *items[256];
+		for (int k = 0; k < 256; k++) {
+			snprintf(buf[k], sizeof(buf[k]), "c%d", k);
+			items[k] = buf[k];
+		}
+		struct fdn_attr a = {.name = "capability", .type = FDN_ATTR_LIST};
+		a.v.list.items = items;
+		a.v.list.n = 256;
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c) ||
+		    fdn_register(c, "wide", 4, getpid(), &a, 1, 0, NULL) != FDN_EINVMETA)
+			_exit(2);
+		a.v.list.n = FDN_ATTR_LIST_MAX;
+		if (fdn_register(c, "wide", 4, getpid(), &a, 1, 0, NULL))
+			_exit(3);
+		atomic_store(ready, 1);
+		pause();
+		_exit(0);
+	}
+	spawned[nspawned++] = p;
+	while (!atomic_load(ready))
+		usleep(1000);
+	struct fdn_entry e;
+	cr_assert_eq(fdn_lookup(s, "wide", 4, 0, &e), 0);
+	struct fdn_attr got;
+	cr_assert_eq(fdn_attrs_get(e.attrs, e.attrs_len, "capability", &got), 0);
+	cr_assert_eq(got.v.list.n, 255);
+	cr_assert_str_eq(fdn_attrs_list_item(&got, 0), "c0");
+	cr_assert_str_eq(fdn_attrs_list_item(&got, 254), "c254");
+	struct fdn_attr first = {.type = FDN_ATTR_STRING, .v.s = "c0"};
+	struct fdn_attr last = {.type = FDN_ATTR_STRING, .v.s = "c254"};
+	struct fdn_attr beyond = {.type = FDN_ATTR_STRING, .v.s = "c255"};
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &first, NULL, NULL), 1);
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &last, NULL, NULL), 1);
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &beyond, NULL, NULL), 0);
+	kill(p, SIGKILL);
+	waitpid(p, NULL, 0);
+	cr_assert_eq(fdn_watch(s, "wide", 4, false, 20000), 0);
+	uint64_t until = fdn__mono_ns() + 30ull * 1000000000u;
+	while (fdn_segment_check(s, NULL, NULL) != 0 && fdn__mono_ns() < until)
+		usleep(50000);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
 Test(registry, dead_holder_key_is_free_and_watch_times_out)
 {
 	char name[128];
