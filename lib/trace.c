@@ -266,6 +266,7 @@ struct span_ev {
 	const char *event;      /* record_event: its name */
 	const char *link_trace; /* link: the other span */
 	uint64_t link_span;
+	const char *message;         /* stop: the status message, or NULL */
 	const struct fdn_attr *user; /* the caller's attributes */
 	size_t nuser;
 };
@@ -292,7 +293,7 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	hex64(sid, sp->span_id);
 	hex64(par, sp->parent_id);
 	hex64(lsid, e->link_span);
-	struct fdn_attr a[9 + SPAN_EV_USER_MAX];
+	struct fdn_attr a[10 + SPAN_EV_USER_MAX];
 	size_t na = 0;
 	a[na++] = str_attr("span", name);
 	a[na++] = str_attr("trace_id", tid);
@@ -301,6 +302,8 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	a[na++] = str_attr("backend", backend == FDN__SHARED ? "shared" : "local");
 	if (e->status)
 		a[na++] = str_attr("status", e->status);
+	if (e->message)
+		a[na++] = str_attr("status_message", e->message);
 	if (e->event)
 		a[na++] = str_attr("event", e->event);
 	if (e->link_trace) {
@@ -413,8 +416,10 @@ static bool status_ok(int st)
 	return st == FDN_SPAN_OK || st == FDN_SPAN_ERROR || st == FDN_SPAN_ABORTED;
 }
 
-/* Pop the top span of tr with status st (depth > 0). */
-static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st)
+/* Pop the top span of tr with status st (depth > 0); its stop event
+ * carries message and the n attributes (may be 0). */
+static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st, const char *message,
+		     const struct fdn_attr *attrs, size_t n)
 {
 	uint32_t d = tr->depth;
 	struct fdn_shm_span *sp = &tr->spans[d - 1];
@@ -429,7 +434,11 @@ static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st)
 	fdn__trace_write_end(tr);
 	static const char *const names[] = {"open", "ok", "error", "aborted"};
 	span_emit(s, b, FDN__EV_SPAN_STOP, sp, d - 1,
-		  &(struct span_ev){.status = names[st], .duration_ns = last->duration_ns});
+		  &(struct span_ev){.status = names[st],
+				    .duration_ns = last->duration_ns,
+				    .message = message,
+				    .user = attrs,
+				    .nuser = n});
 }
 
 int fdn_span_end(fdn_segment *s, int status)
@@ -443,7 +452,31 @@ int fdn_span_end(fdn_segment *s, int status)
 		return r;
 	if (tr->depth == 0)
 		return FDN_ENOSPAN;
-	span_pop(s, b, tr, status);
+	span_pop(s, b, tr, status, NULL, NULL, 0);
+	return 0;
+}
+
+int fdn_span_end_status(fdn_segment *s, int status, const char *message,
+			const struct fdn_attr *attrs, size_t n)
+{
+	if (!status_ok(status))
+		return FDN_EINVAL;
+	if (message && strnlen(message, FDN_SPAN_MESSAGE_MAX + 1) > FDN_SPAN_MESSAGE_MAX)
+		return FDN_ETOOBIG;
+	if (n > SPAN_EV_USER_MAX)
+		return FDN_ETOOBIG;
+	uint8_t enc[FDN_ATTRS_MAX];
+	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
+	if (al < 0)
+		return al;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	span_pop(s, b, tr, status, message, attrs, n);
 	return 0;
 }
 
@@ -463,9 +496,9 @@ int fdn_span_end_id(fdn_segment *s, uint64_t id, int status)
 		for (uint32_t k = 0; k + 1 < d; k++)
 			if (tr->spans[k].span_id == id)
 				return FDN_ENOTTOP;
-		return FDN_ENOTFOUND;
+		return FDN_ENOSPAN; /* not open: as with an empty stack */
 	}
-	span_pop(s, b, tr, status);
+	span_pop(s, b, tr, status, NULL, NULL, 0);
 	return 0;
 }
 
@@ -611,8 +644,8 @@ int fdn_with_span(fdn_segment *s, const char *name, const struct fdn_attr *attrs
 	for (uint32_t k = tr->depth; k > 0; k--) {
 		if (tr->spans[k - 1].span_id == id) {
 			while (tr->depth > k)
-				span_pop(s, b, tr, FDN_SPAN_ABORTED);
-			span_pop(s, b, tr, st);
+				span_pop(s, b, tr, FDN_SPAN_ABORTED, NULL, NULL, 0);
+			span_pop(s, b, tr, st, NULL, NULL, 0);
 			break;
 		}
 	}

@@ -69,7 +69,7 @@ static void span_basics(fdn_segment *s)
 		cr_assert(strchr("0123456789abcdef", tid[i]), "lowercase hex");
 	/* end_id: not the top / not open */
 	cr_assert_eq(fdn_span_end_id(s, root, FDN_STATUS_OK), FDN_ENOTTOP);
-	cr_assert_eq(fdn_span_end_id(s, 12345, FDN_STATUS_OK), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_span_end_id(s, 12345, FDN_STATUS_OK), FDN_ENOSPAN);
 	cr_assert_eq(fdn_span_depth(s), 2, "a refused end changes nothing");
 	cr_assert_eq(fdn_span_end(s, 42), FDN_EINVAL);
 	/* attributes merge into the top; too large is refused whole */
@@ -861,4 +861,96 @@ Test(trace, span_events_shared)
 Test(trace, span_events_local)
 {
 	span_events(NULL);
+}
+
+/* ---- status, message and attributes at the end ------------------------------ */
+
+/* The stop event of one ended span, read from the ring: status, message,
+ * and the attribute "rows". */
+static int stop_from_ring(fdn_segment *s, const char *span, char *status, char *message,
+			  int64_t *rows)
+{
+	struct fdn_ring_cursor c;
+	static struct fdn_ring_event ev;
+	int found = 0;
+	cr_assert_eq(fdn_ring_cursor_init(s, &c, true), 0);
+	while (fdn_ring_next(s, &c, &ev) == 1) {
+		struct fdn_attr a;
+		if (strcmp(ev.name, "foundation.span.stop") != 0 ||
+		    fdn_attrs_get(ev.attrs, ev.attrs_len, "span", &a) != 0 ||
+		    strcmp(a.v.s, span) != 0)
+			continue;
+		found++;
+		if (fdn_attrs_get(ev.attrs, ev.attrs_len, "status", &a) == 0)
+			snprintf(status, 16, "%s", a.v.s);
+		message[0] = 0;
+		if (fdn_attrs_get(ev.attrs, ev.attrs_len, "status_message", &a) == 0)
+			snprintf(message, 64, "%s", a.v.s);
+		*rows = -1;
+		if (fdn_attrs_get(ev.attrs, ev.attrs_len, "rows", &a) == 0)
+			*rows = a.v.i;
+	}
+	return found;
+}
+
+/* fdn_span_end_status in another process: its stop event, read here from
+ * the ring, carries status, message and attributes; the span's own
+ * attributes are unchanged; ending a span that is not open is FDN_ENOSPAN
+ * whether or not others are open; bad input ends nothing. */
+Test(trace, span_end_status_message_and_attributes)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *c = child_attach(name);
+		struct fdn_attr at[2] = {{.name = "rows", .type = FDN_ATTR_INT, .v.i = 42},
+					 {.name = "table", .type = FDN_ATTR_STRING, .v.s = "t1"}};
+		uint64_t id;
+		int ok = fdn_span_start(c, "job", NULL, 0, &id) == 0 &&
+			 fdn_span_end_status(c, FDN_STATUS_ERROR, "disk full", at, 2) == 0 &&
+			 fdn_span_end_id(c, id, FDN_STATUS_OK) == FDN_ENOSPAN;
+		fdn_segment_detach(c);
+		_exit(ok ? 0 : 1);
+	}
+	cr_assert(t_wait_ok(p));
+	char status[16] = "", message[64] = "";
+	int64_t rows = 0;
+	cr_assert_eq(stop_from_ring(s, "job", status, message, &rows), 1);
+	cr_assert_str_eq(status, "error");
+	cr_assert_str_eq(message, "disk full");
+	cr_assert_eq(rows, 42);
+	/* Here: no message, no attributes; the stored attributes stay. */
+	struct fdn_attr u = {.name = "user", .type = FDN_ATTR_STRING, .v.s = "bob"};
+	uint64_t outer, inner;
+	cr_assert_eq(fdn_span_start(s, "outer", &u, 1, &outer), 0);
+	cr_assert_eq(fdn_span_start(s, "inner", NULL, 0, &inner), 0);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, NULL, NULL, 0), 0);
+	cr_assert_eq(stop_from_ring(s, "inner", status, message, &rows), 1);
+	cr_assert_str_eq(status, "ok");
+	cr_assert_str_eq(message, "");
+	cr_assert_eq(rows, -1);
+	struct fdn_span_info last;
+	cr_assert_eq(fdn_span_last_ended(s, &last), 0);
+	cr_assert_eq(last.span_id, inner);
+	cr_assert_eq(last.status, FDN_STATUS_OK);
+	/* Not open: the same code with another span open and with none. */
+	cr_assert_eq(fdn_span_end_id(s, inner, FDN_STATUS_OK), FDN_ENOSPAN);
+	/* Bad input: nothing ends. */
+	static char big[FDN_SPAN_MESSAGE_MAX + 2];
+	memset(big, 'm', sizeof(big) - 1);
+	struct fdn_attr bad = {.name = "", .type = FDN_ATTR_INT, .v.i = 1};
+	cr_assert_eq(fdn_span_end_status(s, 9, "x", NULL, 0), FDN_EINVAL);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, big, NULL, 0), FDN_ETOOBIG);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, "x", &bad, 1), FDN_EINVMETA);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, "x", NULL, 1), FDN_EINVAL);
+	cr_assert_eq(fdn_span_depth(s), 1);
+	struct fdn_span_info cur;
+	cr_assert_eq(fdn_span_current(s, &cur), 0);
+	cr_assert_eq(cur.span_id, outer);
+	cr_assert_eq(cur.attrs_len > 0, true);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_ABORTED, "", NULL, 0), 0);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, NULL, NULL, 0), FDN_ENOSPAN);
+	cr_assert_eq(fdn_span_end_id(s, outer, FDN_STATUS_OK), FDN_ENOSPAN);
+	tr_destroy(s, name);
 }
