@@ -55,7 +55,8 @@ extern "C" {
 	X(STAGE, "invalid stage transition")                          \
 	X(PERCENT, "percentage outside 0..100")                       \
 	X(SAMPLER, "invalid sampler")                                 \
-	X(EVNAME, "invalid event name")
+	X(EVNAME, "invalid event name")                               \
+	X(CONTEXT, "malformed context")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)
