@@ -487,8 +487,14 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 {
 	bool handlers = atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
 	bool ring = s && fdn__ring_on(s);
-	if (!handlers && !ring)
-		return 0;
+	if (!handlers && !ring) {
+		/* Nobody listens: 0, unless the sampler's backend would be a
+		 * forbidden local one -- then FDN_EENFORCED, as it is when a
+		 * handler listens (one result whoever listens; one more load
+		 * of the flags word). */
+		return fdn__backend(s, FDN__SVC_SAMPLED_EVENTS) == FDN_EENFORCED ? FDN_EENFORCED
+										 : 0;
+	}
 	int r;
 	if ((r = check_measurements(m, nm)))
 		return r;

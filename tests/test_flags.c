@@ -703,6 +703,50 @@ Test(flags, enforcement_and_no_segment)
 	done(s, name);
 }
 
+static void count_event(const struct fdn_event *ev, void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* Under enforcement with the sampled-events backend local, fdn_emit says
+ * FDN_EENFORCED whether or not anybody listens (it used to say 0 with no
+ * listener); in another process too; with the backend shared it emits. */
+Test(flags, emit_under_enforcement_is_one_result)
+{
+	char name[64];
+	fdn_segment *s = mk(name, sizeof(name), "enf-emit", NULL);
+	cr_assert_eq(fdn_stage_migrate(s, 4), 0);
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), 1, "shared: the ring takes it");
+	cr_assert_eq(fdn_flag_set(s, "use_shm_sampled_events", 0), 0);
+	cr_assert_eq(fdn_flag_set(s, "use_shm_telemetry", 0), 0); /* no ring either */
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), FDN_EENFORCED, "no listener");
+	int seen = 0;
+	cr_assert_eq(fdn_handler_attach("enf", "app", count_event, &seen), 0);
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), FDN_EENFORCED, "a listener");
+	cr_assert_eq(seen, 0);
+	cr_assert_eq(fdn_handler_detach("enf"), 0);
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		int r = fdn_emit(c, "app.x", NULL, 0, NULL, 0);
+		fdn_segment_detach(c);
+		_exit(r == FDN_EENFORCED ? 0 : 3);
+	}
+	cr_assert(t_wait_ok(p));
+	/* Bad input is still reported first. */
+	cr_assert_eq(fdn_emit(s, "bad name", NULL, 0, NULL, 0), FDN_EEVNAME);
+	cr_assert_eq(fdn_flag_set(s, "use_shm_sampled_events", 100), 0);
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), 0, "shared sampler, nobody listens");
+	/* The process-memory flags: the same. */
+	cr_assert_eq(fdn_flag_set(NULL, "enforce_no_local_state", 100), 0);
+	cr_assert_eq(fdn_emit(NULL, "app.x", NULL, 0, NULL, 0), FDN_EENFORCED);
+	cr_assert_eq(fdn_flag_set(NULL, "enforce_no_local_state", 0), 0);
+	cr_assert_eq(fdn_emit(NULL, "app.x", NULL, 0, NULL, 0), 0);
+	done(s, name);
+}
+
 /* ---- 10 registry workers while another process flips 100 times ------------ */
 
 #define WORKERS 10

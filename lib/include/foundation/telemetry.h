@@ -84,7 +84,8 @@ FDN_API bool fdn_event_prefix_match(const char *prefix, const char *name);
  * it), 0 if not (its sampler dropped it, or nobody listens), or an error:
  * FDN_EEVNAME, FDN_EINVAL (measurement name or non-finite value, more than
  * FDN_MEASUREMENTS_MAX, NULL arrays), FDN_EINVMETA (attributes), FDN_EFORKED,
- * FDN_EENFORCED (the local backend is forbidden).  Validation happens
+ * FDN_EENFORCED (the sampler's backend would be local and local state is
+ * forbidden: the same whether or not anybody listens).  Validation happens
  * before anything is delivered.  Attributes that do not fit a ring record
  * are left out of the record (it is flagged truncated), not of the
  * handlers' view.
