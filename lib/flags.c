@@ -89,6 +89,31 @@ static const unsigned profiles[FDN_STAGE_LAST + 1] = {
 	P(ENFORCE_NO_LOCAL_STATE),
 };
 #undef P
+static_assert(FDN_FLAGS_BUILTIN_COUNT == FDN_FLAGS_BUILTIN, "built-in flags");
+
+/* The stage catalogue (fdn_stage_info): name, description, risk. */
+static const struct {
+	const char *name, *description, *risk, *risk_note;
+} stage_catalogue[FDN_STAGE_LAST + 1] = {
+    {"local", "Every service keeps its state in the process.", "none",
+     "Nothing is shared; no process sees another's state."},
+    {"registry",
+     "The registry moves into the segment, visible to every process; migration monitoring "
+     "starts.",
+     "low", "Only the registry changes backend; entries registered locally before stay local."},
+    {"error_context",
+     "Error context joins the segment, so other processes and the graveyard show it.", "low",
+     "Contexts are per thread; a flip leaves the old backend's context behind."},
+    {"shared",
+     "Telemetry, spans and sampled events join the segment: one ring, shared samplers, spans "
+     "visible to every process.",
+     "medium",
+     "Samplers, batches and rate limits become shared decisions; event volume moves "
+     "into the ring."},
+    {"enforced", "Everything shared, and any call that would use a local backend is refused.",
+     "high", "A service flag turned off by hand makes its calls fail with FDN_EENFORCED."},
+};
+
 #define DEFAULT_STAGE   3u                   /* the built-in defaults: stage 3's profile */
 #define ALERT_EMERGENCY "emergency_rollback" /* the alert type of an emergency */
 
@@ -738,6 +763,23 @@ bool fdn_stage_profile_has(int n, const char *name)
 		return false;
 	int id = builtin_id(name);
 	return id >= 0 && (profiles[n] & (1u << id));
+}
+
+int fdn_stage_info(int n, struct fdn_stage_info *out)
+{
+	if (n < 0 || n > (int)FDN_STAGE_LAST)
+		return FDN_ESTAGE;
+	if (!out)
+		return FDN_EINVAL;
+	*out = (struct fdn_stage_info){.stage = n,
+				       .name = stage_catalogue[n].name,
+				       .description = stage_catalogue[n].description,
+				       .risk = stage_catalogue[n].risk,
+				       .risk_note = stage_catalogue[n].risk_note};
+	for (unsigned i = 0; i < FDN_FLAGS_BUILTIN; i++)
+		if (profiles[n] & (1u << i))
+			out->enables[out->nenables++] = builtin_names[i];
+	return 0;
 }
 
 int fdn_flags_list(fdn_segment *s, struct fdn_flag_info *out, int cap)

@@ -703,6 +703,47 @@ Test(flags, enforcement_and_no_segment)
 	done(s, name);
 }
 
+/* The stage catalogue: every stage named, described, rated; its enables
+ * exactly its profile's flags; bad input refused. */
+Test(flags, stage_catalogue)
+{
+	static const char *const risks[] = {"none", "low", "medium", "high"};
+	const char *names[FDN_STAGE_MAX + 1];
+	int last_risk = -1;
+	for (int n = 0; n <= FDN_STAGE_MAX; n++) {
+		struct fdn_stage_info si;
+		cr_assert_eq(fdn_stage_info(n, &si), 0);
+		cr_assert_eq(si.stage, n);
+		cr_assert(si.name && *si.name && si.description && *si.description &&
+			  si.risk_note && *si.risk_note);
+		int risk = -1;
+		for (int k = 0; k < 4; k++)
+			if (strcmp(si.risk, risks[k]) == 0)
+				risk = k;
+		cr_assert_geq(risk, 0, "stage %d: risk %s", n, si.risk);
+		cr_assert_geq(risk, last_risk, "risk never falls with the stage");
+		last_risk = risk;
+		int on = 0;
+		for (int i = 0; i < (int)FDN_FLAGS_BUILTIN; i++)
+			on += fdn_stage_profile_has(n, builtins[i]);
+		cr_assert_eq(si.nenables, on, "stage %d", n);
+		for (int k = 0; k < si.nenables; k++)
+			cr_assert(fdn_stage_profile_has(n, si.enables[k]), "%s", si.enables[k]);
+		names[n] = si.name;
+		for (int m = 0; m < n; m++)
+			cr_assert_str_neq(names[m], si.name);
+	}
+	struct fdn_stage_info si;
+	cr_assert_eq(fdn_stage_info(0, &si), 0);
+	cr_assert_eq(si.nenables, 0);
+	cr_assert_str_eq(si.risk, "none");
+	cr_assert_eq(fdn_stage_info(4, &si), 0);
+	cr_assert_str_eq(si.risk, "high");
+	cr_assert_eq(fdn_stage_info(-1, &si), FDN_ESTAGE);
+	cr_assert_eq(fdn_stage_info(FDN_STAGE_MAX + 1, &si), FDN_ESTAGE);
+	cr_assert_eq(fdn_stage_info(1, NULL), FDN_EINVAL);
+}
+
 static void count_event(const struct fdn_event *ev, void *arg)
 {
 	(*(int *)arg)++;

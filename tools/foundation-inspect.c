@@ -1625,7 +1625,17 @@ static void stages_json(const struct args *a, int stage, uint64_t total,
 	json_cstr(stdout, a->segment);
 	printf(",\"stage\":%d,\"profiles\":[", stage);
 	for (int st = 0; st <= FDN_STAGE_MAX; st++) {
-		printf("%s{\"stage\":%d,\"flags\":[", st ? "," : "", st);
+		struct fdn_stage_info si;
+		fdn_stage_info(st, &si);
+		printf("%s{\"stage\":%d,\"name\":", st ? "," : "", st);
+		json_cstr(stdout, si.name);
+		printf(",\"description\":");
+		json_cstr(stdout, si.description);
+		printf(",\"risk\":");
+		json_cstr(stdout, si.risk);
+		printf(",\"risk_note\":");
+		json_cstr(stdout, si.risk_note);
+		printf(",\"flags\":[");
 		bool first = true;
 		for (size_t i = 0; i < NSTAGE_FLAGS; i++) {
 			if (!fdn_stage_profile_has(st, stage_flags[i]))
@@ -1653,7 +1663,9 @@ static int stages_text(int stage, uint64_t total, const struct fdn_flag_change *
 {
 	printf("stage %d of %d; profiles:\n", stage, FDN_STAGE_MAX);
 	for (int st = 0; st <= FDN_STAGE_MAX; st++) {
-		printf("  %s %d:", st == stage ? "*" : " ", st);
+		struct fdn_stage_info si;
+		fdn_stage_info(st, &si);
+		printf("  %s %d %s (risk %s):", st == stage ? "*" : " ", st, si.name, si.risk);
 		bool any = false;
 		for (size_t i = 0; i < NSTAGE_FLAGS; i++) {
 			if (fdn_stage_profile_has(st, stage_flags[i])) {
@@ -1662,6 +1674,7 @@ static int stages_text(int stage, uint64_t total, const struct fdn_flag_change *
 			}
 		}
 		printf("%s\n", any ? "" : " (everything off)");
+		printf("      %s %s\n", si.description, si.risk_note);
 	}
 	printf("%" PRIu64 " changes in total%s\n", total,
 	       n ? "; the last ones, oldest first:" : "");

@@ -152,6 +152,24 @@ FDN_API int fdn_stage_emergency_rollback(fdn_segment *s, const char *reason);
  * for names that are not built-in.) */
 FDN_API bool fdn_stage_profile_has(int n, const char *name);
 
+#define FDN_FLAGS_BUILTIN_COUNT 7 /* the migration's built-in flags */
+
+/* The catalogue entry of a stage, for tools: static strings. */
+struct fdn_stage_info {
+	int stage;               /* 0..FDN_STAGE_MAX */
+	const char *name;        /* a short name, e.g. "registry" */
+	const char *description; /* one sentence: what moving to it does */
+	const char *risk;        /* "none", "low", "medium" or "high" */
+	const char *risk_note;   /* why, in one sentence */
+	int nenables;            /* the built-in flags its profile turns on */
+	const char *enables[FDN_FLAGS_BUILTIN_COUNT];
+};
+
+/* Stage n's catalogue entry.  FDN_ESTAGE for n outside 0..FDN_STAGE_MAX,
+ * FDN_EINVAL for out NULL.  Needs no segment: the catalogue is the same
+ * everywhere. */
+FDN_API int fdn_stage_info(int n, struct fdn_stage_info *out);
+
 /* ALERT: an emergency rollback's alert (flag: the alert type,
  * "emergency_rollback"; from, to: stages), recorded right after its stage
  * change. */
