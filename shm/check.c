@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <xxhash.h>
 
@@ -78,11 +79,35 @@ static uint64_t check_mono_ms(void)
  * the lease the checker gives it FDN_CHECK_PENDING_MS: a slot the reaper
  * takes up in that time (its word changes) is a note, "dead, reclamation
  * pending"; one it has not taken up by then, or any such slot with no live
- * reaper, is the violation "dead and not reclaimed".  (The checker cannot
+ * reaper (or one that does not map this segment: a copy's), is the
+ * violation "dead and not reclaimed".  (The checker cannot
  * see when a process died; a death the reaper missed for longer is still
  * found: it is not taken up in the second the checker waits.)
  */
 #define FDN_CHECK_PENDING_MS 1000u
+
+/* Does process pid map the object s is (dev, inode)?  1 yes, 0 no, -1
+ * cannot tell.  A copy of a segment carries the lease of the original's
+ * reaper, which never takes up the copy's deaths: no wait for those. */
+static int maps_segment(pid_t pid, const fdn_segment *s)
+{
+	char path[64], line[512];
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	int found = 0;
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned maj, min;
+		unsigned long long ino;
+		if (sscanf(line, "%*s %*s %*s %x:%x %llu", &maj, &min, &ino) == 3 &&
+		    maj == major(s->dev) && min == minor(s->dev) &&
+		    ino == (unsigned long long)s->ino)
+			found = 1;
+	}
+	fclose(f);
+	return found;
+}
 
 static void fdn__check_procs(struct fdn__ck *ck)
 {
@@ -93,6 +118,7 @@ static void fdn__check_procs(struct fdn__ck *ck)
 	bool reaper =
 	    lease != 0 && FDN_PROC_STATE(lease) == FDN_PROC_LIVE &&
 	    fdn__pid_alive((pid_t)FDN_PROC_PID(lease), FDN_PROC_IDENT40(lease), FDN_IDENT_NONE);
+	bool asked = false;
 	for (uint32_t i = 0; i < s->nprocs; i++) {
 		uint64_t w = atomic_load_explicit(&s->procs[i].word, memory_order_acquire);
 		if (w == 0)
@@ -103,6 +129,10 @@ static void fdn__check_procs(struct fdn__ck *ck)
 		else if (FDN_PROC_PID(w) == 0)
 			fdn__violation(&ck->au, "proc", "process slot %u: pid 0", i);
 		else if (st == FDN_PROC_LIVE && !fdn__proc_alive(s, i, w)) {
+			if (reaper && !asked) {
+				asked = true;
+				reaper = maps_segment((pid_t)FDN_PROC_PID(lease), s) != 0;
+			}
 			if (reaper && npending < 16) {
 				pending[npending] = i;
 				pword[npending++] = w;
