@@ -1207,11 +1207,65 @@ static void with_context_replace(fdn_segment *s)
 	cr_assert_eq(fdn_ctx_clear(s), 0);
 }
 
+/* What another process sees of a thread's map: its attribute count and
+ * whether it holds tenant. */
+struct seen_map {
+	int slots, attrs, tenant;
+};
+
+static int seen_map_cb(void *arg, const struct fdn_thread_trace *t)
+{
+	struct seen_map *m = arg;
+	struct fdn_attr a;
+	m->slots++;
+	m->attrs = (int)fdn_attrs_count(t->ctx, t->ctx_len);
+	m->tenant = fdn_attrs_get(t->ctx, t->ctx_len, "tenant", &a) == 0;
+	return 0;
+}
+
+struct observe_arg {
+	const char *name;
+	pid_t pid;
+	struct seen_map m;
+};
+
+/* Runs inside the replaced context: a forked process reads this thread's
+ * slot from the segment. */
+static int observe_replaced(void *arg)
+{
+	struct observe_arg *o = arg;
+	struct seen_map *shared = t_shared(sizeof(*shared));
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *c = child_attach(o->name);
+		fdn_traces_foreach(c, o->pid, seen_map_cb, shared);
+		fdn_segment_detach(c);
+		_exit(0);
+	}
+	int ok = t_wait_ok(p);
+	o->m = *shared;
+	return ok ? 0 : -1;
+}
+
 Test(trace, with_context_replace_shared)
 {
 	char name[64];
 	fdn_segment *s = tr_create(name, sizeof(name));
 	with_context_replace(s);
+	/* Another process sees the replaced map while fn runs, and the
+	 * restored one after. */
+	ctx_fill(s);
+	struct fdn_attr t = {.name = "tenant", .type = FDN_ATTR_STRING, .v.s = "t9"};
+	struct observe_arg o = {name, getpid(), {0, 0, 0}};
+	cr_assert_eq(fdn_with_context_mode(s, &t, 1, FDN_CTX_REPLACE, observe_replaced, &o), 0);
+	cr_assert_eq(o.m.slots, 1);
+	cr_assert_eq(o.m.attrs, 1);
+	cr_assert_eq(o.m.tenant, 1);
+	struct seen_map after = {0, 0, 0};
+	cr_assert_geq(fdn_traces_foreach(s, getpid(), seen_map_cb, &after), 0);
+	cr_assert_eq(after.attrs, 2, "user and n again");
+	cr_assert_eq(after.tenant, 0);
+	cr_assert_eq(fdn_ctx_clear(s), 0);
 	tr_destroy(s, name);
 }
 
