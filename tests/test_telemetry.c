@@ -810,6 +810,90 @@ Test(telemetry, batches_lose_nothing_beside_cpu_hogs, .timeout = 120)
 	tel_destroy(s, name);
 }
 
+/* What each adder of a timed round added. */
+struct timed {
+	_Atomic int stop;
+	_Atomic long long count[EXACT_ADDERS], sum[EXACT_ADDERS];
+};
+
+static void timed_child(fdn_segment *c, int i, struct timed *tm)
+{
+	for (int k = 0; !atomic_load(&tm->stop); k++) {
+		double v = exact_value(i, k);
+		if (fdn_batch_add(c, "test.exact", v) < 0)
+			_exit(3);
+		atomic_fetch_add(&tm->count[i], 1);
+		atomic_fetch_add(&tm->sum[i], (long long)v);
+	}
+}
+
+/* Adders stopped (SIGSTOP) at random moments for 20..300 ms -- inside a
+ * reservation, between their two stores, or while emitting -- while the
+ * others go on adding, 3 rounds of 2 s: still every value in exactly one
+ * summary, none missing. */
+Test(telemetry, batches_lose_nothing_with_adders_stopped, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 64);
+	cr_assert_eq(fdn_batch_config(s, "test.exact", 64, 2), 0);
+	struct exact *x = t_shared(sizeof(*x));
+	struct race *rc = t_shared(sizeof(*rc));
+	struct timed *tm = t_shared(sizeof(*tm));
+	cr_assert_eq(fdn_handler_attach("exact", "test.exact", exact_handler, x), 0);
+	int stops = 0;
+	for (int round = 0; round < 3; round++) {
+		pid_t pids[EXACT_ADDERS];
+		atomic_store(&rc->ready, 0);
+		atomic_store(&rc->go, 0);
+		atomic_store(&tm->stop, 0);
+		nspawned = 0;
+		for (int i = 0; i < EXACT_ADDERS; i++) {
+			pids[i] = fork();
+			cr_assert_geq(pids[i], 0);
+			if (pids[i] == 0) {
+				fdn_segment *c;
+				if (fdn_segment_attach(name, 0, &c))
+					_exit(2);
+				race_wait(rc);
+				timed_child(c, i, tm);
+				fdn_segment_detach(c);
+				_exit(0);
+			}
+			spawned[nspawned++] = pids[i];
+		}
+		while (atomic_load(&rc->ready) < EXACT_ADDERS)
+			sched_yield();
+		atomic_store(&rc->go, 1);
+		for (uint64_t end = now_ms() + 2000; now_ms() < end;) {
+			int v = rand() % EXACT_ADDERS;
+			if (kill(pids[v], SIGSTOP) == 0) {
+				stops++;
+				usleep(20000 + (useconds_t)(rand() % 280) * 1000);
+				kill(pids[v], SIGCONT);
+			}
+			usleep(5000);
+		}
+		atomic_store(&tm->stop, 1);
+		for (int i = 0; i < EXACT_ADDERS; i++)
+			cr_assert(t_wait_ok(pids[i]), "adder %d", i);
+		cr_assert_geq(fdn_batch_flush(s, "test.exact"), 0);
+		long long count = 0, sum = 0;
+		for (int i = 0; i < EXACT_ADDERS; i++) {
+			count += atomic_load(&tm->count[i]);
+			sum += atomic_load(&tm->sum[i]);
+		}
+		cr_assert_gt(count, 0);
+		cr_assert_eq(atomic_load(&x->count), count, "round %d: %lld summarised, %lld added",
+			     round, atomic_load(&x->count), count);
+		cr_assert_eq(atomic_load(&x->sum), sum);
+		cr_assert_eq(atomic_load(&x->missing), 0);
+	}
+	nspawned = 0;
+	cr_assert_geq(stops, 10, "%d stops", stops);
+	cr_assert_eq(fdn_handler_detach("exact"), 0);
+	tel_destroy(s, name);
+}
+
 /* Reserve the next item of batch b's open generation by hand, as an adder
  * does, and mark it RESERVED by s's process (an adder between its two
  * stores).  Returns the item; *gen its generation. */
