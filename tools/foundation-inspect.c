@@ -1768,7 +1768,9 @@ static const struct command commands[] = {
     {"check", "", cmd_check, "check",
      "Verify every invariant of the segment; print each violation as\n"
      "\"[code] message\", then the count.  Exit 1 if there is any.  Exact only while\n"
-     "no writer is in the middle of an operation.\n"},
+     "no writer is in the middle of an operation.  A process that just died and\n"
+     "that the running reaper takes up within a second is a \"note: ...\" line\n"
+     "(JSON: \"notes\"), not a violation.\n"},
     {"flags", "", cmd_flags, "flags",
      "The current stage and every feature flag: value (on, off or a percentage),\n"
      "default, built-in or user-defined, and when it last changed.\n"},
