@@ -950,7 +950,7 @@ static const char *pair_cap(size_t i)
 static void pairs_check_cb(void *arg, const char *code, const char *message)
 {
 	unsigned *shown = arg;
-	if ((*shown)++ < 5)
+	if (strcmp(code, "note") != 0 && (*shown)++ < 5)
 		fail("register_unregister: foundation: check: %s: %s", code, message);
 }
 

@@ -89,7 +89,33 @@ static const unsigned profiles[FDN_STAGE_LAST + 1] = {
 	P(ENFORCE_NO_LOCAL_STATE),
 };
 #undef P
-#define DEFAULT_STAGE 3u /* the built-in defaults: stage 3's profile */
+static_assert(FDN_FLAGS_BUILTIN_COUNT == FDN_FLAGS_BUILTIN, "built-in flags");
+
+/* The stage catalogue (fdn_stage_info): name, description, risk. */
+static const struct {
+	const char *name, *description, *risk, *risk_note;
+} stage_catalogue[FDN_STAGE_LAST + 1] = {
+    {"local", "Every service keeps its state in the process.", "none",
+     "Nothing is shared; no process sees another's state."},
+    {"registry",
+     "The registry moves into the segment, visible to every process; migration monitoring "
+     "starts.",
+     "low", "Only the registry changes backend; entries registered locally before stay local."},
+    {"error_context",
+     "Error context joins the segment, so other processes and the graveyard show it.", "low",
+     "Contexts are per thread; a flip leaves the old backend's context behind."},
+    {"shared",
+     "Telemetry, spans and sampled events join the segment: one ring, shared samplers, spans "
+     "visible to every process.",
+     "medium",
+     "Samplers, batches and rate limits become shared decisions; event volume moves "
+     "into the ring."},
+    {"enforced", "Everything shared, and any call that would use a local backend is refused.",
+     "high", "A service flag turned off by hand makes its calls fail with FDN_EENFORCED."},
+};
+
+#define DEFAULT_STAGE   3u                   /* the built-in defaults: stage 3's profile */
+#define ALERT_EMERGENCY "emergency_rollback" /* the alert type of an emergency */
 
 /* ---- the built-in word -------------------------------------------------- */
 
@@ -367,23 +393,34 @@ void fdn__flags_set_hook(fdn__flags_hook_fn fn, void *arg)
 }
 
 /* The events `foundation.flag.changed` {flag, from, to, reason} (one per
- * flag changed) and `foundation.stage.changed` {from, to, reason} (one per
- * stage change, emergency rollbacks included), after the change is applied,
+ * flag changed), `foundation.stage.changed` {from, to, reason} (one per
+ * stage change, emergency rollbacks included) and, after an emergency
+ * rollback's stage change, `foundation.stage.alert` {alert_type
+ * "emergency_rollback", reason, from, to}; after the change is applied,
  * outside the lock; values are 0..100 (-1: the flag was created), stages
- * 0..4.  The in-process hook (tests) sees the same changes. */
-static void emit_change(fdn_segment *s, const struct fdn_flag_change *c)
+ * 0..4.  Migration telemetry -- the stage events, the alert, and the
+ * changes of built-in flags -- is emitted only if monitored
+ * (enable_migration_monitoring on before or after the change); changes of
+ * user flags always.  The in-process hook (tests) sees every change. */
+static void emit_change(fdn_segment *s, const struct fdn_flag_change *c, bool monitored)
 {
 	fdn__flags_hook_fn fn = atomic_load(&hook_fn);
 	if (fn)
 		fn(atomic_load(&hook_arg), c);
-	bool stage = c->kind == FDN_CHANGE_STAGE;
-	enum fdn__ev id = stage ? FDN__EV_STAGE_CHANGED : FDN__EV_FLAG_CHANGED;
+	bool builtin = c->kind != FDN_CHANGE_FLAG || builtin_id(c->flag) >= 0;
+	if (builtin && !monitored)
+		return;
+	enum fdn__ev id = c->kind == FDN_CHANGE_STAGE   ? FDN__EV_STAGE_CHANGED
+			  : c->kind == FDN_CHANGE_ALERT ? FDN__EV_STAGE_ALERT
+							: FDN__EV_FLAG_CHANGED;
 	if (!fdn__emit_enabled(s, id))
 		return;
 	struct fdn_measurement m[2] = {{"from", c->from}, {"to", c->to}};
 	struct fdn_attr a[2] = {{.name = "reason", .type = FDN_ATTR_STRING, .v.s = c->reason},
-				{.name = "flag", .type = FDN_ATTR_STRING, .v.s = c->flag}};
-	fdn__emit_id(s, id, m, 2, a, stage ? 1 : 2);
+				{.name = c->kind == FDN_CHANGE_ALERT ? "alert_type" : "flag",
+				 .type = FDN_ATTR_STRING,
+				 .v.s = c->flag}};
+	fdn__emit_id(s, id, m, 2, a, c->kind == FDN_CHANGE_STAGE ? 1 : 2);
 }
 
 /* ---- history records -------------------------------------------------------- */
@@ -479,13 +516,31 @@ static void journal_apply(struct fview *v, const struct fdn_shm_flags_journal *j
 	uint64_t end = j->hist_base + nops;
 	if (j->stage_to >= 0)
 		rec_write(v, end++, FDN_FLAGREC_STAGE, "", j->stage_from, j->stage_to, j);
+	if (j->stage_to >= 0 && j->alert)
+		rec_write(v, end++, FDN_FLAGREC_ALERT, ALERT_EMERGENCY, j->stage_from, j->stage_to,
+			  j);
 	atomic_store_explicit(&v->h->hist_total, end, memory_order_release);
+}
+
+/* Was migration monitoring on before or after journal j? */
+static bool journal_monitored(const struct fdn_shm_flags_journal *j, uint64_t now_word)
+{
+	unsigned id = FDN__FLAG_ENABLE_MIGRATION_MONITORING;
+	uint64_t after = j->has_builtin ? j->builtin : now_word;
+	if (FDN_BUILTIN_VALUE(after, id) >= FDN_FLAG_ON)
+		return true;
+	uint32_t nops = j->nops < FDN_FLAG_SLOTS ? j->nops : FDN_FLAG_SLOTS;
+	for (uint32_t k = 0; k < nops; k++)
+		if (j->ops[k].flag == id)
+			return j->ops[k].from >= FDN_FLAG_ON;
+	return false;
 }
 
 /* Emit the events of an applied journal (outside the lock). */
 static void journal_emit(const struct fview *v, const struct fdn_shm_flags_journal *j)
 {
 	uint32_t nops = j->nops < FDN_FLAG_SLOTS ? j->nops : FDN_FLAG_SLOTS;
+	bool mon = journal_monitored(j, atomic_load_explicit(&v->h->builtin, memory_order_acquire));
 	struct fdn_flag_change c = {.time_ns = j->time_ns, .pid = (pid_t)j->pid};
 	memcpy(c.reason, j->reason, sizeof(c.reason));
 	c.reason[FDN_FLAG_REASON_MAX] = 0;
@@ -495,7 +550,7 @@ static void journal_emit(const struct fview *v, const struct fdn_shm_flags_journ
 		op_name(v, &j->ops[k], c.flag);
 		c.from = j->ops[k].from;
 		c.to = j->ops[k].to;
-		emit_change(v->s, &c);
+		emit_change(v->s, &c, mon);
 	}
 	if (j->stage_to >= 0) {
 		c.number = j->hist_base + nops;
@@ -503,7 +558,13 @@ static void journal_emit(const struct fview *v, const struct fdn_shm_flags_journ
 		c.flag[0] = 0;
 		c.from = j->stage_from;
 		c.to = j->stage_to;
-		emit_change(v->s, &c);
+		emit_change(v->s, &c, mon);
+		if (j->alert) {
+			c.number++;
+			c.kind = FDN_CHANGE_ALERT;
+			snprintf(c.flag, sizeof(c.flag), "%s", ALERT_EMERGENCY);
+			emit_change(v->s, &c, mon);
+		}
 	}
 }
 
@@ -674,6 +735,13 @@ bool fdn_flag_enabled_for_id(fdn_segment *s, const char *name, uint64_t id)
 	return XXH3_64bits_withSeed(name, strlen(name), id) % 100u < (uint64_t)v;
 }
 
+bool fdn_flag_enabled_for_key(fdn_segment *s, const char *name, const void *key, size_t klen)
+{
+	if ((klen && !key) || klen > 255)
+		return false;
+	return fdn_flag_enabled_for_id(s, name, XXH3_64bits(klen ? key : "", klen));
+}
+
 int fdn_flag_get(fdn_segment *s, const char *name)
 {
 	return read_value(s, V_READ, name);
@@ -695,6 +763,23 @@ bool fdn_stage_profile_has(int n, const char *name)
 		return false;
 	int id = builtin_id(name);
 	return id >= 0 && (profiles[n] & (1u << id));
+}
+
+int fdn_stage_info(int n, struct fdn_stage_info *out)
+{
+	if (n < 0 || n > (int)FDN_STAGE_LAST)
+		return FDN_ESTAGE;
+	if (!out)
+		return FDN_EINVAL;
+	*out = (struct fdn_stage_info){.stage = n,
+				       .name = stage_catalogue[n].name,
+				       .description = stage_catalogue[n].description,
+				       .risk = stage_catalogue[n].risk,
+				       .risk_note = stage_catalogue[n].risk_note};
+	for (unsigned i = 0; i < FDN_FLAGS_BUILTIN; i++)
+		if (profiles[n] & (1u << i))
+			out->enables[out->nenables++] = builtin_names[i];
+	return 0;
 }
 
 int fdn_flags_list(fdn_segment *s, struct fdn_flag_info *out, int cap)
@@ -867,6 +952,7 @@ static int stage_change(fdn_segment *s, enum stage_move how, int n, const char *
 	c.plan.builtin = nw;
 	c.plan.stage_from = cur;
 	c.plan.stage_to = n;
+	c.plan.alert = how == EMERGENCY;
 	return write_end(&c, true);
 }
 
@@ -947,13 +1033,16 @@ static void audit_record(struct fdn__audit *a, const struct fview *v, uint64_t k
 	    !memchr(rec->reason, 0, sizeof(rec->reason)))
 		fdn__violation(a, "flags.history", "record %llu: text not NUL-terminated",
 			       (unsigned long long)k);
-	bool ok = rec->kind == FDN_FLAGREC_FLAG
-		      ? rec->from >= FDN_FLAGREC_CREATED && rec->from <= 100 && rec->to >= 0 &&
-			    rec->to <= 100 && rec->flag[0] != 0
-		  : rec->kind == FDN_FLAGREC_STAGE
-		      ? rec->from >= 0 && rec->from <= (int)FDN_STAGE_LAST && rec->to >= 0 &&
-			    rec->to <= (int)FDN_STAGE_LAST && rec->flag[0] == 0
-		      : false;
+	bool ok =
+	    rec->kind == FDN_FLAGREC_FLAG ? rec->from >= FDN_FLAGREC_CREATED && rec->from <= 100 &&
+						rec->to >= 0 && rec->to <= 100 && rec->flag[0] != 0
+	    : rec->kind == FDN_FLAGREC_STAGE
+		? rec->from >= 0 && rec->from <= (int)FDN_STAGE_LAST && rec->to >= 0 &&
+		      rec->to <= (int)FDN_STAGE_LAST && rec->flag[0] == 0
+	    : rec->kind == FDN_FLAGREC_ALERT
+		? rec->from >= 0 && rec->from <= (int)FDN_STAGE_LAST && rec->to >= 0 &&
+		      rec->to <= (int)FDN_STAGE_LAST && strcmp(rec->flag, ALERT_EMERGENCY) == 0
+		: false;
 	if (!ok)
 		fdn__violation(a, "flags.history",
 			       "record %llu: kind %u, from %d, to %d out of range",

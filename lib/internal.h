@@ -89,11 +89,13 @@ int fdn__local_lookup(const void *key, size_t klen, unsigned flags, struct fdn_e
 int fdn__local_unregister(const void *key, size_t klen);
 int fdn__local_update(const void *key, size_t klen, const struct fdn_attr *attrs, size_t n,
 		      bool merge);
-int64_t fdn__local_count(void);
+/* alive: count only entries whose owner the kernel says is alive. */
+int64_t fdn__local_count(bool alive);
 /* Every entry passing filter (may be NULL) and the n criteria (c may be
- * NULL); returns as fdn_list. */
+ * NULL), and (alive) whose owner the kernel says is alive; returns as
+ * fdn_list. */
 int fdn__local_walk(fdn_entry_filter filter, void *farg, const struct fdn_criterion *c, size_t n,
-		    fdn_entry_cb cb, void *arg);
+		    bool alive, fdn_entry_cb cb, void *arg);
 int fdn__local_watch(const void *key, size_t klen, bool present, int64_t timeout_ms);
 
 /* ---- telemetry (telemetry.c) ----------------------------------------------
@@ -113,6 +115,7 @@ enum fdn__ev {
 	FDN__EV_SPAN_LINK,       /* foundation.span.link           */
 	FDN__EV_FLAG_CHANGED,    /* foundation.flag.changed        */
 	FDN__EV_STAGE_CHANGED,   /* foundation.stage.changed       */
+	FDN__EV_STAGE_ALERT,     /* foundation.stage.alert         */
 	FDN__EV_COUNT
 };
 extern const char *const fdn__ev_names[FDN__EV_COUNT];

@@ -644,6 +644,8 @@ static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned 
 	return r;
 }
 
+#define ALIVE_CACHE 16
+
 struct walk {
 	fdn_segment *s;
 	fdn_entry_filter filter;
@@ -653,13 +655,39 @@ struct walk {
 	const struct fdn_criterion *crit;
 	size_t ncrit;
 	int count;
+	bool alive; /* FDN_REG_CHECK_ALIVE */
+	/* The kernel's answers so far, per owner (slot and claim word): an
+	 * owner with many entries is asked once per walk. */
+	struct {
+		uint32_t idx;
+		uint64_t word;
+		bool alive;
+	} seen[ALIVE_CACHE];
+	unsigned nseen;
 };
 
-static int walk_one(struct walk *w, const struct fdn_entry_view *e)
+/* FDN_REG_CHECK_ALIVE: does the kernel say the owner of r is alive? */
+static bool walk_owner_alive(struct walk *w, const struct rec *r)
+{
+	unsigned n = w->nseen < ALIVE_CACHE ? w->nseen : ALIVE_CACHE;
+	for (unsigned i = 0; i < n; i++)
+		if (w->seen[i].idx == r->owner_idx && w->seen[i].word == r->owner_word)
+			return w->seen[i].alive;
+	bool alive = fdn__proc_alive(w->s, r->owner_idx, r->owner_word);
+	unsigned k = w->nseen++ % ALIVE_CACHE;
+	w->seen[k].idx = r->owner_idx;
+	w->seen[k].word = r->owner_word;
+	w->seen[k].alive = alive;
+	return alive;
+}
+
+static int walk_one(struct walk *w, const struct rec *r, const struct fdn_entry_view *e)
 {
 	if (w->filter && !w->filter(w->farg, e))
 		return 0;
 	if (w->crit && !fdn_criteria_match(w->crit, w->ncrit, e->attrs, e->attrs_len))
+		return 0;
+	if (w->alive && !walk_owner_alive(w, r))
 		return 0;
 	w->count++;
 	return w->cb ? w->cb(w->arg, e) : 0;
@@ -672,7 +700,13 @@ static int walk_main_cb(void *arg, const struct fdn__ht_view *v)
 	struct fdn_entry_view e;
 	if (!visible(w->s, v, &r, &e))
 		return 0;
-	return walk_one(w, &e);
+	return walk_one(w, &r, &e);
+}
+
+/* The flags a walk accepts: FDN_REG_CHECK_ALIVE. */
+static int walk_flags(unsigned flags)
+{
+	return flags & ~(unsigned)FDN_REG_CHECK_ALIVE ? FDN_EINVAL : 0;
 }
 
 /* Walk the main table under one read-side section. */
@@ -688,33 +722,63 @@ static int walk_all(struct walk *w)
 	return r ? r : w->count;
 }
 
+int fdn_foreach_flags(fdn_segment *s, unsigned flags, fdn_entry_cb cb, void *arg)
+{
+	int r = walk_flags(flags);
+	if (r)
+		return r;
+	bool alive = flags & FDN_REG_CHECK_ALIVE;
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, NULL, 0, alive, cb, arg));
+	struct walk w = {.s = s, .cb = cb, .arg = arg, .alive = alive};
+	return walk_all(&w);
+}
+
 int fdn_foreach(fdn_segment *s, fdn_entry_cb cb, void *arg)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, NULL, 0, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg};
+	return fdn_foreach_flags(s, 0, cb, arg);
+}
+
+int fdn_list_flags(fdn_segment *s, unsigned flags, fdn_entry_filter filter, void *farg,
+		   fdn_entry_cb cb, void *arg)
+{
+	int r = walk_flags(flags);
+	if (r)
+		return r;
+	bool alive = flags & FDN_REG_CHECK_ALIVE;
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(filter, farg, NULL, 0, alive, cb, arg));
+	struct walk w = {
+	    .s = s, .filter = filter, .farg = farg, .cb = cb, .arg = arg, .alive = alive};
 	return walk_all(&w);
 }
 
 int fdn_list(fdn_segment *s, fdn_entry_filter filter, void *farg, fdn_entry_cb cb, void *arg)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(filter, farg, NULL, 0, cb, arg));
-	struct walk w = {.s = s, .filter = filter, .farg = farg, .cb = cb, .arg = arg};
-	return walk_all(&w);
+	return fdn_list_flags(s, 0, filter, farg, cb, arg);
 }
 
-int64_t fdn_count(fdn_segment *s)
+int64_t fdn_count_flags(fdn_segment *s, unsigned flags)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_count());
+	int r = walk_flags(flags);
+	if (r)
+		return r;
+	bool alive = flags & FDN_REG_CHECK_ALIVE;
+	LOCAL_OR_ENFORCED(s, fdn__local_count(alive));
 	/* The table's counters are exact for visible entries unless some
-	 * owner is dead and not purged yet: then count by walking. */
-	bool dead = false;
+	 * owner is dead and not purged yet: then count by walking (and
+	 * always when the kernel is to be asked). */
+	bool dead = alive;
 	for (uint32_t i = 0; i < s->nprocs && !dead; i++)
 		dead = FDN_PROC_STATE(atomic_load_explicit(&s->procs[i].word,
 							   memory_order_relaxed)) >= FDN_PROC_DEAD;
 	if (!dead && !s->readonly)
 		return fdn__ht_count(s, T_MAIN);
-	struct walk w = {.s = s};
+	struct walk w = {.s = s, .alive = alive};
 	return walk_all(&w); /* the segment's, whatever the flags say now */
+}
+
+int64_t fdn_count(fdn_segment *s)
+{
+	return fdn_count_flags(s, 0);
 }
 
 bool fdn_attr_indexed(fdn_segment *s, const char *name)
@@ -763,7 +827,7 @@ static int idx_visit(struct idx_walk *iw, const struct fdn_shm_node *n)
 	struct fdn_criterion c = {iw->name, FDN_CMP_EQ, *iw->value};
 	if (!fdn_criteria_match(&c, 1, e.attrs, e.attrs_len))
 		return 0;
-	return walk_one(iw->w, &e);
+	return walk_one(iw->w, &r, &e);
 }
 
 typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
@@ -836,15 +900,19 @@ static int check_value(const char *name, const struct fdn_attr *value)
 	return fdn_attrs_encode(&a, 1, buf, sizeof(buf)) < 0 ? FDN_EINVMETA : 0;
 }
 
-int fdn_find_by_attribute(fdn_segment *s, const char *name, const struct fdn_attr *value,
-			  fdn_entry_cb cb, void *arg)
+int fdn_find_by_attribute_flags(fdn_segment *s, const char *name, const struct fdn_attr *value,
+				unsigned flags, fdn_entry_cb cb, void *arg)
 {
 	if (!value || check_value(name, value))
 		return FDN_EINVMETA;
+	int r = walk_flags(flags);
+	if (r)
+		return r;
+	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	struct fdn_criterion c = {name, FDN_CMP_EQ, *value};
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, &c, 1, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg};
-	int r = find_indexed(&w, name, value);
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, &c, 1, alive, cb, arg));
+	struct walk w = {.s = s, .cb = cb, .arg = arg, .alive = alive};
+	r = find_indexed(&w, name, value);
 	if (r != -1)
 		return r;
 	w.crit = &c;
@@ -852,13 +920,21 @@ int fdn_find_by_attribute(fdn_segment *s, const char *name, const struct fdn_att
 	return walk_all(&w);
 }
 
-int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry_cb cb, void *arg)
+int fdn_find_by_attribute(fdn_segment *s, const char *name, const struct fdn_attr *value,
+			  fdn_entry_cb cb, void *arg)
+{
+	return fdn_find_by_attribute_flags(s, name, value, 0, cb, arg);
+}
+
+int fdn_query_flags(fdn_segment *s, const struct fdn_criterion *c, size_t n, unsigned flags,
+		    fdn_entry_cb cb, void *arg)
 {
 	int r = fdn_criteria_validate(c, n);
-	if (r)
+	if (r || (r = walk_flags(flags)))
 		return r;
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, c, n, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg, .crit = c, .ncrit = n};
+	bool alive = flags & FDN_REG_CHECK_ALIVE;
+	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, c, n, alive, cb, arg));
+	struct walk w = {.s = s, .cb = cb, .arg = arg, .crit = c, .ncrit = n, .alive = alive};
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].op != FDN_CMP_EQ)
 			continue;
@@ -867,6 +943,11 @@ int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry
 			return r;
 	}
 	return walk_all(&w);
+}
+
+int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry_cb cb, void *arg)
+{
+	return fdn_query_flags(s, c, n, 0, cb, arg);
 }
 
 /* ---- update, unregister ---------------------------------------------------- */
@@ -944,7 +1025,17 @@ static int remove_entry(fdn_segment *s, const void *key, size_t klen, const stru
 	return 0;
 }
 
-static int unregister(fdn_segment *s, const void *key, size_t klen)
+static int unregister_one(fdn_segment *s, const void *key, size_t klen);
+
+static int unregister(fdn_segment *s, const void *key, size_t klen, unsigned flags)
+{
+	if (flags & ~(unsigned)FDN_REG_IF_PRESENT)
+		return FDN_EINVAL;
+	int r = unregister_one(s, key, klen);
+	return r == FDN_ENOTFOUND && (flags & FDN_REG_IF_PRESENT) ? 0 : r;
+}
+
+static int unregister_one(fdn_segment *s, const void *key, size_t klen)
 {
 	LOCAL_OR_ENFORCED(s, fdn__local_unregister(key, klen));
 	int r = writable(s);
@@ -983,10 +1074,15 @@ int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, str
 	return reg_event(s, FDN__EV_REG_LOOKUP, t0, key, klen, lookup(s, key, klen, flags, out));
 }
 
-int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
+int fdn_unregister_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags)
 {
 	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_UNREGISTER) ? fdn__mono_ns() : 0;
-	return reg_event(s, FDN__EV_REG_UNREGISTER, t0, key, klen, unregister(s, key, klen));
+	return reg_event(s, FDN__EV_REG_UNREGISTER, t0, key, klen, unregister(s, key, klen, flags));
+}
+
+int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
+{
+	return fdn_unregister_flags(s, key, klen, 0);
 }
 
 /* ---- watch ----------------------------------------------------------------- */

@@ -514,16 +514,18 @@ int fdn__local_update(const void *key, size_t klen, const struct fdn_attr *attrs
 	return FDN_ENOTFOUND;
 }
 
-int64_t fdn__local_count(void)
+int64_t fdn__local_count(bool alive)
 {
 	int r = ready();
 	if (r)
 		return r;
+	if (alive)
+		return fdn__local_walk(NULL, NULL, NULL, 0, true, NULL, NULL);
 	return atomic_load(&g_count);
 }
 
 int fdn__local_walk(fdn_entry_filter filter, void *farg, const struct fdn_criterion *c, size_t n,
-		    fdn_entry_cb cb, void *arg)
+		    bool alive, fdn_entry_cb cb, void *arg)
 {
 	int r = ready();
 	if (r)
@@ -538,6 +540,8 @@ int fdn__local_walk(fdn_entry_filter filter, void *farg, const struct fdn_criter
 		if (filter && !filter(farg, &e))
 			continue;
 		if (c && !fdn_criteria_match(c, n, e.attrs, e.attrs_len))
+			continue;
+		if (alive && !owner_alive(ln))
 			continue;
 		count++;
 		if (cb && (r = cb(arg, &e)) != 0)

@@ -72,6 +72,7 @@ const char *const fdn__ev_names[FDN__EV_COUNT] = {
     [FDN__EV_SPAN_LINK] = "foundation.span.link",
     [FDN__EV_FLAG_CHANGED] = "foundation.flag.changed",
     [FDN__EV_STAGE_CHANGED] = "foundation.stage.changed",
+    [FDN__EV_STAGE_ALERT] = "foundation.stage.alert",
 };
 
 _Atomic uint32_t fdn__tel_nhandlers;
@@ -486,8 +487,14 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 {
 	bool handlers = atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
 	bool ring = s && fdn__ring_on(s);
-	if (!handlers && !ring)
-		return 0;
+	if (!handlers && !ring) {
+		/* Nobody listens: 0, unless the sampler's backend would be a
+		 * forbidden local one -- then FDN_EENFORCED, as it is when a
+		 * handler listens (one result whoever listens; one more load
+		 * of the flags word). */
+		return fdn__backend(s, FDN__SVC_SAMPLED_EVENTS) == FDN_EENFORCED ? FDN_EENFORCED
+										 : 0;
+	}
 	int r;
 	if ((r = check_measurements(m, nm)))
 		return r;

@@ -50,4 +50,10 @@ double fdn__rand01(void);
 
 uint64_t fdn__mono_ms(void);
 
+/* A batch item's check of its value bits in generation gen, and the
+ * RESERVED payload naming the process of s (layout.h, struct
+ * fdn_shm_batch; for tests that build items by hand). */
+uint32_t fdn__batch_check(uint64_t bits, uint32_t gen);
+uint32_t fdn__batch_owner(const fdn_segment *s);
+
 #endif

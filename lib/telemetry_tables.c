@@ -476,6 +476,32 @@ int fdn_sampler_get(fdn_segment *s, const char *name, struct fdn_sampler_stats *
 	return 0;
 }
 
+int fdn_sampler_reset_stats(fdn_segment *s, const char *name)
+{
+	int nlen = fdn__event_name_len(name);
+	if (nlen < 0)
+		return nlen;
+	struct fdn__tel t;
+	int r = fdn__tel_ctx(s, true, &t);
+	if (r)
+		return r;
+	bool fresh;
+	int i =
+	    slot_get(&t, FDN_TEL_T_SAMPLERS, tag_of(name, (size_t)nlen, NULL, 0), false, &fresh);
+	if (i < 0)
+		return i;
+	struct fdn_shm_sampler *x = sampler_at(&t, (uint32_t)i);
+	/* sampled first, as the audit reads them: an event counts total
+	 * before sampled, so subtracting what was seen, sampled then total,
+	 * keeps every later event and leaves sampled <= total except for an
+	 * event caught between its two increments. */
+	uint64_t sampled = atomic_load(&x->sampled);
+	atomic_fetch_sub(&x->sampled, sampled);
+	uint64_t total = atomic_load(&x->total);
+	atomic_fetch_sub(&x->total, total);
+	return 0;
+}
+
 int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg)
 {
 	struct fdn__tel t;
@@ -496,6 +522,42 @@ int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg)
 	return n;
 }
 
+/* ---- owners: a process named in 32 bits ------------------------------------------- */
+
+/* 11 bits of a process slot's claim word. */
+static uint32_t owner_mix(uint64_t w)
+{
+	return (uint32_t)((w * 0x9E3779B97F4A7C15ull) >> 53);
+}
+
+/* A payload naming this process (a batch item's RESERVED owner, a
+ * once-per home lock's holder): its slot + 1 (21 bits) and 11 bits of the
+ * slot's claim word.  0 without a process slot. */
+uint32_t fdn__batch_owner(const fdn_segment *s)
+{
+	if (!s || s->proc_idx >= s->nprocs)
+		return 0;
+	return (s->proc_idx + 1) | owner_mix(s->proc_word) << 21;
+}
+
+/* Is the owner named by a payload of fdn__batch_owner dead?  Its slot no longer
+ * holds the claim word it had (reclaimed, or the reaper marked it dead),
+ * or fdn__proc_alive says so.  (11 bits: a reused slot passes for the
+ * old owner once in 2048 reuses; the item then waits for the new
+ * process.) */
+static bool owner_dead(const fdn_segment *s, const struct fdn__tel *t, uint32_t pl)
+{
+	if (!t->shared || pl == 0)
+		return false;
+	uint32_t idx = (pl & 0x1FFFFFu) - 1;
+	if (idx >= s->nprocs)
+		return true; /* no process ever had it */
+	uint64_t w = atomic_load_explicit(&s->procs[idx].word, memory_order_acquire);
+	if (owner_mix(w) != pl >> 21)
+		return true;
+	return !fdn__proc_alive(s, idx, w);
+}
+
 /* ---- once per ---------------------------------------------------------------------- */
 
 /*
@@ -505,9 +567,113 @@ int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg)
  * forward by at least interval from the previous win's value, so two wins
  * are never closer than interval, and of any number of concurrent callers
  * in one interval exactly one CAS succeeds (the others re-read the
- * winner's value, too recent, and are suppressed).  A pair with no slot
- * (table full) never emits: at-most-once holds there too.
+ * winner's value, too recent, and are suppressed).
+ *
+ * CLAIMS EXPIRE.  Unlike the other tables, a once-per slot is reused: a
+ * claim whose last win is at least its interval (interval_ms, stored by
+ * the winner) old is stale, and a new (name, key) takes the first stale or
+ * never-used slot in the ONCE_WINDOW slots from its home.  The bound: a
+ * pair is refused (FDN_ENOSPACE) only while every slot of its window
+ * holds a claim younger than its interval, so the table never fills for
+ * good; with intervals of I ms it holds up to FDN_TEL_ONCE keys claimed
+ * within any I ms (fewer if their homes crowd one window).
+ *
+ * Taking a slot is a CAS of its `last` from the value read (0, or a stale
+ * L) to TAKING | the taker's time; then the taker stores interval and the
+ * new tag, and last = its time (TAKING cleared).  That is the same CAS
+ * word as every win, and no win is a CAS from a TAKING value: a taker and
+ * a late caller of the old key never both succeed.  The caller that loses
+ * looks for its key again (several times; then it is suppressed: never
+ * over-admitted).  A win whose key is no longer the slot's tag afterwards
+ * (the slot was taken, completely, between the caller's lookup and its
+ * CAS: the tag is stored before last) is no win: it looks again.  A
+ * TAKING time older than ONCE_TAKING_STALE (its taker died) is stale.
+ * `last` never returns to 0, so a slot with last == 0 (and tag 0) was
+ * never used, and no key lives beyond it in its window: a lookup stops
+ * there.  One key in two slots is prevented by its home slot's lock
+ * (`lock`, held by a process for a few stores: the holder's payload, see
+ * fdn__batch_owner; broken when the kernel says the holder died): a key
+ * is placed only by a holder of its home lock that looked for it again
+ * under the lock.
  */
+#define ONCE_WINDOW       512u
+#define ONCE_LOCK_WAIT    1000000000ull /* ns */
+#define ONCE_TAKING       (1ull << 63)
+#define ONCE_TAKING_STALE 1000u /* ms */
+
+static struct fdn_shm_once *once_at(const struct fdn__tel *t, uint32_t i)
+{
+	return slot_at(t, FDN_TEL_T_ONCE, i % FDN_TEL_ONCE);
+}
+
+/* The slot holding tag in its window, or -1. */
+static int once_find(const struct fdn__tel *t, uint64_t tag)
+{
+	for (uint32_t k = 0; k < ONCE_WINDOW; k++) {
+		uint32_t i = (uint32_t)((tag + k) % FDN_TEL_ONCE);
+		struct fdn_shm_once *o = once_at(t, i);
+		if (atomic_load(&o->tag) == tag)
+			return (int)i;
+		if (atomic_load(&o->last) == 0 && atomic_load(&o->tag) == 0)
+			return -1; /* never used: nothing lives beyond it */
+	}
+	return -1;
+}
+
+static int once_lock(fdn_segment *s, const struct fdn__tel *t, struct fdn_shm_once *home,
+		     uint32_t me)
+{
+	uint64_t start = fdn__mono_ns(), next_check = 1000000u;
+	unsigned round = 0;
+	for (;;) {
+		uint32_t v = 0;
+		if (atomic_compare_exchange_strong(&home->lock, &v, me))
+			return 0;
+		uint64_t waited = fdn__mono_ns() - start;
+		if (waited >= next_check) {
+			if (owner_dead(s, t, v) &&
+			    atomic_compare_exchange_strong(&home->lock, &v, me))
+				return 0;
+			next_check = waited + 1000000u;
+		}
+		if (waited >= ONCE_LOCK_WAIT)
+			return FDN_ETIMEDOUT;
+		if (round++ < 64) {
+			sched_yield();
+		} else {
+			struct timespec ts = {0, 50000};
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+/* Place tag (holding its home lock) in the first never-used or stale slot
+ * of its window, as a win at now.  The slot, or FDN_ENOSPACE. */
+static int once_place(const struct fdn__tel *t, uint64_t tag, uint64_t now, uint32_t interval_ms)
+{
+	for (uint32_t k = 0; k < ONCE_WINDOW; k++) {
+		uint32_t i = (uint32_t)((tag + k) % FDN_TEL_ONCE);
+		struct fdn_shm_once *o = once_at(t, i);
+		uint64_t L = atomic_load(&o->last);
+		for (;;) {
+			uint64_t at = L & ~ONCE_TAKING;
+			uint32_t iv =
+			    L & ONCE_TAKING ? ONCE_TAKING_STALE : atomic_load(&o->interval_ms);
+			if (L != 0 && (now < at || now - at < iv))
+				break; /* a live claim (or one being taken) */
+			if (atomic_compare_exchange_strong(&o->last, &L, ONCE_TAKING | now)) {
+				atomic_store(&o->interval_ms, interval_ms);
+				atomic_store(&o->tag, tag);
+				atomic_store_explicit(&o->won, 1, memory_order_relaxed);
+				atomic_store_explicit(&o->lost, 0, memory_order_relaxed);
+				atomic_store(&o->last, now);
+				return (int)i;
+			}
+		}
+	}
+	return FDN_ENOSPACE;
+}
+
 int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms, const void *key,
 		      size_t klen, const struct fdn_measurement *m, size_t nm,
 		      const struct fdn_attr *attrs, size_t na)
@@ -521,24 +687,63 @@ int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms, co
 	int r = fdn__tel_ctx(s, true, &t);
 	if (r)
 		return r;
-	bool fresh;
-	int i = slot_get(&t, FDN_TEL_T_ONCE, tag_of(name, (size_t)nlen, key, klen), true, &fresh);
-	if (i < 0)
-		return i;
-	struct fdn_shm_once *o = slot_at(&t, FDN_TEL_T_ONCE, (uint32_t)i);
-	if (fresh)
-		put_name(o->name, sizeof(o->name), name, (size_t)nlen);
-	uint64_t now = fdn__mono_ms() + 1, old = atomic_load(&o->last);
+	uint64_t tag = tag_of(name, (size_t)nlen, key, klen);
 	bool won = false;
-	for (uint32_t k = 0; k < CAS_TRIES; k++) {
-		if (old != 0 && (now < old || now - old < interval_ms))
-			break;
-		if (atomic_compare_exchange_weak(&o->last, &old, now)) {
-			won = true;
+	for (int again = 0; again < 4; again++) {
+		int i = once_find(&t, tag);
+		if (i < 0) {
+			struct fdn_shm_once *home = once_at(&t, (uint32_t)(tag % FDN_TEL_ONCE));
+			uint32_t me = t.shared ? fdn__batch_owner(s) : 0;
+			r = once_lock(s, &t, home, me ? me : 1);
+			if (r)
+				return r;
+			i = once_find(&t, tag);
+			if (i < 0) {
+				i = once_place(&t, tag, fdn__mono_ms() + 1, interval_ms);
+				if (i >= 0)
+					put_name(once_at(&t, (uint32_t)i)->name,
+						 sizeof(once_at(&t, 0)->name), name, (size_t)nlen);
+				atomic_store(&home->lock, 0);
+				if (i < 0) {
+					atomic_fetch_add_explicit(&t.hdr->nospace[FDN_TEL_T_ONCE],
+								  1, memory_order_relaxed);
+					return i;
+				}
+				won = true;
+				break;
+			}
+			atomic_store(&home->lock, 0);
+		}
+		struct fdn_shm_once *o = once_at(&t, (uint32_t)i);
+		uint64_t now = fdn__mono_ms() + 1, old = atomic_load(&o->last);
+		bool busy = false;
+		for (uint32_t k = 0; k < CAS_TRIES; k++) {
+			if (old & ONCE_TAKING) {
+				busy = true; /* being taken for another key */
+				break;
+			}
+			if (old != 0 && (now < old || now - old < interval_ms))
+				break;
+			if (atomic_compare_exchange_weak(&o->last, &old, now)) {
+				won = true;
+				break;
+			}
+		}
+		if (won && atomic_load(&o->tag) != tag)
+			won = false; /* the slot was another key's by then */
+		if (won) {
+			atomic_store(&o->interval_ms, interval_ms);
+			atomic_fetch_add_explicit(&o->won, 1, memory_order_relaxed);
 			break;
 		}
+		if (!busy && atomic_load(&o->tag) == tag) {
+			atomic_fetch_add_explicit(&o->lost, 1, memory_order_relaxed);
+			return 0;
+		}
+		if (busy)
+			sched_yield();
+		/* The slot went to another key meanwhile: look again. */
 	}
-	atomic_fetch_add_explicit(won ? &o->won : &o->lost, 1, memory_order_relaxed);
 	if (!won)
 		return 0;
 	r = fdn__tel_emit(s, name, (size_t)nlen, m, nm, attrs, na);
@@ -574,11 +779,89 @@ int fdn_rate_limit(fdn_segment *s, const char *id, uint32_t limit, uint32_t wind
 
 /* ---- batches --------------------------------------------------------------------------- */
 
+/*
+ * Every value added lands in exactly one summary.  The argument:
+ *
+ * ITEM WORDS.  Item c of bank k is two words: bits (the value) and tag =
+ * generation (63..40) | state (39..32) | payload (31..0).  States:
+ *   0         never used;
+ *   RESERVED  an adder of that generation owns the item and is writing
+ *             bits (payload: its process, fdn__batch_owner);
+ *   WRITTEN   bits hold a value no summary has yet (payload: a check of
+ *             the bits and the generation);
+ *   TAKEN     the value was taken into a summary;
+ *   VOID      the emitter of that generation gave up waiting for its
+ *             adder, whose reservation is void (it adds again);
+ *   LOST      the owner died while RESERVED: its value is missing.
+ * Every change of a tag is a CAS from a value its author read, to a tag
+ * of the same or a later generation (generations in one item only grow;
+ * they wrap after 2^24, so an actor stalled for 2^23 generations of one
+ * batch could be confused; nothing else can be).  Hence no tag value ever
+ * comes back (no ABA): a CAS from T succeeds only if nobody changed the
+ * item since T was read.
+ *
+ * ONE OWNER PER VALUE.  A value enters the batch by the CAS RESERVED ->
+ * WRITTEN of its adder and leaves it by the one CAS that moves that item
+ * away from WRITTEN (to TAKEN, by an emitter or a sweep, which then puts
+ * it in the summary it emits).  Only one CAS from a given WRITTEN tag can
+ * succeed, so no value is in two summaries.  bits are written only by the
+ * adder holding RESERVED (it got there by CAS from a free state; nobody
+ * else can leave RESERVED except on the kernel's word that the owner is
+ * dead), so bits are stable while the tag says WRITTEN, and a taker reads
+ * them between its load of the tag and its CAS (acquire/release on the
+ * tag order the accesses).
+ *
+ * NOTHING LEFT BEHIND.  A generation g ends when a CAS on ctl closes it
+ * with n reservations; its closer (one caller) collects items 0..n-1 of
+ * bank g & 1 (batch_collect): it takes WRITTEN(g); waits for RESERVED(g)
+ * (writing is two stores) up to BATCH_WRITE_WAIT, LOST if the owner died;
+ * an item its adder has not reached yet it waits for up to
+ * BATCH_ARRIVE_WAIT, then VOIDs (the adder sees VOID(g), or a later
+ * generation, and adds its value again under a new reservation: the
+ * adder returns only once its value is WRITTEN).  An adder never
+ * overwrites an item whose older value is still WRITTEN or RESERVED: it
+ * gives up that reservation and adds again.  So a value is never
+ * overwritten; it can only be left WRITTEN after its generation's emitter
+ * passed (the emitter stopped waiting for a preempted writer, or the item
+ * was written late into a free item).  Such a value is taken by the next
+ * emitter that meets it: every emitter sweeps both banks for values of
+ * generations before g - 1, fdn_batch_flush for every generation before
+ * the open one, and an emitter meeting an older WRITTEN value at an
+ * item of its own generation takes it.  Nothing waits without bound: a
+ * preempted adder or emitter delays a summary, never drops a value.
+ *
+ * missing counts exactly the items found RESERVED by a process the kernel
+ * says is dead (owner_dead): adders that died mid-add.  A process
+ * that dies while emitting loses the values it had taken (the summary is
+ * never emitted); an adder that dies between its reservation and claiming
+ * its item leaves no value behind and is not counted.
+ */
+
 #define BATCH_ITEMS_DEFAULT 64u
 #define BATCH_AGE_DEFAULT   1000u
-#define BATCH_READ_WAIT_NS  (20u * 1000000u)
+#define BATCH_ARRIVE_WAIT   (2u * 1000000u)  /* ns */
+#define BATCH_WRITE_WAIT    (50u * 1000000u) /* ns */
 
-static uint32_t item_check(uint64_t bits, uint32_t gen)
+enum {
+	IT_FREE = FDN_BATCH_IT_FREE,
+	IT_RESERVED = FDN_BATCH_IT_RESERVED,
+	IT_WRITTEN = FDN_BATCH_IT_WRITTEN,
+	IT_TAKEN = FDN_BATCH_IT_TAKEN,
+	IT_VOID = FDN_BATCH_IT_VOID,
+	IT_LOST = FDN_BATCH_IT_LOST,
+};
+#define IT_TAG   FDN_BATCH_IT_TAG
+#define IT_GEN   FDN_BATCH_IT_GEN
+#define IT_STATE FDN_BATCH_IT_STATE
+
+/* Generation a is before b (24-bit, modulo wrap). */
+static bool gen_before(uint32_t a, uint32_t b)
+{
+	uint32_t d = (b - a) & 0xFFFFFFu;
+	return d != 0 && d < (1u << 23);
+}
+
+uint32_t fdn__batch_check(uint64_t bits, uint32_t gen)
 {
 	uint64_t z = bits ^ ((uint64_t)gen << 40) ^ 0x9E3779B97F4A7C15ull;
 	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -597,53 +880,187 @@ static void batch_cfg(const struct fdn_shm_batch *b, uint32_t *items, uint32_t *
 		*age = BATCH_AGE_DEFAULT;
 }
 
-/* Item `it` of generation g, if written and intact: 1 and *v. */
-static int item_read(struct fdn_shm_batch_item *it, uint32_t g, double *v)
+/* A summary being collected. */
+struct batch_sum {
+	double sum, mn, mx;
+	uint32_t got, missing;
+};
+
+static void sum_add(struct batch_sum *a, double v)
 {
-	uint64_t t1 = atomic_load_explicit(&it->tag, memory_order_acquire);
-	if ((uint32_t)(t1 >> 32) != g)
-		return 0;
-	uint64_t bits = atomic_load_explicit(&it->bits, memory_order_relaxed);
-	atomic_thread_fence(memory_order_acquire);
-	if (atomic_load_explicit(&it->tag, memory_order_relaxed) != t1 ||
-	    (uint32_t)t1 != item_check(bits, g))
-		return 0;
-	memcpy(v, &bits, sizeof(*v));
-	return 1;
+	a->mn = a->got == 0 || v < a->mn ? v : a->mn;
+	a->mx = a->got == 0 || v > a->mx ? v : a->mx;
+	a->sum += v;
+	a->got++;
 }
 
-/* Summarise generation g (n items) of batch b, which this caller closed,
- * and emit it.  Waits (bounded) for adders still writing their items. */
-static int batch_emit(fdn_segment *s, struct fdn_shm_batch *b, const char *name, size_t nlen,
-		      uint32_t g, uint32_t n)
+/* Take the value of item `it`, whose tag was T (WRITTEN), into a: true if
+ * this caller's CAS moved it to TAKEN.  A value that fails its check (a
+ * damaged segment) is taken and counted missing. */
+static bool item_take(struct fdn_shm_batch *b, struct fdn_shm_batch_item *it, uint64_t T,
+		      struct batch_sum *a)
 {
-	double sum = 0, mn = 0, mx = 0;
-	uint32_t got = 0, missing = 0;
-	uint64_t deadline = fdn__mono_ns() + BATCH_READ_WAIT_NS;
-	for (uint32_t i = 0; i < n && i < FDN_BATCH_ITEMS_MAX; i++) {
-		double v;
-		while (!item_read(&b->items[g & 1][i], g, &v)) {
-			if (fdn__mono_ns() >= deadline) {
-				missing++;
-				goto next;
-			}
-			sched_yield();
-		}
-		mn = got == 0 || v < mn ? v : mn;
-		mx = got == 0 || v > mx ? v : mx;
-		sum += v;
-		got++;
-	next:;
+	uint64_t bits = atomic_load_explicit(&it->bits, memory_order_relaxed);
+	if (!atomic_compare_exchange_strong(&it->tag, &T, IT_TAG(IT_GEN(T), IT_TAKEN, 0)))
+		return false;
+	double v;
+	memcpy(&v, &bits, sizeof(v));
+	if ((uint32_t)T == fdn__batch_check(bits, IT_GEN(T)) && isfinite(v)) {
+		sum_add(a, v);
+	} else {
+		a->missing++;
+		atomic_fetch_add(&b->missing, 1);
 	}
+	return true;
+}
+
+/* Declare item `it` (tag T, RESERVED by a dead owner) lost. */
+static bool item_lose(struct fdn_shm_batch *b, struct fdn_shm_batch_item *it, uint64_t T,
+		      struct batch_sum *a)
+{
+	if (!atomic_compare_exchange_strong(&it->tag, &T, IT_TAG(IT_GEN(T), IT_LOST, 0)))
+		return false;
+	a->missing++;
+	atomic_fetch_add(&b->missing, 1);
+	return true;
+}
+
+/* Wait a little: yields first, then short sleeps (a preempted peer needs
+ * the CPU this caller holds). */
+static void batch_pause(unsigned *round)
+{
+	if ((*round)++ < 64) {
+		sched_yield();
+		return;
+	}
+	struct timespec ts = {0, 50000};
+	nanosleep(&ts, NULL);
+}
+
+/* The closer of generation g collects item c of bank g & 1 into a. */
+static void batch_collect(fdn_segment *s, const struct fdn__tel *t, struct fdn_shm_batch *b,
+			  uint32_t g, uint32_t c, struct batch_sum *a)
+{
+	struct fdn_shm_batch_item *it = &b->items[g & 1][c];
+	uint64_t start = fdn__mono_ns(), next_check = 0;
+	unsigned round = 0;
+	for (;;) {
+		uint64_t T = atomic_load_explicit(&it->tag, memory_order_acquire);
+		unsigned st = IT_STATE(T);
+		uint32_t tg = IT_GEN(T);
+		uint64_t waited = fdn__mono_ns() - start;
+		if (st != IT_FREE && tg == g) {
+			if (st == IT_WRITTEN) {
+				if (item_take(b, it, T, a))
+					return;
+				continue;
+			}
+			if (st != IT_RESERVED)
+				return; /* TAKEN, VOID or LOST: resolved */
+			/* Its adder is between its two stores. */
+			if (waited >= next_check) {
+				if (owner_dead(s, t, (uint32_t)T)) {
+					if (item_lose(b, it, T, a))
+						return;
+					continue;
+				}
+				next_check = waited + 1000000u;
+			}
+			if (waited >= BATCH_WRITE_WAIT)
+				return; /* left WRITTEN later: a later sweep takes it */
+			batch_pause(&round);
+			continue;
+		}
+		if (st != IT_FREE && !gen_before(tg, g))
+			return; /* a later generation has it: resolved long ago */
+		/* An older tag: g's adder has not claimed the item yet. */
+		if (st == IT_WRITTEN) {
+			item_take(b, it, T, a); /* an older value nobody took */
+			continue;
+		}
+		if (st == IT_RESERVED) {
+			/* An older adder still writes: g's adder will give
+			 * up this item when it sees it. */
+			if (owner_dead(s, t, (uint32_t)T)) {
+				item_lose(b, it, T, a);
+				continue;
+			}
+			return;
+		}
+		if (waited < BATCH_ARRIVE_WAIT) {
+			batch_pause(&round);
+			continue;
+		}
+		uint64_t v = IT_TAG(g, IT_VOID, 0);
+		if (atomic_compare_exchange_strong(&it->tag, &T, v))
+			return;
+	}
+}
+
+/* Take every WRITTEN value of a generation before `limit` in both banks:
+ * values whose emitter had passed their item. */
+static void batch_sweep(struct fdn_shm_batch *b, uint32_t limit, struct batch_sum *a)
+{
+	for (unsigned k = 0; k < 2; k++)
+		for (uint32_t c = 0; c < FDN_BATCH_ITEMS_MAX; c++) {
+			struct fdn_shm_batch_item *it = &b->items[k][c];
+			uint64_t T = atomic_load_explicit(&it->tag, memory_order_acquire);
+			while (IT_STATE(T) == IT_WRITTEN && gen_before(IT_GEN(T), limit)) {
+				if (item_take(b, it, T, a))
+					break;
+				T = atomic_load_explicit(&it->tag, memory_order_acquire);
+			}
+		}
+}
+
+/* Summarise generation g (n items) of batch b, which this caller closed
+ * (n == 0: no generation closed, only the sweep), and emit it if it has
+ * anything.  Sweeps generations before `limit`.  1 emitted, 0 nothing. */
+static int batch_emit(fdn_segment *s, const struct fdn__tel *t, struct fdn_shm_batch *b,
+		      const char *name, size_t nlen, uint32_t g, uint32_t n, uint32_t limit)
+{
+	struct batch_sum a = {0, 0, 0, 0, 0};
+	for (uint32_t c = 0; c < n && c < FDN_BATCH_ITEMS_MAX; c++)
+		batch_collect(s, t, b, g, c, &a);
+	batch_sweep(b, limit, &a);
+	if (a.got == 0 && a.missing == 0)
+		return 0; /* every reservation was void: nothing to report */
 	atomic_fetch_add(&b->flushed, 1);
-	if (missing)
-		atomic_fetch_add(&b->missing, missing);
 	if (!name)
 		return 1; /* a batch whose name was never written: discarded */
 	struct fdn_measurement m[5] = {
-	    {"count", got}, {"sum", sum}, {"min", mn}, {"max", mx}, {"missing", missing}};
-	int r = fdn__tel_emit(s, name, nlen, m, missing ? 5 : 4, NULL, 0);
+	    {"count", a.got}, {"sum", a.sum}, {"min", a.mn}, {"max", a.mx}, {"missing", a.missing}};
+	int r = fdn__tel_emit(s, name, nlen, m, a.missing ? 5 : 4, NULL, 0);
 	return r < 0 ? r : 1;
+}
+
+/* Put value into item c of generation g, reserved by this caller: true
+ * once it is WRITTEN; false if the reservation is void (the emitter gave
+ * up on it, or an older value still holds the item): add it again. */
+static bool item_put(const fdn_segment *s, const struct fdn__tel *t, struct fdn_shm_batch *b,
+		     uint32_t g, uint32_t c, double value)
+{
+	struct fdn_shm_batch_item *it = &b->items[g & 1][c];
+	uint64_t T = atomic_load_explicit(&it->tag, memory_order_acquire);
+	uint64_t mine = IT_TAG(g, IT_RESERVED, t->shared ? fdn__batch_owner(s) : 0);
+	for (;;) {
+		unsigned st = IT_STATE(T);
+		if (st != IT_FREE && !gen_before(IT_GEN(T), g))
+			return false; /* VOID(g), or a later generation's */
+		if (st == IT_WRITTEN || st == IT_RESERVED)
+			return false; /* an older value not yet taken */
+		if (atomic_compare_exchange_strong(&it->tag, &T, mine))
+			break;
+	}
+	uint64_t bits;
+	memcpy(&bits, &value, sizeof(bits));
+	atomic_store_explicit(&it->bits, bits, memory_order_relaxed);
+	/* Release: the bits before the tag that publishes them. */
+	if (!atomic_compare_exchange_strong(&it->tag, &mine,
+					    IT_TAG(g, IT_WRITTEN, fdn__batch_check(bits, g))))
+		return false; /* declared dead: only on a kernel's mistake */
+	atomic_fetch_add_explicit(&b->added, 1, memory_order_relaxed);
+	return true;
 }
 
 /* Close generation g of b if its control word is still w: true if this
@@ -698,10 +1115,9 @@ int fdn_batch_config(fdn_segment *s, const char *name, uint32_t max_items, uint3
  * control word from (g, c, t) to (g + 1, 0, 0), which succeeds for one
  * caller; that caller alone emits g.  An adder reserves item c of g by CAS
  * (g, c, t) -> (g, c + 1, t), or, when c + 1 reaches max_items, by the
- * closing CAS itself (it then writes its item and emits).  Items of g are
- * written into bank g & 1 after the reservation; the closer reads the c
- * reserved items, waiting a bounded time for each (item_read explains why a
- * stale writer cannot pass for the current one).
+ * closing CAS itself (it then puts its item and emits).  It then puts its
+ * value into the item (item_put; the argument for the items is above
+ * batch_collect); a void reservation makes it reserve again.
  */
 int fdn_batch_add(fdn_segment *s, const char *name, double value)
 {
@@ -715,16 +1131,16 @@ int fdn_batch_add(fdn_segment *s, const char *name, double value)
 		return r;
 	uint32_t max_items, age, emitted = 0;
 	batch_cfg(b, &max_items, &age);
-	uint32_t now32 = (uint32_t)fdn__mono_ms();
 	uint64_t w = atomic_load(&b->ctl);
 	for (uint32_t k = 0; k < CAS_TRIES; k++) {
 		uint32_t g = FDN_BATCH_GEN(w), c = FDN_BATCH_COUNT(w);
+		uint32_t now32 = (uint32_t)fdn__mono_ms();
 		if (batch_due(w, max_items, age, now32)) {
 			if (batch_close(b, w)) {
-				r = batch_emit(s, b, name, (size_t)nlen, g, c);
+				r = batch_emit(s, &t, b, name, (size_t)nlen, g, c, g - 1);
 				if (r < 0)
 					return r;
-				emitted++;
+				emitted += (uint32_t)r;
 			}
 			w = atomic_load(&b->ctl);
 			continue;
@@ -734,22 +1150,16 @@ int fdn_batch_add(fdn_segment *s, const char *name, double value)
 				    : FDN_BATCH_CTL(g, c + 1, c == 0 ? now32 : FDN_BATCH_T0(w));
 		if (!atomic_compare_exchange_weak(&b->ctl, &w, nw))
 			continue;
-		uint64_t bits;
-		memcpy(&bits, &value, sizeof(bits));
-		struct fdn_shm_batch_item *it = &b->items[g & 1][c];
-		atomic_store_explicit(&it->bits, bits, memory_order_relaxed);
-		/* Release: pairs with the closer's acquire load of the tag. */
-		atomic_store_explicit(&it->tag,
-				      (uint64_t)(g & 0xFFFFFF) << 32 | item_check(bits, g),
-				      memory_order_release);
-		atomic_fetch_add_explicit(&b->added, 1, memory_order_relaxed);
+		bool put = item_put(s, &t, b, g, c, value);
 		if (fills) {
-			r = batch_emit(s, b, name, (size_t)nlen, g, c + 1);
+			r = batch_emit(s, &t, b, name, (size_t)nlen, g, c + 1, g - 1);
 			if (r < 0)
 				return r;
-			emitted++;
+			emitted += (uint32_t)r;
 		}
-		return (int)emitted;
+		if (put)
+			return (int)emitted;
+		w = atomic_load(&b->ctl);
 	}
 	return FDN_ETIMEDOUT;
 }
@@ -766,7 +1176,10 @@ static const char *batch_name(const struct fdn_shm_batch *b, char *buf, size_t *
 	return buf;
 }
 
-static int batch_flush_slot(fdn_segment *s, struct fdn_shm_batch *b, bool due_only)
+/* Close the open generation of b if it holds items (due_only: and is
+ * due) and emit it; all: also take every value an emitter passed. */
+static int batch_flush_slot(fdn_segment *s, const struct fdn__tel *t, struct fdn_shm_batch *b,
+			    bool due_only)
 {
 	char buf[FDN_EVENT_NAME_MAX + 1];
 	size_t nlen = 0;
@@ -774,12 +1187,16 @@ static int batch_flush_slot(fdn_segment *s, struct fdn_shm_batch *b, bool due_on
 	batch_cfg(b, &max_items, &age);
 	uint32_t now32 = (uint32_t)fdn__mono_ms();
 	uint64_t w = atomic_load(&b->ctl);
-	if (FDN_BATCH_COUNT(w) == 0 || (due_only && !batch_due(w, max_items, age, now32)))
-		return 0;
-	if (!batch_close(b, w))
+	uint32_t g = FDN_BATCH_GEN(w), n = FDN_BATCH_COUNT(w);
+	if (n == 0 || (due_only && !batch_due(w, max_items, age, now32))) {
+		if (due_only)
+			return 0;
+		n = 0; /* nothing open: only the values left behind */
+	} else if (!batch_close(b, w)) {
 		return 0; /* someone else closed it (and emits it) */
+	}
 	const char *name = batch_name(b, buf, &nlen);
-	return batch_emit(s, b, name, nlen, FDN_BATCH_GEN(w), FDN_BATCH_COUNT(w));
+	return batch_emit(s, t, b, name, nlen, g, n, due_only ? g - 1 : g + (n ? 1 : 0));
 }
 
 int fdn_batch_flush_due(fdn_segment *s)
@@ -792,7 +1209,7 @@ int fdn_batch_flush_due(fdn_segment *s)
 		struct fdn_shm_batch *b = slot_at(&t, FDN_TEL_T_BATCHES, i);
 		if (atomic_load_explicit(&b->tag, memory_order_acquire) == 0)
 			continue;
-		r = batch_flush_slot(s, b, true);
+		r = batch_flush_slot(s, &t, b, true);
 		if (r < 0)
 			return r;
 		n += r;
@@ -806,7 +1223,7 @@ int fdn_batch_flush(fdn_segment *s, const char *name)
 	struct fdn_shm_batch *b;
 	int nlen;
 	int r = batch_slot(s, name, false, &t, &b, &nlen);
-	return r ? r : batch_flush_slot(s, b, false);
+	return r ? r : batch_flush_slot(s, &t, b, false);
 }
 
 /* ---- the audit ------------------------------------------------------------------------ */
@@ -831,8 +1248,15 @@ static int check_tags(struct fdn__audit *ck, const struct fdn__tel *t, unsigned 
 		if (tag == 0)
 			continue;
 		tags[used++] = tag;
+		if (tb == FDN_TEL_T_ONCE && (i + n - (uint32_t)(tag % n)) % n >= ONCE_WINDOW)
+			fdn__violation(ck, "telemetry",
+				       "once-per slot %u: outside the window of its home slot %u",
+				       i, (uint32_t)(tag % n));
+		/* A once-per slot is passable once used (last != 0), tag or not. */
 		for (uint32_t j = (uint32_t)(tag % n); j != i; j = (j + 1) % n)
-			if (atomic_load((_Atomic uint64_t *)slot_at(t, tb, j)) == 0) {
+			if (atomic_load((_Atomic uint64_t *)slot_at(t, tb, j)) == 0 &&
+			    (tb != FDN_TEL_T_ONCE ||
+			     atomic_load(&((struct fdn_shm_once *)slot_at(t, tb, j))->last) == 0)) {
 				fdn__violation(ck, "telemetry",
 					       "%s slot %u: unreachable from its home slot %u",
 					       what, i, (uint32_t)(tag % n));
@@ -872,7 +1296,7 @@ static void check_windows(struct fdn__audit *ck, const struct fdn__tel *t, uint6
 {
 	for (uint32_t i = 0; i < FDN_TEL_ONCE; i++) {
 		struct fdn_shm_once *o = slot_at(t, FDN_TEL_T_ONCE, i);
-		uint64_t last = atomic_load(&o->last);
+		uint64_t last = atomic_load(&o->last) & ~ONCE_TAKING;
 		if (atomic_load(&o->tag) && last > now_ms + 1)
 			fdn__violation(ck, "telemetry",
 				       "once-per slot %u: claim in the future (%llu > %llu ms)", i,
@@ -892,6 +1316,19 @@ static void check_windows(struct fdn__audit *ck, const struct fdn__tel *t, uint6
 		uint64_t w = atomic_load(&b->ctl), cfg = atomic_load(&b->cfg);
 		if (atomic_load(&b->tag) == 0)
 			continue;
+		for (unsigned k = 0; k < 2; k++)
+			for (uint32_t c = 0; c < FDN_BATCH_ITEMS_MAX; c++) {
+				uint64_t T = atomic_load(&b->items[k][c].tag);
+				if (IT_STATE(T) > IT_LOST ||
+				    (IT_STATE(T) != IT_FREE &&
+				     ((IT_GEN(T) & 1) != k ||
+				      gen_before(FDN_BATCH_GEN(atomic_load(&b->ctl)), IT_GEN(T)))))
+					fdn__violation(ck, "telemetry",
+						       "batch slot %u item %u/%u: tag %016llx "
+						       "(generation %u open)",
+						       i, k, c, (unsigned long long)T,
+						       FDN_BATCH_GEN(atomic_load(&b->ctl)));
+			}
 		if (FDN_BATCH_COUNT(w) >= FDN_BATCH_ITEMS_MAX ||
 		    (uint32_t)cfg > FDN_BATCH_ITEMS_MAX)
 			fdn__violation(ck, "telemetry",

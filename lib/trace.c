@@ -42,6 +42,7 @@
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 static_assert(FDN_SPAN_MAX_DEPTH == FDN_SPAN_DEPTH_MAX, "depth");
 static_assert(FDN_SPAN_NAME_MAXLEN == FDN_SPAN_NAME_MAX, "span name");
@@ -266,6 +267,7 @@ struct span_ev {
 	const char *event;      /* record_event: its name */
 	const char *link_trace; /* link: the other span */
 	uint64_t link_span;
+	const char *message;         /* stop: the status message, or NULL */
 	const struct fdn_attr *user; /* the caller's attributes */
 	size_t nuser;
 };
@@ -292,7 +294,7 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	hex64(sid, sp->span_id);
 	hex64(par, sp->parent_id);
 	hex64(lsid, e->link_span);
-	struct fdn_attr a[9 + SPAN_EV_USER_MAX];
+	struct fdn_attr a[10 + SPAN_EV_USER_MAX];
 	size_t na = 0;
 	a[na++] = str_attr("span", name);
 	a[na++] = str_attr("trace_id", tid);
@@ -301,6 +303,8 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	a[na++] = str_attr("backend", backend == FDN__SHARED ? "shared" : "local");
 	if (e->status)
 		a[na++] = str_attr("status", e->status);
+	if (e->message)
+		a[na++] = str_attr("status_message", e->message);
 	if (e->event)
 		a[na++] = str_attr("event", e->event);
 	if (e->link_trace) {
@@ -413,8 +417,10 @@ static bool status_ok(int st)
 	return st == FDN_SPAN_OK || st == FDN_SPAN_ERROR || st == FDN_SPAN_ABORTED;
 }
 
-/* Pop the top span of tr with status st (depth > 0). */
-static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st)
+/* Pop the top span of tr with status st (depth > 0); its stop event
+ * carries message and the n attributes (may be 0). */
+static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st, const char *message,
+		     const struct fdn_attr *attrs, size_t n)
 {
 	uint32_t d = tr->depth;
 	struct fdn_shm_span *sp = &tr->spans[d - 1];
@@ -429,7 +435,11 @@ static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st)
 	fdn__trace_write_end(tr);
 	static const char *const names[] = {"open", "ok", "error", "aborted"};
 	span_emit(s, b, FDN__EV_SPAN_STOP, sp, d - 1,
-		  &(struct span_ev){.status = names[st], .duration_ns = last->duration_ns});
+		  &(struct span_ev){.status = names[st],
+				    .duration_ns = last->duration_ns,
+				    .message = message,
+				    .user = attrs,
+				    .nuser = n});
 }
 
 int fdn_span_end(fdn_segment *s, int status)
@@ -443,7 +453,31 @@ int fdn_span_end(fdn_segment *s, int status)
 		return r;
 	if (tr->depth == 0)
 		return FDN_ENOSPAN;
-	span_pop(s, b, tr, status);
+	span_pop(s, b, tr, status, NULL, NULL, 0);
+	return 0;
+}
+
+int fdn_span_end_status(fdn_segment *s, int status, const char *message,
+			const struct fdn_attr *attrs, size_t n)
+{
+	if (!status_ok(status))
+		return FDN_EINVAL;
+	if (message && strnlen(message, FDN_SPAN_MESSAGE_MAX + 1) > FDN_SPAN_MESSAGE_MAX)
+		return FDN_ETOOBIG;
+	if (n > SPAN_EV_USER_MAX)
+		return FDN_ETOOBIG;
+	uint8_t enc[FDN_ATTRS_MAX];
+	int al = encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
+	if (al < 0)
+		return al;
+	struct fdn_shm_trace *tr;
+	int b;
+	int r = slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	if (r)
+		return r;
+	if (tr->depth == 0)
+		return FDN_ENOSPAN;
+	span_pop(s, b, tr, status, message, attrs, n);
 	return 0;
 }
 
@@ -463,9 +497,9 @@ int fdn_span_end_id(fdn_segment *s, uint64_t id, int status)
 		for (uint32_t k = 0; k + 1 < d; k++)
 			if (tr->spans[k].span_id == id)
 				return FDN_ENOTTOP;
-		return FDN_ENOTFOUND;
+		return FDN_ENOSPAN; /* not open: as with an empty stack */
 	}
-	span_pop(s, b, tr, status);
+	span_pop(s, b, tr, status, NULL, NULL, 0);
 	return 0;
 }
 
@@ -611,8 +645,8 @@ int fdn_with_span(fdn_segment *s, const char *name, const struct fdn_attr *attrs
 	for (uint32_t k = tr->depth; k > 0; k--) {
 		if (tr->spans[k - 1].span_id == id) {
 			while (tr->depth > k)
-				span_pop(s, b, tr, FDN_SPAN_ABORTED);
-			span_pop(s, b, tr, st);
+				span_pop(s, b, tr, FDN_SPAN_ABORTED, NULL, NULL, 0);
+			span_pop(s, b, tr, st, NULL, NULL, 0);
 			break;
 		}
 	}
@@ -695,9 +729,19 @@ int fdn_traceparent_setenv(fdn_segment *s)
 
 /* ---- error context ------------------------------------------------------------- */
 
+static void ctx_env_import(struct fdn_shm_trace *tr);
+
+/* FOUNDATION_CONTEXT is imported by the first use of an error context in
+ * the process (any thread, either backend), once. */
+static atomic_bool ctx_env_used;
+
 static int ctx_slot(fdn_segment *s, struct fdn_shm_trace **tr)
 {
-	return slot_for(s, FDN__SVC_ERROR_CONTEXT, tr, NULL);
+	int r = slot_for(s, FDN__SVC_ERROR_CONTEXT, tr, NULL);
+	if (r == 0 && !atomic_load_explicit(&ctx_env_used, memory_order_relaxed) &&
+	    !atomic_exchange(&ctx_env_used, true))
+		ctx_env_import(*tr);
+	return r;
 }
 
 /* Write the context map (len <= FDN_CTX_ATTRS_MAX). */
@@ -760,7 +804,13 @@ int fdn_ctx_clear(fdn_segment *s)
 int fdn_with_context(fdn_segment *s, const struct fdn_attr *attrs, size_t n, int (*fn)(void *arg),
 		     void *arg)
 {
-	if (!fn)
+	return fdn_with_context_mode(s, attrs, n, FDN_CTX_MERGE, fn, arg);
+}
+
+int fdn_with_context_mode(fdn_segment *s, const struct fdn_attr *attrs, size_t n,
+			  enum fdn_ctx_mode mode, int (*fn)(void *arg), void *arg)
+{
+	if (!fn || (mode != FDN_CTX_MERGE && mode != FDN_CTX_REPLACE))
 		return FDN_EINVAL;
 	struct fdn_shm_trace *tr;
 	int r = ctx_slot(s, &tr);
@@ -769,9 +819,15 @@ int fdn_with_context(fdn_segment *s, const struct fdn_attr *attrs, size_t n, int
 	uint8_t saved[FDN_CTX_ATTRS_MAX];
 	size_t saved_len = tr->ctx_len;
 	memcpy(saved, tr->ctx, saved_len);
-	r = fdn_ctx_set(s, attrs, n);
-	if (r)
+	if (mode == FDN_CTX_REPLACE) {
+		uint8_t enc[FDN_ATTRS_MAX];
+		int len = encode_bounded(attrs, n, enc, FDN_CTX_ATTRS_MAX);
+		if (len < 0)
+			return len;
+		ctx_store(tr, enc, (size_t)len);
+	} else if ((r = fdn_ctx_set(s, attrs, n))) {
 		return r;
+	}
 	int res = fn(arg);
 	/* The callback may have flipped the backend: restore on the slot the
 	 * context was saved from. */
@@ -917,6 +973,33 @@ static void crumbs_view(const struct fdn_shm_trace *tr, struct fdn_crumb *out, u
 	*nout = n;
 }
 
+int fdn_enrich_error_with(fdn_segment *s, int code, const char *type, const char *message,
+			  struct fdn_error_report *out)
+{
+	if (!out)
+		return FDN_EINVAL;
+	size_t tl = type ? strnlen(type, FDN_ERROR_TYPE_MAX + 1) : 0;
+	if (tl > FDN_ERROR_TYPE_MAX)
+		return FDN_EINVAL;
+	for (size_t i = 0; i < tl; i++)
+		if (type[i] < 0x21 || type[i] > 0x7e)
+			return FDN_EINVAL;
+	size_t ml = message ? strnlen(message, FDN_ERROR_MESSAGE_MAX + 1) : 0;
+	if (ml > FDN_ERROR_MESSAGE_MAX)
+		return FDN_ETOOBIG;
+	int r = fdn_enrich_error(s, code, out);
+	if (r)
+		return r;
+	memcpy(out->type, type ? type : "", tl);
+	out->type[tl] = 0;
+	if (message) {
+		memcpy(out->text, message, ml);
+		out->text[ml] = 0;
+		out->message = out->text;
+	}
+	return 0;
+}
+
 int fdn_enrich_error(fdn_segment *s, int code, struct fdn_error_report *out)
 {
 	if (!out)
@@ -938,6 +1021,311 @@ int fdn_enrich_error(fdn_segment *s, int code, struct fdn_error_report *out)
 		out->span_id = tr->spans[tr->depth - 1].span_id;
 	}
 	return 0;
+}
+
+/* ---- handing the context over ---------------------------------------------------
+ *
+ * The binary form (little-endian): version 1; corr_len, corr; op_len, op;
+ * u16 ctx_len, ctx; ncrumbs (<= 16, oldest first), each: u64 time_real,
+ * module_len, module, function_len, function, u16 attrs_len, attrs; then
+ * u32: the low half of XXH3-64 of everything before it.  The text:
+ * CTX_PREFIX and the base64url of that (no padding). */
+
+#define CTX_PREFIX     "fdnctx1."
+#define CTX_PREFIX_LEN 8u
+#define CTX_BIN_MAX                                                                        \
+	(1u + 1u + FDN_CTX_ID_MAX + 1u + FDN_CTX_ID_MAX + 2u + FDN_CTX_ATTRS_MAX + 1u +    \
+	 FDN_CRUMBS_MAX * (8u + 1u + FDN_CRUMB_MODULE_MAX + 1u + FDN_CRUMB_FUNC_MAX + 2u + \
+			   FDN_CRUMB_ATTRS_MAX) +                                          \
+	 4u)
+static_assert(CTX_PREFIX_LEN + (CTX_BIN_MAX + 2u) / 3u * 4u + 1u <= FDN_CONTEXT_EXPORT_MAX,
+	      "export bound");
+
+struct ctx_data {
+	char corr[FDN_CTX_ID_MAX + 1], op[FDN_CTX_ID_MAX + 1];
+	size_t corr_len, op_len, ctx_len;
+	uint8_t ctx[FDN_CTX_ATTRS_MAX];
+	uint32_t ncrumbs;
+	struct fdn_shm_crumb crumbs[FDN_CRUMBS_MAX];
+};
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static size_t b64_encode(const uint8_t *in, size_t n, char *out)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)in[i + 1] << 8;
+		if (i + 2 < n)
+			v |= in[i + 2];
+		out[o++] = b64[v >> 18 & 63];
+		out[o++] = b64[v >> 12 & 63];
+		if (i + 1 < n)
+			out[o++] = b64[v >> 6 & 63];
+		if (i + 2 < n)
+			out[o++] = b64[v & 63];
+	}
+	return o;
+}
+
+static int b64_val(char c)
+{
+	const char *p = c ? strchr(b64, c) : NULL;
+	return p ? (int)(p - b64) : -1;
+}
+
+/* Decode n characters; the length of the bytes, or -1. */
+static long b64_decode(const char *in, size_t n, uint8_t *out, size_t cap)
+{
+	if (n % 4 == 1)
+		return -1;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i += 4) {
+		size_t k = n - i < 4 ? n - i : 4;
+		uint32_t v = 0;
+		for (size_t j = 0; j < 4; j++) {
+			int d = j < k ? b64_val(in[i + j]) : 0;
+			if (d < 0)
+				return -1;
+			v = v << 6 | (uint32_t)d;
+		}
+		size_t bytes = k - 1;
+		if (o + bytes > cap)
+			return -1;
+		for (size_t j = 0; j < bytes; j++)
+			out[o++] = (uint8_t)(v >> (16 - 8 * j));
+	}
+	return (long)o;
+}
+
+/* The thread's context out of its slot, as stored (oldest crumb first). */
+static void ctx_read(const struct fdn_shm_trace *tr, struct ctx_data *d)
+{
+	d->corr_len = tr->corr_len <= FDN_CTX_ID_MAX ? tr->corr_len : 0;
+	memcpy(d->corr, tr->corr, d->corr_len);
+	d->op_len = tr->op_len <= FDN_CTX_ID_MAX ? tr->op_len : 0;
+	memcpy(d->op, tr->op, d->op_len);
+	d->ctx_len = tr->ctx_len <= FDN_CTX_ATTRS_MAX ? tr->ctx_len : 0;
+	memcpy(d->ctx, tr->ctx, d->ctx_len);
+	uint32_t total = tr->ncrumbs, n = total < FDN_CRUMBS_MAX ? total : FDN_CRUMBS_MAX;
+	for (uint32_t i = 0; i < n; i++)
+		d->crumbs[i] = tr->crumbs[(total - n + i) % FDN_CRUMBS_MAX];
+	d->ncrumbs = n;
+}
+
+static size_t put_bytes(uint8_t *b, size_t o, const void *p, size_t n)
+{
+	memcpy(b + o, p, n);
+	return o + n;
+}
+
+static size_t ctx_to_bin(const struct ctx_data *d, uint8_t *b)
+{
+	size_t o = 0;
+	b[o++] = 1;
+	b[o++] = (uint8_t)d->corr_len;
+	o = put_bytes(b, o, d->corr, d->corr_len);
+	b[o++] = (uint8_t)d->op_len;
+	o = put_bytes(b, o, d->op, d->op_len);
+	b[o++] = (uint8_t)d->ctx_len;
+	b[o++] = (uint8_t)(d->ctx_len >> 8);
+	o = put_bytes(b, o, d->ctx, d->ctx_len);
+	b[o++] = (uint8_t)d->ncrumbs;
+	for (uint32_t i = 0; i < d->ncrumbs; i++) {
+		const struct fdn_shm_crumb *c = &d->crumbs[i];
+		for (int k = 0; k < 8; k++)
+			b[o++] = (uint8_t)(c->time_real >> (8 * k));
+		size_t ml = strnlen(c->module, FDN_CRUMB_MODULE_MAX);
+		size_t fl = strnlen(c->function, FDN_CRUMB_FUNC_MAX);
+		size_t al = c->attrs_len <= FDN_CRUMB_ATTRS_MAX ? c->attrs_len : 0;
+		b[o++] = (uint8_t)ml;
+		o = put_bytes(b, o, c->module, ml);
+		b[o++] = (uint8_t)fl;
+		o = put_bytes(b, o, c->function, fl);
+		b[o++] = (uint8_t)al;
+		b[o++] = (uint8_t)(al >> 8);
+		o = put_bytes(b, o, c->attrs, al);
+	}
+	uint32_t check = (uint32_t)XXH3_64bits(b, o);
+	for (int k = 0; k < 4; k++)
+		b[o++] = (uint8_t)(check >> (8 * k));
+	return o;
+}
+
+static bool id_ok(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] < 0x21 || p[i] > 0x7e)
+			return false;
+	return true;
+}
+
+/* A reader of the binary form: each take checks the bytes are there. */
+struct rd {
+	const uint8_t *b;
+	size_t n, o;
+	bool bad;
+};
+
+static const uint8_t *take(struct rd *r, size_t k)
+{
+	if (r->bad || r->n - r->o < k) {
+		r->bad = true;
+		return NULL;
+	}
+	const uint8_t *p = r->b + r->o;
+	r->o += k;
+	return p;
+}
+
+static size_t take_len(struct rd *r, int bytes)
+{
+	const uint8_t *p = take(r, (size_t)bytes);
+	if (!p)
+		return 0;
+	return bytes == 1 ? p[0] : (size_t)p[0] | (size_t)p[1] << 8;
+}
+
+/* Parse and check an exported context: 0 or FDN_ECONTEXT. */
+static int ctx_decode(const char *text, struct ctx_data *d, uint8_t *bin)
+{
+	if (!text || strncmp(text, CTX_PREFIX, CTX_PREFIX_LEN) != 0)
+		return FDN_ECONTEXT;
+	const char *body = text + CTX_PREFIX_LEN;
+	size_t tl = strnlen(body, FDN_CONTEXT_EXPORT_MAX);
+	if (tl >= FDN_CONTEXT_EXPORT_MAX)
+		return FDN_ECONTEXT;
+	long bl = b64_decode(body, tl, bin, CTX_BIN_MAX);
+	if (bl < 6)
+		return FDN_ECONTEXT;
+	size_t n = (size_t)bl - 4;
+	uint32_t check = (uint32_t)bin[n] | (uint32_t)bin[n + 1] << 8 | (uint32_t)bin[n + 2] << 16 |
+			 (uint32_t)bin[n + 3] << 24;
+	if (check != (uint32_t)XXH3_64bits(bin, n) || bin[0] != 1)
+		return FDN_ECONTEXT;
+	struct rd r = {bin, n, 1, false};
+	memset(d, 0, sizeof(*d));
+	d->corr_len = take_len(&r, 1);
+	const uint8_t *p = take(&r, d->corr_len);
+	if (r.bad || d->corr_len > FDN_CTX_ID_MAX || !id_ok((const char *)p, d->corr_len))
+		return FDN_ECONTEXT;
+	memcpy(d->corr, p, d->corr_len);
+	d->op_len = take_len(&r, 1);
+	p = take(&r, d->op_len);
+	if (r.bad || d->op_len > FDN_CTX_ID_MAX || !id_ok((const char *)p, d->op_len))
+		return FDN_ECONTEXT;
+	memcpy(d->op, p, d->op_len);
+	d->ctx_len = take_len(&r, 2);
+	p = take(&r, d->ctx_len);
+	if (r.bad || d->ctx_len > FDN_CTX_ATTRS_MAX || !attrs_ok(p, d->ctx_len))
+		return FDN_ECONTEXT;
+	memcpy(d->ctx, p, d->ctx_len);
+	d->ncrumbs = (uint32_t)take_len(&r, 1);
+	if (r.bad || d->ncrumbs > FDN_CRUMBS_MAX)
+		return FDN_ECONTEXT;
+	for (uint32_t i = 0; i < d->ncrumbs; i++) {
+		struct fdn_shm_crumb *c = &d->crumbs[i];
+		p = take(&r, 8);
+		for (int k = 0; p && k < 8; k++)
+			c->time_real |= (uint64_t)p[k] << (8 * k);
+		size_t ml = take_len(&r, 1);
+		const uint8_t *m = take(&r, ml);
+		size_t fl = take_len(&r, 1);
+		const uint8_t *f = take(&r, fl);
+		size_t al = take_len(&r, 2);
+		const uint8_t *a = take(&r, al);
+		if (r.bad || ml == 0 || ml > FDN_CRUMB_MODULE_MAX || memchr(m, 0, ml) || fl == 0 ||
+		    fl > FDN_CRUMB_FUNC_MAX || memchr(f, 0, fl) || al > FDN_CRUMB_ATTRS_MAX ||
+		    !attrs_ok(a, al))
+			return FDN_ECONTEXT;
+		memcpy(c->module, m, ml);
+		memcpy(c->function, f, fl);
+		c->attrs_len = (uint16_t)al;
+		memcpy(c->attrs, a, al);
+	}
+	return r.o == n ? 0 : FDN_ECONTEXT;
+}
+
+/* Make d the thread's context, in one write. */
+static void ctx_write(struct fdn_shm_trace *tr, const struct ctx_data *d)
+{
+	fdn__trace_write_begin(tr);
+	memcpy(tr->corr, d->corr, d->corr_len);
+	tr->corr[d->corr_len] = 0;
+	tr->corr_len = (uint16_t)d->corr_len;
+	memcpy(tr->op, d->op, d->op_len);
+	tr->op[d->op_len] = 0;
+	tr->op_len = (uint16_t)d->op_len;
+	memcpy(tr->ctx, d->ctx, d->ctx_len);
+	tr->ctx_len = (uint32_t)d->ctx_len;
+	for (uint32_t i = 0; i < d->ncrumbs; i++)
+		tr->crumbs[i] = d->crumbs[i];
+	tr->ncrumbs = d->ncrumbs;
+	fdn__trace_write_end(tr);
+}
+
+int fdn_context_export(fdn_segment *s, char *out, size_t cap)
+{
+	struct fdn_shm_trace *tr;
+	int r = ctx_slot(s, &tr);
+	if (r)
+		return r;
+	struct ctx_data *d = malloc(sizeof(*d) + CTX_BIN_MAX);
+	if (!d)
+		return -ENOMEM;
+	uint8_t *bin = (uint8_t *)(d + 1);
+	ctx_read(tr, d);
+	size_t bl = ctx_to_bin(d, bin);
+	size_t need = CTX_PREFIX_LEN + (bl * 4 + 2) / 3;
+	if (!out || cap < need + 1) {
+		free(d);
+		return FDN_ETOOBIG;
+	}
+	memcpy(out, CTX_PREFIX, CTX_PREFIX_LEN);
+	size_t tl = b64_encode(bin, bl, out + CTX_PREFIX_LEN);
+	out[CTX_PREFIX_LEN + tl] = 0;
+	free(d);
+	return (int)(CTX_PREFIX_LEN + tl);
+}
+
+int fdn_context_import(fdn_segment *s, const char *text)
+{
+	struct ctx_data *d = malloc(sizeof(*d) + CTX_BIN_MAX);
+	if (!d)
+		return -ENOMEM;
+	int r = ctx_decode(text, d, (uint8_t *)(d + 1));
+	struct fdn_shm_trace *tr;
+	if (r == 0 && (r = ctx_slot(s, &tr)) == 0)
+		ctx_write(tr, d);
+	free(d);
+	return r;
+}
+
+int fdn_context_setenv(fdn_segment *s)
+{
+	char *text = malloc(FDN_CONTEXT_EXPORT_MAX);
+	if (!text)
+		return -ENOMEM;
+	int r = fdn_context_export(s, text, FDN_CONTEXT_EXPORT_MAX);
+	if (r >= 0)
+		r = setenv("FOUNDATION_CONTEXT", text, 1) == 0 ? 0 : -errno;
+	free(text);
+	return r;
+}
+
+static void ctx_env_import(struct fdn_shm_trace *tr)
+{
+	const char *env = getenv("FOUNDATION_CONTEXT");
+	if (!env || !*env)
+		return;
+	struct ctx_data *d = malloc(sizeof(*d) + CTX_BIN_MAX);
+	if (!d)
+		return;
+	if (ctx_decode(env, d, (uint8_t *)(d + 1)) == 0)
+		ctx_write(tr, d);
+	free(d);
 }
 
 /* ---- reading other threads' slots -------------------------------------------- */

@@ -679,7 +679,9 @@ struct fdn_shm_flag {
 static_assert(sizeof(struct fdn_shm_flag) == 64, "flag slot");
 
 /* fdn_shm_flag_rec.kind */
-enum { FDN_FLAGREC_FLAG = 1, FDN_FLAGREC_STAGE = 2 };
+/* ALERT: an alert about the stage (from, to: stages; flag: the alert
+ * type, "emergency_rollback"), recorded after the stage record. */
+enum { FDN_FLAGREC_FLAG = 1, FDN_FLAGREC_STAGE = 2, FDN_FLAGREC_ALERT = 3 };
 #define FDN_FLAGREC_CREATED (-1) /* from: the change created the flag */
 
 /* A history record (256 bytes): change number k (0-based) lives in
@@ -715,8 +717,8 @@ enum { FDN_JOURNAL_IDLE = 0, FDN_JOURNAL_PENDING = 1 };
 /* The journal (2 240 bytes): the change being made, complete before it is
  * published.  Applying it: user flags' values (and nflags for a created
  * one), then `builtin` if has_builtin, then history records hist_base + k
- * for the ops in order and, if stage_to >= 0, one stage record last, then
- * hist_total.  Lock holder only. */
+ * for the ops in order and, if stage_to >= 0, one stage record, then (if
+ * alert) one alert record, then hist_total.  Lock holder only. */
 struct fdn_shm_flags_journal {
 	_Atomic uint32_t state;                     /*    0: FDN_JOURNAL_*           */
 	uint32_t nops;                              /*    4: <= FDN_FLAG_SLOTS        */
@@ -728,7 +730,8 @@ struct fdn_shm_flags_journal {
 	uint32_t has_builtin;                       /*   36 */
 	uint64_t builtin;                           /*   40: the new built-in word  */
 	char reason[FDN_FLAG_REASON_BYTES];         /*   48 */
-	uint8_t pad[16];                            /*  176 */
+	uint32_t alert;                             /*  176: 1 = emergency rollback */
+	uint8_t pad[12];                            /*  180 */
 	struct fdn_shm_flag_op ops[FDN_FLAG_SLOTS]; /* 192 */
 };
 static_assert(sizeof(struct fdn_shm_flags_journal) == 192 + 16 * FDN_FLAG_SLOTS, "journal");
@@ -891,17 +894,25 @@ struct fdn_shm_sampler {
 static_assert(sizeof(struct fdn_shm_sampler) == 256, "sampler slot");
 
 /*
- * A once-per claim (64 bytes), one per (event name, key).  Writers A.
- * last: CLOCK_MONOTONIC ms of the last emission + 1 (0 = never); moved
- *   forward only by a CAS from a value at least interval_ms older.
- * won, lost: calls that emitted, calls suppressed.
+ * A once-per claim (64 bytes), one per (event name, key) at a time: a slot
+ * whose claim is older than its interval is reused by another pair
+ * (lib/telemetry_tables.c, once per).  Writers A.
+ * last: CLOCK_MONOTONIC ms of the last emission + 1 (0 = never used);
+ *   moved forward only by a CAS from a value at least interval_ms older;
+ *   bit 63 set while the slot is being taken for another pair.
+ * won, lost: calls that emitted, calls suppressed (since the pair took it).
+ * lock: the holder (a process, fdn__batch_owner) placing a pair whose home
+ *   is this slot; 0 free.
+ * interval_ms: the interval of the last win (when the claim goes stale).
  */
 struct fdn_shm_once {
-	_Atomic uint64_t tag;  /*  0 */
-	_Atomic uint64_t last; /*  8 */
-	_Atomic uint64_t won;  /* 16 */
-	_Atomic uint64_t lost; /* 24 */
-	char name[32];         /* 32: event name (prefix), display only */
+	_Atomic uint64_t tag;         /*  0 */
+	_Atomic uint64_t last;        /*  8 */
+	_Atomic uint64_t won;         /* 16 */
+	_Atomic uint64_t lost;        /* 24 */
+	char name[24];                /* 32: event name (prefix), display only */
+	_Atomic uint32_t lock;        /* 56 */
+	_Atomic uint32_t interval_ms; /* 60 */
 };
 static_assert(sizeof(struct fdn_shm_once) == 64, "once slot");
 
@@ -932,12 +943,27 @@ static_assert(sizeof(struct fdn_shm_rate) == 64, "rate slot");
  *   process that emits generation g's summary.
  * cfg: max_items (31..0, 1..FDN_BATCH_ITEMS_MAX) | max_age_ms (63..32);
  *   0 = defaults.
- * items[g & 1][c]: value bits, then tag = g (bits 63..32) | check (31..0,
- *   a hash of the value bits and g) with release.  The closer accepts an
- *   item only if the tag, read before and after the value, names g and
- *   matches the value; else (an adder died or stalled for two
- *   generations) it counts the item as missing.
+ * items[g & 1][c]: bits (the value) and tag = generation (63..40) | state
+ *   (39..32, FDN_BATCH_IT_*) | payload (31..0).  An adder of g claims the
+ *   item by CAS from a free state of an older generation to RESERVED(g,
+ *   its process: slot + 1 in bits 20..0, 11 bits of the slot's claim word
+ *   in 31..21; 0 for process-local tables), writes bits, then CASes to
+ *   WRITTEN(g, check of bits and g).  The one CAS that moves a WRITTEN tag
+ *   to TAKEN puts the value in a summary; VOID(g): g's emitter stopped
+ *   waiting for the adder, which adds again; LOST: the owner died while
+ *   RESERVED (counted in missing).  lib/telemetry_tables.c argues it.
  */
+#define FDN_BATCH_IT_FREE     0u
+#define FDN_BATCH_IT_RESERVED 1u
+#define FDN_BATCH_IT_WRITTEN  2u
+#define FDN_BATCH_IT_TAKEN    3u
+#define FDN_BATCH_IT_VOID     4u
+#define FDN_BATCH_IT_LOST     5u
+#define FDN_BATCH_IT_TAG(g, st, pl) \
+	(((uint64_t)((g)&0xFFFFFFu) << 40) | ((uint64_t)((st)&0xFFu) << 32) | (uint32_t)(pl))
+#define FDN_BATCH_IT_GEN(t)   ((uint32_t)((t) >> 40))
+#define FDN_BATCH_IT_STATE(t) ((unsigned)((t) >> 32) & 0xFFu)
+
 struct fdn_shm_batch_item {
 	_Atomic uint64_t tag;
 	_Atomic uint64_t bits;
@@ -949,7 +975,7 @@ struct fdn_shm_batch {
 	_Atomic uint64_t cfg;     /*  16 */
 	_Atomic uint64_t added;   /*  24: items added, all generations */
 	_Atomic uint64_t flushed; /*  32: summaries emitted */
-	_Atomic uint64_t missing; /*  40: items the closers could not read */
+	_Atomic uint64_t missing; /*  40: items whose adder died (LOST) */
 	uint64_t reserved0[2];    /*  48 */
 	char name[128];           /*  64: NUL-terminated; display only */
 	uint64_t reserved1[8];    /* 192 */

@@ -51,7 +51,7 @@ static inline void *t_shared(size_t size)
 static inline void t_print_violation(void *arg, const char *code, const char *msg)
 {
 	(void)arg;
-	fprintf(stderr, "  violation [%s] %s\n", code, msg);
+	fprintf(stderr, "  %s [%s] %s\n", strcmp(code, "note") ? "violation" : "note", code, msg);
 }
 
 /* The mechanism's audit: tests of shm/ store raw values in the tables. */

@@ -245,7 +245,7 @@ Test(attrs, encode_rejects_bad_values)
 	const struct fdn_attr s1024[] = {AS("s", s1025)};
 	cr_assert_eq(encode(s1024, 1, buf), 2 + 5 + 1 + 1025);
 	const struct fdn_attr l64[] = {AL("l", items65, FDN_ATTR_LIST_MAX)};
-	cr_assert_eq(encode(l64, 1, buf), 2 + 5 + 1 + 2 + 64 * 4);
+	cr_assert_eq(encode(l64, 1, buf), 2 + 5 + 1 + 2 + FDN_ATTR_LIST_MAX * 4);
 	const struct fdn_attr l1024[] = {AL("l", long_item, 1)};
 	cr_assert_eq(encode(l1024, 1, buf), 2 + 5 + 1 + 2 + 3 + 1024);
 	free(s1025);
@@ -380,11 +380,18 @@ static int validate_string(size_t slen)
 /* count 1, one LIST record "l" of n items "i". */
 static int validate_list(size_t n)
 {
-	static unsigned char b[2 + 6 + 2 + 4 * 100];
+	static unsigned char b[2 + 6 + 2 + 4 * 300];
 	size_t vlen = 2 + 4 * n;
-	unsigned char h[] = {
-	    1,   0, FDN_ATTR_LIST,    1, (unsigned char)vlen, (unsigned char)(vlen >> 8),
-	    'l', 0, (unsigned char)n, 0};
+	unsigned char h[] = {1,
+			     0,
+			     FDN_ATTR_LIST,
+			     1,
+			     (unsigned char)vlen,
+			     (unsigned char)(vlen >> 8),
+			     'l',
+			     0,
+			     (unsigned char)n,
+			     (unsigned char)(n >> 8)};
 	memcpy(b, h, sizeof(h));
 	for (size_t k = 0; k < n; k++)
 		memcpy(b + 10 + 4 * k, (const unsigned char[]){1, 0, 'i', 0}, 4);
@@ -403,8 +410,9 @@ Test(attrs, validate_limits)
 	cr_assert_eq(validate_string(1999), BAD);
 	cr_assert_eq(validate_list(0), 0);
 	cr_assert_eq(validate_list(64), 0);
-	cr_assert_eq(validate_list(65), BAD);
-	cr_assert_eq(validate_list(100), BAD);
+	cr_assert_eq(validate_list(255), 0);
+	cr_assert_eq(validate_list(256), BAD);
+	cr_assert_eq(validate_list(300), BAD);
 
 	unsigned char empty[2] = {0, 0};
 	cr_assert_eq(fdn_attrs_validate(empty, 2), 0);
@@ -852,7 +860,7 @@ Test(criteria, validate_errors)
 	    {.name = "a", .op = FDN_CMP_EQ, .value = VD(NAN)},
 	    {.name = "a", .op = FDN_CMP_GT, .value = VD(INFINITY)},
 	    {.name = "a", .op = FDN_CMP_EQ, .value = VS(NULL)},
-	    {.name = "a", .op = FDN_CMP_IN, .value = AL(NULL, items65, 65)},
+	    {.name = "a", .op = FDN_CMP_IN, .value = AL(NULL, items65, FDN_ATTR_LIST_MAX + 1)},
 	    {.name = "a", .op = FDN_CMP_IN, .value = AL(NULL, NULL, 2)},
 	    {.name = "a", .op = FDN_CMP_EQ, .value = {.type = (enum fdn_attr_type)7}},
 	};
@@ -1036,19 +1044,19 @@ Test(parse, bad_forms)
 	cr_assert_eq(fdn_attr_parse((char[]){"l=[a]"}, &a, NULL, 0), BAD);
 	cr_assert_eq(fdn_attr_parse((char[]){"l=[]"}, &a, NULL, 0), 0);
 	cr_assert_eq(a.v.list.n, 0);
-	const char *many[100];
+	const char *many[300];
 	size_t off = (size_t)snprintf(text, sizeof(text), "l=[");
-	for (int k = 0; k < 65; k++)
+	for (int k = 0; k < 256; k++)
 		off += (size_t)snprintf(text + off, sizeof(text) - off, k ? ",%d" : "%d", k);
 	snprintf(text + off, sizeof(text) - off, "]");
 	memcpy(keep, text, sizeof(text));
-	cr_assert_eq(fdn_attr_parse(text, &a, many, 100), BAD);
+	cr_assert_eq(fdn_attr_parse(text, &a, many, 300), BAD);
 	cr_assert_str_eq(text, keep, "unchanged on failure");
-	text[off - 3] = ']'; /* drop ",64": 64 items */
-	text[off - 2] = '\0';
-	cr_assert_eq(fdn_attr_parse(text, &a, many, 100), 0);
-	cr_assert_eq(a.v.list.n, 64);
-	cr_assert_str_eq(many[63], "63");
+	text[off - 4] = ']'; /* drop ",255": 255 items */
+	text[off - 3] = '\0';
+	cr_assert_eq(fdn_attr_parse(text, &a, many, 300), 0);
+	cr_assert_eq(a.v.list.n, 255);
+	cr_assert_str_eq(many[254], "254");
 	free(n63);
 	free(n64);
 	free(v1024);

@@ -127,6 +127,16 @@ json "samplers" "[s for s in d['samplers'] if s['name']=='test.beta']==[{'name':
 run 0 "samplers text" "$inspect" samplers
 grep -qE "^test\.beta +reservoir\(5\) +39 +35 +0\.8974$" "$tmp/out" || fail "samplers text: no row"
 ok
+run 0 "sampler reset-stats" "$ctl" sampler reset-stats test.beta
+run 0 "samplers after reset" "$inspect" --json samplers
+json "samplers after reset" "[s for s in d['samplers'] if s['name']=='test.beta']==[{'name':'test.beta','sampler':'reservoir(5)','total':0,'sampled':0,'probability':1}]"
+run 0 "emit beta after reset" "$ctl" emit test.beta --count 2
+run 0 "samplers counting again" "$inspect" --json samplers
+json "samplers counting again" "[(s['total'],s['sampled']) for s in d['samplers'] if s['name']=='test.beta']==[(2,0)]"
+run 1 "reset-stats, no sampler" "$ctl" sampler reset-stats test.never.seen
+err_is "reset-stats, no sampler" "foundation-ctl: sampler reset-stats \"test.never.seen\": not found"
+run 1 "reset-stats, bad name" "$ctl" sampler reset-stats "bad name"
+run 2 "reset-stats, no name" "$ctl" sampler reset-stats
 run 1 "bad sampler" "$ctl" sampler set test.beta "random(2)"
 err_is "bad sampler" "foundation-ctl: sampler \"random(2)\": invalid sampler"
 run 1 "bad event name" "$ctl" emit "bad name"

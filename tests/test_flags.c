@@ -13,6 +13,7 @@
 #include "lib/internal.h"
 
 #include <foundation/flags.h>
+#include <xxhash.h>
 #include <foundation/registry.h>
 
 #include <sched.h>
@@ -273,6 +274,70 @@ Test(flags, percentage_rollout)
 	done(s, name);
 }
 
+/* String ids: 1 000 user names. */
+static int count_on_keys(fdn_segment *s, const char *flag, unsigned char *bits)
+{
+	int n = 0;
+	char key[32];
+	for (int i = 0; i < 1000; i++) {
+		int kl = snprintf(key, sizeof(key), "user-%d@example.org", i);
+		bool on = fdn_flag_enabled_for_key(s, flag, key, (size_t)kl);
+		if (bits)
+			bits[i] = on;
+		n += on;
+	}
+	return n;
+}
+
+/* fdn_flag_enabled_for_key: the same rollout as by id (the key's XXH3 is
+ * the id), deterministic in another process, monotone; bad input off. */
+Test(flags, percentage_rollout_by_string_key)
+{
+	char name[64];
+	fdn_segment *s = mk(name, sizeof(name), "pctkey", NULL);
+	cr_assert_eq(fdn_flag_create(s, "by.key", 50), 0);
+	int at50 = count_on_keys(s, "by.key", NULL);
+	cr_assert(at50 >= 400 && at50 <= 600, "%d of 1000 on at 50 %%", at50);
+	cr_assert_eq(fdn_flag_enabled_for_key(s, "by.key", "alice", 5),
+		     fdn_flag_enabled_for_id(s, "by.key", XXH3_64bits("alice", 5)));
+	static unsigned char prev[1000], cur[1000];
+	cr_assert_eq(fdn_flag_set(s, "by.key", 0), 0);
+	cr_assert_eq(count_on_keys(s, "by.key", prev), 0);
+	for (int p = 1; p <= 100; p++) {
+		cr_assert_eq(fdn_flag_set(s, "by.key", p), 0);
+		int n = count_on_keys(s, "by.key", cur);
+		for (int i = 0; i < 1000; i++)
+			cr_assert(!prev[i] || cur[i], "key %d on at %d %% but off at %d %%", i,
+				  p - 1, p);
+		if (p == 100)
+			cr_assert_eq(n, 1000);
+		memcpy(prev, cur, sizeof(prev));
+	}
+	cr_assert_eq(fdn_flag_set(s, "by.key", 30), 0);
+	static unsigned char mine[1000];
+	unsigned char *theirs = t_shared(1000);
+	count_on_keys(s, "by.key", mine);
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(1);
+		count_on_keys(c, "by.key", theirs);
+		fdn_segment_detach(c);
+		_exit(0);
+	}
+	cr_assert(t_wait_ok(p));
+	cr_assert_eq(memcmp(mine, theirs, 1000), 0);
+	cr_assert_not(fdn_flag_enabled_for_key(s, "nope", "k", 1));
+	cr_assert_not(fdn_flag_enabled_for_key(s, "by.key", NULL, 3));
+	static char big[300];
+	memset(big, 'k', sizeof(big));
+	cr_assert_not(fdn_flag_enabled_for_key(s, "by.key", big, sizeof(big)));
+	cr_assert_eq(fdn_flag_set(s, "by.key", 100), 0);
+	cr_assert(fdn_flag_enabled_for_key(s, "by.key", "", 0), "the empty key is an id too");
+	done(s, name);
+}
+
 /* ---- stages ---------------------------------------------------------------- */
 
 static struct fdn_flag_change seen_events[512];
@@ -296,8 +361,10 @@ static void go_to_stage(fdn_segment *s, int stage)
 }
 
 /* The history since h0 is exactly: a record per built-in that differs
- * between the two profiles, in flag order, then the stage record. */
-static void assert_stage_history(fdn_segment *s, uint64_t h0, int from, int to, const char *reason)
+ * between the two profiles, in flag order, then the stage record (then,
+ * for an emergency rollback, its alert record). */
+static void assert_stage_history(fdn_segment *s, uint64_t h0, int from, int to, const char *reason,
+				 bool alert)
 {
 	struct fdn_flag_change h[FDN_FLAGS_HISTORY];
 	uint64_t total = fdn_flags_history_total(s);
@@ -319,7 +386,15 @@ static void assert_stage_history(fdn_segment *s, uint64_t h0, int from, int to, 
 		cr_assert_str_eq(h[k].reason, reason);
 		k++;
 	}
-	cr_assert_eq(k, n - 1, "%d flag records, %d in all", k, n);
+	cr_assert_eq(k, n - 1 - alert, "%d flag records, %d in all", k, n);
+	if (alert) {
+		cr_assert_eq(h[n - 1].kind, FDN_CHANGE_ALERT);
+		cr_assert_str_eq(h[n - 1].flag, "emergency_rollback");
+		cr_assert_eq(h[n - 1].from, from);
+		cr_assert_eq(h[n - 1].to, to);
+		cr_assert_str_eq(h[n - 1].reason, reason);
+		cr_assert_eq(h[n - 1].number, h0 + (uint64_t)n - 1);
+	}
 	cr_assert_eq(h[k].kind, FDN_CHANGE_STAGE);
 	cr_assert_eq(h[k].from, from);
 	cr_assert_eq(h[k].to, to);
@@ -374,7 +449,7 @@ Test(flags, stage_table)
 					     fdn_errname(r));
 				int to = how == EMERGENCY ? 0 : n;
 				assert_profile(s, to);
-				assert_stage_history(s, h0, start, to, why);
+				assert_stage_history(s, h0, start, to, why, how == EMERGENCY);
 				moves++;
 			}
 		}
@@ -390,11 +465,14 @@ Test(flags, stage_table)
 	cr_assert_eq(fdn_stage(s), 0);
 	cr_assert_eq(fdn_stage_emergency_rollback(s, NULL), 0);
 	assert_profile(s, 0);
-	struct fdn_flag_change h[2];
-	cr_assert_eq(fdn_flags_history(s, h, 2), 2);
+	struct fdn_flag_change h[3];
+	cr_assert_eq(fdn_flags_history(s, h, 3), 3);
 	cr_assert_str_eq(h[0].flag, "use_shm_spans");
 	cr_assert_eq(h[0].from, 30);
 	cr_assert_str_eq(h[1].reason, "emergency");
+	cr_assert_eq(h[1].kind, FDN_CHANGE_STAGE);
+	cr_assert_eq(h[2].kind, FDN_CHANGE_ALERT);
+	cr_assert_str_eq(h[2].flag, "emergency_rollback");
 	/* The ring keeps the last 64 of them all. */
 	struct fdn_flag_change all[FDN_FLAGS_HISTORY + 8];
 	uint64_t total = fdn_flags_history_total(s);
@@ -622,6 +700,91 @@ Test(flags, enforcement_and_no_segment)
 	cr_assert_eq(fdn_flag_set(NULL, "enforce_no_local_state", 0), 0);
 	cr_assert_eq(reg(NULL, "n-1"), 0);
 	cr_assert_eq(fdn_unregister(NULL, "n-1", 3), 0);
+	done(s, name);
+}
+
+/* The stage catalogue: every stage named, described, rated; its enables
+ * exactly its profile's flags; bad input refused. */
+Test(flags, stage_catalogue)
+{
+	static const char *const risks[] = {"none", "low", "medium", "high"};
+	const char *names[FDN_STAGE_MAX + 1];
+	int last_risk = -1;
+	for (int n = 0; n <= FDN_STAGE_MAX; n++) {
+		struct fdn_stage_info si;
+		cr_assert_eq(fdn_stage_info(n, &si), 0);
+		cr_assert_eq(si.stage, n);
+		cr_assert(si.name && *si.name && si.description && *si.description &&
+			  si.risk_note && *si.risk_note);
+		int risk = -1;
+		for (int k = 0; k < 4; k++)
+			if (strcmp(si.risk, risks[k]) == 0)
+				risk = k;
+		cr_assert_geq(risk, 0, "stage %d: risk %s", n, si.risk);
+		cr_assert_geq(risk, last_risk, "risk never falls with the stage");
+		last_risk = risk;
+		int on = 0;
+		for (int i = 0; i < (int)FDN_FLAGS_BUILTIN; i++)
+			on += fdn_stage_profile_has(n, builtins[i]);
+		cr_assert_eq(si.nenables, on, "stage %d", n);
+		for (int k = 0; k < si.nenables; k++)
+			cr_assert(fdn_stage_profile_has(n, si.enables[k]), "%s", si.enables[k]);
+		names[n] = si.name;
+		for (int m = 0; m < n; m++)
+			cr_assert_str_neq(names[m], si.name);
+	}
+	struct fdn_stage_info si;
+	cr_assert_eq(fdn_stage_info(0, &si), 0);
+	cr_assert_eq(si.nenables, 0);
+	cr_assert_str_eq(si.risk, "none");
+	cr_assert_eq(fdn_stage_info(4, &si), 0);
+	cr_assert_str_eq(si.risk, "high");
+	cr_assert_eq(fdn_stage_info(-1, &si), FDN_ESTAGE);
+	cr_assert_eq(fdn_stage_info(FDN_STAGE_MAX + 1, &si), FDN_ESTAGE);
+	cr_assert_eq(fdn_stage_info(1, NULL), FDN_EINVAL);
+}
+
+static void count_event(const struct fdn_event *ev, void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* Under enforcement with the sampled-events backend local, fdn_emit says
+ * FDN_EENFORCED whether or not anybody listens (it used to say 0 with no
+ * listener); in another process too; with the backend shared it emits. */
+Test(flags, emit_under_enforcement_is_one_result)
+{
+	char name[64];
+	fdn_segment *s = mk(name, sizeof(name), "enf-emit", NULL);
+	cr_assert_eq(fdn_stage_migrate(s, 4), 0);
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), 1, "shared: the ring takes it");
+	cr_assert_eq(fdn_flag_set(s, "use_shm_sampled_events", 0), 0);
+	cr_assert_eq(fdn_flag_set(s, "use_shm_telemetry", 0), 0); /* no ring either */
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), FDN_EENFORCED, "no listener");
+	int seen = 0;
+	cr_assert_eq(fdn_handler_attach("enf", "app", count_event, &seen), 0);
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), FDN_EENFORCED, "a listener");
+	cr_assert_eq(seen, 0);
+	cr_assert_eq(fdn_handler_detach("enf"), 0);
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		int r = fdn_emit(c, "app.x", NULL, 0, NULL, 0);
+		fdn_segment_detach(c);
+		_exit(r == FDN_EENFORCED ? 0 : 3);
+	}
+	cr_assert(t_wait_ok(p));
+	/* Bad input is still reported first. */
+	cr_assert_eq(fdn_emit(s, "bad name", NULL, 0, NULL, 0), FDN_EEVNAME);
+	cr_assert_eq(fdn_flag_set(s, "use_shm_sampled_events", 100), 0);
+	cr_assert_eq(fdn_emit(s, "app.x", NULL, 0, NULL, 0), 0, "shared sampler, nobody listens");
+	/* The process-memory flags: the same. */
+	cr_assert_eq(fdn_flag_set(NULL, "enforce_no_local_state", 100), 0);
+	cr_assert_eq(fdn_emit(NULL, "app.x", NULL, 0, NULL, 0), FDN_EENFORCED);
+	cr_assert_eq(fdn_flag_set(NULL, "enforce_no_local_state", 0), 0);
+	cr_assert_eq(fdn_emit(NULL, "app.x", NULL, 0, NULL, 0), 0);
 	done(s, name);
 }
 
@@ -935,16 +1098,17 @@ Test(flags, checker_sees_damage)
 
 struct flag_events {
 	int n;
-	char name[8][32];
-	char flag[8][48];
-	char reason[8][32];
-	double from[8], to[8];
+	char name[16][32];
+	char flag[16][48];
+	char reason[16][32];
+	char alert[16][32];
+	double from[16], to[16];
 };
 
 static void on_flag_event(const struct fdn_event *ev, void *arg)
 {
 	struct flag_events *fe = arg;
-	if (fe->n >= 8)
+	if (fe->n >= 16)
 		return;
 	int k = fe->n++;
 	snprintf(fe->name[k], sizeof(fe->name[k]), "%s", ev->name);
@@ -953,6 +1117,8 @@ static void on_flag_event(const struct fdn_event *ev, void *arg)
 			snprintf(fe->flag[k], sizeof(fe->flag[k]), "%s", ev->attrs[i].v.s);
 		if (strcmp(ev->attrs[i].name, "reason") == 0)
 			snprintf(fe->reason[k], sizeof(fe->reason[k]), "%s", ev->attrs[i].v.s);
+		if (strcmp(ev->attrs[i].name, "alert_type") == 0)
+			snprintf(fe->alert[k], sizeof(fe->alert[k]), "%s", ev->attrs[i].v.s);
 	}
 	for (size_t i = 0; i < ev->nmeasurements; i++)
 		*(strcmp(ev->measurements[i].name, "from") == 0 ? &fe->from[k] : &fe->to[k]) =
@@ -975,13 +1141,108 @@ Test(flags, changes_emit_events)
 	cr_assert_str_eq(fe.flag[0], "use_shm_spans");
 	cr_assert_eq(fe.from[0], 100);
 	cr_assert_eq(fe.to[0], 40);
-	int last = fe.n - 1;
+	int last = fe.n - 2;
 	cr_assert_str_eq(fe.name[last], "foundation.stage.changed");
 	cr_assert_eq(fe.from[last], 3);
 	cr_assert_eq(fe.to[last], 0);
 	cr_assert_str_eq(fe.reason[last], "disk full");
 	for (int i = 1; i < last; i++)
 		cr_assert_str_eq(fe.name[i], "foundation.flag.changed");
+	/* The emergency's alert, last: type, reason, from and to. */
+	cr_assert_str_eq(fe.name[fe.n - 1], "foundation.stage.alert");
+	cr_assert_str_eq(fe.alert[fe.n - 1], "emergency_rollback");
+	cr_assert_str_eq(fe.reason[fe.n - 1], "disk full");
+	cr_assert_eq(fe.from[fe.n - 1], 3);
+	cr_assert_eq(fe.to[fe.n - 1], 0);
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	cr_assert_eq(fdn_segment_destroy(name), 0);
+}
+
+/* In a child (its copy of fe, its inherited handler): stages 1 and 2,
+ * monitored, each reported. */
+static void migrate_child(fdn_segment *c, struct flag_events *fe)
+{
+	int r = fdn_stage_migrate(c, 1);
+	if (r == 0)
+		r = fdn_stage_migrate(c, 2);
+	if (r)
+		_exit(3);
+	int stages = 0;
+	for (int i = 0; i < fe->n; i++)
+		stages += strcmp(fe->name[i], "foundation.stage.changed") == 0;
+	_exit(stages == 2 ? 0 : 4);
+}
+
+/* enable_migration_monitoring gates the migration telemetry: with it off
+ * before and after, stage changes and built-in flag changes emit nothing,
+ * user flags still do; turning it on or off is itself reported; with it
+ * on, another process's stage changes are reported (by its handlers); a
+ * plain rollback has no alert, an emergency one has (in the history too,
+ * with monitoring off). */
+Test(flags, migration_monitoring_gates_the_stage_events)
+{
+	char name[64];
+	fdn_segment *s = mk(name, sizeof(name), "flags-mon", NULL);
+	static struct flag_events fe;
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_stage_emergency_rollback(s, "start"), 0); /* stage 0: off */
+	cr_assert_eq(fdn_flag_create(s, "mon.user", 0), 0);
+	cr_assert_eq(fdn_handler_attach("mon-test", "foundation", on_flag_event, &fe), 0);
+	cr_assert_eq(fdn_flag_set(s, "use_shm_spans", 100), 0);
+	cr_assert_eq(fdn_stage_emergency_rollback(s, "quiet"), 0);
+	cr_assert_eq(fdn_flag_set(s, "mon.user", 50), 0);
+	cr_assert_eq(fe.n, 1, "only the user flag: %d events", fe.n);
+	cr_assert_str_eq(fe.flag[0], "mon.user");
+	/* Monitoring off, but the emergency is in the history with its alert. */
+	struct fdn_flag_change h[8];
+	int n = fdn_flags_history(s, h, 8);
+	cr_assert_geq(n, 3);
+	cr_assert_eq(h[n - 2].kind, FDN_CHANGE_ALERT);
+	cr_assert_str_eq(h[n - 2].reason, "quiet");
+	/* Monitoring turned on: that change is reported, and so is a stage
+	 * change another process makes (1: monitoring stays on, 2). */
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_flag_set(s, "enable_migration_monitoring", 100), 0);
+	cr_assert_eq(fe.n, 1);
+	cr_assert_str_eq(fe.flag[0], "enable_migration_monitoring");
+	memset(&fe, 0, sizeof(fe));
+	pid_t p = fork();
+	cr_assert_geq(p, 0);
+	if (p == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		migrate_child(c, &fe);
+	}
+	cr_assert(t_wait_ok(p));
+	t_reclaim(s, p);
+	cr_assert_eq(fdn_stage(s), 2);
+	/* The child's events went to its own handlers: the parent saw none;
+	 * the history has the two stage records. */
+	n = fdn_flags_history(s, h, 8);
+	cr_assert_eq(h[n - 1].kind, FDN_CHANGE_STAGE);
+	cr_assert_eq(h[n - 1].to, 2);
+	/* A plain rollback: stage.changed, no alert. */
+	cr_assert_eq(fdn_stage_rollback(s, 1, "plain"), 0);
+	cr_assert_eq(fe.n, 2, "flag + stage: %d", fe.n);
+	cr_assert_str_eq(fe.name[1], "foundation.stage.changed");
+	/* Monitoring turned off by hand: that change is reported; then a
+	 * rollback to 0 (monitoring off before and after) emits nothing. */
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_flag_set(s, "enable_migration_monitoring", 0), 0);
+	cr_assert_eq(fe.n, 1);
+	cr_assert_eq(fdn_stage_rollback(s, 0, "silent"), 0);
+	cr_assert_eq(fe.n, 1, "a rollback without monitoring: %d events", fe.n);
+	/* From stage 1 (on) an emergency is reported, with its alert. */
+	cr_assert_eq(fdn_stage_migrate(s, 1), 0);
+	memset(&fe, 0, sizeof(fe));
+	cr_assert_eq(fdn_stage_emergency_rollback(s, "pager"), 0);
+	cr_assert_str_eq(fe.name[fe.n - 1], "foundation.stage.alert");
+	cr_assert_str_eq(fe.alert[fe.n - 1], "emergency_rollback");
+	cr_assert_eq(fe.from[fe.n - 1], 1);
+	cr_assert_eq(fe.to[fe.n - 1], 0);
+	cr_assert_eq(fdn_handler_detach("mon-test"), 0);
 	t_assert_all_clean(s);
 	fdn_segment_detach(s);
 	cr_assert_eq(fdn_segment_destroy(name), 0);

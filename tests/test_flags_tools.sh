@@ -130,18 +130,26 @@ out_is "user flag untouched" "10%"
 
 run 0 "inspect stages" "$inspect" --json stages
 out_has "inspect stages" "\"stage\":0,"
-out_has "inspect stages" "{\"stage\":1,\"flags\":[\"use_shm_registry\",\"enable_migration_monitoring\"]}"
+out_has "inspect stages" "{\"stage\":1,\"name\":\"registry\",\"description\":"
+out_has "inspect stages" "\"risk\":\"low\","
+out_has "inspect stages" "\"risk\":\"high\","
+out_has "inspect stages" "\"flags\":[\"use_shm_registry\",\"enable_migration_monitoring\"]}"
 out_has "inspect stages" "\"kind\":\"stage\",\"flag\":\"\",\"from\":3,\"to\":4,\"reason\":\"migrate\"}"
 out_has "inspect stages" "\"kind\":\"stage\",\"flag\":\"\",\"from\":4,\"to\":1,\"reason\":\"latency regression\"}"
 out_has "inspect stages" "\"kind\":\"flag\",\"flag\":\"enforce_no_local_state\",\"from\":100,\"to\":0,\"reason\":\"latency regression\"}"
 out_has "inspect stages" "\"kind\":\"stage\",\"flag\":\"\",\"from\":2,\"to\":0,\"reason\":\"pager went off\"}"
+out_has "inspect stages" "\"kind\":\"alert\",\"flag\":\"emergency_rollback\",\"from\":2,\"to\":0,\"reason\":\"pager went off\"}"
 out_has "inspect stages" "\"kind\":\"flag\",\"flag\":\"checkout.v2\",\"from\":-1,\"to\":10,\"reason\":\"create\"}"
 # 2 sets and 2 creates; migrate 4: spans (set off by hand) and enforce + the
-# stage = 3; rollback 1: 5 + 1; migrate 2: 1 + 1; emergency: 3 + 1.
-out_has "inspect stages" "\"history_total\":19,"
+# stage = 3; rollback 1: 5 + 1; migrate 2: 1 + 1; emergency: 3 + 1 + the
+# alert.
+out_has "inspect stages" "\"history_total\":20,"
 run 0 "inspect stages text" "$inspect" stages
 out_has "inspect stages text" "stage 0 of 4; profiles:"
-out_has "inspect stages text" "19 changes in total"
+out_has "inspect stages text" "* 0 local (risk none): (everything off)"
+out_has "inspect stages text" "4 enforced (risk high): use_shm_registry"
+out_has "inspect stages text" "20 changes in total"
+out_has "inspect stages text" "alert"
 out_has "inspect stages text" "pager went off"
 
 # ---- reset, then the checker ---------------------------------------------------------

@@ -69,7 +69,7 @@ static void span_basics(fdn_segment *s)
 		cr_assert(strchr("0123456789abcdef", tid[i]), "lowercase hex");
 	/* end_id: not the top / not open */
 	cr_assert_eq(fdn_span_end_id(s, root, FDN_STATUS_OK), FDN_ENOTTOP);
-	cr_assert_eq(fdn_span_end_id(s, 12345, FDN_STATUS_OK), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_span_end_id(s, 12345, FDN_STATUS_OK), FDN_ENOSPAN);
 	cr_assert_eq(fdn_span_depth(s), 2, "a refused end changes nothing");
 	cr_assert_eq(fdn_span_end(s, 42), FDN_EINVAL);
 	/* attributes merge into the top; too large is refused whole */
@@ -861,4 +861,415 @@ Test(trace, span_events_shared)
 Test(trace, span_events_local)
 {
 	span_events(NULL);
+}
+
+/* ---- status, message and attributes at the end ------------------------------ */
+
+/* The stop event of one ended span, read from the ring: status, message,
+ * and the attribute "rows". */
+static int stop_from_ring(fdn_segment *s, const char *span, char *status, char *message,
+			  int64_t *rows)
+{
+	struct fdn_ring_cursor c;
+	static struct fdn_ring_event ev;
+	int found = 0;
+	cr_assert_eq(fdn_ring_cursor_init(s, &c, true), 0);
+	while (fdn_ring_next(s, &c, &ev) == 1) {
+		struct fdn_attr a;
+		if (strcmp(ev.name, "foundation.span.stop") != 0 ||
+		    fdn_attrs_get(ev.attrs, ev.attrs_len, "span", &a) != 0 ||
+		    strcmp(a.v.s, span) != 0)
+			continue;
+		found++;
+		if (fdn_attrs_get(ev.attrs, ev.attrs_len, "status", &a) == 0)
+			snprintf(status, 16, "%s", a.v.s);
+		message[0] = 0;
+		if (fdn_attrs_get(ev.attrs, ev.attrs_len, "status_message", &a) == 0)
+			snprintf(message, 64, "%s", a.v.s);
+		*rows = -1;
+		if (fdn_attrs_get(ev.attrs, ev.attrs_len, "rows", &a) == 0)
+			*rows = a.v.i;
+	}
+	return found;
+}
+
+/* fdn_span_end_status in another process: its stop event, read here from
+ * the ring, carries status, message and attributes; the span's own
+ * attributes are unchanged; ending a span that is not open is FDN_ENOSPAN
+ * whether or not others are open; bad input ends nothing. */
+Test(trace, span_end_status_message_and_attributes)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *c = child_attach(name);
+		struct fdn_attr at[2] = {{.name = "rows", .type = FDN_ATTR_INT, .v.i = 42},
+					 {.name = "table", .type = FDN_ATTR_STRING, .v.s = "t1"}};
+		uint64_t id;
+		int ok = fdn_span_start(c, "job", NULL, 0, &id) == 0 &&
+			 fdn_span_end_status(c, FDN_STATUS_ERROR, "disk full", at, 2) == 0 &&
+			 fdn_span_end_id(c, id, FDN_STATUS_OK) == FDN_ENOSPAN;
+		fdn_segment_detach(c);
+		_exit(ok ? 0 : 1);
+	}
+	cr_assert(t_wait_ok(p));
+	char status[16] = "", message[64] = "";
+	int64_t rows = 0;
+	cr_assert_eq(stop_from_ring(s, "job", status, message, &rows), 1);
+	cr_assert_str_eq(status, "error");
+	cr_assert_str_eq(message, "disk full");
+	cr_assert_eq(rows, 42);
+	/* Here: no message, no attributes; the stored attributes stay. */
+	struct fdn_attr u = {.name = "user", .type = FDN_ATTR_STRING, .v.s = "bob"};
+	uint64_t outer, inner;
+	cr_assert_eq(fdn_span_start(s, "outer", &u, 1, &outer), 0);
+	cr_assert_eq(fdn_span_start(s, "inner", NULL, 0, &inner), 0);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, NULL, NULL, 0), 0);
+	cr_assert_eq(stop_from_ring(s, "inner", status, message, &rows), 1);
+	cr_assert_str_eq(status, "ok");
+	cr_assert_str_eq(message, "");
+	cr_assert_eq(rows, -1);
+	struct fdn_span_info last;
+	cr_assert_eq(fdn_span_last_ended(s, &last), 0);
+	cr_assert_eq(last.span_id, inner);
+	cr_assert_eq(last.status, FDN_STATUS_OK);
+	/* Not open: the same code with another span open and with none. */
+	cr_assert_eq(fdn_span_end_id(s, inner, FDN_STATUS_OK), FDN_ENOSPAN);
+	/* Bad input: nothing ends. */
+	static char big[FDN_SPAN_MESSAGE_MAX + 2];
+	memset(big, 'm', sizeof(big) - 1);
+	struct fdn_attr bad = {.name = "", .type = FDN_ATTR_INT, .v.i = 1};
+	cr_assert_eq(fdn_span_end_status(s, 9, "x", NULL, 0), FDN_EINVAL);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, big, NULL, 0), FDN_ETOOBIG);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, "x", &bad, 1), FDN_EINVMETA);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, "x", NULL, 1), FDN_EINVAL);
+	cr_assert_eq(fdn_span_depth(s), 1);
+	struct fdn_span_info cur;
+	cr_assert_eq(fdn_span_current(s, &cur), 0);
+	cr_assert_eq(cur.span_id, outer);
+	cr_assert_eq(cur.attrs_len > 0, true);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_ABORTED, "", NULL, 0), 0);
+	cr_assert_eq(fdn_span_end_status(s, FDN_STATUS_OK, NULL, NULL, 0), FDN_ENOSPAN);
+	cr_assert_eq(fdn_span_end_id(s, outer, FDN_STATUS_OK), FDN_ENOSPAN);
+	tr_destroy(s, name);
+}
+
+/* ---- handing the context over -------------------------------------------------- */
+
+/* A context: ids, a map and three breadcrumbs. */
+static void ctx_fill(fdn_segment *s)
+{
+	struct fdn_attr m[2] = {{.name = "user", .type = FDN_ATTR_STRING, .v.s = "bob"},
+				{.name = "n", .type = FDN_ATTR_INT, .v.i = 3}};
+	cr_assert_eq(fdn_ctx_clear(s), 0);
+	cr_assert_eq(fdn_ctx_set(s, m, 2), 0);
+	cr_assert_eq(fdn_ctx_set_correlation_id(s, "req-42"), 0);
+	cr_assert_eq(fdn_ctx_set_operation_id(s, "op-1"), 0);
+	struct fdn_attr ca = {.name = "rows", .type = FDN_ATTR_INT, .v.i = 7};
+	cr_assert_eq(fdn_ctx_breadcrumb(s, "orders", "load", NULL, 0), 0);
+	cr_assert_eq(fdn_ctx_breadcrumb(s, "orders", "check", &ca, 1), 0);
+	cr_assert_eq(fdn_ctx_breadcrumb(s, "payments", "charge", NULL, 0), 0);
+}
+
+/* What a process received, for the parent to compare. */
+struct received {
+	int import, enrich;
+	char corr[64], op[64], type[64], text[64], user[16], crumb_fn[3][64];
+	int64_t n, rows;
+	uint32_t ncrumbs;
+	int code;
+};
+
+static void receive(fdn_segment *c, const char *text, struct received *rv)
+{
+	rv->import = fdn_context_import(c, text);
+	static struct fdn_error_report rep;
+	rv->enrich = fdn_enrich_error_with(c, FDN_ENOTFOUND, "db.timeout", "row 7 missing", &rep);
+	snprintf(rv->corr, sizeof(rv->corr), "%s", rep.correlation_id);
+	snprintf(rv->op, sizeof(rv->op), "%s", rep.operation_id);
+	snprintf(rv->type, sizeof(rv->type), "%s", rep.type);
+	snprintf(rv->text, sizeof(rv->text), "%s", rep.message);
+	rv->code = rep.code;
+	struct fdn_attr a;
+	if (fdn_attrs_get(rep.ctx, rep.ctx_len, "user", &a) == 0)
+		snprintf(rv->user, sizeof(rv->user), "%s", a.v.s);
+	rv->n = fdn_attrs_get(rep.ctx, rep.ctx_len, "n", &a) == 0 ? a.v.i : -1;
+	rv->ncrumbs = rep.ncrumbs;
+	for (uint32_t i = 0; i < rep.ncrumbs && i < 3; i++)
+		snprintf(rv->crumb_fn[i], sizeof(rv->crumb_fn[i]), "%s", rep.crumbs[i].function);
+	rv->rows = rep.ncrumbs >= 2 && fdn_attrs_get(rep.crumbs[1].attrs, rep.crumbs[1].attrs_len,
+						     "rows", &a) == 0
+		       ? a.v.i
+		       : -1;
+}
+
+/* Exported here, imported in another process (as a string, as over a
+ * pipe or an environment variable): ids, map and breadcrumbs arrive, and
+ * an error enriched there carries them with its own type and message. */
+Test(trace, context_export_import_across_processes)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	ctx_fill(s);
+	static char text[FDN_CONTEXT_EXPORT_MAX];
+	int len = fdn_context_export(s, text, sizeof(text));
+	cr_assert_gt(len, 8);
+	cr_assert_eq((size_t)len, strlen(text));
+	cr_assert_eq(strncmp(text, "fdnctx1.", 8), 0);
+	for (int i = 8; i < len; i++)
+		cr_assert(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_",
+				 text[i]) != NULL,
+			  "character %d: %c", i, text[i]);
+	struct received *rv = t_shared(sizeof(*rv));
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *c = child_attach(name);
+		receive(c, text, rv);
+		fdn_segment_detach(c);
+		_exit(0);
+	}
+	cr_assert(t_wait_ok(p));
+	cr_assert_eq(rv->import, 0);
+	cr_assert_eq(rv->enrich, 0);
+	cr_assert_str_eq(rv->corr, "req-42");
+	cr_assert_str_eq(rv->op, "op-1");
+	cr_assert_str_eq(rv->user, "bob");
+	cr_assert_eq(rv->n, 3);
+	cr_assert_eq(rv->ncrumbs, 3);
+	cr_assert_str_eq(rv->crumb_fn[0], "load");
+	cr_assert_str_eq(rv->crumb_fn[1], "check");
+	cr_assert_str_eq(rv->crumb_fn[2], "charge");
+	cr_assert_eq(rv->rows, 7);
+	cr_assert_eq(rv->code, FDN_ENOTFOUND);
+	cr_assert_str_eq(rv->type, "db.timeout");
+	cr_assert_str_eq(rv->text, "row 7 missing");
+	/* The process-local backend takes the same text. */
+	cr_assert_eq(fdn_ctx_clear(NULL), 0);
+	cr_assert_eq(fdn_context_import(NULL, text), 0);
+	char corr[64], op[64];
+	cr_assert_eq(fdn_ctx_ids(NULL, corr, op), 0);
+	cr_assert_str_eq(corr, "req-42");
+	static char again[FDN_CONTEXT_EXPORT_MAX];
+	cr_assert_eq(fdn_context_export(NULL, again, sizeof(again)), len);
+	cr_assert_str_eq(again, text, "the same context exports the same text");
+	tr_destroy(s, name);
+}
+
+/* FOUNDATION_CONTEXT: a program exec'd after fdn_context_setenv has the
+ * context in the first thread that uses one. */
+Test(trace, context_survives_exec)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	ctx_fill(s);
+	cr_assert_eq(fdn_context_setenv(s), 0);
+	cr_assert_not_null(getenv("FOUNDATION_CONTEXT"));
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t p = t_fork();
+	if (p == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		execl(TRACE_CHILD, TRACE_CHILD, name, "context", (char *)NULL);
+		_exit(91);
+	}
+	close(fds[1]);
+	char out[256] = {0};
+	ssize_t n = 0, k;
+	while ((k = read(fds[0], out + n, sizeof(out) - 1 - (size_t)n)) > 0)
+		n += k;
+	close(fds[0]);
+	cr_assert(t_wait_ok(p), "trace_child ran");
+	cr_assert_str_eq(out, "req-42 op-1 3 charge bob\n");
+	/* A malformed variable is ignored: the child starts empty. */
+	setenv("FOUNDATION_CONTEXT", "fdnctx1.garbage", 1);
+	cr_assert_eq(pipe(fds), 0);
+	p = t_fork();
+	if (p == 0) {
+		dup2(fds[1], 1);
+		close(fds[0]);
+		execl(TRACE_CHILD, TRACE_CHILD, name, "context", (char *)NULL);
+		_exit(91);
+	}
+	close(fds[1]);
+	memset(out, 0, sizeof(out));
+	n = 0;
+	while ((k = read(fds[0], out + n, sizeof(out) - 1 - (size_t)n)) > 0)
+		n += k;
+	close(fds[0]);
+	cr_assert(t_wait_ok(p));
+	cr_assert_str_eq(out, "- - 0 - -\n");
+	unsetenv("FOUNDATION_CONTEXT");
+	tr_destroy(s, name);
+}
+
+/* Malformed text changes nothing; a short buffer is FDN_ETOOBIG; an empty
+ * context round-trips. */
+Test(trace, context_import_refuses_malformed_text)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	ctx_fill(s);
+	static char text[FDN_CONTEXT_EXPORT_MAX], bad[FDN_CONTEXT_EXPORT_MAX];
+	int len = fdn_context_export(s, text, sizeof(text));
+	cr_assert_gt(len, 0);
+	cr_assert_eq(fdn_context_export(s, bad, (size_t)len), FDN_ETOOBIG);
+	cr_assert_eq(fdn_context_export(s, NULL, 0), FDN_ETOOBIG);
+	cr_assert_eq(fdn_ctx_clear(s), 0);
+	cr_assert_eq(fdn_ctx_set_correlation_id(s, "mine"), 0);
+	const char *cases[] = {"", "fdnctx1.", "fdnctx2.AAAA", "xyz", "fdnctx1.@@@@", "fdnctx1.A"};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		cr_assert_eq(fdn_context_import(s, cases[i]), FDN_ECONTEXT, "case %zu", i);
+	cr_assert_eq(fdn_context_import(s, NULL), FDN_ECONTEXT);
+	/* One character changed anywhere in the body: the checksum (or the
+	 * alphabet) refuses it; cut short: refused. */
+	for (int i = 8; i < len; i += 7) {
+		memcpy(bad, text, (size_t)len + 1);
+		bad[i] = bad[i] == 'A' ? 'B' : 'A';
+		cr_assert_eq(fdn_context_import(s, bad), FDN_ECONTEXT, "changed at %d", i);
+	}
+	memcpy(bad, text, (size_t)len + 1);
+	bad[len - 3] = 0;
+	cr_assert_eq(fdn_context_import(s, bad), FDN_ECONTEXT);
+	char corr[64];
+	cr_assert_eq(fdn_ctx_ids(s, corr, NULL), 0);
+	cr_assert_str_eq(corr, "mine", "nothing changed");
+	/* Empty: exports, and imports to an empty context. */
+	cr_assert_eq(fdn_ctx_clear(s), 0);
+	cr_assert_gt(fdn_context_export(s, text, sizeof(text)), 8);
+	ctx_fill(s);
+	cr_assert_eq(fdn_context_import(s, text), 0);
+	size_t clen;
+	cr_assert_eq(fdn_ctx_get(s, NULL, 0, &clen), 0);
+	cr_assert_eq(clen, 0);
+	cr_assert_eq(fdn_ctx_ids(s, corr, NULL), 0);
+	cr_assert_str_eq(corr, "");
+	struct fdn_error_report rep;
+	cr_assert_eq(fdn_enrich_error(s, FDN_EINVAL, &rep), 0);
+	cr_assert_eq(rep.ncrumbs, 0);
+	tr_destroy(s, name);
+}
+
+static int replaced_cb(void *arg)
+{
+	fdn_segment *s = arg;
+	uint8_t buf[FDN_CTX_MAXLEN];
+	size_t len;
+	struct fdn_attr a;
+	if (fdn_ctx_get(s, buf, sizeof(buf), &len) || fdn_attrs_count(buf, len) != 1 ||
+	    fdn_attrs_get(buf, len, "tenant", &a) || strcmp(a.v.s, "t9") != 0)
+		return -100;
+	return 5;
+}
+
+static int emptied_cb(void *arg)
+{
+	size_t len = 99;
+	return fdn_ctx_get(arg, NULL, 0, &len) == 0 && len == 0 ? 6 : -101;
+}
+
+/* fdn_with_context_mode REPLACE: inside, the map is exactly the given
+ * attributes (or empty); after, the old map again; ids and crumbs kept. */
+static void with_context_replace(fdn_segment *s)
+{
+	ctx_fill(s);
+	uint8_t before[FDN_CTX_MAXLEN], after[FDN_CTX_MAXLEN];
+	size_t blen, alen;
+	cr_assert_eq(fdn_ctx_get(s, before, sizeof(before), &blen), 0);
+	struct fdn_attr t = {.name = "tenant", .type = FDN_ATTR_STRING, .v.s = "t9"};
+	cr_assert_eq(fdn_with_context_mode(s, &t, 1, FDN_CTX_REPLACE, replaced_cb, s), 5);
+	cr_assert_eq(fdn_with_context_mode(s, NULL, 0, FDN_CTX_REPLACE, emptied_cb, s), 6);
+	cr_assert_eq(fdn_ctx_get(s, after, sizeof(after), &alen), 0);
+	cr_assert_eq(alen, blen);
+	cr_assert_eq(memcmp(before, after, blen), 0);
+	char corr[64];
+	cr_assert_eq(fdn_ctx_ids(s, corr, NULL), 0);
+	cr_assert_str_eq(corr, "req-42");
+	/* MERGE is fdn_with_context: the old map plus tenant inside. */
+	cr_assert_eq(fdn_with_context_mode(s, &t, 1, FDN_CTX_MERGE, replaced_cb, s), -100);
+	cr_assert_eq(fdn_with_context_mode(s, &t, 1, (enum fdn_ctx_mode)7, replaced_cb, s),
+		     FDN_EINVAL);
+	cr_assert_eq(fdn_with_context_mode(s, &t, 1, FDN_CTX_REPLACE, NULL, s), FDN_EINVAL);
+	struct fdn_attr bad = {.name = "", .type = FDN_ATTR_INT};
+	cr_assert_eq(fdn_with_context_mode(s, &bad, 1, FDN_CTX_REPLACE, replaced_cb, s),
+		     FDN_EINVMETA);
+	/* enrich_error_with: bad type, long message; NULL message. */
+	static struct fdn_error_report rep;
+	static char longmsg[FDN_ERROR_MESSAGE_MAX + 2];
+	memset(longmsg, 'x', sizeof(longmsg) - 1);
+	cr_assert_eq(fdn_enrich_error_with(s, FDN_EINVAL, "has space", NULL, &rep), FDN_EINVAL);
+	cr_assert_eq(fdn_enrich_error_with(s, FDN_EINVAL, "t", longmsg, &rep), FDN_ETOOBIG);
+	cr_assert_eq(fdn_enrich_error_with(s, FDN_EINVAL, "t", NULL, NULL), FDN_EINVAL);
+	cr_assert_eq(fdn_enrich_error_with(s, FDN_EINVAL, NULL, NULL, &rep), 0);
+	cr_assert_str_eq(rep.message, fdn_strerror(FDN_EINVAL));
+	cr_assert_str_eq(rep.type, "");
+	cr_assert_eq(fdn_ctx_clear(s), 0);
+}
+
+/* What another process sees of a thread's map: its attribute count and
+ * whether it holds tenant. */
+struct seen_map {
+	int slots, attrs, tenant;
+};
+
+static int seen_map_cb(void *arg, const struct fdn_thread_trace *t)
+{
+	struct seen_map *m = arg;
+	struct fdn_attr a;
+	m->slots++;
+	m->attrs = (int)fdn_attrs_count(t->ctx, t->ctx_len);
+	m->tenant = fdn_attrs_get(t->ctx, t->ctx_len, "tenant", &a) == 0;
+	return 0;
+}
+
+struct observe_arg {
+	const char *name;
+	pid_t pid;
+	struct seen_map m;
+};
+
+/* Runs inside the replaced context: a forked process reads this thread's
+ * slot from the segment. */
+static int observe_replaced(void *arg)
+{
+	struct observe_arg *o = arg;
+	struct seen_map *shared = t_shared(sizeof(*shared));
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *c = child_attach(o->name);
+		fdn_traces_foreach(c, o->pid, seen_map_cb, shared);
+		fdn_segment_detach(c);
+		_exit(0);
+	}
+	int ok = t_wait_ok(p);
+	o->m = *shared;
+	return ok ? 0 : -1;
+}
+
+Test(trace, with_context_replace_shared)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	with_context_replace(s);
+	/* Another process sees the replaced map while fn runs, and the
+	 * restored one after. */
+	ctx_fill(s);
+	struct fdn_attr t = {.name = "tenant", .type = FDN_ATTR_STRING, .v.s = "t9"};
+	struct observe_arg o = {name, getpid(), {0, 0, 0}};
+	cr_assert_eq(fdn_with_context_mode(s, &t, 1, FDN_CTX_REPLACE, observe_replaced, &o), 0);
+	cr_assert_eq(o.m.slots, 1);
+	cr_assert_eq(o.m.attrs, 1);
+	cr_assert_eq(o.m.tenant, 1);
+	struct seen_map after = {0, 0, 0};
+	cr_assert_geq(fdn_traces_foreach(s, getpid(), seen_map_cb, &after), 0);
+	cr_assert_eq(after.attrs, 2, "user and n again");
+	cr_assert_eq(after.tenant, 0);
+	cr_assert_eq(fdn_ctx_clear(s), 0);
+	tr_destroy(s, name);
+}
+
+Test(trace, with_context_replace_local)
+{
+	with_context_replace(NULL);
 }

@@ -399,11 +399,26 @@ static int cmd_stage(struct args *a)
 
 /* ---- telemetry ------------------------------------------------------------------ */
 
-/* sampler set NAME SPEC */
+/* sampler set NAME SPEC | sampler reset-stats NAME */
 static int cmd_sampler(struct args *a)
 {
+	if (a->nwords == 2 && strcmp(a->words[0], "reset-stats") == 0) {
+		const char *name = a->words[1];
+		int r = fdn_event_name_check(name);
+		if (r)
+			return complain(EXIT_FAIL, fdn_strerror(r), "sampler \"%s\"", name);
+		fdn_segment *s;
+		int status = attach(a, &s);
+		if (status)
+			return status;
+		if ((r = fdn_sampler_reset_stats(s, name)))
+			status = complain(EXIT_FAIL, fdn_strerror(r), "sampler reset-stats \"%s\"",
+					  name);
+		return detach(a, s, status);
+	}
 	if (a->nwords != 3 || strcmp(a->words[0], "set") != 0)
-		return usage_error("sampler", "sampler: expected \"set NAME SPEC\"");
+		return usage_error("sampler",
+				   "sampler: expected \"set NAME SPEC\" or \"reset-stats NAME\"");
 	const char *name = a->words[1], *text = a->words[2];
 	struct fdn_sampler sp;
 	int r = fdn_event_name_check(name);
@@ -550,10 +565,12 @@ static const struct command commands[] = {
      "Replace all attributes of KEY by the ones given (none: remove them all).\n"},
     {"merge", "aS", true, cmd_merge, "merge KEY --attr NAME=VALUE ...",
      "Set the attributes given on KEY, keeping its others.\n"},
-    {"sampler", "S", false, cmd_sampler, "sampler set NAME SPEC",
-     "Set the sampler of event NAME in every process: always, never, random(P),\n"
+    {"sampler", "S", false, cmd_sampler, "sampler set NAME SPEC | sampler reset-stats NAME",
+     "set: the sampler of event NAME in every process: always, never, random(P),\n"
      "rate_limited(PER_SECOND), reservoir(N), adaptive(TARGET_PER_SECOND).\n"
-     "A bad SPEC is \"invalid sampler\" (exit 1).\n"},
+     "A bad SPEC is \"invalid sampler\" (exit 1).\n"
+     "reset-stats: start NAME's total and sampled counts again from 0 (its sampler\n"
+     "unchanged); a name without a sampler is \"not found\" (exit 1).\n"},
     {"emit", "amcS", true, cmd_emit,
      "emit NAME [--measure NAME=NUMBER ...] [--attr NAME=VALUE ...] [--count N]",
      "Emit the event NAME (into the segment's event ring), N times (default 1).\n"

@@ -977,11 +977,23 @@ static int cmd_stats(fdn_segment *s, const struct args *a)
 struct violations {
 	bool json;
 	int n;
+	int nnotes;
+	char notes[8][256]; /* JSON: printed after the violations */
 };
 
 static void on_violation(void *arg, const char *code, const char *message)
 {
 	struct violations *v = arg;
+	if (strcmp(code, "note") == 0) { /* not a violation */
+		if (!v->json) {
+			printf("note: ");
+			text_str(stdout, message, strlen(message));
+			putchar('\n');
+		} else if (v->nnotes < 8) {
+			snprintf(v->notes[v->nnotes++], sizeof(v->notes[0]), "%s", message);
+		}
+		return;
+	}
 	if (v->json) {
 		printf("%s\n  {\"code\":", v->n ? "," : "");
 		json_cstr(stdout, code);
@@ -998,15 +1010,23 @@ static void on_violation(void *arg, const char *code, const char *message)
 
 static int cmd_check(fdn_segment *s, const struct args *a)
 {
-	struct violations v = {a->json, 0};
+	static struct violations v;
+	memset(&v, 0, sizeof(v));
+	v.json = a->json;
 	if (a->json) {
 		printf("{\"segment\":");
 		json_cstr(stdout, a->segment);
 		printf(",\"violations\":[");
 	}
 	int n = fdn_segment_check(s, on_violation, &v);
-	if (a->json)
-		printf("%s],\"count\":%d}\n", v.n ? "\n" : "", n < 0 ? v.n : n);
+	if (a->json) {
+		printf("%s],\"count\":%d,\"notes\":[", v.n ? "\n" : "", n < 0 ? v.n : n);
+		for (int i = 0; i < v.nnotes; i++) {
+			printf("%s", i ? "," : "");
+			json_cstr(stdout, v.notes[i]);
+		}
+		printf("]}\n");
+	}
 	if (n < 0) {
 		fflush(stdout);
 		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": check", a->segment);
@@ -1582,6 +1602,11 @@ static const char *const stage_flags[] = {
 };
 #define NSTAGE_FLAGS (sizeof(stage_flags) / sizeof(stage_flags[0]))
 
+static const char *change_kind(enum fdn_change_kind k)
+{
+	return k == FDN_CHANGE_STAGE ? "stage" : k == FDN_CHANGE_ALERT ? "alert" : "flag";
+}
+
 /* "from" and "to" of a change: flag values as on/off/N%, stages as N. */
 static const char *change_end(const struct fdn_flag_change *c, int v, char *buf, size_t cap)
 {
@@ -1600,7 +1625,17 @@ static void stages_json(const struct args *a, int stage, uint64_t total,
 	json_cstr(stdout, a->segment);
 	printf(",\"stage\":%d,\"profiles\":[", stage);
 	for (int st = 0; st <= FDN_STAGE_MAX; st++) {
-		printf("%s{\"stage\":%d,\"flags\":[", st ? "," : "", st);
+		struct fdn_stage_info si;
+		fdn_stage_info(st, &si);
+		printf("%s{\"stage\":%d,\"name\":", st ? "," : "", st);
+		json_cstr(stdout, si.name);
+		printf(",\"description\":");
+		json_cstr(stdout, si.description);
+		printf(",\"risk\":");
+		json_cstr(stdout, si.risk);
+		printf(",\"risk_note\":");
+		json_cstr(stdout, si.risk_note);
+		printf(",\"flags\":[");
 		bool first = true;
 		for (size_t i = 0; i < NSTAGE_FLAGS; i++) {
 			if (!fdn_stage_profile_has(st, stage_flags[i]))
@@ -1615,7 +1650,7 @@ static void stages_json(const struct args *a, int stage, uint64_t total,
 		printf("%s\n  {\"number\":%" PRIu64 ",\"time_ns\":%" PRIu64
 		       ",\"pid\":%d,\"kind\":\"%s\",\"flag\":",
 		       i ? "," : "", h[i].number, h[i].time_ns, (int)h[i].pid,
-		       h[i].kind == FDN_CHANGE_STAGE ? "stage" : "flag");
+		       change_kind(h[i].kind));
 		json_cstr(stdout, h[i].flag);
 		printf(",\"from\":%d,\"to\":%d,\"reason\":", h[i].from, h[i].to);
 		json_cstr(stdout, h[i].reason);
@@ -1628,7 +1663,9 @@ static int stages_text(int stage, uint64_t total, const struct fdn_flag_change *
 {
 	printf("stage %d of %d; profiles:\n", stage, FDN_STAGE_MAX);
 	for (int st = 0; st <= FDN_STAGE_MAX; st++) {
-		printf("  %s %d:", st == stage ? "*" : " ", st);
+		struct fdn_stage_info si;
+		fdn_stage_info(st, &si);
+		printf("  %s %d %s (risk %s):", st == stage ? "*" : " ", st, si.name, si.risk);
 		bool any = false;
 		for (size_t i = 0; i < NSTAGE_FLAGS; i++) {
 			if (fdn_stage_profile_has(st, stage_flags[i])) {
@@ -1637,6 +1674,7 @@ static int stages_text(int stage, uint64_t total, const struct fdn_flag_change *
 			}
 		}
 		printf("%s\n", any ? "" : " (everything off)");
+		printf("      %s %s\n", si.description, si.risk_note);
 	}
 	printf("%" PRIu64 " changes in total%s\n", total,
 	       n ? "; the last ones, oldest first:" : "");
@@ -1651,7 +1689,7 @@ static int stages_text(int stage, uint64_t total, const struct fdn_flag_change *
 		cellf(&t, "%" PRIu64, h[i].number);
 		cellf(&t, "%s", iso_time(h[i].time_ns, when, sizeof(when)));
 		cellf(&t, "%d", (int)h[i].pid);
-		cellf(&t, "%s", h[i].kind == FDN_CHANGE_STAGE ? "stage" : "flag");
+		cellf(&t, "%s", change_kind(h[i].kind));
 		cellf(&t, "%s", h[i].flag[0] ? h[i].flag : "-");
 		cellf(&t, "%s", change_end(&h[i], h[i].from, f, sizeof(f)));
 		cellf(&t, "%s", change_end(&h[i], h[i].to, to, sizeof(to)));
@@ -1730,7 +1768,9 @@ static const struct command commands[] = {
     {"check", "", cmd_check, "check",
      "Verify every invariant of the segment; print each violation as\n"
      "\"[code] message\", then the count.  Exit 1 if there is any.  Exact only while\n"
-     "no writer is in the middle of an operation.\n"},
+     "no writer is in the middle of an operation.  A process that just died and\n"
+     "that the running reaper takes up within a second is a \"note: ...\" line\n"
+     "(JSON: \"notes\"), not a violation.\n"},
     {"flags", "", cmd_flags, "flags",
      "The current stage and every feature flag: value (on, off or a percentage),\n"
      "default, built-in or user-defined, and when it last changed.\n"},

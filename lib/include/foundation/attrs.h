@@ -4,7 +4,7 @@
  *
  * An attribute is a name (1..63 bytes, no NUL) and a typed value: a string
  * (UTF-8 text without NUL, up to 1024 bytes), a signed 64-bit integer, a
- * double (finite), a boolean, or a list of up to 64 strings.  A set of
+ * double (finite), a boolean, or a list of up to 255 strings.  A set of
  * attributes encodes to at most FDN_ATTRS_MAX bytes (see the format in
  * lib/attrs.c); anything else is FDN_EINVMETA and nothing is stored.  Names
  * are unique within a set.
@@ -30,7 +30,7 @@ extern "C" {
 #define FDN_ATTRS_MAX       4096u /* encoded bytes per entry */
 #define FDN_ATTR_NAME_MAX   63u
 #define FDN_ATTR_STRING_MAX 1024u
-#define FDN_ATTR_LIST_MAX   64u
+#define FDN_ATTR_LIST_MAX   255u
 
 enum fdn_attr_type {
 	FDN_ATTR_STRING = 1,

@@ -56,6 +56,19 @@ FDN_API int fdn_ctx_clear(fdn_segment *s);
 FDN_API int fdn_with_context(fdn_segment *s, const struct fdn_attr *attrs, size_t n,
 			     int (*fn)(void *arg), void *arg);
 
+enum fdn_ctx_mode {
+	FDN_CTX_MERGE = 0,   /* attrs merged into the map (fdn_with_context) */
+	FDN_CTX_REPLACE = 1, /* the map is exactly attrs for the duration */
+};
+
+/* fdn_with_context with a mode: FDN_CTX_REPLACE runs fn with a map of
+ * exactly the n attributes (n = 0: empty), then restores the map as it
+ * was.  The ids and breadcrumbs are not touched.  FDN_EINVAL for another
+ * mode or no fn; FDN_ETOOBIG, FDN_EINVMETA as fdn_ctx_set (fn not
+ * called). */
+FDN_API int fdn_with_context_mode(fdn_segment *s, const struct fdn_attr *attrs, size_t n,
+				  enum fdn_ctx_mode mode, int (*fn)(void *arg), void *arg);
+
 /* Add a breadcrumb (module <= 39 bytes, function <= 63 bytes, attributes
  * <= FDN_CRUMB_ATTRS_MAXLEN encoded: else FDN_ETOOBIG).  The newest
  * FDN_CTX_CRUMBS are kept. */
@@ -85,10 +98,13 @@ struct fdn_crumb {
 	uint8_t attrs[FDN_CRUMB_ATTRS_MAXLEN];
 };
 
+#define FDN_ERROR_TYPE_MAX    63u
+#define FDN_ERROR_MESSAGE_MAX 1024u
+
 /* An error value with the context it happened in. */
 struct fdn_error_report {
 	int code;            /* the error */
-	const char *message; /* fdn_strerror(code) */
+	const char *message; /* fdn_strerror(code), or text (enrich_error_with) */
 	char correlation_id[FDN_CTX_ID_MAXLEN + 1];
 	char operation_id[FDN_CTX_ID_MAXLEN + 1];
 	char trace_id[FDN_TRACE_ID_HEX + 1]; /* "" if no span was open */
@@ -97,11 +113,49 @@ struct fdn_error_report {
 	uint8_t ctx[FDN_CTX_MAXLEN];
 	uint32_t ncrumbs; /* oldest first */
 	struct fdn_crumb crumbs[FDN_CTX_CRUMBS];
+	char type[FDN_ERROR_TYPE_MAX + 1];    /* "" unless given */
+	char text[FDN_ERROR_MESSAGE_MAX + 1]; /* the caller's message, or "" */
 };
 
 /* Fill *out with code and a copy of this thread's context, ids, breadcrumbs
  * and current span (on the error-context and spans backends in use). */
 FDN_API int fdn_enrich_error(fdn_segment *s, int code, struct fdn_error_report *out);
+
+/* fdn_enrich_error with the caller's own error type (0..63 printable
+ * bytes, e.g. "db.timeout"; NULL: none) and message (at most
+ * FDN_ERROR_MESSAGE_MAX bytes; NULL: fdn_strerror(code)).  out->message
+ * then points to out->text (inside *out: a copy of the struct keeps
+ * pointing into the original).  FDN_EINVAL (bad type, out NULL),
+ * FDN_ETOOBIG (message); on error *out is not filled. */
+FDN_API int fdn_enrich_error_with(fdn_segment *s, int code, const char *type, const char *message,
+				  struct fdn_error_report *out);
+
+/* ---- handing the context to another process ------------------------------ */
+
+/* Bytes an exported context needs at most, the NUL included. */
+#define FDN_CONTEXT_EXPORT_MAX 10752u
+
+/*
+ * This thread's whole context -- correlation id, operation id, map and
+ * breadcrumbs -- as one string of [A-Za-z0-9_-] after the prefix
+ * "fdnctx1.", fit for an environment variable, a command line or a message
+ * (base64url of a checksummed binary form).  Returns its length (without
+ * the NUL), or FDN_ETOOBIG if cap is too small (FDN_CONTEXT_EXPORT_MAX
+ * always suffices).
+ */
+FDN_API int fdn_context_export(fdn_segment *s, char *out, size_t cap);
+
+/* Replace this thread's context (ids, map, breadcrumbs) with an exported
+ * one.  FDN_ECONTEXT if text is malformed (prefix, characters, length,
+ * checksum, or a field out of its limits): nothing changes then. */
+FDN_API int fdn_context_import(fdn_segment *s, const char *text);
+
+/* Export this thread's context into this process's environment as
+ * FOUNDATION_CONTEXT, for a program exec'd from here: such a process
+ * imports it into the first thread that uses its error context (once per
+ * process, like TRACEPARENT for the first root span; a malformed value is
+ * ignored). */
+FDN_API int fdn_context_setenv(fdn_segment *s);
 
 /* ---- observing other threads (read-only handles allowed) -------------- */
 

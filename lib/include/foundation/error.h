@@ -58,7 +58,8 @@ extern "C" {
 	X(EVNAME, "invalid event name")                                                          \
 	X(NAMESPACE, "segment made in another PID namespace: share the creator's PID namespace") \
 	X(STALE, "segment was destroyed: attach again")                                          \
-	X(BUSY, "reclamation backlog full: a reader is stopped inside a read-side section")
+	X(BUSY, "reclamation backlog full: a reader is stopped inside a read-side section")      \
+	X(CONTEXT, "malformed context")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)

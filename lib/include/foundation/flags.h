@@ -19,7 +19,11 @@
  *                                           (else its local backend)
  *   enforce_no_local_state                  a local backend is an error
  *                                           (FDN_EENFORCED)
- *   enable_migration_monitoring             migration telemetry
+ *   enable_migration_monitoring             migration telemetry: the
+ *                                           stage events, the alert and
+ *                                           built-in flag events are
+ *                                           emitted only when it is on
+ *                                           before or after the change
  * Built-in defaults: the stage-3 profile (every service shared, local
  * state allowed).  User-defined flags: fdn_flag_create().
  *
@@ -79,6 +83,14 @@ FDN_API bool fdn_flag_enabled(fdn_segment *s, const char *name);
  * higher p.  Unknown names are off. */
 FDN_API bool fdn_flag_enabled_for_id(fdn_segment *s, const char *name, uint64_t id);
 
+/* The same for a string id (a user name, a tenant): key (klen bytes, any
+ * bytes, 0..255) stands for the id XXH3-64(key), so the answer is
+ * deterministic per (flag, key) everywhere and monotone in the value like
+ * fdn_flag_enabled_for_id's.  Unknown flags, a NULL key with klen > 0 and
+ * klen > 255 are off. */
+FDN_API bool fdn_flag_enabled_for_key(fdn_segment *s, const char *name, const void *key,
+				      size_t klen);
+
 /* The value, 0..100; FDN_EUNKFLAG (unknown), FDN_EINVAL (bad name). */
 FDN_API int fdn_flag_get(fdn_segment *s, const char *name);
 
@@ -130,14 +142,38 @@ FDN_API int fdn_stage_migrate(fdn_segment *s, int n);
 FDN_API int fdn_stage_rollback(fdn_segment *s, int n, const char *reason);
 
 /* Every built-in flag off and stage 0, from any stage (also from 0, to
- * clear flags set by hand).  reason as above.  User flags are untouched. */
+ * clear flags set by hand).  reason as above.  User flags are untouched.
+ * Besides the stage change it records an alert (FDN_CHANGE_ALERT, type
+ * "emergency_rollback") and emits `foundation.stage.alert` {alert_type,
+ * reason, from, to} (when monitored, as below). */
 FDN_API int fdn_stage_emergency_rollback(fdn_segment *s, const char *reason);
 
 /* Is flag `name` on in stage n's profile?  (false for n outside 0..4 and
  * for names that are not built-in.) */
 FDN_API bool fdn_stage_profile_has(int n, const char *name);
 
-enum fdn_change_kind { FDN_CHANGE_FLAG = 1, FDN_CHANGE_STAGE = 2 };
+#define FDN_FLAGS_BUILTIN_COUNT 7 /* the migration's built-in flags */
+
+/* The catalogue entry of a stage, for tools: static strings. */
+struct fdn_stage_info {
+	int stage;               /* 0..FDN_STAGE_MAX */
+	const char *name;        /* a short name, e.g. "registry" */
+	const char *description; /* one sentence: what moving to it does */
+	const char *risk;        /* "none", "low", "medium" or "high" */
+	const char *risk_note;   /* why, in one sentence */
+	int nenables;            /* the built-in flags its profile turns on */
+	const char *enables[FDN_FLAGS_BUILTIN_COUNT];
+};
+
+/* Stage n's catalogue entry.  FDN_ESTAGE for n outside 0..FDN_STAGE_MAX,
+ * FDN_EINVAL for out NULL.  Needs no segment: the catalogue is the same
+ * everywhere. */
+FDN_API int fdn_stage_info(int n, struct fdn_stage_info *out);
+
+/* ALERT: an emergency rollback's alert (flag: the alert type,
+ * "emergency_rollback"; from, to: stages), recorded right after its stage
+ * change. */
+enum fdn_change_kind { FDN_CHANGE_FLAG = 1, FDN_CHANGE_STAGE = 2, FDN_CHANGE_ALERT = 3 };
 
 #define FDN_FLAG_CREATED (-1) /* fdn_flag_change.from of a created flag */
 
@@ -147,7 +183,7 @@ struct fdn_flag_change {
 	uint64_t time_ns; /* CLOCK_REALTIME */
 	pid_t pid;        /* the process that made it */
 	enum fdn_change_kind kind;
-	char flag[FDN_FLAG_NAME_MAX + 1]; /* FLAG: its name; STAGE: "" */
+	char flag[FDN_FLAG_NAME_MAX + 1]; /* FLAG: its name; STAGE: ""; ALERT: type */
 	int from, to;                     /* values, or stages; FDN_FLAG_CREATED */
 	char reason[FDN_FLAG_REASON_MAX + 1];
 };

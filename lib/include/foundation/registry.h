@@ -11,8 +11,10 @@
  *
  * Visibility.  Once the reaper has seen an owner's death, no lookup, list,
  * find, query or count returns its entries: each read checks the owner's
- * process slot (one cache line).  Before the reaper has seen it, an entry of
- * a dead owner is still returned unless FDN_REG_CHECK_ALIVE asks the kernel.
+ * process slot (one cache line).  Before the reaper has seen it (or for
+ * ever, if no reaper runs), an entry of a dead owner is still returned
+ * unless FDN_REG_CHECK_ALIVE asks the kernel: lookup and every *_flags
+ * walk (foreach, list, count, find_by_attribute, query) accept it.
  *
  * Concurrency.  Every call is safe from any thread of any attached process.
  * Reads take no lock and never wait for a writer.  Writers are lock-free.
@@ -48,9 +50,13 @@ extern "C" {
 enum {
 	/* register: overwrite an entry held by a live process. */
 	FDN_REG_REPLACE = 1u << 0,
-	/* lookup: also ask the kernel whether the owner is alive (a syscall);
-	 * an entry of a dead owner is then FDN_ENOTFOUND. */
+	/* lookup, and the walks' *_flags forms: also ask the kernel whether
+	 * the owner is alive (a few syscalls, once per owner per walk); an
+	 * entry of a dead owner is then FDN_ENOTFOUND / left out. */
 	FDN_REG_CHECK_ALIVE = 1u << 1,
+	/* unregister: an entry that is not there (its owner's death already
+	 * removed it, say) is success (0), not FDN_ENOTFOUND. */
+	FDN_REG_IF_PRESENT = 1u << 2,
 };
 
 /* An entry copied out of the segment. */
@@ -96,6 +102,11 @@ FDN_API int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned fl
 /* Remove the entry (whoever registered it).  FDN_ENOTFOUND, FDN_EINVKEY. */
 FDN_API int fdn_unregister(fdn_segment *s, const void *key, size_t klen);
 
+/* fdn_unregister with flags: FDN_REG_IF_PRESENT makes an absent key 0 (a
+ * supervisor's stop-then-unregister when the reaper was faster).  Other
+ * flags: FDN_EINVAL. */
+FDN_API int fdn_unregister_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags);
+
 /* Replace all attributes, or merge (same names replaced, others kept).
  * The owner and registration time stay.  FDN_ENOTFOUND, FDN_EINVMETA. */
 FDN_API int fdn_update_attributes(fdn_segment *s, const void *key, size_t klen,
@@ -125,6 +136,22 @@ FDN_API int fdn_find_by_attribute(fdn_segment *s, const char *name, const struct
  * attribute narrows the walk through the index.  FDN_EINVCRIT. */
 FDN_API int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry_cb cb,
 		      void *arg);
+
+/*
+ * The same five reads with flags: 0 is the plain call; FDN_REG_CHECK_ALIVE
+ * leaves out the entries whose owner the kernel says is dead although the
+ * reaper has not seen it yet (and counts by walking); any other flag is
+ * FDN_EINVAL.
+ */
+FDN_API int64_t fdn_count_flags(fdn_segment *s, unsigned flags);
+FDN_API int fdn_foreach_flags(fdn_segment *s, unsigned flags, fdn_entry_cb cb, void *arg);
+FDN_API int fdn_list_flags(fdn_segment *s, unsigned flags, fdn_entry_filter filter, void *farg,
+			   fdn_entry_cb cb, void *arg);
+FDN_API int fdn_find_by_attribute_flags(fdn_segment *s, const char *name,
+					const struct fdn_attr *value, unsigned flags,
+					fdn_entry_cb cb, void *arg);
+FDN_API int fdn_query_flags(fdn_segment *s, const struct fdn_criterion *c, size_t n, unsigned flags,
+			    fdn_entry_cb cb, void *arg);
 
 /* Is `name` an indexed attribute of this segment? */
 FDN_API bool fdn_attr_indexed(fdn_segment *s, const char *name);

@@ -138,7 +138,10 @@ struct fdn_segment_stats {
  * writers run). Works on read-only handles. */
 FDN_API int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st);
 
-/* One violation found by the checker: a stable code and a message. */
+/* One violation found by the checker: a stable code and a message.  The
+ * code "note" is not a violation (not counted): a state the checker saw
+ * resolve while it looked, e.g. a process that died and was taken up by
+ * the reaper within the second the checker waits for it. */
 typedef void (*fdn_check_cb)(void *arg, const char *code, const char *message);
 
 /*
@@ -147,7 +150,10 @@ typedef void (*fdn_check_cb)(void *arg, const char *code, const char *message);
  * order, no cycles), that every allocated block is owned exactly once
  * (reachable, awaiting a grace period, or held by an operation in flight),
  * and that entry counts agree.  Calls cb for each violation (cb may be NULL)
- * and returns how many there were (0 = clean), or a negative error.
+ * and returns how many there were (0 = clean), or a negative error.  A
+ * process slot whose process is dead while a live reaper holds the lease
+ * is waited for up to 1 s: taken up in that time it is a note ("dead,
+ * reclamation pending"), else the violation "dead".
  * Exact only while no writer is mid-operation; blocks held by operations in
  * flight are accounted to them, not reported.  Never writes; bounded time on
  * any input, however corrupt.

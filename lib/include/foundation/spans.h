@@ -30,7 +30,8 @@ extern "C" {
 #define FDN_SPAN_NAME_MAXLEN  127u
 #define FDN_SPAN_ATTRS_MAXLEN 192u /* encoded attribute bytes per span */
 #define FDN_TRACE_ID_HEX      32u
-#define FDN_TRACEPARENT_LEN   55u /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define FDN_TRACEPARENT_LEN   55u   /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define FDN_SPAN_MESSAGE_MAX  1024u /* bytes of a status message */
 
 enum fdn_span_status {
 	FDN_STATUS_OPEN = 0,
@@ -70,9 +71,22 @@ FDN_API int fdn_span_start(fdn_segment *s, const char *name, const struct fdn_at
 FDN_API int fdn_span_end(fdn_segment *s, int status);
 
 /* End span `id`, which must be the top: FDN_ENOTTOP (nothing changes) if it
- * is open but not the top, FDN_ENOTFOUND if it is not open, FDN_ENOSPAN if
- * the stack is empty. */
+ * is open but not the top; FDN_ENOSPAN if it is not open (ended already,
+ * never started, or the stack is empty), like fdn_span_end on an empty
+ * stack. */
 FDN_API int fdn_span_end_id(fdn_segment *s, uint64_t id, int status);
+
+/* End the top span with status (FDN_STATUS_OK, _ERROR, _ABORTED), a status
+ * message (NULL for none; at most FDN_SPAN_MESSAGE_MAX bytes) and n
+ * attributes (at most 64, valid as for fdn_attrs_encode): the stop event
+ * foundation.span.stop carries the message as `status_message` and the
+ * attributes after its own (one whose name collides with its own is
+ * dropped with the rest, as for the other span events).  The span's stored
+ * attributes do not change.  FDN_EINVAL (status), FDN_ETOOBIG (message or
+ * more than 64 attributes), FDN_EINVMETA (attributes), FDN_ENOSPAN (no
+ * span open); on error nothing ends. */
+FDN_API int fdn_span_end_status(fdn_segment *s, int status, const char *message,
+				const struct fdn_attr *attrs, size_t n);
 
 /* The top span.  FDN_ENOSPAN if none. */
 FDN_API int fdn_span_current(fdn_segment *s, struct fdn_span_info *out);

@@ -84,7 +84,8 @@ FDN_API bool fdn_event_prefix_match(const char *prefix, const char *name);
  * it), 0 if not (its sampler dropped it, or nobody listens), or an error:
  * FDN_EEVNAME, FDN_EINVAL (measurement name or non-finite value, more than
  * FDN_MEASUREMENTS_MAX, NULL arrays), FDN_EINVMETA (attributes), FDN_EFORKED,
- * FDN_EENFORCED (the local backend is forbidden).  Validation happens
+ * FDN_EENFORCED (the sampler's backend would be local and local state is
+ * forbidden: the same whether or not anybody listens).  Validation happens
  * before anything is delivered.  Attributes that do not fit a ring record
  * are left out of the record (it is flagged truncated), not of the
  * handlers' view.
@@ -154,6 +155,13 @@ struct fdn_sampler_stats {
  * has never been emitted to a listener nor set). */
 FDN_API int fdn_sampler_get(fdn_segment *s, const char *name, struct fdn_sampler_stats *out);
 
+/* Start event name's stats (total, sampled) again from 0, in every
+ * process; its sampler and its state (a reservoir's count, a rate
+ * window) are unchanged.  Events counted while the reset runs are kept
+ * (the counts seen are subtracted, not overwritten).  0, FDN_ENOTFOUND
+ * (no sampler slot), FDN_EEVNAME, FDN_ERDONLY, FDN_EFORKED. */
+FDN_API int fdn_sampler_reset_stats(fdn_segment *s, const char *name);
+
 /* Every sampler slot in use; cb returns non-zero to stop.  Returns the
  * count visited or cb's value.  Works on read-only handles. */
 typedef int (*fdn_sampler_cb)(void *arg, const struct fdn_sampler_stats *st);
@@ -167,8 +175,12 @@ FDN_API int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg);
  * callers exactly one wins (one CAS on the pair's claim word), and two wins
  * are never less than interval_ms apart.  key: 0..255 bytes.  Returns 1 if
  * this call won (the event was then emitted as by fdn_emit), 0 if
- * suppressed, or an error (those of fdn_emit, FDN_ENOSPACE when the
- * pair has no claim slot: nothing is emitted).
+ * suppressed, or an error (those of fdn_emit; FDN_ENOSPACE when the pair
+ * has no claim slot: nothing is emitted; FDN_ETIMEDOUT if the slot's
+ * placement lock stayed with a live process for 1 s).  Claims expire: a
+ * claim older than its interval is reused by another pair, so a pair is
+ * refused only while the 512 slots of its window (of 4 096) all hold
+ * claims younger than their intervals; the table never fills for good.
  */
 FDN_API int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms,
 			      const void *key, size_t klen, const struct fdn_measurement *m,
@@ -183,17 +195,24 @@ FDN_API int fdn_batch_config(fdn_segment *s, const char *name, uint32_t max_item
 /*
  * Add a value (finite) to batch name, from any process.  A batch is
  * emitted exactly once, as the event `name` with measurements count, sum,
- * min, max (and missing, the items whose adder died before writing them,
- * when not 0), by the caller whose addition fills it or who finds it due.
- * Returns the number of summaries this call emitted (0 or 1 or 2: a due
- * batch, then a full one), or an error.
+ * min, max (and missing, the items whose adder died between reserving and
+ * writing them, when not 0), by the caller whose addition fills it or who
+ * finds it due.  Every value whose add returned success is in exactly one
+ * summary, however the adders and emitters are scheduled: a value whose
+ * adder was preempted past the emitter's wait (2 ms before claiming its
+ * item, 50 ms while writing it) goes to a later summary (the next one of
+ * that batch, or fdn_batch_flush), so a summary can hold fewer than
+ * max_items, or values of an earlier generation.  Returns the number of
+ * summaries this call emitted (usually 0 or 1), or an error (FDN_EINVAL,
+ * FDN_EEVNAME, FDN_ENOSPACE, FDN_ETIMEDOUT after 2^20 lost races).
  */
 FDN_API int fdn_batch_add(fdn_segment *s, const char *name, double value);
 
 /* Emit every batch whose age is due; returns how many were emitted. */
 FDN_API int fdn_batch_flush_due(fdn_segment *s);
 
-/* Emit batch name now if it holds any item: 1, 0 (empty), FDN_ENOTFOUND. */
+/* Emit batch name now if it holds any item, with every value an earlier
+ * emitter had to leave behind: 1, 0 (empty), FDN_ENOTFOUND. */
 FDN_API int fdn_batch_flush(fdn_segment *s, const char *name);
 
 /*
