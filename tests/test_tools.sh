@@ -71,6 +71,14 @@ out_has "inspect --help" "usage: foundation-inspect"
 run 0 "inspect check --help" "$inspect" check --help
 out_has "inspect check --help" "check"
 
+# ---- versions: every program prints its own name and the library's version -------
+ver=$(sed -n 's/^#define FDN_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
+	"$(dirname "$0")/../lib/include/foundation/common.h" | paste -sd.)
+for p in foundation-ctl foundation-inspect foundation-demo foundation-reaperd; do
+	run 0 "$p --version" "$bin/$p" --version
+	out_is "$p --version" "$p $ver"
+done
+
 # ---- create ----------------------------------------------------------------------
 run 0 "create" "$ctl" create --entries 1000 --processes 64 --threads 64
 out_has "create" "created segment \"$seg\""

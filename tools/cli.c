@@ -1,6 +1,8 @@
 /* tools/cli.c - see cli.h. */
 #include "cli.h"
 
+#include <foundation/common.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -50,4 +52,10 @@ bool parse_num(const char *text, int base, uint64_t max, uint64_t *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+int print_version(void)
+{
+	printf("%s %s\n", prog, fdn_version());
+	return EXIT_OK;
 }

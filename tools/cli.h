@@ -1,7 +1,8 @@
 /*
- * tools/cli.h - the command-line pieces foundation-ctl and foundation-inspect
- * share: one-line usage errors, the option getopt rejected, and the options
- * a command accepts.  Exit status: 0 done, 1 failed, 2 bad usage.
+ * tools/cli.h - the command-line pieces foundation-ctl, foundation-inspect
+ * and foundation-demo share: one-line usage errors, the option getopt
+ * rejected, the options a command accepts, the one number parser, and
+ * --version.  Exit status: 0 done, 1 failed, 2 bad usage.
  */
 #ifndef FDN_TOOLS_CLI_H
 #define FDN_TOOLS_CLI_H
@@ -31,5 +32,8 @@ void options_for(const struct option *all, size_t n, const char *always, const c
 /* An unsigned decimal (or octal, base 8) number up to max, the whole text
  * (no sign, no space, no suffix). */
 bool parse_num(const char *text, int base, uint64_t max, uint64_t *out);
+
+/* --version: "PROG VERSION" on stdout; returns EXIT_OK. */
+int print_version(void);
 
 #endif

@@ -598,6 +598,7 @@ static void usage(FILE *f)
 		"  --segment NAME  segment (default $FOUNDATION_SEGMENT, else \"foundation\");\n"
 		"                  also accepted after the command\n"
 		"  --help          this text\n"
+		"  --version       print the version and exit\n"
 		"\n"
 		"Exit status: 0 done; 1 the operation failed (also bad --attr text:\n"
 		"\"invalid metadata\"); 2 bad usage.\n",
@@ -782,14 +783,18 @@ static const struct command *find_command(const char *name)
 int main(int argc, char **argv)
 {
 	static struct args a = {.timeout_ms = -1};
-	static const struct option lo[] = {
-	    {"segment", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
+					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'v'},
+					   {0, 0, 0, 0}};
 	char buf[64];
 	fdn_segment_opts_init(&a.opts);
 	opterr = 0; /* every error is one line of ours */
 	for (int c; (c = getopt_long(argc, argv, "+:s:h", lo, NULL)) != -1;) {
 		if (c == 's') {
 			a.segment = optarg;
+		} else if (c == 'v') {
+			return print_version();
 		} else if (c == 'h') {
 			usage(stdout);
 			return EXIT_OK;

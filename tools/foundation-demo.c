@@ -12,6 +12,7 @@
  * the checker's verdict; it stops the workers and removes the segment.  Ends
  * by itself in a second or two and leaves no process behind.
  */
+#include "cli.h"
 #include "shm/shm.h"
 
 #include <foundation/foundation.h>
@@ -32,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *prog = "foundation-demo";
+const char *prog = "foundation-demo";
 
 #define MAX_WORKERS 16
 
@@ -50,7 +51,10 @@ static void usage(FILE *f)
 		"\n"
 		"  --segment NAME  segment name (default: foundation-demo-<pid>)\n"
 		"  --workers N     worker processes (default 6, 2..%d)\n"
-		"  --help          this text\n",
+		"  --help          this text\n"
+		"  --version       print the version and exit\n"
+		"\n"
+		"Exit status: 0 done; 1 failed; 2 bad usage.\n",
 		prog, MAX_WORKERS);
 }
 
@@ -247,30 +251,39 @@ int main(int argc, char **argv)
 	char defname[64];
 	const char *name = NULL;
 	int nworkers = 6;
+	uint64_t nw;
+	char buf[64];
 	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
 					   {"workers", required_argument, 0, 'w'},
 					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
-	for (int c; (c = getopt_long(argc, argv, "s:w:h", lo, NULL)) != -1;) {
+	opterr = 0; /* every error is one line of ours */
+	for (int c; (c = getopt_long(argc, argv, ":s:w:h", lo, NULL)) != -1;) {
 		switch (c) {
 		case 's':
 			name = optarg;
 			break;
 		case 'w':
-			nworkers = atoi(optarg);
+			if (!parse_num(optarg, 10, MAX_WORKERS, &nw) || nw < 2)
+				return usage_error(NULL, "--workers \"%s\": not a number 2..%d",
+						   optarg, MAX_WORKERS);
+			nworkers = (int)nw;
 			break;
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			return print_version();
 		default:
-			usage(stderr);
-			return 2;
+			return usage_error(NULL, "%s: %s", bad_option(argv, buf, sizeof(buf)),
+					   c == ':' ? "needs a value" : "unknown option");
 		}
 	}
-	if (optind != argc || nworkers < 2 || nworkers > MAX_WORKERS) {
-		fprintf(stderr, "%s: bad arguments (see --help)\n", prog);
-		return 2;
-	}
+	if (optind != argc)
+		return usage_error(NULL, "\"%s\": unexpected argument", argv[optind]);
+	if (name && fdn__validate_name(name))
+		return usage_error(NULL, "segment \"%s\": invalid name", name);
 	if (!name) {
 		snprintf(defname, sizeof(defname), "foundation-demo-%d", (int)getpid());
 		name = defname;

@@ -1766,7 +1766,8 @@ static void usage(FILE *f)
 		"                  bytes that are not valid UTF-8 as \\u00XX (their Latin-1\n"
 		"                  reading); times as nanoseconds since the epoch (*_ns)\n"
 		"  --help          this text\n"
-		"Both options are also accepted after the command.\n"
+		"  --version       print the version and exit\n"
+		"--segment and --json are also accepted after the command.\n"
 		"\n"
 		"Exit status: 0 done; 1 error, or check found violations; 2 bad usage.\n",
 		prog);
@@ -1858,6 +1859,7 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
 					   {"json", no_argument, 0, 'j'},
 					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'v'},
 					   {0, 0, 0, 0}};
 	struct args a = {0};
 	char buf[64];
@@ -1867,6 +1869,8 @@ int main(int argc, char **argv)
 			a.segment = optarg;
 		} else if (c == 'j') {
 			a.json = true;
+		} else if (c == 'v') {
+			return print_version();
 		} else if (c == 'h') {
 			usage(stdout);
 			return EXIT_OK;

@@ -91,6 +91,7 @@ static void usage(FILE *f)
 		"  --quiet-if-running  exit 0 silently when another reaper holds the lease\n"
 		"  --verbose           log every death on stderr\n"
 		"  --help              this text\n"
+		"  --version           print the version and exit\n"
 		"\n"
 		"Exit status: 0 stopped by a signal or another reaper runs (with\n"
 		"--quiet-if-running); 1 error; 2 bad usage.\n",
@@ -454,6 +455,7 @@ int main(int argc, char **argv)
 					   {"quiet-if-running", no_argument, 0, 'q'},
 					   {"verbose", no_argument, 0, 'v'},
 					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
 	for (int c; (c = getopt_long(argc, argv, "s:fqvh", lo, NULL)) != -1;) {
 		switch (c) {
@@ -471,6 +473,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("%s %s\n", prog, fdn_version());
 			return 0;
 		default:
 			usage(stderr);
