@@ -60,7 +60,9 @@ static void usage(FILE *f)
 
 static void die(const char *what, int err)
 {
-	fprintf(stderr, "%s: %s: %s\n", prog, what, fdn_strerror(err));
+	char buf[256];
+	fprintf(stderr, "%s: %s: %s\n", prog, what,
+		lower_first(fdn_strerror(err), buf, sizeof(buf)));
 	exit(1);
 }
 
@@ -99,7 +101,9 @@ static void find_tools(void)
 	tool_path("foundation-inspect", FDN_BINDIR "/foundation-inspect", inspect_path,
 		  sizeof(inspect_path));
 	if (access(inspect_path, X_OK) != 0) {
-		fprintf(stderr, "%s: %s: %s\n", prog, inspect_path, strerror(errno));
+		char buf[256];
+		fprintf(stderr, "%s: %s: %s\n", prog, inspect_path,
+			lower_first(strerror(errno), buf, sizeof(buf)));
 		exit(1);
 	}
 }

@@ -76,379 +76,12 @@ __attribute__((format(printf, 3, 4))) static int complain(int status, const char
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", why);
-	return status;
-}
-
-/* ---- text and JSON output ---------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if none. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	size_t len = p[0] < 0x80                    ? 1
-		     : p[0] >= 0xC2 && p[0] <= 0xDF ? 2
-		     : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
-		     : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
-						    : 0;
-	if (len == 0 || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-	/* No overlong forms, no surrogates, nothing above U+10FFFF. */
-	if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F) ||
-	    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F))
-		return 0;
-	return len;
-}
-
-/* Bytes as a JSON string (see the top of the file), or for a text table:
- * the same bytes escaped as \xNN, backslash doubled.  Valid UTF-8 passes. */
-static void put_bytes(FILE *f, const void *data, size_t n, bool json)
-{
-	const unsigned char *p = data;
-	if (json)
-		putc('"', f);
-	for (size_t i = 0; i < n;) {
-		size_t len = utf8_len(p + i, n - i);
-		if (len > 1) {
-			fwrite(p + i, 1, len, f);
-			i += len;
-			continue;
-		}
-		unsigned char c = p[i++];
-		if (c == '\\' || (json && c == '"'))
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, json ? "\\u%04x" : "\\x%02x", c);
-		else
-			putc(c, f);
-	}
-	if (json)
-		putc('"', f);
-}
-
-static void json_str(FILE *f, const void *data, size_t n)
-{
-	put_bytes(f, data, n, true);
-}
-
-static void json_cstr(FILE *f, const char *s)
-{
-	json_str(f, s, strlen(s));
-}
-
-static void text_str(FILE *f, const void *data, size_t n)
-{
-	put_bytes(f, data, n, false);
-}
-
-/* A double that reads back as a double (%.17g, ".0" added to integers). */
-static void json_double(FILE *f, double d)
-{
-	char buf[40];
-	snprintf(buf, sizeof(buf), "%.17g", d);
-	fprintf(f, "%s%s", buf, strpbrk(buf, ".e") ? "" : ".0");
-}
-
-/* ISO-8601 UTC with milliseconds; "-" for 0. */
-static const char *iso_time(uint64_t ns, char *buf, size_t cap)
-{
-	struct tm tm;
-	time_t t = (time_t)(ns / 1000000000u);
-	if (ns == 0 || !gmtime_r(&t, &tm)) {
-		snprintf(buf, cap, "-");
-		return buf;
-	}
-	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000u % 1000u));
-	return buf;
-}
-
-/* One attribute's value: JSON, or text (lists as [a,b]). */
-static void attr_value(FILE *f, const struct fdn_attr *a, bool json)
-{
-	void (*str)(FILE *, const void *, size_t) = json ? json_str : text_str;
-	switch (a->type) {
-	case FDN_ATTR_STRING:
-		str(f, a->v.s, strlen(a->v.s));
-		break;
-	case FDN_ATTR_INT:
-		fprintf(f, "%" PRId64, a->v.i);
-		break;
-	case FDN_ATTR_DOUBLE:
-		if (json)
-			json_double(f, a->v.d);
-		else
-			fprintf(f, "%.15g", a->v.d);
-		break;
-	case FDN_ATTR_BOOL:
-		fputs(a->v.b ? "true" : "false", f);
-		break;
-	case FDN_ATTR_LIST:
-		putc('[', f);
-		for (uint32_t k = 0; k < a->v.list.n; k++) {
-			const char *item = fdn_attrs_list_item(a, k);
-			if (k)
-				putc(',', f);
-			str(f, item ? item : "", item ? strlen(item) : 0);
-		}
-		putc(']', f);
-		break;
-	}
-}
-
-/* An encoded attribute set: {"k":v,...} or k=v,k=v. */
-static void attr_set(FILE *f, const void *attrs, size_t len, bool json)
-{
-	uint32_t n = fdn_attrs_count(attrs, len);
-	if (json)
-		putc('{', f);
-	for (uint32_t i = 0; i < n; i++) {
-		struct fdn_attr a;
-		if (fdn_attrs_at(attrs, len, i, &a))
-			continue;
-		if (i)
-			putc(',', f);
-		if (json) {
-			json_cstr(f, a.name);
-			putc(':', f);
-		} else {
-			text_str(f, a.name, strlen(a.name));
-			putc('=', f);
-		}
-		attr_value(f, &a, json);
-	}
-	if (json)
-		putc('}', f);
-}
-
-/* ---- aligned tables ------------------------------------------------------------- */
-
-struct table {
-	size_t ncol;
-	const char *align; /* per column: 'l' or 'r' */
-	char **cells;      /* row-major, header row first */
-	size_t n, cap;
-	bool oom;
-};
-
-static void cell_add(struct table *t, char *cell)
-{
-	if (!cell || t->oom) {
-		t->oom = true;
-		free(cell);
-		return;
-	}
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 64;
-		char **c = realloc(t->cells, cap * sizeof(*c));
-		if (!c) {
-			t->oom = true;
-			free(cell);
-			return;
-		}
-		t->cells = c;
-		t->cap = cap;
-	}
-	t->cells[t->n++] = cell;
-}
-
-__attribute__((format(printf, 2, 3))) static void cellf(struct table *t, const char *fmt, ...)
-{
-	va_list ap;
-	char *cell = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&cell, fmt, ap) < 0)
-		cell = NULL;
-	va_end(ap);
-	cell_add(t, cell);
-}
-
-/* A cell written through a stream (escaped text, attribute sets). */
-static FILE *cell_open(char **buf, size_t *len)
-{
-	*buf = NULL;
-	return open_memstream(buf, len);
-}
-
-static void cell_close(struct table *t, FILE *f, char **buf)
-{
-	/* The stream publishes its buffer at fclose. */
-	if (!f || fclose(f) != 0) {
-		t->oom = true;
-		return;
-	}
-	cell_add(t, *buf);
-}
-
-/* Display width: code points (cells hold valid UTF-8 only). */
-static size_t width(const char *s)
-{
-	size_t w = 0;
-	for (; *s; s++)
-		w += ((unsigned char)*s & 0xC0) != 0x80;
-	return w;
-}
-
-static void table_print(const struct table *t)
-{
-	size_t *w = calloc(t->ncol, sizeof(*w));
-	if (!w)
-		return;
-	for (size_t i = 0; i < t->n; i++)
-		if (width(t->cells[i]) > w[i % t->ncol])
-			w[i % t->ncol] = width(t->cells[i]);
-	for (size_t i = 0; i < t->n; i++) {
-		size_t col = i % t->ncol, pad = w[col] - width(t->cells[i]);
-		bool last = col == t->ncol - 1;
-		if (t->align[col] == 'r')
-			printf("%*s", (int)pad, "");
-		fputs(t->cells[i], stdout);
-		if (!last && t->align[col] != 'r')
-			printf("%*s", (int)pad, "");
-		fputs(last ? "\n" : "  ", stdout);
-	}
-	free(w);
-}
-
-static void table_free(struct table *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->cells[i]);
-	free(t->cells);
-}
-
-/* Print (or fail with ENOMEM), then free. */
-static int table_done(struct table *t)
-{
-	int status = EXIT_OK;
-	if (t->oom)
-		status = complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "output");
-	else
-		table_print(t);
-	table_free(t);
+	char buf[256];
+	fprintf(stderr, ": %s\n", lower_first(why, buf, sizeof(buf)));
 	return status;
 }
 
 /* ---- registry ----------------------------------------------------------------- */
-
-struct row {
-	char *key;
-	uint32_t key_len;
-	pid_t pid;
-	uint64_t registered_ns;
-	unsigned char *attrs;
-	uint32_t attrs_len;
-};
-
-struct rows {
-	struct row *v;
-	size_t n, cap;
-	const char *prefix;
-};
-
-static void rows_free(struct rows *rs)
-{
-	for (size_t i = 0; i < rs->n; i++) {
-		free(rs->v[i].key);
-		free(rs->v[i].attrs);
-	}
-	free(rs->v);
-}
-
-/* Copy one entry out of the segment (callback of foreach / find). */
-static int collect(void *arg, const struct fdn_entry_view *e)
-{
-	struct rows *rs = arg;
-	size_t plen = rs->prefix ? strlen(rs->prefix) : 0;
-	if (plen && (e->key_len < plen || memcmp(e->key, rs->prefix, plen) != 0))
-		return 0;
-	if (rs->n == rs->cap) {
-		size_t cap = rs->cap ? 2 * rs->cap : 64;
-		struct row *v = realloc(rs->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		rs->v = v;
-		rs->cap = cap;
-	}
-	struct row r = {malloc(e->key_len + 1u),
-			e->key_len,
-			e->pid,
-			e->registered_ns,
-			malloc(e->attrs_len ? e->attrs_len : 1u),
-			e->attrs_len};
-	if (!r.key || !r.attrs) {
-		free(r.key);
-		free(r.attrs);
-		return -ENOMEM;
-	}
-	memcpy(r.key, e->key, e->key_len);
-	r.key[e->key_len] = 0;
-	memcpy(r.attrs, e->attrs, e->attrs_len);
-	/* Read without a grace period: the copy may be torn; drop it if so. */
-	if (fdn_attrs_validate(r.attrs, r.attrs_len) != 0) {
-		free(r.key);
-		free(r.attrs);
-		return 0;
-	}
-	rs->v[rs->n++] = r;
-	return 0;
-}
-
-static int row_cmp(const void *pa, const void *pb)
-{
-	const struct row *a = pa, *b = pb;
-	uint32_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
-	int c = memcmp(a->key, b->key, n);
-	return c ? c : (a->key_len > b->key_len) - (a->key_len < b->key_len);
-}
-
-static void registry_json(const struct args *a, const struct rows *rs)
-{
-	printf("{\"segment\":");
-	json_cstr(stdout, a->segment);
-	printf(",\"entries\":[");
-	for (size_t i = 0; i < rs->n; i++) {
-		const struct row *r = &rs->v[i];
-		printf("%s\n  {\"key\":", i ? "," : "");
-		json_str(stdout, r->key, r->key_len);
-		printf(",\"pid\":%d,\"registered_ns\":%" PRIu64 ",\"attributes\":", (int)r->pid,
-		       r->registered_ns);
-		attr_set(stdout, r->attrs, r->attrs_len, true);
-		putchar('}');
-	}
-	printf("%s],\"count\":%zu}\n", rs->n ? "\n" : "", rs->n);
-}
-
-static int registry_text(const struct rows *rs)
-{
-	struct table t = {.ncol = 4, .align = "lrll"};
-	char buf[40], *cell;
-	size_t len;
-	cellf(&t, "KEY");
-	cellf(&t, "PID");
-	cellf(&t, "REGISTERED");
-	cellf(&t, "ATTRIBUTES");
-	for (size_t i = 0; i < rs->n; i++) {
-		const struct row *r = &rs->v[i];
-		FILE *f = cell_open(&cell, &len);
-		if (f)
-			text_str(f, r->key, r->key_len);
-		cell_close(&t, f, &cell);
-		cellf(&t, "%d", (int)r->pid);
-		cellf(&t, "%s", iso_time(r->registered_ns, buf, sizeof(buf)));
-		if (fdn_attrs_count(r->attrs, r->attrs_len) == 0) {
-			cellf(&t, "-");
-			continue;
-		}
-		f = cell_open(&cell, &len);
-		if (f)
-			attr_set(f, r->attrs, r->attrs_len, false);
-		cell_close(&t, f, &cell);
-	}
-	return table_done(&t);
-}
 
 /* Entries, all or those with one attribute value. */
 static int registry_collect(fdn_segment *s, const struct args *a, struct rows *rs)
@@ -460,11 +93,15 @@ static int registry_collect(fdn_segment *s, const struct args *a, struct rows *r
 	if (a->attr) {
 		if (!(text = strdup(a->attr)))
 			return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "attribute");
-		r = fdn_attr_parse(text, &want, items, FDN_ATTR_LIST_MAX);
-		if (r == 0)
-			r = fdn_find_by_attribute(s, want.name, &want, collect, rs);
+		const char *why = attr_parse(text, &want, items, FDN_ATTR_LIST_MAX);
+		if (why) {
+			r = usage_error("registry", "registry --attr \"%s\": %s", a->attr, why);
+			free(text);
+			return r;
+		}
+		r = fdn_find_by_attribute(s, want.name, &want, rows_collect, rs);
 	} else {
-		r = fdn_foreach(s, collect, rs);
+		r = fdn_foreach(s, rows_collect, rs);
 	}
 	free(text);
 	if (r < 0 && a->attr)
@@ -482,9 +119,9 @@ static int cmd_registry(fdn_segment *s, const struct args *a)
 		if (rs.n)
 			qsort(rs.v, rs.n, sizeof(*rs.v), row_cmp);
 		if (a->json)
-			registry_json(a, &rs);
+			rows_json(a->segment, &rs);
 		else
-			status = registry_text(&rs);
+			status = rows_text(&rs);
 	}
 	rows_free(&rs);
 	return status;
@@ -1687,8 +1324,9 @@ static const struct command commands[] = {
      "Visible registry entries, sorted by key: key, owner pid, registration time\n"
      "(UTC) and attributes.\n"
      "  --attr NAME=VALUE  only entries whose attribute NAME equals VALUE (a list\n"
-     "                     attribute: contains it); VALUE is typed as with\n"
-     "                     foundation-ctl (integer, double, true/false, string)\n"
+     "                     attribute: contains it); typed as foundation-ctl's\n"
+     "                     --attr: NAME=text a string, NAME=[a,b] a list,\n"
+     "                     NAME:=5 / :=1.5 / :=true a number or boolean\n"
      "  --prefix P         only keys that start with P\n"},
     {"processes", "", cmd_processes, "processes",
      "Every process slot in use: slot, pid, state (live, or dead and awaiting the\n"
@@ -1741,7 +1379,7 @@ static const struct command commands[] = {
      "The segment's counts, capacities and usage, the deaths reaped, the reaper's\n"
      "latency (a histogram over the deaths the graveyard holds) and drop counters,\n"
      "in the Prometheus text exposition format, each sample labelled with the\n"
-     "segment.  (--json does not apply.)\n"},
+     "segment.  --json is refused (exit 2).\n"},
     {"dump", "", cmd_dump, "dump",
      "Everything as one JSON document: {\"segment\": NAME, and for every other\n"
      "command but metrics, \"COMMAND\": its --json object} (null where a command\n"
@@ -1887,6 +1525,9 @@ int main(int argc, char **argv)
 	int status = parse_command(c, argc - optind, argv + optind, &a);
 	if (status >= 0)
 		return status;
+	if (a.json && c->run == cmd_metrics)
+		return usage_error(c->name, "metrics --json: metrics prints the Prometheus text "
+					    "format only");
 	if (!a.segment)
 		a.segment = fdn_segment_default_name();
 	if (fdn__validate_name(a.segment))

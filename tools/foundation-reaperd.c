@@ -457,7 +457,8 @@ int main(int argc, char **argv)
 					   {"help", no_argument, 0, 'h'},
 					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
-	for (int c; (c = getopt_long(argc, argv, "s:fqvh", lo, NULL)) != -1;) {
+	opterr = 0; /* every error is one line of ours */
+	for (int c; (c = getopt_long(argc, argv, ":s:fqvh", lo, NULL)) != -1;) {
 		switch (c) {
 		case 's':
 			name = optarg;
@@ -478,13 +479,14 @@ int main(int argc, char **argv)
 			printf("%s %s\n", prog, fdn_version());
 			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr, "%s: %s: %s (see %s --help)\n", prog, argv[optind - 1],
+				c == ':' ? "needs a value" : "unknown option", prog);
 			return 2;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", prog,
-			argv[optind]);
+		fprintf(stderr, "%s: \"%s\": unexpected argument (see %s --help)\n", prog,
+			argv[optind], prog);
 		return 2;
 	}
 	if (!name)
