@@ -18,6 +18,7 @@
  * "foundation-inspect: <what>: <why>") or a failed check; 2 bad usage.
  */
 #include "cli.h"
+#include "lib/metrics.h"
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
@@ -38,7 +39,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 const char *prog = "foundation-inspect";
@@ -46,13 +53,15 @@ const char *prog = "foundation-inspect";
 struct args {
 	const char *segment;
 	bool json;
-	const char *attr;   /* registry --attr NAME=VALUE */
-	const char *prefix; /* registry --prefix P */
-	int32_t pid;        /* spans, graveyard --pid P; 0 = all */
-	bool follow;        /* events --follow */
-	const char *name;   /* events --name PREFIX */
-	uint64_t count;     /* events --count N (0: no limit) */
-	uint64_t timeout_s; /* events --timeout S (0: none) */
+	const char *attr;     /* registry --attr NAME=VALUE */
+	const char *prefix;   /* registry --prefix P */
+	int32_t pid;          /* spans, graveyard --pid P; 0 = all */
+	bool follow;          /* events --follow */
+	const char *name;     /* events --name PREFIX */
+	uint64_t count;       /* events --count N (0: no limit) */
+	uint64_t timeout_s;   /* events --timeout S (0: none) */
+	const char *listen;   /* metrics --listen HOST:PORT */
+	const char *textfile; /* metrics --textfile PATH */
 };
 
 struct command {
@@ -977,39 +986,29 @@ static void prom_counter(const char *name, const char *help, const struct args *
 	prom_sample(name, a, "", v);
 }
 
-/* The reaper's latency over the deaths the graveyard holds. */
+/* The reaper's latency: every death since the segment's creation
+ * (lib/metrics.h), so no count ever goes down. */
 static void prom_latency(fdn_segment *s, const struct args *a)
 {
-	static const double le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-				    0.005,  0.01,    0.025,  0.1,   1.0};
-	static struct fdn_death d[FDN_GRAVEYARD_MAX];
-	int n = fdn_graveyard(s, d, (int)FDN_GRAVEYARD_MAX);
-	if (n < 0)
-		n = 0; /* a damaged graveyard: an empty histogram */
-	double sum = 0;
+	struct fdn__latency_hist h;
 	char labels[48];
 	const char *name = "foundation_reaper_latency_seconds";
+	fdn__latency_read(s, &h);
 	prom_family(name, "histogram",
 		    "Time from the reaper learning of a death to the dead process's entries "
-		    "vanishing, over the deaths the graveyard holds.");
-	for (size_t b = 0; b <= sizeof(le) / sizeof(le[0]); b++) {
-		bool inf = b == sizeof(le) / sizeof(le[0]);
-		int count = 0;
-		for (int i = 0; i < n; i++)
-			count += inf || (double)d[i].latency_ns / 1e9 <= le[b];
-		if (inf)
-			snprintf(labels, sizeof(labels), ",le=\"+Inf\"");
-		else
-			snprintf(labels, sizeof(labels), ",le=\"%g\"", le[b]);
-		prom_sample("foundation_reaper_latency_seconds_bucket", a, labels, count);
+		    "vanishing, every death since the segment's creation.");
+	for (size_t b = 0; b < FDN_LATENCY_BOUNDS; b++) {
+		snprintf(labels, sizeof(labels), ",le=\"%g\"",
+			 (double)fdn__latency_bound_ns[b] / 1e9);
+		prom_sample("foundation_reaper_latency_seconds_bucket", a, labels,
+			    (double)h.cumulative[b]);
 	}
-	for (int i = 0; i < n; i++)
-		sum += (double)d[i].latency_ns / 1e9;
-	prom_sample("foundation_reaper_latency_seconds_sum", a, "", sum);
-	prom_sample("foundation_reaper_latency_seconds_count", a, "", n);
+	prom_sample("foundation_reaper_latency_seconds_bucket", a, ",le=\"+Inf\"", (double)h.count);
+	prom_sample("foundation_reaper_latency_seconds_sum", a, "", (double)h.sum_ns / 1e9);
+	prom_sample("foundation_reaper_latency_seconds_count", a, "", (double)h.count);
 }
 
-static int cmd_metrics(fdn_segment *s, const struct args *a)
+static int metrics_print(fdn_segment *s, const struct args *a)
 {
 	struct fdn_segment_stats st;
 	int r = fdn_segment_stats(s, &st);
@@ -1100,6 +1099,259 @@ static int cmd_metrics(fdn_segment *s, const struct args *a)
 	prom_counter("foundation_graveyard_threads_dropped_total",
 		     "Graveyard thread copies overwritten by newer ones.", a, (double)dropped);
 	return EXIT_OK;
+}
+
+/* The metrics into memory (*buf, *len; the caller frees *buf). */
+static int metrics_render(fdn_segment *s, const struct args *a, char **buf, size_t *len)
+{
+	*buf = NULL;
+	*len = 0;
+	FILE *out = stdout, *mem = open_memstream(buf, len);
+	if (!mem)
+		return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "metrics");
+	stdout = mem; /* glibc's stdout is assignable (as dump does) */
+	int status = metrics_print(s, a);
+	stdout = out;
+	if (fclose(mem) != 0 && status == EXIT_OK)
+		status = complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "metrics");
+	return status;
+}
+
+static bool write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == ENOTSOCK)
+			w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* --textfile PATH: written to PATH.tmp.PID in the same directory, synced,
+ * then renamed over PATH, so a reader (node_exporter's textfile collector,
+ * which reads only *.prom) sees the old file or the new one, never part. */
+static int metrics_textfile(fdn_segment *s, const struct args *a)
+{
+	char *buf, tmp[PATH_MAX];
+	size_t len;
+	int status = metrics_render(s, a, &buf, &len);
+	if (status) {
+		free(buf);
+		return status;
+	}
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", a->textfile, (int)getpid()) >=
+	    sizeof(tmp)) {
+		free(buf);
+		return complain(EXIT_FAIL, "path too long", "metrics --textfile \"%s\"",
+				a->textfile);
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	const char *what = "create";
+	if (fd >= 0) {
+		what = !write_all(fd, buf, len) ? "write" : fsync(fd) != 0 ? "fsync" : NULL;
+		int e = errno;
+		if (close(fd) != 0 && !what)
+			what = "close";
+		else
+			errno = e;
+		if (!what && rename(tmp, a->textfile) != 0)
+			what = "rename";
+		if (what) {
+			e = errno;
+			unlink(tmp);
+			errno = e;
+		}
+	}
+	free(buf);
+	if (what)
+		return complain(EXIT_FAIL, strerror(errno), "metrics --textfile \"%s\": %s %s",
+				a->textfile, what, strcmp(what, "rename") == 0 ? "over it" : tmp);
+	return EXIT_OK;
+}
+
+/* HOST:PORT, HOST an IPv4 address or [IPv6]; PORT 0..65535 (0: any). */
+static bool listen_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon = strrchr(text, ':');
+	uint64_t port;
+	if (!colon || (size_t)(colon - text) >= sizeof(host) ||
+	    !parse_num(colon + 1, 10, 65535, &port))
+		return false;
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = 0;
+	memset(ss, 0, sizeof(*ss));
+	size_t hl = strlen(host);
+	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+		host[hl - 1] = 0;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		return inet_pton(AF_INET6, host + 1, &in6->sin6_addr) == 1;
+	}
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	in4->sin_family = AF_INET;
+	in4->sin_port = htons((uint16_t)port);
+	*len = sizeof(*in4);
+	return inet_pton(AF_INET, host, &in4->sin_addr) == 1;
+}
+
+/* One HTTP response, then the connection is closed. */
+static void http_reply(int fd, int code, const char *reason, const char *type, const char *extra,
+		       const char *body, size_t blen, bool head)
+{
+	char h[512];
+	int n = snprintf(h, sizeof(h),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+			 "Connection: close\r\n\r\n",
+			 code, reason, type, blen, extra);
+	if (write_all(fd, h, (size_t)n) && !head)
+		write_all(fd, body, blen);
+}
+
+#define HTTP_REQUEST_MAX 8192
+#define HTTP_TIMEOUT_S   2
+
+/* Serve one connection: GET (or HEAD) /metrics.  Returns false when the
+ * segment is gone (the server then stops). */
+static bool http_serve(fdn_segment *s, const struct args *a, int fd)
+{
+	static const char text_type[] = "text/plain; charset=utf-8";
+	static char req[HTTP_REQUEST_MAX + 1];
+	struct timeval tv = {HTTP_TIMEOUT_S, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	size_t n = 0;
+	while (n < HTTP_REQUEST_MAX) {
+		ssize_t r = recv(fd, req + n, HTTP_REQUEST_MAX - n, 0);
+		if (r < 0 && errno == EINTR && !events_stop)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		req[n] = 0;
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[n] = 0;
+	char method[16], target[256];
+	if (!strstr(req, "\n\n") && !strstr(req, "\r\n\r\n")) {
+		const char *why = n >= HTTP_REQUEST_MAX ? "request too large\n" : "bad request\n";
+		http_reply(fd, 400, "Bad Request", text_type, "", why, strlen(why), false);
+		return true;
+	}
+	if (sscanf(req, "%15s %255s HTTP/1.%*c", method, target) != 2) {
+		http_reply(fd, 400, "Bad Request", text_type, "", "bad request\n", 12, false);
+		return true;
+	}
+	bool head = strcmp(method, "HEAD") == 0;
+	if (!head && strcmp(method, "GET") != 0) {
+		http_reply(fd, 405, "Method Not Allowed", text_type, "Allow: GET, HEAD\r\n",
+			   "method not allowed\n", 19, false);
+		return true;
+	}
+	target[strcspn(target, "?")] = 0;
+	if (strcmp(target, "/metrics") != 0) {
+		http_reply(fd, 404, "Not Found", text_type, "", "not found: try /metrics\n", 24,
+			   head);
+		return true;
+	}
+	if (segment_gone(s, a->segment)) {
+		static const char gone[] = "segment destroyed\n";
+		http_reply(fd, 503, "Service Unavailable", text_type, "", gone, sizeof(gone) - 1,
+			   head);
+		return false;
+	}
+	char *body;
+	size_t blen;
+	if (metrics_render(s, a, &body, &blen) != EXIT_OK) {
+		static const char err[] = "metrics failed (see the server's stderr)\n";
+		http_reply(fd, 500, "Internal Server Error", text_type, "", err, sizeof(err) - 1,
+			   head);
+	} else {
+		http_reply(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", "", body,
+			   blen, head);
+	}
+	free(body);
+	return true;
+}
+
+/* --listen HOST:PORT: an HTTP server for Prometheus, one connection at a
+ * time (each bounded: 8 KiB of request, 2 s to send it and to take the
+ * reply), until SIGINT or SIGTERM (exit 0) or the segment is destroyed
+ * (exit 1). */
+static int metrics_listen(fdn_segment *s, const struct args *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	if (!listen_addr(a->listen, &ss, &slen))
+		return usage_error("metrics",
+				   "metrics --listen \"%s\": expected ADDRESS:PORT, "
+				   "an IPv4 address or [IPv6], PORT 0..65535",
+				   a->listen);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0)
+		return complain(EXIT_FAIL, strerror(errno), "metrics --listen: socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 16) != 0) {
+		int e = errno;
+		close(fd);
+		return complain(EXIT_FAIL, strerror(e), "metrics --listen \"%s\"", a->listen);
+	}
+	/* The address bound (PORT 0 picks one), for the log and for scripts. */
+	char host[INET6_ADDRSTRLEN];
+	slen = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &slen);
+	bool v6 = ss.ss_family == AF_INET6;
+	inet_ntop(ss.ss_family,
+		  v6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+		     : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
+		  host, sizeof(host));
+	printf("listening on http://%s%s%s:%u/metrics\n", v6 ? "[" : "", host, v6 ? "]" : "",
+	       ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+			: ((struct sockaddr_in *)&ss)->sin_port));
+	fflush(stdout);
+	struct sigaction sa = {.sa_handler = events_on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int status = EXIT_OK;
+	while (!events_stop) {
+		struct pollfd p = {fd, POLLIN, 0};
+		/* a signal interrupts poll; the timeout bounds the one that
+		 * lands between the check and the call */
+		if (poll(&p, 1, 500) <= 0)
+			continue;
+		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		bool go_on = http_serve(s, a, c);
+		close(c);
+		if (!go_on) {
+			status = complain(EXIT_FAIL, "segment destroyed", "segment \"%s\": metrics",
+					  a->segment);
+			break;
+		}
+	}
+	close(fd);
+	return status;
+}
+
+static int cmd_metrics(fdn_segment *s, const struct args *a)
+{
+	if (a->listen)
+		return metrics_listen(s, a);
+	if (a->textfile)
+		return metrics_textfile(s, a);
+	return metrics_print(s, a);
 }
 
 /* ---- dump: every command's JSON in one document -------------------------------------- */
@@ -1375,11 +1627,20 @@ static const struct command commands[] = {
     {"stages", "", cmd_stages, "stages",
      "The current stage, each stage's profile, and the history of flag and stage\n"
      "changes (the last 64, oldest first): time, pid, flag, from, to, reason.\n"},
-    {"metrics", "", cmd_metrics, "metrics",
+    {"metrics", "LW", cmd_metrics, "metrics [--listen ADDRESS:PORT | --textfile PATH]",
      "The segment's counts, capacities and usage, the deaths reaped, the reaper's\n"
      "latency (a histogram over the deaths the graveyard holds) and drop counters,\n"
      "in the Prometheus text exposition format, each sample labelled with the\n"
-     "segment.  --json is refused (exit 2).\n"},
+     "segment.  Every counter and histogram counts since the segment's creation.\n"
+     "--json is refused (exit 2).\n"
+     "  --listen ADDRESS:PORT  serve them over HTTP at /metrics (GET or HEAD; other\n"
+     "                         paths 404), ADDRESS an IPv4 address or [IPv6], PORT\n"
+     "                         0 for any free one; prints \"listening on URL\" and\n"
+     "                         serves one connection at a time (8 KiB request, 2 s\n"
+     "                         timeouts) until SIGINT or SIGTERM (exit 0), or the\n"
+     "                         segment is destroyed (503, then exit 1)\n"
+     "  --textfile PATH        write them to PATH atomically (PATH.tmp.PID, then\n"
+     "                         rename), for node_exporter's textfile collector\n"},
     {"dump", "", cmd_dump, "dump",
      "Everything as one JSON document: {\"segment\": NAME, and for every other\n"
      "command but metrics, \"COMMAND\": its --json object} (null where a command\n"
@@ -1421,6 +1682,7 @@ static const struct option all_opts[] = {
     {"pid", required_argument, 0, 'P'},     {"follow", no_argument, 0, 'f'},
     {"name", required_argument, 0, 'n'},    {"count", required_argument, 0, 'c'},
     {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+    {"listen", required_argument, 0, 'L'},  {"textfile", required_argument, 0, 'W'},
     {"segment", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'},
 };
 
@@ -1468,6 +1730,12 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 		}
 		case 'j':
 			a->json = true;
+			break;
+		case 'L':
+			a->listen = optarg;
+			break;
+		case 'W':
+			a->textfile = optarg;
 			break;
 		case 'S':
 			a->segment = optarg;
@@ -1525,6 +1793,8 @@ int main(int argc, char **argv)
 	int status = parse_command(c, argc - optind, argv + optind, &a);
 	if (status >= 0)
 		return status;
+	if (a.listen && a.textfile)
+		return usage_error(c->name, "metrics: --listen or --textfile, not both");
 	if (a.json && c->run == cmd_metrics)
 		return usage_error(c->name, "metrics --json: metrics prints the Prometheus text "
 					    "format only");
