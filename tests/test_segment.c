@@ -145,6 +145,19 @@ Test(segment, default_name_from_environment)
 	cr_assert_str_eq(fdn_segment_default_name(), "foundation");
 }
 
+/* The writable-mode refusal needs no privilege: it runs as any user. */
+Test(segment, writable_mode)
+{
+	char name[128], path[256];
+	make_detached(name, sizeof(name));
+	shm_file(path, sizeof(path), name);
+	cr_assert_eq(chmod(path, 0666), 0);
+	cr_assert_eq(attach_err(name), FDN_EMODE);
+	cr_assert_eq(chmod(path, 0600), 0);
+	cr_assert_eq(attach_err(name), 0);
+	fdn_segment_destroy(name);
+}
+
 Test(segment, foreign_owner_and_writable_mode)
 {
 	/* Giving the file to another user takes root (CAP_CHOWN). */
