@@ -196,6 +196,10 @@ done
 err_is "demo --workers ' 3'" \
 	"foundation-demo: --workers \" 3\": not a number 2..16 (see foundation-demo --help)"
 usage_err "demo --bogus" "$bin/foundation-demo" --bogus
+usage_err "reaperd --bogus" "$bin/foundation-reaperd" --bogus
+err_is "reaperd --bogus" "foundation-reaperd: --bogus: unknown option (see foundation-reaperd --help)"
+usage_err "reaperd --segment" "$bin/foundation-reaperd" --segment
+usage_err "reaperd extra" "$bin/foundation-reaperd" --segment "$seg" extra
 [ ! -e "/dev/shm/$seg-n" ] || fail "a refused create made a segment"
 ok
 
