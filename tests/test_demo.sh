@@ -55,6 +55,19 @@ gone() {
 	done
 }
 
+# A segment that exists already: the demo refuses it and leaves it alone
+# (its guardian removes only a segment the demo created).
+seg1="$seg-exists"
+"$bin/foundation-ctl" --segment "$seg1" create --entries 100 >/dev/null
+st=0
+"$bin/foundation-demo" --segment "$seg1" >"$out" 2>&1 || st=$?
+[ "$st" -eq 1 ] || fail "existing segment: exit status $st, expected 1"
+grep -q "create segment: already exists" "$out" || fail "existing segment: no message"
+sleep 0.5
+[ -e "/dev/shm/$seg1" ] || fail "existing segment: removed by the demo"
+"$bin/foundation-ctl" --segment "$seg1" destroy >/dev/null
+gone "$seg1" "existing segment"
+
 # SIGPIPE: the reader goes after three lines.
 seg2="$seg-pipe"
 "$bin/foundation-demo" --segment "$seg2" | head -3 >"$out"

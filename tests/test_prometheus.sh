@@ -160,6 +160,7 @@ ok
 echo "rate(foundation_events_written_total[8s]) = $got events/s; the emitter measured $want"
 
 # ---- --textfile: one atomic file, nothing else left -------------------------------
+umask 022 # the file is created 0644 less the umask
 run 0 "textfile" "$inspect" metrics --textfile "$tmp/foundation.prom"
 out_is "textfile" ""
 [ "$(ls "$tmp" | grep -c 'foundation.prom')" -eq 1 ] || fail "textfile: a temporary file was left"
