@@ -1629,9 +1629,9 @@ static const struct command commands[] = {
      "changes (the last 64, oldest first): time, pid, flag, from, to, reason.\n"},
     {"metrics", "LW", cmd_metrics, "metrics [--listen ADDRESS:PORT | --textfile PATH]",
      "The segment's counts, capacities and usage, the deaths reaped, the reaper's\n"
-     "latency (a histogram over the deaths the graveyard holds) and drop counters,\n"
-     "in the Prometheus text exposition format, each sample labelled with the\n"
-     "segment.  Every counter and histogram counts since the segment's creation.\n"
+     "latency (a histogram) and drop counters, in the Prometheus text exposition\n"
+     "format, each sample labelled with the segment.  Every counter and the\n"
+     "histogram count since the segment's creation (they never go down).\n"
      "--json is refused (exit 2).\n"
      "  --listen ADDRESS:PORT  serve them over HTTP at /metrics (GET or HEAD; other\n"
      "                         paths 404), ADDRESS an IPv4 address or [IPv6], PORT\n"
