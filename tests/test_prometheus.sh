@@ -119,6 +119,22 @@ run 0 "POST /metrics" curl -sS -o /dev/null -w '%{http_code}' -X POST --max-time
 out_is "POST /metrics" "405"
 run 0 "HEAD /metrics" curl -sS -I --max-time 5 "$url"
 out_has "HEAD /metrics" "HTTP/1.1 200 OK"
+# Bounded: a request over 8 KiB is refused (400); a client that connects
+# and sends nothing holds the server for 2 s at most.
+run 0 "big request" curl -sS -o /dev/null -w '%{http_code}' --max-time 5 \
+	-H "X-Big: $(head -c 9000 /dev/zero | tr '\0' x)" "$url"
+out_is "big request" "400"
+python3 -c 'import socket,sys,time
+s=socket.create_connection(("127.0.0.1",int(sys.argv[1]))); time.sleep(6)' "$mport" &
+idle=$!
+sleep 0.5
+t0=$(date +%s)
+run 0 "GET behind an idle client" curl -sS -o /dev/null -w '%{http_code}' --max-time 10 "$url"
+out_is "GET behind an idle client" "200"
+[ $(($(date +%s) - t0)) -le 4 ] || fail "an idle client held the server over 4 s"
+ok
+kill "$idle" 2>/dev/null || true
+wait "$idle" 2>/dev/null || true
 
 # ---- Prometheus scrapes it --------------------------------------------------------
 pport=$(free_port)

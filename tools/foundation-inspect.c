@@ -1245,6 +1245,16 @@ static bool http_serve(fdn_segment *s, const struct args *a, int fd)
 	if (!strstr(req, "\n\n") && !strstr(req, "\r\n\r\n")) {
 		const char *why = n >= HTTP_REQUEST_MAX ? "request too large\n" : "bad request\n";
 		http_reply(fd, 400, "Bad Request", text_type, "", why, strlen(why), false);
+		/* Unread request bytes at close would reset the connection
+		 * before the client reads the reply: end our side, then read
+		 * (and drop) what it still sends, 64 KiB and 2 s at most. */
+		shutdown(fd, SHUT_WR);
+		for (size_t drained = 0; drained < 65536;) {
+			ssize_t r = recv(fd, req, HTTP_REQUEST_MAX, 0);
+			if (r <= 0)
+				break;
+			drained += (size_t)r;
+		}
 		return true;
 	}
 	if (sscanf(req, "%15s %255s HTTP/1.%*c", method, target) != 2) {
