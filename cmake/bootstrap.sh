@@ -25,7 +25,10 @@ case "$job" in
 bench) need="$need redis-server gnuplot-nox python3" ;;
 format-check) need="clang-format" ;;
 fuzz) need="$need clang libclang-rt-14-dev" ;;
-demo | test | test-sanitize | stress-tsan) ;;
+# test_prometheus scrapes with a real Prometheus server and queries it with
+# curl; the shell tests check JSON with python3.
+test | test-sanitize) need="$need prometheus curl python3" ;;
+demo | stress-tsan) ;;
 *)
 	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2

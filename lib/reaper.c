@@ -24,6 +24,7 @@
  *      times out and the slot is retried on the next pass.
  */
 #include "lib/internal.h"
+#include "lib/metrics.h"
 
 #include <foundation/reaper.h>
 
@@ -121,6 +122,7 @@ static bool record_death(fdn_segment *s, const struct fdn__dead *d)
 	g->entries = d->entries;
 	atomic_store_explicit(&g->seq, (seq | 1) + 1, memory_order_release); /* even: done */
 	atomic_store_explicit(&s->hdr->graveyard_head, k + 1, memory_order_release);
+	fdn__latency_record(s, d->latency_ns); /* the monotonic histogram (metrics.h) */
 	atomic_fetch_add(&s->hdr->deaths, 1);
 	return true;
 }

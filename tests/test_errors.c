@@ -28,3 +28,14 @@ Test(errors, errno_codes_and_unknown)
 	cr_assert_str_eq(fdn_errname(FDN_ERR_LAST - 1), "UNKNOWN");
 	cr_assert_str_eq(fdn_strerror(-5000), "unknown error");
 }
+
+Test(errors, version_of_headers_and_library)
+{
+	char want[32];
+	snprintf(want, sizeof(want), "%d.%d.%d", FDN_VERSION_MAJOR, FDN_VERSION_MINOR,
+		 FDN_VERSION_PATCH);
+	cr_assert_str_eq(FDN_VERSION_STRING, want);
+	cr_assert_str_eq(fdn_version(), FDN_VERSION_STRING);
+	cr_assert_eq(FDN_VERSION_NUMBER,
+		     FDN_VERSION_MAJOR * 10000 + FDN_VERSION_MINOR * 100 + FDN_VERSION_PATCH);
+}

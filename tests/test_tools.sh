@@ -71,6 +71,14 @@ out_has "inspect --help" "usage: foundation-inspect"
 run 0 "inspect check --help" "$inspect" check --help
 out_has "inspect check --help" "check"
 
+# ---- versions: every program prints its own name and the library's version -------
+ver=$(sed -n 's/^#define FDN_VERSION_\(MAJOR\|MINOR\|PATCH\) \([0-9]*\)$/\2/p' \
+	"$(dirname "$0")/../lib/include/foundation/common.h" | paste -sd.)
+for p in foundation-ctl foundation-inspect foundation-demo foundation-reaperd; do
+	run 0 "$p --version" "$bin/$p" --version
+	out_is "$p --version" "$p $ver"
+done
+
 # ---- create ----------------------------------------------------------------------
 run 0 "create" "$ctl" create --entries 1000 --processes 64 --threads 64
 out_has "create" "created segment \"$seg\""
@@ -83,7 +91,7 @@ for i in 1 2 3; do
 	eval "P$i=$!"
 	sleepers="$sleepers $!"
 	run 0 "register web-$i" "$ctl" register "web-$i" --pid "$!" --attr capability=http \
-		--attr health_status=ok --attr "load=$i"
+		--attr health_status=ok --attr "load:=$i"
 done
 run 1 "register web-1 again" "$ctl" register web-1 --pid "$P2" --attr capability=http
 err_is "register web-1 again" "foundation-ctl: register \"web-1\": already exists (held by pid $P1)"
@@ -107,9 +115,11 @@ grep -qE "^web-2 +$P2 +[0-9T:.-]+Z +capability=http,health_status=ok,load=2\$" "
 ok
 run 0 "find capability=http" "$inspect" --json registry --attr capability=http
 out_has "find capability=http" "\"count\":3}"
-run 0 "find load=2 (not indexed)" "$inspect" registry --attr load=2
-out_has "find load=2" "web-2"
-out_lacks "find load=2" "web-1"
+run 0 "find load:=2 (not indexed)" "$inspect" registry --attr load:=2
+out_has "find load:=2" "web-2"
+out_lacks "find load:=2" "web-1"
+run 0 "find load=2 (a string)" "$inspect" --json registry --attr load=2
+out_has "find load=2 (a string)" "\"count\":0}"
 run 0 "registry text" "$inspect" --segment "$seg" registry --prefix web-
 grep -q "^web-1 *$P1 .*capability=http,health_status=ok,load=1" "$tmp/out" ||
 	fail "registry text: no aligned row for web-1"
@@ -121,7 +131,7 @@ run 0 "find degraded" "$inspect" registry --json --attr health_status=degraded
 out_has "find degraded" "\"key\":\"web-3\""
 out_has "find degraded" "\"load\":3"
 out_has "find degraded" "\"count\":1}"
-run 0 "update web-3" "$ctl" update web-3 --attr capability=http --attr load=3
+run 0 "update web-3" "$ctl" update web-3 --attr capability=http --attr load:=3
 run 0 "find degraded after update" "$inspect" registry --json --attr health_status=degraded
 out_has "find degraded after update" "\"count\":0}"
 run 0 "register job-x" "$ctl" register job-x --pid "$P2" --attr tags=[a,b]
@@ -200,9 +210,11 @@ run 1 "missing segment (inspect)" "$inspect" --segment "$missing" registry
 err_is "missing segment (inspect)" "foundation-inspect: segment \"$missing\": segment not found"
 run 1 "missing segment (ctl)" "$ctl" --segment "$missing" unregister web-2
 err_is "missing segment (ctl)" "foundation-ctl: segment \"$missing\": segment not found"
-# Bad attribute text is bad input to the operation, not bad usage: exit 1.
-run 1 "bad attribute" "$ctl" register x --pid 1 --attr =bad
-err_is "bad attribute" "foundation-ctl: attribute \"=bad\": invalid metadata"
+# Bad attribute text is bad usage, refused before the segment is touched.
+run 2 "bad attribute" "$ctl" register x --pid 1 --attr =bad
+err_is "bad attribute" "foundation-ctl: register --attr \"=bad\": missing attribute name (see foundation-ctl register --help)"
+run 2 "bad attribute (inspect)" "$inspect" registry --attr n:=x
+err_is "bad attribute (inspect)" "foundation-inspect: registry --attr \"n:=x\": after := an integer, a number or true/false (see foundation-inspect registry --help)"
 
 # ---- the rest die --------------------------------------------------------------------
 kill -9 "$P2" "$P3"

@@ -1,15 +1,23 @@
 /*
- * tools/cli.h - the command-line pieces foundation-ctl and foundation-inspect
- * share: one-line usage errors, the option getopt rejected, and the options
- * a command accepts.  Exit status: 0 done, 1 failed, 2 bad usage.
+ * tools/cli.h - the command-line pieces foundation-ctl, foundation-inspect
+ * and foundation-demo share: one-line usage errors, the option getopt
+ * rejected, the options a command accepts, the one number parser, the
+ * typed attribute and criterion syntax, --version, and the text and JSON
+ * output (escaping, attribute sets, aligned tables, registry rows).
+ * Exit status: 0 done, 1 failed, 2 bad usage.
  */
 #ifndef FDN_TOOLS_CLI_H
 #define FDN_TOOLS_CLI_H
+
+#include <foundation/attrs.h>
+#include <foundation/registry.h>
 
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -28,8 +36,109 @@ const char *bad_option(char **argv, char *buf, size_t cap);
 void options_for(const struct option *all, size_t n, const char *always, const char *allowed,
 		 struct option *out);
 
+/* Messages are lower-case: why (strerror's "No such process") with its
+ * first letter lowered, unless it starts an acronym; into buf. */
+const char *lower_first(const char *why, char *buf, size_t cap);
+
+/* --version: "PROG VERSION" on stdout; returns EXIT_OK. */
+int print_version(void);
+
+/* ---- numbers: every number a user types goes through these -------------------- */
+
 /* An unsigned decimal (or octal, base 8) number up to max, the whole text
  * (no sign, no space, no suffix). */
 bool parse_num(const char *text, int base, uint64_t max, uint64_t *out);
+
+/* A finite decimal number, the whole text: [-]DIGITS[.DIGITS][e[+-]DIGITS]
+ * (no space, hex, inf or nan; 1e999 refused). */
+bool parse_double(const char *text, double *out);
+
+/*
+ * ---- typed attributes (--attr) and criteria (--where) ---------------------------
+ *
+ * An attribute is NAME=VALUE or NAME:=VALUE, typed by how it is written,
+ * never guessed:
+ *   NAME=text        a string (also "5" or "true")
+ *   NAME=[a,b,c]     a list of strings ([] empty; no empty item)
+ *   NAME:=5          an integer (64-bit signed)
+ *   NAME:=1.5        a finite double (also 1e3)
+ *   NAME:=true       a boolean (true or false)
+ * Anything else after := (5x, 1e999, 99999999999999999999) is an error.
+ *
+ * A criterion is NAME OP VALUE:
+ *   NAME=VALUE NAME!=VALUE     equal / not equal, VALUE as after = above
+ *   NAME:=VALUE NAME!:=VALUE   equal / not equal, VALUE as after := above
+ *   NAME<V NAME<=V NAME>V NAME>=V   an order: V a number if written as one,
+ *                              else a string
+ *   "NAME in a,b" "NAME not in a,b"   one of the items (brackets optional)
+ * The parsers cut text in place (names and strings point into it; list
+ * items go to items[0..cap)); they return NULL, or why the text is bad.
+ */
+const char *attr_parse(char *text, struct fdn_attr *out, const char **items, uint32_t cap);
+const char *where_parse(char *text, struct fdn_criterion *out, const char **items, uint32_t cap);
+
+/*
+ * ---- output -------------------------------------------------------------------
+ *
+ * JSON strings: quote, backslash and control characters (below 0x20, and
+ * 0x7f) are written as \" \\ and \u00XX; valid UTF-8 passes through;
+ * every byte that is not part of a valid UTF-8 sequence is \u00XX (its
+ * Latin-1 reading).  Text output escapes the same bytes as \xNN.
+ */
+void json_str(FILE *f, const void *data, size_t n);
+void json_cstr(FILE *f, const char *s);
+void text_str(FILE *f, const void *data, size_t n);
+/* A double that reads back as a double (%.17g, ".0" added to integers). */
+void json_double(FILE *f, double d);
+/* ISO-8601 UTC with milliseconds; "-" for 0. */
+const char *iso_time(uint64_t ns, char *buf, size_t cap);
+/* One attribute's value: JSON, or text (lists as [a,b]). */
+void attr_value(FILE *f, const struct fdn_attr *a, bool json);
+/* An encoded attribute set: {"k":v,...} or k=v,k=v. */
+void attr_set(FILE *f, const void *attrs, size_t len, bool json);
+
+/* An aligned table: cells added row by row, the header row first. */
+struct table {
+	size_t ncol;
+	const char *align; /* per column: 'l' or 'r' */
+	char **cells;      /* row-major, header row first */
+	size_t n, cap;
+	bool oom;
+};
+
+__attribute__((format(printf, 2, 3))) void cellf(struct table *t, const char *fmt, ...);
+/* A cell written through a stream (escaped text, attribute sets). */
+FILE *cell_open(char **buf, size_t *len);
+void cell_close(struct table *t, FILE *f, char **buf);
+/* Free without printing. */
+void table_free(struct table *t);
+/* Print (or fail with ENOMEM: one line, EXIT_FAIL), then free. */
+int table_done(struct table *t);
+
+/* Registry entries copied out of the segment (rows_collect is an
+ * fdn_entry_cb; with prefix set, only keys that start with it). */
+struct row {
+	char *key;
+	uint32_t key_len;
+	pid_t pid;
+	uint64_t registered_ns;
+	unsigned char *attrs;
+	uint32_t attrs_len;
+};
+
+struct rows {
+	struct row *v;
+	size_t n, cap;
+	const char *prefix;
+};
+
+void rows_free(struct rows *rs);
+int rows_collect(void *arg, const struct fdn_entry_view *e);
+/* Sort by key (qsort). */
+int row_cmp(const void *pa, const void *pb);
+/* {"segment":S,"entries":[{key,pid,registered_ns,attributes}...],"count":N} */
+void rows_json(const char *segment, const struct rows *rs);
+/* KEY PID REGISTERED ATTRIBUTES, aligned. */
+int rows_text(const struct rows *rs);
 
 #endif

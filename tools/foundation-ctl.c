@@ -9,9 +9,10 @@
  * dies.
  *
  * Exit status: 0 done, 1 the operation failed (one line on stderr,
- * "foundation-ctl: <what>: <why>"), 2 bad usage.  Bad attribute text
- * (--attr) is bad input to the operation, not bad usage: exit 1, "invalid
- * metadata", the library's own verdict (fdn_attr_parse).
+ * "foundation-ctl: <what>: <why>"), 2 bad usage, bad --attr or --where text
+ * included (tools/cli.h has the typed syntax; it is checked before the
+ * segment is touched).  --json: the commands that print write one JSON
+ * object instead of text; the others refuse it (exit 2).
  */
 #include "cli.h"
 #include "shm/shm.h"
@@ -38,6 +39,7 @@
 const char *prog = "foundation-ctl";
 
 #define MAX_ATTRS 32
+#define MAX_WHERE 16
 
 /* Everything a command line can say; each command reads what it allows. */
 struct args {
@@ -55,6 +57,10 @@ struct args {
 	size_t nmeasures; /* emit --measure */
 	const char *measure_text[FDN_MEASUREMENTS_MAX];
 	uint64_t count; /* emit --count */
+	bool json;      /* --json */
+	bool clear;     /* update --clear */
+	size_t nwhere;  /* query --where */
+	const char *where_text[MAX_WHERE];
 };
 
 struct command {
@@ -74,7 +80,8 @@ __attribute__((format(printf, 3, 4))) static int complain(int status, const char
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", why);
+	char buf[256];
+	fprintf(stderr, ": %s\n", lower_first(why, buf, sizeof(buf)));
 	return status;
 }
 
@@ -119,7 +126,7 @@ static int detach(const struct args *a, fdn_segment *s, int status)
 struct attrset {
 	struct fdn_attr v[MAX_ATTRS];
 	const char *items[MAX_ATTRS][FDN_ATTR_LIST_MAX];
-	char *text[MAX_ATTRS]; /* parsed copies: fdn_attr_parse cuts them up */
+	char *text[MAX_ATTRS]; /* parsed copies: attr_parse cuts them up */
 	size_t n;
 };
 
@@ -130,7 +137,8 @@ static void attrs_free(struct attrset *set)
 	set->n = 0;
 }
 
-static int attrs_parse(const struct args *a, struct attrset *set)
+/* The --attr texts of command cmd, typed (cli.h); bad text is bad usage. */
+static int attrs_parse(const char *cmd, const struct args *a, struct attrset *set)
 {
 	set->n = 0;
 	for (size_t i = 0; i < a->nattrs; i++) {
@@ -141,14 +149,22 @@ static int attrs_parse(const struct args *a, struct attrset *set)
 					a->attr_text[i]);
 		}
 		set->text[set->n++] = copy;
-		int r = fdn_attr_parse(copy, &set->v[i], set->items[i], FDN_ATTR_LIST_MAX);
-		if (r) {
+		const char *why = attr_parse(copy, &set->v[i], set->items[i], FDN_ATTR_LIST_MAX);
+		if (why) {
 			attrs_free(set);
-			return complain(EXIT_FAIL, fdn_strerror(r), "attribute \"%s\"",
-					a->attr_text[i]);
+			return usage_error(cmd, "%s --attr \"%s\": %s", cmd, a->attr_text[i], why);
 		}
 	}
 	return EXIT_OK;
+}
+
+/* ---- output ---------------------------------------------------------------------- */
+
+/* {"segment":NAME,  -- the start of every JSON object printed */
+static void json_head(const struct args *a)
+{
+	printf("{\"segment\":");
+	json_cstr(stdout, a->segment);
 }
 
 /* ---- commands ------------------------------------------------------------------- */
@@ -160,8 +176,12 @@ static int cmd_create(struct args *a)
 	if (r)
 		return complain(EXIT_FAIL, fdn_strerror(r), "create segment \"%s\"", a->segment);
 	int status = detach(a, s, EXIT_OK);
-	if (status == EXIT_OK)
+	if (status == EXIT_OK && a->json) {
+		json_head(a);
+		printf(",\"created\":true}\n");
+	} else if (status == EXIT_OK) {
 		printf("created segment \"%s\"\n", a->segment);
+	}
 	return status;
 }
 
@@ -170,7 +190,12 @@ static int cmd_destroy(struct args *a)
 	int r = fdn_segment_destroy(a->segment);
 	if (r)
 		return complain(EXIT_FAIL, fdn_strerror(r), "destroy segment \"%s\"", a->segment);
-	printf("destroyed segment \"%s\"\n", a->segment);
+	if (a->json) {
+		json_head(a);
+		printf(",\"destroyed\":true}\n");
+	} else {
+		printf("destroyed segment \"%s\"\n", a->segment);
+	}
 	return EXIT_OK;
 }
 
@@ -178,7 +203,7 @@ static int cmd_register(struct args *a)
 {
 	static struct attrset set;
 	fdn_segment *s;
-	int status = attrs_parse(a, &set);
+	int status = attrs_parse("register", a, &set);
 	if (status || (status = attach_registry(a, &s))) {
 		attrs_free(&set);
 		return status;
@@ -209,12 +234,76 @@ static int cmd_unregister(struct args *a)
 	return detach(a, s, status);
 }
 
+/* get KEY: the entry, one row (or one JSON object). */
+static int cmd_get(struct args *a)
+{
+	static struct fdn_entry e;
+	fdn_segment *s;
+	int status = attach_registry(a, &s);
+	if (status)
+		return status;
+	int r = fdn_lookup(s, a->key, strlen(a->key), 0, &e);
+	if (r) {
+		status = complain(EXIT_FAIL, fdn_strerror(r), "get \"%s\"", a->key);
+	} else if (a->json) {
+		json_head(a);
+		printf(",\"key\":");
+		json_str(stdout, e.key, e.key_len);
+		printf(",\"pid\":%d,\"registered_ns\":%" PRIu64 ",\"attributes\":", (int)e.pid,
+		       e.registered_ns);
+		attr_set(stdout, e.attrs, e.attrs_len, true);
+		printf("}\n");
+	} else {
+		struct row row = {e.key, e.key_len, e.pid, e.registered_ns, e.attrs, e.attrs_len};
+		struct rows rs = {.v = &row, .n = 1};
+		status = rows_text(&rs);
+	}
+	return detach(a, s, status);
+}
+
+/* query [--where NAME OP VALUE ...]: the entries every criterion holds for. */
+static int cmd_query(struct args *a)
+{
+	static struct fdn_criterion c[MAX_WHERE];
+	static const char *items[MAX_WHERE][FDN_ATTR_LIST_MAX];
+	char *text[MAX_WHERE] = {0};
+	int status = EXIT_OK;
+	for (size_t i = 0; i < a->nwhere && status == EXIT_OK; i++) {
+		const char *why;
+		if (!(text[i] = strdup(a->where_text[i])))
+			status = complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "query");
+		else if ((why = where_parse(text[i], &c[i], items[i], FDN_ATTR_LIST_MAX)))
+			status =
+			    usage_error("query", "query --where \"%s\": %s", a->where_text[i], why);
+	}
+	fdn_segment *s;
+	struct rows rs = {0};
+	if (status == EXIT_OK && (status = attach_registry(a, &s)) == EXIT_OK) {
+		int r = fdn_query(s, c, a->nwhere, rows_collect, &rs);
+		if (r < 0) {
+			status = complain(EXIT_FAIL, fdn_strerror(r), "query");
+		} else {
+			if (rs.n)
+				qsort(rs.v, rs.n, sizeof(*rs.v), row_cmp);
+			if (a->json)
+				rows_json(a->segment, &rs);
+			else
+				status = rows_text(&rs);
+		}
+		status = detach(a, s, status);
+	}
+	rows_free(&rs);
+	for (size_t i = 0; i < a->nwhere; i++)
+		free(text[i]);
+	return status;
+}
+
 /* update (replace all attributes) and merge. */
 static int change_attrs(struct args *a, bool merge)
 {
 	static struct attrset set;
 	fdn_segment *s;
-	int status = attrs_parse(a, &set);
+	int status = attrs_parse(merge ? "merge" : "update", a, &set);
 	if (status || (status = attach_registry(a, &s))) {
 		attrs_free(&set);
 		return status;
@@ -231,6 +320,14 @@ static int change_attrs(struct args *a, bool merge)
 
 static int cmd_update(struct args *a)
 {
+	/* Replacing every attribute by none wipes them: only when asked. */
+	if (a->nattrs == 0 && !a->clear)
+		return usage_error("update",
+				   "update \"%s\": no --attr given (--clear removes "
+				   "every attribute)",
+				   a->key);
+	if (a->nattrs > 0 && a->clear)
+		return usage_error("update", "update --clear: takes no --attr");
 	return change_attrs(a, false);
 }
 
@@ -293,7 +390,20 @@ static int flags_list(const struct args *a, fdn_segment *s)
 	int n = fdn_flags_list(s, fl, FDN_FLAGS_MAX);
 	if (n < 0)
 		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": flags", a->segment);
-	for (int i = 0; i < n && i < FDN_FLAGS_MAX; i++) {
+	if (n > FDN_FLAGS_MAX)
+		n = FDN_FLAGS_MAX;
+	if (a->json) {
+		json_head(a);
+		printf(",\"flags\":[");
+		for (int i = 0; i < n; i++) {
+			printf("%s{\"name\":", i ? "," : "");
+			json_cstr(stdout, fl[i].name);
+			printf(",\"value\":%d,\"default\":%d}", fl[i].value, fl[i].default_value);
+		}
+		printf("],\"count\":%d}\n", n);
+		return EXIT_OK;
+	}
+	for (int i = 0; i < n; i++) {
 		char v[16], d[16];
 		printf("%-47s %-4s (default %s)\n", fl[i].name,
 		       flag_text(fl[i].value, v, sizeof(v)),
@@ -318,7 +428,15 @@ static int flags_run(const struct args *a, fdn_segment *s)
 		char buf[16];
 		if ((r = fdn_flag_get(s, name)) < 0)
 			return complain(EXIT_FAIL, fdn_strerror(r), "flags get \"%s\"", name);
-		printf("%s\n", flag_text(r, buf, sizeof(buf)));
+		if (a->json) {
+			json_head(a);
+			printf(",\"flag\":");
+			json_cstr(stdout, name);
+			printf(",\"value\":%d,\"enabled\":%s}\n", r,
+			       r == FDN_FLAG_ON ? "true" : "false");
+		} else {
+			printf("%s\n", flag_text(r, buf, sizeof(buf)));
+		}
 		return EXIT_OK;
 	}
 	if (a->nwords == 3 && (r = fdn_flag_parse_value(a->words[2], &v)))
@@ -443,19 +561,20 @@ static int cmd_emit(struct args *a)
 	char mnames[FDN_MEASUREMENTS_MAX][FDN_MEASUREMENT_NAME_MAX + 1];
 	for (size_t i = 0; i < a->nmeasures; i++) {
 		const char *t = a->measure_text[i], *eq = strchr(t, '=');
-		char *end;
 		size_t nl = eq ? (size_t)(eq - t) : 0;
 		if (!eq || nl == 0 || nl > FDN_MEASUREMENT_NAME_MAX)
-			return complain(EXIT_FAIL, fdn_strerror(FDN_EINVAL), "measure \"%s\"", t);
+			return usage_error("emit",
+					   "emit --measure \"%s\": expected NAME=NUMBER, "
+					   "NAME 1..%u bytes",
+					   t, FDN_MEASUREMENT_NAME_MAX);
 		memcpy(mnames[i], t, nl);
 		mnames[i][nl] = 0;
 		m[i].name = mnames[i];
-		m[i].value = strtod(eq + 1, &end);
-		if (end == eq + 1 || *end)
-			return complain(EXIT_FAIL, fdn_strerror(FDN_EINVAL), "measure \"%s\"", t);
+		if (!parse_double(eq + 1, &m[i].value))
+			return usage_error("emit", "emit --measure \"%s\": not a finite number", t);
 	}
 	fdn_segment *s;
-	int status = attrs_parse(a, &set);
+	int status = attrs_parse("emit", a, &set);
 	if (status || (status = attach(a, &s))) {
 		attrs_free(&set);
 		return status;
@@ -487,6 +606,25 @@ static pid_t reaper_wait(fdn_segment *s, bool want_held, int64_t timeout_ms)
 	}
 }
 
+/* What reaper start/status (field reaper_pid) and stop (stopped_pid) found:
+ * {"segment":S,FIELD:PID} (0: none), or its sentence. */
+static void reaper_print(const struct args *a, const char *field, pid_t p)
+{
+	if (a->json) {
+		json_head(a);
+		printf(",\"%s\":%d}\n", field, (int)p);
+	} else if (strcmp(field, "stopped_pid") == 0) {
+		if (p)
+			printf("stopped reaper pid %d\n", (int)p);
+		else
+			printf("no reaper was running\n");
+	} else if (p) {
+		printf("reaper pid %d watches segment \"%s\"\n", (int)p, a->segment);
+	} else {
+		printf("no reaper running\n");
+	}
+}
+
 /* reaper start | stop | status */
 static int cmd_reaper(struct args *a)
 {
@@ -511,10 +649,10 @@ static int cmd_reaper(struct args *a)
 			status = complain(EXIT_FAIL, fdn_strerror(FDN_ETIMEDOUT),
 					  "reaper start: no reaper took the lease");
 		else
-			printf("reaper pid %d watches segment \"%s\"\n", (int)p, a->segment);
+			reaper_print(a, "reaper_pid", p);
 	} else if (stop) {
 		if (p == 0) {
-			printf("no reaper was running\n");
+			reaper_print(a, "stopped_pid", 0);
 		} else if (kill(p, SIGTERM) != 0) {
 			status =
 			    complain(EXIT_FAIL, strerror(errno), "reaper stop: pid %d", (int)p);
@@ -522,17 +660,35 @@ static int cmd_reaper(struct args *a)
 			status = complain(EXIT_FAIL, fdn_strerror(FDN_ETIMEDOUT),
 					  "reaper stop: pid %d still holds the lease", (int)p);
 		} else {
-			printf("stopped reaper pid %d\n", (int)p);
+			reaper_print(a, "stopped_pid", p);
 		}
-	} else if (p) {
-		printf("reaper pid %d watches segment \"%s\"\n", (int)p, a->segment);
 	} else {
-		printf("no reaper running\n");
-		status = EXIT_FAIL;
+		reaper_print(a, "reaper_pid", p);
+		status = p ? EXIT_OK : EXIT_FAIL;
 	}
 	fdn_segment_detach(s);
 	return status;
 }
+
+#define ATTR_HELP                                                                       \
+	"                       NAME=text     a string (also \"5\", \"true\")\n"        \
+	"                       NAME=[a,b]    a list of strings, up to 64 ([] empty)\n" \
+	"                       NAME:=5       an integer (64-bit)\n"                    \
+	"                       NAME:=1.5     a finite double (1e3 too)\n"              \
+	"                       NAME:=true    a boolean (true or false)\n"              \
+	"                     anything else after := is refused (exit 2)\n"
+#define WHERE_HELP                                                                      \
+	"  --where \"NAME=VALUE\"      equal (a string, or [a,b] a list); for a list\n" \
+	"                            attribute: contains VALUE\n"                       \
+	"  --where \"NAME:=VALUE\"     equal to a typed value (5, 1.5, true)\n"         \
+	"  --where \"NAME!=VALUE\"     not equal (an absent attribute is not equal);\n" \
+	"          \"NAME!:=VALUE\"    the same with a typed value\n"                   \
+	"  --where \"NAME<V\" (<= > >=) an order: between numbers if V is written as\n" \
+	"                            one, else between strings\n"                       \
+	"  --where \"NAME in a,b\"     one of the items (also [a,b]); for a list\n"     \
+	"                            attribute: any element is one of them\n"           \
+	"  --where \"NAME not in a,b\" none of them (an absent attribute qualifies)\n"  \
+	"Bad criterion text is refused (exit 2).\n"
 
 static const struct command commands[] = {
     {"create", "EPTHMIXVS", false, cmd_create, "create [OPTIONS]",
@@ -556,15 +712,22 @@ static const struct command commands[] = {
      "Register KEY for process PID (which need not be this one: the entry lives\n"
      "until PID dies or it is unregistered).\n"
      "  --pid PID          the owner (required)\n"
-     "  --attr NAME=VALUE  an attribute, up to 32: an integer, a double, true or\n"
-     "                     false, a list [a,b,c] (up to 64 items), else a string\n"
+     "  --attr NAME=VALUE  an attribute, up to 32, typed as written:\n" ATTR_HELP
      "  --replace          take the key over even if a live process holds it\n"
      "Fails with \"already exists (held by pid N)\" when a live process holds KEY.\n"},
     {"unregister", "S", true, cmd_unregister, "unregister KEY", "Remove the entry KEY.\n"},
-    {"update", "aS", true, cmd_update, "update KEY --attr NAME=VALUE ...",
-     "Replace all attributes of KEY by the ones given (none: remove them all).\n"},
+    {"get", "S", true, cmd_get, "get KEY",
+     "Print the entry KEY: key, owner pid, registration time (UTC), attributes;\n"
+     "with --json {\"segment\", \"key\", \"pid\", \"registered_ns\", \"attributes\"}.\n"
+     "Exit 1 \"not found\" when no live entry has that key.\n"},
+    {"query", "wS", false, cmd_query, "query [--where \"NAME OP VALUE\" ...]",
+     "Print the entries for which every criterion holds (none: every entry),\n"
+     "sorted by key, as foundation-inspect registry does.  Up to 16 --where:\n" WHERE_HELP},
+    {"update", "aCS", true, cmd_update, "update KEY --attr NAME=VALUE ... | --clear",
+     "Replace all attributes of KEY by the ones given (typed as for register).\n"
+     "  --clear  remove every attribute (update without --attr is refused)\n"},
     {"merge", "aS", true, cmd_merge, "merge KEY --attr NAME=VALUE ...",
-     "Set the attributes given on KEY, keeping its others.\n"},
+     "Set the attributes given on KEY (typed as for register), keeping its others.\n"},
     {"sampler", "S", false, cmd_sampler, "sampler set NAME SPEC | sampler reset-stats NAME",
      "set: the sampler of event NAME in every process: always, never, random(P),\n"
      "rate_limited(PER_SECOND), reservoir(N), adaptive(TARGET_PER_SECOND).\n"
@@ -574,8 +737,8 @@ static const struct command commands[] = {
     {"emit", "amcS", true, cmd_emit,
      "emit NAME [--measure NAME=NUMBER ...] [--attr NAME=VALUE ...] [--count N]",
      "Emit the event NAME (into the segment's event ring), N times (default 1).\n"
-     "  --measure NAME=NUMBER  a measurement, up to 32\n"
-     "  --attr NAME=VALUE      an attribute, as for register\n"},
+     "  --measure NAME=NUMBER  a measurement, up to 32; NUMBER a finite decimal\n"
+     "  --attr NAME=VALUE      an attribute, typed as for register\n"},
     {"wait", "gtS", true, cmd_wait, "wait KEY [--gone] [--timeout MS]",
      "Block until KEY is registered (or, with --gone, no longer visible: unregistered,\n"
      "or its owner died and was reaped).\n"
@@ -603,21 +766,26 @@ static const struct command commands[] = {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: %s [--segment NAME] COMMAND [ARGS...]\n\ncommands:\n", prog);
+	fprintf(f, "usage: %s [--segment NAME] [--json] COMMAND [ARGS...]\n\ncommands:\n", prog);
 	for (size_t i = 0; i < NCOMMANDS; i++)
 		fprintf(f, "  %s\n", commands[i].synopsis);
 	fprintf(f,
 		"\n"
 		"Change a Foundation segment from the shell.  \"%s COMMAND --help\"\n"
 		"describes one command.  A command that changes something prints nothing\n"
-		"on success, except create, destroy and reaper start/stop.\n"
+		"on success, except create, destroy and reaper start/stop; get, query,\n"
+		"flags get, flags list and reaper status print what they find.\n"
 		"\n"
 		"  --segment NAME  segment (default $FOUNDATION_SEGMENT, else \"foundation\");\n"
 		"                  also accepted after the command\n"
+		"  --json          one JSON object instead of text, for the commands that\n"
+		"                  print (refused by the others); also accepted after the\n"
+		"                  command\n"
 		"  --help          this text\n"
+		"  --version       print the version and exit\n"
 		"\n"
-		"Exit status: 0 done; 1 the operation failed (also bad --attr text:\n"
-		"\"invalid metadata\"); 2 bad usage.\n",
+		"Exit status: 0 done; 1 the operation failed; 2 bad usage (also bad --attr,\n"
+		"--where or number text).\n",
 		prog);
 }
 
@@ -638,6 +806,8 @@ static const struct option all_opts[] = {
     {"spans", required_argument, 0, 'X'},   {"events", required_argument, 0, 'V'},
     {"help", no_argument, 0, 'h'},          {"reason", required_argument, 0, 'R'},
     {"measure", required_argument, 0, 'm'}, {"count", required_argument, 0, 'c'},
+    {"json", no_argument, 0, 'j'},          {"clear", no_argument, 0, 'C'},
+    {"where", required_argument, 0, 'w'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -735,11 +905,32 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 	case 'R':
 		a->reason = val;
 		break;
+	case 'j':
+		a->json = true;
+		break;
+	case 'C':
+		a->clear = true;
+		break;
+	case 'w':
+		if (a->nwhere == MAX_WHERE)
+			return usage_error(c->name, "%s --where: at most %d", c->name, MAX_WHERE);
+		a->where_text[a->nwhere++] = val;
+		break;
 	}
 	if (!ok)
 		return usage_error(c->name, "%s %s \"%s\": bad number", c->name, opt_name(opt),
 				   val);
 	return 0;
+}
+
+/* Does the command print on success (and so take --json)? */
+static bool prints(const struct command *c, const struct args *a)
+{
+	if (c->run == cmd_flags)
+		return a->nwords == 0 ||
+		       (strcmp(a->words[0], "get") == 0 || strcmp(a->words[0], "list") == 0);
+	return c->run == cmd_create || c->run == cmd_destroy || c->run == cmd_get ||
+	       c->run == cmd_query || c->run == cmd_reaper;
 }
 
 /* Positional words a command takes after its name (flags, stage). */
@@ -757,7 +948,7 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 {
 	struct option lo[NOPTS + 1];
 	char buf[64];
-	options_for(all_opts, NOPTS, "h", c->allowed, lo);
+	options_for(all_opts, NOPTS, "hj", c->allowed, lo);
 	optind = 0; /* restart getopt on the command's own arguments */
 	for (int o; (o = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
 		if (o == 'h') {
@@ -785,6 +976,9 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 		return usage_error(c->name, "%s: missing KEY", c->name);
 	if (c->run == cmd_register && a->pid == 0)
 		return usage_error(c->name, "%s: missing --pid PID", c->name);
+	if (a->json && !prints(c, a))
+		return usage_error(c->name, "%s%s%s --json: prints nothing", c->name,
+				   a->nwords ? " " : "", a->nwords ? a->words[0] : "");
 	return -1;
 }
 
@@ -799,14 +993,21 @@ static const struct command *find_command(const char *name)
 int main(int argc, char **argv)
 {
 	static struct args a = {.timeout_ms = -1};
-	static const struct option lo[] = {
-	    {"segment", required_argument, 0, 's'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
+					   {"json", no_argument, 0, 'j'},
+					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'v'},
+					   {0, 0, 0, 0}};
 	char buf[64];
 	fdn_segment_opts_init(&a.opts);
 	opterr = 0; /* every error is one line of ours */
 	for (int c; (c = getopt_long(argc, argv, "+:s:h", lo, NULL)) != -1;) {
 		if (c == 's') {
 			a.segment = optarg;
+		} else if (c == 'j') {
+			a.json = true;
+		} else if (c == 'v') {
+			return print_version();
 		} else if (c == 'h') {
 			usage(stdout);
 			return EXIT_OK;

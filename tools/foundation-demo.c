@@ -11,7 +11,15 @@
  * died (its spans and context, from the graveyard), then the statistics and
  * the checker's verdict; it stops the workers and removes the segment.  Ends
  * by itself in a second or two and leaves no process behind.
+ *
+ * Stopped early -- SIGPIPE (foundation-demo | head -3), SIGINT, SIGTERM, any
+ * death -- it leaves nothing either: the workers and the programs it runs
+ * die with it (PR_SET_PDEATHSIG), and a guardian process, which ignores
+ * those signals and holds a pipe from the demo, destroys the segment (which
+ * stops its reaper) when the pipe closes without the demo having said it
+ * finished.
  */
+#include "cli.h"
 #include "shm/shm.h"
 
 #include <foundation/foundation.h>
@@ -22,17 +30,20 @@
 #include <foundation/telemetry.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static const char *prog = "foundation-demo";
+const char *prog = "foundation-demo";
 
 #define MAX_WORKERS 16
 
@@ -50,13 +61,84 @@ static void usage(FILE *f)
 		"\n"
 		"  --segment NAME  segment name (default: foundation-demo-<pid>)\n"
 		"  --workers N     worker processes (default 6, 2..%d)\n"
-		"  --help          this text\n",
+		"  --help          this text\n"
+		"  --version       print the version and exit\n"
+		"\n"
+		"Exit status: 0 done; 1 failed; 2 bad usage.\n",
 		prog, MAX_WORKERS);
+}
+
+/* The guardian's pipe (write end), or -1; and the guardian. */
+static int guard_fd = -1;
+static pid_t guard_pid = -1;
+
+/* In a child of the demo (a worker, a program it runs): die with the demo,
+ * and leave the guardian's pipe to the demo alone. */
+static void die_with_parent(pid_t parent)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent) /* it died before prctl */
+		_exit(1);
+	if (guard_fd >= 0)
+		close(guard_fd);
+}
+
+/* Tell the guardian: 'c' the segment is created (destroy it if the demo
+ * dies), 'd' the demo removed it itself. */
+static void guard_say(char c)
+{
+	if (guard_fd >= 0 && write(guard_fd, &c, 1) != 1) {
+		/* the guardian is gone: nothing more it can do */
+	}
+}
+
+/* Start the guardian of segment `name`: it waits for the end of the pipe
+ * from the demo, then destroys the segment if the demo created it and did
+ * not remove it.  Ignores the signals that stop the demo (a Ctrl-C reaches
+ * the whole process group); its stdout goes to /dev/null, so a reader of the
+ * demo's output sees its end when the demo ends. */
+static pid_t guardian_start(const char *name)
+{
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return -1;
+	pid_t g = fork();
+	if (g != 0) {
+		close(pfd[0]);
+		if (g > 0)
+			guard_fd = pfd[1], guard_pid = g;
+		else
+			close(pfd[1]);
+		return g;
+	}
+	close(pfd[1]);
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null >= 0)
+		dup2(null, STDOUT_FILENO);
+	bool created = false, done = false;
+	char c;
+	for (ssize_t n; (n = read(pfd[0], &c, 1)) != 0;) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		created |= c == 'c';
+		done |= c == 'd';
+	}
+	if (created && !done)
+		fdn_segment_destroy(name); /* also stops the reaper */
+	_exit(0);
 }
 
 static void die(const char *what, int err)
 {
-	fprintf(stderr, "%s: %s: %s\n", prog, what, fdn_strerror(err));
+	char buf[256];
+	fprintf(stderr, "%s: %s: %s\n", prog, what,
+		lower_first(fdn_strerror(err), buf, sizeof(buf)));
 	exit(1);
 }
 
@@ -95,7 +177,9 @@ static void find_tools(void)
 	tool_path("foundation-inspect", FDN_BINDIR "/foundation-inspect", inspect_path,
 		  sizeof(inspect_path));
 	if (access(inspect_path, X_OK) != 0) {
-		fprintf(stderr, "%s: %s: %s\n", prog, inspect_path, strerror(errno));
+		char buf[256];
+		fprintf(stderr, "%s: %s: %s\n", prog, inspect_path,
+			lower_first(strerror(errno), buf, sizeof(buf)));
 		exit(1);
 	}
 }
@@ -112,8 +196,9 @@ static void show(const char *segment, const char *title, const char *const *args
 		printf("\n%s\n", title);
 	printf("%s\n", line);
 	fflush(stdout);
-	pid_t p = fork();
+	pid_t parent = getpid(), p = fork();
 	if (p == 0) {
+		die_with_parent(parent);
 		const char *argv[16] = {inspect_path, "--segment", segment};
 		for (int i = 0; args[i] && i < 12; i++)
 			argv[3 + i] = args[i];
@@ -223,9 +308,10 @@ static bool down_seen(fdn_segment *s, pid_t pid)
 static pid_t query_process(const char *name)
 {
 	fflush(stdout);
-	pid_t p = fork();
+	pid_t parent = getpid(), p = fork();
 	if (p != 0)
 		return p;
+	die_with_parent(parent);
 	fdn_segment *s;
 	if (fdn_segment_attach(name, FDN_SEG_READONLY, &s))
 		_exit(2);
@@ -247,35 +333,46 @@ int main(int argc, char **argv)
 	char defname[64];
 	const char *name = NULL;
 	int nworkers = 6;
+	uint64_t nw;
+	char buf[64];
 	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
 					   {"workers", required_argument, 0, 'w'},
 					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
-	for (int c; (c = getopt_long(argc, argv, "s:w:h", lo, NULL)) != -1;) {
+	opterr = 0; /* every error is one line of ours */
+	for (int c; (c = getopt_long(argc, argv, ":s:w:h", lo, NULL)) != -1;) {
 		switch (c) {
 		case 's':
 			name = optarg;
 			break;
 		case 'w':
-			nworkers = atoi(optarg);
+			if (!parse_num(optarg, 10, MAX_WORKERS, &nw) || nw < 2)
+				return usage_error(NULL, "--workers \"%s\": not a number 2..%d",
+						   optarg, MAX_WORKERS);
+			nworkers = (int)nw;
 			break;
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			return print_version();
 		default:
-			usage(stderr);
-			return 2;
+			return usage_error(NULL, "%s: %s", bad_option(argv, buf, sizeof(buf)),
+					   c == ':' ? "needs a value" : "unknown option");
 		}
 	}
-	if (optind != argc || nworkers < 2 || nworkers > MAX_WORKERS) {
-		fprintf(stderr, "%s: bad arguments (see --help)\n", prog);
-		return 2;
-	}
+	if (optind != argc)
+		return usage_error(NULL, "\"%s\": unexpected argument", argv[optind]);
+	if (name && fdn__validate_name(name))
+		return usage_error(NULL, "segment \"%s\": invalid name", name);
 	if (!name) {
 		snprintf(defname, sizeof(defname), "foundation-demo-%d", (int)getpid());
 		name = defname;
 	}
 	find_tools();
+	if (guardian_start(name) < 0)
+		die("guardian", -errno);
 	struct fdn_segment_opts o;
 	fdn_segment_opts_init(&o);
 	o.entries = 1000;
@@ -283,6 +380,7 @@ int main(int argc, char **argv)
 	int r = fdn_segment_create(name, &o, &s);
 	if (r)
 		die("create segment", r);
+	guard_say('c');
 	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
 		usleep(10000);
 	printf("created segment \"%s\"; reaper pid %d watches it\n", name,
@@ -294,10 +392,12 @@ int main(int argc, char **argv)
 	pid_t pids[MAX_WORKERS];
 	fflush(stdout);
 	for (int i = 0; i < nworkers; i++) {
+		pid_t parent = getpid();
 		pids[i] = fork();
 		if (pids[i] < 0)
 			die("fork", -errno);
 		if (pids[i] == 0) {
+			die_with_parent(parent);
 			close(pfd[0]);
 			worker(name, i, pfd[1]);
 		}
@@ -370,6 +470,9 @@ int main(int argc, char **argv)
 
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name); /* also stops the reaper */
+	guard_say('d');
+	close(guard_fd);
+	waitpid(guard_pid, NULL, 0);
 	printf("\nsegment \"%s\" removed. %s\n", name, v == 0 ? "demo OK" : "demo FAILED");
 	return v == 0 ? 0 : 1;
 }

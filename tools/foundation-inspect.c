@@ -18,6 +18,7 @@
  * "foundation-inspect: <what>: <why>") or a failed check; 2 bad usage.
  */
 #include "cli.h"
+#include "lib/metrics.h"
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
@@ -38,7 +39,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 const char *prog = "foundation-inspect";
@@ -46,13 +53,15 @@ const char *prog = "foundation-inspect";
 struct args {
 	const char *segment;
 	bool json;
-	const char *attr;   /* registry --attr NAME=VALUE */
-	const char *prefix; /* registry --prefix P */
-	int32_t pid;        /* spans, graveyard --pid P; 0 = all */
-	bool follow;        /* events --follow */
-	const char *name;   /* events --name PREFIX */
-	uint64_t count;     /* events --count N (0: no limit) */
-	uint64_t timeout_s; /* events --timeout S (0: none) */
+	const char *attr;     /* registry --attr NAME=VALUE */
+	const char *prefix;   /* registry --prefix P */
+	int32_t pid;          /* spans, graveyard --pid P; 0 = all */
+	bool follow;          /* events --follow */
+	const char *name;     /* events --name PREFIX */
+	uint64_t count;       /* events --count N (0: no limit) */
+	uint64_t timeout_s;   /* events --timeout S (0: none) */
+	const char *listen;   /* metrics --listen HOST:PORT */
+	const char *textfile; /* metrics --textfile PATH */
 };
 
 struct command {
@@ -76,379 +85,12 @@ __attribute__((format(printf, 3, 4))) static int complain(int status, const char
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, ": %s\n", why);
-	return status;
-}
-
-/* ---- text and JSON output ---------------------------------------------------- */
-
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if none. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-	size_t len = p[0] < 0x80                    ? 1
-		     : p[0] >= 0xC2 && p[0] <= 0xDF ? 2
-		     : p[0] >= 0xE0 && p[0] <= 0xEF ? 3
-		     : p[0] >= 0xF0 && p[0] <= 0xF4 ? 4
-						    : 0;
-	if (len == 0 || len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++)
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-	/* No overlong forms, no surrogates, nothing above U+10FFFF. */
-	if ((p[0] == 0xE0 && p[1] < 0xA0) || (p[0] == 0xED && p[1] > 0x9F) ||
-	    (p[0] == 0xF0 && p[1] < 0x90) || (p[0] == 0xF4 && p[1] > 0x8F))
-		return 0;
-	return len;
-}
-
-/* Bytes as a JSON string (see the top of the file), or for a text table:
- * the same bytes escaped as \xNN, backslash doubled.  Valid UTF-8 passes. */
-static void put_bytes(FILE *f, const void *data, size_t n, bool json)
-{
-	const unsigned char *p = data;
-	if (json)
-		putc('"', f);
-	for (size_t i = 0; i < n;) {
-		size_t len = utf8_len(p + i, n - i);
-		if (len > 1) {
-			fwrite(p + i, 1, len, f);
-			i += len;
-			continue;
-		}
-		unsigned char c = p[i++];
-		if (c == '\\' || (json && c == '"'))
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20 || c >= 0x7f)
-			fprintf(f, json ? "\\u%04x" : "\\x%02x", c);
-		else
-			putc(c, f);
-	}
-	if (json)
-		putc('"', f);
-}
-
-static void json_str(FILE *f, const void *data, size_t n)
-{
-	put_bytes(f, data, n, true);
-}
-
-static void json_cstr(FILE *f, const char *s)
-{
-	json_str(f, s, strlen(s));
-}
-
-static void text_str(FILE *f, const void *data, size_t n)
-{
-	put_bytes(f, data, n, false);
-}
-
-/* A double that reads back as a double (%.17g, ".0" added to integers). */
-static void json_double(FILE *f, double d)
-{
-	char buf[40];
-	snprintf(buf, sizeof(buf), "%.17g", d);
-	fprintf(f, "%s%s", buf, strpbrk(buf, ".e") ? "" : ".0");
-}
-
-/* ISO-8601 UTC with milliseconds; "-" for 0. */
-static const char *iso_time(uint64_t ns, char *buf, size_t cap)
-{
-	struct tm tm;
-	time_t t = (time_t)(ns / 1000000000u);
-	if (ns == 0 || !gmtime_r(&t, &tm)) {
-		snprintf(buf, cap, "-");
-		return buf;
-	}
-	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000u % 1000u));
-	return buf;
-}
-
-/* One attribute's value: JSON, or text (lists as [a,b]). */
-static void attr_value(FILE *f, const struct fdn_attr *a, bool json)
-{
-	void (*str)(FILE *, const void *, size_t) = json ? json_str : text_str;
-	switch (a->type) {
-	case FDN_ATTR_STRING:
-		str(f, a->v.s, strlen(a->v.s));
-		break;
-	case FDN_ATTR_INT:
-		fprintf(f, "%" PRId64, a->v.i);
-		break;
-	case FDN_ATTR_DOUBLE:
-		if (json)
-			json_double(f, a->v.d);
-		else
-			fprintf(f, "%.15g", a->v.d);
-		break;
-	case FDN_ATTR_BOOL:
-		fputs(a->v.b ? "true" : "false", f);
-		break;
-	case FDN_ATTR_LIST:
-		putc('[', f);
-		for (uint32_t k = 0; k < a->v.list.n; k++) {
-			const char *item = fdn_attrs_list_item(a, k);
-			if (k)
-				putc(',', f);
-			str(f, item ? item : "", item ? strlen(item) : 0);
-		}
-		putc(']', f);
-		break;
-	}
-}
-
-/* An encoded attribute set: {"k":v,...} or k=v,k=v. */
-static void attr_set(FILE *f, const void *attrs, size_t len, bool json)
-{
-	uint32_t n = fdn_attrs_count(attrs, len);
-	if (json)
-		putc('{', f);
-	for (uint32_t i = 0; i < n; i++) {
-		struct fdn_attr a;
-		if (fdn_attrs_at(attrs, len, i, &a))
-			continue;
-		if (i)
-			putc(',', f);
-		if (json) {
-			json_cstr(f, a.name);
-			putc(':', f);
-		} else {
-			text_str(f, a.name, strlen(a.name));
-			putc('=', f);
-		}
-		attr_value(f, &a, json);
-	}
-	if (json)
-		putc('}', f);
-}
-
-/* ---- aligned tables ------------------------------------------------------------- */
-
-struct table {
-	size_t ncol;
-	const char *align; /* per column: 'l' or 'r' */
-	char **cells;      /* row-major, header row first */
-	size_t n, cap;
-	bool oom;
-};
-
-static void cell_add(struct table *t, char *cell)
-{
-	if (!cell || t->oom) {
-		t->oom = true;
-		free(cell);
-		return;
-	}
-	if (t->n == t->cap) {
-		size_t cap = t->cap ? 2 * t->cap : 64;
-		char **c = realloc(t->cells, cap * sizeof(*c));
-		if (!c) {
-			t->oom = true;
-			free(cell);
-			return;
-		}
-		t->cells = c;
-		t->cap = cap;
-	}
-	t->cells[t->n++] = cell;
-}
-
-__attribute__((format(printf, 2, 3))) static void cellf(struct table *t, const char *fmt, ...)
-{
-	va_list ap;
-	char *cell = NULL;
-	va_start(ap, fmt);
-	if (vasprintf(&cell, fmt, ap) < 0)
-		cell = NULL;
-	va_end(ap);
-	cell_add(t, cell);
-}
-
-/* A cell written through a stream (escaped text, attribute sets). */
-static FILE *cell_open(char **buf, size_t *len)
-{
-	*buf = NULL;
-	return open_memstream(buf, len);
-}
-
-static void cell_close(struct table *t, FILE *f, char **buf)
-{
-	/* The stream publishes its buffer at fclose. */
-	if (!f || fclose(f) != 0) {
-		t->oom = true;
-		return;
-	}
-	cell_add(t, *buf);
-}
-
-/* Display width: code points (cells hold valid UTF-8 only). */
-static size_t width(const char *s)
-{
-	size_t w = 0;
-	for (; *s; s++)
-		w += ((unsigned char)*s & 0xC0) != 0x80;
-	return w;
-}
-
-static void table_print(const struct table *t)
-{
-	size_t *w = calloc(t->ncol, sizeof(*w));
-	if (!w)
-		return;
-	for (size_t i = 0; i < t->n; i++)
-		if (width(t->cells[i]) > w[i % t->ncol])
-			w[i % t->ncol] = width(t->cells[i]);
-	for (size_t i = 0; i < t->n; i++) {
-		size_t col = i % t->ncol, pad = w[col] - width(t->cells[i]);
-		bool last = col == t->ncol - 1;
-		if (t->align[col] == 'r')
-			printf("%*s", (int)pad, "");
-		fputs(t->cells[i], stdout);
-		if (!last && t->align[col] != 'r')
-			printf("%*s", (int)pad, "");
-		fputs(last ? "\n" : "  ", stdout);
-	}
-	free(w);
-}
-
-static void table_free(struct table *t)
-{
-	for (size_t i = 0; i < t->n; i++)
-		free(t->cells[i]);
-	free(t->cells);
-}
-
-/* Print (or fail with ENOMEM), then free. */
-static int table_done(struct table *t)
-{
-	int status = EXIT_OK;
-	if (t->oom)
-		status = complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "output");
-	else
-		table_print(t);
-	table_free(t);
+	char buf[256];
+	fprintf(stderr, ": %s\n", lower_first(why, buf, sizeof(buf)));
 	return status;
 }
 
 /* ---- registry ----------------------------------------------------------------- */
-
-struct row {
-	char *key;
-	uint32_t key_len;
-	pid_t pid;
-	uint64_t registered_ns;
-	unsigned char *attrs;
-	uint32_t attrs_len;
-};
-
-struct rows {
-	struct row *v;
-	size_t n, cap;
-	const char *prefix;
-};
-
-static void rows_free(struct rows *rs)
-{
-	for (size_t i = 0; i < rs->n; i++) {
-		free(rs->v[i].key);
-		free(rs->v[i].attrs);
-	}
-	free(rs->v);
-}
-
-/* Copy one entry out of the segment (callback of foreach / find). */
-static int collect(void *arg, const struct fdn_entry_view *e)
-{
-	struct rows *rs = arg;
-	size_t plen = rs->prefix ? strlen(rs->prefix) : 0;
-	if (plen && (e->key_len < plen || memcmp(e->key, rs->prefix, plen) != 0))
-		return 0;
-	if (rs->n == rs->cap) {
-		size_t cap = rs->cap ? 2 * rs->cap : 64;
-		struct row *v = realloc(rs->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		rs->v = v;
-		rs->cap = cap;
-	}
-	struct row r = {malloc(e->key_len + 1u),
-			e->key_len,
-			e->pid,
-			e->registered_ns,
-			malloc(e->attrs_len ? e->attrs_len : 1u),
-			e->attrs_len};
-	if (!r.key || !r.attrs) {
-		free(r.key);
-		free(r.attrs);
-		return -ENOMEM;
-	}
-	memcpy(r.key, e->key, e->key_len);
-	r.key[e->key_len] = 0;
-	memcpy(r.attrs, e->attrs, e->attrs_len);
-	/* Read without a grace period: the copy may be torn; drop it if so. */
-	if (fdn_attrs_validate(r.attrs, r.attrs_len) != 0) {
-		free(r.key);
-		free(r.attrs);
-		return 0;
-	}
-	rs->v[rs->n++] = r;
-	return 0;
-}
-
-static int row_cmp(const void *pa, const void *pb)
-{
-	const struct row *a = pa, *b = pb;
-	uint32_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
-	int c = memcmp(a->key, b->key, n);
-	return c ? c : (a->key_len > b->key_len) - (a->key_len < b->key_len);
-}
-
-static void registry_json(const struct args *a, const struct rows *rs)
-{
-	printf("{\"segment\":");
-	json_cstr(stdout, a->segment);
-	printf(",\"entries\":[");
-	for (size_t i = 0; i < rs->n; i++) {
-		const struct row *r = &rs->v[i];
-		printf("%s\n  {\"key\":", i ? "," : "");
-		json_str(stdout, r->key, r->key_len);
-		printf(",\"pid\":%d,\"registered_ns\":%" PRIu64 ",\"attributes\":", (int)r->pid,
-		       r->registered_ns);
-		attr_set(stdout, r->attrs, r->attrs_len, true);
-		putchar('}');
-	}
-	printf("%s],\"count\":%zu}\n", rs->n ? "\n" : "", rs->n);
-}
-
-static int registry_text(const struct rows *rs)
-{
-	struct table t = {.ncol = 4, .align = "lrll"};
-	char buf[40], *cell;
-	size_t len;
-	cellf(&t, "KEY");
-	cellf(&t, "PID");
-	cellf(&t, "REGISTERED");
-	cellf(&t, "ATTRIBUTES");
-	for (size_t i = 0; i < rs->n; i++) {
-		const struct row *r = &rs->v[i];
-		FILE *f = cell_open(&cell, &len);
-		if (f)
-			text_str(f, r->key, r->key_len);
-		cell_close(&t, f, &cell);
-		cellf(&t, "%d", (int)r->pid);
-		cellf(&t, "%s", iso_time(r->registered_ns, buf, sizeof(buf)));
-		if (fdn_attrs_count(r->attrs, r->attrs_len) == 0) {
-			cellf(&t, "-");
-			continue;
-		}
-		f = cell_open(&cell, &len);
-		if (f)
-			attr_set(f, r->attrs, r->attrs_len, false);
-		cell_close(&t, f, &cell);
-	}
-	return table_done(&t);
-}
 
 /* Entries, all or those with one attribute value. */
 static int registry_collect(fdn_segment *s, const struct args *a, struct rows *rs)
@@ -460,11 +102,15 @@ static int registry_collect(fdn_segment *s, const struct args *a, struct rows *r
 	if (a->attr) {
 		if (!(text = strdup(a->attr)))
 			return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "attribute");
-		r = fdn_attr_parse(text, &want, items, FDN_ATTR_LIST_MAX);
-		if (r == 0)
-			r = fdn_find_by_attribute(s, want.name, &want, collect, rs);
+		const char *why = attr_parse(text, &want, items, FDN_ATTR_LIST_MAX);
+		if (why) {
+			r = usage_error("registry", "registry --attr \"%s\": %s", a->attr, why);
+			free(text);
+			return r;
+		}
+		r = fdn_find_by_attribute(s, want.name, &want, rows_collect, rs);
 	} else {
-		r = fdn_foreach(s, collect, rs);
+		r = fdn_foreach(s, rows_collect, rs);
 	}
 	free(text);
 	if (r < 0 && a->attr)
@@ -482,9 +128,9 @@ static int cmd_registry(fdn_segment *s, const struct args *a)
 		if (rs.n)
 			qsort(rs.v, rs.n, sizeof(*rs.v), row_cmp);
 		if (a->json)
-			registry_json(a, &rs);
+			rows_json(a->segment, &rs);
 		else
-			status = registry_text(&rs);
+			status = rows_text(&rs);
 	}
 	rows_free(&rs);
 	return status;
@@ -1360,39 +1006,29 @@ static void prom_counter(const char *name, const char *help, const struct args *
 	prom_sample(name, a, "", v);
 }
 
-/* The reaper's latency over the deaths the graveyard holds. */
+/* The reaper's latency: every death since the segment's creation
+ * (lib/metrics.h), so no count ever goes down. */
 static void prom_latency(fdn_segment *s, const struct args *a)
 {
-	static const double le[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-				    0.005,  0.01,    0.025,  0.1,   1.0};
-	static struct fdn_death d[FDN_GRAVEYARD_MAX];
-	int n = fdn_graveyard(s, d, (int)FDN_GRAVEYARD_MAX);
-	if (n < 0)
-		n = 0; /* a damaged graveyard: an empty histogram */
-	double sum = 0;
+	struct fdn__latency_hist h;
 	char labels[48];
 	const char *name = "foundation_reaper_latency_seconds";
+	fdn__latency_read(s, &h);
 	prom_family(name, "histogram",
 		    "Time from the reaper learning of a death to the dead process's entries "
-		    "vanishing, over the deaths the graveyard holds.");
-	for (size_t b = 0; b <= sizeof(le) / sizeof(le[0]); b++) {
-		bool inf = b == sizeof(le) / sizeof(le[0]);
-		int count = 0;
-		for (int i = 0; i < n; i++)
-			count += inf || (double)d[i].latency_ns / 1e9 <= le[b];
-		if (inf)
-			snprintf(labels, sizeof(labels), ",le=\"+Inf\"");
-		else
-			snprintf(labels, sizeof(labels), ",le=\"%g\"", le[b]);
-		prom_sample("foundation_reaper_latency_seconds_bucket", a, labels, count);
+		    "vanishing, every death since the segment's creation.");
+	for (size_t b = 0; b < FDN_LATENCY_BOUNDS; b++) {
+		snprintf(labels, sizeof(labels), ",le=\"%g\"",
+			 (double)fdn__latency_bound_ns[b] / 1e9);
+		prom_sample("foundation_reaper_latency_seconds_bucket", a, labels,
+			    (double)h.cumulative[b]);
 	}
-	for (int i = 0; i < n; i++)
-		sum += (double)d[i].latency_ns / 1e9;
-	prom_sample("foundation_reaper_latency_seconds_sum", a, "", sum);
-	prom_sample("foundation_reaper_latency_seconds_count", a, "", n);
+	prom_sample("foundation_reaper_latency_seconds_bucket", a, ",le=\"+Inf\"", (double)h.count);
+	prom_sample("foundation_reaper_latency_seconds_sum", a, "", (double)h.sum_ns / 1e9);
+	prom_sample("foundation_reaper_latency_seconds_count", a, "", (double)h.count);
 }
 
-static int cmd_metrics(fdn_segment *s, const struct args *a)
+static int metrics_print(fdn_segment *s, const struct args *a)
 {
 	struct fdn_segment_stats st;
 	int r = fdn_segment_stats(s, &st);
@@ -1483,6 +1119,269 @@ static int cmd_metrics(fdn_segment *s, const struct args *a)
 	prom_counter("foundation_graveyard_threads_dropped_total",
 		     "Graveyard thread copies overwritten by newer ones.", a, (double)dropped);
 	return EXIT_OK;
+}
+
+/* The metrics into memory (*buf, *len; the caller frees *buf). */
+static int metrics_render(fdn_segment *s, const struct args *a, char **buf, size_t *len)
+{
+	*buf = NULL;
+	*len = 0;
+	FILE *out = stdout, *mem = open_memstream(buf, len);
+	if (!mem)
+		return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "metrics");
+	stdout = mem; /* glibc's stdout is assignable (as dump does) */
+	int status = metrics_print(s, a);
+	stdout = out;
+	if (fclose(mem) != 0 && status == EXIT_OK)
+		status = complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "metrics");
+	return status;
+}
+
+static bool write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		if (w < 0 && errno == ENOTSOCK)
+			w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+/* --textfile PATH: written to PATH.tmp.PID in the same directory, synced,
+ * then renamed over PATH, so a reader (node_exporter's textfile collector,
+ * which reads only *.prom) sees the old file or the new one, never part. */
+static int metrics_textfile(fdn_segment *s, const struct args *a)
+{
+	char *buf, tmp[PATH_MAX];
+	size_t len;
+	int status = metrics_render(s, a, &buf, &len);
+	if (status) {
+		free(buf);
+		return status;
+	}
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%d", a->textfile, (int)getpid()) >=
+	    sizeof(tmp)) {
+		free(buf);
+		return complain(EXIT_FAIL, "path too long", "metrics --textfile \"%s\"",
+				a->textfile);
+	}
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	const char *what = "create";
+	if (fd >= 0) {
+		what = !write_all(fd, buf, len) ? "write" : fsync(fd) != 0 ? "fsync" : NULL;
+		int e = errno;
+		if (close(fd) != 0 && !what)
+			what = "close";
+		else
+			errno = e;
+		if (!what && rename(tmp, a->textfile) != 0)
+			what = "rename";
+		if (what) {
+			e = errno;
+			unlink(tmp);
+			errno = e;
+		}
+	}
+	free(buf);
+	if (what)
+		return complain(EXIT_FAIL, strerror(errno), "metrics --textfile \"%s\": %s %s",
+				a->textfile, what, strcmp(what, "rename") == 0 ? "over it" : tmp);
+	return EXIT_OK;
+}
+
+/* HOST:PORT, HOST an IPv4 address or [IPv6]; PORT 0..65535 (0: any). */
+static bool listen_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon = strrchr(text, ':');
+	uint64_t port;
+	if (!colon || (size_t)(colon - text) >= sizeof(host) ||
+	    !parse_num(colon + 1, 10, 65535, &port))
+		return false;
+	memcpy(host, text, (size_t)(colon - text));
+	host[colon - text] = 0;
+	memset(ss, 0, sizeof(*ss));
+	size_t hl = strlen(host);
+	if (hl > 2 && host[0] == '[' && host[hl - 1] == ']') {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+		host[hl - 1] = 0;
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		return inet_pton(AF_INET6, host + 1, &in6->sin6_addr) == 1;
+	}
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	in4->sin_family = AF_INET;
+	in4->sin_port = htons((uint16_t)port);
+	*len = sizeof(*in4);
+	return inet_pton(AF_INET, host, &in4->sin_addr) == 1;
+}
+
+/* One HTTP response, then the connection is closed. */
+static void http_reply(int fd, int code, const char *reason, const char *type, const char *extra,
+		       const char *body, size_t blen, bool head)
+{
+	char h[512];
+	int n = snprintf(h, sizeof(h),
+			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s"
+			 "Connection: close\r\n\r\n",
+			 code, reason, type, blen, extra);
+	if (write_all(fd, h, (size_t)n) && !head)
+		write_all(fd, body, blen);
+}
+
+#define HTTP_REQUEST_MAX 8192
+#define HTTP_TIMEOUT_S   2
+
+/* Serve one connection: GET (or HEAD) /metrics.  Returns false when the
+ * segment is gone (the server then stops). */
+static bool http_serve(fdn_segment *s, const struct args *a, int fd)
+{
+	static const char text_type[] = "text/plain; charset=utf-8";
+	static char req[HTTP_REQUEST_MAX + 1];
+	struct timeval tv = {HTTP_TIMEOUT_S, 0};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	size_t n = 0;
+	while (n < HTTP_REQUEST_MAX) {
+		ssize_t r = recv(fd, req + n, HTTP_REQUEST_MAX - n, 0);
+		if (r < 0 && errno == EINTR && !events_stop)
+			continue;
+		if (r <= 0)
+			break;
+		n += (size_t)r;
+		req[n] = 0;
+		if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+			break;
+	}
+	req[n] = 0;
+	char method[16], target[256];
+	if (!strstr(req, "\n\n") && !strstr(req, "\r\n\r\n")) {
+		const char *why = n >= HTTP_REQUEST_MAX ? "request too large\n" : "bad request\n";
+		http_reply(fd, 400, "Bad Request", text_type, "", why, strlen(why), false);
+		/* Unread request bytes at close would reset the connection
+		 * before the client reads the reply: end our side, then read
+		 * (and drop) what it still sends, 64 KiB and 2 s at most. */
+		shutdown(fd, SHUT_WR);
+		for (size_t drained = 0; drained < 65536;) {
+			ssize_t r = recv(fd, req, HTTP_REQUEST_MAX, 0);
+			if (r <= 0)
+				break;
+			drained += (size_t)r;
+		}
+		return true;
+	}
+	if (sscanf(req, "%15s %255s HTTP/1.%*c", method, target) != 2) {
+		http_reply(fd, 400, "Bad Request", text_type, "", "bad request\n", 12, false);
+		return true;
+	}
+	bool head = strcmp(method, "HEAD") == 0;
+	if (!head && strcmp(method, "GET") != 0) {
+		http_reply(fd, 405, "Method Not Allowed", text_type, "Allow: GET, HEAD\r\n",
+			   "method not allowed\n", 19, false);
+		return true;
+	}
+	target[strcspn(target, "?")] = 0;
+	if (strcmp(target, "/metrics") != 0) {
+		http_reply(fd, 404, "Not Found", text_type, "", "not found: try /metrics\n", 24,
+			   head);
+		return true;
+	}
+	if (segment_gone(s, a->segment)) {
+		static const char gone[] = "segment destroyed\n";
+		http_reply(fd, 503, "Service Unavailable", text_type, "", gone, sizeof(gone) - 1,
+			   head);
+		return false;
+	}
+	char *body;
+	size_t blen;
+	if (metrics_render(s, a, &body, &blen) != EXIT_OK) {
+		static const char err[] = "metrics failed (see the server's stderr)\n";
+		http_reply(fd, 500, "Internal Server Error", text_type, "", err, sizeof(err) - 1,
+			   head);
+	} else {
+		http_reply(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", "", body,
+			   blen, head);
+	}
+	free(body);
+	return true;
+}
+
+/* --listen HOST:PORT: an HTTP server for Prometheus, one connection at a
+ * time (each bounded: 8 KiB of request, 2 s to send it and to take the
+ * reply), until SIGINT or SIGTERM (exit 0) or the segment is destroyed
+ * (exit 1). */
+static int metrics_listen(fdn_segment *s, const struct args *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t slen;
+	if (!listen_addr(a->listen, &ss, &slen))
+		return usage_error("metrics",
+				   "metrics --listen \"%s\": expected ADDRESS:PORT, "
+				   "an IPv4 address or [IPv6], PORT 0..65535",
+				   a->listen);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	if (fd < 0)
+		return complain(EXIT_FAIL, strerror(errno), "metrics --listen: socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 16) != 0) {
+		int e = errno;
+		close(fd);
+		return complain(EXIT_FAIL, strerror(e), "metrics --listen \"%s\"", a->listen);
+	}
+	/* The address bound (PORT 0 picks one), for the log and for scripts. */
+	char host[INET6_ADDRSTRLEN];
+	slen = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &slen);
+	bool v6 = ss.ss_family == AF_INET6;
+	inet_ntop(ss.ss_family,
+		  v6 ? (void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+		     : (void *)&((struct sockaddr_in *)&ss)->sin_addr,
+		  host, sizeof(host));
+	printf("listening on http://%s%s%s:%u/metrics\n", v6 ? "[" : "", host, v6 ? "]" : "",
+	       ntohs(v6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+			: ((struct sockaddr_in *)&ss)->sin_port));
+	fflush(stdout);
+	struct sigaction sa = {.sa_handler = events_on_signal};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int status = EXIT_OK;
+	while (!events_stop) {
+		struct pollfd p = {fd, POLLIN, 0};
+		/* a signal interrupts poll; the timeout bounds the one that
+		 * lands between the check and the call */
+		if (poll(&p, 1, 500) <= 0)
+			continue;
+		int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+		if (c < 0)
+			continue;
+		bool go_on = http_serve(s, a, c);
+		close(c);
+		if (!go_on) {
+			status = complain(EXIT_FAIL, "segment destroyed", "segment \"%s\": metrics",
+					  a->segment);
+			break;
+		}
+	}
+	close(fd);
+	return status;
+}
+
+static int cmd_metrics(fdn_segment *s, const struct args *a)
+{
+	if (a->listen)
+		return metrics_listen(s, a);
+	if (a->textfile)
+		return metrics_textfile(s, a);
+	return metrics_print(s, a);
 }
 
 /* ---- dump: every command's JSON in one document -------------------------------------- */
@@ -1725,8 +1624,9 @@ static const struct command commands[] = {
      "Visible registry entries, sorted by key: key, owner pid, registration time\n"
      "(UTC) and attributes.\n"
      "  --attr NAME=VALUE  only entries whose attribute NAME equals VALUE (a list\n"
-     "                     attribute: contains it); VALUE is typed as with\n"
-     "                     foundation-ctl (integer, double, true/false, string)\n"
+     "                     attribute: contains it); typed as foundation-ctl's\n"
+     "                     --attr: NAME=text a string, NAME=[a,b] a list,\n"
+     "                     NAME:=5 / :=1.5 / :=true a number or boolean\n"
      "  --prefix P         only keys that start with P\n"},
     {"processes", "", cmd_processes, "processes",
      "Every process slot in use: slot, pid, state (live, or dead and awaiting the\n"
@@ -1777,11 +1677,20 @@ static const struct command commands[] = {
     {"stages", "", cmd_stages, "stages",
      "The current stage, each stage's profile, and the history of flag and stage\n"
      "changes (the last 64, oldest first): time, pid, flag, from, to, reason.\n"},
-    {"metrics", "", cmd_metrics, "metrics",
+    {"metrics", "LW", cmd_metrics, "metrics [--listen ADDRESS:PORT | --textfile PATH]",
      "The segment's counts, capacities and usage, the deaths reaped, the reaper's\n"
-     "latency (a histogram over the deaths the graveyard holds) and drop counters,\n"
-     "in the Prometheus text exposition format, each sample labelled with the\n"
-     "segment.  (--json does not apply.)\n"},
+     "latency (a histogram) and drop counters, in the Prometheus text exposition\n"
+     "format, each sample labelled with the segment.  Every counter and the\n"
+     "histogram count since the segment's creation (they never go down).\n"
+     "--json is refused (exit 2).\n"
+     "  --listen ADDRESS:PORT  serve them over HTTP at /metrics (GET or HEAD; other\n"
+     "                         paths 404), ADDRESS an IPv4 address or [IPv6], PORT\n"
+     "                         0 for any free one; prints \"listening on URL\" and\n"
+     "                         serves one connection at a time (8 KiB request, 2 s\n"
+     "                         timeouts) until SIGINT or SIGTERM (exit 0), or the\n"
+     "                         segment is destroyed (503, then exit 1)\n"
+     "  --textfile PATH        write them to PATH atomically (PATH.tmp.PID, then\n"
+     "                         rename), for node_exporter's textfile collector\n"},
     {"dump", "", cmd_dump, "dump",
      "Everything as one JSON document: {\"segment\": NAME, and for every other\n"
      "command but metrics, \"COMMAND\": its --json object} (null where a command\n"
@@ -1806,7 +1715,8 @@ static void usage(FILE *f)
 		"                  bytes that are not valid UTF-8 as \\u00XX (their Latin-1\n"
 		"                  reading); times as nanoseconds since the epoch (*_ns)\n"
 		"  --help          this text\n"
-		"Both options are also accepted after the command.\n"
+		"  --version       print the version and exit\n"
+		"--segment and --json are also accepted after the command.\n"
 		"\n"
 		"Exit status: 0 done; 1 error, or check found violations; 2 bad usage.\n",
 		prog);
@@ -1822,6 +1732,7 @@ static const struct option all_opts[] = {
     {"pid", required_argument, 0, 'P'},     {"follow", no_argument, 0, 'f'},
     {"name", required_argument, 0, 'n'},    {"count", required_argument, 0, 'c'},
     {"timeout", required_argument, 0, 't'}, {"json", no_argument, 0, 'j'},
+    {"listen", required_argument, 0, 'L'},  {"textfile", required_argument, 0, 'W'},
     {"segment", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'},
 };
 
@@ -1870,6 +1781,12 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 		case 'j':
 			a->json = true;
 			break;
+		case 'L':
+			a->listen = optarg;
+			break;
+		case 'W':
+			a->textfile = optarg;
+			break;
 		case 'S':
 			a->segment = optarg;
 			break;
@@ -1898,6 +1815,7 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
 					   {"json", no_argument, 0, 'j'},
 					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'v'},
 					   {0, 0, 0, 0}};
 	struct args a = {0};
 	char buf[64];
@@ -1907,6 +1825,8 @@ int main(int argc, char **argv)
 			a.segment = optarg;
 		} else if (c == 'j') {
 			a.json = true;
+		} else if (c == 'v') {
+			return print_version();
 		} else if (c == 'h') {
 			usage(stdout);
 			return EXIT_OK;
@@ -1923,6 +1843,11 @@ int main(int argc, char **argv)
 	int status = parse_command(c, argc - optind, argv + optind, &a);
 	if (status >= 0)
 		return status;
+	if (a.listen && a.textfile)
+		return usage_error(c->name, "metrics: --listen or --textfile, not both");
+	if (a.json && c->run == cmd_metrics)
+		return usage_error(c->name, "metrics --json: metrics prints the Prometheus text "
+					    "format only");
 	if (!a.segment)
 		a.segment = fdn_segment_default_name();
 	if (fdn__validate_name(a.segment))

@@ -97,6 +97,7 @@ static void usage(FILE *f)
 		"  --quiet-if-running  exit 0 silently when another reaper holds the lease\n"
 		"  --verbose           log every death on stderr\n"
 		"  --help              this text\n"
+		"  --version           print the version and exit\n"
 		"\n"
 		"Exit status: 0 stopped by a signal or another reaper runs (with\n"
 		"--quiet-if-running); 1 error; 2 bad usage; 3 the segment was destroyed\n"
@@ -608,8 +609,10 @@ int main(int argc, char **argv)
 					   {"quiet-if-running", no_argument, 0, 'q'},
 					   {"verbose", no_argument, 0, 'v'},
 					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
-	for (int c; (c = getopt_long(argc, argv, "s:fqvh", lo, NULL)) != -1;) {
+	opterr = 0; /* every error is one line of ours */
+	for (int c; (c = getopt_long(argc, argv, ":s:fqvh", lo, NULL)) != -1;) {
 		switch (c) {
 		case 's':
 			name = optarg;
@@ -626,14 +629,18 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(stdout);
 			return 0;
+		case 'V':
+			printf("%s %s\n", prog, fdn_version());
+			return 0;
 		default:
-			usage(stderr);
+			fprintf(stderr, "%s: %s: %s (see %s --help)\n", prog, argv[optind - 1],
+				c == ':' ? "needs a value" : "unknown option", prog);
 			return 2;
 		}
 	}
 	if (optind != argc) {
-		fprintf(stderr, "%s: unexpected argument \"%s\" (see --help)\n", prog,
-			argv[optind]);
+		fprintf(stderr, "%s: \"%s\": unexpected argument (see %s --help)\n", prog,
+			argv[optind], prog);
 		return 2;
 	}
 	if (!name)

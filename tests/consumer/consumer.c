@@ -2,10 +2,16 @@
 #include <foundation/foundation.h>
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 int main(void)
 {
+	if (strcmp(fdn_version(), FDN_VERSION_STRING) != 0) {
+		fprintf(stderr, "consumer: library %s, headers %s\n", fdn_version(),
+			FDN_VERSION_STRING);
+		return 1;
+	}
 	char name[64];
 	snprintf(name, sizeof(name), "fdn-consumer-%d", (int)getpid());
 	struct fdn_segment_opts o;
@@ -36,7 +42,7 @@ int main(void)
 	int v = fdn_segment_check(s, NULL, NULL);
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
-	printf("consumer: %u process slot(s), %d violations, %s\n", st.procs_used, v,
-	       fdn_errname(FDN_ENOTFOUND));
+	printf("consumer: foundation %s, %u process slot(s), %d violations, %s\n", fdn_version(),
+	       st.procs_used, v, fdn_errname(FDN_ENOTFOUND));
 	return st.procs_used == 1 && v == 0 ? 0 : 1;
 }

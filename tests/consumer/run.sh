@@ -1,6 +1,9 @@
 #!/bin/sh
 # Install the build into a scratch prefix, then build and run a consumer
-# against it twice: through pkg-config and through find_package(Foundation).
+# against it four ways: through pkg-config (shared, then --static) and
+# through find_package(Foundation) (Foundation::foundation, then
+# Foundation::foundation_static).  The shared library's soname is
+# libfoundation.so.MAJOR.
 # usage: run.sh BUILD_DIR SOURCE_DIR
 set -eu
 build=$1
@@ -25,10 +28,42 @@ find "$prefix" -name 'foundation-reaperd@.service' | grep -q . || {
 	echo "not installed: the systemd unit" >&2
 	exit 1
 }
+major=$(sed -n 's/^#define FDN_VERSION_MAJOR \([0-9]*\)$/\1/p' "$prefix/include/foundation/common.h")
+[ -e "$prefix/lib/libfoundation.so.$major" ] || {
+	echo "not installed: lib/libfoundation.so.$major" >&2
+	exit 1
+}
+soname=$(readelf -d "$prefix/lib/libfoundation.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+[ "$soname" = "libfoundation.so.$major" ] || {
+	echo "soname is '$soname', expected libfoundation.so.$major" >&2
+	exit 1
+}
 export LD_LIBRARY_PATH="$prefix/lib"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+# needs_lib PROGRAM YES|NO: whether PROGRAM needs libfoundation.so at run time.
+needs_lib() {
+	if readelf -d "$1" | grep -q "NEEDED.*libfoundation\.so"; then has=YES; else has=NO; fi
+	[ "$has" = "$2" ] || {
+		echo "$1: needs libfoundation.so: $has, expected $2" >&2
+		exit 1
+	}
+}
 cc -o "$prefix/consumer-pc" "$here/consumer.c" $(pkg-config --cflags --libs foundation)
+needs_lib "$prefix/consumer-pc" YES
 "$prefix/consumer-pc"
-cmake -S "$here" -B "$prefix/build" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
-cmake --build "$prefix/build" >/dev/null
-"$prefix/build/consumer"
+cc -o "$prefix/consumer-pc-static" "$here/consumer.c" $(pkg-config --cflags foundation) \
+	"$prefix/lib/libfoundation.a" $(pkg-config --libs --static foundation | sed 's/-lfoundation//')
+needs_lib "$prefix/consumer-pc-static" NO
+"$prefix/consumer-pc-static"
+for target in foundation foundation_static; do
+	cmake -S "$here" -B "$prefix/build-$target" -DCMAKE_PREFIX_PATH="$prefix" \
+		-DFOUNDATION_TARGET=$target >"$prefix/cmake.log" 2>&1 || {
+		cat "$prefix/cmake.log" >&2
+		echo "find_package(Foundation) with Foundation::$target failed" >&2
+		exit 1
+	}
+	cmake --build "$prefix/build-$target" >/dev/null
+	needs_lib "$prefix/build-$target/consumer" "$([ $target = foundation ] && echo YES || echo NO)"
+	"$prefix/build-$target/consumer"
+done
+echo "install_consumer: pkg-config and find_package, shared and static: OK"

@@ -119,9 +119,11 @@ FDN_API int fdn_criteria_validate(const struct fdn_criterion *c, size_t n);
 FDN_API bool fdn_criteria_match(const struct fdn_criterion *c, size_t n, const void *attrs,
 				size_t len);
 
-/* Parse "name=value" as the command-line tools do: an integer if the whole
- * value parses as one, then a double, "true"/"false" as a bool, a value
- * with commas inside "[a,b,c]" as a list, else a string.  The name and
+/* Parse "name=value", the type guessed from the value: an integer if the
+ * whole value parses as one, then a double, "true"/"false" as a bool, a
+ * value with commas inside "[a,b,c]" as a list, else a string.  (The
+ * command-line tools do not guess: they take the typed form, "n:=5" for a
+ * number, "k=5" a string; see foundation-ctl(1).)  The name and
  * string parts point into `text`, which is modified (NUL-terminated in
  * place); list items go to items[0..items_cap).  0 or FDN_EINVMETA. */
 FDN_API int fdn_attr_parse(char *text, struct fdn_attr *out, const char **items,
