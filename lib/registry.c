@@ -664,6 +664,17 @@ struct walk {
 		bool alive;
 	} seen[ALIVE_CACHE];
 	unsigned nseen;
+	/* Entries copied out of a read-side section, called back after it
+	 * (walk_flush): user code never runs inside a section. */
+	unsigned char *buf;
+	size_t len, cap;
+};
+
+/* One copied entry in walk.buf: its record and view, then key, attrs. */
+struct walk_item {
+	struct rec r;
+	struct fdn_entry_view e;
+	size_t size; /* of the whole item, aligned */
 };
 
 /* FDN_REG_CHECK_ALIVE: does the kernel say the owner of r is alive? */
@@ -693,6 +704,48 @@ static int walk_one(struct walk *w, const struct rec *r, const struct fdn_entry_
 	return w->cb ? w->cb(w->arg, e) : 0;
 }
 
+/* Copy a visible entry out (read lock held). */
+static int walk_collect(struct walk *w, const struct rec *r, const struct fdn_entry_view *e)
+{
+	size_t need = (sizeof(struct walk_item) + e->key_len + e->attrs_len + 7) & ~(size_t)7;
+	if (w->len + need > w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 64 * 1024;
+		while (cap < w->len + need)
+			cap *= 2;
+		unsigned char *b = realloc(w->buf, cap);
+		if (!b)
+			return -ENOMEM;
+		w->buf = b;
+		w->cap = cap;
+	}
+	struct walk_item *it = (struct walk_item *)(w->buf + w->len);
+	unsigned char *p = (unsigned char *)(it + 1);
+	it->r = *r;
+	it->e = *e;
+	it->size = need;
+	memcpy(p, e->key, e->key_len);
+	memcpy(p + e->key_len, e->attrs, e->attrs_len);
+	w->len += need;
+	return 0;
+}
+
+/* Call back every entry copied since the last flush, outside any section.
+ * A callback's non-zero return ends the whole walk with that value. */
+static int walk_flush(struct walk *w)
+{
+	int r = 0;
+	for (size_t off = 0; off < w->len && r == 0;) {
+		struct walk_item *it = (struct walk_item *)(w->buf + off);
+		unsigned char *p = (unsigned char *)(it + 1);
+		it->e.key = p;
+		it->e.attrs = p + it->e.key_len;
+		r = walk_one(w, &it->r, &it->e);
+		off += it->size;
+	}
+	w->len = 0;
+	return r;
+}
+
 static int walk_main_cb(void *arg, const struct fdn__ht_view *v)
 {
 	struct walk *w = arg;
@@ -700,7 +753,10 @@ static int walk_main_cb(void *arg, const struct fdn__ht_view *v)
 	struct fdn_entry_view e;
 	if (!visible(w->s, v, &r, &e))
 		return 0;
-	return walk_one(w, &r, &e);
+	/* Counting only (no user code to keep out of the section). */
+	if (!w->cb && !w->filter)
+		return walk_one(w, &r, &e);
+	return walk_collect(w, &r, &e);
 }
 
 /* The flags a walk accepts: FDN_REG_CHECK_ALIVE. */
@@ -709,16 +765,32 @@ static int walk_flags(unsigned flags)
 	return flags & ~(unsigned)FDN_REG_CHECK_ALIVE ? FDN_EINVAL : 0;
 }
 
-/* Walk the main table under one read-side section. */
+/* Buckets copied per read-side section by a walk of the main table. */
+#define WALK_STEP 256u
+
+/* Walk the main table in bounded steps: a section copies the entries of
+ * WALK_STEP buckets, the callbacks run after it.  Not a snapshot: an entry
+ * registered or removed meanwhile may be seen or not; an entry present
+ * throughout is seen exactly once (a key never changes bucket). */
 static int walk_all(struct walk *w)
 {
-	struct fdn__thread *t = NULL;
+	fdn_segment *s = w->s;
+	uint64_t nb = s->bucket_mask[T_MAIN] + 1;
 	int r = 0;
-	if (!w->s->readonly && (r = fdn__rcu_read_lock(w->s, &t)))
-		return r;
-	r = fdn__ht_foreach(w->s, T_MAIN, walk_main_cb, w);
-	if (t)
-		fdn__rcu_read_unlock(t);
+	for (uint64_t b = 0; b < nb && r == 0; b += WALK_STEP) {
+		struct fdn__thread *t = NULL;
+		if (!s->readonly && (r = fdn__rcu_read_lock(s, &t)))
+			break;
+		for (uint64_t k = b; k < b + WALK_STEP && k < nb && r == 0; k++)
+			r = fdn__ht_foreach_bucket(s, T_MAIN, k, walk_main_cb, w);
+		if (t)
+			fdn__rcu_read_unlock(t);
+		if (r == 0)
+			r = walk_flush(w);
+	}
+	free(w->buf);
+	w->buf = NULL;
+	w->len = w->cap = 0;
 	return r ? r : w->count;
 }
 
@@ -827,37 +899,47 @@ static int idx_visit(struct idx_walk *iw, const struct fdn_shm_node *n)
 	struct fdn_criterion c = {iw->name, FDN_CMP_EQ, *iw->value};
 	if (!fdn_criteria_match(&c, 1, e.attrs, e.attrs_len))
 		return 0;
-	return walk_one(iw->w, &r, &e);
+	if (!iw->w->cb && !iw->w->filter)
+		return walk_one(iw->w, &r, &e);
+	return walk_collect(iw->w, &r, &e);
 }
 
 typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
 
-/* Call cb for every live reference of prefix: the FDN_PREFIX_SPREAD chains
- * its keys hash to (read lock held).  Bounded. */
+/* Call cb for every live reference of prefix in its sub-th chain (read
+ * lock held).  Bounded. */
+static int walk_prefix_sub(fdn_segment *s, const unsigned char *prefix, size_t plen, uint64_t sub,
+			   ref_node_cb cb, void *arg)
+{
+	uint64_t h = fdn__ht_prefix_hash(s, prefix, plen) ^ sub;
+	uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
+					  memory_order_acquire);
+	for (uint64_t steps = 0; FDN_LINK_GIDX(w); steps++) {
+		const struct fdn_shm_node *n = fdn__node(s, FDN_LINK_GIDX(w));
+		if (!n || steps > s->ngranules)
+			return FDN_ECORRUPT;
+		w = atomic_load_explicit(&n->next, memory_order_acquire);
+		if (n->hash > h)
+			break;
+		const unsigned char *k = n->data;
+		if (n->hash != h || FDN_LINK_MARKED(w) || n->key_len < 1 + plen || k[0] != plen ||
+		    memcmp(k + 1, prefix, plen) != 0)
+			continue;
+		int r = cb(arg, n, plen);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* The same over every chain the prefix's keys hash to (FDN_PREFIX_SPREAD). */
 static int walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t plen, ref_node_cb cb,
 		       void *arg)
 {
-	uint64_t base = fdn__ht_prefix_hash(s, prefix, plen);
-	uint64_t steps = 0;
 	for (uint64_t sub = 0, spread = fdn__prefix_spread(prefix, plen); sub < spread; sub++) {
-		uint64_t h = base ^ sub;
-		uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
-						  memory_order_acquire);
-		for (; FDN_LINK_GIDX(w); steps++) {
-			const struct fdn_shm_node *n = fdn__node(s, FDN_LINK_GIDX(w));
-			if (!n || steps > s->ngranules)
-				return FDN_ECORRUPT;
-			w = atomic_load_explicit(&n->next, memory_order_acquire);
-			if (n->hash > h)
-				break;
-			const unsigned char *k = n->data;
-			if (n->hash != h || FDN_LINK_MARKED(w) || n->key_len < 1 + plen ||
-			    k[0] != plen || memcmp(k + 1, prefix, plen) != 0)
-				continue;
-			int r = cb(arg, n, plen);
-			if (r)
-				return r;
-		}
+		int r = walk_prefix_sub(s, prefix, plen, sub, cb, arg);
+		if (r)
+			return r;
 	}
 	return 0;
 }
@@ -867,28 +949,34 @@ static int idx_visit_cb(void *arg, const struct fdn_shm_node *n, size_t plen)
 	return idx_visit(arg, n);
 }
 
-static int idx_walk_chain(struct idx_walk *iw)
+/* Through the index, one chain per read-side section, the callbacks after
+ * each: *used is false (and nothing is called) when name is not indexed
+ * or the value not indexable -- the caller then walks the table. */
+static int find_indexed(struct walk *w, const char *name, const struct fdn_attr *value, bool *used)
 {
-	return walk_prefix(iw->w->s, iw->prefix, iw->plen, idx_visit_cb, iw);
-}
-
-/* Through the index if name is indexed and value indexable, else -1. */
-static int find_indexed(struct walk *w, const char *name, const struct fdn_attr *value)
-{
+	*used = false;
 	if (!indexed(w->s, name) || value->type == FDN_ATTR_LIST)
-		return -1;
+		return 0;
 	unsigned char p[PREFIX_MAX];
 	size_t pl = prefix_of(name, value, value->type == FDN_ATTR_STRING ? value->v.s : "", p);
 	if (pl == 0)
-		return -1;
+		return 0;
+	*used = true;
 	struct idx_walk iw = {w, p, pl, name, value};
-	struct fdn__thread *t = NULL;
-	int r;
-	if (!w->s->readonly && (r = fdn__rcu_read_lock(w->s, &t)))
-		return r;
-	r = idx_walk_chain(&iw);
-	if (t)
-		fdn__rcu_read_unlock(t);
+	int r = 0;
+	for (uint64_t sub = 0, spread = fdn__prefix_spread(p, pl); sub < spread && r == 0; sub++) {
+		struct fdn__thread *t = NULL;
+		if (!w->s->readonly && (r = fdn__rcu_read_lock(w->s, &t)))
+			break;
+		r = walk_prefix_sub(w->s, p, pl, sub, idx_visit_cb, &iw);
+		if (t)
+			fdn__rcu_read_unlock(t);
+		if (r == 0)
+			r = walk_flush(w);
+	}
+	free(w->buf);
+	w->buf = NULL;
+	w->len = w->cap = 0;
 	return r ? r : w->count;
 }
 
@@ -912,8 +1000,9 @@ int fdn_find_by_attribute_flags(fdn_segment *s, const char *name, const struct f
 	struct fdn_criterion c = {name, FDN_CMP_EQ, *value};
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, &c, 1, alive, cb, arg));
 	struct walk w = {.s = s, .cb = cb, .arg = arg, .alive = alive};
-	r = find_indexed(&w, name, value);
-	if (r != -1)
+	bool used;
+	r = find_indexed(&w, name, value, &used);
+	if (used)
 		return r;
 	w.crit = &c;
 	w.ncrit = 1;
@@ -938,8 +1027,9 @@ int fdn_query_flags(fdn_segment *s, const struct fdn_criterion *c, size_t n, uns
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].op != FDN_CMP_EQ)
 			continue;
-		r = find_indexed(&w, c[i].name, &c[i].value);
-		if (r != -1)
+		bool used;
+		r = find_indexed(&w, c[i].name, &c[i].value, &used);
+		if (used)
 			return r;
 	}
 	return walk_all(&w);

@@ -91,9 +91,8 @@ static void fdn__check_procs(struct fdn__ck *ck)
 	uint32_t pending[16], npending = 0;
 	uint64_t pword[16];
 	uint64_t lease = atomic_load_explicit(&s->hdr->reaper_lease, memory_order_acquire);
-	bool reaper =
-	    lease != 0 && FDN_PROC_STATE(lease) == FDN_PROC_LIVE &&
-	    fdn__pid_alive((pid_t)FDN_PROC_PID(lease), FDN_PROC_IDENT40(lease));
+	bool reaper = lease != 0 && FDN_PROC_STATE(lease) == FDN_PROC_LIVE &&
+		      fdn__pid_alive((pid_t)FDN_PROC_PID(lease), FDN_PROC_IDENT40(lease));
 	bool asked = false;
 	for (uint32_t i = 0; i < s->nprocs; i++) {
 		uint64_t w = atomic_load_explicit(&s->procs[i].word, memory_order_acquire);

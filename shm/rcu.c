@@ -345,8 +345,13 @@ int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 		uint64_t st = atomic_load_explicit(&s->tslots[i].state, memory_order_seq_cst);
 		if (st == 0)
 			continue;
-		if (!fenced && (st & FDN_TSLOT_LIGHT) && FDN_TSLOT_KIND(st) == FDN_TSLOT_USED)
-			return FDN_EBUSY; /* a light reader we cannot fence: not ours */
+		if (!fenced && (st & FDN_TSLOT_LIGHT) && FDN_TSLOT_KIND(st) == FDN_TSLOT_USED) {
+			/* A light reader we cannot fence: not ours to finish.
+			 * Ring the reaper, which can (it polls the grace
+			 * period we started). */
+			fdn__doorbell(s);
+			return FDN_EBUSY;
+		}
 		int r = fdn__wait_slot(s, i, g, deadline);
 		if (r)
 			return r;

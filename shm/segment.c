@@ -986,6 +986,29 @@ int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st)
 		}
 	}
 	st->gp_counter = atomic_load(&s->hdr->gp_ctr);
+	st->gp_done = atomic_load(&s->hdr->gp_done);
+	uint64_t oldest = UINT64_MAX;
+	uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
+	for (uint32_t i = 0; i < hwm && i < s->nthreads; i++) {
+		const struct fdn_shm_tslot *ts = &s->tslots[i];
+		uint64_t state = atomic_load_explicit(&ts->state, memory_order_relaxed);
+		if (state == 0)
+			continue;
+		uint64_t pending = fdn_tslot_pending(ts);
+		st->reclaim_pending += pending <= FDN_LIMBO_MAX ? pending : 0;
+		uint64_t c = atomic_load_explicit(&ts->ctr, memory_order_relaxed);
+		uint32_t owner = FDN_TSLOT_OWNER(state);
+		if (c != 0 && c < oldest && owner < s->nprocs) {
+			oldest = c;
+			st->reclaim_blocker_pid = FDN_PROC_PID(
+			    atomic_load_explicit(&s->procs[owner].word, memory_order_relaxed));
+			st->reclaim_blocker_tid =
+			    atomic_load_explicit(&ts->tid, memory_order_relaxed);
+		}
+	}
+	/* A section newer than every waiting block holds nothing back. */
+	if (st->reclaim_pending == 0)
+		st->reclaim_blocker_pid = st->reclaim_blocker_tid = 0;
 	st->trace_cap = s->ntrace;
 	for (uint32_t i = 0; i < s->ntrace; i++)
 		if (atomic_load_explicit(&s->trace[i].owner, memory_order_relaxed) != 0)

@@ -422,10 +422,13 @@ static int tick(struct reaper *R)
  */
 #define POLL_NS (2 * 1000000ull)
 
-static void drive_reclamation(struct reaper *R, uint64_t now)
+static void drive_reclamation(struct reaper *R, uint64_t now, bool rung)
 {
 	fdn_segment *s = R->s;
-	if (now - R->last_poll < POLL_NS)
+	/* A grace period started and not finished: someone waits for it
+	 * (a writer that cannot fence light readers rings the doorbell). */
+	bool asked = atomic_load(&s->hdr->gp_done) + 1 < atomic_load(&s->hdr->gp_ctr);
+	if (now - R->last_poll < (rung && asked ? POLL_NS / 20 : POLL_NS))
 		return;
 	R->last_poll = now;
 	uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
@@ -445,8 +448,8 @@ static void drive_reclamation(struct reaper *R, uint64_t now)
 			continue;
 		waiting = true;
 	}
-	R->backlog = waiting;
-	if (!waiting)
+	R->backlog = waiting || asked;
+	if (!R->backlog)
 		return;
 	fdn__gp_poll(s, 1000000, atomic_load(&s->hdr->gp_ctr));
 	/* Our adopted slots: free what is due, give back the empty ones --
@@ -486,13 +489,13 @@ static int run(struct reaper *R)
 	for (;;) {
 		struct epoll_event ev[64];
 		int timeout = sweep_due                  ? 0
+			      : R->backlog               ? (int)(POLL_NS / 1000000)
 			      : R->npending || R->rescan ? 100
 							 : (int)(TICK_NS / 1000000);
 		int n = epoll_wait(R->ep, ev, 64, timeout);
 		if (n < 0 && errno != EINTR)
 			return -errno;
 		uint64_t woke = mono_ns();
-		drive_reclamation(R, woke);
 		if (woke - R->last_tick >= TICK_NS) {
 			R->last_tick = woke;
 			int t = tick(R);
@@ -522,6 +525,7 @@ static int run(struct reaper *R)
 				epoll_ctl(R->ep, EPOLL_CTL_DEL, R->w[id].fd, NULL);
 			}
 		}
+		drive_reclamation(R, woke, rescan);
 		size_t before = R->npending;
 		reap_pending(R, woke);
 		if (rescan) {

@@ -132,6 +132,12 @@ struct fdn_segment_stats {
 	uint64_t ghosts_written;        /* dead threads copied to the graveyard */
 	uint32_t ghosts_cap;            /* copies kept (the newest) */
 	uint32_t events_cap;            /* telemetry ring records */
+	/* Deferred reclamation: blocks retired and not yet freed (waiting
+	 * for a grace period), and the process and thread of the oldest
+	 * read-side section still open (what holds them back; 0 if none). */
+	uint64_t reclaim_pending;
+	uint32_t reclaim_blocker_pid, reclaim_blocker_tid;
+	uint64_t gp_done; /* newest grace period known complete */
 };
 
 /* Usage, read without locks (a consistent snapshot is not promised while

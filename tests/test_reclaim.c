@@ -1,0 +1,355 @@
+/*
+ * test_reclaim.c - writers never wait for readers: a reader stopped inside
+ * a section, a callback that blocks, a writer that may not issue
+ * membarrier beside light readers; callbacks run outside read-side
+ * sections and their -1 stops every walk.  Real processes.
+ */
+#include "common.h"
+#include "lib/internal.h"
+
+#include <foundation/reaper.h>
+#include <foundation/registry.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec d = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&d, &d) < 0 && errno == EINTR)
+		;
+}
+
+static fdn_segment *with_reaper(const char *name)
+{
+	struct fdn_segment_opts o;
+	fdn_segment_opts_init(&o);
+	o.entries = 10000;
+	o.processes = 64;
+	o.threads = 64;
+	fdn_segment *s = NULL;
+	int r = fdn_segment_create(name, &o, &s);
+	cr_assert_eq(r, 0, "create: %s", fdn_strerror(r));
+	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
+		sleep_ms(10);
+	cr_assert_neq(fdn_reaper_holder(s), 0, "no reaper started");
+	return s;
+}
+
+static int reg_cap(fdn_segment *s, const char *k, const char *cap)
+{
+	struct fdn_attr a[2] = {
+	    {.name = "capability", .type = FDN_ATTR_STRING, .v.s = cap},
+	    {.name = "zone", .type = FDN_ATTR_STRING, .v.s = "z1"},
+	};
+	return fdn_register(s, k, strlen(k), getpid(), a, 2, FDN_REG_REPLACE, NULL);
+}
+
+/* One register+unregister pair; the error of the first step that failed. */
+static int pair(fdn_segment *s, unsigned i)
+{
+	char k[32];
+	snprintf(k, sizeof(k), "churn-%u", i % 64);
+	int r = reg_cap(s, k, "gpu");
+	return r ? r : fdn_unregister(s, k, strlen(k));
+}
+
+/* ---- callbacks ------------------------------------------------------------------ */
+
+static int calls;
+
+static int stop_at_once(void *arg, const struct fdn_entry_view *e)
+{
+	(void)arg;
+	(void)e;
+	calls++;
+	return -1;
+}
+
+Test(reclaim, minus_one_stops_every_walk_after_one_call, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "stop");
+	fdn_segment *s = with_reaper(name);
+	for (int i = 0; i < 20; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "w%d", i);
+		cr_assert_eq(reg_cap(s, k, "gpu"), 0);
+	}
+	struct fdn_attr gpu = {.type = FDN_ATTR_STRING, .v.s = "gpu"};
+	struct fdn_attr z1 = {.type = FDN_ATTR_STRING, .v.s = "z1"};
+	cr_assert(fdn_attr_indexed(s, "capability"));
+	cr_assert_not(fdn_attr_indexed(s, "zone"));
+	calls = 0;
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &gpu, stop_at_once, NULL), -1);
+	cr_assert_eq(calls, 1, "indexed find: %d calls", calls);
+	calls = 0;
+	cr_assert_eq(fdn_find_by_attribute(s, "zone", &z1, stop_at_once, NULL), -1);
+	cr_assert_eq(calls, 1, "unindexed find: %d calls", calls);
+	calls = 0;
+	struct fdn_criterion c = {"capability", FDN_CMP_EQ, gpu};
+	cr_assert_eq(fdn_query(s, &c, 1, stop_at_once, NULL), -1);
+	cr_assert_eq(calls, 1, "indexed query: %d calls", calls);
+	calls = 0;
+	struct fdn_criterion cz = {"zone", FDN_CMP_EQ, z1};
+	cr_assert_eq(fdn_query(s, &cz, 1, stop_at_once, NULL), -1);
+	cr_assert_eq(calls, 1, "unindexed query: %d calls", calls);
+	calls = 0;
+	cr_assert_eq(fdn_foreach(s, stop_at_once, NULL), -1);
+	cr_assert_eq(calls, 1, "foreach: %d calls", calls);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+static int write_from_callback(void *arg, const struct fdn_entry_view *e)
+{
+	fdn_segment *s = arg;
+	(void)e;
+	/* Outside any read-side section: the library is usable here. */
+	if (reg_cap(s, "from-callback", "cpu") != 0)
+		return 1;
+	if (fdn_unregister(s, "from-callback", 13) != 0)
+		return 2;
+	return fdn__rcu_synchronize(s, 5000 * 1000000ll) == 0 ? 0 : 3;
+}
+
+Test(reclaim, callbacks_run_outside_read_side_sections, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "cbout");
+	fdn_segment *s = with_reaper(name);
+	for (int i = 0; i < 5; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "e%d", i);
+		cr_assert_eq(reg_cap(s, k, "gpu"), 0);
+	}
+	struct fdn_attr gpu = {.type = FDN_ATTR_STRING, .v.s = "gpu"};
+	cr_assert_eq(fdn_foreach(s, write_from_callback, s), 5);
+	cr_assert_eq(fdn_find_by_attribute(s, "capability", &gpu, write_from_callback, s), 5);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+static int block_two_seconds(void *arg, const struct fdn_entry_view *e)
+{
+	(void)arg;
+	(void)e;
+	sleep_ms(2000);
+	return -1;
+}
+
+Test(reclaim, a_blocking_callback_costs_writers_nothing, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "cbblock");
+	fdn_segment *s = with_reaper(name);
+	cr_assert_eq(reg_cap(s, "held", "gpu"), 0);
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *x = NULL;
+		if (fdn_segment_attach(name, 0, &x) != 0)
+			_exit(1);
+		char c = 'r';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		_exit(fdn_foreach(x, block_two_seconds, NULL) == -1 ? 0 : 3);
+	}
+	close(pfd[1]);
+	char c;
+	cr_assert_eq(read(pfd[0], &c, 1), 1);
+	sleep_ms(100);
+	uint64_t t0 = mono_ms();
+	unsigned ok = 0, busy = 0;
+	while (mono_ms() - t0 < 1500) {
+		int r = pair(s, ok);
+		ok += r == 0;
+		busy += r == FDN_EBUSY;
+		cr_assert(r == 0 || r == FDN_EBUSY, "pair: %s", fdn_strerror(r));
+	}
+	cr_assert_eq(busy, 0, "a blocked callback held writers back");
+	cr_assert_gt(ok, 2 * FDN_LIMBO_MAX, "only %u pairs", ok);
+	cr_assert(t_wait_ok(p));
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+/* ---- a reader stopped inside a section ---------------------------------------------- */
+
+Test(reclaim, stopped_reader_bounded_backlog_then_ebusy_then_drains, .timeout = 120)
+{
+	char name[128];
+	t_name(name, sizeof(name), "stopped");
+	fdn_segment *s = with_reaper(name);
+	int pfd[2];
+	cr_assert_eq(pipe(pfd), 0);
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *x = NULL;
+		struct fdn__thread *t;
+		if (fdn_segment_attach(name, 0, &x) != 0 || fdn__rcu_read_lock(x, &t) != 0)
+			_exit(1);
+		char c = 'r';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		raise(SIGSTOP); /* stopped inside its section */
+		fdn__rcu_read_unlock(t);
+		_exit(0);
+	}
+	close(pfd[1]);
+	char c;
+	cr_assert_eq(read(pfd[0], &c, 1), 1);
+	int st;
+	cr_assert_eq(waitpid(p, &st, WUNTRACED), p);
+	cr_assert(WIFSTOPPED(st));
+	/* The writer goes on until its backlog bound, then FDN_EBUSY within
+	 * the documented wait (500 ms; generous bound here). */
+	unsigned ok = 0;
+	int r = 0;
+	uint64_t t0 = mono_ms(), slowest = 0;
+	for (unsigned i = 0; i < 100000 && r == 0; i++) {
+		uint64_t a = mono_ms();
+		r = pair(s, i);
+		if (mono_ms() - a > slowest)
+			slowest = mono_ms() - a;
+		ok += r == 0;
+	}
+	cr_assert_eq(r, FDN_EBUSY, "expected FDN_EBUSY at the backlog bound: %s", fdn_strerror(r));
+	cr_assert_gt(ok, 0);
+	cr_assert_lt(slowest, 5000, "one call waited %llu ms", (unsigned long long)slowest);
+	cr_assert_lt(mono_ms() - t0, 30000);
+	/* What waits, and who holds it back, is visible. */
+	struct fdn_segment_stats stats;
+	fdn_segment_stats(s, &stats);
+	cr_assert_gt(stats.reclaim_pending, 0);
+	cr_assert_eq(stats.reclaim_blocker_pid, (uint32_t)p, "blocker %u, stopped reader %d",
+		     stats.reclaim_blocker_pid, (int)p);
+	/* Nothing half done: the segment is consistent. */
+	t_assert_all_clean(s);
+	/* SIGCONT: the reader leaves its section, the backlog drains. */
+	kill(p, SIGCONT);
+	cr_assert(t_wait_ok(p));
+	uint64_t t1 = mono_ms();
+	unsigned after = 0;
+	while (mono_ms() - t1 < 3000 && after < 10 * FDN_LIMBO_MAX)
+		after += pair(s, after) == 0;
+	cr_assert_geq(after, 10 * FDN_LIMBO_MAX, "after SIGCONT only %u pairs", after);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+/* ---- a writer that may not issue membarrier ------------------------------------------- */
+
+static int deny_membarrier(void)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+struct litmus {
+	_Atomic uint64_t x, y;
+	_Atomic int done;
+	_Atomic uint64_t sections, violations, gps;
+};
+
+Test(reclaim, seccomp_writer_never_ends_a_grace_period_under_a_light_reader, .timeout = 300)
+{
+	char name[128];
+	t_name(name, sizeof(name), "litmus");
+	fdn_segment *s = with_reaper(name);
+	struct litmus *L = t_shared(sizeof(*L));
+	pid_t reader = t_fork();
+	if (reader == 0) {
+		fdn_segment *x = NULL;
+		if (fdn_segment_attach(name, 0, &x) != 0)
+			_exit(1);
+		struct fdn__thread *t;
+		uint64_t n = 0, bad = 0;
+		while (!atomic_load_explicit(&L->done, memory_order_relaxed)) {
+			if (fdn__rcu_read_lock(x, &t) != 0)
+				_exit(2);
+			uint64_t a = atomic_load_explicit(&L->x, memory_order_relaxed);
+			/* A section long enough for a writer's grace period
+			 * to fit inside it if nothing holds it back. */
+			for (int k = 0; k < 64; k++)
+				fdn__cpu_relax();
+			uint64_t b = atomic_load_explicit(&L->y, memory_order_relaxed);
+			fdn__rcu_read_unlock(t);
+			bad += b > a; /* a grace period ended under this section */
+			if ((++n & 4095) == 0)
+				atomic_store(&L->sections, n);
+		}
+		atomic_store(&L->sections, n);
+		atomic_store(&L->violations, bad);
+		_exit(atomic_load(&fdn__rcu_light) ? 0 : 3); /* it was a light reader */
+	}
+	pid_t writer = t_fork();
+	if (writer == 0) {
+		if (deny_membarrier() != 0)
+			_exit(77);
+		fdn_segment *x = NULL;
+		if (fdn_segment_attach(name, 0, &x) != 0)
+			_exit(1);
+		uint64_t t0 = mono_ms(), i = 0;
+		/* Grace periods (FDN_LITMUS_GPS, default 20 000) until the
+		 * reader has made 10^6 sections too (120 s at most). */
+		const char *e = getenv("FDN_LITMUS_GPS");
+		uint64_t want = e ? strtoull(e, NULL, 10) : 20000;
+		while (mono_ms() - t0 < 120000 &&
+		       (i < want || atomic_load(&L->sections) < 1000000)) {
+			i++;
+			atomic_store_explicit(&L->x, i, memory_order_seq_cst);
+			if (fdn__rcu_synchronize(x, 10000 * 1000000ll) != 0)
+				_exit(4);
+			atomic_store_explicit(&L->y, i, memory_order_seq_cst);
+		}
+		atomic_store(&L->gps, i);
+		_exit(0);
+	}
+	int st;
+	waitpid(writer, &st, 0);
+	atomic_store(&L->done, 1);
+	cr_assert(t_wait_ok(reader), "the reader failed (or was not light)");
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 77) {
+		fprintf(stderr, "skip: seccomp unavailable here\n");
+		fdn_segment_detach(s);
+		fdn_segment_destroy(name);
+		return;
+	}
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer: status %d",
+		  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	fprintf(stderr, "litmus: %llu grace periods, %llu reader sections, %llu violations\n",
+		(unsigned long long)atomic_load(&L->gps),
+		(unsigned long long)atomic_load(&L->sections),
+		(unsigned long long)atomic_load(&L->violations));
+	cr_assert_eq(atomic_load(&L->violations), 0);
+	cr_assert_geq(atomic_load(&L->gps), 2000);
+	cr_assert_geq(atomic_load(&L->sections), 1000000);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
