@@ -69,7 +69,8 @@
  * (SIGSTOP, a debugger) costs a writer nothing until its own ring is full
  * (FDN_LIMBO_MAX blocks retired since that reader stopped); then its next
  * retiring operation waits at most the flush bound and fails FDN_EBUSY,
- * changing nothing.  Frees are CAS on the generation (alloc.c), so redoing
+ * changing nothing, and the ones after it fail at once until a grace
+ * period completes.  Frees are CAS on the generation (alloc.c), so redoing
  * a free that a killed thread had already done changes nothing.
  *
  * A stopped reader pins every block retired after it began its section:
@@ -498,7 +499,18 @@ int fdn__limbo_room(struct fdn__thread *t)
 	if (fdn__in_section_of(s))
 		return FDN_EINREAD;
 	/* Full: every block it holds waits for a section older than all of
-	 * them.  Wait for it, bounded. */
+	 * them.  Wait for it, bounded -- unless this thread already waited in
+	 * vain and no grace period has completed since. */
+	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
+	if (t->busy_gp && t->busy_gp == done) {
+		if (fdn__gp_poll(s, 20000, fdn__limbo_oldest(t->ts)) == 0 &&
+		    fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX) {
+			t->busy_gp = 0;
+			return 0;
+		}
+		return FDN_EBUSY;
+	}
+	t->busy_gp = 0;
 	int64_t limit = fdn__flush_timeout_ns;
 	uint64_t deadline = limit < 0 ? 0 : fdn__mono_ns() + (uint64_t)limit;
 	for (;;) {
@@ -512,8 +524,10 @@ int fdn__limbo_room(struct fdn__thread *t)
 		fdn__gp_poll(s, budget, fdn__limbo_oldest(t->ts));
 		if (fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX)
 			return 0;
-		if (deadline && fdn__mono_ns() >= deadline)
+		if (deadline && fdn__mono_ns() >= deadline) {
+			t->busy_gp = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
 			return FDN_EBUSY;
+		}
 		struct timespec d = {0, 500000};
 		nanosleep(&d, NULL);
 	}

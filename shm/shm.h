@@ -190,7 +190,8 @@ struct fdn__thread {
 	uint64_t seg_id;
 	uint32_t slot;
 	uint32_t nest;
-	uint64_t state; /* the slot's state word as claimed */
+	uint64_t state;   /* the slot's state word as claimed */
+	uint64_t busy_gp; /* gp_done when its ring was last found stuck full */
 	struct fdn_shm_tslot *ts;
 	struct fdn_shm_trace *trace;     /* this thread's trace slot, or NULL */
 	uint32_t cur_page[FDN_NCLASSES]; /* allocation hints, private */
@@ -261,9 +262,13 @@ static inline void fdn__rcu_read_unlock(struct fdn__thread *t)
  * as long as needed (a dead reader blocks until its slot is cleared). */
 int fdn__rcu_synchronize(fdn_segment *s, int64_t timeout_ns);
 /* How long a retiring operation whose limbo ring is full waits for a
- * grace period before FDN_EBUSY (default), and how long a leaving thread
- * waits before it leaves its blocks to the reaper. */
-#define FDN_FLUSH_WAIT_NS     (500 * 1000000ll)
+ * grace period before FDN_EBUSY (default; time for the reaper to reclaim
+ * a dead reader on a busy machine), and how long a leaving thread waits
+ * before it leaves its blocks to the reaper.  After one FDN_EBUSY the
+ * thread's next retiring operations fail at once (one short poll) until
+ * a grace period completes: a stopped reader costs writers one wait, not
+ * one per call. */
+#define FDN_FLUSH_WAIT_NS     (2000 * 1000000ll)
 #define FDN_GIVE_BACK_WAIT_NS (100 * 1000000ll)
 /* Set this thread's bound (the reaper's: shorter; < 0 = none). */
 void fdn__rcu_set_flush_timeout(int64_t ns);

@@ -82,6 +82,19 @@ static inline pid_t t_fork(void)
 	return p;
 }
 
+/* Wait until a child says it is ready (*ready != 0); fail the test, with
+ * its exit status, if it ends first instead of waiting for ever. */
+static inline void t_wait_ready(_Atomic int *ready, pid_t child)
+{
+	while (!atomic_load(ready)) {
+		int st;
+		if (waitpid(child, &st, WNOHANG) == child && !atomic_load(ready))
+			cr_assert_fail("child %d ended before it was ready (status %d)", (int)child,
+				       WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+		usleep(1000);
+	}
+}
+
 /* Wait for a child; true if it exited with status 0. */
 static inline int t_wait_ok(pid_t p)
 {

@@ -587,8 +587,7 @@ Test(registry, checker_notes_a_death_the_reaper_is_taking_up, .timeout = 120)
 	for (int round = 0; round < 2; round++) {
 		_Atomic int *ready = t_shared(sizeof(int));
 		pid_t p = agent(name, round ? "late" : "soon", ready);
-		while (!atomic_load(ready))
-			usleep(1000);
+		t_wait_ready(ready, p);
 		cr_assert_eq(kill(reaper, SIGSTOP), 0);
 		kill(p, SIGKILL);
 		waitpid(p, NULL, 0);
@@ -652,8 +651,7 @@ Test(registry, list_attribute_of_255_items_across_processes, .timeout = 120)
 		_exit(0);
 	}
 	spawned[nspawned++] = p;
-	while (!atomic_load(ready))
-		usleep(1000);
+	t_wait_ready(ready, p);
 	struct fdn_entry e;
 	cr_assert_eq(fdn_lookup(s, "wide", 4, 0, &e), 0);
 	struct fdn_attr got;
@@ -720,8 +718,11 @@ Test(registry, reaper_killed_mid_reclaim_50_times, .timeout = 300)
 			for (int i = 0; i < 1000; i++) {
 				char k[32];
 				snprintf(k, sizeof(k), "bulk-%04d", i);
-				if (reg(c, k, getpid(), i % 2 ? "gpu" : "http", "ok"))
+				int rr = reg(c, k, getpid(), i % 2 ? "gpu" : "http", "ok");
+				if (rr) {
+					fprintf(stderr, "register %s: %s\n", k, fdn_strerror(rr));
 					_exit(3);
+				}
 			}
 			atomic_store(ready, 1);
 			pause();
@@ -729,8 +730,7 @@ Test(registry, reaper_killed_mid_reclaim_50_times, .timeout = 300)
 		}
 		if (nspawned < 128)
 			spawned[nspawned++] = p;
-		while (!atomic_load(ready))
-			usleep(1000);
+		t_wait_ready(ready, p);
 		/* The reaper the previous round's attach started may still be
 		 * starting up (seconds, on a busy machine). */
 		pid_t reaper = 0;

@@ -591,8 +591,7 @@ Test(trace, readers_see_consistent_stacks)
 		_exit(0);
 	}
 	spawned[nspawned++] = w;
-	while (!atomic_load(ready))
-		usleep(1000);
+	t_wait_ready(ready, w);
 	fdn_segment *ro;
 	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_READONLY, &ro), 0);
 	struct seen sn = {.pid = w};
@@ -669,8 +668,7 @@ Test(trace, graveyard_keeps_a_killed_workers_spans_and_context)
 			pause();
 	}
 	spawned[nspawned++] = w;
-	while (!atomic_load(ready))
-		usleep(1000);
+	t_wait_ready(ready, w);
 	int live = 0;
 	fdn_traces_foreach(s, w, live_cb, &live);
 	cr_assert_eq(live, 1, "the worker's slot is visible while it lives");
