@@ -55,6 +55,7 @@ struct rec {
 	uint32_t reserved;
 };
 _Static_assert(sizeof(struct rec) == REC_SIZE, "record header");
+_Static_assert(REC_SIZE == FDN__REG_REC_SIZE && T_MAIN == FDN__REG_TABLE, "internal.h");
 
 struct ref_val {
 	uint64_t owner_word;
@@ -419,8 +420,10 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 	memset(old_rec, 0, sizeof(*old_rec));
 	for (int tries = 0; tries < 64; tries++) {
 		struct fdn__thread *t;
-		int r = fdn__rcu_read_lock(s, &t);
-		if (r)
+		/* The section below holds two table operations: make room for
+		 * their retirement first (inside it no grace period can pass). */
+		int r = fdn__write_room(s);
+		if (r || (r = fdn__rcu_read_lock(s, &t)))
 			return r;
 		struct fdn__ht_view cur;
 		r = fdn__ht_put(s, T_MAIN, key, klen, val, vlen, FDN_HT_UNIQUE, NULL, &cur);

@@ -533,6 +533,17 @@ int fdn__limbo_room(struct fdn__thread *t)
 	}
 }
 
+int fdn__write_room(fdn_segment *s)
+{
+	struct fdn__thread *t;
+	int r = fdn__thread_get(s, &t);
+	if (r)
+		return r;
+	if (t->nest || fdn_tslot_pending(t->ts) < FDN_LIMBO_MAX)
+		return 0;
+	return fdn__limbo_room(t);
+}
+
 int fdn__limbo_flush(struct fdn__thread *t)
 {
 	if (fdn_tslot_pending(t->ts) == 0)

@@ -289,6 +289,9 @@ void fdn__limbo_help(struct fdn__thread *t);
 /* Before an operation that may retire a block: room in the ring, waiting
  * at most this thread's bound: 0, FDN_EBUSY, FDN_EINREAD. */
 int fdn__limbo_room(struct fdn__thread *t);
+/* Room for one retirement before a caller enters its own section around
+ * table operations (the registry's take-over): as fdn__limbo_room. */
+int fdn__write_room(fdn_segment *s);
 /* Wait (this thread's bound) for a grace period and free the ring. */
 int fdn__limbo_flush(struct fdn__thread *t);
 /* Give back every reader slot of this handle (detach). */

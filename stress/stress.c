@@ -333,14 +333,17 @@ bool st_reaper_idle(pid_t reaper)
 	if (n <= 0)
 		return false;
 	buf[n] = 0;
-	/* "232 epfd events maxevents timeout ...": epoll_wait, timeout -1 (as
-	 * an int: 0xffffffff; some kernels print the sign-extended word). */
+	/* "232 epfd events maxevents timeout ...": epoll_wait with the idle
+	 * timeout: 250 ms, the reaper's tick (0xfa; nothing pending, no
+	 * sweep, no reclamation backlog), or -1 (0xffffffff; some kernels
+	 * print the sign-extended word) from a reaper without a tick. */
 	char *f[6] = {0};
 	char *save = NULL, *tok = strtok_r(buf, " \n", &save);
 	for (int i = 0; tok && i < 6; i++, tok = strtok_r(NULL, " \n", &save))
 		f[i] = tok;
 	return f[0] && f[4] && (strcmp(f[0], "232") == 0 || strcmp(f[0], "281") == 0) &&
-	       (strcmp(f[4], "0xffffffff") == 0 || strcmp(f[4], "0xffffffffffffffff") == 0);
+	       (strcmp(f[4], "0xfa") == 0 || strcmp(f[4], "0xffffffff") == 0 ||
+		strcmp(f[4], "0xffffffffffffffff") == 0);
 }
 
 /* ---- quiescence and the checker ------------------------------------------- */

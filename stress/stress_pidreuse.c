@@ -335,8 +335,21 @@ static void driver(bool in_ns)
 		close(fd);
 	}
 	fdn_segment *s;
-	if (fdn_segment_attach(st_segment(), 0, &s))
+	if (in_ns) {
+		/* A writable attach needs the creator's PID namespace (pids in
+		 * a segment are its creator's namespace's): the segment the top
+		 * process made is replaced by one made in here. */
+		struct fdn_segment_opts o;
+		fdn_segment_opts_init(&o);
+		o.entries = 1024;
+		o.processes = 64;
+		o.threads = 64;
+		fdn_segment_destroy(st_segment());
+		if (fdn_segment_create(st_segment(), &o, &s))
+			_exit(5);
+	} else if (fdn_segment_attach(st_segment(), 0, &s)) {
 		_exit(5);
+	}
 	uint64_t end = st_now_ns() + (uint64_t)(opts.seconds * 1e9);
 	for (uint64_t round = 1; round == 1 || st_now_ns() < end; round++) {
 		one_round(s, round);

@@ -2,12 +2,12 @@
  * stress_readers - readers SIGKILLed inside read-side sections while
  * writers delete, replace and free.
  *
- * Readers loop: enter a section (fdn__rcu_read_lock), walk the registry
- * (fdn_foreach, itself a nested section) keeping the views of up to 8
- * entries -- pointers into the segment's heap -- with a private copy of
- * their bytes, then dwell 0..500 us inside the section re-reading those
- * views, and leave.  Nodes reached in a section are not freed before it
- * ends (shm/rcu.c), so the bytes behind a view must never change: a node
+ * Readers loop: enter a section (fdn__rcu_read_lock), walk the registry's
+ * table in place (fdn__ht_foreach: fdn_foreach calls back with copies,
+ * outside any section) keeping the views of up to 8 entries -- pointers
+ * into the segment's heap -- with a private copy of their bytes, then
+ * dwell 0..500 us inside the section re-reading those views, and leave.  Nodes reached in a section
+ * are not freed before it ends (shm/rcu.c), so the bytes behind a view must never change: a node
  * freed and reused under a reader (writers recycle same-sized blocks at
  * once) shows as a changed key or value, and every entry's "self"
  * attribute must equal its key.  That is the use-after-free detector;
@@ -189,20 +189,24 @@ static void check_self(struct rjournal *j, const void *key, uint32_t klen, const
 		atomic_fetch_add(&j->bad_self, 1);
 }
 
-static int keep_cb(void *arg, const struct fdn_entry_view *e)
+static int keep_cb(void *arg, const struct fdn__ht_view *v)
 {
 	struct rwalk *w = arg;
-	check_self(w->j, e->key, e->key_len, e->attrs, e->attrs_len);
+	if (v->val_len < FDN__REG_REC_SIZE)
+		return 0;
+	const unsigned char *attrs = v->val + FDN__REG_REC_SIZE;
+	uint32_t alen = v->val_len - FDN__REG_REC_SIZE;
+	check_self(w->j, v->key, v->key_len, attrs, alen);
 	atomic_fetch_add(&w->j->views, 1);
-	if (w->n < HELD && e->key_len <= sizeof(w->h[0].key_copy) &&
-	    e->attrs_len <= sizeof(w->h[0].attrs_copy)) {
+	if (w->n < HELD && v->key_len <= sizeof(w->h[0].key_copy) &&
+	    alen <= sizeof(w->h[0].attrs_copy)) {
 		struct held *h = &w->h[w->n++];
-		h->key = e->key;
-		h->attrs = e->attrs;
-		h->key_len = e->key_len;
-		h->attrs_len = e->attrs_len;
-		memcpy(h->key_copy, e->key, e->key_len);
-		memcpy(h->attrs_copy, e->attrs, e->attrs_len);
+		h->key = v->key;
+		h->attrs = attrs;
+		h->key_len = v->key_len;
+		h->attrs_len = alen;
+		memcpy(h->key_copy, v->key, v->key_len);
+		memcpy(h->attrs_copy, attrs, alen);
 	}
 	return 0;
 }
@@ -223,7 +227,7 @@ static void reader(int r, uint64_t seed)
 		atomic_store(&j->in_section, 1);
 		w.j = j;
 		w.n = 0;
-		fdn_foreach(s, keep_cb, &w);
+		fdn__ht_foreach(s, FDN__REG_TABLE, keep_cb, &w);
 		/* Dwell in the section, the views in hand, while writers
 		 * remove and free. */
 		uint64_t until = st_now_ns() + st_rand(&x) % 500000;

@@ -167,6 +167,7 @@ Test(liveness, pid_namespace_writable_attach_refused_both_ways, .timeout = 60)
 			_exit(77);
 		pid_t c = fork();
 		if (c == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			fdn_segment *x = NULL;
 			if (fdn_segment_attach(name, 0, &x) != FDN_ENAMESPACE || x)
 				_exit(1);
@@ -202,6 +203,9 @@ Test(liveness, pid_namespace_writable_attach_refused_both_ways, .timeout = 60)
 			_exit(77);
 		pid_t c = fork();
 		if (c == 0) {
+			/* The namespace's init: it must not outlive the test
+			 * (it would hold the test's output open). */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			fdn_segment *x = NULL;
 			if (fdn_segment_create(name2, NULL, &x) != 0)
 				_exit(1);

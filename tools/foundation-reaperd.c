@@ -422,6 +422,23 @@ static int tick(struct reaper *R)
  */
 #define POLL_NS (2 * 1000000ull)
 
+/* Free what is due in the slots we adopted; give back the empty ones --
+ * never our own thread's slot, which its thread cache still names. */
+static void reap_adopted(fdn_segment *s, uint32_t hwm)
+{
+	uint64_t mine = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
+	struct fdn__thread *self = fdn__tls_last;
+	uint32_t own = self && self->seg == s ? self->slot : UINT32_MAX;
+	for (uint32_t i = 0; i < hwm; i++) {
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		uint64_t st = atomic_load(&ts->state);
+		if (st != mine || i == own || atomic_load(&ts->ctr) != 0)
+			continue;
+		if (fdn__limbo_reap(s, ts) == 0)
+			atomic_compare_exchange_strong(&ts->state, &st, 0);
+	}
+}
+
 static void drive_reclamation(struct reaper *R, uint64_t now, bool rung)
 {
 	fdn_segment *s = R->s;
@@ -434,37 +451,26 @@ static void drive_reclamation(struct reaper *R, uint64_t now, bool rung)
 	uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
 	if (hwm > s->nthreads)
 		hwm = s->nthreads;
+	uint64_t done = atomic_load(&s->hdr->gp_done);
 	bool waiting = false;
 	for (uint32_t i = 0; i < hwm; i++) {
 		struct fdn_shm_tslot *ts = &s->tslots[i];
 		uint64_t st = atomic_load(&ts->state);
-		if (FDN_TSLOT_KIND(st) == FDN_TSLOT_RETIRED) {
-			uint64_t mine = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
-			if (!atomic_compare_exchange_strong(&ts->state, &st, mine))
-				continue;
-			st = mine;
-		}
-		if (st == 0 || fdn_tslot_pending(ts) == 0)
-			continue;
-		waiting = true;
+		if (FDN_TSLOT_KIND(st) == FDN_TSLOT_RETIRED)
+			atomic_compare_exchange_strong(&ts->state, &st,
+						       FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx));
+		/* Blocks that need a grace period still to come: the newest
+		 * one's stamp is not yet covered.  (Blocks already covered are
+		 * freed by their thread's next write, or by us if adopted.) */
+		uint64_t tail = atomic_load(&ts->limbo_tail);
+		if (st != 0 && fdn_tslot_pending(ts) != 0 &&
+		    atomic_load(&ts->stamp[(tail - 1) % FDN_LIMBO_MAX]) >= done)
+			waiting = true;
 	}
-	R->backlog = waiting || asked;
-	if (!R->backlog)
-		return;
-	fdn__gp_poll(s, 1000000, atomic_load(&s->hdr->gp_ctr));
-	/* Our adopted slots: free what is due, give back the empty ones --
-	 * not our own thread's slot, which its thread cache still names. */
-	uint64_t mine = FDN_TSLOT_WORD(FDN_TSLOT_USED, s->proc_idx);
-	struct fdn__thread *self = fdn__tls_last;
-	uint32_t own = self && self->seg == s ? self->slot : UINT32_MAX;
-	for (uint32_t i = 0; i < hwm; i++) {
-		struct fdn_shm_tslot *ts = &s->tslots[i];
-		uint64_t st = atomic_load(&ts->state);
-		if (st != mine || atomic_load(&ts->ctr) != 0)
-			continue; /* not adopted (our own thread's slot has its own use) */
-		if (fdn__limbo_reap(s, ts) == 0 && i != own)
-			atomic_compare_exchange_strong(&ts->state, &st, 0);
-	}
+	if (waiting || asked)
+		fdn__gp_poll(s, 1000000, atomic_load(&s->hdr->gp_ctr));
+	reap_adopted(s, hwm);
+	R->backlog = (waiting || asked) && atomic_load(&s->hdr->gp_done) == done;
 }
 
 static int run(struct reaper *R)
