@@ -1482,8 +1482,8 @@ bool fdn__registry_release_idle(fdn_segment *s, uint32_t idx, uint64_t word)
 	if (idx >= s->nprocs || idx == s->proc_idx || FDN_PROC_STATE(word) != FDN_PROC_LIVE)
 		return false;
 	uint32_t c = atomic_load(&s->procs[idx].claimer_pid);
-	if (c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
-		return false; /* the process attached itself: its detach frees it */
+	if (c == 0 || c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
+		return false; /* being claimed, or the process attached itself */
 	if (atomic_load(&s->procs[idx].word) != word ||
 	    fdn__registry_owner_has_entries(s, idx, word) != 0)
 		return false;

@@ -305,7 +305,9 @@ struct fdn_shm_proc {
 	_Atomic uint32_t ident_kind;  /* 16: FDN_IDENT_*                     */
 	_Atomic uint32_t uid;         /* 20: (O after claim)                    */
 	_Atomic uint64_t attach_ns;   /* 24: CLOCK_REALTIME (O after claim)   */
-	_Atomic uint32_t claimer_pid; /* 32: pid that made the claim        */
+	_Atomic uint32_t claimer_pid; /* 32: pid that made the claim (written
+					 last by the claimant; 0 in a free
+					 slot; UINT32_MAX while released) */
 	uint32_t reserved0;           /* 36 */
 	uint64_t reserved1[3];        /* 40 */
 };

@@ -295,8 +295,11 @@ int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word)
 	if (idx >= s->nprocs || FDN_PROC_STATE(word) != FDN_PROC_LIVE)
 		return FDN_EINVAL;
 	struct fdn_shm_proc *p = &s->procs[idx];
+	/* 0: the slot's claimant has not named itself yet (a free slot's
+	 * claimer is 0, and a claim writes it last): never released then --
+	 * it may be a process attaching itself. */
 	uint32_t c = atomic_load(&p->claimer_pid);
-	if (c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
+	if (c == 0 || c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
 		return FDN_EBUSY_SLOT;
 	if (!atomic_compare_exchange_strong(&p->claimer_pid, &c, FDN_CLAIMER_RELEASING))
 		return FDN_EBUSY_SLOT;

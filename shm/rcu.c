@@ -335,7 +335,10 @@ int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 		deadline = 1; /* already past: look once */
 	uint64_t g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
 	bool fenced = fdn__master_barrier(); /* pairs with every reader's BARRIER (top) */
-	uint32_t hwm = atomic_load_explicit(&s->hdr->tslot_hwm, memory_order_acquire);
+	/* seq_cst like the state loads below: a slot claimed (hwm raised,
+	 * then the claim CAS) after this load belongs to a reader whose
+	 * section begins after g. */
+	uint32_t hwm = atomic_load_explicit(&s->hdr->tslot_hwm, memory_order_seq_cst);
 	if (hwm > s->nthreads)
 		hwm = s->nthreads;
 	for (uint32_t i = 0; i < hwm; i++) {

@@ -219,6 +219,11 @@ int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, uint64_t word, int64_t timeo
 		atomic_store_explicit(&ts->state, 0, memory_order_release);
 	}
 	uint64_t gone = fdn__as_dead(word);
+	/* A free slot's claimer is 0 until its next claimant names itself
+	 * (fdn__proc_release relies on it). */
+	uint64_t cur = atomic_load(&s->procs[idx].word);
+	if (cur == gone || cur == fdn__as_left(word))
+		atomic_store(&s->procs[idx].claimer_pid, 0);
 	if (!atomic_compare_exchange_strong(&s->procs[idx].word, &gone, 0)) {
 		gone = fdn__as_left(word);
 		atomic_compare_exchange_strong(&s->procs[idx].word, &gone, 0);

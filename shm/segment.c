@@ -878,6 +878,10 @@ void fdn__seg_detach(fdn_segment *s, bool leave_dead)
 			uint64_t to = leave_dead ? FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(w),
 								 FDN_PROC_IDENT40(w))
 						 : 0;
+			/* A free slot's claimer is 0 until its next claimant
+			 * names itself (fdn__proc_release relies on it). */
+			if (!leave_dead && atomic_load(&s->procs[s->proc_idx].word) == w)
+				atomic_store(&s->procs[s->proc_idx].claimer_pid, 0);
 			if (atomic_compare_exchange_strong(&s->procs[s->proc_idx].word, &w, to) &&
 			    leave_dead) {
 				fdn__notify(s);
