@@ -749,6 +749,15 @@ static int walk_flush(struct walk *w)
 	return r;
 }
 
+/* End a walk: its buffer goes; its result is r, or the entries counted. */
+static int walk_done(struct walk *w, int r)
+{
+	free(w->buf);
+	w->buf = NULL;
+	w->len = w->cap = 0;
+	return r ? r : w->count;
+}
+
 static int walk_main_cb(void *arg, const struct fdn__ht_view *v)
 {
 	struct walk *w = arg;
@@ -791,10 +800,7 @@ static int walk_all(struct walk *w)
 		if (r == 0)
 			r = walk_flush(w);
 	}
-	free(w->buf);
-	w->buf = NULL;
-	w->len = w->cap = 0;
-	return r ? r : w->count;
+	return walk_done(w, r);
 }
 
 int fdn_foreach_flags(fdn_segment *s, unsigned flags, fdn_entry_cb cb, void *arg)
@@ -977,10 +983,7 @@ static int find_indexed(struct walk *w, const char *name, const struct fdn_attr 
 		if (r == 0)
 			r = walk_flush(w);
 	}
-	free(w->buf);
-	w->buf = NULL;
-	w->len = w->cap = 0;
-	return r ? r : w->count;
+	return walk_done(w, r);
 }
 
 static int check_value(const char *name, const struct fdn_attr *value)

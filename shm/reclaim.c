@@ -170,6 +170,22 @@ static uint64_t fdn__as_live(uint64_t w)
 	return FDN_PROC_WORD(FDN_PROC_LIVE, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
 }
 
+/* After a grace period that began once their sections were ended: free
+ * the deferred blocks of every reader slot process slot idx owns, and the
+ * slots. */
+static void fdn__free_slots_of(fdn_segment *s, uint32_t idx)
+{
+	for (uint32_t i = 0; i < s->nthreads; i++) {
+		if (!fdn__owned_by(s, i, idx))
+			continue;
+		struct fdn_shm_tslot *ts = &s->tslots[i];
+		fdn__limbo_free_all(s, ts);
+		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->state, 0, memory_order_release);
+	}
+}
+
 int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx, uint64_t word)
 {
 	int r = fdn__seg_usable(s);
@@ -209,15 +225,7 @@ int fdn__proc_reclaim(fdn_segment *s, uint32_t idx, uint64_t word, int64_t timeo
 	r = fdn__rcu_synchronize(s, timeout_ns);
 	if (r)
 		return r; /* FDN_ETIMEDOUT: call again later; nothing is lost */
-	for (uint32_t i = 0; i < s->nthreads; i++) {
-		if (!fdn__owned_by(s, i, idx))
-			continue;
-		struct fdn_shm_tslot *ts = &s->tslots[i];
-		fdn__limbo_free_all(s, ts);
-		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
-		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
-		atomic_store_explicit(&ts->state, 0, memory_order_release);
-	}
+	fdn__free_slots_of(s, idx);
 	uint64_t gone = fdn__as_dead(word);
 	/* A free slot's claimer is 0 until its next claimant names itself
 	 * (fdn__proc_release relies on it). */
@@ -251,14 +259,6 @@ int fdn__threads_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns)
 	r = fdn__rcu_synchronize(s, timeout_ns);
 	if (r)
 		return r; /* sections ended, limbo kept: a later call frees it */
-	for (uint32_t i = 0; i < s->nthreads; i++) {
-		if (!fdn__owned_by(s, i, idx))
-			continue;
-		struct fdn_shm_tslot *ts = &s->tslots[i];
-		fdn__limbo_free_all(s, ts);
-		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
-		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
-		atomic_store_explicit(&ts->state, 0, memory_order_release);
-	}
+	fdn__free_slots_of(s, idx);
 	return 0;
 }

@@ -9,6 +9,7 @@
 #include "shm/shm.h"
 
 #include <criterion/criterion.h>
+#include <foundation/reaper.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A segment name no other test (or run) uses. */
@@ -37,6 +39,38 @@ static inline fdn_segment *t_create(const char *name, uint64_t entries, uint64_t
 	fdn_segment *s = NULL;
 	int r = fdn_segment_create(name, &o, &s);
 	cr_assert_eq(r, 0, "create %s: %s", name, fdn_strerror(r));
+	return s;
+}
+
+static inline uint64_t t_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static inline void t_sleep_ms(unsigned ms)
+{
+	struct timespec d = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	while (nanosleep(&d, &d) < 0 && errno == EINTR)
+		;
+}
+
+/* A segment (64 process and reader slots) with its reaper running: the
+ * test's environment names the reaper just built (fdn_test ... reaper). */
+static inline fdn_segment *t_create_reaped(const char *name, uint64_t entries, uint32_t procs)
+{
+	struct fdn_segment_opts o;
+	fdn_segment_opts_init(&o);
+	o.entries = entries;
+	o.processes = procs;
+	o.threads = 64;
+	fdn_segment *s = NULL;
+	int r = fdn_segment_create(name, &o, &s);
+	cr_assert_eq(r, 0, "create %s: %s", name, fdn_strerror(r));
+	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
+		t_sleep_ms(10);
+	cr_assert_neq(fdn_reaper_holder(s), 0, "no reaper started");
 	return s;
 }
 

@@ -29,20 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec d = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&d, &d) < 0 && errno == EINTR)
-		;
-}
-
 /* Gone, or a zombie its new parent has not waited for yet (a daemon's
  * parent is init, which may take its time). */
 static bool proc_gone(pid_t pid)
@@ -67,24 +53,6 @@ static bool is_root(const char *what)
 		return true;
 	fprintf(stderr, "skip: %s needs root (the tests run as root in CI)\n", what);
 	return false;
-}
-
-/* A segment with its reaper running (the test binary's environment names
- * the reaper just built). */
-static fdn_segment *with_reaper(const char *name, uint32_t procs)
-{
-	struct fdn_segment_opts o;
-	fdn_segment_opts_init(&o);
-	o.entries = 1000;
-	o.processes = procs;
-	o.threads = 64;
-	fdn_segment *s = NULL;
-	int r = fdn_segment_create(name, &o, &s);
-	cr_assert_eq(r, 0, "create: %s", fdn_strerror(r));
-	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
-		sleep_ms(10);
-	cr_assert_neq(fdn_reaper_holder(s), 0, "no reaper started");
-	return s;
 }
 
 static int reg(fdn_segment *s, const char *k, pid_t pid, unsigned flags)
@@ -156,7 +124,7 @@ Test(liveness, pid_namespace_writable_attach_refused_both_ways, .timeout = 60)
 		return;
 	char name[128];
 	t_name(name, sizeof(name), "ns");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	pid_t host_reaper = fdn_reaper_holder(s);
 	/* Host segment, process in a child namespace: refused with its own
 	 * error; read-only still allowed; a reaper started in there can
@@ -248,7 +216,7 @@ static void pidfd_denied(int e)
 {
 	char name[128];
 	t_name(name, sizeof(name), "seccomp");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	struct ready rd;
 	ready_init(&rd);
 	pid_t p = t_fork();
@@ -268,7 +236,7 @@ static void pidfd_denied(int e)
 	cr_assert_eq(c, 'r', "child under seccomp could not attach and register");
 	/* The reaper (no filter) computes the identity of the kind the child
 	 * recorded: a live process, however long we look. */
-	sleep_ms(1500);
+	t_sleep_ms(1500);
 	cr_assert(visible(s, "sandboxed", FDN_REG_CHECK_ALIVE),
 		  "live sandboxed process judged dead");
 	cr_assert_eq(reg(s, "sandboxed", getpid(), 0), FDN_EEXISTS);
@@ -294,7 +262,7 @@ Test(liveness, out_of_descriptors_refuses_the_attach_cleanly, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "emfile");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	struct fdn_segment_stats before;
 	fdn_segment_stats(s, &before);
 	pid_t p = t_fork();
@@ -322,7 +290,7 @@ Test(liveness, out_of_descriptors_refuses_the_attach_cleanly, .timeout = 60)
 
 static void *linger(void *arg)
 {
-	sleep_ms((unsigned)(uintptr_t)arg);
+	t_sleep_ms((unsigned)(uintptr_t)arg);
 	exit(0);
 }
 
@@ -330,7 +298,7 @@ Test(liveness, main_thread_exited_process_stays_alive, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "pexit");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	struct ready rd;
 	ready_init(&rd);
 	pid_t p = t_fork();
@@ -345,7 +313,7 @@ Test(liveness, main_thread_exited_process_stays_alive, .timeout = 60)
 		pthread_exit(NULL);
 	}
 	cr_assert_eq(ready_wait(&rd), 'r');
-	sleep_ms(800); /* the leader is a zombie in /proc by now */
+	t_sleep_ms(800); /* the leader is a zombie in /proc by now */
 	cr_assert(visible(s, "leader-gone", FDN_REG_CHECK_ALIVE), "live process judged dead");
 	cr_assert_eq(reg(s, "leader-gone", getpid(), 0), FDN_EEXISTS,
 		     "registered over a live owner");
@@ -411,7 +379,7 @@ Test(liveness, exec_inside_a_section_does_not_stall_writers, .timeout = 90)
 {
 	char name[128];
 	t_name(name, sizeof(name), "exec");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	struct ready rd;
 	ready_init(&rd);
 	pid_t p = t_fork();
@@ -427,13 +395,13 @@ Test(liveness, exec_inside_a_section_does_not_stall_writers, .timeout = 90)
 	}
 	cr_assert_eq(ready_wait(&rd), 'r');
 	/* Writer: register+unregister pairs; each 500 ms window counted. */
-	uint64_t t0 = mono_ms(), windows[12] = {0};
-	while (mono_ms() - t0 < 6000) {
+	uint64_t t0 = t_mono_ms(), windows[12] = {0};
+	while (t_mono_ms() - t0 < 6000) {
 		char k[32];
-		snprintf(k, sizeof(k), "w%llu", (unsigned long long)(mono_ms() % 1000));
+		snprintf(k, sizeof(k), "w%llu", (unsigned long long)(t_mono_ms() % 1000));
 		if (reg(s, k, getpid(), FDN_REG_REPLACE) == 0 &&
 		    fdn_unregister(s, k, strlen(k)) == 0)
-			windows[(mono_ms() - t0) / 500 < 12 ? (mono_ms() - t0) / 500 : 11]++;
+			windows[(t_mono_ms() - t0) / 500 < 12 ? (t_mono_ms() - t0) / 500 : 11]++;
 	}
 	/* From 2 s on, every window makes progress. */
 	for (int w = 4; w < 12; w++)
@@ -525,16 +493,16 @@ Test(liveness, create_destroy_cycles_leave_no_reaper_and_no_file, .timeout = 300
 		fdn_segment *s = NULL;
 		int r = fdn_segment_create(name, &o, &s);
 		cr_assert_eq(r, 0, "cycle %d: create: %s", i, fdn_strerror(r));
-		sleep_ms((unsigned)(rand_r(&seed) % 4));
+		t_sleep_ms((unsigned)(rand_r(&seed) % 4));
 		fdn_segment_detach(s);
 		if (rand_r(&seed) % 2)
-			sleep_ms((unsigned)(rand_r(&seed) % 3));
+			t_sleep_ms((unsigned)(rand_r(&seed) % 3));
 		r = fdn_segment_destroy(name);
 		cr_assert_eq(r, 0, "cycle %d: destroy: %s", i, fdn_strerror(r));
 	}
 	int left = 0;
 	for (int i = 0; i < 300 && (left = reapers_of(name)) != 0; i++)
-		sleep_ms(10);
+		t_sleep_ms(10);
 	cr_assert_eq(left, 0, "%d reapers outlived their segment", left);
 	char path[256];
 	snprintf(path, sizeof(path), "/dev/shm/%s", name);
@@ -579,7 +547,7 @@ Test(liveness, destroy_signals_nobody_named_by_the_segment, .timeout = 60)
 		pause();
 		_exit(0);
 	}
-	sleep_ms(50);
+	t_sleep_ms(50);
 	uint64_t ident;
 	uint32_t kind;
 	cr_assert_eq(fdn__identity(victim, &ident, &kind), 0);
@@ -590,7 +558,7 @@ Test(liveness, destroy_signals_nobody_named_by_the_segment, .timeout = 60)
 	chmod(path, 0666);
 	fdn_segment_detach(s);
 	cr_assert_eq(fdn_segment_destroy(name), 0);
-	sleep_ms(200);
+	t_sleep_ms(200);
 	int st;
 	cr_assert_eq(waitpid(victim, &st, WNOHANG), 0, "destroy signalled the process");
 	kill(victim, SIGKILL);
@@ -601,7 +569,7 @@ Test(liveness, watch_and_writes_on_a_destroyed_segment_say_stale, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "stale");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	pid_t reaper = fdn_reaper_holder(s);
 	struct ready rd;
 	ready_init(&rd);
@@ -627,15 +595,15 @@ Test(liveness, watch_and_writes_on_a_destroyed_segment_say_stale, .timeout = 60)
 		_exit(r == FDN_ESTALE ? 0 : 2);
 	}
 	cr_assert_eq(ready_wait(&rd2), 'r');
-	sleep_ms(100);
-	uint64_t t0 = mono_ms();
+	t_sleep_ms(100);
+	uint64_t t0 = t_mono_ms();
 	cr_assert_eq(fdn_segment_destroy(name), 0);
 	cr_assert(t_wait_ok(p), "the read-only watcher did not return FDN_ESTALE");
 	cr_assert(t_wait_ok(q), "the watcher did not return FDN_ESTALE");
-	cr_assert_lt(mono_ms() - t0, 3000);
+	cr_assert_lt(t_mono_ms() - t0, 3000);
 	/* The reaper left with its segment. */
 	for (int i = 0; i < 100 && !proc_gone(reaper); i++)
-		sleep_ms(10);
+		t_sleep_ms(10);
 	cr_assert(proc_gone(reaper), "the reaper outlived its segment");
 	/* Re-created under the same name: the old handle writes nothing. */
 	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
@@ -653,22 +621,22 @@ Test(liveness, watch_and_writes_on_a_destroyed_segment_say_stale, .timeout = 60)
 
 static double pairs_per_s(fdn_segment *s, unsigned ms)
 {
-	uint64_t t0 = mono_ms(), n = 0;
-	while (mono_ms() - t0 < ms) {
+	uint64_t t0 = t_mono_ms(), n = 0;
+	while (t_mono_ms() - t0 < ms) {
 		for (int i = 0; i < 64; i++) {
 			reg(s, "churn", getpid(), FDN_REG_REPLACE);
 			fdn_unregister(s, "churn", 5);
 		}
 		n += 64;
 	}
-	return (double)n * 1000.0 / (double)(mono_ms() - t0);
+	return (double)n * 1000.0 / (double)(t_mono_ms() - t0);
 }
 
 Test(liveness, killed_watcher_costs_writers_nothing, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "watcher");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	double before = pairs_per_s(s, 300);
 	struct ready rd;
 	ready_init(&rd);
@@ -683,7 +651,7 @@ Test(liveness, killed_watcher_costs_writers_nothing, .timeout = 60)
 	}
 	cr_assert_eq(ready_wait(&rd), 'r');
 	for (int i = 0; i < 400 && atomic_load(&s->hdr->watchers) == 0; i++)
-		sleep_ms(5);
+		t_sleep_ms(5);
 	cr_assert_eq(atomic_load(&s->hdr->watchers), 1, "the watcher never waited");
 	kill(p, SIGKILL);
 	waitpid(p, NULL, 0);
@@ -705,7 +673,7 @@ Test(liveness, foreign_pid_slots_are_released_when_empty, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "foreign");
-	fdn_segment *s = with_reaper(name, 8); /* us and the reaper take 2 */
+	fdn_segment *s = t_create_reaped(name, 1000, 8); /* us and the reaper take 2 */
 	pid_t kids[7];
 	for (int i = 0; i < 7; i++) {
 		kids[i] = t_fork();
@@ -740,7 +708,7 @@ Test(liveness, supervised_process_has_one_slot_and_one_death, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "supervised");
-	fdn_segment *s = with_reaper(name, 64);
+	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	struct ready go, rd;
 	ready_init(&go);
 	ready_init(&rd);
@@ -770,7 +738,7 @@ Test(liveness, supervised_process_has_one_slot_and_one_death, .timeout = 60)
 	waitpid(p, NULL, 0);
 	cr_assert(wait_key(s, "by-supervisor", false, 5000));
 	cr_assert(wait_key(s, "own", false, 5000));
-	sleep_ms(300);
+	t_sleep_ms(300);
 	cr_assert_eq(graveyard_count(s, p), 1, "one death recorded %d times",
 		     graveyard_count(s, p));
 	fdn_segment_detach(s);

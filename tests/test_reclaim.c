@@ -22,36 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static void sleep_ms(unsigned ms)
-{
-	struct timespec d = {ms / 1000, (long)(ms % 1000) * 1000000L};
-	while (nanosleep(&d, &d) < 0 && errno == EINTR)
-		;
-}
-
-static fdn_segment *with_reaper(const char *name)
-{
-	struct fdn_segment_opts o;
-	fdn_segment_opts_init(&o);
-	o.entries = 10000;
-	o.processes = 64;
-	o.threads = 64;
-	fdn_segment *s = NULL;
-	int r = fdn_segment_create(name, &o, &s);
-	cr_assert_eq(r, 0, "create: %s", fdn_strerror(r));
-	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
-		sleep_ms(10);
-	cr_assert_neq(fdn_reaper_holder(s), 0, "no reaper started");
-	return s;
-}
-
 static int reg_cap(fdn_segment *s, const char *k, const char *cap)
 {
 	struct fdn_attr a[2] = {
@@ -86,7 +56,7 @@ Test(reclaim, minus_one_stops_every_walk_after_one_call, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "stop");
-	fdn_segment *s = with_reaper(name);
+	fdn_segment *s = t_create_reaped(name, 10000, 64);
 	for (int i = 0; i < 20; i++) {
 		char k[32];
 		snprintf(k, sizeof(k), "w%d", i);
@@ -133,7 +103,7 @@ Test(reclaim, callbacks_run_outside_read_side_sections, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "cbout");
-	fdn_segment *s = with_reaper(name);
+	fdn_segment *s = t_create_reaped(name, 10000, 64);
 	for (int i = 0; i < 5; i++) {
 		char k[32];
 		snprintf(k, sizeof(k), "e%d", i);
@@ -150,7 +120,7 @@ static int block_two_seconds(void *arg, const struct fdn_entry_view *e)
 {
 	(void)arg;
 	(void)e;
-	sleep_ms(2000);
+	t_sleep_ms(2000);
 	return -1;
 }
 
@@ -158,7 +128,7 @@ Test(reclaim, a_blocking_callback_costs_writers_nothing, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "cbblock");
-	fdn_segment *s = with_reaper(name);
+	fdn_segment *s = t_create_reaped(name, 10000, 64);
 	cr_assert_eq(reg_cap(s, "held", "gpu"), 0);
 	int pfd[2];
 	cr_assert_eq(pipe(pfd), 0);
@@ -175,10 +145,10 @@ Test(reclaim, a_blocking_callback_costs_writers_nothing, .timeout = 60)
 	close(pfd[1]);
 	char c;
 	cr_assert_eq(read(pfd[0], &c, 1), 1);
-	sleep_ms(100);
-	uint64_t t0 = mono_ms();
+	t_sleep_ms(100);
+	uint64_t t0 = t_mono_ms();
 	unsigned ok = 0, busy = 0;
-	while (mono_ms() - t0 < 1500) {
+	while (t_mono_ms() - t0 < 1500) {
 		int r = pair(s, ok);
 		ok += r == 0;
 		busy += r == FDN_EBUSY;
@@ -197,7 +167,7 @@ Test(reclaim, stopped_reader_bounded_backlog_then_ebusy_then_drains, .timeout = 
 {
 	char name[128];
 	t_name(name, sizeof(name), "stopped");
-	fdn_segment *s = with_reaper(name);
+	fdn_segment *s = t_create_reaped(name, 10000, 64);
 	int pfd[2];
 	cr_assert_eq(pipe(pfd), 0);
 	pid_t p = t_fork();
@@ -223,18 +193,18 @@ Test(reclaim, stopped_reader_bounded_backlog_then_ebusy_then_drains, .timeout = 
 	 * the documented wait (500 ms; generous bound here). */
 	unsigned ok = 0;
 	int r = 0;
-	uint64_t t0 = mono_ms(), slowest = 0;
+	uint64_t t0 = t_mono_ms(), slowest = 0;
 	for (unsigned i = 0; i < 100000 && r == 0; i++) {
-		uint64_t a = mono_ms();
+		uint64_t a = t_mono_ms();
 		r = pair(s, i);
-		if (mono_ms() - a > slowest)
-			slowest = mono_ms() - a;
+		if (t_mono_ms() - a > slowest)
+			slowest = t_mono_ms() - a;
 		ok += r == 0;
 	}
 	cr_assert_eq(r, FDN_EBUSY, "expected FDN_EBUSY at the backlog bound: %s", fdn_strerror(r));
 	cr_assert_gt(ok, 0);
 	cr_assert_lt(slowest, 5000, "one call waited %llu ms", (unsigned long long)slowest);
-	cr_assert_lt(mono_ms() - t0, 30000);
+	cr_assert_lt(t_mono_ms() - t0, 30000);
 	/* What waits, and who holds it back, is visible. */
 	struct fdn_segment_stats stats;
 	fdn_segment_stats(s, &stats);
@@ -246,9 +216,9 @@ Test(reclaim, stopped_reader_bounded_backlog_then_ebusy_then_drains, .timeout = 
 	/* SIGCONT: the reader leaves its section, the backlog drains. */
 	kill(p, SIGCONT);
 	cr_assert(t_wait_ok(p));
-	uint64_t t1 = mono_ms();
+	uint64_t t1 = t_mono_ms();
 	unsigned after = 0;
-	while (mono_ms() - t1 < 3000 && after < 10 * FDN_LIMBO_MAX)
+	while (t_mono_ms() - t1 < 3000 && after < 10 * FDN_LIMBO_MAX)
 		after += pair(s, after) == 0;
 	cr_assert_geq(after, 10 * FDN_LIMBO_MAX, "after SIGCONT only %u pairs", after);
 	fdn_segment_detach(s);
@@ -281,7 +251,7 @@ Test(reclaim, seccomp_writer_never_ends_a_grace_period_under_a_light_reader, .ti
 {
 	char name[128];
 	t_name(name, sizeof(name), "litmus");
-	fdn_segment *s = with_reaper(name);
+	fdn_segment *s = t_create_reaped(name, 10000, 64);
 	struct litmus *L = t_shared(sizeof(*L));
 	pid_t reader = t_fork();
 	if (reader == 0) {
@@ -315,12 +285,12 @@ Test(reclaim, seccomp_writer_never_ends_a_grace_period_under_a_light_reader, .ti
 		fdn_segment *x = NULL;
 		if (fdn_segment_attach(name, 0, &x) != 0)
 			_exit(1);
-		uint64_t t0 = mono_ms(), i = 0;
+		uint64_t t0 = t_mono_ms(), i = 0;
 		/* Grace periods (FDN_LITMUS_GPS, default 20 000) until the
 		 * reader has made 10^6 sections too (120 s at most). */
 		const char *e = getenv("FDN_LITMUS_GPS");
 		uint64_t want = e ? strtoull(e, NULL, 10) : 20000;
-		while (mono_ms() - t0 < 120000 &&
+		while (t_mono_ms() - t0 < 120000 &&
 		       (i < want || atomic_load(&L->sections) < 1000000)) {
 			i++;
 			atomic_store_explicit(&L->x, i, memory_order_seq_cst);
