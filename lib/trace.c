@@ -782,7 +782,8 @@ int fdn_ctx_get(fdn_segment *s, void *buf, size_t cap, size_t *len)
 		*len = tr->ctx_len;
 	if (cap < tr->ctx_len || (!buf && tr->ctx_len))
 		return FDN_ETOOBIG;
-	memcpy(buf, tr->ctx, tr->ctx_len);
+	if (tr->ctx_len) /* buf may be NULL for an empty context */
+		memcpy(buf, tr->ctx, tr->ctx_len);
 	return 0;
 }
 
