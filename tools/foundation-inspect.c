@@ -535,13 +535,16 @@ static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
 	       "\"event_ring\":{\"capacity\":%u},"
 	       "\"heap\":{\"bytes\":%" PRIu64 ",\"pages\":%" PRIu64 ",\"pages_used\":%" PRIu64
 	       ",\"blocks_used\":%" PRIu64 ",\"block_bytes_used\":%" PRIu64 "},"
-	       "\"gp_counter\":%" PRIu64 ",\"reaper_pid\":%d,\"deaths_total\":%" PRIu64
+	       "\"gp_counter\":%" PRIu64 ",\"gp_done\":%" PRIu64
+	       ",\"reclaim\":{\"pending_blocks\":%" PRIu64 ",\"blocker_pid\":%u"
+	       ",\"blocker_tid\":%u},\"reaper_pid\":%d,\"deaths_total\":%" PRIu64
 	       ",\"registry_entries\":%" PRId64 ",\"indexed\":",
 	       st->total_bytes, st->abi_major, st->abi_minor, st->created_ns, st->creator_pid,
 	       st->creator_uid, st->procs_used, st->procs_cap, st->threads_used, st->threads_cap,
 	       st->trace_used, st->trace_cap, st->ghosts_written, st->ghosts_cap, st->events_cap,
 	       st->heap_bytes, st->heap_pages, st->heap_pages_used, st->blocks_used,
-	       st->block_bytes_used, st->gp_counter, (int)reaper, deaths, visible);
+	       st->block_bytes_used, st->gp_counter, st->gp_done, st->reclaim_pending,
+	       st->reclaim_blocker_pid, st->reclaim_blocker_tid, (int)reaper, deaths, visible);
 	putchar('[');
 	for (const char *p = indexed; *p;) {
 		size_t len = strcspn(p, ",");
@@ -586,7 +589,15 @@ static void stats_text(const struct args *a, const struct fdn_segment_stats *st,
 	       " blocks (%" PRIu64 " bytes) allocated\n",
 	       st->heap_pages_used, st->heap_pages, st->heap_bytes, st->blocks_used,
 	       st->block_bytes_used);
-	printf("grace periods  counter %" PRIu64 "\n", st->gp_counter);
+	printf("grace periods  counter %" PRIu64 ", completed up to %" PRIu64 "\n", st->gp_counter,
+	       st->gp_done);
+	if (st->reclaim_blocker_pid)
+		printf("reclamation    %" PRIu64 " blocks wait; held back by pid %u thread %u "
+		       "(its read-side section is the oldest)\n",
+		       st->reclaim_pending, st->reclaim_blocker_pid, st->reclaim_blocker_tid);
+	else
+		printf("reclamation    %" PRIu64 " blocks wait for a grace period\n",
+		       st->reclaim_pending);
 	printf("registry       %" PRId64 " visible entries; indexed: %s\n", visible,
 	       *indexed ? indexed : "(none)");
 	for (uint32_t i = 0; i < st->ntables && i < FDN_STATS_MAX_TABLES; i++) {
@@ -1096,6 +1107,9 @@ static int metrics_print(fdn_segment *s, const struct args *a)
 	}
 	prom_counter("foundation_grace_periods_total", "Grace periods started.", a,
 		     (double)(st.gp_counter ? st.gp_counter - 1 : 0));
+	prom_gauge("foundation_reclaim_pending_blocks",
+		   "Blocks retired and not yet freed (waiting for a grace period).", a,
+		   (double)st.reclaim_pending);
 	prom_gauge("foundation_reaper_up", "1 if a live reaper holds the lease.", a,
 		   reaper > 0 ? 1 : 0);
 	prom_counter("foundation_deaths_total", "Deaths reaped.", a, (double)fdn_deaths(s));
