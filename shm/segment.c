@@ -36,6 +36,8 @@ _Atomic uint64_t *fdn__wipe = &fdn__wipe_fallback;
  * the counter, so its next token differs from every token it inherited. */
 static _Atomic uint64_t fdn__token_ctr;
 
+static void fdn__procrefs_forget(void);
+
 static void fdn__atfork_child(void)
 {
 	fdn__fork_gen++;
@@ -43,6 +45,7 @@ static void fdn__atfork_child(void)
 	 * would; with it, this is a no-op. */
 	atomic_store(fdn__wipe, 0);
 	fdn__rcu_atfork_child();
+	fdn__procrefs_forget();
 }
 
 static void fdn__atfork_register(void)
@@ -71,8 +74,10 @@ uint64_t fdn__fork_token_take(void)
 	 * its own before this one, so nothing of its own is lost). */
 	uint64_t fresh = (atomic_fetch_add(&fdn__token_ctr, 1) + 1) << 1 | 1;
 	if (atomic_compare_exchange_strong(fdn__wipe, &t, fresh)) {
-		if (fresh > 3) /* not the first token: a child's */
+		if (fresh > 3) { /* not the first token: a child's */
 			fdn__rcu_atfork_child();
+			fdn__procrefs_forget();
+		}
 		return fresh;
 	}
 	return t; /* another thread gave it one */
@@ -94,6 +99,15 @@ struct fdn__procref {
 };
 static struct fdn__procref *fdn__refs;
 static pthread_mutex_t fdn__refs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* In a child: the list names the parent's slots, and its lock may have
+ * been held by a thread that does not exist here.  The entries leak (they
+ * describe the parent). */
+static void fdn__procrefs_forget(void)
+{
+	fdn__refs = NULL;
+	pthread_mutex_init(&fdn__refs_lock, NULL);
+}
 
 /* A reference to the slot this process already has in s's segment. */
 static bool fdn__procref_take(fdn_segment *s)
