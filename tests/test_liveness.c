@@ -632,12 +632,23 @@ static double pairs_per_s(fdn_segment *s, unsigned ms)
 	return (double)n * 1000.0 / (double)(t_mono_ms() - t0);
 }
 
+/* The best of three 150 ms windows: the least disturbed by other work. */
+static double best_of_3(fdn_segment *s)
+{
+	double best = 0;
+	for (int i = 0; i < 3; i++) {
+		double r = pairs_per_s(s, 150);
+		best = r > best ? r : best;
+	}
+	return best;
+}
+
 Test(liveness, killed_watcher_costs_writers_nothing, .timeout = 60)
 {
 	char name[128];
 	t_name(name, sizeof(name), "watcher");
 	fdn_segment *s = t_create_reaped(name, 1000, 64);
-	double before = pairs_per_s(s, 300);
+	double before = best_of_3(s);
 	struct ready rd;
 	ready_init(&rd);
 	pid_t p = t_fork();
@@ -658,11 +669,11 @@ Test(liveness, killed_watcher_costs_writers_nothing, .timeout = 60)
 	/* One write clears what the dead watcher left. */
 	reg(s, "one", getpid(), 0);
 	cr_assert_eq(atomic_load(&s->hdr->watchers), 0, "a dead watcher still counted");
-	double after = pairs_per_s(s, 300);
-	/* Interleave once more: a busy machine moves both sides alike. */
-	before = (before + pairs_per_s(s, 300)) / 2;
-	after = (after + pairs_per_s(s, 300)) / 2;
-	cr_assert_gt(after, 0.6 * before, "after %.0f pairs/s, before %.0f", after, before);
+	double after = best_of_3(s);
+	/* The flag above is the exact check; the rate is a sanity bound wide
+	 * enough for a busy machine (a stale count cost a futex wake per
+	 * write: 5 times slower). */
+	cr_assert_gt(after, 0.35 * before, "after %.0f pairs/s, before %.0f", after, before);
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
 }
