@@ -1058,11 +1058,17 @@ Test(telemetry, ring_follower_sees_all_it_could_in_order)
 	cr_assert_eq(fdn_ring_stats(s, &st), 0);
 	cr_assert_eq(st.written, PRODUCERS * PER);
 	cr_assert_eq(st.overwritten, PRODUCERS * PER - 4096);
-	/* A reader from the oldest now: exactly the last lap, nothing lost. */
+	/* A reader from the oldest now: the last lap, every ticket of it
+	 * accounted for.  A producer preempted between its ticket and its
+	 * record for a whole lap (a busy machine) writes over one record of
+	 * the last lap: at most one per producer is lost that way. */
 	static struct fdn_ring_event evs[4096];
 	uint64_t lost_now;
-	cr_assert_eq(ring_collect(s, "test.ring", evs, 4096, &lost_now), 4096);
-	cr_assert_eq(lost_now, 0);
+	int got = ring_collect(s, "test.ring", evs, 4096, &lost_now);
+	cr_assert_eq((uint64_t)got + lost_now, 4096, "got %d, lost %llu", got,
+		     (unsigned long long)lost_now);
+	cr_assert_geq(got, 4096 - PRODUCERS, "got %d, lost %llu", got,
+		      (unsigned long long)lost_now);
 	tel_destroy(s, name);
 }
 
