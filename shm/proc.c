@@ -300,14 +300,14 @@ int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word)
 	 * it may be a process attaching itself. */
 	uint32_t c = atomic_load(&p->claimer_pid);
 	if (c == 0 || c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
-		return FDN_EBUSY_SLOT;
+		return FDN_EEXISTS;
 	if (!atomic_compare_exchange_strong(&p->claimer_pid, &c, FDN_CLAIMER_RELEASING))
-		return FDN_EBUSY_SLOT;
+		return FDN_EEXISTS;
 	uint64_t w = word;
 	if (!atomic_compare_exchange_strong(&p->word, &w, 0)) {
 		atomic_compare_exchange_strong(&p->claimer_pid, &(uint32_t){FDN_CLAIMER_RELEASING},
 					       c);
-		return FDN_EBUSY_SLOT;
+		return FDN_EEXISTS;
 	}
 	return 0;
 }

@@ -159,9 +159,8 @@ int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd);
 /* Release LIVE slot idx held for another process's pid (claimer_pid is
  * not the pid) that owns nothing any more: the reaper, after it found no
  * entry of that owner.  A concurrent adopt or register wins or retries.
- * 0, or FDN_EBUSY_SLOT (not released). */
+ * 0, or FDN_EEXISTS (not released: in use, being claimed, or taken). */
 #define FDN_CLAIMER_RELEASING UINT32_MAX
-#define FDN_EBUSY_SLOT        FDN_EEXISTS
 int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word);
 /* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND.  By pid
  * alone: for tests and tools that just waited for that pid. */
