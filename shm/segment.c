@@ -15,12 +15,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -535,7 +538,10 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 		return FDN_EBADSEG;
 	if (file_size < total)
 		return FDN_ETRUNC;
-	if (file_size > total)
+	/* Longer only as a hugetlbfs file is: rounded up to its huge page
+	 * size (2 MiB or 1 GiB). */
+	if (file_size > total &&
+	    (file_size % (2u << 20) != 0 || file_size - total >= (uint64_t)1 << 30))
 		return FDN_EBADSEG;
 	return 0;
 }
@@ -604,13 +610,68 @@ static void fdn__seg_free(fdn_segment *s)
 	free(s);
 }
 
-static int fdn__shm_path(char *buf, size_t cap, const char *name)
+/* ---- where segments live ------------------------------------------------
+ *
+ * A segment is the file <dir>/<name>: dir is $FOUNDATION_SHM_DIR when set,
+ * else /dev/shm (where shm_open(3) puts "/<name>").  The directory is an
+ * environment variable, not a create option: every process that attaches by
+ * name (the reaper, the tools, a systemd unit) must find the same file, and
+ * the environment is what they share.  Another tmpfs (say one mounted with
+ * huge=within_size) or a hugetlbfs mount gives the segment huge pages. */
+
+const char *fdn_segment_dir(void)
 {
+	const char *d = getenv("FOUNDATION_SHM_DIR");
+	return (d && *d) ? d : "/dev/shm";
+}
+
+int fdn_segment_path(const char *name, char *buf, size_t cap)
+{
+	if (!name)
+		name = fdn_segment_default_name();
 	int r = fdn__validate_name(name);
 	if (r)
 		return r;
-	snprintf(buf, cap, "/%s", name);
+	const char *dir = fdn_segment_dir();
+	/* A relative directory would name another file for every working
+	 * directory. */
+	if (dir[0] != '/')
+		return FDN_EINVAL;
+	size_t dl = strlen(dir);
+	while (dl > 1 && dir[dl - 1] == '/')
+		dl--;
+	int n = snprintf(buf, cap, "%.*s/%s", (int)dl, dir, name);
+	if (n < 0 || (size_t)n >= cap)
+		return FDN_ETOOBIG;
 	return 0;
+}
+
+static int fdn__shm_path(char *buf, size_t cap, const char *name)
+{
+	return fdn_segment_path(name, buf, cap);
+}
+
+#define FDN__HUGETLBFS_MAGIC 0x958458f6
+
+/* The page size a file of fd's filesystem must be sized in: hugetlbfs
+ * files hold whole huge pages; 0 for any other filesystem. */
+static uint64_t fdn__fs_page(int fd)
+{
+	struct statfs sf;
+	if (fstatfs(fd, &sf) == 0 && (unsigned long)sf.f_type == FDN__HUGETLBFS_MAGIC)
+		return (uint64_t)sf.f_bsize;
+	return 0;
+}
+
+/* Give file fd its `bytes` of memory now, so that no later page fault can
+ * fail (a fault on a tmpfs hole allocates; when the filesystem is full it
+ * raises SIGBUS in whichever process touches the page first). */
+static int fdn__reserve(int fd, uint64_t bytes)
+{
+	int e = posix_fallocate(fd, 0, (off_t)bytes);
+	if (e == 0)
+		return 0;
+	return e == ENOSPC ? FDN_ENOSPACE : -e;
 }
 
 /* Parse "a,b,c" into the header's indexed-attribute names. */
@@ -630,11 +691,62 @@ static int fdn__set_indexed(struct fdn_shm_header *h, const char *list)
 	return 0;
 }
 
+/* Options *opts (NULL = defaults) checked and completed into *o, and the
+ * layout they give. */
+static int fdn__create_plan(const struct fdn_segment_opts *opts, struct fdn_segment_opts *o,
+			    struct fdn__caps *c, struct fdn_shm_region *regions,
+			    struct fdn_shm_region *svc, uint64_t *total)
+{
+	if (opts)
+		*o = *opts;
+	else
+		fdn_segment_opts_init(o);
+	if (o->mode == 0)
+		o->mode = 0600;
+	if (o->entries < 1 || o->entries > (1ull << 31) || o->processes < 1 ||
+	    o->processes > FDN_MAX_PROCS || o->threads < 1 || o->threads > FDN_MAX_THREADS ||
+	    (o->mode & ~0777u) != 0 || (o->mode & 0600) != 0600 ||
+	    (o->flags & ~(uint32_t)(FDN_SEG_ALLOW_FOREIGN | FDN_SEG_SPARSE)) != 0)
+		return FDN_EINVAL;
+	/* World-writable: any local user could corrupt it, and no attacher
+	 * accepts it (FDN_EMODE): refused at once rather than made useless. */
+	if (o->mode & S_IWOTH)
+		return FDN_EMODE;
+	uint64_t heap = o->heap_bytes ? o->heap_bytes : o->entries * 256u;
+	if (heap < (1u << 20))
+		heap = 1u << 20;
+	uint64_t npages = (heap + FDN_PAGE_SIZE - 1) / FDN_PAGE_SIZE;
+	if (npages > FDN_MAX_PAGES)
+		return FDN_EINVAL;
+	/* Table 0 "main" (the registry) and table 1 "index" (its secondary
+	 * index, prefix-hashed), each with 2 x entries buckets. */
+	*c = (struct fdn__caps){
+	    .nprocs = o->processes,
+	    .nthreads = o->threads,
+	    .npages = (uint32_t)npages,
+	    .ntables = 2,
+	    .nbuckets = {fdn__pow2_at_least(o->entries * 2), fdn__pow2_at_least(o->entries * 2)},
+	    .ntrace = o->spans,
+	    .nevents = o->events};
+	return fdn__layout_compute(c, regions, svc, total);
+}
+
+int fdn_segment_size(const struct fdn_segment_opts *opts, uint64_t *bytes)
+{
+	struct fdn_segment_opts o;
+	struct fdn__caps c;
+	struct fdn_shm_region regions[FDN_NREGIONS], svc[FDN_NSVC_REGIONS];
+	if (!bytes)
+		return FDN_EINVAL;
+	*bytes = 0;
+	return fdn__create_plan(opts, &o, &c, regions, svc, bytes);
+}
+
 int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__svc_init_fn init,
 		    fdn_segment **out)
 {
 	struct fdn_segment_opts o;
-	char path[FDN_SEGMENT_NAME_MAX + 2];
+	char path[PATH_MAX];
 	if (!out)
 		return FDN_EINVAL;
 	*out = NULL;
@@ -643,63 +755,44 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	int r = fdn__shm_path(path, sizeof(path), name);
 	if (r)
 		return r;
-	if (opts)
-		o = *opts;
-	else
-		fdn_segment_opts_init(&o);
-	if (o.mode == 0)
-		o.mode = 0600;
-	if (o.entries < 1 || o.entries > (1ull << 31) || o.processes < 1 ||
-	    o.processes > FDN_MAX_PROCS || o.threads < 1 || o.threads > FDN_MAX_THREADS ||
-	    (o.mode & ~0777u) != 0 || (o.mode & 0600) != 0600)
-		return FDN_EINVAL;
-	/* World-writable: any local user could corrupt it, and no attacher
-	 * accepts it (FDN_EMODE): refused at once rather than made useless. */
-	if (o.mode & S_IWOTH)
-		return FDN_EMODE;
-	uint64_t heap = o.heap_bytes ? o.heap_bytes : o.entries * 256u;
-	if (heap < (1u << 20))
-		heap = 1u << 20;
-	uint64_t npages = (heap + FDN_PAGE_SIZE - 1) / FDN_PAGE_SIZE;
-	if (npages > FDN_MAX_PAGES)
-		return FDN_EINVAL;
-	/* Table 0 "main" (the registry) and table 1 "index" (its secondary
-	 * index, prefix-hashed), each with 2 x entries buckets. */
-	struct fdn__caps c = {
-	    .nprocs = o.processes,
-	    .nthreads = o.threads,
-	    .npages = (uint32_t)npages,
-	    .ntables = 2,
-	    .nbuckets = {fdn__pow2_at_least(o.entries * 2), fdn__pow2_at_least(o.entries * 2)},
-	    .ntrace = o.spans,
-	    .nevents = o.events};
+	struct fdn__caps c;
 	struct fdn_shm_region regions[FDN_NREGIONS], svc[FDN_NSVC_REGIONS];
 	uint64_t total;
-	r = fdn__layout_compute(&c, regions, svc, &total);
+	r = fdn__create_plan(opts, &o, &c, regions, svc, &total);
 	if (r)
 		return r;
+	uint64_t npages = c.npages;
 	const uint64_t *nb = c.nbuckets;
 
 	fdn_segment *s = fdn__seg_new(name);
 	if (!s)
 		return -ENOMEM;
-	s->fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, o.mode);
+	s->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, o.mode);
 	if (s->fd < 0) {
-		r = errno == EEXIST ? FDN_EEXISTS : -errno;
+		r = errno == EEXIST ? FDN_EEXISTS : errno == ENOENT ? FDN_ENOSEG : -errno;
 		fdn__seg_free(s);
 		return r;
 	}
+	/* The file's size: the layout's, in whole pages of its filesystem. */
+	uint64_t fpage = fdn__fs_page(s->fd), fsize = total;
+	if (fpage)
+		fsize = (total + fpage - 1) / fpage * fpage;
 	/* The umask may have narrowed the mode: set it exactly. */
 	struct stat st;
-	if (fchmod(s->fd, o.mode) < 0 || ftruncate(s->fd, (off_t)total) < 0 ||
+	if (fchmod(s->fd, o.mode) < 0 || ftruncate(s->fd, (off_t)fsize) < 0 ||
 	    fstat(s->fd, &st) < 0) {
-		r = -errno;
+		r = errno == ENOSPC || errno == ENOMEM ? FDN_ENOSPACE : -errno;
 		goto fail;
 	}
+	/* Reserved before anything is written: when the memory is not there
+	 * the create fails here, with FDN_ENOSPACE, instead of a process
+	 * dying of SIGBUS later.  FDN_SEG_SPARSE skips it (README). */
+	if (!(o.flags & FDN_SEG_SPARSE) && (r = fdn__reserve(s->fd, fsize)) != 0)
+		goto fail;
 	s->dev = st.st_dev;
 	s->ino = st.st_ino;
-	s->size = total;
-	s->base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	s->size = fsize;
+	s->base = mmap(NULL, fsize, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
 	if (s->base == MAP_FAILED) {
 		s->base = NULL;
 		r = -errno;
@@ -770,14 +863,14 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	*out = s;
 	return 0;
 fail:
-	shm_unlink(path);
+	unlink(path);
 	fdn__seg_free(s);
 	return r;
 }
 
 int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 {
-	char path[FDN_SEGMENT_NAME_MAX + 2];
+	char path[PATH_MAX];
 	if (!out)
 		return FDN_EINVAL;
 	*out = NULL;
@@ -793,7 +886,7 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 	if (!s)
 		return -ENOMEM;
 	s->readonly = ro;
-	s->fd = shm_open(path, (ro ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC, 0);
+	s->fd = open(path, (ro ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (s->fd < 0) {
 		r = errno == ENOENT ? FDN_ENOSEG : -errno;
 		goto fail;
@@ -908,7 +1001,7 @@ void fdn__seg_detach(fdn_segment *s, bool leave_dead)
 
 int fdn__seg_destroy(const char *name, uint64_t *lease)
 {
-	char path[FDN_SEGMENT_NAME_MAX + 2];
+	char path[PATH_MAX];
 	if (lease)
 		*lease = 0;
 	if (!name)
@@ -917,10 +1010,10 @@ int fdn__seg_destroy(const char *name, uint64_t *lease)
 	if (r)
 		return r;
 	bool rw = true;
-	int fd = shm_open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
+	int fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd < 0 && errno == EACCES) {
 		rw = false;
-		fd = shm_open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0);
 	}
 	if (fd < 0 && errno != EACCES)
 		return errno == ENOENT ? FDN_ENOSEG : -errno;
@@ -956,9 +1049,98 @@ int fdn__seg_destroy(const char *name, uint64_t *lease)
 		}
 		close(fd);
 	}
-	if (shm_unlink(path) < 0)
+	if (unlink(path) < 0)
 		return errno == ENOENT ? FDN_ENOSEG : -errno;
 	return 0;
+}
+
+int fdn_segment_verify_size(fdn_segment *s)
+{
+	struct stat st;
+	if (!s)
+		return FDN_EINVAL;
+	if (fstat(s->fd, &st) < 0)
+		return -errno;
+	return (uint64_t)st.st_size < s->size ? FDN_ETRUNC : 0;
+}
+
+/* ---- the tools' SIGBUS guard -------------------------------------------------
+ *
+ * A process that shrinks the file (ftruncate) makes every later touch of
+ * the lost pages raise SIGBUS in every process that maps it; so does a
+ * sparse segment's first touch of a page when its filesystem is full.  A
+ * tool (the reaper, the inspector) cannot recover the walk it was in, but
+ * it can say why it stops: the handler looks at the file again (fstat is
+ * async-signal-safe), writes one line and exits 1, as the reaper's death
+ * from any other cause would leave the segment (SIGKILL-safe at every
+ * instruction).  A fault outside the segment is not ours to explain: the
+ * default action then runs (a core dump, as without the guard).  The
+ * library never installs it for applications (their signals are theirs). */
+
+static struct {
+	int fd;
+	const char *prog;
+	uintptr_t lo, hi;
+	uint64_t size;
+} fdn__guard = {.fd = -1};
+
+static size_t fdn__utoa(char *out, uint64_t v)
+{
+	char tmp[24];
+	size_t n = 0, k = 0;
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	while (n)
+		out[k++] = tmp[--n];
+	return k;
+}
+
+static size_t fdn__cat(char *buf, size_t at, const char *text)
+{
+	while (*text && at < 255)
+		buf[at++] = *text++;
+	return at;
+}
+
+static void fdn__on_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	uintptr_t a = (uintptr_t)si->si_addr;
+	if (fdn__guard.fd < 0 || a < fdn__guard.lo || a >= fdn__guard.hi) {
+		signal(sig, SIG_DFL);
+		raise(sig);
+		return;
+	}
+	char buf[256];
+	size_t n = fdn__cat(buf, 0, fdn__guard.prog);
+	struct stat st;
+	if (fstat(fdn__guard.fd, &st) == 0 && (uint64_t)st.st_size < fdn__guard.size) {
+		n = fdn__cat(buf, n, ": segment truncated: ");
+		n += fdn__utoa(buf + n, (uint64_t)st.st_size);
+		n = fdn__cat(buf, n, " bytes, header says ");
+		n += fdn__utoa(buf + n, fdn__guard.size);
+	} else {
+		n = fdn__cat(buf, n,
+			     ": memory fault (SIGBUS) in the segment: its filesystem "
+			     "has no memory for a page (a sparse segment on a full "
+			     "filesystem?)");
+	}
+	n = fdn__cat(buf, n, "\n");
+	(void)!write(2, buf, n);
+	_exit(1);
+}
+
+void fdn__seg_guard_sigbus(fdn_segment *s, const char *prog)
+{
+	fdn__guard.fd = s->fd;
+	fdn__guard.prog = prog;
+	fdn__guard.lo = (uintptr_t)s->base;
+	fdn__guard.hi = (uintptr_t)s->base + s->size;
+	fdn__guard.size = s->size;
+	struct sigaction sa = {.sa_sigaction = fdn__on_sigbus, .sa_flags = SA_SIGINFO};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
 }
 
 const char *fdn_segment_name(const fdn_segment *s)

@@ -139,6 +139,10 @@ void fdn__watch_end(fdn_segment *s);
 void fdn__doorbell(fdn_segment *s);
 /* Validate a mapped header against the file size (attach's checks). */
 int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size);
+/* For the tools only (the reaper, the inspector): a SIGBUS inside s's
+ * mapping ends the process with one line naming the cause ("segment
+ * truncated: N bytes, header says M") and exit status 1 (segment.c). */
+void fdn__seg_guard_sigbus(fdn_segment *s, const char *prog);
 
 /* ---- proc.c: identities and the process table --------------------------- */
 

@@ -185,7 +185,12 @@ out_is "textfile" ""
 ok
 python3 "$here/promcheck.py" <"$tmp/foundation.prom" >/dev/null 2>&1 || fail "textfile: not valid"
 ok
-grep -qF "foundation_deaths_total{segment=\"$seg\"} $N" "$tmp/foundation.prom" || fail "textfile: deaths"
+if ! grep -qF "foundation_deaths_total{segment=\"$seg\"} $N" "$tmp/foundation.prom"; then
+	grep -F foundation_deaths_total "$tmp/foundation.prom" >&2 || true
+	"$inspect" graveyard >&2 || true
+	"$inspect" processes >&2 || true
+	fail "textfile: deaths"
+fi
 ok
 [ "$(stat -c %a "$tmp/foundation.prom")" = 644 ] || fail "textfile: mode is not 644"
 ok

@@ -30,6 +30,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/statvfs.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
@@ -173,6 +174,14 @@ static int cmd_create(struct args *a)
 {
 	fdn_segment *s;
 	int r = fdn_segment_create(a->segment, &a->opts, &s);
+	uint64_t need;
+	struct statvfs vfs;
+	if (r == FDN_ENOSPACE && fdn_segment_size(&a->opts, &need) == 0 &&
+	    statvfs(fdn_segment_dir(), &vfs) == 0)
+		return complain(
+		    EXIT_FAIL, "no space",
+		    "create segment \"%s\": it needs %" PRIu64 " bytes, %s has %" PRIu64 " free",
+		    a->segment, need, fdn_segment_dir(), (uint64_t)vfs.f_bavail * vfs.f_frsize);
 	if (r)
 		return complain(EXIT_FAIL, fdn_strerror(r), "create segment \"%s\"", a->segment);
 	int status = detach(a, s, EXIT_OK);
@@ -691,7 +700,7 @@ static int cmd_reaper(struct args *a)
 	"Bad criterion text is refused (exit 2).\n"
 
 static const struct command commands[] = {
-    {"create", "EPTHMIXVS", false, cmd_create, "create [OPTIONS]",
+    {"create", "EPTHMIXVzS", false, cmd_create, "create [OPTIONS]",
      "Create the segment (it must not exist) and start its reaper.\n"
      "  --entries N      registry sizing (default 100000)\n"
      "  --processes N    process-table slots (default 4096)\n"
@@ -703,7 +712,11 @@ static const struct command commands[] = {
      "                   default 256 x entries, at least 1 MiB\n"
      "  --mode OCTAL     file mode; must include 0600 (default 0600)\n"
      "  --indexed LIST   indexed attributes, comma-separated, at most 8; \"\" = none\n"
-     "                   (default " FDN_DEFAULT_INDEXED ")\n"},
+     "                   (default " FDN_DEFAULT_INDEXED ")\n"
+     "  --sparse         do not reserve the segment's memory now: smaller until\n"
+     "                   used, but a full shm filesystem then kills processes\n"
+     "                   with SIGBUS (by default create fails instead)\n"
+     "The segment is the file $FOUNDATION_SHM_DIR/NAME (default /dev/shm/NAME).\n"},
     {"destroy", "S", false, cmd_destroy, "destroy",
      "Remove the segment's name and stop its reaper.  Attached processes keep\n"
      "their mapping until they detach.\n"},
@@ -807,7 +820,7 @@ static const struct option all_opts[] = {
     {"help", no_argument, 0, 'h'},          {"reason", required_argument, 0, 'R'},
     {"measure", required_argument, 0, 'm'}, {"count", required_argument, 0, 'c'},
     {"json", no_argument, 0, 'j'},          {"clear", no_argument, 0, 'C'},
-    {"where", required_argument, 0, 'w'},
+    {"where", required_argument, 0, 'w'},   {"sparse", no_argument, 0, 'z'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -870,6 +883,9 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 		break;
 	case 'I':
 		a->opts.indexed = val;
+		break;
+	case 'z':
+		a->opts.flags |= FDN_SEG_SPARSE;
 		break;
 	case 'p':
 		ok = parse_num(val, 10, INT32_MAX, &v) && v > 0;

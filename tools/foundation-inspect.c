@@ -784,10 +784,10 @@ static void event_text(struct table *t, const struct fdn_ring_event *ev)
 /* Has the segment's name been removed (or given to another object)? */
 static bool segment_gone(fdn_segment *s, const char *name)
 {
-	char path[FDN_SEGMENT_NAME_MAX + 16];
+	char path[PATH_MAX];
 	struct stat st;
-	snprintf(path, sizeof(path), "/dev/shm/%s", name);
-	return stat(path, &st) != 0 || st.st_ino != s->ino || st.st_dev != s->dev;
+	return fdn_segment_path(name, path, sizeof(path)) != 0 || stat(path, &st) != 0 ||
+	       st.st_ino != s->ino || st.st_dev != s->dev;
 }
 
 static void events_lost(const struct args *a, uint64_t n, uint64_t incomplete)
@@ -1140,6 +1140,10 @@ static int metrics_render(fdn_segment *s, const struct args *a, char **buf, size
 {
 	*buf = NULL;
 	*len = 0;
+	/* A server scrapes for as long as it runs: look at the file first. */
+	int r = fdn_segment_verify_size(s);
+	if (r)
+		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a->segment);
 	FILE *out = stdout, *mem = open_memstream(buf, len);
 	if (!mem)
 		return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "metrics");
@@ -1870,6 +1874,9 @@ int main(int argc, char **argv)
 	int r = fdn_segment_attach(a.segment, FDN_SEG_READONLY, &s);
 	if (r)
 		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a.segment);
+	/* A segment truncated under us ends the walk with one line, exit 1
+	 * (never a crash): the SIGBUS guard, and a look before each walk. */
+	fdn__seg_guard_sigbus(s, prog);
 	status = c->run(s, &a);
 	fdn_segment_detach(s);
 	if (fflush(stdout) != 0 && status == EXIT_OK)

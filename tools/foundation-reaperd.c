@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <poll.h>
@@ -376,6 +377,14 @@ static int tick(struct reaper *R)
 	fdn_segment *s = R->s;
 	if (fdn__seg_stale(s))
 		return EXIT_DESTROYED;
+	/* Before the walks: a truncated file would raise SIGBUS in them (the
+	 * guard installed in main catches what happens between two looks). */
+	struct stat fst;
+	if (fstat(s->fd, &fst) == 0 && (uint64_t)fst.st_size < s->size) {
+		fprintf(stderr, "%s: segment truncated: %lld bytes, header says %" PRIu64 "\n",
+			prog, (long long)fst.st_size, s->size);
+		return FDN_ETRUNC;
+	}
 	if (atomic_load(&s->hdr->reaper_lease) != s->proc_word)
 		return EXIT_LEASE_LOST;
 	scan(R);
@@ -674,6 +683,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, name, fdn_strerror(r));
 		return 1;
 	}
+	fdn__seg_guard_sigbus(R.s, prog);
 	r = fdn_reaper_lease_take(R.s);
 	if (r) {
 		pid_t holder = fdn_reaper_holder(R.s);
@@ -692,6 +702,8 @@ int main(int argc, char **argv)
 	if (verbose)
 		fprintf(stderr, "%s: reaping segment \"%s\" (pid %d)\n", prog, name, (int)getpid());
 	r = run(&R);
+	if (r == FDN_ETRUNC)
+		return 1; /* said; nothing of the segment is safe to touch now */
 	stop_doorbell(&R);
 	fdn_reaper_lease_release(R.s);
 	for (uint32_t i = 0; i < R.s->nprocs; i++)

@@ -2,8 +2,9 @@
  * foundation/segment.h - the shared segment: create, attach, detach, destroy,
  * usage statistics and the integrity checker.
  *
- * A segment is a POSIX shared-memory object "/<name>" (see shm_open(3)) that
- * every cooperating process maps.  All of Foundation's shared state lives in
+ * A segment is the file <dir>/<name>, dir being $FOUNDATION_SHM_DIR (an
+ * absolute path) or by default /dev/shm, where shm_open(3) keeps "/<name>";
+ * every cooperating process maps it.  All of Foundation's shared state lives in
  * it; its layout is fixed at creation.  A segment lives until
  * fdn_segment_destroy() (or `foundation-ctl destroy`) or a reboot.
  *
@@ -21,6 +22,7 @@
 #include <foundation/common.h>
 #include <foundation/error.h>
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -39,6 +41,13 @@ enum {
 	/* Accept a segment owned by another uid, or writable by group/others.
 	 * $FOUNDATION_ALLOW_FOREIGN=1 sets it for every attach of the process. */
 	FDN_SEG_ALLOW_FOREIGN = 1u << 1,
+	/* Create only (opts.flags): do not reserve the file's memory at
+	 * create.  The file then holds only the pages touched so far, and
+	 * when its filesystem fills up, the process that touches a new page
+	 * -- a writer, the reaper, even a read-only inspector -- dies of
+	 * SIGBUS.  Without it, create reserves every byte (posix_fallocate)
+	 * and fails with FDN_ENOSPACE when they are not there. */
+	FDN_SEG_SPARSE = 1u << 2,
 };
 
 #define FDN_SEGMENT_DEFAULT_NAME "foundation"
@@ -68,6 +77,21 @@ struct fdn_segment_opts {
 
 #define FDN_DEFAULT_INDEXED "capability,health_status,node"
 
+/* The directory segments live in: $FOUNDATION_SHM_DIR when set, else
+ * "/dev/shm".  Read on every call; set it before the first create or attach
+ * and give every process of the segment the same value. */
+FDN_API const char *fdn_segment_dir(void);
+
+/* The file of segment `name` (NULL = default name): "<dir>/<name>" into buf.
+ * FDN_EINVAL: bad name, or a $FOUNDATION_SHM_DIR that is not absolute;
+ * FDN_ETOOBIG: cap too small (PATH_MAX always suffices). */
+FDN_API int fdn_segment_path(const char *name, char *buf, size_t cap);
+
+/* The bytes a create with options o (NULL = defaults) reserves in the
+ * directory's filesystem (before rounding up to a hugetlbfs page).
+ * FDN_EINVAL for options create would refuse. */
+FDN_API int fdn_segment_size(const struct fdn_segment_opts *o, uint64_t *bytes);
+
 /* Fill *o with the defaults above. */
 FDN_API void fdn_segment_opts_init(struct fdn_segment_opts *o);
 
@@ -78,9 +102,12 @@ FDN_API const char *fdn_segment_default_name(void);
 /*
  * Create segment `name` (NULL = default name) with options `o` (NULL =
  * defaults) and attach to it.  The object is created with
- * O_CREAT|O_EXCL|O_NOFOLLOW: an existing segment is never touched.
+ * O_CREAT|O_EXCL|O_NOFOLLOW: an existing segment is never touched.  Its
+ * memory is reserved now (see FDN_SEG_SPARSE).
  * Errors: FDN_EINVAL (bad name or capacity), FDN_EEXISTS (already exists),
- * -EACCES, -ENOMEM, -ENOSPC.  A failed create removes what it made.
+ * FDN_ENOSPACE (the directory's filesystem has not the memory: compare
+ * fdn_segment_size() with statvfs(3) of fdn_segment_dir()), FDN_ENOSEG (no
+ * such directory), -EACCES, -ENOMEM.  A failed create removes what it made.
  */
 FDN_API int fdn_segment_create(const char *name, const struct fdn_segment_opts *o,
 			       fdn_segment **out);
@@ -104,6 +131,13 @@ FDN_API int fdn_segment_detach(fdn_segment *s);
 
 /* Remove the name (shm_unlink).  Attached processes keep their mapping. */
 FDN_API int fdn_segment_destroy(const char *name);
+
+/* FDN_ETRUNC when the segment's file is now shorter than the mapping
+ * (a process with write access truncated it: touching the missing pages
+ * raises SIGBUS), else 0.  One fstat(2); the reaper and the inspector call
+ * it before each walk.  What a truncation does to applications: README
+ * "Operations". */
+FDN_API int fdn_segment_verify_size(fdn_segment *s);
 
 /* Name of an attached segment. */
 FDN_API const char *fdn_segment_name(const fdn_segment *s);
