@@ -191,9 +191,13 @@ static int slot_for(fdn_segment *s, enum fdn__svc svc, struct fdn_shm_trace **ou
 	if (b == FDN__SHARED) {
 		struct fdn__thread *t;
 		int r = fdn__thread_get(s, &t);
-		if (r)
-			return r;
-		return fdn__thread_trace(s, t, out);
+		if (r == 0)
+			r = fdn__thread_trace(s, t, out);
+		/* Only this thread writes its slot: an odd sequence here means
+		 * a signal handler interrupted our own write of it. */
+		if (r == 0 && (atomic_load_explicit(&(*out)->seq, memory_order_relaxed) & 1))
+			r = FDN_EREENTERED;
+		return r;
 	}
 	if (!tls.local) {
 		pthread_once(&local_once, local_key_make);
@@ -205,7 +209,7 @@ static int slot_for(fdn_segment *s, enum fdn__svc svc, struct fdn_shm_trace **ou
 		tls.local->pid = (uint32_t)getpid();
 	}
 	*out = tls.local;
-	return 0;
+	return (atomic_load_explicit(&tls.local->seq, memory_order_relaxed) & 1) ? FDN_EREENTERED : 0;
 }
 
 /* Encode attributes for a field of `max` bytes: length, or FDN_ETOOBIG /

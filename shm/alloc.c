@@ -146,7 +146,8 @@ int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *
 	return FDN_ENOSPACE;
 }
 
-bool fdn__free(fdn_segment *s, uint32_t gidx, uint32_t gen)
+/* ALLOC(gen) -> FREE(left): the block's next claim makes it left + 1. */
+static bool fdn__free_as(fdn_segment *s, uint32_t gidx, uint32_t gen, uint32_t left)
 {
 	if (gidx == 0 || gidx >= s->ngranules)
 		return false;
@@ -159,10 +160,25 @@ bool fdn__free(fdn_segment *s, uint32_t gidx, uint32_t gen)
 	atomic_store_explicit(&n->next, 0, memory_order_relaxed);
 	/* release: the zeroed word is visible before the block can be claimed */
 	if (!atomic_compare_exchange_strong_explicit(&s->bstate[gidx], &w,
-						     FDN_BLOCK_WORD(gen, 0, FDN_BLOCK_FREE),
+						     FDN_BLOCK_WORD(left, 0, FDN_BLOCK_FREE),
 						     memory_order_release, memory_order_relaxed))
 		return false;
 	atomic_fetch_add_explicit(&s->pages[gidx / FDN_PAGE_GRANULES].free_hint, 1,
 				  memory_order_relaxed);
 	return true;
+}
+
+bool fdn__free(fdn_segment *s, uint32_t gidx, uint32_t gen)
+{
+	return fdn__free_as(s, gidx, gen, gen);
+}
+
+bool fdn__free_unpublished(fdn_segment *s, uint32_t gidx, uint32_t gen)
+{
+	/* Nobody ever saw this incarnation (no chain, no view, no limbo entry
+	 * names it): giving the generation back changes nothing for anyone,
+	 * and keeps the count of generations equal to the count of frees
+	 * after a grace period -- which is what bounds a limbo entry's
+	 * generation wrap (rcu.c, fdn__limbo_free). */
+	return fdn__free_as(s, gidx, gen, gen - 1);
 }

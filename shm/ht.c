@@ -199,6 +199,13 @@ static void fdn__op_end(struct fdn__thread *t, uint32_t table, uint64_t count, i
 			      memory_order_release);
 }
 
+/* The op is over, its limbo work included: a signal handler may write. */
+static void fdn__op_done(struct fdn__thread *t)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	t->busy = 0;
+}
+
 /* After an op: free the limbo when it is full (outside the section). */
 static void fdn__op_after(struct fdn__thread *t)
 {
@@ -214,18 +221,23 @@ static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 	int r = fdn__thread_get(s, &t);
 	if (r)
 		return r;
+	/* A signal handler that interrupted one of our ops: the slot's op
+	 * line and limbo are that op's until it ends (fdn__op_done). */
+	if (__builtin_expect(t->busy, 0))
+		return FDN_EREENTERED;
+	t->busy = 1;
+	atomic_signal_fence(memory_order_seq_cst);
 	/* A destroyed segment takes no more writes: its name may already
 	 * belong to a new segment that this handle does not map. */
 	if (__builtin_expect(atomic_load_explicit(&s->hdr->destroyed, memory_order_relaxed), 0))
-		return FDN_ESTALE;
-	if (fdn_tslot_pending(t->ts) >= FDN_LIMBO_MAX) {
-		if (t->nest)
-			return FDN_EINREAD;
-		r = fdn__limbo_room(t);
-		if (r)
-			return r;
-	}
-	return fdn__rcu_read_lock(s, out);
+		r = FDN_ESTALE;
+	else if (fdn_tslot_pending(t->ts) >= FDN_LIMBO_MAX)
+		r = t->nest ? FDN_EINREAD : fdn__limbo_room(t);
+	if (r == 0)
+		r = fdn__rcu_read_lock(s, out);
+	if (r)
+		fdn__op_done(t);
+	return r;
 }
 
 /* Mark E (our op's target) and retire it once unlinked. */
@@ -315,7 +327,7 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 	if (r == 0)
 		r = FDN_ECORRUPT;
 	/* Not published: give the block back. */
-	fdn__free(s, g, gen);
+	fdn__free_unpublished(s, g, gen);
 	fdn__op_end(t, table, count, 0);
 	return r;
 }
@@ -339,14 +351,18 @@ int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, co
 		r = fdn__put_locked(t, table, key, (uint32_t)klen, val, (uint32_t)vlen, mode,
 				    expect, existing);
 		fdn__rcu_read_unlock(t);
-		if (!outer)
+		if (!outer) {
+			fdn__op_done(t);
 			return r;
+		}
 		/* Out of heap with frees pending in limbo: free them, retry. */
 		if (r == FDN_ENOSPACE && attempt == 0 && fdn_tslot_pending(t->ts) > 0) {
 			fdn__limbo_flush(t);
+			fdn__op_done(t);
 			continue;
 		}
 		fdn__op_after(t);
+		fdn__op_done(t);
 		return r;
 	}
 	return r;
@@ -391,6 +407,7 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 	fdn__rcu_read_unlock(t);
 	if (outer)
 		fdn__op_after(t);
+	fdn__op_done(t);
 	return r;
 }
 

@@ -423,10 +423,12 @@ static_assert(sizeof(struct fdn_shm_page) == 8, "page descriptor");
  *   31..8   owner: reader-slot index + 1 of the allocating thread
  *    7..0   kind: 0 FREE, 1 ALLOC, 2 RESERVED (gidx 0: the null block)
  * FREE(g) -> ALLOC(g+1, owner) by CAS (the claim, alloc.c); ALLOC(g) ->
- * FREE(g) by CAS, only by whoever holds the block's limbo entry or by the
- * thread that allocated it and never published it.  The CAS on the
- * generation makes a repeated free (a reclaimer redoing a dead thread's
- * work) a no-op.
+ * FREE(g) by CAS, only by whoever holds the block's limbo entry; ALLOC(g)
+ * -> FREE(g-1) by the thread that allocated it and never published it (or
+ * the reclaimer of that dead thread), so that a generation advances only
+ * with a free after a grace period.  The CAS on the generation makes a
+ * repeated free (a reclaimer redoing a dead thread's work) a no-op; rcu.c
+ * (fdn__limbo_free) argues why 32 bits cannot wrap under it.
  */
 enum { FDN_BLOCK_FREE = 0, FDN_BLOCK_ALLOC = 1, FDN_BLOCK_RESERVED = 2 };
 #define FDN_BLOCK_KIND(w)  ((unsigned)((w)&0xFF))

@@ -9,7 +9,7 @@
  * has a reader slot whose `ctr` is 0 outside read-side sections and holds a
  * snapshot of gp_ctr inside one.
  *
- * Reader (read_lock):   ctr = gp_ctr; BARRIER; ...loads of the table
+ * Reader (read_lock):   ctr = gp_ctr (acquire); BARRIER; ...loads of the table
  * Reader (read_unlock): ctr = 0 (release: the section's loads are done)
  * Grace period g (anyone, fdn__gp_poll): g = fetch_add(gp_ctr, 1) + 1
  *                       (seq_cst); MASTER BARRIER; for every slot in use:
@@ -47,9 +47,15 @@
  * R's ctr, after its own barrier, sees R's store.  R's snapshot was read
  * before R's barrier, hence before the fetch_add: snapshot < g, and the
  * writer waits until R stores 0.  A reader whose ctr is 0 is outside any
- * section; a reader whose ctr >= g began after the fetch_add, hence after
- * the unlink, and cannot reach N.  Nested sections only count the
- * outermost.
+ * section; a reader whose ctr >= g read g with an acquire load, and the
+ * fetch_add that made g (a seq_cst RMW, so a release) follows the unlink:
+ * every load of R's section follows the unlink, and R cannot reach N.  (A
+ * relaxed load would suffice on x86, which never reorders two loads, but
+ * not on arm64, where the table load could be satisfied before the gp_ctr
+ * load -- and the membarrier cannot help when R's whole section ends
+ * before its IPI arrives.)  Nested sections only count the outermost; one
+ * opened by a signal handler that interrupted the outermost lock stores
+ * ctr itself if it finds it still 0 (shm.h).
  *
  * A reader killed inside a section leaves ctr != 0: grace periods wait until
  * the reclaimer clears the slot (reclaim.c), which it does as soon as the
@@ -182,6 +188,10 @@ static void fdn__thread_exit(void *unused)
 		 * released the slot and cleared seg_id (fdn__threads_release). */
 		if (t->seg && t->seg_id && t->seg->id == t->seg_id) {
 			segs[n] = t->seg;
+			/* Counted under the lock that unlists the slot: a
+			 * detach that no longer finds it here finds the count
+			 * instead, and waits before it unmaps. */
+			atomic_fetch_add_explicit(&t->seg->givebacks, 1, memory_order_relaxed);
 			slots[n] = fdn__slot_forget(t, &traces[n], &states[n]);
 			n++;
 		}
@@ -189,9 +199,13 @@ static void fdn__thread_exit(void *unused)
 	}
 	fdn__tls_last = NULL;
 	pthread_mutex_unlock(&fdn__handles_lock);
-	/* Grace periods may wait long: never under the lock. */
-	for (int i = 0; i < n; i++)
+	/* Grace periods may wait long: never under the lock.  The release
+	 * decrement orders our last touch of the handle and its mapping
+	 * before the detach that reads 0 (acquire) and frees them. */
+	for (int i = 0; i < n; i++) {
 		fdn__slot_give_back(segs[i], slots[i], states[i], traces[i]);
+		atomic_fetch_sub_explicit(&segs[i]->givebacks, 1, memory_order_release);
+	}
 }
 
 static void fdn__exit_key_make(void)
@@ -440,6 +454,41 @@ void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen)
 	atomic_store_explicit(&ts->limbo_tail, tail + 1, memory_order_release);
 }
 
+/*
+ * Free limbo entry k of slot ts.  Entries are freed again after a crash (a
+ * thread killed between a free and its head + 1; a reclaimer redoing a dead
+ * slot), so the free is generation-checked: the CAS from ALLOC(gen) fails
+ * once the block was freed.  Generations are 32 bits, though: could the
+ * block have come back, 2^32 claims later, as ALLOC(gen) again?  Only
+ * frees after a grace period advance a block's generation for good (a
+ * block freed unpublished takes its generation back, alloc.c), and each
+ * such free of the block needs gp_done > its entry's stamp, while the next
+ * incarnation's stamp is read after that free, so stamps (and gp_done)
+ * grow by at least one per incarnation.  So if gp_done - stamp < 2^32 - 1,
+ * read after the block word, the ALLOC(gen) we saw is this entry's own
+ * incarnation: only this entry's holder frees that one, so it cannot
+ * change before our CAS.  Past that distance (a dead thread's ring left
+ * unreclaimed for 2^32 grace periods) the block is left allocated -- a
+ * leak the checker reports, never a live node freed.
+ */
+static void fdn__limbo_free(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t k)
+{
+	uint64_t e = atomic_load_explicit(&ts->limbo[k], memory_order_relaxed);
+	uint64_t stamp = atomic_load_explicit(&ts->stamp[k], memory_order_relaxed);
+	uint32_t gidx = (uint32_t)(e >> 32), gen = (uint32_t)e;
+	if (gidx == 0 || gidx >= s->ngranules)
+		return;
+	/* Acquire: a reincarnation's claim, and the frees before it, happen
+	 * before the gp_done load below, so it sees their grace periods. */
+	uint64_t w = atomic_load_explicit(&s->bstate[gidx], memory_order_acquire);
+	if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_GEN(w) != gen)
+		return;
+	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
+	if (done - stamp >= (1ull << 32) - 1)
+		return;
+	fdn__free(s, gidx, gen);
+}
+
 uint64_t fdn__limbo_reap(fdn_segment *s, struct fdn_shm_tslot *ts)
 {
 	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
@@ -451,8 +500,7 @@ uint64_t fdn__limbo_reap(fdn_segment *s, struct fdn_shm_tslot *ts)
 		uint32_t k = (uint32_t)(head % FDN_LIMBO_MAX);
 		if (atomic_load_explicit(&ts->stamp[k], memory_order_relaxed) >= done)
 			break; /* stamps only grow along the ring */
-		uint64_t e = atomic_load_explicit(&ts->limbo[k], memory_order_relaxed);
-		fdn__free(s, (uint32_t)(e >> 32), (uint32_t)e);
+		fdn__limbo_free(s, ts, k);
 		atomic_store_explicit(&ts->limbo_head, head + 1, memory_order_release);
 	}
 	return tail - head;
@@ -464,12 +512,8 @@ void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts)
 	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_acquire);
 	if (tail - head > FDN_LIMBO_MAX)
 		head = tail - FDN_LIMBO_MAX; /* damaged: free what the ring can hold */
-	for (; head != tail; head++) {
-		uint64_t e =
-		    atomic_load_explicit(&ts->limbo[head % FDN_LIMBO_MAX], memory_order_relaxed);
-		/* Generation-checked: a second free of the same entry is a no-op. */
-		fdn__free(s, (uint32_t)(e >> 32), (uint32_t)e);
-	}
+	for (; head != tail; head++)
+		fdn__limbo_free(s, ts, (uint32_t)(head % FDN_LIMBO_MAX));
 	atomic_store_explicit(&ts->limbo_head, tail, memory_order_release);
 }
 
@@ -542,9 +586,16 @@ int fdn__write_room(fdn_segment *s)
 	int r = fdn__thread_get(s, &t);
 	if (r)
 		return r;
+	if (t->busy)
+		return FDN_EREENTERED; /* a signal handler inside one of our ops */
 	if (t->nest || fdn_tslot_pending(t->ts) < FDN_LIMBO_MAX)
 		return 0;
-	return fdn__limbo_room(t);
+	t->busy = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	r = fdn__limbo_room(t);
+	atomic_signal_fence(memory_order_seq_cst);
+	t->busy = 0;
+	return r;
 }
 
 int fdn__limbo_flush(struct fdn__thread *t)
@@ -624,8 +675,15 @@ void fdn__threads_release(fdn_segment *s)
 		}
 		pthread_mutex_unlock(&fdn__handles_lock);
 		if (!ts)
-			return;
+			break;
 		fdn__slot_give_back(s, ts, state, tr);
+	}
+	/* Threads that exited while we looked took their slots off the list
+	 * first and counted them (fdn__thread_exit): each give-back is
+	 * bounded (FDN_GIVE_BACK_WAIT_NS), so this wait is too. */
+	while (atomic_load_explicit(&s->givebacks, memory_order_acquire) != 0) {
+		struct timespec d = {0, 100000};
+		nanosleep(&d, NULL);
 	}
 }
 

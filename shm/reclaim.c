@@ -86,7 +86,7 @@ static bool fdn__resolve_new(fdn_segment *s, uint32_t table, uint32_t me, uint64
 	 * again; stress_reaperkill found such blocks.) */
 	if (fdn__node(s, gidx) && n->table == table && fdn__ht_reachable(s, table, (uint32_t)gidx))
 		return true;
-	fdn__free(s, (uint32_t)gidx, FDN_BLOCK_GEN(w));
+	fdn__free_unpublished(s, (uint32_t)gidx, FDN_BLOCK_GEN(w));
 	return false;
 }
 

@@ -976,8 +976,12 @@ fail:
 
 void fdn__seg_detach(fdn_segment *s, bool leave_dead)
 {
-	if (!s->readonly && fdn__seg_usable(s) == 0) {
+	/* Every slot record of this handle goes, usable or not: a thread
+	 * that exits later must not find the handle it is about to free
+	 * (fdn__slot_give_back gives nothing back to a stale segment). */
+	if (!s->readonly)
 		fdn__threads_release(s);
+	if (!s->readonly && fdn__seg_usable(s) == 0) {
 		if (s->proc_idx != UINT32_MAX && fdn__procref_drop(s)) {
 			/* Only change the slot if it is still ours.  DEAD hands it
 			 * to the reaper (it then removes what we owned). */

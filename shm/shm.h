@@ -14,6 +14,7 @@
 #include <foundation/segment.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +50,10 @@ struct fdn_segment {
 	_Atomic uint64_t *buckets[FDN_MAX_TABLES];
 	uint64_t bucket_mask[FDN_MAX_TABLES];
 	uint32_t table_flags[FDN_MAX_TABLES];
+	/* Slots that exiting threads have unlisted (under rcu.c's handles
+	 * lock) and are still giving back through this handle; detach waits
+	 * for 0 before it unmaps (rcu.c, fdn__threads_release). */
+	_Atomic uint32_t givebacks;
 };
 
 /* Bumped in every fork child (pthread_atfork). */
@@ -193,6 +198,12 @@ struct fdn__thread {
 	uint64_t seg_id;
 	uint32_t slot;
 	uint32_t nest;
+	/* Non-zero while a table operation of this thread writes the slot's
+	 * op line or limbo (ht.c): a call from a signal handler that
+	 * interrupted it gets FDN_EREENTERED instead of overwriting them.
+	 * volatile: the handler runs on this thread, between any two of its
+	 * instructions. */
+	volatile sig_atomic_t busy;
 	uint64_t state;   /* the slot's state word as claimed */
 	uint64_t busy_gp; /* gp_done when its ring was last found stuck full */
 	struct fdn_shm_tslot *ts;
@@ -239,8 +250,23 @@ static inline int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
 		*out = NULL;
 		return r;
 	}
-	if (t->nest++ == 0) {
-		uint64_t g = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed);
+	/* Signal handlers: one that interrupts this thread between nest++
+	 * and the ctr store finds nest > 0 and ctr still 0 -- and stores ctr
+	 * itself, so its own section is covered; the interrupted lock then
+	 * stores its (older, so more cautious) snapshot.  Storing ctr before
+	 * nest++ would not do: a handler's whole section in between would end
+	 * with ctr = 0 under the outer one.  An unlock interrupted between
+	 * its decrement and store is harmless either way. */
+	if (t->nest++ == 0 ||
+	    __builtin_expect(atomic_load_explicit(&t->ts->ctr, memory_order_relaxed) == 0, 0)) {
+		/* Acquire, not relaxed: a grace period's fetch_add follows the
+		 * unlink it covers; reading its value g here must order our
+		 * table loads after that unlink, or we would advertise g (not
+		 * waited for) while holding a pointer loaded before it.  x86
+		 * never reorders loads with loads; arm64 does (LDAR is the
+		 * fix, a plain MOV on x86).  The light path's membarrier does
+		 * not help there: the whole section may end before its IPI. */
+		uint64_t g = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_acquire);
 		atomic_store_explicit(&t->ts->ctr, g, memory_order_relaxed);
 		if (atomic_load_explicit(&fdn__rcu_light, memory_order_relaxed))
 			atomic_signal_fence(memory_order_seq_cst);
@@ -327,6 +353,10 @@ int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *
 /* Free block gidx if it is still ALLOC with generation gen (no-op if not).
  * Zeroes the block's first word first.  Returns true if it freed. */
 bool fdn__free(fdn_segment *s, uint32_t gidx, uint32_t gen);
+/* The same for a block its allocator never published (an op that failed,
+ * or a dead thread's claim the reclaimer found unlinked): the block's
+ * generation goes back to what it was before the claim. */
+bool fdn__free_unpublished(fdn_segment *s, uint32_t gidx, uint32_t gen);
 /* Is gidx the first granule of a block inside an assigned page? Returns the
  * block size, 0 if not. */
 uint32_t fdn__block_size(const fdn_segment *s, uint64_t gidx);

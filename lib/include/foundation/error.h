@@ -59,7 +59,8 @@ extern "C" {
 	X(NAMESPACE, "segment made in another PID namespace: share the creator's PID namespace") \
 	X(STALE, "segment was destroyed: attach again")                                          \
 	X(BUSY, "reclamation backlog full: a reader is stopped inside a read-side section")      \
-	X(CONTEXT, "malformed context")
+	X(CONTEXT, "malformed context")                                                          \
+	X(REENTERED, "called from a signal handler that interrupted a call of this thread")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)
