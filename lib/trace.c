@@ -209,7 +209,8 @@ static int slot_for(fdn_segment *s, enum fdn__svc svc, struct fdn_shm_trace **ou
 		tls.local->pid = (uint32_t)getpid();
 	}
 	*out = tls.local;
-	return (atomic_load_explicit(&tls.local->seq, memory_order_relaxed) & 1) ? FDN_EREENTERED : 0;
+	return (atomic_load_explicit(&tls.local->seq, memory_order_relaxed) & 1) ? FDN_EREENTERED
+										 : 0;
 }
 
 /* Encode attributes for a field of `max` bytes: length, or FDN_ETOOBIG /

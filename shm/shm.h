@@ -204,6 +204,8 @@ struct fdn__thread {
 	 * volatile: the handler runs on this thread, between any two of its
 	 * instructions. */
 	volatile sig_atomic_t busy;
+	/* 1 while the outermost read lock stores ctr and fences (shm.h). */
+	volatile sig_atomic_t entering;
 	uint64_t state;   /* the slot's state word as claimed */
 	uint64_t busy_gp; /* gp_done when its ring was last found stuck full */
 	struct fdn_shm_tslot *ts;
@@ -242,6 +244,25 @@ static inline int fdn__thread_get(fdn_segment *s, struct fdn__thread **out)
  * barrier (a compiler barrier for processes registered with membarrier, a
  * full fence otherwise; rcu.c explains the pairing).
  */
+/* The outermost section's start: snapshot gp_ctr into our slot, then the
+ * reader's BARRIER (rcu.c). */
+static inline void fdn__rcu_enter(fdn_segment *s, struct fdn__thread *t)
+{
+	/* Acquire, not relaxed: a grace period's fetch_add follows the
+	 * unlink it covers; reading its value g here must order our table
+	 * loads after that unlink, or we would advertise g (not waited for)
+	 * while holding a pointer loaded before it.  x86 never reorders
+	 * loads with loads; arm64 does (LDAR is the fix, a plain MOV on
+	 * x86).  The light path's membarrier does not help there: the whole
+	 * section may end before its IPI. */
+	uint64_t g = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_acquire);
+	atomic_store_explicit(&t->ts->ctr, g, memory_order_relaxed);
+	if (atomic_load_explicit(&fdn__rcu_light, memory_order_relaxed))
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
+}
+
 static inline int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
 {
 	struct fdn__thread *t;
@@ -250,28 +271,32 @@ static inline int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
 		*out = NULL;
 		return r;
 	}
-	/* Signal handlers: one that interrupts this thread between nest++
-	 * and the ctr store finds nest > 0 and ctr still 0 -- and stores ctr
-	 * itself, so its own section is covered; the interrupted lock then
-	 * stores its (older, so more cautious) snapshot.  Storing ctr before
-	 * nest++ would not do: a handler's whole section in between would end
-	 * with ctr = 0 under the outer one.  An unlock interrupted between
-	 * its decrement and store is harmless either way. */
-	if (t->nest++ == 0 ||
-	    __builtin_expect(atomic_load_explicit(&t->ts->ctr, memory_order_relaxed) == 0, 0)) {
-		/* Acquire, not relaxed: a grace period's fetch_add follows the
-		 * unlink it covers; reading its value g here must order our
-		 * table loads after that unlink, or we would advertise g (not
-		 * waited for) while holding a pointer loaded before it.  x86
-		 * never reorders loads with loads; arm64 does (LDAR is the
-		 * fix, a plain MOV on x86).  The light path's membarrier does
-		 * not help there: the whole section may end before its IPI. */
-		uint64_t g = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_acquire);
-		atomic_store_explicit(&t->ts->ctr, g, memory_order_relaxed);
-		if (atomic_load_explicit(&fdn__rcu_light, memory_order_relaxed))
-			atomic_signal_fence(memory_order_seq_cst);
-		else
-			atomic_thread_fence(memory_order_seq_cst);
+	/* Signal handlers.  A handler runs on this thread between any two of
+	 * our instructions and may open its own section.  Three rules keep
+	 * both sections covered:
+	 *   - nest is raised, and visible to a handler (signal fence), before
+	 *     ctr is stored: a handler that finds nest == 0 runs a whole
+	 *     section and leaves ctr == 0 *before* we store ours;
+	 *   - a handler that finds nest > 0 while the outermost lock has not
+	 *     finished (entering: ctr still 0, or stored but not yet fenced)
+	 *     stores ctr and fences itself; the outer lock then stores its
+	 *     own snapshot, older or equal, and fences;
+	 *   - unlock lowers nest before it stores 0 (below).
+	 * Without the fences the compiler may move the plain stores of nest
+	 * and entering past the atomic ones. */
+	uint32_t n = t->nest;
+	t->nest = n + 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (n == 0) {
+		t->entering = 1;
+		atomic_signal_fence(memory_order_seq_cst);
+		fdn__rcu_enter(s, t);
+		atomic_signal_fence(memory_order_seq_cst);
+		t->entering = 0;
+	} else if (__builtin_expect(
+		       t->entering || atomic_load_explicit(&t->ts->ctr, memory_order_relaxed) == 0,
+		       0)) {
+		fdn__rcu_enter(s, t);
 	}
 	*out = t;
 	return 0;
@@ -281,7 +306,12 @@ static inline int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
  * reads 0 here frees what they read. */
 static inline void fdn__rcu_read_unlock(struct fdn__thread *t)
 {
-	if (--t->nest == 0)
+	uint32_t n = t->nest - 1;
+	t->nest = n;
+	/* nest first (see lock): a handler between the two finds nest == 0
+	 * and runs a section of its own, which ends with ctr = 0 anyway. */
+	atomic_signal_fence(memory_order_seq_cst);
+	if (n == 0)
 		atomic_store_explicit(&t->ts->ctr, 0, memory_order_release);
 }
 
