@@ -18,8 +18,9 @@
 #define BENCH_SHM_TRACKED 8
 static char bench_shm_paths[BENCH_SHM_TRACKED][512];
 volatile sig_atomic_t bench_kill_pid, bench_term_pid;
-static char bench_lmdb_files[2][96]; /* data.mdb, lock.mdb */
-static char bench_lmdb_dir[64];
+#define BENCH_LMDB_TRACKED 4
+static char bench_lmdb_files[BENCH_LMDB_TRACKED][2][96]; /* data.mdb, lock.mdb */
+static char bench_lmdb_dir[BENCH_LMDB_TRACKED][64];
 static volatile sig_atomic_t bench_redis_pid;
 static char bench_redis_sock[96], bench_redis_dir[64];
 
@@ -32,11 +33,13 @@ void bench_on_signal(int sig)
 			unlink(bench_shm_paths[i]);
 	if (bench_term_pid > 0)
 		kill((pid_t)bench_term_pid, SIGTERM);
-	for (int i = 0; i < 2; i++)
-		if (bench_lmdb_files[i][0])
-			unlink(bench_lmdb_files[i]);
-	if (bench_lmdb_dir[0])
-		rmdir(bench_lmdb_dir);
+	for (int e = 0; e < BENCH_LMDB_TRACKED; e++) {
+		for (int i = 0; i < 2; i++)
+			if (bench_lmdb_files[e][i][0])
+				unlink(bench_lmdb_files[e][i]);
+		if (bench_lmdb_dir[e][0])
+			rmdir(bench_lmdb_dir[e]);
+	}
 	if (bench_redis_pid > 0)
 		kill((pid_t)bench_redis_pid, SIGTERM);
 	if (bench_redis_sock[0])
@@ -105,15 +108,26 @@ int bench_lmdb_fail(const char *what, int rc)
 
 int bench_lmdb_open(struct bench_lmdb *d, const char *tag, size_t mapsize)
 {
+	d->slot = -1;
+	d->env = NULL;
 	snprintf(d->dir, sizeof(d->dir), "/tmp/%s-lmdb-XXXXXX", tag);
 	if (!mkdtemp(d->dir)) {
 		fprintf(stderr, "%s: lmdb: mkdtemp %s: %s\n", bench_prog, d->dir, strerror(errno));
 		d->dir[0] = 0;
 		return -1;
 	}
-	snprintf(bench_lmdb_dir, sizeof(bench_lmdb_dir), "%s", d->dir);
-	snprintf(bench_lmdb_files[0], sizeof(bench_lmdb_files[0]), "%s/data.mdb", d->dir);
-	snprintf(bench_lmdb_files[1], sizeof(bench_lmdb_files[1]), "%s/lock.mdb", d->dir);
+	/* Tracked for bench_on_signal in a free slot (a handler removes the
+	 * files, then the directory). */
+	for (int e = 0; e < BENCH_LMDB_TRACKED && d->slot < 0; e++) {
+		if (bench_lmdb_dir[e][0])
+			continue;
+		d->slot = e;
+		snprintf(bench_lmdb_files[e][0], sizeof(bench_lmdb_files[e][0]), "%s/data.mdb",
+			 d->dir);
+		snprintf(bench_lmdb_files[e][1], sizeof(bench_lmdb_files[e][1]), "%s/lock.mdb",
+			 d->dir);
+		snprintf(bench_lmdb_dir[e], sizeof(bench_lmdb_dir[e]), "%s", d->dir);
+	}
 	int rc = mdb_env_create(&d->env);
 	if (rc) {
 		d->env = NULL;
@@ -132,16 +146,21 @@ void bench_lmdb_close(struct bench_lmdb *d)
 	if (d->env)
 		mdb_env_close(d->env);
 	d->env = NULL;
-	for (int i = 0; i < 2; i++) {
-		if (bench_lmdb_files[i][0] && unlink(bench_lmdb_files[i]) < 0 && errno != ENOENT)
-			fprintf(stderr, "%s: lmdb: remove %s: %s\n", bench_prog,
-				bench_lmdb_files[i], strerror(errno));
-		bench_lmdb_files[i][0] = 0;
+	for (int i = 0; i < 2 && d->dir[0]; i++) {
+		char f[96];
+		snprintf(f, sizeof(f), "%s/%s", d->dir, i ? "lock.mdb" : "data.mdb");
+		if (unlink(f) < 0 && errno != ENOENT)
+			fprintf(stderr, "%s: lmdb: remove %s: %s\n", bench_prog, f,
+				strerror(errno));
 	}
 	if (d->dir[0] && rmdir(d->dir) < 0)
 		fprintf(stderr, "%s: lmdb: remove %s: %s\n", bench_prog, d->dir, strerror(errno));
 	d->dir[0] = 0;
-	bench_lmdb_dir[0] = 0;
+	if (d->slot >= 0) {
+		bench_lmdb_dir[d->slot][0] = 0;
+		bench_lmdb_files[d->slot][0][0] = bench_lmdb_files[d->slot][1][0] = 0;
+	}
+	d->slot = -1;
 }
 #endif
 
@@ -804,6 +823,10 @@ static int one_round(const struct bench_rounds *b, size_t first, uint64_t at, ui
 	for (size_t k = 0; k < b->nsys; k++) {
 		size_t i = (first + k) % b->nsys;
 		if (b->prepare && b->prepare(b->arg, i))
+			return -1;
+		/* Untimed, the first quarter of the slice: what the systems
+		 * before this one left in the caches is not charged to it. */
+		if (b->prewarm && ops >= 4 && b->run(b->arg, i, at, ops / 4) < 0)
 			return -1;
 		uint64_t t0 = bench_mono_ns();
 		int64_t d = b->run(b->arg, i, at, ops);

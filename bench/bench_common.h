@@ -48,6 +48,7 @@ struct bench_lmdb {
 	MDB_env *env;
 	MDB_dbi dbi;
 	char dir[64];
+	int slot; /* of the signal cleanup, or -1 */
 };
 
 /* An environment of mapsize bytes in a new /tmp/<tag>-XXXXXX directory,
@@ -216,7 +217,10 @@ __attribute__((format(printf, 1, 2))) void bench_say(const char *fmt, ...);
  * warm-up rounds run that length, untimed for the results; every measured
  * round runs the same length.  A system may do fewer operations than asked
  * (e.g. a prefix of the slice, for a slow remote server): its rate is what
- * it did over its time. */
+ * it did over its time.  With prewarm, each system first runs the first
+ * quarter of its slice untimed, so that what the previous system left in
+ * the caches is not charged to it: the rates are then those of a warm
+ * system, as a long run of one system would measure. */
 
 /* Run system sys on positions [at, at + ops) of the stream: the number of
  * operations done (1..ops), or -1 on a failure (said). */
@@ -234,6 +238,7 @@ struct bench_rounds {
 	double round_ms;     /* target duration of one round, all systems */
 	uint64_t stream_len; /* at + ops <= stream_len */
 	uint64_t min_ops;    /* per slice, at least (and the calibration slice) */
+	bool prewarm;        /* run ops / 4 of each slice untimed first */
 	bench_slice_fn run;
 	bench_prepare_fn prepare;
 	bench_finish_fn finish;

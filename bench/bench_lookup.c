@@ -1242,6 +1242,7 @@ static int bench_size(const struct opts *o, uint64_t n)
 		    .nsys = nlive,
 		    .rounds = o->rounds,
 		    .warmup = 2,
+		    .prewarm = true,
 		    .round_ms = o->round_ms,
 		    .stream_len = o->lookups,
 		    .min_ops = o->lookups < 1000 ? o->lookups : 1000,
