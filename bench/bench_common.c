@@ -3,20 +3,24 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-char bench_shm_path[256];
+#define BENCH_SHM_TRACKED 8
+static char bench_shm_paths[BENCH_SHM_TRACKED][512];
 volatile sig_atomic_t bench_kill_pid, bench_term_pid;
-static char bench_lmdb_files[2][96]; /* data.mdb, lock.mdb */
-static char bench_lmdb_dir[64];
+#define BENCH_LMDB_TRACKED 4
+static char bench_lmdb_files[BENCH_LMDB_TRACKED][2][96]; /* data.mdb, lock.mdb */
+static char bench_lmdb_dir[BENCH_LMDB_TRACKED][64];
 static volatile sig_atomic_t bench_redis_pid;
 static char bench_redis_sock[96], bench_redis_dir[64];
 
@@ -24,15 +28,18 @@ void bench_on_signal(int sig)
 {
 	if (bench_kill_pid > 0)
 		kill((pid_t)bench_kill_pid, SIGKILL);
-	if (bench_shm_path[0])
-		unlink(bench_shm_path);
+	for (int i = 0; i < BENCH_SHM_TRACKED; i++)
+		if (bench_shm_paths[i][0])
+			unlink(bench_shm_paths[i]);
 	if (bench_term_pid > 0)
 		kill((pid_t)bench_term_pid, SIGTERM);
-	for (int i = 0; i < 2; i++)
-		if (bench_lmdb_files[i][0])
-			unlink(bench_lmdb_files[i]);
-	if (bench_lmdb_dir[0])
-		rmdir(bench_lmdb_dir);
+	for (int e = 0; e < BENCH_LMDB_TRACKED; e++) {
+		for (int i = 0; i < 2; i++)
+			if (bench_lmdb_files[e][i][0])
+				unlink(bench_lmdb_files[e][i]);
+		if (bench_lmdb_dir[e][0])
+			rmdir(bench_lmdb_dir[e]);
+	}
 	if (bench_redis_pid > 0)
 		kill((pid_t)bench_redis_pid, SIGTERM);
 	if (bench_redis_sock[0])
@@ -41,6 +48,28 @@ void bench_on_signal(int sig)
 		rmdir(bench_redis_dir);
 	signal(sig, SIG_DFL);
 	raise(sig);
+}
+
+int bench_shm_track(const char *name)
+{
+	for (int i = 0; i < BENCH_SHM_TRACKED; i++) {
+		if (bench_shm_paths[i][0])
+			continue;
+		/* Fill, then publish the first byte: a handler never sees half a
+		 * path. */
+		char tmp[512];
+		snprintf(tmp, sizeof(tmp), "%s/%s", bench_shm_dir(), name);
+		memcpy(bench_shm_paths[i] + 1, tmp + 1, sizeof(tmp) - 1);
+		bench_shm_paths[i][0] = tmp[0];
+		return i;
+	}
+	return -1;
+}
+
+void bench_shm_untrack(int slot)
+{
+	if (slot >= 0 && slot < BENCH_SHM_TRACKED)
+		bench_shm_paths[slot][0] = 0;
 }
 
 void bench_set_signals(void (*handler)(int))
@@ -79,15 +108,26 @@ int bench_lmdb_fail(const char *what, int rc)
 
 int bench_lmdb_open(struct bench_lmdb *d, const char *tag, size_t mapsize)
 {
+	d->slot = -1;
+	d->env = NULL;
 	snprintf(d->dir, sizeof(d->dir), "/tmp/%s-lmdb-XXXXXX", tag);
 	if (!mkdtemp(d->dir)) {
 		fprintf(stderr, "%s: lmdb: mkdtemp %s: %s\n", bench_prog, d->dir, strerror(errno));
 		d->dir[0] = 0;
 		return -1;
 	}
-	snprintf(bench_lmdb_dir, sizeof(bench_lmdb_dir), "%s", d->dir);
-	snprintf(bench_lmdb_files[0], sizeof(bench_lmdb_files[0]), "%s/data.mdb", d->dir);
-	snprintf(bench_lmdb_files[1], sizeof(bench_lmdb_files[1]), "%s/lock.mdb", d->dir);
+	/* Tracked for bench_on_signal in a free slot (a handler removes the
+	 * files, then the directory). */
+	for (int e = 0; e < BENCH_LMDB_TRACKED && d->slot < 0; e++) {
+		if (bench_lmdb_dir[e][0])
+			continue;
+		d->slot = e;
+		snprintf(bench_lmdb_files[e][0], sizeof(bench_lmdb_files[e][0]), "%s/data.mdb",
+			 d->dir);
+		snprintf(bench_lmdb_files[e][1], sizeof(bench_lmdb_files[e][1]), "%s/lock.mdb",
+			 d->dir);
+		snprintf(bench_lmdb_dir[e], sizeof(bench_lmdb_dir[e]), "%s", d->dir);
+	}
 	int rc = mdb_env_create(&d->env);
 	if (rc) {
 		d->env = NULL;
@@ -106,16 +146,21 @@ void bench_lmdb_close(struct bench_lmdb *d)
 	if (d->env)
 		mdb_env_close(d->env);
 	d->env = NULL;
-	for (int i = 0; i < 2; i++) {
-		if (bench_lmdb_files[i][0] && unlink(bench_lmdb_files[i]) < 0 && errno != ENOENT)
-			fprintf(stderr, "%s: lmdb: remove %s: %s\n", bench_prog,
-				bench_lmdb_files[i], strerror(errno));
-		bench_lmdb_files[i][0] = 0;
+	for (int i = 0; i < 2 && d->dir[0]; i++) {
+		char f[96];
+		snprintf(f, sizeof(f), "%s/%s", d->dir, i ? "lock.mdb" : "data.mdb");
+		if (unlink(f) < 0 && errno != ENOENT)
+			fprintf(stderr, "%s: lmdb: remove %s: %s\n", bench_prog, f,
+				strerror(errno));
 	}
 	if (d->dir[0] && rmdir(d->dir) < 0)
 		fprintf(stderr, "%s: lmdb: remove %s: %s\n", bench_prog, d->dir, strerror(errno));
 	d->dir[0] = 0;
-	bench_lmdb_dir[0] = 0;
+	if (d->slot >= 0) {
+		bench_lmdb_dir[d->slot][0] = 0;
+		bench_lmdb_files[d->slot][0][0] = bench_lmdb_files[d->slot][1][0] = 0;
+	}
+	d->slot = -1;
 }
 #endif
 
@@ -539,12 +584,15 @@ void bench_target(struct bench_result *r, const char *what, double measured, boo
 
 void bench_target_ratio(struct bench_result *r, const char *num, const char *den, double min)
 {
-	double a = bench_value(r, num), b = bench_value(r, den);
-	if (a <= 0 || b <= 0)
+	const struct bench_sys *x = find_sys(r, num), *y = find_sys(r, den);
+	if (!x || !y || x->v[0] <= 0 || y->v[0] <= 0)
 		return;
 	char what[64];
 	snprintf(what, sizeof(what), "%s/%s", num, den);
-	bench_target(r, what, a / b, false, min);
+	/* Interleaved rounds: the median of the per-round ratios. */
+	size_t i = (size_t)(x - r->sys), j = (size_t)(y - r->sys);
+	double v = r->has_ratio[i][j] ? r->ratio_stat[i][j][BENCH_MED] : x->v[0] / y->v[0];
+	bench_target(r, what, v, false, min);
 }
 
 static bool target_met(const struct bench_target *t)
@@ -564,15 +612,28 @@ static double load_1m(void)
 	return l;
 }
 
+/* A ratio cell: "median [p10-p90]". */
+static void ratio_cell(char *buf, size_t cap, const double st[BENCH_NSTAT])
+{
+	snprintf(buf, cap, "%.3g [%.3g-%.3g]", st[BENCH_MED], st[BENCH_P10], st[BENCH_P90]);
+}
+
 static void emit_text(FILE *f, const struct bench_result *r, double load)
 {
-	fprintf(f, "%s: %s (load %.2f)\n\n", r->scenario, r->title, load);
+	fprintf(f, "%s: %s (load %.2f)\n", r->scenario, r->title, load);
+	if (r->rounds)
+		fprintf(f, "  %s; medians of the per-round values, [p10-p90]\n", r->how);
+	fprintf(f, "\n");
 	const struct bench_sys *first = NULL;
 	for (size_t i = 0; i < r->n && !first; i++)
 		if (r->sys[i].v[0] > 0)
 			first = &r->sys[i];
+	size_t fi = first ? (size_t)(first - r->sys) : 0;
 	if (r->kind == BENCH_LATENCY)
 		fprintf(f, "  %-44s %10s %10s %10s\n", "system", "p50 us", "p99 us", "max us");
+	else if (r->kind == BENCH_RATE && r->rounds)
+		fprintf(f, "  %-44s %14s %10s %25s %21s\n", "system", r->col, "ns/op",
+			"ops/s [p10-p90]", "first/x [p10-p90]");
 	else if (r->kind == BENCH_RATE)
 		fprintf(f, "  %-44s %14s %10s %12s\n", "system", r->col, "ns/op", "first/x");
 	else
@@ -583,16 +644,36 @@ static void emit_text(FILE *f, const struct bench_result *r, double load)
 			fprintf(f, "  %-44s %s\n", s->label, s->note ? s->note : "not measured");
 			continue;
 		}
-		if (r->kind == BENCH_LATENCY)
+		if (r->kind == BENCH_LATENCY) {
 			fprintf(f, "  %-44s %10.1f %10.1f %10.1f", s->label, s->v[0], s->v[1],
 				s->v[2]);
-		else if (r->kind == BENCH_RATE)
+		} else if (r->kind == BENCH_RATE && r->rounds) {
+			char spread[48], ratio[48] = "1";
+			snprintf(spread, sizeof(spread), "[%.4g-%.4g]", r->sys_stat[i][BENCH_P10],
+				 r->sys_stat[i][BENCH_P90]);
+			if (i != fi && r->has_ratio[fi][i])
+				ratio_cell(ratio, sizeof(ratio), r->ratio_stat[fi][i]);
+			fprintf(f, "  %-44s %14.0f %10.1f %25s %21s", s->label, s->v[0],
+				1e9 / s->v[0], spread, ratio);
+		} else if (r->kind == BENCH_RATE) {
 			fprintf(f, "  %-44s %14.0f %10.1f %12.2f", s->label, s->v[0], 1e9 / s->v[0],
 				first->v[0] / s->v[0]);
-		else
+		} else {
 			fprintf(f, "  %-44s %14.1f %12.2f", s->label, s->v[0],
 				s->v[0] / first->v[0]);
+		}
 		fprintf(f, "%s%s\n", s->note ? "   " : "", s->note ? s->note : "");
+	}
+	for (size_t k = 0; k < r->nshow; k++) {
+		size_t a = r->show[k][0], b = r->show[k][1];
+		if (!r->has_ratio[a][b])
+			continue;
+		const double *st = r->ratio_stat[a][b];
+		char what[80];
+		snprintf(what, sizeof(what), "%s/%s", r->sys[a].id, r->sys[b].id);
+		fprintf(f, "%s  ratio %-38s median %8.3f   p10-p90 %.3f-%.3f   min-max %.3f-%.3f\n",
+			k ? "" : "\n", what, st[BENCH_MED], st[BENCH_P10], st[BENCH_P90],
+			st[BENCH_MIN], st[BENCH_MAX]);
 	}
 	for (size_t i = 0; i < r->ntargets; i++) {
 		const struct bench_target *t = &r->targets[i];
@@ -600,6 +681,8 @@ static void emit_text(FILE *f, const struct bench_result *r, double load)
 			t->what, t->at_most ? "<=" : ">=", t->limit, t->measured,
 			target_met(t) ? "met" : "MISSED");
 	}
+	if (r->memtext[0])
+		fprintf(f, "\n  where the memory lives (/proc/self/smaps):\n%s", r->memtext);
 	fprintf(f, "\n");
 	fflush(f);
 }
@@ -628,11 +711,42 @@ static void emit_json(FILE *f, const struct bench_result *r, double load)
 			const struct bench_sys *a = &r->sys[i], *b = &r->sys[j];
 			if (i == j || a->v[0] <= 0 || b->v[0] <= 0)
 				continue;
-			fprintf(f, "%s\"%s/%s\":%.4g", sep, a->id, b->id, a->v[0] / b->v[0]);
+			double v =
+			    r->has_ratio[i][j] ? r->ratio_stat[i][j][BENCH_MED] : a->v[0] / b->v[0];
+			fprintf(f, "%s\"%s/%s\":%.4g", sep, a->id, b->id, v);
 			sep = ",";
 		}
 	}
-	fprintf(f, "},\"notes\":{");
+	fprintf(f, "}");
+	if (r->rounds) {
+		/* [min, p10, p90, max] of the per-round values. */
+		fprintf(f, ",\"rounds\":%u,\"how\":\"%s\",\"systems_spread\":{", r->rounds, r->how);
+		sep = "";
+		for (size_t i = 0; i < r->n; i++) {
+			const double *st = r->sys_stat[i];
+			if (r->sys[i].v[0] <= 0)
+				continue;
+			fprintf(f, "%s\"%s\":[%.6g,%.6g,%.6g,%.6g]", sep, r->sys[i].id,
+				st[BENCH_MIN], st[BENCH_P10], st[BENCH_P90], st[BENCH_MAX]);
+			sep = ",";
+		}
+		fprintf(f, "},\"ratios_spread\":{");
+		sep = "";
+		for (size_t i = 0; i < r->n; i++)
+			for (size_t j = 0; j < r->n; j++) {
+				const double *st = r->ratio_stat[i][j];
+				if (!r->has_ratio[i][j])
+					continue;
+				fprintf(f, "%s\"%s/%s\":[%.4g,%.4g,%.4g,%.4g]", sep, r->sys[i].id,
+					r->sys[j].id, st[BENCH_MIN], st[BENCH_P10], st[BENCH_P90],
+					st[BENCH_MAX]);
+				sep = ",";
+			}
+		fprintf(f, "}");
+	}
+	if (r->memory[0])
+		fprintf(f, ",\"memory\":[%s]", r->memory);
+	fprintf(f, ",\"notes\":{");
 	sep = "";
 	for (size_t i = 0; i < r->n; i++) {
 		if (!r->sys[i].note)
@@ -660,4 +774,374 @@ void bench_emit(const struct bench_result *r)
 		emit_text(out_text, r, load);
 	if (out_json)
 		emit_json(out_json, r, load);
+}
+
+void bench_show_ratio(struct bench_result *r, const char *num, const char *den)
+{
+	const struct bench_sys *a = find_sys(r, num), *b = find_sys(r, den);
+	if (!a || !b || r->nshow == BENCH_MAX_TARGETS)
+		return;
+	r->show[r->nshow][0] = (unsigned char)(a - r->sys);
+	r->show[r->nshow][1] = (unsigned char)(b - r->sys);
+	r->nshow++;
+}
+
+/* ---- interleaved rounds ---------------------------------------------------------- */
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+double bench_quantile(double *v, size_t n, double q)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_dbl);
+	double pos = q * (double)(n - 1);
+	size_t lo = (size_t)pos;
+	if (lo + 1 >= n)
+		return v[n - 1];
+	return v[lo] + (pos - (double)lo) * (v[lo + 1] - v[lo]);
+}
+
+static void stats_of(double *v, size_t n, double out[BENCH_NSTAT])
+{
+	out[BENCH_MED] = bench_quantile(v, n, 0.5);
+	out[BENCH_MIN] = v[0];
+	out[BENCH_P10] = bench_quantile(v, n, 0.1);
+	out[BENCH_P90] = bench_quantile(v, n, 0.9);
+	out[BENCH_MAX] = v[n - 1];
+}
+
+/* One round: every system once, from system `first` on.  ns[i] gets the
+ * slice's time, done[i] its operations.  0 or -1. */
+static int one_round(const struct bench_rounds *b, size_t first, uint64_t at, uint64_t ops,
+		     double *ns, double *done)
+{
+	for (size_t k = 0; k < b->nsys; k++) {
+		size_t i = (first + k) % b->nsys;
+		if (b->prepare && b->prepare(b->arg, i))
+			return -1;
+		/* Untimed, the first quarter of the slice: what the systems
+		 * before this one left in the caches is not charged to it. */
+		if (b->prewarm && ops >= 4 && b->run(b->arg, i, at, ops / 4) < 0)
+			return -1;
+		uint64_t t0 = bench_mono_ns();
+		int64_t d = b->run(b->arg, i, at, ops);
+		uint64_t t1 = bench_mono_ns();
+		if (b->finish)
+			b->finish(b->arg, i);
+		if (d < 0)
+			return -1;
+		if (d == 0 || (uint64_t)d > ops) {
+			fprintf(stderr,
+				"%s: system %zu did %" PRId64 " of %" PRIu64 " operations\n",
+				bench_prog, i, d, ops);
+			return -1;
+		}
+		ns[i] = t1 > t0 ? (double)(t1 - t0) : 1;
+		done[i] = (double)d;
+	}
+	return 0;
+}
+
+int bench_rounds_run(struct bench_rounds *b)
+{
+	size_t n = b->nsys;
+	b->rate = NULL;
+	if (n == 0 || n > BENCH_MAX_SYS || b->rounds == 0 || b->min_ops == 0 ||
+	    b->stream_len < b->min_ops) {
+		fprintf(stderr, "%s: rounds: bad parameters\n", bench_prog);
+		return -1;
+	}
+	b->rate = calloc((size_t)b->rounds * n, sizeof(*b->rate));
+	if (!b->rate) {
+		fprintf(stderr, "%s: rounds: %s\n", bench_prog, strerror(errno));
+		return -1;
+	}
+	double ns[BENCH_MAX_SYS], done[BENCH_MAX_SYS];
+	unsigned warm = b->warmup ? b->warmup : 1;
+	b->ops = b->min_ops;
+	for (unsigned w = 0; w < warm; w++) {
+		if (one_round(b, w % n, 0, b->ops, ns, done))
+			return -1;
+		if (w == 0) {
+			/* Time per requested operation, summed over systems. */
+			double per_op = 0;
+			for (size_t i = 0; i < n; i++)
+				per_op += ns[i] / (double)b->ops;
+			double want = b->round_ms * 1e6 / (per_op > 0 ? per_op : 1);
+			b->ops = want < (double)b->min_ops      ? b->min_ops
+				 : want > (double)b->stream_len ? b->stream_len
+								: (uint64_t)want;
+		}
+	}
+	uint64_t span = b->stream_len - b->ops + 1, t0 = bench_mono_ns();
+	for (unsigned r = 0; r < b->rounds; r++) {
+		uint64_t at = ((uint64_t)r * b->ops) % span;
+		if (one_round(b, r % n, at, b->ops, ns, done))
+			return -1;
+		for (size_t i = 0; i < n; i++)
+			b->rate[(size_t)r * n + i] = done[i] * 1e9 / ns[i];
+	}
+	b->elapsed_ms = (double)(bench_mono_ns() - t0) / 1e6;
+	return 0;
+}
+
+void bench_rounds_fill(const struct bench_rounds *b, struct bench_result *r,
+		       struct bench_sys *const *row)
+{
+	size_t n = b->nsys, R = b->rounds;
+	double *v = malloc(R * sizeof(*v));
+	if (!v)
+		return;
+	r->rounds = b->rounds;
+	snprintf(r->how, sizeof(r->how),
+		 "%u rounds of %" PRIu64 " operations per system, rotating order, %.0f ms per "
+		 "round",
+		 b->rounds, b->ops, b->elapsed_ms / b->rounds);
+	for (size_t i = 0; i < n; i++) {
+		size_t ri = (size_t)(row[i] - r->sys);
+		for (size_t k = 0; k < R; k++)
+			v[k] = b->rate[k * n + i];
+		stats_of(v, R, r->sys_stat[ri]);
+		row[i]->v[0] = r->sys_stat[ri][BENCH_MED];
+		for (size_t j = 0; j < n; j++) {
+			size_t rj = (size_t)(row[j] - r->sys);
+			if (i == j)
+				continue;
+			for (size_t k = 0; k < R; k++)
+				v[k] = b->rate[k * n + i] / b->rate[k * n + j];
+			stats_of(v, R, r->ratio_stat[ri][rj]);
+			r->has_ratio[ri][rj] = true;
+		}
+	}
+	free(v);
+}
+
+void bench_rounds_free(struct bench_rounds *b)
+{
+	free(b->rate);
+	b->rate = NULL;
+}
+
+/* ---- the machine and the memory ---------------------------------------------------- */
+
+const char *bench_shm_dir(void)
+{
+	const char *d = getenv("FOUNDATION_SHM_DIR");
+	return d && *d ? d : "/dev/shm";
+}
+
+/* The first line of path (newline dropped) into buf; "?" if unreadable. */
+static void read_line(const char *path, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	snprintf(buf, cap, "?");
+	if (f) {
+		if (fgets(buf, (int)cap, f))
+			buf[strcspn(buf, "\n")] = 0;
+		fclose(f);
+	}
+}
+
+static void cpu_model(char *buf, size_t cap)
+{
+	char line[512];
+	FILE *f = fopen("/proc/cpuinfo", "r");
+	snprintf(buf, cap, "?");
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "model name", 10) == 0) {
+			const char *p = strchr(line, ':');
+			if (p) {
+				p += strspn(p + 1, " \t") + 1;
+				snprintf(buf, cap, "%.*s", (int)strcspn(p, "\n"), p);
+			}
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* The mount holding dir (the longest mount point that is a prefix of its
+ * real path): file system type and options. */
+static void mount_of(const char *dir, char *fs, size_t fcap, char *opts, size_t ocap)
+{
+	char real[4096], line[4096];
+	snprintf(fs, fcap, "?");
+	snprintf(opts, ocap, "?");
+	if (!realpath(dir, real))
+		return;
+	FILE *f = fopen("/proc/self/mounts", "r");
+	size_t best = 0;
+	while (f && fgets(line, sizeof(line), f)) {
+		char dev[512], mnt[1024], type[64], mo[1024];
+		if (sscanf(line, "%511s %1023s %63s %1023s", dev, mnt, type, mo) != 4)
+			continue;
+		size_t ml = strlen(mnt);
+		bool under = strcmp(mnt, "/") == 0 ||
+			     (strncmp(real, mnt, ml) == 0 && (real[ml] == 0 || real[ml] == '/'));
+		if (under && ml >= best) {
+			best = ml;
+			snprintf(fs, fcap, "%s", type);
+			snprintf(opts, ocap, "%s", mo);
+		}
+	}
+	if (f)
+		fclose(f);
+}
+
+/* JSON string content: quotes, backslashes and control characters out. */
+static void json_clean(char *s)
+{
+	for (; *s; s++)
+		if (*s == '"' || *s == '\\' || (unsigned char)*s < 0x20)
+			*s = ' ';
+}
+
+void bench_machine(const char *when)
+{
+	char la[128], cpu[256], thp[256], shm[256], fs[64], mo[1024];
+	struct utsname u;
+	read_line("/proc/loadavg", la, sizeof(la));
+	cpu_model(cpu, sizeof(cpu));
+	read_line("/sys/kernel/mm/transparent_hugepage/enabled", thp, sizeof(thp));
+	read_line("/sys/kernel/mm/transparent_hugepage/shmem_enabled", shm, sizeof(shm));
+	const char *dir = bench_shm_dir();
+	mount_of(dir, fs, sizeof(fs), mo, sizeof(mo));
+	if (uname(&u) < 0)
+		snprintf(u.release, sizeof(u.release), "?");
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	char d[512];
+	snprintf(d, sizeof(d), "%s", dir);
+	json_clean(la);
+	json_clean(cpu);
+	json_clean(thp);
+	json_clean(shm);
+	json_clean(d);
+	json_clean(mo);
+	if (out_text) {
+		fprintf(out_text,
+			"machine at %s: load average %s\n"
+			"  cpu %s, %ld online, kernel %s\n"
+			"  transparent huge pages: anon %s; shmem %s\n"
+			"  segment directory %s: %s (%s)\n\n",
+			when, la, cpu, ncpu, u.release, thp, shm, d, fs, mo);
+		fflush(out_text);
+	}
+	if (out_json) {
+		fprintf(out_json,
+			"{\"machine\":\"%s\",\"program\":\"%s\",\"loadavg\":\"%s\","
+			"\"cpu_model\":\"%s\",\"nproc\":%ld,\"kernel\":\"%s\",\"thp_anon\":\"%s\","
+			"\"thp_shmem\":\"%s\",\"shm_dir\":\"%s\",\"shm_fs\":\"%s\","
+			"\"shm_mount_options\":\"%s\"}\n",
+			when, bench_prog, la, cpu, ncpu, u.release, thp, shm, d, fs, mo);
+		fflush(out_json);
+	}
+}
+
+struct vma_sum {
+	unsigned nvma;
+	uint64_t size_kb, rss_kb, anon_huge_kb, shmem_pmd_kb, file_pmd_kb;
+	uint64_t page_kb_min, page_kb_max;
+	char path[160];
+};
+
+static void smaps_field(const char *line, const char *name, uint64_t *acc)
+{
+	size_t n = strlen(name);
+	unsigned long long v;
+	if (strncmp(line, name, n) == 0 && line[n] == ':' && sscanf(line + n + 1, "%llu", &v) == 1)
+		*acc += v;
+}
+
+/* Sum the smaps counters of every mapping overlapping [lo, hi). */
+static int smaps_of(uintptr_t lo, uintptr_t hi, struct vma_sum *s)
+{
+	char line[1024];
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return -1;
+	*s = (struct vma_sum){0};
+	bool in = false;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long a, b;
+		int off = 0;
+		if (sscanf(line, "%lx-%lx %*s %*s %*s %*s%n", &a, &b, &off) == 2 && off > 0) {
+			in = a < hi && b > lo;
+			if (in && s->nvma++ == 0) {
+				const char *p = line + off;
+				p += strspn(p, " \t");
+				int pl = (int)strcspn(p, "\n");
+				if (pl)
+					snprintf(s->path, sizeof(s->path), "%.*s", pl, p);
+				else
+					snprintf(s->path, sizeof(s->path), "[anonymous]");
+			}
+			continue;
+		}
+		if (!in)
+			continue;
+		uint64_t kps = 0;
+		smaps_field(line, "Size", &s->size_kb);
+		smaps_field(line, "Rss", &s->rss_kb);
+		smaps_field(line, "AnonHugePages", &s->anon_huge_kb);
+		smaps_field(line, "ShmemPmdMapped", &s->shmem_pmd_kb);
+		smaps_field(line, "FilePmdMapped", &s->file_pmd_kb);
+		smaps_field(line, "KernelPageSize", &kps);
+		if (kps) {
+			if (!s->page_kb_min || kps < s->page_kb_min)
+				s->page_kb_min = kps;
+			if (kps > s->page_kb_max)
+				s->page_kb_max = kps;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+static void append(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t cap, const char *fmt, ...)
+{
+	size_t used = strlen(buf);
+	if (used + 1 >= cap)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf + used, cap - used, fmt, ap);
+	va_end(ap);
+}
+
+void bench_memory(struct bench_result *r, const char *id, const char *what, const void *addr,
+		  size_t len)
+{
+	struct vma_sum s;
+	const char *sep = r->memory[0] ? "," : "";
+	if (!addr || smaps_of((uintptr_t)addr, (uintptr_t)addr + (len ? len : 1), &s) ||
+	    s.nvma == 0) {
+		append(r->memory, sizeof(r->memory),
+		       "%s{\"system\":\"%s\",\"what\":\"%s\",\"located\":false}", sep, id, what);
+		append(r->memtext, sizeof(r->memtext), "  %-20s %-24s not located\n", id, what);
+		return;
+	}
+	json_clean(s.path);
+	append(r->memory, sizeof(r->memory),
+	       "%s{\"system\":\"%s\",\"what\":\"%s\",\"located\":true,\"bytes\":%zu,"
+	       "\"mappings\":%u,\"mapping\":\"%s\",\"size_kb\":%" PRIu64 ",\"rss_kb\":%" PRIu64
+	       ",\"anon_huge_kb\":%" PRIu64 ",\"shmem_pmd_kb\":%" PRIu64 ",\"file_pmd_kb\":%" PRIu64
+	       ",\"kernel_page_kb\":%" PRIu64 ",\"huge\":%s}",
+	       sep, id, what, len, s.nvma, s.path, s.size_kb, s.rss_kb, s.anon_huge_kb,
+	       s.shmem_pmd_kb, s.file_pmd_kb, s.page_kb_max,
+	       s.anon_huge_kb + s.shmem_pmd_kb + s.file_pmd_kb > 0 || s.page_kb_max > 4 ? "true"
+											: "false");
+	append(r->memtext, sizeof(r->memtext),
+	       "  %-20s %-24s %u mapping(s) %s, %" PRIu64 " kB (rss %" PRIu64
+	       " kB); AnonHugePages %" PRIu64 " kB, ShmemPmdMapped %" PRIu64
+	       " kB, FilePmdMapped %" PRIu64 " kB, KernelPageSize %" PRIu64 " kB\n",
+	       id, what, s.nvma, s.path, s.size_kb, s.rss_kb, s.anon_huge_kb, s.shmem_pmd_kb,
+	       s.file_pmd_kb, s.page_kb_max);
 }

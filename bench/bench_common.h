@@ -2,8 +2,10 @@
  * bench/bench_common.h - what the benchmark programs share: cleanup of
  * what they create when a signal ends them, the random stream, the LMDB
  * environment in a temporary directory, a private redis-server with a
- * small RESP client, and the one result format both programs print (a
- * human table, and one JSON object per result).
+ * small RESP client, the one way every program compares systems
+ * (interleaved rounds, below), the machine's state and where each system's
+ * memory lives, and the one result format the programs print (a human
+ * table, and one JSON object per result).
  */
 #ifndef FDN_BENCH_COMMON_H
 #define FDN_BENCH_COMMON_H
@@ -24,9 +26,14 @@ extern const char *const bench_prog;
 
 /* What bench_on_signal removes or stops: async-signal-safe calls only.
  * Set a path to "" (or a pid to 0) once it is cleaned up normally. */
-extern char bench_shm_path[256];             /* "/dev/shm/<segment>" */
 extern volatile sig_atomic_t bench_kill_pid; /* SIGKILLed (a child) */
 extern volatile sig_atomic_t bench_term_pid; /* SIGTERMed (a reaper) */
+
+/* Segments to unlink on a signal: track the segment's name (its file in
+ * bench_shm_dir()) once it exists, untrack it once destroyed.  The slot,
+ * or -1 when all 8 are taken (the segment is then not cleaned up). */
+int bench_shm_track(const char *name);
+void bench_shm_untrack(int slot);
 
 /* Clean up as above, then die of the signal. */
 void bench_on_signal(int sig);
@@ -41,6 +48,7 @@ struct bench_lmdb {
 	MDB_env *env;
 	MDB_dbi dbi;
 	char dir[64];
+	int slot; /* of the signal cleanup, or -1 */
 };
 
 /* An environment of mapsize bytes in a new /tmp/<tag>-XXXXXX directory,
@@ -132,6 +140,9 @@ struct bench_target {
 	double limit, measured;
 };
 
+/* Statistics of the per-round values: median, min, p10, p90, max. */
+enum { BENCH_MED, BENCH_MIN, BENCH_P10, BENCH_P90, BENCH_MAX, BENCH_NSTAT };
+
 struct bench_result {
 	const char *scenario;
 	enum bench_kind kind;
@@ -143,6 +154,17 @@ struct bench_result {
 	struct bench_sys sys[BENCH_MAX_SYS];
 	size_t ntargets;
 	struct bench_target targets[BENCH_MAX_TARGETS];
+	/* Filled by bench_rounds_fill (rounds > 0): each row's ops/s and each
+	 * ordered pair's ratio, as statistics of the per-round values. */
+	unsigned rounds;
+	char how[160]; /* how the rounds ran, for both outputs */
+	double sys_stat[BENCH_MAX_SYS][BENCH_NSTAT];
+	double ratio_stat[BENCH_MAX_SYS][BENCH_MAX_SYS][BENCH_NSTAT];
+	bool has_ratio[BENCH_MAX_SYS][BENCH_MAX_SYS];
+	size_t nshow;
+	unsigned char show[BENCH_MAX_TARGETS][2]; /* extra ratios printed: rows */
+	char memory[3072];                        /* JSON members, bench_memory */
+	char memtext[3072];                       /* the same, human */
 };
 
 void bench_result_init(struct bench_result *r, const char *scenario, enum bench_kind kind,
@@ -162,6 +184,10 @@ void bench_target_ratio(struct bench_result *r, const char *num, const char *den
 void bench_target(struct bench_result *r, const char *what, double measured, bool at_most,
 		  double limit);
 
+/* Print the ratio num/den (per-round median and spread) under the table
+ * too (the first row's ratio to every other is always printed). */
+void bench_show_ratio(struct bench_result *r, const char *num, const char *den);
+
 /* Where results go: with json, JSON lines to stdout and the tables to
  * stderr; with json_path, the tables to stdout and JSON lines to that file
  * (created or truncated); else tables to stdout only.  0 or -1 (said). */
@@ -171,5 +197,87 @@ void bench_output_close(void);
 void bench_emit(const struct bench_result *r);
 /* A line of text for the human output only (a heading, a remark). */
 __attribute__((format(printf, 1, 2))) void bench_say(const char *fmt, ...);
+
+/* ---- interleaved rounds ------------------------------------------------------
+ *
+ * The one way the programs compare systems.  Every system is built first;
+ * then bench_rounds_run runs rounds: in each round every system runs the
+ * same slice of the program's operation stream (positions at .. at + ops),
+ * one after the other, timed with CLOCK_MONOTONIC around the slice alone,
+ * and the order rotates from round to round (A B C, B C A, C A B, ...), so
+ * that a burst of load from other processes lands on one round rather than
+ * on one system, and no system always runs first (cold) or right after
+ * another (that left it a cache in some state).  Per round each system's
+ * rate is ops done / time; each ratio is taken within the round; what is
+ * reported is the median of those per-round values with their spread.
+ *
+ * Slice length: the first warm-up round runs min_ops per system and
+ * calibrates: ops = round_ms / (the sum over systems of the time per
+ * requested operation), clamped to [min_ops, stream_len]; the other
+ * warm-up rounds run that length, untimed for the results; every measured
+ * round runs the same length.  A system may do fewer operations than asked
+ * (e.g. a prefix of the slice, for a slow remote server): its rate is what
+ * it did over its time.  With prewarm, each system first runs the first
+ * quarter of its slice untimed, so that what the previous system left in
+ * the caches is not charged to it: the rates are then those of a warm
+ * system, as a long run of one system would measure. */
+
+/* Run system sys on positions [at, at + ops) of the stream: the number of
+ * operations done (1..ops), or -1 on a failure (said). */
+typedef int64_t (*bench_slice_fn)(void *arg, size_t sys, uint64_t at, uint64_t ops);
+/* Untimed, before and after each slice (e.g. a sampler set for one row
+ * only); NULL: nothing.  prepare returns 0 or -1 (said). */
+typedef int (*bench_prepare_fn)(void *arg, size_t sys);
+typedef void (*bench_finish_fn)(void *arg, size_t sys);
+
+struct bench_rounds {
+	/* in */
+	size_t nsys;
+	unsigned rounds;     /* measured rounds */
+	unsigned warmup;     /* rounds run first and dropped (>= 1: calibration) */
+	double round_ms;     /* target duration of one round, all systems */
+	uint64_t stream_len; /* at + ops <= stream_len */
+	uint64_t min_ops;    /* per slice, at least (and the calibration slice) */
+	bool prewarm;        /* run ops / 4 of each slice untimed first */
+	bench_slice_fn run;
+	bench_prepare_fn prepare;
+	bench_finish_fn finish;
+	void *arg;
+	/* out */
+	uint64_t ops;      /* slice length chosen */
+	double elapsed_ms; /* measured rounds, wall clock */
+	double *rate;      /* rounds x nsys ops/s (malloc'd; bench_rounds_free) */
+};
+
+/* Run the rounds.  0, or -1 (said; a slice failed or out of memory). */
+int bench_rounds_run(struct bench_rounds *b);
+/* Fill r's rows from the rounds: row[i] is system i's row (bench_add).
+ * v[0] = median ops/s; r->sys_stat, r->ratio_stat as documented above. */
+void bench_rounds_fill(const struct bench_rounds *b, struct bench_result *r,
+		       struct bench_sys *const *row);
+void bench_rounds_free(struct bench_rounds *b);
+
+/* Sort v (n values) and return its q-quantile (0..1, linear between ranks). */
+double bench_quantile(double *v, size_t n, double q);
+
+/* ---- the machine and the memory --------------------------------------------
+ *
+ * bench_machine prints the machine's state (load average, CPU model, CPUs
+ * online, kernel, transparent huge pages for anonymous memory and shmem,
+ * the file system and mount options of the segment directory) to the
+ * human output and as one JSON line {"machine":"start"|"end",...}; call it
+ * at the start and at the end of a program. */
+void bench_machine(const char *when);
+
+/* The directory segments live in: $FOUNDATION_SHM_DIR, else /dev/shm. */
+const char *bench_shm_dir(void);
+
+/* Where [addr, addr + len) lives: the mappings of /proc/self/smaps that
+ * overlap it, their sizes and huge-page counters (AnonHugePages,
+ * ShmemPmdMapped, FilePmdMapped, KernelPageSize), recorded under system id
+ * (what: "segment", "slot array", ...) in r's "memory" member and under
+ * its table.  addr NULL: recorded as not located. */
+void bench_memory(struct bench_result *r, const char *id, const char *what, const void *addr,
+		  size_t len);
 
 #endif

@@ -104,7 +104,8 @@ struct opts {
 	int nsizes;
 	size_t lookups;
 	size_t redis_lookups, redis_pipelined; /* prefixes of the stream */
-	int reps;
+	unsigned rounds;
+	double round_ms;
 	bool json;
 	const char *json_path;
 };
@@ -174,15 +175,6 @@ static int stream_make(struct stream *st, uint64_t n, size_t m, uint64_t offset)
 	return 0;
 }
 
-/* Expected sum of the values read by the first m lookups. */
-static uint64_t stream_sum(const struct stream *st, size_t m)
-{
-	uint64_t sum = 0;
-	for (size_t i = 0; st->hit && i < m; i++)
-		sum += key_idx(&st->keys[i]);
-	return sum;
-}
-
 /* ---- what a run saw ----------------------------------------------------------- */
 
 struct tally {
@@ -217,6 +209,7 @@ struct fsys {
 	char name[64];
 	fdn_segment *seg; /* NULL: the local backend */
 	uint64_t n;       /* entries registered (the local backend's close) */
+	int shm_slot;     /* bench_shm_track */
 };
 
 static void fsys_ctx_close(struct fsys *c)
@@ -234,7 +227,7 @@ static void fsys_ctx_close(struct fsys *c)
 			fprintf(stderr, "fdn-bench: foundation: destroy %s: %s\n", c->name,
 				fdn_strerror(r));
 		c->name[0] = 0;
-		bench_shm_path[0] = 0;
+		bench_shm_untrack(c->shm_slot);
 	}
 }
 
@@ -321,7 +314,7 @@ static int fsys_open(void **out, uint64_t n)
 		free(c);
 		return -1;
 	}
-	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", c->name);
+	c->shm_slot = bench_shm_track(c->name);
 	if (fsys_fill(c, n) || fsys_verify(c, n)) {
 		fsys_close(c);
 		return -1;
@@ -793,7 +786,7 @@ static int freg_open(void **out, uint64_t n)
 		free(c);
 		return -1;
 	}
-	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", c->name);
+	c->shm_slot = bench_shm_track(c->name);
 	if (freg_fill(c, n)) {
 		fsys_close(c);
 		return -1;
@@ -964,23 +957,77 @@ static void redis_run_pipelined(void *ctx, const struct key *ks, size_t m, struc
 
 /* ---- the systems and their rows ---------------------------------------------- */
 
-enum prefix { ALL, REDIS_PREFIX, REDIS_PIPE_PREFIX };
+/* Where a system's memory lives, for bench_memory (under row id). */
+static void fsys_where(void *ctx, struct bench_result *r, const char *id)
+{
+	const struct fsys *c = ctx;
+	bench_memory(r, id, "segment", c->seg->base, (size_t)c->seg->size);
+}
+
+static void flocal_where(void *ctx, struct bench_result *r, const char *id)
+{
+	(void)ctx; /* the library's cds_lfht nodes: its heap, not reachable here */
+	bench_memory(r, id, "library heap", NULL, 0);
+}
+
+static void plain_where(void *ctx, struct bench_result *r, const char *id)
+{
+	const struct plain *p = ctx;
+	bench_memory(r, id, "slot array", p->slots, (size_t)(p->mask + 1) * sizeof(*p->slots));
+	const struct rec *first = NULL;
+	for (uint64_t i = 0; i <= p->mask && !first; i++)
+		first = p->slots[i].r;
+	bench_memory(r, id, "a record (malloc)", first, sizeof(*first));
+}
+
+static void lfht_where(void *ctx, struct bench_result *r, const char *id)
+{
+	const struct lfht *l = ctx;
+	bench_memory(r, id, "a node (malloc)", l->n ? l->nodes[0] : NULL, sizeof(struct lfnode));
+	bench_memory(r, id, "node pointer array", l->nodes, (size_t)l->n * sizeof(*l->nodes));
+}
+
+#ifdef HAVE_LMDB
+static void lmdb_where(void *ctx, struct bench_result *r, const char *id)
+{
+	/* The map's address is where a value read points (me_mapaddr is set
+	 * only for MDB_FIXEDMAP). */
+	struct bench_lmdb *d = ctx;
+	MDB_txn *txn;
+	struct key k;
+	key_make(&k, 0);
+	MDB_val mk = {k.len, k.s}, mv = {0, NULL};
+	if (mdb_txn_begin(d->env, NULL, MDB_RDONLY, &txn) == 0) {
+		if (mdb_get(txn, d->dbi, &mk, &mv) != 0)
+			mv.mv_data = NULL;
+		mdb_txn_abort(txn);
+	}
+	bench_memory(r, id, "data.mdb map (a value)", mv.mv_data, VAL_LEN);
+}
+#endif
+
+static void redis_where(void *ctx, struct bench_result *r, const char *id)
+{
+	(void)ctx;
+	bench_memory(r, id, "redis-server process", NULL, 0);
+}
 
 struct variant {
 	const char *label; /* human table */
 	const char *id;    /* JSON "systems" key */
 	run_fn run;
-	enum prefix prefix; /* how much of the stream it answers */
+	int share; /* 0: the whole slice; 1: --redis-lookups, 2: --redis-pipelined */
 };
 
-/* A system is built once per size, answers both streams through each of
- * its variants (rows), and is torn down.  open returns 0, -1 on failure,
- * or 1 when the system is not available (its rows say so).  A system with
- * no open is listed as "not yet built". */
+/* A system is built once per size and kept while every row of every
+ * system answers both streams in interleaved rounds; then it is torn
+ * down.  open returns 0, -1 on failure, or 1 when the system is not
+ * available (its rows say so). */
 struct system {
 	const char *name;
 	int (*open)(void **ctx, uint64_t n);
 	void (*close)(void *ctx);
+	void (*where)(void *ctx, struct bench_result *r, const char *id);
 	struct variant v[2]; /* v[1].run NULL if one row */
 };
 
@@ -991,57 +1038,69 @@ static const struct system systems[] = {
     {"foundation",
      fsys_open,
      fsys_close,
-     {{"foundation (raw table)", "foundation", fsys_run, ALL},
-      {"foundation (raw table, 64 per section)", "foundation_batched", fsys_run_batched, ALL}}},
+     fsys_where,
+     {{"foundation (raw table)", "foundation", fsys_run, 0},
+      {"foundation (raw table, 64 per section)", "foundation_batched", fsys_run_batched, 0}}},
     {"foundation (fdn_lookup)",
      freg_open,
      fsys_close,
-     {{"foundation (registry API, fdn_lookup)", "foundation_registry", freg_run, ALL}, {0}}},
+     fsys_where,
+     {{"foundation (registry API, fdn_lookup)", "foundation_registry", freg_run, 0}, {0}}},
     {"foundation (local backend)",
      flocal_open,
      flocal_close,
-     {{"foundation (local backend)", "foundation_local", freg_run, ALL}, {0}}},
-    {"plain", plain_open, plain_close, {{"plain (open addressing)", "plain", plain_run, ALL}, {0}}},
-    {"cds_lfht", lfht_open, lfht_close, {{"cds_lfht", "cds_lfht", lfht_run, ALL}, {0}}},
+     flocal_where,
+     {{"foundation (local backend)", "foundation_local", freg_run, 0}, {0}}},
+    {"plain",
+     plain_open,
+     plain_close,
+     plain_where,
+     {{"plain (open addressing)", "plain", plain_run, 0}, {0}}},
+    {"cds_lfht", lfht_open, lfht_close, lfht_where, {{"cds_lfht", "cds_lfht", lfht_run, 0}, {0}}},
 #ifdef HAVE_LMDB
-    {"lmdb", lmdb_open, lmdb_close, {{"lmdb (mdb_get, one read txn)", "lmdb", lmdb_run, ALL}, {0}}},
+    {"lmdb",
+     lmdb_open,
+     lmdb_close,
+     lmdb_where,
+     {{"lmdb (mdb_get, one read txn)", "lmdb", lmdb_run, 0}, {0}}},
 #endif
     {"redis",
      redis_open,
      redis_close,
-     {{"redis (GET, one round trip each)", "redis", redis_run, REDIS_PREFIX},
-      {"redis (GET, pipelined 64)", "redis_pipelined", redis_run_pipelined, REDIS_PIPE_PREFIX}}},
+     redis_where,
+     {{"redis (GET, one round trip each)", "redis", redis_run, 1},
+      {"redis (GET, pipelined 64)", "redis_pipelined", redis_run_pipelined, 2}}},
 };
 #define NSYSTEMS (sizeof(systems) / sizeof(systems[0]))
-#define NROWS    (2 * NSYSTEMS)
 
 /* ---- measuring and verifying ----------------------------------------------- */
 
-static double now_s(void)
+/* Operations of a slice of `ops` that a row answers: all of them, or for
+ * redis the same fraction of the slice as --redis-lookups (or
+ * --redis-pipelined) is of --lookups, at least 1. */
+static uint64_t share_of(const struct opts *o, int share, uint64_t ops)
 {
-	return (double)bench_mono_ns() * 1e-9;
+	if (share == 0)
+		return ops;
+	double f =
+	    (double)(share == 1 ? o->redis_lookups : o->redis_pipelined) / (double)o->lookups;
+	uint64_t m = (uint64_t)((double)ops * (f < 1 ? f : 1));
+	return m ? m : 1;
 }
 
-static size_t prefix_len(const struct opts *o, enum prefix p)
-{
-	size_t m = p == ALL            ? o->lookups
-		   : p == REDIS_PREFIX ? o->redis_lookups
-				       : o->redis_pipelined;
-	return m < o->lookups ? m : o->lookups;
-}
-
-static int verify_run(const char *label, const struct tally *t, const struct stream *st, size_t m)
+static int verify_run(const char *label, const struct tally *t, const struct stream *st,
+		      const uint64_t *psum, size_t at, size_t m)
 {
 	if (t->failed) {
-		fprintf(stderr, "fdn-bench: %s: lookup %zu of %zu: %s\n", label, t->bad_at + 1, m,
-			t->msg);
+		fprintf(stderr, "fdn-bench: %s: lookup %zu of the stream: %s\n", label,
+			t->bad_at + at + 1, t->msg);
 		return -1;
 	}
 	if (st->hit && (t->misses || t->hits != m)) {
 		fprintf(stderr,
 			"fdn-bench: %s: %" PRIu64 " of %zu lookups of present keys missed "
-			"(first: %s, lookup %zu); %" PRIu64 " hits\n",
-			label, t->misses, m, st->keys[t->bad_at].s, t->bad_at + 1, t->hits);
+			"(first: %s); %" PRIu64 " hits\n",
+			label, t->misses, m, st->keys[at + t->bad_at].s, t->hits);
 		return -1;
 	}
 	if (!st->hit && (t->hits || t->misses != m)) {
@@ -1051,7 +1110,7 @@ static int verify_run(const char *label, const struct tally *t, const struct str
 			label, t->hits, m, t->misses);
 		return -1;
 	}
-	uint64_t want = stream_sum(st, m);
+	uint64_t want = st->hit ? psum[at + m] - psum[at] : 0;
 	if (t->sum != want) {
 		fprintf(stderr,
 			"fdn-bench: %s: wrong values: sum of values read is %" PRIu64
@@ -1062,55 +1121,30 @@ static int verify_run(const char *label, const struct tally *t, const struct str
 	return 0;
 }
 
-static int measure(const struct variant *v, void *ctx, const struct stream *st, size_t m, int reps,
-		   double *best)
-{
-	*best = 0;
-	for (int rep = 0; rep < reps; rep++) {
-		struct tally t = {0};
-		double t0 = now_s();
-		v->run(ctx, st->keys, m, &t);
-		double dt = now_s() - t0;
-		if (verify_run(v->label, &t, st, m))
-			return -1;
-		double ops = dt > 0 ? (double)m / dt : 0;
-		if (ops > *best)
-			*best = ops;
-	}
-	return 0;
-}
-
-/* Build one system, run its rows on both streams, tear it down. */
-static int bench_system(const struct system *sys, uint64_t n, const struct stream st[2],
-			const struct opts *o, struct bench_sys *rows[2][2])
-{
+/* The rows taking part in one stream's rounds. */
+struct live_row {
+	const struct variant *v;
 	void *ctx;
-	if (!sys->open) {
-		for (int s = 0; s < 2; s++)
-			rows[s][0]->note = "not yet built";
-		return 0;
-	}
-	int r = sys->open(&ctx, n);
-	if (r > 0) {
-		for (int s = 0; s < 2; s++)
-			for (int i = 0; i < 2 && rows[s][i]; i++)
-				rows[s][i]->note = "not measured: redis-server not found or failed";
-		return 0;
-	}
-	if (r < 0)
+	struct bench_sys *row;
+};
+
+struct lookup_rounds {
+	const struct opts *o;
+	const struct stream *st;
+	const uint64_t *psum; /* psum[i]: sum of the values of keys [0, i) (hit stream) */
+	struct live_row rows[BENCH_MAX_SYS];
+};
+
+static int64_t lookup_slice(void *arg, size_t sys, uint64_t at, uint64_t ops)
+{
+	struct lookup_rounds *lr = arg;
+	const struct live_row *lv = &lr->rows[sys];
+	size_t m = (size_t)share_of(lr->o, lv->v->share, ops);
+	struct tally t = {0};
+	lv->v->run(lv->ctx, lr->st->keys + at, m, &t);
+	if (verify_run(lv->v->label, &t, lr->st, lr->psum, (size_t)at, m))
 		return -1;
-	for (int s = 0; s < 2 && r == 0; s++) {
-		for (int i = 0; i < 2 && sys->v[i].run && r == 0; i++) {
-			size_t m = prefix_len(o, sys->v[i].prefix);
-			r = measure(&sys->v[i], ctx, &st[s], m, o->reps, &rows[s][i]->v[0]);
-			if (m < o->lookups)
-				rows[s][i]->note = sys->v[i].prefix == REDIS_PREFIX
-						       ? "first --redis-lookups of the stream"
-						       : "first --redis-pipelined of the stream";
-		}
-	}
-	sys->close(ctx);
-	return r;
+	return (int64_t)m;
 }
 
 /* ---- reporting ------------------------------------------------------------------ */
@@ -1126,43 +1160,122 @@ static const struct target targets[] = {
     {1000000, "redis", 300}, {10000, "plain", 0.6},      {10000, "cds_lfht", 1.0},
 };
 
+/* The ratios printed under every table besides first/x. */
+static const char *const shown[][2] = {
+    {"foundation_registry", "plain"},
+    {"foundation_registry", "cds_lfht"},
+    {"foundation_registry", "lmdb"},
+    {"foundation_registry", "foundation_local"},
+};
+
 static int bench_size(const struct opts *o, uint64_t n)
 {
 	struct stream st[2] = {{0}, {0}};
-	if (stream_make(&st[0], n, o->lookups, 0) || stream_make(&st[1], n, o->lookups, n)) {
+	uint64_t *psum = malloc((o->lookups + 1) * sizeof(*psum));
+	if (!psum || stream_make(&st[0], n, o->lookups, 0) ||
+	    stream_make(&st[1], n, o->lookups, n)) {
+		if (!psum)
+			fprintf(stderr, "fdn-bench: prefix sums: %s\n", strerror(errno));
+		free(psum);
 		free(st[0].keys);
 		return -1;
 	}
+	psum[0] = 0;
+	for (size_t i = 0; i < o->lookups; i++)
+		psum[i + 1] = psum[i] + key_idx(&st[0].keys[i]);
+
 	struct bench_result res[2];
 	static const char *const names[2] = {"lookup_hit", "lookup_miss"};
 	for (int s = 0; s < 2; s++) {
 		bench_result_init(&res[s], names[s], BENCH_RATE, "lookups_per_s", "lookups/s");
-		bench_title(&res[s], "%" PRIu64 " entries, %zu lookups of %s keys, best of %d", n,
-			    o->lookups, s ? "absent" : "present", o->reps);
+		bench_title(&res[s],
+			    "%" PRIu64 " entries, lookups of %s keys, every system built "
+			    "first, then interleaved rounds",
+			    n, s ? "absent" : "present");
 		bench_param(&res[s], "entries", "%" PRIu64, n);
-		bench_param(&res[s], "lookups", "%zu", o->lookups);
-		bench_param(&res[s], "redis_lookups", "%zu", prefix_len(o, REDIS_PREFIX));
-		bench_param(&res[s], "redis_pipelined_lookups", "%zu",
-			    prefix_len(o, REDIS_PIPE_PREFIX));
-		bench_param(&res[s], "reps", "%d", o->reps);
+		bench_param(&res[s], "stream", "%zu", o->lookups);
+		bench_param(&res[s], "redis_share", "%.4g",
+			    (double)o->redis_lookups / (double)o->lookups);
+		bench_param(&res[s], "redis_pipelined_share", "%.4g",
+			    (double)o->redis_pipelined / (double)o->lookups);
+		bench_param(&res[s], "rounds", "%u", o->rounds);
+		bench_param(&res[s], "round_ms", "%g", o->round_ms);
 		bench_param(&res[s], "value_bytes", "%u", VAL_LEN);
 	}
+
+	/* Build every system on the same keys, all kept open. */
+	void *ctx[NSYSTEMS] = {0};
+	int state[NSYSTEMS] = {0}; /* 0 open, 1 not available */
+	struct lookup_rounds lr[2] = {{o, &st[0], psum, {{0}}}, {o, &st[1], psum, {{0}}}};
+	size_t nlive = 0;
 	int r = 0;
 	for (size_t i = 0; i < NSYSTEMS && r == 0; i++) {
 		const struct system *sys = &systems[i];
-		struct bench_sys *rows[2][2] = {{NULL, NULL}, {NULL, NULL}};
-		for (int s = 0; s < 2; s++)
-			for (int v = 0; v < 2 && sys->v[v].id; v++)
-				rows[s][v] = bench_add(&res[s], sys->v[v].id, sys->v[v].label);
-		r = bench_system(sys, n, st, o, rows);
+		int got = sys->open(&ctx[i], n);
+		if (got < 0) {
+			r = -1;
+			state[i] = 1;
+			break;
+		}
+		state[i] = got;
+		for (int v = 0; v < 2 && sys->v[v].id; v++) {
+			for (int s = 0; s < 2; s++) {
+				struct bench_sys *row =
+				    bench_add(&res[s], sys->v[v].id, sys->v[v].label);
+				if (got > 0) {
+					row->note =
+					    "not measured: redis-server not found or failed";
+					continue;
+				}
+				if (sys->v[v].share)
+					row->note = sys->v[v].share == 1
+							? "a --redis-lookups share of each slice"
+							: "a --redis-pipelined share of each slice";
+				lr[s].rows[nlive] = (struct live_row){&sys->v[v], ctx[i], row};
+			}
+			if (got == 0)
+				nlive++;
+		}
 	}
+	for (int s = 0; s < 2 && r == 0; s++) {
+		struct bench_rounds b = {
+		    .nsys = nlive,
+		    .rounds = o->rounds,
+		    .warmup = 2,
+		    .prewarm = true,
+		    .round_ms = o->round_ms,
+		    .stream_len = o->lookups,
+		    .min_ops = o->lookups < 1000 ? o->lookups : 1000,
+		    .run = lookup_slice,
+		    .arg = &lr[s],
+		};
+		r = bench_rounds_run(&b);
+		if (r == 0) {
+			struct bench_sys *rows[BENCH_MAX_SYS];
+			for (size_t i = 0; i < nlive; i++)
+				rows[i] = lr[s].rows[i].row;
+			bench_rounds_fill(&b, &res[s], rows);
+			bench_param(&res[s], "ops_per_round", "%" PRIu64, b.ops);
+		}
+		bench_rounds_free(&b);
+	}
+	for (size_t i = 0; i < NSYSTEMS && r == 0; i++)
+		if (ctx[i] && state[i] == 0)
+			systems[i].where(ctx[i], &res[0], systems[i].v[0].id);
+	for (size_t i = NSYSTEMS; i-- > 0;)
+		if (ctx[i] && state[i] == 0)
+			systems[i].close(ctx[i]);
 	free(st[0].keys);
 	free(st[1].keys);
+	free(psum);
 	if (r)
 		return -1;
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
 		if (targets[i].entries == n)
 			bench_target_ratio(&res[0], "foundation", targets[i].den, targets[i].min);
+	for (int s = 0; s < 2; s++)
+		for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
+			bench_show_ratio(&res[s], shown[i][0], shown[i][1]);
 	bench_emit(&res[0]);
 	bench_emit(&res[1]);
 	return 0;
@@ -1174,7 +1287,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: fdn-bench [--sizes N[,N...]] [--lookups M] [--redis-lookups M]\n"
-		"                 [--redis-pipelined M] [--json | --json-file PATH] [--quick]\n"
+		"                 [--redis-pipelined M] [--rounds R] [--round-ms T]\n"
+		"                 [--json | --json-file PATH] [--quick]\n"
 		"\n"
 		"Lookup hits and misses: Foundation's shared table and registry API against\n"
 		"a plain open-addressing table, liburcu's cds_lfht"
@@ -1185,14 +1299,16 @@ static void usage(FILE *f)
 		"(when in $PATH), on the same keys and the same random lookup streams.\n"
 		"\n"
 		"  --sizes LIST          table sizes (entries), default 10000,100000,1000000\n"
-		"  --lookups M           lookups per run, default 2000000\n"
-		"  --redis-lookups M     of which redis answers one round trip at a time,\n"
-		"                        default 20000\n"
-		"  --redis-pipelined M   of which redis answers 64 per round trip, default 200000\n"
+		"  --lookups M           length of the lookup stream, default 2000000\n"
+		"  --redis-lookups M     redis answers this share (M / --lookups) of each\n"
+		"                        slice one round trip at a time, default 20000\n"
+		"  --redis-pipelined M   and this share 64 per round trip, default 200000\n"
+		"  --rounds R            interleaved rounds per stream and size, default 40\n"
+		"  --round-ms T          target duration of a round (all systems), default 40\n"
 		"  --json                one JSON object per result on stdout, tables on stderr\n"
 		"  --json-file PATH      the JSON objects into PATH, tables on stdout\n"
 		"  --quick               sizes 10000,100000, 200000 lookups (redis 2000 and\n"
-		"                        20000), one run (CI)\n"
+		"                        20000), 12 rounds of 10 ms (CI)\n"
 		"  --help                this text\n"
 		"\n"
 		"Exit status: 0, also when a SPEC target is missed; 1 when a lookup\n"
@@ -1234,6 +1350,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    {"redis-pipelined", required_argument, NULL, 'p'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"json-file", required_argument, NULL, 'f'},
+	    {"rounds", required_argument, NULL, 'R'},
+	    {"round-ms", required_argument, NULL, 'M'},
 	    {"quick", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -1241,7 +1359,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	bool quick = false, have_sizes = false, have_lookups = false, have_redis = false,
 	     have_pipe = false;
 	uint64_t m = 2000000, rm = 20000, pm = 200000;
-	*o = (struct opts){.sizes = {10000, 100000, 1000000}, .nsizes = 3, .reps = 3};
+	*o = (struct opts){
+	    .sizes = {10000, 100000, 1000000}, .nsizes = 3, .rounds = 40, .round_ms = 40};
+	bool have_rounds = false, have_ms = false;
 	for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
 		uint64_t *cnt = c == 'l' ? &m : c == 'r' ? &rm : &pm;
 		switch (c) {
@@ -1270,6 +1390,24 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			have_redis |= c == 'r';
 			have_pipe |= c == 'p';
 			break;
+		case 'R':
+		case 'M': {
+			uint64_t v;
+			if (parse_count(optarg, c == 'R' ? 100000 : 10000, &v)) {
+				fprintf(stderr, "fdn-bench: --%s: '%s' is not a count in 1..%d\n",
+					c == 'R' ? "rounds" : "round-ms", optarg,
+					c == 'R' ? 100000 : 10000);
+				return 2;
+			}
+			if (c == 'R') {
+				o->rounds = (unsigned)v;
+				have_rounds = true;
+			} else {
+				o->round_ms = (double)v;
+				have_ms = true;
+			}
+			break;
+		}
 		case 'j':
 			o->json = true;
 			break;
@@ -1297,7 +1435,10 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		return 2;
 	}
 	if (quick) {
-		o->reps = 1;
+		if (!have_rounds)
+			o->rounds = 12;
+		if (!have_ms)
+			o->round_ms = 10;
 		if (!have_sizes) {
 			o->sizes[0] = 10000;
 			o->sizes[1] = 100000;
@@ -1327,6 +1468,7 @@ int main(int argc, char **argv)
 	bench_set_signals(bench_on_signal);
 	if (bench_output_open(o.json, o.json_path))
 		return 1;
+	bench_machine("start");
 	/* This thread reads cds_lfht itself: register it before the library's
 	 * local backend could (the library then uses this registration). */
 	urcu_memb_register_thread();
@@ -1339,6 +1481,7 @@ int main(int argc, char **argv)
 		bench_redis_stop(&g_redis);
 	if (g_urcu_registered)
 		urcu_memb_unregister_thread();
+	bench_machine("end");
 	bench_output_close();
 	return status;
 }

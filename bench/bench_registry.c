@@ -135,7 +135,9 @@ static const unsigned reap_sizes[] = {1, 1000};
 struct opts {
 	bool json, quick;
 	const char *json_path, *argv0;
-	int reps;
+	int reps;        /* read scaling: best of */
+	unsigned rounds; /* register_unregister: interleaved rounds */
+	double round_ms;
 	unsigned deaths;
 	size_t pairs, redis_pairs;
 	uint64_t scale_entries, mem_entries;
@@ -285,6 +287,7 @@ tally_fail(struct tally *t, size_t i, const char *fmt, ...)
 struct seg {
 	char name[96];
 	fdn_segment *s;
+	int shm_slot; /* bench_shm_track */
 };
 
 /* entries 0: the library's default sizing; heap 0: 1 KiB per entry. */
@@ -297,10 +300,10 @@ static int seg_create_sized(struct seg *g, const char *tag, uint64_t entries, ui
 		o.entries = entries;
 		o.heap_bytes = heap ? heap : entries * 1024u + (8u << 20);
 	}
-	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", g->name);
+	g->shm_slot = bench_shm_track(g->name);
 	int r = fdn_segment_create(g->name, &o, &g->s);
 	if (r) {
-		bench_shm_path[0] = 0;
+		bench_shm_untrack(g->shm_slot);
 		g->name[0] = 0; /* a failed create removes what it made */
 		return fail("create segment: %s (%s)", fdn_strerror(r), fdn_errname(r));
 	}
@@ -338,8 +341,9 @@ static void seg_close(struct seg *g)
 		if (r)
 			fail("destroy %s: %s", g->name, fdn_strerror(r));
 	}
+	if (g->name[0])
+		bench_shm_untrack(g->shm_slot);
 	g->name[0] = 0;
-	bench_shm_path[0] = 0;
 	for (int i = 0; i < 200 && reaper > 0 && kill(reaper, 0) == 0; i++)
 		sleep_ns(10000000L);
 	if (reaper > 0 && kill(reaper, 0) == 0)
@@ -959,7 +963,10 @@ static int fs_pairs_open(void **out)
 	struct seg *g = calloc(1, sizeof(*g));
 	if (!g)
 		return fail("foundation: %s", strerror(errno));
-	if (seg_create(g, "pairs", PAIR_BACKGROUND + PAIR_KEYS)) {
+	static unsigned seq; /* two rows, two segments open at once */
+	char tag[32];
+	snprintf(tag, sizeof(tag), "pairs-%u", seq++);
+	if (seg_create(g, tag, PAIR_BACKGROUND + PAIR_KEYS)) {
 		free(g);
 		return -1;
 	}
@@ -1362,57 +1369,39 @@ static const struct pair_sys pair_systems[] = {
      redis_pairs_run, redis_pairs_check, redis_pairs_close},
 };
 #define NPSYS (sizeof(pair_systems) / sizeof(pair_systems[0]))
-enum { PROW_FDN = 0, PROW_LFHT = 2, PROW_LFHT_INDEX = 3 };
 
-static int pairs_measure(const struct pair_sys *sys, const struct key *keys, size_t pairs, int reps,
-			 double *best)
-{
-	void *ctx;
-	*best = 0;
-	int r = sys->open(&ctx);
-	if (r)
-		return r > 0 ? 0 : -1; /* 1: not available */
-	for (int rep = 0; rep < reps && r == 0; rep++) {
-		struct tally t = {0};
-		uint64_t t0 = mono_ns();
-		sys->run(ctx, keys, pairs, sys->variant, &t);
-		uint64_t dt = mono_ns() - t0;
-		if (t.failed)
-			r = fail("register_unregister: %s: pair %zu of %zu: %s", sys->label,
-				 t.bad_at + 1, pairs, t.msg);
-		double ops = dt ? (double)t.done * 1e9 / (double)dt : 0;
-		if (r == 0 && ops > *best)
-			*best = ops;
-	}
-	if (r == 0)
-		r = sys->check(ctx);
-	sys->close(ctx);
-	return r;
-}
+/* The rows in interleaved rounds (bench_common.h): every system opened
+ * first, then in each round every row runs pairs 0 .. ops - 1 of the pair
+ * stream (keys cycling through PAIR_KEYS) in a rotating order; redis rows
+ * run the share --redis-pairs / --pairs of them. */
+struct pairs_rounds {
+	const struct opts *o;
+	const struct key *keys;
+	size_t nlive;
+	const struct pair_sys *sys[NPSYS];
+	void *ctx[NPSYS];
+	struct bench_sys *row[NPSYS];
+};
 
-static void pairs_report(const struct opts *o, const double *ops)
+static int64_t pairs_slice(void *arg, size_t i, uint64_t at, uint64_t ops)
 {
-	struct bench_result r;
-	bench_result_init(&r, "register_unregister", BENCH_RATE, "pairs_per_s", "pairs/s");
-	bench_title(&r,
-		    "%u background entries, %zu pairs over %u keys, 2 attributes "
-		    "(capability indexed), best of %d",
-		    PAIR_BACKGROUND, o->pairs, PAIR_KEYS, o->reps);
-	bench_param(&r, "background", "%u", PAIR_BACKGROUND);
-	bench_param(&r, "keys", "%u", PAIR_KEYS);
-	bench_param(&r, "pairs", "%zu", o->pairs);
-	bench_param(&r, "redis_pairs", "%zu",
-		    o->redis_pairs < o->pairs ? o->redis_pairs : o->pairs);
-	bench_param(&r, "reps", "%d", o->reps);
-	for (size_t i = 0; i < NPSYS; i++) {
-		struct bench_sys *sy = bench_add(&r, pair_systems[i].id, pair_systems[i].label);
-		sy->v[0] = ops[i];
-		if (pair_systems[i].open == redis_pairs_open)
-			sy->note = ops[i] > 0 ? "on the first redis_pairs pairs"
-					      : "not measured: redis-server not found or failed";
+	struct pairs_rounds *pr = arg;
+	const struct pair_sys *sys = pr->sys[i];
+	(void)at; /* every round runs the same pairs */
+	size_t pairs = (size_t)ops;
+	if (sys->open == redis_pairs_open && pr->o->redis_pairs < pr->o->pairs) {
+		pairs = (size_t)((double)ops * (double)pr->o->redis_pairs / (double)pr->o->pairs);
+		pairs = pairs ? pairs : 1;
 	}
-	bench_target_ratio(&r, "foundation", "cds_lfht", PAIR_TARGET);
-	bench_emit(&r);
+	struct tally t = {0};
+	sys->run(pr->ctx[i], pr->keys, pairs, sys->variant, &t);
+	if (t.failed)
+		return fail("register_unregister: %s: pair %zu of %zu: %s", sys->label,
+			    t.bad_at + 1, pairs, t.msg);
+	if (t.done != pairs)
+		return fail("register_unregister: %s: %" PRIu64 " of %zu pairs done", sys->label,
+			    t.done, pairs);
+	return (int64_t)pairs;
 }
 
 static int scenario_pairs(const struct opts *o)
@@ -1422,18 +1411,71 @@ static int scenario_pairs(const struct opts *o)
 		return fail("pair keys: %s", strerror(errno));
 	for (unsigned i = 0; i < PAIR_KEYS; i++)
 		key_fmt(&keys[i], "agent-", PAIR_BACKGROUND + i);
-	double ops[NPSYS] = {0};
+	struct bench_result res;
+	bench_result_init(&res, "register_unregister", BENCH_RATE, "pairs_per_s", "pairs/s");
+	bench_title(&res,
+		    "%u background entries, pairs over %u keys, 2 attributes (capability "
+		    "indexed), every system built first, then interleaved rounds",
+		    PAIR_BACKGROUND, PAIR_KEYS);
+	bench_param(&res, "background", "%u", PAIR_BACKGROUND);
+	bench_param(&res, "keys", "%u", PAIR_KEYS);
+	bench_param(&res, "pairs", "%zu", o->pairs);
+	bench_param(&res, "redis_share", "%.4g",
+		    o->redis_pairs < o->pairs ? (double)o->redis_pairs / (double)o->pairs : 1.0);
+	bench_param(&res, "rounds", "%u", o->rounds);
+	bench_param(&res, "round_ms", "%g", o->round_ms);
+	struct pairs_rounds pr = {.o = o, .keys = keys};
 	int r = 0;
 	for (size_t i = 0; i < NPSYS && r == 0; i++) {
-		size_t pairs = o->pairs;
-		if (pair_systems[i].open == redis_pairs_open && o->redis_pairs < pairs)
-			pairs = o->redis_pairs;
-		r = pairs_measure(&pair_systems[i], keys, pairs, o->reps, &ops[i]);
+		const struct pair_sys *sys = &pair_systems[i];
+		struct bench_sys *row = bench_add(&res, sys->id, sys->label);
+		void *ctx = NULL;
+		int got = sys->open(&ctx);
+		if (got < 0) {
+			r = -1;
+		} else if (got > 0) {
+			row->note = "not measured: redis-server not found or failed";
+		} else {
+			if (sys->open == redis_pairs_open)
+				row->note = "a --redis-pairs share of each round's pairs";
+			pr.sys[pr.nlive] = sys;
+			pr.ctx[pr.nlive] = ctx;
+			pr.row[pr.nlive++] = row;
+		}
 	}
+	if (r == 0) {
+		struct bench_rounds b = {
+		    .nsys = pr.nlive,
+		    .rounds = o->rounds,
+		    .warmup = 2,
+		    .prewarm = true,
+		    .round_ms = o->round_ms,
+		    .stream_len = o->pairs,
+		    .min_ops = o->pairs < 200 ? o->pairs : 200,
+		    .run = pairs_slice,
+		    .arg = &pr,
+		};
+		r = bench_rounds_run(&b);
+		if (r == 0) {
+			bench_rounds_fill(&b, &res, pr.row);
+			bench_param(&res, "pairs_per_round", "%" PRIu64, b.ops);
+		}
+		bench_rounds_free(&b);
+	}
+	for (size_t i = 0; i < pr.nlive; i++) {
+		if (r == 0 && pr.sys[i]->check(pr.ctx[i]))
+			r = -1;
+	}
+	for (size_t i = pr.nlive; i-- > 0;)
+		pr.sys[i]->close(pr.ctx[i]);
 	free(keys);
-	if (r == 0)
-		pairs_report(o, ops);
-	return r;
+	if (r)
+		return r;
+	bench_target_ratio(&res, "foundation", "cds_lfht", PAIR_TARGET);
+	bench_show_ratio(&res, "foundation", "cds_lfht_index");
+	bench_show_ratio(&res, "foundation", "lmdb_batched");
+	bench_emit(&res);
+	return 0;
 }
 
 /* ==== 4. read scaling ================================================================ */
@@ -1816,13 +1858,15 @@ static void usage(FILE *f)
 		"\nand redis-server (when in $PATH):\n"
 		"  reaper_latency       SIGKILL of an owner of 1 and 1000 entries until\n"
 		"                       another process sees them gone (p50/p99/max)\n"
-		"  register_unregister  fdn_register + fdn_unregister pairs\n"
+		"  register_unregister  fdn_register + fdn_unregister pairs, every system in\n"
+		"                       40 interleaved rounds of 40 ms (medians of the\n"
+		"                       per-round rates and ratios)\n"
 		"  read_scaling         fdn_lookup from 1, 2 (.. CPUs) processes, without and\n"
 		"                       with a writer process churning (also read_under_churn)\n"
 		"  memory               segment bytes per entry at 1 000 000 entries with\n"
 		"                       64 bytes of attributes\n"
 		"\n"
-		"  --quick            20 deaths per size, 20 000 pairs (redis 2 000), 10 000\n"
+		"  --quick            20 deaths per size, pairs in 12 rounds of 10 ms, 10 000\n"
 		"                     entries for scaling (100 ms windows), 100 000 for memory,\n"
 		"                     one run (CI)\n"
 		"  --json             one JSON object per result on stdout, tables on stderr\n"
@@ -1865,6 +1909,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	};
 	*o = (struct opts){.argv0 = argv[0],
 			   .reps = 3,
+			   .rounds = 40,
+			   .round_ms = 40,
 			   .deaths = 200,
 			   .pairs = 200000,
 			   .redis_pairs = 20000,
@@ -1912,6 +1958,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if (quick) {
 		o->quick = true;
 		o->reps = 1;
+		o->rounds = 12;
+		o->round_ms = 10;
 		o->deaths = 20;
 		o->pairs = 20000;
 		o->redis_pairs = 2000;
@@ -1933,6 +1981,7 @@ int main(int argc, char **argv)
 	prctl(PR_SET_TIMERSLACK, 1UL); /* sleeps of the polls end on time */
 	if (attrs_init() || bench_output_open(o.json, o.json_path))
 		return 1;
+	bench_machine("start");
 	int status = 0;
 	bool urcu = false;
 	for (size_t i = 0; i < NSCEN; i++) {
@@ -1954,6 +2003,7 @@ int main(int argc, char **argv)
 		bench_redis_stop(&g_redis);
 	if (urcu)
 		urcu_memb_unregister_thread();
+	bench_machine("end");
 	bench_output_close();
 	return status;
 }

@@ -41,6 +41,7 @@
  */
 #include "bench_common.h"
 #include "lib/internal.h"
+#include "shm/shm.h"
 
 #include <foundation/context.h>
 #include <foundation/flags.h>
@@ -49,6 +50,7 @@
 #include <foundation/telemetry.h>
 
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,10 +69,11 @@ struct ctx {
 	uint64_t mask;   /* order has mask + 1 entries */
 	pid_t pid;
 	_Atomic uint64_t handled;
+	_Atomic uint64_t span_seen; /* span events the span handler saw */
 };
 
 struct op {
-	const char *name;
+	const char *name, *id;
 	int (*setup)(struct ctx *c);           /* NULL: none; non-zero: failed */
 	int (*run)(struct ctx *c, uint64_t i); /* one operation; non-zero: wrong */
 	void (*teardown)(struct ctx *c);
@@ -167,14 +170,28 @@ static int span_quiet(struct ctx *c)
 	return span_events(c, "never");
 }
 
-static int span_loud(struct ctx *c)
+/* The default: a new segment samples span events `always`. */
+static void span_default(struct ctx *c)
 {
-	return span_events(c, "always");
+	span_events(c, "always");
 }
 
-static void span_done(struct ctx *c)
+static void span_count(const struct fdn_event *ev, void *arg)
 {
-	span_quiet(c);
+	struct ctx *c = arg;
+	(void)ev;
+	atomic_fetch_add_explicit(&c->span_seen, 1, memory_order_relaxed);
+}
+
+static int span_handler_on(struct ctx *c)
+{
+	return fdn_handler_attach("bench-span", "foundation.span", span_count, c);
+}
+
+static void span_handler_off(struct ctx *c)
+{
+	(void)c;
+	fdn_handler_detach("bench-span");
 }
 
 /* Error context: merge one attribute, read the map back. */
@@ -213,53 +230,56 @@ static int flag_by_name(struct ctx *c, uint64_t i)
 
 /* The rows; the first is the reference of every ratio. */
 static const struct op ops[] = {
-    {"lookup", lookup_quiet, lookup_once, NULL},
-    {"lookup, event in ring", lookup_loud, lookup_once, lookup_done},
-    {"emit, nobody listens", NULL, emit_local, NULL},
-    {"emit, one handler", handler_on, emit_local, handler_off},
-    {"emit, into the ring", NULL, emit_ring, NULL},
-    {"span push+pop, shared", span_quiet, span_shared, NULL},
-    {"span push+pop, shared, events in ring", span_loud, span_shared, span_done},
-    {"span push+pop, local", NULL, span_local, NULL},
-    {"context set+get, shared", NULL, ctx_shared, NULL},
-    {"context set+get, local", NULL, ctx_local, NULL},
-    {"flag read (internal, by id)", NULL, flag_by_id, NULL},
-    {"flag read (fdn_flag_enabled)", NULL, flag_by_name, NULL},
+    {"lookup", "lookup", lookup_quiet, lookup_once, NULL},
+    {"lookup, event in ring", "lookup_event_ring", lookup_loud, lookup_once, lookup_done},
+    {"emit, nobody listens", "emit_nobody", NULL, emit_local, NULL},
+    {"emit, one handler", "emit_handler", handler_on, emit_local, handler_off},
+    {"emit, into the ring", "emit_ring", NULL, emit_ring, NULL},
+    {"span push+pop, shared (default: events in ring)", "span_shared_default", NULL, span_shared,
+     NULL},
+    {"span push+pop, shared, span events `never`", "span_shared_never", span_quiet, span_shared,
+     span_default},
+    {"span push+pop, shared, a span handler too", "span_shared_handler", span_handler_on,
+     span_shared, span_handler_off},
+    {"span push+pop, local", "span_local", NULL, span_local, NULL},
+    {"context set+get, shared", "ctx_shared", NULL, ctx_shared, NULL},
+    {"context set+get, local", "ctx_local", NULL, ctx_local, NULL},
+    {"flag read (internal, by id)", "flag_by_id", NULL, flag_by_id, NULL},
+    {"flag read (fdn_flag_enabled)", "flag_by_name", NULL, flag_by_name, NULL},
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
+enum { ROW_SPAN_DEFAULT = 5 };
 
-static uint64_t mono_ns(void)
+/* The rounds' callbacks (bench_common.h): setup and teardown untimed
+ * around each slice, the slice runs operations at .. at + ops - 1. */
+static int op_prepare(void *arg, size_t i)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* Best ns per operation over `runs` runs of m iterations; -1 on a wrong
- * result. */
-static double measure(struct ctx *c, const struct op *o, uint64_t m, int runs)
-{
-	double best = -1;
-	if (o->setup && o->setup(c)) {
-		fprintf(stderr, "%s: %s: setup failed\n", PROG, o->name);
+	struct ctx *c = arg;
+	if (ops[i].setup && ops[i].setup(c)) {
+		fprintf(stderr, "%s: %s: setup failed\n", PROG, ops[i].name);
 		return -1;
 	}
-	for (int r = 0; r < runs; r++) {
-		uint64_t bad = 0, t0 = mono_ns();
-		for (uint64_t i = 0; i < m; i++)
-			bad += (uint64_t)o->run(c, i);
-		double ns = (double)(mono_ns() - t0) / (double)m;
-		if (bad) {
-			fprintf(stderr, "%s: %s: %llu wrong results\n", PROG, o->name,
-				(unsigned long long)bad);
-			best = -1;
-			break;
-		}
-		best = best < 0 || ns < best ? ns : best;
+	return 0;
+}
+
+static void op_finish(void *arg, size_t i)
+{
+	if (ops[i].teardown)
+		ops[i].teardown(arg);
+}
+
+static int64_t op_slice(void *arg, size_t i, uint64_t at, uint64_t n)
+{
+	struct ctx *c = arg;
+	uint64_t bad = 0;
+	for (uint64_t k = at; k < at + n; k++)
+		bad += (uint64_t)ops[i].run(c, k);
+	if (bad) {
+		fprintf(stderr, "%s: %s: %llu wrong results\n", PROG, ops[i].name,
+			(unsigned long long)bad);
+		return -1;
 	}
-	if (o->teardown)
-		o->teardown(c);
-	return best;
+	return (int64_t)n;
 }
 
 static int populate(struct ctx *c)
@@ -285,38 +305,48 @@ static int populate(struct ctx *c)
 	return 0;
 }
 
-static void loadavg(char *buf, size_t cap)
-{
-	FILE *f = fopen("/proc/loadavg", "r");
-	buf[0] = 0;
-	if (f) {
-		if (fgets(buf, (int)cap, f))
-			buf[strcspn(buf, "\n")] = 0;
-		fclose(f);
-	}
-}
-
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: " PROG " [--quick] [--json]\n"
-		   "Time service operations next to a registry lookup (one run, one table).\n"
-		   "  --quick   200 000 iterations per row, one run (CI)\n"
-		   "  --json    one JSON object per row per line\n");
+	fprintf(f, "usage: " PROG
+		   " [--quick] [--rounds R] [--round-ms T] [--json | --json-file PATH]\n"
+		   "Time service operations next to a registry lookup: every operation in\n"
+		   "interleaved rounds (medians of the per-round rates and ratios).\n"
+		   "  --quick           12 rounds of 10 ms (CI)\n"
+		   "  --rounds R        rounds, default 40\n"
+		   "  --round-ms T      target duration of a round (all rows), default 40\n"
+		   "  --json            one JSON object per result on stdout, tables on stderr\n"
+		   "  --json-file PATH  the JSON objects into PATH, tables on stdout\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {{"quick", no_argument, NULL, 'q'},
 					   {"json", no_argument, NULL, 'j'},
+					   {"json-file", required_argument, NULL, 'f'},
+					   {"rounds", required_argument, NULL, 'R'},
+					   {"round-ms", required_argument, NULL, 'M'},
 					   {"help", no_argument, NULL, 'h'},
 					   {NULL, 0, NULL, 0}};
 	bool quick = false, json = false;
-	for (int o; (o = getopt_long(argc, argv, "qjh", lo, NULL)) != -1;) {
-		if (o == 'q')
+	const char *json_path = NULL;
+	long rounds = 0, round_ms = 0;
+	for (int o; (o = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
+		char *end = NULL;
+		if (o == 'q') {
 			quick = true;
-		else if (o == 'j')
+		} else if (o == 'j') {
 			json = true;
-		else if (o == 'h') {
+		} else if (o == 'f') {
+			json_path = optarg;
+		} else if (o == 'R' || o == 'M') {
+			long v = strtol(optarg, &end, 10);
+			if (!*optarg || *end || v < 1 || v > 100000) {
+				fprintf(stderr, "%s: --%s: '%s' is not a count in 1..100000\n",
+					PROG, o == 'R' ? "rounds" : "round-ms", optarg);
+				return 2;
+			}
+			*(o == 'R' ? &rounds : &round_ms) = v;
+		} else if (o == 'h') {
 			usage(stdout);
 			return 0;
 		} else {
@@ -324,13 +354,21 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	uint64_t m = quick ? 200000 : 2000000;
-	int runs = quick ? 1 : 3;
-	char name[64], la[128];
+	if (optind < argc || (json && json_path)) {
+		usage(stderr);
+		return 2;
+	}
+	if (!rounds)
+		rounds = quick ? 12 : 40;
+	if (!round_ms)
+		round_ms = quick ? 10 : 40;
+	char name[64];
 	snprintf(name, sizeof(name), "fdn-bench-services-%d", (int)getpid());
-	snprintf(bench_shm_path, sizeof(bench_shm_path), "/dev/shm/%s", name);
 	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
 	bench_set_signals(bench_on_signal);
+	if (bench_output_open(json, json_path))
+		return 1;
+	bench_machine("start");
 	struct fdn_segment_opts so;
 	fdn_segment_opts_init(&so);
 	so.entries = ENTRIES;
@@ -339,40 +377,59 @@ int main(int argc, char **argv)
 	so.spans = 4;
 	so.heap_bytes = 32u << 20; /* entries, index and owner references */
 	struct ctx c = {.pid = getpid()};
+	int slot = bench_shm_track(name);
 	int r = fdn_segment_create(name, &so, &c.s);
 	if (r) {
+		bench_shm_untrack(slot);
 		fprintf(stderr, "%s: create %s: %s\n", PROG, name, fdn_strerror(r));
+		bench_output_close();
 		return 1;
 	}
 	int status = populate(&c) ? 1 : 0;
-	double ns[NOPS];
-	for (size_t i = 0; i < NOPS && status == 0; i++)
-		if ((ns[i] = measure(&c, &ops[i], m, runs)) < 0)
-			status = 1;
-	loadavg(la, sizeof(la));
+	struct bench_result res;
+	bench_result_init(&res, "services", BENCH_RATE, "ops_per_s", "ops/s");
+	bench_title(&res,
+		    "%u entries, one service operation against a fdn_lookup hit, interleaved "
+		    "rounds; first/x = the operation's cost in lookups",
+		    ENTRIES);
+	bench_param(&res, "entries", "%u", ENTRIES);
+	bench_param(&res, "rounds", "%ld", rounds);
+	bench_param(&res, "round_ms", "%ld", round_ms);
+	struct bench_sys *rows[NOPS];
+	for (size_t i = 0; i < NOPS; i++)
+		rows[i] = bench_add(&res, ops[i].id, ops[i].name);
+	struct bench_rounds b = {
+	    .nsys = NOPS,
+	    .rounds = (unsigned)rounds,
+	    .warmup = 2,
+	    .prewarm = true,
+	    .round_ms = (double)round_ms,
+	    .stream_len = c.mask + 1,
+	    .min_ops = 1000,
+	    .run = op_slice,
+	    .prepare = op_prepare,
+	    .finish = op_finish,
+	    .arg = &c,
+	};
+	if (status == 0 && bench_rounds_run(&b))
+		status = 1;
 	if (status == 0) {
-		if (!json)
-			printf("%-38s %10s %12s %9s\n", "operation", "ns/op", "ops/s", "÷ lookup");
-		for (size_t i = 0; i < NOPS; i++) {
-			if (json)
-				printf("{\"bench\":\"services\",\"op\":\"%s\",\"iterations\":%llu,"
-				       "\"ns_per_op\":%.2f,\"ops_per_s\":%.0f,\"ratio_to_lookup\":%"
-				       ".3f}\n",
-				       ops[i].name, (unsigned long long)m, ns[i], 1e9 / ns[i],
-				       ns[i] / ns[0]);
-			else
-				printf("%-38s %10.1f %12.0f %9.2f\n", ops[i].name, ns[i],
-				       1e9 / ns[i], ns[i] / ns[0]);
-		}
-		if (json)
-			printf("{\"bench\":\"services\",\"loadavg\":\"%s\"}\n", la);
-		else
-			printf("load average: %s\n", la);
+		bench_rounds_fill(&b, &res, rows);
+		bench_param(&res, "ops_per_round", "%" PRIu64, b.ops);
+		/* The cost of a default span push+pop in lookups: lookup rate over
+		 * span rate, the median of the per-round values. */
+		bench_target(&res, "span_shared_default cost / lookup",
+			     res.ratio_stat[0][ROW_SPAN_DEFAULT][BENCH_MED], true, 3.0);
+		bench_memory(&res, "lookup", "segment", c.s->base, (size_t)c.s->size);
+		bench_emit(&res);
 	}
+	bench_rounds_free(&b);
 	fdn_segment_detach(c.s);
 	fdn_segment_destroy(name);
-	bench_shm_path[0] = 0;
+	bench_shm_untrack(slot);
 	free(c.keys);
 	free(c.order);
+	bench_machine("end");
+	bench_output_close();
 	return status;
 }

@@ -31,6 +31,7 @@ res = []
 for f in files:
     with open(f, encoding="utf-8") as fh:
         res += [json.loads(l) for l in fh if l.strip()]
+res = [r for r in res if "scenario" in r]  # machine-state lines apart
 
 def table(scenario, name):
     rows = [r for r in res if r["scenario"] == scenario]

@@ -115,7 +115,7 @@ bench)
 	./build-release/bench/fdn-bench --json-file bench/results/lookup.json "$@"
 	FOUNDATION_REAPERD="$PWD/build-release/tools/foundation-reaperd" \
 		./build-release/bench/fdn-bench-registry --json-file bench/results/registry.json
-	./build-release/bench/fdn-bench-services | tee bench/results/services.txt
+	./build-release/bench/fdn-bench-services --json-file bench/results/services.json | tee bench/results/services.txt
 	echo "loadavg at end: $(cat /proc/loadavg)" | tee -a bench/results/machine.txt
 	sh bench/plot.sh bench/results/bench.png bench/results/lookup.json \
 		bench/results/registry.json

@@ -141,6 +141,16 @@ static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 	return fdn__emit_wanted(s, id);
 }
 
+/* A span's start or stop event in compact form (shm/layout.h,
+ * FDN_EVENT_SPAN): body (len bytes) at the given times, to the ring only
+ * (the caller has checked that no handler is attached).  Asks the event's
+ * sampler like any emit.  1 written, 0 sampled out, or an error. */
+int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, size_t len,
+		       uint64_t real_ns, uint64_t mono_ns);
+/* Expand a compact span body into ev's name, measurements and attributes
+ * (trace.c, the owner of the format).  false if malformed. */
+bool fdn__span_rec_expand(const uint8_t *body, size_t len, struct fdn_ring_event *ev);
+
 /* fdn_emit for a service's own event (its name is known valid). */
 int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *m, size_t nm,
 		 const struct fdn_attr *attrs, size_t na);

@@ -404,23 +404,16 @@ static uint64_t rec_check(const struct fdn_shm_event *rec, uint64_t ticket)
 	return XXH3_64bits_withSeed(&rec->real_ns, 40u + rec->body_len, ticket);
 }
 
-static int ring_write(fdn_segment *s, const struct fdn_event *ev, size_t nlen,
-		      const unsigned char *abuf, int alen)
+/* Publish rec (header from real_ns on and body filled; seq, ticket and
+ * check are set here) as the next ticket. */
+static int ring_put(fdn_segment *s, struct fdn_shm_event *rec)
 {
-	struct fdn_shm_event *ring, rec;
+	struct fdn_shm_event *ring;
 	uint32_t n;
 	int r = fdn__ring_map(s, &ring, &n);
 	if (r)
 		return r;
 	struct fdn_shm_tel_hdr *th = fdn__tel_hdr(s);
-	memset(&rec, 0, offsetof(struct fdn_shm_event, body));
-	rec.real_ns = ev->time_ns;
-	rec.mono_ns = ev->mono_ns;
-	rec.pseq = ++me.pseq;
-	rec.pid = (uint32_t)ev->pid;
-	rec.tid = (uint32_t)ev->tid;
-	rec.body_len = (uint16_t)rec_body(&rec, ev, nlen, abuf, alen);
-
 	uint64_t t = atomic_fetch_add_explicit(&th->ring_head, 1, memory_order_relaxed);
 	struct fdn_shm_event *e = &ring[t & (n - 1)];
 	uint64_t want = 2 * t + 1, old = atomic_load_explicit(&e->seq, memory_order_relaxed);
@@ -435,9 +428,9 @@ static int ring_write(fdn_segment *s, const struct fdn_event *ev, size_t nlen,
 	 * second seq load: a reader that copied any byte written below sees
 	 * seq >= want there, and drops the copy. */
 	atomic_thread_fence(memory_order_release);
-	rec.ticket = t;
-	rec.check = rec_check(&rec, t);
-	memcpy((unsigned char *)e + 8, (unsigned char *)&rec + 8, 56u + rec.body_len);
+	rec->ticket = t;
+	rec->check = rec_check(rec, t);
+	memcpy((unsigned char *)e + 8, (unsigned char *)rec + 8, 56u + rec->body_len);
 	/* Release: the record happens-before a reader's acquire load of
 	 * 2t + 2.  Fails only if a later lap took the record meanwhile: this
 	 * producer was descheduled for a whole lap and its copy may have
@@ -448,6 +441,20 @@ static int ring_write(fdn_segment *s, const struct fdn_event *ev, size_t nlen,
 						     memory_order_relaxed))
 		atomic_fetch_add_explicit(&th->ring_lapped, 1, memory_order_relaxed);
 	return 0;
+}
+
+static int ring_write(fdn_segment *s, const struct fdn_event *ev, size_t nlen,
+		      const unsigned char *abuf, int alen)
+{
+	struct fdn_shm_event rec;
+	memset(&rec, 0, offsetof(struct fdn_shm_event, body));
+	rec.real_ns = ev->time_ns;
+	rec.mono_ns = ev->mono_ns;
+	rec.pseq = ++me.pseq;
+	rec.pid = (uint32_t)ev->pid;
+	rec.tid = (uint32_t)ev->tid;
+	rec.body_len = (uint16_t)rec_body(&rec, ev, nlen, abuf, alen);
+	return ring_put(s, &rec);
 }
 
 /* ---- emission ---------------------------------------------------------------------------- */
@@ -514,6 +521,34 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 	if (handlers)
 		call_handlers(&ev);
 	if (ring && (r = ring_write(s, &ev, nlen, abuf, alen)))
+		return r;
+	return 1;
+}
+
+int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, size_t len,
+		       uint64_t real, uint64_t mono)
+{
+	if (!s || !fdn__ring_on(s) || len < FDN_SPAN_REC_HEAD || len > FDN_EVENT_BODY)
+		return FDN_EINVAL;
+	struct fdn__tel t;
+	int r = emit_ctx(s, &t);
+	if (r)
+		return r;
+	const char *name = fdn__ev_names[id];
+	if (!fdn__sampler_decide(&t, name, strlen(name), sampler_cell(&t, (int)id)))
+		return 0;
+	me_refresh();
+	struct fdn_shm_event rec;
+	memset(&rec, 0, offsetof(struct fdn_shm_event, body));
+	rec.real_ns = real;
+	rec.mono_ns = mono;
+	rec.pseq = ++me.pseq;
+	rec.pid = (uint32_t)me.pid;
+	rec.tid = (uint32_t)me.tid;
+	rec.flags = FDN_EVENT_SPAN;
+	rec.body_len = (uint16_t)len;
+	memcpy(rec.body, body, len);
+	if ((r = ring_put(s, &rec)))
 		return r;
 	return 1;
 }
@@ -593,6 +628,19 @@ int fdn_ring_cursor_init(fdn_segment *s, struct fdn_ring_cursor *c, bool oldest)
  * well-formed, untorn record of ticket t. */
 static bool rec_decode(const struct fdn_shm_event *rec, uint64_t t, struct fdn_ring_event *ev)
 {
+	if (rec->flags & FDN_EVENT_SPAN) {
+		if (rec->ticket != t || rec->body_len > FDN_EVENT_BODY || rec->name_len != 0 ||
+		    rec->nmeas != 0 || rec->attrs_len != 0 || rec->check != rec_check(rec, t) ||
+		    !fdn__span_rec_expand(rec->body, rec->body_len, ev))
+			return false;
+		ev->ticket = t;
+		ev->time_ns = rec->real_ns;
+		ev->mono_ns = rec->mono_ns;
+		ev->seq = rec->pseq;
+		ev->pid = (pid_t)rec->pid;
+		ev->tid = (pid_t)rec->tid;
+		return true;
+	}
 	if (rec->ticket != t || rec->body_len > FDN_EVENT_BODY || rec->name_len == 0 ||
 	    rec->name_len > FDN_EVENT_NAME_MAX || rec->nmeas > FDN_MEASUREMENTS_MAX ||
 	    rec->check != rec_check(rec, t))

@@ -286,11 +286,97 @@ struct span_ev {
  * caller's (at most SPAN_EV_USER_MAX; dropped if a name collides with
  * ours), and the measurements depth and, for stop, duration_ns.  Nothing
  * is built unless somebody listens (fdn__emit_enabled). */
+/* The compact ring record of a start or stop event (shm/layout.h,
+ * FDN_EVENT_SPAN): len, or 0 when it does not apply. */
+static size_t span_rec(uint8_t *b, int backend, enum fdn__ev id, const struct fdn_shm_span *sp,
+		       uint32_t depth, const struct span_ev *e)
+{
+	size_t nl = sp->name_len <= FDN_SPAN_NAME_MAX ? sp->name_len : FDN_SPAN_NAME_MAX;
+	if (nl == 0)
+		return 0;
+	uint8_t st = 0;
+	if (id == FDN__EV_SPAN_STOP) {
+		st = strcmp(e->status, "ok") == 0 ? 1 : strcmp(e->status, "error") == 0 ? 2 : 3;
+	}
+	b[0] = id == FDN__EV_SPAN_START ? 1 : 2;
+	b[1] = st;
+	b[2] = backend == FDN__SHARED ? 0 : 1;
+	b[3] = (uint8_t)nl;
+	memcpy(b + 4, &depth, 4);
+	memcpy(b + 8, sp->trace_id, 16);
+	memcpy(b + 24, &sp->span_id, 8);
+	memcpy(b + 32, &sp->parent_id, 8);
+	memcpy(b + 40, &e->duration_ns, 8);
+	memcpy(b + FDN_SPAN_REC_HEAD, sp->name, nl);
+	return FDN_SPAN_REC_HEAD + nl;
+}
+
+bool fdn__span_rec_expand(const uint8_t *b, size_t len, struct fdn_ring_event *ev)
+{
+	static const char *const st_names[] = {"", "ok", "error", "aborted"};
+	if (len < FDN_SPAN_REC_HEAD || (b[0] != 1 && b[0] != 2) || b[2] > 1 || b[3] == 0 ||
+	    b[3] > FDN_SPAN_NAME_MAX || len != FDN_SPAN_REC_HEAD + b[3] ||
+	    (b[0] == 2 ? b[1] < 1 || b[1] > 3 : b[1] != 0))
+		return false;
+	bool stop = b[0] == 2;
+	uint32_t depth;
+	uint64_t sid, pid, dur;
+	memcpy(&depth, b + 4, 4);
+	memcpy(&sid, b + 24, 8);
+	memcpy(&pid, b + 32, 8);
+	memcpy(&dur, b + 40, 8);
+	char name[FDN_SPAN_NAME_MAX + 1], tid[33], sh[17], ph[17];
+	memcpy(name, b + FDN_SPAN_REC_HEAD, b[3]);
+	name[b[3]] = 0;
+	for (size_t i = 0; i < b[3]; i++)
+		if (name[i] == 0)
+			return false;
+	hex(tid, b + 8, 16);
+	hex64(sh, sid);
+	hex64(ph, pid);
+	/* The same attributes and measurements, in the same order, as
+	 * span_emit gives the text form. */
+	struct fdn_attr a[6] = {str_attr("span", name),
+				str_attr("trace_id", tid),
+				str_attr("span_id", sh),
+				str_attr("parent_id", ph),
+				str_attr("backend", b[2] ? "local" : "shared"),
+				str_attr("status", st_names[b[1]])};
+	size_t na = stop ? 6 : 5;
+	const char *evname = fdn__ev_names[stop ? FDN__EV_SPAN_STOP : FDN__EV_SPAN_START];
+	snprintf(ev->name, sizeof(ev->name), "%s", evname);
+	snprintf(ev->measurements[0].name, sizeof(ev->measurements[0].name), "depth");
+	ev->measurements[0].value = depth;
+	snprintf(ev->measurements[1].name, sizeof(ev->measurements[1].name), "duration_ns");
+	ev->measurements[1].value = (double)dur;
+	ev->nmeasurements = stop ? 2 : 1;
+	int alen = fdn_attrs_encode(a, na, ev->attrs, sizeof(ev->attrs));
+	if (alen < 0)
+		return false;
+	ev->attrs_len = (uint32_t)alen;
+	ev->truncated = false;
+	return true;
+}
+
 static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct fdn_shm_span *sp,
 		      uint32_t depth, const struct span_ev *e)
 {
 	if (!fdn__emit_enabled(s, id))
 		return;
+	/* Nobody in this process listens, so the event goes to the ring
+	 * only: a start or stop without a message or the caller's attributes
+	 * is written in compact form (no text built; readers expand it).  A
+	 * handler attached after the load below misses this event, as it
+	 * would any event emitted before its attach returned. */
+	if ((id == FDN__EV_SPAN_START || id == FDN__EV_SPAN_STOP) && !e->message && !e->nuser &&
+	    s && atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0) {
+		uint8_t rec[FDN_SPAN_REC_HEAD + FDN_SPAN_NAME_MAX];
+		size_t len = span_rec(rec, backend, id, sp, depth, e);
+		uint64_t mono = sp->start_ns + e->duration_ns,
+			 real = sp->start_real + e->duration_ns;
+		if (len && fdn__emit_span_rec(s, id, rec, len, real, mono) >= 0)
+			return;
+	}
 	char name[FDN_SPAN_NAME_MAX + 1], tid[33], sid[17], par[17], lsid[17];
 	size_t nl = sp->name_len <= FDN_SPAN_NAME_MAX ? sp->name_len : FDN_SPAN_NAME_MAX;
 	memcpy(name, sp->name, nl);

@@ -812,7 +812,21 @@ static_assert(offsetof(struct fdn_shm_tel_hdr, ring_lapped) == 64, "ring_lapped"
 #define FDN_REC_MEAS_NAME_MAX 31u
 #define FDN_REC_MEAS_MAX      32u /* measurements per event */
 
-enum { FDN_EVENT_TRUNCATED = 1u << 0 };
+/* FDN_EVENT_SPAN: a span's start or stop event in compact binary form
+ * (trace.c, span_rec): name_len, nmeas and attrs_len are 0 and the body
+ * is
+ *   0 u8 kind (1 start, 2 stop)    1 u8 status (stop: 1 ok, 2 error,
+ *   2 u8 backend (0 shared, 1 local)       3 aborted; start: 0)
+ *   3 u8 span name length (1..FDN_SPAN_NAME_MAX)
+ *   4 u32 depth     8 trace id [16]     24 u64 span id     32 u64 parent id
+ *   40 u64 duration_ns (stop; 0 at start)     48 the span's name
+ * Readers (fdn_ring_next) expand it into the event the text form carries:
+ * name foundation.span.start / .stop, measurements depth (and
+ * duration_ns), attributes span, trace_id, span_id, parent_id, backend
+ * (and status).  A reader that does not know the flag rejects the record
+ * (name_len 0) and counts it lost: it never misreads it. */
+enum { FDN_EVENT_TRUNCATED = 1u << 0, FDN_EVENT_SPAN = 1u << 1 };
+#define FDN_SPAN_REC_HEAD 48u
 
 struct fdn_shm_event {
 	_Atomic uint64_t seq;         /*  0 */

@@ -861,6 +861,113 @@ Test(trace, span_events_local)
 	span_events(NULL);
 }
 
+/* ---- span events in the ring: the compact form and the text form ------------ */
+
+static void noop_handler(const struct fdn_event *ev, void *arg)
+{
+	(void)ev;
+	(void)arg;
+}
+
+/* The start and stop events of span `span` in the ring, in order. */
+static int span_events_from_ring(fdn_segment *s, const char *span, struct fdn_ring_event *out,
+				 int max)
+{
+	struct fdn_ring_cursor c;
+	static struct fdn_ring_event ev;
+	int n = 0;
+	cr_assert_eq(fdn_ring_cursor_init(s, &c, true), 0);
+	while (fdn_ring_next(s, &c, &ev) == 1) {
+		struct fdn_attr a;
+		if (strncmp(ev.name, "foundation.span.", 16) != 0 ||
+		    fdn_attrs_get(ev.attrs, ev.attrs_len, "span", &a) != 0 || strcmp(a.v.s, span))
+			continue;
+		if (n < max)
+			out[n] = ev;
+		n++;
+	}
+	cr_assert_eq(c.lost, 0);
+	return n;
+}
+
+/* One attribute as text: strings as they are, else "?". */
+static const char *ring_attr(const struct fdn_ring_event *ev, const char *name)
+{
+	static char buf[8][64];
+	static int k;
+	struct fdn_attr a;
+	char *b = buf[k++ % 8];
+	if (fdn_attrs_get(ev->attrs, ev->attrs_len, name, &a) != 0)
+		return "(absent)";
+	snprintf(b, 64, "%s", a.type == FDN_ATTR_STRING ? a.v.s : "?");
+	return b;
+}
+
+/* With nobody attached in the process, a start and a stop go to the ring
+ * in compact form; with a handler attached, in text form.  Readers see
+ * the same event either way: names, attributes (same names, same order),
+ * measurements; ids and status as the span had them. */
+Test(trace, span_events_compact_and_text_read_the_same)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	static struct fdn_ring_event ev[2][4];
+	uint64_t id[2];
+	char tid[2][33];
+	for (int form = 0; form < 2; form++) {
+		const char *span = form ? "text.form" : "compact.form";
+		if (form)
+			cr_assert_eq(
+			    fdn_handler_attach("ring-form", "foundation.span", noop_handler, NULL),
+			    0);
+		cr_assert_eq(fdn_span_start(s, span, NULL, 0, &id[form]), 0);
+		cr_assert_eq(fdn_span_trace_id(s, tid[form]), 0);
+		cr_assert_eq(fdn_span_end(s, FDN_STATUS_ERROR), 0);
+		if (form)
+			cr_assert_eq(fdn_handler_detach("ring-form"), 0);
+		cr_assert_eq(span_events_from_ring(s, span, ev[form], 4), 2);
+	}
+	char sid[2][17];
+	snprintf(sid[0], 17, "%016llx", (unsigned long long)id[0]);
+	snprintf(sid[1], 17, "%016llx", (unsigned long long)id[1]);
+	for (int k = 0; k < 2; k++) {
+		const struct fdn_ring_event *c = &ev[0][k], *t = &ev[1][k];
+		cr_assert_str_eq(c->name, k ? "foundation.span.stop" : "foundation.span.start");
+		cr_assert_str_eq(c->name, t->name);
+		cr_assert_eq(c->nmeasurements, t->nmeasurements);
+		for (uint32_t i = 0; i < c->nmeasurements; i++)
+			cr_assert_str_eq(c->measurements[i].name, t->measurements[i].name);
+		cr_assert_eq(c->measurements[0].value, 0, "depth");
+		cr_assert_eq(fdn_attrs_count(c->attrs, c->attrs_len),
+			     fdn_attrs_count(t->attrs, t->attrs_len));
+		for (int f = 0; f < 2; f++) {
+			const struct fdn_ring_event *e = &ev[f][k];
+			cr_assert_str_eq(ring_attr(e, "trace_id"), tid[f]);
+			cr_assert_str_eq(ring_attr(e, "span_id"), sid[f]);
+			cr_assert_str_eq(ring_attr(e, "parent_id"), "0000000000000000");
+			cr_assert_str_eq(ring_attr(e, "backend"), "shared");
+			cr_assert_str_eq(ring_attr(e, "status"), k ? "error" : "(absent)");
+			cr_assert_eq(e->pid, getpid());
+			cr_assert(!e->truncated);
+		}
+		cr_assert_geq(c->mono_ns, ev[0][0].mono_ns, "stop after start");
+	}
+	cr_assert_geq(ev[0][1].measurements[1].value, 0, "duration_ns");
+	cr_assert_eq(ev[0][1].mono_ns - ev[0][0].mono_ns, (uint64_t)ev[0][1].measurements[1].value,
+		     "the stop's time is the start's plus the duration");
+	cr_assert_eq(ev[0][1].seq, ev[0][0].seq + 1, "the thread's events in order");
+	/* Sampled `never`: no record at all. */
+	struct fdn_sampler never;
+	cr_assert_eq(fdn_sampler_parse("never", &never), 0);
+	cr_assert_eq(fdn_sampler_set(s, "foundation.span.start", &never), 0);
+	cr_assert_eq(fdn_sampler_set(s, "foundation.span.stop", &never), 0);
+	cr_assert_eq(fdn_span_start(s, "unsampled", NULL, 0, NULL), 0);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(span_events_from_ring(s, "unsampled", ev[0], 4), 0);
+	cr_assert_eq(fdn_segment_check(s, NULL, NULL), 0);
+	tr_destroy(s, name);
+}
+
 /* ---- status, message and attributes at the end ------------------------------ */
 
 /* The stop event of one ended span, read from the ring: status, message,
