@@ -47,6 +47,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 const char *prog = "foundation-inspect";
 
@@ -521,8 +522,56 @@ static void indexed_names(fdn_segment *s, char *buf, size_t cap)
 	}
 }
 
+/* Where the segment lives and what pages back it: its file, the file
+ * system (tmpfs, hugetlbfs, ...), the page size of our mapping
+ * (KernelPageSize: 2048 kB on hugetlbfs) and how much of it this process
+ * maps with huge pages (tmpfs mounted huge=..., or shmem THP; counted over
+ * what it touched: the walks of this command). */
+struct where {
+	char path[PATH_MAX];
+	const char *fs;
+	uint64_t page_kb, huge_kb;
+};
+
+static void segment_where(fdn_segment *s, const char *name, struct where *w)
+{
+	memset(w, 0, sizeof(*w));
+	if (fdn_segment_path(name, w->path, sizeof(w->path)) != 0)
+		w->path[0] = 0;
+	struct statfs sf;
+	w->fs = "other";
+	if (fstatfs(s->fd, &sf) == 0)
+		w->fs = (unsigned long)sf.f_type == 0x01021994ul   ? "tmpfs"
+			: (unsigned long)sf.f_type == 0x958458f6ul ? "hugetlbfs"
+								   : "other";
+	FILE *f = fopen("/proc/self/smaps", "r");
+	if (!f)
+		return;
+	char line[256];
+	bool in = false;
+	uintptr_t base = (uintptr_t)s->base;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi, v;
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 &&
+		    strchr(line, '-') < strchr(line, ' ')) {
+			in = lo >= base && hi <= base + s->size;
+			continue;
+		}
+		if (!in)
+			continue;
+		if (sscanf(line, "KernelPageSize: %lu kB", &v) == 1 && v > w->page_kb)
+			w->page_kb = v;
+		else if (sscanf(line, "ShmemPmdMapped: %lu kB", &v) == 1 ||
+			 sscanf(line, "FilePmdMapped: %lu kB", &v) == 1)
+			w->huge_kb += v;
+	}
+	fclose(f);
+	if (strcmp(w->fs, "hugetlbfs") == 0)
+		w->huge_kb = s->size / 1024;
+}
+
 static void stats_json(const struct args *a, const struct fdn_segment_stats *st, pid_t reaper,
-		       uint64_t deaths, int64_t visible, const char *indexed)
+		       uint64_t deaths, int64_t visible, const char *indexed, const struct where *w)
 {
 	printf("{\"segment\":");
 	json_cstr(stdout, a->segment);
@@ -563,7 +612,10 @@ static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
 		json_double(stdout, load(t));
 		putchar('}');
 	}
-	printf("]}\n");
+	printf("],\"file\":");
+	json_cstr(stdout, w->path);
+	printf(",\"filesystem\":\"%s\",\"page_kb\":%" PRIu64 ",\"huge_kb\":%" PRIu64 "}\n", w->fs,
+	       w->page_kb, w->huge_kb);
 }
 
 static void stats_text(const struct args *a, const struct fdn_segment_stats *st, pid_t reaper,
@@ -622,10 +674,16 @@ static int cmd_stats(fdn_segment *s, const struct args *a)
 	indexed_names(s, indexed, sizeof(indexed));
 	pid_t reaper = fdn_reaper_holder(s);
 	uint64_t deaths = fdn_deaths(s);
-	if (a->json)
-		stats_json(a, &st, reaper, deaths, visible, indexed);
-	else
+	struct where w;
+	segment_where(s, a->segment, &w);
+	if (a->json) {
+		stats_json(a, &st, reaper, deaths, visible, indexed, &w);
+	} else {
 		stats_text(a, &st, reaper, deaths, visible, indexed);
+		printf("file           %s (%s), %" PRIu64 " kB pages, %" PRIu64
+		       " kB mapped here with huge pages\n",
+		       w.path, w.fs, w.page_kb, w.huge_kb);
+	}
 	return EXIT_OK;
 }
 
@@ -781,6 +839,17 @@ static void event_text(struct table *t, const struct fdn_ring_event *ev)
 	cell_close(t, f, &cell);
 }
 
+/* The segment's file is shorter than its mapping (fdn_segment_verify_size
+ * said so): the line the SIGBUS guard would print, exit 1. */
+static int truncated(fdn_segment *s)
+{
+	struct stat st;
+	long long now = fstat(s->fd, &st) == 0 ? (long long)st.st_size : -1;
+	fprintf(stderr, "%s: segment truncated: %lld bytes, header says %" PRIu64 "\n", prog, now,
+		s->size);
+	return EXIT_FAIL;
+}
+
 /* Has the segment's name been removed (or given to another object)? */
 static bool segment_gone(fdn_segment *s, const char *name)
 {
@@ -841,8 +910,10 @@ static int events_follow(fdn_segment *s, const struct args *a)
 				end = "interrupted";
 			else if (deadline && mono_ns() >= deadline)
 				end = "timeout";
-			else if (idle++ % 64 == 0 && segment_gone(s, a->segment))
+			else if (idle % 64 == 0 && segment_gone(s, a->segment))
 				end = "destroyed";
+			else if (idle++ % 64 == 0 && fdn_segment_verify_size(s) != 0)
+				return truncated(s);
 			else
 				usleep(2000);
 		}
@@ -1141,9 +1212,8 @@ static int metrics_render(fdn_segment *s, const struct args *a, char **buf, size
 	*buf = NULL;
 	*len = 0;
 	/* A server scrapes for as long as it runs: look at the file first. */
-	int r = fdn_segment_verify_size(s);
-	if (r)
-		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a->segment);
+	if (fdn_segment_verify_size(s) != 0)
+		return truncated(s);
 	FILE *out = stdout, *mem = open_memstream(buf, len);
 	if (!mem)
 		return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "metrics");
