@@ -582,7 +582,8 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	 * reaper released an idle slot held for another pid (see
 	 * fdn__proc_release_idle) between our owner_slot and our entry.
 	 * Our entry is gone with it: the caller registers again. */
-	*released = !fdn__word_live(s, oidx, oword) && oidx != s->proc_idx &&
+	bool gone = oidx != s->proc_idx && fdn__proc_wait_release(s, oidx);
+	*released = (gone || !fdn__word_live(s, oidx, oword)) && oidx != s->proc_idx &&
 		    fdn__pid_alive(pid, FDN_PROC_IDENT40(oword));
 	return 0;
 }
@@ -1480,17 +1481,18 @@ int fdn__registry_owner_has_entries(fdn_segment *s, uint32_t idx, uint64_t word)
 	return r ? r : n > 0;
 }
 
+static bool owner_idle(fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	return fdn__registry_owner_has_entries(s, idx, word) == 0;
+}
+
 bool fdn__registry_release_idle(fdn_segment *s, uint32_t idx, uint64_t word)
 {
 	if (idx >= s->nprocs || idx == s->proc_idx || FDN_PROC_STATE(word) != FDN_PROC_LIVE)
 		return false;
-	uint32_t c = atomic_load(&s->procs[idx].claimer_pid);
-	if (c == 0 || c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
-		return false; /* being claimed, or the process attached itself */
-	if (atomic_load(&s->procs[idx].word) != word ||
-	    fdn__registry_owner_has_entries(s, idx, word) != 0)
+	if (atomic_load(&s->procs[idx].word) != word)
 		return false;
-	return fdn__proc_release(s, idx, word) == 0;
+	return fdn__proc_release(s, idx, word, owner_idle) == 0;
 }
 
 /* ---- audit ------------------------------------------------------------------ */

@@ -290,7 +290,8 @@ int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd)
 	return FDN_ENOTFOUND;
 }
 
-int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word)
+int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word,
+		      bool (*idle)(fdn_segment *, uint32_t, uint64_t))
 {
 	if (idx >= s->nprocs || FDN_PROC_STATE(word) != FDN_PROC_LIVE)
 		return FDN_EINVAL;
@@ -301,15 +302,39 @@ int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word)
 	uint32_t c = atomic_load(&p->claimer_pid);
 	if (c == 0 || c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
 		return FDN_EEXISTS;
+	/* Mark first, look second.  A registration for the slot writes its
+	 * owner reference and then reads the claimer (fdn__proc_wait_release):
+	 * with both sides seq_cst (the store-buffering pattern), either it
+	 * sees RELEASING and waits for our decision, or our look below sees
+	 * its reference and we keep the slot.  Looking first let a
+	 * registration finish unseen between the look and the release: its
+	 * entry then named a free slot (stress_overload, "procs full"). */
 	if (!atomic_compare_exchange_strong(&p->claimer_pid, &c, FDN_CLAIMER_RELEASING))
 		return FDN_EEXISTS;
+	atomic_thread_fence(memory_order_seq_cst);
 	uint64_t w = word;
-	if (!atomic_compare_exchange_strong(&p->word, &w, 0)) {
-		atomic_compare_exchange_strong(&p->claimer_pid, &(uint32_t){FDN_CLAIMER_RELEASING},
-					       c);
+	if (!idle(s, idx, word) || !atomic_compare_exchange_strong(&p->word, &w, 0)) {
+		atomic_store(&p->claimer_pid, c);
 		return FDN_EEXISTS;
 	}
 	return 0;
+}
+
+bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx)
+{
+	if (idx >= s->nprocs)
+		return true;
+	atomic_thread_fence(memory_order_seq_cst);
+	/* A release in progress is a few table reads long; a reaper killed in
+	 * the middle leaves RELEASING for good: then, after 100 ms, the slot
+	 * counts as released and the caller registers again (a new slot). */
+	for (int i = 0; i < 1000; i++) {
+		if (atomic_load(&s->procs[idx].claimer_pid) != FDN_CLAIMER_RELEASING)
+			return false;
+		struct timespec d = {0, 100000};
+		nanosleep(&d, NULL);
+	}
+	return true;
 }
 
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx)

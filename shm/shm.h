@@ -166,11 +166,17 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out);
  * process, one slot, one death.  FDN_ENOTFOUND: claim a new one. */
 int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd);
 /* Release LIVE slot idx held for another process's pid (claimer_pid is
- * not the pid) that owns nothing any more: the reaper, after it found no
- * entry of that owner.  A concurrent adopt or register wins or retries.
- * 0, or FDN_EEXISTS (not released: in use, being claimed, or taken). */
+ * not the pid) if it owns nothing any more: the reaper.  The claimer is
+ * marked RELEASING first, then idle(s, idx, word) must say the owner has
+ * no entry.  A concurrent adopt or register wins or retries.  0, or
+ * FDN_EEXISTS (not released: in use, being claimed, or taken). */
 #define FDN_CLAIMER_RELEASING UINT32_MAX
-int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word);
+int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word,
+		      bool (*idle)(fdn_segment *, uint32_t, uint64_t));
+/* A writer that has written an owner reference for slot idx: wait while
+ * the reaper is deciding a release of it (bounded).  true: treat the
+ * slot as released (look at its word again). */
+bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx);
 /* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND.  By pid
  * alone: for tests and tools that just waited for that pid. */
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx);

@@ -703,7 +703,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: reaping segment \"%s\" (pid %d)\n", prog, name, (int)getpid());
 	r = run(&R);
 	if (r == FDN_ETRUNC)
-		return 1; /* said; nothing of the segment is safe to touch now */
+		_exit(1); /* said; nothing of the segment is safe to touch now */
 	stop_doorbell(&R);
 	fdn_reaper_lease_release(R.s);
 	for (uint32_t i = 0; i < R.s->nprocs; i++)
