@@ -64,7 +64,7 @@ ok
 # A loop of checks, truncated under it.
 (
 	i=0
-	while [ "$i" -lt 200 ]; do
+	while [ "$i" -lt 200 ] && [ ! -e "$tmp/stop" ]; do
 		i=$((i + 1))
 		if "$inspect" check >/dev/null 2>>"$tmp/check.err"; then st=0; else st=$?; fi
 		echo "$st" >>"$tmp/check.st"
@@ -100,6 +100,14 @@ ok
 grep -q '^foundation-inspect: segment truncated: 4096 bytes, header says [0-9]*$' \
 	"$tmp/follow.err" || fail "follow: $(cat "$tmp/follow.err")"
 ok
+n=0
+until grep -q '^1$' "$tmp/check.st" 2>/dev/null; do
+	n=$((n + 1))
+	[ "$n" -le 200 ] || fail "no check failed in the 20 s after the truncation"
+	sleep 0.1
+done
+ok
+touch "$tmp/stop"
 wait_exit "$loop" "the check loop"
 # Every check after the truncation failed with exit 1 and the message.
 if grep -qv '^[01]$' "$tmp/check.st"; then fail "check: an exit status other than 0/1: $(sort -u "$tmp/check.st" | tr '\n' ' ')"; fi
