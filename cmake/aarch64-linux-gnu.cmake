@@ -21,15 +21,39 @@ set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
 set(CMAKE_FIND_ROOT_PATH_MODE_PACKAGE ONLY)
 
+# FDN_TARGET_EXTRA_ROOT: a directory holding target packages unpacked
+# without dpkg (dpkg-deb -x), for -dev packages that cannot be installed
+# beside the host's through multiarch (libcriterion-dev:arm64 needs
+# libnanomsg5:arm64, which conflicts with libnanomsg5:amd64).  Its .pc
+# files name their own prefix; its libraries are found at run time through
+# the emulator's LD_LIBRARY_PATH.
+set(FDN_TARGET_EXTRA_ROOT "" CACHE PATH "unpacked target packages (see cmake/bootstrap.sh arm64)")
+list(APPEND CMAKE_TRY_COMPILE_PLATFORM_VARIABLES FDN_TARGET_EXTRA_ROOT)
+set(FDN_TARGET_LIBDIRS /usr/lib/${FDN_TRIPLE})
+if(FDN_TARGET_EXTRA_ROOT)
+  set(FDN_TARGET_LIBDIRS ${FDN_TARGET_EXTRA_ROOT}/usr/lib/${FDN_TRIPLE} ${FDN_TARGET_LIBDIRS})
+  list(APPEND CMAKE_FIND_ROOT_PATH ${FDN_TARGET_EXTRA_ROOT})
+endif()
+
 # pkg-config answers for the target: only its .pc files, paths unchanged
 # (multiarch files live under /usr, not under a sysroot).
-set(ENV{PKG_CONFIG_LIBDIR} /usr/lib/${FDN_TRIPLE}/pkgconfig:/usr/share/pkgconfig)
+set(FDN_PC_LIBDIR "")
+foreach(d ${FDN_TARGET_LIBDIRS})
+  string(APPEND FDN_PC_LIBDIR "${d}/pkgconfig:")
+endforeach()
+set(ENV{PKG_CONFIG_LIBDIR} "${FDN_PC_LIBDIR}/usr/share/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
 set(ENV{PKG_CONFIG_SYSROOT_DIR} "")
 
 # Run target programs (ctest, try_run) under qemu user-mode emulation with
-# the target's dynamic loader and libraries.
+# the target's dynamic loader and C library (-L: the cross toolchain's
+# root, libc6-arm64-cross); libraries of the multiarch packages are found
+# in /usr/lib/aarch64-linux-gnu through that prefix's fallback to /.
 find_program(FDN_QEMU NAMES qemu-aarch64 qemu-aarch64-static)
 if(FDN_QEMU)
   set(CMAKE_CROSSCOMPILING_EMULATOR ${FDN_QEMU} -L /usr/${FDN_TRIPLE})
+  if(FDN_TARGET_EXTRA_ROOT)
+    list(APPEND CMAKE_CROSSCOMPILING_EMULATOR
+      -E LD_LIBRARY_PATH=${FDN_TARGET_EXTRA_ROOT}/usr/lib/${FDN_TRIPLE})
+  endif()
 endif()
