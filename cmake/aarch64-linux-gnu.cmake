@@ -45,13 +45,19 @@ set(ENV{PKG_CONFIG_LIBDIR} "${FDN_PC_LIBDIR}/usr/share/pkgconfig")
 set(ENV{PKG_CONFIG_PATH} "")
 set(ENV{PKG_CONFIG_SYSROOT_DIR} "")
 
-# Run target programs (ctest, try_run) under qemu user-mode emulation with
-# the target's dynamic loader and C library (-L: the cross toolchain's
-# root, libc6-arm64-cross); libraries of the multiarch packages are found
-# in /usr/lib/aarch64-linux-gnu through that prefix's fallback to /.
+# Run target programs (ctest, try_run) under qemu user-mode emulation.  With
+# the multiarch C library installed (libc6:arm64, /lib/ld-linux-aarch64.so.1)
+# the programs run on it as they would on an arm64 Debian: no -L.  -L
+# /usr/aarch64-linux-gnu (libc6-arm64-cross) only without it: with both, the
+# cross ld.so finds the multiarch libc.so.6 first (ld.so.cache), a
+# different build of glibc, and threads and fork then hang.
 find_program(FDN_QEMU NAMES qemu-aarch64 qemu-aarch64-static)
 if(FDN_QEMU)
-  set(CMAKE_CROSSCOMPILING_EMULATOR ${FDN_QEMU} -L /usr/${FDN_TRIPLE})
+  if(EXISTS /lib/ld-linux-aarch64.so.1)
+    set(CMAKE_CROSSCOMPILING_EMULATOR ${FDN_QEMU})
+  else()
+    set(CMAKE_CROSSCOMPILING_EMULATOR ${FDN_QEMU} -L /usr/${FDN_TRIPLE})
+  endif()
   if(FDN_TARGET_EXTRA_ROOT)
     list(APPEND CMAKE_CROSSCOMPILING_EMULATOR
       -E LD_LIBRARY_PATH=${FDN_TARGET_EXTRA_ROOT}/usr/lib/${FDN_TRIPLE})
