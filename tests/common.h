@@ -21,6 +21,20 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Under an emulator ($FOUNDATION_TEST_EMULATED, set by the cross build's
+ * tests: qemu-user runs the foreign binaries): print "SKIP: <why> under
+ * qemu-user" and skip the test.  For what the emulator cannot do (seccomp
+ * filters, reading a child's /proc/PID/exe or maps as the real program's),
+ * never for a failure of the program itself. */
+#define t_skip_if_emulated(why)                                                 \
+	do {                                                                    \
+		const char *emu_ = getenv("FOUNDATION_TEST_EMULATED");          \
+		if (emu_ && *emu_) {                                            \
+			printf("SKIP: %s under qemu-user (%s)\n", (why), emu_); \
+			cr_skip_test("%s under qemu-user", (why));              \
+		}                                                               \
+	} while (0)
+
 /* A segment name no other test (or run) uses. */
 static inline void t_name(char *buf, size_t cap, const char *tag)
 {

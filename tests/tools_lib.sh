@@ -61,3 +61,12 @@ json() {
 		"$tmp/out" || fail "$1: JSON check failed: $2"
 	ok
 }
+
+# skip_if_emulated WHAT: under an emulator ($FOUNDATION_TEST_EMULATED, set
+# by the cross build's tests), print "SKIP: WHAT under qemu-user" and
+# return 0 (the caller leaves the check out); else return 1.
+skip_if_emulated() {
+	[ -n "${FOUNDATION_TEST_EMULATED:-}" ] || return 1
+	echo "SKIP: $1 under qemu-user ($FOUNDATION_TEST_EMULATED)"
+	return 0
+}

@@ -167,15 +167,20 @@ static void tool_path(const char *tool, const char *installed, char *out, size_t
 
 static char inspect_path[PATH_MAX + 32];
 
-/* The reaper next to this program, unless one is named already. */
+/* The reaper and foundation-inspect next to this program, unless named
+ * already ($FOUNDATION_REAPERD, $FOUNDATION_INSPECT). */
 static void find_tools(void)
 {
 	char path[PATH_MAX + 32];
 	tool_path("foundation-reaperd", FDN_BINDIR "/foundation-reaperd", path, sizeof(path));
 	if (!getenv("FOUNDATION_REAPERD"))
 		setenv("FOUNDATION_REAPERD", path, 1);
-	tool_path("foundation-inspect", FDN_BINDIR "/foundation-inspect", inspect_path,
-		  sizeof(inspect_path));
+	const char *inspect = getenv("FOUNDATION_INSPECT");
+	if (inspect && *inspect)
+		snprintf(inspect_path, sizeof(inspect_path), "%s", inspect);
+	else
+		tool_path("foundation-inspect", FDN_BINDIR "/foundation-inspect", inspect_path,
+			  sizeof(inspect_path));
 	if (access(inspect_path, X_OK) != 0) {
 		char buf[256];
 		fprintf(stderr, "%s: %s: %s\n", prog, inspect_path,
