@@ -1,6 +1,7 @@
 /*
  * reaper.c - the reaper's library side: the lease, reaping a batch of dead
- * processes, the graveyard, and starting foundation-reaperd on attach.
+ * processes, the graveyard, and starting foundation-reaperd (on create and
+ * attach, and again when a writer finds it dead).
  *
  * The lease.  header.reaper_lease holds the claim word (LIVE | pid |
  * identity) of the process that reaps; it is taken by one CAS from 0, or
@@ -28,10 +29,15 @@
 
 #include <foundation/reaper.h>
 
+#include <dlfcn.h>
 #include <errno.h>
-#include <sched.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +46,18 @@
 #include <time.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #ifndef FDN_REAPERD_PATH
 #define FDN_REAPERD_PATH "/usr/local/bin/foundation-reaperd"
+#endif
+/* The install's bin and libexec directories relative to its lib directory
+ * (CMakeLists.txt). */
+#ifndef FDN_LIB_TO_BINDIR
+#define FDN_LIB_TO_BINDIR "../bin"
+#endif
+#ifndef FDN_LIB_TO_LIBEXECDIR
+#define FDN_LIB_TO_LIBEXECDIR "../libexec"
 #endif
 
 static uint64_t now_real_ns(void)
@@ -231,51 +247,350 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	return r < 0 ? r : left;
 }
 
-/* ---- autostart ---------------------------------------------------------- */
+/* ---- starting the reaper ------------------------------------------------------
+ *
+ * Finding the program (fdn_reaper_locate), launching it without blocking
+ * the caller (spawn_reaper), and deciding when to (launch): see
+ * foundation/reaper.h for what callers are promised.
+ */
+
+/* An executable regular file (a directory passes access(X_OK) too). */
+static bool executable(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* The directory of the object this code was loaded from: libfoundation.so,
+ * or the program that links the library statically (dladdr names the main
+ * program "", so /proc/self/exe then).  false if it cannot be told. */
+static bool own_dir(char *buf, size_t cap)
+{
+	Dl_info info;
+	const char *file = NULL;
+	char exe[PATH_MAX];
+	if (dladdr((void *)fdn_reaper_locate, &info) != 0 && info.dli_fname && info.dli_fname[0])
+		file = info.dli_fname;
+	if (!file) {
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n <= 0)
+			return false;
+		exe[n] = 0;
+		file = exe;
+	}
+	const char *slash = strrchr(file, '/');
+	if (!slash) /* loaded by a bare name: from the working directory */
+		return snprintf(buf, cap, ".") < (int)cap;
+	size_t len = (size_t)(slash - file);
+	if (len == 0) /* "/libfoundation.so" */
+		return snprintf(buf, cap, "/") < (int)cap;
+	if (len + 1 > cap)
+		return false;
+	memcpy(buf, file, len);
+	buf[len] = 0;
+	return true;
+}
+
+/* Add a candidate to the list of places looked at ("a, b, c"). */
+static void looked_add(char *looked, size_t cap, const char *what)
+{
+	size_t n = strlen(looked), sep = n ? 2 : 0, len = strlen(what);
+	if (n + sep + len + 1 > cap)
+		return; /* what does not fit is left out whole */
+	memcpy(looked + n, ", ", sep);
+	memcpy(looked + n + sep, what, len + 1);
+}
+
+int fdn_reaper_locate(char *buf, size_t cap)
+{
+	char cand[4][PATH_MAX + 64];
+	int n = 0;
+	const char *env = getenv("FOUNDATION_REAPERD");
+	if (env && *env)
+		snprintf(cand[n++], sizeof(cand[0]), "%s", env);
+	char dir[PATH_MAX];
+	if (own_dir(dir, sizeof(dir))) {
+		/* The install's bin and libexec directories relative to its
+		 * lib directory, as configured (e.g. "../bin" for lib/,
+		 * "../../bin" for lib/x86_64-linux-gnu/), whatever prefix the
+		 * tree was installed or moved to; and the directory itself (a
+		 * statically linked program installed beside the reaper, or a
+		 * build tree). */
+		snprintf(cand[n++], sizeof(cand[0]), "%s/%s/foundation-reaperd", dir,
+			 FDN_LIB_TO_BINDIR);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/%s/foundation-reaperd", dir,
+			 FDN_LIB_TO_LIBEXECDIR);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/foundation-reaperd", dir);
+	}
+	char looked[1024] = "";
+	for (int i = 0; i < n; i++) {
+		if (executable(cand[i]))
+			return snprintf(buf, cap, "%s", cand[i]) < (int)cap ? 0 : FDN_ETOOBIG;
+		looked_add(looked, sizeof(looked), cand[i]);
+	}
+	if (executable(FDN_REAPERD_PATH))
+		return snprintf(buf, cap, "%s", FDN_REAPERD_PATH) < (int)cap ? 0 : FDN_ETOOBIG;
+	looked_add(looked, sizeof(looked), FDN_REAPERD_PATH);
+	if (cap)
+		snprintf(buf, cap, "%s", looked);
+	return FDN_ENOREAPER;
+}
+
+/* The first process the launch makes is the reaper before it detaches
+ * (daemon(3): it forks and exits at once).  It is our child: a thread of
+ * ours waits for it so that it does not stay a zombie, while the caller
+ * returns at once.  An application that reaps all its children itself
+ * (waitpid(-1), SIGCHLD ignored) may take it first: the thread then sees
+ * ECHILD and ends. */
+static void *reap_launcher(void *arg)
+{
+	pid_t pid = (pid_t)(intptr_t)arg;
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	return NULL;
+}
+
+static void reap_launcher_async(pid_t pid)
+{
+	pthread_attr_t at;
+	pthread_t t;
+	sigset_t all, old;
+	/* No signal of the application's is ever handled on our thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_attr_init(&at);
+	if (r == 0) {
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&at, 64 * 1024);
+		r = pthread_create(&t, &at, reap_launcher, (void *)(intptr_t)pid);
+		pthread_attr_destroy(&at);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) /* no thread: wait here (it exits as soon as it has forked) */
+		reap_launcher((void *)(intptr_t)pid);
+}
+
+/*
+ * Spawn `path --segment NAME --quiet-if-running`.  posix_spawn (glibc:
+ * clone(CLONE_VM|CLONE_VFORK)) copies no page table, whatever the size of
+ * the caller, and the caller is held only until the exec.  In the child,
+ * before the exec: a new session (the application's terminal and its
+ * job-control signals never reach the daemon), every signal at its
+ * default disposition and none blocked (an application that ignores
+ * SIGTERM must not make its reaper deaf to it), stdin, stdout and stderr
+ * on /dev/null, and every other descriptor closed -- closefrom(3), which
+ * glibc does with close_range(2) or, on a kernel without it, by walking
+ * /proc/self/fd: a socket or pipe end the application left without
+ * O_CLOEXEC, at any number, stays the application's alone.  (A libc
+ * without the closefrom action leaves that to the reaper, which closes
+ * what it inherited before it detaches.)
+ */
+static int spawn_reaper(const char *path, const char *name)
+{
+	posix_spawnattr_t at;
+	posix_spawn_file_actions_t fa;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	sigdelset(&all, SIGKILL);
+	sigdelset(&all, SIGSTOP);
+	int r = posix_spawnattr_init(&at);
+	if (r)
+		return -r;
+	r = posix_spawn_file_actions_init(&fa);
+	if (r) {
+		posix_spawnattr_destroy(&at);
+		return -r;
+	}
+	if (!r)
+		r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+						      POSIX_SPAWN_SETSIGDEF);
+	if (!r)
+		r = posix_spawnattr_setsigmask(&at, &none);
+	if (!r)
+		r = posix_spawnattr_setsigdefault(&at, &all);
+	if (!r)
+		r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	if (!r)
+		r = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	if (!r)
+		r = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+	if (!r)
+		r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
+	pid_t pid = -1;
+	if (!r) {
+		char *argv[] = {(char *)path, "--segment", (char *)name, "--quiet-if-running",
+				NULL};
+		r = posix_spawn(&pid, path, &fa, &at, argv, environ);
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	if (r)
+		return -r;
+	reap_launcher_async(pid);
+	return 0;
+}
+
+/* Record the outcome of a launch attempt (header.reaper_note). */
+static void note(fdn_segment *s, int err)
+{
+	atomic_store(&s->hdr->reaper_note_ns, now_real_ns());
+	uint64_t w = (uint64_t)(uint32_t)(err < 0 ? -err : 0) << 32 | (uint32_t)getpid();
+	atomic_store(&s->hdr->reaper_note, w);
+}
+
+/* Claim the segment's next launch: true if none was made in the last
+ * FDN_REAPER_LAUNCH_GAP_NS (by any process).  The CAS makes one claimant
+ * of many that look at once.  A value ahead of our clock by more than the
+ * gap was written under another clock (a time namespace): not trusted. */
+static bool claim_launch(fdn_segment *s, uint64_t now)
+{
+	uint64_t last = atomic_load(&s->hdr->reaper_launch_ns);
+	if (last != 0 && now < last + FDN_REAPER_LAUNCH_GAP_NS &&
+	    last < now + FDN_REAPER_LAUNCH_GAP_NS)
+		return false;
+	return atomic_compare_exchange_strong(&s->hdr->reaper_launch_ns, &last, now);
+}
+
+static bool autostart_off(void)
+{
+	const char *off = getenv("FOUNDATION_NO_AUTOREAPER");
+	return off && strcmp(off, "1") == 0;
+}
+
+/* Launch a reaper if none runs.  explicit: fdn_reaper_start (lifts the
+ * stop, ignores the gap). */
+static int launch(fdn_segment *s, bool explicit)
+{
+	if (!explicit && (atomic_load(&s->hdr->reaper_stop) & FDN_REAPER_STOP_OPERATOR))
+		return 0;
+	if (fdn_reaper_holder(s) != 0)
+		return 0;
+	/* Located before the gap is looked at: whether a program can be
+	 * found is answered alike for every caller (FDN_SEG_REQUIRE_REAPER). */
+	char path[PATH_MAX + 64];
+	int r = fdn_reaper_locate(path, sizeof(path));
+	if (r) {
+		note(s, r);
+		return r;
+	}
+	uint64_t now = mono_ns();
+	if (explicit)
+		atomic_store(&s->hdr->reaper_launch_ns, now);
+	else if (!claim_launch(s, now))
+		return 0; /* launched by someone less than a gap ago: it is starting */
+	r = spawn_reaper(path, s->name);
+	note(s, r);
+	if (r == 0)
+		atomic_fetch_add(&s->hdr->reaper_launches, 1);
+	return r;
+}
 
 int fdn_reaper_autostart(fdn_segment *s)
 {
-	const char *off = getenv("FOUNDATION_NO_AUTOREAPER");
-	if ((off && strcmp(off, "1") == 0) || s->readonly)
+	if (!s)
+		return FDN_EINVAL;
+	if (s->readonly || autostart_off())
 		return 0;
-	return fdn_reaper_start(s);
+	atomic_store(&s->reaper_check_ns, mono_ns() + FDN_REAPER_LAUNCH_GAP_NS);
+	return launch(s, false);
+}
+
+/*
+ * Called by every registry write (lib/registry.c).  At most once per
+ * FDN_REAPER_LAUNCH_GAP_NS per handle it looks at the lease: one load
+ * while no check is due; the CAS makes one thread of the handle the one
+ * that looks.  A lease that is free, or held by a process the kernel says
+ * is dead, means the reaper died (or was never started): launch one,
+ * unless the stop is in force (launch).  The look costs a pidfd_open and
+ * a stat, once a second.
+ */
+void fdn__reaper_notice(fdn_segment *s)
+{
+	uint64_t due = atomic_load_explicit(&s->reaper_check_ns, memory_order_relaxed);
+	uint64_t now = mono_ns();
+	if (now < due)
+		return;
+	if (!atomic_compare_exchange_strong(&s->reaper_check_ns, &due,
+					    now + FDN_REAPER_LAUNCH_GAP_NS))
+		return;
+	if (s->readonly || autostart_off())
+		return;
+	(void)launch(s, false);
 }
 
 int fdn_reaper_start(fdn_segment *s)
 {
+	if (!s)
+		return FDN_EINVAL;
 	if (s->readonly)
 		return FDN_ERDONLY;
-	if (fdn_reaper_holder(s) != 0)
-		return 0;
-	const char *path = getenv("FOUNDATION_REAPERD");
-	if (!path || !*path)
-		path = FDN_REAPERD_PATH;
-	if (access(path, X_OK) != 0)
-		return -errno;
-	pid_t p = fork();
-	if (p < 0)
-		return -errno;
-	if (p == 0) {
-		/* Detach twice so the daemon is nobody's child and outlives us. */
-		if (setsid() < 0 || fork() != 0)
-			_exit(0);
-		/* No descriptor of the caller's stays open in the daemon: a
-		 * pipe it held would never see end-of-file. */
-		int fd = open("/dev/null", O_RDWR);
-		if (fd >= 0) {
-			dup2(fd, 0);
-			dup2(fd, 1);
-			dup2(fd, 2);
-			if (fd > 2)
-				close(fd);
-		}
-		for (int k = 3; k < 1024; k++)
-			close(k);
-		execl(path, path, "--segment", s->name, "--quiet-if-running", (char *)NULL);
-		_exit(127);
+	/* Lifted before the launch: a standby reaper (`--wait`) sees it too
+	 * and may be the one that takes the lease; ours then exits quietly. */
+	atomic_fetch_and(&s->hdr->reaper_stop, ~FDN_REAPER_STOP_OPERATOR);
+	return launch(s, true);
+}
+
+int fdn_reaper_wait(fdn_segment *s, int64_t timeout_ms)
+{
+	if (!s)
+		return FDN_EINVAL;
+	uint64_t start = mono_ns();
+	/* Polled: taking the lease wakes nobody.  1 ms steps at first (a
+	 * reaper takes the lease a few ms after its launch), 20 ms later. */
+	for (unsigned k = 0;; k++) {
+		pid_t p = fdn_reaper_holder(s);
+		if (p > 0)
+			return p;
+		if (atomic_load(&s->hdr->destroyed))
+			return FDN_ESTALE;
+		uint64_t waited = (mono_ns() - start) / 1000000u;
+		if (timeout_ms >= 0 && waited >= (uint64_t)timeout_ms)
+			return FDN_ETIMEDOUT;
+		struct timespec d = {0, (k < 50 ? 1 : 20) * 1000000L};
+		nanosleep(&d, NULL);
 	}
-	int st;
-	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
-		;
+}
+
+int fdn_reaper_stop(fdn_segment *s, int64_t timeout_ms)
+{
+	if (!s)
+		return FDN_EINVAL;
+	if (s->readonly)
+		return FDN_ERDONLY;
+	pid_t p = fdn_reaper_holder(s);
+	/* Set before the doorbell: the reaper reads the flag after it wakes
+	 * (seq_cst on both sides), or at its next tick (250 ms) at the
+	 * latest. */
+	atomic_fetch_or(&s->hdr->reaper_stop, FDN_REAPER_STOP_OPERATOR);
+	fdn__doorbell(s);
+	if (p == 0)
+		return 0;
+	uint64_t start = mono_ns();
+	for (;;) {
+		if (fdn_reaper_holder(s) != p)
+			return p;
+		uint64_t waited = (mono_ns() - start) / 1000000u;
+		if (timeout_ms >= 0 && waited >= (uint64_t)timeout_ms)
+			return FDN_ETIMEDOUT;
+		struct timespec d = {0, 5 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+}
+
+int fdn_reaper_status(fdn_segment *s, struct fdn_reaper_status *st)
+{
+	if (!s || !st)
+		return FDN_EINVAL;
+	memset(st, 0, sizeof(*st));
+	st->pid = fdn_reaper_holder(s);
+	st->stopped = (atomic_load(&s->hdr->reaper_stop) & FDN_REAPER_STOP_OPERATOR) != 0;
+	st->launches = atomic_load(&s->hdr->reaper_launches);
+	uint64_t w = atomic_load(&s->hdr->reaper_note);
+	st->last_pid = (pid_t)(uint32_t)w;
+	st->last_error = -(int)(uint32_t)(w >> 32);
+	st->last_ns = atomic_load(&s->hdr->reaper_note_ns);
 	return 0;
 }

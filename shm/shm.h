@@ -49,6 +49,9 @@ struct fdn_segment {
 	_Atomic uint64_t *buckets[FDN_MAX_TABLES];
 	uint64_t bucket_mask[FDN_MAX_TABLES];
 	uint32_t table_flags[FDN_MAX_TABLES];
+	/* CLOCK_MONOTONIC before which this handle's writers do not look
+	 * whether the reaper still runs (lib/reaper.c, fdn__reaper_notice). */
+	_Atomic uint64_t reaper_check_ns;
 };
 
 /* Bumped in every fork child (pthread_atfork). */

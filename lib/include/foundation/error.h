@@ -59,7 +59,9 @@ extern "C" {
 	X(NAMESPACE, "segment made in another PID namespace: share the creator's PID namespace") \
 	X(STALE, "segment was destroyed: attach again")                                          \
 	X(BUSY, "reclamation backlog full: a reader is stopped inside a read-side section")      \
-	X(CONTEXT, "malformed context")
+	X(CONTEXT, "malformed context")                                                          \
+	X(NOREAPER, "no reaper program: looked at $FOUNDATION_REAPERD, beside libfoundation "    \
+		    "(../bin, ../libexec, its own directory) and the configured path")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)
