@@ -61,6 +61,9 @@ int fdn_segment_detach(fdn_segment *s)
 {
 	if (!s)
 		return 0;
+	/* A reaper launch still spawning (lib/reaper.c): let it start before
+	 * this handle (perhaps the program's last act) goes. */
+	fdn__reaper_launch_settle(2000);
 	/* The last of this process's handles on the segment gives the slot
 	 * (and so its entries) up; an earlier one only its reader slots. */
 	bool writer = !s->readonly && fdn__seg_usable(s) == 0 && s->proc_idx != UINT32_MAX &&

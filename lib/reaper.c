@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -336,56 +337,21 @@ int fdn_reaper_locate(char *buf, size_t cap)
 	return FDN_ENOREAPER;
 }
 
-/* The first process the launch makes is the reaper before it detaches
- * (daemon(3): it forks and exits at once).  It is our child: a thread of
- * ours waits for it so that it does not stay a zombie, while the caller
- * returns at once.  An application that reaps all its children itself
- * (waitpid(-1), SIGCHLD ignored) may take it first: the thread then sees
- * ECHILD and ends. */
-static void *reap_launcher(void *arg)
-{
-	pid_t pid = (pid_t)(intptr_t)arg;
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	return NULL;
-}
-
-static void reap_launcher_async(pid_t pid)
-{
-	pthread_attr_t at;
-	pthread_t t;
-	sigset_t all, old;
-	/* No signal of the application's is ever handled on our thread. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int r = pthread_attr_init(&at);
-	if (r == 0) {
-		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&at, 64 * 1024);
-		r = pthread_create(&t, &at, reap_launcher, (void *)(intptr_t)pid);
-		pthread_attr_destroy(&at);
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) /* no thread: wait here (it exits as soon as it has forked) */
-		reap_launcher((void *)(intptr_t)pid);
-}
-
 /*
- * Spawn `path --segment NAME --quiet-if-running`.  posix_spawn (glibc:
- * clone(CLONE_VM|CLONE_VFORK)) copies no page table, whatever the size of
- * the caller, and the caller is held only until the exec.  In the child,
- * before the exec: a new session (the application's terminal and its
- * job-control signals never reach the daemon), every signal at its
- * default disposition and none blocked (an application that ignores
- * SIGTERM must not make its reaper deaf to it), stdin, stdout and stderr
- * on /dev/null, and every other descriptor closed -- closefrom(3), which
- * glibc does with close_range(2) or, on a kernel without it, by walking
- * /proc/self/fd: a socket or pipe end the application left without
- * O_CLOEXEC, at any number, stays the application's alone.  (A libc
- * without the closefrom action leaves that to the reaper, which closes
- * what it inherited before it detaches.)
+ * Spawn `path --segment NAME --quiet-if-running`; *pid gets the child.
+ * posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)) copies no page table,
+ * whatever the size of the caller.  In the child, before the exec: a new
+ * session (the application's terminal and its job-control signals never
+ * reach the daemon), every signal at its default disposition and none
+ * blocked (an application that ignores SIGTERM must not make its reaper
+ * deaf to it), stdin, stdout and stderr on /dev/null, and every other
+ * descriptor closed -- closefrom(3), which glibc does with close_range(2)
+ * or, on a kernel without it, by walking /proc/self/fd: a socket or pipe
+ * end the application left without O_CLOEXEC, at any number, stays the
+ * application's alone.  (A libc without the closefrom action leaves that
+ * to the reaper, which closes what it inherited before it detaches.)
  */
-static int spawn_reaper(const char *path, const char *name)
+static int spawn_reaper(const char *path, const char *name, pid_t *pid)
 {
 	posix_spawnattr_t at;
 	posix_spawn_file_actions_t fa;
@@ -419,26 +385,146 @@ static int spawn_reaper(const char *path, const char *name)
 	if (!r)
 		r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 #endif
-	pid_t pid = -1;
 	if (!r) {
 		char *argv[] = {(char *)path, "--segment", (char *)name, "--quiet-if-running",
 				NULL};
-		r = posix_spawn(&pid, path, &fa, &at, argv, environ);
+		r = posix_spawn(pid, path, &fa, &at, argv, environ);
 	}
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&at);
-	if (r)
-		return -r;
-	reap_launcher_async(pid);
+	return -r;
+}
+
+/* Record the outcome of a launch attempt (header.reaper_note): the note's
+ * time first, then the note in one store (readers take the word whole). */
+static void note_in(struct fdn_shm_header *h, int err)
+{
+	atomic_store(&h->reaper_note_ns, now_real_ns());
+	uint64_t w = (uint64_t)(uint32_t)(err < 0 ? -err : 0) << 32 | (uint32_t)getpid();
+	atomic_store(&h->reaper_note, w);
+}
+
+/*
+ * The launch runs on a thread of its own, so that create, attach and the
+ * writer that noticed return at once: posix_spawn holds its caller until
+ * the child has exec'd, which is 0.4 ms on an idle machine and several ms
+ * on a busy one (the child must be scheduled first).  The thread spawns,
+ * records the outcome in the segment through a mapping of the header of
+ * its own (the caller's handle may be detached and unmapped by then), and
+ * then waits for the first process it made: that is the reaper before it
+ * detaches (daemon(3) forks and exits at once), our child, which must not
+ * stay a zombie.  An application that reaps every child itself
+ * (waitpid(-1), SIGCHLD ignored) may take it first: the wait then sees
+ * ECHILD and the thread ends.
+ *
+ * A spawn still in flight is waited for (up to 2 s) by fdn_segment_detach
+ * and at exit(), so that a short-lived program (foundation-ctl create)
+ * does not end before its reaper is started; a forked child starts with
+ * none in flight (the parent's thread is not in it).
+ */
+struct launch_job {
+	struct fdn_shm_header *hdr; /* our own mapping of the header; NULL: no note */
+	char path[PATH_MAX + 64];
+	char name[FDN_SEGMENT_NAME_MAX + 2];
+};
+
+static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t launch_cond = PTHREAD_COND_INITIALIZER;
+static unsigned launch_inflight; /* spawns started and not yet returned */
+static pthread_once_t launch_once = PTHREAD_ONCE_INIT;
+
+static void launch_atfork_child(void)
+{
+	pthread_mutex_init(&launch_lock, NULL);
+	pthread_cond_init(&launch_cond, NULL);
+	launch_inflight = 0;
+}
+
+static void launch_atexit(void)
+{
+	fdn__reaper_launch_settle(2000);
+}
+
+static void launch_init(void)
+{
+	pthread_atfork(NULL, NULL, launch_atfork_child);
+	atexit(launch_atexit);
+}
+
+void fdn__reaper_launch_settle(int64_t timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&launch_lock);
+	while (launch_inflight > 0)
+		if (pthread_cond_timedwait(&launch_cond, &launch_lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&launch_lock);
+}
+
+static void *launch_thread(void *arg)
+{
+	struct launch_job *j = arg;
+	pid_t pid = -1;
+	int r = spawn_reaper(j->path, j->name, &pid);
+	if (j->hdr) {
+		note_in(j->hdr, r);
+		munmap(j->hdr, FDN_HEADER_SIZE);
+	}
+	free(j);
+	pthread_mutex_lock(&launch_lock);
+	launch_inflight--;
+	pthread_cond_broadcast(&launch_cond);
+	pthread_mutex_unlock(&launch_lock);
+	if (r == 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	return NULL;
+}
+
+/* Hand the launch to a thread; without one (no memory, no thread), do it
+ * here. */
+static int launch_async(fdn_segment *s, const char *path)
+{
+	pthread_once(&launch_once, launch_init);
+	struct launch_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	snprintf(j->path, sizeof(j->path), "%s", path);
+	snprintf(j->name, sizeof(j->name), "%s", s->name);
+	void *h = mmap(NULL, FDN_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	j->hdr = h == MAP_FAILED ? NULL : h;
+	pthread_mutex_lock(&launch_lock);
+	launch_inflight++;
+	pthread_mutex_unlock(&launch_lock);
+	pthread_attr_t at;
+	pthread_t t;
+	sigset_t all, old;
+	/* No signal of the application's is ever handled on our thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_attr_init(&at);
+	if (r == 0) {
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		r = pthread_create(&t, &at, launch_thread, j);
+		pthread_attr_destroy(&at);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		launch_thread(j); /* waits for the launcher too: a few ms */
 	return 0;
 }
 
-/* Record the outcome of a launch attempt (header.reaper_note). */
+/* The outcome of an attempt that never reached a spawn. */
 static void note(fdn_segment *s, int err)
 {
-	atomic_store(&s->hdr->reaper_note_ns, now_real_ns());
-	uint64_t w = (uint64_t)(uint32_t)(err < 0 ? -err : 0) << 32 | (uint32_t)getpid();
-	atomic_store(&s->hdr->reaper_note, w);
+	note_in(s->hdr, err);
 }
 
 /* Claim the segment's next launch: true if none was made in the last
@@ -481,11 +567,8 @@ static int launch(fdn_segment *s, bool explicit)
 		atomic_store(&s->hdr->reaper_launch_ns, now);
 	else if (!claim_launch(s, now))
 		return 0; /* launched by someone less than a gap ago: it is starting */
-	r = spawn_reaper(path, s->name);
-	note(s, r);
-	if (r == 0)
-		atomic_fetch_add(&s->hdr->reaper_launches, 1);
-	return r;
+	atomic_fetch_add(&s->hdr->reaper_launches, 1);
+	return launch_async(s, path);
 }
 
 int fdn_reaper_autostart(fdn_segment *s)
@@ -539,13 +622,16 @@ int fdn_reaper_wait(fdn_segment *s, int64_t timeout_ms)
 		return FDN_EINVAL;
 	uint64_t start = mono_ns();
 	/* Polled: taking the lease wakes nobody.  1 ms steps at first (a
-	 * reaper takes the lease a few ms after its launch), 20 ms later. */
+	 * reaper takes the lease a few ms after its launch), 20 ms later.
+	 * A writable handle looks as a writer does (once a second): a launch
+	 * lost with a process that died before its spawn is made again. */
 	for (unsigned k = 0;; k++) {
 		pid_t p = fdn_reaper_holder(s);
 		if (p > 0)
 			return p;
 		if (atomic_load(&s->hdr->destroyed))
 			return FDN_ESTALE;
+		fdn__reaper_notice(s);
 		uint64_t waited = (mono_ns() - start) / 1000000u;
 		if (timeout_ms >= 0 && waited >= (uint64_t)timeout_ms)
 			return FDN_ETIMEDOUT;

@@ -362,6 +362,8 @@ Test(launch, many_attachers_one_launch_a_second)
 				;
 			fdn_segment *cs;
 			int r = fdn_segment_attach(name, 0, &cs);
+			if (r == 0)
+				fdn_segment_detach(cs);
 			_exit(r == 0 ? 0 : 1);
 		}
 	}
@@ -369,8 +371,8 @@ Test(launch, many_attachers_one_launch_a_second)
 	atomic_store(go, 1);
 	for (int i = 0; i < N; i++)
 		cr_assert(t_wait_ok(kids[i]));
-	uint64_t took = t_mono_ms() - t0;
 	int p = fdn_reaper_wait(s, WAIT_MS);
+	uint64_t took = t_mono_ms() - t0;
 	cr_assert_gt(p, 0, "no reaper: %s", fdn_strerror(p));
 	struct fdn_reaper_status st;
 	fdn_reaper_status(s, &st);

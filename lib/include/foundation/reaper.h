@@ -33,15 +33,17 @@ extern "C" {
  * lib directory, its libexec directory, and that directory itself; the
  * path configured at build time (fdn_reaper_locate).
  *
- * A launch is asynchronous: the program is spawned (posix_spawn: a new
- * session, no signal handler, mask or ignored signal of the caller's,
- * stdin/stdout/stderr on /dev/null and no other descriptor of the
- * caller's open in it) and the call returns; the daemon detaches itself
- * (it is nobody's child and outlives the caller) and takes the lease when
- * it has attached, a few milliseconds later.  fdn_reaper_wait waits for
- * that.  Launches of one segment's reaper are at most one per second,
- * across all processes (header.reaper_launch_ns): processes that attach
- * together, or writers that all notice a dead reaper, start one.
+ * A launch is asynchronous: the program is found, then spawned by a thread
+ * of the library (posix_spawn: a new session, no signal handler, mask or
+ * ignored signal of the caller's, stdin/stdout/stderr on /dev/null and no
+ * other descriptor of the caller's open in it) while the call returns; the
+ * daemon detaches itself (it is nobody's child and outlives the caller)
+ * and takes the lease when it has attached, a few milliseconds later.
+ * fdn_reaper_wait waits for that.  fdn_segment_detach and exit() wait (up
+ * to 2 s) for a spawn still in flight; a process that dies before its
+ * spawn loses it, and the next writer starts one.  Launches of one segment's reaper are at most one
+ * per second, across all processes (header.reaper_launch_ns): processes that attach together, or
+ * writers that all notice a dead reaper, start one.
  *
  * Who launches:
  *   - create and a writable attach (fdn_reaper_autostart), unless
@@ -82,7 +84,10 @@ FDN_API int fdn_reaper_stop(fdn_segment *s, int64_t timeout_ms);
 
 /* Wait up to timeout_ms (< 0: for ever) until a live reaper holds the
  * lease.  Returns its pid (> 0), FDN_ETIMEDOUT, or FDN_ESTALE when the
- * segment was destroyed.  Reads only (works on read-only handles). */
+ * segment was destroyed.  Works on read-only handles (which only look); a
+ * writable handle also looks as a writer does, once a second, and starts
+ * a reaper if none runs (a launch lost with a process that died before
+ * its spawn, a reaper that exited). */
 FDN_API int fdn_reaper_wait(fdn_segment *s, int64_t timeout_ms);
 
 /* Find the reaper program as a launch would.  0 and its path in buf; or

@@ -39,10 +39,12 @@ enum {
 	/* Accept a segment owned by another uid, or writable by group/others.
 	 * $FOUNDATION_ALLOW_FOREIGN=1 sets it for every attach of the process. */
 	FDN_SEG_ALLOW_FOREIGN = 1u << 1,
-	/* Fail (FDN_ENOREAPER, or the spawn's error) rather than go on
-	 * without a reaper: create and a writable attach return 0 only if a
-	 * live reaper holds the lease or one was launched (it takes the lease
-	 * a few milliseconds later: fdn_reaper_wait).  A failed create removes
+	/* Fail (FDN_ENOREAPER) rather than go on without a reaper: create
+	 * and a writable attach return 0 only if a live reaper holds the
+	 * lease, or a reaper program was found and its launch begun (it takes
+	 * the lease a few milliseconds later: fdn_reaper_wait; a spawn that
+	 * fails after the call returned is recorded, as below).  No effect on
+	 * a read-only attach.  A failed create removes
 	 * the segment; a failed attach detaches.  Without the flag the failure
 	 * is recorded in the segment (`foundation-inspect stats` says why no
 	 * reaper runs) and the call succeeds.  No effect with
