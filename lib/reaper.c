@@ -31,6 +31,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
@@ -89,8 +90,14 @@ int fdn_reaper_lease_take(fdn_segment *s)
 			return 0;
 		if (w != 0 && fdn_reaper_holder(s) != 0)
 			return FDN_EEXISTS;
-		if (atomic_compare_exchange_strong(&s->hdr->reaper_lease, &w, s->proc_word))
+		if (atomic_compare_exchange_strong(&s->hdr->reaper_lease, &w, s->proc_word)) {
+			/* The launch has arrived: the gap between launches
+			 * (claim_launch) guards only launches on their way.
+			 * After the lease CAS: a launcher that sees the 0
+			 * sees the holder when it looks again (launch). */
+			atomic_store(&s->hdr->reaper_launch_ns, 0);
 			return 0;
+		}
 	}
 	return FDN_EEXISTS;
 }
@@ -263,25 +270,33 @@ static bool executable(const char *path)
 }
 
 /* The directory of the object this code was loaded from: libfoundation.so,
- * or the program that links the library statically (dladdr names the main
- * program "", so /proc/self/exe then).  false if it cannot be told. */
+ * or the program that links the library statically.  The link map tells
+ * which: the main program's has no name (dladdr would give argv[0], which
+ * may be a bare name found through $PATH, or a lie), so /proc/self/exe
+ * then.  A library loaded by a relative path (a relative $LD_LIBRARY_PATH
+ * entry) names no directory we can trust after a chdir: none then, and
+ * the other places are looked at.  false if none. */
 static bool own_dir(char *buf, size_t cap)
 {
 	Dl_info info;
+	struct link_map *map = NULL;
 	const char *file = NULL;
 	char exe[PATH_MAX];
-	if (dladdr((void *)fdn_reaper_locate, &info) != 0 && info.dli_fname && info.dli_fname[0])
-		file = info.dli_fname;
-	if (!file) {
+	if (dladdr1((void *)fdn_reaper_locate, &info, (void **)&map, RTLD_DL_LINKMAP) == 0 ||
+	    !map || !map->l_name)
+		return false;
+	if (map->l_name[0] == 0) {
 		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 		if (n <= 0)
 			return false;
 		exe[n] = 0;
 		file = exe;
+	} else {
+		file = map->l_name;
 	}
 	const char *slash = strrchr(file, '/');
-	if (!slash) /* loaded by a bare name: from the working directory */
-		return snprintf(buf, cap, ".") < (int)cap;
+	if (file[0] != '/' || !slash)
+		return false;
 	size_t len = (size_t)(slash - file);
 	if (len == 0) /* "/libfoundation.so" */
 		return snprintf(buf, cap, "/") < (int)cap;
@@ -567,6 +582,10 @@ static int launch(fdn_segment *s, bool explicit)
 		atomic_store(&s->hdr->reaper_launch_ns, now);
 	else if (!claim_launch(s, now))
 		return 0; /* launched by someone less than a gap ago: it is starting */
+	/* A reaper may have taken the lease (and cleared the gap) since we
+	 * looked: then it runs, and nothing is launched. */
+	if (!explicit && fdn_reaper_holder(s) != 0)
+		return 0;
 	atomic_fetch_add(&s->hdr->reaper_launches, 1);
 	return launch_async(s, path);
 }

@@ -249,10 +249,12 @@ struct fdn_shm_header {
 	 *   standby) releases the lease and exits.  A, any time.
 	 * reaper_launches: reapers launched by the library, ever (A,
 	 *   fetch_add; a count for stats and tests).
-	 * reaper_launch_ns: CLOCK_MONOTONIC of the newest launch.  A process
-	 *   launches only after moving it by CAS from a value at least
-	 *   FDN_REAPER_LAUNCH_GAP_NS old, so however many writers notice a
-	 *   dead reaper at once, one launch per gap is made (A).
+	 * reaper_launch_ns: CLOCK_MONOTONIC of the newest launch not yet
+	 *   arrived.  A process launches only after moving it by CAS from 0 or
+	 *   from a value at least FDN_REAPER_LAUNCH_GAP_NS old, so however many
+	 *   processes attach, or notice a dead reaper, at once, one launch per
+	 *   gap is made (A); the reaper that takes the lease sets it back to 0
+	 *   (after the lease CAS), so that its own death is answered at once.
 	 * reaper_note: the outcome of the newest launch attempt, one word so
 	 *   that it is read whole: bits 63..32 the negated error (0: the
 	 *   program was started), bits 31..0 the pid that tried.  0 = none
