@@ -41,9 +41,10 @@ extern "C" {
  * and takes the lease when it has attached, a few milliseconds later.
  * fdn_reaper_wait waits for that.  fdn_segment_detach and exit() wait (up
  * to 2 s) for a spawn still in flight; a process that dies before its
- * spawn loses it, and the next writer starts one.  Launches of one segment's reaper are at most one
- * per second, across all processes (header.reaper_launch_ns): processes that attach together, or
- * writers that all notice a dead reaper, start one.
+ * spawn loses it, and the next writer starts one.  While a launched reaper has not yet taken the
+ * lease, no other launch is made for a second, by any process (header.reaper_launch_ns, cleared by
+ * the reaper that takes the lease): processes that attach together, or writers that all notice a
+ * dead reaper, start one.
  *
  * Who launches:
  *   - create and a writable attach (fdn_reaper_autostart), unless
