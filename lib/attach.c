@@ -9,6 +9,7 @@
 #include <foundation/segment.h>
 
 #include <poll.h>
+#include <stdbool.h>
 #include <unistd.h>
 
 /* The services' parts of a new segment, written before it is published. */
@@ -18,19 +19,41 @@ static int services_init(fdn_segment *s, const struct fdn_segment_opts *o)
 	return r ? r : fdn__telemetry_init(s);
 }
 
+int fdn__segment_create_bare(const char *name, const struct fdn_segment_opts *o, fdn_segment **out)
+{
+	return fdn__seg_create(name, o, services_init, out);
+}
+
+/* The reaper, once the segment is ours: launched without waiting for it
+ * (lib/reaper.c).  Its failure fails the call only when the caller
+ * required a reaper; it is recorded in the segment either way. */
+static int start_reaper(fdn_segment *s, bool require)
+{
+	int r = fdn_reaper_autostart(s);
+	return require ? r : 0;
+}
+
 int fdn_segment_create(const char *name, const struct fdn_segment_opts *o, fdn_segment **out)
 {
 	int r = fdn__seg_create(name, o, services_init, out);
-	if (r == 0)
-		fdn_reaper_autostart(*out);
+	if (r == 0 && (r = start_reaper(*out, o && (o->flags & FDN_SEG_REQUIRE_REAPER))) != 0) {
+		/* Removed as any failed create's: nobody can have relied on
+		 * a segment whose create failed. */
+		fdn_segment_detach(*out);
+		fdn_segment_destroy(name ? name : fdn_segment_default_name());
+		*out = NULL;
+	}
 	return r;
 }
 
 int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out)
 {
-	int r = fdn__seg_attach(name, flags, out);
-	if (r == 0 && !(flags & FDN_SEG_READONLY))
-		fdn_reaper_autostart(*out);
+	bool require = (flags & FDN_SEG_REQUIRE_REAPER) != 0;
+	int r = fdn__seg_attach(name, flags & ~(unsigned)FDN_SEG_REQUIRE_REAPER, out);
+	if (r == 0 && !(flags & FDN_SEG_READONLY) && (r = start_reaper(*out, require)) != 0) {
+		fdn_segment_detach(*out);
+		*out = NULL;
+	}
 	return r;
 }
 
@@ -38,6 +61,9 @@ int fdn_segment_detach(fdn_segment *s)
 {
 	if (!s)
 		return 0;
+	/* A reaper launch still spawning (lib/reaper.c): let it start before
+	 * this handle (perhaps the program's last act) goes. */
+	fdn__reaper_launch_settle(2000);
 	/* The last of this process's handles on the segment gives the slot
 	 * (and so its entries) up; an earlier one only its reader slots. */
 	bool writer = !s->readonly && fdn__seg_usable(s) == 0 && s->proc_idx != UINT32_MAX &&

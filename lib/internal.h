@@ -223,6 +223,20 @@ struct fdn__dead {
 	bool done;           /* out: slot fully reclaimed */
 };
 
+/* fdn_segment_create without the reaper (attach.c): foundation-reaperd
+ * --create makes the segment it will reap itself. */
+int fdn__segment_create_bare(const char *name, const struct fdn_segment_opts *o, fdn_segment **out);
+
+/* Wait up to timeout_ms for the reaper launches this process has handed to
+ * a thread and that have not yet spawned (reaper.c): detach and exit wait,
+ * so that a short-lived program's launch is not lost. */
+void fdn__reaper_launch_settle(int64_t timeout_ms);
+
+/* A registry write is about to happen on s: look, at most once a second
+ * per handle, whether the reaper still runs, and launch one if it does not
+ * (reaper.c; never on a read-only handle). */
+void fdn__reaper_notice(fdn_segment *s);
+
 /* Reap a batch of dead processes (see reaper.c).  woke_ns: CLOCK_MONOTONIC
  * when the reaper learnt of them.  Returns how many are not finished
  * (retry them), or an error. */

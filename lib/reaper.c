@@ -1,6 +1,7 @@
 /*
  * reaper.c - the reaper's library side: the lease, reaping a batch of dead
- * processes, the graveyard, and starting foundation-reaperd on attach.
+ * processes, the graveyard, and starting foundation-reaperd (on create and
+ * attach, and again when a writer finds it dead).
  *
  * The lease.  header.reaper_lease holds the claim word (LIVE | pid |
  * identity) of the process that reaps; it is taken by one CAS from 0, or
@@ -28,20 +29,37 @@
 
 #include <foundation/reaper.h>
 
+#include <dlfcn.h>
 #include <errno.h>
-#include <sched.h>
+#include <link.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #ifndef FDN_REAPERD_PATH
 #define FDN_REAPERD_PATH "/usr/local/bin/foundation-reaperd"
+#endif
+/* The install's bin and libexec directories relative to its lib directory
+ * (CMakeLists.txt). */
+#ifndef FDN_LIB_TO_BINDIR
+#define FDN_LIB_TO_BINDIR "../bin"
+#endif
+#ifndef FDN_LIB_TO_LIBEXECDIR
+#define FDN_LIB_TO_LIBEXECDIR "../libexec"
 #endif
 
 static uint64_t now_real_ns(void)
@@ -72,8 +90,14 @@ int fdn_reaper_lease_take(fdn_segment *s)
 			return 0;
 		if (w != 0 && fdn_reaper_holder(s) != 0)
 			return FDN_EEXISTS;
-		if (atomic_compare_exchange_strong(&s->hdr->reaper_lease, &w, s->proc_word))
+		if (atomic_compare_exchange_strong(&s->hdr->reaper_lease, &w, s->proc_word)) {
+			/* The launch has arrived: the gap between launches
+			 * (claim_launch) guards only launches on their way.
+			 * After the lease CAS: a launcher that sees the 0
+			 * sees the holder when it looks again (launch). */
+			atomic_store(&s->hdr->reaper_launch_ns, 0);
 			return 0;
+		}
 	}
 	return FDN_EEXISTS;
 }
@@ -231,51 +255,447 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	return r < 0 ? r : left;
 }
 
-/* ---- autostart ---------------------------------------------------------- */
+/* ---- starting the reaper ------------------------------------------------------
+ *
+ * Finding the program (fdn_reaper_locate), launching it without blocking
+ * the caller (spawn_reaper), and deciding when to (launch): see
+ * foundation/reaper.h for what callers are promised.
+ */
+
+/* An executable regular file (a directory passes access(X_OK) too). */
+static bool executable(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, X_OK) == 0;
+}
+
+/* The directory of the object this code was loaded from: libfoundation.so,
+ * or the program that links the library statically.  The link map tells
+ * which: the main program's has no name (dladdr would give argv[0], which
+ * may be a bare name found through $PATH, or a lie), so /proc/self/exe
+ * then.  A library loaded by a relative path (a relative $LD_LIBRARY_PATH
+ * entry) names no directory we can trust after a chdir: none then, and
+ * the other places are looked at.  false if none. */
+static bool own_dir(char *buf, size_t cap)
+{
+	Dl_info info;
+	struct link_map *map = NULL;
+	const char *file = NULL;
+	char exe[PATH_MAX];
+	if (dladdr1((void *)fdn_reaper_locate, &info, (void **)&map, RTLD_DL_LINKMAP) == 0 ||
+	    !map || !map->l_name)
+		return false;
+	if (map->l_name[0] == 0) {
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+		if (n <= 0)
+			return false;
+		exe[n] = 0;
+		file = exe;
+	} else {
+		file = map->l_name;
+	}
+	const char *slash = strrchr(file, '/');
+	if (file[0] != '/' || !slash)
+		return false;
+	size_t len = (size_t)(slash - file);
+	if (len == 0) /* "/libfoundation.so" */
+		return snprintf(buf, cap, "/") < (int)cap;
+	if (len + 1 > cap)
+		return false;
+	memcpy(buf, file, len);
+	buf[len] = 0;
+	return true;
+}
+
+/* Add a candidate to the list of places looked at ("a, b, c"). */
+static void looked_add(char *looked, size_t cap, const char *what)
+{
+	size_t n = strlen(looked), sep = n ? 2 : 0, len = strlen(what);
+	if (n + sep + len + 1 > cap)
+		return; /* what does not fit is left out whole */
+	memcpy(looked + n, ", ", sep);
+	memcpy(looked + n + sep, what, len + 1);
+}
+
+int fdn_reaper_locate(char *buf, size_t cap)
+{
+	char cand[4][PATH_MAX + 64];
+	int n = 0;
+	const char *env = getenv("FOUNDATION_REAPERD");
+	if (env && *env)
+		snprintf(cand[n++], sizeof(cand[0]), "%s", env);
+	char dir[PATH_MAX];
+	if (own_dir(dir, sizeof(dir))) {
+		/* The install's bin and libexec directories relative to its
+		 * lib directory, as configured (e.g. "../bin" for lib/,
+		 * "../../bin" for lib/x86_64-linux-gnu/), whatever prefix the
+		 * tree was installed or moved to; and the directory itself (a
+		 * statically linked program installed beside the reaper, or a
+		 * build tree). */
+		snprintf(cand[n++], sizeof(cand[0]), "%s/%s/foundation-reaperd", dir,
+			 FDN_LIB_TO_BINDIR);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/%s/foundation-reaperd", dir,
+			 FDN_LIB_TO_LIBEXECDIR);
+		snprintf(cand[n++], sizeof(cand[0]), "%s/foundation-reaperd", dir);
+	}
+	char looked[1024] = "";
+	for (int i = 0; i < n; i++) {
+		if (executable(cand[i]))
+			return snprintf(buf, cap, "%s", cand[i]) < (int)cap ? 0 : FDN_ETOOBIG;
+		looked_add(looked, sizeof(looked), cand[i]);
+	}
+	if (executable(FDN_REAPERD_PATH))
+		return snprintf(buf, cap, "%s", FDN_REAPERD_PATH) < (int)cap ? 0 : FDN_ETOOBIG;
+	looked_add(looked, sizeof(looked), FDN_REAPERD_PATH);
+	if (cap)
+		snprintf(buf, cap, "%s", looked);
+	return FDN_ENOREAPER;
+}
+
+/*
+ * Spawn `path --segment NAME --quiet-if-running`; *pid gets the child.
+ * posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK)) copies no page table,
+ * whatever the size of the caller.  In the child, before the exec: a new
+ * session (the application's terminal and its job-control signals never
+ * reach the daemon), every signal at its default disposition and none
+ * blocked (an application that ignores SIGTERM must not make its reaper
+ * deaf to it), stdin, stdout and stderr on /dev/null, and every other
+ * descriptor closed -- closefrom(3), which glibc does with close_range(2)
+ * or, on a kernel without it, by walking /proc/self/fd: a socket or pipe
+ * end the application left without O_CLOEXEC, at any number, stays the
+ * application's alone.  (A libc without the closefrom action leaves that
+ * to the reaper, which closes what it inherited before it detaches.)
+ */
+static int spawn_reaper(const char *path, const char *name, pid_t *pid)
+{
+	posix_spawnattr_t at;
+	posix_spawn_file_actions_t fa;
+	sigset_t none, all;
+	sigemptyset(&none);
+	sigfillset(&all);
+	sigdelset(&all, SIGKILL);
+	sigdelset(&all, SIGSTOP);
+	int r = posix_spawnattr_init(&at);
+	if (r)
+		return -r;
+	r = posix_spawn_file_actions_init(&fa);
+	if (r) {
+		posix_spawnattr_destroy(&at);
+		return -r;
+	}
+	if (!r)
+		r = posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+						      POSIX_SPAWN_SETSIGDEF);
+	if (!r)
+		r = posix_spawnattr_setsigmask(&at, &none);
+	if (!r)
+		r = posix_spawnattr_setsigdefault(&at, &all);
+	if (!r)
+		r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+	if (!r)
+		r = posix_spawn_file_actions_adddup2(&fa, 0, 1);
+	if (!r)
+		r = posix_spawn_file_actions_adddup2(&fa, 0, 2);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+	if (!r)
+		r = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+#endif
+	if (!r) {
+		char *argv[] = {(char *)path, "--segment", (char *)name, "--quiet-if-running",
+				NULL};
+		r = posix_spawn(pid, path, &fa, &at, argv, environ);
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&at);
+	return -r;
+}
+
+/* Record the outcome of a launch attempt (header.reaper_note): the note's
+ * time first, then the note in one store (readers take the word whole). */
+static void note_in(struct fdn_shm_header *h, int err)
+{
+	atomic_store(&h->reaper_note_ns, now_real_ns());
+	uint64_t w = (uint64_t)(uint32_t)(err < 0 ? -err : 0) << 32 | (uint32_t)getpid();
+	atomic_store(&h->reaper_note, w);
+}
+
+/*
+ * The launch runs on a thread of its own, so that create, attach and the
+ * writer that noticed return at once: posix_spawn holds its caller until
+ * the child has exec'd, which is 0.4 ms on an idle machine and several ms
+ * on a busy one (the child must be scheduled first).  The thread spawns,
+ * records the outcome in the segment through a mapping of the header of
+ * its own (the caller's handle may be detached and unmapped by then), and
+ * then waits for the first process it made: that is the reaper before it
+ * detaches (daemon(3) forks and exits at once), our child, which must not
+ * stay a zombie.  An application that reaps every child itself
+ * (waitpid(-1), SIGCHLD ignored) may take it first: the wait then sees
+ * ECHILD and the thread ends.
+ *
+ * A spawn still in flight is waited for (up to 2 s) by fdn_segment_detach
+ * and at exit(), so that a short-lived program (foundation-ctl create)
+ * does not end before its reaper is started; a forked child starts with
+ * none in flight (the parent's thread is not in it).
+ */
+struct launch_job {
+	struct fdn_shm_header *hdr; /* our own mapping of the header; NULL: no note */
+	char path[PATH_MAX + 64];
+	char name[FDN_SEGMENT_NAME_MAX + 2];
+};
+
+static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t launch_cond = PTHREAD_COND_INITIALIZER;
+static unsigned launch_inflight; /* spawns started and not yet returned */
+static pthread_once_t launch_once = PTHREAD_ONCE_INIT;
+
+static void launch_atfork_child(void)
+{
+	pthread_mutex_init(&launch_lock, NULL);
+	pthread_cond_init(&launch_cond, NULL);
+	launch_inflight = 0;
+}
+
+static void launch_atexit(void)
+{
+	fdn__reaper_launch_settle(2000);
+}
+
+static void launch_init(void)
+{
+	pthread_atfork(NULL, NULL, launch_atfork_child);
+	atexit(launch_atexit);
+}
+
+void fdn__reaper_launch_settle(int64_t timeout_ms)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&launch_lock);
+	while (launch_inflight > 0)
+		if (pthread_cond_timedwait(&launch_cond, &launch_lock, &until) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&launch_lock);
+}
+
+static void *launch_thread(void *arg)
+{
+	struct launch_job *j = arg;
+	pid_t pid = -1;
+	int r = spawn_reaper(j->path, j->name, &pid);
+	if (j->hdr) {
+		note_in(j->hdr, r);
+		munmap(j->hdr, FDN_HEADER_SIZE);
+	}
+	free(j);
+	pthread_mutex_lock(&launch_lock);
+	launch_inflight--;
+	pthread_cond_broadcast(&launch_cond);
+	pthread_mutex_unlock(&launch_lock);
+	if (r == 0)
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	return NULL;
+}
+
+/* Hand the launch to a thread; without one (no memory, no thread), do it
+ * here. */
+static int launch_async(fdn_segment *s, const char *path)
+{
+	pthread_once(&launch_once, launch_init);
+	struct launch_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return -ENOMEM;
+	snprintf(j->path, sizeof(j->path), "%s", path);
+	snprintf(j->name, sizeof(j->name), "%s", s->name);
+	void *h = mmap(NULL, FDN_HEADER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+	j->hdr = h == MAP_FAILED ? NULL : h;
+	pthread_mutex_lock(&launch_lock);
+	launch_inflight++;
+	pthread_mutex_unlock(&launch_lock);
+	pthread_attr_t at;
+	pthread_t t;
+	sigset_t all, old;
+	/* No signal of the application's is ever handled on our thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_attr_init(&at);
+	if (r == 0) {
+		pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+		r = pthread_create(&t, &at, launch_thread, j);
+		pthread_attr_destroy(&at);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0)
+		launch_thread(j); /* waits for the launcher too: a few ms */
+	return 0;
+}
+
+/* The outcome of an attempt that never reached a spawn. */
+static void note(fdn_segment *s, int err)
+{
+	note_in(s->hdr, err);
+}
+
+/* Claim the segment's next launch: true if none was made in the last
+ * FDN_REAPER_LAUNCH_GAP_NS (by any process).  The CAS makes one claimant
+ * of many that look at once.  A value ahead of our clock by more than the
+ * gap was written under another clock (a time namespace): not trusted. */
+static bool claim_launch(fdn_segment *s, uint64_t now)
+{
+	uint64_t last = atomic_load(&s->hdr->reaper_launch_ns);
+	if (last != 0 && now < last + FDN_REAPER_LAUNCH_GAP_NS &&
+	    last < now + FDN_REAPER_LAUNCH_GAP_NS)
+		return false;
+	return atomic_compare_exchange_strong(&s->hdr->reaper_launch_ns, &last, now);
+}
+
+static bool autostart_off(void)
+{
+	const char *off = getenv("FOUNDATION_NO_AUTOREAPER");
+	return off && strcmp(off, "1") == 0;
+}
+
+/* Launch a reaper if none runs.  explicit: fdn_reaper_start (lifts the
+ * stop, ignores the gap). */
+static int launch(fdn_segment *s, bool explicit)
+{
+	if (!explicit && (atomic_load(&s->hdr->reaper_stop) & FDN_REAPER_STOP_OPERATOR))
+		return 0;
+	if (fdn_reaper_holder(s) != 0)
+		return 0;
+	/* Located before the gap is looked at: whether a program can be
+	 * found is answered alike for every caller (FDN_SEG_REQUIRE_REAPER). */
+	char path[PATH_MAX + 64];
+	int r = fdn_reaper_locate(path, sizeof(path));
+	if (r) {
+		note(s, r);
+		return r;
+	}
+	uint64_t now = mono_ns();
+	if (explicit)
+		atomic_store(&s->hdr->reaper_launch_ns, now);
+	else if (!claim_launch(s, now))
+		return 0; /* launched by someone less than a gap ago: it is starting */
+	/* A reaper may have taken the lease (and cleared the gap) since we
+	 * looked: then it runs, and nothing is launched. */
+	if (!explicit && fdn_reaper_holder(s) != 0)
+		return 0;
+	atomic_fetch_add(&s->hdr->reaper_launches, 1);
+	return launch_async(s, path);
+}
 
 int fdn_reaper_autostart(fdn_segment *s)
 {
-	const char *off = getenv("FOUNDATION_NO_AUTOREAPER");
-	if ((off && strcmp(off, "1") == 0) || s->readonly)
+	if (!s)
+		return FDN_EINVAL;
+	if (s->readonly || autostart_off())
 		return 0;
-	return fdn_reaper_start(s);
+	atomic_store(&s->reaper_check_ns, mono_ns() + FDN_REAPER_LAUNCH_GAP_NS);
+	return launch(s, false);
+}
+
+/*
+ * Called by every registry write (lib/registry.c).  At most once per
+ * FDN_REAPER_LAUNCH_GAP_NS per handle it looks at the lease: one load
+ * while no check is due; the CAS makes one thread of the handle the one
+ * that looks.  A lease that is free, or held by a process the kernel says
+ * is dead, means the reaper died (or was never started): launch one,
+ * unless the stop is in force (launch).  The look costs a pidfd_open and
+ * a stat, once a second.
+ */
+void fdn__reaper_notice(fdn_segment *s)
+{
+	uint64_t due = atomic_load_explicit(&s->reaper_check_ns, memory_order_relaxed);
+	uint64_t now = mono_ns();
+	if (now < due)
+		return;
+	if (!atomic_compare_exchange_strong(&s->reaper_check_ns, &due,
+					    now + FDN_REAPER_LAUNCH_GAP_NS))
+		return;
+	if (s->readonly || autostart_off())
+		return;
+	(void)launch(s, false);
 }
 
 int fdn_reaper_start(fdn_segment *s)
 {
+	if (!s)
+		return FDN_EINVAL;
 	if (s->readonly)
 		return FDN_ERDONLY;
-	if (fdn_reaper_holder(s) != 0)
-		return 0;
-	const char *path = getenv("FOUNDATION_REAPERD");
-	if (!path || !*path)
-		path = FDN_REAPERD_PATH;
-	if (access(path, X_OK) != 0)
-		return -errno;
-	pid_t p = fork();
-	if (p < 0)
-		return -errno;
-	if (p == 0) {
-		/* Detach twice so the daemon is nobody's child and outlives us. */
-		if (setsid() < 0 || fork() != 0)
-			_exit(0);
-		/* No descriptor of the caller's stays open in the daemon: a
-		 * pipe it held would never see end-of-file. */
-		int fd = open("/dev/null", O_RDWR);
-		if (fd >= 0) {
-			dup2(fd, 0);
-			dup2(fd, 1);
-			dup2(fd, 2);
-			if (fd > 2)
-				close(fd);
-		}
-		for (int k = 3; k < 1024; k++)
-			close(k);
-		execl(path, path, "--segment", s->name, "--quiet-if-running", (char *)NULL);
-		_exit(127);
+	/* Lifted before the launch: a standby reaper (`--wait`) sees it too
+	 * and may be the one that takes the lease; ours then exits quietly. */
+	atomic_fetch_and(&s->hdr->reaper_stop, ~FDN_REAPER_STOP_OPERATOR);
+	return launch(s, true);
+}
+
+int fdn_reaper_wait(fdn_segment *s, int64_t timeout_ms)
+{
+	if (!s)
+		return FDN_EINVAL;
+	uint64_t start = mono_ns();
+	/* Polled: taking the lease wakes nobody.  1 ms steps at first (a
+	 * reaper takes the lease a few ms after its launch), 20 ms later.
+	 * A writable handle looks as a writer does (once a second): a launch
+	 * lost with a process that died before its spawn is made again. */
+	for (unsigned k = 0;; k++) {
+		pid_t p = fdn_reaper_holder(s);
+		if (p > 0)
+			return p;
+		if (atomic_load(&s->hdr->destroyed))
+			return FDN_ESTALE;
+		fdn__reaper_notice(s);
+		uint64_t waited = (mono_ns() - start) / 1000000u;
+		if (timeout_ms >= 0 && waited >= (uint64_t)timeout_ms)
+			return FDN_ETIMEDOUT;
+		struct timespec d = {0, (k < 50 ? 1 : 20) * 1000000L};
+		nanosleep(&d, NULL);
 	}
-	int st;
-	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
-		;
+}
+
+int fdn_reaper_stop(fdn_segment *s, int64_t timeout_ms)
+{
+	if (!s)
+		return FDN_EINVAL;
+	if (s->readonly)
+		return FDN_ERDONLY;
+	pid_t p = fdn_reaper_holder(s);
+	/* Set before the doorbell: the reaper reads the flag after it wakes
+	 * (seq_cst on both sides), or at its next tick (250 ms) at the
+	 * latest. */
+	atomic_fetch_or(&s->hdr->reaper_stop, FDN_REAPER_STOP_OPERATOR);
+	fdn__doorbell(s);
+	if (p == 0)
+		return 0;
+	uint64_t start = mono_ns();
+	for (;;) {
+		if (fdn_reaper_holder(s) != p)
+			return p;
+		uint64_t waited = (mono_ns() - start) / 1000000u;
+		if (timeout_ms >= 0 && waited >= (uint64_t)timeout_ms)
+			return FDN_ETIMEDOUT;
+		struct timespec d = {0, 5 * 1000000L};
+		nanosleep(&d, NULL);
+	}
+}
+
+int fdn_reaper_status(fdn_segment *s, struct fdn_reaper_status *st)
+{
+	if (!s || !st)
+		return FDN_EINVAL;
+	memset(st, 0, sizeof(*st));
+	st->pid = fdn_reaper_holder(s);
+	st->stopped = (atomic_load(&s->hdr->reaper_stop) & FDN_REAPER_STOP_OPERATOR) != 0;
+	st->launches = atomic_load(&s->hdr->reaper_launches);
+	uint64_t w = atomic_load(&s->hdr->reaper_note);
+	st->last_pid = (pid_t)(uint32_t)w;
+	st->last_error = -(int)(uint32_t)(w >> 32);
+	st->last_ns = atomic_load(&s->hdr->reaper_note_ns);
 	return 0;
 }

@@ -529,12 +529,17 @@ static int build_record(fdn_segment *s, uint32_t owner_idx, uint64_t owner_word,
 	return (int)(REC_SIZE + alen);
 }
 
+/* Every registry write begins here: the handle may write, and (once a
+ * second) the reaper that will clean up after its owner still runs. */
 static int writable(fdn_segment *s)
 {
 	int r = fdn__seg_usable(s);
 	if (r)
 		return r;
-	return s->readonly ? FDN_ERDONLY : 0;
+	if (s->readonly)
+		return FDN_ERDONLY;
+	fdn__reaper_notice(s);
+	return 0;
 }
 
 static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t pid,

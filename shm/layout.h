@@ -5,7 +5,9 @@
  * mapped by processes that may have been built separately, and must be read
  * the same way by all of them.  Changing any size, offset, constant or state
  * encoding below changes the format: bump FDN_ABI_MAJOR (the layout
- * signature computed in segment.c catches what is forgotten).
+ * signature computed in segment.c catches what is forgotten).  The one
+ * exception is a field placed in reserved bytes whose zero means "as
+ * before": FDN_ABI_MINOR says how.
  *
  * Rules that hold for every byte of the segment:
  *   - No pointer is ever stored.  Blocks are named by granule index (gidx,
@@ -48,7 +50,22 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 
 #define FDN_MAGIC     0x314D48534E444E46ull /* "FNDNSHM1" little-endian */
 #define FDN_ABI_MAJOR 2
-#define FDN_ABI_MINOR 0
+/* Minor versions: fields placed in bytes that were reserved (zero) in
+ * every earlier minor, where zero means the earlier behaviour, so that
+ * builds of any minor of one major share a segment (attach checks the
+ * major and the layout signature only; the signature leaves these fields
+ * out, their offsets are pinned by static_asserts below).  Each minor
+ * lists what it added:
+ *   1: the reaper-start fields at header bytes 1760..1791 (reaper_stop,
+ *      reaper_launches, reaper_launch_ns, reaper_note, reaper_note_ns).
+ *      A minor-0 build ignores them: it does not honour a `reaper stop`
+ *      and does not rate-limit its launches (docs/operations.md). */
+#define FDN_ABI_MINOR 1
+
+/* header.reaper_stop */
+#define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */
+/* The least time between two launches of a reaper for one segment. */
+#define FDN_REAPER_LAUNCH_GAP_NS 1000000000ull
 
 #define FDN_HEADER_SIZE        4096u
 #define FDN_CACHELINE          64u
@@ -223,7 +240,32 @@ struct fdn_shm_header {
 				       and the reaper exits */
 	_Atomic uint64_t deaths;
 	_Atomic uint64_t graveyard_head;
-	uint8_t pad_reaper[32];
+	/* 1760: starting reapers (ABI minor 1; zero in a minor-0 segment,
+	 * which means what it meant there: no stop, no launch, no note).
+	 * reaper_stop: FDN_REAPER_STOP_* bits.  STOP is set by `foundation-ctl
+	 *   reaper stop` (fdn_reaper_stop) and cleared by `reaper start`
+	 *   (fdn_reaper_start) only: while it is set no autostart, no
+	 *   writer's restart launches a reaper, and a running reaper (not a
+	 *   standby) releases the lease and exits.  A, any time.
+	 * reaper_launches: reapers launched by the library, ever (A,
+	 *   fetch_add; a count for stats and tests).
+	 * reaper_launch_ns: CLOCK_MONOTONIC of the newest launch not yet
+	 *   arrived.  A process launches only after moving it by CAS from 0 or
+	 *   from a value at least FDN_REAPER_LAUNCH_GAP_NS old, so however many
+	 *   processes attach, or notice a dead reaper, at once, one launch per
+	 *   gap is made (A); the reaper that takes the lease sets it back to 0
+	 *   (after the lease CAS), so that its own death is answered at once.
+	 * reaper_note: the outcome of the newest launch attempt, one word so
+	 *   that it is read whole: bits 63..32 the negated error (0: the
+	 *   program was started), bits 31..0 the pid that tried.  0 = none
+	 *   yet.  reaper_note_ns: CLOCK_REALTIME of it, stored just before
+	 *   the note (two attempts at once may pair one's time with the
+	 *   other's note: the time is a hint).  A. */
+	_Atomic uint32_t reaper_stop;
+	_Atomic uint32_t reaper_launches;
+	_Atomic uint64_t reaper_launch_ns;
+	_Atomic uint64_t reaper_note;
+	_Atomic uint64_t reaper_note_ns;
 	/* 1792: the services' capacities, C only.
 	 * ntrace: trace slots (threads holding span stacks or error contexts
 	 *   at once); nevents: records in the telemetry ring (a power of two). */
@@ -255,6 +297,8 @@ static_assert(offsetof(struct fdn_shm_header, tables) == 384, "tables");
 static_assert(offsetof(struct fdn_shm_header, indexed) == 1408, "indexed");
 static_assert(offsetof(struct fdn_shm_header, changes) == 1664, "changes");
 static_assert(offsetof(struct fdn_shm_header, reaper_lease) == 1728, "reaper");
+static_assert(offsetof(struct fdn_shm_header, reaper_stop) == 1760, "reaper control");
+static_assert(offsetof(struct fdn_shm_header, reaper_note_ns) == 1784, "reaper note");
 static_assert(offsetof(struct fdn_shm_header, ntrace) == 1792, "services");
 static_assert(offsetof(struct fdn_shm_header, svc) == 1856, "service regions");
 static_assert(offsetof(struct fdn_shm_header, ghost_head) == 1984, "ghosts");

@@ -706,7 +706,8 @@ static int fdn__create_plan(const struct fdn_segment_opts *opts, struct fdn_segm
 	if (o->entries < 1 || o->entries > (1ull << 31) || o->processes < 1 ||
 	    o->processes > FDN_MAX_PROCS || o->threads < 1 || o->threads > FDN_MAX_THREADS ||
 	    (o->mode & ~0777u) != 0 || (o->mode & 0600) != 0600 ||
-	    (o->flags & ~(uint32_t)(FDN_SEG_ALLOW_FOREIGN | FDN_SEG_SPARSE)) != 0)
+	    (o->flags &
+	     ~(uint32_t)(FDN_SEG_ALLOW_FOREIGN | FDN_SEG_SPARSE | FDN_SEG_REQUIRE_REAPER)) != 0)
 		return FDN_EINVAL;
 	/* World-writable: any local user could corrupt it, and no attacher
 	 * accepts it (FDN_EMODE): refused at once rather than made useless. */

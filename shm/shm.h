@@ -54,6 +54,9 @@ struct fdn_segment {
 	 * lock) and are still giving back through this handle; detach waits
 	 * for 0 before it unmaps (rcu.c, fdn__threads_release). */
 	_Atomic uint32_t givebacks;
+	/* CLOCK_MONOTONIC before which this handle's writers do not look
+	 * whether the reaper still runs (lib/reaper.c, fdn__reaper_notice). */
+	_Atomic uint64_t reaper_check_ns;
 };
 
 /* Bumped in every fork child (pthread_atfork). */

@@ -159,7 +159,9 @@ json "reaper status --json" "d['segment']=='$seg' and d['reaper_pid']>0"
 run 0 "reaper stop --json" "$ctl" reaper stop --json
 json "reaper stop --json" "d['segment']=='$seg' and d['stopped_pid']>0"
 run 1 "reaper status --json, none" "$ctl" reaper status --json
-json "reaper status --json, none" "d=={'segment':'$seg','reaper_pid':0}"
+json "reaper status --json, none" "d['segment']=='$seg' and d['reaper_pid']==0 and d['stopped'] \
+	and d['why'].startswith('stopped by') and set(d)=={'segment','reaper_pid','stopped', \
+	'launches','last_launch','why'}"
 run 0 "reaper start --json" "$ctl" reaper start --json
 json "reaper start --json" "d['segment']=='$seg' and d['reaper_pid']>0"
 for cmd in "register k --pid $P1" "unregister k" "update k --clear" "merge k --attr a=b" \

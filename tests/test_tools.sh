@@ -232,15 +232,25 @@ run 0 "reaper status" "$ctl" reaper status
 grep -qE '^reaper pid [0-9]+ watches segment' "$tmp/out" || fail "reaper status: no pid"
 ok
 run 0 "reaper stop" "$ctl" reaper stop
-grep -qE '^stopped reaper pid [0-9]+$' "$tmp/out" || fail "reaper stop"
+grep -qE '^stopped reaper pid [0-9]+; none starts until `foundation-ctl reaper start`$' \
+	"$tmp/out" || fail "reaper stop"
 ok
 run 1 "reaper status, stopped" "$ctl" reaper status
-out_has "reaper status, stopped" "no reaper running"
+out_is "reaper status, stopped" "no reaper running: stopped by \`foundation-ctl reaper stop\`: \
+none starts until \`foundation-ctl reaper start\`"
+# The stop holds: a writer (register attaches and writes) starts none.
+run 0 "register while stopped" "$ctl" register stopped-k --pid $$
+run 1 "reaper status, still stopped" "$ctl" reaper status
+out_has "reaper status, still stopped" "stopped by"
+run 0 "unregister while stopped" "$ctl" unregister stopped-k
 run 0 "reaper stop, none" "$ctl" reaper stop
 out_has "reaper stop, none" "no reaper was running"
 run 0 "reaper start" "$ctl" reaper start
 grep -qE '^reaper pid [0-9]+ watches segment' "$tmp/out" || fail "reaper start: no pid"
 ok
+run 0 "stats: the reaper" "$inspect" --json stats
+json "stats: the reaper" "d['reaper']['pid']==d['reaper_pid']>0 and not d['reaper']['stopped'] \
+	and d['reaper']['launches']>=2 and d['reaper']['last_launch']['error'] is None"
 run 2 "reaper bad" "$ctl" reaper frob
 err_is "reaper bad" "foundation-ctl: reaper frob: unknown sub-command (see foundation-ctl reaper --help)"
 

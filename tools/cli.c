@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <foundation/common.h>
+#include <foundation/reaper.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -383,6 +384,32 @@ const char *iso_time(uint64_t ns, char *buf, size_t cap)
 	}
 	size_t n = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(buf + n, cap - n, ".%03uZ", (unsigned)(ns / 1000000u % 1000u));
+	return buf;
+}
+
+const char *reaper_why(const struct fdn_reaper_status *st, char *buf, size_t cap)
+{
+	char when[40];
+	iso_time(st->last_ns, when, sizeof(when));
+	if (st->pid)
+		snprintf(buf, cap, "pid %d holds the lease", (int)st->pid);
+	else if (st->stopped)
+		snprintf(buf, cap,
+			 "stopped by `foundation-ctl reaper stop`: none starts until "
+			 "`foundation-ctl reaper start`");
+	else if (st->last_pid && st->last_error)
+		snprintf(buf, cap, "pid %d could not start one at %s: %s", (int)st->last_pid, when,
+			 fdn_strerror(st->last_error));
+	else if (st->last_pid)
+		snprintf(buf, cap,
+			 "the one pid %d started at %s is not running (it exited, or could not "
+			 "attach: foundation-reaperd --foreground --verbose shows why); a "
+			 "writer starts another within a second of its next write",
+			 (int)st->last_pid, when);
+	else
+		snprintf(buf, cap,
+			 "the library never started one (its writers run with "
+			 "FOUNDATION_NO_AUTOREAPER=1, or are builds that do not record it)");
 	return buf;
 }
 

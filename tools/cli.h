@@ -92,6 +92,11 @@ void text_str(FILE *f, const void *data, size_t n);
 void json_double(FILE *f, double d);
 /* ISO-8601 UTC with milliseconds; "-" for 0. */
 const char *iso_time(uint64_t ns, char *buf, size_t cap);
+
+/* Why no reaper runs (or who does), one sentence from what the segment
+ * records: `foundation-inspect stats`, `foundation-ctl reaper status`. */
+struct fdn_reaper_status;
+const char *reaper_why(const struct fdn_reaper_status *st, char *buf, size_t cap);
 /* One attribute's value: JSON, or text (lists as [a,b]). */
 void attr_value(FILE *f, const struct fdn_attr *a, bool json);
 /* An encoded attribute set: {"k":v,...} or k=v,k=v. */

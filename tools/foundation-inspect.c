@@ -570,8 +570,9 @@ static void segment_where(fdn_segment *s, const char *name, struct where *w)
 		w->huge_kb = s->size / 1024;
 }
 
-static void stats_json(const struct args *a, const struct fdn_segment_stats *st, pid_t reaper,
-		       uint64_t deaths, int64_t visible, const char *indexed, const struct where *w)
+static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
+		       const struct fdn_reaper_status *rs, uint64_t deaths, int64_t visible,
+		       const char *indexed, const struct where *w)
 {
 	printf("{\"segment\":");
 	json_cstr(stdout, a->segment);
@@ -593,7 +594,7 @@ static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
 	       st->trace_used, st->trace_cap, st->ghosts_written, st->ghosts_cap, st->events_cap,
 	       st->heap_bytes, st->heap_pages, st->heap_pages_used, st->blocks_used,
 	       st->block_bytes_used, st->gp_counter, st->gp_done, st->reclaim_pending,
-	       st->reclaim_blocker_pid, st->reclaim_blocker_tid, (int)reaper, deaths, visible);
+	       st->reclaim_blocker_pid, st->reclaim_blocker_tid, (int)rs->pid, deaths, visible);
 	putchar('[');
 	for (const char *p = indexed; *p;) {
 		size_t len = strcspn(p, ",");
@@ -612,24 +613,42 @@ static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
 		json_double(stdout, load(t));
 		putchar('}');
 	}
-	printf("],\"file\":");
+	char why[512];
+	printf("],\"reaper\":{\"pid\":%d,\"stopped\":%s,\"launches\":%u,\"last_launch\":",
+	       (int)rs->pid, rs->stopped ? "true" : "false", rs->launches);
+	if (rs->last_pid) {
+		printf("{\"pid\":%d,\"time_ns\":%" PRIu64 ",\"error\":", (int)rs->last_pid,
+		       rs->last_ns);
+		if (rs->last_error)
+			json_cstr(stdout, fdn_errname(rs->last_error));
+		else
+			printf("null");
+		putchar('}');
+	} else {
+		printf("null");
+	}
+	printf(",\"why\":");
+	json_cstr(stdout, reaper_why(rs, why, sizeof(why)));
+	printf("},\"file\":");
 	json_cstr(stdout, w->path);
 	printf(",\"filesystem\":\"%s\",\"page_kb\":%" PRIu64 ",\"huge_kb\":%" PRIu64 "}\n", w->fs,
 	       w->page_kb, w->huge_kb);
 }
 
-static void stats_text(const struct args *a, const struct fdn_segment_stats *st, pid_t reaper,
-		       uint64_t deaths, int64_t visible, const char *indexed)
+static void stats_text(const struct args *a, const struct fdn_segment_stats *st,
+		       const struct fdn_reaper_status *rs, uint64_t deaths, int64_t visible,
+		       const char *indexed)
 {
 	char buf[40];
 	printf("segment        \"%s\": %" PRIu64 " bytes, ABI %u.%u\n", a->segment, st->total_bytes,
 	       st->abi_major, st->abi_minor);
 	printf("created        %s by pid %u (uid %u)\n", iso_time(st->created_ns, buf, sizeof(buf)),
 	       st->creator_pid, st->creator_uid);
-	if (reaper)
-		printf("reaper         pid %d\n", (int)reaper);
+	char why[512];
+	if (rs->pid)
+		printf("reaper         pid %d\n", (int)rs->pid);
 	else
-		printf("reaper         none running\n");
+		printf("reaper         none running: %s\n", reaper_why(rs, why, sizeof(why)));
 	printf("deaths         %" PRIu64 " reaped\n", deaths);
 	printf("processes      %u / %u slots in use\n", st->procs_used, st->procs_cap);
 	printf("reader slots   %u / %u in use\n", st->threads_used, st->threads_cap);
@@ -672,14 +691,15 @@ static int cmd_stats(fdn_segment *s, const struct args *a)
 		return complain(EXIT_FAIL, fdn_strerror((int)visible), "segment \"%s\": count",
 				a->segment);
 	indexed_names(s, indexed, sizeof(indexed));
-	pid_t reaper = fdn_reaper_holder(s);
+	struct fdn_reaper_status rs;
+	fdn_reaper_status(s, &rs);
 	uint64_t deaths = fdn_deaths(s);
 	struct where w;
 	segment_where(s, a->segment, &w);
 	if (a->json) {
-		stats_json(a, &st, reaper, deaths, visible, indexed, &w);
+		stats_json(a, &st, &rs, deaths, visible, indexed, &w);
 	} else {
-		stats_text(a, &st, reaper, deaths, visible, indexed);
+		stats_text(a, &st, &rs, deaths, visible, indexed);
 		printf("file           %s (%s), %" PRIu64 " kB pages, %" PRIu64
 		       " kB mapped here with huge pages\n",
 		       w.path, w.fs, w.page_kb, w.huge_kb);

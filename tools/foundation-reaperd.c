@@ -15,6 +15,7 @@
 
 #include <foundation/reaper.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -23,6 +24,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +34,9 @@
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -86,25 +91,36 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: %s [--segment NAME] [--foreground] [--quiet-if-running] [--verbose]\n"
+		"       %*s [--wait] [--create [--mode OCTAL]]\n"
 		"\n"
 		"Watch every process attached to (or registered in) the segment through a\n"
 		"pidfd, and when one dies remove its registry entries, reclaim its slots and\n"
 		"deferred blocks, and record the death in the graveyard.  One reaper runs\n"
-		"per segment; the library starts one on attach unless\n"
-		"FOUNDATION_NO_AUTOREAPER=1.  Stops on SIGTERM or SIGINT.\n"
+		"per segment (it holds the lease in the segment); the library starts one on\n"
+		"create and attach unless FOUNDATION_NO_AUTOREAPER=1.  Stops on SIGTERM or\n"
+		"SIGINT, and on `foundation-ctl reaper stop`.\n"
 		"\n"
 		"  --segment NAME      segment (default $FOUNDATION_SEGMENT or \"foundation\")\n"
-		"  --foreground        do not detach from the terminal (systemd, debugging)\n"
+		"  --foreground        do not detach (systemd, debugging); tells systemd its\n"
+		"                      state ($NOTIFY_SOCKET: READY=1, STATUS=)\n"
 		"  --quiet-if-running  exit 0 silently when another reaper holds the lease\n"
+		"  --wait              a service: wait for the segment to appear (and again\n"
+		"                      after a destroy), stand by while another reaper holds\n"
+		"                      the lease and take it over when that one dies, stand by\n"
+		"                      while `reaper stop` is in force; exits only on a signal\n"
+		"                      or an error\n"
+		"  --create            create the segment when it is missing (default\n"
+		"                      capacities; owner and group: the reaper's)\n"
+		"  --mode OCTAL        the mode of a segment it creates (default 0600)\n"
 		"  --verbose           log every death on stderr\n"
 		"  --help              this text\n"
 		"  --version           print the version and exit\n"
 		"\n"
-		"Exit status: 0 stopped by a signal or another reaper runs (with\n"
-		"--quiet-if-running); 1 error; 2 bad usage; 3 the segment was destroyed\n"
-		"(checked at every doorbell and every 250 ms); 4 another reaper took the\n"
-		"lease.\n",
-		prog);
+		"Exit status: 0 stopped by a signal or by `foundation-ctl reaper stop`, or\n"
+		"another reaper runs (with --quiet-if-running); 1 error; 2 bad usage; 3 the\n"
+		"segment was destroyed (checked at every doorbell and every 250 ms); 4\n"
+		"another reaper took the lease.  With --wait only 0, 1 and 2.\n",
+		prog, (int)strlen(prog), "");
 }
 
 static uint64_t mono_ns(void)
@@ -321,8 +337,14 @@ static void reap_pending(struct reaper *R, uint64_t woke)
 	R->npending = keep;
 }
 
-/* Exit statuses besides 0/1/2 (usage). */
+/* Exit statuses besides 0/1/2 (usage), and why run() returned. */
 enum { EXIT_DESTROYED = 3, EXIT_LEASE_LOST = 4 };
+enum { RUN_STOPPED = 100 }; /* `foundation-ctl reaper stop`: exit 0, or stand by (--wait) */
+
+static bool stop_requested(fdn_segment *s)
+{
+	return (atomic_load(&s->hdr->reaper_stop) & FDN_REAPER_STOP_OPERATOR) != 0;
+}
 #define TICK_NS       (250 * 1000000ull)
 #define STALL_NS      (500 * 1000000ull) /* a section older than this is looked at */
 #define MAPS_PER_TICK 8u
@@ -387,6 +409,8 @@ static int tick(struct reaper *R)
 	}
 	if (atomic_load(&s->hdr->reaper_lease) != s->proc_word)
 		return EXIT_LEASE_LOST;
+	if (stop_requested(s))
+		return RUN_STOPPED;
 	scan(R);
 	uint64_t now = mono_ns();
 	uint64_t g = atomic_load(&s->hdr->gp_ctr);
@@ -527,9 +551,12 @@ static int run(struct reaper *R)
 				if (read(R->doorbell_fd, &v, sizeof(v)) < 0)
 					continue;
 				rescan = true;
-				/* A destroy rings too: gone at once, not at the tick. */
+				/* A destroy rings too: gone at once, not at the tick;
+				 * and so does a stop (fdn_reaper_stop). */
 				if (atomic_load(&R->s->hdr->destroyed))
 					return EXIT_DESTROYED;
+				if (stop_requested(R->s))
+					return RUN_STOPPED;
 			} else if (id == UINT32_MAX) {
 				return 0; /* SIGTERM / SIGINT */
 			} else if (id < R->s->nprocs && R->w[id].fd >= 0) {
@@ -577,12 +604,6 @@ static int setup(struct reaper *R)
 {
 	R->ep = epoll_create1(EPOLL_CLOEXEC);
 	R->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before the thread: it inherits */
-	R->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
 	R->w = calloc(R->s->nprocs, sizeof(*R->w));
 	R->pending = calloc(2 * (size_t)R->s->nprocs, sizeof(*R->pending));
 	R->stall_ctr = calloc(R->s->nthreads, sizeof(*R->stall_ctr));
@@ -619,31 +640,298 @@ static void stop_doorbell(struct reaper *R)
 	pthread_join(R->bell.thread, NULL);
 }
 
+/* ---- the service: notify, wait, stand by ----------------------------------- */
+
+struct opts {
+	const char *name;
+	bool foreground, quiet, verbose;
+	bool wait;   /* --wait: wait for the segment, stand by behind a live reaper */
+	bool create; /* --create: make the segment when it is missing */
+	uint32_t mode;
+	int sig_fd; /* SIGTERM, SIGINT */
+};
+
+/*
+ * The systemd notification protocol (sd_notify(3)), implemented here
+ * rather than linked from libsystemd: one datagram of "KEY=VALUE" lines
+ * to the AF_UNIX socket named by $NOTIFY_SOCKET (a path, or "@name" in
+ * the abstract namespace).  Only with --foreground: a reaper the library
+ * starts inherits the application's environment, and must never speak
+ * for the application's own unit (it runs without --foreground, and main
+ * removes the variable).
+ */
+static void notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void notify(const char *fmt, ...)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	if (!path || (path[0] != '/' && path[0] != '@'))
+		return;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
+		return;
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = 0;
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return;
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)sendto(fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&sa,
+		     (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+	close(fd);
+}
+
+/* Where the service stands, for the log (--wait) and the service manager:
+ * READY=1 with the first of them (see "Readiness" in the unit file). */
+static void standing(const struct opts *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void standing(const struct opts *o, const char *fmt, ...)
+{
+	static bool ready;
+	static char last[256];
+	char line[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (strcmp(line, last) == 0)
+		return;
+	snprintf(last, sizeof(last), "%s", line);
+	if (o->wait || o->verbose)
+		fprintf(stderr, "%s: %s\n", prog, line);
+	if (o->foreground) {
+		notify("%sSTATUS=%s\nMAINPID=%d", ready ? "" : "READY=1\n", line, (int)getpid());
+		ready = true;
+	}
+}
+
+/* Sleep up to ms, or until a stop signal (true) or fd (>= 0) is readable. */
+static bool pause_for(const struct opts *o, int fd, int ms)
+{
+	struct pollfd p[2] = {{o->sig_fd, POLLIN, 0}, {fd, POLLIN, 0}};
+	if (poll(p, fd >= 0 ? 2 : 1, ms) > 0 && (p[0].revents & POLLIN)) {
+		struct signalfd_siginfo si;
+		if (read(o->sig_fd, &si, sizeof(si)) < 0)
+			return false;
+		return true;
+	}
+	return false;
+}
+
+/* Close every descriptor above stderr that we were started with: a
+ * daemon holds nothing of whoever started it (the library's launch closes
+ * them already; a shell or an older library may not).  close_range(2),
+ * else one by one from /proc/self/fd. */
+static void close_inherited(void)
+{
+	if (close_range(3, ~0U, 0) == 0)
+		return;
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	int keep = dirfd(d), fds[256], n = 0;
+	for (struct dirent *e; (e = readdir(d)) != NULL && n < 256;) {
+		int fd = atoi(e->d_name);
+		if (fd > 2 && fd != keep)
+			fds[n++] = fd;
+	}
+	closedir(d);
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+enum { SERVE_SIGNAL = 0, SERVE_ERROR = 1 };
+
+/* Attach (creating with --create); with --wait, wait for the segment to
+ * appear and be initialised.  0 with the handle, GOT_SIGNAL, or
+ * SERVE_ERROR. */
+enum { GOT_SIGNAL = -2 };
+static int get_segment(const struct opts *o, fdn_segment **s)
+{
+	for (;;) {
+		int r = fdn__seg_attach(o->name, 0, s);
+		if (r == FDN_ENOSEG && o->create) {
+			struct fdn_segment_opts so;
+			fdn_segment_opts_init(&so);
+			so.mode = o->mode;
+			r = fdn__segment_create_bare(o->name, &so, s);
+			if (r == 0)
+				fprintf(stderr, "%s: created segment \"%s\" (mode %04o)\n", prog,
+					o->name, (unsigned)o->mode);
+			else if (r == FDN_EEXISTS)
+				continue; /* made by someone else meanwhile: attach */
+		}
+		if (r == 0)
+			return 0;
+		if (o->wait && (r == FDN_ENOSEG || r == FDN_EINIT)) {
+			standing(o, "waiting for segment \"%s\" to appear", o->name);
+			if (pause_for(o, -1, 250))
+				return GOT_SIGNAL;
+			continue;
+		}
+		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, o->name, fdn_strerror(r));
+		if (r == FDN_EOWNER && geteuid() == 0)
+			fprintf(stderr,
+				"%s: run the reaper as the user that owns the segment (the "
+				"unit's User= and Group=; see foundation-reaperd(1))\n",
+				prog);
+		return SERVE_ERROR;
+	}
+}
+
+/* One term of service: attach, hold the lease (or stand by behind the
+ * live holder, --wait), reap until the segment is destroyed, the lease is
+ * lost, a stop is asked, or a signal.  Returns SERVE_SIGNAL, SERVE_ERROR,
+ * EXIT_DESTROYED, EXIT_LEASE_LOST, RUN_STOPPED, or -1: another reaper
+ * holds the lease (without --wait). */
+static int serve(const struct opts *o)
+{
+	struct reaper R = {.verbose = o->verbose, .sig_fd = o->sig_fd};
+	int r = get_segment(o, &R.s);
+	if (r)
+		return r == GOT_SIGNAL ? SERVE_SIGNAL : r;
+	fdn__seg_guard_sigbus(R.s, prog);
+	for (;;) {
+		if (fdn__seg_stale(R.s)) {
+			fdn__seg_detach(R.s, false);
+			return EXIT_DESTROYED;
+		}
+		if (stop_requested(R.s)) {
+			if (!o->wait) {
+				fdn__seg_detach(R.s, false);
+				return RUN_STOPPED;
+			}
+			standing(o, "stopped by `foundation-ctl reaper stop`: standing by until "
+				    "`foundation-ctl reaper start`");
+			if (pause_for(o, -1, 250)) {
+				fdn__seg_detach(R.s, false);
+				return SERVE_SIGNAL;
+			}
+			continue;
+		}
+		if (fdn_reaper_lease_take(R.s) == 0)
+			break;
+		uint64_t w = atomic_load(&R.s->hdr->reaper_lease);
+		pid_t holder = fdn_reaper_holder(R.s);
+		if (!o->wait) {
+			fdn__seg_detach(R.s, false);
+			if (!o->quiet)
+				fprintf(
+				    stderr,
+				    "%s: segment \"%s\": another reaper (pid %d) holds the lease\n",
+				    prog, o->name, (int)holder);
+			return -1;
+		}
+		/* Stand by: the holder's pidfd turns readable when it dies
+		 * (then the CAS above takes the lease from it); the tick
+		 * looks at the stop, the destroy and a lease given back. */
+		standing(o, "standby: reaper pid %d holds the lease of segment \"%s\"", (int)holder,
+			 o->name);
+		int fd = -1;
+		if (holder && fdn__pid_open(holder, FDN_PROC_IDENT40(w), &fd) != FDN_PID_ALIVE &&
+		    fd >= 0) {
+			close(fd);
+			fd = -1;
+		}
+		bool sig = pause_for(o, fd, 250);
+		if (fd >= 0)
+			close(fd);
+		if (sig) {
+			fdn__seg_detach(R.s, false);
+			return SERVE_SIGNAL;
+		}
+	}
+	raise_fd_limit(R.s->nprocs);
+	if ((r = setup(&R))) {
+		fprintf(stderr, "%s: setup: %s\n", prog, fdn_strerror(r));
+		fdn_reaper_lease_release(R.s);
+		fdn__seg_detach(R.s, false);
+		return SERVE_ERROR;
+	}
+	standing(o, "reaping segment \"%s\" (pid %d holds the lease)", o->name, (int)getpid());
+	r = run(&R);
+	if (r == FDN_ETRUNC)
+		_exit(1); /* said; nothing of the segment is safe to touch now */
+	stop_doorbell(&R);
+	fdn_reaper_lease_release(R.s);
+	for (uint32_t i = 0; i < R.s->nprocs; i++)
+		unwatch(&R, i);
+	fdn__seg_detach(R.s, false);
+	free(R.w);
+	free(R.pending);
+	free(R.stall_ctr);
+	free(R.stall_ns);
+	close(R.ep);
+	close(R.doorbell_fd);
+	if (r < 0) {
+		fprintf(stderr, "%s: %s\n", prog, fdn_strerror(r));
+		return SERVE_ERROR;
+	}
+	return r;
+}
+
+static bool parse_mode(const char *text, uint32_t *mode)
+{
+	char *end;
+	errno = 0;
+	unsigned long m = strtoul(text, &end, 8);
+	if (errno || end == text || *end || text[0] == '-' || text[0] == '+' || m > 0777)
+		return false;
+	*mode = (uint32_t)m;
+	return true;
+}
+
 int main(int argc, char **argv)
 {
-	const char *name = NULL;
-	bool foreground = false, quiet = false, verbose = false;
+	struct opts o = {.mode = 0600};
 	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
 					   {"foreground", no_argument, 0, 'f'},
 					   {"quiet-if-running", no_argument, 0, 'q'},
 					   {"verbose", no_argument, 0, 'v'},
+					   {"wait", no_argument, 0, 'w'},
+					   {"create", no_argument, 0, 'c'},
+					   {"mode", required_argument, 0, 'm'},
 					   {"help", no_argument, 0, 'h'},
 					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
 	opterr = 0; /* every error is one line of ours */
-	for (int c; (c = getopt_long(argc, argv, ":s:fqvh", lo, NULL)) != -1;) {
+	bool mode_given = false;
+	for (int c; (c = getopt_long(argc, argv, ":s:fqvwcm:h", lo, NULL)) != -1;) {
 		switch (c) {
 		case 's':
-			name = optarg;
+			o.name = optarg;
 			break;
 		case 'f':
-			foreground = true;
+			o.foreground = true;
 			break;
 		case 'q':
-			quiet = true;
+			o.quiet = true;
 			break;
 		case 'v':
-			verbose = true;
+			o.verbose = true;
+			break;
+		case 'w':
+			o.wait = true;
+			break;
+		case 'c':
+			o.create = true;
+			break;
+		case 'm':
+			if (!parse_mode(optarg, &o.mode)) {
+				fprintf(stderr,
+					"%s: --mode %s: not an octal mode of 0..0777 (see %s "
+					"--help)\n",
+					prog, optarg, prog);
+				return 2;
+			}
+			mode_given = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -662,72 +950,69 @@ int main(int argc, char **argv)
 			argv[optind], prog);
 		return 2;
 	}
-	if (!name)
-		name = fdn_segment_default_name();
-	if (fdn__validate_name(name)) {
-		fprintf(stderr, "%s: segment \"%s\": invalid name\n", prog, name);
+	if (mode_given && !o.create) {
+		fprintf(stderr, "%s: --mode: only with --create (see %s --help)\n", prog, prog);
+		return 2;
+	}
+	if (!o.name)
+		o.name = fdn_segment_default_name();
+	if (fdn__validate_name(o.name)) {
+		fprintf(stderr, "%s: segment \"%s\": invalid name\n", prog, o.name);
 		return 2;
 	}
 	/* Detach from the terminal first: the slot and lease are then taken
 	 * by the process that will hold them.  stderr stays for the log. */
-	if (!foreground && daemon(0, 1) != 0) {
-		fprintf(stderr, "%s: daemon: %s\n", prog, strerror(errno));
+	if (!o.foreground) {
+		unsetenv("NOTIFY_SOCKET"); /* the application's, not ours */
+		close_inherited();
+		if (daemon(0, 1) != 0) {
+			fprintf(stderr, "%s: daemon: %s\n", prog, strerror(errno));
+			return 1;
+		}
+	}
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* before any thread: they inherit */
+	o.sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (o.sig_fd < 0) {
+		fprintf(stderr, "%s: signalfd: %s\n", prog, strerror(errno));
 		return 1;
 	}
-	struct reaper R = {.verbose = verbose};
 	/* Never wait unboundedly for a grace period: a process that died in
 	 * a read-side section holds it until we reclaim that process. */
 	fdn__rcu_set_flush_timeout(100 * 1000000ll);
-	int r = fdn__seg_attach(name, 0, &R.s);
-	if (r) {
-		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, name, fdn_strerror(r));
-		return 1;
+	int status;
+	for (;;) {
+		int r = serve(&o);
+		/* With --wait the service outlives a segment, a lease and a
+		 * stop: it goes back to waiting (for the segment to appear
+		 * again, for the lease, for `reaper start`). */
+		if (o.wait && (r == EXIT_DESTROYED || r == EXIT_LEASE_LOST || r == RUN_STOPPED)) {
+			if (r == EXIT_DESTROYED)
+				fprintf(stderr, "%s: segment \"%s\" was destroyed\n", prog, o.name);
+			else if (r == EXIT_LEASE_LOST)
+				fprintf(stderr, "%s: segment \"%s\": lost the reaper lease\n", prog,
+					o.name);
+			continue;
+		}
+		if (r == EXIT_DESTROYED && o.verbose)
+			fprintf(stderr, "%s: segment \"%s\" was destroyed: exiting\n", prog,
+				o.name);
+		if (r == EXIT_LEASE_LOST)
+			fprintf(stderr, "%s: segment \"%s\": lost the reaper lease: exiting\n",
+				prog, o.name);
+		if (r == RUN_STOPPED)
+			fprintf(stderr,
+				"%s: segment \"%s\": stopped by `foundation-ctl reaper stop`: "
+				"exiting\n",
+				prog, o.name);
+		status = r == RUN_STOPPED ? 0 : r == -1 ? (o.quiet ? 0 : 1) : r;
+		break;
 	}
-	fdn__seg_guard_sigbus(R.s, prog);
-	r = fdn_reaper_lease_take(R.s);
-	if (r) {
-		pid_t holder = fdn_reaper_holder(R.s);
-		fdn__seg_detach(R.s, false);
-		if (quiet)
-			return 0;
-		fprintf(stderr, "%s: segment \"%s\": another reaper (pid %d) holds the lease\n",
-			prog, name, (int)holder);
-		return 1;
-	}
-	raise_fd_limit(R.s->nprocs);
-	if ((r = setup(&R))) {
-		fprintf(stderr, "%s: setup: %s\n", prog, fdn_strerror(r));
-		return 1;
-	}
-	if (verbose)
-		fprintf(stderr, "%s: reaping segment \"%s\" (pid %d)\n", prog, name, (int)getpid());
-	r = run(&R);
-	if (r == FDN_ETRUNC)
-		_exit(1); /* said; nothing of the segment is safe to touch now */
-	stop_doorbell(&R);
-	fdn_reaper_lease_release(R.s);
-	for (uint32_t i = 0; i < R.s->nprocs; i++)
-		unwatch(&R, i);
-	fdn__seg_detach(R.s, false);
-	free(R.w);
-	free(R.pending);
-	free(R.stall_ctr);
-	free(R.stall_ns);
-	close(R.ep);
-	close(R.doorbell_fd);
-	close(R.sig_fd);
-	if (r == EXIT_DESTROYED) {
-		if (verbose)
-			fprintf(stderr, "%s: segment \"%s\" was destroyed: exiting\n", prog, name);
-		return EXIT_DESTROYED;
-	}
-	if (r == EXIT_LEASE_LOST) {
-		fprintf(stderr, "%s: segment \"%s\": lost the reaper lease: exiting\n", prog, name);
-		return EXIT_LEASE_LOST;
-	}
-	if (r) {
-		fprintf(stderr, "%s: %s\n", prog, fdn_strerror(r));
-		return 1;
-	}
-	return 0;
+	if (o.foreground)
+		notify("STOPPING=1");
+	close(o.sig_fd);
+	return status;
 }

@@ -1,6 +1,10 @@
-/* A program that uses only the installed library: create, attach, check, destroy. */
+/* A program that uses only the installed library: create (its reaper
+ * required: the one installed beside the library is found), attach,
+ * check, destroy.  It prints the reaper's program (/proc/PID/exe) for
+ * run.sh to compare. */
 #include <foundation/foundation.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,12 +21,25 @@ int main(void)
 	struct fdn_segment_opts o;
 	fdn_segment_opts_init(&o);
 	o.entries = 100;
+	o.flags = FDN_SEG_REQUIRE_REAPER;
 	fdn_segment *s;
 	int r = fdn_segment_create(name, &o, &s);
 	if (r) {
-		fprintf(stderr, "consumer: create: %s\n", fdn_strerror(r));
+		char looked[1024];
+		fdn_reaper_locate(looked, sizeof(looked));
+		fprintf(stderr, "consumer: create: %s (looked at %s)\n", fdn_strerror(r), looked);
 		return 1;
 	}
+	int reaper = fdn_reaper_wait(s, 20000);
+	char link[64], exe[PATH_MAX] = "";
+	snprintf(link, sizeof(link), "/proc/%d/exe", reaper);
+	ssize_t n = reaper > 0 ? readlink(link, exe, sizeof(exe) - 1) : -1;
+	if (n <= 0) {
+		fprintf(stderr, "consumer: no reaper took the lease: %s\n", fdn_strerror(reaper));
+		return 1;
+	}
+	exe[n] = 0;
+	printf("consumer: reaper %s\n", exe);
 	/* One call of each service through the installed library. */
 	struct fdn_attr a = {.name = "capability", .type = FDN_ATTR_STRING, .v.s = "gpu"};
 	struct fdn_entry e;
@@ -44,5 +61,6 @@ int main(void)
 	fdn_segment_destroy(name);
 	printf("consumer: foundation %s, %u process slot(s), %d violations, %s\n", fdn_version(),
 	       st.procs_used, v, fdn_errname(FDN_ENOTFOUND));
-	return st.procs_used == 1 && v == 0 ? 0 : 1;
+	/* Two process slots: ours and the reaper's. */
+	return st.procs_used == 2 && v == 0 ? 0 : 1;
 }

@@ -18,7 +18,8 @@ for f in bin/foundation-reaperd bin/foundation-inspect bin/foundation-ctl bin/fo
 	share/man/man1/foundation-ctl.1 share/man/man1/foundation-demo.1 \
 	include/foundation/foundation.h include/foundation/spans.h include/foundation/context.h \
 	include/foundation/flags.h include/foundation/telemetry.h lib/pkgconfig/foundation.pc \
-	lib/cmake/Foundation/FoundationConfig.cmake; do
+	lib/cmake/Foundation/FoundationConfig.cmake share/doc/foundation/operations.md \
+	share/doc/foundation/examples/owner.conf; do
 	[ -e "$prefix/$f" ] || {
 		echo "not installed: $f" >&2
 		exit 1
@@ -39,6 +40,21 @@ soname=$(readelf -d "$prefix/lib/libfoundation.so" | sed -n 's/.*(SONAME).*\[\(.
 	exit 1
 }
 export LD_LIBRARY_PATH="$prefix/lib"
+# The reaper the library starts is the one installed beside it, found from
+# where the library was loaded: no $FOUNDATION_REAPERD, and the configured
+# path (CMAKE_INSTALL_PREFIX/bin) is not this scratch prefix.  A program
+# that links the library statically finds it beside itself only, so the
+# static consumers (built in $prefix, not in its bin) are told.
+unset FOUNDATION_REAPERD FOUNDATION_NO_AUTOREAPER
+reaperd=$(readlink -f "$prefix/bin/foundation-reaperd")
+# reaper_is OUTPUT-FILE: the consumer said it ran the installed reaper.
+reaper_is() {
+	grep -qxF "consumer: reaper $reaperd" "$1" || {
+		cat "$1" >&2
+		echo "the consumer's reaper is not $reaperd" >&2
+		exit 1
+	}
+}
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 # needs_lib PROGRAM YES|NO: whether PROGRAM needs libfoundation.so at run time.
 needs_lib() {
@@ -50,11 +66,13 @@ needs_lib() {
 }
 cc -o "$prefix/consumer-pc" "$here/consumer.c" $(pkg-config --cflags --libs foundation)
 needs_lib "$prefix/consumer-pc" YES
-"$prefix/consumer-pc"
+"$prefix/consumer-pc" >"$prefix/out"
+reaper_is "$prefix/out"
 cc -o "$prefix/consumer-pc-static" "$here/consumer.c" $(pkg-config --cflags foundation) \
 	"$prefix/lib/libfoundation.a" $(pkg-config --libs --static foundation | sed 's/-lfoundation//')
 needs_lib "$prefix/consumer-pc-static" NO
-"$prefix/consumer-pc-static"
+FOUNDATION_REAPERD="$prefix/bin/foundation-reaperd" "$prefix/consumer-pc-static" >"$prefix/out"
+reaper_is "$prefix/out"
 for target in foundation foundation_static; do
 	cmake -S "$here" -B "$prefix/build-$target" -DCMAKE_PREFIX_PATH="$prefix" \
 		-DFOUNDATION_TARGET=$target >"$prefix/cmake.log" 2>&1 || {
@@ -64,6 +82,12 @@ for target in foundation foundation_static; do
 	}
 	cmake --build "$prefix/build-$target" >/dev/null
 	needs_lib "$prefix/build-$target/consumer" "$([ $target = foundation ] && echo YES || echo NO)"
-	"$prefix/build-$target/consumer"
+	if [ $target = foundation ]; then
+		"$prefix/build-$target/consumer" >"$prefix/out"
+	else
+		FOUNDATION_REAPERD="$prefix/bin/foundation-reaperd" "$prefix/build-$target/consumer" \
+			>"$prefix/out"
+	fi
+	reaper_is "$prefix/out"
 done
 echo "install_consumer: pkg-config and find_package, shared and static: OK"

@@ -60,7 +60,9 @@ extern "C" {
 	X(STALE, "segment was destroyed: attach again")                                          \
 	X(BUSY, "reclamation backlog full: a reader is stopped inside a read-side section")      \
 	X(CONTEXT, "malformed context")                                                          \
-	X(REENTERED, "called from a signal handler that interrupted a call of this thread")
+	X(REENTERED, "called from a signal handler that interrupted a call of this thread")      \
+	X(NOREAPER, "no reaper program: looked at $FOUNDATION_REAPERD, beside libfoundation "    \
+		    "(../bin, ../libexec, its own directory) and the configured path")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)

@@ -41,13 +41,26 @@ enum {
 	/* Accept a segment owned by another uid, or writable by group/others.
 	 * $FOUNDATION_ALLOW_FOREIGN=1 sets it for every attach of the process. */
 	FDN_SEG_ALLOW_FOREIGN = 1u << 1,
+	/* Fail (FDN_ENOREAPER) rather than go on without a reaper: create
+	 * and a writable attach return 0 only if a live reaper holds the
+	 * lease, or a reaper program was found and its launch begun (it takes
+	 * the lease a few milliseconds later: fdn_reaper_wait; a spawn that
+	 * fails after the call returned is recorded, as below).  No effect on
+	 * a read-only attach.  A failed create removes
+	 * the segment; a failed attach detaches.  Without the flag the failure
+	 * is recorded in the segment (`foundation-inspect stats` says why no
+	 * reaper runs) and the call succeeds.  No effect with
+	 * $FOUNDATION_NO_AUTOREAPER=1 (the deployment runs the reaper, e.g.
+	 * under systemd) or while `foundation-ctl reaper stop` is in force.
+	 * For create, in fdn_segment_opts.flags. */
+	FDN_SEG_REQUIRE_REAPER = 1u << 2,
 	/* Create only (opts.flags): do not reserve the file's memory at
 	 * create.  The file then holds only the pages touched so far, and
 	 * when its filesystem fills up, the process that touches a new page
 	 * -- a writer, the reaper, even a read-only inspector -- dies of
 	 * SIGBUS.  Without it, create reserves every byte (posix_fallocate)
 	 * and fails with FDN_ENOSPACE when they are not there. */
-	FDN_SEG_SPARSE = 1u << 2,
+	FDN_SEG_SPARSE = 1u << 3,
 };
 
 #define FDN_SEGMENT_DEFAULT_NAME "foundation"
@@ -61,7 +74,8 @@ struct fdn_segment_opts {
 	uint64_t heap_bytes;       /* bytes for keys and values; 0 = 256 x entries,
 				      rounded up to 64 KiB pages, at least 1 MiB */
 	uint32_t mode;             /* file mode; 0 = 0600 */
-	uint32_t flags;            /* FDN_SEG_ALLOW_FOREIGN accepted */
+	uint32_t flags;            /* FDN_SEG_REQUIRE_REAPER; FDN_SEG_ALLOW_FOREIGN
+				      accepted (no effect on create) */
 	const char *indexed;       /* registry attributes with a secondary index,
 				      comma-separated, at most 8 names of 1..31 bytes;
 				      NULL = FDN_DEFAULT_INDEXED, "" = none */
@@ -107,7 +121,10 @@ FDN_API const char *fdn_segment_default_name(void);
  * Errors: FDN_EINVAL (bad name or capacity), FDN_EEXISTS (already exists),
  * FDN_ENOSPACE (the directory's filesystem has not the memory: compare
  * fdn_segment_size() with statvfs(3) of fdn_segment_dir()), FDN_ENOSEG (no
- * such directory), -EACCES, -ENOMEM.  A failed create removes what it made.
+ * such directory), -EACCES, -ENOMEM, FDN_ENOREAPER (with
+ * FDN_SEG_REQUIRE_REAPER).  A failed create removes what it made.  Starts a
+ * reaper unless one runs (foundation/reaper.h): asynchronously, the call
+ * does not wait for it.
  */
 FDN_API int fdn_segment_create(const char *name, const struct fdn_segment_opts *o,
 			       fdn_segment **out);
@@ -118,7 +135,9 @@ FDN_API int fdn_segment_create(const char *name, const struct fdn_segment_opts *
  * (other uid), FDN_EMODE (writable by others), FDN_EINIT (creator has not
  * finished), FDN_ETRUNC (file shorter than its header says), FDN_EMAGIC,
  * FDN_EVERSION (other ABI major), FDN_ELAYOUT (other struct layout),
- * FDN_EBADSEG (inconsistent header), FDN_ENOSPACE (process table full).
+ * FDN_EBADSEG (inconsistent header), FDN_ENOSPACE (process table full),
+ * FDN_ENOREAPER (with FDN_SEG_REQUIRE_REAPER).  A writable attach starts
+ * a reaper unless one runs, as create does; a read-only one never does.
  */
 FDN_API int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out);
 
