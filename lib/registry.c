@@ -296,13 +296,29 @@ static int each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb
 }
 
 /*
- * The owner reference: one more index reference per entry, with the prefix
- * [0 'o' owner_word owner_idx] (an attribute name is never empty, so no
- * attribute prefix starts with 0).  All entries of one owner share its
- * chain, so the reaper finds a dead owner's entries in O(entries) instead
- * of walking the table.
+ * The owner references: with the prefix [0 'o' owner_word owner_idx] (an
+ * attribute name is never empty, so no attribute prefix starts with 0), one
+ * reference per group of GROUP_BUCKETS consecutive main-table buckets that
+ * holds an entry of the owner: its key is [14][prefix][group, u32 little-
+ * endian], where an entry's group is its bucket / GROUP_BUCKETS.  All
+ * references of one owner share its chains, so the reaper finds a dead
+ * owner's entries by walking the groups they name: O(entries x
+ * GROUP_BUCKETS) bucket words (8 lines a group), not the table.  An owner
+ * with many entries has far fewer references than entries (at most one
+ * per group: 1 000 000 entries of one owner in 2^21 buckets have 32 768),
+ * which is what keeps the registry near 160 bytes per entry; an owner with
+ * few has about one per entry (a 64-byte block each).
+ *
+ * A group's reference exists while some entry of its owner -- visible or
+ * not (an owner's death hides its entries before they are removed) -- lies
+ * in the group: it is written before and again after each entry, like
+ * every reference, and removed only when a walk of the group in a
+ * read-side section found no entry of that owner (ref_del_suffix, which
+ * argues why a concurrent writer's entry is never left without it).
  */
 #define OWNER_PREFIX_LEN 14u
+#define GROUP_BUCKETS    64u
+#define GROUP_LEN        4u
 
 static size_t owner_prefix(uint32_t idx, uint64_t word, unsigned char *out)
 {
@@ -348,14 +364,70 @@ static int each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *a
 	return r ? r : each_prefix(s, attrs, alen, cb, arg);
 }
 
-/* [plen][prefix][key] into buf; returns its length. */
-static size_t ref_key(unsigned char *buf, const unsigned char *prefix, size_t plen, const void *key,
-		      size_t klen)
+/* The group of an entry key (see the owner references). */
+static uint32_t group_of(fdn_segment *s, const void *key, size_t klen)
+{
+	return (uint32_t)((fdn__ht_hash(s, T_MAIN, key, klen) & s->bucket_mask[T_MAIN]) /
+			  GROUP_BUCKETS);
+}
+
+/* What follows the prefix in the reference of (prefix, entry key): the
+ * key, or for an owner prefix the key's group (into grp). */
+static const void *ref_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
+			      const void *key, size_t *klen, unsigned char grp[GROUP_LEN])
+{
+	if (!is_owner_prefix(prefix, plen))
+		return key;
+	uint32_t g = group_of(s, key, *klen);
+	memcpy(grp, &g, GROUP_LEN);
+	*klen = GROUP_LEN;
+	return grp;
+}
+
+/* [plen][prefix][suffix] into buf; returns its length. */
+static size_t ref_key_raw(unsigned char *buf, const unsigned char *prefix, size_t plen,
+			  const void *suf, size_t slen)
 {
 	buf[0] = (unsigned char)plen;
 	memcpy(buf + 1, prefix, plen);
-	memcpy(buf + 1 + plen, key, klen);
-	return 1 + plen + klen;
+	memcpy(buf + 1 + plen, suf, slen);
+	return 1 + plen + slen;
+}
+
+/* The key of the reference (prefix, entry key) into buf; its length. */
+static size_t ref_key(fdn_segment *s, unsigned char *buf, const unsigned char *prefix, size_t plen,
+		      const void *key, size_t klen)
+{
+	unsigned char grp[GROUP_LEN];
+	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
+	return ref_key_raw(buf, prefix, plen, suf, klen);
+}
+
+/* Does group g of the main table hold an entry of owner (idx, word)?  And
+ * (victims != NULL) up to max of them, copied out.  Read lock held. */
+struct victim;
+struct group_scan {
+	fdn_segment *s;
+	uint64_t word;
+	uint32_t idx;
+	struct victim *v;
+	int n, max;
+	bool any;
+};
+
+static int group_scan_cb(void *arg, const struct fdn__ht_view *v);
+
+static int group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs)
+{
+	uint64_t nb = s->bucket_mask[T_MAIN] + 1, b0 = (uint64_t)g * GROUP_BUCKETS;
+	for (uint64_t b = b0; b < b0 + GROUP_BUCKETS && b < nb; b++) {
+		int r = fdn__ht_foreach_bucket(s, T_MAIN, b, group_scan_cb, gs);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			break; /* enough */
+	}
+	return 0;
 }
 
 struct ref_op {
@@ -375,7 +447,7 @@ static int ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 		return FDN_EINVKEY;
 	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
 	struct ref_val v = {o->owner_word, o->s->proc_word, o->owner_idx, o->s->proc_idx};
-	size_t kl = ref_key(k, prefix, plen, o->key, o->klen);
+	size_t kl = ref_key(o->s, k, prefix, plen, o->key, o->klen);
 	/* An owner reference written by its owner: the prefix says it all. */
 	bool self = is_owner_prefix(prefix, plen) && v.owner_word == v.writer_word &&
 		    v.owner_idx == v.writer_idx;
@@ -402,19 +474,33 @@ static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsign
 	return attrs && each_prefix(s, attrs, alen, has_cb, &h) == 1;
 }
 
-/* Does visible entry (r, e) carry the reference prefix? */
-static bool entry_carries(fdn_segment *s, const struct rec *r, const struct fdn_entry_view *e,
-			  const unsigned char *prefix, size_t plen)
+/* Is the reference (prefix, suffix) needed?  An owner reference: its group
+ * holds an entry of its owner.  A value's: the entry of key suffix is
+ * visible and carries the value.  Read lock held. */
+static bool ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			size_t slen)
 {
-	unsigned char op[OWNER_PREFIX_LEN];
-	if (plen == OWNER_PREFIX_LEN && prefix[0] == 0)
-		return memcmp(prefix, op, owner_prefix(r->owner_idx, r->owner_word, op)) == 0;
-	return set_has(s, e->attrs, e->attrs_len, prefix, plen);
+	if (is_owner_prefix(prefix, plen)) {
+		if (slen != GROUP_LEN)
+			return false;
+		struct group_scan gs = {s, 0, 0, NULL, 0, 0, false};
+		uint32_t g;
+		memcpy(&gs.word, prefix + 2, 8);
+		memcpy(&gs.idx, prefix + 10, 4);
+		memcpy(&g, suf, GROUP_LEN);
+		return group_scan(s, g, &gs) == 0 && gs.any;
+	}
+	struct fdn__ht_view ev;
+	struct rec rc;
+	struct fdn_entry_view e;
+	return check_key(slen) == 0 && fdn__ht_lookup(s, T_MAIN, suf, slen, &ev) == 0 &&
+	       visible(s, &ev, &rc, &e) && set_has(s, e.attrs, e.attrs_len, prefix, plen);
 }
 
 /*
- * Remove the reference (prefix, key) unless the entry now visible for key
- * carries that value.  Decided in a read-side section, then deleted after
+ * Remove the reference (prefix, suffix) unless it is needed (ref_carried):
+ * for a value, the entry now visible for key carries it; for an owner, an
+ * entry of the owner lies in the group.  Decided in a read-side section, then deleted after
  * it, the delete naming the exact reference version seen (gidx and
  * generation: a name that stays valid outside the section, as for
  * remove_entry): a writer that re-wrote the reference meanwhile (every
@@ -428,31 +514,38 @@ static bool entry_carries(fdn_segment *s, const struct rec *r, const struct fdn_
  * of references without entries, retrying for ever (stress_killstorm
  * under ASan; test_registry purge_with_a_full_limbo).
  */
-static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
-			  size_t klen)
+static int ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			  size_t slen, bool *deleted)
 {
 	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
-	if (klen > FDN_REG_KEY_MAX)
+	if (slen > FDN_REG_KEY_MAX)
 		return 0;
-	size_t kl = ref_key(k, prefix, plen, key, klen);
+	size_t kl = ref_key_raw(k, prefix, plen, suf, slen);
 	struct fdn__thread *t;
 	int r = fdn__rcu_read_lock(s, &t);
 	if (r)
 		return r;
-	struct fdn__ht_view ref, ev, version = {0};
-	struct rec rc;
-	struct fdn_entry_view e;
+	struct fdn__ht_view ref, version = {0};
 	r = fdn__ht_lookup(s, T_INDEX, k, kl, &ref);
 	if (r == 0) {
-		bool carried = fdn__ht_lookup(s, T_MAIN, key, klen, &ev) == 0 &&
-			       visible(s, &ev, &rc, &e) && entry_carries(s, &rc, &e, prefix, plen);
 		version = (struct fdn__ht_view){.gidx = ref.gidx, .gen = ref.gen};
-		r = carried ? 1 : 0;
+		r = ref_carried(s, prefix, plen, suf, slen) ? 1 : 0;
 	}
 	fdn__rcu_read_unlock(t);
-	if (r == 0)
-		r = fdn__ht_delete(s, T_INDEX, k, kl, &version);
+	if (r == 0 && (r = fdn__ht_delete(s, T_INDEX, k, kl, &version)) == 0 && deleted)
+		*deleted = true;
 	return r == FDN_ENOTFOUND || r == 1 ? 0 : r;
+}
+
+/* The same for the reference of (prefix, entry key). */
+static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
+			  size_t klen)
+{
+	unsigned char grp[GROUP_LEN];
+	if (klen > FDN_REG_KEY_MAX)
+		return 0;
+	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
+	return ref_del_suffix(s, prefix, plen, suf, klen, NULL);
 }
 
 static int ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
@@ -1528,15 +1621,8 @@ bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v)
 	if (!ref_of(v, &rv))
 		return true;
 	uint32_t plen = k[0];
-	const unsigned char *ekey = k + 1 + plen;
-	size_t eklen = v->key_len - 1 - plen;
-	struct fdn__ht_view ev;
-	struct rec r;
-	struct fdn_entry_view e;
-	bool carries = check_key(eklen) == 0 && fdn__ht_lookup(s, T_MAIN, ekey, eklen, &ev) == 0 &&
-		       visible(s, &ev, &r, &e) && entry_carries(s, &r, &e, k + 1, plen);
-	if (carries)
-		return false; /* whoever wrote it: the visible entry needs it */
+	if (ref_carried(s, k + 1, plen, k + 1 + plen, v->key_len - 1 - plen))
+		return false; /* whoever wrote it: an entry needs it */
 	if (!fdn__word_live(s, rv.owner_idx, rv.owner_word))
 		return true; /* written for an owner that is gone */
 	/* Not carried: stale unless its writer is alive (mid-operation). */
@@ -1669,18 +1755,84 @@ struct owner_collect {
 	int n;
 };
 
+/* One owner reference: its suffix (the group) as the victim's key. */
 static int owner_collect_cb(void *arg, const struct fdn_shm_node *nd, size_t plen)
 {
 	struct owner_collect *c = arg;
-	size_t eklen = fdn_node_key_len(nd) - 1 - plen;
-	if (check_key(eklen))
+	size_t slen = fdn_node_key_len(nd) - 1 - plen;
+	if (slen > FDN_REG_KEY_MAX)
 		return 0;
-	c->v[c->n].key_len = (uint32_t)eklen;
-	memcpy(c->v[c->n].key, nd->data + 1 + plen, eklen);
+	c->v[c->n].key_len = (uint32_t)slen;
+	memcpy(c->v[c->n].key, nd->data + 1 + plen, slen);
 	return ++c->n == PURGE_BATCH;
 }
 
-/* Up to PURGE_BATCH entry keys from the owner's chains of the index. */
+/* An entry of the scanned owner met in its group (group_scan). */
+static int group_scan_cb(void *arg, const struct fdn__ht_view *v)
+{
+	struct group_scan *gs = arg;
+	struct rec r;
+	const unsigned char *attrs;
+	if (!rec_of(v, &r, &attrs) || r.owner_word != gs->word || r.owner_idx != gs->idx)
+		return 0;
+	gs->any = true;
+	if (!gs->v)
+		return 1; /* one is enough */
+	struct victim *x = &gs->v[gs->n];
+	bool ok = fdn_attrs_validate(attrs, r.attrs_len) == 0 && v->key_len <= FDN_REG_KEY_MAX;
+	if (!ok)
+		return 0; /* damaged: it keeps its reference, the checker reports it */
+	x->version = (struct fdn__ht_view){.gidx = v->gidx, .gen = v->gen};
+	x->key_len = v->key_len;
+	memcpy(x->key, v->key, v->key_len);
+	x->attrs_len = r.attrs_len;
+	memcpy(x->attrs, attrs, r.attrs_len);
+	x->owner_idx = r.owner_idx;
+	x->owner_word = r.owner_word;
+	return ++gs->n == gs->max;
+}
+
+/* Remove the entries of owner (idx, word) in group g, then the group's
+ * reference (prefix), which goes only once no entry of the owner is left
+ * there (ref_del_suffix).  *count += entries removed. */
+static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen, uint32_t idx,
+		       uint64_t word, const unsigned char grp[GROUP_LEN], struct victim *v,
+		       uint64_t *count, bool *deleted)
+{
+	uint32_t g;
+	memcpy(&g, grp, GROUP_LEN);
+	int r = 0;
+	for (int rounds = 0; r == 0; rounds++) {
+		struct fdn__thread *t;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			return r;
+		struct group_scan gs = {s, word, idx, v, 0, PURGE_BATCH, false};
+		r = group_scan(s, g, &gs);
+		fdn__rcu_read_unlock(t);
+		if (r || gs.n == 0)
+			break;
+		int progress = 0;
+		for (int i = 0; i < gs.n && r == 0; i++) {
+			/* The entry, then its values' references; the group's
+			 * own goes after the last entry (below), not once per
+			 * entry (each a walk of the group). */
+			int rr = fdn__ht_delete(s, T_MAIN, v[i].key, v[i].key_len, &v[i].version);
+			if (rr == 0) {
+				struct ref_op del = {s, v[i].key, v[i].key_len, 0, 0, NULL, 0};
+				each_prefix(s, v[i].attrs, v[i].attrs_len, ref_del_cb, &del);
+				progress++;
+				(*count)++;
+			} else if (rr != FDN_ENOTFOUND) {
+				r = rr;
+			}
+		}
+		if (!progress && rounds > 4)
+			break; /* entries that cannot be removed: the checker reports */
+	}
+	return r ? r : ref_del_suffix(s, prefix, plen, grp, GROUP_LEN, deleted);
+}
+
+/* Up to PURGE_BATCH group references from the owner's chains of the index. */
 static int owner_refs(fdn_segment *s, const unsigned char *prefix, size_t plen, struct victim *v,
 		      int *n)
 {
@@ -1695,44 +1847,39 @@ static int owner_refs(fdn_segment *s, const unsigned char *prefix, size_t plen, 
 	return r < 0 ? r : 0;
 }
 
-/* Remove what the owner (idx, word) left, through its chain: O(its entries).
- * *count receives the entries removed. */
+/* Remove what the owner (idx, word) left, through its chains: each group
+ * reference leads to GROUP_BUCKETS buckets, O(its entries).  *count
+ * receives the entries removed. */
 static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64_t *count)
 {
 	unsigned char prefix[OWNER_PREFIX_LEN];
 	size_t plen = owner_prefix(idx, word, prefix);
-	struct victim *v = malloc(sizeof(struct victim) * PURGE_BATCH);
-	if (!v)
+	struct victim *refs = malloc(sizeof(struct victim) * PURGE_BATCH * 2);
+	if (!refs)
 		return -ENOMEM;
+	struct victim *v = refs + PURGE_BATCH;
 	int r = 0, n = 0;
 	for (int rounds = 0; r == 0; rounds++) {
-		if ((r = owner_refs(s, prefix, plen, v, &n)) || n == 0)
+		if ((r = owner_refs(s, prefix, plen, refs, &n)) || n == 0)
 			break;
-		int progress = 0;
+		uint64_t before = *count;
+		bool deleted = false;
 		for (int i = 0; i < n && r == 0; i++) {
-			struct fdn__ht_view version;
-			struct rec rc;
-			int cr =
-			    copy_entry(s, v[i].key, v[i].key_len, false, &version, &rc, v[i].attrs);
-			if (cr != 0 && cr != FDN_ENOTFOUND) {
-				r = cr;
-				break;
-			}
-			bool mine = cr == 0 && rc.owner_word == word && rc.owner_idx == idx;
-			int rr = mine ? remove_entry(s, v[i].key, v[i].key_len, &version, idx, word,
-						     v[i].attrs, rc.attrs_len)
-				      : ref_del_unused(s, prefix, plen, v[i].key, v[i].key_len);
-			if (rr == 0) {
-				progress++;
-				*count += mine;
-			} else if (rr != FDN_ENOTFOUND) {
+			int rr = refs[i].key_len == GROUP_LEN
+				     ? purge_group(s, prefix, plen, idx, word, refs[i].key, v,
+						   count, &deleted)
+				     : ref_del_suffix(s, prefix, plen, refs[i].key, refs[i].key_len,
+						      &deleted); /* malformed */
+			if (rr != 0 && rr != FDN_ENOTFOUND)
 				r = rr;
-			}
 		}
-		if (!progress && rounds > 4)
-			break; /* references that cannot be removed: the sweep reports */
+		/* Progress: an entry or a reference removed.  References that
+		 * cannot be removed (their entries cannot): the checker
+		 * reports them. */
+		if (*count == before && !deleted && rounds > 4)
+			break;
 	}
-	free(v);
+	free(refs);
 	return r;
 }
 
@@ -1807,7 +1954,7 @@ static int has_ref_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct audit *a = arg;
 	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
-	size_t kl = ref_key(k, prefix, plen, a->key, a->klen);
+	size_t kl = ref_key(a->s, k, prefix, plen, a->key, a->klen);
 	struct fdn__ht_view v;
 	if (fdn__ht_lookup(a->s, T_INDEX, k, kl, &v) != 0)
 		bad(a, "indexed value without its index reference", a->key, a->klen);

@@ -463,9 +463,12 @@ enum { FDN_BLOCK_FREE = 0, FDN_BLOCK_ALLOC = 1, FDN_BLOCK_RESERVED = 2 };
  * after.  Word 0 of a FREE block is 0 (whoever frees a block zeroes it
  * first; a new heap is zero-filled).
  *
- * With a key of up to 16 bytes the first 40 bytes of the value share the
+ * With a key of up to 16 bytes the first 24 bytes of the value share the
  * node's first cache line with the header and the key (the registry keeps
- * its record there: a lookup reads the bucket line and this one line).
+ * its 20-byte record there, lib/registry.c: a lookup reads the bucket line
+ * and this one line).  A block is 64 << c bytes (alloc.c): a registry
+ * entry with a 14-byte key and 64 bytes of attributes is 24 + 16 + 20 + 64
+ * = 124 bytes, one 128-byte block.
  */
 struct fdn_shm_node {
 	_Atomic uint64_t next;

@@ -216,8 +216,9 @@ Test(lookup, reads_inside_the_callback)
 }
 
 /* A registry entry with a 14-byte key and 64 bytes of attributes takes one
- * 128-byte block, its owner reference one 64-byte block. */
-Test(lookup, an_entry_and_its_owner_reference_take_192_bytes)
+ * 128-byte block; its owner has one reference (a 64-byte block) per group
+ * of 64 main-table buckets holding its entries. */
+Test(lookup, an_entry_takes_128_bytes_and_its_owner_one_reference_per_group)
 {
 	char name[128];
 	t_name(name, sizeof(name), "lk");
@@ -231,11 +232,17 @@ Test(lookup, an_entry_and_its_owner_reference_take_192_bytes)
 	cr_assert_eq(fdn_attrs_encode(&a, 1, enc, sizeof(enc)), 64);
 	struct fdn_segment_stats before, after;
 	cr_assert_eq(fdn_segment_stats(s, &before), 0);
+	bool group[4096] = {false};
+	unsigned groups = 0;
+	cr_assert_leq(s->bucket_mask[0] + 1, 64u * 4096);
 	for (int i = 0; i < 100; i++) {
 		char key[16];
 		snprintf(key, sizeof(key), "agent-%08d", i);
 		cr_assert_eq(strlen(key), 14);
 		cr_assert_eq(fdn_register(s, key, 14, getpid(), &a, 1, 0, NULL), 0);
+		uint64_t g = (fdn__ht_hash(s, 0, key, 14) & s->bucket_mask[0]) / 64;
+		groups += !group[g];
+		group[g] = true;
 	}
 	/* Each register writes the owner reference twice (before and after
 	 * the entry): the first copies wait in our limbo; free them. */
@@ -243,11 +250,22 @@ Test(lookup, an_entry_and_its_owner_reference_take_192_bytes)
 	cr_assert_eq(fdn__thread_get(s, &t), 0);
 	cr_assert_eq(fdn__limbo_flush(t), 0);
 	cr_assert_eq(fdn_segment_stats(s, &after), 0);
-	cr_assert_eq(after.block_bytes_used - before.block_bytes_used, 100u * (128 + 64),
+	cr_assert_eq(after.block_bytes_used - before.block_bytes_used, 100u * 128 + groups * 64u,
 		     "%llu bytes, %llu blocks",
 		     (unsigned long long)(after.block_bytes_used - before.block_bytes_used),
 		     (unsigned long long)(after.blocks_used - before.blocks_used));
-	cr_assert_eq(after.blocks_used - before.blocks_used, 200u);
+	cr_assert_eq(after.blocks_used - before.blocks_used, 100u + groups);
+	cr_assert_lt(groups, 100u, "entries share groups");
+	/* Unregistered: every block back, the references with the entries. */
+	for (int i = 0; i < 100; i++) {
+		char key[16];
+		snprintf(key, sizeof(key), "agent-%08d", i);
+		cr_assert_eq(fdn_unregister(s, key, 14), 0);
+	}
+	cr_assert_eq(fdn__limbo_flush(t), 0);
+	struct fdn_segment_stats empty;
+	cr_assert_eq(fdn_segment_stats(s, &empty), 0);
+	cr_assert_eq(empty.blocks_used, before.blocks_used);
 	t_assert_all_clean(s);
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);
