@@ -40,15 +40,17 @@
  * length whatever the bytes are.
  *
  * Table "index" (1, prefix-hashed) holds one reference per (indexed
- * attribute value, entry): key = [n][name \0 type value-text][entry key],
+ * attribute value, entry), and one per (owner, group of main-table buckets
+ * holding its entries) -- the owner references, below: key =
+ * [n][name \0 type value-text][entry key], resp. [14][owner prefix][group],
  * where the n-byte prefix is what is hashed, so all entries of one value
  * share a chain and find_by_attribute walks only that chain.  The value is
  * struct ref_val {owner_word, writer_word, owner_idx, writer_idx}: the
  * owner the reference was written for and the process that wrote it --
  * except for an owner reference (below) written by its owner itself, whose
  * value is empty: its prefix names the owner, and the writer is the owner
- * (ref_of).  That keeps an owner reference with a key of up to 24 bytes in
- * one 64-byte block.  References are written before the entry and
+ * (ref_of).  An owner reference is then one 64-byte block (24-byte node
+ * header, 19-byte key).  References are written before the entry and
  * removed after it, so the index may briefly hold a reference whose entry
  * does not (yet or any more) carry the value -- never miss one that does.
  * Readers therefore verify every reference against the main table.  A
