@@ -334,7 +334,8 @@ Test(lookup, views_never_see_a_torn_entry_while_another_process_updates, .timeou
 	pid_t w = spawn_child("update", name, "torn-key", UPDATES);
 	/* Wait for the first version. */
 	pid_t holder = 0;
-	for (int i = 0; i < 5000 && fdn_whereis(s, "torn-key", 8, &holder) != 0; i++)
+	for (uint64_t end = t_mono_ms() + 60000;
+	     fdn_whereis(s, "torn-key", 8, &holder) != 0 && t_mono_ms() < end;)
 		t_sleep_ms(2);
 	cr_assert_eq(holder, w, "the writer registered");
 	pid_t readers[READERS];
@@ -380,7 +381,8 @@ Test(lookup, views_never_see_a_torn_entry_while_another_process_updates, .timeou
 	/* The writer killed: the reaper takes its entry. */
 	kill(w, SIGKILL);
 	waitpid(w, NULL, 0);
-	for (int i = 0; i < 5000 && fdn_whereis(s, "torn-key", 8, &holder) == 0; i++)
+	for (uint64_t end = t_mono_ms() + 60000;
+	     fdn_whereis(s, "torn-key", 8, &holder) == 0 && t_mono_ms() < end;)
 		t_sleep_ms(2);
 	cr_assert_eq(fdn_whereis(s, "torn-key", 8, &holder), FDN_ENOTFOUND);
 	cr_assert_eq(fdn_lookup(s, "torn-key", 8, 0, NULL), FDN_ENOTFOUND);
@@ -404,8 +406,10 @@ struct storm {
 	_Atomic uint64_t answers, found, wrong, disagree;
 };
 
-static void probe(fdn_segment *s, pid_t p, struct storm *st)
+/* Ask about every key p may hold; returns how many were found. */
+static int probe(fdn_segment *s, pid_t p, struct storm *st)
 {
+	int found = 0;
 	char key[64];
 	for (int j = 0; j < STORM_KEYS; j++) {
 		snprintf(key, sizeof(key), "ks-%d-%d", (int)p, j);
@@ -428,9 +432,12 @@ static void probe(fdn_segment *s, pid_t p, struct storm *st)
 		 * owner is dead, when nothing can re-register it). */
 		if (r1 == 0 && r2 == 0 && rl != 0 && kill(p, 0) != 0)
 			atomic_fetch_add(&st->disagree, 1);
-		if (r1 == 0)
+		if (r1 == 0) {
 			atomic_fetch_add(&st->found, 1);
+			found++;
+		}
 	}
+	return found;
 }
 
 Test(lookup, whereis_agrees_with_lookup_under_a_kill_storm, .timeout = 300)
@@ -447,10 +454,17 @@ Test(lookup, whereis_agrees_with_lookup_under_a_kill_storm, .timeout = 300)
 	live[1] = all[n++] = spawn_child("churn", name, "ks", STORM_KEYS);
 	for (int k = 0; k < STORM_KILLS; k++) {
 		int victim = k % 2;
+		/* A random moment, once the victim has registered something
+		 * (an exec'd child under ASan on a busy machine may take a
+		 * while to start). */
 		uint64_t until = t_mono_ms() + 5 + (uint64_t)(rand_r(&seed) % 40);
-		while (t_mono_ms() < until) {
-			probe(s, live[0], st);
-			probe(s, live[1], st);
+		uint64_t deadline = t_mono_ms() + 120000;
+		bool seen = false;
+		while (t_mono_ms() < until || !seen) {
+			seen |= probe(s, live[victim], st) > 0;
+			probe(s, live[1 - victim], st);
+			cr_assert_lt(t_mono_ms(), deadline, "churn child %d registered nothing",
+				     (int)live[victim]);
 		}
 		kill(live[victim], SIGKILL);
 		int ws;
