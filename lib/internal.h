@@ -184,10 +184,10 @@ int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t
 int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget);
 
 /* Remove every entry owned by (idx, word), a process leaving (detach). */
-/* The registry's main table is table 0; an entry's value is a 32-byte
+/* The registry's main table is table 0; an entry's value is a 20-byte
  * record header followed by its encoded attributes (registry.c). */
 #define FDN__REG_TABLE    0u
-#define FDN__REG_REC_SIZE 32u
+#define FDN__REG_REC_SIZE 20u
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word);
 /* Does the owner (idx, word) hold any entry (its owner chain not empty)?
  * 1 yes, 0 no, or an error. */

@@ -1,26 +1,56 @@
 /*
  * registry.c - the registry on the segment's tables.
  *
- * Table "main" (0) maps a key to a record:
+ * Table "main" (0) maps a key to a record (the node's value; unaligned,
+ * read with memcpy):
  *    0  owner_word     the owner's process-slot claim word (LIVE | pid |
  *                      identity) at registration
  *    8  owner_idx      the owner's process slot
- *   12  writer_idx     process slot of the process that wrote the record
- *   16  registered_ns  CLOCK_REALTIME
- *   24  attrs_len      bytes of encoded attributes that follow
- *   28  reserved       zero
- *   32  attributes     (lib/attrs.c)
+ *   12  registered_ns  CLOCK_REALTIME
+ *   20  attributes     (lib/attrs.c), val_len - 20 bytes
+ * 20 bytes: with a key of up to 16 bytes the node header (24), the key (16)
+ * and the whole record share the node's first cache line, so a lookup that
+ * needs the owner and the time (fdn_whereis, fdn_lookup_view) reads the
+ * bucket line, that line and the owner's process slot (one line per owner,
+ * hot in cache when owners are few); with keys up to 24 bytes the owner
+ * still is on that line.
  * An entry is visible iff procs[owner_idx].word == owner_word: when the
  * reaper marks the owner DEAD (or the slot is reused), every entry of that
  * owner disappears at once for every reader, before it is physically
  * removed (fdn__registry_purge).
  *
+ * The attributes are validated once, when written: every writer stores an
+ * encoding that fdn_attrs_encode or fdn_attrs_merge produced (both produce
+ * only valid encodings), and readers trust it.  Why a reader never sees a
+ * torn entry, so that no checksum or generation check is needed: a node is
+ * immutable once published (shm/ht.c: written while private, published by
+ * a seq_cst CAS that readers' acquire loads of the links pair with), an
+ * update publishes a new node that replaces the old one in one CAS, and a
+ * node is not freed before every read-side section that could have reached
+ * it has ended (shm/rcu.c).  Inside a section a reader therefore sees
+ * exactly the bytes of one published version, for as long as the section
+ * lasts -- which is what lets fdn_lookup_view hand out pointers into the
+ * node.  The exception is a read-only handle (FDN_SEG_READONLY): it reads
+ * without grace periods, so a node may be freed and reused while it reads.
+ * Its reads validate the encoding as before, and its views are copies
+ * taken under the block's state word (ro_copy).  The checker (the audit
+ * below) validates every stored encoding, so a damaged one -- memory
+ * corruption, not a writer -- is reported rather than silently trusted;
+ * the readers of an encoding (fdn_attrs_*) bound every access by its
+ * length whatever the bytes are.
+ *
  * Table "index" (1, prefix-hashed) holds one reference per (indexed
- * attribute value, entry): key = [n][name \0 type value-text][entry key],
+ * attribute value, entry), and one per (owner, group of main-table buckets
+ * holding its entries) -- the owner references, below: key =
+ * [n][name \0 type value-text][entry key], resp. [14][owner prefix][group],
  * where the n-byte prefix is what is hashed, so all entries of one value
  * share a chain and find_by_attribute walks only that chain.  The value is
- * {owner_word, writer_word}: the owner the reference was written for and
- * the process that wrote it.  References are written before the entry and
+ * struct ref_val {owner_word, writer_word, owner_idx, writer_idx}: the
+ * owner the reference was written for and the process that wrote it --
+ * except for an owner reference (below) written by its owner itself, whose
+ * value is empty: its prefix names the owner, and the writer is the owner
+ * (ref_of).  An owner reference is then one 64-byte block (24-byte node
+ * header, 19-byte key).  References are written before the entry and
  * removed after it, so the index may briefly hold a reference whose entry
  * does not (yet or any more) carry the value -- never miss one that does.
  * Readers therefore verify every reference against the main table.  A
@@ -42,20 +72,23 @@
 
 #define T_MAIN             0u
 #define T_INDEX            1u
-#define REC_SIZE           32u
+#define REC_SIZE           20u
+#define REC_OFF_WORD       0u
+#define REC_OFF_IDX        8u
+#define REC_OFF_TIME       12u
 #define PREFIX_MAX         255u
 #define INDEXED_STRING_MAX 200u
 
+/* A record read out of its node (the stored form is above). */
 struct rec {
 	uint64_t owner_word;
 	uint32_t owner_idx;
-	uint32_t writer_idx;
+	uint32_t attrs_len; /* val_len - REC_SIZE */
 	uint64_t registered_ns;
-	uint32_t attrs_len;
-	uint32_t reserved;
 };
-_Static_assert(sizeof(struct rec) == REC_SIZE, "record header");
 _Static_assert(REC_SIZE == FDN__REG_REC_SIZE && T_MAIN == FDN__REG_TABLE, "internal.h");
+/* A main-table node with a 16-byte key keeps its record on its first line. */
+_Static_assert(sizeof(struct fdn_shm_node) + 16u + REC_SIZE <= FDN_CACHELINE, "record line");
 
 struct ref_val {
 	uint64_t owner_word;
@@ -63,6 +96,7 @@ struct ref_val {
 	uint32_t owner_idx;
 	uint32_t writer_idx;
 };
+_Static_assert(sizeof(struct ref_val) == 24, "reference value");
 
 /* ---- the backend ------------------------------------------------------------
  * Every public call starts here: the flags choose the segment or this
@@ -81,11 +115,12 @@ static bool indexed(fdn_segment *s, const char *name);
 
 static bool rec_of(const struct fdn__ht_view *v, struct rec *r, const unsigned char **attrs)
 {
-	if (v->val_len < REC_SIZE)
+	if (v->val_len < REC_SIZE || v->val_len - REC_SIZE > FDN_ATTRS_MAX)
 		return false;
-	memcpy(r, v->val, REC_SIZE);
-	if (r->attrs_len != v->val_len - REC_SIZE || r->attrs_len > FDN_ATTRS_MAX)
-		return false;
+	memcpy(&r->owner_word, v->val + REC_OFF_WORD, 8);
+	memcpy(&r->owner_idx, v->val + REC_OFF_IDX, 4);
+	memcpy(&r->registered_ns, v->val + REC_OFF_TIME, 8);
+	r->attrs_len = v->val_len - REC_SIZE;
 	*attrs = v->val + REC_SIZE;
 	return true;
 }
@@ -101,9 +136,12 @@ static bool visible(const fdn_segment *s, const struct fdn__ht_view *v, struct r
 		    struct fdn_entry_view *e)
 {
 	const unsigned char *attrs;
-	if (!rec_of(v, r, &attrs) || !fdn__word_live(s, r->owner_idx, r->owner_word))
+	if (!rec_of(v, r, &attrs) || !fdn__word_live(s, r->owner_idx, r->owner_word) ||
+	    v->key_len > FDN_REG_KEY_MAX)
 		return false;
-	if (v->key_len > FDN_REG_KEY_MAX || fdn_attrs_validate(attrs, r->attrs_len) != 0)
+	/* Validated when written (above); a read-only handle may read a node
+	 * being reused, and validates. */
+	if (s->readonly && fdn_attrs_validate(attrs, r->attrs_len) != 0)
 		return false;
 	*e = (struct fdn_entry_view){
 	    v->key,           v->key_len, (pid_t)FDN_PROC_PID(r->owner_word),
@@ -260,13 +298,29 @@ static int each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb
 }
 
 /*
- * The owner reference: one more index reference per entry, with the prefix
- * [0 'o' owner_word owner_idx] (an attribute name is never empty, so no
- * attribute prefix starts with 0).  All entries of one owner share its
- * chain, so the reaper finds a dead owner's entries in O(entries) instead
- * of walking the table.
+ * The owner references: with the prefix [0 'o' owner_word owner_idx] (an
+ * attribute name is never empty, so no attribute prefix starts with 0), one
+ * reference per group of GROUP_BUCKETS consecutive main-table buckets that
+ * holds an entry of the owner: its key is [14][prefix][group, u32 little-
+ * endian], where an entry's group is its bucket / GROUP_BUCKETS.  All
+ * references of one owner share its chains, so the reaper finds a dead
+ * owner's entries by walking the groups they name: O(entries x
+ * GROUP_BUCKETS) bucket words (8 lines a group), not the table.  An owner
+ * with many entries has far fewer references than entries (at most one
+ * per group: 1 000 000 entries of one owner in 2^21 buckets have 32 768),
+ * which is what keeps the registry near 160 bytes per entry; an owner with
+ * few has about one per entry (a 64-byte block each).
+ *
+ * A group's reference exists while some entry of its owner -- visible or
+ * not (an owner's death hides its entries before they are removed) -- lies
+ * in the group: it is written before and again after each entry, like
+ * every reference, and removed only when a walk of the group in a
+ * read-side section found no entry of that owner (ref_del_suffix, which
+ * argues why a concurrent writer's entry is never left without it).
  */
 #define OWNER_PREFIX_LEN 14u
+#define GROUP_BUCKETS    64u
+#define GROUP_LEN        4u
 
 static size_t owner_prefix(uint32_t idx, uint64_t word, unsigned char *out)
 {
@@ -275,6 +329,32 @@ static size_t owner_prefix(uint32_t idx, uint64_t word, unsigned char *out)
 	memcpy(out + 2, &word, 8);
 	memcpy(out + 10, &idx, 4);
 	return OWNER_PREFIX_LEN;
+}
+
+static bool is_owner_prefix(const unsigned char *prefix, size_t plen)
+{
+	return plen == OWNER_PREFIX_LEN && prefix[0] == 0 && prefix[1] == 'o';
+}
+
+/* The value of reference v: stored, or (an owner reference with an empty
+ * value) the owner its prefix names, who also wrote it.  False if v is
+ * malformed. */
+static bool ref_of(const struct fdn__ht_view *v, struct ref_val *rv)
+{
+	const unsigned char *k = v->key;
+	if (v->key_len < 2 || 1u + k[0] > v->key_len)
+		return false;
+	if (v->val_len == sizeof(*rv)) {
+		memcpy(rv, v->val, sizeof(*rv));
+		return true;
+	}
+	if (v->val_len != 0 || !is_owner_prefix(k + 1, k[0]))
+		return false;
+	memcpy(&rv->owner_word, k + 3, 8);
+	memcpy(&rv->owner_idx, k + 11, 4);
+	rv->writer_word = rv->owner_word;
+	rv->writer_idx = rv->owner_idx;
+	return true;
 }
 
 /* Call cb for the owner reference, then every indexed value. */
@@ -286,14 +366,70 @@ static int each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *a
 	return r ? r : each_prefix(s, attrs, alen, cb, arg);
 }
 
-/* [plen][prefix][key] into buf; returns its length. */
-static size_t ref_key(unsigned char *buf, const unsigned char *prefix, size_t plen, const void *key,
-		      size_t klen)
+/* The group of an entry key (see the owner references). */
+static uint32_t group_of(fdn_segment *s, const void *key, size_t klen)
+{
+	return (uint32_t)((fdn__ht_hash(s, T_MAIN, key, klen) & s->bucket_mask[T_MAIN]) /
+			  GROUP_BUCKETS);
+}
+
+/* What follows the prefix in the reference of (prefix, entry key): the
+ * key, or for an owner prefix the key's group (into grp). */
+static const void *ref_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
+			      const void *key, size_t *klen, unsigned char grp[GROUP_LEN])
+{
+	if (!is_owner_prefix(prefix, plen))
+		return key;
+	uint32_t g = group_of(s, key, *klen);
+	memcpy(grp, &g, GROUP_LEN);
+	*klen = GROUP_LEN;
+	return grp;
+}
+
+/* [plen][prefix][suffix] into buf; returns its length. */
+static size_t ref_key_raw(unsigned char *buf, const unsigned char *prefix, size_t plen,
+			  const void *suf, size_t slen)
 {
 	buf[0] = (unsigned char)plen;
 	memcpy(buf + 1, prefix, plen);
-	memcpy(buf + 1 + plen, key, klen);
-	return 1 + plen + klen;
+	memcpy(buf + 1 + plen, suf, slen);
+	return 1 + plen + slen;
+}
+
+/* The key of the reference (prefix, entry key) into buf; its length. */
+static size_t ref_key(fdn_segment *s, unsigned char *buf, const unsigned char *prefix, size_t plen,
+		      const void *key, size_t klen)
+{
+	unsigned char grp[GROUP_LEN];
+	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
+	return ref_key_raw(buf, prefix, plen, suf, klen);
+}
+
+/* Does group g of the main table hold an entry of owner (idx, word)?  And
+ * (victims != NULL) up to max of them, copied out.  Read lock held. */
+struct victim;
+struct group_scan {
+	fdn_segment *s;
+	uint64_t word;
+	uint32_t idx;
+	struct victim *v;
+	int n, max;
+	bool any;
+};
+
+static int group_scan_cb(void *arg, const struct fdn__ht_view *v);
+
+static int group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs)
+{
+	uint64_t nb = s->bucket_mask[T_MAIN] + 1, b0 = (uint64_t)g * GROUP_BUCKETS;
+	for (uint64_t b = b0; b < b0 + GROUP_BUCKETS && b < nb; b++) {
+		int r = fdn__ht_foreach_bucket(s, T_MAIN, b, group_scan_cb, gs);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			break; /* enough */
+	}
+	return 0;
 }
 
 struct ref_op {
@@ -313,8 +449,12 @@ static int ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 		return FDN_EINVKEY;
 	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
 	struct ref_val v = {o->owner_word, o->s->proc_word, o->owner_idx, o->s->proc_idx};
-	size_t kl = ref_key(k, prefix, plen, o->key, o->klen);
-	return fdn__ht_put(o->s, T_INDEX, k, kl, &v, sizeof(v), FDN_HT_UPSERT, NULL, NULL);
+	size_t kl = ref_key(o->s, k, prefix, plen, o->key, o->klen);
+	/* An owner reference written by its owner: the prefix says it all. */
+	bool self = is_owner_prefix(prefix, plen) && v.owner_word == v.writer_word &&
+		    v.owner_idx == v.writer_idx;
+	return fdn__ht_put(o->s, T_INDEX, k, kl, &v, self ? 0 : sizeof(v), FDN_HT_UPSERT, NULL,
+			   NULL);
 }
 
 struct has_arg {
@@ -336,19 +476,33 @@ static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsign
 	return attrs && each_prefix(s, attrs, alen, has_cb, &h) == 1;
 }
 
-/* Does visible entry (r, e) carry the reference prefix? */
-static bool entry_carries(fdn_segment *s, const struct rec *r, const struct fdn_entry_view *e,
-			  const unsigned char *prefix, size_t plen)
+/* Is the reference (prefix, suffix) needed?  An owner reference: its group
+ * holds an entry of its owner.  A value's: the entry of key suffix is
+ * visible and carries the value.  Read lock held. */
+static bool ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			size_t slen)
 {
-	unsigned char op[OWNER_PREFIX_LEN];
-	if (plen == OWNER_PREFIX_LEN && prefix[0] == 0)
-		return memcmp(prefix, op, owner_prefix(r->owner_idx, r->owner_word, op)) == 0;
-	return set_has(s, e->attrs, e->attrs_len, prefix, plen);
+	if (is_owner_prefix(prefix, plen)) {
+		if (slen != GROUP_LEN)
+			return false;
+		struct group_scan gs = {s, 0, 0, NULL, 0, 0, false};
+		uint32_t g;
+		memcpy(&gs.word, prefix + 2, 8);
+		memcpy(&gs.idx, prefix + 10, 4);
+		memcpy(&g, suf, GROUP_LEN);
+		return group_scan(s, g, &gs) == 0 && gs.any;
+	}
+	struct fdn__ht_view ev;
+	struct rec rc;
+	struct fdn_entry_view e;
+	return check_key(slen) == 0 && fdn__ht_lookup(s, T_MAIN, suf, slen, &ev) == 0 &&
+	       visible(s, &ev, &rc, &e) && set_has(s, e.attrs, e.attrs_len, prefix, plen);
 }
 
 /*
- * Remove the reference (prefix, key) unless the entry now visible for key
- * carries that value.  Decided in a read-side section, then deleted after
+ * Remove the reference (prefix, suffix) unless it is needed (ref_carried):
+ * for a value, the entry now visible for key carries it; for an owner, an
+ * entry of the owner lies in the group.  Decided in a read-side section, then deleted after
  * it, the delete naming the exact reference version seen (gidx and
  * generation: a name that stays valid outside the section, as for
  * remove_entry): a writer that re-wrote the reference meanwhile (every
@@ -362,31 +516,38 @@ static bool entry_carries(fdn_segment *s, const struct rec *r, const struct fdn_
  * of references without entries, retrying for ever (stress_killstorm
  * under ASan; test_registry purge_with_a_full_limbo).
  */
-static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
-			  size_t klen)
+static int ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			  size_t slen, bool *deleted)
 {
 	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
-	if (klen > FDN_REG_KEY_MAX)
+	if (slen > FDN_REG_KEY_MAX)
 		return 0;
-	size_t kl = ref_key(k, prefix, plen, key, klen);
+	size_t kl = ref_key_raw(k, prefix, plen, suf, slen);
 	struct fdn__thread *t;
 	int r = fdn__rcu_read_lock(s, &t);
 	if (r)
 		return r;
-	struct fdn__ht_view ref, ev, version = {0};
-	struct rec rc;
-	struct fdn_entry_view e;
+	struct fdn__ht_view ref, version = {0};
 	r = fdn__ht_lookup(s, T_INDEX, k, kl, &ref);
 	if (r == 0) {
-		bool carried = fdn__ht_lookup(s, T_MAIN, key, klen, &ev) == 0 &&
-			       visible(s, &ev, &rc, &e) && entry_carries(s, &rc, &e, prefix, plen);
 		version = (struct fdn__ht_view){.gidx = ref.gidx, .gen = ref.gen};
-		r = carried ? 1 : 0;
+		r = ref_carried(s, prefix, plen, suf, slen) ? 1 : 0;
 	}
 	fdn__rcu_read_unlock(t);
-	if (r == 0)
-		r = fdn__ht_delete(s, T_INDEX, k, kl, &version);
+	if (r == 0 && (r = fdn__ht_delete(s, T_INDEX, k, kl, &version)) == 0 && deleted)
+		*deleted = true;
 	return r == FDN_ENOTFOUND || r == 1 ? 0 : r;
+}
+
+/* The same for the reference of (prefix, entry key). */
+static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
+			  size_t klen)
+{
+	unsigned char grp[GROUP_LEN];
+	if (klen > FDN_REG_KEY_MAX)
+		return 0;
+	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
+	return ref_del_suffix(s, prefix, plen, suf, klen, NULL);
 }
 
 static int ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
@@ -519,11 +680,15 @@ static void drop_if_owner_gone(fdn_segment *s, const void *key, size_t klen, uin
 		remove_entry(s, key, klen, &version, oidx, oword, copy, r.attrs_len);
 }
 
-static int build_record(fdn_segment *s, uint32_t owner_idx, uint64_t owner_word, uint64_t reg_ns,
+/* The value of an entry: its record, then its attributes -- an encoding
+ * made by fdn_attrs_encode or fdn_attrs_merge, valid by construction
+ * (readers trust it: see the top of this file). */
+static int build_record(uint32_t owner_idx, uint64_t owner_word, uint64_t reg_ns,
 			const unsigned char *attrs, size_t alen, unsigned char *buf)
 {
-	struct rec r = {owner_word, owner_idx, s->proc_idx, reg_ns, (uint32_t)alen, 0};
-	memcpy(buf, &r, REC_SIZE);
+	memcpy(buf + REC_OFF_WORD, &owner_word, 8);
+	memcpy(buf + REC_OFF_IDX, &owner_idx, 4);
+	memcpy(buf + REC_OFF_TIME, &reg_ns, 8);
 	if (alen)
 		memmove(buf + REC_SIZE, attrs, alen);
 	return (int)(REC_SIZE + alen);
@@ -561,7 +726,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	uint64_t oword;
 	if ((r = owner_slot(s, pid, &oidx, &oword)))
 		return r;
-	int vlen = build_record(s, oidx, oword, now_ns(), val + REC_SIZE, (size_t)alen, val);
+	int vlen = build_record(oidx, oword, now_ns(), val + REC_SIZE, (size_t)alen, val);
 	/* References first: the index never misses a value the entry has. */
 	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0};
 	if ((r = each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen, ref_put_cb, &put))) {
@@ -609,6 +774,62 @@ static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 
 /* ---- read ------------------------------------------------------------------ */
 
+/*
+ * A read-only handle's copy of the entry of key, made stable by its block's
+ * state word (layout.h): the word is read (acquire) before the node, the
+ * key is compared again and the record and attributes copied, then the
+ * word is read again after an acquire fence.  The same word twice -- ALLOC,
+ * with the generation the lookup saw -- means the block was neither freed
+ * nor reused in between: every reuse is a claim CAS that raises the
+ * generation, and the claimant's writes into the block are ordered after
+ * its claim (the release fence in alloc.c's fdn__try_claim), so a copy that
+ * read any of them finds the word changed.  A copy that fails is taken
+ * again from a new lookup; after RO_TRIES of them, FDN_ETIMEDOUT.  The
+ * copied encoding is validated (it may be damaged; see the top of file).
+ */
+#define RO_TRIES 64
+
+struct ro_entry {
+	struct rec rc;
+	unsigned char attrs[FDN_ATTRS_MAX];
+};
+
+static int ro_copy(fdn_segment *s, const void *key, size_t klen, bool attrs, struct ro_entry *out)
+{
+	for (int tries = 0; tries < RO_TRIES; tries++) {
+		struct fdn__ht_view v;
+		int r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+		if (r)
+			return r;
+		uint64_t w = atomic_load_explicit(&s->bstate[v.gidx], memory_order_acquire);
+		if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_GEN(w) != v.gen)
+			continue;
+		struct fdn__ht_view now;
+		const unsigned char *a;
+		fdn__view(fdn__gptr(s, v.gidx), v.gidx, &now);
+		bool ok = now.key_len == klen && memcmp(now.key, key, klen) == 0 &&
+			  rec_of(&now, &out->rc, &a);
+		if (ok && attrs)
+			memcpy(out->attrs, a, out->rc.attrs_len);
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&s->bstate[v.gidx], memory_order_relaxed) != w || !ok)
+			continue;
+		if (!fdn__word_live(s, out->rc.owner_idx, out->rc.owner_word) ||
+		    (attrs && fdn_attrs_validate(out->attrs, out->rc.attrs_len) != 0))
+			return FDN_ENOTFOUND;
+		return 0;
+	}
+	return FDN_ETIMEDOUT;
+}
+
+static int read_args(size_t klen, unsigned flags)
+{
+	int r = check_key(klen);
+	if (r)
+		return r;
+	return flags & ~(unsigned)FDN_REG_CHECK_ALIVE ? FDN_EINVAL : 0;
+}
+
 static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 			 struct fdn_entry *out);
 
@@ -619,37 +840,176 @@ static int lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 	return lookup_shared(s, key, klen, flags, out);
 }
 
+static void entry_out(const void *key, size_t klen, const struct rec *rc,
+		      const unsigned char *attrs, struct fdn_entry *out)
+{
+	memcpy(out->key, key, klen);
+	out->key[klen] = 0;
+	out->key_len = (uint32_t)klen;
+	out->pid = (pid_t)FDN_PROC_PID(rc->owner_word);
+	out->registered_ns = rc->registered_ns;
+	out->attrs_len = rc->attrs_len;
+	memcpy(out->attrs, attrs, rc->attrs_len);
+}
+
 static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 			 struct fdn_entry *out)
 {
-	int r = check_key(klen);
+	int r = read_args(klen, flags);
 	if (r)
 		return r;
-	if (flags & ~(unsigned)FDN_REG_CHECK_ALIVE)
-		return FDN_EINVAL;
-	struct fdn__thread *t = NULL;
-	if (!s->readonly && (r = fdn__rcu_read_lock(s, &t)))
-		return r;
-	struct fdn__ht_view v;
 	struct rec rc;
-	struct fdn_entry_view e;
-	r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
-	if (r == 0 && !visible(s, &v, &rc, &e))
-		r = FDN_ENOTFOUND;
-	if (r == 0 && out) {
-		memcpy(out->key, key, klen);
-		out->key[klen] = 0;
-		out->key_len = (uint32_t)klen;
-		out->pid = e.pid;
-		out->registered_ns = e.registered_ns;
-		out->attrs_len = e.attrs_len;
-		memcpy(out->attrs, e.attrs, e.attrs_len);
-	}
-	if (t)
+	if (s->readonly) {
+		struct ro_entry c;
+		r = ro_copy(s, key, klen, out != NULL, &c);
+		if (r == 0 && out)
+			entry_out(key, klen, &c.rc, c.attrs, out);
+		if (r == 0)
+			rc = c.rc;
+	} else {
+		struct fdn__thread *t;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			return r;
+		struct fdn__ht_view v;
+		struct fdn_entry_view e;
+		r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+		if (r == 0 && !visible(s, &v, &rc, &e))
+			r = FDN_ENOTFOUND;
+		if (r == 0 && out)
+			entry_out(key, klen, &rc, e.attrs, out);
 		fdn__rcu_read_unlock(t);
+	}
 	if (r == 0 && (flags & FDN_REG_CHECK_ALIVE) &&
 	    !fdn__proc_alive(s, rc.owner_idx, rc.owner_word))
 		r = FDN_ENOTFOUND;
+	return r;
+}
+
+/* The owner of the visible entry of key: the bucket line, the node's first
+ * line (its record is there: top of file) and the owner's process slot. */
+static int whereis_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags, pid_t *pid)
+{
+	int r = read_args(klen, flags);
+	if (r)
+		return r;
+	struct rec rc;
+	if (s->readonly) {
+		struct ro_entry c;
+		r = ro_copy(s, key, klen, false, &c);
+		if (r == 0)
+			rc = c.rc;
+	} else {
+		struct fdn__thread *t;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			return r;
+		struct fdn__ht_view v;
+		const unsigned char *attrs;
+		r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+		if (r == 0 &&
+		    (!rec_of(&v, &rc, &attrs) || !fdn__word_live(s, rc.owner_idx, rc.owner_word)))
+			r = FDN_ENOTFOUND;
+		fdn__rcu_read_unlock(t);
+	}
+	if (r == 0 && (flags & FDN_REG_CHECK_ALIVE) &&
+	    !fdn__proc_alive(s, rc.owner_idx, rc.owner_word))
+		r = FDN_ENOTFOUND;
+	if (r == 0)
+		*pid = (pid_t)FDN_PROC_PID(rc.owner_word);
+	return r;
+}
+
+static int whereis(fdn_segment *s, const void *key, size_t klen, unsigned flags, pid_t *pid)
+{
+	if (!pid)
+		return FDN_EINVAL;
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b == FDN__SHARED)
+		return whereis_shared(s, key, klen, flags, pid);
+	if (b != FDN__LOCAL)
+		return b;
+	struct fdn_entry *e = malloc(sizeof(*e));
+	if (!e)
+		return -ENOMEM;
+	int r = fdn__local_lookup(key, klen, flags, e);
+	if (r == 0)
+		*pid = e->pid;
+	free(e);
+	return r;
+}
+
+/*
+ * The entry handed to cb in place, inside the read-side section of the
+ * lookup: the view points into the node, which stays as it is (and
+ * allocated) until the section ends (top of file).  FDN_REG_CHECK_ALIVE
+ * asks the kernel inside the section (a few system calls: a grace period
+ * waits for them, no writer does).  A read-only handle has no section: cb
+ * gets a stable copy (ro_copy).
+ */
+static int view_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+		       fdn_entry_cb cb, void *arg)
+{
+	int r = read_args(klen, flags);
+	if (r)
+		return r;
+	struct fdn_entry_view e;
+	struct rec rc;
+	if (s->readonly) {
+		struct ro_entry *c = malloc(sizeof(*c));
+		if (!c)
+			return -ENOMEM;
+		r = ro_copy(s, key, klen, true, c);
+		if (r == 0 && (flags & FDN_REG_CHECK_ALIVE) &&
+		    !fdn__proc_alive(s, c->rc.owner_idx, c->rc.owner_word))
+			r = FDN_ENOTFOUND;
+		if (r == 0) {
+			e = (struct fdn_entry_view){key,
+						    (uint32_t)klen,
+						    (pid_t)FDN_PROC_PID(c->rc.owner_word),
+						    c->rc.registered_ns,
+						    c->attrs,
+						    c->rc.attrs_len};
+			r = cb(arg, &e);
+		}
+		free(c);
+		return r;
+	}
+	struct fdn__thread *t;
+	if ((r = fdn__rcu_read_lock(s, &t)))
+		return r;
+	struct fdn__ht_view v;
+	r = fdn__ht_lookup(s, T_MAIN, key, klen, &v);
+	if (r == 0 && !visible(s, &v, &rc, &e))
+		r = FDN_ENOTFOUND;
+	if (r == 0 && (flags & FDN_REG_CHECK_ALIVE) &&
+	    !fdn__proc_alive(s, rc.owner_idx, rc.owner_word))
+		r = FDN_ENOTFOUND;
+	if (r == 0)
+		r = cb(arg, &e);
+	fdn__rcu_read_unlock(t);
+	return r;
+}
+
+static int lookup_view(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+		       fdn_entry_cb cb, void *arg)
+{
+	if (!cb)
+		return FDN_EINVAL;
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b == FDN__SHARED)
+		return view_shared(s, key, klen, flags, cb, arg);
+	if (b != FDN__LOCAL)
+		return b;
+	/* The local backend's entries live in this process: handed as a copy. */
+	struct fdn_entry *c = malloc(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	int r = fdn__local_lookup(key, klen, flags, c);
+	if (r == 0) {
+		struct fdn_entry_view e = {c->key,           c->key_len, c->pid,
+					   c->registered_ns, c->attrs,   c->attrs_len};
+		r = cb(arg, &e);
+	}
+	free(c);
 	return r;
 }
 
@@ -901,10 +1261,11 @@ struct idx_walk {
 static int idx_visit(struct idx_walk *iw, const struct fdn_shm_node *n)
 {
 	const unsigned char *k = n->data;
-	if (n->key_len < 1 + iw->plen || k[0] != iw->plen || memcmp(k + 1, iw->prefix, iw->plen))
+	uint32_t kl = fdn_node_key_len(n);
+	if (kl < 1 + iw->plen || k[0] != iw->plen || memcmp(k + 1, iw->prefix, iw->plen))
 		return 0;
 	const unsigned char *ekey = k + 1 + iw->plen;
-	size_t eklen = n->key_len - 1 - iw->plen;
+	size_t eklen = kl - 1 - iw->plen;
 	struct fdn__ht_view v;
 	struct rec r;
 	struct fdn_entry_view e;
@@ -937,8 +1298,8 @@ static int walk_prefix_sub(fdn_segment *s, const unsigned char *prefix, size_t p
 		if (n->hash > h)
 			break;
 		const unsigned char *k = n->data;
-		if (n->hash != h || FDN_LINK_MARKED(w) || n->key_len < 1 + plen || k[0] != plen ||
-		    memcmp(k + 1, prefix, plen) != 0)
+		if (n->hash != h || FDN_LINK_MARKED(w) || fdn_node_key_len(n) < 1 + plen ||
+		    k[0] != plen || memcmp(k + 1, prefix, plen) != 0)
 			continue;
 		int r = cb(arg, n, plen);
 		if (r)
@@ -1076,7 +1437,7 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 				 : ulen;
 		if (alen < 0)
 			return alen;
-		int vlen = build_record(s, rc.owner_idx, rc.owner_word, rc.registered_ns,
+		int vlen = build_record(rc.owner_idx, rc.owner_word, rc.registered_ns,
 					merge ? val + REC_SIZE : upd, (size_t)alen, val);
 		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0};
 		r = each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
@@ -1176,6 +1537,30 @@ int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags, str
 	return reg_event(s, FDN__EV_REG_LOOKUP, t0, key, klen, lookup(s, key, klen, flags, out));
 }
 
+int fdn_whereis_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags, pid_t *pid)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_LOOKUP) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_LOOKUP, t0, key, klen, whereis(s, key, klen, flags, pid));
+}
+
+int fdn_whereis(fdn_segment *s, const void *key, size_t klen, pid_t *pid)
+{
+	return fdn_whereis_flags(s, key, klen, 0, pid);
+}
+
+int fdn_lookup_view_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+			  fdn_entry_cb cb, void *arg)
+{
+	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_LOOKUP) ? fdn__mono_ns() : 0;
+	return reg_event(s, FDN__EV_REG_LOOKUP, t0, key, klen,
+			 lookup_view(s, key, klen, flags, cb, arg));
+}
+
+int fdn_lookup_view(fdn_segment *s, const void *key, size_t klen, fdn_entry_cb cb, void *arg)
+{
+	return fdn_lookup_view_flags(s, key, klen, 0, cb, arg);
+}
+
 int fdn_unregister_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags)
 {
 	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_UNREGISTER) ? fdn__mono_ns() : 0;
@@ -1241,19 +1626,11 @@ bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v)
 {
 	struct ref_val rv;
 	const unsigned char *k = v->key;
-	if (v->val_len != sizeof(rv) || v->key_len < 2 || 1u + k[0] > v->key_len)
+	if (!ref_of(v, &rv))
 		return true;
-	memcpy(&rv, v->val, sizeof(rv));
 	uint32_t plen = k[0];
-	const unsigned char *ekey = k + 1 + plen;
-	size_t eklen = v->key_len - 1 - plen;
-	struct fdn__ht_view ev;
-	struct rec r;
-	struct fdn_entry_view e;
-	bool carries = check_key(eklen) == 0 && fdn__ht_lookup(s, T_MAIN, ekey, eklen, &ev) == 0 &&
-		       visible(s, &ev, &r, &e) && entry_carries(s, &r, &e, k + 1, plen);
-	if (carries)
-		return false; /* whoever wrote it: the visible entry needs it */
+	if (ref_carried(s, k + 1, plen, k + 1 + plen, v->key_len - 1 - plen))
+		return false; /* whoever wrote it: an entry needs it */
 	if (!fdn__word_live(s, rv.owner_idx, rv.owner_word))
 		return true; /* written for an owner that is gone */
 	/* Not carried: stale unless its writer is alive (mid-operation). */
@@ -1386,18 +1763,84 @@ struct owner_collect {
 	int n;
 };
 
+/* One owner reference: its suffix (the group) as the victim's key. */
 static int owner_collect_cb(void *arg, const struct fdn_shm_node *nd, size_t plen)
 {
 	struct owner_collect *c = arg;
-	size_t eklen = nd->key_len - 1 - plen;
-	if (check_key(eklen))
+	size_t slen = fdn_node_key_len(nd) - 1 - plen;
+	if (slen > FDN_REG_KEY_MAX)
 		return 0;
-	c->v[c->n].key_len = (uint32_t)eklen;
-	memcpy(c->v[c->n].key, nd->data + 1 + plen, eklen);
+	c->v[c->n].key_len = (uint32_t)slen;
+	memcpy(c->v[c->n].key, nd->data + 1 + plen, slen);
 	return ++c->n == PURGE_BATCH;
 }
 
-/* Up to PURGE_BATCH entry keys from the owner's chains of the index. */
+/* An entry of the scanned owner met in its group (group_scan). */
+static int group_scan_cb(void *arg, const struct fdn__ht_view *v)
+{
+	struct group_scan *gs = arg;
+	struct rec r;
+	const unsigned char *attrs;
+	if (!rec_of(v, &r, &attrs) || r.owner_word != gs->word || r.owner_idx != gs->idx)
+		return 0;
+	gs->any = true;
+	if (!gs->v)
+		return 1; /* one is enough */
+	struct victim *x = &gs->v[gs->n];
+	bool ok = fdn_attrs_validate(attrs, r.attrs_len) == 0 && v->key_len <= FDN_REG_KEY_MAX;
+	if (!ok)
+		return 0; /* damaged: it keeps its reference, the checker reports it */
+	x->version = (struct fdn__ht_view){.gidx = v->gidx, .gen = v->gen};
+	x->key_len = v->key_len;
+	memcpy(x->key, v->key, v->key_len);
+	x->attrs_len = r.attrs_len;
+	memcpy(x->attrs, attrs, r.attrs_len);
+	x->owner_idx = r.owner_idx;
+	x->owner_word = r.owner_word;
+	return ++gs->n == gs->max;
+}
+
+/* Remove the entries of owner (idx, word) in group g, then the group's
+ * reference (prefix), which goes only once no entry of the owner is left
+ * there (ref_del_suffix).  *count += entries removed. */
+static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen, uint32_t idx,
+		       uint64_t word, const unsigned char grp[GROUP_LEN], struct victim *v,
+		       uint64_t *count, bool *deleted)
+{
+	uint32_t g;
+	memcpy(&g, grp, GROUP_LEN);
+	int r = 0;
+	for (int rounds = 0; r == 0; rounds++) {
+		struct fdn__thread *t;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			return r;
+		struct group_scan gs = {s, word, idx, v, 0, PURGE_BATCH, false};
+		r = group_scan(s, g, &gs);
+		fdn__rcu_read_unlock(t);
+		if (r || gs.n == 0)
+			break;
+		int progress = 0;
+		for (int i = 0; i < gs.n && r == 0; i++) {
+			/* The entry, then its values' references; the group's
+			 * own goes after the last entry (below), not once per
+			 * entry (each a walk of the group). */
+			int rr = fdn__ht_delete(s, T_MAIN, v[i].key, v[i].key_len, &v[i].version);
+			if (rr == 0) {
+				struct ref_op del = {s, v[i].key, v[i].key_len, 0, 0, NULL, 0};
+				each_prefix(s, v[i].attrs, v[i].attrs_len, ref_del_cb, &del);
+				progress++;
+				(*count)++;
+			} else if (rr != FDN_ENOTFOUND) {
+				r = rr;
+			}
+		}
+		if (!progress && rounds > 4)
+			break; /* entries that cannot be removed: the checker reports */
+	}
+	return r ? r : ref_del_suffix(s, prefix, plen, grp, GROUP_LEN, deleted);
+}
+
+/* Up to PURGE_BATCH group references from the owner's chains of the index. */
 static int owner_refs(fdn_segment *s, const unsigned char *prefix, size_t plen, struct victim *v,
 		      int *n)
 {
@@ -1412,44 +1855,39 @@ static int owner_refs(fdn_segment *s, const unsigned char *prefix, size_t plen, 
 	return r < 0 ? r : 0;
 }
 
-/* Remove what the owner (idx, word) left, through its chain: O(its entries).
- * *count receives the entries removed. */
+/* Remove what the owner (idx, word) left, through its chains: each group
+ * reference leads to GROUP_BUCKETS buckets, O(its entries).  *count
+ * receives the entries removed. */
 static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64_t *count)
 {
 	unsigned char prefix[OWNER_PREFIX_LEN];
 	size_t plen = owner_prefix(idx, word, prefix);
-	struct victim *v = malloc(sizeof(struct victim) * PURGE_BATCH);
-	if (!v)
+	struct victim *refs = malloc(sizeof(struct victim) * PURGE_BATCH * 2);
+	if (!refs)
 		return -ENOMEM;
+	struct victim *v = refs + PURGE_BATCH;
 	int r = 0, n = 0;
 	for (int rounds = 0; r == 0; rounds++) {
-		if ((r = owner_refs(s, prefix, plen, v, &n)) || n == 0)
+		if ((r = owner_refs(s, prefix, plen, refs, &n)) || n == 0)
 			break;
-		int progress = 0;
+		uint64_t before = *count;
+		bool deleted = false;
 		for (int i = 0; i < n && r == 0; i++) {
-			struct fdn__ht_view version;
-			struct rec rc;
-			int cr =
-			    copy_entry(s, v[i].key, v[i].key_len, false, &version, &rc, v[i].attrs);
-			if (cr != 0 && cr != FDN_ENOTFOUND) {
-				r = cr;
-				break;
-			}
-			bool mine = cr == 0 && rc.owner_word == word && rc.owner_idx == idx;
-			int rr = mine ? remove_entry(s, v[i].key, v[i].key_len, &version, idx, word,
-						     v[i].attrs, rc.attrs_len)
-				      : ref_del_unused(s, prefix, plen, v[i].key, v[i].key_len);
-			if (rr == 0) {
-				progress++;
-				*count += mine;
-			} else if (rr != FDN_ENOTFOUND) {
+			int rr = refs[i].key_len == GROUP_LEN
+				     ? purge_group(s, prefix, plen, idx, word, refs[i].key, v,
+						   count, &deleted)
+				     : ref_del_suffix(s, prefix, plen, refs[i].key, refs[i].key_len,
+						      &deleted); /* malformed */
+			if (rr != 0 && rr != FDN_ENOTFOUND)
 				r = rr;
-			}
 		}
-		if (!progress && rounds > 4)
-			break; /* references that cannot be removed: the sweep reports */
+		/* Progress: an entry or a reference removed.  References that
+		 * cannot be removed (their entries cannot): the checker
+		 * reports them. */
+		if (*count == before && !deleted && rounds > 4)
+			break;
 	}
-	free(v);
+	free(refs);
 	return r;
 }
 
@@ -1525,7 +1963,7 @@ static int has_ref_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct audit *a = arg;
 	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
-	size_t kl = ref_key(k, prefix, plen, a->key, a->klen);
+	size_t kl = ref_key(a->s, k, prefix, plen, a->key, a->klen);
 	struct fdn__ht_view v;
 	if (fdn__ht_lookup(a->s, T_INDEX, k, kl, &v) != 0)
 		bad(a, "indexed value without its index reference", a->key, a->klen);
@@ -1537,13 +1975,19 @@ static int audit_main_cb(void *arg, const struct fdn__ht_view *v)
 	struct audit *a = arg;
 	struct rec r;
 	struct fdn_entry_view e;
+	const unsigned char *attrs;
+	/* Readers trust the encoding written (top of this file): the audit
+	 * is where a damaged one is found. */
+	if (rec_of(v, &r, &attrs) && fdn_attrs_validate(attrs, r.attrs_len) != 0) {
+		bad(a, "malformed attribute encoding", v->key, v->key_len);
+		return 0;
+	}
 	if (visible(a->s, v, &r, &e)) {
 		a->key = v->key;
 		a->klen = v->key_len;
 		return each_ref(a->s, r.owner_idx, r.owner_word, e.attrs, e.attrs_len, has_ref_cb,
 				a);
 	}
-	const unsigned char *attrs;
 	if (!rec_of(v, &r, &attrs)) {
 		bad(a, "malformed record", v->key, v->key_len);
 		return 0;
@@ -1561,8 +2005,7 @@ static int audit_index_cb(void *arg, const struct fdn__ht_view *v)
 {
 	struct audit *a = arg;
 	struct ref_val rv;
-	if (v->val_len == sizeof(rv)) {
-		memcpy(&rv, v->val, sizeof(rv));
+	if (ref_of(v, &rv)) {
 		uint64_t w =
 		    rv.owner_idx < a->s->nprocs ? atomic_load(&a->s->procs[rv.owner_idx].word) : 0;
 		if (FDN_PROC_GONE(w) && FDN_PROC_IDENT40(w) == FDN_PROC_IDENT40(rv.owner_word))

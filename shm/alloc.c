@@ -63,6 +63,12 @@ static bool fdn__try_claim(struct fdn__thread *t, uint64_t gidx, uint32_t *gen)
 	 * before our writes into the block. */
 	if (!atomic_compare_exchange_strong(&s->bstate[gidx], &w, nw))
 		return false;
+	/* Release: our writes into the block come after the claim for every
+	 * reader too.  A read-only handle copies a node and keeps the copy only
+	 * if the state word did not change meanwhile (registry.c, ro_copy): if
+	 * its copy read any byte written below, its acquire fence pairs with
+	 * this one and it sees our claim. */
+	atomic_thread_fence(memory_order_release);
 	atomic_fetch_sub_explicit(&s->pages[gidx / FDN_PAGE_GRANULES].free_hint, 1,
 				  memory_order_relaxed);
 	*gen = g;

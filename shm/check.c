@@ -281,13 +281,16 @@ static bool fdn__check_node(struct fdn__ck *ck, uint32_t t, uint64_t b, uint32_t
 	else if (FDN_BLOCK_GEN(w) != n->gen)
 		fdn__violation(&ck->au, "node", "node %u: generation %u, block says %u", g, n->gen,
 			       FDN_BLOCK_GEN(w));
-	if (fdn__node_bytes(n->key_len, n->val_len) > bsize)
+	if (fdn__node_bytes(fdn_node_key_len(n), n->val_len) > bsize)
 		fdn__violation(&ck->au, "node", "node %u: %u bytes in a %u-byte block", g,
-			       fdn__node_bytes(n->key_len, n->val_len), bsize);
-	if (n->table != t)
+			       fdn__node_bytes(fdn_node_key_len(n), n->val_len), bsize);
+	if (n->key_info & ~(FDN_NODE_KEY_MASK | (0xFu << FDN_NODE_TABLE_SHIFT)))
+		fdn__violation(&ck->au, "node", "node %u: key_info 0x%x has reserved bits set", g,
+			       (unsigned)n->key_info);
+	if (fdn_node_table(n) != t)
 		fdn__violation(&ck->au, "node", "node %u: table %u, linked in table %u", g,
-			       n->table, t);
-	if (fdn__ht_hash(s, t, n->data, n->key_len) != n->hash)
+			       fdn_node_table(n), t);
+	if (fdn__ht_hash(s, t, n->data, fdn_node_key_len(n)) != n->hash)
 		fdn__violation(&ck->au, "node", "node %u: hash does not match its key", g);
 	else if ((n->hash & s->bucket_mask[t]) != b)
 		fdn__violation(&ck->au, "node", "node %u: in bucket %llu, hash says %llu", g,
@@ -302,9 +305,10 @@ static bool fdn__check_node(struct fdn__ck *ck, uint32_t t, uint64_t b, uint32_t
 		(*live)++;
 		if (*prev) {
 			const struct fdn_shm_node *p = *prev;
-			int c = p->hash != n->hash         ? (p->hash < n->hash ? -1 : 1)
-				: p->key_len != n->key_len ? (p->key_len < n->key_len ? -1 : 1)
-							   : memcmp(p->data, n->data, n->key_len);
+			uint32_t pkl = fdn_node_key_len(p), nkl = fdn_node_key_len(n);
+			int c = p->hash != n->hash ? (p->hash < n->hash ? -1 : 1)
+				: pkl != nkl       ? (pkl < nkl ? -1 : 1)
+						   : memcmp(p->data, n->data, nkl);
 			if (c == 0)
 				fdn__violation(&ck->au, "duplicate",
 					       "table %u: key held by two live nodes (%u)", t, g);

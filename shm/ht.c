@@ -153,7 +153,7 @@ int fdn__ht_unlink(fdn_segment *s, uint32_t table, uint32_t gidx)
 	if (!n || table >= s->ntables)
 		return FDN_ECORRUPT;
 	struct fdn__pos p;
-	return fdn__search(s, table, n->hash, n->data, n->key_len, &p);
+	return fdn__search(s, table, n->hash, n->data, fdn_node_key_len(n), &p);
 }
 
 bool fdn__ht_reachable(fdn_segment *s, uint32_t table, uint32_t gidx)
@@ -275,11 +275,9 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 	}
 	struct fdn_shm_node *n = fdn__wnode(s, g);
 	n->hash = h;
-	n->key_len = (uint16_t)kl;
-	n->table = (uint16_t)table;
-	n->val_len = vl;
 	n->gen = gen;
-	n->reserved = 0;
+	n->key_info = FDN_NODE_KEY_INFO(kl, table);
+	n->val_len = (uint16_t)vl;
 	memcpy(n->data, key, kl);
 	memset(n->data + kl, 0, ((kl + 7u) & ~7u) - kl);
 	if (vl)

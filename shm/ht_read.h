@@ -14,7 +14,7 @@ static inline const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_
 	if (gidx == 0 || gidx >= s->ngranules)
 		return NULL;
 	const struct fdn_shm_node *n = fdn__gptr(s, gidx);
-	uint32_t kl = n->key_len, vl = n->val_len;
+	uint32_t kl = fdn_node_key_len(n), vl = n->val_len;
 	if (kl == 0 || kl > FDN_KEY_MAX || vl > FDN_VALUE_MAX)
 		return NULL;
 	if (gidx * FDN_GRANULE + fdn__node_bytes(kl, vl) > s->ngranules * FDN_GRANULE)
@@ -47,8 +47,9 @@ static inline int fdn__cmp(const struct fdn_shm_node *n, uint64_t h, const void 
 {
 	if (n->hash != h)
 		return n->hash < h ? -1 : 1;
-	if (n->key_len != kl)
-		return n->key_len < kl ? -1 : 1;
+	uint32_t nkl = fdn_node_key_len(n);
+	if (nkl != kl)
+		return nkl < kl ? -1 : 1;
 	if (fdn__key_eq(n->data, key, kl))
 		return 0;
 	return memcmp(n->data, key, kl); /* a 64-bit hash collision: rare */
@@ -56,12 +57,12 @@ static inline int fdn__cmp(const struct fdn_shm_node *n, uint64_t h, const void 
 
 static inline void fdn__view(const struct fdn_shm_node *n, uint32_t gidx, struct fdn__ht_view *v)
 {
-	/* Each length read once and clamped: a read-only handle reads without
+	/* Each length read once and clamped (the key length is masked to
+	 * FDN_KEY_MAX by fdn_node_key_len): a read-only handle reads without
 	 * grace periods, so the node may change after fdn__node checked it.
 	 * Clamped lengths stay inside the mapping: the heap is followed by
 	 * the graveyard region, larger than the largest node. */
-	uint32_t kl = n->key_len, vl = n->val_len;
-	kl = kl > FDN_KEY_MAX ? FDN_KEY_MAX : kl;
+	uint32_t kl = fdn_node_key_len(n), vl = n->val_len;
 	vl = vl > FDN_VALUE_MAX ? FDN_VALUE_MAX : vl;
 	v->gidx = gidx;
 	v->gen = n->gen;

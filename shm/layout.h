@@ -49,18 +49,17 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 
 #define FDN_MAGIC     0x314D48534E444E46ull /* "FNDNSHM1" little-endian */
-#define FDN_ABI_MAJOR 2
+#define FDN_ABI_MAJOR 3
 /* Minor versions: fields placed in bytes that were reserved (zero) in
  * every earlier minor, where zero means the earlier behaviour, so that
  * builds of any minor of one major share a segment (attach checks the
  * major and the layout signature only; the signature leaves these fields
  * out, their offsets are pinned by static_asserts below).  Each minor
- * lists what it added:
- *   1: the reaper-start fields at header bytes 1760..1791 (reaper_stop,
- *      reaper_launches, reaper_launch_ns, reaper_note, reaper_note_ns).
- *      A minor-0 build ignores them: it does not honour a `reaper stop`
- *      and does not rate-limit its launches (docs/operations.md). */
-#define FDN_ABI_MINOR 1
+ * lists what it added.  Major 3 (none added yet) brought the 24-byte node
+ * header and the 20-byte registry record, and the reaper-start fields at
+ * header bytes 1760..1791 (reaper_stop, reaper_launches, reaper_launch_ns,
+ * reaper_note, reaper_note_ns). */
+#define FDN_ABI_MINOR 0
 
 /* header.reaper_stop */
 #define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */
@@ -497,33 +496,57 @@ enum { FDN_BLOCK_FREE = 0, FDN_BLOCK_ALLOC = 1, FDN_BLOCK_RESERVED = 2 };
 	 ((mark) ? FDN_LINK_MARK : 0))
 
 /*
- * A table node, at the start of its heap block:
+ * A table node, at the start of its heap block (a 24-byte header):
  *    0  next      link word (above)                 A (CAS), C = allocator
  *    8  hash      XXH3-64 of the key, header seed    allocator, immutable
- *   16  key_len   1..255                             allocator, immutable
- *   18  table     table id                           allocator, immutable
- *   20  val_len   bytes of value                     allocator, immutable
- *   24  gen       the block's generation (copy)      allocator, immutable
- *   28  reserved  zero
- *   32  key bytes, then the value at 32 + align8(key_len)
+ *   16  gen       the block's generation (copy)      allocator, immutable
+ *   20  key_info  bits 9..0 key length (1..FDN_KEY_MAX), bits 15..12 the
+ *                 table id, bits 11..10 zero         allocator, immutable
+ *   22  val_len   bytes of value (<= FDN_VALUE_MAX)  allocator, immutable
+ *   24  key bytes, then the value at 24 + align8(key length)
  * Everything but `next` is written before the node is published and never
  * after.  Word 0 of a FREE block is 0 (whoever frees a block zeroes it
  * first; a new heap is zero-filled).
+ *
+ * With a key of up to 16 bytes the first 24 bytes of the value share the
+ * node's first cache line with the header and the key (the registry keeps
+ * its 20-byte record there, lib/registry.c: a lookup reads the bucket line
+ * and this one line).  A block is 64 << c bytes (alloc.c): a registry
+ * entry with a 14-byte key and 64 bytes of attributes is 24 + 16 + 20 + 64
+ * = 124 bytes, one 128-byte block.
  */
 struct fdn_shm_node {
 	_Atomic uint64_t next;
 	uint64_t hash;
-	uint16_t key_len;
-	uint16_t table;
-	uint32_t val_len;
 	uint32_t gen;
-	uint32_t reserved;
+	uint16_t key_info;
+	uint16_t val_len;
 	unsigned char data[];
 };
-static_assert(sizeof(struct fdn_shm_node) == 32, "node header");
+static_assert(sizeof(struct fdn_shm_node) == 24, "node header");
+static_assert(offsetof(struct fdn_shm_node, gen) == 16, "node gen");
+static_assert(offsetof(struct fdn_shm_node, key_info) == 20, "node key_info");
+static_assert(offsetof(struct fdn_shm_node, val_len) == 22, "node val_len");
 
-#define FDN_KEY_MAX   1023u                 /* table level; services set less */
-#define FDN_VALUE_MAX (8192u - 32u - 1024u) /* fits the largest class */
+#define FDN_KEY_MAX          1023u                 /* table level; services set less */
+#define FDN_VALUE_MAX        (8192u - 24u - 1024u) /* fits the largest class */
+#define FDN_NODE_KEY_MASK    0x3FFu
+#define FDN_NODE_TABLE_SHIFT 12u
+#define FDN_NODE_KEY_INFO(key_len, table) \
+	((uint16_t)(((key_len)&FDN_NODE_KEY_MASK) | ((uint32_t)(table) << FDN_NODE_TABLE_SHIFT)))
+static_assert(FDN_KEY_MAX <= FDN_NODE_KEY_MASK, "key length fits key_info");
+static_assert(FDN_MAX_TABLES <= 16u, "table id fits key_info");
+static_assert(FDN_VALUE_MAX <= UINT16_MAX, "val_len fits 16 bits");
+
+static inline uint32_t fdn_node_key_len(const struct fdn_shm_node *n)
+{
+	return n->key_info & FDN_NODE_KEY_MASK;
+}
+
+static inline uint32_t fdn_node_table(const struct fdn_shm_node *n)
+{
+	return (uint32_t)n->key_info >> FDN_NODE_TABLE_SHIFT;
+}
 
 static inline uint32_t fdn__node_bytes(uint32_t key_len, uint32_t val_len)
 {
@@ -549,7 +572,7 @@ struct fdn_shm_death {
 	uint64_t reserved;    /* 56 */
 };
 static_assert(sizeof(struct fdn_shm_death) == 64, "death record");
-static_assert(FDN_GRAVEYARD_MAX * 64 >= 32 + FDN_KEY_MAX + 8 + FDN_VALUE_MAX,
+static_assert(FDN_GRAVEYARD_MAX * 64 >= 24 + FDN_KEY_MAX + 8 + FDN_VALUE_MAX,
 	      "the graveyard guards the end of the heap");
 
 /* ==== spans and error context (lib/trace.c) ================================

@@ -84,7 +84,8 @@ static bool fdn__resolve_new(fdn_segment *s, uint32_t table, uint32_t me, uint64
 	 * the header: never published, ours to free.  (Keeping it "on
 	 * doubt" leaked it: no limbo, no chain, no op would ever name it
 	 * again; stress_reaperkill found such blocks.) */
-	if (fdn__node(s, gidx) && n->table == table && fdn__ht_reachable(s, table, (uint32_t)gidx))
+	if (fdn__node(s, gidx) && fdn_node_table(n) == table &&
+	    fdn__ht_reachable(s, table, (uint32_t)gidx))
 		return true;
 	fdn__free_unpublished(s, (uint32_t)gidx, FDN_BLOCK_GEN(w));
 	return false;

@@ -133,8 +133,7 @@ Test(crash, killed_between_claim_and_header, .timeout = 60)
 		if (fdn__alloc(t, 100, &g, &gen))
 			_exit(3);
 		struct fdn_shm_node *n = fdn__gptr(c, g);
-		n->table = 0; /* the previous occupant's header */
-		n->key_len = 3;
+		n->key_info = FDN_NODE_KEY_INFO(3, 0); /* the previous occupant's header */
 		n->hash = 12345;
 		kill(getpid(), SIGKILL);
 	}

@@ -95,9 +95,45 @@ typedef bool (*fdn_entry_filter)(void *arg, const struct fdn_entry_view *e);
 FDN_API int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 			 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder);
 
-/* Copy the entry out.  FDN_ENOTFOUND, FDN_EINVKEY. */
+/* Copy the entry out (out may be NULL: is the key visible?).  flags: 0 or
+ * FDN_REG_CHECK_ALIVE.  FDN_ENOTFOUND, FDN_EINVKEY, FDN_EINVAL. */
 FDN_API int fdn_lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 		       struct fdn_entry *out);
+
+/*
+ * Which process serves key?  *pid receives the pid of the visible entry's
+ * owner; nothing else is read or copied (a hit reads the bucket, the
+ * entry's first cache line and its owner's process slot).  The _flags form
+ * takes 0 or FDN_REG_CHECK_ALIVE.  FDN_ENOTFOUND, FDN_EINVKEY, FDN_EINVAL
+ * (pid NULL, another flag); on a read-only handle also FDN_ETIMEDOUT (the
+ * entry was replaced under each of many attempts to read it).
+ */
+FDN_API int fdn_whereis(fdn_segment *s, const void *key, size_t klen, pid_t *pid);
+FDN_API int fdn_whereis_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+			      pid_t *pid);
+
+/*
+ * The entry seen in place, without a copy: cb(arg, e) is called once with
+ * the entry's key, pid, registration time and attributes (what fdn_lookup
+ * copies out), and fdn_lookup_view returns what cb returned.  Without an
+ * entry cb is not called: FDN_ENOTFOUND, FDN_EINVKEY, FDN_EINVAL (cb NULL,
+ * a flag other than FDN_REG_CHECK_ALIVE), and as fdn_whereis.
+ *
+ * cb runs inside the read-side section of the lookup: e and everything it
+ * points to are valid, and do not change, until cb returns -- an update or
+ * removal of the key meanwhile makes a new version, never changes the one
+ * seen; copy what must outlive the call.  Inside cb, reads (fdn_lookup,
+ * fdn_whereis, fdn_lookup_view, the walks) may be called; writes may fail
+ * with FDN_EINREAD (they cannot wait for a grace period there); cb must not
+ * call fdn_segment_detach and must not wait for other processes: until it
+ * returns, no block retired by any process can be freed.  The local backend
+ * and read-only handles (FDN_SEG_READONLY) hand cb a copy instead (a
+ * read-only handle reads without grace periods).
+ */
+FDN_API int fdn_lookup_view(fdn_segment *s, const void *key, size_t klen, fdn_entry_cb cb,
+			    void *arg);
+FDN_API int fdn_lookup_view_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+				  fdn_entry_cb cb, void *arg);
 
 /* Remove the entry (whoever registered it).  FDN_ENOTFOUND, FDN_EINVKEY. */
 FDN_API int fdn_unregister(fdn_segment *s, const void *key, size_t klen);
