@@ -101,7 +101,7 @@ _Static_assert(sizeof(struct ref_val) == 24, "reference value");
 /* ---- the backend ------------------------------------------------------------
  * Every public call starts here: the flags choose the segment or this
  * process's local registry (registry_local.c) per call (backend.c).  The
- * two never exchange entries: see README "Flags and stages". */
+ * two never exchange entries: see docs/flags.md. */
 #define LOCAL_OR_ENFORCED(s, local_call)                             \
 	do {                                                         \
 		int b_ = fdn__backend((s), FDN__SVC_REGISTRY);       \

@@ -788,7 +788,7 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	}
 	/* Reserved before anything is written: when the memory is not there
 	 * the create fails here, with FDN_ENOSPACE, instead of a process
-	 * dying of SIGBUS later.  FDN_SEG_SPARSE skips it (README). */
+	 * dying of SIGBUS later.  FDN_SEG_SPARSE skips it (docs/deployment.md). */
 	if (!(o.flags & FDN_SEG_SPARSE) && (r = fdn__reserve(s->fd, fsize)) != 0)
 		goto fail;
 	s->dev = st.st_dev;
@@ -900,7 +900,7 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 	}
 	/* FOUNDATION_ALLOW_FOREIGN=1 says the same for a whole process (and
 	 * the reaper it starts, which inherits the environment): a segment
-	 * shared by a group (README "Operations"). */
+	 * shared by a group (docs/deployment.md). */
 	const char *foreign = getenv("FOUNDATION_ALLOW_FOREIGN");
 	if (foreign && strcmp(foreign, "1") == 0)
 		flags |= FDN_SEG_ALLOW_FOREIGN;

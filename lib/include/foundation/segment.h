@@ -154,8 +154,8 @@ FDN_API int fdn_segment_destroy(const char *name);
 /* FDN_ETRUNC when the segment's file is now shorter than the mapping
  * (a process with write access truncated it: touching the missing pages
  * raises SIGBUS), else 0.  One fstat(2); the reaper and the inspector call
- * it before each walk.  What a truncation does to applications: README
- * "Operations". */
+ * it before each walk.  What a truncation does to applications:
+ * docs/deployment.md. */
 FDN_API int fdn_segment_verify_size(fdn_segment *s);
 
 /* Name of an attached segment. */
