@@ -116,6 +116,7 @@ enum fdn__ev {
 	FDN__EV_FLAG_CHANGED,    /* foundation.flag.changed        */
 	FDN__EV_STAGE_CHANGED,   /* foundation.stage.changed       */
 	FDN__EV_STAGE_ALERT,     /* foundation.stage.alert         */
+	FDN__EV_REAPER_MISSING,  /* foundation.reaper.missing      */
 	FDN__EV_COUNT
 };
 extern const char *const fdn__ev_names[FDN__EV_COUNT];

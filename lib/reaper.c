@@ -536,10 +536,17 @@ static int launch_async(fdn_segment *s, const char *path)
 	return 0;
 }
 
-/* The outcome of an attempt that never reached a spawn. */
+/* The outcome of an attempt that never reached a spawn; a failure is
+ * also the event foundation.reaper.missing {pid; error} (at most one a
+ * second per handle: the callers' rate limit). */
 static void note(fdn_segment *s, int err)
 {
 	note_in(s->hdr, err);
+	if (err == 0 || s->readonly)
+		return;
+	struct fdn_measurement m = {"pid", (double)getpid()};
+	struct fdn_attr a = {.name = "error", .type = FDN_ATTR_STRING, .v.s = fdn_errname(err)};
+	fdn__emit_id(s, FDN__EV_REAPER_MISSING, &m, 1, &a, 1);
 }
 
 /* Claim the segment's next launch: true if none was made in the last

@@ -73,6 +73,7 @@ const char *const fdn__ev_names[FDN__EV_COUNT] = {
     [FDN__EV_FLAG_CHANGED] = "foundation.flag.changed",
     [FDN__EV_STAGE_CHANGED] = "foundation.stage.changed",
     [FDN__EV_STAGE_ALERT] = "foundation.stage.alert",
+    [FDN__EV_REAPER_MISSING] = "foundation.reaper.missing",
 };
 
 _Atomic uint32_t fdn__tel_nhandlers;

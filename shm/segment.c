@@ -1060,6 +1060,36 @@ int fdn__seg_destroy(const char *name, uint64_t *lease)
 	return 0;
 }
 
+static_assert(FDN_SEGMENT_FORMAT_MAJOR == FDN_ABI_MAJOR, "segment.h names the format major");
+
+int fdn_segment_format(const char *name, unsigned *major, unsigned *minor)
+{
+	char path[PATH_MAX];
+	int r = fdn__shm_path(path, sizeof(path), name);
+	if (r)
+		return r;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ENOENT ? FDN_ENOSEG : -errno;
+	unsigned char h[12];
+	ssize_t n = pread(fd, h, sizeof(h), 0);
+	close(fd);
+	uint64_t magic;
+	uint16_t ma, mi;
+	if (n != (ssize_t)sizeof(h))
+		return FDN_EMAGIC;
+	memcpy(&magic, h, 8);
+	memcpy(&ma, h + 8, 2);
+	memcpy(&mi, h + 10, 2);
+	if (magic != FDN_MAGIC)
+		return FDN_EMAGIC;
+	if (major)
+		*major = ma;
+	if (minor)
+		*minor = mi;
+	return 0;
+}
+
 int fdn_segment_verify_size(fdn_segment *s)
 {
 	struct stat st;

@@ -9,6 +9,7 @@
 #include "tests/common.h"
 
 #include <foundation/registry.h>
+#include <foundation/telemetry.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -218,6 +219,15 @@ Test(launch, no_program_is_an_error_only_when_required)
 	cr_assert_eq(st.last_error, FDN_ENOREAPER);
 	cr_assert_eq(st.launches, 0);
 	cr_assert_gt(st.last_ns, 0);
+	/* ... and the ring has the event foundation.reaper.missing. */
+	struct fdn_ring_cursor c;
+	static struct fdn_ring_event ev;
+	bool missing = false;
+	cr_assert_eq(fdn_ring_cursor_init(s, &c, true), 0);
+	while (!missing && fdn_ring_next(s, &c, &ev) == 1)
+		missing = strcmp(ev.name, "foundation.reaper.missing") == 0 &&
+			  ev.nmeasurements == 1 && ev.measurements[0].value == (double)getpid();
+	cr_assert(missing, "no foundation.reaper.missing event with our pid in the ring");
 
 	fdn_segment *s2 = NULL;
 	cr_assert_eq(fdn_segment_attach(name, FDN_SEG_REQUIRE_REAPER, &s2), FDN_ENOREAPER);

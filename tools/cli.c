@@ -673,3 +673,16 @@ int rows_text(const struct rows *rs)
 	}
 	return table_done(&t);
 }
+
+const char *attach_why(const char *segment, int r, char *buf, size_t cap)
+{
+	unsigned ma, mi;
+	if ((r == FDN_EVERSION || r == FDN_ELAYOUT) && fdn_segment_format(segment, &ma, &mi) == 0) {
+		snprintf(buf, cap,
+			 "%s: made in format %u.%u, this build reads format %u.x: stop its "
+			 "processes, destroy and re-create it (docs/operations.md)",
+			 fdn_strerror(r), ma, mi, (unsigned)FDN_SEGMENT_FORMAT_MAJOR);
+		return buf;
+	}
+	return fdn_strerror(r);
+}

@@ -11,6 +11,7 @@
 
 #include <foundation/attrs.h>
 #include <foundation/registry.h>
+#include <foundation/segment.h>
 
 #include <getopt.h>
 #include <stdbool.h>
@@ -39,6 +40,10 @@ void options_for(const struct option *all, size_t n, const char *always, const c
 /* Messages are lower-case: why (strerror's "No such process") with its
  * first letter lowered, unless it starts an acronym; into buf. */
 const char *lower_first(const char *why, char *buf, size_t cap);
+
+/* Why attaching `segment` failed with r: fdn_strerror(r), or for another
+ * format both formats and what to do (into buf). */
+const char *attach_why(const char *segment, int r, char *buf, size_t cap);
 
 /* --version: "PROG VERSION" on stdout; returns EXIT_OK. */
 int print_version(void);

@@ -91,8 +91,10 @@ __attribute__((format(printf, 3, 4))) static int complain(int status, const char
 static int attach(const struct args *a, fdn_segment **s)
 {
 	int r = fdn_segment_attach(a->segment, 0, s);
+	char why[256];
 	if (r)
-		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a->segment);
+		return complain(EXIT_FAIL, attach_why(a->segment, r, why, sizeof(why)),
+				"segment \"%s\"", a->segment);
 	return EXIT_OK;
 }
 

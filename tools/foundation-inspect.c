@@ -1962,8 +1962,10 @@ int main(int argc, char **argv)
 		return usage_error(c->name, "segment \"%s\": invalid name", a.segment);
 	fdn_segment *s;
 	int r = fdn_segment_attach(a.segment, FDN_SEG_READONLY, &s);
+	char why[256];
 	if (r)
-		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a.segment);
+		return complain(EXIT_FAIL, attach_why(a.segment, r, why, sizeof(why)),
+				"segment \"%s\"", a.segment);
 	/* A segment truncated under us ends the walk with one line, exit 1
 	 * (never a crash): the SIGBUS guard, and a look before each walk. */
 	fdn__seg_guard_sigbus(s, prog);

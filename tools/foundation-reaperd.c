@@ -776,7 +776,16 @@ static int get_segment(const struct opts *o, fdn_segment **s)
 				return GOT_SIGNAL;
 			continue;
 		}
-		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, o->name, fdn_strerror(r));
+		unsigned ma, mi;
+		if ((r == FDN_EVERSION || r == FDN_ELAYOUT) &&
+		    fdn_segment_format(o->name, &ma, &mi) == 0)
+			fprintf(stderr,
+				"%s: segment \"%s\": %s: made in format %u.%u, this build reads "
+				"format %u.x: stop its processes, destroy and re-create it\n",
+				prog, o->name, fdn_strerror(r), ma, mi,
+				(unsigned)FDN_SEGMENT_FORMAT_MAJOR);
+		else
+			fprintf(stderr, "%s: segment \"%s\": %s\n", prog, o->name, fdn_strerror(r));
 		if (r == FDN_EOWNER && geteuid() == 0)
 			fprintf(stderr,
 				"%s: run the reaper as the user that owns the segment (the "

@@ -64,6 +64,10 @@ enum {
 };
 
 #define FDN_SEGMENT_DEFAULT_NAME "foundation"
+/* The segment format this build reads and writes (major; any minor of it
+ * attaches): a segment of another major must be re-created
+ * (docs/operations.md). */
+#define FDN_SEGMENT_FORMAT_MAJOR 3
 #define FDN_SEGMENT_NAME_MAX     200
 
 struct fdn_segment_opts {
@@ -150,6 +154,12 @@ FDN_API int fdn_segment_detach(fdn_segment *s);
 
 /* Remove the name (shm_unlink).  Attached processes keep their mapping. */
 FDN_API int fdn_segment_destroy(const char *name);
+
+/* The format (FDN_ABI_MAJOR.FDN_ABI_MINOR) a segment's creator wrote, read
+ * from its file without attaching: what a tool names when attach fails
+ * with FDN_EVERSION or FDN_ELAYOUT.  This build's is FDN_SEGMENT_FORMAT_MAJOR.
+ * FDN_ENOSEG, FDN_EMAGIC (not a segment), -errno. */
+FDN_API int fdn_segment_format(const char *name, unsigned *major, unsigned *minor);
 
 /* FDN_ETRUNC when the segment's file is now shorter than the mapping
  * (a process with write access truncated it: touching the missing pages
