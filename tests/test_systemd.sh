@@ -24,6 +24,12 @@ passed=0
 seg="fdn-test-unit-$$"
 pids=""
 . "$(dirname "$0")/tools_lib.sh"
+# The unit's reaper runs as nobody through setpriv from BIN_DIR: the cross
+# build's programs would need the qemu wrappers there too (not done yet).
+if skip_if_emulated "the reaper run as its unit runs it (setpriv, another user)"; then
+	rm -rf "$tmp"
+	exit 77
+fi
 
 cleanup() {
 	for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
