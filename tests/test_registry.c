@@ -749,7 +749,8 @@ Test(registry, reaper_killed_mid_reclaim_50_times, .timeout = 300)
 		for (int i = 0; i < 500 && kill(reaper, 0) == 0; i++)
 			usleep(1000);
 		cr_assert_eq(fdn_segment_attach(name, 0, &again), 0);
-		cr_assert_eq(fdn_watch(again, "bulk-0999", 9, false, 60000), 0, "round %d", round);
+		int w = fdn_watch(again, "bulk-0999", 9, false, 60000);
+		cr_assert_eq(w, 0, "round %d: watch: %s", round, fdn_strerror(w));
 		until = fdn__mono_ns() + 30ull * 1000000000u;
 		while (fdn_count(again) != 1 && fdn__mono_ns() < until)
 			usleep(10000);
