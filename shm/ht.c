@@ -199,13 +199,6 @@ static void fdn__op_end(struct fdn__thread *t, uint32_t table, uint64_t count, i
 			      memory_order_release);
 }
 
-/* The op is over, its limbo work included: a signal handler may write. */
-static void fdn__op_done(struct fdn__thread *t)
-{
-	atomic_signal_fence(memory_order_seq_cst);
-	t->busy = 0;
-}
-
 /* After an op: free the limbo when it is full (outside the section). */
 static void fdn__op_after(struct fdn__thread *t)
 {
@@ -222,11 +215,9 @@ static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 	if (r)
 		return r;
 	/* A signal handler that interrupted one of our ops: the slot's op
-	 * line and limbo are that op's until it ends (fdn__op_done). */
-	if (__builtin_expect(t->busy, 0))
-		return FDN_EREENTERED;
-	t->busy = 1;
-	atomic_signal_fence(memory_order_seq_cst);
+	 * line and limbo are that op's until it ends (fdn__op_leave). */
+	if ((r = fdn__op_enter(t)) != 0)
+		return r;
 	/* A destroyed segment takes no more writes: its name may already
 	 * belong to a new segment that this handle does not map. */
 	if (__builtin_expect(atomic_load_explicit(&s->hdr->destroyed, memory_order_relaxed), 0))
@@ -236,7 +227,7 @@ static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 	if (r == 0)
 		r = fdn__rcu_read_lock(s, out);
 	if (r)
-		fdn__op_done(t);
+		fdn__op_leave(t);
 	return r;
 }
 
@@ -350,17 +341,17 @@ int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, co
 				    expect, existing);
 		fdn__rcu_read_unlock(t);
 		if (!outer) {
-			fdn__op_done(t);
+			fdn__op_leave(t);
 			return r;
 		}
 		/* Out of heap with frees pending in limbo: free them, retry. */
 		if (r == FDN_ENOSPACE && attempt == 0 && fdn_tslot_pending(t->ts) > 0) {
 			fdn__limbo_flush(t);
-			fdn__op_done(t);
+			fdn__op_leave(t);
 			continue;
 		}
 		fdn__op_after(t);
-		fdn__op_done(t);
+		fdn__op_leave(t);
 		return r;
 	}
 	return r;
@@ -405,7 +396,7 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 	fdn__rcu_read_unlock(t);
 	if (outer)
 		fdn__op_after(t);
-	fdn__op_done(t);
+	fdn__op_leave(t);
 	return r;
 }
 

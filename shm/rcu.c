@@ -590,11 +590,10 @@ int fdn__write_room(fdn_segment *s)
 		return FDN_EREENTERED; /* a signal handler inside one of our ops */
 	if (t->nest || fdn_tslot_pending(t->ts) < FDN_LIMBO_MAX)
 		return 0;
-	t->busy = 1;
-	atomic_signal_fence(memory_order_seq_cst);
+	if ((r = fdn__op_enter(t)) != 0)
+		return r;
 	r = fdn__limbo_room(t);
-	atomic_signal_fence(memory_order_seq_cst);
-	t->busy = 0;
+	fdn__op_leave(t);
 	return r;
 }
 

@@ -647,11 +647,6 @@ int fdn_segment_path(const char *name, char *buf, size_t cap)
 	return 0;
 }
 
-static int fdn__shm_path(char *buf, size_t cap, const char *name)
-{
-	return fdn_segment_path(name, buf, cap);
-}
-
 #define FDN__HUGETLBFS_MAGIC 0x958458f6
 
 /* The page size a file of fd's filesystem must be sized in: hugetlbfs
@@ -754,7 +749,7 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	*out = NULL;
 	if (!name)
 		name = fdn_segment_default_name();
-	int r = fdn__shm_path(path, sizeof(path), name);
+	int r = fdn_segment_path(name, path, sizeof(path));
 	if (r)
 		return r;
 	struct fdn__caps c;
@@ -878,7 +873,7 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 	*out = NULL;
 	if (!name)
 		name = fdn_segment_default_name();
-	int r = fdn__shm_path(path, sizeof(path), name);
+	int r = fdn_segment_path(name, path, sizeof(path));
 	if (r)
 		return r;
 	if (flags & ~(unsigned)(FDN_SEG_READONLY | FDN_SEG_ALLOW_FOREIGN))
@@ -1012,7 +1007,7 @@ int fdn__seg_destroy(const char *name, uint64_t *lease)
 		*lease = 0;
 	if (!name)
 		name = fdn_segment_default_name();
-	int r = fdn__shm_path(path, sizeof(path), name);
+	int r = fdn_segment_path(name, path, sizeof(path));
 	if (r)
 		return r;
 	bool rw = true;
@@ -1065,7 +1060,7 @@ static_assert(FDN_SEGMENT_FORMAT_MAJOR == FDN_ABI_MAJOR, "segment.h names the fo
 int fdn_segment_format(const char *name, unsigned *major, unsigned *minor)
 {
 	char path[PATH_MAX];
-	int r = fdn__shm_path(path, sizeof(path), name);
+	int r = fdn_segment_path(name, path, sizeof(path));
 	if (r)
 		return r;
 	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);

@@ -223,6 +223,26 @@ struct fdn__thread {
 	uint32_t cur_block[FDN_NCLASSES];
 };
 
+/* Mark t busy for one write of its slot's op line or limbo (ht.c's ops,
+ * fdn__write_room): FDN_EREENTERED if a signal handler interrupted such a
+ * write of this thread, else 0 and the mark is set until fdn__op_leave.
+ * The signal fences keep the compiler from moving the slot's writes out of
+ * the marked stretch (the handler runs on this thread). */
+static inline int fdn__op_enter(struct fdn__thread *t)
+{
+	if (__builtin_expect(t->busy, 0))
+		return FDN_EREENTERED;
+	t->busy = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	return 0;
+}
+
+static inline void fdn__op_leave(struct fdn__thread *t)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	t->busy = 0;
+}
+
 extern _Thread_local struct fdn__thread *fdn__tls_last;
 /* This process registered for MEMBARRIER_CMD_GLOBAL_EXPEDITED: its readers
  * need only a compiler barrier (rcu.c). */
