@@ -1162,6 +1162,17 @@ static void fdn__on_sigbus(int sig, siginfo_t *si, void *uc)
 	_exit(1);
 }
 
+bool fdn__seg_say_truncated(fdn_segment *s, const char *prog)
+{
+	struct stat st;
+	if (fstat(s->fd, &st) != 0 || (uint64_t)st.st_size >= s->size)
+		return false;
+	/* The same line as the SIGBUS guard's (fdn__on_sigbus). */
+	fprintf(stderr, "%s: segment truncated: %lld bytes, header says %llu\n", prog,
+		(long long)st.st_size, (unsigned long long)s->size);
+	return true;
+}
+
 void fdn__seg_guard_sigbus(fdn_segment *s, const char *prog)
 {
 	fdn__guard.fd = s->fd;

@@ -151,6 +151,10 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size);
  * mapping ends the process with one line naming the cause ("segment
  * truncated: N bytes, header says M") and exit status 1 (segment.c). */
 void fdn__seg_guard_sigbus(fdn_segment *s, const char *prog);
+/* For the same tools, before a walk: if s's file is now shorter than the
+ * mapping, print the guard's line ("PROG: segment truncated: N bytes,
+ * header says M") and return true. */
+bool fdn__seg_say_truncated(fdn_segment *s, const char *prog);
 
 /* ---- proc.c: identities and the process table --------------------------- */
 

@@ -859,17 +859,6 @@ static void event_text(struct table *t, const struct fdn_ring_event *ev)
 	cell_close(t, f, &cell);
 }
 
-/* The segment's file is shorter than its mapping (fdn_segment_verify_size
- * said so): the line the SIGBUS guard would print, exit 1. */
-static int truncated(fdn_segment *s)
-{
-	struct stat st;
-	long long now = fstat(s->fd, &st) == 0 ? (long long)st.st_size : -1;
-	fprintf(stderr, "%s: segment truncated: %lld bytes, header says %" PRIu64 "\n", prog, now,
-		s->size);
-	return EXIT_FAIL;
-}
-
 /* Has the segment's name been removed (or given to another object)? */
 static bool segment_gone(fdn_segment *s, const char *name)
 {
@@ -932,8 +921,8 @@ static int events_follow(fdn_segment *s, const struct args *a)
 				end = "timeout";
 			else if (idle % 64 == 0 && segment_gone(s, a->segment))
 				end = "destroyed";
-			else if (idle++ % 64 == 0 && fdn_segment_verify_size(s) != 0)
-				return truncated(s);
+			else if (idle++ % 64 == 0 && fdn__seg_say_truncated(s, prog))
+				return EXIT_FAIL;
 			else
 				usleep(2000);
 		}
@@ -1232,8 +1221,8 @@ static int metrics_render(fdn_segment *s, const struct args *a, char **buf, size
 	*buf = NULL;
 	*len = 0;
 	/* A server scrapes for as long as it runs: look at the file first. */
-	if (fdn_segment_verify_size(s) != 0)
-		return truncated(s);
+	if (fdn__seg_say_truncated(s, prog))
+		return EXIT_FAIL;
 	FILE *out = stdout, *mem = open_memstream(buf, len);
 	if (!mem)
 		return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "metrics");

@@ -401,12 +401,8 @@ static int tick(struct reaper *R)
 		return EXIT_DESTROYED;
 	/* Before the walks: a truncated file would raise SIGBUS in them (the
 	 * guard installed in main catches what happens between two looks). */
-	struct stat fst;
-	if (fstat(s->fd, &fst) == 0 && (uint64_t)fst.st_size < s->size) {
-		fprintf(stderr, "%s: segment truncated: %lld bytes, header says %" PRIu64 "\n",
-			prog, (long long)fst.st_size, s->size);
+	if (fdn__seg_say_truncated(s, prog))
 		return FDN_ETRUNC;
-	}
 	if (atomic_load(&s->hdr->reaper_lease) != s->proc_word)
 		return EXIT_LEASE_LOST;
 	if (stop_requested(s))
