@@ -590,9 +590,15 @@ static int launch(fdn_segment *s, bool explicit)
 	else if (!claim_launch(s, now))
 		return 0; /* launched by someone less than a gap ago: it is starting */
 	/* A reaper may have taken the lease (and cleared the gap) since we
-	 * looked: then it runs, and nothing is launched. */
-	if (!explicit && fdn_reaper_holder(s) != 0)
+	 * looked: then it runs, and nothing is launched.  The claim is taken
+	 * back (CAS: unless another claim replaced it), or it would stand for
+	 * a launch that never happens, and a launcher that finds this reaper
+	 * dead within the gap would wait for it instead of launching. */
+	if (!explicit && fdn_reaper_holder(s) != 0) {
+		uint64_t mine = now;
+		atomic_compare_exchange_strong(&s->hdr->reaper_launch_ns, &mine, 0);
 		return 0;
+	}
 	atomic_fetch_add(&s->hdr->reaper_launches, 1);
 	return launch_async(s, path);
 }
