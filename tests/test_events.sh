@@ -104,7 +104,10 @@ wait_for "$follower" 15
 follower=""
 [ "$st" -eq 0 ] || fail "follow with a gap: exit status $st"
 ok
-lines "follow gap" "L[-1]['end']=='timeout' and sum(1 for e in L if 'name' in e)+sum(e['lost'] for e in L if 'lost' in e and 'end' not in e)==41 and L[-1]['lost']>=24 and L[-1]['events']+L[-1]['lost']==41"
+# The follower starts at the oldest event in the ring, so an emit may also
+# overwrite older events (other names) before it reads them: those count as
+# lost too.  Every one of the 41 test.g events is printed once or lost.
+lines "follow gap" "L[-1]['end']=='timeout' and (lambda n, lost, t: n<=41 and n+lost>=41 and len(set(t))==n and L[-1]['events']==n and L[-1]['lost']==lost and lost>=24)(sum(1 for e in L if 'name' in e), sum(e['lost'] for e in L if 'lost' in e and 'end' not in e), [e['ticket'] for e in L if 'name' in e])"
 
 # ---- SIGTERM ends a follower cleanly ----------------------------------------------------
 : >"$tmp/fol"
