@@ -210,18 +210,21 @@ static int owner_slot(fdn_segment *s, pid_t pid, uint32_t *idx, uint64_t *word)
 			return 0;
 		}
 	}
-	r = fdn__proc_claim(s, pid, idx);
+	r = fdn__proc_claim(s, pid, idx, word);
 	if (r == FDN_ENOSPACE) {
 		/* Slots held for other pids whose entries are all gone (their
 		 * unregister could not release them: raced, or killed). */
 		for (uint32_t i = 0; i < s->nprocs; i++)
 			fdn__registry_release_idle(s, i, atomic_load(&s->procs[i].word));
-		r = fdn__proc_claim(s, pid, idx);
+		r = fdn__proc_claim(s, pid, idx, word);
 	}
-	if (r)
-		return r;
-	*word = atomic_load(&s->procs[*idx].word);
-	return 0;
+	/* The word we claimed, not a load of the slot: the reaper may release
+	 * an idle slot held for another pid as soon as we are named its
+	 * claimer.  Then the registration finds its owner gone and registers
+	 * again (reg_register_once); with the slot's word loaded here, it
+	 * wrote its entry for owner word 0, removed it as ownerless, and
+	 * reported success (stress_overload, test_tools under load). */
+	return r;
 }
 
 /* ---- index references --------------------------------------------------- */

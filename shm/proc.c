@@ -141,7 +141,7 @@ static uint64_t fdn__now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out)
+int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word_out)
 {
 	uint64_t ident;
 	uint32_t kind;
@@ -174,6 +174,8 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out)
 		atomic_store_explicit(&p->attach_ns, fdn__now_ns(), memory_order_relaxed);
 		atomic_store_explicit(&p->claimer_pid, (uint32_t)getpid(), memory_order_release);
 		*idx_out = i;
+		if (word_out)
+			*word_out = word;
 		fdn__doorbell(s);
 		return 0;
 	}

@@ -187,7 +187,7 @@ static int fdn__seg_take_slot(fdn_segment *s)
 	bool execd = false;
 	int r = fdn__proc_adopt(s, getpid(), &s->proc_idx, &execd);
 	if (r == FDN_ENOTFOUND)
-		r = fdn__proc_claim(s, getpid(), &s->proc_idx);
+		r = fdn__proc_claim(s, getpid(), &s->proc_idx, NULL);
 	if (r)
 		return r;
 	s->proc_word = atomic_load(&s->procs[s->proc_idx].word);

@@ -165,8 +165,12 @@ bool fdn__seg_say_truncated(fdn_segment *s, const char *prog);
 int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind);
 /* The 40-bit tag of an identity, its kind included (layout.h). */
 uint64_t fdn__ident_tag(uint64_t ident, uint32_t kind);
-/* Claim a process slot for pid (LIVE). Returns the slot index or error. */
-int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out);
+/* Claim a process slot for pid (LIVE): its index into *idx_out and the
+ * claim word written into *word_out (may be NULL).  A caller claiming for
+ * another pid must use that word, never a load of the slot after the
+ * claim: once the claimer is named the reaper may release the slot
+ * (fdn__proc_release) and the load would see 0 or another claim. */
+int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word_out);
 /* At attach: a LIVE slot that already names this process (pid and
  * identity) -- held for it by a supervisor (then taken over: the claimer
  * becomes pid) or left by its own image before an exec (*execd).  One
