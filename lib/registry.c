@@ -575,11 +575,13 @@ static bool holder_alive(fdn_segment *s, const struct fdn__ht_view *v, pid_t *pi
 	       fdn__proc_alive(s, r.owner_idx, r.owner_word);
 }
 
-/* Insert or take over: returns 0, FDN_EEXISTS (holder live, no replace),
- * or an error.  On success *old_rec is the replaced record (owner_word 0 if
- * it was an insert) and old holds a copy of its attributes. */
+/* Insert or take over: returns 0, FDN_EEXISTS (holder live, no replace,
+ * and not pid `mine` -- a registration started again takes over what its
+ * earlier attempt left for the same pid), or an error.  On success *old_rec is the replaced record
+ * (owner_word 0 if it was an insert) and old holds a copy of its attributes. */
 static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *val, size_t vlen,
-		     unsigned flags, pid_t *holder, unsigned char *old, struct rec *old_rec)
+		     unsigned flags, pid_t mine, pid_t *holder, unsigned char *old,
+		     struct rec *old_rec)
 {
 	memset(old_rec, 0, sizeof(*old_rec));
 	for (int tries = 0; tries < 64; tries++) {
@@ -596,7 +598,7 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 			return r;
 		}
 		pid_t hp = 0;
-		if (!(flags & FDN_REG_REPLACE) && holder_alive(s, &cur, &hp)) {
+		if (!(flags & FDN_REG_REPLACE) && holder_alive(s, &cur, &hp) && hp != mine) {
 			fdn__rcu_read_unlock(t);
 			if (holder)
 				*holder = hp;
@@ -710,9 +712,19 @@ static int writable(fdn_segment *s)
 	return 0;
 }
 
+/* Is the entry of key visible and owned by (oidx, oword)? */
+static bool entry_owned(fdn_segment *s, const void *key, size_t klen, uint32_t oidx, uint64_t oword)
+{
+	struct fdn__ht_view version;
+	struct rec r;
+	unsigned char copy[FDN_ATTRS_MAX];
+	return copy_entry(s, key, klen, true, &version, &r, copy) == 0 && r.owner_idx == oidx &&
+	       r.owner_word == oword;
+}
+
 static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t pid,
-			     const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder,
-			     bool *released)
+			     const struct fdn_attr *attrs, size_t n, unsigned flags, bool again,
+			     pid_t *holder, bool *released)
 {
 	unsigned char val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
@@ -737,7 +749,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 		return r;
 	}
 	struct rec orec;
-	r = put_entry(s, key, klen, val, (size_t)vlen, flags, holder, old, &orec);
+	r = put_entry(s, key, klen, val, (size_t)vlen, flags, again ? pid : 0, holder, old, &orec);
 	if (r) {
 		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
@@ -750,14 +762,26 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
 	if (orec.owner_word)
 		each_ref(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len, ref_del_cb, &del);
+	/* The owner's slot may have left under us while its process lives:
+	 * the reaper releases an idle slot held for another pid
+	 * (fdn__proc_release) and may have found it idle before our owner
+	 * reference was written.  Then we see its RELEASING mark here (the
+	 * store-buffering pair of fdn__proc_release), wait for its decision,
+	 * and look whether our entry is still visible under our claim: a
+	 * release, or a release and a new claim of the slot with the same
+	 * word (the same pid) while the sweep removed our entry, leaves it
+	 * not.  Once we found it visible with no release under way, any
+	 * later release sees our reference and keeps the slot. */
+	if (oidx != s->proc_idx) {
+		bool gone = fdn__proc_wait_release(s, oidx);
+		if ((gone || !entry_owned(s, key, klen, oidx, oword)) &&
+		    fdn__pid_alive(pid, FDN_PROC_IDENT40(oword))) {
+			drop_if_owner_gone(s, key, klen, oidx, oword);
+			*released = true; /* the caller registers again */
+			return 0;
+		}
+	}
 	drop_if_owner_gone(s, key, klen, oidx, oword);
-	/* The owner's slot left under us while its process lives: the
-	 * reaper released an idle slot held for another pid (see
-	 * fdn__proc_release_idle) between our owner_slot and our entry.
-	 * Our entry is gone with it: the caller registers again. */
-	bool gone = oidx != s->proc_idx && fdn__proc_wait_release(s, oidx);
-	*released = (gone || !fdn__word_live(s, oidx, oword)) && oidx != s->proc_idx &&
-		    fdn__pid_alive(pid, FDN_PROC_IDENT40(oword));
 	return 0;
 }
 
@@ -765,14 +789,23 @@ static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
 {
 	LOCAL_OR_ENFORCED(s, fdn__local_register(key, klen, pid, attrs, n, flags, holder));
-	int r;
-	for (int tries = 0;; tries++) {
+	/* Started again while the slot held for pid is released under each
+	 * attempt (see the end of reg_register_once); the reaper releases a
+	 * slot at most once a tick, so a second attempt almost always
+	 * succeeds.  After REG_ATTEMPTS, FDN_EBUSY: nothing is registered. */
+	enum { REG_ATTEMPTS = 64 };
+	for (int tries = 0; tries < REG_ATTEMPTS; tries++) {
 		bool released = false;
-		r = reg_register_once(s, key, klen, pid, attrs, n, flags, holder, &released);
-		if (r || !released || tries == 8)
-			break;
+		int r = reg_register_once(s, key, klen, pid, attrs, n, flags, tries > 0, holder,
+					  &released);
+		if (r || !released)
+			return r;
+		if (tries >= 4) {
+			struct timespec d = {0, 1000000};
+			nanosleep(&d, NULL);
+		}
 	}
-	return r;
+	return FDN_EBUSY;
 }
 
 /* ---- read ------------------------------------------------------------------ */

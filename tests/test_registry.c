@@ -416,6 +416,70 @@ Test(registry, supervisor_registers_its_children, .timeout = 120)
 	reg_destroy(s, name);
 }
 
+/* A registration for a child claims a slot held for the child's pid; the
+ * reaper releases such slots once idle (no entry left).  A releaser in
+ * another process, releasing every idle slot in a loop, must never make a
+ * registration that reported success lose its entry -- the release can
+ * fall between the claim and the entry, and the registration then starts
+ * again.  (It used to register for owner word 0 in that window, drop the
+ * entry as ownerless, and return 0.) */
+Test(registry, registrations_for_children_survive_a_releaser, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	enum { KIDS = 16, ROUNDS = 40 };
+	pid_t kids[KIDS];
+	char keys[KIDS][32];
+	for (int i = 0; i < KIDS; i++) {
+		kids[i] = fork();
+		if (kids[i] == 0) {
+			pause();
+			_exit(0);
+		}
+		spawned[nspawned++] = kids[i];
+		snprintf(keys[i], sizeof(keys[i]), "child-%d", i);
+	}
+	_Atomic int *stop = t_shared(sizeof(int));
+	_Atomic int *ready = t_shared(sizeof(int));
+	pid_t rel = fork();
+	if (rel == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		atomic_store(ready, 1);
+		while (!atomic_load(stop))
+			for (uint32_t i = 0; i < c->nprocs; i++)
+				fdn__registry_release_idle(c, i, atomic_load(&c->procs[i].word));
+		fdn_segment_detach(c);
+		_exit(0);
+	}
+	spawned[nspawned++] = rel;
+	t_wait_ready(ready, rel);
+	for (int round = 0; round < ROUNDS; round++) {
+		for (int i = 0; i < KIDS; i++) {
+			int rr = reg(s, keys[i], kids[i], "work", "ok");
+			cr_assert_eq(rr, 0, "round %d: register %s: %s", round, keys[i],
+				     fdn_errname(rr));
+		}
+		for (int i = 0; i < KIDS; i++)
+			cr_assert_eq(lookup_pid(s, keys[i]), kids[i], "round %d: %s lost", round,
+				     keys[i]);
+		/* Unregistered: each slot is idle again, and released. */
+		for (int i = 0; i < KIDS; i++)
+			cr_assert_eq(fdn_unregister(s, keys[i], strlen(keys[i])), 0);
+	}
+	atomic_store(stop, 1);
+	int st;
+	cr_assert_eq(waitpid(rel, &st, 0), rel);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	for (int i = 0; i < KIDS; i++) {
+		kill(kids[i], SIGKILL);
+		waitpid(kids[i], NULL, 0);
+	}
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
 /* A supervisor stops its child and unregisters it; the reaper was faster:
  * plain unregister says FDN_ENOTFOUND, FDN_REG_IF_PRESENT says 0. */
 Test(registry, unregister_if_present_after_the_reaper, .timeout = 120)

@@ -88,7 +88,9 @@ typedef bool (*fdn_entry_filter)(void *arg, const struct fdn_entry_view *e);
  * Register key for pid with n attributes.  Errors: FDN_EINVKEY (empty or
  * longer than 255), FDN_EINVMETA (bad attributes), FDN_EINVAL (pid <= 0),
  * -ESRCH (no such process), FDN_EEXISTS (held by a live process; *holder,
- * if given, receives its pid), FDN_ENOSPACE (table or process table full).
+ * if given, receives its pid), FDN_ENOSPACE (table or process table full),
+ * FDN_EBUSY (for another pid only: the process slot held for it was
+ * released as idle under 64 attempts in a row; nothing registered).
  * A key held by a process that is dead -- reaped or not -- is taken over.
  * On any error nothing stored changes.
  */
