@@ -58,8 +58,10 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
  * lists what it added.  Major 3 (none added yet) brought the 24-byte node
  * header and the 20-byte registry record, and the reaper-start fields at
  * header bytes 1760..1791 (reaper_stop, reaper_launches, reaper_launch_ns,
- * reaper_note, reaper_note_ns). */
-#define FDN_ABI_MINOR 0
+ * reaper_note, reaper_note_ns).  Minor 1 added header.gp_fenced (byte
+ * 272): grace periods whose barrier was issued are finished by any poller
+ * without another membarrier. */
+#define FDN_ABI_MINOR 1
 
 /* header.reaper_stop */
 #define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */
@@ -201,7 +203,13 @@ struct fdn_shm_header {
 	 * block retired when gp_ctr read e may be freed once gp_done > e. */
 	alignas(64) _Atomic uint64_t gp_ctr;
 	_Atomic uint64_t gp_done;
-	uint8_t pad_gp[48];
+	/* 272: gp_fenced: the newest grace period g whose master barrier
+	 * (membarrier) has been issued; only grows, by CAS (A), after that
+	 * barrier returned.  A poller needing g may finish g by looking at
+	 * the reader slots again without a barrier of its own (shm/rcu.c).
+	 * 0: none known (the behaviour before minor 1). */
+	_Atomic uint64_t gp_fenced;
+	uint8_t pad_gp[40];
 	/* 320: own cache line.  Allocation hint: the next never-used heap page
 	 * to try.  Written by A with CAS, may be stale: only a hint.
 	 * tslot_hwm: reader slots [0, tslot_hwm) have ever been claimed; a
@@ -291,6 +299,7 @@ static_assert(sizeof(struct fdn_shm_header) == FDN_HEADER_SIZE, "header size");
 static_assert(offsetof(struct fdn_shm_header, init_state) == 32, "init_state");
 static_assert(offsetof(struct fdn_shm_header, regions) == 128, "regions");
 static_assert(offsetof(struct fdn_shm_header, gp_ctr) == 256, "gp_ctr");
+static_assert(offsetof(struct fdn_shm_header, gp_fenced) == 272, "gp_fenced");
 static_assert(offsetof(struct fdn_shm_header, fresh_page_hint) == 320, "hint");
 static_assert(offsetof(struct fdn_shm_header, tables) == 384, "tables");
 static_assert(offsetof(struct fdn_shm_header, indexed) == 1408, "indexed");

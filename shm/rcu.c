@@ -79,6 +79,24 @@
  * period completes.  Frees are CAS on the generation (alloc.c), so redoing
  * a free that a killed thread had already done changes nothing.
  *
+ * Fenced grace periods.  A poll that cannot finish its grace period g (a
+ * reader preempted or stopped inside a section started before g) returns;
+ * the next poll that needs no more than g does not start another one with
+ * another membarrier -- an IPI to every CPU running a registered process,
+ * per retiring operation while the reader stays in.  header.gp_fenced
+ * records the newest g whose master barrier was issued (stored, release,
+ * after it returned); a poller that loads f > need (acquire) issues a
+ * full fence of its own and checks the slots against f as if it had
+ * started it.  Enough: the loads of its check follow f's barrier (the
+ * acquire of gp_fenced), and that barrier did what the check relies on --
+ * a light reader's ctr store before the membarrier is visible to every
+ * load after it, and a heavy reader's fence precedes f's fence in the
+ * total order of seq_cst fences or follows it (then the reader's section
+ * cannot reach a node unlinked before f began), the same argument as for
+ * the poller that issued it, with our fence after f's.  A slot claimed
+ * after our state load belongs to a reader whose section begins after f:
+ * our load follows f's fetch_add.
+ *
  * A stopped reader pins every block retired after it began its section:
  * the backlog each writer thread may build behind it is FDN_LIMBO_MAX
  * blocks.  (Interval-based reclamation would bound it by what existed when
@@ -347,8 +365,27 @@ int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 	uint64_t deadline = budget_ns < 0 ? 0 : fdn__mono_ns() + (uint64_t)budget_ns;
 	if (budget_ns == 0)
 		deadline = 1; /* already past: look once */
-	uint64_t g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
-	bool fenced = fdn__master_barrier(); /* pairs with every reader's BARRIER (top) */
+	uint64_t g;
+	bool fenced;
+	uint64_t f = atomic_load_explicit(&s->hdr->gp_fenced, memory_order_acquire);
+	if (f > need && f <= atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed)) {
+		/* Grace period f covers `need`, and its barrier has been
+		 * issued (by whoever started it): finish f by looking at the
+		 * slots again (see "Fenced grace periods" at the top). */
+		g = f;
+		atomic_thread_fence(memory_order_seq_cst);
+		fenced = true;
+	} else {
+		g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
+		fenced = fdn__master_barrier(); /* pairs with every reader's BARRIER (top) */
+		if (fenced) {
+			uint64_t cur = atomic_load_explicit(&s->hdr->gp_fenced, memory_order_relaxed);
+			while (cur < g && !atomic_compare_exchange_weak_explicit(
+					      &s->hdr->gp_fenced, &cur, g, memory_order_release,
+					      memory_order_relaxed))
+				;
+		}
+	}
 	/* seq_cst like the state loads below: a slot claimed (hwm raised,
 	 * then the claim CAS) after this load belongs to a reader whose
 	 * section begins after g. */
