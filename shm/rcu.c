@@ -379,7 +379,8 @@ int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 		g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
 		fenced = fdn__master_barrier(); /* pairs with every reader's BARRIER (top) */
 		if (fenced) {
-			uint64_t cur = atomic_load_explicit(&s->hdr->gp_fenced, memory_order_relaxed);
+			uint64_t cur =
+			    atomic_load_explicit(&s->hdr->gp_fenced, memory_order_relaxed);
 			while (cur < g && !atomic_compare_exchange_weak_explicit(
 					      &s->hdr->gp_fenced, &cur, g, memory_order_release,
 					      memory_order_relaxed))
