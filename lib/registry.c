@@ -316,7 +316,7 @@ static int each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb
  *
  * A group's reference exists while some entry of its owner -- visible or
  * not (an owner's death hides its entries before they are removed) -- lies
- * in the group: it is written before and again after each entry, like
+ * in the group: it is made sure of before each entry and written again after it, like
  * every reference, and removed only when a walk of the group in a
  * read-side section found no entry of that owner (ref_del_suffix, which
  * argues why a concurrent writer's entry is never left without it).
@@ -443,7 +443,22 @@ struct ref_op {
 	uint32_t owner_idx;
 	const void *keep; /* delete only prefixes absent from this set */
 	size_t keep_len;
+	bool ensure; /* put: leave a reference that is there with this value */
 };
+
+/* Is the reference k there with exactly this value? */
+static bool ref_there(fdn_segment *s, const unsigned char *k, size_t kl, const void *val,
+		      size_t vlen)
+{
+	struct fdn__thread *t;
+	if (fdn__rcu_read_lock(s, &t))
+		return false;
+	struct fdn__ht_view v;
+	bool same = fdn__ht_lookup(s, T_INDEX, k, kl, &v) == 0 && v.val_len == vlen &&
+		    (vlen == 0 || memcmp(v.val, val, vlen) == 0);
+	fdn__rcu_read_unlock(t);
+	return same;
+}
 
 static int ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
@@ -456,8 +471,10 @@ static int ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 	/* An owner reference written by its owner: the prefix says it all. */
 	bool self = is_owner_prefix(prefix, plen) && v.owner_word == v.writer_word &&
 		    v.owner_idx == v.writer_idx;
-	return fdn__ht_put(o->s, T_INDEX, k, kl, &v, self ? 0 : sizeof(v), FDN_HT_UPSERT, NULL,
-			   NULL);
+	size_t vlen = self ? 0 : sizeof(v);
+	if (o->ensure && ref_there(o->s, k, kl, &v, vlen))
+		return 0;
+	return fdn__ht_put(o->s, T_INDEX, k, kl, &v, vlen, FDN_HT_UPSERT, NULL, NULL);
 }
 
 struct has_arg {
@@ -509,8 +526,8 @@ static bool ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen
  * it, the delete naming the exact reference version seen (gidx and
  * generation: a name that stays valid outside the section, as for
  * remove_entry): a writer that re-wrote the reference meanwhile (every
- * writer writes its references before and again after its entry) makes
- * the delete fail, so a reference a visible entry carries is never lost.
+ * writer makes sure of its references before its entry and writes them
+ * again after it) makes the delete fail, so a reference a visible entry carries is never lost.
  * The section protected only the reads; a writer can act between decision
  * and delete whether the delete is inside the section or not, and the
  * second write is what repairs that.  The delete is made outside so that
@@ -630,7 +647,7 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 static void refs_undo(fdn_segment *s, const void *key, size_t klen, uint32_t oidx, uint64_t oword,
 		      const void *attrs, size_t alen)
 {
-	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
+	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
 	each_ref(s, oidx, oword, attrs, alen, ref_del_cb, &del);
 }
 
@@ -743,7 +760,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 		return r;
 	int vlen = build_record(oidx, oword, now_ns(), val + REC_SIZE, (size_t)alen, val);
 	/* References first: the index never misses a value the entry has. */
-	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0};
+	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0, true};
 	if ((r = each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen, ref_put_cb, &put))) {
 		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
@@ -754,12 +771,18 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
 	}
-	/* Again after the entry: repairs a reference a concurrent remover
-	 * took between our first write and our entry (ref_del_unused). */
+	/* Again after the entry, and written even if it is there: repairs a
+	 * reference a concurrent remover took between our first pass and our
+	 * entry, and makes a remover that decided on the version it saw
+	 * before fail its delete (ref_del_suffix).  That second write is
+	 * what keeps a carried reference; the first pass only makes the
+	 * entry's references exist when it appears, so it leaves one that is
+	 * there with our value (the owner's, mostly) as it is. */
+	put.ensure = false;
 	each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen, ref_put_cb, &put);
 	/* Took over an entry: what it had that we do not (its owner reference,
 	 * values) loses its reference. */
-	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
+	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen, false};
 	if (orec.owner_word)
 		each_ref(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len, ref_del_cb, &del);
 	/* The owner's slot may have left under us while its process lives:
@@ -1475,16 +1498,18 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 			return alen;
 		int vlen = build_record(rc.owner_idx, rc.owner_word, rc.registered_ns,
 					merge ? val + REC_SIZE : upd, (size_t)alen, val);
-		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0};
+		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0, true};
 		r = each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 			     ref_put_cb, &put);
 		if (r == 0)
 			r = fdn__ht_put(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
 					&expect, NULL);
 		if (r == 0) {
+			put.ensure = false; /* written again: see reg_register_once */
 			each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 				 ref_put_cb, &put);
-			struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
+			struct ref_op del = {s,    key, klen, 0, 0, val + REC_SIZE, (size_t)alen,
+					     false};
 			each_prefix(s, old, olen, ref_del_cb, &del);
 			drop_if_owner_gone(s, key, klen, rc.owner_idx, rc.owner_word);
 			return 0;
@@ -1519,7 +1544,7 @@ static int remove_entry(fdn_segment *s, const void *key, size_t klen, const stru
 	int r = fdn__ht_delete(s, T_MAIN, key, klen, v);
 	if (r)
 		return r;
-	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
+	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
 	each_ref(s, oidx, oword, attrs, alen, ref_del_cb, &del);
 	return 0;
 }
@@ -1862,7 +1887,8 @@ static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen,
 			 * entry (each a walk of the group). */
 			int rr = fdn__ht_delete(s, T_MAIN, v[i].key, v[i].key_len, &v[i].version);
 			if (rr == 0) {
-				struct ref_op del = {s, v[i].key, v[i].key_len, 0, 0, NULL, 0};
+				struct ref_op del = {s,    v[i].key, v[i].key_len, 0, 0,
+						     NULL, 0,        false};
 				each_prefix(s, v[i].attrs, v[i].attrs_len, ref_del_cb, &del);
 				progress++;
 				(*count)++;
