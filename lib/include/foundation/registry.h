@@ -57,7 +57,31 @@ enum {
 	/* unregister: an entry that is not there (its owner's death already
 	 * removed it, say) is success (0), not FDN_ENOTFOUND. */
 	FDN_REG_IF_PRESENT = 1u << 2,
+	/* register, unregister: the cluster agent (foundation-mirrord) writes
+	 * a remote entry, whose key is in the remote namespace (below) and
+	 * whose owner is the caller itself.  Reserved to the agent. */
+	FDN_REG_MIRROR = 1u << 3,
+	/* the walks' *_flags forms (foreach, list, count, find_by_attribute,
+	 * query): also return the remote entries (keys in the remote
+	 * namespace); without it they are left out, as if absent. */
+	FDN_REG_REMOTE = 1u << 4,
 };
+
+/*
+ * The remote namespace (docs/cluster.md).  Entries of other hosts of a
+ * cluster are mirrored into the segment by foundation-mirrord under the key
+ * FDN_REG_REMOTE_BYTE, host, FDN_REG_REMOTE_BYTE, key -- kept apart from the
+ * local entries, keyed by (host, key).  A key whose first byte is
+ * FDN_REG_REMOTE_BYTE is refused (FDN_EINVKEY) by fdn_register,
+ * fdn_unregister and the attribute updates without FDN_REG_MIRROR, so
+ * local writers can neither create nor change remote entries; lookups of
+ * plain keys never see them.  The agent's own status lives under the keys
+ * FDN_REG_REMOTE_BYTE (the cluster) and FDN_REG_REMOTE_BYTE, host (one per
+ * host).
+ */
+#define FDN_REG_REMOTE_BYTE 0x00
+#define FDN_HOST_MAX        63u
+
 
 /* An entry copied out of the segment. */
 struct fdn_entry {
@@ -204,6 +228,31 @@ FDN_API bool fdn_attr_indexed(fdn_segment *s, const char *name);
  */
 FDN_API int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present,
 		      int64_t timeout_ms);
+
+/* One holder of a key in the cluster (fdn_cluster_lookup). */
+struct fdn_cluster_entry {
+	char host[FDN_HOST_MAX + 1]; /* "" for this host's own entry */
+	bool remote;
+	/* key: the plain key; pid and registered_ns: those on the holder's
+	 * host; attrs: the holder's attributes (a remote entry's also carry
+	 * node, remote, remote_pid and remote_registered_ns). */
+	struct fdn_entry e;
+};
+
+/*
+ * Every holder of key in the cluster: this host's entry (if any) first,
+ * then each remote host's, as mirrored into this segment (one hash lookup
+ * per host listed by the agent's status entry).  Fills at most max
+ * entries of out and returns how many holders there are (may exceed max),
+ * or FDN_EINVKEY, FDN_EINVAL.  0 holders is 0, not an error.
+ */
+FDN_API int fdn_cluster_lookup(fdn_segment *s, const void *key, size_t klen,
+			       struct fdn_cluster_entry *out, size_t max);
+
+/* Split a key of the remote namespace: host and plain key (pointers into
+ * key).  false when key is not a remote entry's key. */
+FDN_API bool fdn_cluster_key_split(const void *key, size_t klen, const char **host,
+				   size_t *hlen, const void **plain, size_t *plen);
 
 #ifdef __cplusplus
 }
