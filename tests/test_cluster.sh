@@ -165,6 +165,16 @@ run 0 "cluster lookup" "$probe" lookup "$(seg h1)" wh2-7
 out_is "cluster lookup: one holder, host h2" "h2 $(cat "$tmp/hold-h2-wh2.pid")"
 [ "$(status_of h1 degraded)" = false ] || fail "h1 degraded after convergence"
 ok
+run 0 "inspect cluster" "$bin/foundation-inspect" --segment "$(seg h1)" cluster
+out_has "inspect cluster: the host" "host h1"
+out_has "inspect cluster: not degraded" ": ok"
+run 0 "inspect cluster --json" "$bin/foundation-inspect" --segment "$(seg h1)" --json cluster
+json "inspect cluster --json" "d['host'] == 'h1' and not d['degraded'] and \
+	sorted(h['host'] for h in d['hosts']) == ['h2', 'h3'] and \
+	all(h['entries'] == $N for h in d['hosts']) and d['mirrored'] == 2 * $N"
+run 0 "metrics" "$bin/foundation-inspect" --segment "$(seg h1)" metrics
+out_has "metrics: degraded" "foundation_cluster_degraded{segment=\"$(seg h1)\"} 0"
+out_has "metrics: remote entries" "foundation_cluster_remote_entries{segment=\"$(seg h1)\"} 2000"
 
 # 2. SIGKILL an agent: gone from the others within TTL + 1 s, and the
 # others' entries gone from its own segment.
@@ -209,6 +219,8 @@ done
 ok
 [ "$("$probe" dump "$(seg h2)" | grep -c '^h1 late-')" = 0 ] || fail "h2 saw h1's late entries"
 ok
+run 0 "etcd down: inspect cluster" "$bin/foundation-inspect" --segment "$(seg h1)" cluster
+out_has "etcd down: inspect says degraded" "DEGRADED"
 sleep $((10 - ($(date +%s) - t0)))
 start_etcd
 for h in h2 h3; do wait_count "etcd back: $h sees h1" "$h" h1 $((N + 200)) 60000; done

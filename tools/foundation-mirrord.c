@@ -56,7 +56,8 @@
 
 const char *prog = "foundation-mirrord";
 
-#define TXN_OPS 128 /* etcd's default --max-txn-ops */
+#define TXN_OPS    128 /* etcd's default --max-txn-ops */
+#define STARTUP_MS 3000
 
 struct host_info {
 	int64_t entries;
@@ -202,8 +203,8 @@ static void *status_thread(void *arg)
 	struct etcd c;
 	if (etcd_init(&c, &a.eo, &a.stop))
 		return NULL;
-	bool was_degraded = false, first = true;
-	uint64_t next_ttl = 0;
+	bool was_degraded = false;
+	uint64_t next_ttl = 0, start = mono_ms();
 	while (!atomic_load(&a.stop)) {
 		/* Each host's lease TTL left and the store's revision, asked
 		 * once a second outside a.mu (they are network calls). */
@@ -235,7 +236,9 @@ static void *status_thread(void *arg)
 		hosts_write_locked();
 		int64_t dropped = a.dropped;
 		pthread_mutex_unlock(&a.mu);
-		if (degraded != was_degraded || (first && degraded)) {
+		/* Starting is not degraded: the first connection gets
+		 * STARTUP_MS before a failure to reach etcd is reported. */
+		if (degraded != was_degraded && (!degraded || mono_ms() - start >= STARTUP_MS)) {
 			struct fdn_measurement m = {"dropped", (double)dropped};
 			struct fdn_attr at[] = {
 			    {.name = "cluster", .type = FDN_ATTR_STRING, .v.s = a.cluster},
@@ -248,7 +251,6 @@ static void *status_thread(void *arg)
 			fprintf(stderr, "%s: mirror %s\n", prog, degraded ? "degraded" : "recovered");
 			was_degraded = degraded;
 		}
-		first = false;
 		nap(500);
 	}
 	etcd_fini(&c);
