@@ -15,8 +15,14 @@
 #include <foundation/registry.h>
 
 #include <errno.h>
+#include <poll.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 bool fdn_cluster_key_split(const void *key, size_t klen, const char **host, size_t *hlen,
 			   const void **plain, size_t *plen)
@@ -108,4 +114,93 @@ done:
 	free(e);
 	free(st);
 	return r ? r : n;
+}
+
+/* ---- cluster-unique registration: a question to the local agent ------------- */
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+int fdn_register_cluster_unique(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+				const struct fdn_attr *attrs, size_t n, int timeout_ms,
+				char *holder_host, pid_t *holder)
+{
+	if (!key || klen == 0 || klen > FDN_REG_KEY_MAX ||
+	    ((const unsigned char *)key)[0] == FDN_REG_REMOTE_BYTE)
+		return FDN_EINVKEY;
+	if (pid <= 0 || timeout_ms <= 0)
+		return FDN_EINVAL;
+	struct fdn__unique_req *q = calloc(1, sizeof(*q));
+	struct fdn_entry *st = malloc(sizeof(*st));
+	int r = 0, fd = -1;
+	if (!q || !st) {
+		r = -ENOMEM;
+		goto out;
+	}
+	int alen = fdn_attrs_encode(attrs, n, q->attrs, sizeof(q->attrs));
+	if (alen < 0) {
+		r = alen;
+		goto out;
+	}
+	/* Where the agent listens: its status entry says. */
+	static const unsigned char status_key[1] = {FDN_REG_REMOTE_BYTE};
+	struct fdn_attr sock;
+	if (fdn_lookup(s, status_key, 1, 0, st) != 0 ||
+	    fdn_attrs_get(st->attrs, st->attrs_len, "socket", &sock) != 0 ||
+	    sock.type != FDN_ATTR_STRING || strlen(sock.v.s) + 1 >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		r = -ECONNREFUSED;
+		goto out;
+	}
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	/* An abstract name: sun_path[0] = 0, then the name. */
+	size_t sl = strlen(sock.v.s);
+	memcpy(sa.sun_path + 1, sock.v.s, sl);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa,
+			      (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + sl)) != 0) {
+		r = -ECONNREFUSED;
+		goto out;
+	}
+	q->version = FDN__UNIQUE_VERSION;
+	q->pid = pid;
+	q->deadline_ns = realtime_ns() + (uint64_t)timeout_ms * 1000000ull;
+	q->klen = (uint32_t)klen;
+	q->alen = (uint32_t)alen;
+	memcpy(q->key, key, klen);
+	if (send(fd, q, sizeof(*q), MSG_NOSIGNAL) != (ssize_t)sizeof(*q)) {
+		r = -ECONNREFUSED;
+		goto out;
+	}
+	struct pollfd p = {fd, POLLIN, 0};
+	int pr;
+	do
+		pr = poll(&p, 1, timeout_ms);
+	while (pr < 0 && errno == EINTR);
+	struct fdn__unique_ans ans;
+	if (pr <= 0) {
+		r = FDN_ETIMEDOUT;
+		goto out;
+	}
+	if (recv(fd, &ans, sizeof(ans), 0) != (ssize_t)sizeof(ans)) {
+		r = -ECONNREFUSED; /* the agent went away */
+		goto out;
+	}
+	ans.host[FDN_HOST_MAX] = 0;
+	r = ans.result;
+	if (r == FDN_EEXISTS) {
+		if (holder_host)
+			memcpy(holder_host, ans.host, FDN_HOST_MAX + 1);
+		if (holder)
+			*holder = ans.holder_pid;
+	}
+out:
+	if (fd >= 0)
+		close(fd);
+	free(q);
+	free(st);
+	return r;
 }

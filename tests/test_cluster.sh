@@ -143,6 +143,8 @@ compare() {
 	done
 }
 
+nloc() { wc -l <"$tmp/local-$1"; }
+
 status_of() { "$probe" status "$(seg "$1")" | sed -n "s/^$2=//p"; }
 
 start_etcd
@@ -176,6 +178,59 @@ run 0 "metrics" "$bin/foundation-inspect" --segment "$(seg h1)" metrics
 out_has "metrics: degraded" "foundation_cluster_degraded{segment=\"$(seg h1)\"} 0"
 out_has "metrics: remote entries" "foundation_cluster_remote_entries{segment=\"$(seg h1)\"} 2000"
 
+# 1b. Cluster-unique names: h1 and h2 race for the same key 1 000 times
+# (each attempt at the same instant on both): exactly one wins each time,
+# the loser is told the winner's host; the winner holds it locally.
+t0=$(($(date +%s%3N) + 1000))
+for h in h1 h2; do
+	"$probe" race "$(seg "$h")" u "$N" "$t0" >"$tmp/race-$h.out" 2>&1 </dev/null &
+	echo $! >"$tmp/race-$h.pid"
+done
+for h in h1 h2; do
+	i=0
+	until grep -q done "$tmp/race-$h.out" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 1200 ] || fail "race: $h did not finish: $(tail -2 "$tmp/race-$h.out")"
+		sleep 0.1
+	done
+done
+if grep -q error "$tmp/race-h1.out" "$tmp/race-h2.out"; then
+	grep -h error "$tmp/race-h1.out" "$tmp/race-h2.out" | head -3 >"$tmp/out"
+	fail "race: an attempt failed"
+fi
+ok
+wins=$(cat "$tmp/race-h1.out" "$tmp/race-h2.out" | grep -c ' won$' || true)
+[ "$wins" = "$N" ] || fail "race: $wins wins in $N races"
+ok
+# Per race: one "won" on one host and "lost <that host>" on the other.
+bad=$(awk '$2 == "won" { w[$1] = FILENAME } $2 == "lost" { l[$1] = $3; f[$1] = FILENAME }
+	END { n = 0; for (i in w) { split(w[i], p, "race-"); h = substr(p[2], 1, 2);
+		if (l[i] != h || f[i] == w[i]) n++ } print n }' "$tmp/race-h1.out" "$tmp/race-h2.out")
+[ "$bad" = 0 ] || fail "race: $bad races without exactly one winner named to the loser"
+ok
+echo "race: $N races, h1 won $(grep -c ' won$' "$tmp/race-h1.out"), h2 won $(grep -c ' won$' "$tmp/race-h2.out")"
+for h in h1 h2; do
+	sed -n 's/^\([0-9]*\) won$/u-\1/p' "$tmp/race-$h.out" >>"$tmp/local-$h"
+done
+claims=$(python3 -c 'import base64, json, sys, urllib.request
+p = sys.argv[2].encode(); e = p[:-1] + bytes([p[-1] + 1])
+b = lambda x: base64.b64encode(x).decode()
+q = json.dumps({"key": b(p), "range_end": b(e), "count_only": True}).encode()
+print(json.load(urllib.request.urlopen(sys.argv[1] + "/v3/kv/range", q)).get("count", "0"))' \
+	"$endpoint" "/foundation/t$$/unique/")
+[ "$claims" = "$N" ] || fail "race: $claims claims in etcd, expected $N"
+ok
+w1=$(sed -n 's/^\([0-9]*\) won$/u-\1/p' "$tmp/race-h1.out" | head -1)
+run 0 "unique: held" "$probe" unique "$(seg h2)" "$w1" 2000
+out_is "unique: the holder named" "held h1 $(cat "$tmp/race-h1.pid")"
+for h in $hosts; do
+	for o in $hosts; do
+		[ "$o" = "$h" ] || wait_count "race: $h sees $o" "$h" "$o" \
+			"$(wc -l <"$tmp/local-$o")" 60000
+	done
+done
+compare "after the race" "$hosts" "$hosts"
+
 # 2. SIGKILL an agent: gone from the others within TTL + 1 s, and the
 # others' entries gone from its own segment.
 kill -9 "$(cat "$tmp/agent-h3.pid")"
@@ -187,9 +242,13 @@ wait_count "SIGKILL: h2 loses h3" h2 h3 0 $((TTL * 1000 + 1000))
 wait_count "SIGKILL: h3 loses h1 (its reaper)" h3 h1 0 5000
 wait_count "SIGKILL: h3 loses h2 (its reaper)" h3 h2 0 5000
 compare "after SIGKILL of h3's agent" "h1 h2" "h1 h2"
+# Cluster-unique without an agent: a clear error, nothing registered.
+run 1 "unique: no agent" "$probe" unique "$(seg h3)" solo-1 2000
+out_is "unique: no agent: ECONNREFUSED" "ECONNREFUSED"
+run 1 "unique: nothing registered" "$ctl" --segment "$(seg h3)" get solo-1
 # Restarted: snapshot at a revision, then watch -- no duplicate, no ghost.
 start_agent h3
-for o in h1 h2; do wait_count "restart: h3 sees $o" h3 "$o" $N 60000; done
+for o in h1 h2; do wait_count "restart: h3 sees $o" h3 "$o" "$(nloc "$o")" 60000; done
 for h in h1 h2; do wait_count "restart: $h sees h3" "$h" h3 $N 60000; done
 compare "after the restart of h3's agent" "$hosts" "$hosts"
 
@@ -200,7 +259,7 @@ wait_count "SIGSTOP: h3 loses h2" h3 h2 0 $((TTL * 1000 + 1000))
 compare "h2's agent stopped" "h1 h3" "$hosts"
 sleep 1
 kill -CONT "$(cat "$tmp/agent-h2.pid")"
-for h in h1 h3; do wait_count "SIGCONT: $h sees h2 again" "$h" h2 $N 30000; done
+for h in h1 h3; do wait_count "SIGCONT: $h sees h2 again" "$h" h2 "$(nloc h2)" 30000; done
 compare "h2's agent resumed" "$hosts" "$hosts"
 
 # 4. etcd stopped 10 s while h1 registers: local operations unaffected.
@@ -219,11 +278,14 @@ done
 ok
 [ "$("$probe" dump "$(seg h2)" | grep -c '^h1 late-')" = 0 ] || fail "h2 saw h1's late entries"
 ok
+run 1 "unique: etcd down" timeout 10 "$probe" unique "$(seg h1)" solo-2 2000
+out_is "unique: etcd down: EHOSTUNREACH" "EHOSTUNREACH"
+run 1 "unique: etcd down: nothing registered" "$ctl" --segment "$(seg h1)" get solo-2
 run 0 "etcd down: inspect cluster" "$bin/foundation-inspect" --segment "$(seg h1)" cluster
 out_has "etcd down: inspect says degraded" "DEGRADED"
 sleep $((10 - ($(date +%s) - t0)))
 start_etcd
-for h in h2 h3; do wait_count "etcd back: $h sees h1" "$h" h1 $((N + 200)) 60000; done
+for h in h2 h3; do wait_count "etcd back: $h sees h1" "$h" h1 "$(nloc h1)" 60000; done
 for h in $hosts; do
 	for o in $hosts; do
 		[ "$o" = "$h" ] || wait_count "etcd back: $h sees $o" "$h" "$o" \

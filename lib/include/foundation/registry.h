@@ -254,6 +254,44 @@ FDN_API int fdn_cluster_lookup(fdn_segment *s, const void *key, size_t klen,
 FDN_API bool fdn_cluster_key_split(const void *key, size_t klen, const char **host,
 				   size_t *hlen, const void **plain, size_t *plen);
 
+/*
+ * Register key for pid only if no host of the cluster holds it: the local
+ * agent (foundation-mirrord) claims the key in etcd by a transaction (put
+ * if absent, on the host's lease), then registers it here with the
+ * attribute cluster_unique = true; the claim is released when the entry
+ * goes (or with the host's lease).  The library does not talk to etcd: it
+ * asks the agent through its socket (the status entry's "socket") and
+ * waits for the verdict, at most timeout_ms.
+ * 0 registered; FDN_EEXISTS: a host holds it -- *holder_host (if given,
+ * FDN_HOST_MAX + 1 bytes) names it, *holder its pid there; -ECONNREFUSED
+ * no agent runs for this segment; -EHOSTUNREACH the agent cannot reach
+ * etcd; FDN_ETIMEDOUT no verdict in time; FDN_EINVKEY, FDN_EINVMETA,
+ * FDN_EINVAL, and fdn_register's errors.  On any error nothing is
+ * registered here -- except that after FDN_ETIMEDOUT a verdict reached
+ * after the deadline may still have registered the key (the agent drops a
+ * request whose deadline has passed when it reads it, not later).
+ */
+FDN_API int fdn_register_cluster_unique(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+					const struct fdn_attr *attrs, size_t n, int timeout_ms,
+					char *holder_host, pid_t *holder);
+
+/* The request and answer on the agent's socket (SOCK_SEQPACKET, one of
+ * each per connection). */
+#define FDN__UNIQUE_VERSION 1u
+struct fdn__unique_req {
+	uint32_t version;
+	int32_t pid;
+	uint64_t deadline_ns; /* CLOCK_REALTIME */
+	uint32_t klen, alen;
+	unsigned char key[FDN_REG_KEY_MAX];
+	unsigned char attrs[FDN_ATTRS_MAX];
+};
+struct fdn__unique_ans {
+	int32_t result;
+	int32_t holder_pid;
+	char host[FDN_HOST_MAX + 1];
+};
+
 #ifdef __cplusplus
 }
 #endif
