@@ -1175,16 +1175,20 @@ static int cmd_cluster(fdn_segment *s, const struct args *a)
 {
 	static struct cluster_view v;
 	static struct fdn_entry he;
-	if (!cluster_read(s, &v))
-		return complain(EXIT_FAIL, "no foundation-mirrord mirrors into it",
-				"segment \"%s\": cluster", a->segment);
+	if (!cluster_read(s, &v)) { /* a state, not a failure (dump runs it) */
+		if (a->json)
+			printf("{\"agent\":false}\n");
+		else
+			printf("no cluster agent (foundation-mirrord) mirrors into this segment\n");
+		return EXIT_OK;
+	}
 	const struct fdn_entry *e = &v.st;
 	static const char *const ints[] = {"lease",      "lease_ttl",        "published",
 					   "mirrored",   "dropped",          "revision",
 					   "lag",        "resyncs",          "publish_failures",
 					   "mirror_failures"};
 	if (a->json) {
-		printf("{\"cluster\":");
+		printf("{\"agent\":true,\"cluster\":");
 		json_cstr(stdout, attr_str(e, "cluster"));
 		printf(",\"host\":");
 		json_cstr(stdout, attr_str(e, "host"));
@@ -1935,8 +1939,8 @@ static const struct command commands[] = {
      "The cluster mirror of foundation-mirrord (docs/cluster.md): the cluster and\n"
      "this host, degraded or not, the publisher (its lease, TTL, entries published),\n"
      "the mirror (revision applied, lag in revisions, remote entries, dropped), and\n"
-     "each other host: its entries here and its lease's TTL left.  Exit 1 when no\n"
-     "agent mirrors into the segment.\n"},
+     "each other host: its entries here and its lease's TTL left.  Without an agent:\n"
+     "one line saying so (JSON: {\"agent\": false}), exit 0.\n"},
     {"dump", "", cmd_dump, "dump",
      "Everything as one JSON document: {\"segment\": NAME, and for every other\n"
      "command but metrics, \"COMMAND\": its --json object} (null where a command\n"
