@@ -61,8 +61,8 @@ static void fill_remote(struct fdn_cluster_entry *o, const struct fdn_entry *e, 
 		o->e.registered_ns = (uint64_t)a.v.i;
 }
 
-int fdn_cluster_lookup(fdn_segment *s, const void *key, size_t klen,
-		       struct fdn_cluster_entry *out, size_t max)
+int fdn_cluster_lookup(fdn_segment *s, const void *key, size_t klen, struct fdn_cluster_entry *out,
+		       size_t max)
 {
 	if (!key || klen == 0 || klen > FDN_REG_KEY_MAX ||
 	    ((const unsigned char *)key)[0] == FDN_REG_REMOTE_BYTE)
@@ -151,7 +151,8 @@ int fdn_register_cluster_unique(fdn_segment *s, const void *key, size_t klen, pi
 	struct fdn_attr sock;
 	if (fdn_lookup(s, status_key, 1, 0, st) != 0 ||
 	    fdn_attrs_get(st->attrs, st->attrs_len, "socket", &sock) != 0 ||
-	    sock.type != FDN_ATTR_STRING || strlen(sock.v.s) + 1 >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+	    sock.type != FDN_ATTR_STRING ||
+	    strlen(sock.v.s) + 1 >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		r = -ECONNREFUSED;
 		goto out;
 	}

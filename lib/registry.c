@@ -1201,7 +1201,8 @@ int fdn_foreach_flags(fdn_segment *s, unsigned flags, fdn_entry_cb cb, void *arg
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, NULL, 0, alive, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
+	struct walk w = {
+	    .s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
 	return walk_all(&w);
 }
 
@@ -1218,8 +1219,13 @@ int fdn_list_flags(fdn_segment *s, unsigned flags, fdn_entry_filter filter, void
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(filter, farg, NULL, 0, alive, cb, arg));
-	struct walk w = {
-	    .s = s, .filter = filter, .farg = farg, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
+	struct walk w = {.s = s,
+			 .filter = filter,
+			 .farg = farg,
+			 .cb = cb,
+			 .arg = arg,
+			 .alive = alive,
+			 .remote = flags & FDN_REG_REMOTE};
 	return walk_all(&w);
 }
 
@@ -1404,7 +1410,8 @@ int fdn_find_by_attribute_flags(fdn_segment *s, const char *name, const struct f
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	struct fdn_criterion c = {name, FDN_CMP_EQ, *value};
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, &c, 1, alive, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
+	struct walk w = {
+	    .s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
 	bool used;
 	r = find_indexed(&w, name, value, &used);
 	if (used)
@@ -1428,7 +1435,13 @@ int fdn_query_flags(fdn_segment *s, const struct fdn_criterion *c, size_t n, uns
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, c, n, alive, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg, .crit = c, .ncrit = n, .alive = alive, .remote = flags & FDN_REG_REMOTE};
+	struct walk w = {.s = s,
+			 .cb = cb,
+			 .arg = arg,
+			 .crit = c,
+			 .ncrit = n,
+			 .alive = alive,
+			 .remote = flags & FDN_REG_REMOTE};
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].op != FDN_CMP_EQ)
 			continue;

@@ -104,9 +104,8 @@ static int bench(fdn_segment *s, int argc, char **argv)
 			usleep(20000); /* not in phase with the agent's interval */
 		}
 		qsort(us, (size_t)n, sizeof(*us), cmp_u64);
-		printf("p50_us=%llu p99_us=%llu max_us=%llu n=%ld\n",
-		       (unsigned long long)us[n / 2], (unsigned long long)us[(n * 99) / 100],
-		       (unsigned long long)us[n - 1], n);
+		printf("p50_us=%llu p99_us=%llu max_us=%llu n=%ld\n", (unsigned long long)us[n / 2],
+		       (unsigned long long)us[(n * 99) / 100], (unsigned long long)us[n - 1], n);
 		return 0;
 	}
 	if (strcmp(cmd, "burst") == 0 && argc == 6) {
@@ -171,8 +170,8 @@ static int count_cb(void *arg, const struct fdn_entry_view *e)
 	const char *h;
 	size_t hl, pl;
 	const void *p;
-	if (fdn_cluster_key_split(e->key, e->key_len, &h, &hl, &p, &pl) &&
-	    hl == strlen(c->host) && memcmp(h, c->host, hl) == 0)
+	if (fdn_cluster_key_split(e->key, e->key_len, &h, &hl, &p, &pl) && hl == strlen(c->host) &&
+	    memcmp(h, c->host, hl) == 0)
 		c->n++;
 	return 0;
 }
@@ -237,7 +236,8 @@ int main(int argc, char **argv)
 			}
 			usleep(10000);
 		}
-		fprintf(stderr, "cluster_probe: host %s has %ld remote entries after %ld ms, not %ld\n",
+		fprintf(stderr,
+			"cluster_probe: host %s has %ld remote entries after %ld ms, not %ld\n",
 			argv[3], n, limit, want);
 		return 1;
 	}
@@ -298,7 +298,8 @@ int main(int argc, char **argv)
 			uint64_t at = t0 + (uint64_t)i * 20;
 			for (;;) {
 				clock_gettime(CLOCK_REALTIME, &ts);
-				uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+				uint64_t ms =
+				    (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 				if (ms >= at)
 					break;
 				usleep((useconds_t)((at - ms) * 1000));
@@ -306,8 +307,8 @@ int main(int argc, char **argv)
 			char k[128], host[FDN_HOST_MAX + 1];
 			snprintf(k, sizeof(k), "%s-%ld", argv[3], i);
 			pid_t hp;
-			r = fdn_register_cluster_unique(s, k, strlen(k), getpid(), NULL, 0, 5000, host,
-							&hp);
+			r = fdn_register_cluster_unique(s, k, strlen(k), getpid(), NULL, 0, 5000,
+							host, &hp);
 			if (r == 0)
 				printf("%ld won\n", i);
 			else if (r == FDN_EEXISTS)

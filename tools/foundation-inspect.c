@@ -1183,10 +1183,9 @@ static int cmd_cluster(fdn_segment *s, const struct args *a)
 		return EXIT_OK;
 	}
 	const struct fdn_entry *e = &v.st;
-	static const char *const ints[] = {"lease",      "lease_ttl",        "published",
-					   "mirrored",   "dropped",          "revision",
-					   "lag",        "resyncs",          "publish_failures",
-					   "mirror_failures"};
+	static const char *const ints[] = {
+	    "lease",    "lease_ttl", "published", "mirrored",         "dropped",
+	    "revision", "lag",       "resyncs",   "publish_failures", "mirror_failures"};
 	if (a->json) {
 		printf("{\"agent\":true,\"cluster\":");
 		json_cstr(stdout, attr_str(e, "cluster"));

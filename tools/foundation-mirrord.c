@@ -140,9 +140,7 @@ static void status_write_locked(void)
 	struct fdn_attr at[] = {
 	    {.name = "cluster", .type = FDN_ATTR_STRING, .v.s = a.cluster},
 	    {.name = "host", .type = FDN_ATTR_STRING, .v.s = a.host},
-	    {.name = "hosts",
-	     .type = FDN_ATTR_LIST,
-	     .v.list = {names, (uint32_t)a.nhosts}},
+	    {.name = "hosts", .type = FDN_ATTR_LIST, .v.list = {names, (uint32_t)a.nhosts}},
 	    {.name = "degraded", .type = FDN_ATTR_BOOL, .v.b = degraded},
 	    {.name = "publisher", .type = FDN_ATTR_STRING, .v.s = a.pub_ok ? "ok" : a.pub_err},
 	    {.name = "mirror", .type = FDN_ATTR_STRING, .v.s = a.mir_ok ? "ok" : a.mir_err},
@@ -259,7 +257,8 @@ static void *status_thread(void *arg)
 				 degraded ? "foundation.cluster.degraded"
 					  : "foundation.cluster.recovered",
 				 &m, 1, at, 2);
-			fprintf(stderr, "%s: mirror %s\n", prog, degraded ? "degraded" : "recovered");
+			fprintf(stderr, "%s: mirror %s\n", prog,
+				degraded ? "degraded" : "recovered");
 			was_degraded = degraded;
 		}
 		nap(500);
@@ -360,8 +359,7 @@ static int held_cb(void *arg, json_object *kv)
 		char *lk = b64_encode(kb + h->plen, kl - h->plen);
 		json_object *e = json_object_new_object();
 		json_object_object_add(e, "value", json_object_new_string((char *)vb));
-		json_object_object_add(e, "lease",
-				       json_object_new_int64(etcd_i64(kv, "lease", 0)));
+		json_object_object_add(e, "lease", json_object_new_int64(etcd_i64(kv, "lease", 0)));
 		json_object_object_add(h->map, lk, e);
 		free(lk);
 	}
@@ -531,10 +529,11 @@ static int claims_resync(struct etcd *c, json_object *snap, int64_t lease)
 				a.claim_conflicts++;
 				json_object_object_del(a.claims, kb);
 				pthread_mutex_unlock(&a.mu);
-				fprintf(stderr,
-					"%s: cluster-unique key held here was taken by host %s while "
-					"this host's lease was lost; the local entry stays\n",
-					prog, host);
+				fprintf(
+				    stderr,
+				    "%s: cluster-unique key held here was taken by host %s while "
+				    "this host's lease was lost; the local entry stays\n",
+				    prog, host);
 			}
 		}
 		free(key);
@@ -672,11 +671,12 @@ static int publish_resync(struct etcd *c, struct local_source *ls, int64_t lease
 		json_object_object_foreach(snap, k, v)
 		{
 			json_object *e, *ev, *el;
-			bool same = json_object_object_get_ex(h.map, k, &e) &&
-				    json_object_object_get_ex(e, "value", &ev) &&
-				    json_object_object_get_ex(e, "lease", &el) &&
-				    json_object_get_int64(el) == lease &&
-				    strcmp(json_object_get_string(ev), json_object_get_string(v)) == 0;
+			bool same =
+			    json_object_object_get_ex(h.map, k, &e) &&
+			    json_object_object_get_ex(e, "value", &ev) &&
+			    json_object_object_get_ex(e, "lease", &el) &&
+			    json_object_get_int64(el) == lease &&
+			    strcmp(json_object_get_string(ev), json_object_get_string(v)) == 0;
 			if (!same)
 				batch_put(&b, k, json_object_get_string(v), lease);
 		}
@@ -719,7 +719,8 @@ static int publish_changes(struct etcd *c, struct local_source *ls, int64_t leas
 	json_object_put(b.txn);
 	if (b.r == 0) {
 		pthread_mutex_lock(&a.mu);
-		a.published += json_object_object_length(puts) - (int64_t)json_object_array_length(dels);
+		a.published +=
+		    json_object_object_length(puts) - (int64_t)json_object_array_length(dels);
 		pthread_mutex_unlock(&a.mu);
 	}
 	json_object_put(puts);
@@ -776,7 +777,8 @@ static void *publisher_thread(void *arg)
 				continue;
 			}
 			if (ttl <= 0) {
-				snprintf(c.err, sizeof(c.err), "lease %llx expired", (long long)lease);
+				snprintf(c.err, sizeof(c.err), "lease %llx expired",
+					 (long long)lease);
 				pub_state(false, &c, "keepalive");
 				lease = 0; /* granted again, everything put again */
 				continue;
@@ -824,8 +826,7 @@ struct mirror {
 
 /* The host and the remote-namespace key of an etcd key; false when the key
  * is not an entry of another host. */
-static bool remote_of(const unsigned char *k, size_t kl, char *host, unsigned char *rk,
-		      size_t *rkl)
+static bool remote_of(const unsigned char *k, size_t kl, char *host, unsigned char *rk, size_t *rkl)
 {
 	static const char hosts[] = "hosts/";
 	size_t pl = strlen(a.prefix);
@@ -900,7 +901,7 @@ static void mirror_put(struct mirror *m, json_object *kv)
 		goto out;
 	}
 	vb = json_object_object_get_ex(kv, "value", &v) ? b64_decode(json_object_get_string(v), &vl)
-							 : NULL;
+							: NULL;
 	struct remote_attrs *ra = calloc(1, sizeof(*ra));
 	const char *why = "no value";
 	if (!ra || !vb || json_to_remote_attrs((char *)vb, host, ra, &why)) {
@@ -1060,7 +1061,7 @@ static void usage(FILE *f)
 		"usage: %s [--segment NAME] [--endpoints URL[,URL...]] [--cluster NAME]\n"
 		"       [--host ID] [--ttl SECONDS] [--interval MS] [--timeout MS]\n"
 		"       [--cacert FILE] [--cert FILE] [--key FILE] [--user NAME[:PASSWORD]]\n"
-		"       [--password PASSWORD]\n"
+		"       [--password PASSWORD] [--wait]\n"
 		"\n"
 		"Publish this host's registry entries into etcd, on a lease kept alive, and\n"
 		"mirror every other host's entries into the local segment (docs/cluster.md).\n"
@@ -1079,6 +1080,7 @@ static void usage(FILE *f)
 		"  --key FILE        TLS: its private key\n"
 		"  --user NAME[:PW]  etcd authentication (as etcdctl --user)\n"
 		"  --password PW     the password, when not in --user\n"
+		"  --wait            wait for the segment to be created (polled every 250 ms)\n"
 		"  --help            this text\n"
 		"  --version         print the version and exit\n"
 		"\n"
@@ -1110,11 +1112,12 @@ int main(int argc, char **argv)
 	    {"timeout", required_argument, 0, 'T'}, {"cacert", required_argument, 0, 'A'},
 	    {"cert", required_argument, 0, 'C'},    {"key", required_argument, 0, 'K'},
 	    {"user", required_argument, 0, 'u'},    {"password", required_argument, 0, 'p'},
-	    {"help", no_argument, 0, 'h'},          {"version", no_argument, 0, 'V'},
-	    {0, 0, 0, 0}};
+	    {"wait", no_argument, 0, 'w'},          {"help", no_argument, 0, 'h'},
+	    {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
 	const char *segment = fdn_segment_default_name(), *endpoints = "http://127.0.0.1:2379";
 	static char hostname[256];
 	char *user = NULL;
+	bool wait_seg = false;
 	a.cluster = "default";
 	a.ttl = 5;
 	a.interval_ms = 100;
@@ -1141,20 +1144,21 @@ int main(int argc, char **argv)
 			break;
 		case 't':
 			if (!parse_num(optarg, 10, 3600, &n) || n < 2)
-				return usage_error(NULL, "--ttl \"%s\": not a number of seconds in 2..3600",
-						   optarg);
+				return usage_error(
+				    NULL, "--ttl \"%s\": not a number of seconds in 2..3600",
+				    optarg);
 			a.ttl = (long)n;
 			break;
 		case 'i':
 			if (!parse_num(optarg, 10, 60000, &n) || n < 1)
-				return usage_error(NULL, "--interval \"%s\": not a number in 1..60000",
-						   optarg);
+				return usage_error(
+				    NULL, "--interval \"%s\": not a number in 1..60000", optarg);
 			a.interval_ms = (long)n;
 			break;
 		case 'T':
 			if (!parse_num(optarg, 10, 600000, &n) || n < 10)
-				return usage_error(NULL, "--timeout \"%s\": not a number in 10..600000",
-						   optarg);
+				return usage_error(
+				    NULL, "--timeout \"%s\": not a number in 10..600000", optarg);
 			a.eo.timeout_ms = (long)n;
 			break;
 		case 'A':
@@ -1172,6 +1176,9 @@ int main(int argc, char **argv)
 		case 'p':
 			a.eo.password = optarg;
 			break;
+		case 'w':
+			wait_seg = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return EXIT_OK;
@@ -1188,7 +1195,8 @@ int main(int argc, char **argv)
 		return usage_error(NULL, "--host \"%s\": not 1..63 of [A-Za-z0-9._-]",
 				   a.host ? a.host : "");
 	if (!good_id(a.cluster))
-		return usage_error(NULL, "--cluster \"%s\": not 1..63 of [A-Za-z0-9._-]", a.cluster);
+		return usage_error(NULL, "--cluster \"%s\": not 1..63 of [A-Za-z0-9._-]",
+				   a.cluster);
 	if (user) {
 		char *colon = strchr(user, ':');
 		if (colon) {
@@ -1204,8 +1212,8 @@ int main(int argc, char **argv)
 		if (a.eo.nendpoints == 16)
 			return usage_error(NULL, "--endpoints: more than 16");
 		if (strncmp(t, "http://", 7) && strncmp(t, "https://", 8))
-			return usage_error(NULL, "--endpoints \"%s\": not an http:// or https:// URL",
-					   t);
+			return usage_error(NULL,
+					   "--endpoints \"%s\": not an http:// or https:// URL", t);
 		eps[a.eo.nendpoints++] = t;
 	}
 	if (a.eo.nendpoints == 0)
@@ -1215,7 +1223,13 @@ int main(int argc, char **argv)
 	snprintf(a.host_prefix, sizeof(a.host_prefix), "/foundation/%s/hosts/%s/registry/",
 		 a.cluster, a.host);
 
-	int r = fdn_segment_attach(segment, 0, &a.s);
+	int r;
+	/* --wait: the segment may appear later (a unit started at boot before
+	 * the application); polled every 250 ms until a signal. */
+	while ((r = fdn_segment_attach(segment, 0, &a.s)) == FDN_ENOSEG && wait_seg) {
+		struct timespec ts = {0, 250 * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 	if (r) {
 		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, segment, fdn_strerror(r));
 		return EXIT_FAIL;

@@ -197,7 +197,8 @@ static int post_one(struct etcd *c, size_t i, const char *path, const char *body
 		if (json_object_object_get_ex(j, "message", &m))
 			msg = json_object_get_string(m);
 		snprintf(c->err, sizeof(c->err), "%s: %s", c->o.endpoints[i], msg ? msg : "error");
-		bool auth = msg && (strstr(msg, "invalid auth token") || strstr(msg, "user name is empty"));
+		bool auth =
+		    msg && (strstr(msg, "invalid auth token") || strstr(msg, "user name is empty"));
 		/* gRPC UNAVAILABLE (14: no leader, member stopping) and
 		 * DEADLINE_EXCEEDED (4): another member may answer. */
 		int64_t grpc = etcd_i64(j, "code", 0);
@@ -218,8 +219,8 @@ static int authenticate(struct etcd *c, size_t i)
 			       json_object_new_string(c->o.password ? c->o.password : ""));
 	free(c->token);
 	c->token = NULL;
-	int r = post_one(c, i, "/v3/auth/authenticate", json_object_to_json_string(req), &resp,
-			 false);
+	int r =
+	    post_one(c, i, "/v3/auth/authenticate", json_object_to_json_string(req), &resp, false);
 	json_object_put(req);
 	if (r)
 		return -1;
@@ -357,8 +358,8 @@ char *etcd_range_end(const void *prefix, size_t plen)
 
 #define PAGE 1000
 
-int etcd_range_prefix(struct etcd *c, const void *prefix, size_t plen, int64_t rev,
-		      etcd_kv_cb cb, void *arg, int64_t *at)
+int etcd_range_prefix(struct etcd *c, const void *prefix, size_t plen, int64_t rev, etcd_kv_cb cb,
+		      void *arg, int64_t *at)
 {
 	char *end = etcd_range_end(prefix, plen);
 	char *from = b64_encode(prefix, plen);
@@ -430,7 +431,7 @@ struct watch {
 	json_tokener *tok;
 	etcd_watch_cb cb;
 	void *arg;
-	int r;       /* cb's non-zero, or -1 for a cancelled watch */
+	int r; /* cb's non-zero, or -1 for a cancelled watch */
 	bool created;
 };
 

@@ -30,9 +30,9 @@ struct etcd_opts {
 
 struct etcd {
 	struct etcd_opts o;
-	size_t cur;   /* the endpoint in use */
+	size_t cur; /* the endpoint in use */
 	CURL *h;
-	char *token;  /* after /v3/auth/authenticate */
+	char *token; /* after /v3/auth/authenticate */
 	char err[256];
 	atomic_bool *stop; /* a watch returns soon after *stop turns true */
 };
@@ -69,8 +69,8 @@ int etcd_revision(struct etcd *c, int64_t *rev);
  * for each kv object ({key, value, mod_revision, lease} as the gateway
  * writes them); *at receives the revision read. */
 typedef int (*etcd_kv_cb)(void *arg, json_object *kv);
-int etcd_range_prefix(struct etcd *c, const void *prefix, size_t plen, int64_t rev,
-		      etcd_kv_cb cb, void *arg, int64_t *at);
+int etcd_range_prefix(struct etcd *c, const void *prefix, size_t plen, int64_t rev, etcd_kv_cb cb,
+		      void *arg, int64_t *at);
 
 /* Watch every key under prefix from revision start (streaming POST
  * /v3/watch): cb(arg, result) for each response's "result" object (its

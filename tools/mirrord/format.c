@@ -30,7 +30,8 @@ char *entry_to_json(const char *host, const struct fdn_entry_view *e)
 	json_object_object_add(o, "format", json_object_new_int(FDN_CLUSTER_FORMAT));
 	json_object_object_add(o, "host", json_object_new_string(host));
 	json_object_object_add(o, "pid", json_object_new_int64(e->pid));
-	json_object_object_add(o, "registered_ns", json_object_new_int64((int64_t)e->registered_ns));
+	json_object_object_add(o, "registered_ns",
+			       json_object_new_int64((int64_t)e->registered_ns));
 	uint32_t n = fdn_attrs_count(e->attrs, e->attrs_len);
 	for (uint32_t i = 0; i < n; i++) {
 		struct fdn_attr a;
@@ -159,7 +160,9 @@ int json_to_remote_attrs(const char *text, const char *host, struct remote_attrs
 	    {.name = "node", .type = FDN_ATTR_STRING, .v.s = host},
 	    {.name = "remote", .type = FDN_ATTR_BOOL, .v.b = true},
 	    {.name = "remote_pid", .type = FDN_ATTR_INT, .v.i = json_object_get_int64(pid)},
-	    {.name = "remote_registered_ns", .type = FDN_ATTR_INT, .v.i = json_object_get_int64(ns)},
+	    {.name = "remote_registered_ns",
+	     .type = FDN_ATTR_INT,
+	     .v.i = json_object_get_int64(ns)},
 	};
 	for (int i = 0; i < 4; i++)
 		set_attr(r, &extra[i]);

@@ -82,7 +82,6 @@ enum {
 #define FDN_REG_REMOTE_BYTE 0x00
 #define FDN_HOST_MAX        63u
 
-
 /* An entry copied out of the segment. */
 struct fdn_entry {
 	char key[FDN_REG_KEY_MAX + 1]; /* NUL-terminated copy; key_len bytes */
@@ -251,8 +250,8 @@ FDN_API int fdn_cluster_lookup(fdn_segment *s, const void *key, size_t klen,
 
 /* Split a key of the remote namespace: host and plain key (pointers into
  * key).  false when key is not a remote entry's key. */
-FDN_API bool fdn_cluster_key_split(const void *key, size_t klen, const char **host,
-				   size_t *hlen, const void **plain, size_t *plen);
+FDN_API bool fdn_cluster_key_split(const void *key, size_t klen, const char **host, size_t *hlen,
+				   const void **plain, size_t *plen);
 
 /*
  * Register key for pid only if no host of the cluster holds it: the local
