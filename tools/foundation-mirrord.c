@@ -66,6 +66,7 @@ const char *prog = "foundation-mirrord";
 
 struct host_info {
 	int64_t entries;
+	int64_t pending; /* entries being registered, not yet counted */
 	int64_t lease;
 	int64_t ttl_left; /* -1: gone; -2: not asked yet */
 };
@@ -172,7 +173,7 @@ static int host_slot(const char *h, bool add)
 		return -1;
 	int i = a.nhosts++;
 	snprintf(a.hname[i], sizeof(a.hname[i]), "%s", h);
-	a.hi[i] = (struct host_info){0, 0, -2};
+	a.hi[i] = (struct host_info){.ttl_left = -2};
 	/* Listed before its first entry is registered (top of file). */
 	status_write_locked();
 	return i;
@@ -186,7 +187,7 @@ static void hosts_write_locked(void)
 		size_t hl = strlen(a.hname[i]);
 		k[0] = FDN_REG_REMOTE_BYTE;
 		memcpy(k + 1, a.hname[i], hl);
-		if (a.hi[i].entries == 0) {
+		if (a.hi[i].entries == 0 && a.hi[i].pending == 0) {
 			fdn_unregister_flags(a.s, k, 1 + hl, FDN_REG_MIRROR | FDN_REG_IF_PRESENT);
 			a.nhosts--;
 			if (i != a.nhosts) {
@@ -719,8 +720,7 @@ static int publish_changes(struct etcd *c, struct local_source *ls, int64_t leas
 	json_object_put(b.txn);
 	if (b.r == 0) {
 		pthread_mutex_lock(&a.mu);
-		a.published +=
-		    json_object_object_length(puts) - (int64_t)json_object_array_length(dels);
+		a.published = local_source_size(ls);
 		pthread_mutex_unlock(&a.mu);
 	}
 	json_object_put(puts);
@@ -908,14 +908,23 @@ static void mirror_put(struct mirror *m, json_object *kv)
 		drop(why, host);
 	} else {
 		bool fresh = !json_object_object_get_ex(m->have, kb64, NULL);
-		if (fresh)
-			count_host(host, 0, lease); /* listed first (top of file) */
+		/* The host is listed before its entry is registered (top of
+		 * file); `pending` keeps the status thread from dropping it,
+		 * still without entries, in between (hosts_write_locked). */
 		pthread_mutex_lock(&a.mu);
-		if (host_slot(host, true) < 0)
-			fresh = false;
+		int hs = host_slot(host, true);
+		if (hs >= 0)
+			a.hi[hs].pending++;
 		pthread_mutex_unlock(&a.mu);
 		int r = fdn_register(a.s, rk, rkl, getpid(), ra->a, ra->n,
 				     FDN_REG_REPLACE | FDN_REG_MIRROR, NULL);
+		pthread_mutex_lock(&a.mu);
+		if ((hs = host_slot(host, false)) >= 0) { /* other hosts may have moved it */
+			a.hi[hs].pending--;
+			if (lease)
+				a.hi[hs].lease = lease;
+		}
+		pthread_mutex_unlock(&a.mu);
 		if (r) {
 			drop(fdn_strerror(r), host);
 			/* A changed entry that no longer fits: the old version
@@ -930,9 +939,7 @@ static void mirror_put(struct mirror *m, json_object *kv)
 		} else {
 			json_object_object_add(m->have, kb64, json_object_new_int64(mod));
 			if (fresh)
-				count_host(host, 1, lease);
-			else
-				count_host(host, 0, lease);
+				count_host(host, 1, 0);
 		}
 	}
 	if (ra)

@@ -121,3 +121,8 @@ int local_source_fd(struct local_source *ls)
 	(void)ls;
 	return -1;
 }
+
+int64_t local_source_size(struct local_source *ls)
+{
+	return json_object_object_length(ls->last);
+}

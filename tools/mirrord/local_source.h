@@ -36,6 +36,9 @@ int local_source_snapshot(struct local_source *ls, json_object **snap, int64_t *
  * Both new objects, possibly empty. */
 int local_source_next_changes(struct local_source *ls, json_object **puts, json_object **dels);
 
+/* The number of local entries as of the last snapshot or next_changes. */
+int64_t local_source_size(struct local_source *ls);
+
 /* A descriptor readable when there are changes, or -1: poll. */
 int local_source_fd(struct local_source *ls);
 
