@@ -223,6 +223,34 @@ agents auth "http://127.0.0.1:$ac" --user root:s3cret
 wait_count "auth: h2 sees h1" h2 h1 450 60000
 wait_count "auth: h1 sees h2" h1 h2 300 60000
 exact "auth" h2 h1
+
+# 4. A segment too small for the cluster: host h3 (the smallest heap, 1 MiB:
+# some 3 800 small entries) holds 50 of its own and cannot mirror h1's
+# 4 450 and h2's 300.  Its agent
+# drops what does not fit, counts it, says degraded; no local entry is
+# evicted; its own entries still reach the others.
+hosts="h1 h2 h3"
+"$ctl" --segment "$(seg h3)" create --entries 64 --heap 64K >/dev/null 2>&1 || fail "create h3"
+hold h3 s 50
+hold h1 big 4000
+"$mirrord" --segment "$(seg h3)" --endpoints "http://127.0.0.1:$ac" --cluster "auth$$" \
+	--host h3 --ttl $TTL --interval 50 --timeout 1000 --user root:s3cret \
+	>>"$tmp/agent-auth-h3.log" 2>&1 </dev/null &
+echo $! >"$tmp/agent-auth-h3.pid"
+wait_count "small segment: h1 sees h3" h1 h3 50 60000
+i=0
+until [ "$("$probe" status "$(seg h3)" | sed -n 's/^dropped=//p')" -gt 0 ] 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || fail "small segment: nothing dropped: $("$probe" status "$(seg h3)" | tr '\n' ' ')"
+	sleep 0.1
+done
+ok
+[ "$("$probe" status "$(seg h3)" | sed -n 's/^degraded=//p')" = true ] ||
+	fail "small segment: not degraded"
+ok
+[ "$("$probe" dump "$(seg h3)" | grep -c '^- s-')" = 50 ] || fail "small segment: a local entry lost"
+ok
+run 0 "small segment: a local lookup" "$ctl" --segment "$(seg h3)" get s-49
 stop_agents auth
 
 echo "$passed passed, 0 failed"

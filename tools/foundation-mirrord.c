@@ -873,9 +873,13 @@ static void count_host(const char *host, int64_t d, int64_t lease)
 static void drop(const char *why, const char *host)
 {
 	pthread_mutex_lock(&a.mu);
-	a.dropped++;
+	int64_t n = ++a.dropped;
 	pthread_mutex_unlock(&a.mu);
-	fprintf(stderr, "%s: an entry of host %s dropped: %s\n", prog, host, why);
+	/* The first ten, then one line per thousand: a full segment drops
+	 * every entry that follows. */
+	if (n <= 10 || n % 1000 == 0)
+		fprintf(stderr, "%s: an entry of host %s dropped: %s (%lld dropped so far)\n", prog,
+			host, why, (long long)n);
 }
 
 static void mirror_put(struct mirror *m, json_object *kv)
