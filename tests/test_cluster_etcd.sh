@@ -47,7 +47,7 @@ cleanup() {
 	for h in $hosts; do
 		"$ctl" --segment "$(seg "$h")" destroy >/dev/null 2>&1 || true
 	done
-	rm -rf "$tmp"
+	if [ -n "${FDN_KEEP_TMP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP

@@ -1,12 +1,14 @@
 /*
  * foundation-mirrord - one registry across hosts on etcd (docs/cluster.md).
  *
- * One agent per host, beside the reaper.  Three threads, each with its own
- * etcd connection (struct etcd is one thread's):
+ * One agent per host, beside the reaper.  Five threads, each with its own
+ * etcd connection (struct etcd is one thread's): the three below, the
+ * lease's keepalive (keepalive_thread) and the cluster-unique server
+ * (unique_thread).
  *
  *  - the publisher puts every local entry under
  *    /foundation/<cluster>/hosts/<host>/registry/<key>, attached to one
- *    lease per host that it keeps alive (a keepalive every TTL/3), in
+ *    lease per host (kept alive every TTL/3 by keepalive_thread), in
  *    transactions of up to 128 operations.  Local changes come from
  *    local_source (the rescan stand-in for the changefeed).  After any
  *    failure it resynchronises: the host's keys in etcd are read and
@@ -83,6 +85,8 @@ struct agent {
 	pthread_mutex_t mu; /* everything below */
 	int64_t lease, lease_ttl, published, cluster_rev, applied_rev, mirrored, dropped;
 	bool pub_ok, mir_ok;
+	bool lease_lost;  /* the keepalive found the lease gone */
+	bool need_resync; /* the keepalive could not reach etcd */
 	uint64_t pub_failures, mir_failures, resyncs;
 	char pub_err[256], mir_err[256];
 	json_object *claims; /* base64 key -> true: cluster-unique keys held here */
@@ -739,6 +743,53 @@ static void pub_state(bool ok, struct etcd *c, const char *what)
 	pthread_mutex_unlock(&a.mu);
 }
 
+/*
+ * The lease's keepalives run in their own thread, every TTL/3, whatever
+ * the publisher is doing: a long resync (thousands of puts, hundreds of
+ * claims on a slow machine) must not let the lease expire under it.  It
+ * only reports: a lease found gone sets lease_lost, a failure to reach
+ * etcd sets need_resync (either way the publisher is marked failing); the
+ * publisher grants, resynchronises and clears them.
+ */
+static void *keepalive_thread(void *arg)
+{
+	(void)arg;
+	struct etcd c;
+	if (etcd_init(&c, &a.eo, &a.stop))
+		return NULL;
+	while (!atomic_load(&a.stop)) {
+		pthread_mutex_lock(&a.mu);
+		int64_t lease = a.lease_lost ? 0 : a.lease;
+		pthread_mutex_unlock(&a.mu);
+		int64_t ttl = 0;
+		if (lease && etcd_lease_keepalive(&c, lease, &ttl)) {
+			/* etcd unreachable: the lease may expire meanwhile; the
+			 * next keepalive tells. */
+			pub_state(false, &c, "keepalive");
+			pthread_mutex_lock(&a.mu);
+			a.need_resync = true;
+			pthread_mutex_unlock(&a.mu);
+		} else if (lease) {
+			pthread_mutex_lock(&a.mu);
+			if (a.lease == lease) {
+				if (ttl <= 0)
+					a.lease_lost = true;
+				else
+					a.lease_ttl = ttl;
+			}
+			pthread_mutex_unlock(&a.mu);
+			if (ttl <= 0) {
+				snprintf(c.err, sizeof(c.err), "lease %llx expired",
+					 (long long)lease);
+				pub_state(false, &c, "keepalive");
+			}
+		}
+		nap(a.ttl * 1000 / 3);
+	}
+	etcd_fini(&c);
+	return NULL;
+}
+
 static void *publisher_thread(void *arg)
 {
 	(void)arg;
@@ -750,8 +801,13 @@ static void *publisher_thread(void *arg)
 	}
 	int64_t lease = 0;
 	bool resync = true;
-	uint64_t next_keepalive = 0;
 	while (!atomic_load(&a.stop)) {
+		pthread_mutex_lock(&a.mu);
+		if (a.lease_lost)
+			lease = 0; /* granted again, everything put again */
+		resync |= a.need_resync;
+		a.need_resync = false;
+		pthread_mutex_unlock(&a.mu);
 		if (lease == 0) {
 			if (etcd_lease_grant(&c, a.ttl, &lease)) {
 				pub_state(false, &c, "lease grant");
@@ -760,33 +816,11 @@ static void *publisher_thread(void *arg)
 				continue;
 			}
 			resync = true;
-			next_keepalive = mono_ms() + (uint64_t)a.ttl * 1000 / 3;
 			pthread_mutex_lock(&a.mu);
 			a.lease = lease;
+			a.lease_lost = false;
 			a.lease_ttl = a.ttl;
 			pthread_mutex_unlock(&a.mu);
-		}
-		if (mono_ms() >= next_keepalive) {
-			int64_t ttl;
-			if (etcd_lease_keepalive(&c, lease, &ttl)) {
-				/* etcd unreachable: the lease may expire meanwhile;
-				 * the next keepalive tells. */
-				pub_state(false, &c, "keepalive");
-				resync = true;
-				nap(500);
-				continue;
-			}
-			if (ttl <= 0) {
-				snprintf(c.err, sizeof(c.err), "lease %llx expired",
-					 (long long)lease);
-				pub_state(false, &c, "keepalive");
-				lease = 0; /* granted again, everything put again */
-				continue;
-			}
-			pthread_mutex_lock(&a.mu);
-			a.lease_ttl = ttl;
-			pthread_mutex_unlock(&a.mu);
-			next_keepalive = mono_ms() + (uint64_t)a.ttl * 1000 / 3;
 		}
 		if (resync) {
 			if (publish_resync(&c, ls, lease)) {
@@ -1280,8 +1314,9 @@ int main(int argc, char **argv)
 	pthread_mutex_lock(&a.mu);
 	status_write_locked(); /* before any remote entry (registry.c: fdn_count) */
 	pthread_mutex_unlock(&a.mu);
-	pthread_t tp, tm, ts, tu;
+	pthread_t tp, tm, ts, tu, tk;
 	pthread_create(&tu, NULL, unique_thread, (void *)(intptr_t)lfd);
+	pthread_create(&tk, NULL, keepalive_thread, NULL);
 	pthread_create(&tp, NULL, publisher_thread, NULL);
 	pthread_create(&tm, NULL, mirror_thread, NULL);
 	pthread_create(&ts, NULL, status_thread, NULL);
@@ -1294,6 +1329,7 @@ int main(int argc, char **argv)
 	pthread_join(tm, NULL);
 	pthread_join(ts, NULL);
 	pthread_join(tu, NULL);
+	pthread_join(tk, NULL);
 	fprintf(stderr, "%s: stopped (%s), lease revoked\n", prog, strsignal(sig));
 	fdn_segment_detach(a.s);
 	curl_global_cleanup();
