@@ -223,6 +223,16 @@ ok
 w1=$(sed -n 's/^\([0-9]*\) won$/u-\1/p' "$tmp/race-h1.out" | head -1)
 run 0 "unique: held" "$probe" unique "$(seg h2)" "$w1" 2000
 out_is "unique: the holder named" "held h1 $(cat "$tmp/race-h1.pid")"
+# The same from the shell: foundation-ctl register --cluster-unique.
+run 1 "ctl: held elsewhere" "$ctl" --segment "$(seg h2)" register "$w1" --pid $$ --cluster-unique
+err_is "ctl: held elsewhere" "foundation-ctl: register \"$w1\": already exists (held by host h1, pid $(cat "$tmp/race-h1.pid"))"
+run 0 "ctl: a free key" "$ctl" --segment "$(seg h2)" register ctl-u --pid $$ --cluster-unique \
+	--attr role=leader --timeout 3000
+echo ctl-u >>"$tmp/local-h2"
+run 1 "ctl: now held by h2" "$ctl" --segment "$(seg h1)" register ctl-u --pid $$ --cluster-unique
+err_is "ctl: now held by h2" "foundation-ctl: register \"ctl-u\": already exists (held by host h2, pid $$)"
+run 2 "ctl: --replace with --cluster-unique" "$ctl" --segment "$(seg h1)" register x --pid $$ \
+	--cluster-unique --replace
 for h in $hosts; do
 	for o in $hosts; do
 		[ "$o" = "$h" ] || wait_count "race: $h sees $o" "$h" "$o" \
