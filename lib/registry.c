@@ -161,6 +161,22 @@ static int check_key(size_t klen)
 	return klen == 0 || klen > FDN_REG_KEY_MAX ? FDN_EINVKEY : 0;
 }
 
+/* Is key in the remote namespace (registry.h)?  Such keys are written only
+ * with FDN_REG_MIRROR, and a walk returns them only with FDN_REG_REMOTE. */
+static bool remote_key(const void *key, size_t klen)
+{
+	return klen > 0 && ((const unsigned char *)key)[0] == FDN_REG_REMOTE_BYTE;
+}
+
+/* A writer's key: the remote namespace with FDN_REG_MIRROR and only then. */
+static int check_write_key(const void *key, size_t klen, unsigned flags)
+{
+	int r = check_key(klen);
+	if (r == 0 && remote_key(key, klen) != !!(flags & FDN_REG_MIRROR))
+		r = FDN_EINVKEY;
+	return r;
+}
+
 /* The registry's telemetry: the event `id` of an operation that began at
  * t0 (CLOCK_MONOTONIC; 0 = nobody listened then) and returned r:
  * duration_ns; result ("ok" or the error's name), backend, key (when it is
@@ -747,9 +763,13 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	int r = writable(s);
 	if (r)
 		return r;
-	if ((r = check_key(klen)))
+	if ((r = check_write_key(key, klen, flags)))
 		return r;
-	if (pid <= 0 || (flags & ~(unsigned)FDN_REG_REPLACE))
+	if (pid <= 0 || (flags & ~(unsigned)(FDN_REG_REPLACE | FDN_REG_MIRROR)))
+		return FDN_EINVAL;
+	/* A remote entry is owned by the agent that mirrors it: when the
+	 * agent dies, the reaper removes its mirror like any dead owner's. */
+	if ((flags & FDN_REG_MIRROR) && (uint32_t)pid != FDN_PROC_PID(s->proc_word))
 		return FDN_EINVAL;
 	int alen = fdn_attrs_encode(attrs, n, val + REC_SIZE, FDN_ATTRS_MAX);
 	if (alen < 0)
@@ -811,6 +831,10 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
 {
+	if ((flags & FDN_REG_MIRROR) && fdn__backend(s, FDN__SVC_REGISTRY) != FDN__SHARED)
+		return FDN_EINVAL; /* remote entries live in the segment only */
+	if (!(flags & FDN_REG_MIRROR) && remote_key(key, klen))
+		return FDN_EINVKEY;
 	LOCAL_OR_ENFORCED(s, fdn__local_register(key, klen, pid, attrs, n, flags, holder));
 	/* Started again while the slot held for pid is released under each
 	 * attempt (see the end of reg_register_once); the reaper releases a
@@ -1083,7 +1107,8 @@ struct walk {
 	const struct fdn_criterion *crit;
 	size_t ncrit;
 	int count;
-	bool alive; /* FDN_REG_CHECK_ALIVE */
+	bool alive;  /* FDN_REG_CHECK_ALIVE */
+	bool remote; /* FDN_REG_REMOTE: remote entries too */
 	/* The kernel's answers so far, per owner (slot and claim word): an
 	 * owner with many entries is asked once per walk. */
 	struct {
@@ -1188,7 +1213,7 @@ static int walk_main_cb(void *arg, const struct fdn__ht_view *v)
 	struct walk *w = arg;
 	struct rec r;
 	struct fdn_entry_view e;
-	if (!visible(w->s, v, &r, &e))
+	if (!visible(w->s, v, &r, &e) || (!w->remote && remote_key(v->key, v->key_len)))
 		return 0;
 	/* Counting only (no user code to keep out of the section). */
 	if (!w->cb && !w->filter)
@@ -1196,10 +1221,10 @@ static int walk_main_cb(void *arg, const struct fdn__ht_view *v)
 	return walk_collect(w, &r, &e);
 }
 
-/* The flags a walk accepts: FDN_REG_CHECK_ALIVE. */
+/* The flags a walk accepts: FDN_REG_CHECK_ALIVE, FDN_REG_REMOTE. */
 static int walk_flags(unsigned flags)
 {
-	return flags & ~(unsigned)FDN_REG_CHECK_ALIVE ? FDN_EINVAL : 0;
+	return flags & ~(unsigned)(FDN_REG_CHECK_ALIVE | FDN_REG_REMOTE) ? FDN_EINVAL : 0;
 }
 
 /* Buckets copied per read-side section by a walk of the main table. */
@@ -1235,7 +1260,8 @@ int fdn_foreach_flags(fdn_segment *s, unsigned flags, fdn_entry_cb cb, void *arg
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, NULL, 0, alive, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg, .alive = alive};
+	struct walk w = {
+	    .s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
 	return walk_all(&w);
 }
 
@@ -1252,8 +1278,13 @@ int fdn_list_flags(fdn_segment *s, unsigned flags, fdn_entry_filter filter, void
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(filter, farg, NULL, 0, alive, cb, arg));
-	struct walk w = {
-	    .s = s, .filter = filter, .farg = farg, .cb = cb, .arg = arg, .alive = alive};
+	struct walk w = {.s = s,
+			 .filter = filter,
+			 .farg = farg,
+			 .cb = cb,
+			 .arg = arg,
+			 .alive = alive,
+			 .remote = flags & FDN_REG_REMOTE};
 	return walk_all(&w);
 }
 
@@ -1276,9 +1307,16 @@ int64_t fdn_count_flags(fdn_segment *s, unsigned flags)
 	for (uint32_t i = 0; i < s->nprocs && !dead; i++)
 		dead = FDN_PROC_STATE(atomic_load_explicit(&s->procs[i].word,
 							   memory_order_relaxed)) >= FDN_PROC_DEAD;
-	if (!dead && !s->readonly)
+	/* The counter holds the remote entries too: it answers alone when
+	 * they are asked for, or when no agent mirrors into the segment (no
+	 * visible cluster status entry, which the agent registers before its
+	 * first remote entry and which goes with them when it dies). */
+	static const unsigned char status_key[1] = {FDN_REG_REMOTE_BYTE};
+	bool mirror = !(flags & FDN_REG_REMOTE) && !dead && !s->readonly &&
+		      whereis_shared(s, status_key, 1, 0, &(pid_t){0}) == 0;
+	if (!dead && !s->readonly && !mirror)
 		return fdn__ht_count(s, T_MAIN);
-	struct walk w = {.s = s, .alive = alive};
+	struct walk w = {.s = s, .alive = alive, .remote = flags & FDN_REG_REMOTE};
 	return walk_all(&w); /* the segment's, whatever the flags say now */
 }
 
@@ -1328,8 +1366,8 @@ static int idx_visit(struct idx_walk *iw, const struct fdn_shm_node *n)
 	struct fdn__ht_view v;
 	struct rec r;
 	struct fdn_entry_view e;
-	if (check_key(eklen) || fdn__ht_lookup(iw->w->s, T_MAIN, ekey, eklen, &v) ||
-	    !visible(iw->w->s, &v, &r, &e))
+	if (check_key(eklen) || (!iw->w->remote && remote_key(ekey, eklen)) ||
+	    fdn__ht_lookup(iw->w->s, T_MAIN, ekey, eklen, &v) || !visible(iw->w->s, &v, &r, &e))
 		return 0;
 	struct fdn_criterion c = {iw->name, FDN_CMP_EQ, *iw->value};
 	if (!fdn_criteria_match(&c, 1, e.attrs, e.attrs_len))
@@ -1431,7 +1469,8 @@ int fdn_find_by_attribute_flags(fdn_segment *s, const char *name, const struct f
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	struct fdn_criterion c = {name, FDN_CMP_EQ, *value};
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, &c, 1, alive, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg, .alive = alive};
+	struct walk w = {
+	    .s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
 	bool used;
 	r = find_indexed(&w, name, value, &used);
 	if (used)
@@ -1455,7 +1494,13 @@ int fdn_query_flags(fdn_segment *s, const struct fdn_criterion *c, size_t n, uns
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, c, n, alive, cb, arg));
-	struct walk w = {.s = s, .cb = cb, .arg = arg, .crit = c, .ncrit = n, .alive = alive};
+	struct walk w = {.s = s,
+			 .cb = cb,
+			 .arg = arg,
+			 .crit = c,
+			 .ncrit = n,
+			 .alive = alive,
+			 .remote = flags & FDN_REG_REMOTE};
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].op != FDN_CMP_EQ)
 			continue;
@@ -1480,7 +1525,7 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 	LOCAL_OR_ENFORCED(s, fdn__local_update(key, klen, attrs, n, merge));
 	unsigned char upd[FDN_ATTRS_MAX], val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
-	if (r || (r = check_key(klen)))
+	if (r || (r = check_write_key(key, klen, 0)))
 		return r;
 	int ulen = fdn_attrs_encode(attrs, n, upd, sizeof(upd));
 	if (ulen < 0)
@@ -1553,9 +1598,11 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen);
 
 static int unregister(fdn_segment *s, const void *key, size_t klen, unsigned flags)
 {
-	if (flags & ~(unsigned)FDN_REG_IF_PRESENT)
+	if (flags & ~(unsigned)(FDN_REG_IF_PRESENT | FDN_REG_MIRROR))
 		return FDN_EINVAL;
-	int r = unregister_one(s, key, klen);
+	int r = check_write_key(key, klen, flags);
+	if (r == 0)
+		r = unregister_one(s, key, klen);
 	return r == FDN_ENOTFOUND && (flags & FDN_REG_IF_PRESENT) ? 0 : r;
 }
 

@@ -48,7 +48,7 @@ struct args {
 	const char *key;
 	struct fdn_segment_opts opts;
 	pid_t pid;
-	bool replace, gone;
+	bool replace, gone, unique;
 	int64_t timeout_ms;
 	size_t nattrs;
 	const char *attr_text[MAX_ATTRS];
@@ -221,8 +221,18 @@ static int cmd_register(struct args *a)
 	}
 	pid_t holder = 0;
 	unsigned flags = a->replace ? FDN_REG_REPLACE : 0;
-	int r = fdn_register(s, a->key, strlen(a->key), a->pid, set.v, set.n, flags, &holder);
-	if (r == FDN_EEXISTS && holder > 0) {
+	char host[FDN_HOST_MAX + 1] = "";
+	int r = a->unique
+		    ? fdn_register_cluster_unique(s, a->key, strlen(a->key), a->pid, set.v, set.n,
+						  a->timeout_ms >= 0 ? (int)a->timeout_ms : 5000,
+						  host, &holder)
+		    : fdn_register(s, a->key, strlen(a->key), a->pid, set.v, set.n, flags, &holder);
+	if (r == FDN_EEXISTS && a->unique) {
+		char why[128];
+		snprintf(why, sizeof(why), "%s (held by host %s, pid %d)", fdn_strerror(r), host,
+			 (int)holder);
+		status = complain(EXIT_FAIL, why, "register \"%s\"", a->key);
+	} else if (r == FDN_EEXISTS && holder > 0) {
 		char why[64];
 		snprintf(why, sizeof(why), "%s (held by pid %d)", fdn_strerror(r), (int)holder);
 		status = complain(EXIT_FAIL, why, "register \"%s\"", a->key);
@@ -776,14 +786,19 @@ static const struct command commands[] = {
     {"destroy", "S", false, cmd_destroy, "destroy",
      "Remove the segment's name and stop its reaper.  Attached processes keep\n"
      "their mapping until they detach.\n"},
-    {"register", "parS", true, cmd_register,
-     "register KEY --pid PID [--attr NAME=VALUE ...] [--replace]",
+    {"register", "parUtS", true, cmd_register,
+     "register KEY --pid PID [--attr NAME=VALUE ...] [--replace | --cluster-unique "
+     "[--timeout MS]]",
      "Register KEY for process PID (which need not be this one: the entry lives\n"
      "until PID dies or it is unregistered).\n"
      "  --pid PID          the owner (required)\n"
      "  --attr NAME=VALUE  an attribute, up to 32, typed as written:\n" ATTR_HELP
      "  --replace          take the key over even if a live process holds it\n"
-     "Fails with \"already exists (held by pid N)\" when a live process holds KEY.\n"},
+     "  --cluster-unique   only if no host of the cluster holds KEY: asks the\n"
+     "                     local foundation-mirrord (docs/cluster.md), waiting for\n"
+     "                     its verdict at most --timeout MS (default 5000)\n"
+     "Fails with \"already exists (held by pid N)\" when a live process holds KEY\n"
+     "(\"(held by host H, pid N)\" with --cluster-unique).\n"},
     {"unregister", "S", true, cmd_unregister, "unregister KEY", "Remove the entry KEY.\n"},
     {"get", "S", true, cmd_get, "get KEY",
      "Print the entry KEY: key, owner pid, registration time (UTC), attributes;\n"
@@ -870,17 +885,18 @@ static void command_usage(FILE *f, const struct command *c)
 /* ---- argument parsing ----------------------------------------------------------- */
 
 static const struct option all_opts[] = {
-    {"entries", required_argument, 0, 'E'}, {"processes", required_argument, 0, 'P'},
-    {"threads", required_argument, 0, 'T'}, {"heap", required_argument, 0, 'H'},
-    {"mode", required_argument, 0, 'M'},    {"indexed", required_argument, 0, 'I'},
-    {"pid", required_argument, 0, 'p'},     {"attr", required_argument, 0, 'a'},
-    {"replace", no_argument, 0, 'r'},       {"gone", no_argument, 0, 'g'},
-    {"timeout", required_argument, 0, 't'}, {"segment", required_argument, 0, 'S'},
-    {"spans", required_argument, 0, 'X'},   {"events", required_argument, 0, 'V'},
-    {"help", no_argument, 0, 'h'},          {"reason", required_argument, 0, 'R'},
-    {"measure", required_argument, 0, 'm'}, {"count", required_argument, 0, 'c'},
-    {"json", no_argument, 0, 'j'},          {"clear", no_argument, 0, 'C'},
-    {"where", required_argument, 0, 'w'},   {"sparse", no_argument, 0, 'z'},
+    {"entries", required_argument, 0, 'E'},  {"processes", required_argument, 0, 'P'},
+    {"threads", required_argument, 0, 'T'},  {"heap", required_argument, 0, 'H'},
+    {"mode", required_argument, 0, 'M'},     {"indexed", required_argument, 0, 'I'},
+    {"pid", required_argument, 0, 'p'},      {"attr", required_argument, 0, 'a'},
+    {"replace", no_argument, 0, 'r'},        {"gone", no_argument, 0, 'g'},
+    {"timeout", required_argument, 0, 't'},  {"segment", required_argument, 0, 'S'},
+    {"spans", required_argument, 0, 'X'},    {"events", required_argument, 0, 'V'},
+    {"help", no_argument, 0, 'h'},           {"reason", required_argument, 0, 'R'},
+    {"measure", required_argument, 0, 'm'},  {"count", required_argument, 0, 'c'},
+    {"json", no_argument, 0, 'j'},           {"clear", no_argument, 0, 'C'},
+    {"where", required_argument, 0, 'w'},    {"sparse", no_argument, 0, 'z'},
+    {"cluster-unique", no_argument, 0, 'U'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -958,6 +974,9 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 		break;
 	case 'r':
 		a->replace = true;
+		break;
+	case 'U':
+		a->unique = true;
 		break;
 	case 'g':
 		a->gone = true;
@@ -1052,6 +1071,11 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 		return usage_error(c->name, "%s: missing KEY", c->name);
 	if (c->run == cmd_register && a->pid == 0)
 		return usage_error(c->name, "%s: missing --pid PID", c->name);
+	if (c->run == cmd_register && a->unique && a->replace)
+		return usage_error(c->name, "%s: --replace and --cluster-unique exclude each other",
+				   c->name);
+	if (c->run == cmd_register && !a->unique && a->timeout_ms >= 0)
+		return usage_error(c->name, "%s --timeout: only with --cluster-unique", c->name);
 	if (a->json && !prints(c, a))
 		return usage_error(c->name, "%s%s%s --json: prints nothing", c->name,
 				   a->nwords ? " " : "", a->nwords ? a->words[0] : "");

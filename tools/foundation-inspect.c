@@ -1119,6 +1119,151 @@ static void prom_latency(fdn_segment *s, const struct args *a)
 	prom_sample("foundation_reaper_latency_seconds_count", a, "", (double)h.count);
 }
 
+/* ---- cluster: foundation-mirrord's status entries (docs/cluster.md) ----------------- */
+
+/* The agent's status: the entry at key 0x00 and one per host (0x00 host).
+ * false when no agent mirrors into the segment. */
+struct cluster_view {
+	struct fdn_entry st;
+	struct fdn_attr hosts;
+};
+
+static bool cluster_read(fdn_segment *s, struct cluster_view *v)
+{
+	static const unsigned char k[1] = {FDN_REG_REMOTE_BYTE};
+	return fdn_lookup(s, k, 1, 0, &v->st) == 0 &&
+	       fdn_attrs_get(v->st.attrs, v->st.attrs_len, "hosts", &v->hosts) == 0 &&
+	       v->hosts.type == FDN_ATTR_LIST;
+}
+
+static int64_t attr_int(const struct fdn_entry *e, const char *name)
+{
+	struct fdn_attr x;
+	return fdn_attrs_get(e->attrs, e->attrs_len, name, &x) == 0 && x.type == FDN_ATTR_INT
+		   ? x.v.i
+		   : -1;
+}
+
+static const char *attr_str(const struct fdn_entry *e, const char *name)
+{
+	struct fdn_attr x;
+	return fdn_attrs_get(e->attrs, e->attrs_len, name, &x) == 0 && x.type == FDN_ATTR_STRING
+		   ? x.v.s
+		   : "";
+}
+
+static bool attr_true(const struct fdn_entry *e, const char *name)
+{
+	struct fdn_attr x;
+	return fdn_attrs_get(e->attrs, e->attrs_len, name, &x) == 0 && x.type == FDN_ATTR_BOOL &&
+	       x.v.b;
+}
+
+/* Host i's own status entry (entries, lease, ttl_left); false if absent. */
+static bool cluster_host(fdn_segment *s, const char *h, struct fdn_entry *e)
+{
+	unsigned char k[2 + FDN_HOST_MAX];
+	size_t n = strlen(h);
+	if (n > FDN_HOST_MAX)
+		return false;
+	k[0] = FDN_REG_REMOTE_BYTE;
+	memcpy(k + 1, h, n);
+	return fdn_lookup(s, k, 1 + n, 0, e) == 0;
+}
+
+static int cmd_cluster(fdn_segment *s, const struct args *a)
+{
+	static struct cluster_view v;
+	static struct fdn_entry he;
+	if (!cluster_read(s, &v)) { /* a state, not a failure (dump runs it) */
+		if (a->json)
+			printf("{\"agent\":false}\n");
+		else
+			printf("no cluster agent (foundation-mirrord) mirrors into this segment\n");
+		return EXIT_OK;
+	}
+	const struct fdn_entry *e = &v.st;
+	static const char *const ints[] = {
+	    "lease",    "lease_ttl", "published", "mirrored",         "dropped",
+	    "revision", "lag",       "resyncs",   "publish_failures", "mirror_failures"};
+	if (a->json) {
+		printf("{\"agent\":true,\"cluster\":");
+		json_cstr(stdout, attr_str(e, "cluster"));
+		printf(",\"host\":");
+		json_cstr(stdout, attr_str(e, "host"));
+		printf(",\"agent_pid\":%d,\"degraded\":%s,\"publisher\":", (int)e->pid,
+		       attr_true(e, "degraded") ? "true" : "false");
+		json_cstr(stdout, attr_str(e, "publisher"));
+		printf(",\"mirror\":");
+		json_cstr(stdout, attr_str(e, "mirror"));
+		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++)
+			printf(",\"%s\":%lld", ints[i], (long long)attr_int(e, ints[i]));
+		printf(",\"hosts\":[");
+		for (uint32_t i = 0; i < v.hosts.v.list.n; i++) {
+			const char *h = fdn_attrs_list_item(&v.hosts, i);
+			bool got = cluster_host(s, h, &he);
+			printf("%s{\"host\":", i ? "," : "");
+			json_cstr(stdout, h);
+			printf(",\"entries\":%lld,\"ttl_left\":%lld}",
+			       (long long)(got ? attr_int(&he, "entries") : 0),
+			       (long long)(got ? attr_int(&he, "ttl_left") : -2));
+		}
+		printf("]}\n");
+		return EXIT_OK;
+	}
+	printf("cluster %s, host %s, agent pid %d: %s\n", attr_str(e, "cluster"),
+	       attr_str(e, "host"), (int)e->pid, attr_true(e, "degraded") ? "DEGRADED" : "ok");
+	printf("publisher  %s; lease %llx, ttl %lld s; %lld entries published\n",
+	       attr_str(e, "publisher"), (unsigned long long)attr_int(e, "lease"),
+	       (long long)attr_int(e, "lease_ttl"), (long long)attr_int(e, "published"));
+	printf("mirror     %s; revision %lld, lag %lld revisions; %lld remote entries, %lld "
+	       "dropped\n",
+	       attr_str(e, "mirror"), (long long)attr_int(e, "revision"),
+	       (long long)attr_int(e, "lag"), (long long)attr_int(e, "mirrored"),
+	       (long long)attr_int(e, "dropped"));
+	struct table t = {.ncol = 3, .align = "lrr"};
+	cellf(&t, "HOST");
+	cellf(&t, "ENTRIES");
+	cellf(&t, "LEASE_TTL_LEFT");
+	for (uint32_t i = 0; i < v.hosts.v.list.n; i++) {
+		const char *h = fdn_attrs_list_item(&v.hosts, i);
+		bool got = cluster_host(s, h, &he);
+		int64_t ttl = got ? attr_int(&he, "ttl_left") : -2;
+		cellf(&t, "%s", h);
+		cellf(&t, "%lld", (long long)(got ? attr_int(&he, "entries") : 0));
+		if (ttl >= 0)
+			cellf(&t, "%lld s", (long long)ttl);
+		else
+			cellf(&t, "%s", ttl == -1 ? "expired" : "?");
+	}
+	return table_done(&t);
+}
+
+/* The cluster's metrics, when an agent mirrors into the segment. */
+static void prom_cluster(fdn_segment *s, const struct args *a)
+{
+	static struct cluster_view v;
+	if (!cluster_read(s, &v))
+		return;
+	const struct fdn_entry *e = &v.st;
+	prom_gauge("foundation_cluster_degraded", "1 when the cluster mirror is degraded.", a,
+		   attr_true(e, "degraded"));
+	prom_gauge("foundation_cluster_hosts", "Other hosts with entries mirrored here.", a,
+		   v.hosts.v.list.n);
+	prom_gauge("foundation_cluster_remote_entries", "Remote entries mirrored here.", a,
+		   (double)attr_int(e, "mirrored"));
+	prom_gauge("foundation_cluster_published_entries", "Local entries published to etcd.", a,
+		   (double)attr_int(e, "published"));
+	prom_gauge("foundation_cluster_lag_revisions",
+		   "etcd revisions not yet applied by the mirror.", a, (double)attr_int(e, "lag"));
+	prom_counter("foundation_cluster_dropped_total",
+		     "Remote entries the segment could not hold, since the agent started.", a,
+		     (double)attr_int(e, "dropped"));
+	prom_counter("foundation_cluster_resyncs_total",
+		     "Resynchronisations with etcd, since the agent started.", a,
+		     (double)attr_int(e, "resyncs"));
+}
+
 static int metrics_print(fdn_segment *s, const struct args *a)
 {
 	struct fdn_segment_stats st;
@@ -1159,6 +1304,7 @@ static int metrics_print(fdn_segment *s, const struct args *a)
 		   (double)st.block_bytes_used);
 	prom_gauge("foundation_registry_entries", "Registry entries visible to lookups.", a,
 		   (double)visible);
+	prom_cluster(s, a);
 	char labels[64];
 	const char *fam[3][2] = {{"foundation_table_entries", "Nodes in each table."},
 				 {"foundation_table_buckets", "Buckets of each table."},
@@ -1788,6 +1934,12 @@ static const struct command commands[] = {
      "                         segment is destroyed (503, then exit 1)\n"
      "  --textfile PATH        write them to PATH atomically (PATH.tmp.PID, then\n"
      "                         rename), for node_exporter's textfile collector\n"},
+    {"cluster", "", cmd_cluster, "cluster",
+     "The cluster mirror of foundation-mirrord (docs/cluster.md): the cluster and\n"
+     "this host, degraded or not, the publisher (its lease, TTL, entries published),\n"
+     "the mirror (revision applied, lag in revisions, remote entries, dropped), and\n"
+     "each other host: its entries here and its lease's TTL left.  Without an agent:\n"
+     "one line saying so (JSON: {\"agent\": false}), exit 0.\n"},
     {"dump", "", cmd_dump, "dump",
      "Everything as one JSON document: {\"segment\": NAME, and for every other\n"
      "command but metrics, \"COMMAND\": its --json object} (null where a command\n"

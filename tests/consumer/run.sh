@@ -14,6 +14,7 @@ cmake --install "$build" --prefix "$prefix" >/dev/null
 # Everything a user expects in place: programs, man pages, headers, the
 # systemd unit, the pkg-config and CMake files.
 for f in bin/foundation-reaperd bin/foundation-inspect bin/foundation-ctl bin/foundation-demo \
+	bin/foundation-mirrord share/man/man1/foundation-mirrord.1 share/doc/foundation/cluster.md \
 	share/man/man1/foundation-reaperd.1 share/man/man1/foundation-inspect.1 \
 	share/man/man1/foundation-ctl.1 share/man/man1/foundation-demo.1 \
 	include/foundation/foundation.h include/foundation/spans.h include/foundation/context.h \
@@ -25,10 +26,12 @@ for f in bin/foundation-reaperd bin/foundation-inspect bin/foundation-ctl bin/fo
 		exit 1
 	}
 done
-find "$prefix" -name 'foundation-reaperd@.service' | grep -q . || {
-	echo "not installed: the systemd unit" >&2
-	exit 1
-}
+for u in foundation-reaperd@.service foundation-mirrord@.service; do
+	find "$prefix" -name "$u" | grep -q . || {
+		echo "not installed: the systemd unit $u" >&2
+		exit 1
+	}
+done
 major=$(sed -n 's/^#define FDN_VERSION_MAJOR \([0-9]*\)$/\1/p' "$prefix/include/foundation/common.h")
 [ -e "$prefix/lib/libfoundation.so.$major" ] || {
 	echo "not installed: lib/libfoundation.so.$major" >&2

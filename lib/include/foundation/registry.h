@@ -57,7 +57,30 @@ enum {
 	/* unregister: an entry that is not there (its owner's death already
 	 * removed it, say) is success (0), not FDN_ENOTFOUND. */
 	FDN_REG_IF_PRESENT = 1u << 2,
+	/* register, unregister: the cluster agent (foundation-mirrord) writes
+	 * a remote entry, whose key is in the remote namespace (below) and
+	 * whose owner is the caller itself.  Reserved to the agent. */
+	FDN_REG_MIRROR = 1u << 3,
+	/* the walks' *_flags forms (foreach, list, count, find_by_attribute,
+	 * query): also return the remote entries (keys in the remote
+	 * namespace); without it they are left out, as if absent. */
+	FDN_REG_REMOTE = 1u << 4,
 };
+
+/*
+ * The remote namespace (docs/cluster.md).  Entries of other hosts of a
+ * cluster are mirrored into the segment by foundation-mirrord under the key
+ * FDN_REG_REMOTE_BYTE, host, FDN_REG_REMOTE_BYTE, key -- kept apart from the
+ * local entries, keyed by (host, key).  A key whose first byte is
+ * FDN_REG_REMOTE_BYTE is refused (FDN_EINVKEY) by fdn_register,
+ * fdn_unregister and the attribute updates without FDN_REG_MIRROR, so
+ * local writers can neither create nor change remote entries; lookups of
+ * plain keys never see them.  The agent's own status lives under the keys
+ * FDN_REG_REMOTE_BYTE (the cluster) and FDN_REG_REMOTE_BYTE, host (one per
+ * host).
+ */
+#define FDN_REG_REMOTE_BYTE 0x00
+#define FDN_HOST_MAX        63u
 
 /* An entry copied out of the segment. */
 struct fdn_entry {
@@ -206,6 +229,69 @@ FDN_API bool fdn_attr_indexed(fdn_segment *s, const char *name);
  */
 FDN_API int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present,
 		      int64_t timeout_ms);
+
+/* One holder of a key in the cluster (fdn_cluster_lookup). */
+struct fdn_cluster_entry {
+	char host[FDN_HOST_MAX + 1]; /* "" for this host's own entry */
+	bool remote;
+	/* key: the plain key; pid and registered_ns: those on the holder's
+	 * host; attrs: the holder's attributes (a remote entry's also carry
+	 * node, remote, remote_pid and remote_registered_ns). */
+	struct fdn_entry e;
+};
+
+/*
+ * Every holder of key in the cluster: this host's entry (if any) first,
+ * then each remote host's, as mirrored into this segment (one hash lookup
+ * per host listed by the agent's status entry).  Fills at most max
+ * entries of out and returns how many holders there are (may exceed max),
+ * or FDN_EINVKEY, FDN_EINVAL.  0 holders is 0, not an error.
+ */
+FDN_API int fdn_cluster_lookup(fdn_segment *s, const void *key, size_t klen,
+			       struct fdn_cluster_entry *out, size_t max);
+
+/* Split a key of the remote namespace: host and plain key (pointers into
+ * key).  false when key is not a remote entry's key. */
+FDN_API bool fdn_cluster_key_split(const void *key, size_t klen, const char **host, size_t *hlen,
+				   const void **plain, size_t *plen);
+
+/*
+ * Register key for pid only if no host of the cluster holds it: the local
+ * agent (foundation-mirrord) claims the key in etcd by a transaction (put
+ * if absent, on the host's lease), then registers it here with the
+ * attribute cluster_unique = true; the claim is released when the entry
+ * goes (or with the host's lease).  The library does not talk to etcd: it
+ * asks the agent through its socket (the status entry's "socket") and
+ * waits for the verdict, at most timeout_ms.
+ * 0 registered; FDN_EEXISTS: a host holds it -- *holder_host (if given,
+ * FDN_HOST_MAX + 1 bytes) names it, *holder its pid there; -ECONNREFUSED
+ * no agent runs for this segment; -EHOSTUNREACH the agent cannot reach
+ * etcd; FDN_ETIMEDOUT no verdict in time; FDN_EINVKEY, FDN_EINVMETA,
+ * FDN_EINVAL, and fdn_register's errors.  On any error nothing is
+ * registered here -- except that after FDN_ETIMEDOUT a verdict reached
+ * after the deadline may still have registered the key (the agent drops a
+ * request whose deadline has passed when it reads it, not later).
+ */
+FDN_API int fdn_register_cluster_unique(fdn_segment *s, const void *key, size_t klen, pid_t pid,
+					const struct fdn_attr *attrs, size_t n, int timeout_ms,
+					char *holder_host, pid_t *holder);
+
+/* The request and answer on the agent's socket (SOCK_SEQPACKET, one of
+ * each per connection). */
+#define FDN__UNIQUE_VERSION 1u
+struct fdn__unique_req {
+	uint32_t version;
+	int32_t pid;
+	uint64_t deadline_ns; /* CLOCK_REALTIME */
+	uint32_t klen, alen;
+	unsigned char key[FDN_REG_KEY_MAX];
+	unsigned char attrs[FDN_ATTRS_MAX];
+};
+struct fdn__unique_ans {
+	int32_t result;
+	int32_t holder_pid;
+	char host[FDN_HOST_MAX + 1];
+};
 
 #ifdef __cplusplus
 }
