@@ -32,8 +32,9 @@ bench) need="$need redis-server gnuplot-nox python3" ;;
 format-check) need="clang-format" ;;
 fuzz) need="$need clang libclang-rt-14-dev" ;;
 # test_prometheus scrapes with a real Prometheus server and queries it with
-# curl; the shell tests check JSON with python3.
-test | test-sanitize) need="$need prometheus curl python3" ;;
+# curl; the shell tests check JSON with python3; test_changefeed_uv runs a
+# libuv loop.
+test | test-sanitize) need="$need prometheus curl python3 libuv1-dev" ;;
 demo | stress-tsan) ;;
 # The host's side of the cross build; the :arm64 packages follow below.
 arm64) need="cmake pkg-config python3 gcc-aarch64-linux-gnu qemu-user" ;;

@@ -56,7 +56,7 @@ struct fdn_change {
 	uint64_t revision;
 	uint64_t time_ns; /* CLOCK_REALTIME, taken just before it took effect */
 	/* FDN_CHANGE_REMOVED by the reaper after a death: the death's number
-	 * in the graveyard (fdn_death.num); else FDN_NO_DEATH. */
+	 * in the graveyard (fdn_death.number); else FDN_NO_DEATH. */
 	uint64_t death;
 	pid_t pid; /* the entry's owner */
 	enum fdn_change_type kind;
