@@ -1299,9 +1299,9 @@ static int metrics_print(fdn_segment *s, const struct args *a)
 	}
 	struct fdn_changes_stats cs;
 	if (fdn_changes_stats(s, &cs) == 0 && cs.capacity) {
-		prom_counter("foundation_changes_revision",
-			     "The newest revision of the registry's change log.", a,
-			     (double)cs.revision);
+		prom_gauge("foundation_changes_revision",
+			   "The newest revision of the registry's change log.", a,
+			   (double)cs.revision);
 		prom_gauge("foundation_changes_capacity", "Records the change log keeps.", a,
 			   (double)cs.capacity);
 		prom_gauge("foundation_changes_subscribers", "Change-log subscriptions open.", a,
