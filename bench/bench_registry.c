@@ -1855,7 +1855,6 @@ struct scenario {
 	bool reaper; /* needs the library's reaper */
 };
 
-
 /* ==== 5, 6. the changefeed ============================================================ */
 
 #define CF_SUBS_MAX 16
@@ -1878,8 +1877,7 @@ static __attribute__((noreturn)) void cf_subscriber(const char *name, struct cf_
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	fdn_segment *s;
 	fdn_subscription *sub;
-	if (fdn_segment_attach(name, 0, &s) ||
-	    fdn_subscribe(s, prefix, strlen(prefix), 0, &sub))
+	if (fdn_segment_attach(name, 0, &s) || fdn_subscribe(s, prefix, strlen(prefix), 0, &sub))
 		_exit(1);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev = {.events = EPOLLIN};
@@ -1988,7 +1986,8 @@ static int scenario_cf_latency(const struct opts *o)
 				    subs[si], subs[si] == 1 ? "" : "es", n);
 			bench_param(&res, "subscribers", "%u", subs[si]);
 			bench_param(&res, "changes", "%u", n);
-			struct bench_sys *sy = bench_add(&res, "foundation", "every (change, subscriber) pair");
+			struct bench_sys *sy =
+			    bench_add(&res, "foundation", "every (change, subscriber) pair");
 			if (v) {
 				sy->v[0] = bench_quantile(v, m, 0.5);
 				sy->v[1] = bench_quantile(v, m, 0.99);

@@ -141,9 +141,10 @@ static int scan(struct fdn_subscription *sub, uint64_t *scan_pos, uint64_t *sinc
 			*scan_pos = rev;
 			return 1; /* the read reports the overrun */
 		case FDN__CHG_UNCLAIMED:
-			if (*since && mono_ns() - *since > FDN__CHG_STEAL_NS && fdn__chg_steal(s, rev))
+			if (*since && mono_ns() - *since > FDN__CHG_STEAL_NS &&
+			    fdn__chg_steal(s, rev))
 				continue; /* now VOID: go on (rev++ of the loop) */
-			/* fallthrough */
+					  /* fallthrough */
 		case FDN__CHG_PENDING:
 			*scan_pos = rev;
 			if (!*since)

@@ -1450,11 +1450,11 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0};
 		r = each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 			     ref_put_cb, &put);
-		const struct fdn__chg chg = {FDN_CHANGE_UPDATED,
-					     (pid_t)FDN_PROC_PID(rc.owner_word), 0};
+		const struct fdn__chg chg = {FDN_CHANGE_UPDATED, (pid_t)FDN_PROC_PID(rc.owner_word),
+					     0};
 		if (r == 0)
-			r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, (size_t)vlen,
-					    FDN_HT_REPLACE, &expect, NULL, &chg);
+			r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
+					    &expect, NULL, &chg);
 		if (r == 0) {
 			each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 				 ref_put_cb, &put);
@@ -1732,12 +1732,11 @@ static int sweep(fdn_segment *s, uint64_t only_word, uint32_t only_idx, uint64_t
 		int progress = 0, changed = 0;
 		for (int i = 0; i < p.n && r == 0; i++) {
 			struct victim *x = &p.v[i];
-			int rr =
-			    p.table == T_INDEX
-				? fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version)
-				: remove_entry(s, x->key, x->key_len, &x->version, x->owner_idx,
-					       x->owner_word, x->attrs, x->attrs_len,
-					       FDN_CHANGE_REMOVED);
+			int rr = p.table == T_INDEX
+				     ? fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version)
+				     : remove_entry(s, x->key, x->key_len, &x->version,
+						    x->owner_idx, x->owner_word, x->attrs,
+						    x->attrs_len, FDN_CHANGE_REMOVED);
 			if (rr == FDN_ENOTFOUND)
 				changed++; /* its version changed: look again */
 			else if (rr)

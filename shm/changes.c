@@ -70,7 +70,8 @@ uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const v
 	if (!c || !s->changes)
 		return 0;
 	for (;;) {
-		uint64_t rev = atomic_fetch_add_explicit(&s->chg_hdr->head, 1, memory_order_seq_cst) + 1;
+		uint64_t rev =
+		    atomic_fetch_add_explicit(&s->chg_hdr->head, 1, memory_order_seq_cst) + 1;
 		/* Named before the claim: a record can be PENDING only while
 		 * its writer's slot names it (the reaper's resolution). */
 		atomic_store_explicit(&t->ts->chg, rev, memory_order_seq_cst);
@@ -79,10 +80,9 @@ uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const v
 		for (;;) {
 			if (FDN_CHG_REV(w) >= rev)
 				break;
-			if (atomic_compare_exchange_weak_explicit(&r->state, &w,
-								  FDN_CHG_WORD(rev, FDN_CHG_PENDING),
-								  memory_order_seq_cst,
-								  memory_order_acquire))
+			if (atomic_compare_exchange_weak_explicit(
+				&r->state, &w, FDN_CHG_WORD(rev, FDN_CHG_PENDING),
+				memory_order_seq_cst, memory_order_acquire))
 				break;
 		}
 		if (FDN_CHG_REV(w) == rev && FDN_CHG_STATE(w) == FDN_CHG_VOID)

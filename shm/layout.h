@@ -1156,17 +1156,17 @@ static_assert(sizeof(((struct fdn_shm_header *)0)->chg_hdr) == 128, "its room");
 #define FDN_CHG_STATE(w)      ((unsigned)((w)&3u))
 
 struct fdn_shm_change {
-	_Atomic uint64_t state;   /*   0 */
-	uint64_t time_ns;         /*   8: CLOCK_REALTIME */
-	uint64_t death;           /*  16 */
-	uint32_t pid;             /*  24 */
-	uint16_t key_len;         /*  28: <= FDN_CHANGE_KEY_MAX */
-	uint8_t kind;             /*  30 */
-	uint8_t reserved0;        /*  31 */
-	uint32_t writer;          /*  32 */
-	uint32_t reserved1;       /*  36 */
+	_Atomic uint64_t state;                    /*   0 */
+	uint64_t time_ns;                          /*   8: CLOCK_REALTIME */
+	uint64_t death;                            /*  16 */
+	uint32_t pid;                              /*  24 */
+	uint16_t key_len;                          /*  28: <= FDN_CHANGE_KEY_MAX */
+	uint8_t kind;                              /*  30 */
+	uint8_t reserved0;                         /*  31 */
+	uint32_t writer;                           /*  32 */
+	uint32_t reserved1;                        /*  36 */
 	unsigned char key[FDN_CHANGE_KEY_MAX + 1]; /* 40 */
-	uint8_t pad[FDN_CHANGE_SIZE - 296];         /* 296 */
+	uint8_t pad[FDN_CHANGE_SIZE - 296];        /* 296 */
 };
 static_assert(sizeof(struct fdn_shm_change) == FDN_CHANGE_SIZE, "change record");
 static_assert(offsetof(struct fdn_shm_change, key) == 40, "change key");

@@ -534,14 +534,14 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
 		if (memchr(h->indexed[i], 0, FDN_INDEXED_NAME_MAX) == NULL)
 			return FDN_EBADSEG;
-	struct fdn__caps c = {.nprocs = h->nprocs,
-			      .nthreads = h->nthreads,
-			      .npages = h->npages,
-			      .ntables = h->ntables,
-			      .ntrace = h->ntrace,
-			      .nevents = h->nevents,
-			      .nchanges = ((const struct fdn_shm_chg_hdr *)(const void *)h->chg_hdr)
-					      ->nslots};
+	struct fdn__caps c = {
+	    .nprocs = h->nprocs,
+	    .nthreads = h->nthreads,
+	    .npages = h->npages,
+	    .ntables = h->ntables,
+	    .ntrace = h->ntrace,
+	    .nevents = h->nevents,
+	    .nchanges = ((const struct fdn_shm_chg_hdr *)(const void *)h->chg_hdr)->nslots};
 	memcpy(c.nbuckets, nb, sizeof(c.nbuckets));
 	struct fdn_shm_region r[FDN_NREGIONS], svc[FDN_NSVC_REGIONS];
 	uint64_t total;
@@ -591,8 +591,8 @@ static void fdn__seg_bind(fdn_segment *s, const struct fdn_shm_header *h)
 	s->nevents = h->nevents;
 	s->chg_hdr = (struct fdn_shm_chg_hdr *)(void *)s->hdr->chg_hdr;
 	s->nchanges = ((const struct fdn_shm_chg_hdr *)(const void *)h->chg_hdr)->nslots;
-	s->changes = s->nchanges ? (struct fdn_shm_change *)(s->base + h->svc[FDN_SVC_CHANGES].off)
-				 : NULL;
+	s->changes =
+	    s->nchanges ? (struct fdn_shm_change *)(s->base + h->svc[FDN_SVC_CHANGES].off) : NULL;
 	s->nprocs = h->nprocs;
 	s->nthreads = h->nthreads;
 	s->npages = h->npages;
@@ -744,8 +744,8 @@ static int fdn__create_plan(const struct fdn_segment_opts *opts, struct fdn_segm
 	    .ntrace = o->spans,
 	    .nevents = o->events,
 	    .nchanges = o->changes == FDN_CHANGES_OFF ? 0
-			: o->changes == 0		 ? FDN_CHANGES_DEFAULT
-						 : o->changes};
+			: o->changes == 0             ? FDN_CHANGES_DEFAULT
+						      : o->changes};
 	return fdn__layout_compute(c, regions, svc, total);
 }
 

@@ -178,9 +178,8 @@ static void on_tick(uv_timer_t *t)
 				cr_assert((WIFEXITED(st) && WEXITSTATUS(st) == 0) ||
 					      (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL),
 					  "writer %d ended badly", i);
-				ls->pids[i] = atomic_load(&sh->ops[i]) < ls->quota
-						  ? spawn(i, ls->quota)
-						  : 0;
+				ls->pids[i] =
+				    atomic_load(&sh->ops[i]) < ls->quota ? spawn(i, ls->quota) : 0;
 			}
 			all = all && ls->pids[i] == 0;
 		}

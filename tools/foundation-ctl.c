@@ -400,7 +400,8 @@ static int cmd_watch(struct args *a)
 	const char *prefix = a->prefix ? a->prefix : "";
 	size_t plen = strlen(prefix);
 	if (plen > FDN_REG_KEY_MAX)
-		return usage_error("watch", "watch --prefix: longer than %u bytes", FDN_REG_KEY_MAX);
+		return usage_error("watch", "watch --prefix: longer than %u bytes",
+				   FDN_REG_KEY_MAX);
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);

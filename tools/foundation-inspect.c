@@ -764,8 +764,7 @@ static int cmd_changes(fdn_segment *s, const struct args *a)
 	}
 	printf("revision %" PRIu64 "; the log keeps the last %u changes; %" PRIu64
 	       " subscribers; %" PRIu64 " overruns%s\n",
-	       st.revision, st.capacity, st.subscribers, st.overruns,
-	       n ? "; oldest first:" : "");
+	       st.revision, st.capacity, st.subscribers, st.overruns, n ? "; oldest first:" : "");
 	if (n == 0) {
 		free(c);
 		return EXIT_OK;
