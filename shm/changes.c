@@ -73,8 +73,10 @@ uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const v
 		uint64_t rev =
 		    atomic_fetch_add_explicit(&s->chg_hdr->head, 1, memory_order_seq_cst) + 1;
 		/* Named before the claim: a record can be PENDING only while
-		 * its writer's slot names it (the reaper's resolution). */
-		atomic_store_explicit(&t->ts->chg, rev, memory_order_seq_cst);
+		 * its writer's slot names it (the reaper's resolution reads it
+		 * after our death; a live reader that sees our claim -- a
+		 * seq_cst CAS, so a release of this store -- sees it too). */
+		atomic_store_explicit(&t->ts->chg, rev, memory_order_relaxed);
 		struct fdn_shm_change *r = slot_of(s, rev);
 		uint64_t w = atomic_load_explicit(&r->state, memory_order_acquire);
 		for (;;) {
