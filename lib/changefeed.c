@@ -394,7 +394,11 @@ int fdn_changes_stats(fdn_segment *s, struct fdn_changes_stats *st)
  * at R1.  Records of (R0, R1] overwritten meanwhile: FDN_EOVERFLOW.
  * "Decided": every revision of the window is DONE, VOID or overwritten, and
  * no reader slot still names a revision <= R (a writer stalled a whole lap
- * whose record was overwritten).
+ * whose record was overwritten).  Not covered: a writer stopped for a whole
+ * lap of the log between its fetch_add and the store that names the
+ * revision in its slot (two adjacent instructions): its change, if it
+ * then happens, may be missing from a snapshot taken meanwhile, as it is
+ * from every reader (they see that revision as overwritten).
  */
 
 struct snap_item {
