@@ -83,7 +83,7 @@ static void private_wake(_Atomic uint32_t *w)
 
 static bool under(const struct fdn__chg_rec *r, const void *prefix, size_t plen)
 {
-	return r->key_len >= plen && memcmp(r->key, prefix, plen) == 0;
+	return plen == 0 || (r->key_len >= plen && memcmp(r->key, prefix, plen) == 0);
 }
 
 static void to_change(const struct fdn__chg_rec *r, struct fdn_change *c)
@@ -452,7 +452,7 @@ static int snap_walk_cb(void *arg, const struct fdn__ht_view *v)
 	struct snap *sn = arg;
 	uint64_t word;
 	if (v->val_len < FDN__REG_REC_SIZE || v->key_len > FDN_REG_KEY_MAX ||
-	    v->key_len < sn->plen || memcmp(v->key, sn->prefix, sn->plen) != 0)
+	    (sn->plen && (v->key_len < sn->plen || memcmp(v->key, sn->prefix, sn->plen) != 0)))
 		return 0;
 	memcpy(&word, v->val, 8);
 	int r = snap_add(sn, v->key, v->key_len, (pid_t)FDN_PROC_PID(word), 0, false);
@@ -577,7 +577,8 @@ int fdn_registry_snapshot(fdn_segment *s, const void *prefix, size_t plen, fdn_s
 		/* The last item of each key is its state at r1. */
 		pthread_mutex_lock(&snap_lock);
 		cmp_ctx = &sn;
-		qsort(sn.it, sn.n, sizeof(*sn.it), snap_cmp);
+		if (sn.n)
+			qsort(sn.it, sn.n, sizeof(*sn.it), snap_cmp);
 		pthread_mutex_unlock(&snap_lock);
 		*revision = r1;
 		int count = 0;

@@ -525,7 +525,7 @@ enum {
 	FDN__CHG_GONE = 5,      /* overwritten (or lost): an overrun */
 };
 /* A reader steals an unclaimed revision after waiting this long for it. */
-#define FDN__CHG_STEAL_NS 2000000ull
+#define FDN__CHG_STEAL_NS 10000000ull
 
 /* Writer side (ht.c), inside the op's retry loop, just before its CAS:
  * reserve a revision and write its record PENDING (0: no log, or c NULL).

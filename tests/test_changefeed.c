@@ -83,8 +83,10 @@ Test(changefeed, kinds_order_prefix_and_fd)
 		if (i)
 			cr_assert_gt(c[i].revision, c[i - 1].revision);
 	}
-	/* "other" took a revision between them, filtered out. */
-	cr_assert_eq(c[1].revision, c[0].revision + 2);
+	/* "other" took a revision between them, filtered out (revisions may
+	 * also skip one voided by a reader: a writer preempted for 10 ms
+	 * between reserving it and claiming its record takes the next). */
+	cr_assert_geq(c[1].revision, c[0].revision + 2);
 	cr_assert_eq(fdn_subscription_revision(sub), c[2].revision);
 	cr_assert_eq(fdn_subscription_read(sub, c, 8), 0);
 	struct fdn_changes_stats st;
@@ -278,7 +280,7 @@ Test(changefeed, overrun_then_resync_from_a_snapshot)
 	int got = read_n(sub, c, 15);
 	cr_assert_eq(got, 15);
 	for (int i = 0; i < got; i++) {
-		cr_assert_eq(c[i].revision, rev + 1 + (uint64_t)i, "no gap, no repeat");
+		cr_assert_gt(c[i].revision, i ? c[i - 1].revision : rev, "in order, no repeat");
 		model_apply(m, &c[i]);
 	}
 	assert_model_is_registry(s, m);
