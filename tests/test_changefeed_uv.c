@@ -21,6 +21,9 @@
 struct shared {
 	_Atomic int ops[WRITERS];   /* ops done by slot i (all its processes) */
 	_Atomic int ready[WRITERS]; /* its current process is attached */
+	_Atomic int started;        /* the spawner's first 8 writers are attached */
+	_Atomic int done;           /* 1: every writer ended; 2: a writer failed */
+	_Atomic int kills;
 	pid_t holder;
 };
 
@@ -163,6 +166,46 @@ static pid_t spawn(int slot, int quota)
 	return p;
 }
 
+/* The writers' side, in a process of its own forked before this one has a
+ * subscription (and so a thread): a fork of a multi-threaded process may
+ * inherit a lock another thread held (the sanitizers' allocator). */
+static __attribute__((noreturn)) void spawner(int quota)
+{
+	pid_t pids[WRITERS];
+	for (int i = 0; i < WRITERS; i++)
+		pids[i] = spawn(i, quota);
+	for (int i = 0; i < WRITERS; i++)
+		while (!atomic_load(&sh->ready[i]))
+			t_sleep_ms(1);
+	atomic_store(&sh->started, 1);
+	int kills = 0, left = WRITERS;
+	while (left > 0) {
+		t_sleep_ms(10);
+		for (int i = 0; i < WRITERS; i++) {
+			int st;
+			if (!pids[i] || waitpid(pids[i], &st, WNOHANG) != pids[i])
+				continue;
+			if (!((WIFEXITED(st) && WEXITSTATUS(st) == 0) ||
+			      (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL))) {
+				atomic_store(&sh->done, 2);
+				_exit(1);
+			}
+			pids[i] = atomic_load(&sh->ops[i]) < quota ? spawn(i, quota) : 0;
+			left -= pids[i] == 0;
+		}
+		/* A kill now and then, in the middle of the writers' work. */
+		int i = (int)(t_mono_ms() % WRITERS);
+		if (kills < KILLS && pids[i] && atomic_load(&sh->ready[i]) &&
+		    atomic_load(&sh->ops[i]) > quota / 10) {
+			kill(pids[i], SIGKILL);
+			kills++;
+		}
+	}
+	atomic_store(&sh->kills, kills);
+	atomic_store(&sh->done, 1);
+	_exit(0);
+}
+
 static void on_tick(uv_timer_t *t)
 {
 	struct loopstate *ls = t->data;
@@ -178,28 +221,9 @@ static void on_tick(uv_timer_t *t)
 			       differences(ls->s, &ls->m), (unsigned long long)st.stolen);
 	}
 	if (!ls->writers_done) {
-		bool all = true;
-		for (int i = 0; i < WRITERS; i++) {
-			if (!ls->pids[i])
-				continue;
-			int st;
-			if (waitpid(ls->pids[i], &st, WNOHANG) == ls->pids[i]) {
-				cr_assert((WIFEXITED(st) && WEXITSTATUS(st) == 0) ||
-					      (WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL),
-					  "writer %d ended badly", i);
-				ls->pids[i] =
-				    atomic_load(&sh->ops[i]) < ls->quota ? spawn(i, ls->quota) : 0;
-			}
-			all = all && ls->pids[i] == 0;
-		}
-		/* A kill now and then, in the middle of the writers' work. */
-		int i = (int)(now % WRITERS);
-		if (ls->kills < KILLS && ls->pids[i] && atomic_load(&sh->ready[i]) &&
-		    atomic_load(&sh->ops[i]) > ls->quota / 10) {
-			kill(ls->pids[i], SIGKILL);
-			ls->kills++;
-		}
-		if (all) {
+		int d = atomic_load(&sh->done);
+		cr_assert_neq(d, 2, "a writer ended badly");
+		if (d == 1) {
 			ls->writers_done = true;
 			ls->done_at = now;
 		}
@@ -250,12 +274,12 @@ Test(changefeed_uv, libuv_loop_sees_every_change_of_8_killed_writers, .timeout =
 	ls->s = s;
 	ls->quota = TOTAL_OPS / WRITERS;
 	ls->t0 = t_mono_ms();
-	for (int i = 0; i < WRITERS; i++)
-		ls->pids[i] = spawn(i, ls->quota);
+	pid_t sp = t_fork();
+	if (sp == 0)
+		spawner(ls->quota);
 	/* The snapshot is taken while they write; the subscription resumes
 	 * right after its revision. */
-	for (int i = 0; i < WRITERS; i++)
-		t_wait_ready(&sh->ready[i], ls->pids[i]);
+	t_wait_ready(&sh->started, sp);
 	uint64_t rev;
 	int n = fdn_registry_snapshot(s, "uv/", 3, model_snap_cb, &ls->m, &rev);
 	cr_assert_geq(n, 0, "snapshot: %s", fdn_strerror(n));
@@ -272,6 +296,8 @@ Test(changefeed_uv, libuv_loop_sees_every_change_of_8_killed_writers, .timeout =
 	cr_assert_eq(uv_timer_start(&ls->timer, on_tick, 10, 10), 0);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	cr_assert(ls->finished);
+	cr_assert(t_wait_ok(sp), "the writers' spawner failed");
+	ls->kills = atomic_load(&sh->kills);
 	cr_assert_eq(uv_loop_close(&loop), 0);
 
 	int total = 0;
