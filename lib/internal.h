@@ -174,10 +174,11 @@ bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word);
 /* The registry's garbage collection, run by the reaper after it has marked
  * dead processes DEAD: removes every entry whose owner is not live and
  * every stale index reference (registry.c says which are stale).
- * counts[i] gets the entries removed for (dead_idx[i], dead_word[i]).
- * Returns the number of entries removed, or an error. */
+ * counts[i] gets the entries removed for (dead_idx[i], dead_word[i]);
+ * their change-log records carry deaths[i] (graveyard number + 1 of the
+ * death, 0 none; deaths may be NULL).  Returns the number of entries removed, or an error. */
 int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t *dead_word,
-			uint64_t *counts, size_t ndead);
+			const uint64_t *deaths, uint64_t *counts, size_t ndead);
 
 /* One step of the registry's full sweep (entries of owners no longer
  * live, stale index references): buckets [*cursor, *cursor + budget).

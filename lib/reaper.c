@@ -209,10 +209,12 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 		return 0;
 	uint32_t *idx = calloc(n, sizeof(*idx));
 	uint64_t *word = calloc(n, sizeof(*word)), *counts = calloc(n, sizeof(*counts));
-	if (!idx || !word || !counts) {
+	uint64_t *deaths = calloc(n, sizeof(*deaths));
+	if (!idx || !word || !counts || !deaths) {
 		free(idx);
 		free(word);
 		free(counts);
+		free(deaths);
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -234,7 +236,23 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	/* The entries are invisible now and watchers have been woken; the
 	 * purge below is not urgent: let a woken watcher on this CPU run. */
 	sched_yield();
-	int r = fdn__registry_purge(s, idx, word, counts, n);
+	/* The graveyard numbers the deaths will be recorded under (below, in
+	 * this order; only the lease holder writes the graveyard), for the
+	 * change log's removal records (+ 1: 0 = none).  A death recorded by
+	 * an earlier pass keeps its number: already_recorded finds it. */
+	uint64_t next = atomic_load(&s->hdr->graveyard_head);
+	for (size_t i = 0; i < n; i++) {
+		if (!d[i].record)
+			continue;
+		uint64_t ident40 = FDN_PROC_IDENT40(d[i].word), head = next, num = UINT64_MAX;
+		for (uint64_t k = 0; k < 8 && k < head; k++) {
+			struct fdn_shm_death *g = &s->graveyard[(head - 1 - k) % FDN_GRAVEYARD_MAX];
+			if (g->proc_idx == d[i].idx && FDN_PROC_IDENT40(g->ident) == ident40)
+				num = head - 1 - k;
+		}
+		deaths[i] = (num == UINT64_MAX ? next++ : num) + 1;
+	}
+	int r = fdn__registry_purge(s, idx, word, deaths, counts, n);
 	int left = 0;
 	for (size_t i = 0; i < n; i++) {
 		d[i].entries += counts[i];
@@ -252,6 +270,7 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	free(idx);
 	free(word);
 	free(counts);
+	free(deaths);
 	return r < 0 ? r : left;
 }
 

@@ -61,6 +61,7 @@
  */
 #include "lib/internal.h"
 
+#include <foundation/changes.h>
 #include <foundation/registry.h>
 
 #include <errno.h>
@@ -614,8 +615,10 @@ static bool holder_alive(fdn_segment *s, const struct fdn__ht_view *v, pid_t *pi
  * (owner_word 0 if it was an insert) and old holds a copy of its attributes. */
 static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *val, size_t vlen,
 		     unsigned flags, pid_t mine, pid_t *holder, unsigned char *old,
-		     struct rec *old_rec)
+		     struct rec *old_rec, pid_t pid)
 {
+	/* A new entry and a takeover are both "registered" in the change log. */
+	const struct fdn__chg chg = {FDN_CHANGE_REGISTERED, pid, 0};
 	memset(old_rec, 0, sizeof(*old_rec));
 	for (int tries = 0; tries < 64; tries++) {
 		struct fdn__thread *t;
@@ -625,7 +628,8 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 		if (r || (r = fdn__rcu_read_lock(s, &t)))
 			return r;
 		struct fdn__ht_view cur;
-		r = fdn__ht_put(s, T_MAIN, key, klen, val, vlen, FDN_HT_UNIQUE, NULL, &cur);
+		r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, vlen, FDN_HT_UNIQUE, NULL, &cur,
+				    &chg);
 		if (r != FDN_EEXISTS) {
 			fdn__rcu_read_unlock(t);
 			return r;
@@ -644,7 +648,8 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 		if (orec.attrs_len)
 			memcpy(old, oattrs, orec.attrs_len);
 		struct fdn__ht_view expect = cur;
-		r = fdn__ht_put(s, T_MAIN, key, klen, val, vlen, FDN_HT_REPLACE, &expect, NULL);
+		r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, vlen, FDN_HT_REPLACE, &expect, NULL,
+				    &chg);
 		fdn__rcu_read_unlock(t);
 		if (r == 0) {
 			*old_rec = orec;
@@ -668,7 +673,8 @@ static void refs_undo(fdn_segment *s, const void *key, size_t klen, uint32_t oid
 }
 
 static int remove_entry(fdn_segment *s, const void *key, size_t klen, const struct fdn__ht_view *v,
-			uint32_t oidx, uint64_t oword, const unsigned char *attrs, size_t alen);
+			uint32_t oidx, uint64_t oword, const unsigned char *attrs, size_t alen,
+			unsigned kind);
 
 /*
  * The entry of key, copied out of a read-side section of its own: its
@@ -715,7 +721,8 @@ static void drop_if_owner_gone(fdn_segment *s, const void *key, size_t klen, uin
 	unsigned char copy[FDN_ATTRS_MAX];
 	if (copy_entry(s, key, klen, false, &version, &r, copy) == 0 && r.owner_word == oword &&
 	    r.owner_idx == oidx)
-		remove_entry(s, key, klen, &version, oidx, oword, copy, r.attrs_len);
+		remove_entry(s, key, klen, &version, oidx, oword, copy, r.attrs_len,
+			     FDN_CHANGE_REMOVED);
 }
 
 /* The value of an entry: its record, then its attributes -- an encoding
@@ -786,7 +793,8 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 		return r;
 	}
 	struct rec orec;
-	r = put_entry(s, key, klen, val, (size_t)vlen, flags, again ? pid : 0, holder, old, &orec);
+	r = put_entry(s, key, klen, val, (size_t)vlen, flags, again ? pid : 0, holder, old, &orec,
+		      pid);
 	if (r) {
 		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
@@ -1546,9 +1554,11 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0, true};
 		r = each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 			     ref_put_cb, &put);
+		const struct fdn__chg chg = {FDN_CHANGE_UPDATED, (pid_t)FDN_PROC_PID(rc.owner_word),
+					     0};
 		if (r == 0)
-			r = fdn__ht_put(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
-					&expect, NULL);
+			r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
+					    &expect, NULL, &chg);
 		if (r == 0) {
 			put.ensure = false; /* written again: see reg_register_once */
 			each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
@@ -1584,9 +1594,11 @@ int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const str
 
 /* Delete the main entry of view v (exact version) and then its refs. */
 static int remove_entry(fdn_segment *s, const void *key, size_t klen, const struct fdn__ht_view *v,
-			uint32_t oidx, uint64_t oword, const unsigned char *attrs, size_t alen)
+			uint32_t oidx, uint64_t oword, const unsigned char *attrs, size_t alen,
+			unsigned kind)
 {
-	int r = fdn__ht_delete(s, T_MAIN, key, klen, v);
+	const struct fdn__chg chg = {kind, (pid_t)FDN_PROC_PID(oword), 0};
+	int r = fdn__ht_delete_chg(s, T_MAIN, key, klen, v, &chg);
 	if (r)
 		return r;
 	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
@@ -1619,7 +1631,7 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen)
 		if ((r = copy_entry(s, key, klen, true, &version, &rc, attrs)))
 			return r; /* not there (or an error) */
 		r = remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word, attrs,
-				 rc.attrs_len);
+				 rc.attrs_len, FDN_CHANGE_UNREGISTERED);
 		if (r == 0)
 			fdn__registry_release_idle(s, rc.owner_idx, rc.owner_word);
 		if (r != FDN_ENOTFOUND)
@@ -1828,11 +1840,11 @@ static int sweep(fdn_segment *s, uint64_t only_word, uint32_t only_idx, uint64_t
 		int progress = 0, changed = 0;
 		for (int i = 0; i < p.n && r == 0; i++) {
 			struct victim *x = &p.v[i];
-			int rr =
-			    p.table == T_INDEX
-				? fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version)
-				: remove_entry(s, x->key, x->key_len, &x->version, x->owner_idx,
-					       x->owner_word, x->attrs, x->attrs_len);
+			int rr = p.table == T_INDEX
+				     ? fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version)
+				     : remove_entry(s, x->key, x->key_len, &x->version,
+						    x->owner_idx, x->owner_word, x->attrs,
+						    x->attrs_len, FDN_CHANGE_REMOVED);
 			if (rr == FDN_ENOTFOUND)
 				changed++; /* its version changed: look again */
 			else if (rr)
@@ -1913,8 +1925,9 @@ static int group_scan_cb(void *arg, const struct fdn__ht_view *v)
  * there (ref_del_suffix).  *count += entries removed. */
 static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen, uint32_t idx,
 		       uint64_t word, const unsigned char grp[GROUP_LEN], struct victim *v,
-		       uint64_t *count, bool *deleted)
+		       uint64_t *count, bool *deleted, uint64_t death)
 {
+	const struct fdn__chg chg = {FDN_CHANGE_REMOVED, (pid_t)FDN_PROC_PID(word), death};
 	uint32_t g;
 	memcpy(&g, grp, GROUP_LEN);
 	int r = 0;
@@ -1932,7 +1945,8 @@ static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen,
 			/* The entry, then its values' references; the group's
 			 * own goes after the last entry (below), not once per
 			 * entry (each a walk of the group). */
-			int rr = fdn__ht_delete(s, T_MAIN, v[i].key, v[i].key_len, &v[i].version);
+			int rr = fdn__ht_delete_chg(s, T_MAIN, v[i].key, v[i].key_len,
+						    &v[i].version, &chg);
 			if (rr == 0) {
 				struct ref_op del = {s,    v[i].key, v[i].key_len, 0, 0,
 						     NULL, 0,        false};
@@ -1967,7 +1981,8 @@ static int owner_refs(fdn_segment *s, const unsigned char *prefix, size_t plen, 
 /* Remove what the owner (idx, word) left, through its chains: each group
  * reference leads to GROUP_BUCKETS buckets, O(its entries).  *count
  * receives the entries removed. */
-static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64_t *count)
+static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64_t *count,
+			     uint64_t death)
 {
 	unsigned char prefix[OWNER_PREFIX_LEN];
 	size_t plen = owner_prefix(idx, word, prefix);
@@ -1984,7 +1999,7 @@ static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64
 		for (int i = 0; i < n && r == 0; i++) {
 			int rr = refs[i].key_len == GROUP_LEN
 				     ? purge_group(s, prefix, plen, idx, word, refs[i].key, v,
-						   count, &deleted)
+						   count, &deleted, death)
 				     : ref_del_suffix(s, prefix, plen, refs[i].key, refs[i].key_len,
 						      &deleted); /* malformed */
 			if (rr != 0 && rr != FDN_ENOTFOUND)
@@ -2001,13 +2016,14 @@ static int purge_owner_chain(fdn_segment *s, uint32_t idx, uint64_t word, uint64
 }
 
 int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t *dead_word,
-			uint64_t *counts, size_t ndead)
+			const uint64_t *deaths, uint64_t *counts, size_t ndead)
 {
 	int r = 0;
 	uint64_t removed = 0;
 	for (size_t i = 0; i < ndead && r == 0; i++) {
 		counts[i] = 0;
-		r = purge_owner_chain(s, dead_idx[i], dead_word[i], &counts[i]);
+		r = purge_owner_chain(s, dead_idx[i], dead_word[i], &counts[i],
+				      deaths ? deaths[i] : 0);
 		removed += counts[i];
 	}
 	return r ? r : (int)removed;
@@ -2016,7 +2032,7 @@ int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word)
 {
 	uint64_t n = 0;
-	int r = purge_owner_chain(s, idx, word, &n);
+	int r = purge_owner_chain(s, idx, word, &n, 0);
 	return r ? r : (int)n;
 }
 

@@ -252,7 +252,8 @@ static bool fdn__mark_and_retire(struct fdn__thread *t, uint32_t table, uint32_t
 
 static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *key, uint32_t kl,
 			   const void *val, uint32_t vl, int mode,
-			   const struct fdn__ht_view *expect, struct fdn__ht_view *existing)
+			   const struct fdn__ht_view *expect, struct fdn__ht_view *existing,
+			   const struct fdn__chg *c)
 {
 	fdn_segment *s = t->seg;
 	uint64_t h = fdn__ht_hash(s, table, key, kl);
@@ -293,8 +294,13 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 			uint32_t succ = FDN_LINK_GIDX(p.cur_next);
 			atomic_store_explicit(&n->next, FDN_LINK_WORD(succ, 0, 0),
 					      memory_order_relaxed);
-			if (fdn__mark_and_retire(t, table, p.cur, p.cur_next,
-						 FDN_LINK_WORD(g, t->slot + 1, 1))) {
+			/* The revision: after the search, before the CAS
+			 * (changes.c argues the order). */
+			uint64_t rev = fdn__chg_begin(t, c, key, kl);
+			bool won = fdn__mark_and_retire(t, table, p.cur, p.cur_next,
+							FDN_LINK_WORD(g, t->slot + 1, 1));
+			fdn__chg_end(t, rev, won);
+			if (won) {
 				fdn__op_end(t, table, count, 0);
 				fdn__notify(s);
 				return 0;
@@ -306,8 +312,12 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 			break;
 		}
 		atomic_store_explicit(&n->next, FDN_LINK_WORD(p.cur, 0, 0), memory_order_relaxed);
+		uint64_t rev = fdn__chg_begin(t, c, key, kl);
 		/* Publish N (seq_cst CAS: release for the node's fields). */
-		if (atomic_compare_exchange_strong(p.prev, &p.prev_val, FDN_LINK_WORD(g, 0, 0))) {
+		bool won =
+		    atomic_compare_exchange_strong(p.prev, &p.prev_val, FDN_LINK_WORD(g, 0, 0));
+		fdn__chg_end(t, rev, won);
+		if (won) {
 			fdn__op_end(t, table, count, +1);
 			fdn__notify(s);
 			return 0;
@@ -325,6 +335,13 @@ int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, co
 		size_t vlen, int mode, const struct fdn__ht_view *expect,
 		struct fdn__ht_view *existing)
 {
+	return fdn__ht_put_chg(s, table, key, klen, val, vlen, mode, expect, existing, NULL);
+}
+
+int fdn__ht_put_chg(fdn_segment *s, uint32_t table, const void *key, size_t klen, const void *val,
+		    size_t vlen, int mode, const struct fdn__ht_view *expect,
+		    struct fdn__ht_view *existing, const struct fdn__chg *c)
+{
 	int r = fdn__check_key(s, table, klen);
 	if (r)
 		return r;
@@ -338,7 +355,7 @@ int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, co
 			return r;
 		bool outer = t->nest == 1;
 		r = fdn__put_locked(t, table, key, (uint32_t)klen, val, (uint32_t)vlen, mode,
-				    expect, existing);
+				    expect, existing, c);
 		fdn__rcu_read_unlock(t);
 		if (!outer) {
 			fdn__op_leave(t);
@@ -359,6 +376,12 @@ int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, co
 
 int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 		   const struct fdn__ht_view *expect)
+{
+	return fdn__ht_delete_chg(s, table, key, klen, expect, NULL);
+}
+
+int fdn__ht_delete_chg(fdn_segment *s, uint32_t table, const void *key, size_t klen,
+		       const struct fdn__ht_view *expect, const struct fdn__chg *c)
 {
 	int r = fdn__check_key(s, table, klen);
 	if (r)
@@ -382,7 +405,10 @@ int fdn__ht_delete(fdn_segment *s, uint32_t table, const void *key, size_t klen,
 			break;
 		}
 		uint64_t marked = p.cur_next | FDN_LINK_MARK | ((uint64_t)(t->slot + 1) << 32);
-		if (fdn__mark_and_retire(t, table, p.cur, p.cur_next, marked)) {
+		uint64_t rev = fdn__chg_begin(t, c, key, (uint32_t)klen);
+		bool won = fdn__mark_and_retire(t, table, p.cur, p.cur_next, marked);
+		fdn__chg_end(t, rev, won);
+		if (won) {
 			change = -1;
 			r = 0;
 			break;

@@ -49,19 +49,22 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 
 #define FDN_MAGIC     0x314D48534E444E46ull /* "FNDNSHM1" little-endian */
-#define FDN_ABI_MAJOR 3
+#define FDN_ABI_MAJOR 4
 /* Minor versions: fields placed in bytes that were reserved (zero) in
  * every earlier minor, where zero means the earlier behaviour, so that
  * builds of any minor of one major share a segment (attach checks the
  * major and the layout signature only; the signature leaves these fields
  * out, their offsets are pinned by static_asserts below).  Each minor
- * lists what it added.  Major 3 (none added yet) brought the 24-byte node
+ * lists what it added.  Major 3 brought the 24-byte node
  * header and the 20-byte registry record, and the reaper-start fields at
  * header bytes 1760..1791 (reaper_stop, reaper_launches, reaper_launch_ns,
- * reaper_note, reaper_note_ns).  Minor 1 added header.gp_fenced (byte
- * 272): grace periods whose barrier was issued are finished by any poller
- * without another membarrier. */
-#define FDN_ABI_MINOR 1
+ * reaper_note, reaper_note_ns).  Major 4 (none added yet) brought the
+ * change log (FDN_SVC_CHANGES, header.chg_hdr, fdn_shm_tslot.chg): a build
+ * without it would change the registry without writing its records, so
+ * subscribers would miss changes silently -- a major, not a minor; and
+ * header.gp_fenced (byte 272): grace periods whose barrier was issued are
+ * finished by any poller without another membarrier. */
+#define FDN_ABI_MINOR 0
 
 /* header.reaper_stop */
 #define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */
@@ -122,7 +125,9 @@ enum fdn_svc_region {
 	FDN_SVC_EVENTS = 3,    /* nevents x FDN_EVENT_SIZE: the telemetry ring */
 	FDN_SVC_TELEMETRY = 4, /* FDN_TELEMETRY_REGION_SIZE bytes: samplers,
 				  dedup claims, batches, rate limiters */
-	FDN_NSVC = 5,          /* 5..7: reserved, zero */
+	FDN_SVC_CHANGES = 5,   /* nchanges x struct fdn_shm_change: the change
+				  log (size 0, offset 0: no change log) */
+	FDN_NSVC = 6,          /* 6..7: reserved, zero */
 };
 
 /* header.init_state */
@@ -207,7 +212,7 @@ struct fdn_shm_header {
 	 * (membarrier) has been issued; only grows, by CAS (A), after that
 	 * barrier returned.  A poller needing g may finish g by looking at
 	 * the reader slots again without a barrier of its own (shm/rcu.c).
-	 * 0: none known (the behaviour before minor 1). */
+	 * 0: none yet. */
 	_Atomic uint64_t gp_fenced;
 	uint8_t pad_gp[40];
 	/* 320: own cache line.  Allocation hint: the next never-used heap page
@@ -292,8 +297,10 @@ struct fdn_shm_header {
 	uint8_t flags_hdr[256];
 	/* 2304: the telemetry service's part (its struct, end of this file). */
 	uint8_t telemetry_hdr[512];
-	/* 2816 .. 4095: reserved, zero. */
-	uint8_t reserved_tail[FDN_HEADER_SIZE - 2816];
+	/* 2816: the change log's part (struct fdn_shm_chg_hdr, end of file). */
+	uint8_t chg_hdr[128];
+	/* 2944 .. 4095: reserved, zero. */
+	uint8_t reserved_tail[FDN_HEADER_SIZE - 2944];
 };
 static_assert(sizeof(struct fdn_shm_header) == FDN_HEADER_SIZE, "header size");
 static_assert(offsetof(struct fdn_shm_header, init_state) == 32, "init_state");
@@ -312,6 +319,7 @@ static_assert(offsetof(struct fdn_shm_header, svc) == 1856, "service regions");
 static_assert(offsetof(struct fdn_shm_header, ghost_head) == 1984, "ghosts");
 static_assert(offsetof(struct fdn_shm_header, flags_hdr) == 2048, "flags part");
 static_assert(offsetof(struct fdn_shm_header, telemetry_hdr) == 2304, "telemetry part");
+static_assert(offsetof(struct fdn_shm_header, chg_hdr) == 2816, "change log part");
 
 /*
  * A process-table slot (64 bytes).
@@ -390,6 +398,10 @@ static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
  *   node: gidx of the block being allocated / inserted (0 = none); written
  *         before the block is claimed, so a claim is never lost.
  *   old:  gidx of the node being deleted or replaced (0 = none).
+ *   chg:  the revision of the change-log record this op holds (0 = none):
+ *         stored after the revision is reserved and before the record is
+ *         claimed, so a record left PENDING by a death is always named
+ *         here (R resolves it with the op: shm/changes.c).
  *   delta[t]: per table t, bits 63..8 a signed count of this slot's net
  *         inserts (the table's entry count is the sum over all slots, free
  *         ones included), bits 7..0 the pending op on table t (FDN_OP_*).
@@ -429,7 +441,8 @@ struct fdn_shm_tslot {
 	/* line 1: 64..127 */
 	_Atomic uint64_t node; /*  64 */
 	_Atomic uint64_t old;  /*  72 */
-	uint64_t reserved2[6]; /*  80 */
+	_Atomic uint64_t chg;  /*  80 */
+	uint64_t reserved2[5]; /*  88 */
 	/* lines 2-3: 128..255 */
 	_Atomic uint64_t delta[FDN_MAX_TABLES]; /* 128 */
 	/* line 4: 256..319 */
@@ -442,6 +455,7 @@ struct fdn_shm_tslot {
 };
 static_assert(sizeof(struct fdn_shm_tslot) == 2048, "reader slot");
 static_assert(offsetof(struct fdn_shm_tslot, node) == 64, "intent line");
+static_assert(offsetof(struct fdn_shm_tslot, chg) == 80, "change record line");
 static_assert(offsetof(struct fdn_shm_tslot, delta) == 128, "delta lines");
 static_assert(offsetof(struct fdn_shm_tslot, limbo_head) == 256, "limbo");
 static_assert(offsetof(struct fdn_shm_tslot, stamp) == 1184, "stamps");
@@ -1087,5 +1101,83 @@ static_assert(FDN_TEL_OFF_ONCE + FDN_TEL_ONCE * 64u <= FDN_TEL_OFF_RATE, "once")
 static_assert(FDN_TEL_OFF_RATE + FDN_TEL_RATE * 64u <= FDN_TEL_OFF_BATCHES, "rate");
 static_assert(FDN_TEL_OFF_BATCHES + FDN_TEL_BATCHES * 2304u <= FDN_TELEMETRY_REGION_SIZE,
 	      "batches");
+
+/* ==== the change log (shm/changes.c, lib/changefeed.c) ======================
+ * The region FDN_SVC_CHANGES (nslots records of FDN_CHANGE_SIZE bytes,
+ * nslots a power of two, 0 = no log) and header.chg_hdr.
+ *
+ * Revisions: every change of the registry's main table gets one, from
+ * head (fetch_add; revision r = the value after the add, so the first is
+ * 1).  Record r lives in slot (r - 1) & (nslots - 1), overwriting the
+ * record one lap older.
+ *
+ * header.chg_hdr (128 bytes):
+ *   head         revisions issued (A, fetch_add; own line)
+ *   subscribers  subscriptions open (A, add / sub; display)
+ *   overruns     reads that found their next record overwritten (A)
+ *   lapped       records a writer could not write: its slot already held
+ *                a record a lap newer (the writer was stalled a whole
+ *                lap); readers see them as overwritten (A)
+ *   stolen       revisions a reader voided because no writer claimed
+ *                their slot in time (a writer killed between reserving
+ *                and claiming, or stalled there; A, changes.c)
+ *   nslots       slots (C only); 0 = no change log
+ */
+struct fdn_shm_chg_hdr {
+	_Atomic uint64_t head;        /*   0 */
+	uint8_t pad0[56];             /*   8 */
+	_Atomic uint64_t subscribers; /*  64 */
+	_Atomic uint64_t overruns;    /*  72 */
+	_Atomic uint64_t lapped;      /*  80 */
+	_Atomic uint64_t stolen;      /*  88 */
+	uint32_t nslots;              /*  96 */
+	uint32_t reserved0;           /* 100 */
+	uint64_t reserved1[3];        /* 104 */
+};
+static_assert(sizeof(struct fdn_shm_chg_hdr) == 128, "change log header part");
+static_assert(sizeof(((struct fdn_shm_header *)0)->chg_hdr) == 128, "its room");
+
+/*
+ * A change record (320 bytes).
+ *
+ * state: revision << 2 | FDN_CHG_*; 0 = never written.  A writer holding
+ *   revision r claims the slot by CAS from any word whose revision is < r
+ *   to (r, PENDING), then writes every other field, then -- after its
+ *   table CAS -- moves it by CAS to (r, DONE) if the change took effect or
+ *   (r, VOID) if not.  A reader that waits too long for an unclaimed slot
+ *   may claim it (r, VOID) itself ("steal"); the writer then finds its
+ *   revision void and reserves another.  Readers copy a DONE record and
+ *   accept it if state is the same before and after the copy.
+ * kind: FDN_CHANGE_* of foundation/changes.h.  death: the graveyard
+ *   number + 1 of the owner's death for a removal by the reaper, 0 none.
+ * writer: reader-slot index + 1 of the writer (display).
+ */
+#define FDN_CHANGE_SIZE       320u
+#define FDN_CHANGE_KEY_MAX    255u
+#define FDN_CHANGES_DEFAULT   16384u
+#define FDN_MIN_CHANGES       16u
+#define FDN_MAX_CHANGES       (1u << 24)
+#define FDN_CHG_PENDING       1u
+#define FDN_CHG_DONE          2u
+#define FDN_CHG_VOID          3u
+#define FDN_CHG_WORD(rev, st) (((uint64_t)(rev) << 2) | (st))
+#define FDN_CHG_REV(w)        ((w) >> 2)
+#define FDN_CHG_STATE(w)      ((unsigned)((w)&3u))
+
+struct fdn_shm_change {
+	_Atomic uint64_t state;                    /*   0 */
+	uint64_t time_ns;                          /*   8: CLOCK_REALTIME */
+	uint64_t death;                            /*  16 */
+	uint32_t pid;                              /*  24 */
+	uint16_t key_len;                          /*  28: <= FDN_CHANGE_KEY_MAX */
+	uint8_t kind;                              /*  30 */
+	uint8_t reserved0;                         /*  31 */
+	uint32_t writer;                           /*  32 */
+	uint32_t reserved1;                        /*  36 */
+	unsigned char key[FDN_CHANGE_KEY_MAX + 1]; /* 40 */
+	uint8_t pad[FDN_CHANGE_SIZE - 296];        /* 296 */
+};
+static_assert(sizeof(struct fdn_shm_change) == FDN_CHANGE_SIZE, "change record");
+static_assert(offsetof(struct fdn_shm_change, key) == 40, "change key");
 
 #endif

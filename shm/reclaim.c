@@ -125,23 +125,35 @@ static void fdn__resolve_slot(fdn_segment *s, uint32_t i)
 		uint64_t node = atomic_load_explicit(&ts->node, memory_order_relaxed);
 		uint64_t old = atomic_load_explicit(&ts->old, memory_order_relaxed);
 		int change = 0;
+		bool took = false; /* did the op take effect? */
 		switch (op) {
 		case FDN_OP_INSERT:
 			change = fdn__resolve_new(s, t, me, node) ? 1 : 0;
+			took = change != 0;
 			break;
 		case FDN_OP_UPSERT:
-			if (old != 0 && fdn__resolve_old(s, ts, t, me, old))
+			if (old != 0 && fdn__resolve_old(s, ts, t, me, old)) {
+				took = true;
 				break; /* replaced: node is live, count unchanged */
+			}
 			/* An insert if old == 0; a lost replace (node is then
 			 * unreachable and gets freed) otherwise. */
-			change = fdn__resolve_new(s, t, me, node) && old == 0 ? 1 : 0;
+			took = fdn__resolve_new(s, t, me, node) && old == 0;
+			change = took ? 1 : 0;
 			break;
 		case FDN_OP_DELETE:
 			change = (old != 0 && fdn__resolve_old(s, ts, t, me, old)) ? -1 : 0;
+			took = change != 0;
 			break;
 		default:
 			break; /* unknown op: corrupt; clear it, the checker reports counts */
 		}
+		/* The op's change-log record (changes.c), before the op is
+		 * cleared: a reclaimer killed in between decides the same again
+		 * (the decisions above are idempotent), and a record already
+		 * settled stays as it is. */
+		if (fdn__chg_resolve(s, ts, took))
+			fdn__notify(s);
 		atomic_store_explicit(&ts->delta[t],
 				      FDN_DELTA_WORD(FDN_DELTA_COUNT(dw) + change, FDN_OP_NONE),
 				      memory_order_release);
@@ -183,6 +195,7 @@ static void fdn__free_slots_of(fdn_segment *s, uint32_t idx)
 		fdn__limbo_free_all(s, ts);
 		atomic_store_explicit(&ts->node, 0, memory_order_relaxed);
 		atomic_store_explicit(&ts->old, 0, memory_order_relaxed);
+		atomic_store_explicit(&ts->chg, 0, memory_order_relaxed);
 		atomic_store_explicit(&ts->state, 0, memory_order_release);
 	}
 }

@@ -216,7 +216,9 @@ int fdn__layout_compute(const struct fdn__caps *c, struct fdn_shm_region r[FDN_N
 	if (nprocs < 1 || nprocs > FDN_MAX_PROCS || nthreads < 1 || nthreads > FDN_MAX_THREADS ||
 	    npages < 1 || npages > FDN_MAX_PAGES || ntables < 1 || ntables > FDN_MAX_TABLES ||
 	    c->ntrace < 1 || c->ntrace > FDN_MAX_TRACE || c->nevents < 2 ||
-	    c->nevents > FDN_MAX_EVENTS || (c->nevents & (c->nevents - 1)) != 0)
+	    c->nevents > FDN_MAX_EVENTS || (c->nevents & (c->nevents - 1)) != 0 ||
+	    (c->nchanges != 0 && (c->nchanges < FDN_MIN_CHANGES || c->nchanges > FDN_MAX_CHANGES ||
+				  (c->nchanges & (c->nchanges - 1)) != 0)))
 		return FDN_EINVAL;
 	uint64_t nb = 0;
 	for (uint32_t i = 0; i < ntables; i++) {
@@ -248,8 +250,11 @@ int fdn__layout_compute(const struct fdn__caps *c, struct fdn_shm_region r[FDN_N
 	    [FDN_SVC_FLAGS] = FDN_FLAGS_REGION_SIZE,
 	    [FDN_SVC_EVENTS] = (uint64_t)c->nevents * FDN_EVENT_SIZE,
 	    [FDN_SVC_TELEMETRY] = FDN_TELEMETRY_REGION_SIZE,
+	    [FDN_SVC_CHANGES] = (uint64_t)c->nchanges * sizeof(struct fdn_shm_change),
 	};
 	for (int i = 0; i < FDN_NSVC; i++) {
+		if (svc_sizes[i] == 0)
+			continue; /* absent (no change log): offset and size 0 */
 		svc[i].off = off;
 		svc[i].size = svc_sizes[i];
 		off = fdn__align_page(off + svc_sizes[i]);
@@ -325,6 +330,12 @@ uint64_t fdn__layout_signature(void)
 	    O(fdn_shm_header, flags_hdr),
 	    O(fdn_shm_header, telemetry_hdr),
 	    FDN_NSVC_REGIONS,
+	    S(fdn_shm_change),
+	    O(fdn_shm_change, key),
+	    O(fdn_shm_tslot, chg),
+	    O(fdn_shm_header, chg_hdr),
+	    S(fdn_shm_chg_hdr),
+	    O(fdn_shm_chg_hdr, nslots),
 	    S(fdn_shm_trace),
 	    O(fdn_shm_trace, owner),
 	    O(fdn_shm_trace, depth),
@@ -444,6 +455,7 @@ void fdn_segment_opts_init(struct fdn_segment_opts *o)
 	o->mode = 0600;
 	o->spans = 256;
 	o->events = 4096;
+	o->changes = FDN_CHANGES_DEFAULT;
 }
 
 /* Is gid this process's effective or a supplementary group? */
@@ -522,12 +534,14 @@ int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
 		if (memchr(h->indexed[i], 0, FDN_INDEXED_NAME_MAX) == NULL)
 			return FDN_EBADSEG;
-	struct fdn__caps c = {.nprocs = h->nprocs,
-			      .nthreads = h->nthreads,
-			      .npages = h->npages,
-			      .ntables = h->ntables,
-			      .ntrace = h->ntrace,
-			      .nevents = h->nevents};
+	struct fdn__caps c = {
+	    .nprocs = h->nprocs,
+	    .nthreads = h->nthreads,
+	    .npages = h->npages,
+	    .ntables = h->ntables,
+	    .ntrace = h->ntrace,
+	    .nevents = h->nevents,
+	    .nchanges = ((const struct fdn_shm_chg_hdr *)(const void *)h->chg_hdr)->nslots};
 	memcpy(c.nbuckets, nb, sizeof(c.nbuckets));
 	struct fdn_shm_region r[FDN_NREGIONS], svc[FDN_NSVC_REGIONS];
 	uint64_t total;
@@ -575,6 +589,10 @@ static void fdn__seg_bind(fdn_segment *s, const struct fdn_shm_header *h)
 	s->ghosts = (struct fdn_shm_trace *)(s->base + h->svc[FDN_SVC_GHOSTS].off);
 	s->ntrace = h->ntrace;
 	s->nevents = h->nevents;
+	s->chg_hdr = (struct fdn_shm_chg_hdr *)(void *)s->hdr->chg_hdr;
+	s->nchanges = ((const struct fdn_shm_chg_hdr *)(const void *)h->chg_hdr)->nslots;
+	s->changes =
+	    s->nchanges ? (struct fdn_shm_change *)(s->base + h->svc[FDN_SVC_CHANGES].off) : NULL;
 	s->nprocs = h->nprocs;
 	s->nthreads = h->nthreads;
 	s->npages = h->npages;
@@ -724,7 +742,10 @@ static int fdn__create_plan(const struct fdn_segment_opts *opts, struct fdn_segm
 	    .ntables = 2,
 	    .nbuckets = {fdn__pow2_at_least(o->entries * 2), fdn__pow2_at_least(o->entries * 2)},
 	    .ntrace = o->spans,
-	    .nevents = o->events};
+	    .nevents = o->events,
+	    .nchanges = o->changes == FDN_CHANGES_OFF ? 0
+			: o->changes == 0             ? FDN_CHANGES_DEFAULT
+						      : o->changes};
 	return fdn__layout_compute(c, regions, svc, total);
 }
 
@@ -825,6 +846,7 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	memcpy(h->regions, regions, sizeof(regions));
 	h->ntrace = o.spans;
 	h->nevents = o.events;
+	((struct fdn_shm_chg_hdr *)(void *)h->chg_hdr)->nslots = c.nchanges;
 	memcpy(h->svc, svc, sizeof(svc));
 	atomic_store_explicit(&h->gp_ctr, 1, memory_order_relaxed);
 	atomic_store_explicit(&h->fresh_page_hint, 0, memory_order_relaxed);

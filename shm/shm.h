@@ -47,6 +47,9 @@ struct fdn_segment {
 	struct fdn_shm_trace *trace;  /* ntrace slots (FDN_SVC_TRACE) */
 	struct fdn_shm_trace *ghosts; /* FDN_GHOSTS_MAX copies (FDN_SVC_GHOSTS) */
 	uint32_t ntrace, nevents;
+	struct fdn_shm_chg_hdr *chg_hdr;
+	struct fdn_shm_change *changes; /* nchanges records; NULL: no change log */
+	uint32_t nchanges;
 	_Atomic uint64_t *buckets[FDN_MAX_TABLES];
 	uint64_t bucket_mask[FDN_MAX_TABLES];
 	uint32_t table_flags[FDN_MAX_TABLES];
@@ -93,7 +96,7 @@ uint64_t fdn__fork_token_take(void);
 struct fdn__caps {
 	uint32_t nprocs, nthreads, npages, ntables;
 	uint64_t nbuckets[FDN_MAX_TABLES];
-	uint32_t ntrace, nevents;
+	uint32_t ntrace, nevents, nchanges;
 };
 int fdn__layout_compute(const struct fdn__caps *c, struct fdn_shm_region regions[FDN_NREGIONS],
 			struct fdn_shm_region svc[FDN_NSVC_REGIONS], uint64_t *total);
@@ -499,6 +502,57 @@ int fdn__ht_unlink(fdn_segment *s, uint32_t table, uint32_t gidx);
  * cannot hold one. */
 
 #include "ht_read.h"
+
+/* ---- changes.c: the change log ------------------------------------------- */
+
+/* What a logged table op changes (the registry fills it in). */
+struct fdn__chg {
+	unsigned kind;  /* FDN_CHANGE_* (foundation/changes.h) */
+	pid_t pid;      /* the entry's owner */
+	uint64_t death; /* removal by the reaper: graveyard number + 1; else 0 */
+};
+
+/* A record copied out of the log. */
+struct fdn__chg_rec {
+	uint64_t rev, time_ns, death;
+	uint32_t pid, kind, key_len;
+	unsigned char key[FDN_CHANGE_KEY_MAX + 1];
+};
+
+/* fdn__chg_get results. */
+enum {
+	FDN__CHG_DONE = 0,      /* copied into *out */
+	FDN__CHG_VOID = 1,      /* a change that did not happen: skip it */
+	FDN__CHG_PENDING = 2,   /* its writer's CAS is not decided yet */
+	FDN__CHG_UNCLAIMED = 3, /* reserved, its writer has not claimed the slot */
+	FDN__CHG_NOTYET = 4,    /* not issued yet */
+	FDN__CHG_GONE = 5,      /* overwritten (or lost): an overrun */
+};
+/* A reader steals an unclaimed revision after waiting this long for it. */
+#define FDN__CHG_STEAL_NS 10000000ull
+
+/* Writer side (ht.c), inside the op's retry loop, just before its CAS:
+ * reserve a revision and write its record PENDING (0: no log, or c NULL).
+ * After the CAS: DONE if it took effect, else VOID. */
+uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const void *key,
+			uint32_t klen);
+void fdn__chg_end(struct fdn__thread *t, uint64_t rev, bool took);
+/* The reaper, resolving a dead writer's op: settle the record its slot
+ * names.  true if it was still PENDING. */
+bool fdn__chg_resolve(fdn_segment *s, struct fdn_shm_tslot *ts, bool took);
+/* Read record rev (FDN__CHG_*). */
+int fdn__chg_get(fdn_segment *s, uint64_t rev, struct fdn__chg_rec *out);
+/* Claim an unclaimed revision VOID (a reader that waited long enough). */
+bool fdn__chg_steal(fdn_segment *s, uint64_t rev);
+/* Revisions issued so far (0 without a log). */
+uint64_t fdn__chg_head(const fdn_segment *s);
+
+/* Logged forms of fdn__ht_put / fdn__ht_delete: c NULL is the plain call. */
+int fdn__ht_put_chg(fdn_segment *s, uint32_t table, const void *key, size_t klen, const void *val,
+		    size_t vlen, int mode, const struct fdn__ht_view *expect,
+		    struct fdn__ht_view *existing, const struct fdn__chg *c);
+int fdn__ht_delete_chg(fdn_segment *s, uint32_t table, const void *key, size_t klen,
+		       const struct fdn__ht_view *expect, const struct fdn__chg *c);
 
 /* ---- reclaim.c ------------------------------------------------------------ */
 

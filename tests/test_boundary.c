@@ -86,6 +86,7 @@ static int full_tmpfs_child(void *arg)
 	o.threads = 16;
 	o.spans = 4;
 	o.events = 64;
+	o.changes = 64;
 	uint64_t need = 0;
 	if (fdn_segment_size(&o, &need) != 0 || need == 0 || need > (7u << 20))
 		return 22;

@@ -188,7 +188,7 @@ out_has "metrics" "foundation_registry_entries{segment=\"$seg\"} 2"
 out_has "metrics" "foundation_reaper_latency_seconds_count{segment=\"$seg\"} 1"
 out_has "metrics" "foundation_deaths_total{segment=\"$seg\"} 1"
 run 0 "dump" "$inspect" dump
-json "dump" "sorted(d)==['check','cluster','events','flags','graveyard','processes','registry','samplers', \
+json "dump" "sorted(d)==['changes','check','cluster','events','flags','graveyard','processes','registry','samplers', \
 	'segment','spans','stages','stats'] and d['registry']['count']==2 \
 	and d['graveyard']['graveyard'][0]['pid']==$P1 and d['check']['count']==0 and d['cluster']=={'agent':False}"
 

@@ -698,6 +698,10 @@ Test(trace, graveyard_keeps_a_killed_workers_spans_and_context)
 	live = 0;
 	fdn_traces_foreach(s, w, live_cb, &live);
 	cr_assert_eq(live, 0, "the dead worker's slot is freed");
+	/* The death's record is written after the entries are purged, a
+	 * moment after the thread copies (lib/reaper.c): wait for it too. */
+	for (int i = 0; i < 1000 && (fdn_graveyard(s, &dd, 1) != 1 || dd.pid != w); i++)
+		usleep(2000);
 	/* The inspector shows the same, as JSON a parser accepts. */
 	char cmd[1024];
 	snprintf(cmd, sizeof(cmd),

@@ -33,7 +33,7 @@ path=${FOUNDATION_SHM_DIR:-/dev/shm}/$seg
 ok
 # The header's format major (bytes 8-9, little-endian) as an older release wrote it.
 printf '\002\000' | dd of="$path" bs=1 seek=8 conv=notrunc status=none
-msg='version mismatch: made in format 2.0, this build reads format [0-9]*\.x: stop its processes, destroy and re-create it'
+msg='version mismatch: made in format 2\.[0-9]*, this build reads format [0-9]*\.x: stop its processes, destroy and re-create it'
 run 1 "ctl get, other format" "$ctl" get svc
 grep -q "^foundation-ctl: segment \"$seg\": $msg (docs/operations.md)\$" "$tmp/err" ||
 	fail "ctl: message: $(cat "$tmp/err")"

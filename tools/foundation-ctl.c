@@ -18,6 +18,7 @@
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
+#include <foundation/changes.h>
 #include <foundation/flags.h>
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
@@ -26,6 +27,9 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/signalfd.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -62,6 +66,10 @@ struct args {
 	bool clear;     /* update --clear */
 	size_t nwhere;  /* query --where */
 	const char *where_text[MAX_WHERE];
+	const char *prefix; /* watch --prefix */
+	bool from_set;      /* watch --from */
+	uint64_t from;
+	bool count_set; /* --count given */
 };
 
 struct command {
@@ -371,6 +379,102 @@ static int cmd_wait(struct args *a)
 	} else if (r) {
 		status = complain(EXIT_FAIL, fdn_strerror(r), "wait \"%s\"", a->key);
 	}
+	return detach(a, s, status);
+}
+
+/* ---- watch ------------------------------------------------------------------------ */
+
+static void watch_print(const struct args *a, const struct fdn_change *c)
+{
+	if (a->json) {
+		printf("{\"revision\":%" PRIu64 ",\"kind\":\"%s\",\"key\":", c->revision,
+		       fdn_change_type_name(c->kind));
+		json_str(stdout, c->key, c->key_len);
+		printf(",\"pid\":%d,\"time_ns\":%" PRIu64, (int)c->pid, c->time_ns);
+		if (c->death != FDN_NO_DEATH)
+			printf(",\"death\":%" PRIu64, c->death);
+		printf("}\n");
+		return;
+	}
+	printf("%" PRIu64 " %s pid=%d ", c->revision, fdn_change_type_name(c->kind), (int)c->pid);
+	if (c->death != FDN_NO_DEATH)
+		printf("death=%" PRIu64 " ", c->death);
+	text_str(stdout, c->key, c->key_len);
+	putchar('\n');
+}
+
+/* Stream changes until SIGINT/SIGTERM (exit 0), --count N of them (exit
+ * 0), or an overrun (exit 1: changes were lost to this reader). */
+static int cmd_watch(struct args *a)
+{
+	const char *prefix = a->prefix ? a->prefix : "";
+	size_t plen = strlen(prefix);
+	if (plen > FDN_REG_KEY_MAX)
+		return usage_error("watch", "watch --prefix: longer than %u bytes",
+				   FDN_REG_KEY_MAX);
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGHUP);
+	/* Signals arrive through a signalfd beside the subscription's fd: the
+	 * loop ends cleanly (the subscription closed, the segment detached).
+	 * Blocked before attach: the subscription's thread inherits the mask. */
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (sfd < 0)
+		return complain(EXIT_FAIL, strerror(errno), "watch: signalfd");
+	fdn_segment *s;
+	int status = attach_registry(a, &s);
+	if (status) {
+		close(sfd);
+		return status;
+	}
+	fdn_subscription *sub;
+	int r = a->from_set ? fdn_subscribe_from(s, prefix, plen, a->from, 0, &sub)
+			    : fdn_subscribe(s, prefix, plen, 0, &sub);
+	if (r) {
+		close(sfd);
+		return detach(a, s, complain(EXIT_FAIL, fdn_strerror(r), "watch \"%s\"", prefix));
+	}
+	uint64_t printed = 0;
+	struct fdn_change ch[64];
+	struct pollfd p[2] = {{fdn_subscription_fd(sub), POLLIN, 0}, {sfd, POLLIN, 0}};
+	while (!a->count_set || printed < a->count) {
+		size_t want = sizeof(ch) / sizeof(ch[0]);
+		if (a->count_set && a->count - printed < want)
+			want = (size_t)(a->count - printed);
+		int n = fdn_subscription_read(sub, ch, want);
+		if (n == FDN_EOVERFLOW) {
+			char why[128];
+			snprintf(why, sizeof(why),
+				 "changes after revision %" PRIu64 " were overwritten before "
+				 "they were read",
+				 fdn_subscription_revision(sub));
+			status = complain(EXIT_FAIL, why, "watch \"%s\"", prefix);
+			break;
+		}
+		if (n < 0) {
+			status = complain(EXIT_FAIL, fdn_strerror(n), "watch \"%s\"", prefix);
+			break;
+		}
+		for (int i = 0; i < n; i++)
+			watch_print(a, &ch[i]);
+		printed += (uint64_t)n;
+		if (n > 0) {
+			fflush(stdout);
+			continue; /* more may wait: read again before polling */
+		}
+		if (poll(p, 2, -1) < 0 && errno != EINTR) {
+			status = complain(EXIT_FAIL, strerror(errno), "watch: poll");
+			break;
+		}
+		if (p[1].revents & POLLIN)
+			break; /* interrupted: done */
+	}
+	fflush(stdout);
+	fdn_subscription_close(sub);
+	close(sfd);
 	return detach(a, s, status);
 }
 
@@ -766,7 +870,7 @@ static int cmd_reaper(struct args *a)
 	"Bad criterion text is refused (exit 2).\n"
 
 static const struct command commands[] = {
-    {"create", "EPTHMIXVzS", false, cmd_create, "create [OPTIONS]",
+    {"create", "EPTHMIXVzLS", false, cmd_create, "create [OPTIONS]",
      "Create the segment (it must not exist) and start its reaper.\n"
      "  --entries N      registry sizing (default 100000)\n"
      "  --processes N    process-table slots (default 4096)\n"
@@ -779,6 +883,9 @@ static const struct command commands[] = {
      "  --mode OCTAL     file mode; must include 0600 (default 0600)\n"
      "  --indexed LIST   indexed attributes, comma-separated, at most 8; \"\" = none\n"
      "                   (default " FDN_DEFAULT_INDEXED ")\n"
+     "  --changes N|off  change-log records, a power of two 16..16777216 (default\n"
+     "                   16384, 320 bytes each); off: no change log (watch and\n"
+     "                   subscriptions refused)\n"
      "  --sparse         do not reserve the segment's memory now: smaller until\n"
      "                   used, but a full shm filesystem then kills processes\n"
      "                   with SIGBUS (by default create fails instead)\n"
@@ -828,6 +935,19 @@ static const struct command commands[] = {
      "or its owner died and was reaped).\n"
      "  --gone        wait for KEY to disappear\n"
      "  --timeout MS  give up after MS milliseconds (exit 1); default: no limit\n"},
+    {"watch", "FfcS", false, cmd_watch, "watch [--prefix P] [--from REV] [--count N] [--json]",
+     "Print the registry's changes as they happen, one line each, until\n"
+     "interrupted (SIGINT, SIGTERM, SIGHUP: exit 0):\n"
+     "  REVISION KIND pid=PID [death=N] KEY\n"
+     "KIND is registered, updated, unregistered or removed (the owner died or\n"
+     "detached; death=N: the death's number in the graveyard).  With --json, one\n"
+     "object per line: {\"revision\", \"kind\", \"key\", \"pid\", \"time_ns\"[, \"death\"]}.\n"
+     "  --prefix P   only keys that begin with P (default: every key)\n"
+     "  --from REV   start with the changes after revision REV (default: now)\n"
+     "  --count N    exit after N changes\n"
+     "Exit 1 if changes to print were overwritten first (the log holds the last\n"
+     "`--changes` of create; a --from older than that), or the segment has no\n"
+     "change log.\n"},
     {"flags", "S", false, cmd_flags,
      "flags set NAME VALUE | get NAME | list | create NAME [VALUE] | reset", FLAGS_HELP},
     {"stage", "RS", false, cmd_stage,
@@ -885,18 +1005,19 @@ static void command_usage(FILE *f, const struct command *c)
 /* ---- argument parsing ----------------------------------------------------------- */
 
 static const struct option all_opts[] = {
-    {"entries", required_argument, 0, 'E'},  {"processes", required_argument, 0, 'P'},
-    {"threads", required_argument, 0, 'T'},  {"heap", required_argument, 0, 'H'},
-    {"mode", required_argument, 0, 'M'},     {"indexed", required_argument, 0, 'I'},
-    {"pid", required_argument, 0, 'p'},      {"attr", required_argument, 0, 'a'},
-    {"replace", no_argument, 0, 'r'},        {"gone", no_argument, 0, 'g'},
-    {"timeout", required_argument, 0, 't'},  {"segment", required_argument, 0, 'S'},
-    {"spans", required_argument, 0, 'X'},    {"events", required_argument, 0, 'V'},
-    {"help", no_argument, 0, 'h'},           {"reason", required_argument, 0, 'R'},
-    {"measure", required_argument, 0, 'm'},  {"count", required_argument, 0, 'c'},
-    {"json", no_argument, 0, 'j'},           {"clear", no_argument, 0, 'C'},
-    {"where", required_argument, 0, 'w'},    {"sparse", no_argument, 0, 'z'},
-    {"cluster-unique", no_argument, 0, 'U'},
+    {"entries", required_argument, 0, 'E'}, {"processes", required_argument, 0, 'P'},
+    {"threads", required_argument, 0, 'T'}, {"heap", required_argument, 0, 'H'},
+    {"mode", required_argument, 0, 'M'},    {"indexed", required_argument, 0, 'I'},
+    {"pid", required_argument, 0, 'p'},     {"attr", required_argument, 0, 'a'},
+    {"replace", no_argument, 0, 'r'},       {"gone", no_argument, 0, 'g'},
+    {"timeout", required_argument, 0, 't'}, {"segment", required_argument, 0, 'S'},
+    {"spans", required_argument, 0, 'X'},   {"events", required_argument, 0, 'V'},
+    {"help", no_argument, 0, 'h'},          {"reason", required_argument, 0, 'R'},
+    {"measure", required_argument, 0, 'm'}, {"count", required_argument, 0, 'c'},
+    {"json", no_argument, 0, 'j'},          {"clear", no_argument, 0, 'C'},
+    {"where", required_argument, 0, 'w'},   {"sparse", no_argument, 0, 'z'},
+    {"prefix", required_argument, 0, 'F'},  {"from", required_argument, 0, 'f'},
+    {"changes", required_argument, 0, 'L'}, {"cluster-unique", no_argument, 0, 'U'},
 };
 
 #define NOPTS (sizeof(all_opts) / sizeof(all_opts[0]))
@@ -996,6 +1117,23 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 		break;
 	case 'c':
 		ok = parse_num(val, 10, UINT32_MAX, &a->count);
+		a->count_set = true;
+		break;
+	case 'F':
+		a->prefix = val;
+		break;
+	case 'f':
+		ok = parse_num(val, 10, UINT64_MAX, &a->from);
+		a->from_set = true;
+		break;
+	case 'L':
+		if (strcmp(val, "off") == 0) {
+			a->opts.changes = FDN_CHANGES_OFF;
+		} else {
+			ok = parse_num(val, 10, FDN_MAX_CHANGES, &v) && v >= FDN_MIN_CHANGES &&
+			     (v & (v - 1)) == 0;
+			a->opts.changes = (uint32_t)v;
+		}
 		break;
 	case 'R':
 		a->reason = val;
@@ -1025,7 +1163,7 @@ static bool prints(const struct command *c, const struct args *a)
 		return a->nwords == 0 ||
 		       (strcmp(a->words[0], "get") == 0 || strcmp(a->words[0], "list") == 0);
 	return c->run == cmd_create || c->run == cmd_destroy || c->run == cmd_get ||
-	       c->run == cmd_query || c->run == cmd_reaper;
+	       c->run == cmd_query || c->run == cmd_reaper || c->run == cmd_watch;
 }
 
 /* Positional words a command takes after its name (flags, stage). */

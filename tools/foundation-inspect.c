@@ -22,6 +22,7 @@
 #include "shm/shm.h"
 
 #include <foundation/attrs.h>
+#include <foundation/changes.h>
 #include <foundation/context.h>
 #include <foundation/flags.h>
 #include <foundation/reaper.h>
@@ -570,7 +571,7 @@ static void segment_where(fdn_segment *s, const char *name, struct where *w)
 		w->huge_kb = s->size / 1024;
 }
 
-static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
+static void stats_json(fdn_segment *s, const struct args *a, const struct fdn_segment_stats *st,
 		       const struct fdn_reaper_status *rs, uint64_t deaths, int64_t visible,
 		       const char *indexed, const struct where *w)
 {
@@ -629,7 +630,12 @@ static void stats_json(const struct args *a, const struct fdn_segment_stats *st,
 	}
 	printf(",\"why\":");
 	json_cstr(stdout, reaper_why(rs, why, sizeof(why)));
-	printf("},\"file\":");
+	struct fdn_changes_stats cs;
+	fdn_changes_stats(s, &cs);
+	printf("},\"changes\":{\"revision\":%" PRIu64 ",\"capacity\":%u,\"subscribers\":%" PRIu64
+	       ",\"overruns\":%" PRIu64 ",\"lapped\":%" PRIu64 ",\"stolen\":%" PRIu64 "}",
+	       cs.revision, cs.capacity, cs.subscribers, cs.overruns, cs.lapped, cs.stolen);
+	printf(",\"file\":");
 	json_cstr(stdout, w->path);
 	printf(",\"filesystem\":\"%s\",\"page_kb\":%" PRIu64 ",\"huge_kb\":%" PRIu64 "}\n", w->fs,
 	       w->page_kb, w->huge_kb);
@@ -697,14 +703,94 @@ static int cmd_stats(fdn_segment *s, const struct args *a)
 	struct where w;
 	segment_where(s, a->segment, &w);
 	if (a->json) {
-		stats_json(a, &st, &rs, deaths, visible, indexed, &w);
+		stats_json(s, a, &st, &rs, deaths, visible, indexed, &w);
 	} else {
 		stats_text(a, &st, &rs, deaths, visible, indexed);
+		struct fdn_changes_stats cs;
+		fdn_changes_stats(s, &cs);
+		if (cs.capacity)
+			printf("changes        revision %" PRIu64 "; a log of %u records; %" PRIu64
+			       " subscribers; %" PRIu64 " overruns\n",
+			       cs.revision, cs.capacity, cs.subscribers, cs.overruns);
+		else
+			printf("changes        no change log\n");
 		printf("file           %s (%s), %" PRIu64 " kB pages, %" PRIu64
 		       " kB mapped here with huge pages\n",
 		       w.path, w.fs, w.page_kb, w.huge_kb);
 	}
 	return EXIT_OK;
+}
+
+/* ---- changes -------------------------------------------------------------------------- */
+
+static int cmd_changes(fdn_segment *s, const struct args *a)
+{
+	struct fdn_changes_stats st;
+	fdn_changes_stats(s, &st);
+	const char *prefix = a->prefix ? a->prefix : "";
+	size_t cap = st.capacity ? st.capacity : 1;
+	struct fdn_change *c = calloc(cap, sizeof(*c));
+	if (!c)
+		return complain(EXIT_FAIL, strerror(ENOMEM), "segment \"%s\": changes", a->segment);
+	int n = st.capacity ? fdn_changes_read(s, prefix, strlen(prefix), 0, c, cap) : 0;
+	if (n < 0) {
+		free(c);
+		return complain(EXIT_FAIL, fdn_strerror(n), "segment \"%s\": changes", a->segment);
+	}
+	char buf[40];
+	if (a->json) {
+		printf("{\"segment\":");
+		json_cstr(stdout, a->segment);
+		printf(",\"revision\":%" PRIu64 ",\"capacity\":%u,\"subscribers\":%" PRIu64
+		       ",\"overruns\":%" PRIu64 ",\"changes\":[",
+		       st.revision, st.capacity, st.subscribers, st.overruns);
+		for (int i = 0; i < n; i++) {
+			printf("%s\n  {\"revision\":%" PRIu64 ",\"kind\":\"%s\",\"key\":",
+			       i ? "," : "", c[i].revision, fdn_change_type_name(c[i].kind));
+			json_str(stdout, c[i].key, c[i].key_len);
+			printf(",\"pid\":%d,\"time_ns\":%" PRIu64, (int)c[i].pid, c[i].time_ns);
+			if (c[i].death != FDN_NO_DEATH)
+				printf(",\"death\":%" PRIu64, c[i].death);
+			putchar('}');
+		}
+		printf("%s]}\n", n ? "\n" : "");
+		free(c);
+		return EXIT_OK;
+	}
+	if (st.capacity == 0) {
+		printf("no change log (the segment was created with --changes off)\n");
+		free(c);
+		return EXIT_OK;
+	}
+	printf("revision %" PRIu64 "; the log keeps the last %u changes; %" PRIu64
+	       " subscribers; %" PRIu64 " overruns%s\n",
+	       st.revision, st.capacity, st.subscribers, st.overruns, n ? "; oldest first:" : "");
+	if (n == 0) {
+		free(c);
+		return EXIT_OK;
+	}
+	struct table t = {.ncol = 6, .align = "rllrrl"};
+	const char *head[] = {"REVISION", "TIME", "KIND", "PID", "DEATH", "KEY"};
+	for (size_t i = 0; i < 6; i++)
+		cellf(&t, "%s", head[i]);
+	for (int i = 0; i < n; i++) {
+		cellf(&t, "%" PRIu64, c[i].revision);
+		cellf(&t, "%s", iso_time(c[i].time_ns, buf, sizeof(buf)));
+		cellf(&t, "%s", fdn_change_type_name(c[i].kind));
+		cellf(&t, "%d", (int)c[i].pid);
+		if (c[i].death != FDN_NO_DEATH)
+			cellf(&t, "%" PRIu64, c[i].death);
+		else
+			cellf(&t, "-");
+		char *cell = NULL;
+		size_t len = 0;
+		FILE *f = cell_open(&cell, &len);
+		if (f)
+			text_str(f, c[i].key, c[i].key_len);
+		cell_close(&t, f, &cell);
+	}
+	free(c);
+	return table_done(&t);
 }
 
 /* ---- check --------------------------------------------------------------------------- */
@@ -1356,6 +1442,19 @@ static int metrics_print(fdn_segment *s, const struct args *a)
 			     "Events dropped by a producer stalled for a whole lap of the ring.", a,
 			     (double)rs.lapped);
 	}
+	struct fdn_changes_stats cs;
+	if (fdn_changes_stats(s, &cs) == 0 && cs.capacity) {
+		prom_gauge("foundation_changes_revision",
+			   "The newest revision of the registry's change log.", a,
+			   (double)cs.revision);
+		prom_gauge("foundation_changes_capacity", "Records the change log keeps.", a,
+			   (double)cs.capacity);
+		prom_gauge("foundation_changes_subscribers", "Change-log subscriptions open.", a,
+			   (double)cs.subscribers);
+		prom_counter("foundation_changes_overruns_total",
+			     "Subscription reads that found their next change overwritten.", a,
+			     (double)cs.overruns);
+	}
 	prom_counter("foundation_graveyard_threads_dropped_total",
 		     "Graveyard thread copies overwritten by newer ones.", a, (double)dropped);
 	return EXIT_OK;
@@ -1891,8 +1990,9 @@ static const struct command commands[] = {
      "  --pid P  only the deaths and threads of process P\n"},
     {"stats", "", cmd_stats, "stats",
      "Capacities and usage: processes, reader slots, heap, tables (entries,\n"
-     "buckets, load factor), the grace-period counter, the reaper's pid and the\n"
-     "number of deaths reaped.\n"},
+     "buckets, load factor), the grace-period counter, the reaper's pid, the\n"
+     "number of deaths reaped, and the change log (revision, subscribers,\n"
+     "overruns).\n"},
     {"events", "fnct", cmd_events, "events [--follow] [--name PREFIX] [--count N] [--timeout S]",
      "The telemetry ring, oldest event first: time (UTC), pid, tid, the producing\n"
      "thread's event number, name, measurements, attributes.  Reports events lost\n"
@@ -1908,6 +2008,14 @@ static const struct command commands[] = {
      "Every event name's sampler (set with foundation-ctl sampler set, or\n"
      "\"always\" for names seen without one): events that reached it, events it\n"
      "kept, and its current probability.\n"},
+    {"changes", "p", cmd_changes, "changes [--prefix P]",
+     "The registry's change log, oldest first: revision, time (UTC), kind\n"
+     "(registered, updated, unregistered, removed), owner pid, the death's\n"
+     "graveyard number for a removal after a death, key.  The log keeps the last\n"
+     "N changes (foundation-ctl create --changes N); first the newest revision,\n"
+     "the subscriptions open and the overruns they met.  Stops at a change still\n"
+     "being made.  foundation-ctl watch follows it.\n"
+     "  --prefix P  only keys that start with P\n"},
     {"check", "", cmd_check, "check",
      "Verify every invariant of the segment; print each violation as\n"
      "\"[code] message\", then the count.  Exit 1 if there is any.  Exact only while\n"

@@ -62,7 +62,9 @@ extern "C" {
 	X(CONTEXT, "malformed context")                                                          \
 	X(REENTERED, "called from a signal handler that interrupted a call of this thread")      \
 	X(NOREAPER, "no reaper program: looked at $FOUNDATION_REAPERD, beside libfoundation "    \
-		    "(../bin, ../libexec, its own directory) and the configured path")
+		    "(../bin, ../libexec, its own directory) and the configured path")           \
+	X(OVERFLOW, "changes were overwritten before they were read: resynchronise")             \
+	X(NOLOG, "segment has no change log (created with changes off)")
 
 /* The reserved range: FDN_ERR_LAST <= code <= FDN_ERR_FIRST. */
 #define FDN_ERR_FIRST (-30400)

@@ -7,6 +7,7 @@
 #include <foundation/segment.h>
 #include <foundation/attrs.h>
 #include <foundation/registry.h>
+#include <foundation/changes.h>
 #include <foundation/reaper.h>
 #include <foundation/spans.h>
 #include <foundation/context.h>

@@ -67,7 +67,7 @@ enum {
 /* The segment format this build reads and writes (major; any minor of it
  * attaches): a segment of another major must be re-created
  * (docs/operations.md). */
-#define FDN_SEGMENT_FORMAT_MAJOR 3
+#define FDN_SEGMENT_FORMAT_MAJOR 4
 #define FDN_SEGMENT_NAME_MAX     200
 
 struct fdn_segment_opts {
@@ -91,7 +91,13 @@ struct fdn_segment_opts {
 	const char *flag_defaults; /* initial flag values,
 				"name=on|off|PCT,..."; NULL = $FOUNDATION_FLAGS,
 				else the built-in defaults */
+	uint32_t changes;          /* change-log records (foundation/changes.h), a
+				      power of two, 16..2^24; 0 = default 16 384
+				      (320 bytes each); FDN_CHANGES_OFF = no change
+				      log (writers then pay one branch) */
 };
+
+#define FDN_CHANGES_OFF 0xFFFFFFFFu
 
 #define FDN_DEFAULT_INDEXED "capability,health_status,node"
 
