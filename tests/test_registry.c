@@ -455,19 +455,37 @@ Test(registry, registrations_for_children_survive_a_releaser, .timeout = 120)
 	}
 	spawned[nspawned++] = rel;
 	t_wait_ready(ready, rel);
+	/* FDN_EBUSY (64 attempts each released under it: this releaser loops
+	 * without pause, the reaper releases a slot once a tick) registers
+	 * nothing; every success must stay. */
+	int ok = 0, busy = 0;
 	for (int round = 0; round < ROUNDS; round++) {
+		bool done[KIDS];
 		for (int i = 0; i < KIDS; i++) {
 			int rr = reg(s, keys[i], kids[i], "work", "ok");
-			cr_assert_eq(rr, 0, "round %d: register %s: %s", round, keys[i],
-				     fdn_errname(rr));
+			cr_assert(rr == 0 || rr == FDN_EBUSY, "round %d: register %s: %s", round,
+				  keys[i], fdn_errname(rr));
+			done[i] = rr == 0;
+			ok += done[i];
+			busy += !done[i];
 		}
-		for (int i = 0; i < KIDS; i++)
-			cr_assert_eq(lookup_pid(s, keys[i]), kids[i], "round %d: %s lost", round,
-				     keys[i]);
+		for (int i = 0; i < KIDS; i++) {
+			pid_t got = lookup_pid(s, keys[i]);
+			if (done[i])
+				cr_assert_eq(got, kids[i], "round %d: %s lost", round, keys[i]);
+			else
+				cr_assert_eq(got, 0, "round %d: %s: FDN_EBUSY, yet registered",
+					     round, keys[i]);
+		}
 		/* Unregistered: each slot is idle again, and released. */
 		for (int i = 0; i < KIDS; i++)
-			cr_assert_eq(fdn_unregister(s, keys[i], strlen(keys[i])), 0);
+			cr_assert_eq(
+			    fdn_unregister_flags(s, keys[i], strlen(keys[i]), FDN_REG_IF_PRESENT),
+			    0);
 	}
+	cr_log_info("%d registered, %d FDN_EBUSY", ok, busy);
+	cr_assert_geq(ok, ROUNDS * KIDS / 2, "most registrations succeed (%d of %d)", ok,
+		      ROUNDS * KIDS);
 	atomic_store(stop, 1);
 	int st;
 	cr_assert_eq(waitpid(rel, &st, 0), rel);
