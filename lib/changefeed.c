@@ -197,13 +197,11 @@ static void *sub_thread(void *arg)
 
 /* ---- subscriptions ------------------------------------------------------------ */
 
-static int sub_open(fdn_segment *s, const void *prefix, size_t plen, bool from, uint64_t revision,
-		    unsigned flags, fdn_subscription **out)
+/* The checks every reader of the log starts with: a prefix of a key's
+ * length, a usable writable handle, a segment with a change log. */
+static int log_args(fdn_segment *s, const void *prefix, size_t plen)
 {
-	if (!out)
-		return FDN_EINVAL;
-	*out = NULL;
-	if (!s || flags != 0 || (plen && !prefix))
+	if (plen && !prefix)
 		return FDN_EINVAL;
 	if (plen > FDN_REG_KEY_MAX)
 		return FDN_EINVKEY;
@@ -212,8 +210,20 @@ static int sub_open(fdn_segment *s, const void *prefix, size_t plen, bool from, 
 		return r;
 	if (s->readonly)
 		return FDN_ERDONLY;
-	if (!s->changes)
-		return FDN_ENOLOG;
+	return s->changes ? 0 : FDN_ENOLOG;
+}
+
+static int sub_open(fdn_segment *s, const void *prefix, size_t plen, bool from, uint64_t revision,
+		    unsigned flags, fdn_subscription **out)
+{
+	if (!out)
+		return FDN_EINVAL;
+	*out = NULL;
+	if (!s || flags != 0)
+		return FDN_EINVAL;
+	int r = log_args(s, prefix, plen);
+	if (r)
+		return r;
 	struct fdn_subscription *sub = calloc(1, sizeof(*sub));
 	if (!sub)
 		return -ENOMEM;
@@ -520,17 +530,11 @@ static pthread_mutex_t snap_lock = PTHREAD_MUTEX_INITIALIZER;
 int fdn_registry_snapshot(fdn_segment *s, const void *prefix, size_t plen, fdn_snapshot_cb cb,
 			  void *arg, uint64_t *revision)
 {
-	if (!s || !cb || !revision || (plen && !prefix))
+	if (!s || !cb || !revision)
 		return FDN_EINVAL;
-	if (plen > FDN_REG_KEY_MAX)
-		return FDN_EINVKEY;
-	int r = fdn__seg_usable(s);
+	int r = log_args(s, prefix, plen);
 	if (r)
 		return r;
-	if (s->readonly)
-		return FDN_ERDONLY;
-	if (!s->changes)
-		return FDN_ENOLOG;
 	struct snap sn = {.s = s, .prefix = prefix, .plen = plen};
 	uint64_t deadline = mono_ns() + 5000000000ull;
 	for (int attempt = 0;; attempt++) {
