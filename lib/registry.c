@@ -824,7 +824,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	 * not.  Once we found it visible with no release under way, any
 	 * later release sees our reference and keeps the slot. */
 	if (oidx != s->proc_idx) {
-		bool gone = fdn__proc_wait_release(s, oidx);
+		bool gone = fdn__proc_wait_release(s, oidx, oword);
 		if ((gone || !entry_owned(s, key, klen, oidx, oword)) &&
 		    fdn__pid_alive(pid, FDN_PROC_IDENT40(oword))) {
 			drop_if_owner_gone(s, key, klen, oidx, oword);

@@ -322,16 +322,26 @@ int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word,
 	return 0;
 }
 
-bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx)
+bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx, uint64_t word)
 {
 	if (idx >= s->nprocs)
 		return true;
+	struct fdn_shm_proc *p = &s->procs[idx];
 	atomic_thread_fence(memory_order_seq_cst);
-	/* A release in progress is a few table reads long; a reaper killed in
-	 * the middle leaves RELEASING for good: then, after 100 ms, the slot
-	 * counts as released and the caller registers again (a new slot). */
+	/* A release in progress is a few table reads long.  A release that
+	 * succeeded leaves RELEASING in place until the slot's next claim
+	 * writes its claimer: so the word is looked at too.  RELEASING with
+	 * the word unchanged is a release still deciding, or a release done
+	 * and a claim of the slot with the same word (the same pid) that has
+	 * not written its claimer yet: wait in both cases; the caller's look
+	 * at its entry decides the second.  A reaper killed in the middle
+	 * leaves RELEASING for good: after 100 ms the slot counts as released
+	 * and the caller registers again (a new slot). */
 	for (int i = 0; i < 1000; i++) {
-		if (atomic_load(&s->procs[idx].claimer_pid) != FDN_CLAIMER_RELEASING)
+		uint32_t c = atomic_load(&p->claimer_pid);
+		if (atomic_load(&p->word) != word)
+			return true;
+		if (c != FDN_CLAIMER_RELEASING)
 			return false;
 		struct timespec d = {0, 100000};
 		nanosleep(&d, NULL);

@@ -187,10 +187,11 @@ int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd);
 #define FDN_CLAIMER_RELEASING UINT32_MAX
 int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word,
 		      bool (*idle)(fdn_segment *, uint32_t, uint64_t));
-/* A writer that has written an owner reference for slot idx: wait while
- * the reaper is deciding a release of it (bounded).  true: treat the
- * slot as released (look at its word again). */
-bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx);
+/* A writer that has written an owner reference for slot idx, claimed
+ * with word: wait while a release of it is being decided (bounded).
+ * true: the slot was released (its word changed), or a release stayed
+ * undecided for 100 ms; false: no release under way, or one given up. */
+bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx, uint64_t word);
 /* The process slot holding pid (LIVE or DEAD), or FDN_ENOTFOUND.  By pid
  * alone: for tests and tools that just waited for that pid. */
 int fdn__proc_find(const fdn_segment *s, pid_t pid, uint32_t *idx);

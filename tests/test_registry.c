@@ -59,7 +59,7 @@ TestSuite(registry, .fini = kill_spawned);
 /* A child that attaches, registers `key` for itself, reports, and waits. */
 static pid_t agent(const char *name, const char *key, _Atomic int *ready)
 {
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		fdn_segment *c;
 		if (fdn_segment_attach(name, 0, &c) || reg(c, key, getpid(), "http", "ok"))
@@ -197,7 +197,7 @@ Test(registry, hundred_agents_exit_on_their_own, .timeout = 120)
 	char keys[100][32];
 	for (int i = 0; i < 100; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "worker-%03d", i);
-		pids[i] = fork();
+		pids[i] = t_fork();
 		if (pids[i] == 0) {
 			fdn_segment *c;
 			srand((unsigned)getpid());
@@ -232,7 +232,7 @@ Test(registry, registration_is_seen_at_once_from_another_process, .timeout = 120
 		memset(sl, 0, sizeof(struct slot) * 20);
 		/* An observer process checks each registration the moment it
 		 * is reported. */
-		pid_t obs = fork();
+		pid_t obs = t_fork();
 		if (obs == 0) {
 			fdn_segment *c;
 			if (fdn_segment_attach(name, 0, &c))
@@ -250,7 +250,7 @@ Test(registry, registration_is_seen_at_once_from_another_process, .timeout = 120
 		}
 		pid_t kids[20];
 		for (int i = 0; i < 20; i++) {
-			kids[i] = fork();
+			kids[i] = t_fork();
 			if (kids[i] == 0) {
 				fdn_segment *c;
 				char k[32];
@@ -394,7 +394,7 @@ Test(registry, supervisor_registers_its_children, .timeout = 120)
 	pid_t kids[10];
 	char keys[10][32];
 	for (int i = 0; i < 10; i++) {
-		kids[i] = fork();
+		kids[i] = t_fork();
 		if (kids[i] == 0) {
 			pause();
 			_exit(0);
@@ -431,7 +431,7 @@ Test(registry, registrations_for_children_survive_a_releaser, .timeout = 120)
 	pid_t kids[KIDS];
 	char keys[KIDS][32];
 	for (int i = 0; i < KIDS; i++) {
-		kids[i] = fork();
+		kids[i] = t_fork();
 		if (kids[i] == 0) {
 			pause();
 			_exit(0);
@@ -441,7 +441,7 @@ Test(registry, registrations_for_children_survive_a_releaser, .timeout = 120)
 	}
 	_Atomic int *stop = t_shared(sizeof(int));
 	_Atomic int *ready = t_shared(sizeof(int));
-	pid_t rel = fork();
+	pid_t rel = t_fork();
 	if (rel == 0) {
 		fdn_segment *c;
 		if (fdn_segment_attach(name, 0, &c))
@@ -504,7 +504,7 @@ Test(registry, unregister_if_present_after_the_reaper, .timeout = 120)
 {
 	char name[128];
 	fdn_segment *s = reg_create(name, sizeof(name), 1000);
-	pid_t kid = fork();
+	pid_t kid = t_fork();
 	if (kid == 0) {
 		pause();
 		_exit(0);
@@ -556,7 +556,7 @@ Test(registry, check_alive_leaves_out_dead_unreaped_owners, .timeout = 120)
 	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
 	fdn_segment *s = t_create(name, 1000, 0);
 	cr_assert_eq(reg(s, "live", getpid(), "gpu", "ok"), 0);
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		fdn_segment *c;
 		struct fdn_attr z = {.name = "zone", .type = FDN_ATTR_STRING, .v.s = "a"};
@@ -607,7 +607,7 @@ Test(registry, check_alive_leaves_out_dead_unreaped_owners, .timeout = 120)
 	cr_assert_eq(fdn_count_flags(ro, A), 1);
 	fdn_segment_detach(ro);
 	/* The process-local registry: an entry for a pid that then dies. */
-	pid_t q = fork();
+	pid_t q = t_fork();
 	if (q == 0) {
 		pause();
 		_exit(0);
@@ -675,7 +675,7 @@ Test(registry, checker_notes_a_death_the_reaper_is_taking_up, .timeout = 120)
 		waitpid(p, NULL, 0);
 		/* round 0: the reaper resumes after 200 ms, inside the checker's
 		 * wait; round 1: after 1.5 s, past it. */
-		pid_t waker = fork();
+		pid_t waker = t_fork();
 		if (waker == 0) {
 			usleep(round ? 1500000 : 200000);
 			kill(reaper, SIGCONT);
@@ -710,7 +710,7 @@ Test(registry, list_attribute_of_255_items_across_processes, .timeout = 120)
 	char name[128];
 	fdn_segment *s = reg_create(name, sizeof(name), 1000);
 	_Atomic int *ready = t_shared(sizeof(int));
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		static char buf[256][8];
 		static const char *items[256];
@@ -764,7 +764,7 @@ Test(registry, dead_holder_key_is_free_and_watch_times_out)
 	/* No reaper here: the holder's death is not seen by anyone. */
 	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
 	fdn_segment *s = t_create(name, 100, 0);
-	pid_t p = fork();
+	pid_t p = t_fork();
 	if (p == 0) {
 		pause();
 		_exit(0);
@@ -792,7 +792,7 @@ Test(registry, reaper_killed_mid_reclaim_50_times, .timeout = 300)
 	cr_assert_eq(reg(s, "survivor", getpid(), "keep", "ok"), 0);
 	for (int round = 0; round < 50; round++) {
 		_Atomic int *ready = t_shared(sizeof(int));
-		pid_t p = fork();
+		pid_t p = t_fork();
 		if (p == 0) {
 			fdn_segment *c;
 			if (fdn_segment_attach(name, 0, &c))
@@ -861,7 +861,7 @@ Test(registry, purge_with_a_full_limbo, .timeout = 60)
 	t_name(name, sizeof(name), "reg");
 	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
 	fdn_segment *s = t_create(name, 1000, 0);
-	pid_t c = fork();
+	pid_t c = t_fork();
 	if (c == 0) {
 		pause();
 		_exit(0);
