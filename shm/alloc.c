@@ -24,6 +24,18 @@
  * bounded by npages and the blocks per page.  Pages never change class:
  * a heap churned through many sizes can report no space for one class while
  * another has room (fdn_segment_stats shows the pages per class).
+ *
+ * Memory orders on a weak machine (arm64).  A free is the release CAS
+ * ALLOC -> FREE after zeroing word 0; the claim is a seq_cst CAS that
+ * reads that value, so it acquires the zeroed word (and every write of
+ * the block's last holder).  Page classes are set by CAS and loaded with
+ * acquire before a block size is computed from them.  The relaxed
+ * accesses are hints that a CAS re-checks (a block's state before its
+ * claim, a page's class before the class CAS, free_hint and
+ * fresh_page_hint: stale, they cost a failed CAS or a page visited in
+ * vain), the claim intent in the reader slot (ordered before the claim by
+ * the seq_cst CAS, see fdn__try_claim), and the zeroed word before the
+ * releasing CAS.
  */
 #include "shm.h"
 

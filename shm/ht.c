@@ -51,6 +51,19 @@
  * reclaimer), a marked but still linked node (unlinked by the next search
  * that passes it, by anyone), a retired node not yet in limbo (added by the
  * reclaimer) -- never a torn chain, and never a lock.
+ *
+ * Memory orders on a weak machine (arm64).  Links are loaded with acquire
+ * and written by seq_cst CAS (a release), which is what the two arguments
+ * above need.  The relaxed accesses are: the op record in the reader slot
+ * (delta, node, old), written before the op's first shared write, itself a
+ * seq_cst CAS, so no shared effect of the op can be visible without the
+ * record (and the reclaimer reads it only after the thread's death or its
+ * slot's RETIRED state, rcu.c); a new node's own next word, written while
+ * the node is private and published by the CAS that links it; the
+ * destroyed flag, an early refusal whose staleness costs nothing (a write
+ * to a destroyed segment lands in memory no new segment uses); and the
+ * per-slot counts summed by fdn__ht_count, a figure that is exact only
+ * while no writer runs.
  */
 #include "shm.h"
 

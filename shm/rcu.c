@@ -102,6 +102,34 @@
  * blocks.  (Interval-based reclamation would bound it by what existed when
  * the reader stopped instead, at a cost on every node a reader visits; not
  * done: the bound and FDN_EBUSY are documented instead.)
+ *
+ * Memory orders on a weak machine (arm64).  The acquires, releases and
+ * seq_cst accesses above carry the argument; each relaxed access in this
+ * file is one of five kinds, none of which another thread relies on for
+ * load order:
+ *   - process-private caches (fdn__mb_global, fdn__rcu_light): any value
+ *     read is a valid answer (a repeated kernel query; light is set at
+ *     attach, before the handle reaches another thread);
+ *   - a slot's own fields read back by the one thread that writes them
+ *     (limbo_tail in fdn__limbo_add, limbo_head in the reap, a trace slot's
+ *     seq): coherence gives a thread its own last store, and the one other
+ *     writer, a reclaimer, starts after the owner's death (known from the
+ *     kernel, after which all of its stores are visible) or after the
+ *     slot's RETIRED state, stored by a seq_cst CAS after the owner's last
+ *     write and loaded by the reclaimer with acquire;
+ *   - fields published by a later release that their readers acquire
+ *     first: limbo[k] and stamp[k] by limbo_tail; a slot's node, old and
+ *     tid (and ht.c's op record) by the op's first shared write, a seq_cst
+ *     CAS; a trace slot's odd seq by the release fence after it (the
+ *     copying reader's acquire fence pairs with it, lib/trace.c);
+ *   - hints a CAS re-checks (a slot's state before its claim CAS, a trace
+ *     slot's owner, trace_hint, the failure values of the max-CAS loops on
+ *     gp_fenced and gp_done): a stale value costs a failed CAS or a slot
+ *     skipped, never a wrong decision;
+ *   - damage checks on a free slot before its claim (ctr, the limbo
+ *     count): a stale value can only make a good slot be skipped.
+ * The gp_ctr load after gp_fenced's acquire in fdn__gp_poll reads at least
+ * f: the fetch_add that made f happens before the store of f we read.
  */
 #include "shm.h"
 

@@ -122,6 +122,8 @@ static void fdn__resolve_slot(fdn_segment *s, uint32_t i)
 			continue;
 		if (pending > 1)
 			op = 0xFF; /* a thread has one op at a time: damaged, touch nothing */
+		/* Relaxed: the slot's thread is dead (or its process is), so
+		 * every store it made is visible (rcu.c, memory orders). */
 		uint64_t node = atomic_load_explicit(&ts->node, memory_order_relaxed);
 		uint64_t old = atomic_load_explicit(&ts->old, memory_order_relaxed);
 		int change = 0;
