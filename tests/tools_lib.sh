@@ -3,13 +3,19 @@
 # set $tmp (a scratch directory) and passed=0.
 #
 # Every assertion counts; the first failure prints what failed, the last
-# command's output ($tmp/out, $tmp/err, and $tmp/fol if any) and exits 1.
+# command's output ($tmp/out, $tmp/err, and $tmp/fol if any), the last
+# lines of every $tmp/*.log (the daemons a test started) and exits 1.
 # "N passed, 0 failed" is printed by the script only when all held.
 
 fail() {
 	echo "FAIL: $*" >&2
 	for f in out err fol; do
 		if [ -s "$tmp/$f" ]; then sed "s/^/  $f: /" "$tmp/$f" >&2; fi
+	done
+	# The logs of the daemons the test started (agents, etcd): their ends.
+	for f in "$tmp"/*.log; do
+		[ -s "$f" ] || continue
+		tail -n 15 "$f" | sed "s|^|  $(basename "$f"): |" >&2
 	done
 	echo "$passed passed, 1 failed" >&2
 	exit 1
