@@ -57,7 +57,7 @@ cleanup() {
 		kill -CONT "$p" 2>/dev/null || true
 		kill -9 "$p" 2>/dev/null || true
 	done
-	for h in $hosts h4; do
+	for h in $hosts h4 h5; do
 		"$ctl" --segment "$(seg "$h")" destroy >/dev/null 2>&1 || true
 	done
 	if [ -n "${FDN_KEEP_TMP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
@@ -223,6 +223,20 @@ nloc() { wc -l <"$tmp/local-$1"; }
 status_of() { "$probe" status "$(seg "$1")" | sed -n "s/^$2=//p"; }
 
 start_etcd
+
+# 0. The agent follows the change log: a segment without one is refused
+# (exit 1, saying why); --interval is still accepted, and said to be
+# ignored.
+"$ctl" --segment "$(seg h5)" create --entries 64 --changes off >/dev/null 2>&1 ||
+	fail "create segment of h5 (--changes off)"
+run 1 "no change log: refused" "$mirrord" --segment "$(seg h5)" --endpoints "$endpoint" \
+	--host h5 --interval 50
+grep -qF "made without a change log" "$tmp/err" || fail "no change log: the reason not given"
+ok
+grep -qF -- "--interval is ignored" "$tmp/err" || fail "--interval: not said to be ignored"
+ok
+"$ctl" --segment "$(seg h5)" destroy >/dev/null 2>&1 || true
+
 for h in $hosts; do
 	: >"$tmp/local-$h"
 	"$ctl" --segment "$(seg "$h")" create --entries 16384 >/dev/null 2>&1 ||
