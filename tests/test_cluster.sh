@@ -16,7 +16,15 @@
 #     and come back when it resumes;
 #   - etcd stopped 10 s while a host registers: local registrations work,
 #     the mirror says degraded; etcd back, every host converges;
-#   - a planned stop (SIGTERM) revokes the lease: entries gone at once.
+#   - a planned stop (SIGTERM) revokes the lease: entries gone at once;
+#   - the change feed: a registration, an update and an unregistration
+#     each reach etcd within 5 s (nothing rescans: the agent publishes
+#     what the feed delivers), and no host ever publishes a remote key
+#     (etcd's keys of each host are exactly its local keys);
+#   - an overrun: a host whose segment has a 16-record change log, bursts
+#     of registrations, a holder killed (entries removed by the reaper) and
+#     more changes: the agent falls behind the ring, resynchronises, and
+#     etcd's keys of that host end exactly equal to its local keys.
 #
 # usage: test_cluster.sh BIN_DIR CLUSTER_PROBE
 set -eu
@@ -29,6 +37,7 @@ FOUNDATION_REAPERD=${FOUNDATION_REAPERD:-$bin/foundation-reaperd}
 export FOUNDATION_REAPERD
 unset FOUNDATION_NO_AUTOREAPER
 ETCD=${ETCD:-/usr/bin/etcd}
+ETCDCTL=${ETCDCTL:-/usr/bin/etcdctl}
 if [ ! -x "$ETCD" ]; then
 	echo "SKIP: no etcd at $ETCD (Debian package etcd-server)"
 	exit 77
@@ -48,7 +57,7 @@ cleanup() {
 		kill -CONT "$p" 2>/dev/null || true
 		kill -9 "$p" 2>/dev/null || true
 	done
-	for h in $hosts; do
+	for h in $hosts h4 h5; do
 		"$ctl" --segment "$(seg "$h")" destroy >/dev/null 2>&1 || true
 	done
 	if [ -n "${FDN_KEEP_TMP:-}" ]; then echo "kept $tmp"; else rm -rf "$tmp"; fi
@@ -87,12 +96,78 @@ stop_etcd() {
 	rm -f "$tmp/etcd.pid"
 }
 
-# start_agent HOST: its foundation-mirrord, pid in $tmp/agent-HOST.pid.
+# start_agent HOST [CLUSTER]: its foundation-mirrord, pid in
+# $tmp/agent-HOST.pid.  No --interval: local changes come from the change
+# feed (the option is accepted and ignored).
 start_agent() {
-	"$mirrord" --segment "$(seg "$1")" --endpoints "$endpoint" --cluster "t$$" \
-		--host "$1" --ttl $TTL --interval 50 --timeout 1000 \
+	"$mirrord" --segment "$(seg "$1")" --endpoints "$endpoint" --cluster "${2:-t$$}" \
+		--host "$1" --ttl $TTL --timeout 1000 \
 		>>"$tmp/agent-$1.log" 2>&1 </dev/null &
 	echo $! >"$tmp/agent-$1.pid"
+}
+
+# etcd_keys HOST [CLUSTER]: the registry keys etcd holds for HOST (the
+# tails of /foundation/CLUSTER/hosts/HOST/registry/*), one a line, sorted;
+# a key whose first byte is 0x00 (a remote key: never to be published)
+# printed as "REMOTE:" and the rest of it.
+etcd_keys() {
+	python3 -c 'import base64, json, sys, urllib.request
+p = sys.argv[2].encode(); e = p[:-1] + bytes([p[-1] + 1])
+b = lambda x: base64.b64encode(x).decode()
+q = json.dumps({"key": b(p), "range_end": b(e), "keys_only": True}).encode()
+out = []
+for kv in json.load(urllib.request.urlopen(sys.argv[1] + "/v3/kv/range", q)).get("kvs", []):
+    k = base64.b64decode(kv["key"])[len(p):]
+    out.append("REMOTE:" + k[1:].decode(errors="replace") if k[:1] == b"\0" else k.decode())
+print("\n".join(sorted(out)))' "$endpoint" "/foundation/${2:-t$$}/hosts/$1/registry/" |
+		sed '/^$/d'
+}
+
+# etcd_exact WHAT HOST [CLUSTER] [MS]: within MS ms (default 0: now), etcd's
+# keys of HOST are exactly HOST's local keys ($tmp/local-HOST), and never a
+# remote key.
+etcd_exact() {
+	sort "$tmp/local-$2" >"$tmp/ewant"
+	i=0
+	while :; do
+		etcd_keys "$2" "${3:-t$$}" >"$tmp/egot"
+		if grep -q '^REMOTE:' "$tmp/egot"; then
+			grep '^REMOTE:' "$tmp/egot" | head -3 >"$tmp/out"
+			fail "$1: host $2 published a remote key"
+		fi
+		cmp -s "$tmp/ewant" "$tmp/egot" && break
+		i=$((i + 100))
+		if [ $i -gt "${4:-0}" ]; then
+			diff "$tmp/ewant" "$tmp/egot" | head -5 >"$tmp/out" || true
+			fail "$1: etcd holds $(wc -l <"$tmp/egot") keys of $2, expected" \
+				"$(wc -l <"$tmp/ewant")"
+		fi
+		sleep 0.1
+	done
+	ok
+}
+
+# etcd_value HOST KEY: the value etcd holds for HOST's KEY (empty: none).
+etcd_value() {
+	ETCDCTL_API=3 "$ETCDCTL" --endpoints "$endpoint" get --print-value-only \
+		"/foundation/t$$/hosts/$1/registry/$2" 2>/dev/null
+}
+
+# etcd_wait WHAT HOST KEY PATTERN MS: etcd's value of HOST's KEY matches the
+# grep pattern PATTERN (empty: the key is absent) within MS ms; the time in
+# $took.
+etcd_has() {
+	if [ -z "$3" ]; then [ -z "$(etcd_value "$1" "$2")" ]; else etcd_value "$1" "$2" | grep -q "$3"; fi
+}
+etcd_wait() {
+	t0=$(date +%s%3N)
+	until etcd_has "$2" "$3" "$4"; do
+		[ $(($(date +%s%3N) - t0)) -lt "$5" ] ||
+			fail "$1: etcd: $2 $3 = \"$(etcd_value "$2" "$3")\", not /$4/ in $5 ms"
+		sleep 0.05
+	done
+	took=$(($(date +%s%3N) - t0))
+	ok
 }
 
 # hold HOST PREFIX COUNT: a process registering PREFIX-0..COUNT-1 on HOST,
@@ -148,6 +223,20 @@ nloc() { wc -l <"$tmp/local-$1"; }
 status_of() { "$probe" status "$(seg "$1")" | sed -n "s/^$2=//p"; }
 
 start_etcd
+
+# 0. The agent follows the change log: a segment without one is refused
+# (exit 1, saying why); --interval is still accepted, and said to be
+# ignored.
+"$ctl" --segment "$(seg h5)" create --entries 64 --changes off >/dev/null 2>&1 ||
+	fail "create segment of h5 (--changes off)"
+run 1 "no change log: refused" "$mirrord" --segment "$(seg h5)" --endpoints "$endpoint" \
+	--host h5 --interval 50
+grep -qF "made without a change log" "$tmp/err" || fail "no change log: the reason not given"
+ok
+grep -qF -- "--interval is ignored" "$tmp/err" || fail "--interval: not said to be ignored"
+ok
+"$ctl" --segment "$(seg h5)" destroy >/dev/null 2>&1 || true
+
 for h in $hosts; do
 	: >"$tmp/local-$h"
 	"$ctl" --segment "$(seg "$h")" create --entries 16384 >/dev/null 2>&1 ||
@@ -163,6 +252,10 @@ for h in $hosts; do
 	done
 done
 compare "converged" "$hosts" "$hosts"
+# Each host published exactly its local keys: none of the 2 000 remote
+# entries (nor the agent's status keys) its agent registered went back
+# into etcd.
+for h in $hosts; do etcd_exact "converged: etcd" "$h"; done
 run 0 "cluster lookup" "$probe" lookup "$(seg h1)" wh2-7
 out_is "cluster lookup: one holder, host h2" "h2 $(cat "$tmp/hold-h2-wh2.pid")"
 [ "$(status_of h1 degraded)" = false ] || fail "h1 degraded after convergence"
@@ -240,6 +333,19 @@ for h in $hosts; do
 	done
 done
 compare "after the race" "$hosts" "$hosts"
+for h in $hosts; do etcd_exact "after the race: etcd" "$h"; done
+
+# 1c. The change feed: each change is in etcd as soon as the agent reads
+# it -- 5 s is a generous bound for one poll wake-up and one transaction
+# on a loaded machine (there is no rescan period to wait for).
+run 0 "feed: register" "$ctl" --segment "$(seg h2)" register feed-1 --pid $$ --attr v=1
+etcd_wait "feed: registration published" h2 feed-1 '"value":"1"' 5000
+echo "feed: a registration on h2 was in etcd after $took ms (polled every 50 ms)"
+run 0 "feed: update" "$ctl" --segment "$(seg h2)" update feed-1 --attr v=2
+etcd_wait "feed: update published" h2 feed-1 '"value":"2"' 5000
+run 0 "feed: unregister" "$ctl" --segment "$(seg h2)" unregister feed-1
+etcd_wait "feed: unregistration published" h2 feed-1 "" 5000
+etcd_exact "feed: etcd" h2
 
 # 2. SIGKILL an agent: gone from the others within TTL + 1 s, and the
 # others' entries gone from its own segment.
@@ -321,5 +427,52 @@ ok
 rm -f "$tmp/agent-h1.pid"
 wait_count "SIGTERM: h1 loses h2" h1 h2 0 5000
 compare "h1's agent stopped" "h2 h3" "h2 h3"
+
+# 6. An overrun: h4, in a cluster of its own, with a change log of 16
+# records.  Bursts of hundreds of changes overwrite the ring faster than
+# the agent reads it (the agent's own status writes go through the ring
+# too); the agent must resynchronise (snapshot, diff with etcd, subscribe
+# from the snapshot's revision) and end with etcd exactly equal to h4's
+# local keys.
+: >"$tmp/local-h4"
+"$ctl" --segment "$(seg h4)" create --entries 4096 --changes 16 >/dev/null 2>&1 ||
+	fail "create segment of h4 (--changes 16)"
+hold h4 a 300
+start_agent h4 "o$$"
+etcd_exact "overrun: first snapshot" h4 "o$$" 30000
+hold h4 b 400
+"$probe" reg "$(seg h4)" c 300 >"$tmp/hold-h4-c.out" 2>&1 </dev/null &
+cpid=$!
+echo $cpid >"$tmp/hold-h4-c.pid"
+i=0
+until grep -q ready "$tmp/hold-h4-c.out" 2>/dev/null; do
+	i=$((i + 1))
+	[ $i -lt 300 ] || fail "overrun: holder c not ready"
+	sleep 0.1
+done
+kill -9 $cpid # its 300 entries: removed by h4's reaper ("removed" changes)
+wait $cpid 2>/dev/null || true
+rm -f "$tmp/hold-h4-c.pid"
+for k in 1 2 3 4 5 6 7 8; do
+	"$ctl" --segment "$(seg h4)" register "x-$k" --pid $$ --attr v=$k || fail "overrun: x-$k"
+done
+for k in 1 2 3 4; do
+	"$ctl" --segment "$(seg h4)" unregister "x-$k" || fail "overrun: unregister x-$k"
+done
+echo x-5 x-6 x-7 x-8 | tr ' ' '\n' >>"$tmp/local-h4"
+etcd_exact "overrun: converged" h4 "o$$" 30000
+grep -q "change log overrun" "$tmp/agent-h4.log" ||
+	fail "overrun: the agent never fell behind its 16-record log (test too gentle)"
+ok
+echo "overrun: h4's agent resynchronised $(grep -c "change log overrun" "$tmp/agent-h4.log") time(s)"
+"$ctl" --segment "$(seg h4)" update x-8 --attr v=88 || fail "overrun: update x-8"
+i=0
+until ETCDCTL_API=3 "$ETCDCTL" --endpoints "$endpoint" get --print-value-only \
+	"/foundation/o$$/hosts/h4/registry/x-8" 2>/dev/null | grep -q '"value":"88"'; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || fail "overrun: the update of x-8 after the overruns not in etcd in 5 s"
+	sleep 0.05
+done
+ok
 
 echo "$passed passed, 0 failed"

@@ -88,7 +88,7 @@ agents() {
 	shift 2
 	for h in $hosts; do
 		"$mirrord" --segment "$(seg "$h")" --endpoints "$eps" --cluster "$sc$$" \
-			--host "$h" --ttl $TTL --interval 50 --timeout 1000 "$@" \
+			--host "$h" --ttl $TTL --timeout 1000 "$@" \
 			>>"$tmp/agent-$sc-$h.log" 2>&1 </dev/null &
 		echo $! >"$tmp/agent-$sc-$h.pid"
 	done
@@ -234,7 +234,7 @@ hosts="h1 h2 h3"
 hold h3 s 50
 hold h1 big 4000
 "$mirrord" --segment "$(seg h3)" --endpoints "http://127.0.0.1:$ac" --cluster "auth$$" \
-	--host h3 --ttl $TTL --interval 50 --timeout 1000 --user root:s3cret \
+	--host h3 --ttl $TTL --timeout 1000 --user root:s3cret \
 	>>"$tmp/agent-auth-h3.log" 2>&1 </dev/null &
 echo $! >"$tmp/agent-auth-h3.pid"
 wait_count "small segment: h1 sees h3" h1 h3 50 60000

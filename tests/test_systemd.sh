@@ -2,7 +2,8 @@
 # test_systemd.sh - the reaper as systemd runs it (foundation-reaperd@.service).
 #
 #  1. systemd-analyze verify accepts the unit the build made (its ExecStart
-#     pointed at the reaper just built).
+#     pointed at the reaper just built), and the cluster agent's unit
+#     (foundation-mirrord@.service) likewise when the agent was built.
 #  2. The reaper started as the unit starts it (--foreground --wait, the
 #     notification socket in $NOTIFY_SOCKET), as an unprivileged user
 #     (setpriv to nobody when run as root), before its segment exists: it
@@ -15,10 +16,11 @@
 # Skipped (exit 77, the reason printed) without systemd-analyze, or when
 # root cannot switch to nobody.  Bounds are generous (10 s waits for what
 # takes milliseconds): the machine may be busy.
-# usage: test_systemd.sh BIN_DIR UNIT_FILE
+# usage: test_systemd.sh BIN_DIR UNIT_FILE [MIRRORD_UNIT_FILE]
 set -eu
 bin=$(cd "$1" && pwd)
 unit=$2
+munit=${3:-}
 tmp=$(mktemp -d)
 passed=0
 seg="fdn-test-unit-$$"
@@ -58,6 +60,28 @@ run 0 "systemd-analyze verify" systemd-analyze verify --man=no \
 # Warnings are printed with status 0: any line naming the unit is one.
 if grep -q "foundation-reaperd" "$tmp/out" "$tmp/err"; then fail "systemd-analyze verify warns"; fi
 ok
+
+# The cluster agent's unit: the same checks, when the agent was built (it
+# needs libcurl and json-c; verify refuses an ExecStart that does not exist).
+if [ -n "$munit" ] && [ -x "$bin/foundation-mirrord" ]; then
+	sed "s|^ExecStart=.*/foundation-mirrord |ExecStart=$bin/foundation-mirrord |" "$munit" \
+		>"$tmp/units/foundation-mirrord@.service"
+	grep -q "^ExecStart=$bin/foundation-mirrord --wait --segment %i \$MIRRORD_OPTIONS$" \
+		"$tmp/units/foundation-mirrord@.service" ||
+		fail "mirrord unit: no ExecStart of the expected form"
+	ok
+	grep -q "^After=.*foundation-reaperd@%i.service" "$munit" ||
+		fail "mirrord unit: not ordered after its segment's reaper"
+	ok
+	run 0 "systemd-analyze verify (mirrord)" systemd-analyze verify --man=no \
+		"$tmp/units/foundation-mirrord@$seg.service"
+	if grep -q "foundation-mirrord" "$tmp/out" "$tmp/err"; then
+		fail "systemd-analyze verify warns (mirrord)"
+	fi
+	ok
+else
+	echo "mirrord unit: not verified (foundation-mirrord not built)"
+fi
 
 # ---- 2. as the unit runs it, as an unprivileged user ----------------------------------
 if [ "$(id -u)" -eq 0 ]; then

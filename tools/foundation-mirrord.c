@@ -9,13 +9,17 @@
  *  - the publisher puts every local entry under
  *    /foundation/<cluster>/hosts/<host>/registry/<key>, attached to one
  *    lease per host (kept alive every TTL/3 by keepalive_thread), in
- *    transactions of up to 128 operations.  Local changes come from
- *    local_source (the rescan stand-in for the changefeed).  After any
- *    failure it resynchronises: the host's keys in etcd are read and
- *    diffed against a fresh snapshot, so what etcd holds converges to the
- *    local registry whatever was lost.  A lease found gone (the agent was
- *    stopped longer than the TTL, etcd lost it) is granted anew and
- *    everything is put again.
+ *    transactions of up to 128 operations.  Local changes come from the
+ *    registry's change feed (local_source: a snapshot at a revision, then
+ *    a subscription from it); the publisher sleeps in poll(2) on the
+ *    subscription's fd and on a wake-up eventfd, and publishes each batch
+ *    of changes as it arrives -- no periodic scan.  After any failure, and
+ *    when it fell behind the change log (FDN_EOVERFLOW), it
+ *    resynchronises: the host's keys in etcd are read and diffed against
+ *    a fresh snapshot, and the subscription goes on from the snapshot's
+ *    revision, so what etcd holds converges to the local registry whatever
+ *    was lost.  A lease found gone (the agent was stopped longer than the
+ *    TTL, etcd lost it) is granted anew and everything is put again.
  *  - the mirror reads every host's keys at one revision, makes the remote
  *    namespace of the segment equal to them (registers what is missing or
  *    changed, unregisters what etcd does not hold: no ghost), then watches
@@ -48,6 +52,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -76,7 +81,8 @@ struct host_info {
 struct agent {
 	fdn_segment *s;
 	const char *cluster, *host;
-	long ttl, interval_ms;
+	long ttl;
+	int pub_wake; /* eventfd: the publisher's wait ends (stop, resync) */
 	struct etcd_opts eo;
 	atomic_bool stop;
 	char prefix[256];      /* /foundation/<cluster>/ */
@@ -89,8 +95,11 @@ struct agent {
 	bool need_resync; /* the keepalive could not reach etcd */
 	uint64_t pub_failures, mir_failures, resyncs;
 	char pub_err[256], mir_err[256];
-	json_object *claims; /* base64 key -> true: cluster-unique keys held here */
-	char sock[128];      /* the abstract socket name of cluster-unique requests */
+	/* base64 key -> bool: cluster-unique keys claimed here; false while
+	 * the claim's local registration is under way (unique_answer,
+	 * claim_release_if). */
+	json_object *claims;
+	char sock[128]; /* the abstract socket name of cluster-unique requests */
 	uint64_t claim_conflicts;
 	struct host_info hi[256];
 	char hname[256][FDN_HOST_MAX + 1];
@@ -98,6 +107,17 @@ struct agent {
 };
 
 static struct agent a;
+
+/* End the publisher's wait now: a flag it reads (a.stop, a.lease_lost,
+ * a.need_resync) was just set.  The flag is written before the eventfd,
+ * and the publisher reads the flags after poll returns, so it cannot
+ * miss the flag that woke it. */
+static void wake_publisher(void)
+{
+	uint64_t one = 1;
+	ssize_t n = write(a.pub_wake, &one, sizeof(one));
+	(void)n; /* EAGAIN: the counter is already non-zero, the wake is due */
+}
 
 static uint64_t mono_ms(void)
 {
@@ -320,10 +340,18 @@ static unsigned char *etcd_key(const char *b64key, size_t *len)
 
 static void batch_put(struct batch *b, const char *b64key, const char *value, int64_t lease)
 {
-	size_t kl;
+	size_t kl, pl = strlen(a.host_prefix);
 	unsigned char *k = etcd_key(b64key, &kl);
 	if (!k)
 		return;
+	/* Never a remote key (0x00 host 0x00 key, or a status key): those are
+	 * other hosts' entries, or this agent's own status.  local_source
+	 * leaves them out already; this is the last gate before etcd (deletes
+	 * are not gated, so a stray one can still be removed by a resync). */
+	if (kl > pl && k[pl] == FDN_REG_REMOTE_BYTE) {
+		free(k);
+		return;
+	}
 	etcd_txn_put(b->txn, k, kl, value, strlen(value), lease);
 	free(k);
 	if (++b->ops == TXN_OPS)
@@ -407,14 +435,41 @@ static char *claim_value(pid_t pid)
 	return t;
 }
 
-/* The entry of b64key left this host: its claim goes, in the batch. */
-static void claim_release(struct batch *b, const char *b64key)
+/* The entry of b64key left this host: its claim goes, in the batch.
+ * if_done: only a claim whose registration finished (not pending) and
+ * whose key has no visible entry now.  The publisher reads removals late
+ * (after the change log); the removal it reads may be of an earlier
+ * holder of the key, and meanwhile unique_answer may have claimed the key
+ * again: pending, it keeps its claim (unique_answer releases it itself if
+ * its registration fails); registered, the lookup finds it.  A claim
+ * whose entry is really gone finds no entry: released.  (An entry of a
+ * dead owner is invisible at once: its claim goes a little early.) */
+static void claim_release_if(struct batch *b, const char *b64key, bool if_done)
 {
 	pthread_mutex_lock(&a.mu);
-	bool held = json_object_object_get_ex(a.claims, b64key, NULL);
-	if (held)
-		json_object_object_del(a.claims, b64key);
+	json_object *st = NULL, *st2;
+	bool held = json_object_object_get_ex(a.claims, b64key, &st);
+	if (held && if_done && !json_object_get_boolean(st))
+		held = false; /* pending */
+	json_object_get(st);  /* its address identifies this claim (below) */
 	pthread_mutex_unlock(&a.mu);
+	size_t kl0;
+	unsigned char *k0 = held && if_done ? b64_decode(b64key, &kl0) : NULL;
+	if (k0 && fdn_lookup(a.s, k0, kl0, 0, NULL) == 0)
+		held = false; /* the key is held again */
+	free(k0);
+	if (held) {
+		pthread_mutex_lock(&a.mu);
+		/* Re-checked: unique_answer may have claimed it again in
+		 * between -- a new state object, never the one we hold a
+		 * reference to, so the address tells. */
+		if (json_object_object_get_ex(a.claims, b64key, &st2) && st2 == st)
+			json_object_object_del(a.claims, b64key);
+		else
+			held = false;
+		pthread_mutex_unlock(&a.mu);
+	}
+	json_object_put(st);
 	size_t kl, cl;
 	unsigned char *k = held ? b64_decode(b64key, &kl) : NULL, *ck;
 	if (k && (ck = claim_key(k, kl, &cl))) {
@@ -424,6 +479,11 @@ static void claim_release(struct batch *b, const char *b64key)
 			batch_flush(b);
 	}
 	free(k);
+}
+
+static void claim_release(struct batch *b, const char *b64key)
+{
+	claim_release_if(b, b64key, false);
 }
 
 /* Create the claim of key for pid if absent.  0 created; 1 held: *host and
@@ -508,8 +568,10 @@ static int claims_resync(struct etcd *c, json_object *snap, int64_t lease)
 		char host[FDN_HOST_MAX + 1];
 		pid_t hp;
 		if (!json_object_object_get_ex(snap, kb, &cur)) {
+			/* Not in the snapshot: released, unless pending or held
+			 * again since (claim_release_if). */
 			struct batch b = {c, etcd_txn_new(), 0, 0};
-			claim_release(&b, kb);
+			claim_release_if(&b, kb, true);
 			batch_flush(&b);
 			json_object_put(b.txn);
 			r = b.r;
@@ -609,11 +671,19 @@ static void unique_answer(struct etcd *c, const struct fdn__unique_req *q,
 	}
 	char *kb = b64_encode(q->key, q->klen);
 	pthread_mutex_lock(&a.mu);
-	json_object_object_add(a.claims, kb, json_object_new_boolean(1));
+	json_object_object_add(a.claims, kb, json_object_new_boolean(0)); /* pending */
 	pthread_mutex_unlock(&a.mu);
 	pid_t holder = 0;
 	int r = fdn_register(a.s, q->key, q->klen, q->pid, at, n, 0, &holder);
-	if (r) {
+	if (r == 0) {
+		/* Registered: from now on the publisher may release the claim
+		 * when it reads the entry's removal (claim_release_if). */
+		pthread_mutex_lock(&a.mu);
+		json_object *st;
+		if (json_object_object_get_ex(a.claims, kb, &st))
+			json_object_object_add(a.claims, kb, json_object_new_boolean(1));
+		pthread_mutex_unlock(&a.mu);
+	} else {
 		/* Not registered here: the claim goes again. */
 		struct batch b = {c, etcd_txn_new(), 0, 0};
 		claim_release(&b, kb);
@@ -661,13 +731,17 @@ static void *unique_thread(void *arg)
 	return NULL;
 }
 
-/* Make etcd hold exactly the local entries, on lease.  0 or -1. */
+/* Make etcd hold exactly the local entries, on lease, and move the
+ * subscription after the snapshot's revision.  0 or -1 (c->err says). */
 static int publish_resync(struct etcd *c, struct local_source *ls, int64_t lease)
 {
 	json_object *snap;
-	int64_t srev;
-	if (local_source_snapshot(ls, &snap, &srev))
+	uint64_t srev;
+	int sr = local_source_snapshot(ls, &snap, &srev);
+	if (sr) {
+		snprintf(c->err, sizeof(c->err), "registry snapshot: %s", fdn_strerror(sr));
 		return -1;
+	}
 	struct held h = {json_object_new_object(), strlen(a.host_prefix)};
 	int64_t at;
 	int r = etcd_range_prefix(c, a.host_prefix, h.plen, 0, held_cb, &h, &at);
@@ -708,17 +782,29 @@ static int publish_resync(struct etcd *c, struct local_source *ls, int64_t lease
 	return r;
 }
 
-static int publish_changes(struct etcd *c, struct local_source *ls, int64_t lease)
+#define READ_MAX 4096 /* changes read per publish_changes */
+
+/* The changes waiting in the feed, put and deleted in etcd.  0; *more: more
+ * are waiting (call again without polling).  FDN_EOVERFLOW: the feed
+ * overran (resynchronise); -1: etcd or the registry failed (c->err says).
+ * Either way nothing read is lost: the resync that follows compares the
+ * whole registry with etcd. */
+static int publish_changes(struct etcd *c, struct local_source *ls, int64_t lease, bool *more)
 {
 	json_object *puts, *dels;
-	if (local_source_next_changes(ls, &puts, &dels))
+	int r = local_source_next_changes(ls, READ_MAX, &puts, &dels, more);
+	if (r == FDN_EOVERFLOW)
+		return r;
+	if (r) {
+		snprintf(c->err, sizeof(c->err), "change feed: %s", fdn_strerror(r));
 		return -1;
+	}
 	struct batch b = {c, etcd_txn_new(), 0, 0};
 	json_object_object_foreach(puts, k, v) batch_put(&b, k, json_object_get_string(v), lease);
 	for (size_t i = 0; i < json_object_array_length(dels); i++) {
 		const char *dk = json_object_get_string(json_object_array_get_idx(dels, i));
 		batch_del(&b, dk);
-		claim_release(&b, dk);
+		claim_release_if(&b, dk, true);
 	}
 	batch_flush(&b);
 	json_object_put(b.txn);
@@ -769,6 +855,7 @@ static void *keepalive_thread(void *arg)
 			pthread_mutex_lock(&a.mu);
 			a.need_resync = true;
 			pthread_mutex_unlock(&a.mu);
+			wake_publisher();
 		} else if (lease) {
 			pthread_mutex_lock(&a.mu);
 			if (a.lease == lease) {
@@ -782,6 +869,7 @@ static void *keepalive_thread(void *arg)
 				snprintf(c.err, sizeof(c.err), "lease %llx expired",
 					 (long long)lease);
 				pub_state(false, &c, "keepalive");
+				wake_publisher();
 			}
 		}
 		nap(a.ttl * 1000 / 3);
@@ -790,13 +878,26 @@ static void *keepalive_thread(void *arg)
 	return NULL;
 }
 
+/*
+ * The publisher: a snapshot published (a resync), then the change feed.
+ * It sleeps in poll(2) on two descriptors: the subscription's (readable
+ * when a change, or an overrun, waits) and a.pub_wake (written after a.stop,
+ * a.lease_lost or a.need_resync is set).  Every wake-up reads the flags and
+ * then the feed to its end, so a change is published one poll wake-up, one
+ * read and one transaction after it took effect.  The poll timeout (1 s)
+ * only bounds how long a flag could wait if a wake-up were lost; nothing
+ * is scanned on it.
+ */
 static void *publisher_thread(void *arg)
 {
 	(void)arg;
 	struct etcd c;
-	struct local_source *ls = local_source_open(a.s, a.host);
+	int err = 0;
+	struct local_source *ls = local_source_open(a.s, a.host, &err);
 	if (!ls || etcd_init(&c, &a.eo, &a.stop)) {
-		say(a.pub_err, "publisher: cannot start");
+		say(a.pub_err, "publisher: cannot start: %s",
+		    err ? fdn_strerror(err) : "out of memory");
+		local_source_close(ls);
 		return NULL;
 	}
 	int64_t lease = 0;
@@ -830,12 +931,33 @@ static void *publisher_thread(void *arg)
 			}
 			resync = false;
 			pub_state(true, &c, NULL);
-		} else if (publish_changes(&c, ls, lease)) {
+		}
+		/* The changes after the snapshot (or after the last read). */
+		bool more = false;
+		int r = publish_changes(&c, ls, lease, &more);
+		if (r == FDN_EOVERFLOW) {
+			/* Fell behind the ring: the changes overwritten are
+			 * unknown, the snapshot's diff with etcd finds them. */
+			fprintf(stderr,
+				"%s: publisher: change log overrun at revision %llu: "
+				"resynchronising\n",
+				prog, (unsigned long long)local_source_revision(ls));
+			resync = true;
+			continue;
+		}
+		if (r) {
 			pub_state(false, &c, "publish");
 			resync = true; /* the changes read are not in etcd */
 			continue;
 		}
-		nap(a.interval_ms);
+		if (more)
+			continue;
+		struct pollfd p[2] = {{local_source_fd(ls), POLLIN, 0}, {a.pub_wake, POLLIN, 0}};
+		if (poll(p, 2, 1000) > 0 && (p[1].revents & POLLIN)) {
+			uint64_t v;
+			ssize_t n = read(a.pub_wake, &v, sizeof(v)); /* drain; flags read above */
+			(void)n;
+		}
 	}
 	/* A planned stop: the lease goes now, and every key with it. */
 	if (lease) {
@@ -1118,7 +1240,8 @@ static void usage(FILE *f)
 		"                    /foundation/NAME/\n"
 		"  --host ID         this host (default the hostname): [A-Za-z0-9._-], 1..63\n"
 		"  --ttl SECONDS     the host's lease TTL (default 5, 2..3600)\n"
-		"  --interval MS     how often local changes are looked for (default 100)\n"
+		"  --interval MS     accepted and ignored (compatibility): local changes are\n"
+		"                    published as the registry's change feed delivers them\n"
 		"  --timeout MS      per etcd request (default 2000)\n"
 		"  --cacert FILE     TLS: the CA that signed etcd's certificate\n"
 		"  --cert FILE       TLS: this client's certificate\n"
@@ -1130,7 +1253,7 @@ static void usage(FILE *f)
 		"  --version         print the version and exit\n"
 		"\n"
 		"Exit status: 0 stopped by SIGTERM or SIGINT (the lease revoked); 1 error\n"
-		"(the segment cannot be attached); 2 bad usage.\n",
+		"(the segment cannot be attached, or has no change log); 2 bad usage.\n",
 		prog);
 }
 
@@ -1165,7 +1288,6 @@ int main(int argc, char **argv)
 	bool wait_seg = false;
 	a.cluster = "default";
 	a.ttl = 5;
-	a.interval_ms = 100;
 	a.eo.timeout_ms = 2000;
 	if (gethostname(hostname, sizeof(hostname) - 1) == 0)
 		a.host = hostname;
@@ -1195,10 +1317,15 @@ int main(int argc, char **argv)
 			a.ttl = (long)n;
 			break;
 		case 'i':
+			/* The rescan period of earlier versions; kept so that
+			 * existing command lines and units still start. */
 			if (!parse_num(optarg, 10, 60000, &n) || n < 1)
 				return usage_error(
 				    NULL, "--interval \"%s\": not a number in 1..60000", optarg);
-			a.interval_ms = (long)n;
+			fprintf(stderr,
+				"%s: --interval is ignored: local changes come from the "
+				"registry's change feed\n",
+				prog);
 			break;
 		case 'T':
 			if (!parse_num(optarg, 10, 600000, &n) || n < 10)
@@ -1279,6 +1406,21 @@ int main(int argc, char **argv)
 		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, segment, fdn_strerror(r));
 		return EXIT_FAIL;
 	}
+	/* The publisher follows the change log: a segment made without one
+	 * (foundation-ctl create --changes off) cannot be published. */
+	struct fdn_changes_stats cst;
+	if ((r = fdn_changes_stats(a.s, &cst)) != 0 || cst.capacity == 0) {
+		fprintf(stderr, "%s: segment \"%s\": %s\n", prog, segment,
+			r ? fdn_strerror(r)
+			  : "made without a change log (--changes off); the agent needs it");
+		fdn_segment_detach(a.s);
+		return EXIT_FAIL;
+	}
+	a.pub_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (a.pub_wake < 0) {
+		fprintf(stderr, "%s: eventfd: %s\n", prog, strerror(errno));
+		return EXIT_FAIL;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT)) {
 		fprintf(stderr, "%s: curl_global_init failed\n", prog);
 		return EXIT_FAIL;
@@ -1325,6 +1467,7 @@ int main(int argc, char **argv)
 	int sig;
 	sigwait(&set, &sig);
 	atomic_store(&a.stop, true);
+	wake_publisher();
 	pthread_join(tp, NULL);
 	pthread_join(tm, NULL);
 	pthread_join(ts, NULL);
