@@ -15,7 +15,7 @@ fail() {
 	# The logs of the daemons the test started (agents, etcd): their ends.
 	for f in "$tmp"/*.log; do
 		[ -s "$f" ] || continue
-		tail -n 15 "$f" | sed "s|^|  $(basename "$f"): |" >&2
+		tail -n 15 "$f" | cut -c 1-300 | sed "s|^|  $(basename "$f"): |" >&2
 	done
 	echo "$passed passed, 1 failed" >&2
 	exit 1

@@ -167,10 +167,10 @@ static int authenticate(struct etcd *c, size_t i);
 /* One POST to endpoint i: 0 and *resp, 1 (transport failure: try
  * another endpoint), -1 (an answer that is an error). */
 static int post_one(struct etcd *c, size_t i, const char *path, const char *body,
-		    json_object **resp, bool retry_auth)
+		    json_object **resp, bool retry_auth, long timeout_ms)
 {
 	struct buf b = {0};
-	struct curl_slist *hd = setup(c, i, path, body, c->o.timeout_ms);
+	struct curl_slist *hd = setup(c, i, path, body, timeout_ms);
 	curl_easy_setopt(c->h, CURLOPT_WRITEFUNCTION, buf_write);
 	curl_easy_setopt(c->h, CURLOPT_WRITEDATA, &b);
 	CURLcode cr = curl_easy_perform(c->h);
@@ -204,12 +204,20 @@ static int post_one(struct etcd *c, size_t i, const char *path, const char *body
 		int64_t grpc = etcd_i64(j, "code", 0);
 		json_object_put(j);
 		if (auth && retry_auth && c->o.user && authenticate(c, i) == 0)
-			return post_one(c, i, path, body, resp, false);
+			return post_one(c, i, path, body, resp, false, timeout_ms);
 		return grpc == 14 || grpc == 4 ? 1 : -1;
 	}
 	*resp = j;
 	return 0;
 }
+
+/* The password check of /v3/auth/authenticate is bcrypt, made slow on
+ * purpose (tens of milliseconds of the member's CPU, far more on a busy
+ * machine): it gets a timeout of its own, at least AUTH_TIMEOUT_MS, and a
+ * token is kept until its member refuses it -- never dropped because a
+ * request timed out, which made every retry pay the check again and, on a
+ * loaded member, never get a token at all. */
+#define AUTH_TIMEOUT_MS 10000L
 
 static int authenticate(struct etcd *c, size_t i)
 {
@@ -219,16 +227,27 @@ static int authenticate(struct etcd *c, size_t i)
 			       json_object_new_string(c->o.password ? c->o.password : ""));
 	free(c->token);
 	c->token = NULL;
-	int r =
-	    post_one(c, i, "/v3/auth/authenticate", json_object_to_json_string(req), &resp, false);
+	long to = c->o.timeout_ms > AUTH_TIMEOUT_MS ? c->o.timeout_ms : AUTH_TIMEOUT_MS;
+	int r = post_one(c, i, "/v3/auth/authenticate", json_object_to_json_string(req), &resp,
+			 false, to);
 	json_object_put(req);
 	if (r)
 		return -1;
 	json_object *t;
 	if (json_object_object_get_ex(resp, "token", &t))
 		c->token = strdup(json_object_get_string(t));
+	c->token_ep = i;
 	json_object_put(resp);
 	return c->token ? 0 : -1;
+}
+
+/* Endpoint i can be asked: no auth, or a token of that member (one is
+ * obtained if needed).  0 or -1. */
+static int auth_for(struct etcd *c, size_t i)
+{
+	if (!c->o.user || (c->token && c->token_ep == i))
+		return 0;
+	return authenticate(c, i) == 0 ? 0 : -1;
 }
 
 int etcd_call(struct etcd *c, const char *path, json_object *req, json_object **resp)
@@ -236,15 +255,13 @@ int etcd_call(struct etcd *c, const char *path, json_object *req, json_object **
 	const char *body = json_object_to_json_string_ext(req, JSON_C_TO_STRING_PLAIN);
 	for (size_t k = 0; k < c->o.nendpoints; k++) {
 		size_t i = (c->cur + k) % c->o.nendpoints;
-		if (c->o.user && !c->token && authenticate(c, i) != 0)
+		if (auth_for(c, i) != 0)
 			continue;
-		int r = post_one(c, i, path, body, resp, true);
+		int r = post_one(c, i, path, body, resp, true, c->o.timeout_ms);
 		if (r <= 0) {
 			c->cur = i;
 			return r;
 		}
-		free(c->token); /* a token is per member */
-		c->token = NULL;
 	}
 	return -1;
 }
@@ -489,7 +506,7 @@ int etcd_watch(struct etcd *c, const void *prefix, size_t plen, int64_t start, e
 	int r = -1;
 	for (size_t k = 0; k < c->o.nendpoints && body; k++) {
 		size_t i = (c->cur + k) % c->o.nendpoints;
-		if (c->o.user && !c->token && authenticate(c, i) != 0)
+		if (auth_for(c, i) != 0)
 			continue;
 		struct watch w = {c, json_tokener_new(), cb, arg, 0, false};
 		struct curl_slist *hd = setup(c, i, "/v3/watch", body, 0);
@@ -514,8 +531,6 @@ int etcd_watch(struct etcd *c, const void *prefix, size_t plen, int64_t start, e
 			 e == CURLE_OK ? "the stream ended" : curl_easy_strerror(e));
 		if (w.created)
 			break; /* it ran, then broke: the caller resynchronises */
-		free(c->token);
-		c->token = NULL;
 		c->cur = (i + 1) % c->o.nendpoints;
 	}
 	free(body);

@@ -32,7 +32,8 @@ struct etcd {
 	struct etcd_opts o;
 	size_t cur; /* the endpoint in use */
 	CURL *h;
-	char *token; /* after /v3/auth/authenticate */
+	char *token;     /* after /v3/auth/authenticate */
+	size_t token_ep; /* the endpoint that issued it (a token is per member) */
 	char err[256];
 	atomic_bool *stop; /* a watch returns soon after *stop turns true */
 };
