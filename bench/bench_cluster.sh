@@ -7,8 +7,9 @@
 #     N keys: A's agent publishes each change as the change feed delivers
 #     it (no rescan period), so this is one wake-up, one etcd transaction
 #     and one watch event;
-#   - lookups on B: a local fdn_lookup vs fdn_cluster_lookup of a key that
-#     only A holds (a remote entry), ns per call;
+#   - lookups on B: a local fdn_lookup, fdn_cluster_lookup of a key that
+#     only A holds (every holder: one lookup per host), and fdn_lookup of
+#     that remote entry's own key (0x00 A 0x00 key), ns per call;
 #   - the rate of local changes the agent carries to the other host: COUNT
 #     keys registered at once on A, until B holds them all.
 # Prints one line per figure, and first the machine's load (the figures of
@@ -71,7 +72,7 @@ pids="$pids $!"
 "$probe" reg "fdn-benchcl-$$-B" local-on-b 1 >"$tmp/holdb" &
 pids="$pids $!"
 "$probe" wait "fdn-benchcl-$$-B" A 1 30000 >/dev/null
-say "lookups $("$probe" lookups "fdn-benchcl-$$-B" local-on-b-0 only-on-a-0 1000000)"
+say "lookups $("$probe" lookups "fdn-benchcl-$$-B" local-on-b-0 only-on-a-0 1000000 A)"
 say "feed burst $("$probe" burst "fdn-benchcl-$$-A" "fdn-benchcl-$$-B" A "$COUNT")"
 stop_agents
 if [ -n "${OUT:-}" ]; then printf '%s' "$out" >"$OUT"; fi

@@ -23,9 +23,12 @@
  *   cluster_probe latency SEGA SEGB N     N times: register a key on A, time
  *                                         until B's segment holds it (remote);
  *                                         prints p50, p99, max in microseconds
- *   cluster_probe lookups SEG LKEY RKEY N ns per lookup: local fdn_lookup of
+ *   cluster_probe lookups SEG LKEY RKEY N [HOST]
+ *                                         ns per lookup: local fdn_lookup of
  *                                         LKEY, fdn_cluster_lookup of RKEY (a
- *                                         remote holder)
+ *                                         remote holder), and with HOST (RKEY's
+ *                                         holder) fdn_lookup of its remote
+ *                                         key, 0x00 HOST 0x00 RKEY
  *   cluster_probe burst SEGA SEGB HOSTA N register N keys on A at once; ms
  *                                         until B holds all: N / s sustained
  */
@@ -51,6 +54,12 @@ struct count {
 	long n;
 };
 static int count_cb(void *arg, const struct fdn_entry_view *e);
+
+static int lost(const char *key, const char *how)
+{
+	fprintf(stderr, "cluster_probe: lookups: %s of %s found nothing\n", how, key);
+	return 1;
+}
 
 static uint64_t now_ns(void)
 {
@@ -134,21 +143,39 @@ static int bench(fdn_segment *s, int argc, char **argv)
 		       (double)(t1 - t0) / 1e6, secs * 1e3, (double)n / secs, n);
 		return 0;
 	}
-	if (strcmp(cmd, "lookups") == 0 && argc == 6) {
+	if (strcmp(cmd, "lookups") == 0 && (argc == 6 || argc == 7)) {
 		long n = atol(argv[5]);
 		struct fdn_entry e;
 		struct fdn_cluster_entry out[4];
 		uint64_t t0 = now_ns();
 		for (long i = 0; i < n; i++)
 			if (fdn_lookup(s, argv[3], strlen(argv[3]), 0, &e))
-				return 1;
+				return lost(argv[3], "fdn_lookup");
 		uint64_t t1 = now_ns();
 		for (long i = 0; i < n; i++)
 			if (fdn_cluster_lookup(s, argv[4], strlen(argv[4]), out, 4) < 1)
-				return 1;
+				return lost(argv[4], "fdn_cluster_lookup");
 		uint64_t t2 = now_ns();
-		printf("local_lookup_ns=%.0f cluster_lookup_remote_ns=%.0f n=%ld\n",
-		       (double)(t1 - t0) / (double)n, (double)(t2 - t1) / (double)n, n);
+		printf("local_lookup_ns=%.0f cluster_lookup_remote_ns=%.0f",
+		       (double)(t1 - t0) / (double)n, (double)(t2 - t1) / (double)n);
+		if (argc == 7) {
+			/* The remote entry itself: one hash lookup, like a
+			 * local one (fdn_cluster_lookup makes one per host). */
+			char rk[FDN_REG_KEY_MAX];
+			size_t hl = strlen(argv[6]), kl = strlen(argv[4]);
+			if (2 + hl + kl > sizeof(rk))
+				return 2;
+			rk[0] = FDN_REG_REMOTE_BYTE;
+			memcpy(rk + 1, argv[6], hl);
+			rk[1 + hl] = FDN_REG_REMOTE_BYTE;
+			memcpy(rk + 2 + hl, argv[4], kl);
+			uint64_t t3 = now_ns();
+			for (long i = 0; i < n; i++)
+				if (fdn_lookup(s, rk, 2 + hl + kl, 0, &e))
+					return lost(argv[4], "fdn_lookup of the remote key");
+			printf(" remote_lookup_ns=%.0f", (double)(now_ns() - t3) / (double)n);
+		}
+		printf(" n=%ld\n", n);
 		return 0;
 	}
 	return 2;
