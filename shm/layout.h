@@ -369,7 +369,12 @@ struct fdn_shm_proc {
 					 last by the claimant; 0 in a free
 					 slot; UINT32_MAX while released) */
 	uint32_t reserved0;           /* 36 */
-	uint64_t reserved1[3];        /* 40 */
+	_Atomic uint64_t rel_word;    /* 40: the release this process is
+					 making (O; proc.c): claim word of
+					 the slot, then rel_name */
+	_Atomic uint64_t rel_name;    /* 48: c << 32 | phase << 28 | idx + 1,
+					 0: none (zero in a new claim) */
+	uint64_t reserved1;           /* 56 */
 };
 static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
 

@@ -172,6 +172,10 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word
 		atomic_store_explicit(&p->ident_kind, kind, memory_order_relaxed);
 		atomic_store_explicit(&p->uid, (uint32_t)geteuid(), memory_order_relaxed);
 		atomic_store_explicit(&p->attach_ns, fdn__now_ns(), memory_order_relaxed);
+		/* No release named by an earlier occupant (fdn__proc_release):
+		 * until this store the slot is LIVE, so the repair counts the
+		 * stale name as a live releaser's and leaves it alone. */
+		atomic_store_explicit(&p->rel_name, 0, memory_order_relaxed);
 		atomic_store_explicit(&p->claimer_pid, (uint32_t)getpid(), memory_order_release);
 		*idx_out = i;
 		if (word_out)
@@ -292,18 +296,97 @@ int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd)
 	return FDN_ENOTFOUND;
 }
 
+/*
+ * Releasing a slot held for another pid, and repairing a release whose
+ * maker died.
+ *
+ * The mark.  A releaser (the reaper's tick, or any writer: an unregister
+ * that removed the last entry of a slot held for another pid, a claim
+ * that found the table full) marks the slot's claimer RELEASING, looks
+ * whether the owner still has entries, and then either frees the word
+ * (W -> 0; the mark stays until the next claimant names itself) or puts
+ * the claimer back (keep).  Registrations for the pid that see the mark
+ * wait for that decision (fdn__proc_wait_release).
+ *
+ * A releaser killed between its mark and its decision -- a writer is
+ * SIGKILLed inside an unregister, and the look at the owner's entries is
+ * a table walk, long under ASan -- used to leave RELEASING with the word
+ * unchanged for good: no later release marks a slot already marked, no
+ * adopt takes it, and every registration for that pid waited 100 ms per
+ * attempt, 64 attempts, then failed (FDN_EBUSY), again and again
+ * (test_changefeed_uv: all 8 writers in fdn__proc_wait_release on the
+ * slot held for the test's holder pid, the spawner waiting for them).
+ *
+ * The name.  So a releaser names its release in its own process slot
+ * before it marks: rel_word = W, then rel_name = c << 32 | phase << 28 |
+ * idx + 1 (c: the claimer it replaces), phase REL_MARKING; REL_FREEING is
+ * stored before the word's CAS; the name is cleared after the last write
+ * of the claimer.  One release at a time per process: the name is taken
+ * by a CAS from 0, and a thread of ours finding it taken does not release
+ * (releases are opportunistic: the next unregister or tick does it).
+ * Hence (N): while a slot's claimer is RELEASING over an undecided mark,
+ * the process that marked it names (idx, W) in its slot, with REL_FREEING
+ * if it may have written the word.
+ *
+ * The repair (the reaper's tick, fdn__proc_repair_releases): a slot idx
+ * whose claimer is RELEASING and whose word w is LIVE, seen so on two
+ * ticks in a row with the same w (a claim of a freed slot shows RELEASING
+ * too until its claimant names itself: microseconds, not a tick).  Every
+ * name of (idx, w) is looked at.  One in a LIVE slot: the maker may be
+ * alive, nothing (a stale name of a slot's previous occupant counts as
+ * live until its new claimant clears it).  None: nothing (an older
+ * library's mark, or a claimant that died before naming itself).  One
+ * saying REL_FREEING: nothing -- that maker may have freed the word, and
+ * a claim may have taken the slot again with the same word (same pid).
+ * Otherwise every name of (idx, w) is in a dead (DEAD, LEFT or freed) slot
+ * and says REL_MARKING: by (N) the mark's maker is among them, dead before
+ * any word CAS, so the word is still the w it marked, and nothing else
+ * moves the claimer -- no release marks a marked slot, no claim takes a
+ * LIVE word, adopt skips RELEASING, only the reaper repairs -- until the
+ * repair's CAS RELEASING -> c puts the claimer back: the "keep" the maker
+ * would have written had its look found entries.  A registration waiting
+ * on the mark then sees no release under way and checks its entry as
+ * after any keep; the tick releases the slot later if it is idle.
+ *
+ * Not covered: a mark whose maker died between its word CAS and clearing
+ * its name, on a slot claimed again with the same word whose claimant has
+ * not named itself for a whole tick -- left RELEASING as before; and a
+ * stale REL_MARKING name of the same (idx, w) (its process killed inside
+ * a release that found the mark taken) beside such a claimant, preempted
+ * for a tick between its claim and its name: the repair then hands that
+ * claim a releasable claimer before its claimant writes its own.
+ */
+enum { REL_MARKING = 1, REL_FREEING = 2 };
+#define REL_NAME(c, phase, idx) ((uint64_t)(c) << 32 | (uint64_t)(phase) << 28 | ((idx) + 1u))
+#define REL_IDX(n)              ((uint32_t)((n)&0x0FFFFFFFu) - 1u)
+#define REL_PHASE(n)            ((unsigned)((n) >> 28) & 0xFu)
+#define REL_CLAIMER(n)          ((uint32_t)((n) >> 32))
+
 int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word,
 		      bool (*idle)(fdn_segment *, uint32_t, uint64_t))
 {
-	if (idx >= s->nprocs || FDN_PROC_STATE(word) != FDN_PROC_LIVE)
+	if (idx >= s->nprocs || FDN_PROC_STATE(word) != FDN_PROC_LIVE || s->proc_idx >= s->nprocs)
 		return FDN_EINVAL;
 	struct fdn_shm_proc *p = &s->procs[idx];
+	struct fdn_shm_proc *me = &s->procs[s->proc_idx];
 	/* 0: the slot's claimant has not named itself yet (a free slot's
 	 * claimer is 0, and a claim writes it last): never released then --
 	 * it may be a process attaching itself. */
 	uint32_t c = atomic_load(&p->claimer_pid);
 	if (c == 0 || c == FDN_PROC_PID(word) || c == FDN_CLAIMER_RELEASING)
 		return FDN_EEXISTS;
+	/* The name first (N): taken from 0, so that it is ours alone while
+	 * we mark and decide (another thread of ours: no release now); then
+	 * the word, before the mark, whose seq_cst CAS publishes both to the
+	 * repair's seq_cst load of the claimer.  Killed between the two, we
+	 * made no mark: a name with another release's word names nothing
+	 * (no match), or names (idx, w) with a claimer c that this slot had
+	 * under w, which is all a repair takes from it. */
+	uint64_t none = 0;
+	if (atomic_load(&me->rel_name) != 0 ||
+	    !atomic_compare_exchange_strong(&me->rel_name, &none, REL_NAME(c, REL_MARKING, idx)))
+		return FDN_EEXISTS;
+	atomic_store(&me->rel_word, word);
 	/* Mark first, look second.  A registration for the slot writes its
 	 * owner reference and then reads the claimer (fdn__proc_wait_release):
 	 * with both sides seq_cst (the store-buffering pattern), either it
@@ -311,15 +394,65 @@ int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word,
 	 * its reference and we keep the slot.  Looking first let a
 	 * registration finish unseen between the look and the release: its
 	 * entry then named a free slot (stress_overload, "procs full"). */
-	if (!atomic_compare_exchange_strong(&p->claimer_pid, &c, FDN_CLAIMER_RELEASING))
-		return FDN_EEXISTS;
-	atomic_thread_fence(memory_order_seq_cst);
-	uint64_t w = word;
-	if (!idle(s, idx, word) || !atomic_compare_exchange_strong(&p->word, &w, 0)) {
-		atomic_store(&p->claimer_pid, c);
-		return FDN_EEXISTS;
+	int r = FDN_EEXISTS;
+	if (atomic_compare_exchange_strong(&p->claimer_pid, &c, FDN_CLAIMER_RELEASING)) {
+		atomic_thread_fence(memory_order_seq_cst);
+		uint64_t w = word;
+		bool freed = false;
+		if (idle(s, idx, word)) {
+			atomic_store(&me->rel_name, REL_NAME(c, REL_FREEING, idx));
+			freed = atomic_compare_exchange_strong(&p->word, &w, 0);
+		}
+		/* Freed: the mark stays until the next claimant names itself
+		 * (clearing it here could overwrite the mark of a release of
+		 * that next claim). */
+		if (freed)
+			r = 0;
+		else
+			atomic_store(&p->claimer_pid, c);
 	}
-	return 0;
+	atomic_store(&me->rel_name, 0);
+	return r;
+}
+
+int fdn__proc_repair_releases(fdn_segment *s, uint64_t *seen)
+{
+	int repaired = 0;
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		struct fdn_shm_proc *p = &s->procs[i];
+		uint64_t w = atomic_load(&p->word);
+		uint64_t before = seen[i];
+		seen[i] = 0;
+		if (atomic_load(&p->claimer_pid) != FDN_CLAIMER_RELEASING)
+			continue;
+		/* Freed (the next claim names itself), or a death's. */
+		if (FDN_PROC_STATE(w) != FDN_PROC_LIVE || atomic_load(&p->word) != w)
+			continue;
+		seen[i] = w;
+		if (before != w)
+			continue; /* looked at again next tick */
+		bool found = false, leave = false;
+		uint32_t c = 0;
+		for (uint32_t j = 0; j < s->nprocs && !leave; j++) {
+			struct fdn_shm_proc *q = &s->procs[j];
+			uint64_t n = atomic_load(&q->rel_name);
+			if (n == 0 || REL_IDX(n) != i || atomic_load(&q->rel_word) != w)
+				continue;
+			if (FDN_PROC_STATE(atomic_load(&q->word)) == FDN_PROC_LIVE ||
+			    REL_PHASE(n) != REL_MARKING)
+				leave = true;
+			found = true;
+			c = REL_CLAIMER(n);
+		}
+		if (!found || leave)
+			continue;
+		uint32_t mark = FDN_CLAIMER_RELEASING;
+		if (atomic_compare_exchange_strong(&p->claimer_pid, &mark, c)) {
+			seen[i] = 0;
+			repaired++;
+		}
+	}
+	return repaired;
 }
 
 bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx, uint64_t word)
@@ -331,12 +464,13 @@ bool fdn__proc_wait_release(fdn_segment *s, uint32_t idx, uint64_t word)
 	/* A release in progress is a few table reads long.  A release that
 	 * succeeded leaves RELEASING in place until the slot's next claim
 	 * writes its claimer: so the word is looked at too.  RELEASING with
-	 * the word unchanged is a release still deciding, or a release done
-	 * and a claim of the slot with the same word (the same pid) that has
-	 * not written its claimer yet: wait in both cases; the caller's look
-	 * at its entry decides the second.  A reaper killed in the middle
-	 * leaves RELEASING for good: after 100 ms the slot counts as released
-	 * and the caller registers again (a new slot). */
+	 * the word unchanged is a release still deciding (or one whose maker
+	 * died before deciding: the reaper repairs it within two ticks,
+	 * fdn__proc_repair_releases), or a release done and a claim of the
+	 * slot with the same word (the same pid) that has not written its
+	 * claimer yet: wait in both cases; the caller's look at its entry
+	 * decides the second.  After 100 ms the slot counts as released and
+	 * the caller registers again (attempts after the repair go by). */
 	for (int i = 0; i < 1000; i++) {
 		uint32_t c = atomic_load(&p->claimer_pid);
 		if (atomic_load(&p->word) != word)

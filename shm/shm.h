@@ -180,13 +180,22 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word
  * process, one slot, one death.  FDN_ENOTFOUND: claim a new one. */
 int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd);
 /* Release LIVE slot idx held for another process's pid (claimer_pid is
- * not the pid) if it owns nothing any more: the reaper.  The claimer is
- * marked RELEASING first, then idle(s, idx, word) must say the owner has
- * no entry.  A concurrent adopt or register wins or retries.  0, or
- * FDN_EEXISTS (not released: in use, being claimed, or taken). */
+ * not the pid) if it owns nothing any more: the reaper, or a writer.  The
+ * release is named in the caller's own slot (rel_word, rel_name), the
+ * claimer is marked RELEASING, then idle(s, idx, word) must say the owner
+ * has no entry.  A concurrent adopt or register wins or retries.  0, or
+ * FDN_EEXISTS (not released: in use, being claimed, taken, or another
+ * thread of this process is releasing); FDN_EINVAL without a slot of our
+ * own. */
 #define FDN_CLAIMER_RELEASING UINT32_MAX
 int fdn__proc_release(fdn_segment *s, uint32_t idx, uint64_t word,
 		      bool (*idle)(fdn_segment *, uint32_t, uint64_t));
+/* The reaper, once a tick: put back the claimer of every slot left
+ * RELEASING by a releaser that died before deciding (proc.c argues when
+ * that is known).  seen: nprocs words kept by the caller between calls
+ * (zeroed at first), a slot is repaired only if seen alike on two calls.
+ * The number repaired. */
+int fdn__proc_repair_releases(fdn_segment *s, uint64_t *seen);
 /* A writer that has written an owner reference for slot idx, claimed
  * with word: wait while a release of it is being decided (bounded).
  * true: the slot was released (its word changed), or a release stayed

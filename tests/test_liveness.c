@@ -729,6 +729,75 @@ Test(liveness, foreign_pid_slots_are_released_when_empty, .timeout = 60)
 	fdn_segment_destroy(name);
 }
 
+/* A releaser killed between its mark (claimer RELEASING) and its decision:
+ * a writer SIGKILLed inside an unregister's release of a slot held for
+ * another pid.  The mark used to stay for good, and every registration
+ * for that pid then waited 100 ms on each of its 64 attempts and failed
+ * (FDN_EBUSY): test_changefeed_uv's writers stalled so under ASan.  The
+ * reaper now puts the claimer back (fdn__proc_repair_releases). */
+static _Atomic int *stuck_ready;
+
+static bool stuck_idle(fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	(void)s;
+	(void)idx;
+	(void)word;
+	atomic_store(stuck_ready, 1);
+	for (;;)
+		pause(); /* killed here, the slot marked */
+	return false;
+}
+
+Test(liveness, release_killed_before_deciding_is_repaired_by_the_reaper, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "relkill");
+	fdn_segment *s = t_create_reaped(name, 1000, 16);
+	pid_t kid = t_fork();
+	if (kid == 0) {
+		pause();
+		_exit(0);
+	}
+	cr_assert_eq(reg(s, "kid-a", kid, 0), 0);
+	uint32_t idx;
+	cr_assert_eq(fdn__proc_find(s, kid, &idx), 0);
+	uint64_t word = atomic_load(&s->procs[idx].word);
+	uint32_t claimer = atomic_load(&s->procs[idx].claimer_pid);
+	cr_assert_eq(claimer, (uint32_t)getpid());
+	stuck_ready = t_shared(sizeof(int));
+	pid_t rel = t_fork();
+	if (rel == 0) {
+		fdn_segment *c;
+		if (fdn_segment_attach(name, 0, &c))
+			_exit(2);
+		fdn__proc_release(c, idx, word, stuck_idle);
+		_exit(3);
+	}
+	t_wait_ready(stuck_ready, rel);
+	cr_assert_eq(atomic_load(&s->procs[idx].claimer_pid), FDN_CLAIMER_RELEASING);
+	kill(rel, SIGKILL);
+	waitpid(rel, NULL, 0);
+	/* A registration for the pid goes through (the repair comes within
+	 * a tick or two of the reaper noticing the death), and the slot is
+	 * the same one, its claimer back. */
+	uint64_t t0 = t_mono_ms();
+	int r = reg(s, "kid-b", kid, 0);
+	cr_assert_eq(r, 0, "register after the releaser's death: %s", fdn_errname(r));
+	cr_assert_lt(t_mono_ms() - t0, 5000);
+	cr_assert_eq(atomic_load(&s->procs[idx].word), word);
+	cr_assert_eq(atomic_load(&s->procs[idx].claimer_pid), claimer);
+	cr_assert(visible(s, "kid-a", 0) && visible(s, "kid-b", 0));
+	/* Released once idle, as ever. */
+	cr_assert_eq(fdn_unregister(s, "kid-a", 5), 0);
+	cr_assert_eq(fdn_unregister(s, "kid-b", 5), 0);
+	cr_assert_eq(atomic_load(&s->procs[idx].word), 0);
+	t_assert_all_clean(s);
+	kill(kid, SIGKILL);
+	waitpid(kid, NULL, 0);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
 Test(liveness, supervised_process_has_one_slot_and_one_death, .timeout = 60)
 {
 	char name[128];

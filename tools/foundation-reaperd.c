@@ -82,6 +82,7 @@ struct reaper {
 	uint64_t *stall_ctr; /* per reader slot: the section seen at the last tick */
 	uint64_t *stall_ns;  /*   and since when (0: not stalled) */
 	uint32_t maps_cursor;
+	uint64_t *rel_seen; /* per process slot: fdn__proc_repair_releases */
 	uint64_t last_poll; /* CLOCK_MONOTONIC of the last grace-period poll */
 	bool backlog;       /* blocks were waiting at the last look */
 	struct bell bell;
@@ -429,6 +430,12 @@ static int tick(struct reaper *R)
 		maybe_execd(R, R->maps_cursor);
 		R->maps_cursor = (R->maps_cursor + 1) % s->nprocs;
 	}
+	/* A release whose maker died between its mark and its decision
+	 * (proc.c): the slot's claimer back, before the releases below. */
+	int repaired = R->rel_seen ? fdn__proc_repair_releases(s, R->rel_seen) : 0;
+	if (repaired > 0 && R->verbose)
+		fprintf(stderr, "%s: %d release(s) left by dead processes repaired\n", prog,
+			repaired);
 	/* Slots held for other pids that own nothing any more (their last
 	 * unregister raced or was killed before it released them). */
 	for (uint32_t i = 0; i < s->nprocs; i++) {
@@ -604,8 +611,9 @@ static int setup(struct reaper *R)
 	R->pending = calloc(2 * (size_t)R->s->nprocs, sizeof(*R->pending));
 	R->stall_ctr = calloc(R->s->nthreads, sizeof(*R->stall_ctr));
 	R->stall_ns = calloc(R->s->nthreads, sizeof(*R->stall_ns));
+	R->rel_seen = calloc(R->s->nprocs, sizeof(*R->rel_seen));
 	if (R->ep < 0 || R->doorbell_fd < 0 || R->sig_fd < 0 || !R->w || !R->pending ||
-	    !R->stall_ctr || !R->stall_ns)
+	    !R->stall_ctr || !R->stall_ns || !R->rel_seen)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < R->s->nprocs; i++)
 		R->w[i].fd = -1;
@@ -872,6 +880,7 @@ static int serve(const struct opts *o)
 	free(R.w);
 	free(R.pending);
 	free(R.stall_ctr);
+	free(R.rel_seen);
 	free(R.stall_ns);
 	close(R.ep);
 	close(R.doorbell_fd);
