@@ -20,6 +20,25 @@
  *             node of an op in flight -- exactly one owner
  *   count     per table, the sum of the slots' counts = live nodes (when no
  *             op is in flight on it)
+ *
+ * Exact only at a quiescent point (no operation in flight, no reaper at
+ * work: foundation/segment.h).  The audit is not a snapshot: it holds no
+ * read-side section (a read-only handle has no reader slot) and reads each
+ * word once, each at its own moment, so a writer running meanwhile can make
+ * it report a state that never existed at any one instant.  The typical
+ * case: the walk loads a link to node N; a writer then unlinks N (it was
+ * marked), puts it in its limbo and ends its op; the walk then loads N.next
+ * (marked: a marked next word never changes) and the marker's op record
+ * (ended) -- "node N: deleted but still linked, no op in flight" -- and N,
+ * which it counted as reachable, is found in the limbo: "block N: retired
+ * but still reachable".  Both, for the same N, is the signature of a check
+ * that raced a writer (a standalone program looping this check against a
+ * process that upserts and deletes reports the pair within seconds; a
+ * check after the writer stopped is clean), as are count differences.
+ * No memory order removes it: the link and the next word are different
+ * words, and no order makes two loads one instant.  Callers that need an
+ * exact answer check once writers and the reaper are idle (stress/stress.h
+ * st_settle, tests/common.h t_settle).
  */
 #include "shm.h"
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,16 +103,104 @@ static inline void t_print_violation(void *arg, const char *code, const char *ms
 	fprintf(stderr, "  %s [%s] %s\n", strcmp(code, "note") ? "violation" : "note", code, msg);
 }
 
+/* Is the reaper asleep with nothing to do?  /proc/PID/syscall shows it in
+ * epoll_wait (or epoll_pwait, whose fourth argument is also the timeout)
+ * with its idle timeout: the 250 ms tick (0xfa) or none (-1, printed in
+ * either width).  Any other timeout means a death pending, a retry, a
+ * reclamation backlog or a sweep under way (tools/foundation-reaperd.c,
+ * run(); stress/stress.c st_reaper_idle reads it the same way).  Under
+ * qemu-user the file shows the host's numbers (x86-64: 232, 281).
+ * 1 idle, 0 busy, -1 unreadable (a kernel or policy that hides it). */
+static inline int t_reaper_idle(pid_t reaper)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)reaper);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	if (n == 0)
+		return -1;
+	buf[n] = 0;
+	long nr = -1;
+	char to[32] = "";
+	if (sscanf(buf, "%ld %*s %*s %*s %31s", &nr, to) != 2)
+		return 0; /* "running", or not in a system call */
+	const char *emu = getenv("FOUNDATION_TEST_EMULATED");
+	bool ep = nr == SYS_epoll_pwait || (emu && *emu && (nr == 232 || nr == 281));
+#ifdef SYS_epoll_wait
+	ep = ep || nr == SYS_epoll_wait;
+#endif
+	return ep && (strcmp(to, "0xfa") == 0 || strcmp(to, "0xffffffff") == 0 ||
+		      strcmp(to, "0xffffffffffffffff") == 0);
+}
+
+/*
+ * Wait until the segment is quiescent for the checker, which is exact only
+ * while no operation is in flight (foundation/segment.h): every process
+ * slot free or LIVE with a live process (no death waiting for the reaper
+ * or half reclaimed), and the reaper asleep with nothing to do -- twice in
+ * a row, 2 ms apart, as a reaper seen asleep may have been woken by a death
+ * just looked past.  The reaper writes to the tables after a death is
+ * visible to every reader (the purge of the dead owner's entries and index
+ * references, then the sweep): a check run meanwhile walks chains that
+ * change under it and reports, for a node the reaper unlinks and retires
+ * between the checker's two reads of it, "deleted but still linked, no op
+ * in flight" together with "retired but still reachable".  With no reaper
+ * holding the lease only a LIVE slot of a dead process is waited for (the
+ * check would report it; a reaper starting up, seconds on a busy machine,
+ * takes it up); a DEAD or LEFT slot is then the test's own doing (one that
+ * reclaims by hand, or leaves a slot half reclaimed on purpose).  Bounded:
+ * after timeout_ms the check runs anyway and reports what it finds.
+ */
+static inline void t_settle(fdn_segment *s, unsigned timeout_ms)
+{
+	uint64_t end = t_mono_ms() + timeout_ms;
+	for (int calm = 0; calm < 2;) {
+		pid_t reaper = fdn_reaper_holder(s);
+		bool settled = true;
+		for (uint32_t i = 0; i < s->nprocs && settled; i++) {
+			uint64_t w = atomic_load(&s->procs[i].word);
+			if (w == 0)
+				continue;
+			if (FDN_PROC_GONE(w))
+				settled = reaper <= 0;
+			else
+				settled = fdn__proc_alive(s, i, w);
+		}
+		if (settled && reaper <= 0)
+			return;
+		if (settled) {
+			int idle = t_reaper_idle(reaper);
+			if (idle < 0) {
+				/* Cannot see it: give it two of its ticks. */
+				t_sleep_ms(500);
+				return;
+			}
+			settled = idle == 1;
+		}
+		calm = settled ? calm + 1 : 0;
+		if (t_mono_ms() > end) {
+			fprintf(stderr, "  note: segment not quiescent after %u ms\n", timeout_ms);
+			return;
+		}
+		t_sleep_ms(2);
+	}
+}
+
 /* The mechanism's audit: tests of shm/ store raw values in the tables. */
 static inline void t_assert_clean(fdn_segment *s)
 {
+	t_settle(s, 60000);
 	int v = fdn__seg_check(s, t_print_violation, NULL);
 	cr_assert_eq(v, 0, "checker found %d violations", v);
 }
 
-/* The whole audit, the registry's included. */
+/* The whole audit, the registry's included, once the reaper is done. */
 static inline void t_assert_all_clean(fdn_segment *s)
 {
+	t_settle(s, 60000);
 	int v = fdn_segment_check(s, t_print_violation, NULL);
 	cr_assert_eq(v, 0, "checker found %d violations", v);
 }
