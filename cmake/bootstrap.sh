@@ -214,7 +214,7 @@ arm64_job() {
 	# time: test_registry takes over 10 minutes there, and programs whose
 	# tests fork while other threads run (test_trace, test_telemetry and
 	# the ones after them) make qemu 7.2 itself abort ("cpu == current_cpu").
-	crit_qemu='^(test_errors|test_attrs|test_segment|test_table|test_corrupt|test_metrics|test_multiproc|test_rcu|test_crash)$'
+	crit_qemu='^(test_errors|test_attrs|test_segment|test_table|test_corrupt|test_metrics|test_multiproc|test_rcu|test_crash|test_lookup)$'
 	case "$skip_label" in
 	*criterion*) ;;
 	*)
