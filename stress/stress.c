@@ -1,5 +1,6 @@
 /* stress/stress.c - see stress.h. */
 #include "stress.h"
+#include "tests/reaper_idle.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -322,49 +323,10 @@ pid_t st_reaper_start(void)
 	return p;
 }
 
-/* The number in /proc/PID/syscall of epoll_wait or epoll_pwait (whose
- * fourth argument is the timeout): this architecture's numbers (x86-64:
- * 232, 281; arm64 has only epoll_pwait, 22).  Under qemu-user the kernel
- * shows the host's numbers (x86-64 here), not the emulated program's. */
-static bool epoll_wait_nr(const char *field)
-{
-	char *end;
-	long n = strtol(field, &end, 10);
-	if (*end)
-		return false;
-#ifdef SYS_epoll_wait
-	if (n == SYS_epoll_wait)
-		return true;
-#endif
-	if (n == SYS_epoll_pwait)
-		return true;
-	const char *emu = getenv("FOUNDATION_TEST_EMULATED");
-	return emu && *emu && (n == 232 || n == 281);
-}
-
+/* One parser for the tests and this harness: tests/reaper_idle.h. */
 bool st_reaper_idle(pid_t reaper)
 {
-	char path[64], buf[256];
-	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)reaper);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return false;
-	buf[n] = 0;
-	/* "232 epfd events maxevents timeout ..." (x86-64): epoll_wait with the idle
-	 * timeout: 250 ms, the reaper's tick (0xfa; nothing pending, no
-	 * sweep, no reclamation backlog), or -1 (0xffffffff; some kernels
-	 * print the sign-extended word) from a reaper without a tick. */
-	char *f[6] = {0};
-	char *save = NULL, *tok = strtok_r(buf, " \n", &save);
-	for (int i = 0; tok && i < 6; i++, tok = strtok_r(NULL, " \n", &save))
-		f[i] = tok;
-	return f[0] && f[4] && epoll_wait_nr(f[0]) &&
-	       (strcmp(f[4], "0xfa") == 0 || strcmp(f[4], "0xffffffff") == 0 ||
-		strcmp(f[4], "0xffffffffffffffff") == 0);
+	return fdn_test_reaper_idle(reaper) == 1;
 }
 
 /* ---- quiescence and the checker ------------------------------------------- */

@@ -22,6 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/reaper_idle.h"
+
 /* Under an emulator ($FOUNDATION_TEST_EMULATED, set by the cross build's
  * tests: qemu-user runs the foreign binaries): print "SKIP: <why> under
  * qemu-user" and skip the test.  For what the emulator cannot do (seccomp
@@ -103,39 +105,6 @@ static inline void t_print_violation(void *arg, const char *code, const char *ms
 	fprintf(stderr, "  %s [%s] %s\n", strcmp(code, "note") ? "violation" : "note", code, msg);
 }
 
-/* Is the reaper asleep with nothing to do?  /proc/PID/syscall shows it in
- * epoll_wait (or epoll_pwait, whose fourth argument is also the timeout)
- * with its idle timeout: the 250 ms tick (0xfa) or none (-1, printed in
- * either width).  Any other timeout means a death pending, a retry, a
- * reclamation backlog or a sweep under way (tools/foundation-reaperd.c,
- * run(); stress/stress.c st_reaper_idle reads it the same way).  Under
- * qemu-user the file shows the host's numbers (x86-64: 232, 281).
- * 1 idle, 0 busy, -1 unreadable (a kernel or policy that hides it). */
-static inline int t_reaper_idle(pid_t reaper)
-{
-	char path[64], buf[256];
-	snprintf(path, sizeof(path), "/proc/%d/syscall", (int)reaper);
-	FILE *f = fopen(path, "re");
-	if (!f)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	if (n == 0)
-		return -1;
-	buf[n] = 0;
-	long nr = -1;
-	char to[32] = "";
-	if (sscanf(buf, "%ld %*s %*s %*s %31s", &nr, to) != 2)
-		return 0; /* "running", or not in a system call */
-	const char *emu = getenv("FOUNDATION_TEST_EMULATED");
-	bool ep = nr == SYS_epoll_pwait || (emu && *emu && (nr == 232 || nr == 281));
-#ifdef SYS_epoll_wait
-	ep = ep || nr == SYS_epoll_wait;
-#endif
-	return ep && (strcmp(to, "0xfa") == 0 || strcmp(to, "0xffffffff") == 0 ||
-		      strcmp(to, "0xffffffffffffffff") == 0);
-}
-
 /*
  * Wait until the segment is quiescent for the checker, which is exact only
  * while no operation is in flight (foundation/segment.h): every process
@@ -172,7 +141,7 @@ static inline void t_settle(fdn_segment *s, unsigned timeout_ms)
 		if (settled && reaper <= 0)
 			return;
 		if (settled) {
-			int idle = t_reaper_idle(reaper);
+			int idle = fdn_test_reaper_idle(reaper);
 			if (idle < 0) {
 				/* Cannot see it: give it two of its ticks. */
 				t_sleep_ms(500);

@@ -408,7 +408,7 @@ static int held_cb(void *arg, json_object *kv)
  * host's lease, value {"format":1,"host":H,"pid":P}.  etcd serialises the
  * transactions: of two hosts racing for a key exactly one creates it.  The
  * claim lives while the local entry does: the publisher deletes it with the
- * entry (claim_release), and it goes with the lease if the host dies. */
+ * entry (claim_release_if), and it goes with the lease if the host dies. */
 
 static unsigned char *claim_key(const void *key, size_t klen, size_t *len)
 {
@@ -479,11 +479,6 @@ static void claim_release_if(struct batch *b, const char *b64key, bool if_done)
 			batch_flush(b);
 	}
 	free(k);
-}
-
-static void claim_release(struct batch *b, const char *b64key)
-{
-	claim_release_if(b, b64key, false);
 }
 
 /* Create the claim of key for pid if absent.  0 created; 1 held: *host and
@@ -686,7 +681,7 @@ static void unique_answer(struct etcd *c, const struct fdn__unique_req *q,
 	} else {
 		/* Not registered here: the claim goes again. */
 		struct batch b = {c, etcd_txn_new(), 0, 0};
-		claim_release(&b, kb);
+		claim_release_if(&b, kb, false);
 		batch_flush(&b);
 		json_object_put(b.txn);
 		if (r == FDN_EEXISTS) {
