@@ -1074,8 +1074,11 @@ static int view_shared(fdn_segment *s, const void *key, size_t klen, unsigned fl
 	if (r == 0 && (flags & FDN_REG_CHECK_ALIVE) &&
 	    !fdn__proc_alive(s, rc.owner_idx, rc.owner_word))
 		r = FDN_ENOTFOUND;
-	if (r == 0)
+	if (r == 0) {
+		fdn__user_begin(t); /* the section is now the caller's own */
 		r = cb(arg, &e);
+		fdn__user_end(t);
+	}
 	fdn__rcu_read_unlock(t);
 	return r;
 }

@@ -219,8 +219,10 @@ static void fdn__op_after(struct fdn__thread *t)
 }
 
 /* Enter the read-side section of a writing op, with room in the limbo for
- * the one node the op may retire.  Inside a caller's own section the limbo
- * cannot be flushed: after FDN_LIMBO_MAX retiring ops there, FDN_EINREAD. */
+ * the one node the op may retire.  Inside a section the limbo cannot be
+ * flushed: after FDN_LIMBO_MAX retiring ops there, FDN_EINREAD from a
+ * callback of fdn_lookup_view (the caller's own section), FDN_EREENTERED
+ * from a signal handler that interrupted a call holding a section. */
 static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 {
 	struct fdn__thread *t;
@@ -236,7 +238,7 @@ static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 	if (__builtin_expect(atomic_load_explicit(&s->hdr->destroyed, memory_order_relaxed), 0))
 		r = FDN_ESTALE;
 	else if (fdn_tslot_pending(t->ts) >= FDN_LIMBO_MAX)
-		r = t->nest ? FDN_EINREAD : fdn__limbo_room(t);
+		r = !t->nest ? fdn__limbo_room(t) : t->in_cb ? FDN_EINREAD : FDN_EREENTERED;
 	if (r == 0)
 		r = fdn__rcu_read_lock(s, out);
 	if (r)

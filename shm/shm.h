@@ -236,6 +236,11 @@ struct fdn__thread {
 	volatile sig_atomic_t busy;
 	/* 1 while the outermost read lock stores ctr and fences (shm.h). */
 	volatile sig_atomic_t entering;
+	/* Depth of user callbacks running inside this thread's sections
+	 * (fdn_lookup_view's cb).  A write that finds nest > 0 with no such
+	 * callback was called from a signal handler that interrupted one of
+	 * our own sections: FDN_EREENTERED, not FDN_EINREAD (fdn__op_lock). */
+	volatile sig_atomic_t in_cb;
 	uint64_t state;   /* the slot's state word as claimed */
 	uint64_t busy_gp; /* gp_done when its ring was last found stuck full */
 	struct fdn_shm_tslot *ts;
@@ -262,6 +267,19 @@ static inline void fdn__op_leave(struct fdn__thread *t)
 {
 	atomic_signal_fence(memory_order_seq_cst);
 	t->busy = 0;
+}
+
+/* User code runs inside t's section from here to fdn__user_end (in_cb). */
+static inline void fdn__user_begin(struct fdn__thread *t)
+{
+	t->in_cb++;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void fdn__user_end(struct fdn__thread *t)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	t->in_cb--;
 }
 
 extern _Thread_local struct fdn__thread *fdn__tls_last;

@@ -148,6 +148,57 @@ Test(lookup, whereis_and_view_agree_with_lookup_and_reject_bad_input)
 	fdn_segment_destroy(name);
 }
 
+/* Writes from inside a view callback: the callback's section is its
+ * caller's own, so once the deferred-free list is full the next retiring
+ * write is refused with FDN_EINREAD (not FDN_EREENTERED, which is for a
+ * signal handler that interrupted a call), and refused writes change
+ * nothing. */
+struct churn {
+	fdn_segment *s;
+	int done; /* register+unregister pairs that went through */
+	int r;    /* the first refusal */
+	char key[32];
+};
+
+static int churn_cb(void *arg, const struct fdn_entry_view *e)
+{
+	(void)e;
+	struct churn *c = arg;
+	for (int i = 0; i < 1000 && c->r == 0; i++) {
+		snprintf(c->key, sizeof(c->key), "in-cb-%d", i);
+		c->r = fdn_register(c->s, c->key, strlen(c->key), getpid(), NULL, 0, 0, NULL);
+		if (c->r == 0 && (c->r = fdn_unregister(c->s, c->key, strlen(c->key))) == 0)
+			c->done++;
+	}
+	return 0;
+}
+
+Test(lookup, writes_inside_a_view_callback_end_with_einread)
+{
+	char name[128];
+	t_name(name, sizeof(name), "lk");
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	fdn_segment *s = t_create(name, 1000, 0);
+	cr_assert_eq(fdn_register(s, "anchor", 6, getpid(), NULL, 0, 0, NULL), 0);
+	struct churn c = {.s = s};
+	cr_assert_eq(fdn_lookup_view(s, "anchor", 6, churn_cb, &c), 0);
+	cr_assert_eq(c.r, FDN_EINREAD, "%s", fdn_errname(c.r));
+	cr_assert_gt(c.done, 0, "some writes fit before the list is full");
+	cr_assert_lt(c.done, 1000);
+	/* The refused write changed nothing: its key is there or not, as
+	 * before the call; outside the section the list is flushed. */
+	pid_t pid;
+	int left = fdn_whereis(s, c.key, strlen(c.key), &pid) == 0;
+	cr_assert_eq(fdn_count(s), 1 + left);
+	if (left)
+		cr_assert_eq(fdn_unregister(s, c.key, strlen(c.key)), 0);
+	cr_assert_eq(fdn_register(s, "after", 5, getpid(), NULL, 0, 0, NULL), 0);
+	cr_assert_eq(fdn_unregister(s, "after", 5), 0);
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
 Test(lookup, check_alive_and_a_dead_unreaped_owner)
 {
 	char name[128];

@@ -233,6 +233,7 @@ Test(table, retiring_ops_inside_a_held_section_are_bounded)
 	}
 	struct fdn__thread *t;
 	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
+	fdn__user_begin(t); /* a caller's own section, as in fdn_lookup_view's cb */
 	int i = 0, r = 0;
 	for (; i < (int)FDN_LIMBO_MAX + 12; i++) {
 		snprintf(k, sizeof(k), "agent-%08d", i);
@@ -242,6 +243,9 @@ Test(table, retiring_ops_inside_a_held_section_are_bounded)
 	cr_assert_eq(r, FDN_EINREAD);
 	cr_assert_eq(i, FDN_LIMBO_MAX, "one limbo's worth of deletes fit in one section");
 	cr_assert_eq(t_get(seg, k, NULL), 0, "the refused delete changed nothing");
+	fdn__user_end(t);
+	/* A section that is no caller's: a signal handler inside our call. */
+	cr_assert_eq(t_del(seg, k), FDN_EREENTERED);
 	fdn__rcu_read_unlock(t);
 	cr_assert_eq(t_del(seg, k), 0, "outside the section the limbo is flushed first");
 	cr_assert_eq(fdn__ht_count(seg, 0), 12 - 1);

@@ -18,9 +18,10 @@
  *
  * Concurrency.  Every call is safe from any thread of any attached process.
  * Reads take no lock and never wait for a writer.  Writers are lock-free.
- * Callbacks run inside a read-side section: they must not call
- * fdn_segment_detach or wait for other processes; the views they receive
- * are valid only during the call.
+ * fdn_lookup_view's callback runs inside a read-side section (see there);
+ * walk callbacks run outside one, on copies.  Callbacks must not call
+ * fdn_segment_detach; the views they receive are valid only during the
+ * call.
  *
  * Indexed attributes (chosen at segment creation, default capability,
  * health_status, node): find_by_attribute and EQ criteria on them cost
