@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -90,6 +91,52 @@ uint64_t bench_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+int bench_cli_opt(struct bench_cli *c, int opt, void (*usage)(FILE *))
+{
+	switch (opt) {
+	case 'j':
+		c->json = true;
+		return 0;
+	case 'f':
+		c->json_path = optarg;
+		return 0;
+	case 'q':
+		c->quick = true;
+		return 0;
+	case 'h':
+		usage(stdout);
+		return 1;
+	default:
+		usage(stderr);
+		return 2;
+	}
+}
+
+int bench_cli_end(const struct bench_cli *c, int argc, char **argv, void (*usage)(FILE *))
+{
+	if (optind < argc) {
+		fprintf(stderr, "%s: unexpected argument '%s'\n", bench_prog, argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (c->json && c->json_path) {
+		fprintf(stderr, "%s: --json and --json-file: choose one\n", bench_prog);
+		return 2;
+	}
+	return 0;
+}
+
+int bench_fail(const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "%s: ", bench_prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return -1;
+}
+
 uint64_t bench_xorshift64(uint64_t *s)
 {
 	uint64_t x = *s;
@@ -166,18 +213,6 @@ void bench_lmdb_close(struct bench_lmdb *d)
 
 /* ---- redis-server ------------------------------------------------------------ */
 
-static int redis_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int redis_fail(const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "%s: redis: ", bench_prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
 /* The first executable `name` in $PATH, into path. */
 static bool which(const char *name, char *path, size_t cap)
 {
@@ -210,7 +245,7 @@ static int redis_connect(struct bench_redis *r)
 	for (int i = 0; i < 500; i++) {
 		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0)
-			return redis_fail("socket: %s", strerror(errno));
+			return bench_fail("redis: socket: %s", strerror(errno));
 		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
 			r->fd = fd;
 			return 0;
@@ -220,12 +255,12 @@ static int redis_connect(struct bench_redis *r)
 		if (waitpid(r->pid, &st, WNOHANG) == r->pid) {
 			r->pid = 0;
 			bench_redis_pid = 0;
-			return redis_fail("redis-server exited before it listened (status 0x%x)",
-					  st);
+			return bench_fail(
+			    "redis: redis-server exited before it listened (status 0x%x)", st);
 		}
 		sleep_ms(10);
 	}
-	return redis_fail("no connection on %s after 5 s", r->sock);
+	return bench_fail("redis: no connection on %s after 5 s", r->sock);
 }
 
 int bench_redis_start(struct bench_redis *r)
@@ -237,7 +272,7 @@ int bench_redis_start(struct bench_redis *r)
 	snprintf(r->dir, sizeof(r->dir), "/tmp/%s-redis-XXXXXX", bench_prog);
 	if (!mkdtemp(r->dir)) {
 		r->dir[0] = 0;
-		return redis_fail("mkdtemp: %s", strerror(errno));
+		return bench_fail("redis: mkdtemp: %s", strerror(errno));
 	}
 	snprintf(bench_redis_dir, sizeof(bench_redis_dir), "%s", r->dir);
 	snprintf(r->sock, sizeof(r->sock), "%s/redis.sock", r->dir);
@@ -245,7 +280,7 @@ int bench_redis_start(struct bench_redis *r)
 	pid_t parent = getpid();
 	pid_t p = fork();
 	if (p < 0) {
-		redis_fail("fork: %s", strerror(errno));
+		bench_fail("redis: fork: %s", strerror(errno));
 		bench_redis_stop(r);
 		return -1;
 	}
@@ -275,7 +310,7 @@ int bench_redis_start(struct bench_redis *r)
 	const char *ping[] = {"PING"};
 	if (bench_redis_call(r, 1, ping, NULL, &rep) || rep.type != '+') {
 		if (rep.type != '+')
-			redis_fail("PING: unexpected reply");
+			bench_fail("redis: PING: unexpected reply");
 		bench_redis_stop(r);
 		return -1;
 	}
@@ -296,11 +331,11 @@ void bench_redis_stop(struct bench_redis *r)
 	r->pid = 0;
 	bench_redis_pid = 0;
 	if (r->sock[0] && unlink(r->sock) < 0 && errno != ENOENT)
-		redis_fail("remove %s: %s", r->sock, strerror(errno));
+		bench_fail("redis: remove %s: %s", r->sock, strerror(errno));
 	r->sock[0] = 0;
 	bench_redis_sock[0] = 0;
 	if (r->dir[0] && rmdir(r->dir) < 0)
-		redis_fail("remove %s: %s", r->dir, strerror(errno));
+		bench_fail("redis: remove %s: %s", r->dir, strerror(errno));
 	r->dir[0] = 0;
 	bench_redis_dir[0] = 0;
 	free(r->wbuf);
@@ -317,7 +352,7 @@ static int wbuf_put(struct bench_redis *r, const void *p, size_t n)
 			cap *= 2;
 		char *b = realloc(r->wbuf, cap);
 		if (!b)
-			return redis_fail("buffer: %s", strerror(errno));
+			return bench_fail("redis: buffer: %s", strerror(errno));
 		r->wbuf = b;
 		r->wcap = cap;
 	}
@@ -350,7 +385,7 @@ int bench_redis_flush(struct bench_redis *r)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
-			return redis_fail("write: %s", w < 0 ? strerror(errno) : "closed");
+			return bench_fail("redis: write: %s", w < 0 ? strerror(errno) : "closed");
 		off += (size_t)w;
 	}
 	r->wlen = 0;
@@ -372,7 +407,7 @@ static int rbuf_need(struct bench_redis *r, size_t n)
 				cap *= 2;
 			char *b = realloc(r->rbuf, cap);
 			if (!b)
-				return redis_fail("buffer: %s", strerror(errno));
+				return bench_fail("redis: buffer: %s", strerror(errno));
 			r->rbuf = b;
 			r->rcap = cap;
 		}
@@ -380,7 +415,7 @@ static int rbuf_need(struct bench_redis *r, size_t n)
 		if (got < 0 && errno == EINTR)
 			continue;
 		if (got <= 0)
-			return redis_fail("read: %s", got < 0 ? strerror(errno) : "closed");
+			return bench_fail("redis: read: %s", got < 0 ? strerror(errno) : "closed");
 		r->rlen += (size_t)got;
 	}
 	return 0;
@@ -428,7 +463,7 @@ int bench_redis_reply(struct bench_redis *r, struct bench_resp *out)
 	if (rbuf_line(r, &at, &len))
 		return -1;
 	if (len == 0)
-		return redis_fail("protocol: empty reply line");
+		return bench_fail("redis: protocol: empty reply line");
 	const char *l = r->rbuf + at;
 	bool ok = true;
 	out->type = l[0];
@@ -440,11 +475,11 @@ int bench_redis_reply(struct bench_redis *r, struct bench_resp *out)
 		return 0;
 	case ':':
 		out->integer = parse_i64(l + 1, len - 1, &ok);
-		return ok ? 0 : redis_fail("protocol: bad integer");
+		return ok ? 0 : bench_fail("redis: protocol: bad integer");
 	case '$': {
 		int64_t n = parse_i64(l + 1, len - 1, &ok);
 		if (!ok || n < -1)
-			return redis_fail("protocol: bad bulk length");
+			return bench_fail("redis: protocol: bad bulk length");
 		if (n == -1) {
 			out->is_nil = true;
 			return 0;
@@ -457,7 +492,7 @@ int bench_redis_reply(struct bench_redis *r, struct bench_resp *out)
 		return 0;
 	}
 	default:
-		return redis_fail("protocol: reply type '%c' not expected", l[0]);
+		return bench_fail("redis: protocol: reply type '%c' not expected", l[0]);
 	}
 }
 
@@ -468,7 +503,7 @@ int bench_redis_call(struct bench_redis *r, int argc, const char *const *argv, c
 	    bench_redis_reply(r, out))
 		return -1;
 	if (out->type == '-')
-		return redis_fail("%s: %.*s", argv[0], (int)out->len, out->str);
+		return bench_fail("redis: %s: %.*s", argv[0], (int)out->len, out->str);
 	return 0;
 }
 

@@ -40,6 +40,32 @@ void bench_on_signal(int sig);
 /* Install handler (bench_on_signal, or SIG_DFL) for SIGINT, SIGTERM, SIGHUP. */
 void bench_set_signals(void (*handler)(int));
 
+/* The options the programs share: --json, --json-file PATH, --quick,
+ * --help (getopt_long values 'j', 'f', 'q', 'h'). */
+struct bench_cli {
+	bool json, quick;
+	const char *json_path;
+};
+
+/* Their entries of a getopt_long table (<getopt.h>). */
+/* clang-format off */
+#define BENCH_CLI_LONGOPTS                                                                         \
+	{"json", no_argument, NULL, 'j'}, {"json-file", required_argument, NULL, 'f'},             \
+	{"quick", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}
+/* clang-format on */
+
+/* Record option opt of getopt_long (optarg its argument) when it is one of
+ * the shared ones: 0; --help: usage on stdout, 1; anything else: usage on
+ * stderr, 2 (bad usage).  Call it for the options a program does not
+ * handle itself. */
+int bench_cli_opt(struct bench_cli *c, int opt, void (*usage)(FILE *));
+/* After getopt_long: 0, or 2 (said) on a stray argument or --json with
+ * --json-file. */
+int bench_cli_end(const struct bench_cli *c, int argc, char **argv, void (*usage)(FILE *));
+
+/* "prog: message" and a newline on stderr; returns -1. */
+__attribute__((format(printf, 1, 2))) int bench_fail(const char *fmt, ...);
+
 uint64_t bench_xorshift64(uint64_t *s);
 uint64_t bench_mono_ns(void);
 

@@ -80,6 +80,10 @@
  *    rounds as in 2, after one untimed lap of the log on each segment (its
  *    pages faulted in).  Target: log on, no subscriber >= 0.9 x log off.
  *
+ * The compared systems of 2 are one file each, bench/sys_*.c (systems.h),
+ * shared with fdn-bench; this file holds the scenarios, options and
+ * reporting.
+ *
  * How.  Throughput is timed with CLOCK_MONOTONIC around
  * the whole loop, best of 3 runs (--quick: 1).  Correctness failures -- a
  * key still visible after its owner died, a lookup that misses or returns
@@ -102,7 +106,6 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -114,20 +117,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include "bench_common.h"
-
-#include <urcu/urcu-memb.h>
-#include <urcu/rculfhash.h>
-
-#ifdef HAVE_LMDB
-#include <lmdb.h>
-#endif
+#include "systems.h"
 
 #define PROG "fdn-bench-registry"
 
-#define HASH_SEED   0x9E3779B97F4A7C15ull
 #define STREAM_SEED 0x2545F4914F6CDD1Dull
 
 #define REAP_TARGET_US 1000.0
@@ -136,23 +131,16 @@
 #define WATCH_MS       10000
 #define RECORD_WAIT_NS 10000000000ull
 
-#define NCAPS           8u
-#define NNODES          1000u /* a multiple of NCAPS */
-#define PAIR_BACKGROUND 10000u
-#define PAIR_KEYS       4096u
-#define PAIR_TARGET     1.0
-#define RETIRE_BATCH    1024u
-#define LMDB_BATCH      1000u
-#define KEY_CAP         32
-#define IXKEY_CAP       96
-#define ENC_CAP         128
+#define NNODES      1000u /* a multiple of NCAPS */
+#define PAIR_TARGET 1.0
+#define LMDB_BATCH  1000u
 
 static const unsigned reap_sizes[] = {1, 1000};
 #define NREAP (sizeof(reap_sizes) / sizeof(reap_sizes[0]))
 
 struct opts {
-	bool json, quick;
-	const char *json_path, *argv0;
+	struct bench_cli cli; /* --json, --json-file, --quick */
+	const char *argv0;
 	int reps;        /* read scaling: best of */
 	unsigned rounds; /* register_unregister: interleaved rounds */
 	double round_ms;
@@ -162,8 +150,6 @@ struct opts {
 	long scale_ms;
 	unsigned only; /* bit i: run scenarios[i]; 0: all */
 };
-
-static pid_t g_pid;
 
 /* ---- cleanup on the way out, signals included ----------------------------- */
 
@@ -178,68 +164,9 @@ static uint64_t mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_ns(long ns)
-{
-	struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static __attribute__((format(printf, 1, 2))) int fail(const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, PROG ": ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return -1;
-}
-
-static uint64_t pow2_at_least(uint64_t x)
-{
-	uint64_t p = 2;
-	while (p < x)
-		p <<= 1;
-	return p;
-}
-
-struct key {
-	char s[KEY_CAP];
-	uint32_t len;
-};
-
-static void key_fmt(struct key *k, const char *prefix, uint64_t i)
-{
-	int n = snprintf(k->s, sizeof(k->s), "%s%08" PRIu64, prefix, i);
-	k->len = (uint32_t)n;
-}
-
-static unsigned long key_hash(const void *s, size_t len)
-{
-	return (unsigned long)XXH3_64bits_withSeed(s, len, HASH_SEED);
-}
-
 /* ---- attributes ------------------------------------------------------------- */
 
-static const char *const g_caps[NCAPS] = {"planner", "coder",   "reviewer",  "tester",
-					  "search",  "summary", "translate", "deploy"};
-static const char g_solo_cap[] = "solo-capability"; /* carried by no background entry */
 static char g_nodes[NNODES][16];
-
-/* The encoded capability+node set of entry i depends on i % NNODES only. */
-struct enc {
-	uint32_t len;
-	unsigned char b[ENC_CAP];
-};
-static struct enc g_enc_cn[NNODES];
 
 static void attrs_cap_node(struct fdn_attr a[2], uint64_t i)
 {
@@ -249,124 +176,10 @@ static void attrs_cap_node(struct fdn_attr a[2], uint64_t i)
 	a[1].v.s = g_nodes[i % NNODES];
 }
 
-static void attrs_cap_weight(struct fdn_attr a[2], const char *cap, uint64_t i)
-{
-	a[0] = (struct fdn_attr){.name = "capability", .type = FDN_ATTR_STRING};
-	a[0].v.s = cap;
-	a[1] = (struct fdn_attr){.name = "weight", .type = FDN_ATTR_INT};
-	a[1].v.i = (int64_t)i;
-}
-
-static int attrs_init(void)
+static void attrs_init(void)
 {
 	for (unsigned i = 0; i < NNODES; i++)
 		snprintf(g_nodes[i], sizeof(g_nodes[i]), "node-%u", i);
-	for (unsigned i = 0; i < NNODES; i++) {
-		struct fdn_attr a[2];
-		attrs_cap_node(a, i);
-		int n = fdn_attrs_encode(a, 2, g_enc_cn[i].b, ENC_CAP);
-		if (n < 0)
-			return fail("encode attributes: %s", fdn_strerror(n));
-		g_enc_cn[i].len = (uint32_t)n;
-	}
-	return 0;
-}
-
-/* ---- the record kept by cds_lfht and LMDB ----------------------------------- */
-
-struct rec_hdr {
-	int32_t pid;
-	uint32_t attrs_len;
-	uint64_t registered_ns;
-};
-
-/* ---- what a timed run saw -------------------------------------------------- */
-
-struct tally {
-	uint64_t done, misses, wrong, sum;
-	bool failed; /* an error: the run stopped */
-	size_t bad_at;
-	char msg[200];
-};
-
-static __attribute__((noinline, cold, format(printf, 3, 4))) void
-tally_fail(struct tally *t, size_t i, const char *fmt, ...)
-{
-	va_list ap;
-	t->failed = true;
-	t->bad_at = i;
-	va_start(ap, fmt);
-	vsnprintf(t->msg, sizeof(t->msg), fmt, ap);
-	va_end(ap);
-}
-
-/* ---- segments ----------------------------------------------------------------- */
-
-struct seg {
-	char name[96];
-	fdn_segment *s;
-	int shm_slot; /* bench_shm_track */
-};
-
-/* entries 0: the library's default sizing; heap 0: 1 KiB per entry. */
-static int seg_create_sized(struct seg *g, const char *tag, uint64_t entries, uint64_t heap)
-{
-	snprintf(g->name, sizeof(g->name), "fdn-bench-registry-%d-%s", (int)g_pid, tag);
-	struct fdn_segment_opts o;
-	fdn_segment_opts_init(&o);
-	if (entries) {
-		o.entries = entries;
-		o.heap_bytes = heap ? heap : entries * 1024u + (8u << 20);
-	}
-	g->shm_slot = bench_shm_track(g->name);
-	int r = fdn_segment_create(g->name, &o, &g->s);
-	if (r) {
-		bench_shm_untrack(g->shm_slot);
-		g->name[0] = 0; /* a failed create removes what it made */
-		return fail("create segment: %s (%s)", fdn_strerror(r), fdn_errname(r));
-	}
-	return 0;
-}
-
-static int seg_create(struct seg *g, const char *tag, uint64_t entries)
-{
-	return seg_create_sized(g, tag, entries, 0);
-}
-
-static int seg_wait_reaper(struct seg *g)
-{
-	for (int i = 0; i < 500; i++) {
-		pid_t p = fdn_reaper_holder(g->s);
-		if (p) {
-			bench_term_pid = p;
-			return 0;
-		}
-		sleep_ns(10000000L);
-	}
-	return fail("segment %s: no reaper after 5 s (FOUNDATION_REAPERD=%s)", g->name,
-		    getenv("FOUNDATION_REAPERD"));
-}
-
-/* Detach and destroy; destroy stops the segment's reaper (SIGTERM). */
-static void seg_close(struct seg *g)
-{
-	pid_t reaper = g->s ? fdn_reaper_holder(g->s) : 0;
-	if (g->s)
-		fdn_segment_detach(g->s);
-	g->s = NULL;
-	if (g->name[0]) {
-		int r = fdn_segment_destroy(g->name);
-		if (r)
-			fail("destroy %s: %s", g->name, fdn_strerror(r));
-	}
-	if (g->name[0])
-		bench_shm_untrack(g->shm_slot);
-	g->name[0] = 0;
-	for (int i = 0; i < 200 && reaper > 0 && kill(reaper, 0) == 0; i++)
-		sleep_ns(10000000L);
-	if (reaper > 0 && kill(reaper, 0) == 0)
-		fail("reaper %d still runs 2 s after the segment was destroyed", (int)reaper);
-	bench_term_pid = 0;
 }
 
 /* ==== 1. reaper latency =========================================================== */
@@ -442,15 +255,16 @@ static int child_wait_ready(pid_t p, struct ready_page *pg)
 		if (st == 1)
 			return 0;
 		if (st == 2)
-			return fail("child %d: attach or register (key %d): %s", (int)p, pg->at,
-				    fdn_strerror(pg->err));
+			return bench_fail("child %d: attach or register (key %d): %s", (int)p,
+					  pg->at, fdn_strerror(pg->err));
 		int ws;
 		if (waitpid(p, &ws, WNOHANG) == p) {
 			bench_kill_pid = 0;
-			return fail("child %d ended before it was ready (status 0x%x)", (int)p, ws);
+			return bench_fail("child %d ended before it was ready (status 0x%x)",
+					  (int)p, ws);
 		}
 		if (mono_ns() - t0 > 30000000000ull)
-			return fail("child %d not ready after 30 s", (int)p);
+			return bench_fail("child %d not ready after 30 s", (int)p);
 		sleep_ns(50000L);
 	}
 }
@@ -460,7 +274,7 @@ static pid_t child_start(struct reap_run *rr, unsigned round)
 	atomic_store(&rr->page->state, 0);
 	pid_t p = fork();
 	if (p < 0) {
-		fail("fork: %s", strerror(errno));
+		bench_fail("fork: %s", strerror(errno));
 		return -1;
 	}
 	if (p == 0)
@@ -502,9 +316,9 @@ static int verify_gone(struct reap_run *rr, unsigned round, pid_t p)
 			first = k;
 	}
 	if (left)
-		return fail("reaper_latency: %u of %u keys of killed pid %d still visible "
-			    "after fdn_watch reported the last one gone (first: %s)",
-			    left, rr->e, (int)p, first.s);
+		return bench_fail("reaper_latency: %u of %u keys of killed pid %d still visible "
+				  "after fdn_watch reported the last one gone (first: %s)",
+				  left, rr->e, (int)p, first.s);
 	return 0;
 }
 
@@ -519,14 +333,14 @@ static int read_record(struct reap_run *rr, pid_t p, double *reaper_us)
 		*reaper_us = (double)d[i].latency_ns / 1e3;
 		if (d[i].exit_signal != SIGKILL || d[i].entries != rr->e) {
 			if (rr->odd++ == 0)
-				fail("reaper_latency: graveyard record of pid %d: signal %d, "
-				     "%" PRIu64 " entries reclaimed (expected %d, %u)",
-				     (int)p, d[i].exit_signal, d[i].entries, SIGKILL, rr->e);
+				bench_fail("reaper_latency: graveyard record of pid %d: signal %d, "
+					   "%" PRIu64 " entries reclaimed (expected %d, %u)",
+					   (int)p, d[i].exit_signal, d[i].entries, SIGKILL, rr->e);
 		}
 		return 0;
 	}
-	return fail("reaper_latency: no graveyard record for pid %d among the %d newest", (int)p,
-		    n);
+	return bench_fail("reaper_latency: no graveyard record for pid %d among the %d newest",
+			  (int)p, n);
 }
 
 static uint32_t procs_used(fdn_segment *s)
@@ -543,9 +357,10 @@ static void reaper_idle(struct reap_run *rr)
 	while (procs_used(rr->g.s) > rr->idle_procs) {
 		if (mono_ns() - t0 > RECORD_WAIT_NS) {
 			if (rr->busy++ == 0)
-				fail("reaper_latency: %u process slots in use 10 s after a death, "
-				     "expected %u; going on",
-				     procs_used(rr->g.s), rr->idle_procs);
+				bench_fail(
+				    "reaper_latency: %u process slots in use 10 s after a death, "
+				    "expected %u; going on",
+				    procs_used(rr->g.s), rr->idle_procs);
 			return;
 		}
 		sleep_ns(POLL_NS * 10);
@@ -569,14 +384,15 @@ static int death_once(struct reap_run *rr, unsigned round)
 	int rec = r == 0 ? wait_record(rr->g.s, before, &t2) : -1;
 	child_reap(p);
 	if (r)
-		return fail("reaper_latency: key %s of killed pid %d still visible after %d ms "
-			    "(fdn_watch: %s)",
-			    last.s, (int)p, WATCH_MS, fdn_strerror(r));
+		return bench_fail(
+		    "reaper_latency: key %s of killed pid %d still visible after %d ms "
+		    "(fdn_watch: %s)",
+		    last.s, (int)p, WATCH_MS, fdn_strerror(r));
 	if (verify_gone(rr, round, p))
 		return -1;
 	if (rec)
-		return fail("reaper_latency: the death of pid %d was not recorded within 10 s",
-			    (int)p);
+		return bench_fail(
+		    "reaper_latency: the death of pid %d was not recorded within 10 s", (int)p);
 	rr->parent_us[round] = (double)(t1 - t0) / 1e3;
 	rr->purged_us[round] = (double)(t2 - t0) / 1e3;
 	return read_record(rr, p, &rr->reaper_us[round]);
@@ -600,7 +416,7 @@ static int reap_series(struct reap_run *rr, unsigned deaths, struct reap_result 
 {
 	double *buf = calloc(3 * (size_t)deaths, sizeof(double));
 	if (!buf)
-		return fail("reaper_latency: %s", strerror(errno));
+		return bench_fail("reaper_latency: %s", strerror(errno));
 	rr->parent_us = buf;
 	rr->reaper_us = buf + deaths;
 	rr->purged_us = buf + 2 * (size_t)deaths;
@@ -631,7 +447,7 @@ static int reaperd_env(const char *argv0)
 	} else {
 		ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 		if (n < 0)
-			return fail("/proc/self/exe: %s", strerror(errno));
+			return bench_fail("/proc/self/exe: %s", strerror(errno));
 		self[n] = 0;
 	}
 	char *slash = strrchr(self, '/');
@@ -641,7 +457,7 @@ static int reaperd_env(const char *argv0)
 		*slash = 0;
 	snprintf(path, sizeof(path), "%s/../tools/foundation-reaperd", self);
 	if (access(path, X_OK) != 0)
-		return fail("%s: %s (set FOUNDATION_REAPERD)", path, strerror(errno));
+		return bench_fail("%s: %s (set FOUNDATION_REAPERD)", path, strerror(errno));
 	setenv("FOUNDATION_REAPERD", path, 1);
 	return 0;
 }
@@ -690,7 +506,7 @@ static int scenario_reaper(const struct opts *o, const char *argv0)
 		return -1;
 	rr.page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (rr.page == MAP_FAILED)
-		return fail("mmap: %s", strerror(errno));
+		return bench_fail("mmap: %s", strerror(errno));
 	int r = seg_create(&rr.g, "reaper", 0);
 	if (r == 0)
 		r = seg_wait_reaper(&rr.g);
@@ -706,687 +522,29 @@ static int scenario_reaper(const struct opts *o, const char *argv0)
 	return r;
 }
 
-static void fs_close(void *ctx)
-{
-	seg_close(ctx);
-	free(ctx);
-}
-
-/* ---- cds_lfht ---- */
-
-struct lfnode {
-	struct cds_lfht_node node;
-	struct rec_hdr h;
-	uint32_t klen;
-	char key[KEY_CAP];
-	unsigned char attrs[];
-};
-
-struct ixnode {
-	struct cds_lfht_node node;
-	uint32_t klen;
-	unsigned char key[IXKEY_CAP];
-};
-
-struct lfkey {
-	const void *s;
-	uint32_t len;
-};
-
-static int lf_match(struct cds_lfht_node *node, const void *key)
-{
-	const struct lfnode *ln = caa_container_of(node, struct lfnode, node);
-	const struct lfkey *k = key;
-	return ln->klen == k->len && memcmp(ln->key, k->s, k->len) == 0;
-}
-
-static int ix_match(struct cds_lfht_node *node, const void *key)
-{
-	const struct ixnode *xn = caa_container_of(node, struct ixnode, node);
-	const struct lfkey *k = key;
-	return xn->klen == k->len && memcmp(xn->key, k->s, k->len) == 0;
-}
-
-static struct cds_lfht *lf_table(uint64_t n)
-{
-	unsigned long nb = (unsigned long)pow2_at_least(2 * n);
-	struct cds_lfht *ht = cds_lfht_new_flavor(nb, nb, nb, 0, &urcu_memb_flavor, NULL);
-	if (!ht)
-		fail("cds_lfht: new table of %lu buckets failed", nb);
-	return ht;
-}
-
-static struct lfnode *lf_node(const struct key *k, const void *attrs, uint32_t alen)
-{
-	struct lfnode *ln = malloc(sizeof(*ln) + alen);
-	if (!ln)
-		return NULL;
-	cds_lfht_node_init(&ln->node);
-	ln->h = (struct rec_hdr){g_pid, alen, real_ns()};
-	ln->klen = k->len;
-	memcpy(ln->key, k->s, k->len);
-	memcpy(ln->attrs, attrs, alen);
-	return ln;
-}
-
-/* Add unique: 0, or -1 if the key is present. */
-static int lf_add(struct cds_lfht *ht, struct cds_lfht_node *node, const void *key, uint32_t klen,
-		  cds_lfht_match_fct match)
-{
-	struct lfkey lk = {key, klen};
-	urcu_memb_read_lock();
-	struct cds_lfht_node *got = cds_lfht_add_unique(ht, key_hash(key, klen), match, &lk, node);
-	urcu_memb_read_unlock();
-	return got == node ? 0 : -1;
-}
-
-/* Look up and delete: the node removed, or NULL. */
-static struct cds_lfht_node *lf_del(struct cds_lfht *ht, const void *key, uint32_t klen,
-				    cds_lfht_match_fct match)
-{
-	struct lfkey lk = {key, klen};
-	struct cds_lfht_iter it;
-	urcu_memb_read_lock();
-	cds_lfht_lookup(ht, key_hash(key, klen), match, &lk, &it);
-	struct cds_lfht_node *n = cds_lfht_iter_get_node(&it);
-	if (n && cds_lfht_del(ht, n) != 0)
-		n = NULL;
-	urcu_memb_read_unlock();
-	return n;
-}
-
-/* Nodes deleted, freed after a grace period per batch. */
-struct retire {
-	void *p[RETIRE_BATCH];
-	unsigned n;
-};
-
-static void retire_flush(struct retire *r)
-{
-	if (r->n == 0)
-		return;
-	urcu_memb_synchronize_rcu();
-	for (unsigned i = 0; i < r->n; i++)
-		free(r->p[i]);
-	r->n = 0;
-}
-
-static void retire_push(struct retire *r, void *p)
-{
-	if (r->n == RETIRE_BATCH)
-		retire_flush(r);
-	r->p[r->n++] = p;
-}
-
-/* Empty and destroy a table whose nodes were malloc'ed (node first). */
-static void lf_destroy(struct cds_lfht *ht)
-{
-	if (!ht)
-		return;
-	struct retire *r = calloc(1, sizeof(*r));
-	bool more = r != NULL;
-	while (more) {
-		struct cds_lfht_iter it;
-		struct cds_lfht_node *n;
-		urcu_memb_read_lock();
-		cds_lfht_first(ht, &it);
-		while ((n = cds_lfht_iter_get_node(&it)) && r->n < RETIRE_BATCH) {
-			if (cds_lfht_del(ht, n) == 0)
-				r->p[r->n++] = n;
-			cds_lfht_next(ht, &it);
-		}
-		more = n != NULL;
-		urcu_memb_read_unlock();
-		retire_flush(r);
-	}
-	free(r);
-	int e = cds_lfht_destroy(ht, NULL);
-	if (e)
-		fail("cds_lfht: destroy: %s", strerror(-e));
-}
-
-struct lfsys {
-	struct cds_lfht *ht, *ix;
-	struct retire ret;
-};
-
-static void lf_sys_close(void *ctx)
-{
-	struct lfsys *l = ctx;
-	lf_destroy(l->ht);
-	lf_destroy(l->ix);
-	free(l);
-}
-
-static int lf_fill(struct lfsys *l, uint64_t n, bool weight)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		struct key k;
-		struct enc buf, *e = &g_enc_cn[i % NNODES];
-		key_fmt(&k, "agent-", i);
-		if (weight) {
-			struct fdn_attr a[2];
-			attrs_cap_weight(a, g_caps[i % NCAPS], i);
-			int len = fdn_attrs_encode(a, 2, buf.b, ENC_CAP);
-			if (len < 0)
-				return fail("encode: %s", fdn_strerror(len));
-			buf.len = (uint32_t)len;
-			e = &buf;
-		}
-		struct lfnode *ln = lf_node(&k, e->b, e->len);
-		if (!ln)
-			return fail("cds_lfht: node: %s", strerror(errno));
-		if (lf_add(l->ht, &ln->node, k.s, k.len, lf_match)) {
-			free(ln);
-			return fail("cds_lfht: insert %s: already present", k.s);
-		}
-	}
-	return 0;
-}
-
-/* The value LMDB and Redis keep: struct rec_hdr then the encoded attributes. */
-static size_t rec_val(unsigned char *buf, const void *attrs, uint32_t alen)
-{
-	struct rec_hdr h = {g_pid, alen, real_ns()};
-	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + sizeof(h), attrs, alen);
-	return sizeof(h) + alen;
-}
-
-/* ---- LMDB ---- */
-
-#ifdef HAVE_LMDB
-static void lmdb_close(void *ctx)
-{
-	bench_lmdb_close(ctx);
-	free(ctx);
-}
-
-static int lmdb_fill(struct bench_lmdb *d, uint64_t n, bool weight)
-{
-	MDB_txn *txn;
-	int rc = mdb_txn_begin(d->env, NULL, 0, &txn);
-	if (rc)
-		return bench_lmdb_fail("begin write transaction", rc);
-	if ((rc = mdb_dbi_open(txn, NULL, 0, &d->dbi))) {
-		mdb_txn_abort(txn);
-		return bench_lmdb_fail("open database", rc);
-	}
-	for (uint64_t i = 0; i < n && rc == 0; i++) {
-		struct key k;
-		struct enc buf, *e = &g_enc_cn[i % NNODES];
-		unsigned char val[sizeof(struct rec_hdr) + ENC_CAP];
-		key_fmt(&k, "agent-", i);
-		if (weight) {
-			struct fdn_attr a[2];
-			attrs_cap_weight(a, g_caps[i % NCAPS], i);
-			buf.len = (uint32_t)fdn_attrs_encode(a, 2, buf.b, ENC_CAP);
-			e = &buf;
-		}
-		MDB_val mk = {k.len, k.s}, mv = {rec_val(val, e->b, e->len), val};
-		rc = mdb_put(txn, d->dbi, &mk, &mv, MDB_NOOVERWRITE);
-	}
-	if (rc) {
-		mdb_txn_abort(txn);
-		return bench_lmdb_fail("fill", rc);
-	}
-	if ((rc = mdb_txn_commit(txn)))
-		return bench_lmdb_fail("commit", rc);
-	return 0;
-}
-
-static int lmdb_open_filled(void **out, uint64_t n, bool weight)
-{
-	struct bench_lmdb *d = calloc(1, sizeof(*d));
-	if (!d)
-		return fail("lmdb: %s", strerror(errno));
-	if (bench_lmdb_open(d, PROG, (size_t)(n * 512u + (256u << 20))) ||
-	    lmdb_fill(d, n, weight)) {
-		lmdb_close(d);
-		return -1;
-	}
-	*out = d;
-	return 0;
-}
-
-#endif
-
 /* ==== 3. register + unregister pairs ============================================== */
 
-struct pair_sys {
+/* The rows: each a system (systems.h) and its variant.  Every system is
+ * opened first: the rows of one system share nothing (two instances). */
+struct pair_row {
 	const char *label, *id;
 	int variant;
-	int (*open)(void **ctx);
-	void (*run)(void *ctx, const struct key *keys, size_t pairs, int variant, struct tally *t);
-	int (*check)(void *ctx); /* after the runs: only the background is left */
-	void (*close)(void *ctx);
+	const struct pairs_system *sys;
 };
 
-static const char *pair_cap(size_t i)
-{
-	return g_caps[i % NCAPS];
-}
-
-/* ---- foundation ---- */
-
-static void pairs_check_cb(void *arg, const char *code, const char *message)
-{
-	unsigned *shown = arg;
-	if (strcmp(code, "note") != 0 && (*shown)++ < 5)
-		fail("register_unregister: foundation: check: %s: %s", code, message);
-}
-
-static int fs_pairs_open(void **out)
-{
-	struct seg *g = calloc(1, sizeof(*g));
-	if (!g)
-		return fail("foundation: %s", strerror(errno));
-	static unsigned seq; /* two rows, two segments open at once */
-	char tag[32];
-	snprintf(tag, sizeof(tag), "pairs-%u", seq++);
-	if (seg_create(g, tag, PAIR_BACKGROUND + PAIR_KEYS)) {
-		free(g);
-		return -1;
-	}
-	for (uint64_t i = 0; i < PAIR_BACKGROUND; i++) {
-		struct key k;
-		struct fdn_attr a[2];
-		key_fmt(&k, "agent-", i);
-		attrs_cap_weight(a, g_caps[i % NCAPS], i);
-		int r = fdn_register(g->s, k.s, k.len, g_pid, a, 2, 0, NULL);
-		if (r) {
-			fs_close(g);
-			return fail("foundation: register %s: %s", k.s, fdn_strerror(r));
-		}
-	}
-	*out = g;
-	return 0;
-}
-
-static void fs_pairs_run(void *ctx, const struct key *keys, size_t pairs, int variant,
-			 struct tally *t)
-{
-	fdn_segment *s = ((struct seg *)ctx)->s;
-	for (size_t i = 0; i < pairs; i++) {
-		const struct key *k = &keys[i % PAIR_KEYS];
-		struct fdn_attr a[2];
-		attrs_cap_weight(a, variant ? g_solo_cap : pair_cap(i), i);
-		int r = fdn_register(s, k->s, k->len, g_pid, a, 2, 0, NULL);
-		if (r) {
-			tally_fail(t, i, "fdn_register %s: %s (%s)", k->s, fdn_strerror(r),
-				   fdn_errname(r));
-			return;
-		}
-		r = fdn_unregister(s, k->s, k->len);
-		if (r) {
-			tally_fail(t, i, "fdn_unregister %s: %s (%s)", k->s, fdn_strerror(r),
-				   fdn_errname(r));
-			return;
-		}
-		t->done++;
-	}
-}
-
-static int fs_pairs_check(void *ctx)
-{
-	fdn_segment *s = ((struct seg *)ctx)->s;
-	int64_t cnt = fdn_count(s);
-	if (cnt != PAIR_BACKGROUND)
-		return fail("register_unregister: foundation: %" PRId64
-			    " entries left, expected %u",
-			    cnt, PAIR_BACKGROUND);
-	unsigned shown = 0;
-	int r = fdn_segment_check(s, pairs_check_cb, &shown);
-	if (r)
-		return fail("register_unregister: foundation: check: %d (%s)", r,
-			    r < 0 ? fdn_strerror(r) : "violations");
-	return 0;
-}
-
-/* ---- cds_lfht ---- */
-
-/* The index reference of (capability value, key), as Foundation spells it:
- * name, NUL, type 's', value, entry key.  Returns its length. */
-static uint32_t ix_key(unsigned char *buf, const char *cap, const struct key *k)
-{
-	static const char name[] = "capability";
-	size_t cl = strlen(cap), nl = sizeof(name) - 1;
-	memcpy(buf, name, nl + 1);
-	buf[nl + 1] = 's';
-	memcpy(buf + nl + 2, cap, cl);
-	memcpy(buf + nl + 2 + cl, k->s, k->len);
-	return (uint32_t)(nl + 2 + cl + k->len);
-}
-
-static struct ixnode *ix_node(const char *cap, const struct key *k)
-{
-	struct ixnode *x = malloc(sizeof(*x));
-	if (!x)
-		return NULL;
-	cds_lfht_node_init(&x->node);
-	x->klen = ix_key(x->key, cap, k);
-	return x;
-}
-
-/* The background's index references. */
-static int ix_fill(struct lfsys *l, uint64_t n)
-{
-	for (uint64_t i = 0; i < n; i++) {
-		struct key k;
-		key_fmt(&k, "agent-", i);
-		struct ixnode *x = ix_node(g_caps[i % NCAPS], &k);
-		if (!x)
-			return fail("cds_lfht: node: %s", strerror(errno));
-		if (lf_add(l->ix, &x->node, x->key, x->klen, ix_match)) {
-			free(x);
-			return fail("cds_lfht: index reference of %s already present", k.s);
-		}
-	}
-	return 0;
-}
-
-static int lf_pairs_open(void **out)
-{
-	struct lfsys *l = calloc(1, sizeof(*l));
-	if (!l)
-		return fail("cds_lfht: %s", strerror(errno));
-	l->ht = lf_table(PAIR_BACKGROUND + PAIR_KEYS);
-	l->ix = lf_table(PAIR_BACKGROUND + PAIR_KEYS);
-	if (!l->ht || !l->ix || lf_fill(l, PAIR_BACKGROUND, true) || ix_fill(l, PAIR_BACKGROUND)) {
-		lf_sys_close(l);
-		return -1;
-	}
-	*out = l;
-	return 0;
-}
-
-static int lf_pair_add(struct lfsys *l, const struct key *k, const char *cap, size_t i, bool index,
-		       struct tally *t)
-{
-	struct fdn_attr a[2];
-	unsigned char buf[ENC_CAP];
-	attrs_cap_weight(a, cap, i);
-	int alen = fdn_attrs_encode(a, 2, buf, ENC_CAP);
-	struct lfnode *ln = alen < 0 ? NULL : lf_node(k, buf, (uint32_t)alen);
-	struct ixnode *x = index ? ix_node(cap, k) : NULL;
-	if (!ln || (index && !x)) {
-		free(ln);
-		free(x);
-		tally_fail(t, i, "node: %s", alen < 0 ? fdn_strerror(alen) : strerror(errno));
-		return -1;
-	}
-	if (x && lf_add(l->ix, &x->node, x->key, x->klen, ix_match)) {
-		free(ln);
-		free(x);
-		tally_fail(t, i, "index reference of %s already present", k->s);
-		return -1;
-	}
-	if (lf_add(l->ht, &ln->node, k->s, k->len, lf_match)) {
-		free(ln);
-		tally_fail(t, i, "add %s: already present", k->s);
-		return -1;
-	}
-	return 0;
-}
-
-static int lf_pair_del(struct lfsys *l, const struct key *k, const char *cap, size_t i, bool index,
-		       struct tally *t)
-{
-	struct cds_lfht_node *n = lf_del(l->ht, k->s, k->len, lf_match);
-	if (!n) {
-		tally_fail(t, i, "del %s: not found", k->s);
-		return -1;
-	}
-	retire_push(&l->ret, caa_container_of(n, struct lfnode, node));
-	if (!index)
-		return 0;
-	unsigned char ik[IXKEY_CAP];
-	uint32_t iklen = ix_key(ik, cap, k);
-	n = lf_del(l->ix, ik, iklen, ix_match);
-	if (!n) {
-		tally_fail(t, i, "del index reference of %s: not found", k->s);
-		return -1;
-	}
-	retire_push(&l->ret, caa_container_of(n, struct ixnode, node));
-	return 0;
-}
-
-static void lf_pairs_run(void *ctx, const struct key *keys, size_t pairs, int variant,
-			 struct tally *t)
-{
-	struct lfsys *l = ctx;
-	bool index = variant != 0;
-	for (size_t i = 0; i < pairs; i++) {
-		const struct key *k = &keys[i % PAIR_KEYS];
-		if (lf_pair_add(l, k, pair_cap(i), i, index, t) ||
-		    lf_pair_del(l, k, pair_cap(i), i, index, t))
-			break;
-		t->done++;
-	}
-	retire_flush(&l->ret);
-}
-
-static int lf_pairs_check(void *ctx)
-{
-	struct lfsys *l = ctx;
-	long split, after;
-	unsigned long count, ixcount;
-	urcu_memb_read_lock();
-	cds_lfht_count_nodes(l->ht, &split, &count, &after);
-	cds_lfht_count_nodes(l->ix, &split, &ixcount, &after);
-	urcu_memb_read_unlock();
-	if (count != PAIR_BACKGROUND || ixcount != PAIR_BACKGROUND)
-		return fail("register_unregister: cds_lfht: %lu entries and %lu references "
-			    "left, expected %u of each",
-			    count, ixcount, PAIR_BACKGROUND);
-	return 0;
-}
-
-/* ---- LMDB ---- */
-
+static const struct pair_row pair_rows[] = {
+    {"foundation", "foundation", 0, &sys_foundation_pairs},
+    {"foundation (unique capability)", "foundation_unique_cap", 1, &sys_foundation_pairs},
+    {"cds_lfht", "cds_lfht", 0, &sys_lfht_pairs},
+    {"cds_lfht+index", "cds_lfht_index", 1, &sys_lfht_pairs},
 #ifdef HAVE_LMDB
-static int lmdb_pairs_open(void **out)
-{
-	return lmdb_open_filled(out, PAIR_BACKGROUND, true);
-}
-
-static int lmdb_pair(struct bench_lmdb *d, MDB_txn *txn, const struct key *k, size_t i)
-{
-	struct fdn_attr a[2];
-	unsigned char enc[ENC_CAP], val[sizeof(struct rec_hdr) + ENC_CAP];
-	attrs_cap_weight(a, pair_cap(i), i);
-	int alen = fdn_attrs_encode(a, 2, enc, ENC_CAP);
-	if (alen < 0)
-		return alen;
-	MDB_val mk = {k->len, (void *)k->s}, mv = {rec_val(val, enc, (uint32_t)alen), val};
-	int rc = mdb_put(txn, d->dbi, &mk, &mv, MDB_NOOVERWRITE);
-	if (rc == 0)
-		rc = mdb_del(txn, d->dbi, &mk, NULL);
-	return rc;
-}
-
-/* variant: pairs per write transaction. */
-static void lmdb_pairs_run(void *ctx, const struct key *keys, size_t pairs, int variant,
-			   struct tally *t)
-{
-	struct bench_lmdb *d = ctx;
-	size_t per = (size_t)variant;
-	for (size_t i = 0; i < pairs; i += per) {
-		MDB_txn *txn;
-		int rc = mdb_txn_begin(d->env, NULL, 0, &txn);
-		if (rc) {
-			tally_fail(t, i, "begin write transaction: %s", mdb_strerror(rc));
-			return;
-		}
-		size_t end = pairs - i < per ? pairs : i + per;
-		for (size_t j = i; j < end && rc == 0; j++)
-			rc = lmdb_pair(d, txn, &keys[j % PAIR_KEYS], j);
-		if (rc) {
-			mdb_txn_abort(txn);
-			tally_fail(t, i, "put/del: %s", mdb_strerror(rc));
-			return;
-		}
-		if ((rc = mdb_txn_commit(txn))) {
-			tally_fail(t, i, "commit: %s", mdb_strerror(rc));
-			return;
-		}
-		t->done += end - i;
-	}
-}
-
-static int lmdb_pairs_check(void *ctx)
-{
-	struct bench_lmdb *d = ctx;
-	MDB_stat ms;
-	int rc = mdb_env_stat(d->env, &ms);
-	if (rc)
-		return bench_lmdb_fail("stat", rc);
-	if (ms.ms_entries != PAIR_BACKGROUND)
-		return fail("register_unregister: lmdb: %zu entries left, expected %u",
-			    ms.ms_entries, PAIR_BACKGROUND);
-	return 0;
-}
+    {"lmdb (txn per pair)", "lmdb", 1, &sys_lmdb_pairs},
+    {"lmdb (1000 pairs per txn)", "lmdb_batched", LMDB_BATCH, &sys_lmdb_pairs},
 #endif
-
-/* ---- Redis ---- */
-
-static struct bench_redis g_redis;
-static int g_redis_state; /* 0 not tried, 1 running, -1 absent or failed */
-
-static int redis_expect(const struct bench_resp *rep, char type, int64_t integer, const char *what)
-{
-	if (rep->type == type && (type != ':' || rep->integer == integer))
-		return 0;
-	return fail("redis: %s: unexpected reply '%c' %.*s", what, rep->type,
-		    rep->type == '-' ? (int)rep->len : 0, rep->type == '-' ? rep->str : "");
-}
-
-/* Background entries, same record as LMDB's: 1 if redis is not available. */
-static int redis_pairs_open(void **out)
-{
-	if (g_redis_state == 0)
-		g_redis_state = bench_redis_start(&g_redis) == 0 ? 1 : -1;
-	if (g_redis_state < 0)
-		return 1;
-	struct bench_redis *r = &g_redis;
-	struct bench_resp rep;
-	const char *flush[] = {"FLUSHALL"};
-	if (bench_redis_call(r, 1, flush, NULL, &rep))
-		return -1;
-	for (uint64_t i = 0; i < PAIR_BACKGROUND; i++) {
-		struct key k;
-		struct fdn_attr a[2];
-		unsigned char enc[ENC_CAP], val[sizeof(struct rec_hdr) + ENC_CAP];
-		key_fmt(&k, "agent-", i);
-		attrs_cap_weight(a, g_caps[i % NCAPS], i);
-		int alen = fdn_attrs_encode(a, 2, enc, ENC_CAP);
-		if (alen < 0)
-			return fail("encode: %s", fdn_strerror(alen));
-		const char *argv[] = {"SET", k.s, (const char *)val};
-		size_t lens[] = {3, k.len, rec_val(val, enc, (uint32_t)alen)};
-		if (bench_redis_cmd(r, 3, argv, lens))
-			return -1;
-	}
-	if (bench_redis_flush(r))
-		return -1;
-	for (uint64_t i = 0; i < PAIR_BACKGROUND; i++)
-		if (bench_redis_reply(r, &rep) || redis_expect(&rep, '+', 0, "SET"))
-			return -1;
-	*out = r;
-	return 0;
-}
-
-/* variant: pairs per round trip (1: SET, reply, DEL, reply). */
-static void redis_pairs_run(void *ctx, const struct key *keys, size_t pairs, int variant,
-			    struct tally *t)
-{
-	struct bench_redis *r = ctx;
-	size_t per = (size_t)variant;
-	for (size_t i = 0; i < pairs; i += per) {
-		size_t end = pairs - i < per ? pairs : i + per;
-		for (size_t j = i; j < end; j++) {
-			const struct key *k = &keys[j % PAIR_KEYS];
-			struct fdn_attr a[2];
-			unsigned char enc[ENC_CAP], val[sizeof(struct rec_hdr) + ENC_CAP];
-			attrs_cap_weight(a, pair_cap(j), j);
-			int alen = fdn_attrs_encode(a, 2, enc, ENC_CAP);
-			const char *set[] = {"SET", k->s, (const char *)val, "NX"};
-			size_t slens[] = {3, k->len, rec_val(val, enc, (uint32_t)alen), 2};
-			const char *del[] = {"DEL", k->s};
-			size_t dlens[] = {3, k->len};
-			if (alen < 0 || bench_redis_cmd(r, 4, set, slens)) {
-				tally_fail(t, j, "SET: encode or buffer");
-				return;
-			}
-			if (per == 1) { /* the reply before the next command */
-				struct bench_resp rep;
-				if (bench_redis_flush(r) || bench_redis_reply(r, &rep) ||
-				    redis_expect(&rep, '+', 0, "SET NX")) {
-					tally_fail(t, j, "SET NX %s failed", k->s);
-					return;
-				}
-			}
-			if (bench_redis_cmd(r, 2, del, dlens)) {
-				tally_fail(t, j, "DEL: buffer");
-				return;
-			}
-		}
-		if (bench_redis_flush(r)) {
-			tally_fail(t, i, "write failed");
-			return;
-		}
-		for (size_t j = i; j < end; j++) {
-			struct bench_resp rep;
-			if (per > 1 &&
-			    (bench_redis_reply(r, &rep) || redis_expect(&rep, '+', 0, "SET NX"))) {
-				tally_fail(t, j, "SET NX failed");
-				return;
-			}
-			if (bench_redis_reply(r, &rep) || redis_expect(&rep, ':', 1, "DEL")) {
-				tally_fail(t, j, "DEL failed");
-				return;
-			}
-		}
-		t->done += end - i;
-	}
-}
-
-static int redis_pairs_check(void *ctx)
-{
-	struct bench_resp rep;
-	const char *dbsize[] = {"DBSIZE"};
-	if (bench_redis_call(ctx, 1, dbsize, NULL, &rep))
-		return -1;
-	if (rep.type != ':' || rep.integer != PAIR_BACKGROUND)
-		return fail("register_unregister: redis: %" PRId64 " keys left, expected %u",
-			    rep.integer, PAIR_BACKGROUND);
-	return 0;
-}
-
-static void redis_pairs_close(void *ctx)
-{
-	(void)ctx; /* the server runs until the program ends */
-}
-
-static const struct pair_sys pair_systems[] = {
-    {"foundation", "foundation", 0, fs_pairs_open, fs_pairs_run, fs_pairs_check, fs_close},
-    {"foundation (unique capability)", "foundation_unique_cap", 1, fs_pairs_open, fs_pairs_run,
-     fs_pairs_check, fs_close},
-    {"cds_lfht", "cds_lfht", 0, lf_pairs_open, lf_pairs_run, lf_pairs_check, lf_sys_close},
-    {"cds_lfht+index", "cds_lfht_index", 1, lf_pairs_open, lf_pairs_run, lf_pairs_check,
-     lf_sys_close},
-#ifdef HAVE_LMDB
-    {"lmdb (txn per pair)", "lmdb", 1, lmdb_pairs_open, lmdb_pairs_run, lmdb_pairs_check,
-     lmdb_close},
-    {"lmdb (1000 pairs per txn)", "lmdb_batched", LMDB_BATCH, lmdb_pairs_open, lmdb_pairs_run,
-     lmdb_pairs_check, lmdb_close},
-#endif
-    {"redis (SET NX + DEL, one round trip each)", "redis", 1, redis_pairs_open, redis_pairs_run,
-     redis_pairs_check, redis_pairs_close},
-    {"redis (SET NX + DEL, 64 pairs per round trip)", "redis_pipelined", 64, redis_pairs_open,
-     redis_pairs_run, redis_pairs_check, redis_pairs_close},
+    {"redis (SET NX + DEL, one round trip each)", "redis", 1, &sys_redis_pairs},
+    {"redis (SET NX + DEL, 64 pairs per round trip)", "redis_pipelined", 64, &sys_redis_pairs},
 };
-#define NPSYS (sizeof(pair_systems) / sizeof(pair_systems[0]))
+#define NPSYS (sizeof(pair_rows) / sizeof(pair_rows[0]))
 
 /* The rows in interleaved rounds (bench_common.h): every system opened
  * first, then in each round every row runs pairs 0 .. ops - 1 of the pair
@@ -1396,7 +554,7 @@ struct pairs_rounds {
 	const struct opts *o;
 	const struct key *keys;
 	size_t nlive;
-	const struct pair_sys *sys[NPSYS];
+	const struct pair_row *sys[NPSYS];
 	void *ctx[NPSYS];
 	struct bench_sys *row[NPSYS];
 };
@@ -1404,21 +562,21 @@ struct pairs_rounds {
 static int64_t pairs_slice(void *arg, size_t i, uint64_t at, uint64_t ops)
 {
 	struct pairs_rounds *pr = arg;
-	const struct pair_sys *sys = pr->sys[i];
+	const struct pair_row *sys = pr->sys[i];
 	(void)at; /* every round runs the same pairs */
 	size_t pairs = (size_t)ops;
-	if (sys->open == redis_pairs_open && pr->o->redis_pairs < pr->o->pairs) {
+	if (sys->sys == &sys_redis_pairs && pr->o->redis_pairs < pr->o->pairs) {
 		pairs = (size_t)((double)ops * (double)pr->o->redis_pairs / (double)pr->o->pairs);
 		pairs = pairs ? pairs : 1;
 	}
 	struct tally t = {0};
-	sys->run(pr->ctx[i], pr->keys, pairs, sys->variant, &t);
+	sys->sys->run(pr->ctx[i], pr->keys, pairs, sys->variant, &t);
 	if (t.failed)
-		return fail("register_unregister: %s: pair %zu of %zu: %s", sys->label,
-			    t.bad_at + 1, pairs, t.msg);
+		return bench_fail("register_unregister: %s: pair %zu of %zu: %s", sys->label,
+				  t.bad_at + 1, pairs, t.msg);
 	if (t.done != pairs)
-		return fail("register_unregister: %s: %" PRIu64 " of %zu pairs done", sys->label,
-			    t.done, pairs);
+		return bench_fail("register_unregister: %s: %" PRIu64 " of %zu pairs done",
+				  sys->label, t.done, pairs);
 	return (int64_t)pairs;
 }
 
@@ -1426,7 +584,7 @@ static int scenario_pairs(const struct opts *o)
 {
 	struct key *keys = malloc(PAIR_KEYS * sizeof(*keys));
 	if (!keys)
-		return fail("pair keys: %s", strerror(errno));
+		return bench_fail("pair keys: %s", strerror(errno));
 	for (unsigned i = 0; i < PAIR_KEYS; i++)
 		key_fmt(&keys[i], "agent-", PAIR_BACKGROUND + i);
 	struct bench_result res;
@@ -1445,16 +603,16 @@ static int scenario_pairs(const struct opts *o)
 	struct pairs_rounds pr = {.o = o, .keys = keys};
 	int r = 0;
 	for (size_t i = 0; i < NPSYS && r == 0; i++) {
-		const struct pair_sys *sys = &pair_systems[i];
+		const struct pair_row *sys = &pair_rows[i];
 		struct bench_sys *row = bench_add(&res, sys->id, sys->label);
 		void *ctx = NULL;
-		int got = sys->open(&ctx);
+		int got = sys->sys->open(&ctx);
 		if (got < 0) {
 			r = -1;
 		} else if (got > 0) {
 			row->note = "not measured: redis-server not found or failed";
 		} else {
-			if (sys->open == redis_pairs_open)
+			if (sys->sys == &sys_redis_pairs)
 				row->note = "a --redis-pairs share of each round's pairs";
 			pr.sys[pr.nlive] = sys;
 			pr.ctx[pr.nlive] = ctx;
@@ -1481,11 +639,11 @@ static int scenario_pairs(const struct opts *o)
 		bench_rounds_free(&b);
 	}
 	for (size_t i = 0; i < pr.nlive; i++) {
-		if (r == 0 && pr.sys[i]->check(pr.ctx[i]))
+		if (r == 0 && pr.sys[i]->sys->check(pr.ctx[i]))
 			r = -1;
 	}
 	for (size_t i = pr.nlive; i-- > 0;)
-		pr.sys[i]->close(pr.ctx[i]);
+		pr.sys[i]->sys->close(pr.ctx[i]);
 	free(keys);
 	if (r)
 		return r;
@@ -1618,7 +776,7 @@ static int scale_once(struct scale_run *sr, unsigned readers, bool churn, double
 		unsigned slot = i < readers ? i : SCALE_MAX_PROCS;
 		pid_t p = fork();
 		if (p < 0) {
-			r = fail("read_scaling: fork: %s", strerror(errno));
+			r = bench_fail("read_scaling: fork: %s", strerror(errno));
 			break;
 		}
 		if (p == 0) {
@@ -1635,7 +793,7 @@ static int scale_once(struct scale_run *sr, unsigned readers, bool churn, double
 	uint64_t t0 = mono_ns();
 	while (r == 0 && (unsigned)atomic_load(&pg->ready) < nproc) {
 		if (mono_ns() - t0 > 30000000000ull)
-			r = fail("read_scaling: children not ready after 30 s");
+			r = bench_fail("read_scaling: children not ready after 30 s");
 		sleep_ns(100000L);
 	}
 	atomic_store(&pg->go, 1);
@@ -1648,10 +806,10 @@ static int scale_once(struct scale_run *sr, unsigned readers, bool churn, double
 			;
 		if (r == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
 			const struct scale_slot *w = &pg->w[i < readers ? i : SCALE_MAX_PROCS];
-			r = fail("read_scaling: %s %d failed: %s (key %s)",
-				 i < readers ? "reader" : "writer", (int)pids[i],
-				 w->err ? fdn_strerror(w->err) : "no error recorded",
-				 w->key[0] ? w->key : "-");
+			r = bench_fail("read_scaling: %s %d failed: %s (key %s)",
+				       i < readers ? "reader" : "writer", (int)pids[i],
+				       w->err ? fdn_strerror(w->err) : "no error recorded",
+				       w->key[0] ? w->key : "-");
 		}
 	}
 	*rate = 0;
@@ -1673,7 +831,7 @@ static int scenario_scaling(const struct opts *o)
 	sr.pg =
 	    mmap(NULL, sizeof(*sr.pg), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (sr.pg == MAP_FAILED)
-		return fail("mmap: %s", strerror(errno));
+		return bench_fail("mmap: %s", strerror(errno));
 	int r = seg_create(&sr.g, "scaling", sr.n + SCALE_CHURN);
 	for (uint64_t i = 0; r == 0 && i < sr.n; i++) {
 		/* One attribute, not indexed: a value indexed for a million
@@ -1683,7 +841,7 @@ static int scenario_scaling(const struct opts *o)
 		key_fmt(&k, "agent-", i);
 		r = fdn_register(sr.g.s, k.s, k.len, g_pid, &a, 1, 0, NULL);
 		if (r)
-			r = fail("read_scaling: register %s: %s", k.s, fdn_strerror(r));
+			r = bench_fail("read_scaling: register %s: %s", k.s, fdn_strerror(r));
 	}
 	/* rate[churn][readers - 1], best of reps; the writer's pairs/s alongside */
 	double rate[2][SCALE_MAX_PROCS] = {{0}}, wrate[SCALE_MAX_PROCS] = {0};
@@ -1701,8 +859,9 @@ static int scenario_scaling(const struct opts *o)
 		}
 	}
 	if (r == 0 && fdn_count(sr.g.s) != (int64_t)sr.n)
-		r = fail("read_scaling: %" PRId64 " entries after the churn, expected %" PRIu64,
-			 fdn_count(sr.g.s), sr.n);
+		r = bench_fail("read_scaling: %" PRId64
+			       " entries after the churn, expected %" PRIu64,
+			       fdn_count(sr.g.s), sr.n);
 	seg_close(&sr.g);
 	munmap(sr.pg, sizeof(*sr.pg));
 	if (r)
@@ -1775,13 +934,13 @@ static int scenario_memory(const struct opts *o)
 	val[1] = 0;
 	int base = fdn_attrs_encode(&a, 1, enc, sizeof(enc));
 	if (base < 0 || (unsigned)base > MEM_ATTRS)
-		return fail("memory: encode: %s", base < 0 ? fdn_strerror(base) : "too long");
+		return bench_fail("memory: encode: %s", base < 0 ? fdn_strerror(base) : "too long");
 	size_t vlen = MEM_ATTRS - (unsigned)base + 1;
 	memset(val, 'm', vlen);
 	val[vlen] = 0;
 	if (fdn_attrs_encode(&a, 1, enc, sizeof(enc)) != (int)MEM_ATTRS)
-		return fail("memory: a %zu-byte value does not encode to %u bytes", vlen,
-			    MEM_ATTRS);
+		return bench_fail("memory: a %zu-byte value does not encode to %u bytes", vlen,
+				  MEM_ATTRS);
 	struct seg g = {0};
 	struct fdn_segment_stats before, after;
 	if (seg_create_sized(&g, "memory", n, n * 512u + (16u << 20)))
@@ -1794,11 +953,11 @@ static int scenario_memory(const struct opts *o)
 		klen = k.len;
 		r = fdn_register(g.s, k.s, k.len, g_pid, &a, 1, 0, NULL);
 		if (r)
-			r = fail("memory: register %s: %s (%s)", k.s, fdn_strerror(r),
-				 fdn_errname(r));
+			r = bench_fail("memory: register %s: %s (%s)", k.s, fdn_strerror(r),
+				       fdn_errname(r));
 	}
 	if (r == 0 && (r = fdn_segment_stats(g.s, &after)))
-		r = fail("memory: stats: %s", fdn_strerror(r));
+		r = bench_fail("memory: stats: %s", fdn_strerror(r));
 	seg_close(&g);
 	if (r)
 		return -1;
@@ -1913,7 +1072,7 @@ static int cf_wait_ready(struct cf_page *pg, int n)
 	uint64_t t0 = mono_ns();
 	while (atomic_load(&pg->ready) < n) {
 		if (mono_ns() - t0 > 10000000000ull)
-			return fail("changefeed: subscribers not ready after 10 s");
+			return bench_fail("changefeed: subscribers not ready after 10 s");
 		sleep_ns(1000000L);
 	}
 	return 0;
@@ -1931,7 +1090,7 @@ static pid_t cf_fork(const char *name, struct cf_page *pg, unsigned i, const cha
 static int scenario_cf_latency(const struct opts *o)
 {
 	static const unsigned subs[] = {1, 16};
-	unsigned n = o->quick ? 200 : CF_LAT_MAX;
+	unsigned n = o->cli.quick ? 200 : CF_LAT_MAX;
 	for (size_t si = 0; si < sizeof(subs) / sizeof(subs[0]); si++) {
 		struct seg g = {0};
 		char tag[32];
@@ -1942,7 +1101,7 @@ static int scenario_cf_latency(const struct opts *o)
 					  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (pg == MAP_FAILED) {
 			seg_close(&g);
-			return fail("mmap: %s", strerror(errno));
+			return bench_fail("mmap: %s", strerror(errno));
 		}
 		pid_t kids[CF_SUBS_MAX];
 		for (unsigned i = 0; i < subs[si]; i++)
@@ -1952,16 +1111,17 @@ static int scenario_cf_latency(const struct opts *o)
 			char key[16];
 			snprintf(key, sizeof(key), "lat/%u", k);
 			if (fdn_register(g.s, key, strlen(key), getpid(), NULL, 0, 0, NULL))
-				r = fail("changefeed_latency: register %s", key);
+				r = bench_fail("changefeed_latency: register %s", key);
 			sleep_ns(200000L);
 		}
 		uint64_t t0 = mono_ns();
 		for (unsigned i = 0; i < subs[si] && r == 0; i++)
 			while (atomic_load(&pg->got[i]) < n) {
 				if (mono_ns() - t0 > 10000000000ull) {
-					r = fail("changefeed_latency: subscriber %u got %" PRIu64
-						 " of %u changes",
-						 i, atomic_load(&pg->got[i]), n);
+					r = bench_fail(
+					    "changefeed_latency: subscriber %u got %" PRIu64
+					    " of %u changes",
+					    i, atomic_load(&pg->got[i]), n);
 					break;
 				}
 				sleep_ns(1000000L);
@@ -1971,7 +1131,7 @@ static int scenario_cf_latency(const struct opts *o)
 			int st;
 			waitpid(kids[i], &st, 0);
 			if (r == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0))
-				r = fail("changefeed_latency: subscriber %u failed", i);
+				r = bench_fail("changefeed_latency: subscriber %u failed", i);
 		}
 		if (r == 0) {
 			size_t m = (size_t)subs[si] * n, k = 0;
@@ -2027,7 +1187,7 @@ static int64_t cf_slice(void *arg, size_t i, uint64_t at, uint64_t ops)
 		const struct key *key = &cr->keys[(at + k) % CF_KEYS];
 		if (fdn_register(s, key->s, key->len, g_pid, NULL, 0, 0, NULL) ||
 		    fdn_unregister(s, key->s, key->len))
-			return fail("changefeed_throughput: pair %" PRIu64 " failed", at + k);
+			return bench_fail("changefeed_throughput: pair %" PRIu64 " failed", at + k);
 	}
 	return (int64_t)ops;
 }
@@ -2046,7 +1206,7 @@ static int scenario_cf_throughput(const struct opts *o)
 	};
 	struct cf_rounds *cr = calloc(1, sizeof(*cr));
 	if (!cr)
-		return fail("changefeed: %s", strerror(errno));
+		return bench_fail("changefeed: %s", strerror(errno));
 	for (unsigned i = 0; i < CF_KEYS; i++)
 		key_fmt(&cr->keys[i], "cf-", i);
 	struct bench_result res;
@@ -2074,7 +1234,7 @@ static int scenario_cf_throughput(const struct opts *o)
 		if (cr_) {
 			bench_shm_untrack(cs->g.shm_slot);
 			cs->g.name[0] = 0;
-			r = fail("create segment: %s", fdn_strerror(cr_));
+			r = bench_fail("create segment: %s", fdn_strerror(cr_));
 			break;
 		}
 		built++;
@@ -2082,7 +1242,7 @@ static int scenario_cf_throughput(const struct opts *o)
 			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 		if (cs->pg == MAP_FAILED) {
 			cs->pg = NULL;
-			r = fail("mmap: %s", strerror(errno));
+			r = bench_fail("mmap: %s", strerror(errno));
 			break;
 		}
 		cs->nsubs = cfg[i].subs;
@@ -2215,11 +1375,8 @@ static int parse_scenarios(const char *arg, unsigned *mask)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	static const struct option longopts[] = {
-	    {"json", no_argument, NULL, 'j'},
-	    {"json-file", required_argument, NULL, 'f'},
 	    {"scenarios", required_argument, NULL, 's'},
-	    {"quick", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},
+	    BENCH_CLI_LONGOPTS,
 	    {NULL, 0, NULL, 0},
 	};
 	*o = (struct opts){.argv0 = argv[0],
@@ -2232,15 +1389,9 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			   .scale_entries = 1000000,
 			   .scale_ms = 1000,
 			   .mem_entries = 1000000};
-	bool quick = false;
+	int r;
 	for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
 		switch (c) {
-		case 'j':
-			o->json = true;
-			break;
-		case 'f':
-			o->json_path = optarg;
-			break;
 		case 's':
 			if (parse_scenarios(optarg, &o->only)) {
 				fprintf(stderr,
@@ -2250,28 +1401,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 				return 2;
 			}
 			break;
-		case 'q':
-			quick = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 1;
 		default:
-			usage(stderr);
-			return 2;
+			if ((r = bench_cli_opt(&o->cli, c, usage)))
+				return r;
 		}
 	}
-	if (optind < argc) {
-		fprintf(stderr, PROG ": unexpected argument '%s'\n", argv[optind]);
-		usage(stderr);
-		return 2;
-	}
-	if (o->json && o->json_path) {
-		fprintf(stderr, PROG ": --json and --json-file: choose one\n");
-		return 2;
-	}
-	if (quick) {
-		o->quick = true;
+	if ((r = bench_cli_end(&o->cli, argc, argv, usage)))
+		return r;
+	if (o->cli.quick) {
 		o->reps = 1;
 		o->rounds = 12;
 		o->round_ms = 10;
@@ -2294,11 +1431,11 @@ int main(int argc, char **argv)
 	g_pid = getpid();
 	bench_set_signals(bench_on_signal);
 	prctl(PR_SET_TIMERSLACK, 1UL); /* sleeps of the polls end on time */
-	if (attrs_init() || bench_output_open(o.json, o.json_path))
+	attrs_init();
+	if (bench_output_open(o.cli.json, o.cli.json_path))
 		return 1;
 	bench_machine("start");
 	int status = 0;
-	bool urcu = false;
 	for (size_t i = 0; i < NSCEN; i++) {
 		if (o.only && !(o.only & (1u << i)))
 			continue;
@@ -2307,17 +1444,13 @@ int main(int argc, char **argv)
 		} else {
 			/* One process or its children, no deaths: no reaper. */
 			setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
-			if (!urcu)
-				urcu_memb_register_thread();
-			urcu = true;
+			sys_urcu_register();
 		}
 		if (scenarios[i].run(&o))
 			status = 1;
 	}
-	if (g_redis_state > 0)
-		bench_redis_stop(&g_redis);
-	if (urcu)
-		urcu_memb_unregister_thread();
+	sys_redis_stop();
+	sys_urcu_unregister();
 	bench_machine("end");
 	bench_output_close();
 	return status;
