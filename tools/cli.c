@@ -2,6 +2,8 @@
 #include "cli.h"
 
 #include <foundation/common.h>
+#include <foundation/error.h>
+#include <foundation/flags.h>
 #include <foundation/reaper.h>
 
 #include <errno.h>
@@ -56,6 +58,107 @@ int print_version(void)
 {
 	printf("%s %s\n", prog, fdn_version());
 	return EXIT_OK;
+}
+
+/* The loop of both: cmd NULL for the program's own options. */
+static int options(int argc, char **argv, const char *cmd, const char *shortopts,
+		   const struct option *longopts, int version, cli_help_fn help, cli_take_fn take,
+		   void *arg, const void *ctx)
+{
+	char buf[64];
+	opterr = 0; /* every error is one line of ours */
+	for (int o; (o = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1;) {
+		if (o == 'h') {
+			help(stdout, ctx);
+			return EXIT_OK;
+		}
+		if (version && o == version)
+			return print_version();
+		if (o == '?' || o == ':')
+			return usage_error(cmd, "%s%s%s: %s", cmd ? cmd : "", cmd ? " " : "",
+					   bad_option(argv, buf, sizeof(buf)),
+					   o == ':' ? "needs a value" : "unknown option");
+		int r = take(arg, ctx, o, optarg);
+		if (r != CLI_GO_ON)
+			return r;
+	}
+	return CLI_GO_ON;
+}
+
+int cli_program_options(int argc, char **argv, const char *shortopts, const struct option *longopts,
+			int version, cli_help_fn help, cli_take_fn take, void *arg)
+{
+	return options(argc, argv, NULL, shortopts, longopts, version, help, take, arg, NULL);
+}
+
+int cli_command_options(int argc, char **argv, const char *cmd, const struct option *all, size_t n,
+			const char *always, const char *allowed, cli_help_fn help, cli_take_fn take,
+			void *arg, const void *ctx)
+{
+	struct option *lo = calloc(n + 1, sizeof(*lo));
+	if (!lo)
+		return complain(EXIT_FAIL, fdn_strerror(-ENOMEM), "%s", cmd);
+	options_for(all, n, always, allowed, lo);
+	optind = 0; /* restart getopt on the command's own arguments */
+	int r = options(argc, argv, cmd, ":h", lo, 0, help, take, arg, ctx);
+	free(lo);
+	return r;
+}
+
+unsigned cli_complaints;
+
+int complain(int status, const char *why, const char *fmt, ...)
+{
+	va_list ap;
+	cli_complaints++;
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	char buf[256];
+	fprintf(stderr, ": %s\n", lower_first(why, buf, sizeof(buf)));
+	return status;
+}
+
+int cli_take_global(void *arg, const void *unused, int o, char *val)
+{
+	struct cli_global *g = arg;
+	if (o == 's')
+		*g->segment = val;
+	else
+		*g->json = true;
+	return CLI_GO_ON;
+}
+
+bool vec_push(struct vec *vec, const void *item, size_t size)
+{
+	if (!grow(&vec->v, &vec->cap, vec->n, size))
+		return false;
+	memcpy((char *)vec->v + vec->n++ * size, item, size);
+	return true;
+}
+
+bool grow(void *v, size_t *cap, size_t n, size_t elem)
+{
+	if (n < *cap)
+		return true;
+	size_t c = *cap ? 2 * *cap : 64;
+	void *p = realloc(*(void **)v, c * elem);
+	if (!p)
+		return false;
+	*(void **)v = p;
+	*cap = c;
+	return true;
+}
+
+const char *flag_text(int v, char *buf, size_t cap)
+{
+	if (v == FDN_FLAG_ON)
+		return "on";
+	if (v == FDN_FLAG_OFF)
+		return "off";
+	snprintf(buf, cap, "%d%%", v);
+	return buf;
 }
 
 /* ---- numbers ------------------------------------------------------------------ */
@@ -531,7 +634,7 @@ static size_t width(const char *s)
 	return w;
 }
 
-static void table_print(const struct table *t)
+static void table_print(FILE *out, const struct table *t)
 {
 	size_t *w = calloc(t->ncol, sizeof(*w));
 	if (!w)
@@ -543,11 +646,11 @@ static void table_print(const struct table *t)
 		size_t col = i % t->ncol, pad = w[col] - width(t->cells[i]);
 		bool last = col == t->ncol - 1;
 		if (t->align[col] == 'r')
-			printf("%*s", (int)pad, "");
-		fputs(t->cells[i], stdout);
+			fprintf(out, "%*s", (int)pad, "");
+		fputs(t->cells[i], out);
 		if (!last && t->align[col] != 'r')
-			printf("%*s", (int)pad, "");
-		fputs(last ? "\n" : "  ", stdout);
+			fprintf(out, "%*s", (int)pad, "");
+		fputs(last ? "\n" : "  ", out);
 	}
 	free(w);
 }
@@ -560,14 +663,14 @@ void table_free(struct table *t)
 }
 
 /* Print (or fail with ENOMEM), then free. */
-int table_done(struct table *t)
+int table_done(FILE *out, struct table *t)
 {
 	int status = EXIT_OK;
 	if (t->oom) {
 		fprintf(stderr, "%s: output: %s\n", prog, fdn_strerror(-ENOMEM));
 		status = EXIT_FAIL;
 	} else
-		table_print(t);
+		table_print(out, t);
 	table_free(t);
 	return status;
 }
@@ -588,14 +691,8 @@ int rows_collect(void *arg, const struct fdn_entry_view *e)
 	size_t plen = rs->prefix ? strlen(rs->prefix) : 0;
 	if (plen && (e->key_len < plen || memcmp(e->key, rs->prefix, plen) != 0))
 		return 0;
-	if (rs->n == rs->cap) {
-		size_t cap = rs->cap ? 2 * rs->cap : 64;
-		struct row *v = realloc(rs->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		rs->v = v;
-		rs->cap = cap;
-	}
+	if (!grow(&rs->v, &rs->cap, rs->n, sizeof(*rs->v)))
+		return -ENOMEM;
 	struct row r = {malloc(e->key_len + 1u),
 			e->key_len,
 			e->pid,
@@ -628,24 +725,25 @@ int row_cmp(const void *pa, const void *pb)
 	return c ? c : (a->key_len > b->key_len) - (a->key_len < b->key_len);
 }
 
-void rows_json(const char *segment, const struct rows *rs)
+void rows_json(FILE *out, const char *segment, const struct rows *rs)
 {
-	printf("{\"segment\":");
-	json_cstr(stdout, segment);
-	printf(",\"entries\":[");
+	fprintf(out, "{\"segment\":");
+	json_cstr(out, segment);
+	fprintf(out, ",\"entries\":[");
 	for (size_t i = 0; i < rs->n; i++) {
 		const struct row *r = &rs->v[i];
-		printf("%s\n  {\"key\":", i ? "," : "");
-		json_str(stdout, r->key, r->key_len);
-		printf(",\"pid\":%d,\"registered_ns\":%" PRIu64 ",\"attributes\":", (int)r->pid,
-		       r->registered_ns);
-		attr_set(stdout, r->attrs, r->attrs_len, true);
-		putchar('}');
+		fprintf(out, "%s\n  {\"key\":", i ? "," : "");
+		json_str(out, r->key, r->key_len);
+		fprintf(out,
+			",\"pid\":%d,\"registered_ns\":%" PRIu64 ",\"attributes\":", (int)r->pid,
+			r->registered_ns);
+		attr_set(out, r->attrs, r->attrs_len, true);
+		fputc('}', out);
 	}
-	printf("%s],\"count\":%zu}\n", rs->n ? "\n" : "", rs->n);
+	fprintf(out, "%s],\"count\":%zu}\n", rs->n ? "\n" : "", rs->n);
 }
 
-int rows_text(const struct rows *rs)
+int rows_text(FILE *out, const struct rows *rs)
 {
 	struct table t = {.ncol = 4, .align = "lrll"};
 	char buf[40], *cell;
@@ -671,7 +769,7 @@ int rows_text(const struct rows *rs)
 			attr_set(f, r->attrs, r->attrs_len, false);
 		cell_close(&t, f, &cell);
 	}
-	return table_done(&t);
+	return table_done(out, &t);
 }
 
 const char *attach_why(const char *segment, int r, char *buf, size_t cap)

@@ -1,9 +1,11 @@
 /*
- * tools/cli.h - the command-line pieces foundation-ctl, foundation-inspect
- * and foundation-demo share: one-line usage errors, the option getopt
- * rejected, the options a command accepts, the one number parser, the
- * typed attribute and criterion syntax, --version, and the text and JSON
- * output (escaping, attribute sets, aligned tables, registry rows).
+ * tools/cli.h - the command-line scaffold of foundation-reaperd,
+ * foundation-ctl, foundation-inspect and foundation-demo (foundation-mirrord
+ * uses its pieces too): the option loop (--help, --version), one-line usage
+ * errors, the option getopt rejected, the options a command accepts, the
+ * one number parser, the typed attribute and criterion syntax, and the text
+ * and JSON output (escaping, attribute sets, aligned tables, registry
+ * rows), each writer taking the FILE * it writes to.
  * Exit status: 0 done, 1 failed, 2 bad usage.
  */
 #ifndef FDN_TOOLS_CLI_H
@@ -47,6 +49,64 @@ const char *attach_why(const char *segment, int r, char *buf, size_t cap);
 
 /* --version: "PROG VERSION" on stdout; returns EXIT_OK. */
 int print_version(void);
+
+/*
+ * ---- the option loop: every program's, and every command's ---------------------
+ *
+ * getopt_long over argv with getopt's own messages off.  -h/--help prints
+ * help(stdout, ctx) and ends with EXIT_OK; the option whose value is
+ * `version` (--version) prints "PROG VERSION" and ends with EXIT_OK; an
+ * unknown option or one missing its value is a usage error (one line,
+ * EXIT_USAGE): "PROG [CMD ]OPTION: unknown option (see PROG [CMD] --help)".
+ * Every other option goes to take(arg, ctx, option, value), which returns
+ * CLI_GO_ON or an exit status that ends the loop.  Both return CLI_GO_ON
+ * when every option is read (the operands start at optind), else the exit
+ * status.
+ */
+#define CLI_GO_ON (-1)
+
+typedef void (*cli_help_fn)(FILE *f, const void *ctx);
+typedef int (*cli_take_fn)(void *arg, const void *ctx, int option, char *value);
+
+/* The program's own options, before any command (shortopts: getopt_long's,
+ * ":" first, after a "+" to stop at the command); version: --version's
+ * value, 0 for none. */
+int cli_program_options(int argc, char **argv, const char *shortopts, const struct option *longopts,
+			int version, cli_help_fn help, cli_take_fn take, void *arg);
+
+/* A command's options (argv[0] is the command, cmd its name in messages):
+ * those of the n in all whose letter is in always or allowed, parsed
+ * afresh (optind = 0); ctx (the command) goes to help and take. */
+int cli_command_options(int argc, char **argv, const char *cmd, const struct option *all, size_t n,
+			const char *always, const char *allowed, cli_help_fn help, cli_take_fn take,
+			void *arg, const void *ctx);
+
+/* One error line on stderr, "PROG: WHAT: why" (why with its first letter
+ * lowered), counted in cli_complaints; returns status. */
+__attribute__((format(printf, 3, 4))) int complain(int status, const char *why, const char *fmt,
+						   ...);
+extern unsigned cli_complaints;
+
+/* --segment NAME (-s) and --json (-j), the options foundation-ctl and
+ * foundation-inspect take before the command: a cli_take_fn whose arg is a
+ * struct cli_global. */
+struct cli_global {
+	const char **segment;
+	bool *json;
+};
+int cli_take_global(void *arg, const void *unused, int option, char *value);
+
+/* Grow the array *v (of elem-byte items, n used, *cap room) so that one more
+ * fits: doubles, from 64; false (nothing changed) when out of memory. */
+bool grow(void *v, size_t *cap, size_t n, size_t elem);
+
+/* An array of items copied out of a walk's callbacks: vec_push appends the
+ * size bytes at item (false when out of memory); free(v) when done. */
+struct vec {
+	void *v;
+	size_t n, cap;
+};
+bool vec_push(struct vec *vec, const void *item, size_t size);
 
 /* ---- numbers: every number a user types goes through these -------------------- */
 
@@ -102,6 +162,8 @@ const char *iso_time(uint64_t ns, char *buf, size_t cap);
  * records: `foundation-inspect stats`, `foundation-ctl reaper status`. */
 struct fdn_reaper_status;
 const char *reaper_why(const struct fdn_reaper_status *st, char *buf, size_t cap);
+/* A flag's value (foundation/flags.h): "on", "off" or "N%" (into buf). */
+const char *flag_text(int v, char *buf, size_t cap);
 /* One attribute's value: JSON, or text (lists as [a,b]). */
 void attr_value(FILE *f, const struct fdn_attr *a, bool json);
 /* An encoded attribute set: {"k":v,...} or k=v,k=v. */
@@ -122,8 +184,8 @@ FILE *cell_open(char **buf, size_t *len);
 void cell_close(struct table *t, FILE *f, char **buf);
 /* Free without printing. */
 void table_free(struct table *t);
-/* Print (or fail with ENOMEM: one line, EXIT_FAIL), then free. */
-int table_done(struct table *t);
+/* Print to out (or fail with ENOMEM: one line on stderr, EXIT_FAIL), then free. */
+int table_done(FILE *out, struct table *t);
 
 /* Registry entries copied out of the segment (rows_collect is an
  * fdn_entry_cb; with prefix set, only keys that start with it). */
@@ -147,8 +209,8 @@ int rows_collect(void *arg, const struct fdn_entry_view *e);
 /* Sort by key (qsort). */
 int row_cmp(const void *pa, const void *pb);
 /* {"segment":S,"entries":[{key,pid,registered_ns,attributes}...],"count":N} */
-void rows_json(const char *segment, const struct rows *rs);
+void rows_json(FILE *out, const char *segment, const struct rows *rs);
 /* KEY PID REGISTERED ATTRIBUTES, aligned. */
-int rows_text(const struct rows *rs);
+int rows_text(FILE *out, const struct rows *rs);
 
 #endif

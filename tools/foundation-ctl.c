@@ -15,11 +15,11 @@
  * object instead of text; the others refuse it (exit 2).
  */
 #include "cli.h"
-#include "shm/shm.h"
 
 #include <foundation/attrs.h>
 #include <foundation/changes.h>
 #include <foundation/flags.h>
+#include <foundation/introspect.h>
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
 #include <foundation/segment.h>
@@ -80,19 +80,6 @@ struct command {
 	const char *synopsis;
 	const char *help;
 };
-
-__attribute__((format(printf, 3, 4))) static int complain(int status, const char *why,
-							  const char *fmt, ...)
-{
-	va_list ap;
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	char buf[256];
-	fprintf(stderr, ": %s\n", lower_first(why, buf, sizeof(buf)));
-	return status;
-}
 
 /* ---- attaching ---------------------------------------------------------------- */
 
@@ -285,7 +272,7 @@ static int cmd_get(struct args *a)
 	} else {
 		struct row row = {e.key, e.key_len, e.pid, e.registered_ns, e.attrs, e.attrs_len};
 		struct rows rs = {.v = &row, .n = 1};
-		status = rows_text(&rs);
+		status = rows_text(stdout, &rs);
 	}
 	return detach(a, s, status);
 }
@@ -315,9 +302,9 @@ static int cmd_query(struct args *a)
 			if (rs.n)
 				qsort(rs.v, rs.n, sizeof(*rs.v), row_cmp);
 			if (a->json)
-				rows_json(a->segment, &rs);
+				rows_json(stdout, a->segment, &rs);
 			else
-				status = rows_text(&rs);
+				status = rows_text(stdout, &rs);
 		}
 		status = detach(a, s, status);
 	}
@@ -497,17 +484,6 @@ static int cmd_watch(struct args *a)
 	"    --reason R        why (kept in the history; up to 127 bytes)\n"       \
 	"  emergency REASON    every built-in flag off, stage 0\n"                 \
 	"An invalid move fails with \"invalid stage transition\" (exit 1).\n"
-
-/* on, off or N% */
-static const char *flag_text(int v, char *buf, size_t cap)
-{
-	if (v == FDN_FLAG_ON)
-		return "on";
-	if (v == FDN_FLAG_OFF)
-		return "off";
-	snprintf(buf, cap, "%d%%", v);
-	return buf;
-}
 
 static int flags_list(const struct args *a, fdn_segment *s)
 {
@@ -818,7 +794,7 @@ static int cmd_reaper(struct args *a)
 	/* start and stop write the stop flag: a writable handle, made
 	 * without the attach's own autostart (start launches once, itself;
 	 * stop must not launch one).  status only looks, read-only. */
-	int r = start || stop ? fdn__seg_attach(a->segment, 0, &s)
+	int r = start || stop ? fdn_segment_attach_noreaper(a->segment, &s)
 			      : fdn_segment_attach(a->segment, FDN_SEG_READONLY, &s);
 	if (r)
 		return complain(EXIT_FAIL, fdn_strerror(r), "segment \"%s\"", a->segment);
@@ -972,7 +948,7 @@ static const struct command commands[] = {
 
 /* ---- usage ---------------------------------------------------------------------- */
 
-static void usage(FILE *f)
+static void usage(FILE *f, const void *unused)
 {
 	fprintf(f, "usage: %s [--segment NAME] [--json] COMMAND [ARGS...]\n\ncommands:\n", prog);
 	for (size_t i = 0; i < NCOMMANDS; i++)
@@ -997,8 +973,9 @@ static void usage(FILE *f)
 		prog);
 }
 
-static void command_usage(FILE *f, const struct command *c)
+static void command_usage(FILE *f, const void *ctx)
 {
+	const struct command *c = ctx;
 	fprintf(f, "usage: %s [--segment NAME] %s\n\n%s", prog, c->synopsis, c->help);
 }
 
@@ -1130,7 +1107,7 @@ static int take_option(const struct command *c, int opt, const char *val, struct
 		if (strcmp(val, "off") == 0) {
 			a->opts.changes = FDN_CHANGES_OFF;
 		} else {
-			ok = parse_num(val, 10, FDN_MAX_CHANGES, &v) && v >= FDN_MIN_CHANGES &&
+			ok = parse_num(val, 10, FDN_CHANGES_MAX, &v) && v >= FDN_CHANGES_MIN &&
 			     (v & (v - 1)) == 0;
 			a->opts.changes = (uint32_t)v;
 		}
@@ -1175,29 +1152,21 @@ static int max_words(const struct command *c)
 							    : 0;
 }
 
-/* Parse a command's arguments (argv[0] is its name).  Returns -1 to go on,
+/* take_option as a cli_take_fn (0 there is CLI_GO_ON here). */
+static int take_command_option(void *arg, const void *c, int o, char *val)
+{
+	int r = take_option(c, o, val, arg);
+	return r ? r : CLI_GO_ON;
+}
+
+/* Parse a command's arguments (argv[0] is its name).  Returns CLI_GO_ON,
  * else the exit status. */
 static int parse_command(const struct command *c, int argc, char **argv, struct args *a)
 {
-	struct option lo[NOPTS + 1];
-	char buf[64];
-	options_for(all_opts, NOPTS, "hj", c->allowed, lo);
-	optind = 0; /* restart getopt on the command's own arguments */
-	for (int o; (o = getopt_long(argc, argv, ":h", lo, NULL)) != -1;) {
-		if (o == 'h') {
-			command_usage(stdout, c);
-			return EXIT_OK;
-		}
-		if (o == '?')
-			return usage_error(c->name, "%s %s: unknown option", c->name,
-					   bad_option(argv, buf, sizeof(buf)));
-		if (o == ':')
-			return usage_error(c->name, "%s %s: needs a value", c->name,
-					   bad_option(argv, buf, sizeof(buf)));
-		int r = take_option(c, o, optarg, a);
-		if (r)
-			return r;
-	}
+	int status = cli_command_options(argc, argv, c->name, all_opts, NOPTS, "hj", c->allowed,
+					 command_usage, take_command_option, a, c);
+	if (status != CLI_GO_ON)
+		return status;
 	while (optind < argc && a->nwords < max_words(c))
 		a->words[a->nwords++] = argv[optind++];
 	if (c->takes_key && optind < argc)
@@ -1217,7 +1186,7 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 	if (a->json && !prints(c, a))
 		return usage_error(c->name, "%s%s%s --json: prints nothing", c->name,
 				   a->nwords ? " " : "", a->nwords ? a->words[0] : "");
-	return -1;
+	return CLI_GO_ON;
 }
 
 static const struct command *find_command(const char *name)
@@ -1236,35 +1205,22 @@ int main(int argc, char **argv)
 					   {"help", no_argument, 0, 'h'},
 					   {"version", no_argument, 0, 'v'},
 					   {0, 0, 0, 0}};
-	char buf[64];
 	fdn_segment_opts_init(&a.opts);
-	opterr = 0; /* every error is one line of ours */
-	for (int c; (c = getopt_long(argc, argv, "+:s:h", lo, NULL)) != -1;) {
-		if (c == 's') {
-			a.segment = optarg;
-		} else if (c == 'j') {
-			a.json = true;
-		} else if (c == 'v') {
-			return print_version();
-		} else if (c == 'h') {
-			usage(stdout);
-			return EXIT_OK;
-		} else {
-			return usage_error(NULL, "%s: %s", bad_option(argv, buf, sizeof(buf)),
-					   c == ':' ? "needs a value" : "unknown option");
-		}
-	}
+	struct cli_global g = {&a.segment, &a.json};
+	int status = cli_program_options(argc, argv, "+:s:h", lo, 'v', usage, cli_take_global, &g);
+	if (status != CLI_GO_ON)
+		return status;
 	if (optind == argc)
 		return usage_error(NULL, "missing COMMAND");
 	const struct command *c = find_command(argv[optind]);
 	if (!c)
 		return usage_error(NULL, "%s: unknown command", argv[optind]);
-	int status = parse_command(c, argc - optind, argv + optind, &a);
-	if (status >= 0)
+	status = parse_command(c, argc - optind, argv + optind, &a);
+	if (status != CLI_GO_ON)
 		return status;
 	if (!a.segment)
 		a.segment = fdn_segment_default_name();
-	if (fdn__validate_name(a.segment))
+	if (fdn_segment_name_check(a.segment))
 		return usage_error(c->name, "segment \"%s\": invalid name", a.segment);
 	return c->run(&a);
 }

@@ -20,7 +20,6 @@
  * finished.
  */
 #include "cli.h"
-#include "shm/shm.h"
 
 #include <foundation/foundation.h>
 #include <foundation/reaper.h>
@@ -47,7 +46,7 @@ const char *prog = "foundation-demo";
 
 #define MAX_WORKERS 16
 
-static void usage(FILE *f)
+static void usage(FILE *f, const void *unused)
 {
 	fprintf(f,
 		"usage: %s [--segment NAME] [--workers N]\n"
@@ -333,43 +332,44 @@ static pid_t query_process(const char *name)
 	_exit(n >= 0 ? 0 : 1);
 }
 
+struct opts {
+	const char *name;
+	int nworkers;
+};
+
+/* --segment, --workers (a cli_take_fn). */
+static int take_option(void *arg, const void *unused, int c, char *val)
+{
+	struct opts *o = arg;
+	uint64_t nw;
+	if (c == 's') {
+		o->name = val;
+	} else {
+		if (!parse_num(val, 10, MAX_WORKERS, &nw) || nw < 2)
+			return usage_error(NULL, "--workers \"%s\": not a number 2..%d", val,
+					   MAX_WORKERS);
+		o->nworkers = (int)nw;
+	}
+	return CLI_GO_ON;
+}
+
 int main(int argc, char **argv)
 {
 	char defname[64];
-	const char *name = NULL;
-	int nworkers = 6;
-	uint64_t nw;
-	char buf[64];
 	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
 					   {"workers", required_argument, 0, 'w'},
 					   {"help", no_argument, 0, 'h'},
 					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
-	opterr = 0; /* every error is one line of ours */
-	for (int c; (c = getopt_long(argc, argv, ":s:w:h", lo, NULL)) != -1;) {
-		switch (c) {
-		case 's':
-			name = optarg;
-			break;
-		case 'w':
-			if (!parse_num(optarg, 10, MAX_WORKERS, &nw) || nw < 2)
-				return usage_error(NULL, "--workers \"%s\": not a number 2..%d",
-						   optarg, MAX_WORKERS);
-			nworkers = (int)nw;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			return print_version();
-		default:
-			return usage_error(NULL, "%s: %s", bad_option(argv, buf, sizeof(buf)),
-					   c == ':' ? "needs a value" : "unknown option");
-		}
-	}
+	struct opts opt = {.nworkers = 6};
+	int status = cli_program_options(argc, argv, ":s:w:h", lo, 'V', usage, take_option, &opt);
+	if (status != CLI_GO_ON)
+		return status;
+	const char *name = opt.name;
+	int nworkers = opt.nworkers;
 	if (optind != argc)
 		return usage_error(NULL, "\"%s\": unexpected argument", argv[optind]);
-	if (name && fdn__validate_name(name))
+	if (name && fdn_segment_name_check(name))
 		return usage_error(NULL, "segment \"%s\": invalid name", name);
 	if (!name) {
 		snprintf(defname, sizeof(defname), "foundation-demo-%d", (int)getpid());

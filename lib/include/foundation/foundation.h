@@ -12,4 +12,5 @@
 #include <foundation/spans.h>
 #include <foundation/context.h>
 #include <foundation/telemetry.h>
+#include <foundation/introspect.h>
 #endif

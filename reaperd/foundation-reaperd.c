@@ -10,8 +10,16 @@
  * dead owner), and waits for the pidfds in an epoll set.  When the kernel
  * reports deaths it reaps them as a batch (fdn__reap_batch).  Liveness
  * comes from the kernel only: no timeouts, no heartbeats.
+ *
+ * Why it lives here, beside lib/ and shm/, and not in tools/: the reaper
+ * is the one program that drives the library's internals (shm/shm.h,
+ * lib/internal.h) -- it claims and reclaims process slots, runs grace
+ * periods and frees what the dead held.  The other programs (tools/) use
+ * the public API only (the foundation headers).  It shares their command-line
+ * scaffold, tools/cli.h.
  */
 #include "lib/internal.h"
+#include "tools/cli.h"
 
 #include <foundation/reaper.h>
 
@@ -42,7 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *prog = "foundation-reaperd";
+const char *prog = "foundation-reaperd";
 
 /* PIDFD_GET_INFO (Linux 6.13; exit information since 6.15). */
 struct pidfd_info_v0 {
@@ -88,7 +96,7 @@ struct reaper {
 	struct bell bell;
 };
 
-static void usage(FILE *f)
+static void usage(FILE *f, const void *unused)
 {
 	fprintf(f,
 		"usage: %s [--segment NAME] [--foreground] [--quiet-if-running] [--verbose]\n"
@@ -652,7 +660,8 @@ struct opts {
 	bool wait;   /* --wait: wait for the segment, stand by behind a live reaper */
 	bool create; /* --create: make the segment when it is missing */
 	uint32_t mode;
-	int sig_fd; /* SIGTERM, SIGINT */
+	bool mode_given; /* --mode (only with --create) */
+	int sig_fd;      /* SIGTERM, SIGINT */
 };
 
 /*
@@ -891,15 +900,38 @@ static int serve(const struct opts *o)
 	return r;
 }
 
-static bool parse_mode(const char *text, uint32_t *mode)
+/* Every option but --help and --version (a cli_take_fn). */
+static int take_option(void *arg, const void *unused, int c, char *val)
 {
-	char *end;
-	errno = 0;
-	unsigned long m = strtoul(text, &end, 8);
-	if (errno || end == text || *end || text[0] == '-' || text[0] == '+' || m > 0777)
-		return false;
-	*mode = (uint32_t)m;
-	return true;
+	struct opts *o = arg;
+	uint64_t mode;
+	switch (c) {
+	case 's':
+		o->name = val;
+		break;
+	case 'f':
+		o->foreground = true;
+		break;
+	case 'q':
+		o->quiet = true;
+		break;
+	case 'v':
+		o->verbose = true;
+		break;
+	case 'w':
+		o->wait = true;
+		break;
+	case 'c':
+		o->create = true;
+		break;
+	case 'm':
+		if (!parse_num(val, 8, 0777, &mode))
+			return usage_error(NULL, "--mode %s: not an octal mode of 0..0777", val);
+		o->mode = (uint32_t)mode;
+		o->mode_given = true;
+		break;
+	}
+	return CLI_GO_ON;
 }
 
 int main(int argc, char **argv)
@@ -915,59 +947,14 @@ int main(int argc, char **argv)
 					   {"help", no_argument, 0, 'h'},
 					   {"version", no_argument, 0, 'V'},
 					   {0, 0, 0, 0}};
-	opterr = 0; /* every error is one line of ours */
-	bool mode_given = false;
-	for (int c; (c = getopt_long(argc, argv, ":s:fqvwcm:h", lo, NULL)) != -1;) {
-		switch (c) {
-		case 's':
-			o.name = optarg;
-			break;
-		case 'f':
-			o.foreground = true;
-			break;
-		case 'q':
-			o.quiet = true;
-			break;
-		case 'v':
-			o.verbose = true;
-			break;
-		case 'w':
-			o.wait = true;
-			break;
-		case 'c':
-			o.create = true;
-			break;
-		case 'm':
-			if (!parse_mode(optarg, &o.mode)) {
-				fprintf(stderr,
-					"%s: --mode %s: not an octal mode of 0..0777 (see %s "
-					"--help)\n",
-					prog, optarg, prog);
-				return 2;
-			}
-			mode_given = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("%s %s\n", prog, fdn_version());
-			return 0;
-		default:
-			fprintf(stderr, "%s: %s: %s (see %s --help)\n", prog, argv[optind - 1],
-				c == ':' ? "needs a value" : "unknown option", prog);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "%s: \"%s\": unexpected argument (see %s --help)\n", prog,
-			argv[optind], prog);
-		return 2;
-	}
-	if (mode_given && !o.create) {
-		fprintf(stderr, "%s: --mode: only with --create (see %s --help)\n", prog, prog);
-		return 2;
-	}
+	int status =
+	    cli_program_options(argc, argv, ":s:fqvwcm:h", lo, 'V', usage, take_option, &o);
+	if (status != CLI_GO_ON)
+		return status;
+	if (optind != argc)
+		return usage_error(NULL, "\"%s\": unexpected argument", argv[optind]);
+	if (o.mode_given && !o.create)
+		return usage_error(NULL, "--mode: only with --create");
 	if (!o.name)
 		o.name = fdn_segment_default_name();
 	if (fdn__validate_name(o.name)) {
@@ -997,7 +984,6 @@ int main(int argc, char **argv)
 	/* Never wait unboundedly for a grace period: a process that died in
 	 * a read-side section holds it until we reclaim that process. */
 	fdn__rcu_set_flush_timeout(100 * 1000000ll);
-	int status;
 	for (;;) {
 		int r = serve(&o);
 		/* With --wait the service outlives a segment, a lease and a
