@@ -576,7 +576,9 @@ static bool owner_dead(const fdn_segment *s, const struct fdn__tel *t, uint32_t 
  * pair is refused (FDN_ENOSPACE) only while every slot of its window
  * holds a claim younger than its interval, so the table never fills for
  * good; with intervals of I ms it holds up to FDN_TEL_ONCE keys claimed
- * within any I ms (fewer if their homes crowd one window).
+ * within any I ms (fewer if their homes crowd one window).  A window whose
+ * first claim expires within 2 ms is waited for (once_place), so short
+ * intervals are not refused in a burst.
  *
  * Taking a slot is a CAS of its `last` from the value read (0, or a stale
  * L) to TAKING | the taker's time; then the taker stores interval and the
@@ -600,6 +602,7 @@ static bool owner_dead(const fdn_segment *s, const struct fdn__tel *t, uint32_t 
 #define ONCE_LOCK_WAIT    1000000000ull /* ns */
 #define ONCE_TAKING       (1ull << 63)
 #define ONCE_TAKING_STALE 1000u /* ms */
+#define ONCE_EXPIRY_WAIT  2u    /* ms: see once_place */
 
 static struct fdn_shm_once *once_at(const struct fdn__tel *t, uint32_t i)
 {
@@ -647,10 +650,14 @@ static int once_lock(fdn_segment *s, const struct fdn__tel *t, struct fdn_shm_on
 	}
 }
 
-/* Place tag (holding its home lock) in the first never-used or stale slot
- * of its window, as a win at now.  The slot, or FDN_ENOSPACE. */
-static int once_place(const struct fdn__tel *t, uint64_t tag, uint64_t now, uint32_t interval_ms)
+/* One pass of once_place over tag's window: the slot taken, or
+ * FDN_ENOSPACE with *soonest = the ms until the first claim of the window
+ * expires. */
+static int once_place_pass(const struct fdn__tel *t, uint64_t tag, uint32_t interval_ms,
+			   uint64_t *soonest)
 {
+	uint64_t now = fdn__mono_ms() + 1;
+	*soonest = UINT64_MAX;
 	for (uint32_t k = 0; k < ONCE_WINDOW; k++) {
 		uint32_t i = (uint32_t)((tag + k) % FDN_TEL_ONCE);
 		struct fdn_shm_once *o = once_at(t, i);
@@ -659,8 +666,18 @@ static int once_place(const struct fdn__tel *t, uint64_t tag, uint64_t now, uint
 			uint64_t at = L & ~ONCE_TAKING;
 			uint32_t iv =
 			    L & ONCE_TAKING ? ONCE_TAKING_STALE : atomic_load(&o->interval_ms);
-			if (L != 0 && (now < at || now - at < iv))
-				break; /* a live claim (or one being taken) */
+			/* A claim later than our time: we were preempted since
+			 * reading the clock (by 100 ms and more on a busy
+			 * machine, time for other processes to claim every slot
+			 * of the window anew).  Judge it by the time now. */
+			if (L != 0 && now < at)
+				now = fdn__mono_ms() + 1;
+			if (L != 0 && (now < at || now - at < iv)) {
+				/* A live claim (or one being taken). */
+				uint64_t left = at + iv - now;
+				*soonest = left < *soonest ? left : *soonest;
+				break;
+			}
 			if (atomic_compare_exchange_strong(&o->last, &L, ONCE_TAKING | now)) {
 				atomic_store(&o->interval_ms, interval_ms);
 				atomic_store(&o->tag, tag);
@@ -672,6 +689,25 @@ static int once_place(const struct fdn__tel *t, uint64_t tag, uint64_t now, uint
 		}
 	}
 	return FDN_ENOSPACE;
+}
+
+/* Place tag (holding its home lock) in the first never-used or stale slot
+ * of its window, as a win at the time of the take.  A window full of
+ * claims of which one expires within ONCE_EXPIRY_WAIT ms is waited for
+ * (twice at most): with short intervals a burst of keys fills a window in
+ * one millisecond -- seen with 1 ms intervals, eight processes and a busy
+ * machine -- and every claim in it is gone at the next tick.  The slot,
+ * or FDN_ENOSPACE. */
+static int once_place(const struct fdn__tel *t, uint64_t tag, uint32_t interval_ms)
+{
+	for (int pass = 0;; pass++) {
+		uint64_t soonest;
+		int i = once_place_pass(t, tag, interval_ms, &soonest);
+		if (i >= 0 || pass == 2 || soonest > ONCE_EXPIRY_WAIT)
+			return i;
+		struct timespec ts = {0, (long)soonest * 1000000L};
+		nanosleep(&ts, NULL);
+	}
 }
 
 int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms, const void *key,
@@ -699,7 +735,7 @@ int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms, co
 				return r;
 			i = once_find(&t, tag);
 			if (i < 0) {
-				i = once_place(&t, tag, fdn__mono_ms() + 1, interval_ms);
+				i = once_place(&t, tag, interval_ms);
 				if (i >= 0)
 					put_name(once_at(&t, (uint32_t)i)->name,
 						 sizeof(once_at(&t, 0)->name), name, (size_t)nlen);

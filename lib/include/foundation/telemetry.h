@@ -181,6 +181,8 @@ FDN_API int fdn_samplers_foreach(fdn_segment *s, fdn_sampler_cb cb, void *arg);
  * claim older than its interval is reused by another pair, so a pair is
  * refused only while the 512 slots of its window (of 4 096) all hold
  * claims younger than their intervals; the table never fills for good.
+ * When the first of those claims expires within 2 ms the call waits for
+ * it (at most twice) instead of refusing.
  */
 FDN_API int fdn_emit_once_per(fdn_segment *s, const char *name, uint32_t interval_ms,
 			      const void *key, size_t klen, const struct fdn_measurement *m,
