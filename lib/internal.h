@@ -168,12 +168,9 @@ int fdn__telemetry_init(fdn_segment *s);
  * violations found. */
 int fdn__telemetry_check(fdn_segment *s, fdn_check_cb cb, void *arg);
 
-/* Is process slot idx still the process whose claim word was `word`? */
-bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word);
-
 /* The registry's garbage collection, run by the reaper after it has marked
  * dead processes DEAD: removes every entry whose owner is not live and
- * every stale index reference (registry.c says which are stale).
+ * every stale index reference (registry_purge.c says which are stale).
  * counts[i] gets the entries removed for (dead_idx[i], dead_word[i]);
  * their change-log records carry deaths[i] (graveyard number + 1 of the
  * death, 0 none; deaths may be NULL).  Returns the number of entries removed, or an error. */
@@ -185,11 +182,11 @@ int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t
  * 1 when the sweep is complete, 0 if more remains, or an error. */
 int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget);
 
-/* Remove every entry owned by (idx, word), a process leaving (detach). */
 /* The registry's main table is table 0; an entry's value is a 20-byte
  * record header followed by its encoded attributes (registry.c). */
 #define FDN__REG_TABLE    0u
 #define FDN__REG_REC_SIZE 20u
+/* Remove every entry owned by (idx, word), a process leaving (detach). */
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word);
 /* Does the owner (idx, word) hold any entry (its owner chain not empty)?
  * 1 yes, 0 no, or an error. */
@@ -203,7 +200,7 @@ bool fdn__registry_release_idle(fdn_segment *s, uint32_t idx, uint64_t word);
  * entry of a vanished owner.  Returns violations found. */
 int fdn__registry_check(fdn_segment *s, fdn_check_cb cb, void *arg);
 
-/* Is this index reference stale? (registry.c; the checker uses it too) */
+/* Is this index reference stale? (registry_purge.c; the checker uses it too) */
 bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v);
 
 /* Copy a dead process's non-empty trace slots into the graveyard (if
