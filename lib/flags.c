@@ -578,20 +578,6 @@ struct wctx {
 	struct fdn_shm_flags_journal plan;
 };
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Does the lock word name a live process?  Anything but a LIVE claim
  * word (damage) names nobody. */
 static bool holder_alive(uint64_t w)
@@ -608,7 +594,7 @@ static int lock_take(struct wctx *c)
 		return 0;
 	}
 	uint64_t me = c->v.s->proc_word;
-	int64_t deadline = mono_ns() + FLAGS_LOCK_WAIT_NS;
+	int64_t deadline = (int64_t)fdn__mono_ns() + FLAGS_LOCK_WAIT_NS;
 	for (uint32_t i = 1;; i++) {
 		uint64_t cur = 0;
 		/* Acquire: pairs with the previous holder's release of 0. */
@@ -628,7 +614,7 @@ static int lock_take(struct wctx *c)
 				break;
 			continue;
 		}
-		if (mono_ns() > deadline)
+		if ((int64_t)fdn__mono_ns() > deadline)
 			return FDN_ETIMEDOUT;
 		struct timespec ts = {0, 100000};
 		nanosleep(&ts, NULL);
@@ -667,7 +653,7 @@ static int write_begin(fdn_segment *s, struct wctx *c, const char *reason)
 		return r;
 	memset(&c->plan, 0, offsetof(struct fdn_shm_flags_journal, ops));
 	c->plan.hist_base = atomic_load_explicit(&c->v.h->hist_total, memory_order_relaxed);
-	c->plan.time_ns = real_ns();
+	c->plan.time_ns = fdn__real_ns();
 	c->plan.pid = (uint32_t)getpid();
 	c->plan.stage_to = -1;
 	snprintf(c->plan.reason, sizeof(c->plan.reason), "%s", reason);

@@ -156,9 +156,6 @@ bool fdn__span_rec_expand(const uint8_t *body, size_t len, struct fdn_ring_event
 int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *m, size_t nm,
 		 const struct fdn_attr *attrs, size_t na);
 
-/* CLOCK_MONOTONIC in ns. */
-uint64_t fdn__mono_ns(void);
-
 /* The telemetry defaults of a new segment (before it is published):
  * foundation.registry.lookup sampled `never`. */
 int fdn__telemetry_init(fdn_segment *s);

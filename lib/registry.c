@@ -67,13 +67,6 @@
 			return b_ == FDN__LOCAL ? (local_call) : b_; \
 	} while (0)
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static int check_write_key(const void *key, size_t klen, unsigned flags)
 {
 	int r = check_key(klen);
@@ -334,7 +327,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	uint64_t oword;
 	if ((r = owner_slot(s, pid, &oidx, &oword)))
 		return r;
-	int vlen = build_record(oidx, oword, now_ns(), val + REC_SIZE, (size_t)alen, val);
+	int vlen = build_record(oidx, oword, fdn__real_ns(), val + REC_SIZE, (size_t)alen, val);
 	/* References first: the index never misses a value the entry has. */
 	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0, true};
 	if ((r = fdn__reg_each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen,
@@ -1182,11 +1175,7 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 	int r = check_key(klen);
 	if (r)
 		return r;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int64_t deadline =
-	    timeout_ms < 0 ? -1
-			   : (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec + timeout_ms * 1000000;
+	int64_t deadline = timeout_ms < 0 ? -1 : (int64_t)fdn__mono_ns() + timeout_ms * 1000000;
 	for (;;) {
 		/* A destroyed segment never changes again: say so rather than
 		 * wait for ever. */
@@ -1207,9 +1196,7 @@ int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_
 		 * looks again every 20 ms. */
 		int64_t slice = (s->readonly ? 20 : 250) * 1000000ll, left = slice;
 		if (deadline >= 0) {
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			left = deadline - ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+			left = deadline - (int64_t)fdn__mono_ns();
 			if (left <= 0) {
 				fdn__watch_end(s);
 				return FDN_ETIMEDOUT;

@@ -80,23 +80,9 @@ _Atomic uint32_t fdn__tel_nhandlers;
 
 /* ---- clocks, identity, randomness ------------------------------------------- */
 
-uint64_t fdn__mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t fdn__mono_ms(void)
 {
 	return fdn__mono_ns() / 1000000u;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* The process's pid, refreshed in a fork child; per thread: its tid, its
@@ -130,7 +116,7 @@ static void me_refresh(void)
 	me.tid = gettid();
 	me.pseq = 0;
 	if (getrandom(&me.rng, sizeof(me.rng), GRND_NONBLOCK) != sizeof(me.rng))
-		me.rng = real_ns() ^ ((uint64_t)me.tid << 32);
+		me.rng = fdn__real_ns() ^ ((uint64_t)me.tid << 32);
 	me.rng |= 1;
 }
 
@@ -518,7 +504,8 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 	if (!fdn__sampler_decide(&t, name, nlen, sampler_cell(&t, id)))
 		return 0;
 	me_refresh();
-	struct fdn_event ev = {name, m, nm, attrs, na, real_ns(), fdn__mono_ns(), me.pid, me.tid};
+	struct fdn_event ev = {name,           m,      nm,    attrs, na, fdn__real_ns(),
+			       fdn__mono_ns(), me.pid, me.tid};
 	if (handlers)
 		call_handlers(&ev);
 	if (ring && (r = ring_write(s, &ev, nlen, abuf, alen)))

@@ -22,6 +22,7 @@
  */
 #include "lib/telemetry_int.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -1242,7 +1243,7 @@ static int check_tags(struct fdn__audit *ck, const struct fdn__tel *t, unsigned 
 	uint32_t n = tables[tb].n, used = 0;
 	uint64_t *tags = malloc(n * sizeof(*tags));
 	if (!tags)
-		return -12; /* -ENOMEM */
+		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t tag = atomic_load((_Atomic uint64_t *)slot_at(t, tb, i));
 		if (tag == 0)

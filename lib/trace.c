@@ -92,20 +92,6 @@ static void local_key_make(void)
 	pthread_key_create(&local_key, local_free);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Random 64-bit values for ids: xorshift64* seeded from getrandom, reseeded
  * in a fork child (which would otherwise repeat its parent's ids). */
 static uint64_t rnd64(void)
@@ -113,7 +99,7 @@ static uint64_t rnd64(void)
 	if (!tls.seeded || tls.fork_gen != fdn__fork_gen) {
 		uint64_t x = 0;
 		if (getrandom(&x, sizeof(x), 0) != sizeof(x))
-			x = mono_ns() ^ ((uint64_t)gettid() << 32);
+			x = fdn__mono_ns() ^ ((uint64_t)gettid() << 32);
 		tls.rng = x ? x : 0x9E3779B97F4A7C15ull;
 		tls.fork_gen = fdn__fork_gen;
 		tls.seeded = true;
@@ -486,8 +472,8 @@ int fdn_span_start(fdn_segment *s, const char *name, const struct fdn_attr *attr
 	memcpy(sp->trace_id, tid, 16);
 	sp->span_id = id;
 	sp->parent_id = parent;
-	sp->start_ns = mono_ns();
-	sp->start_real = real_ns();
+	sp->start_ns = fdn__mono_ns();
+	sp->start_real = fdn__real_ns();
 	sp->status = FDN_SPAN_OPEN;
 	sp->name_len = (uint16_t)nl;
 	memcpy(sp->name, name, (size_t)nl);
@@ -515,7 +501,7 @@ static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st, co
 {
 	uint32_t d = tr->depth;
 	struct fdn_shm_span *sp = &tr->spans[d - 1];
-	uint64_t now = mono_ns();
+	uint64_t now = fdn__mono_ns();
 	struct fdn_span_info *last = &tls.last[b];
 	span_info(sp, d - 1, now, last);
 	last->status = st;
@@ -603,7 +589,7 @@ int fdn_span_current(fdn_segment *s, struct fdn_span_info *out)
 	if (tr->depth == 0)
 		return FDN_ENOSPAN;
 	if (out)
-		span_info(&tr->spans[tr->depth - 1], tr->depth - 1, mono_ns(), out);
+		span_info(&tr->spans[tr->depth - 1], tr->depth - 1, fdn__mono_ns(), out);
 	return 0;
 }
 
@@ -946,7 +932,7 @@ int fdn_ctx_breadcrumb(fdn_segment *s, const char *module, const char *function,
 		return r;
 	struct fdn_shm_crumb *c = &tr->crumbs[tr->ncrumbs % FDN_CRUMBS_MAX];
 	fdn__trace_write_begin(tr);
-	c->time_real = real_ns();
+	c->time_real = fdn__real_ns();
 	memset(c->module, 0, sizeof(c->module));
 	memcpy(c->module, module, (size_t)ml);
 	memset(c->function, 0, sizeof(c->function));
@@ -1512,7 +1498,7 @@ static int traces_walk(fdn_segment *s, bool ghosts, int32_t pid, fdn_trace_cb cb
 	}
 	uint64_t head = atomic_load_explicit(&s->hdr->ghost_head, memory_order_acquire);
 	uint64_t n = ghosts ? (head < FDN_GHOSTS_MAX ? head : FDN_GHOSTS_MAX) : s->ntrace;
-	uint64_t now = mono_ns();
+	uint64_t now = fdn__mono_ns();
 	int skipped = 0, r = 0;
 	for (uint64_t k = 0; k < n && r == 0; k++) {
 		const struct fdn_shm_trace *src =
@@ -1577,7 +1563,7 @@ static void ghost_put(fdn_segment *s, struct fdn_shm_trace *c, bool torn)
 		return;
 	uint64_t k = atomic_load_explicit(&s->hdr->ghost_head, memory_order_relaxed);
 	struct fdn_shm_trace *g = &s->ghosts[k % FDN_GHOSTS_MAX];
-	uint64_t died_mono = mono_ns(), died_real = real_ns();
+	uint64_t died_mono = fdn__mono_ns(), died_real = fdn__real_ns();
 	fdn__trace_write_begin(g);
 	atomic_store_explicit(&g->owner, atomic_load_explicit(&c->owner, memory_order_relaxed),
 			      memory_order_relaxed);

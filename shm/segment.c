@@ -491,13 +491,6 @@ static uint64_t fdn__pow2_at_least(uint64_t x)
 	return p;
 }
 
-static uint64_t fdn__now_realtime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
 {
 	if (file_size < FDN_HEADER_SIZE)
@@ -826,8 +819,8 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	h->total_size = total;
 	h->mode = o.mode;
 	if (getrandom(&h->hash_seed, sizeof(h->hash_seed), 0) != sizeof(h->hash_seed))
-		h->hash_seed = fdn__now_realtime() ^ ((uint64_t)getpid() << 32);
-	h->created_ns = fdn__now_realtime();
+		h->hash_seed = fdn__real_ns() ^ ((uint64_t)getpid() << 32);
+	h->created_ns = fdn__real_ns();
 	h->creator_pid = (uint32_t)getpid();
 	h->creator_uid = (uint32_t)geteuid();
 	fdn__pidns(&h->pidns_ino, &h->pidns_dev);

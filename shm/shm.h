@@ -20,6 +20,10 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* ---- clock.c: the library's clocks, in ns (lib/ and shm/ use these) -------- */
+uint64_t fdn__mono_ns(void); /* CLOCK_MONOTONIC */
+uint64_t fdn__real_ns(void); /* CLOCK_REALTIME */
+
 /* ---- the process-private handle ----------------------------------------- */
 
 struct fdn_segment {
