@@ -59,14 +59,12 @@
 /* ---- the backend ------------------------------------------------------------
  * Every public call starts here: the flags choose the segment or this
  * process's local registry (registry_local.c) per call (backend.c).  The
- * two never exchange entries: see docs/flags.md. */
-#define LOCAL_OR_ENFORCED(s, local_call)                             \
-	do {                                                         \
-		int b_ = fdn__backend((s), FDN__SVC_REGISTRY);       \
-		if (b_ != FDN__SHARED)                               \
-			return b_ == FDN__LOCAL ? (local_call) : b_; \
-	} while (0)
+ * two never exchange entries: see docs/flags.md.  Each public call asks
+ * fdn__backend(s, FDN__SVC_REGISTRY) first and branches: FDN__SHARED goes on
+ * here, FDN__LOCAL calls the local registry's same operation, anything else
+ * (FDN_EENFORCED) is returned. */
 
+/* A writer's key: the remote namespace with FDN_REG_MIRROR and only then. */
 static int check_write_key(const void *key, size_t klen, unsigned flags)
 {
 	int r = check_key(klen);
@@ -387,7 +385,11 @@ static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 		return FDN_EINVAL; /* remote entries live in the segment only */
 	if (!(flags & FDN_REG_MIRROR) && remote_key(key, klen))
 		return FDN_EINVKEY;
-	LOCAL_OR_ENFORCED(s, fdn__local_register(key, klen, pid, attrs, n, flags, holder));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL
+			   ? fdn__local_register(key, klen, pid, attrs, n, flags, holder)
+			   : b;
 	/* Started again while the slot held for pid is released under each
 	 * attempt (see the end of reg_register_once); the reaper releases a
 	 * slot at most once a tick, so a second attempt almost always
@@ -471,7 +473,9 @@ static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned 
 static int lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 		  struct fdn_entry *out)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_lookup(key, klen, flags, out));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_lookup(key, klen, flags, out) : b;
 	return lookup_shared(s, key, klen, flags, out);
 }
 
@@ -814,7 +818,9 @@ int fdn_foreach_flags(fdn_segment *s, unsigned flags, fdn_entry_cb cb, void *arg
 	if (r)
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, NULL, 0, alive, cb, arg));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_walk(NULL, NULL, NULL, 0, alive, cb, arg) : b;
 	struct walk w = {
 	    .s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
 	return walk_all(&w);
@@ -832,7 +838,9 @@ int fdn_list_flags(fdn_segment *s, unsigned flags, fdn_entry_filter filter, void
 	if (r)
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(filter, farg, NULL, 0, alive, cb, arg));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_walk(filter, farg, NULL, 0, alive, cb, arg) : b;
 	struct walk w = {.s = s,
 			 .filter = filter,
 			 .farg = farg,
@@ -854,7 +862,9 @@ int64_t fdn_count_flags(fdn_segment *s, unsigned flags)
 	if (r)
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
-	LOCAL_OR_ENFORCED(s, fdn__local_count(alive));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_count(alive) : b;
 	/* The table's counters are exact for visible entries unless some
 	 * owner is dead and not purged yet: then count by walking (and
 	 * always when the kernel is to be asked). */
@@ -965,7 +975,9 @@ int fdn_find_by_attribute_flags(fdn_segment *s, const char *name, const struct f
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
 	struct fdn_criterion c = {name, FDN_CMP_EQ, *value};
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, &c, 1, alive, cb, arg));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_walk(NULL, NULL, &c, 1, alive, cb, arg) : b;
 	struct walk w = {
 	    .s = s, .cb = cb, .arg = arg, .alive = alive, .remote = flags & FDN_REG_REMOTE};
 	bool used;
@@ -990,7 +1002,9 @@ int fdn_query_flags(fdn_segment *s, const struct fdn_criterion *c, size_t n, uns
 	if (r || (r = walk_flags(flags)))
 		return r;
 	bool alive = flags & FDN_REG_CHECK_ALIVE;
-	LOCAL_OR_ENFORCED(s, fdn__local_walk(NULL, NULL, c, n, alive, cb, arg));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_walk(NULL, NULL, c, n, alive, cb, arg) : b;
 	struct walk w = {.s = s,
 			 .cb = cb,
 			 .arg = arg,
@@ -1019,7 +1033,9 @@ int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry
 static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn_attr *attrs,
 		  size_t n, bool merge)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_update(key, klen, attrs, n, merge));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_update(key, klen, attrs, n, merge) : b;
 	unsigned char upd[FDN_ATTRS_MAX], val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
 	if (r || (r = check_write_key(key, klen, 0)))
@@ -1095,7 +1111,9 @@ static int unregister(fdn_segment *s, const void *key, size_t klen, unsigned fla
 
 static int unregister_one(fdn_segment *s, const void *key, size_t klen)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_unregister(key, klen));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_unregister(key, klen) : b;
 	int r = writable(s);
 	if (r || (r = check_key(klen)))
 		return r;
@@ -1171,7 +1189,9 @@ int fdn_unregister(fdn_segment *s, const void *key, size_t klen)
 
 int fdn_watch(fdn_segment *s, const void *key, size_t klen, bool present, int64_t timeout_ms)
 {
-	LOCAL_OR_ENFORCED(s, fdn__local_watch(key, klen, present, timeout_ms));
+	int b = fdn__backend(s, FDN__SVC_REGISTRY);
+	if (b != FDN__SHARED)
+		return b == FDN__LOCAL ? fdn__local_watch(key, klen, present, timeout_ms) : b;
 	int r = check_key(klen);
 	if (r)
 		return r;
