@@ -422,7 +422,7 @@ int fdn__seg_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 	struct fdn__ck ck = {.s = s, .au = {cb, arg, 0}};
 	int r = fdn__validate_header(s->hdr, s->size);
 	if (r) {
-		fdn__violation(&ck.au, "header", "%s", fdn_strerror(r));
+		fdn__violation(&ck.au, "header", "%s", fdn__strerror(r));
 		return ck.au.n;
 	}
 	ck.own = calloc(s->ngranules, 1);
