@@ -819,14 +819,22 @@ uint64_t fdn_flags_history_total(fdn_segment *s)
 
 /* ---- writes ------------------------------------------------------------------------ */
 
-int fdn_flag_set(fdn_segment *s, const char *name, int value)
+/* A set's or create's arguments: FDN_EINVAL (name), FDN_EPERCENT (value). */
+static int write_args(const char *name, int value)
 {
 	if (!name_ok(name))
 		return FDN_EINVAL;
 	if (value < 0 || value > FDN_FLAG_ON)
 		return FDN_EPERCENT;
+	return 0;
+}
+
+int fdn_flag_set(fdn_segment *s, const char *name, int value)
+{
 	struct wctx c;
-	int r = write_begin(s, &c, "set");
+	int r = write_args(name, value);
+	if (r == 0)
+		r = write_begin(s, &c, "set");
 	if (r)
 		return r;
 	int i = find(&c.v, name);
@@ -848,12 +856,10 @@ int fdn_flag_set(fdn_segment *s, const char *name, int value)
 
 int fdn_flag_create(fdn_segment *s, const char *name, int value)
 {
-	if (!name_ok(name))
-		return FDN_EINVAL;
-	if (value < 0 || value > FDN_FLAG_ON)
-		return FDN_EPERCENT;
 	struct wctx c;
-	int r = write_begin(s, &c, "create");
+	int r = write_args(name, value);
+	if (r == 0)
+		r = write_begin(s, &c, "create");
 	if (r)
 		return r;
 	if (find(&c.v, name) >= 0) {

@@ -381,6 +381,16 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 
 /* ---- spans ----------------------------------------------------------------- */
 
+/* This thread's span stack on the backend the flags choose for spans, with
+ * an open span: 0, FDN_ENOSPAN (none open), or fdn__tr_slot_for's error. */
+static int top_span(fdn_segment *s, struct fdn_shm_trace **tr, int *backend)
+{
+	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, tr, backend);
+	if (r)
+		return r;
+	return (*tr)->depth == 0 ? FDN_ENOSPAN : 0;
+}
+
 void fdn__tr_span_info(const struct fdn_shm_span *sp, uint32_t depth, uint64_t now,
 		       struct fdn_span_info *o)
 {
@@ -507,11 +517,9 @@ int fdn_span_end(fdn_segment *s, int status)
 		return FDN_EINVAL;
 	struct fdn_shm_trace *tr;
 	int b;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	int r = top_span(s, &tr, &b);
 	if (r)
 		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
 	span_pop(s, b, tr, status, NULL, NULL, 0);
 	return 0;
 }
@@ -531,11 +539,9 @@ int fdn_span_end_status(fdn_segment *s, int status, const char *message,
 		return al;
 	struct fdn_shm_trace *tr;
 	int b;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	int r = top_span(s, &tr, &b);
 	if (r)
 		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
 	span_pop(s, b, tr, status, message, attrs, n);
 	return 0;
 }
@@ -565,11 +571,9 @@ int fdn_span_end_id(fdn_segment *s, uint64_t id, int status)
 int fdn_span_current(fdn_segment *s, struct fdn_span_info *out)
 {
 	struct fdn_shm_trace *tr;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, NULL);
+	int r = top_span(s, &tr, NULL);
 	if (r)
 		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
 	if (out)
 		fdn__tr_span_info(&tr->spans[tr->depth - 1], tr->depth - 1, fdn__mono_ns(), out);
 	return 0;
@@ -590,11 +594,9 @@ int fdn_span_last_ended(fdn_segment *s, struct fdn_span_info *out)
 int fdn_span_trace_id(fdn_segment *s, char out[FDN_TRACE_ID_HEX + 1])
 {
 	struct fdn_shm_trace *tr;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, NULL);
+	int r = top_span(s, &tr, NULL);
 	if (r)
 		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
 	fdn__tr_hex(out, tr->spans[tr->depth - 1].trace_id, 16);
 	return 0;
 }
@@ -614,11 +616,9 @@ int fdn_span_add_attributes(fdn_segment *s, const struct fdn_attr *attrs, size_t
 		return ul;
 	struct fdn_shm_trace *tr;
 	int b;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	int r = top_span(s, &tr, &b);
 	if (r)
 		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
 	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
 	int len = fdn__tr_merge(sp->attrs, sp->attrs_len, upd, (size_t)ul, out);
 	if (len < 0)
@@ -639,11 +639,9 @@ static int span_note(fdn_segment *s, const struct span_ev *e)
 {
 	struct fdn_shm_trace *tr;
 	int b;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	int r = top_span(s, &tr, &b);
 	if (r)
 		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
 	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
 	fdn__trace_write_begin(tr);
 	if (e->link_trace)
@@ -752,11 +750,9 @@ int fdn_traceparent(fdn_segment *s, char *out, size_t cap)
 	if (!out || cap < FDN_TRACEPARENT_LEN + 1)
 		return FDN_EINVAL;
 	struct fdn_shm_trace *tr;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, NULL);
+	int r = top_span(s, &tr, NULL);
 	if (r)
 		return r;
-	if (tr->depth == 0)
-		return FDN_ENOSPAN;
 	const struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
 	char t[33];
 	fdn__tr_hex(t, sp->trace_id, 16);

@@ -754,6 +754,14 @@ int fdn__seg_size(const struct fdn_segment_opts *opts, uint64_t *bytes)
 	return fdn__create_plan(opts, &o, &c, regions, svc, bytes);
 }
 
+/* *name (the default name if NULL) and its path. */
+static int name_path(const char **name, char path[PATH_MAX])
+{
+	if (!*name)
+		*name = fdn__seg_default_name();
+	return fdn__seg_path(*name, path, PATH_MAX);
+}
+
 int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__svc_init_fn init,
 		    fdn_segment **out)
 {
@@ -762,9 +770,7 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	if (!out)
 		return FDN_EINVAL;
 	*out = NULL;
-	if (!name)
-		name = fdn__seg_default_name();
-	int r = fdn__seg_path(name, path, sizeof(path));
+	int r = name_path(&name, path);
 	if (r)
 		return r;
 	struct fdn__caps c;
@@ -887,9 +893,7 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 	if (!out)
 		return FDN_EINVAL;
 	*out = NULL;
-	if (!name)
-		name = fdn__seg_default_name();
-	int r = fdn__seg_path(name, path, sizeof(path));
+	int r = name_path(&name, path);
 	if (r)
 		return r;
 	if (flags & ~(unsigned)(FDN_SEG_READONLY | FDN_SEG_ALLOW_FOREIGN))
@@ -1021,9 +1025,7 @@ int fdn__seg_destroy(const char *name, uint64_t *lease)
 	char path[PATH_MAX];
 	if (lease)
 		*lease = 0;
-	if (!name)
-		name = fdn__seg_default_name();
-	int r = fdn__seg_path(name, path, sizeof(path));
+	int r = name_path(&name, path);
 	if (r)
 		return r;
 	bool rw = true;
