@@ -149,7 +149,7 @@ static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, size_t len,
 		       uint64_t real_ns, uint64_t mono_ns);
 /* Expand a compact span body into ev's name, measurements and attributes
- * (trace.c, the owner of the format).  false if malformed. */
+ * (trace_rec.c, the owner of the format).  false if malformed. */
 bool fdn__span_rec_expand(const uint8_t *body, size_t len, struct fdn_ring_event *ev);
 
 /* fdn_emit for a service's own event (its name is known valid). */

@@ -42,8 +42,11 @@ bool fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int3
 int fdn__tel_emit(fdn_segment *s, const char *name, size_t nlen, const struct fdn_measurement *m,
 		  size_t nm, const struct fdn_attr *attrs, size_t na);
 
-/* Length of a valid event name, or FDN_EEVNAME. */
+/* Length of a valid event name, or FDN_EEVNAME (telemetry_names.c). */
 int fdn__event_name_len(const char *name);
+/* 0 if the nm measurements are well-formed (count, names, finite values),
+ * else FDN_EINVAL (telemetry_names.c). */
+int fdn__check_measurements(const struct fdn_measurement *m, size_t nm);
 
 /* A uniform double in [0, 1) from this thread's generator. */
 double fdn__rand01(void);

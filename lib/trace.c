@@ -101,25 +101,6 @@ static uint64_t rnd_nonzero(void)
 	return v;
 }
 
-void fdn__tr_hex(char *out, const uint8_t *b, size_t n)
-{
-	static const char d[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = 0;
-}
-
-/* A 64-bit id as 16 hex digits, most significant first (traceparent's). */
-static void hex64(char out[17], uint64_t v)
-{
-	uint8_t b[8];
-	for (int i = 0; i < 8; i++)
-		b[i] = (uint8_t)(v >> (56 - 8 * i));
-	fdn__tr_hex(out, b, 8);
-}
-
 /* Lowercase hex only; returns false on anything else. */
 bool fdn__tr_unhex(const char *in, uint8_t *out, size_t n)
 {
@@ -228,23 +209,6 @@ int fdn__tr_check_name(const char *name, size_t max)
 
 /* ---- telemetry ------------------------------------------------------------ */
 
-static struct fdn_attr str_attr(const char *name, const char *value)
-{
-	return (struct fdn_attr){.name = name, .type = FDN_ATTR_STRING, .v.s = value};
-}
-
-/* What an event adds to the span's own fields. */
-struct span_ev {
-	const char *status;     /* stop: "ok", "error", "aborted" */
-	uint64_t duration_ns;   /* stop */
-	const char *event;      /* record_event: its name */
-	const char *link_trace; /* link: the other span */
-	uint64_t link_span;
-	const char *message;         /* stop: the status message, or NULL */
-	const struct fdn_attr *user; /* the caller's attributes */
-	size_t nuser;
-};
-
 #define SPAN_EV_USER_MAX 64 /* caller attributes carried by one event */
 
 /* The one place spans emit their telemetry events: foundation.span.start,
@@ -254,78 +218,6 @@ struct span_ev {
  * caller's (at most SPAN_EV_USER_MAX; dropped if a name collides with
  * ours), and the measurements depth and, for stop, duration_ns.  Nothing
  * is built unless somebody listens (fdn__emit_enabled). */
-/* The compact ring record of a start or stop event (shm/layout.h,
- * FDN_EVENT_SPAN): len, or 0 when it does not apply. */
-static size_t span_rec(uint8_t *b, int backend, enum fdn__ev id, const struct fdn_shm_span *sp,
-		       uint32_t depth, const struct span_ev *e)
-{
-	size_t nl = sp->name_len <= FDN_SPAN_NAME_MAX ? sp->name_len : FDN_SPAN_NAME_MAX;
-	if (nl == 0)
-		return 0;
-	uint8_t st = 0;
-	if (id == FDN__EV_SPAN_STOP) {
-		st = strcmp(e->status, "ok") == 0 ? 1 : strcmp(e->status, "error") == 0 ? 2 : 3;
-	}
-	b[0] = id == FDN__EV_SPAN_START ? 1 : 2;
-	b[1] = st;
-	b[2] = backend == FDN__SHARED ? 0 : 1;
-	b[3] = (uint8_t)nl;
-	memcpy(b + 4, &depth, 4);
-	memcpy(b + 8, sp->trace_id, 16);
-	memcpy(b + 24, &sp->span_id, 8);
-	memcpy(b + 32, &sp->parent_id, 8);
-	memcpy(b + 40, &e->duration_ns, 8);
-	memcpy(b + FDN_SPAN_REC_HEAD, sp->name, nl);
-	return FDN_SPAN_REC_HEAD + nl;
-}
-
-bool fdn__span_rec_expand(const uint8_t *b, size_t len, struct fdn_ring_event *ev)
-{
-	static const char *const st_names[] = {"", "ok", "error", "aborted"};
-	if (len < FDN_SPAN_REC_HEAD || (b[0] != 1 && b[0] != 2) || b[2] > 1 || b[3] == 0 ||
-	    b[3] > FDN_SPAN_NAME_MAX || len != FDN_SPAN_REC_HEAD + b[3] ||
-	    (b[0] == 2 ? b[1] < 1 || b[1] > 3 : b[1] != 0))
-		return false;
-	bool stop = b[0] == 2;
-	uint32_t depth;
-	uint64_t sid, pid, dur;
-	memcpy(&depth, b + 4, 4);
-	memcpy(&sid, b + 24, 8);
-	memcpy(&pid, b + 32, 8);
-	memcpy(&dur, b + 40, 8);
-	char name[FDN_SPAN_NAME_MAX + 1], tid[33], sh[17], ph[17];
-	memcpy(name, b + FDN_SPAN_REC_HEAD, b[3]);
-	name[b[3]] = 0;
-	for (size_t i = 0; i < b[3]; i++)
-		if (name[i] == 0)
-			return false;
-	fdn__tr_hex(tid, b + 8, 16);
-	hex64(sh, sid);
-	hex64(ph, pid);
-	/* The same attributes and measurements, in the same order, as
-	 * span_emit gives the text form. */
-	struct fdn_attr a[6] = {str_attr("span", name),
-				str_attr("trace_id", tid),
-				str_attr("span_id", sh),
-				str_attr("parent_id", ph),
-				str_attr("backend", b[2] ? "local" : "shared"),
-				str_attr("status", st_names[b[1]])};
-	size_t na = stop ? 6 : 5;
-	const char *evname = fdn__ev_names[stop ? FDN__EV_SPAN_STOP : FDN__EV_SPAN_START];
-	snprintf(ev->name, sizeof(ev->name), "%s", evname);
-	snprintf(ev->measurements[0].name, sizeof(ev->measurements[0].name), "depth");
-	ev->measurements[0].value = depth;
-	snprintf(ev->measurements[1].name, sizeof(ev->measurements[1].name), "duration_ns");
-	ev->measurements[1].value = (double)dur;
-	ev->nmeasurements = stop ? 2 : 1;
-	int alen = fdn_attrs_encode(a, na, ev->attrs, sizeof(ev->attrs));
-	if (alen < 0)
-		return false;
-	ev->attrs_len = (uint32_t)alen;
-	ev->truncated = false;
-	return true;
-}
-
 static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct fdn_shm_span *sp,
 		      uint32_t depth, const struct span_ev *e)
 {
@@ -339,7 +231,7 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	if ((id == FDN__EV_SPAN_START || id == FDN__EV_SPAN_STOP) && !e->message && !e->nuser &&
 	    s && atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0) {
 		uint8_t rec[FDN_SPAN_REC_HEAD + FDN_SPAN_NAME_MAX];
-		size_t len = span_rec(rec, backend, id, sp, depth, e);
+		size_t len = fdn__span_rec(rec, backend, id, sp, depth, e);
 		uint64_t mono = sp->start_ns + e->duration_ns,
 			 real = sp->start_real + e->duration_ns;
 		if (len && fdn__emit_span_rec(s, id, rec, len, real, mono) >= 0)
@@ -350,25 +242,25 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	memcpy(name, sp->name, nl);
 	name[nl] = 0;
 	fdn__tr_hex(tid, sp->trace_id, 16);
-	hex64(sid, sp->span_id);
-	hex64(par, sp->parent_id);
-	hex64(lsid, e->link_span);
+	fdn__tr_hex64(sid, sp->span_id);
+	fdn__tr_hex64(par, sp->parent_id);
+	fdn__tr_hex64(lsid, e->link_span);
 	struct fdn_attr a[10 + SPAN_EV_USER_MAX];
 	size_t na = 0;
-	a[na++] = str_attr("span", name);
-	a[na++] = str_attr("trace_id", tid);
-	a[na++] = str_attr("span_id", sid);
-	a[na++] = str_attr("parent_id", par);
-	a[na++] = str_attr("backend", backend == FDN__SHARED ? "shared" : "local");
+	a[na++] = fdn__tr_str_attr("span", name);
+	a[na++] = fdn__tr_str_attr("trace_id", tid);
+	a[na++] = fdn__tr_str_attr("span_id", sid);
+	a[na++] = fdn__tr_str_attr("parent_id", par);
+	a[na++] = fdn__tr_str_attr("backend", backend == FDN__SHARED ? "shared" : "local");
 	if (e->status)
-		a[na++] = str_attr("status", e->status);
+		a[na++] = fdn__tr_str_attr("status", e->status);
 	if (e->message)
-		a[na++] = str_attr("status_message", e->message);
+		a[na++] = fdn__tr_str_attr("status_message", e->message);
 	if (e->event)
-		a[na++] = str_attr("event", e->event);
+		a[na++] = fdn__tr_str_attr("event", e->event);
 	if (e->link_trace) {
-		a[na++] = str_attr("link.trace_id", e->link_trace);
-		a[na++] = str_attr("link.span_id", lsid);
+		a[na++] = fdn__tr_str_attr("link.trace_id", e->link_trace);
+		a[na++] = fdn__tr_str_attr("link.span_id", lsid);
 	}
 	size_t own = na;
 	for (size_t i = 0; i < e->nuser && i < SPAN_EV_USER_MAX; i++)

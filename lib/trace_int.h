@@ -25,8 +25,6 @@
 int fdn__tr_slot_for(fdn_segment *s, enum fdn__svc svc, struct fdn_shm_trace **out, int *backend);
 /* Random 64-bit values for ids (per thread, reseeded in a fork child). */
 uint64_t fdn__tr_rnd64(void);
-/* n bytes as 2n lowercase hex digits and a terminating 0. */
-void fdn__tr_hex(char *out, const uint8_t *b, size_t n);
 /* Lowercase hex only; returns false on anything else. */
 bool fdn__tr_unhex(const char *in, uint8_t *out, size_t n);
 bool fdn__tr_all_zero(const uint8_t *b, size_t n);
@@ -44,6 +42,32 @@ int fdn__tr_check_name(const char *name, size_t max);
 /* The public view of span sp at depth, timed up to now. */
 void fdn__tr_span_info(const struct fdn_shm_span *sp, uint32_t depth, uint64_t now,
 		       struct fdn_span_info *o);
+
+/* ---- trace_rec.c ------------------------------------------------------------- */
+
+/* What an event adds to the span's own fields. */
+struct span_ev {
+	const char *status;     /* stop: "ok", "error", "aborted" */
+	uint64_t duration_ns;   /* stop */
+	const char *event;      /* record_event: its name */
+	const char *link_trace; /* link: the other span */
+	uint64_t link_span;
+	const char *message;         /* stop: the status message, or NULL */
+	const struct fdn_attr *user; /* the caller's attributes */
+	size_t nuser;
+};
+
+/* n bytes as 2n lowercase hex digits and a terminating 0. */
+void fdn__tr_hex(char *out, const uint8_t *b, size_t n);
+/* A 64-bit id as 16 hex digits, most significant first (traceparent's). */
+void fdn__tr_hex64(char out[17], uint64_t v);
+/* A string attribute. */
+struct fdn_attr fdn__tr_str_attr(const char *name, const char *value);
+/* The compact ring record of a start or stop event of span sp (b: at least
+ * FDN_SPAN_REC_HEAD + FDN_SPAN_NAME_MAX bytes): len, or 0 when it does not
+ * apply.  Its reader: fdn__span_rec_expand (internal.h). */
+size_t fdn__span_rec(uint8_t *b, int backend, enum fdn__ev id, const struct fdn_shm_span *sp,
+		     uint32_t depth, const struct span_ev *e);
 
 /* ---- trace_context.c ---------------------------------------------------------- */
 
