@@ -42,6 +42,7 @@
  * needs no initialisation check.
  */
 #include "lib/internal.h"
+#include "lib/telemetry.h"
 
 #include <foundation/flags.h>
 

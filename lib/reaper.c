@@ -25,6 +25,7 @@
  *      times out and the slot is retried on the next pass.
  */
 #include "lib/internal.h"
+#include "lib/telemetry.h"
 #include "lib/metrics.h"
 
 #include <foundation/reaper.h>

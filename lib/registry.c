@@ -45,6 +45,7 @@
  * The index (table 1) and its references: see registry_index.c.
  */
 #include "lib/registry_int.h"
+#include "lib/telemetry.h"
 
 #include <foundation/changes.h>
 #include <foundation/registry.h>

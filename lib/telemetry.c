@@ -1,6 +1,19 @@
 /*
  * telemetry.c - events: emission, in-process handlers, the shared ring.
  *
+ * Who calls whom.  The services emit through this file (lib/telemetry.h);
+ * it calls backend.c (fdn__backend), telemetry_names.c (the names),
+ * trace_rec.c (expanding a compact span record) and telemetry_tables.c
+ * (fdn__tel_ctx, fdn__sampler_decide: every emit asks its event's
+ * sampler).  telemetry_tables.c calls back into this file: its once-per
+ * and batch calls emit (fdn__tel_emit), its samplers draw from this
+ * thread's generator (fdn__rand01) and its windows read fdn__mono_ms, and
+ * its audit maps the ring (fdn__ring_map).  That pair is the one circle
+ * left here: it goes when the samplers and the slots they share with the
+ * other tables move below both (a file of their own), which renames the
+ * slot helpers inside the once-per calls -- not done while the once-per
+ * fix is under way on main.
+ *
  * EMISSION.  fdn_emit validates, asks the event name's sampler, calls the
  * matching handlers in the calling thread, then writes the ring.  The fast
  * path (nobody listens) is one relaxed load of the handler count and, with

@@ -6,7 +6,7 @@
 #ifndef FDN_LIB_TELEMETRY_INT_H
 #define FDN_LIB_TELEMETRY_INT_H
 
-#include "lib/internal.h"
+#include "lib/telemetry.h"
 
 /* Where the tables live for one call: the segment's region
  * FDN_SVC_TELEMETRY and header part, or this process's private copy of the

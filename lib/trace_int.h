@@ -9,7 +9,7 @@
 #ifndef FDN_LIB_TRACE_INT_H
 #define FDN_LIB_TRACE_INT_H
 
-#include "lib/internal.h"
+#include "lib/telemetry.h"
 
 #include <foundation/context.h>
 #include <foundation/spans.h>
