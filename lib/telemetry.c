@@ -7,8 +7,8 @@
  * (fdn__tel_ctx, fdn__sampler_decide: every emit asks its event's
  * sampler).  telemetry_tables.c calls back into this file: its once-per
  * and batch calls emit (fdn__tel_emit), its samplers draw from this
- * thread's generator (fdn__rand01) and its windows read fdn__mono_ms, and
- * its audit maps the ring (fdn__ring_map).  That pair is the one circle
+ * thread's generator (fdn__rand01), and its audit maps the ring
+ * (fdn__ring_map).  That pair is the one circle
  * left here: it goes when the samplers and the slots they share with the
  * other tables move below both (a file of their own), which renames the
  * slot helpers inside the once-per calls -- not done while the once-per
@@ -73,12 +73,7 @@ static_assert(FDN_EVENT_BODY_MAX == FDN_EVENT_BODY, "record body");
 
 _Atomic uint32_t fdn__tel_nhandlers;
 
-/* ---- clocks, identity, randomness ------------------------------------------- */
-
-uint64_t fdn__mono_ms(void)
-{
-	return fdn__mono_ns() / 1000000u;
-}
+/* ---- identity, randomness --------------------------------------------------- */
 
 /* The process's pid, refreshed in a fork child; per thread: its tid, its
  * event count and its generator, refreshed when the pid changes. */

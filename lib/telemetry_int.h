@@ -51,8 +51,6 @@ int fdn__check_measurements(const struct fdn_measurement *m, size_t nm);
 /* A uniform double in [0, 1) from this thread's generator. */
 double fdn__rand01(void);
 
-uint64_t fdn__mono_ms(void);
-
 /* A batch item's check of its value bits in generation gen, and the
  * RESERVED payload naming the process of s (layout.h, struct
  * fdn_shm_batch; for tests that build items by hand). */

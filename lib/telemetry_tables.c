@@ -5,10 +5,10 @@
  *
  * Who calls whom.  telemetry.c calls fdn__tel_ctx and fdn__sampler_decide
  * (every emit asks its sampler); this file calls telemetry.c back:
- * fdn__tel_emit (once-per, batches), fdn__rand01 (samplers), fdn__mono_ms
- * (windows, once-per, batches), fdn__ring_map (the audit).  Also
- * backend.c (fdn__backend, in fdn__tel_ctx) and telemetry_names.c.  The
- * circle with telemetry.c: see the top of telemetry.c.
+ * fdn__tel_emit (once-per, batches), fdn__rand01 (samplers), fdn__ring_map
+ * (the audit).  Also backend.c (fdn__backend, in fdn__tel_ctx),
+ * telemetry_names.c and the clock (shm/clock.c).  The circle with
+ * telemetry.c: see the top of telemetry.c.
  *
  * NAMED SLOTS.  Each table is an array of slots named by a 64-bit tag
  * (XXH3 of the key).  A slot is claimed by one CAS 0 -> tag and never freed;

@@ -13,6 +13,11 @@ uint64_t fdn__mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t fdn__mono_ms(void)
+{
+	return fdn__mono_ns() / 1000000u;
+}
+
 uint64_t fdn__real_ns(void)
 {
 	struct timespec ts;

@@ -30,6 +30,7 @@ const char *fdn__errname(int code);
 
 /* ---- clock.c: the library's clocks, in ns (lib/ and shm/ use these) -------- */
 uint64_t fdn__mono_ns(void); /* CLOCK_MONOTONIC */
+uint64_t fdn__mono_ms(void); /* CLOCK_MONOTONIC, in ms */
 uint64_t fdn__real_ns(void); /* CLOCK_REALTIME */
 
 /* ---- the process-private handle ----------------------------------------- */
