@@ -184,16 +184,25 @@ static int make_id(const char *id, char out[FDN_CTX_ID_MAX + 1])
 	return (int)n;
 }
 
-static int set_id(fdn_segment *s, const char *id, bool corr)
+/* id made an id into v, and this thread's context slot: the id's length,
+ * or make_id's or ctx_slot's error. */
+static int id_slot(fdn_segment *s, const char *id, char v[FDN_CTX_ID_MAX + 1],
+		   struct fdn_shm_trace **tr)
 {
-	char v[FDN_CTX_ID_MAX + 1];
 	int n = make_id(id, v);
 	if (n < 0)
 		return n;
+	int r = ctx_slot(s, tr);
+	return r ? r : n;
+}
+
+static int set_id(fdn_segment *s, const char *id, bool corr)
+{
+	char v[FDN_CTX_ID_MAX + 1];
 	struct fdn_shm_trace *tr;
-	int r = ctx_slot(s, &tr);
-	if (r)
-		return r;
+	int n = id_slot(s, id, v, &tr);
+	if (n < 0)
+		return n;
 	fdn__trace_write_begin(tr);
 	memcpy(corr ? tr->corr : tr->op, v, (size_t)n + 1);
 	if (corr)
@@ -230,19 +239,16 @@ int fdn_ctx_ids(fdn_segment *s, char corr[FDN_CTX_ID_MAX + 1], char op[FDN_CTX_I
 int fdn_ctx_child(fdn_segment *s, const char *operation)
 {
 	char v[FDN_CTX_ID_MAX + 1];
-	int n = make_id(operation, v);
+	struct fdn_shm_trace *tr;
+	int n = id_slot(s, operation, v, &tr);
 	if (n < 0)
 		return n;
-	struct fdn_shm_trace *tr;
-	int r = ctx_slot(s, &tr);
-	if (r)
-		return r;
 	if (tr->op_len > 0) {
 		char parent[FDN_CTX_ID_MAX + 1];
 		memcpy(parent, tr->op, (size_t)tr->op_len + 1);
 		struct fdn_attr a = {
 		    .name = "parent_operation_id", .type = FDN_ATTR_STRING, .v.s = parent};
-		r = fdn_ctx_set(s, &a, 1);
+		int r = fdn_ctx_set(s, &a, 1);
 		if (r)
 			return r;
 	}
