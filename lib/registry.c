@@ -3,7 +3,6 @@
  * index: registry_index.c; the purge of dead owners' entries:
  * registry_purge.c; the audit: registry_audit.c; shared: registry_int.h).
  *
- *
  * Table "main" (0) maps a key to a record (the node's value; unaligned,
  * read with memcpy):
  *    0  owner_word     the owner's process-slot claim word (LIVE | pid |
@@ -36,11 +35,11 @@
  * node.  The exception is a read-only handle (FDN_SEG_READONLY): it reads
  * without grace periods, so a node may be freed and reused while it reads.
  * Its reads validate the encoding as before, and its views are copies
- * taken under the block's state word (ro_copy).  The checker (the audit
- * below) validates every stored encoding, so a damaged one -- memory
- * corruption, not a writer -- is reported rather than silently trusted;
- * the readers of an encoding (fdn_attrs_*) bound every access by its
- * length whatever the bytes are.
+ * taken under the block's state word (ro_copy).  The checker
+ * (registry_audit.c) validates every stored encoding, so a damaged one --
+ * memory corruption, not a writer -- is reported rather than silently
+ * trusted; the readers of an encoding (fdn_attrs_*) bound every access
+ * by its length whatever the bytes are.
  *
  * The index (table 1) and its references: see registry_index.c.
  */
