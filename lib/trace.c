@@ -1,7 +1,8 @@
 /*
  * trace.c - span stacks (foundation/spans.h) and their propagation
  * (traceparent), and what the trace files share: this thread's trace
- * struct (fdn__tr_slot_for), ids, hex, attribute fields (trace_int.h).
+ * struct (fdn__tr_slot_for), ids, attribute fields (trace_int.h); hex
+ * and the compact span record are trace_rec.c's.
  * The error context: trace_context.c; other threads' and dead threads'
  * slots (inspection, the graveyard, the audit): trace_graveyard.c.  Both
  * call this file; it calls neither.

@@ -4,7 +4,9 @@
  * trace_graveyard.c (other threads' slots, the graveyard, the audit).
  *
  * Who calls whom: trace_context.c -> trace.c; trace_graveyard.c -> trace.c,
- * trace_context.c.  trace.c calls neither.
+ * trace_context.c; all three -> trace_rec.c (hex, the compact span
+ * record), which calls only telemetry_names.c.  trace.c calls neither
+ * trace_context.c nor trace_graveyard.c.
  */
 #ifndef FDN_LIB_TRACE_INT_H
 #define FDN_LIB_TRACE_INT_H
