@@ -4,6 +4,7 @@
  * watching the segment (lib/reaper.c).
  */
 #include "lib/internal.h"
+#include "lib/telemetry.h"
 
 #include <foundation/reaper.h>
 #include <foundation/segment.h>

@@ -16,6 +16,11 @@
  * flags' enforcement.  A read-only handle (the inspector's) always reads the
  * segment: it is a window onto shared state, and it has no local state of
  * its own to show.
+ *
+ * Who calls whom.  Every service's public calls call fdn__backend
+ * (registry.c, trace*.c, telemetry.c, telemetry_tables.c, ...); this file
+ * reads the flags word (lib/internal.h, flags.c's header) and calls
+ * nothing else.
  */
 #include "lib/internal.h"
 

@@ -64,13 +64,6 @@ struct fdn_subscription {
 	bool overflow; /* the application's side: an overrun reported */
 };
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void private_wait(_Atomic uint32_t *w, uint32_t val)
 {
 	syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
@@ -141,14 +134,14 @@ static int scan(struct fdn_subscription *sub, uint64_t *scan_pos, uint64_t *sinc
 			*scan_pos = rev;
 			return 1; /* the read reports the overrun */
 		case FDN__CHG_UNCLAIMED:
-			if (*since && mono_ns() - *since > FDN__CHG_STEAL_NS &&
+			if (*since && fdn__mono_ns() - *since > FDN__CHG_STEAL_NS &&
 			    fdn__chg_steal(s, rev))
 				continue; /* now VOID: go on (rev++ of the loop) */
 					  /* fallthrough */
 		case FDN__CHG_PENDING:
 			*scan_pos = rev;
 			if (!*since)
-				*since = mono_ns();
+				*since = fdn__mono_ns();
 			return 2;
 		default: /* NOTYET: head moved back? never; stop */
 			*scan_pos = rev;
@@ -495,7 +488,7 @@ static int settle_upto(fdn_segment *s, uint64_t upto, uint64_t deadline)
 		struct fdn__chg_rec r;
 		int st = fdn__chg_get(s, rev, &r);
 		if (st == FDN__CHG_PENDING || st == FDN__CHG_UNCLAIMED) {
-			uint64_t now = mono_ns();
+			uint64_t now = fdn__mono_ns();
 			if (!since)
 				since = now;
 			if (st == FDN__CHG_UNCLAIMED && now - since > FDN__CHG_STEAL_NS &&
@@ -516,7 +509,7 @@ static int settle_upto(fdn_segment *s, uint64_t upto, uint64_t deadline)
 			uint64_t c = atomic_load_explicit(&s->tslots[i].chg, memory_order_acquire);
 			if (c == 0 || c > upto || c < lo)
 				break; /* c in the window: decided above */
-			if (mono_ns() > deadline)
+			if (fdn__mono_ns() > deadline)
 				return FDN_ETIMEDOUT;
 			struct timespec ts = {0, 50000};
 			nanosleep(&ts, NULL);
@@ -536,7 +529,7 @@ int fdn_registry_snapshot(fdn_segment *s, const void *prefix, size_t plen, fdn_s
 	if (r)
 		return r;
 	struct snap sn = {.s = s, .prefix = prefix, .plen = plen};
-	uint64_t deadline = mono_ns() + 5000000000ull;
+	uint64_t deadline = fdn__mono_ns() + 5000000000ull;
 	for (int attempt = 0;; attempt++) {
 		sn.n = 0;
 		sn.klen_used = 0;

@@ -12,6 +12,8 @@
  * or added between two of the lookups may be seen or not, as with any
  * two lookups.
  */
+#include "shm/shm.h"
+
 #include <foundation/registry.h>
 
 #include <errno.h>
@@ -118,13 +120,6 @@ done:
 
 /* ---- cluster-unique registration: a question to the local agent ------------- */
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int fdn_register_cluster_unique(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 				const struct fdn_attr *attrs, size_t n, int timeout_ms,
 				char *holder_host, pid_t *holder)
@@ -168,7 +163,7 @@ int fdn_register_cluster_unique(fdn_segment *s, const void *key, size_t klen, pi
 	}
 	q->version = FDN__UNIQUE_VERSION;
 	q->pid = pid;
-	q->deadline_ns = realtime_ns() + (uint64_t)timeout_ms * 1000000ull;
+	q->deadline_ns = fdn__real_ns() + (uint64_t)timeout_ms * 1000000ull;
 	q->klen = (uint32_t)klen;
 	q->alen = (uint32_t)alen;
 	memcpy(q->key, key, klen);

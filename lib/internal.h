@@ -98,82 +98,12 @@ int fdn__local_walk(fdn_entry_filter filter, void *farg, const struct fdn_criter
 		    bool alive, fdn_entry_cb cb, void *arg);
 int fdn__local_watch(const void *key, size_t klen, bool present, int64_t timeout_ms);
 
-/* ---- telemetry (telemetry.c) ----------------------------------------------
- * The services' own events, by id: their names are fixed, so the emit path
- * skips name validation and caches each one's sampler slot per thread. */
-enum fdn__ev {
-	FDN__EV_REG_REGISTER,    /* foundation.registry.register   */
-	FDN__EV_REG_LOOKUP,      /* foundation.registry.lookup     */
-	FDN__EV_REG_UNREGISTER,  /* foundation.registry.unregister */
-	FDN__EV_REG_UPDATE,      /* foundation.registry.update     */
-	FDN__EV_REG_MERGE,       /* foundation.registry.merge      */
-	FDN__EV_PROCESS_DOWN,    /* foundation.process.down        */
-	FDN__EV_SPAN_START,      /* foundation.span.start          */
-	FDN__EV_SPAN_STOP,       /* foundation.span.stop           */
-	FDN__EV_SPAN_ATTRIBUTES, /* foundation.span.attributes    */
-	FDN__EV_SPAN_EVENT,      /* foundation.span.event          */
-	FDN__EV_SPAN_LINK,       /* foundation.span.link           */
-	FDN__EV_FLAG_CHANGED,    /* foundation.flag.changed        */
-	FDN__EV_STAGE_CHANGED,   /* foundation.stage.changed       */
-	FDN__EV_STAGE_ALERT,     /* foundation.stage.alert         */
-	FDN__EV_REAPER_MISSING,  /* foundation.reaper.missing      */
-	FDN__EV_COUNT
-};
-extern const char *const fdn__ev_names[FDN__EV_COUNT];
-
-/* Handlers attached in this process (the fast path's first load). */
-extern _Atomic uint32_t fdn__tel_nhandlers;
-
-/* Does the ring of s take events now?  (Shared telemetry backend on a
- * writable handle.) */
-bool fdn__ring_on(fdn_segment *s);
-/* The slow half of fdn__emit_enabled: false if the event's sampler is
- * `never` (known from this thread's cache), else true. */
-bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id);
-
-/* Would an event of this id go anywhere?  A relaxed load when no handler
- * is attached and telemetry is not shared; use it before measuring
- * anything for an event. */
-static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
-{
-	if (atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0 &&
-	    (s == NULL || !fdn__ring_on(s)))
-		return false;
-	return fdn__emit_wanted(s, id);
-}
-
-/* A span's start or stop event in compact form (shm/layout.h,
- * FDN_EVENT_SPAN): body (len bytes) at the given times, to the ring only
- * (the caller has checked that no handler is attached).  Asks the event's
- * sampler like any emit.  1 written, 0 sampled out, or an error. */
-int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, size_t len,
-		       uint64_t real_ns, uint64_t mono_ns);
-/* Expand a compact span body into ev's name, measurements and attributes
- * (trace.c, the owner of the format).  false if malformed. */
-bool fdn__span_rec_expand(const uint8_t *body, size_t len, struct fdn_ring_event *ev);
-
-/* fdn_emit for a service's own event (its name is known valid). */
-int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *m, size_t nm,
-		 const struct fdn_attr *attrs, size_t na);
-
-/* CLOCK_MONOTONIC in ns. */
-uint64_t fdn__mono_ns(void);
-
-/* The telemetry defaults of a new segment (before it is published):
- * foundation.registry.lookup sampled `never`. */
-int fdn__telemetry_init(fdn_segment *s);
-
-/* The telemetry audit: ring records, and the region's tables (tags unique
- * and reachable by probing, specs and counters well-formed).  Returns
- * violations found. */
-int fdn__telemetry_check(fdn_segment *s, fdn_check_cb cb, void *arg);
-
-/* Is process slot idx still the process whose claim word was `word`? */
-bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word);
+/* ---- telemetry: the services' own events are declared in lib/telemetry.h
+ * (not included here: backend.c, which telemetry.c calls, reads this file). */
 
 /* The registry's garbage collection, run by the reaper after it has marked
  * dead processes DEAD: removes every entry whose owner is not live and
- * every stale index reference (registry.c says which are stale).
+ * every stale index reference (registry_purge.c says which are stale).
  * counts[i] gets the entries removed for (dead_idx[i], dead_word[i]);
  * their change-log records carry deaths[i] (graveyard number + 1 of the
  * death, 0 none; deaths may be NULL).  Returns the number of entries removed, or an error. */
@@ -185,11 +115,11 @@ int fdn__registry_purge(fdn_segment *s, const uint32_t *dead_idx, const uint64_t
  * 1 when the sweep is complete, 0 if more remains, or an error. */
 int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget);
 
-/* Remove every entry owned by (idx, word), a process leaving (detach). */
 /* The registry's main table is table 0; an entry's value is a 20-byte
  * record header followed by its encoded attributes (registry.c). */
 #define FDN__REG_TABLE    0u
 #define FDN__REG_REC_SIZE 20u
+/* Remove every entry owned by (idx, word), a process leaving (detach). */
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word);
 /* Does the owner (idx, word) hold any entry (its owner chain not empty)?
  * 1 yes, 0 no, or an error. */
@@ -203,7 +133,7 @@ bool fdn__registry_release_idle(fdn_segment *s, uint32_t idx, uint64_t word);
  * entry of a vanished owner.  Returns violations found. */
 int fdn__registry_check(fdn_segment *s, fdn_check_cb cb, void *arg);
 
-/* Is this index reference stale? (registry.c; the checker uses it too) */
+/* Is this index reference stale? (registry_purge.c; the checker uses it too) */
 bool fdn__ref_stale(fdn_segment *s, const struct fdn__ht_view *v);
 
 /* Copy a dead process's non-empty trace slots into the graveyard (if

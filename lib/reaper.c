@@ -25,6 +25,7 @@
  *      times out and the slot is retried on the next pass.
  */
 #include "lib/internal.h"
+#include "lib/telemetry.h"
 #include "lib/metrics.h"
 
 #include <foundation/reaper.h>
@@ -61,13 +62,6 @@ extern char **environ;
 #ifndef FDN_LIB_TO_LIBEXECDIR
 #define FDN_LIB_TO_LIBEXECDIR "../libexec"
 #endif
-
-static uint64_t now_real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 pid_t fdn_reaper_holder(fdn_segment *s)
 {
@@ -141,7 +135,7 @@ static bool record_death(fdn_segment *s, const struct fdn__dead *d)
 	uint64_t full = atomic_load(&s->procs[d->idx].ident);
 	uint32_t kind = atomic_load(&s->procs[d->idx].ident_kind);
 	g->ident = fdn__ident_tag(full, kind) == ident40 ? full : ident40;
-	g->died_ns = now_real_ns();
+	g->died_ns = fdn__real_ns();
 	g->latency_ns = d->latency_ns;
 	g->entries = d->entries;
 	atomic_store_explicit(&g->seq, (seq | 1) + 1, memory_order_release); /* even: done */
@@ -196,13 +190,6 @@ uint64_t fdn_deaths(fdn_segment *s)
 
 /* ---- reaping ---------------------------------------------------------------- */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke_ns)
 {
 	if (n == 0)
@@ -227,7 +214,7 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 		 * reaper that lost the lease race): nothing died there. */
 		if (fdn__proc_reclaim_begin(s, d[i].idx, d[i].word) == FDN_ENOTFOUND)
 			d[i].record = false;
-		d[i].latency_ns = woke_ns ? mono_ns() - woke_ns : 0;
+		d[i].latency_ns = woke_ns ? fdn__mono_ns() - woke_ns : 0;
 	}
 	/* What each was doing: its open spans and contexts, copied into the
 	 * graveyard before its trace slots are freed (trace.c). */
@@ -433,7 +420,7 @@ static int spawn_reaper(const char *path, const char *name, pid_t *pid)
  * time first, then the note in one store (readers take the word whole). */
 static void note_in(struct fdn_shm_header *h, int err)
 {
-	atomic_store(&h->reaper_note_ns, now_real_ns());
+	atomic_store(&h->reaper_note_ns, fdn__real_ns());
 	uint64_t w = (uint64_t)(uint32_t)(err < 0 ? -err : 0) << 32 | (uint32_t)getpid();
 	atomic_store(&h->reaper_note, w);
 }
@@ -603,7 +590,7 @@ static int launch(fdn_segment *s, bool explicit)
 		note(s, r);
 		return r;
 	}
-	uint64_t now = mono_ns();
+	uint64_t now = fdn__mono_ns();
 	if (explicit)
 		atomic_store(&s->hdr->reaper_launch_ns, now);
 	else if (!claim_launch(s, now))
@@ -628,7 +615,7 @@ int fdn_reaper_autostart(fdn_segment *s)
 		return FDN_EINVAL;
 	if (s->readonly || autostart_off())
 		return 0;
-	atomic_store(&s->reaper_check_ns, mono_ns() + FDN_REAPER_LAUNCH_GAP_NS);
+	atomic_store(&s->reaper_check_ns, fdn__mono_ns() + FDN_REAPER_LAUNCH_GAP_NS);
 	return launch(s, false);
 }
 
@@ -644,7 +631,7 @@ int fdn_reaper_autostart(fdn_segment *s)
 void fdn__reaper_notice(fdn_segment *s)
 {
 	uint64_t due = atomic_load_explicit(&s->reaper_check_ns, memory_order_relaxed);
-	uint64_t now = mono_ns();
+	uint64_t now = fdn__mono_ns();
 	if (now < due)
 		return;
 	if (!atomic_compare_exchange_strong(&s->reaper_check_ns, &due,
@@ -671,7 +658,7 @@ int fdn_reaper_wait(fdn_segment *s, int64_t timeout_ms)
 {
 	if (!s)
 		return FDN_EINVAL;
-	uint64_t start = mono_ns();
+	uint64_t start = fdn__mono_ns();
 	/* Polled: taking the lease wakes nobody.  1 ms steps at first (a
 	 * reaper takes the lease a few ms after its launch), 20 ms later.
 	 * A writable handle looks as a writer does (once a second): a launch
@@ -683,7 +670,7 @@ int fdn_reaper_wait(fdn_segment *s, int64_t timeout_ms)
 		if (atomic_load(&s->hdr->destroyed))
 			return FDN_ESTALE;
 		fdn__reaper_notice(s);
-		uint64_t waited = (mono_ns() - start) / 1000000u;
+		uint64_t waited = (fdn__mono_ns() - start) / 1000000u;
 		if (timeout_ms >= 0 && waited >= (uint64_t)timeout_ms)
 			return FDN_ETIMEDOUT;
 		struct timespec d = {0, (k < 50 ? 1 : 20) * 1000000L};
@@ -705,11 +692,11 @@ int fdn_reaper_stop(fdn_segment *s, int64_t timeout_ms)
 	fdn__doorbell(s);
 	if (p == 0)
 		return 0;
-	uint64_t start = mono_ns();
+	uint64_t start = fdn__mono_ns();
 	for (;;) {
 		if (fdn_reaper_holder(s) != p)
 			return p;
-		uint64_t waited = (mono_ns() - start) / 1000000u;
+		uint64_t waited = (fdn__mono_ns() - start) / 1000000u;
 		if (timeout_ms >= 0 && waited >= (uint64_t)timeout_ms)
 			return FDN_ETIMEDOUT;
 		struct timespec d = {0, 5 * 1000000L};

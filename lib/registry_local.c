@@ -262,13 +262,6 @@ static void local_changed(void)
 
 /* ---- entries ---------------------------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static struct lnode *node_new(const void *key, size_t klen, pid_t pid, uint64_t ident,
 			      uint32_t kind, uint64_t reg_ns, const void *attrs, size_t alen)
 {
@@ -372,7 +365,7 @@ int fdn__local_register(const void *key, size_t klen, pid_t pid, const struct fd
 		return r;
 	if ((r = ready()))
 		return r;
-	struct lnode *nn = node_new(key, klen, pid, ident, kind, now_ns(), enc, (size_t)alen);
+	struct lnode *nn = node_new(key, klen, pid, ident, kind, fdn__real_ns(), enc, (size_t)alen);
 	if (!nn)
 		return -ENOMEM;
 	struct lkey k = {key, klen};
@@ -556,9 +549,7 @@ int fdn__local_watch(const void *key, size_t klen, bool present, int64_t timeout
 	int r = check_key(klen);
 	if (r || (r = ready()))
 		return r;
-	struct timespec t0;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int64_t start = (int64_t)t0.tv_sec * 1000000000 + t0.tv_nsec;
+	int64_t start = (int64_t)fdn__mono_ns();
 	for (;;) {
 		atomic_fetch_add(&g_watchers, 1);
 		uint32_t seen = atomic_load(&g_changes);
@@ -569,10 +560,7 @@ int fdn__local_watch(const void *key, size_t klen, bool present, int64_t timeout
 		}
 		struct timespec ts, *tp = NULL;
 		if (timeout_ms >= 0) {
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			int64_t left = start + timeout_ms * 1000000 -
-				       ((int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+			int64_t left = start + timeout_ms * 1000000 - (int64_t)fdn__mono_ns();
 			if (left <= 0) {
 				atomic_fetch_sub(&g_watchers, 1);
 				return FDN_ETIMEDOUT;

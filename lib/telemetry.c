@@ -1,6 +1,19 @@
 /*
  * telemetry.c - events: emission, in-process handlers, the shared ring.
  *
+ * Who calls whom.  The services emit through this file (lib/telemetry.h);
+ * it calls backend.c (fdn__backend), telemetry_names.c (the names),
+ * trace_rec.c (expanding a compact span record) and telemetry_tables.c
+ * (fdn__tel_ctx, fdn__sampler_decide: every emit asks its event's
+ * sampler).  telemetry_tables.c calls back into this file: its once-per
+ * and batch calls emit (fdn__tel_emit), its samplers draw from this
+ * thread's generator (fdn__rand01), and its audit maps the ring
+ * (fdn__ring_map).  That pair is the one circle
+ * left here: it goes when the samplers and the slots they share with the
+ * other tables move below both (a file of their own), which renames the
+ * slot helpers inside the once-per calls -- not done while the once-per
+ * fix is under way on main.
+ *
  * EMISSION.  fdn_emit validates, asks the event name's sampler, calls the
  * matching handlers in the calling thread, then writes the ring.  The fast
  * path (nobody listens) is one relaxed load of the handler count and, with
@@ -58,46 +71,9 @@ static_assert(FDN_MEASUREMENT_NAME_MAX == FDN_REC_MEAS_NAME_MAX, "measurement na
 static_assert(FDN_MEASUREMENTS_MAX == FDN_REC_MEAS_MAX, "measurements bound");
 static_assert(FDN_EVENT_BODY_MAX == FDN_EVENT_BODY, "record body");
 
-const char *const fdn__ev_names[FDN__EV_COUNT] = {
-    [FDN__EV_REG_REGISTER] = "foundation.registry.register",
-    [FDN__EV_REG_LOOKUP] = "foundation.registry.lookup",
-    [FDN__EV_REG_UNREGISTER] = "foundation.registry.unregister",
-    [FDN__EV_REG_UPDATE] = "foundation.registry.update",
-    [FDN__EV_REG_MERGE] = "foundation.registry.merge",
-    [FDN__EV_PROCESS_DOWN] = "foundation.process.down",
-    [FDN__EV_SPAN_START] = "foundation.span.start",
-    [FDN__EV_SPAN_STOP] = "foundation.span.stop",
-    [FDN__EV_SPAN_ATTRIBUTES] = "foundation.span.attributes",
-    [FDN__EV_SPAN_EVENT] = "foundation.span.event",
-    [FDN__EV_SPAN_LINK] = "foundation.span.link",
-    [FDN__EV_FLAG_CHANGED] = "foundation.flag.changed",
-    [FDN__EV_STAGE_CHANGED] = "foundation.stage.changed",
-    [FDN__EV_STAGE_ALERT] = "foundation.stage.alert",
-    [FDN__EV_REAPER_MISSING] = "foundation.reaper.missing",
-};
-
 _Atomic uint32_t fdn__tel_nhandlers;
 
-/* ---- clocks, identity, randomness ------------------------------------------- */
-
-uint64_t fdn__mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t fdn__mono_ms(void)
-{
-	return fdn__mono_ns() / 1000000u;
-}
-
-static uint64_t real_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
+/* ---- identity, randomness --------------------------------------------------- */
 
 /* The process's pid, refreshed in a fork child; per thread: its tid, its
  * event count and its generator, refreshed when the pid changes. */
@@ -130,7 +106,7 @@ static void me_refresh(void)
 	me.tid = gettid();
 	me.pseq = 0;
 	if (getrandom(&me.rng, sizeof(me.rng), GRND_NONBLOCK) != sizeof(me.rng))
-		me.rng = real_ns() ^ ((uint64_t)me.tid << 32);
+		me.rng = fdn__real_ns() ^ ((uint64_t)me.tid << 32);
 	me.rng |= 1;
 }
 
@@ -144,68 +120,6 @@ double fdn__rand01(void)
 	x ^= x >> 27;
 	me.rng = x;
 	return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
-}
-
-/* ---- names ------------------------------------------------------------------ */
-
-static bool word_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '_' || c == '-';
-}
-
-int fdn__event_name_len(const char *name)
-{
-	if (!name)
-		return FDN_EEVNAME;
-	size_t i = 0;
-	bool word = false; /* inside a word: a dot may follow */
-	for (; name[i]; i++) {
-		if (i >= FDN_EVENT_NAME_MAX)
-			return FDN_EEVNAME;
-		if (name[i] == '.') {
-			if (!word)
-				return FDN_EEVNAME;
-			word = false;
-		} else if (word_char(name[i])) {
-			word = true;
-		} else {
-			return FDN_EEVNAME;
-		}
-	}
-	return word ? (int)i : FDN_EEVNAME;
-}
-
-int fdn_event_name_check(const char *name)
-{
-	int n = fdn__event_name_len(name);
-	return n < 0 ? n : 0;
-}
-
-bool fdn_event_prefix_match(const char *prefix, const char *name)
-{
-	size_t n = strlen(prefix);
-	if (n == 0)
-		return true;
-	if (strncmp(prefix, name, n) != 0)
-		return false;
-	return prefix[n - 1] == '.' || name[n] == 0 || name[n] == '.';
-}
-
-static int check_measurements(const struct fdn_measurement *m, size_t nm)
-{
-	if (nm > FDN_MEASUREMENTS_MAX || (nm && !m))
-		return FDN_EINVAL;
-	for (size_t i = 0; i < nm; i++) {
-		const char *p = m[i].name;
-		size_t len = p ? strnlen(p, FDN_MEASUREMENT_NAME_MAX + 1) : 0;
-		if (len == 0 || len > FDN_MEASUREMENT_NAME_MAX || !isfinite(m[i].value))
-			return FDN_EINVAL;
-		for (size_t k = 0; k < len; k++)
-			if (!word_char(p[k]) && p[k] != '.')
-				return FDN_EINVAL;
-	}
-	return 0;
 }
 
 /* ---- handlers -------------------------------------------------------------------- */
@@ -504,7 +418,7 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 										 : 0;
 	}
 	int r;
-	if ((r = check_measurements(m, nm)))
+	if ((r = fdn__check_measurements(m, nm)))
 		return r;
 	if (na && !attrs)
 		return FDN_EINVAL;
@@ -518,7 +432,8 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 	if (!fdn__sampler_decide(&t, name, nlen, sampler_cell(&t, id)))
 		return 0;
 	me_refresh();
-	struct fdn_event ev = {name, m, nm, attrs, na, real_ns(), fdn__mono_ns(), me.pid, me.tid};
+	struct fdn_event ev = {name,           m,      nm,    attrs, na, fdn__real_ns(),
+			       fdn__mono_ns(), me.pid, me.tid};
 	if (handlers)
 		call_handlers(&ev);
 	if (ring && (r = ring_write(s, &ev, nlen, abuf, alen)))

@@ -6,7 +6,7 @@
 #ifndef FDN_LIB_TELEMETRY_INT_H
 #define FDN_LIB_TELEMETRY_INT_H
 
-#include "lib/internal.h"
+#include "lib/telemetry.h"
 
 /* Where the tables live for one call: the segment's region
  * FDN_SVC_TELEMETRY and header part, or this process's private copy of the
@@ -42,13 +42,14 @@ bool fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int3
 int fdn__tel_emit(fdn_segment *s, const char *name, size_t nlen, const struct fdn_measurement *m,
 		  size_t nm, const struct fdn_attr *attrs, size_t na);
 
-/* Length of a valid event name, or FDN_EEVNAME. */
+/* Length of a valid event name, or FDN_EEVNAME (telemetry_names.c). */
 int fdn__event_name_len(const char *name);
+/* 0 if the nm measurements are well-formed (count, names, finite values),
+ * else FDN_EINVAL (telemetry_names.c). */
+int fdn__check_measurements(const struct fdn_measurement *m, size_t nm);
 
 /* A uniform double in [0, 1) from this thread's generator. */
 double fdn__rand01(void);
-
-uint64_t fdn__mono_ms(void);
 
 /* A batch item's check of its value bits in generation gen, and the
  * RESERVED payload naming the process of s (layout.h, struct

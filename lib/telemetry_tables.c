@@ -3,6 +3,13 @@
  * claims, rate limiters and batches (region FDN_SVC_TELEMETRY, formats in
  * shm/layout.h), and the telemetry audit.
  *
+ * Who calls whom.  telemetry.c calls fdn__tel_ctx and fdn__sampler_decide
+ * (every emit asks its sampler); this file calls telemetry.c back:
+ * fdn__tel_emit (once-per, batches), fdn__rand01 (samplers), fdn__ring_map
+ * (the audit).  Also backend.c (fdn__backend, in fdn__tel_ctx),
+ * telemetry_names.c and the clock (shm/clock.c).  The circle with
+ * telemetry.c: see the top of telemetry.c.
+ *
  * NAMED SLOTS.  Each table is an array of slots named by a 64-bit tag
  * (XXH3 of the key).  A slot is claimed by one CAS 0 -> tag and never freed;
  * a key's slot is found by linear probing from tag % n.  Because slots are
@@ -22,6 +29,7 @@
  */
 #include "lib/telemetry_int.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sched.h>
 #include <stdarg.h>
@@ -1278,7 +1286,7 @@ static int check_tags(struct fdn__audit *ck, const struct fdn__tel *t, unsigned 
 	uint32_t n = tables[tb].n, used = 0;
 	uint64_t *tags = malloc(n * sizeof(*tags));
 	if (!tags)
-		return -12; /* -ENOMEM */
+		return -ENOMEM;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t tag = atomic_load((_Atomic uint64_t *)slot_at(t, tb, i));
 		if (tag == 0)

@@ -56,13 +56,6 @@ static struct fdn_shm_change *slot_of(fdn_segment *s, uint64_t rev)
 	return &s->changes[(rev - 1) & (s->nchanges - 1)];
 }
 
-static uint64_t now_real(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const void *key,
 			uint32_t klen)
 {
@@ -96,7 +89,7 @@ uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const v
 			return rev;
 		}
 		/* Ours, PENDING: the fields are read only once it is DONE. */
-		r->time_ns = now_real();
+		r->time_ns = fdn__real_ns();
 		r->death = c->death;
 		r->pid = (uint32_t)c->pid;
 		r->key_len = (uint16_t)(klen > FDN_CHANGE_KEY_MAX ? FDN_CHANGE_KEY_MAX : klen);

@@ -42,6 +42,7 @@
  */
 #include "shm.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,13 +82,6 @@ __attribute__((format(printf, 2, 3))) static void fdn__note(struct fdn__audit *a
 	va_end(ap);
 	if (a->cb)
 		a->cb(a->arg, "note", msg);
-}
-
-static uint64_t check_mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /*
@@ -141,12 +135,12 @@ static void fdn__check_procs(struct fdn__ck *ck)
 			}
 		}
 	}
-	uint64_t start = check_mono_ms();
+	uint64_t start = fdn__mono_ns() / 1000000u;
 	for (uint32_t k = 0; k < npending; k++) {
 		uint32_t i = pending[k];
 		for (;;) {
 			uint64_t w = atomic_load_explicit(&s->procs[i].word, memory_order_acquire);
-			uint64_t waited = check_mono_ms() - start;
+			uint64_t waited = fdn__mono_ns() / 1000000u - start;
 			if (w != pword[k]) {
 				fdn__note(
 				    &ck->au,
@@ -428,12 +422,12 @@ int fdn__seg_check(fdn_segment *s, fdn_check_cb cb, void *arg)
 	struct fdn__ck ck = {.s = s, .au = {cb, arg, 0}};
 	int r = fdn__validate_header(s->hdr, s->size);
 	if (r) {
-		fdn__violation(&ck.au, "header", "%s", fdn_strerror(r));
+		fdn__violation(&ck.au, "header", "%s", fdn__strerror(r));
 		return ck.au.n;
 	}
 	ck.own = calloc(s->ngranules, 1);
 	if (!ck.own)
-		return -12; /* -ENOMEM */
+		return -ENOMEM;
 	fdn__check_procs(&ck);
 	fdn__check_tslots(&ck);
 	fdn__check_blocks(&ck);

@@ -134,13 +134,6 @@ int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind)
 	return 0;
 }
 
-static uint64_t fdn__now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word_out)
 {
 	uint64_t ident;
@@ -171,7 +164,7 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word
 		atomic_store_explicit(&p->ident, ident, memory_order_relaxed);
 		atomic_store_explicit(&p->ident_kind, kind, memory_order_relaxed);
 		atomic_store_explicit(&p->uid, (uint32_t)geteuid(), memory_order_relaxed);
-		atomic_store_explicit(&p->attach_ns, fdn__now_ns(), memory_order_relaxed);
+		atomic_store_explicit(&p->attach_ns, fdn__real_ns(), memory_order_relaxed);
 		/* No release named by an earlier occupant (fdn__proc_release):
 		 * until this store the slot is LIVE, so the repair counts the
 		 * stale name as a live releaser's and leaves it alone. */

@@ -352,13 +352,6 @@ int fdn__thread_get_slow(fdn_segment *s, struct fdn__thread **out)
 	return 0;
 }
 
-static uint64_t fdn__mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Wait while slot i is in a section that began before grace period g, at
  * most until deadline (0: no limit). */
 static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadline)
@@ -825,14 +818,13 @@ int fdn__thread_trace(fdn_segment *s, struct fdn__thread *t, struct fdn_shm_trac
 		if (!atomic_compare_exchange_strong(&tr->owner, &expect, s->proc_word))
 			continue;
 		atomic_store_explicit(&s->hdr->trace_hint, (i + 1) % n, memory_order_relaxed);
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
+		uint64_t claimed = fdn__real_ns();
 		fdn__trace_write_begin(tr);
 		fdn__trace_reset(tr);
 		tr->proc_idx = s->proc_idx;
 		tr->pid = FDN_PROC_PID(s->proc_word);
 		tr->tid = (uint32_t)gettid();
-		tr->claimed_real = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+		tr->claimed_real = claimed;
 		tr->died_real = tr->died_mono = 0;
 		fdn__trace_write_end(tr);
 		t->trace = tr;

@@ -1,5 +1,6 @@
 /*
- * segment.c - create, attach (with full validation), detach, destroy, stats.
+ * segment.c - create, attach (with full validation), detach, destroy; names,
+ * paths and sizes (the public calls on them: lib/segment_api.c).
  *
  * Creation protocol.  The creator makes the object with
  * O_CREAT|O_EXCL|O_NOFOLLOW (so it never adopts someone else's file), sets
@@ -439,13 +440,13 @@ int fdn__validate_name(const char *name)
 	return 0;
 }
 
-const char *fdn_segment_default_name(void)
+const char *fdn__seg_default_name(void)
 {
 	const char *e = getenv("FOUNDATION_SEGMENT");
 	return (e && *e) ? e : FDN_SEGMENT_DEFAULT_NAME;
 }
 
-void fdn_segment_opts_init(struct fdn_segment_opts *o)
+void fdn__seg_opts_defaults(struct fdn_segment_opts *o)
 {
 	memset(o, 0, sizeof(*o));
 	o->entries = 100000;
@@ -489,13 +490,6 @@ static uint64_t fdn__pow2_at_least(uint64_t x)
 	while (p < x && p < FDN_MAX_BUCKETS)
 		p <<= 1;
 	return p;
-}
-
-static uint64_t fdn__now_realtime(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 int fdn__validate_header(const struct fdn_shm_header *h, uint64_t file_size)
@@ -638,20 +632,20 @@ static void fdn__seg_free(fdn_segment *s)
  * the environment is what they share.  Another tmpfs (say one mounted with
  * huge=within_size) or a hugetlbfs mount gives the segment huge pages. */
 
-const char *fdn_segment_dir(void)
+const char *fdn__seg_dir(void)
 {
 	const char *d = getenv("FOUNDATION_SHM_DIR");
 	return (d && *d) ? d : "/dev/shm";
 }
 
-int fdn_segment_path(const char *name, char *buf, size_t cap)
+int fdn__seg_path(const char *name, char *buf, size_t cap)
 {
 	if (!name)
-		name = fdn_segment_default_name();
+		name = fdn__seg_default_name();
 	int r = fdn__validate_name(name);
 	if (r)
 		return r;
-	const char *dir = fdn_segment_dir();
+	const char *dir = fdn__seg_dir();
 	/* A relative directory would name another file for every working
 	 * directory. */
 	if (dir[0] != '/')
@@ -714,7 +708,7 @@ static int fdn__create_plan(const struct fdn_segment_opts *opts, struct fdn_segm
 	if (opts)
 		*o = *opts;
 	else
-		fdn_segment_opts_init(o);
+		fdn__seg_opts_defaults(o);
 	if (o->mode == 0)
 		o->mode = 0600;
 	if (o->entries < 1 || o->entries > (1ull << 31) || o->processes < 1 ||
@@ -749,7 +743,7 @@ static int fdn__create_plan(const struct fdn_segment_opts *opts, struct fdn_segm
 	return fdn__layout_compute(c, regions, svc, total);
 }
 
-int fdn_segment_size(const struct fdn_segment_opts *opts, uint64_t *bytes)
+int fdn__seg_size(const struct fdn_segment_opts *opts, uint64_t *bytes)
 {
 	struct fdn_segment_opts o;
 	struct fdn__caps c;
@@ -760,6 +754,14 @@ int fdn_segment_size(const struct fdn_segment_opts *opts, uint64_t *bytes)
 	return fdn__create_plan(opts, &o, &c, regions, svc, bytes);
 }
 
+/* *name (the default name if NULL) and its path. */
+static int name_path(const char **name, char path[PATH_MAX])
+{
+	if (!*name)
+		*name = fdn__seg_default_name();
+	return fdn__seg_path(*name, path, PATH_MAX);
+}
+
 int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__svc_init_fn init,
 		    fdn_segment **out)
 {
@@ -768,9 +770,7 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	if (!out)
 		return FDN_EINVAL;
 	*out = NULL;
-	if (!name)
-		name = fdn_segment_default_name();
-	int r = fdn_segment_path(name, path, sizeof(path));
+	int r = name_path(&name, path);
 	if (r)
 		return r;
 	struct fdn__caps c;
@@ -826,8 +826,8 @@ int fdn__seg_create(const char *name, const struct fdn_segment_opts *opts, fdn__
 	h->total_size = total;
 	h->mode = o.mode;
 	if (getrandom(&h->hash_seed, sizeof(h->hash_seed), 0) != sizeof(h->hash_seed))
-		h->hash_seed = fdn__now_realtime() ^ ((uint64_t)getpid() << 32);
-	h->created_ns = fdn__now_realtime();
+		h->hash_seed = fdn__real_ns() ^ ((uint64_t)getpid() << 32);
+	h->created_ns = fdn__real_ns();
 	h->creator_pid = (uint32_t)getpid();
 	h->creator_uid = (uint32_t)geteuid();
 	fdn__pidns(&h->pidns_ino, &h->pidns_dev);
@@ -893,9 +893,7 @@ int fdn__seg_attach(const char *name, unsigned flags, fdn_segment **out)
 	if (!out)
 		return FDN_EINVAL;
 	*out = NULL;
-	if (!name)
-		name = fdn_segment_default_name();
-	int r = fdn_segment_path(name, path, sizeof(path));
+	int r = name_path(&name, path);
 	if (r)
 		return r;
 	if (flags & ~(unsigned)(FDN_SEG_READONLY | FDN_SEG_ALLOW_FOREIGN))
@@ -1027,9 +1025,7 @@ int fdn__seg_destroy(const char *name, uint64_t *lease)
 	char path[PATH_MAX];
 	if (lease)
 		*lease = 0;
-	if (!name)
-		name = fdn_segment_default_name();
-	int r = fdn_segment_path(name, path, sizeof(path));
+	int r = name_path(&name, path);
 	if (r)
 		return r;
 	bool rw = true;
@@ -1075,46 +1071,6 @@ int fdn__seg_destroy(const char *name, uint64_t *lease)
 	if (unlink(path) < 0)
 		return errno == ENOENT ? FDN_ENOSEG : -errno;
 	return 0;
-}
-
-static_assert(FDN_SEGMENT_FORMAT_MAJOR == FDN_ABI_MAJOR, "segment.h names the format major");
-
-int fdn_segment_format(const char *name, unsigned *major, unsigned *minor)
-{
-	char path[PATH_MAX];
-	int r = fdn_segment_path(name, path, sizeof(path));
-	if (r)
-		return r;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return errno == ENOENT ? FDN_ENOSEG : -errno;
-	unsigned char h[12];
-	ssize_t n = pread(fd, h, sizeof(h), 0);
-	close(fd);
-	uint64_t magic;
-	uint16_t ma, mi;
-	if (n != (ssize_t)sizeof(h))
-		return FDN_EMAGIC;
-	memcpy(&magic, h, 8);
-	memcpy(&ma, h + 8, 2);
-	memcpy(&mi, h + 10, 2);
-	if (magic != FDN_MAGIC)
-		return FDN_EMAGIC;
-	if (major)
-		*major = ma;
-	if (minor)
-		*minor = mi;
-	return 0;
-}
-
-int fdn_segment_verify_size(fdn_segment *s)
-{
-	struct stat st;
-	if (!s)
-		return FDN_EINVAL;
-	if (fstat(s->fd, &st) < 0)
-		return -errno;
-	return (uint64_t)st.st_size < s->size ? FDN_ETRUNC : 0;
 }
 
 /* ---- the tools' SIGBUS guard -------------------------------------------------
@@ -1205,88 +1161,4 @@ void fdn__seg_guard_sigbus(fdn_segment *s, const char *prog)
 	struct sigaction sa = {.sa_sigaction = fdn__on_sigbus, .sa_flags = SA_SIGINFO};
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGBUS, &sa, NULL);
-}
-
-const char *fdn_segment_name(const fdn_segment *s)
-{
-	return s ? s->name : "";
-}
-
-int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st)
-{
-	if (!s || !st)
-		return FDN_EINVAL;
-	memset(st, 0, sizeof(*st));
-	const struct fdn_shm_header *h = s->hdr;
-	st->total_bytes = h->total_size;
-	st->abi_major = h->abi_major;
-	st->abi_minor = h->abi_minor;
-	st->created_ns = h->created_ns;
-	st->creator_pid = h->creator_pid;
-	st->creator_uid = h->creator_uid;
-	st->procs_cap = s->nprocs;
-	st->threads_cap = s->nthreads;
-	for (uint32_t i = 0; i < s->nprocs; i++)
-		if (atomic_load_explicit(&s->procs[i].word, memory_order_relaxed) != 0)
-			st->procs_used++;
-	for (uint32_t i = 0; i < s->nthreads; i++)
-		if (atomic_load_explicit(&s->tslots[i].state, memory_order_relaxed) != 0)
-			st->threads_used++;
-	st->heap_pages = s->npages;
-	st->heap_bytes = (uint64_t)s->npages * FDN_PAGE_SIZE;
-	for (uint32_t p = 0; p < s->npages; p++) {
-		uint32_t c = atomic_load_explicit(&s->pages[p].cls, memory_order_relaxed);
-		if (c == 0 || c > FDN_NCLASSES)
-			continue;
-		st->heap_pages_used++;
-		uint32_t step = 1u << (c - 1);
-		for (uint32_t g = 0; g < FDN_PAGE_GRANULES; g += step) {
-			uint64_t w = atomic_load_explicit(
-			    &s->bstate[(uint64_t)p * FDN_PAGE_GRANULES + g], memory_order_relaxed);
-			if (FDN_BLOCK_KIND(w) == FDN_BLOCK_ALLOC) {
-				st->blocks_used++;
-				st->block_bytes_used += (uint64_t)step * FDN_GRANULE;
-			}
-		}
-	}
-	st->gp_counter = atomic_load(&s->hdr->gp_ctr);
-	st->gp_done = atomic_load(&s->hdr->gp_done);
-	uint64_t oldest = UINT64_MAX;
-	uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
-	for (uint32_t i = 0; i < hwm && i < s->nthreads; i++) {
-		const struct fdn_shm_tslot *ts = &s->tslots[i];
-		uint64_t state = atomic_load_explicit(&ts->state, memory_order_relaxed);
-		if (state == 0)
-			continue;
-		uint64_t pending = fdn_tslot_pending(ts);
-		st->reclaim_pending += pending <= FDN_LIMBO_MAX ? pending : 0;
-		uint64_t c = atomic_load_explicit(&ts->ctr, memory_order_relaxed);
-		uint32_t owner = FDN_TSLOT_OWNER(state);
-		if (c != 0 && c < oldest && owner < s->nprocs) {
-			oldest = c;
-			st->reclaim_blocker_pid = FDN_PROC_PID(
-			    atomic_load_explicit(&s->procs[owner].word, memory_order_relaxed));
-			st->reclaim_blocker_tid =
-			    atomic_load_explicit(&ts->tid, memory_order_relaxed);
-		}
-	}
-	/* A section newer than every waiting block holds nothing back. */
-	if (st->reclaim_pending == 0)
-		st->reclaim_blocker_pid = st->reclaim_blocker_tid = 0;
-	st->trace_cap = s->ntrace;
-	for (uint32_t i = 0; i < s->ntrace; i++)
-		if (atomic_load_explicit(&s->trace[i].owner, memory_order_relaxed) != 0)
-			st->trace_used++;
-	st->ghosts_written = atomic_load_explicit(&s->hdr->ghost_head, memory_order_relaxed);
-	st->ghosts_cap = FDN_GHOSTS_MAX;
-	st->events_cap = s->nevents;
-	st->ntables = s->ntables;
-	for (uint32_t t = 0; t < s->ntables && t < FDN_STATS_MAX_TABLES; t++) {
-		memcpy(st->tables[t].name, h->tables[t].name, FDN_TABLE_NAME_MAX);
-		st->tables[t].name[FDN_TABLE_NAME_MAX - 1] = 0;
-		int64_t c = fdn__ht_count(s, t);
-		st->tables[t].entries = c < 0 ? 0 : (uint64_t)c;
-		st->tables[t].buckets = h->tables[t].nbuckets;
-	}
-	return 0;
 }

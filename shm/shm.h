@@ -10,6 +10,10 @@
 
 #include "layout.h"
 
+/* Two public headers, for their definitions only (shm/ calls no function
+ * defined in lib/): error.h for the codes, segment.h for fdn_segment,
+ * struct fdn_segment_opts, fdn_check_cb and the limits (FDN_SEGMENT_NAME_MAX,
+ * FDN_CHANGES_*). */
 #include <foundation/error.h>
 #include <foundation/segment.h>
 
@@ -19,6 +23,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+/* ---- error.c: every code's message and name (fdn_strerror, fdn_errname) -- */
+const char *fdn__strerror(int code);
+const char *fdn__errname(int code);
+
+/* ---- clock.c: the library's clocks, in ns (lib/ and shm/ use these) -------- */
+uint64_t fdn__mono_ns(void); /* CLOCK_MONOTONIC */
+uint64_t fdn__mono_ms(void); /* CLOCK_MONOTONIC, in ms */
+uint64_t fdn__real_ns(void); /* CLOCK_REALTIME */
 
 /* ---- the process-private handle ----------------------------------------- */
 
@@ -102,6 +115,15 @@ int fdn__layout_compute(const struct fdn__caps *c, struct fdn_shm_region regions
 			struct fdn_shm_region svc[FDN_NSVC_REGIONS], uint64_t *total);
 uint64_t fdn__layout_signature(void);
 int fdn__validate_name(const char *name);
+/* What the public fdn_segment_default_name, _dir, _path, _opts_init and
+ * _size (lib/segment_api.c) return: $FOUNDATION_SEGMENT or the default
+ * name; $FOUNDATION_SHM_DIR or /dev/shm; <dir>/<name> (name NULL: the
+ * default); the default options; the bytes a create with opts would map. */
+const char *fdn__seg_default_name(void);
+const char *fdn__seg_dir(void);
+int fdn__seg_path(const char *name, char *buf, size_t cap);
+void fdn__seg_opts_defaults(struct fdn_segment_opts *o);
+int fdn__seg_size(const struct fdn_segment_opts *opts, uint64_t *bytes);
 /* Create / attach (the public fdn_segment_create/attach in lib/ wrap these
  * and start the reaper).  `init` (may be NULL) writes the services' parts
  * of the new segment before it is published (init_state READY), so no

@@ -34,9 +34,7 @@ static volatile pid_t children[MAX_CHILDREN];
 
 uint64_t st_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return fdn__mono_ns(); /* the library's clock (shm/clock.c) */
 }
 
 void st_sleep_ns(uint64_t ns)

@@ -1,0 +1,448 @@
+/*
+ * registry_index.c - the registry's secondary index (table "index", 1):
+ * its references, written and removed with the entries by registry.c and
+ * the purge (registry_purge.c); the walks of a prefix's chains; the
+ * removal of an entry with its references.  Calls none of the other
+ * registry files (registry_int.h).
+ *
+ * Table "index" (1, prefix-hashed) holds one reference per (indexed
+ * attribute value, entry), and one per (owner, group of main-table buckets
+ * holding its entries) -- the owner references, below: key =
+ * [n][name \0 type value-text][entry key], resp. [14][owner prefix][group],
+ * where the n-byte prefix is what is hashed, so all entries of one value
+ * share a chain and find_by_attribute walks only that chain.  The value is
+ * struct ref_val {owner_word, writer_word, owner_idx, writer_idx}: the
+ * owner the reference was written for and the process that wrote it --
+ * except for an owner reference (below) written by its owner itself, whose
+ * value is empty: its prefix names the owner, and the writer is the owner
+ * (fdn__reg_ref_of).  An owner reference is then one 64-byte block (24-byte node
+ * header, 19-byte key).  References are written before the entry and
+ * removed after it, so the index may briefly hold a reference whose entry
+ * does not (yet or any more) carry the value -- never miss one that does.
+ * Readers therefore verify every reference against the main table.  A
+ * reference is stale when its owner is dead, or when its entry does not
+ * carry its value and its writer is dead (a writer killed between the two
+ * steps); the reaper removes stale references (fdn__registry_purge) and
+ * the checker reports any it finds afterwards.
+ */
+#include "lib/registry_int.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Prefix "name \0 type text" of one indexable value, or 0 if too long. */
+size_t fdn__reg_prefix_of(const char *name, const struct fdn_attr *a, const char *item,
+			  unsigned char *out)
+{
+	char text[PREFIX_MAX + 1];
+	char type;
+	switch (a->type) {
+	case FDN_ATTR_STRING:
+	case FDN_ATTR_LIST:
+		if (strlen(item) > INDEXED_STRING_MAX)
+			return 0;
+		type = 's';
+		snprintf(text, sizeof(text), "%s", item);
+		break;
+	case FDN_ATTR_INT:
+		type = 'n';
+		snprintf(text, sizeof(text), "%lld", (long long)a->v.i);
+		break;
+	case FDN_ATTR_DOUBLE:
+		/* EQ compares numbers by value: an integral double is indexed
+		 * as the integer it equals (1.0 as 1, -0.0 as 0). */
+		type = 'n';
+		if (a->v.d >= -9.2e18 && a->v.d <= 9.2e18 && a->v.d == (double)(long long)a->v.d)
+			snprintf(text, sizeof(text), "%lld", (long long)a->v.d);
+		else
+			snprintf(text, sizeof(text), "%.17g", a->v.d);
+		break;
+	case FDN_ATTR_BOOL:
+		type = 'b';
+		snprintf(text, sizeof(text), "%d", a->v.b ? 1 : 0);
+		break;
+	default:
+		return 0;
+	}
+	size_t nl = strlen(name), tl = strlen(text);
+	if (nl + 2 + tl > PREFIX_MAX)
+		return 0;
+	memcpy(out, name, nl);
+	out[nl] = 0;
+	out[nl + 1] = (unsigned char)type;
+	memcpy(out + nl + 2, text, tl);
+	return nl + 2 + tl;
+}
+
+/* Call cb for the prefix of every indexed value of an encoded set. */
+int fdn__reg_each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb cb, void *arg)
+{
+	uint32_t n = fdn_attrs_count(attrs, alen);
+	for (uint32_t i = 0; i < n; i++) {
+		struct fdn_attr a;
+		if (fdn_attrs_at(attrs, alen, i, &a) || !fdn__reg_indexed(s, a.name))
+			continue;
+		unsigned char p[PREFIX_MAX];
+		uint32_t items = a.type == FDN_ATTR_LIST ? a.v.list.n : 1;
+		for (uint32_t k = 0; k < items; k++) {
+			const char *item = a.type == FDN_ATTR_LIST     ? fdn_attrs_list_item(&a, k)
+					   : a.type == FDN_ATTR_STRING ? a.v.s
+								       : "";
+			size_t pl = item ? fdn__reg_prefix_of(a.name, &a, item, p) : 0;
+			if (pl == 0)
+				continue;
+			int r = cb(arg, p, pl);
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The owner references: with the prefix [0 'o' owner_word owner_idx] (an
+ * attribute name is never empty, so no attribute prefix starts with 0), one
+ * reference per group of GROUP_BUCKETS consecutive main-table buckets that
+ * holds an entry of the owner: its key is [14][prefix][group, u32 little-
+ * endian], where an entry's group is its bucket / GROUP_BUCKETS.  All
+ * references of one owner share its chains, so the reaper finds a dead
+ * owner's entries by walking the groups they name: O(entries x
+ * GROUP_BUCKETS) bucket words (8 lines a group), not the table.  An owner
+ * with many entries has far fewer references than entries (at most one
+ * per group: 1 000 000 entries of one owner in 2^21 buckets have 32 768),
+ * which is what keeps the registry near 160 bytes per entry; an owner with
+ * few has about one per entry (a 64-byte block each).
+ *
+ * A group's reference exists while some entry of its owner -- visible or
+ * not (an owner's death hides its entries before they are removed) -- lies
+ * in the group: it is made sure of before each entry and written again after it, like
+ * every reference, and removed only when a walk of the group in a
+ * read-side section found no entry of that owner (fdn__reg_ref_del_suffix, which
+ * argues why a concurrent writer's entry is never left without it).
+ */
+
+size_t fdn__reg_owner_prefix(uint32_t idx, uint64_t word, unsigned char *out)
+{
+	out[0] = 0;
+	out[1] = 'o';
+	memcpy(out + 2, &word, 8);
+	memcpy(out + 10, &idx, 4);
+	return OWNER_PREFIX_LEN;
+}
+
+static bool is_owner_prefix(const unsigned char *prefix, size_t plen)
+{
+	return plen == OWNER_PREFIX_LEN && prefix[0] == 0 && prefix[1] == 'o';
+}
+
+/* The value of reference v: stored, or (an owner reference with an empty
+ * value) the owner its prefix names, who also wrote it.  False if v is
+ * malformed. */
+bool fdn__reg_ref_of(const struct fdn__ht_view *v, struct ref_val *rv)
+{
+	const unsigned char *k = v->key;
+	if (v->key_len < 2 || 1u + k[0] > v->key_len)
+		return false;
+	if (v->val_len == sizeof(*rv)) {
+		memcpy(rv, v->val, sizeof(*rv));
+		return true;
+	}
+	if (v->val_len != 0 || !is_owner_prefix(k + 1, k[0]))
+		return false;
+	memcpy(&rv->owner_word, k + 3, 8);
+	memcpy(&rv->owner_idx, k + 11, 4);
+	rv->writer_word = rv->owner_word;
+	rv->writer_idx = rv->owner_idx;
+	return true;
+}
+
+/* Call cb for the owner reference, then every indexed value. */
+int fdn__reg_each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *attrs, size_t alen,
+		      prefix_cb cb, void *arg)
+{
+	unsigned char p[OWNER_PREFIX_LEN];
+	int r = cb(arg, p, fdn__reg_owner_prefix(oidx, oword, p));
+	return r ? r : fdn__reg_each_prefix(s, attrs, alen, cb, arg);
+}
+
+/* The group of an entry key (see the owner references). */
+static uint32_t group_of(fdn_segment *s, const void *key, size_t klen)
+{
+	return (uint32_t)((fdn__ht_hash(s, T_MAIN, key, klen) & s->bucket_mask[T_MAIN]) /
+			  GROUP_BUCKETS);
+}
+
+/* What follows the prefix in the reference of (prefix, entry key): the
+ * key, or for an owner prefix the key's group (into grp). */
+static const void *ref_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
+			      const void *key, size_t *klen, unsigned char grp[GROUP_LEN])
+{
+	if (!is_owner_prefix(prefix, plen))
+		return key;
+	uint32_t g = group_of(s, key, *klen);
+	memcpy(grp, &g, GROUP_LEN);
+	*klen = GROUP_LEN;
+	return grp;
+}
+
+/* [plen][prefix][suffix] into buf; returns its length. */
+static size_t ref_key_raw(unsigned char *buf, const unsigned char *prefix, size_t plen,
+			  const void *suf, size_t slen)
+{
+	buf[0] = (unsigned char)plen;
+	memcpy(buf + 1, prefix, plen);
+	memcpy(buf + 1 + plen, suf, slen);
+	return 1 + plen + slen;
+}
+
+/* The key of the reference (prefix, entry key) into buf; its length. */
+size_t fdn__reg_ref_key(fdn_segment *s, unsigned char *buf, const unsigned char *prefix,
+			size_t plen, const void *key, size_t klen)
+{
+	unsigned char grp[GROUP_LEN];
+	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
+	return ref_key_raw(buf, prefix, plen, suf, klen);
+}
+
+static int group_scan_cb(void *arg, const struct fdn__ht_view *v);
+
+int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs)
+{
+	uint64_t nb = s->bucket_mask[T_MAIN] + 1, b0 = (uint64_t)g * GROUP_BUCKETS;
+	for (uint64_t b = b0; b < b0 + GROUP_BUCKETS && b < nb; b++) {
+		int r = fdn__ht_foreach_bucket(s, T_MAIN, b, group_scan_cb, gs);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			break; /* enough */
+	}
+	return 0;
+}
+
+/* Is the reference k there with exactly this value? */
+static bool ref_there(fdn_segment *s, const unsigned char *k, size_t kl, const void *val,
+		      size_t vlen)
+{
+	struct fdn__thread *t;
+	if (fdn__rcu_read_lock(s, &t))
+		return false;
+	struct fdn__ht_view v;
+	bool same = fdn__ht_lookup(s, T_INDEX, k, kl, &v) == 0 && v.val_len == vlen &&
+		    (vlen == 0 || memcmp(v.val, val, vlen) == 0);
+	fdn__rcu_read_unlock(t);
+	return same;
+}
+
+int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct ref_op *o = arg;
+	if (o->klen > FDN_REG_KEY_MAX)
+		return FDN_EINVKEY;
+	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
+	struct ref_val v = {o->owner_word, o->s->proc_word, o->owner_idx, o->s->proc_idx};
+	size_t kl = fdn__reg_ref_key(o->s, k, prefix, plen, o->key, o->klen);
+	/* An owner reference written by its owner: the prefix says it all. */
+	bool self = is_owner_prefix(prefix, plen) && v.owner_word == v.writer_word &&
+		    v.owner_idx == v.writer_idx;
+	size_t vlen = self ? 0 : sizeof(v);
+	if (o->ensure && ref_there(o->s, k, kl, &v, vlen))
+		return 0;
+	return fdn__ht_put(o->s, T_INDEX, k, kl, &v, vlen, FDN_HT_UPSERT, NULL, NULL);
+}
+
+struct has_arg {
+	const unsigned char *prefix;
+	size_t plen;
+};
+
+static int has_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct has_arg *h = arg;
+	return plen == h->plen && memcmp(prefix, h->prefix, plen) == 0;
+}
+
+/* Does the encoded set produce this prefix? */
+static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsigned char *prefix,
+		    size_t plen)
+{
+	struct has_arg h = {prefix, plen};
+	return attrs && fdn__reg_each_prefix(s, attrs, alen, has_cb, &h) == 1;
+}
+
+/* Is the reference (prefix, suffix) needed?  An owner reference: its group
+ * holds an entry of its owner.  A value's: the entry of key suffix is
+ * visible and carries the value.  Read lock held. */
+bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			  size_t slen)
+{
+	if (is_owner_prefix(prefix, plen)) {
+		if (slen != GROUP_LEN)
+			return false;
+		struct group_scan gs = {s, 0, 0, NULL, 0, 0, false};
+		uint32_t g;
+		memcpy(&gs.word, prefix + 2, 8);
+		memcpy(&gs.idx, prefix + 10, 4);
+		memcpy(&g, suf, GROUP_LEN);
+		return fdn__reg_group_scan(s, g, &gs) == 0 && gs.any;
+	}
+	struct fdn__ht_view ev;
+	struct rec rc;
+	struct fdn_entry_view e;
+	return check_key(slen) == 0 && fdn__ht_lookup(s, T_MAIN, suf, slen, &ev) == 0 &&
+	       visible(s, &ev, &rc, &e) && set_has(s, e.attrs, e.attrs_len, prefix, plen);
+}
+
+/*
+ * Remove the reference (prefix, suffix) unless it is needed (fdn__reg_ref_carried):
+ * for a value, the entry now visible for key carries it; for an owner, an
+ * entry of the owner lies in the group.  Decided in a read-side section, then deleted after
+ * it, the delete naming the exact reference version seen (gidx and
+ * generation: a name that stays valid outside the section, as for
+ * fdn__reg_remove_entry): a writer that re-wrote the reference meanwhile (every
+ * writer makes sure of its references before its entry and writes them
+ * again after it) makes the delete fail, so a reference a visible entry carries is never lost.
+ * The section protected only the reads; a writer can act between decision
+ * and delete whether the delete is inside the section or not, and the
+ * second write is what repairs that.  The delete is made outside so that
+ * it can flush a full deferred-free list first: inside a section it could
+ * not (FDN_EINREAD), and a reaper whose list was full failed every purge
+ * of references without entries, retrying for ever (stress_killstorm
+ * under ASan; test_registry purge_with_a_full_limbo).
+ */
+int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
+			    const void *suf, size_t slen, bool *deleted)
+{
+	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
+	if (slen > FDN_REG_KEY_MAX)
+		return 0;
+	size_t kl = ref_key_raw(k, prefix, plen, suf, slen);
+	struct fdn__thread *t;
+	int r = fdn__rcu_read_lock(s, &t);
+	if (r)
+		return r;
+	struct fdn__ht_view ref, version = {0};
+	r = fdn__ht_lookup(s, T_INDEX, k, kl, &ref);
+	if (r == 0) {
+		version = (struct fdn__ht_view){.gidx = ref.gidx, .gen = ref.gen};
+		r = fdn__reg_ref_carried(s, prefix, plen, suf, slen) ? 1 : 0;
+	}
+	fdn__rcu_read_unlock(t);
+	if (r == 0 && (r = fdn__ht_delete(s, T_INDEX, k, kl, &version)) == 0 && deleted)
+		*deleted = true;
+	return r == FDN_ENOTFOUND || r == 1 ? 0 : r;
+}
+
+/* The same for the reference of (prefix, entry key). */
+static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
+			  size_t klen)
+{
+	unsigned char grp[GROUP_LEN];
+	if (klen > FDN_REG_KEY_MAX)
+		return 0;
+	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
+	return fdn__reg_ref_del_suffix(s, prefix, plen, suf, klen, NULL);
+}
+
+int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct ref_op *o = arg;
+	if (o->keep && set_has(o->s, o->keep, o->keep_len, prefix, plen))
+		return 0;
+	return ref_del_unused(o->s, prefix, plen, o->key, o->klen);
+}
+
+/* An entry of the scanned owner met in its group (group_scan). */
+static int group_scan_cb(void *arg, const struct fdn__ht_view *v)
+{
+	struct group_scan *gs = arg;
+	struct rec r;
+	const unsigned char *attrs;
+	if (!rec_of(v, &r, &attrs) || r.owner_word != gs->word || r.owner_idx != gs->idx)
+		return 0;
+	gs->any = true;
+	if (!gs->v)
+		return 1; /* one is enough */
+	struct victim *x = &gs->v[gs->n];
+	bool ok = fdn_attrs_validate(attrs, r.attrs_len) == 0 && v->key_len <= FDN_REG_KEY_MAX;
+	if (!ok)
+		return 0; /* damaged: it keeps its reference, the checker reports it */
+	x->version = (struct fdn__ht_view){.gidx = v->gidx, .gen = v->gen};
+	x->key_len = v->key_len;
+	memcpy(x->key, v->key, v->key_len);
+	x->attrs_len = r.attrs_len;
+	memcpy(x->attrs, attrs, r.attrs_len);
+	x->owner_idx = r.owner_idx;
+	x->owner_word = r.owner_word;
+	return ++gs->n == gs->max;
+}
+
+bool fdn_attr_indexed(fdn_segment *s, const char *name)
+{
+	/* The local registry indexes nothing (its finds scan). */
+	return fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED && fdn__reg_indexed(s, name);
+}
+
+/* Is name one of the segment's indexed attributes?  The registry's own
+ * walks ask this, never fdn_attr_indexed: a flip in the middle of an
+ * operation must not change which references it writes or removes. */
+bool fdn__reg_indexed(fdn_segment *s, const char *name)
+{
+	if (!name || !*name)
+		return false;
+	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
+		if (strncmp(s->hdr->indexed[i], name, FDN_INDEXED_NAME_MAX) == 0)
+			return true;
+	return false;
+}
+
+/* Call cb for every live reference of prefix in its sub-th chain (read
+ * lock held).  Bounded. */
+int fdn__reg_walk_prefix_sub(fdn_segment *s, const unsigned char *prefix, size_t plen, uint64_t sub,
+			     ref_node_cb cb, void *arg)
+{
+	uint64_t h = fdn__ht_prefix_hash(s, prefix, plen) ^ sub;
+	uint64_t w = atomic_load_explicit(&s->buckets[T_INDEX][h & s->bucket_mask[T_INDEX]],
+					  memory_order_acquire);
+	for (uint64_t steps = 0; FDN_LINK_GIDX(w); steps++) {
+		const struct fdn_shm_node *n = fdn__node(s, FDN_LINK_GIDX(w));
+		if (!n || steps > s->ngranules)
+			return FDN_ECORRUPT;
+		w = atomic_load_explicit(&n->next, memory_order_acquire);
+		if (n->hash > h)
+			break;
+		const unsigned char *k = n->data;
+		if (n->hash != h || FDN_LINK_MARKED(w) || fdn_node_key_len(n) < 1 + plen ||
+		    k[0] != plen || memcmp(k + 1, prefix, plen) != 0)
+			continue;
+		int r = cb(arg, n, plen);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* The same over every chain the prefix's keys hash to (FDN_PREFIX_SPREAD). */
+int fdn__reg_walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t plen, ref_node_cb cb,
+			 void *arg)
+{
+	for (uint64_t sub = 0, spread = fdn__prefix_spread(prefix, plen); sub < spread; sub++) {
+		int r = fdn__reg_walk_prefix_sub(s, prefix, plen, sub, cb, arg);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Delete the main entry of view v (exact version) and then its refs. */
+int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
+			  const struct fdn__ht_view *v, uint32_t oidx, uint64_t oword,
+			  const unsigned char *attrs, size_t alen, unsigned kind)
+{
+	const struct fdn__chg chg = {kind, (pid_t)FDN_PROC_PID(oword), 0};
+	int r = fdn__ht_delete_chg(s, T_MAIN, key, klen, v, &chg);
+	if (r)
+		return r;
+	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
+	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
+	return 0;
+}

@@ -1,0 +1,175 @@
+/*
+ * lib/registry_int.h - what the registry's files share (not exported):
+ * the stored forms of an entry (struct rec) and of an index reference
+ * (struct ref_val), their readers, and the index helpers that the public
+ * calls (registry.c), the purge (registry_purge.c) and the audit
+ * (registry_audit.c) call in registry_index.c.
+ *
+ * Who calls whom: registry.c -> registry_purge.c (release of idle slots)
+ * -> registry_index.c; registry_audit.c -> registry_purge.c
+ * (fdn__ref_stale), registry_index.c.  registry_index.c calls none of them.
+ * The reaper (lib/reaper.c) calls registry_purge.c; registry.c calls the
+ * reaper (fdn__reaper_notice, in writable).
+ */
+#ifndef FDN_LIB_REGISTRY_INT_H
+#define FDN_LIB_REGISTRY_INT_H
+
+#include "lib/internal.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define T_MAIN             0u
+#define T_INDEX            1u
+#define REC_SIZE           20u
+#define REC_OFF_WORD       0u
+#define REC_OFF_IDX        8u
+#define REC_OFF_TIME       12u
+#define PREFIX_MAX         255u
+#define INDEXED_STRING_MAX 200u
+
+/* A record read out of its node (the stored form: top of registry.c). */
+struct rec {
+	uint64_t owner_word;
+	uint32_t owner_idx;
+	uint32_t attrs_len; /* val_len - REC_SIZE */
+	uint64_t registered_ns;
+};
+_Static_assert(REC_SIZE == FDN__REG_REC_SIZE && T_MAIN == FDN__REG_TABLE, "internal.h");
+/* A main-table node with a 16-byte key keeps its record on its first line. */
+_Static_assert(sizeof(struct fdn_shm_node) + 16u + REC_SIZE <= FDN_CACHELINE, "record line");
+
+struct ref_val {
+	uint64_t owner_word;
+	uint64_t writer_word;
+	uint32_t owner_idx;
+	uint32_t writer_idx;
+};
+_Static_assert(sizeof(struct ref_val) == 24, "reference value");
+
+/* ---- records ------------------------------------------------------------- */
+
+static inline bool rec_of(const struct fdn__ht_view *v, struct rec *r, const unsigned char **attrs)
+{
+	if (v->val_len < REC_SIZE || v->val_len - REC_SIZE > FDN_ATTRS_MAX)
+		return false;
+	memcpy(&r->owner_word, v->val + REC_OFF_WORD, 8);
+	memcpy(&r->owner_idx, v->val + REC_OFF_IDX, 4);
+	memcpy(&r->registered_ns, v->val + REC_OFF_TIME, 8);
+	r->attrs_len = v->val_len - REC_SIZE;
+	*attrs = v->val + REC_SIZE;
+	return true;
+}
+
+/* Is process slot idx still the process whose claim word was `word`? */
+static inline bool fdn__word_live(const fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	return idx < s->nprocs && FDN_PROC_STATE(word) == FDN_PROC_LIVE &&
+	       atomic_load_explicit(&s->procs[idx].word, memory_order_acquire) == word;
+}
+
+/* The entry of view v if it is visible and well-formed. */
+static inline bool visible(const fdn_segment *s, const struct fdn__ht_view *v, struct rec *r,
+			   struct fdn_entry_view *e)
+{
+	const unsigned char *attrs;
+	if (!rec_of(v, r, &attrs) || !fdn__word_live(s, r->owner_idx, r->owner_word) ||
+	    v->key_len > FDN_REG_KEY_MAX)
+		return false;
+	/* Validated when written (registry.c, top); a read-only handle may read a node
+	 * being reused, and validates. */
+	if (s->readonly && fdn_attrs_validate(attrs, r->attrs_len) != 0)
+		return false;
+	*e = (struct fdn_entry_view){
+	    v->key,           v->key_len, (pid_t)FDN_PROC_PID(r->owner_word),
+	    r->registered_ns, attrs,      r->attrs_len};
+	return true;
+}
+
+static inline int check_key(size_t klen)
+{
+	return klen == 0 || klen > FDN_REG_KEY_MAX ? FDN_EINVKEY : 0;
+}
+
+/* Is key in the remote namespace (registry.h)?  Such keys are written only
+ * with FDN_REG_MIRROR, and a walk returns them only with FDN_REG_REMOTE. */
+static inline bool remote_key(const void *key, size_t klen)
+{
+	return klen > 0 && ((const unsigned char *)key)[0] == FDN_REG_REMOTE_BYTE;
+}
+
+/* ---- index references (registry_index.c) --------------------------------- */
+
+typedef int (*prefix_cb)(void *arg, const unsigned char *prefix, size_t plen);
+
+/* The owner references: see registry_index.c. */
+#define OWNER_PREFIX_LEN 14u
+#define GROUP_BUCKETS    64u
+#define GROUP_LEN        4u
+
+/* One node to remove, copied out of its read-side section: deletes retire
+ * nodes, and a section holds at most FDN_LIMBO_MAX of those, so the purge
+ * collects a few victims per section and deletes them outside. */
+#define PURGE_BATCH 16
+struct victim {
+	struct fdn__ht_view version; /* gidx, gen only */
+	uint32_t key_len, attrs_len;
+	uint32_t owner_idx;
+	uint64_t owner_word;
+	unsigned char key[FDN_KEY_MAX];
+	unsigned char attrs[FDN_ATTRS_MAX];
+};
+
+/* Does group g of the main table hold an entry of owner (idx, word)?  And
+ * (victims != NULL) up to max of them, copied out.  Read lock held. */
+struct victim;
+struct group_scan {
+	fdn_segment *s;
+	uint64_t word;
+	uint32_t idx;
+	struct victim *v;
+	int n, max;
+	bool any;
+};
+
+struct ref_op {
+	fdn_segment *s;
+	const void *key;
+	size_t klen;
+	uint64_t owner_word;
+	uint32_t owner_idx;
+	const void *keep; /* delete only prefixes absent from this set */
+	size_t keep_len;
+	bool ensure; /* put: leave a reference that is there with this value */
+};
+
+typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
+
+bool fdn__reg_indexed(fdn_segment *s, const char *name);
+size_t fdn__reg_prefix_of(const char *name, const struct fdn_attr *a, const char *item,
+			  unsigned char *out);
+int fdn__reg_each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb cb, void *arg);
+size_t fdn__reg_owner_prefix(uint32_t idx, uint64_t word, unsigned char *out);
+bool fdn__reg_ref_of(const struct fdn__ht_view *v, struct ref_val *rv);
+int fdn__reg_each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *attrs, size_t alen,
+		      prefix_cb cb, void *arg);
+size_t fdn__reg_ref_key(fdn_segment *s, unsigned char *buf, const unsigned char *prefix,
+			size_t plen, const void *key, size_t klen);
+int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs);
+int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen);
+bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			  size_t slen);
+int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
+			    const void *suf, size_t slen, bool *deleted);
+int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen);
+int fdn__reg_walk_prefix_sub(fdn_segment *s, const unsigned char *prefix, size_t plen, uint64_t sub,
+			     ref_node_cb cb, void *arg);
+int fdn__reg_walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t plen, ref_node_cb cb,
+			 void *arg);
+int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
+			  const struct fdn__ht_view *v, uint32_t oidx, uint64_t oword,
+			  const unsigned char *attrs, size_t alen, unsigned kind);
+
+#endif

@@ -1,0 +1,80 @@
+/*
+ * lib/telemetry.h - the services' own telemetry events (telemetry.c): their
+ * ids and names, the fast check before measuring anything, the emit calls,
+ * and the telemetry part of a new segment and of the audit.  Included by
+ * the services that emit (registry.c, trace.c, flags.c, reaper.c, ...);
+ * lib/internal.h does not include it.
+ */
+#ifndef FDN_LIB_TELEMETRY_H
+#define FDN_LIB_TELEMETRY_H
+
+#include "lib/internal.h"
+
+/* ---- telemetry (telemetry.c) ----------------------------------------------
+ * The services' own events, by id: their names are fixed, so the emit path
+ * skips name validation and caches each one's sampler slot per thread. */
+enum fdn__ev {
+	FDN__EV_REG_REGISTER,    /* foundation.registry.register   */
+	FDN__EV_REG_LOOKUP,      /* foundation.registry.lookup     */
+	FDN__EV_REG_UNREGISTER,  /* foundation.registry.unregister */
+	FDN__EV_REG_UPDATE,      /* foundation.registry.update     */
+	FDN__EV_REG_MERGE,       /* foundation.registry.merge      */
+	FDN__EV_PROCESS_DOWN,    /* foundation.process.down        */
+	FDN__EV_SPAN_START,      /* foundation.span.start          */
+	FDN__EV_SPAN_STOP,       /* foundation.span.stop           */
+	FDN__EV_SPAN_ATTRIBUTES, /* foundation.span.attributes    */
+	FDN__EV_SPAN_EVENT,      /* foundation.span.event          */
+	FDN__EV_SPAN_LINK,       /* foundation.span.link           */
+	FDN__EV_FLAG_CHANGED,    /* foundation.flag.changed        */
+	FDN__EV_STAGE_CHANGED,   /* foundation.stage.changed       */
+	FDN__EV_STAGE_ALERT,     /* foundation.stage.alert         */
+	FDN__EV_REAPER_MISSING,  /* foundation.reaper.missing      */
+	FDN__EV_COUNT
+};
+extern const char *const fdn__ev_names[FDN__EV_COUNT];
+
+/* Handlers attached in this process (the fast path's first load). */
+extern _Atomic uint32_t fdn__tel_nhandlers;
+
+/* Does the ring of s take events now?  (Shared telemetry backend on a
+ * writable handle.) */
+bool fdn__ring_on(fdn_segment *s);
+/* The slow half of fdn__emit_enabled: false if the event's sampler is
+ * `never` (known from this thread's cache), else true. */
+bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id);
+
+/* Would an event of this id go anywhere?  A relaxed load when no handler
+ * is attached and telemetry is not shared; use it before measuring
+ * anything for an event. */
+static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
+{
+	if (atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0 &&
+	    (s == NULL || !fdn__ring_on(s)))
+		return false;
+	return fdn__emit_wanted(s, id);
+}
+
+/* A span's start or stop event in compact form (shm/layout.h,
+ * FDN_EVENT_SPAN): body (len bytes) at the given times, to the ring only
+ * (the caller has checked that no handler is attached).  Asks the event's
+ * sampler like any emit.  1 written, 0 sampled out, or an error. */
+int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, size_t len,
+		       uint64_t real_ns, uint64_t mono_ns);
+/* Expand a compact span body into ev's name, measurements and attributes
+ * (trace_rec.c, the owner of the format).  false if malformed. */
+bool fdn__span_rec_expand(const uint8_t *body, size_t len, struct fdn_ring_event *ev);
+
+/* fdn_emit for a service's own event (its name is known valid). */
+int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *m, size_t nm,
+		 const struct fdn_attr *attrs, size_t na);
+
+/* The telemetry defaults of a new segment (before it is published):
+ * foundation.registry.lookup sampled `never`. */
+int fdn__telemetry_init(fdn_segment *s);
+
+/* The telemetry audit: ring records, and the region's tables (tags unique
+ * and reachable by probing, specs and counters well-formed).  Returns
+ * violations found. */
+int fdn__telemetry_check(fdn_segment *s, fdn_check_cb cb, void *arg);
+
+#endif

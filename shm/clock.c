@@ -1,0 +1,26 @@
+/*
+ * clock.c - the library's two clocks, in nanoseconds, for lib/ and shm/
+ * alike (declared in shm/shm.h).  Calls nothing of the library.
+ */
+#include "shm.h"
+
+#include <time.h>
+
+uint64_t fdn__mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t fdn__mono_ms(void)
+{
+	return fdn__mono_ns() / 1000000u;
+}
+
+uint64_t fdn__real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
