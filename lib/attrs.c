@@ -704,7 +704,7 @@ static bool numeric_chars(const char *s)
 	return s[0] != '\0' && s[strspn(s, "0123456789+-.eE")] == '\0';
 }
 
-static bool parse_int(const char *s, int64_t *out)
+static bool attr_int(const char *s, int64_t *out)
 {
 	char *end;
 	if (!numeric_chars(s))
@@ -717,7 +717,7 @@ static bool parse_int(const char *s, int64_t *out)
 	return true;
 }
 
-static bool parse_double(const char *s, double *out)
+static bool attr_double(const char *s, double *out)
 {
 	char *end;
 	if (!numeric_chars(s))
@@ -759,9 +759,9 @@ static int parse_list(char *s, size_t len, struct fdn_attr *a, const char **item
 static int parse_value(char *s, struct fdn_attr *a, const char **items, uint32_t cap)
 {
 	size_t len = strlen(s);
-	if (parse_int(s, &a->v.i)) {
+	if (attr_int(s, &a->v.i)) {
 		a->type = FDN_ATTR_INT;
-	} else if (parse_double(s, &a->v.d)) {
+	} else if (attr_double(s, &a->v.d)) {
 		a->type = FDN_ATTR_DOUBLE;
 	} else if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
 		a->type = FDN_ATTR_BOOL;
