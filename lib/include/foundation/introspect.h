@@ -67,7 +67,10 @@ struct fdn_process {
 	uint32_t ident_kind;   /* enum fdn_identity_kind */
 	uint32_t uid;          /* the user it ran as */
 	uint64_t attached_ns;  /* CLOCK_REALTIME of its attach */
-	uint32_t claimer_pid;  /* the reaper cleaning up after it, else 0 */
+	uint32_t claimer_pid;  /* the process that claimed the slot: itself when
+				  it attached, the registering process when
+				  another registered it; UINT32_MAX while the
+				  slot is being released */
 	uint32_t reader_slots; /* reader (thread) slots it holds */
 };
 
