@@ -105,15 +105,22 @@ void fdn_reaper_lease_release(fdn_segment *s)
 
 /* ---- graveyard ------------------------------------------------------------- */
 
-static bool already_recorded(fdn_segment *s, uint32_t idx, uint64_t ident40)
+/* The number under which the death of the process of slot idx with
+ * identity ident40 is in the graveyard, or UINT64_MAX.  A death is
+ * recorded before its slot is freed, so a slot still being reaped may
+ * have been recorded by a reaper that died since, or by an earlier pass
+ * whose reclaim timed out -- any number of deaths ago, not only the last
+ * few: the whole ring is searched (256 entries; an identity names one
+ * process for good, so a match is that death). */
+static uint64_t recorded_as(fdn_segment *s, uint32_t idx, uint64_t ident40)
 {
 	uint64_t head = atomic_load(&s->hdr->graveyard_head);
-	for (uint64_t k = 0; k < 8 && k < head; k++) {
-		struct fdn_shm_death *d = &s->graveyard[(head - 1 - k) % FDN_GRAVEYARD_MAX];
+	for (uint64_t k = 0; k < FDN_GRAVEYARD_MAX && k < head; k++) {
+		const struct fdn_shm_death *d = &s->graveyard[(head - 1 - k) % FDN_GRAVEYARD_MAX];
 		if (d->proc_idx == idx && FDN_PROC_IDENT40(d->ident) == ident40)
-			return true;
+			return head - 1 - k;
 	}
-	return false;
+	return UINT64_MAX;
 }
 
 /* Record a death in the graveyard; false if it was already there (a
@@ -121,7 +128,7 @@ static bool already_recorded(fdn_segment *s, uint32_t idx, uint64_t ident40)
 static bool record_death(fdn_segment *s, const struct fdn__dead *d)
 {
 	uint64_t ident40 = FDN_PROC_IDENT40(d->word);
-	if (already_recorded(s, d->idx, ident40))
+	if (recorded_as(s, d->idx, ident40) != UINT64_MAX)
 		return false;
 	uint64_t k = atomic_load(&s->hdr->graveyard_head);
 	struct fdn_shm_death *g = &s->graveyard[k % FDN_GRAVEYARD_MAX];
@@ -226,17 +233,12 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	/* The graveyard numbers the deaths will be recorded under (below, in
 	 * this order; only the lease holder writes the graveyard), for the
 	 * change log's removal records (+ 1: 0 = none).  A death recorded by
-	 * an earlier pass keeps its number: already_recorded finds it. */
+	 * an earlier pass keeps its number (recorded_as finds it). */
 	uint64_t next = atomic_load(&s->hdr->graveyard_head);
 	for (size_t i = 0; i < n; i++) {
 		if (!d[i].record)
 			continue;
-		uint64_t ident40 = FDN_PROC_IDENT40(d[i].word), head = next, num = UINT64_MAX;
-		for (uint64_t k = 0; k < 8 && k < head; k++) {
-			struct fdn_shm_death *g = &s->graveyard[(head - 1 - k) % FDN_GRAVEYARD_MAX];
-			if (g->proc_idx == d[i].idx && FDN_PROC_IDENT40(g->ident) == ident40)
-				num = head - 1 - k;
-		}
+		uint64_t num = recorded_as(s, d[i].idx, FDN_PROC_IDENT40(d[i].word));
 		deaths[i] = (num == UINT64_MAX ? next++ : num) + 1;
 	}
 	int r = fdn__registry_purge(s, idx, word, deaths, counts, n);
