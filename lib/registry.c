@@ -894,10 +894,13 @@ int64_t fdn_count(fdn_segment *s)
 
 struct idx_walk {
 	struct walk *w;
-	const unsigned char *prefix;
+	const unsigned char *prefix; /* stored, under level lvl */
 	size_t plen;
 	const char *name;
 	const struct fdn_attr *value;
+	const unsigned char *vprefix; /* the value's */
+	size_t vplen;
+	unsigned lvl, top;
 };
 
 /* One index reference: verify it against the main table, then visit. */
@@ -915,6 +918,9 @@ static int idx_visit(struct idx_walk *iw, const struct fdn_shm_node *n)
 	if (check_key(eklen) || (!iw->w->remote && remote_key(ekey, eklen)) ||
 	    fdn__ht_lookup(iw->w->s, T_MAIN, ekey, eklen, &v) || !visible(iw->w->s, &v, &r, &e))
 		return 0;
+	if (iw->lvl < iw->top &&
+	    fdn__reg_ref_above(iw->w->s, iw->vprefix, iw->vplen, iw->lvl, iw->top, ekey, eklen))
+		return 0; /* reported under the higher level */
 	struct fdn_criterion c = {iw->name, FDN_CMP_EQ, *iw->value};
 	if (!fdn_criteria_match(&c, 1, e.attrs, e.attrs_len))
 		return 0;
@@ -942,17 +948,22 @@ static int find_indexed(struct walk *w, const char *name, const struct fdn_attr 
 	if (pl == 0)
 		return 0;
 	*used = true;
-	struct idx_walk iw = {w, p, pl, name, value};
+	unsigned char sp[1 + PREFIX_MAX];
+	struct idx_walk iw = {w, sp, 0, name, value, p, pl, 0, fdn__reg_level(w->s, p, pl)};
 	int r = 0;
-	for (uint64_t sub = 0, spread = fdn__prefix_spread(p, pl); sub < spread && r == 0; sub++) {
-		struct fdn__thread *t = NULL;
-		if (!w->s->readonly && (r = fdn__rcu_read_lock(w->s, &t)))
-			break;
-		r = fdn__reg_walk_prefix_sub(w->s, p, pl, sub, idx_visit_cb, &iw);
-		if (t)
-			fdn__rcu_read_unlock(t);
-		if (r == 0)
-			r = walk_flush(w);
+	for (; iw.lvl <= iw.top && r == 0; iw.lvl++) {
+		iw.plen = fdn__prefix_at_level(p, pl, iw.lvl, sp);
+		uint64_t spread = fdn__prefix_spread(sp, iw.plen);
+		for (uint64_t sub = 0; sub < spread && r == 0; sub++) {
+			struct fdn__thread *t = NULL;
+			if (!w->s->readonly && (r = fdn__rcu_read_lock(w->s, &t)))
+				break;
+			r = fdn__reg_walk_prefix_sub(w->s, sp, iw.plen, sub, idx_visit_cb, &iw);
+			if (t)
+				fdn__rcu_read_unlock(t);
+			if (r == 0)
+				r = walk_flush(w);
+		}
 	}
 	return walk_done(w, r);
 }

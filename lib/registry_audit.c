@@ -29,10 +29,7 @@ static void bad(struct audit *a, const char *msg, const void *key, size_t klen)
 static int has_ref_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct audit *a = arg;
-	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
-	size_t kl = fdn__reg_ref_key(a->s, k, prefix, plen, a->key, a->klen);
-	struct fdn__ht_view v;
-	if (fdn__ht_lookup(a->s, T_INDEX, k, kl, &v) != 0)
+	if (!fdn__reg_ref_exists(a->s, prefix, plen, a->key, a->klen))
 		bad(a, "indexed value without its index reference", a->key, a->klen);
 	return 0;
 }

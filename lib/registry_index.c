@@ -10,7 +10,8 @@
  * holding its entries) -- the owner references, below: key =
  * [n][name \0 type value-text][entry key], resp. [14][owner prefix][group],
  * where the n-byte prefix is what is hashed, so all entries of one value
- * share a chain and find_by_attribute walks only that chain.  The value is
+ * lie in its prefix's chains (32 of them, more for a value many entries
+ * hold: "Levels" below) and find_by_attribute walks only those.  The value is
  * struct ref_val {owner_word, writer_word, owner_idx, writer_idx}: the
  * owner the reference was written for and the process that wrote it --
  * except for an owner reference (below) written by its owner itself, whose
@@ -195,13 +196,86 @@ static size_t ref_key_raw(unsigned char *buf, const unsigned char *prefix, size_
 	return 1 + plen + slen;
 }
 
-/* The key of the reference (prefix, entry key) into buf; its length. */
-size_t fdn__reg_ref_key(fdn_segment *s, unsigned char *buf, const unsigned char *prefix,
-			size_t plen, const void *key, size_t klen)
+/*
+ * Levels.  The references of a value shared by very many entries would
+ * make long chains (all of a value's references lie in its prefix's
+ * chains).  So a value's prefix P has a level (header.prefix_levels, shm/
+ * layout.h): its references are written under the stored prefix P (level
+ * 0, 32 chains), [1]P (1 024 chains) or [2]P (32 768), the level the writer
+ * read; a writer whose insert passed more than FDN_PREFIX_LONG nodes raises
+ * it.  Levels never go down, so a reference lies under some level up to the
+ * current one: lookups and removals try each, and a walk visits each and
+ * reports a reference found under a lower level only if none of the same
+ * entry lies under a higher one (two writers racing with a raise can leave
+ * both).  Owner references have no levels: one per group bounds them.
+ * An attribute name never starts with a byte below 0x20 (fdn__set_indexed),
+ * so a stored prefix starting with 1 or 2 is always a levelled one.
+ * The level is loaded seq_cst and raised by a seq_cst CAS: an operation
+ * that happens after an insert (it found the entry the insert's writer
+ * published afterwards, or began after it returned) reads the level that
+ * insert read, or a higher one (coherence, and the single order of seq_cst
+ * accesses), so it looks under the level the reference was written to.
+ * A crash between an insert and its raise leaves the level low: the next
+ * long insert raises it.  A raise with no insert after it costs walks
+ * chains, nothing else.
+ */
+unsigned fdn__reg_level(fdn_segment *s, const unsigned char *prefix, size_t plen)
+{
+	return is_owner_prefix(prefix, plen) ? 0 : fdn__prefix_level(s, prefix, plen);
+}
+
+/* The value's prefix of a stored one: without its level byte. */
+static void logical_prefix(const unsigned char **prefix, size_t *plen)
+{
+	if (*plen && ((*prefix)[0] == 1 || (*prefix)[0] == 2)) {
+		++*prefix;
+		--*plen;
+	}
+}
+
+/* The key of the reference (prefix, suffix) under level lvl into buf. */
+static size_t ref_key_at(unsigned char *buf, const unsigned char *prefix, size_t plen, unsigned lvl,
+			 const void *suf, size_t slen)
+{
+	unsigned char sp[1 + PREFIX_MAX];
+	size_t n = fdn__prefix_at_level(prefix, plen, lvl, sp);
+	return ref_key_raw(buf, sp, n, suf, slen);
+}
+
+/* The highest level up to top under which the reference (prefix, suffix)
+ * lies, its node in *v; -1 if none.  Read lock held. */
+static int ref_lookup(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+		      size_t slen, unsigned top, struct fdn__ht_view *v)
+{
+	for (int l = (int)top; l >= 0; l--) {
+		unsigned char k[REF_KEY_MAX];
+		size_t kl = ref_key_at(k, prefix, plen, (unsigned)l, suf, slen);
+		if (fdn__ht_lookup(s, T_INDEX, k, kl, v) == 0)
+			return l;
+	}
+	return -1;
+}
+
+bool fdn__reg_ref_exists(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
+			 size_t klen)
 {
 	unsigned char grp[GROUP_LEN];
 	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
-	return ref_key_raw(buf, prefix, plen, suf, klen);
+	struct fdn__ht_view v;
+	return ref_lookup(s, prefix, plen, suf, klen, fdn__reg_level(s, prefix, plen), &v) >= 0;
+}
+
+bool fdn__reg_ref_above(fdn_segment *s, const unsigned char *prefix, size_t plen, unsigned lvl,
+			unsigned top, const void *key, size_t klen)
+{
+	struct fdn__ht_view v;
+	for (unsigned l = lvl + 1; l <= top; l++) {
+		unsigned char k[REF_KEY_MAX];
+		size_t kl = ref_key_at(k, prefix, plen, l, key, klen);
+		if (fdn__ht_lookup(s, T_INDEX, k, kl, &v) == 0)
+			return true;
+	}
+	return false;
 }
 
 static int group_scan_cb(void *arg, const struct fdn__ht_view *v);
@@ -219,35 +293,48 @@ int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs)
 	return 0;
 }
 
-/* Is the reference k there with exactly this value? */
-static bool ref_there(fdn_segment *s, const unsigned char *k, size_t kl, const void *val,
-		      size_t vlen)
-{
-	struct fdn__thread *t;
-	if (fdn__rcu_read_lock(s, &t))
-		return false;
-	struct fdn__ht_view v;
-	bool same = fdn__ht_lookup(s, T_INDEX, k, kl, &v) == 0 && v.val_len == vlen &&
-		    (vlen == 0 || memcmp(v.val, val, vlen) == 0);
-	fdn__rcu_read_unlock(t);
-	return same;
-}
-
+/*
+ * Write the reference (prefix, entry key): the first pass (o->ensure)
+ * leaves one already there with this value; otherwise it is written under
+ * the level where it lies (a second write must replace the version a
+ * remover may have seen: fdn__reg_ref_del_suffix), or under the prefix's
+ * current level if it lies nowhere.
+ */
 int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct ref_op *o = arg;
 	if (o->klen > FDN_REG_KEY_MAX)
 		return FDN_EINVKEY;
-	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
-	struct ref_val v = {o->owner_word, o->s->proc_word, o->owner_idx, o->s->proc_idx};
-	size_t kl = fdn__reg_ref_key(o->s, k, prefix, plen, o->key, o->klen);
+	fdn_segment *s = o->s;
+	struct ref_val v = {o->owner_word, s->proc_word, o->owner_idx, s->proc_idx};
 	/* An owner reference written by its owner: the prefix says it all. */
 	bool self = is_owner_prefix(prefix, plen) && v.owner_word == v.writer_word &&
 		    v.owner_idx == v.writer_idx;
 	size_t vlen = self ? 0 : sizeof(v);
-	if (o->ensure && ref_there(o->s, k, kl, &v, vlen))
-		return 0;
-	return fdn__ht_put(o->s, T_INDEX, k, kl, &v, vlen, FDN_HT_UPSERT, NULL, NULL);
+	unsigned char grp[GROUP_LEN];
+	size_t slen = o->klen;
+	const void *suf = ref_suffix(s, prefix, plen, o->key, &slen, grp);
+	unsigned top = fdn__reg_level(s, prefix, plen), lvl = top;
+	if (o->ensure || top > 0) {
+		struct fdn__thread *t;
+		if (fdn__rcu_read_lock(s, &t) == 0) {
+			struct fdn__ht_view ev;
+			int l = ref_lookup(s, prefix, plen, suf, slen, top, &ev);
+			bool same = l >= 0 && ev.val_len == vlen &&
+				    (vlen == 0 || memcmp(ev.val, &v, vlen) == 0);
+			fdn__rcu_read_unlock(t);
+			if (same && o->ensure)
+				return 0;
+			lvl = l >= 0 ? (unsigned)l : top;
+		}
+	}
+	unsigned char k[REF_KEY_MAX];
+	size_t kl = ref_key_at(k, prefix, plen, lvl, suf, slen);
+	int r = fdn__ht_put(s, T_INDEX, k, kl, &v, vlen, FDN_HT_UPSERT, NULL, NULL);
+	if (r == 0 && lvl == top && top < 2 && !is_owner_prefix(prefix, plen) &&
+	    fdn__ht_last_steps > FDN_PREFIX_LONG)
+		fdn__prefix_raise(s, prefix, plen, top + 1);
+	return r;
 }
 
 struct has_arg {
@@ -285,6 +372,7 @@ bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t pl
 		memcpy(&g, suf, GROUP_LEN);
 		return fdn__reg_group_scan(s, g, &gs) == 0 && gs.any;
 	}
+	logical_prefix(&prefix, &plen);
 	struct fdn__ht_view ev;
 	struct rec rc;
 	struct fdn_entry_view e;
@@ -312,7 +400,7 @@ bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t pl
 int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
 			    const void *suf, size_t slen, bool *deleted)
 {
-	unsigned char k[1 + PREFIX_MAX + FDN_REG_KEY_MAX];
+	unsigned char k[REF_KEY_MAX];
 	if (slen > FDN_REG_KEY_MAX)
 		return 0;
 	size_t kl = ref_key_raw(k, prefix, plen, suf, slen);
@@ -332,7 +420,7 @@ int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t 
 	return r == FDN_ENOTFOUND || r == 1 ? 0 : r;
 }
 
-/* The same for the reference of (prefix, entry key). */
+/* The same for the reference of (prefix, entry key), under every level. */
 static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
 			  size_t klen)
 {
@@ -340,7 +428,14 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
 	if (klen > FDN_REG_KEY_MAX)
 		return 0;
 	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
-	return fdn__reg_ref_del_suffix(s, prefix, plen, suf, klen, NULL);
+	unsigned top = fdn__reg_level(s, prefix, plen);
+	int r = 0;
+	for (unsigned l = 0; l <= top && r == 0; l++) {
+		unsigned char sp[1 + PREFIX_MAX];
+		size_t n = fdn__prefix_at_level(prefix, plen, l, sp);
+		r = fdn__reg_ref_del_suffix(s, sp, n, suf, klen, NULL);
+	}
+	return r;
 }
 
 int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
@@ -421,7 +516,7 @@ int fdn__reg_walk_prefix_sub(fdn_segment *s, const unsigned char *prefix, size_t
 	return 0;
 }
 
-/* The same over every chain the prefix's keys hash to (FDN_PREFIX_SPREAD). */
+/* The same over every chain the prefix's keys hash to (fdn__prefix_spread). */
 int fdn__reg_walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t plen, ref_node_cb cb,
 			 void *arg)
 {

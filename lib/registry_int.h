@@ -29,6 +29,8 @@
 #define REC_OFF_TIME       12u
 #define PREFIX_MAX         255u
 #define INDEXED_STRING_MAX 200u
+/* A reference's key: [n][level byte][prefix][entry key or group]. */
+#define REF_KEY_MAX (2u + PREFIX_MAX + FDN_REG_KEY_MAX)
 
 /* A record read out of its node (the stored form: top of registry.c). */
 struct rec {
@@ -155,8 +157,15 @@ size_t fdn__reg_owner_prefix(uint32_t idx, uint64_t word, unsigned char *out);
 bool fdn__reg_ref_of(const struct fdn__ht_view *v, struct ref_val *rv);
 int fdn__reg_each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *attrs, size_t alen,
 		      prefix_cb cb, void *arg);
-size_t fdn__reg_ref_key(fdn_segment *s, unsigned char *buf, const unsigned char *prefix,
-			size_t plen, const void *key, size_t klen);
+/* A value's level (registry_index.c, "Levels"): 0 for an owner prefix. */
+unsigned fdn__reg_level(fdn_segment *s, const unsigned char *prefix, size_t plen);
+/* Is the reference of (prefix, entry key) under some level?  Read lock held. */
+bool fdn__reg_ref_exists(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
+			 size_t klen);
+/* Is the reference of (prefix, entry key) also under a level in (lvl, top]?
+ * Read lock held. */
+bool fdn__reg_ref_above(fdn_segment *s, const unsigned char *prefix, size_t plen, unsigned lvl,
+			unsigned top, const void *key, size_t klen);
 int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs);
 int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen);
 bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,

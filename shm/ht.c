@@ -91,6 +91,48 @@ uint64_t fdn__ht_prefix_hash(const fdn_segment *s, const void *prefix, size_t n)
 	return XXH3_64bits_withSeed(prefix, n, s->seed);
 }
 
+_Thread_local uint32_t fdn__ht_last_steps;
+
+/* Where the level of prefix P lives: a word of header.prefix_levels and
+ * the shift of its 2-bit field. */
+static _Atomic uint64_t *fdn__level_word(const fdn_segment *s, const void *prefix, size_t n,
+					 unsigned *shift)
+{
+	uint64_t f = fdn__ht_prefix_hash(s, prefix, n) >> 52; /* < FDN_PREFIX_LEVELS */
+	*shift = (unsigned)(f % 32u) * 2u;
+	return (_Atomic uint64_t *)&s->hdr->prefix_levels[f / 32u];
+}
+
+unsigned fdn__prefix_level(const fdn_segment *s, const void *prefix, size_t n)
+{
+	unsigned shift;
+	_Atomic uint64_t *w = fdn__level_word(s, prefix, n, &shift);
+	unsigned l = (unsigned)(atomic_load(w) >> shift) & 3u;
+	return l > 2 ? 2 : l; /* 3 is never written: damage reads as the top */
+}
+
+void fdn__prefix_raise(fdn_segment *s, const void *prefix, size_t n, unsigned lvl)
+{
+	if (s->readonly || lvl > 2)
+		return;
+	unsigned shift;
+	_Atomic uint64_t *w = fdn__level_word(s, prefix, n, &shift);
+	uint64_t old = atomic_load(w);
+	while (((old >> shift) & 3u) < lvl &&
+	       !atomic_compare_exchange_weak(w, &old,
+					     (old & ~(3ull << shift)) | ((uint64_t)lvl << shift))) {
+	}
+}
+
+size_t fdn__prefix_at_level(const unsigned char *prefix, size_t n, unsigned lvl, unsigned char *out)
+{
+	size_t o = 0;
+	if (lvl)
+		out[o++] = (unsigned char)lvl;
+	memcpy(out + o, prefix, n);
+	return o + n;
+}
+
 int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table)
 {
 	for (uint32_t i = 0; i < s->ntables; i++) {
@@ -127,6 +169,7 @@ static int fdn__search(fdn_segment *s, uint32_t table, uint64_t h, const void *k
 			uint32_t cur = FDN_LINK_GIDX(pw);
 			if (cur == 0) {
 				*p = (struct fdn__pos){prev, pw, 0, 0, false};
+				fdn__ht_last_steps = (uint32_t)steps;
 				return 0;
 			}
 			const struct fdn_shm_node *cn = fdn__node(s, cur);
@@ -146,6 +189,7 @@ static int fdn__search(fdn_segment *s, uint32_t table, uint64_t h, const void *k
 			int c = fdn__cmp(n, h, key, kl);
 			if (c >= 0) {
 				*p = (struct fdn__pos){prev, pw, cur, nx, c == 0};
+				fdn__ht_last_steps = (uint32_t)steps;
 				return 0;
 			}
 			prev = &n->next;

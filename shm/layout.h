@@ -49,7 +49,7 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 
 #define FDN_MAGIC     0x314D48534E444E46ull /* "FNDNSHM1" little-endian */
-#define FDN_ABI_MAJOR 4
+#define FDN_ABI_MAJOR 5
 /* Minor versions: fields placed in bytes that were reserved (zero) in
  * every earlier minor, where zero means the earlier behaviour, so that
  * builds of any minor of one major share a segment (attach checks the
@@ -63,7 +63,10 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
  * without it would change the registry without writing its records, so
  * subscribers would miss changes silently -- a major, not a minor; and
  * header.gp_fenced (byte 272): grace periods whose barrier was issued are
- * finished by any poller without another membarrier. */
+ * finished by any poller without another membarrier.  Major 5 (none added
+ * yet) brought levelled prefixes (header.prefix_levels, stored prefixes
+ * [1]P and [2]P): a build without them would look for a reference only
+ * under its value's first level and miss the others. */
 #define FDN_ABI_MINOR 0
 
 /* header.reaper_stop */
@@ -81,9 +84,12 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_TABLE_NAME_MAX     24u
 #define FDN_LIMBO_MAX          108u /* deferred frees a reader slot may hold */
 #define FDN_NREGIONS           8u
-#define FDN_PREFIX_SPREAD      32u   /* chains per prefix, power of two */
-#define FDN_PREFIX_SPREAD_WIDE 1024u /* for prefixes whose first byte is 0 */
-#define FDN_MAX_INDEXED        8u    /* indexed registry attributes */
+#define FDN_PREFIX_SPREAD      32u    /* chains per prefix, power of two */
+#define FDN_PREFIX_SPREAD_WIDE 1024u  /* for prefixes whose first byte is 0 or 1 */
+#define FDN_PREFIX_SPREAD_MAX  32768u /* for prefixes whose first byte is 2 */
+#define FDN_PREFIX_LEVELS      4096u  /* header.prefix_levels: 2 bits each */
+#define FDN_PREFIX_LONG        48u    /* chain steps that raise a level */
+#define FDN_MAX_INDEXED        8u     /* indexed registry attributes */
 #define FDN_INDEXED_NAME_MAX   32u
 #define FDN_GRAVEYARD_MAX      256u /* deaths remembered */
 #define FDN_NSVC_REGIONS       8u   /* service regions (enum fdn_svc_region) */
@@ -154,7 +160,10 @@ enum {
 	 * found by walking those chains), and an insert walks 1/SPREAD of
 	 * them even when many entries share the value.  A prefix whose first
 	 * byte is 0 (the registry's owner references: many per prefix, walked
-	 * only when the owner dies) spreads over FDN_PREFIX_SPREAD_WIDE. */
+	 * only when the owner dies) spreads over FDN_PREFIX_SPREAD_WIDE.
+	 * A prefix whose first byte is 1 or 2 is a levelled one (below,
+	 * header.prefix_levels): its keys spread over FDN_PREFIX_SPREAD_WIDE
+	 * resp. FDN_PREFIX_SPREAD_MAX chains. */
 	FDN_TABLE_PREFIX_HASH = 1u << 0,
 };
 
@@ -299,8 +308,21 @@ struct fdn_shm_header {
 	uint8_t telemetry_hdr[512];
 	/* 2816: the change log's part (struct fdn_shm_chg_hdr, end of file). */
 	uint8_t chg_hdr[128];
-	/* 2944 .. 4095: reserved, zero. */
-	uint8_t reserved_tail[FDN_HEADER_SIZE - 2944];
+	/* 2944 .. 3071: reserved, zero. */
+	uint8_t reserved_tail[128];
+	/* 3072: prefix levels (major 5), A, monotone.  FDN_PREFIX_LEVELS
+	 * fields of 2 bits, 32 to a word; the field of a prefix P of a
+	 * FDN_TABLE_PREFIX_HASH table is number XXH3(P) >> 52 (the segment's
+	 * seed).  Level l (0..2): keys of P are written under the stored prefix
+	 * P (l = 0) or [l]P (l = 1, 2), whose keys spread over 32, 1 024 resp.
+	 * 32 768 chains, so a value shared by very many entries does not make
+	 * long chains.  Raised by a writer whose insert under the current
+	 * level passed more than FDN_PREFIX_LONG nodes in its chain (a CAS that
+	 * only raises); never lowered.  A key of P may lie under any level up to
+	 * the field's: readers look under every one (lib/registry_index.c).
+	 * Prefixes whose fields collide share the higher level: it costs
+	 * walks more chains, never a wrong answer. */
+	_Atomic uint64_t prefix_levels[FDN_PREFIX_LEVELS / 32];
 };
 static_assert(sizeof(struct fdn_shm_header) == FDN_HEADER_SIZE, "header size");
 static_assert(offsetof(struct fdn_shm_header, init_state) == 32, "init_state");
@@ -320,6 +342,7 @@ static_assert(offsetof(struct fdn_shm_header, ghost_head) == 1984, "ghosts");
 static_assert(offsetof(struct fdn_shm_header, flags_hdr) == 2048, "flags part");
 static_assert(offsetof(struct fdn_shm_header, telemetry_hdr) == 2304, "telemetry part");
 static_assert(offsetof(struct fdn_shm_header, chg_hdr) == 2816, "change log part");
+static_assert(offsetof(struct fdn_shm_header, prefix_levels) == 3072, "prefix levels");
 
 /*
  * A process-table slot (64 bytes).

@@ -325,6 +325,10 @@ uint64_t fdn__layout_signature(void)
 	    FDN_GRAVEYARD_MAX,
 	    FDN_PREFIX_SPREAD,
 	    FDN_PREFIX_SPREAD_WIDE,
+	    FDN_PREFIX_SPREAD_MAX,
+	    FDN_PREFIX_LEVELS,
+	    FDN_PREFIX_LONG,
+	    O(fdn_shm_header, prefix_levels),
 	    O(fdn_shm_header, ntrace),
 	    O(fdn_shm_header, svc),
 	    O(fdn_shm_header, ghost_head),
@@ -689,7 +693,10 @@ static int fdn__set_indexed(struct fdn_shm_header *h, const char *list)
 	const char *p = list;
 	while (*p) {
 		size_t len = strcspn(p, ",");
-		if (len == 0 || len >= FDN_INDEXED_NAME_MAX || n >= FDN_MAX_INDEXED)
+		/* A name never starts with a control byte: the index's stored
+		 * prefixes that start with 0, 1 or 2 are its own (layout.h). */
+		if (len == 0 || len >= FDN_INDEXED_NAME_MAX || n >= FDN_MAX_INDEXED ||
+		    (unsigned char)p[0] < 0x20)
 			return FDN_EINVAL;
 		memcpy(h->indexed[n++], p, len);
 		p += len;

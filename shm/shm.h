@@ -519,11 +519,24 @@ int fdn__ht_find(fdn_segment *s, const char *name, uint32_t *table);
 /* The table's hash of a key: XXH3 with the segment's seed, over the whole
  * key, or over its prefix for FDN_TABLE_PREFIX_HASH tables. */
 uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, size_t len);
-/* How many chains the keys of a prefix spread over. */
+/* How many chains the keys of a stored prefix spread over (layout.h). */
 static inline uint64_t fdn__prefix_spread(const unsigned char *prefix, size_t n)
 {
-	return n && prefix[0] == 0 ? FDN_PREFIX_SPREAD_WIDE : FDN_PREFIX_SPREAD;
+	if (n && prefix[0] <= 1)
+		return FDN_PREFIX_SPREAD_WIDE;
+	return n && prefix[0] == 2 ? FDN_PREFIX_SPREAD_MAX : FDN_PREFIX_SPREAD;
 }
+/* Levelled prefixes (header.prefix_levels).  The level of prefix P (0..2;
+ * a seq_cst load, so that a walk begun after an insert completed sees the
+ * level the insert used), and raising it to at least lvl. */
+unsigned fdn__prefix_level(const fdn_segment *s, const void *prefix, size_t n);
+void fdn__prefix_raise(fdn_segment *s, const void *prefix, size_t n, unsigned lvl);
+/* The stored prefix of P at level lvl into out (P, or [lvl]P); its length. */
+size_t fdn__prefix_at_level(const unsigned char *prefix, size_t n, unsigned lvl,
+			    unsigned char *out);
+/* How many nodes the calling thread's last insert passed in its chain
+ * before its key's place (fdn__ht_put): a long one raises a level. */
+extern _Thread_local uint32_t fdn__ht_last_steps;
 /* The base hash of a prefix: its keys hash to base ^ k, k < its spread. */
 uint64_t fdn__ht_prefix_hash(const fdn_segment *s, const void *prefix, size_t n);
 /* Lookup (ht_read.h, inline): caller holds the read lock.  0,

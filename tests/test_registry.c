@@ -900,3 +900,123 @@ Test(registry, purge_with_a_full_limbo, .timeout = 60)
 	fdn_segment_destroy(name);
 	unsetenv("FOUNDATION_NO_AUTOREAPER");
 }
+
+/* ---- a value shared by very many entries ---------------------------------- */
+
+struct hot_ms {
+	_Atomic int ready;
+	_Atomic int failed;
+	uint64_t shared_ns, distinct_ns;
+};
+
+static int count_keys_cb(void *arg, const struct fdn_entry_view *e)
+{
+	unsigned char *seen = arg;
+	unsigned i;
+	if (e->key_len == 9 && sscanf((const char *)e->key, "hot-%5u", &i) == 1 && i < 40000)
+		seen[i]++;
+	else
+		seen[40000]++; /* anything else */
+	return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One value held by 40 000 entries of a child process (its references
+ * spread over more chains as the value's level rises): registering into
+ * it costs about what registering distinct values does, measured in
+ * interleaved batches of the same run; a find reports each entry once; the
+ * owner's SIGKILL takes every reference, whatever its level. */
+Test(registry, a_value_shared_by_many_entries_stays_cheap, .timeout = 300)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 150000);
+	struct hot_ms *m = t_shared(sizeof(*m));
+	pid_t c = t_fork();
+	if (c == 0) {
+		fdn_segment *cs;
+		if (fdn_segment_attach(name, 0, &cs))
+			_exit(2);
+		char k[32], v[32];
+		for (int b = 0; b < 40; b++) {
+			uint64_t t0 = mono_ns();
+			for (int i = b * 1000; i < (b + 1) * 1000; i++) {
+				snprintf(k, sizeof(k), "hot-%05d", i);
+				if (reg(cs, k, getpid(), "shared", "ok"))
+					atomic_store(&m->failed, 1);
+			}
+			uint64_t t1 = mono_ns();
+			if (b % 4)
+				continue;
+			for (int i = b * 250; i < (b + 4) * 250; i++) {
+				snprintf(k, sizeof(k), "cold-%05d", i);
+				snprintf(v, sizeof(v), "value-%d", i);
+				if (reg(cs, k, getpid(), v, v))
+					atomic_store(&m->failed, 1);
+			}
+			if (b >= 20) { /* the shared value holds 20 000 or more */
+				m->shared_ns += t1 - t0;
+				m->distinct_ns += mono_ns() - t1;
+			}
+		}
+		atomic_store(&m->ready, 1);
+		pause();
+		_exit(0);
+	}
+	spawned[nspawned++] = c;
+	t_wait_ready(&m->ready, c);
+	cr_assert_eq(atomic_load(&m->failed), 0, "every registration succeeded");
+	/* 20 000 registrations into the shared value, 5 000 of distinct ones. */
+	double shared = (double)m->shared_ns / 20000, distinct = (double)m->distinct_ns / 5000;
+	fprintf(stderr, "  shared value: %.0f ns per registration, distinct values %.0f (%.2fx)\n",
+		shared, distinct, shared / distinct);
+	/* With 32 chains per value it was over 15x here. */
+	cr_assert_lt(shared / distinct, 5.0, "registering into a shared value costs %.1fx",
+		     shared / distinct);
+
+	static unsigned char seen[40001];
+	memset(seen, 0, sizeof(seen));
+	struct fdn_attr value = {.type = FDN_ATTR_STRING, .v.s = "shared"};
+	int fr = fdn_find_by_attribute(s, "capability", &value, count_keys_cb, seen);
+	cr_assert_eq(fr, 40000, "find: %d (%s)", fr, fdn_strerror(fr));
+	for (int i = 0; i < 40000; i++)
+		cr_assert_eq(seen[i], 1, "hot-%05d reported %d times", i, seen[i]);
+	cr_assert_eq(seen[40000], 0, "nothing else reported");
+	t_assert_all_clean(s);
+
+	/* Our own: replaced and unregistered, then the child's death. */
+	for (int i = 0; i < 3000; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "hot-%05d", 40000 + i);
+		struct fdn_attr a[2] = {
+		    {.name = "capability", .type = FDN_ATTR_STRING, .v.s = "shared"},
+		    {.name = "health_status", .type = FDN_ATTR_STRING, .v.s = "ok"}};
+		for (unsigned flags = 0; flags <= FDN_REG_REPLACE; flags += FDN_REG_REPLACE) {
+			int r = fdn_register(s, k, strlen(k), getpid(), a, 2, flags, NULL);
+			cr_assert_eq(r, 0, "%s: %s", k, fdn_strerror(r));
+		}
+	}
+	for (int i = 0; i < 3000; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "hot-%05d", 40000 + i);
+		cr_assert_eq(fdn_unregister(s, k, strlen(k)), 0);
+	}
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	nspawned--;
+	uint64_t end = t_mono_ms() + 60000;
+	struct fdn_segment_stats st;
+	do {
+		t_sleep_ms(50);
+		stats_now(s, &st);
+	} while ((st.tables[0].entries || st.tables[1].entries) && t_mono_ms() < end);
+	cr_assert_eq(st.tables[0].entries, 0, "the owner's entries went with it");
+	cr_assert_eq(st.tables[1].entries, 0, "every reference went, under every level");
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}

@@ -133,6 +133,14 @@ Test(segment, bad_names_and_options)
 	fdn_segment_opts_init(&o);
 	o.mode = 0400; /* the owner must be able to write */
 	cr_assert_eq(fdn_segment_create("fdn-test-bad-opts", &o, &s), FDN_EINVAL);
+	/* Indexed names: not empty, not too many or too long, no control
+	 * byte first (the index's own prefixes start with 0, 1 or 2). */
+	const char *bad_indexed[] = {"zone,,gpu", "\001zone", "\002", "zone,\037x", ","};
+	for (size_t i = 0; i < sizeof(bad_indexed) / sizeof(bad_indexed[0]); i++) {
+		fdn_segment_opts_init(&o);
+		o.indexed = bad_indexed[i];
+		cr_assert_eq(fdn_segment_create("fdn-test-bad-opts", &o, &s), FDN_EINVAL, "%zu", i);
+	}
 	cr_assert_null(s);
 	cr_assert_eq(fdn_segment_attach("fdn-test-bad-opts", 0, &s), FDN_ENOSEG);
 }
