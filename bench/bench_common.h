@@ -5,7 +5,10 @@
  * small RESP client, the one way every program compares systems
  * (interleaved rounds, below), the machine's state and where each system's
  * memory lives, and the one result format the programs print (a human
- * table, and one JSON object per result).
+ * table, and one JSON object per result).  Defined in bench_common.c
+ * (cleanup, options, timing, LMDB, redis-server's process), bench_redis.c
+ * (the RESP client), bench_rounds.c (the rounds) and bench_report.c (the
+ * results, the machine, memory).
  */
 #ifndef FDN_BENCH_COMMON_H
 #define FDN_BENCH_COMMON_H

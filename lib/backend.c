@@ -18,7 +18,7 @@
  * its own to show.
  *
  * Who calls whom.  Every service's public calls call fdn__backend
- * (registry.c, trace*.c, telemetry.c, telemetry_tables.c, ...); this file
+ * (registry.c, trace*.c, telemetry.c, telemetry_sample.c, ...); this file
  * reads the flags word (lib/internal.h, flags.c's header) and calls
  * nothing else.
  */

@@ -483,14 +483,22 @@ int fdn_stage_info(int n, struct fdn_stage_info *out)
 	return 0;
 }
 
+/* The flags for a call that fills out[0..cap): FDN_EINVAL if cap < 0, or
+ * cap > 0 and no out. */
+static int list_view(fdn_segment *s, const void *out, int cap, struct fview *v)
+{
+	int r = fdn__fl_view(s, V_READ, v);
+	if (r)
+		return r;
+	return cap < 0 || (cap > 0 && !out) ? FDN_EINVAL : 0;
+}
+
 int fdn_flags_list(fdn_segment *s, struct fdn_flag_info *out, int cap)
 {
 	struct fview v;
-	int r = fdn__fl_view(s, V_READ, &v);
+	int r = list_view(s, out, cap, &v);
 	if (r)
 		return r;
-	if (cap < 0 || (cap > 0 && !out))
-		return FDN_EINVAL;
 	uint64_t w = atomic_load_explicit(&v.h->builtin, memory_order_acquire);
 	uint32_t n = fdn__fl_nflags(&v);
 	for (uint32_t i = 0; i < n && i < (uint32_t)cap; i++) {
@@ -508,11 +516,9 @@ int fdn_flags_list(fdn_segment *s, struct fdn_flag_info *out, int cap)
 int fdn_flags_history(fdn_segment *s, struct fdn_flag_change *out, int cap)
 {
 	struct fview v;
-	int r = fdn__fl_view(s, V_READ, &v);
+	int r = list_view(s, out, cap, &v);
 	if (r)
 		return r;
-	if (cap < 0 || (cap > 0 && !out))
-		return FDN_EINVAL;
 	uint64_t total = atomic_load_explicit(&v.h->hist_total, memory_order_acquire);
 	uint64_t first = total > FDN_FLAG_HISTORY_LEN ? total - FDN_FLAG_HISTORY_LEN : 0;
 	if (total - first > (uint64_t)cap)

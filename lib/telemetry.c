@@ -1,18 +1,14 @@
 /*
  * telemetry.c - events: emission, in-process handlers, the shared ring.
  *
- * Who calls whom.  The services emit through this file (lib/telemetry.h);
- * it calls backend.c (fdn__backend), telemetry_names.c (the names),
- * trace_rec.c (expanding a compact span record) and telemetry_tables.c
- * (fdn__tel_ctx, fdn__sampler_decide: every emit asks its event's
- * sampler).  telemetry_tables.c calls back into this file: its once-per
- * and batch calls emit (fdn__tel_emit), its samplers draw from this
- * thread's generator (fdn__rand01), and its audit maps the ring
- * (fdn__ring_map).  That pair is the one circle
- * left here: it goes when the samplers and the slots they share with the
- * other tables move below both (a file of their own), which renames the
- * slot helpers inside the once-per calls -- not done while the once-per
- * fix is under way on main.
+ * Who calls whom.  The services emit through this file (lib/telemetry.h),
+ * and telemetry_once.c and telemetry_batch.c emit their events through it
+ * (fdn__tel_emit); telemetry_audit.c maps the ring (fdn__ring_map).  It
+ * calls backend.c (fdn__backend), telemetry_names.c (the names),
+ * trace_rec.c (expanding a compact span record) and telemetry_sample.c
+ * (fdn__tel_ctx, fdn__sampler_decide: every emit asks its event's sampler;
+ * fdn__me: this thread's pid, tid and event count), none of which calls
+ * back.
  *
  * EMISSION.  fdn_emit validates, asks the event name's sampler, calls the
  * matching handlers in the calling thread, then writes the ring.  The fast
@@ -72,55 +68,6 @@ static_assert(FDN_MEASUREMENTS_MAX == FDN_REC_MEAS_MAX, "measurements bound");
 static_assert(FDN_EVENT_BODY_MAX == FDN_EVENT_BODY, "record body");
 
 _Atomic uint32_t fdn__tel_nhandlers;
-
-/* ---- identity, randomness --------------------------------------------------- */
-
-/* The process's pid, refreshed in a fork child; per thread: its tid, its
- * event count and its generator, refreshed when the pid changes. */
-static _Atomic pid_t proc_pid;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
-static _Thread_local struct {
-	pid_t pid, tid;
-	uint64_t pseq;
-	uint64_t rng;
-} me;
-
-static void on_fork_child(void)
-{
-	atomic_store(&proc_pid, getpid());
-}
-
-static void fork_hook(void)
-{
-	pthread_atfork(NULL, NULL, on_fork_child);
-	atomic_store(&proc_pid, getpid());
-}
-
-static void me_refresh(void)
-{
-	pthread_once(&fork_once, fork_hook);
-	pid_t pid = atomic_load_explicit(&proc_pid, memory_order_relaxed);
-	if (__builtin_expect(me.pid == pid && pid != 0, 1))
-		return;
-	me.pid = pid;
-	me.tid = gettid();
-	me.pseq = 0;
-	if (getrandom(&me.rng, sizeof(me.rng), GRND_NONBLOCK) != sizeof(me.rng))
-		me.rng = fdn__real_ns() ^ ((uint64_t)me.tid << 32);
-	me.rng |= 1;
-}
-
-double fdn__rand01(void)
-{
-	me_refresh();
-	/* xorshift64*: private to the thread. */
-	uint64_t x = me.rng;
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	me.rng = x;
-	return (double)((x * 0x2545F4914F6CDD1Dull) >> 11) * 0x1.0p-53;
-}
 
 /* ---- handlers -------------------------------------------------------------------- */
 
@@ -365,7 +312,7 @@ static int ring_write(fdn_segment *s, const struct fdn_event *ev, size_t nlen,
 	memset(&rec, 0, offsetof(struct fdn_shm_event, body));
 	rec.real_ns = ev->time_ns;
 	rec.mono_ns = ev->mono_ns;
-	rec.pseq = ++me.pseq;
+	rec.pseq = ++fdn__me.pseq;
 	rec.pid = (uint32_t)ev->pid;
 	rec.tid = (uint32_t)ev->tid;
 	rec.body_len = (uint16_t)rec_body(&rec, ev, nlen, abuf, alen);
@@ -431,9 +378,9 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 		return r;
 	if (!fdn__sampler_decide(&t, name, nlen, sampler_cell(&t, id)))
 		return 0;
-	me_refresh();
-	struct fdn_event ev = {name,           m,      nm,    attrs, na, fdn__real_ns(),
-			       fdn__mono_ns(), me.pid, me.tid};
+	fdn__me_refresh();
+	struct fdn_event ev = {name,           m,           nm,         attrs, na, fdn__real_ns(),
+			       fdn__mono_ns(), fdn__me.pid, fdn__me.tid};
 	if (handlers)
 		call_handlers(&ev);
 	if (ring && (r = ring_write(s, &ev, nlen, abuf, alen)))
@@ -453,14 +400,14 @@ int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, siz
 	const char *name = fdn__ev_names[id];
 	if (!fdn__sampler_decide(&t, name, strlen(name), sampler_cell(&t, (int)id)))
 		return 0;
-	me_refresh();
+	fdn__me_refresh();
 	struct fdn_shm_event rec;
 	memset(&rec, 0, offsetof(struct fdn_shm_event, body));
 	rec.real_ns = real;
 	rec.mono_ns = mono;
-	rec.pseq = ++me.pseq;
-	rec.pid = (uint32_t)me.pid;
-	rec.tid = (uint32_t)me.tid;
+	rec.pseq = ++fdn__me.pseq;
+	rec.pid = (uint32_t)fdn__me.pid;
+	rec.tid = (uint32_t)fdn__me.tid;
 	rec.flags = FDN_EVENT_SPAN;
 	rec.body_len = (uint16_t)len;
 	memcpy(rec.body, body, len);
@@ -542,6 +489,18 @@ int fdn_ring_cursor_init(fdn_segment *s, struct fdn_ring_cursor *c, bool oldest)
 
 /* Decode a private copy of record t into ev; false if it is not a
  * well-formed, untorn record of ticket t. */
+/* The fields of ev that come from the record's header: its ticket t,
+ * times, count, pid and tid. */
+static void rec_stamp(const struct fdn_shm_event *rec, uint64_t t, struct fdn_ring_event *ev)
+{
+	ev->ticket = t;
+	ev->time_ns = rec->real_ns;
+	ev->mono_ns = rec->mono_ns;
+	ev->seq = rec->pseq;
+	ev->pid = (pid_t)rec->pid;
+	ev->tid = (pid_t)rec->tid;
+}
+
 static bool rec_decode(const struct fdn_shm_event *rec, uint64_t t, struct fdn_ring_event *ev)
 {
 	if (rec->flags & FDN_EVENT_SPAN) {
@@ -549,12 +508,7 @@ static bool rec_decode(const struct fdn_shm_event *rec, uint64_t t, struct fdn_r
 		    rec->nmeas != 0 || rec->attrs_len != 0 || rec->check != rec_check(rec, t) ||
 		    !fdn__span_rec_expand(rec->body, rec->body_len, ev))
 			return false;
-		ev->ticket = t;
-		ev->time_ns = rec->real_ns;
-		ev->mono_ns = rec->mono_ns;
-		ev->seq = rec->pseq;
-		ev->pid = (pid_t)rec->pid;
-		ev->tid = (pid_t)rec->tid;
+		rec_stamp(rec, t, ev);
 		return true;
 	}
 	if (rec->ticket != t || rec->body_len > FDN_EVENT_BODY || rec->name_len == 0 ||
@@ -582,12 +536,7 @@ static bool rec_decode(const struct fdn_shm_event *rec, uint64_t t, struct fdn_r
 	memcpy(ev->attrs, b + off, rec->attrs_len);
 	ev->attrs_len = rec->attrs_len;
 	ev->nmeasurements = rec->nmeas;
-	ev->ticket = t;
-	ev->time_ns = rec->real_ns;
-	ev->mono_ns = rec->mono_ns;
-	ev->seq = rec->pseq;
-	ev->pid = (pid_t)rec->pid;
-	ev->tid = (pid_t)rec->tid;
+	rec_stamp(rec, t, ev);
 	ev->truncated = (rec->flags & FDN_EVENT_TRUNCATED) != 0;
 	return true;
 }

@@ -2,8 +2,9 @@
  * telemetry_names.c - the names of events: the services' own (fdn__ev_names,
  * by id) and the rule every event and measurement name follows (words of
  * [A-Za-z0-9_-] joined by dots).  Used by telemetry.c (emission),
- * telemetry_tables.c (samplers, once-per, batches) and trace_rec.c (the
- * compact span record); calls nothing of the library.
+ * telemetry_sample.c (samplers), telemetry_once.c (once-per),
+ * telemetry_batch.c (batches) and trace_rec.c (the compact span record);
+ * calls nothing of the library.
  */
 #include "lib/telemetry_int.h"
 

@@ -284,6 +284,18 @@ static int top_span(fdn_segment *s, struct fdn_shm_trace **tr, int *backend)
 	return (*tr)->depth == 0 ? FDN_ENOSPAN : 0;
 }
 
+/* The n attributes encoded into enc (checked first), then top_span: the
+ * encoded length, or an error of either. */
+static int top_span_attrs(fdn_segment *s, const struct fdn_attr *attrs, size_t n,
+			  uint8_t enc[FDN_ATTRS_MAX], struct fdn_shm_trace **tr, int *backend)
+{
+	int len = fdn__tr_encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
+	if (len < 0)
+		return len;
+	int r = top_span(s, tr, backend);
+	return r ? r : len;
+}
+
 void fdn__tr_span_info(const struct fdn_shm_span *sp, uint32_t depth, uint64_t now,
 		       struct fdn_span_info *o)
 {
@@ -404,19 +416,6 @@ static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st, co
 				    .nuser = n});
 }
 
-int fdn_span_end(fdn_segment *s, int status)
-{
-	if (!status_ok(status))
-		return FDN_EINVAL;
-	struct fdn_shm_trace *tr;
-	int b;
-	int r = top_span(s, &tr, &b);
-	if (r)
-		return r;
-	span_pop(s, b, tr, status, NULL, NULL, 0);
-	return 0;
-}
-
 int fdn_span_end_status(fdn_segment *s, int status, const char *message,
 			const struct fdn_attr *attrs, size_t n)
 {
@@ -427,16 +426,18 @@ int fdn_span_end_status(fdn_segment *s, int status, const char *message,
 	if (n > SPAN_EV_USER_MAX)
 		return FDN_ETOOBIG;
 	uint8_t enc[FDN_ATTRS_MAX];
-	int al = fdn__tr_encode_bounded(attrs, n, enc, FDN_ATTRS_MAX);
-	if (al < 0)
-		return al;
 	struct fdn_shm_trace *tr;
 	int b;
-	int r = top_span(s, &tr, &b);
-	if (r)
-		return r;
+	int al = top_span_attrs(s, attrs, n, enc, &tr, &b);
+	if (al < 0)
+		return al;
 	span_pop(s, b, tr, status, message, attrs, n);
 	return 0;
+}
+
+int fdn_span_end(fdn_segment *s, int status)
+{
+	return fdn_span_end_status(s, status, NULL, NULL, 0);
 }
 
 int fdn_span_end_id(fdn_segment *s, uint64_t id, int status)
@@ -445,12 +446,10 @@ int fdn_span_end_id(fdn_segment *s, uint64_t id, int status)
 		return FDN_EINVAL;
 	struct fdn_shm_trace *tr;
 	int b;
-	int r = fdn__tr_slot_for(s, FDN__SVC_SPANS, &tr, &b);
+	int r = top_span(s, &tr, &b);
 	if (r)
 		return r;
 	uint32_t d = tr->depth;
-	if (d == 0)
-		return FDN_ENOSPAN;
 	if (tr->spans[d - 1].span_id != id) {
 		for (uint32_t k = 0; k + 1 < d; k++)
 			if (tr->spans[k].span_id == id)
@@ -504,14 +503,11 @@ int fdn_span_depth(fdn_segment *s)
 int fdn_span_add_attributes(fdn_segment *s, const struct fdn_attr *attrs, size_t n)
 {
 	uint8_t upd[FDN_ATTRS_MAX], out[FDN_ATTRS_MAX];
-	int ul = fdn__tr_encode_bounded(attrs, n, upd, FDN_ATTRS_MAX);
-	if (ul < 0)
-		return ul;
 	struct fdn_shm_trace *tr;
 	int b;
-	int r = top_span(s, &tr, &b);
-	if (r)
-		return r;
+	int ul = top_span_attrs(s, attrs, n, upd, &tr, &b);
+	if (ul < 0)
+		return ul;
 	struct fdn_shm_span *sp = &tr->spans[tr->depth - 1];
 	int len = fdn__tr_merge(sp->attrs, sp->attrs_len, upd, (size_t)ul, out);
 	if (len < 0)

@@ -23,7 +23,7 @@
  *            are never deleted: there is no space to give back);
  *   telemetry rate-limiter ids, samplers, once-per claims and batches
  *            until FDN_ENOSPACE; the ids stored still answer (their slots
- *            are never freed, by design: telemetry_tables.c);
+ *            are never freed, by design: telemetry_sample.c);
  *   entries  registry entries with attributes until FDN_ENOSPACE, then the
  *            smallest entries until FDN_ENOSPACE: the heap is full; further
  *            registrations of every size and a growing update give

@@ -5,6 +5,8 @@
 #include <foundation/error.h>
 #include <foundation/flags.h>
 #include <foundation/reaper.h>
+#include <foundation/introspect.h>
+#include <foundation/segment.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -127,6 +129,39 @@ int cli_take_global(void *arg, const void *unused, int o, char *val)
 		*g->segment = val;
 	else
 		*g->json = true;
+	return CLI_GO_ON;
+}
+
+int cli_program_start(int argc, char **argv, const char *shortopts, cli_help_fn usage,
+		      struct cli_global *g, const void *commands, size_t n, size_t stride,
+		      const void **cmd)
+{
+	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
+					   {"json", no_argument, 0, 'j'},
+					   {"help", no_argument, 0, 'h'},
+					   {"version", no_argument, 0, 'v'},
+					   {0, 0, 0, 0}};
+	int status = cli_program_options(argc, argv, shortopts, lo, 'v', usage, cli_take_global, g);
+	if (status != CLI_GO_ON)
+		return status;
+	if (optind == argc)
+		return usage_error(NULL, "missing COMMAND");
+	for (size_t i = 0; i < n; i++) {
+		const void *c = (const char *)commands + i * stride;
+		if (strcmp(*(const char *const *)c, argv[optind]) == 0) {
+			*cmd = c;
+			return CLI_GO_ON;
+		}
+	}
+	return usage_error(NULL, "%s: unknown command", argv[optind]);
+}
+
+int cli_segment_name(const char **segment, const char *cmd)
+{
+	if (!*segment)
+		*segment = fdn_segment_default_name();
+	if (fdn_segment_name_check(*segment))
+		return usage_error(cmd, "segment \"%s\": invalid name", *segment);
 	return CLI_GO_ON;
 }
 

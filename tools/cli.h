@@ -96,6 +96,20 @@ struct cli_global {
 };
 int cli_take_global(void *arg, const void *unused, int option, char *value);
 
+/* The start of a program of commands (foundation-ctl, -inspect): its own
+ * options, --segment, --json, --help and --version (shortopts as
+ * cli_program_options's; usage is --help's text), then the command word:
+ * *cmd, the one of the n commands named so (each stride bytes, starting
+ * with its name, a const char *).  CLI_GO_ON (optind at the command word),
+ * else the exit status. */
+int cli_program_start(int argc, char **argv, const char *shortopts, cli_help_fn usage,
+		      struct cli_global *g, const void *commands, size_t n, size_t stride,
+		      const void **cmd);
+
+/* After the options of command cmd: *segment, or the default name, and
+ * checked.  CLI_GO_ON, or EXIT_USAGE for an invalid name. */
+int cli_segment_name(const char **segment, const char *cmd);
+
 /* Grow the array *v (of elem-byte items, n used, *cap room) so that one more
  * fits: doubles, from 64; false (nothing changed) when out of memory. */
 bool grow(void *v, size_t *cap, size_t n, size_t elem);

@@ -232,31 +232,16 @@ static int parse_command(const struct command *c, int argc, char **argv, struct 
 	return CLI_GO_ON;
 }
 
-static const struct command *find_command(const char *name)
-{
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		if (strcmp(commands[i].name, name) == 0)
-			return &commands[i];
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {{"segment", required_argument, 0, 's'},
-					   {"json", no_argument, 0, 'j'},
-					   {"help", no_argument, 0, 'h'},
-					   {"version", no_argument, 0, 'v'},
-					   {0, 0, 0, 0}};
 	struct args a = {.out = stdout};
 	struct cli_global g = {&a.segment, &a.json};
-	int status = cli_program_options(argc, argv, "+:s:jh", lo, 'v', usage, cli_take_global, &g);
+	const void *cmd;
+	int status = cli_program_start(argc, argv, "+:s:jh", usage, &g, commands, NCOMMANDS,
+				       sizeof(commands[0]), &cmd);
 	if (status != CLI_GO_ON)
 		return status;
-	if (optind == argc)
-		return usage_error(NULL, "missing COMMAND");
-	const struct command *c = find_command(argv[optind]);
-	if (!c)
-		return usage_error(NULL, "%s: unknown command", argv[optind]);
+	const struct command *c = cmd;
 	status = parse_command(c, argc - optind, argv + optind, &a);
 	if (status != CLI_GO_ON)
 		return status;
@@ -265,10 +250,8 @@ int main(int argc, char **argv)
 	if (a.json && c->run == cmd_metrics)
 		return usage_error(c->name, "metrics --json: metrics prints the Prometheus text "
 					    "format only");
-	if (!a.segment)
-		a.segment = fdn_segment_default_name();
-	if (fdn_segment_name_check(a.segment))
-		return usage_error(c->name, "segment \"%s\": invalid name", a.segment);
+	if ((status = cli_segment_name(&a.segment, c->name)) != CLI_GO_ON)
+		return status;
 	fdn_segment *s;
 	int r = fdn_segment_attach(a.segment, FDN_SEG_READONLY, &s);
 	char why[256];

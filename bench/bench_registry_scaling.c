@@ -1,0 +1,370 @@
+/* bench/bench_registry_scaling.c - fdn-bench-registry's read_scaling,
+ * read_under_churn and memory (scenarios 3 and 4 of bench_registry.c):
+ * forked readers with and without a writer; bytes per entry. */
+#include "bench_registry.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STREAM_SEED 0x2545F4914F6CDD1Dull
+
+/* ==== 4. read scaling ================================================================ */
+
+#define SCALE_STREAM    (1u << 18) /* keys per reader, looked up cyclically */
+#define SCALE_MAX_PROCS 16
+#define SCALE_CHURN     4096u /* keys the writer cycles through */
+
+struct scale_slot {
+	_Alignas(64) uint64_t ops, ns;
+	int err; /* 0, or a Foundation error; misses: FDN_ENOTFOUND */
+	char key[KEY_CAP];
+};
+
+struct scale_page {
+	_Atomic int ready, go, stop;
+	struct scale_slot w[SCALE_MAX_PROCS + 1]; /* readers, then the writer */
+};
+
+static __attribute__((noreturn)) void scale_reader(const char *name, struct scale_page *pg,
+						   unsigned i, uint64_t n)
+{
+	struct scale_slot *me = &pg->w[i];
+	fdn_segment *s;
+	struct key *keys = malloc(SCALE_STREAM * sizeof(*keys));
+	int r = keys ? fdn_segment_attach(name, 0, &s) : -ENOMEM;
+	if (r) {
+		me->err = r;
+		atomic_fetch_add(&pg->ready, 1);
+		_exit(1);
+	}
+	uint64_t seed = STREAM_SEED + i;
+	for (size_t j = 0; j < SCALE_STREAM; j++)
+		key_fmt(&keys[j], "agent-", bench_xorshift64(&seed) % n);
+	atomic_fetch_add(&pg->ready, 1);
+	while (!atomic_load(&pg->go))
+		sleep_ns(20000L);
+	uint64_t t0 = bench_mono_ns(), ops = 0;
+	struct fdn_entry e;
+	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
+		for (size_t j = 0; j < 1024; j++) {
+			const struct key *k = &keys[(ops + j) % SCALE_STREAM];
+			r = fdn_lookup(s, k->s, k->len, 0, &e);
+			if (r == 0 && e.pid != g_pid)
+				r = FDN_ECORRUPT;
+			if (r) {
+				memcpy(me->key, k->s, k->len + 1);
+				break;
+			}
+		}
+		ops += 1024;
+	}
+	me->ns = bench_mono_ns() - t0;
+	me->ops = ops;
+	me->err = r;
+	fdn_segment_detach(s);
+	_exit(r ? 1 : 0);
+}
+
+static __attribute__((noreturn)) void scale_writer(const char *name, struct scale_page *pg,
+						   unsigned i)
+{
+	struct scale_slot *me = &pg->w[i];
+	fdn_segment *s;
+	int r = fdn_segment_attach(name, 0, &s);
+	if (r) {
+		me->err = r;
+		atomic_fetch_add(&pg->ready, 1);
+		_exit(1);
+	}
+	struct key *keys = malloc(SCALE_CHURN * sizeof(*keys));
+	if (!keys) {
+		me->err = -ENOMEM;
+		atomic_fetch_add(&pg->ready, 1);
+		_exit(1);
+	}
+	for (unsigned j = 0; j < SCALE_CHURN; j++)
+		key_fmt(&keys[j], "churn-", j);
+	atomic_fetch_add(&pg->ready, 1);
+	while (!atomic_load(&pg->go))
+		sleep_ns(20000L);
+	uint64_t t0 = bench_mono_ns(), pairs = 0;
+	pid_t me_pid = getpid();
+	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
+		const struct key *k = &keys[pairs % SCALE_CHURN];
+		struct fdn_attr a[2];
+		attrs_cap_weight(a, g_caps[pairs % NCAPS], pairs);
+		r = fdn_register(s, k->s, k->len, me_pid, a, 2, 0, NULL);
+		if (r == 0)
+			r = fdn_unregister(s, k->s, k->len);
+		if (r)
+			memcpy(me->key, k->s, k->len + 1);
+		pairs++;
+	}
+	me->ns = bench_mono_ns() - t0;
+	me->ops = pairs;
+	me->err = r;
+	fdn_segment_detach(s);
+	_exit(r ? 1 : 0);
+}
+
+struct scale_run {
+	struct seg g;
+	struct scale_page *pg;
+	uint64_t n;
+	long window_ns;
+};
+
+/* One window: readers reader processes (and a writer if churn) forked,
+ * started together, stopped after the window.  Sum of the readers'
+ * lookups/s, and the writer's pairs/s. */
+static int scale_once(struct scale_run *sr, unsigned readers, bool churn, double *rate,
+		      double *wrate)
+{
+	struct scale_page *pg = sr->pg;
+	memset(pg, 0, sizeof(*pg));
+	unsigned nproc = readers + (churn ? 1u : 0u);
+	pid_t pids[SCALE_MAX_PROCS + 1];
+	unsigned started = 0;
+	int r = 0;
+	for (unsigned i = 0; i < nproc; i++) {
+		unsigned slot = i < readers ? i : SCALE_MAX_PROCS;
+		pid_t p = fork();
+		if (p < 0) {
+			r = bench_fail("read_scaling: fork: %s", strerror(errno));
+			break;
+		}
+		if (p == 0) {
+			bench_set_signals(SIG_DFL);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != g_pid)
+				_exit(1);
+			if (i < readers)
+				scale_reader(sr->g.name, pg, slot, sr->n);
+			scale_writer(sr->g.name, pg, slot);
+		}
+		pids[started++] = p;
+	}
+	uint64_t t0 = bench_mono_ns();
+	while (r == 0 && (unsigned)atomic_load(&pg->ready) < nproc) {
+		if (bench_mono_ns() - t0 > 30000000000ull)
+			r = bench_fail("read_scaling: children not ready after 30 s");
+		sleep_ns(100000L);
+	}
+	atomic_store(&pg->go, 1);
+	if (r == 0)
+		sleep_ns(sr->window_ns);
+	atomic_store(&pg->stop, 1);
+	for (unsigned i = 0; i < started; i++) {
+		int st;
+		while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR)
+			;
+		if (r == 0 && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+			const struct scale_slot *w = &pg->w[i < readers ? i : SCALE_MAX_PROCS];
+			r = bench_fail("read_scaling: %s %d failed: %s (key %s)",
+				       i < readers ? "reader" : "writer", (int)pids[i],
+				       w->err ? fdn_strerror(w->err) : "no error recorded",
+				       w->key[0] ? w->key : "-");
+		}
+	}
+	*rate = 0;
+	for (unsigned i = 0; i < readers; i++)
+		if (pg->w[i].ns)
+			*rate += (double)pg->w[i].ops * 1e9 / (double)pg->w[i].ns;
+	const struct scale_slot *w = &pg->w[SCALE_MAX_PROCS];
+	*wrate = churn && w->ns ? (double)w->ops * 1e9 / (double)w->ns : 0;
+	return r;
+}
+
+int scenario_scaling(const struct opts *o)
+{
+	struct scale_run sr = {.n = o->scale_entries, .window_ns = o->scale_ms * 1000000L};
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned maxr = ncpu > 2 ? (unsigned)ncpu : 2u;
+	if (maxr > SCALE_MAX_PROCS)
+		maxr = SCALE_MAX_PROCS;
+	sr.pg =
+	    mmap(NULL, sizeof(*sr.pg), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sr.pg == MAP_FAILED)
+		return bench_fail("mmap: %s", strerror(errno));
+	int r = seg_create(&sr.g, "scaling", sr.n + SCALE_CHURN);
+	for (uint64_t i = 0; r == 0 && i < sr.n; i++) {
+		/* One attribute, not indexed: a value indexed for a million
+		 * entries makes each insert walk 1/32 of them (README). */
+		struct key k;
+		struct fdn_attr a = {.name = "weight", .type = FDN_ATTR_INT, .v.i = (int64_t)i};
+		key_fmt(&k, "agent-", i);
+		r = fdn_register(sr.g.s, k.s, k.len, g_pid, &a, 1, 0, NULL);
+		if (r)
+			r = bench_fail("read_scaling: register %s: %s", k.s, fdn_strerror(r));
+	}
+	/* rate[churn][readers - 1], best of reps; the writer's pairs/s alongside */
+	double rate[2][SCALE_MAX_PROCS] = {{0}}, wrate[SCALE_MAX_PROCS] = {0};
+	for (int rep = 0; rep < o->reps && r == 0; rep++) {
+		for (unsigned k = 1; k <= maxr && r == 0; k++) {
+			for (int churn = 0; churn < 2 && r == 0; churn++) {
+				double x, w;
+				r = scale_once(&sr, k, churn, &x, &w);
+				if (r == 0 && x > rate[churn][k - 1]) {
+					rate[churn][k - 1] = x;
+					if (churn)
+						wrate[k - 1] = w;
+				}
+			}
+		}
+	}
+	if (r == 0 && fdn_count(sr.g.s) != (int64_t)sr.n)
+		r = bench_fail("read_scaling: %" PRId64
+			       " entries after the churn, expected %" PRIu64,
+			       fdn_count(sr.g.s), sr.n);
+	seg_close(&sr.g);
+	munmap(sr.pg, sizeof(*sr.pg));
+	if (r)
+		return r;
+	static const char *const rid[] = {"readers_1",  "readers_2",  "readers_3",  "readers_4",
+					  "readers_5",  "readers_6",  "readers_7",  "readers_8",
+					  "readers_9",  "readers_10", "readers_11", "readers_12",
+					  "readers_13", "readers_14", "readers_15", "readers_16"};
+	static const char *const rlabel[] = {
+	    "1 reader process",    "2 reader processes",  "3 reader processes",
+	    "4 reader processes",  "5 reader processes",  "6 reader processes",
+	    "7 reader processes",  "8 reader processes",  "9 reader processes",
+	    "10 reader processes", "11 reader processes", "12 reader processes",
+	    "13 reader processes", "14 reader processes", "15 reader processes",
+	    "16 reader processes"};
+	for (int churn = 0; churn < 2; churn++) {
+		struct bench_result res;
+		bench_result_init(&res, "read_scaling", BENCH_RATE, "lookups_per_s", "lookups/s");
+		bench_title(&res,
+			    "fdn_lookup from 1..%u forked processes, %" PRIu64
+			    " entries, %s, %ld ms windows, best of %d, %ld CPUs",
+			    maxr, sr.n, churn ? "one writer process churning" : "no writer",
+			    o->scale_ms, o->reps, ncpu);
+		bench_param(&res, "entries", "%" PRIu64, sr.n);
+		bench_param(&res, "writer", "%s", churn ? "true" : "false");
+		bench_param(&res, "window_ms", "%ld", o->scale_ms);
+		bench_param(&res, "cpus", "%ld", ncpu);
+		bench_param(&res, "reps", "%d", o->reps);
+		for (unsigned k = 1; k <= maxr; k++)
+			bench_add(&res, rid[k - 1], rlabel[k - 1])->v[0] = rate[churn][k - 1];
+		if (!churn)
+			bench_target_ratio(&res, "readers_2", "readers_1", 1.8);
+		bench_emit(&res);
+	}
+	for (unsigned k = 1; k <= maxr; k++) {
+		struct bench_result res;
+		bench_result_init(&res, "read_under_churn", BENCH_RATE, "lookups_per_s",
+				  "lookups/s");
+		bench_title(&res,
+			    "%u reader process%s, %" PRIu64
+			    " entries, without and with one writer (%.0f register+unregister "
+			    "pairs/s)",
+			    k, k == 1 ? "" : "es", sr.n, wrate[k - 1]);
+		bench_param(&res, "entries", "%" PRIu64, sr.n);
+		bench_param(&res, "readers", "%u", k);
+		bench_param(&res, "writer_pairs_per_s", "%.0f", wrate[k - 1]);
+		bench_param(&res, "cpus", "%ld", ncpu);
+		bench_add(&res, "no_writer", "readers, no writer")->v[0] = rate[0][k - 1];
+		bench_add(&res, "writer_churning", "readers, one writer churning")->v[0] =
+		    rate[1][k - 1];
+		bench_target_ratio(&res, "writer_churning", "no_writer", 0.8);
+		bench_emit(&res);
+	}
+	return 0;
+}
+
+/* ==== 5. memory per entry ============================================================= */
+
+#define MEM_ATTRS 64u /* encoded attribute bytes per entry */
+
+int scenario_memory(const struct opts *o)
+{
+	uint64_t n = o->mem_entries;
+	/* One string attribute, not indexed, its value sized so that the
+	 * encoding is exactly MEM_ATTRS bytes. */
+	char val[MEM_ATTRS + 1];
+	unsigned char enc[ENC_CAP];
+	struct fdn_attr a = {.name = "meta", .type = FDN_ATTR_STRING, .v.s = val};
+	memset(val, 'm', 1);
+	val[1] = 0;
+	int base = fdn_attrs_encode(&a, 1, enc, sizeof(enc));
+	if (base < 0 || (unsigned)base > MEM_ATTRS)
+		return bench_fail("memory: encode: %s", base < 0 ? fdn_strerror(base) : "too long");
+	size_t vlen = MEM_ATTRS - (unsigned)base + 1;
+	memset(val, 'm', vlen);
+	val[vlen] = 0;
+	if (fdn_attrs_encode(&a, 1, enc, sizeof(enc)) != (int)MEM_ATTRS)
+		return bench_fail("memory: a %zu-byte value does not encode to %u bytes", vlen,
+				  MEM_ATTRS);
+	struct seg g = {0};
+	struct fdn_segment_stats before, after;
+	if (seg_create_sized(&g, "memory", n, n * 512u + (16u << 20)))
+		return -1;
+	int r = fdn_segment_stats(g.s, &before);
+	uint32_t klen = 0;
+	for (uint64_t i = 0; r == 0 && i < n; i++) {
+		struct key k;
+		key_fmt(&k, "agent-", i);
+		klen = k.len;
+		r = fdn_register(g.s, k.s, k.len, g_pid, &a, 1, 0, NULL);
+		if (r)
+			r = bench_fail("memory: register %s: %s (%s)", k.s, fdn_strerror(r),
+				       fdn_errname(r));
+	}
+	if (r == 0 && (r = fdn_segment_stats(g.s, &after)))
+		r = bench_fail("memory: stats: %s", fdn_strerror(r));
+	seg_close(&g);
+	if (r)
+		return -1;
+	double payload = (double)(klen + MEM_ATTRS);
+	double blocks = (double)(after.block_bytes_used - before.block_bytes_used) / (double)n;
+	double nblocks = (double)(after.blocks_used - before.blocks_used) / (double)n;
+	double pages =
+	    (double)(after.heap_pages_used - before.heap_pages_used) * 65536.0 / (double)n;
+	/* The state words of every granule of the pages claimed (the region
+	 * has one per granule of the heap; those of unclaimed pages are not
+	 * in use). */
+	double state = pages / 64.0 * 8.0; /* FDN_GRANULE, shm/layout.h */
+	double main_buckets = (double)after.tables[0].buckets * 8.0 / (double)n, all_buckets = 0;
+	for (uint32_t t = 0; t < after.ntables && t < FDN_STATS_MAX_TABLES; t++)
+		all_buckets += (double)after.tables[t].buckets * 8.0 / (double)n;
+	struct bench_result res;
+	bench_result_init(&res, "memory", BENCH_BYTES, "bytes_per_entry", "bytes/entry");
+	bench_title(&res,
+		    "%" PRIu64
+		    " entries, %u-byte keys, %u bytes of encoded attributes (one string, "
+		    "not indexed); %.2f blocks per entry",
+		    n, klen, MEM_ATTRS, nblocks);
+	bench_param(&res, "entries", "%" PRIu64, n);
+	bench_param(&res, "key_bytes", "%u", klen);
+	bench_param(&res, "attr_bytes", "%u", MEM_ATTRS);
+	bench_param(&res, "blocks_per_entry", "%.3f", nblocks);
+	bench_param(&res, "tables", "%u", after.ntables);
+	bench_add(&res, "payload", "payload: key + attribute bytes")->v[0] = payload;
+	bench_add(&res, "foundation_blocks", "foundation: allocated blocks")->v[0] = blocks;
+	bench_add(&res, "foundation_blocks_main_buckets", "foundation: blocks + main-table buckets")
+	    ->v[0] = blocks + main_buckets;
+	bench_add(&res, "foundation_used", "foundation: blocks + all bucket arrays")->v[0] =
+	    blocks + all_buckets;
+	bench_add(&res, "foundation_used_state", "foundation: used + block state words")->v[0] =
+	    blocks + all_buckets + state;
+	bench_add(&res, "foundation_pages", "foundation: heap pages claimed")->v[0] = pages;
+	bench_add(&res, "target_limit", "target: 1.5 x payload + 64")->v[0] = 1.5 * payload + 64.0;
+	bench_target(&res, "foundation_used_state", blocks + all_buckets + state, true,
+		     1.5 * payload + 64.0);
+	bench_emit(&res);
+	return 0;
+}
