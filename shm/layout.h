@@ -1032,7 +1032,7 @@ static_assert(sizeof(struct fdn_shm_sampler) == 256, "sampler slot");
 /*
  * A once-per claim (64 bytes), one per (event name, key) at a time: a slot
  * whose claim is older than its interval is reused by another pair
- * (lib/telemetry_tables.c, once per).  Writers A.
+ * (lib/telemetry_once.c, once per).  Writers A.
  * last: CLOCK_MONOTONIC ms of the last emission + 1 (0 = never used);
  *   moved forward only by a CAS from a value at least interval_ms older;
  *   bit 63 set while the slot is being taken for another pair.
@@ -1087,7 +1087,7 @@ static_assert(sizeof(struct fdn_shm_rate) == 64, "rate slot");
  *   WRITTEN(g, check of bits and g).  The one CAS that moves a WRITTEN tag
  *   to TAKEN puts the value in a summary; VOID(g): g's emitter stopped
  *   waiting for the adder, which adds again; LOST: the owner died while
- *   RESERVED (counted in missing).  lib/telemetry_tables.c argues it.
+ *   RESERVED (counted in missing).  lib/telemetry_batch.c argues it.
  */
 #define FDN_BATCH_IT_FREE     0u
 #define FDN_BATCH_IT_RESERVED 1u
