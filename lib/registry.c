@@ -109,12 +109,10 @@ static int owner_slot(fdn_segment *s, pid_t pid, uint32_t *idx, uint64_t *word)
 		*word = s->proc_word;
 		return 0;
 	}
-	uint64_t ident;
-	uint32_t kind;
-	int r = fdn__identity(pid, &ident, &kind);
+	uint64_t want;
+	int r = fdn__proc_live_word(pid, &want);
 	if (r)
 		return r;
-	uint64_t want = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
 	for (uint32_t i = 0; i < s->nprocs; i++) {
 		if (atomic_load_explicit(&s->procs[i].word, memory_order_acquire) == want) {
 			*idx = i;

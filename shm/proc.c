@@ -254,14 +254,22 @@ bool fdn__proc_alive(const fdn_segment *s, uint32_t idx, uint64_t word)
 	return fdn__pid_alive((pid_t)FDN_PROC_PID(word), FDN_PROC_IDENT40(word));
 }
 
-int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd)
+int fdn__proc_live_word(pid_t pid, uint64_t *word)
 {
 	uint64_t ident;
 	uint32_t kind;
 	int r = fdn__identity(pid, &ident, &kind);
+	if (r == 0)
+		*word = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
+	return r;
+}
+
+int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd)
+{
+	uint64_t want;
+	int r = fdn__proc_live_word(pid, &want);
 	if (r)
 		return r;
-	uint64_t want = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
 	for (uint32_t i = 0; i < s->nprocs; i++) {
 		struct fdn_shm_proc *p = &s->procs[i];
 		if (atomic_load_explicit(&p->word, memory_order_acquire) != want)

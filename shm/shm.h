@@ -190,6 +190,9 @@ bool fdn__seg_say_truncated(fdn_segment *s, const char *prog);
 int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind);
 /* The 40-bit tag of an identity, its kind included (layout.h). */
 uint64_t fdn__ident_tag(uint64_t ident, uint32_t kind);
+/* The LIVE claim word of pid's process, its identity read now (the word its
+ * slot holds if one is claimed for it); fdn__identity's errors. */
+int fdn__proc_live_word(pid_t pid, uint64_t *word);
 /* Claim a process slot for pid (LIVE): its index into *idx_out and the
  * claim word written into *word_out (may be NULL).  A caller claiming for
  * another pid must use that word, never a load of the slot after the
