@@ -81,8 +81,9 @@ struct fdn_segment_opts {
 	uint32_t flags;            /* FDN_SEG_REQUIRE_REAPER; FDN_SEG_ALLOW_FOREIGN
 				      accepted (no effect on create) */
 	const char *indexed;       /* registry attributes with a secondary index,
-				      comma-separated, at most 8 names of 1..31 bytes;
-				      NULL = FDN_DEFAULT_INDEXED, "" = none */
+				      comma-separated, at most 8 names of 1..31 bytes,
+				      none starting with a byte below 0x20 (else
+				      FDN_EINVAL); NULL = FDN_DEFAULT_INDEXED, "" = none */
 	uint32_t spans;            /* trace slots: threads that hold span stacks or
 				      error contexts at once; default 256 (56 KiB
 				      each, touched only when used) */
