@@ -272,7 +272,10 @@ stress-tsan)
 fuzz)
 	# The target over damaged segments (stress/fuzz_segment.c) with its
 	# seeds; new inputs go to a scratch directory, not to stress/corpus.
-	# FUZZ_RUNS (default 20000) executions take well under a minute.
+	# It stops after FUZZ_RUNS executions (default 20000) or FUZZ_SECONDS
+	# (default 240), whichever comes first: an input that attaches walks a
+	# whole segment (the populated seed is 11 MB), 5-20 executions a
+	# second on 2 cores.
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_FUZZ=ON \
 		-DFOUNDATION_BENCH=OFF
 	cmake --build build-fuzz -j "$jobs" --target fuzz_segment
@@ -280,7 +283,7 @@ fuzz)
 	trap 'rm -rf "$scratch"' EXIT
 	root=$PWD
 	(cd "$scratch" && "$root/build-fuzz/stress/fuzz_segment" -runs="${FUZZ_RUNS:-20000}" \
-		-timeout=10 -max_len=200000 -print_final_stats=1 "$scratch" "$root/stress/corpus")
+		-max_total_time="${FUZZ_SECONDS:-240}" -timeout=10 -max_len=200000 -print_final_stats=1 "$scratch" "$root/stress/corpus")
 	;;
 bench)
 	# Arguments after `bench` go to fdn-bench (e.g. --sizes 10000,100000).
