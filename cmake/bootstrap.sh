@@ -274,7 +274,7 @@ fuzz)
 	# seeds; new inputs go to a scratch directory, not to stress/corpus.
 	# It stops after FUZZ_RUNS executions (default 20000) or FUZZ_SECONDS
 	# (default 240), whichever comes first: an input that attaches walks a
-	# whole segment (the populated seed is 11 MB), 5-20 executions a
+	# whole segment (the populated seed is 11 MB), 8-24 executions a
 	# second on 2 cores.
 	CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFOUNDATION_FUZZ=ON \
 		-DFOUNDATION_BENCH=OFF
