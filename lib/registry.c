@@ -946,10 +946,13 @@ static int find_indexed(struct walk *w, const char *name, const struct fdn_attr 
 	if (pl == 0)
 		return 0;
 	*used = true;
+	/* From the top level down (registry_index.c, "Levels"). */
 	unsigned char sp[1 + PREFIX_MAX];
-	struct idx_walk iw = {w, sp, 0, name, value, p, pl, 0, fdn__reg_level(w->s, p, pl)};
+	unsigned top = fdn__reg_level(w->s, p, pl);
+	struct idx_walk iw = {w, sp, 0, name, value, p, pl, top, top};
 	int r = 0;
-	for (; iw.lvl <= iw.top && r == 0; iw.lvl++) {
+	for (int l = (int)top; l >= 0 && r == 0; l--) {
+		iw.lvl = (unsigned)l;
 		iw.plen = fdn__prefix_at_level(p, pl, iw.lvl, sp);
 		uint64_t spread = fdn__prefix_spread(sp, iw.plen);
 		for (uint64_t sub = 0; sub < spread && r == 0; sub++) {

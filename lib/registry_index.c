@@ -207,7 +207,12 @@ static size_t ref_key_raw(unsigned char *buf, const unsigned char *prefix, size_
  * current one: lookups and removals try each, and a walk visits each and
  * reports a reference found under a lower level only if none of the same
  * entry lies under a higher one (two writers racing with a raise can leave
- * both).  Owner references have no levels: one per group bounds them.
+ * both).  A walk goes from the top level down and a removal from the bottom
+ * up: an entry the walk reported under a higher level has its lower
+ * reference removed first, and one registered again writes under the top
+ * level (or where its reference lies), so no entry is reported twice by
+ * one walk, even when it is removed and registered again meanwhile.
+ * Owner references have no levels: one per group bounds them.
  * An attribute name never starts with a byte below 0x20 (fdn__set_indexed),
  * so a stored prefix starting with 1 or 2 is always a levelled one.
  * The level is loaded seq_cst and raised by a seq_cst CAS: an operation
