@@ -1020,3 +1020,82 @@ Test(registry, a_value_shared_by_many_entries_stays_cheap, .timeout = 300)
 	t_assert_all_clean(s);
 	reg_destroy(s, name);
 }
+
+struct churn_ctl {
+	_Atomic int ready;
+	_Atomic int stop;
+	_Atomic uint64_t cycles;
+};
+
+static int seen_once_cb(void *arg, const struct fdn_entry_view *e)
+{
+	unsigned char *seen = arg;
+	unsigned i;
+	if (e->key_len == 9 && sscanf((const char *)e->key, "hot-%5u", &i) == 1 && i < 6000)
+		seen[i]++;
+	return 0;
+}
+
+/* Finds through a value whose references lie under two levels, while
+ * another process removes and registers its entries again (at least 20 000
+ * times, or for a minute): no entry is reported twice by one find, and
+ * every entry the churn leaves alone is reported. */
+Test(registry, finds_under_churn_report_each_entry_once, .timeout = 300)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 40000);
+	/* 6 000 entries of one value: the first ~1 500 lie under level 0,
+	 * the rest under level 1. */
+	for (int i = 0; i < 6000; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "hot-%05d", i);
+		cr_assert_eq(reg(s, k, getpid(), "shared", "ok"), 0);
+	}
+	struct churn_ctl *m = t_shared(sizeof(*m));
+	pid_t c = t_fork();
+	if (c == 0) {
+		fdn_segment *cs;
+		if (fdn_segment_attach(name, 0, &cs))
+			_exit(2);
+		atomic_store(&m->ready, 1);
+		unsigned x = 7;
+		while (!atomic_load(&m->stop)) {
+			char k[32];
+			x = x * 1103515245u + 12345u;
+			/* Only the even entries churn. */
+			snprintf(k, sizeof(k), "hot-%05u", ((x >> 8) % 3000) * 2);
+			if (fdn_unregister(cs, k, strlen(k)) == 0 &&
+			    reg(cs, k, getppid(), "shared", "ok") != 0)
+				_exit(3);
+			atomic_fetch_add(&m->cycles, 1);
+		}
+		_exit(0);
+	}
+	spawned[nspawned++] = c;
+	t_wait_ready(&m->ready, c);
+	static unsigned char seen[6000];
+	struct fdn_attr value = {.type = FDN_ATTR_STRING, .v.s = "shared"};
+	uint64_t end = t_mono_ms() + 60000;
+	int rounds = 0;
+	for (int round = 0; round < 40 || (atomic_load(&m->cycles) < 20000 && t_mono_ms() < end);
+	     round++) {
+		rounds++;
+		memset(seen, 0, sizeof(seen));
+		int n = fdn_find_by_attribute(s, "capability", &value, seen_once_cb, seen);
+		cr_assert_geq(n, 3000, "find: %d", n);
+		for (int i = 0; i < 6000; i++) {
+			cr_assert_leq(seen[i], 1, "round %d: hot-%05d reported %d times", round, i,
+				      seen[i]);
+			if (i % 2)
+				cr_assert_eq(seen[i], 1, "round %d: hot-%05d missed", round, i);
+		}
+	}
+	atomic_store(&m->stop, 1);
+	cr_assert(t_wait_ok(c), "the churning process ended well");
+	nspawned--;
+	cr_assert_gt(atomic_load(&m->cycles), 0);
+	fprintf(stderr, "  %llu churn cycles beside %d finds\n",
+		(unsigned long long)atomic_load(&m->cycles), rounds);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
