@@ -247,12 +247,12 @@ static size_t ref_key_at(unsigned char *buf, const unsigned char *prefix, size_t
 	return ref_key_raw(buf, sp, n, suf, slen);
 }
 
-/* The highest level up to top under which the reference (prefix, suffix)
- * lies, its node in *v; -1 if none.  Read lock held. */
+/* The highest level in [floor, top] under which the reference (prefix,
+ * suffix) lies, its node in *v; -1 if none.  Read lock held. */
 static int ref_lookup(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
-		      size_t slen, unsigned top, struct fdn__ht_view *v)
+		      size_t slen, unsigned top, unsigned floor, struct fdn__ht_view *v)
 {
-	for (int l = (int)top; l >= 0; l--) {
+	for (int l = (int)top; l >= (int)floor; l--) {
 		unsigned char k[REF_KEY_MAX];
 		size_t kl = ref_key_at(k, prefix, plen, (unsigned)l, suf, slen);
 		if (fdn__ht_lookup(s, T_INDEX, k, kl, v) == 0)
@@ -267,20 +267,14 @@ bool fdn__reg_ref_exists(fdn_segment *s, const unsigned char *prefix, size_t ple
 	unsigned char grp[GROUP_LEN];
 	const void *suf = ref_suffix(s, prefix, plen, key, &klen, grp);
 	struct fdn__ht_view v;
-	return ref_lookup(s, prefix, plen, suf, klen, fdn__reg_level(s, prefix, plen), &v) >= 0;
+	return ref_lookup(s, prefix, plen, suf, klen, fdn__reg_level(s, prefix, plen), 0, &v) >= 0;
 }
 
 bool fdn__reg_ref_above(fdn_segment *s, const unsigned char *prefix, size_t plen, unsigned lvl,
 			unsigned top, const void *key, size_t klen)
 {
 	struct fdn__ht_view v;
-	for (unsigned l = lvl + 1; l <= top; l++) {
-		unsigned char k[REF_KEY_MAX];
-		size_t kl = ref_key_at(k, prefix, plen, l, key, klen);
-		if (fdn__ht_lookup(s, T_INDEX, k, kl, &v) == 0)
-			return true;
-	}
-	return false;
+	return ref_lookup(s, prefix, plen, key, klen, top, lvl + 1, &v) >= 0;
 }
 
 static int group_scan_cb(void *arg, const struct fdn__ht_view *v);
@@ -324,7 +318,7 @@ int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 		struct fdn__thread *t;
 		if (fdn__rcu_read_lock(s, &t) == 0) {
 			struct fdn__ht_view ev;
-			int l = ref_lookup(s, prefix, plen, suf, slen, top, &ev);
+			int l = ref_lookup(s, prefix, plen, suf, slen, top, 0, &ev);
 			bool same = l >= 0 && ev.val_len == vlen &&
 				    (vlen == 0 || memcmp(ev.val, &v, vlen) == 0);
 			fdn__rcu_read_unlock(t);
