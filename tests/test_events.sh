@@ -89,7 +89,10 @@ wait_for "$follower" 15
 follower=""
 [ "$st" -eq 0 ] || fail "follow --count: exit status $st"
 ok
-lines "follow --count" "len(L)==4 and all(e['name']=='test.f' and e['measurements']=={'k':1.0} for e in L[:3]) and L[3]=={'end':'count','events':3,'lost':0}"
+# The follower starts at the oldest record of the ring; on a slow machine
+# (qemu) the three emits may overwrite up to three older records before it
+# reads them, and those count as lost.  The three new events are never lost.
+lines "follow --count" "(lambda E, lost: [e['measurements'] for e in E]==[{'k':1.0}]*3 and [e['seq'] for e in E]==[1,2,3] and L[-1]=={'end':'count','events':3,'lost':lost} and lost<=3 and len(L)==len(E)+1+sum(1 for e in L if 'lost' in e and 'end' not in e))([e for e in L if 'name' in e and e['name']=='test.f'], sum(e['lost'] for e in L if 'lost' in e and 'end' not in e))"
 
 # ---- a follower that falls behind reports the gap ----------------------------------
 : >"$tmp/fol" # empty before it starts: until_lines must not read an old one
