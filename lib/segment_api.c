@@ -134,8 +134,7 @@ int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st)
 		uint64_t state = atomic_load_explicit(&ts->state, memory_order_relaxed);
 		if (state == 0)
 			continue;
-		uint64_t pending = fdn_tslot_pending(ts);
-		st->reclaim_pending += pending <= FDN_LIMBO_MAX ? pending : 0;
+		st->reclaim_pending += fdn__limbo_waiting(ts);
 		uint64_t c = atomic_load_explicit(&ts->ctr, memory_order_relaxed);
 		uint32_t owner = FDN_TSLOT_OWNER(state);
 		if (c != 0 && c < oldest && owner < s->nprocs) {

@@ -478,7 +478,7 @@ static void reap_adopted(fdn_segment *s, uint32_t hwm)
 		uint64_t st = atomic_load(&ts->state);
 		if (st != mine || i == own || atomic_load(&ts->ctr) != 0)
 			continue;
-		if (fdn__limbo_reap(s, ts) == 0)
+		if (fdn__limbo_reap(s, ts) == 0 && fdn__limbo_waiting(ts) == 0)
 			atomic_compare_exchange_strong(&ts->state, &st, 0);
 	}
 }
@@ -506,9 +506,7 @@ static void drive_reclamation(struct reaper *R, uint64_t now, bool rung)
 		/* Blocks that need a grace period still to come: the newest
 		 * one's stamp is not yet covered.  (Blocks already covered are
 		 * freed by their thread's next write, or by us if adopted.) */
-		uint64_t tail = atomic_load(&ts->limbo_tail);
-		if (st != 0 && fdn_tslot_pending(ts) != 0 &&
-		    atomic_load(&ts->stamp[(tail - 1) % FDN_LIMBO_MAX]) >= done)
+		if (st != 0 && fdn__limbo_waiting(ts) != 0 && fdn__limbo_newest(s, ts) >= done)
 			waiting = true;
 	}
 	if (waiting || asked)

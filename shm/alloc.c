@@ -8,8 +8,9 @@
  * atomic step, so no block is ever "taken but unowned".
  *
  * Crash consistency.  Before the CAS the thread writes the candidate's gidx
- * to its reader slot's `node` field; a thread killed after the CAS therefore
- * always leaves the block named in its slot, and the reclaimer recognises it
+ * to its reader slot's `node` field (`spill_new` for a spill chunk, rcu.c);
+ * a thread killed after the CAS therefore always leaves the block named in
+ * its slot, and the reclaimer recognises it
  * by the owner field (reclaim.c).  Freeing is the CAS ALLOC(g) -> FREE(g)
  * done by the single party responsible for the block (its limbo holder, or
  * its allocator if it was never published); the generation makes a repeated
@@ -61,14 +62,15 @@ uint32_t fdn__block_size(const fdn_segment *s, uint64_t gidx)
 	return step * FDN_GRANULE;
 }
 
-static bool fdn__try_claim(struct fdn__thread *t, uint64_t gidx, uint32_t *gen)
+static bool fdn__try_claim(struct fdn__thread *t, _Atomic uint64_t *intent, uint64_t gidx,
+			   uint32_t *gen)
 {
 	fdn_segment *s = t->seg;
 	uint64_t w = atomic_load_explicit(&s->bstate[gidx], memory_order_relaxed);
 	if (FDN_BLOCK_KIND(w) != FDN_BLOCK_FREE)
 		return false;
 	/* Intent first: the claim below must never be unrecorded. */
-	atomic_store_explicit(&t->ts->node, gidx, memory_order_relaxed);
+	atomic_store_explicit(intent, gidx, memory_order_relaxed);
 	uint32_t g = FDN_BLOCK_GEN(w) + 1;
 	uint64_t nw = FDN_BLOCK_WORD(g, t->slot + 1, FDN_BLOCK_ALLOC);
 	/* seq_cst: orders the intent store before the claim, and the claim
@@ -88,14 +90,14 @@ static bool fdn__try_claim(struct fdn__thread *t, uint64_t gidx, uint32_t *gen)
 }
 
 /* Scan page p (of class c) from block `from`, wrapping around once. */
-static bool fdn__claim_in_page(struct fdn__thread *t, uint32_t p, int c, uint32_t from,
-			       uint32_t *gidx, uint32_t *gen)
+static bool fdn__claim_in_page(struct fdn__thread *t, _Atomic uint64_t *intent, uint32_t p, int c,
+			       uint32_t from, uint32_t *gidx, uint32_t *gen)
 {
 	uint32_t step = 1u << c, nblocks = FDN_PAGE_GRANULES >> c;
 	for (uint32_t k = 0; k < nblocks; k++) {
 		uint32_t b = (from + k) % nblocks;
 		uint64_t g = (uint64_t)p * FDN_PAGE_GRANULES + (uint64_t)b * step;
-		if (fdn__try_claim(t, g, gen)) {
+		if (fdn__try_claim(t, intent, g, gen)) {
 			t->cur_page[c] = p;
 			t->cur_block[c] = b + 1;
 			*gidx = (uint32_t)g;
@@ -117,7 +119,8 @@ static bool fdn__page_hint_free(const fdn_segment *s, uint32_t p)
 	return atomic_load_explicit(&s->pages[p].free_hint, memory_order_relaxed) != 0;
 }
 
-static bool fdn__claim_fresh_page(struct fdn__thread *t, int c, uint32_t *gidx, uint32_t *gen)
+static bool fdn__claim_fresh_page(struct fdn__thread *t, _Atomic uint64_t *intent, int c,
+				  uint32_t *gidx, uint32_t *gen)
 {
 	fdn_segment *s = t->seg;
 	uint32_t h = atomic_load_explicit(&s->hdr->fresh_page_hint, memory_order_relaxed);
@@ -133,13 +136,14 @@ static bool fdn__claim_fresh_page(struct fdn__thread *t, int c, uint32_t *gidx, 
 		atomic_store_explicit(&s->pages[p].free_hint, FDN_PAGE_GRANULES >> c,
 				      memory_order_relaxed);
 		atomic_store_explicit(&s->hdr->fresh_page_hint, p + 1, memory_order_relaxed);
-		if (fdn__claim_in_page(t, p, c, 0, gidx, gen))
+		if (fdn__claim_in_page(t, intent, p, c, 0, gidx, gen))
 			return true;
 	}
 	return false;
 }
 
-int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *gen)
+int fdn__alloc_as(struct fdn__thread *t, _Atomic uint64_t *intent, uint32_t bytes, uint32_t *gidx,
+		  uint32_t *gen)
 {
 	fdn_segment *s = t->seg;
 	int c = fdn__size_class(bytes);
@@ -147,21 +151,26 @@ int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *
 		return FDN_EINVAL;
 	uint32_t cur = t->cur_page[c];
 	if (cur < s->npages && fdn__page_is(s, cur, c) &&
-	    fdn__claim_in_page(t, cur, c, t->cur_block[c], gidx, gen))
+	    fdn__claim_in_page(t, intent, cur, c, t->cur_block[c], gidx, gen))
 		return 0;
 	for (uint32_t k = 1; k <= s->npages; k++) {
 		uint32_t p = (cur + k) % s->npages;
 		if (fdn__page_is(s, p, c) && fdn__page_hint_free(s, p) &&
-		    fdn__claim_in_page(t, p, c, 0, gidx, gen))
+		    fdn__claim_in_page(t, intent, p, c, 0, gidx, gen))
 			return 0;
 	}
-	if (fdn__claim_fresh_page(t, c, gidx, gen))
+	if (fdn__claim_fresh_page(t, intent, c, gidx, gen))
 		return 0;
 	for (uint32_t p = 0; p < s->npages; p++)
-		if (fdn__page_is(s, p, c) && fdn__claim_in_page(t, p, c, 0, gidx, gen))
+		if (fdn__page_is(s, p, c) && fdn__claim_in_page(t, intent, p, c, 0, gidx, gen))
 			return 0;
-	atomic_store_explicit(&t->ts->node, 0, memory_order_relaxed);
+	atomic_store_explicit(intent, 0, memory_order_relaxed);
 	return FDN_ENOSPACE;
+}
+
+int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *gen)
+{
+	return fdn__alloc_as(t, &t->ts->node, bytes, gidx, gen);
 }
 
 /* ALLOC(gen) -> FREE(left): the block's next claim makes it left + 1. */

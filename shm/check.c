@@ -191,7 +191,8 @@ static void fdn__check_tslots(struct fdn__ck *ck)
 			fdn__violation(&ck->au, "tslot", "reader slot %u: limbo count %llu", i,
 				       (unsigned long long)lc);
 		if (st == 0) {
-			if (ctr != 0 || lc != 0 || ops != 0)
+			if (ctr != 0 || lc != 0 || ops != 0 || atomic_load(&ts->spill) != 0 ||
+			    atomic_load(&ts->spill_count) != 0 || atomic_load(&ts->spill_dead) != 0)
 				fdn__violation(&ck->au, "tslot", "free reader slot %u holds state",
 					       i);
 			continue;
@@ -205,7 +206,7 @@ static void fdn__check_tslots(struct fdn__ck *ck)
 		if (FDN_TSLOT_KIND(st) == FDN_TSLOT_RETIRED) {
 			/* A departed thread's blocks, waiting for the reaper:
 			 * no section, no operation, and something waiting. */
-			if (ctr != 0 || ops != 0 || lc == 0)
+			if (ctr != 0 || ops != 0 || fdn__limbo_waiting(ts) == 0)
 				fdn__violation(&ck->au, "tslot",
 					       "retired reader slot %u holds state", i);
 			continue;
@@ -368,6 +369,90 @@ static void fdn__check_tables(struct fdn__ck *ck)
 	}
 }
 
+/* Limbo entry e of reader slot i (in its ring, or in one of its chunks:
+ * `spilled`).  The ring's entries may also sit in the slot's newest chunk
+ * (a death between a spill's link and its ring store): not "two limbos". */
+static void fdn__check_entry(struct fdn__ck *ck, uint32_t i, uint64_t e, bool spilled,
+			     const struct fdn_shm_spill *newest)
+{
+	fdn_segment *s = ck->s;
+	uint32_t g = (uint32_t)(e >> 32), gen = (uint32_t)e;
+	if (!fdn__block_size(s, g) || g == 0) {
+		fdn__violation(&ck->au, "limbo", "reader slot %u: limbo entry %u is no block", i,
+			       g);
+		return;
+	}
+	uint64_t w = atomic_load(&s->bstate[g]);
+	if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_GEN(w) != gen)
+		return; /* already freed: a redone free skips it */
+	if (ck->own[g] & OWN_REACH)
+		fdn__violation(&ck->au, "limbo", "block %u: retired but still reachable", g);
+	if (ck->own[g] & OWN_LIMBO) {
+		bool twin = false;
+		uint32_t n = newest ? atomic_load(&newest->count) : 0;
+		for (uint32_t k = 0; !spilled && k < n && k < FDN_LIMBO_MAX; k++)
+			twin |= atomic_load(&newest->limbo[k]) == e;
+		if (!twin)
+			fdn__violation(&ck->au, "limbo", "block %u: in two limbos", g);
+	}
+	ck->own[g] |= OWN_LIMBO;
+}
+
+/* Spill chunk `l` of reader slot i and its entries (NULL: no chunk). */
+static const struct fdn_shm_spill *fdn__check_chunk(struct fdn__ck *ck, uint32_t i, uint64_t l)
+{
+	const struct fdn_shm_spill *c = fdn__spill_chunk(ck->s, l);
+	if (!c) {
+		fdn__violation(&ck->au, "limbo", "reader slot %u: spill link to no chunk", i);
+		return NULL;
+	}
+	uint32_t g = (uint32_t)(l >> 32), n = atomic_load(&c->count);
+	if (ck->own[g])
+		fdn__violation(&ck->au, "limbo", "block %u: a spill chunk held twice", g);
+	ck->own[g] |= OWN_LIMBO;
+	if (n > FDN_LIMBO_MAX) {
+		fdn__violation(&ck->au, "limbo", "spill chunk %u: %u entries", g, n);
+		n = 0;
+	}
+	for (uint32_t j = 0; j < n; j++)
+		fdn__check_entry(ck, i, atomic_load(&c->limbo[j]), true, NULL);
+	return c;
+}
+
+/* Reader slot i's spill chunks (rcu.c, "Spill"); returns the newest. */
+static const struct fdn_shm_spill *fdn__check_spill(struct fdn__ck *ck, uint32_t i)
+{
+	fdn_segment *s = ck->s;
+	struct fdn_shm_tslot *ts = &s->tslots[i];
+	const struct fdn_shm_spill *newest = NULL, *c;
+	uint64_t dead = atomic_load(&ts->spill_dead);
+	bool dead_linked = false;
+	unsigned k = 0;
+	for (uint64_t l = atomic_load(&ts->spill); l; l = atomic_load(&c->next)) {
+		if (++k > s->spill_max + 1) {
+			fdn__violation(&ck->au, "limbo",
+				       "reader slot %u: more spill chunks than its bound", i);
+			break;
+		}
+		if (!(c = fdn__check_chunk(ck, i, l)))
+			break;
+		dead_linked |= l == dead;
+		if (!newest)
+			newest = c;
+	}
+	/* A chunk being dropped, already unlinked, until it is freed. */
+	if (dead && !dead_linked && fdn__spill_chunk(s, dead))
+		fdn__check_chunk(ck, i, dead);
+	/* A chunk claimed and not linked yet. */
+	uint64_t ng = atomic_load(&ts->spill_new);
+	if (ng && ng < s->ngranules) {
+		uint64_t w = atomic_load(&s->bstate[ng]);
+		if (FDN_BLOCK_KIND(w) == FDN_BLOCK_ALLOC && FDN_BLOCK_OWNER(w) == i + 1)
+			ck->own[ng] |= OWN_INFLIGHT;
+	}
+	return newest;
+}
+
 static void fdn__check_ownership(struct fdn__ck *ck)
 {
 	fdn_segment *s = ck->s;
@@ -375,25 +460,11 @@ static void fdn__check_ownership(struct fdn__ck *ck)
 		struct fdn_shm_tslot *ts = &s->tslots[i];
 		if (atomic_load(&ts->state) == 0)
 			continue;
+		const struct fdn_shm_spill *newest = fdn__check_spill(ck, i);
 		uint64_t head = atomic_load(&ts->limbo_head), lc = fdn_tslot_pending(ts);
-		for (uint64_t k = 0; k < lc && k < FDN_LIMBO_MAX; k++) {
-			uint64_t e = atomic_load(&ts->limbo[(head + k) % FDN_LIMBO_MAX]);
-			uint32_t g = (uint32_t)(e >> 32), gen = (uint32_t)e;
-			if (!fdn__block_size(s, g) || g == 0) {
-				fdn__violation(&ck->au, "limbo",
-					       "reader slot %u: limbo entry %u is no block", i, g);
-				continue;
-			}
-			uint64_t w = atomic_load(&s->bstate[g]);
-			if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_GEN(w) != gen)
-				continue; /* already freed: a redone free skips it */
-			if (ck->own[g] & OWN_REACH)
-				fdn__violation(&ck->au, "limbo",
-					       "block %u: retired but still reachable", g);
-			if (ck->own[g] & OWN_LIMBO)
-				fdn__violation(&ck->au, "limbo", "block %u: in two limbos", g);
-			ck->own[g] |= OWN_LIMBO;
-		}
+		for (uint64_t k = 0; k < lc && k < FDN_LIMBO_MAX; k++)
+			fdn__check_entry(ck, i, atomic_load(&ts->limbo[(head + k) % FDN_LIMBO_MAX]),
+					 false, newest);
 		if (fdn__slot_has_op(s, i + 1)) {
 			uint64_t g = atomic_load(&ts->node);
 			if (g && g < s->ngranules) {

@@ -421,7 +421,7 @@ int fdn__ht_put_chg(fdn_segment *s, uint32_t table, const void *key, size_t klen
 			return r;
 		}
 		/* Out of heap with frees pending in limbo: free them, retry. */
-		if (r == FDN_ENOSPACE && attempt == 0 && fdn_tslot_pending(t->ts) > 0) {
+		if (r == FDN_ENOSPACE && attempt == 0 && fdn__limbo_waiting(t->ts) > 0) {
 			fdn__limbo_flush(t);
 			fdn__op_leave(t);
 			continue;

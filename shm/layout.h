@@ -66,8 +66,12 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
  * finished by any poller without another membarrier.  Major 5 (none added
  * yet) brought levelled prefixes (header.prefix_levels, stored prefixes
  * [1]P and [2]P): a build without them would look for a reference only
- * under its value's first level and miss the others. */
-#define FDN_ABI_MINOR 0
+ * under its value's first level and miss the others.  Minor 5.1 brought
+ * spill chunks (fdn_shm_tslot.spill .. spill_dead, struct fdn_shm_spill):
+ * zero means "no chunk", as before; a 5.0 build that reclaims a dead 5.1
+ * thread's slot frees its ring but not its chunks (a leak the checker
+ * reports, never a block freed early). */
+#define FDN_ABI_MINOR 1
 
 /* header.reaper_stop */
 #define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */
@@ -82,7 +86,9 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_NCLASSES           8u /* block sizes 64 << c, c = 0..7 (64..8192) */
 #define FDN_MAX_TABLES         16u
 #define FDN_TABLE_NAME_MAX     24u
-#define FDN_LIMBO_MAX          108u /* deferred frees a reader slot may hold */
+#define FDN_LIMBO_MAX          108u  /* deferred frees a reader slot may hold */
+#define FDN_SPILL_BYTES        2048u /* a spill chunk's block (a full limbo ring) */
+#define FDN_SPILL_MAX          256u  /* spill chunks a reader slot may hold, at most */
 #define FDN_NREGIONS           8u
 #define FDN_PREFIX_SPREAD      32u    /* chains per prefix, power of two */
 #define FDN_PREFIX_SPREAD_WIDE 1024u  /* for prefixes whose first byte is 0 or 1 */
@@ -442,6 +448,18 @@ static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
  *   entry once header.gp_done > its stamp, then head + 1.  Frees are
  *   generation-checked, so redoing one (a reclaimer after O died between
  *   the free and head + 1) changes nothing.
+ * spill: when the ring is full and no grace period frees it, O copies the
+ *   whole ring into a heap block of FDN_SPILL_BYTES (struct fdn_shm_spill,
+ *   a "chunk") and empties the ring, so a reader stopped in a section does
+ *   not stop writers (rcu.c, "Spill").  Links are gidx << 32 | generation
+ *   (0 = none) and are followed only while the block is ALLOC with that
+ *   generation.
+ *   spill:       the newest chunk; each chunk's `next` the next older one.
+ *   spill_count: entries in the chunks (display and bound).
+ *   spill_new:   gidx of the chunk being claimed and filled (the claim
+ *                intent, as `node` for a table op); 0 once linked.
+ *   spill_dead:  the chunk being unlinked and freed; 0 when done.
+ *   spill_since: the oldest chunk's stamp, a hint (0: none).
  */
 enum { FDN_TSLOT_FREE = 0, FDN_TSLOT_USED = 1, FDN_TSLOT_RETIRED = 2 };
 #define FDN_TSLOT_LIGHT             (1ull << 32)
@@ -474,9 +492,14 @@ struct fdn_shm_tslot {
 	/* lines 2-3: 128..255 */
 	_Atomic uint64_t delta[FDN_MAX_TABLES]; /* 128 */
 	/* line 4: 256..319 */
-	_Atomic uint64_t limbo_head; /* 256 */
-	_Atomic uint64_t limbo_tail; /* 264 */
-	uint64_t reserved3[6];       /* 272 */
+	_Atomic uint64_t limbo_head;  /* 256 */
+	_Atomic uint64_t limbo_tail;  /* 264 */
+	_Atomic uint64_t spill;       /* 272: minor 1 */
+	_Atomic uint64_t spill_count; /* 280: minor 1 */
+	_Atomic uint64_t spill_new;   /* 288: minor 1 */
+	_Atomic uint64_t spill_dead;  /* 296: minor 1 */
+	_Atomic uint64_t spill_since; /* 304: minor 1 */
+	uint64_t reserved3;           /* 312 */
 	/* 320..1183, 1184..2047 */
 	_Atomic uint64_t limbo[FDN_LIMBO_MAX]; /*  320 */
 	_Atomic uint64_t stamp[FDN_LIMBO_MAX]; /* 1184 */
@@ -487,6 +510,26 @@ static_assert(offsetof(struct fdn_shm_tslot, chg) == 80, "change record line");
 static_assert(offsetof(struct fdn_shm_tslot, delta) == 128, "delta lines");
 static_assert(offsetof(struct fdn_shm_tslot, limbo_head) == 256, "limbo");
 static_assert(offsetof(struct fdn_shm_tslot, stamp) == 1184, "stamps");
+static_assert(offsetof(struct fdn_shm_tslot, spill_dead) == 296, "spill");
+
+/*
+ * A spill chunk (a heap block of FDN_SPILL_BYTES, minor 1): a full limbo
+ * ring handed over by its reader slot (fdn_shm_tslot.spill).  Written by
+ * its slot's owner before the link that publishes it; read and freed by the
+ * owner, or by a reclaimer once the owner is dead (or its slot adopted).
+ * Word 0 is `next`, like a table node's, so a freed chunk reads as "none".
+ */
+struct fdn_shm_spill {
+	_Atomic uint64_t next;                 /*   0: the next older chunk (link), 0 = none     */
+	_Atomic uint64_t stamp;                /*   8: gp_ctr read after the chunk was filled:
+						*      >= every entry's stamp                    */
+	_Atomic uint32_t count;                /*  16: entries, <= FDN_LIMBO_MAX                 */
+	uint32_t reserved0;                    /*  20 */
+	uint64_t reserved1;                    /*  24 */
+	_Atomic uint64_t limbo[FDN_LIMBO_MAX]; /*  32: as fdn_shm_tslot.limbo */
+	_Atomic uint64_t stamp_of[FDN_LIMBO_MAX]; /* 896: as fdn_shm_tslot.stamp */
+};
+static_assert(sizeof(struct fdn_shm_spill) <= FDN_SPILL_BYTES, "spill chunk");
 
 /* Entries waiting in slot ts's limbo (a damaged slot may show more than
  * FDN_LIMBO_MAX: callers clamp). */

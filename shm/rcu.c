@@ -282,7 +282,8 @@ static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 		/* A free slot that still holds a section or deferred frees is
 		 * damaged (the checker reports it): never use it. */
 		if (atomic_load_explicit(&ts->ctr, memory_order_relaxed) != 0 ||
-		    fdn_tslot_pending(ts) != 0)
+		    fdn__limbo_waiting(ts) != 0 ||
+		    atomic_load_explicit(&ts->spill, memory_order_relaxed) != 0)
 			continue;
 		/* The high-water mark covers the slot before it can be in use. */
 		uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
@@ -530,10 +531,8 @@ void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen)
  * unreclaimed for 2^32 grace periods) the block is left allocated -- a
  * leak the checker reports, never a live node freed.
  */
-static void fdn__limbo_free(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t k)
+static void fdn__entry_free(fdn_segment *s, uint64_t e, uint64_t stamp)
 {
-	uint64_t e = atomic_load_explicit(&ts->limbo[k], memory_order_relaxed);
-	uint64_t stamp = atomic_load_explicit(&ts->stamp[k], memory_order_relaxed);
 	uint32_t gidx = (uint32_t)(e >> 32), gen = (uint32_t)e;
 	if (gidx == 0 || gidx >= s->ngranules)
 		return;
@@ -548,9 +547,223 @@ static void fdn__limbo_free(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t k
 	fdn__free(s, gidx, gen);
 }
 
+static void fdn__limbo_free(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t k)
+{
+	fdn__entry_free(s, atomic_load_explicit(&ts->limbo[k], memory_order_relaxed),
+			atomic_load_explicit(&ts->stamp[k], memory_order_relaxed));
+}
+
+/*
+ * Spill.  A ring full of blocks that no completed grace period covers
+ * means a section older than all of them is still open: a reader
+ * preempted, stopped (SIGSTOP, a debugger) or slow.  Rather than wait for
+ * it, the owner copies the ring into a chunk (a heap block, layout.h
+ * struct fdn_shm_spill), links it at the head of its slot's spill list and
+ * empties the ring; its writes go on.  A writer waits only when its slot
+ * holds s->spill_max chunks (entries for an eighth of the heap's granules,
+ * FDN_SPILL_MAX chunks at most) or the heap has no block for one -- the
+ * documented backlog bound -- and then as before: FDN_EBUSY after its
+ * flush bound.
+ *
+ * A spill (the owner, inside its op mark): claim chunk C with the intent
+ * in spill_new; write C's entries, count, next = the current head, and
+ * stamp = gp_ctr read after them; spill = C (release); limbo_head = tail;
+ * spill_new = 0.  A death before the link leaves C allocated to the slot,
+ * named by spill_new and not by spill: the reclaimer frees it unpublished
+ * (nobody but the slot ever saw it).  A death between the link and the
+ * head store leaves the ring's entries both in C and in the ring: both
+ * copies are freed, and frees are generation-checked.
+ *
+ * Freeing.  Chunks are listed newest first and stamps only grow along the
+ * list, so the tail is the first chunk a grace period covers.  Once
+ * gp_done > its stamp, the owner stores spill_dead = C, unlinks it (its
+ * predecessor's next, or spill, = C.next, release), frees C's entries,
+ * frees C and clears spill_dead (fdn__spill_drop).  A death anywhere there
+ * leaves C named by spill_dead while it is allocated: the reclaimer unlinks
+ * it if it is still linked and frees its entries and C again
+ * (fdn__spill_free_all).  A reclaimer empties a dead slot's list from its
+ * head the same way.  spill_since (the tail's stamp) is a hint that saves
+ * the owner a walk of the list per operation while nothing is due; a stale
+ * one only delays a reap.
+ *
+ * Generations.  A chunk is freed only once gp_done > its stamp, which was
+ * read after its claim, so every incarnation of a block used as a chunk
+ * also costs a grace period: the argument of fdn__entry_free (a block's
+ * generation grows by at most one per grace period) holds for chunks as
+ * for table nodes.
+ */
+static uint64_t fdn__spill_link(uint32_t gidx, uint32_t gen)
+{
+	return (uint64_t)gidx << 32 | gen;
+}
+
+struct fdn_shm_spill *fdn__spill_chunk(const fdn_segment *s, uint64_t link)
+{
+	uint32_t g = (uint32_t)(link >> 32), gen = (uint32_t)link;
+	if (g == 0 || g >= s->ngranules || fdn__block_size(s, g) != FDN_SPILL_BYTES)
+		return NULL;
+	/* Acquire: the writes into the chunk before its link are visible. */
+	uint64_t w = atomic_load_explicit(&s->bstate[g], memory_order_acquire);
+	if (FDN_BLOCK_KIND(w) != FDN_BLOCK_ALLOC || FDN_BLOCK_GEN(w) != gen)
+		return NULL;
+	return fdn__gptr(s, g);
+}
+
+/* Hand t's full ring to a new chunk.  false: the slot holds its bound of
+ * chunks, or the heap has no block for one. */
+static bool fdn__limbo_spill(struct fdn__thread *t)
+{
+	fdn_segment *s = t->seg;
+	struct fdn_shm_tslot *ts = t->ts;
+	uint64_t held = atomic_load_explicit(&ts->spill_count, memory_order_relaxed);
+	if (held / FDN_LIMBO_MAX >= s->spill_max)
+		return false;
+	uint32_t g, gen;
+	if (fdn__alloc_as(t, &ts->spill_new, FDN_SPILL_BYTES, &g, &gen) != 0)
+		return false;
+	struct fdn_shm_spill *c = fdn__gptr(s, g);
+	uint64_t head = atomic_load_explicit(&ts->limbo_head, memory_order_relaxed);
+	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_relaxed);
+	uint32_t n = 0;
+	for (; head != tail && n < FDN_LIMBO_MAX; head++, n++) {
+		uint32_t k = (uint32_t)(head % FDN_LIMBO_MAX);
+		atomic_store_explicit(&c->limbo[n],
+				      atomic_load_explicit(&ts->limbo[k], memory_order_relaxed),
+				      memory_order_relaxed);
+		atomic_store_explicit(&c->stamp_of[n],
+				      atomic_load_explicit(&ts->stamp[k], memory_order_relaxed),
+				      memory_order_relaxed);
+	}
+	uint64_t older = atomic_load_explicit(&ts->spill, memory_order_relaxed);
+	atomic_store_explicit(&c->count, n, memory_order_relaxed);
+	atomic_store_explicit(&c->next, older, memory_order_relaxed);
+	/* >= every entry's stamp (each read gp_ctr earlier), and read after
+	 * the claim: see "Generations" above. */
+	uint64_t stamp = atomic_load_explicit(&s->hdr->gp_ctr, memory_order_seq_cst);
+	atomic_store_explicit(&c->stamp, stamp, memory_order_relaxed);
+	if (older == 0)
+		atomic_store_explicit(&ts->spill_since, stamp, memory_order_relaxed);
+	atomic_store_explicit(&ts->spill, fdn__spill_link(g, gen), memory_order_release);
+	atomic_store_explicit(&ts->spill_count, held + n, memory_order_relaxed);
+	atomic_store_explicit(&ts->limbo_head, tail, memory_order_release);
+	atomic_store_explicit(&ts->spill_new, 0, memory_order_relaxed);
+	return true;
+}
+
+/* Unlink chunk c (`link`, named by *at; at NULL: not linked) and free it
+ * with its entries. */
+static void fdn__spill_drop(fdn_segment *s, struct fdn_shm_tslot *ts, _Atomic uint64_t *at,
+			    uint64_t link, struct fdn_shm_spill *c)
+{
+	atomic_store_explicit(&ts->spill_dead, link, memory_order_relaxed);
+	if (at)
+		atomic_store_explicit(at, atomic_load_explicit(&c->next, memory_order_relaxed),
+				      memory_order_release);
+	uint32_t n = atomic_load_explicit(&c->count, memory_order_relaxed);
+	if (n <= FDN_LIMBO_MAX) /* else damaged: leak the entries, the checker reports */
+		for (uint32_t k = 0; k < n; k++)
+			fdn__entry_free(
+			    s, atomic_load_explicit(&c->limbo[k], memory_order_relaxed),
+			    atomic_load_explicit(&c->stamp_of[k], memory_order_relaxed));
+	uint64_t held = atomic_load_explicit(&ts->spill_count, memory_order_relaxed);
+	atomic_store_explicit(&ts->spill_count, held > n ? held - n : 0, memory_order_relaxed);
+	fdn__free(s, (uint32_t)(link >> 32), (uint32_t)link);
+	atomic_store_explicit(&ts->spill_dead, 0, memory_order_relaxed);
+}
+
+/* Free the chunks that gp_done `done` covers, oldest first. */
+static void fdn__spill_reap(fdn_segment *s, struct fdn_shm_tslot *ts, uint64_t done)
+{
+	uint64_t since = atomic_load_explicit(&ts->spill_since, memory_order_relaxed);
+	if (since >= done)
+		return; /* the oldest chunk is not due yet */
+	uint64_t links[FDN_SPILL_MAX + 1];
+	struct fdn_shm_spill *chunks[FDN_SPILL_MAX + 1];
+	uint32_t n = 0;
+	for (uint64_t l = atomic_load_explicit(&ts->spill, memory_order_acquire); l;) {
+		if (n == FDN_SPILL_MAX + 1 || !(chunks[n] = fdn__spill_chunk(s, l)))
+			return; /* damaged (too long, or no chunk): the checker reports */
+		links[n++] = l;
+		l = atomic_load_explicit(&chunks[n - 1]->next, memory_order_relaxed);
+	}
+	while (n > 0 && atomic_load_explicit(&chunks[n - 1]->stamp, memory_order_relaxed) < done) {
+		n--;
+		fdn__spill_drop(s, ts, n ? &chunks[n - 1]->next : &ts->spill, links[n], chunks[n]);
+	}
+	atomic_store_explicit(&ts->spill_since,
+			      n ? atomic_load_explicit(&chunks[n - 1]->stamp, memory_order_relaxed)
+				: 0,
+			      memory_order_relaxed);
+}
+
+/* After a grace period: free every chunk of slot ts, whose owner is gone
+ * (see "Spill" for the states a death leaves). */
+static void fdn__spill_free_all(fdn_segment *s, struct fdn_shm_tslot *ts)
+{
+	uint32_t me = (uint32_t)(ts - s->tslots) + 1;
+	uint64_t head = atomic_load_explicit(&ts->spill, memory_order_acquire);
+	uint64_t ng = atomic_load_explicit(&ts->spill_new, memory_order_relaxed);
+	if (ng && ng < s->ngranules && ng != head >> 32) {
+		/* Claimed, never linked. */
+		uint64_t w = atomic_load_explicit(&s->bstate[ng], memory_order_acquire);
+		if (FDN_BLOCK_KIND(w) == FDN_BLOCK_ALLOC && FDN_BLOCK_OWNER(w) == me &&
+		    fdn__block_size(s, ng) == FDN_SPILL_BYTES)
+			fdn__free_unpublished(s, (uint32_t)ng, FDN_BLOCK_GEN(w));
+	}
+	atomic_store_explicit(&ts->spill_new, 0, memory_order_relaxed);
+	uint64_t dead = atomic_load_explicit(&ts->spill_dead, memory_order_relaxed);
+	struct fdn_shm_spill *c = dead ? fdn__spill_chunk(s, dead) : NULL;
+	if (c) {
+		/* Being dropped: unlinked already, or still linked once. */
+		_Atomic uint64_t *at = &ts->spill;
+		for (unsigned k = 0; k <= FDN_SPILL_MAX; k++) {
+			uint64_t l = atomic_load_explicit(at, memory_order_relaxed);
+			struct fdn_shm_spill *x = l ? fdn__spill_chunk(s, l) : NULL;
+			if (l == dead || !x)
+				break;
+			at = &x->next;
+		}
+		if (atomic_load_explicit(at, memory_order_relaxed) != dead)
+			at = NULL;
+		fdn__spill_drop(s, ts, at, dead, c);
+	}
+	atomic_store_explicit(&ts->spill_dead, 0, memory_order_relaxed);
+	for (unsigned k = 0; k <= FDN_SPILL_MAX; k++) {
+		uint64_t l = atomic_load_explicit(&ts->spill, memory_order_relaxed);
+		if (!l || !(c = fdn__spill_chunk(s, l)))
+			break;
+		fdn__spill_drop(s, ts, &ts->spill, l, c);
+	}
+	/* Anything left is damage: leaked (the checker reports the blocks),
+	 * never followed again. */
+	atomic_store_explicit(&ts->spill, 0, memory_order_relaxed);
+	atomic_store_explicit(&ts->spill_count, 0, memory_order_relaxed);
+	atomic_store_explicit(&ts->spill_since, 0, memory_order_relaxed);
+}
+
+uint64_t fdn__limbo_waiting(const struct fdn_shm_tslot *ts)
+{
+	uint64_t ring = fdn_tslot_pending(ts);
+	return (ring <= FDN_LIMBO_MAX ? ring : FDN_LIMBO_MAX) +
+	       atomic_load_explicit(&ts->spill_count, memory_order_relaxed);
+}
+
+uint64_t fdn__limbo_newest(const fdn_segment *s, const struct fdn_shm_tslot *ts)
+{
+	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_acquire);
+	if (tail != atomic_load_explicit(&ts->limbo_head, memory_order_acquire))
+		return atomic_load_explicit(&ts->stamp[(tail - 1) % FDN_LIMBO_MAX],
+					    memory_order_relaxed);
+	const struct fdn_shm_spill *c =
+	    fdn__spill_chunk(s, atomic_load_explicit(&ts->spill, memory_order_acquire));
+	return c ? atomic_load_explicit(&c->stamp, memory_order_relaxed) : 0;
+}
+
 uint64_t fdn__limbo_reap(fdn_segment *s, struct fdn_shm_tslot *ts)
 {
 	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
+	if (atomic_load_explicit(&ts->spill, memory_order_relaxed) != 0)
+		fdn__spill_reap(s, ts, done);
 	uint64_t head = atomic_load_explicit(&ts->limbo_head, memory_order_relaxed);
 	uint64_t tail = atomic_load_explicit(&ts->limbo_tail, memory_order_acquire);
 	if (tail - head > FDN_LIMBO_MAX)
@@ -574,6 +787,7 @@ void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts)
 	for (; head != tail; head++)
 		fdn__limbo_free(s, ts, (uint32_t)(head % FDN_LIMBO_MAX));
 	atomic_store_explicit(&ts->limbo_head, tail, memory_order_release);
+	fdn__spill_free_all(s, ts);
 }
 
 /* The oldest stamp waiting in t's ring (the grace period it needs). */
@@ -605,8 +819,11 @@ int fdn__limbo_room(struct fdn__thread *t)
 	if (fdn__in_section_of(s))
 		return FDN_EINREAD;
 	/* Full: every block it holds waits for a section older than all of
-	 * them.  Wait for it, bounded -- unless this thread already waited in
-	 * vain and no grace period has completed since. */
+	 * them.  Hand them to a chunk ("Spill").  At the spill bound, wait for
+	 * that section, bounded -- unless this thread already waited in vain
+	 * and no grace period has completed since. */
+	if (fdn__limbo_spill(t))
+		return 0;
 	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
 	if (t->busy_gp && t->busy_gp == done) {
 		if (fdn__gp_poll(s, 20000, fdn__limbo_oldest(t->ts)) == 0 &&
@@ -658,7 +875,7 @@ int fdn__write_room(fdn_segment *s)
 
 int fdn__limbo_flush(struct fdn__thread *t)
 {
-	if (fdn_tslot_pending(t->ts) == 0)
+	if (fdn__limbo_waiting(t->ts) == 0)
 		return 0;
 	if (fdn__in_section_of(t->seg))
 		return FDN_EINREAD;
@@ -707,11 +924,14 @@ static void fdn__slot_give_back(fdn_segment *s, struct fdn_shm_tslot *ts, uint64
 	/* The thread is exiting or the handle detaching: no section of it
 	 * can still be open by contract. */
 	atomic_store_explicit(&ts->ctr, 0, memory_order_release);
-	if (fdn_tslot_pending(ts) != 0 && fdn__limbo_reap(s, ts) != 0 && !fdn__in_section_of(s) &&
-	    fdn__grace_period(s, FDN_GIVE_BACK_WAIT_NS) == 0)
+	if (fdn__limbo_waiting(ts) != 0) {
 		fdn__limbo_reap(s, ts);
+		if (fdn__limbo_waiting(ts) != 0 && !fdn__in_section_of(s) &&
+		    fdn__grace_period(s, FDN_GIVE_BACK_WAIT_NS) == 0)
+			fdn__limbo_reap(s, ts);
+	}
 	uint64_t w = state;
-	if (fdn_tslot_pending(ts) == 0)
+	if (fdn__limbo_waiting(ts) == 0)
 		atomic_compare_exchange_strong(&ts->state, &w, 0);
 	else
 		atomic_compare_exchange_strong(

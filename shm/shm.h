@@ -53,6 +53,7 @@ struct fdn_segment {
 	unsigned char *heap;
 	uint32_t nprocs, nthreads, npages, ntables;
 	uint64_t ngranules;
+	uint32_t spill_max; /* spill chunks a reader slot may hold (rcu.c, "Spill") */
 	uint64_t seed;
 	uint32_t proc_idx; /* our process slot (UINT32_MAX when read-only) */
 	uint64_t proc_word;
@@ -266,8 +267,9 @@ struct fdn__thread {
 	 * callback was called from a signal handler that interrupted one of
 	 * our own sections: FDN_EREENTERED, not FDN_EINREAD (fdn__op_lock). */
 	volatile sig_atomic_t in_cb;
-	uint64_t state;   /* the slot's state word as claimed */
-	uint64_t busy_gp; /* gp_done when its ring was last found stuck full */
+	uint64_t state;       /* the slot's state word as claimed */
+	uint64_t busy_gp;     /* gp_done when its ring was last found stuck full */
+	uint64_t spill_since; /* its oldest spill chunk's stamp (0: none) */
 	struct fdn_shm_tslot *ts;
 	struct fdn_shm_trace *trace;     /* this thread's trace slot, or NULL */
 	uint32_t cur_page[FDN_NCLASSES]; /* allocation hints, private */
@@ -432,9 +434,17 @@ void fdn__rcu_set_flush_timeout(int64_t ns);
 int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need);
 /* Retire block gidx (generation gen) to this thread's limbo ring. */
 void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen);
-/* Free the ring's entries that a completed grace period covers; returns
- * how many still wait.  The ring's owner only (or R for a dead one's). */
+/* Free the ring's entries, and the spill chunks, that a completed grace
+ * period covers; returns how many of the ring's entries still wait.  The
+ * slot's owner only (or R for a dead one's, or the adopter's). */
 uint64_t fdn__limbo_reap(fdn_segment *s, struct fdn_shm_tslot *ts);
+/* Blocks slot ts holds for a grace period: its ring and its spill chunks. */
+uint64_t fdn__limbo_waiting(const struct fdn_shm_tslot *ts);
+/* The newest stamp among them (0: none). */
+uint64_t fdn__limbo_newest(const fdn_segment *s, const struct fdn_shm_tslot *ts);
+/* The chunk a spill link names, or NULL unless it is an allocated block of
+ * the chunk's size with the link's generation. */
+struct fdn_shm_spill *fdn__spill_chunk(const fdn_segment *s, uint64_t link);
 /* After an operation: free what is due; when the ring is a quarter full,
  * one short poll to help.  Never waits long. */
 void fdn__limbo_help(struct fdn__thread *t);
@@ -462,8 +472,9 @@ bool fdn__trace_owned_by(uint64_t owner, uint64_t word);
 /* Empty slot tr and free it if `word` (a process's claim word) owns it. */
 void fdn__trace_free(struct fdn_shm_trace *tr, uint64_t word);
 
-/* Free every limbo entry of slot ts (after a grace period that began after
- * the last of them was retired). */
+/* Free every limbo entry and spill chunk of slot ts (after a grace period
+ * that began after the last of them was retired); the slot's owner is dead
+ * or has left it. */
 void fdn__limbo_free_all(fdn_segment *s, struct fdn_shm_tslot *ts);
 
 /* ---- alloc.c: the block allocator ---------------------------------------- */
@@ -473,6 +484,10 @@ int fdn__size_class(uint32_t bytes);
 /* Allocate a block of at least `bytes`; the candidate is recorded in the
  * thread's intent (ts->node) before it is claimed. */
 int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *gen);
+/* fdn__alloc with the claim intent stored in *intent instead of the slot's
+ * `node` (a spill chunk: rcu.c). */
+int fdn__alloc_as(struct fdn__thread *t, _Atomic uint64_t *intent, uint32_t bytes, uint32_t *gidx,
+		  uint32_t *gen);
 /* Free block gidx if it is still ALLOC with generation gen (no-op if not).
  * Zeroes the block's first word first.  Returns true if it freed. */
 bool fdn__free(fdn_segment *s, uint32_t gidx, uint32_t gen);
