@@ -362,6 +362,8 @@ static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadl
 		uint64_t c = atomic_load_explicit(ctr, memory_order_acquire);
 		if (c == 0 || c >= g)
 			return 0;
+		if (deadline == 1)
+			return FDN_EBUSY; /* a zero-wait look: never spin */
 		if (spin < 64) {
 			fdn__cpu_relax();
 			continue;
@@ -801,11 +803,13 @@ void fdn__limbo_help(struct fdn__thread *t)
 {
 	fdn_segment *s = t->seg;
 	uint64_t n = fdn__limbo_reap(s, t->ts);
-	/* A quarter full: help the background with one short poll (never
-	 * inside our own section: it would wait for ourselves). */
-	if (n < FDN_LIMBO_MAX / 4 || t->nest || fdn__in_section_of(s))
+	/* A quarter full: help the background with a zero-wait look (never
+	 * inside our own section: it would wait for ourselves).  Not a short
+	 * wait: a wait that yields gives the CPU to the very reader it waits
+	 * for, a scheduler slice per operation. */
+	if (n < FDN_LIMBO_MAX * 3 / 4 || t->nest || fdn__in_section_of(s))
 		return;
-	if (fdn__gp_poll(s, 20000, fdn__limbo_oldest(t->ts)) == 0)
+	if (fdn__gp_poll(s, 0, fdn__limbo_oldest(t->ts)) == 0)
 		fdn__limbo_reap(s, t->ts);
 }
 
@@ -826,7 +830,7 @@ int fdn__limbo_room(struct fdn__thread *t)
 		return 0;
 	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
 	if (t->busy_gp && t->busy_gp == done) {
-		if (fdn__gp_poll(s, 20000, fdn__limbo_oldest(t->ts)) == 0 &&
+		if (fdn__gp_poll(s, 0, fdn__limbo_oldest(t->ts)) == 0 &&
 		    fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX) {
 			t->busy_gp = 0;
 			return 0;
