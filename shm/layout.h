@@ -89,6 +89,7 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_LIMBO_MAX          108u  /* deferred frees a reader slot may hold */
 #define FDN_SPILL_BYTES        2048u /* a spill chunk's block (a full limbo ring) */
 #define FDN_SPILL_MAX          256u  /* spill chunks a reader slot may hold, at most */
+#define FDN_SPILL_MIN_PAGES    256u  /* heap pages (16 MiB) below which nobody spills */
 #define FDN_NREGIONS           8u
 #define FDN_PREFIX_SPREAD      32u    /* chains per prefix, power of two */
 #define FDN_PREFIX_SPREAD_WIDE 1024u  /* for prefixes whose first byte is 0 or 1 */

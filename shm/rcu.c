@@ -72,8 +72,8 @@
  * one of its own per batch.  Grace periods are driven in the background
  * (the reaper polls while blocks wait) and by writers that help: a poll
  * never waits longer than its budget, so a reader stopped in a section
- * (SIGSTOP, a debugger) costs a writer nothing until its own ring is full
- * (FDN_LIMBO_MAX blocks retired since that reader stopped); then its next
+ * (SIGSTOP, a debugger) costs a writer nothing until its slot holds its
+ * spill bound (full rings go to heap chunks: "Spill"); then its next
  * retiring operation waits at most the flush bound and fails FDN_EBUSY,
  * changing nothing, and the ones after it fail at once until a grace
  * period completes.  Frees are CAS on the generation (alloc.c), so redoing
@@ -98,10 +98,11 @@
  * our load follows f's fetch_add.
  *
  * A stopped reader pins every block retired after it began its section:
- * the backlog each writer thread may build behind it is FDN_LIMBO_MAX
- * blocks.  (Interval-based reclamation would bound it by what existed when
- * the reader stopped instead, at a cost on every node a reader visits; not
- * done: the bound and FDN_EBUSY are documented instead.)
+ * each writer thread's ring spills into heap chunks behind it ("Spill",
+ * below) up to its slot's bound, a sixteenth of the heap's granules in
+ * entries (no spill in a heap under 16 MiB: FDN_LIMBO_MAX blocks).  (Interval-based reclamation
+ * would bound it by what existed when the reader stopped instead, at a cost on every node a reader
+ * visits; not done: the bound and FDN_EBUSY are documented instead.)
  *
  * Memory orders on a weak machine (arm64).  The acquires, releases and
  * seq_cst accesses above carry the argument; each relaxed access in this
@@ -562,10 +563,13 @@ static void fdn__limbo_free(fdn_segment *s, struct fdn_shm_tslot *ts, uint32_t k
  * it, the owner copies the ring into a chunk (a heap block, layout.h
  * struct fdn_shm_spill), links it at the head of its slot's spill list and
  * empties the ring; its writes go on.  A writer waits only when its slot
- * holds s->spill_max chunks (entries for an eighth of the heap's granules,
- * FDN_SPILL_MAX chunks at most) or the heap has no block for one -- the
- * documented backlog bound -- and then as before: FDN_EBUSY after its
- * flush bound.
+ * holds s->spill_max chunks (entries for a sixteenth of the heap's
+ * granules, FDN_SPILL_MAX chunks at most) or the heap has no block for one
+ * -- the documented backlog bound -- and then as before: FDN_EBUSY after
+ * its flush bound.  A heap of fewer than FDN_SPILL_MIN_PAGES pages never
+ * spills (s->spill_max = 0): pages never change size class, and a page
+ * given to chunks in a heap of a few pages is a large share taken from the
+ * entries (test_flags saw FDN_ENOSPACE on a 16-page heap).
  *
  * A spill (the owner, inside its op mark): claim chunk C with the intent
  * in spill_new; write C's entries, count, next = the current head, and

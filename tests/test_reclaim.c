@@ -163,11 +163,12 @@ Test(reclaim, a_blocking_callback_costs_writers_nothing, .timeout = 60)
 
 /* ---- a reader stopped inside a section ---------------------------------------------- */
 
+/* 100 000 entries: a heap of 16 MiB or more, where full rings spill. */
 Test(reclaim, stopped_reader_bounded_backlog_then_ebusy_then_drains, .timeout = 120)
 {
 	char name[128];
 	t_name(name, sizeof(name), "stopped");
-	fdn_segment *s = t_create_reaped(name, 10000, 64);
+	fdn_segment *s = t_create_reaped(name, 100000, 64);
 	int pfd[2];
 	cr_assert_eq(pipe(pfd), 0);
 	pid_t p = t_fork();
@@ -327,7 +328,8 @@ Test(reclaim, writer_killed_in_each_spill_state_leaves_nothing, .timeout = 120)
 {
 	char name[128];
 	t_name(name, sizeof(name), "spillkill");
-	fdn_segment *s = t_create(name, 4096, 0);
+	/* A heap of 32 MiB: at least FDN_SPILL_MIN_PAGES pages. */
+	fdn_segment *s = t_create(name, 4096, 32u << 20);
 	for (int state = 0; state < SPILL_STATES; state++) {
 		_Atomic int *flags = t_shared(2 * sizeof(_Atomic int));
 		pid_t reader = park_in_section(name, &flags[0], &flags[1]);
