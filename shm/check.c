@@ -398,12 +398,18 @@ static void fdn__check_entry(struct fdn__ck *ck, uint32_t i, uint64_t e, bool sp
 	ck->own[g] |= OWN_LIMBO;
 }
 
-/* Spill chunk `l` of reader slot i and its entries (NULL: no chunk). */
-static const struct fdn_shm_spill *fdn__check_chunk(struct fdn__ck *ck, uint32_t i, uint64_t l)
+/* Spill chunk `l` of reader slot i, read from *at, and its entries (NULL:
+ * no chunk).  A live owner unlinks a chunk before it frees it: a link that
+ * no longer names a chunk and is no longer in *at was a chunk being
+ * dropped while we looked, not damage. */
+static const struct fdn_shm_spill *fdn__check_chunk(struct fdn__ck *ck, uint32_t i, uint64_t l,
+						    const _Atomic uint64_t *at)
 {
 	const struct fdn_shm_spill *c = fdn__spill_chunk(ck->s, l);
 	if (!c) {
-		fdn__violation(&ck->au, "limbo", "reader slot %u: spill link to no chunk", i);
+		if (!at || atomic_load(at) == l)
+			fdn__violation(&ck->au, "limbo", "reader slot %u: spill link to no chunk",
+				       i);
 		return NULL;
 	}
 	uint32_t g = (uint32_t)(l >> 32), n = atomic_load(&c->count);
@@ -428,13 +434,14 @@ static const struct fdn_shm_spill *fdn__check_spill(struct fdn__ck *ck, uint32_t
 	uint64_t dead = atomic_load(&ts->spill_dead);
 	bool dead_linked = false;
 	unsigned k = 0;
-	for (uint64_t l = atomic_load(&ts->spill); l; l = atomic_load(&c->next)) {
+	const _Atomic uint64_t *at = &ts->spill;
+	for (uint64_t l = atomic_load(at); l; at = &c->next, l = atomic_load(at)) {
 		if (++k > s->spill_max + 1) {
 			fdn__violation(&ck->au, "limbo",
 				       "reader slot %u: more spill chunks than its bound", i);
 			break;
 		}
-		if (!(c = fdn__check_chunk(ck, i, l)))
+		if (!(c = fdn__check_chunk(ck, i, l, at)))
 			break;
 		dead_linked |= l == dead;
 		if (!newest)
@@ -442,7 +449,7 @@ static const struct fdn_shm_spill *fdn__check_spill(struct fdn__ck *ck, uint32_t
 	}
 	/* A chunk being dropped, already unlinked, until it is freed. */
 	if (dead && !dead_linked && fdn__spill_chunk(s, dead))
-		fdn__check_chunk(ck, i, dead);
+		fdn__check_chunk(ck, i, dead, NULL);
 	/* A chunk claimed and not linked yet. */
 	uint64_t ng = atomic_load(&ts->spill_new);
 	if (ng && ng < s->ngranules) {

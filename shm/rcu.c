@@ -807,7 +807,7 @@ void fdn__limbo_help(struct fdn__thread *t)
 {
 	fdn_segment *s = t->seg;
 	uint64_t n = fdn__limbo_reap(s, t->ts);
-	/* A quarter full: help the background with a zero-wait look (never
+	/* Three quarters full: help the background with a zero-wait look (never
 	 * inside our own section: it would wait for ourselves).  Not a short
 	 * wait: a wait that yields gives the CPU to the very reader it waits
 	 * for, a scheduler slice per operation. */
