@@ -508,6 +508,19 @@ static int fdn__walk_bucket(fdn_segment *s, uint32_t table, uint64_t b, uint64_t
 	return 0;
 }
 
+void fdn__ht_prefetch(const fdn_segment *s, uint32_t table, uint64_t b, uint64_t n)
+{
+	if (table >= s->ntables)
+		return;
+	/* Relaxed: a hint; the walk that follows loads each link again. */
+	for (uint64_t k = 0; k < n && b + k <= s->bucket_mask[table]; k++) {
+		uint64_t w = atomic_load_explicit(&s->buckets[table][b + k], memory_order_relaxed);
+		uint64_t g = FDN_LINK_GIDX(w);
+		if (g && g < s->ngranules)
+			__builtin_prefetch(fdn__gptr(s, g));
+	}
+}
+
 int fdn__ht_foreach_bucket(fdn_segment *s, uint32_t table, uint64_t b, fdn__ht_cb cb, void *arg)
 {
 	uint64_t steps = 0;

@@ -572,6 +572,10 @@ typedef int (*fdn__ht_cb)(void *arg, const struct fdn__ht_view *v);
 int fdn__ht_foreach(fdn_segment *s, uint32_t table, fdn__ht_cb cb, void *arg);
 /* The same over one bucket's chain. */
 int fdn__ht_foreach_bucket(fdn_segment *s, uint32_t table, uint64_t b, fdn__ht_cb cb, void *arg);
+/* Ask the CPU for the first node of buckets [b, b + n) of a table, so that
+ * a walk of them that follows waits for their misses together rather than
+ * one after another (a hint: nothing is read for the caller). */
+void fdn__ht_prefetch(const fdn_segment *s, uint32_t table, uint64_t b, uint64_t n);
 /* Live entries of a table: the sum of every reader slot's delta. */
 int64_t fdn__ht_count(const fdn_segment *s, uint32_t table);
 /* Is node gidx linked in its table's chain (reclaim.c)? Read lock held. */
