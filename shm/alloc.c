@@ -8,7 +8,7 @@
  * atomic step, so no block is ever "taken but unowned".
  *
  * Crash consistency.  Before the CAS the thread writes the candidate's gidx
- * to its reader slot's `node` field (`spill_new` for a spill chunk, rcu.c);
+ * to its reader slot's `node` field (`spill_new` for a spill chunk, limbo.c);
  * a thread killed after the CAS therefore always leaves the block named in
  * its slot, and the reclaimer recognises it
  * by the owner field (reclaim.c).  Freeing is the CAS ALLOC(g) -> FREE(g)
@@ -206,6 +206,6 @@ bool fdn__free_unpublished(fdn_segment *s, uint32_t gidx, uint32_t gen)
 	 * names it): giving the generation back changes nothing for anyone,
 	 * and keeps the count of generations equal to the count of frees
 	 * after a grace period -- which is what bounds a limbo entry's
-	 * generation wrap (rcu.c, fdn__limbo_free). */
+	 * generation wrap (limbo.c, fdn__entry_free). */
 	return fdn__free_as(s, gidx, gen, gen - 1);
 }

@@ -425,7 +425,7 @@ static const struct fdn_shm_spill *fdn__check_chunk(struct fdn__ck *ck, uint32_t
 	return c;
 }
 
-/* Reader slot i's spill chunks (rcu.c, "Spill"); returns the newest. */
+/* Reader slot i's spill chunks (limbo.c, "Spill"); returns the newest. */
 static const struct fdn_shm_spill *fdn__check_spill(struct fdn__ck *ck, uint32_t i)
 {
 	fdn_segment *s = ck->s;

@@ -452,7 +452,7 @@ static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
  * spill: when the ring is full and no grace period frees it, O copies the
  *   whole ring into a heap block of FDN_SPILL_BYTES (struct fdn_shm_spill,
  *   a "chunk") and empties the ring, so a reader stopped in a section does
- *   not stop writers (rcu.c, "Spill").  Links are gidx << 32 | generation
+ *   not stop writers (limbo.c, "Spill").  Links are gidx << 32 | generation
  *   (0 = none) and are followed only while the block is ALLOC with that
  *   generation.
  *   spill:       the newest chunk; each chunk's `next` the next older one.

@@ -597,7 +597,7 @@ static void fdn__seg_bind(fdn_segment *s, const struct fdn_shm_header *h)
 	s->ntables = h->ntables;
 	s->ngranules = (uint64_t)h->npages * FDN_PAGE_GRANULES;
 	/* One slot's chunks name at most a sixteenth of the heap's granules;
-	 * a small heap does not spill (rcu.c, "Spill"). */
+	 * a small heap does not spill (limbo.c, "Spill"). */
 	uint64_t sm = h->npages < FDN_SPILL_MIN_PAGES ? 0 : s->ngranules / (16 * FDN_LIMBO_MAX);
 	s->spill_max = sm > FDN_SPILL_MAX ? FDN_SPILL_MAX : (uint32_t)sm;
 	s->seed = h->hash_seed;

@@ -53,7 +53,7 @@ struct fdn_segment {
 	unsigned char *heap;
 	uint32_t nprocs, nthreads, npages, ntables;
 	uint64_t ngranules;
-	uint32_t spill_max; /* spill chunks a reader slot may hold (rcu.c, "Spill") */
+	uint32_t spill_max; /* spill chunks a reader slot may hold (limbo.c, "Spill") */
 	uint64_t seed;
 	uint32_t proc_idx; /* our process slot (UINT32_MAX when read-only) */
 	uint64_t proc_word;
@@ -432,6 +432,17 @@ void fdn__rcu_set_flush_timeout(int64_t ns);
  * budget_ns (< 0: no limit, 0: look once).  0: gp_done now covers it;
  * FDN_EBUSY: a section (or a light reader we cannot fence) is in the way. */
 int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need);
+/* fdn__gp_poll; with !may_start, only a grace period already fenced by
+ * someone is finished (no fetch_add, no membarrier): FDN_EBUSY if none
+ * covers `need`. */
+int fdn__gp_poll_as(fdn_segment *s, int64_t budget_ns, uint64_t need, bool may_start);
+/* Wait until a grace period that began after the call has completed (by us
+ * or anyone), or timeout_ns passes (< 0: no limit). */
+int fdn__grace_period(fdn_segment *s, int64_t timeout_ns);
+/* Is this thread inside a read-side section of segment s, through this
+ * handle or another handle of the same segment (which would make a grace
+ * period wait for ourselves)? */
+bool fdn__in_section_of(const fdn_segment *s);
 /* Retire block gidx (generation gen) to this thread's limbo ring. */
 void fdn__limbo_add(struct fdn__thread *t, uint32_t gidx, uint32_t gen);
 /* Free the ring's entries, and the spill chunks, that a completed grace
@@ -485,7 +496,7 @@ int fdn__size_class(uint32_t bytes);
  * thread's intent (ts->node) before it is claimed. */
 int fdn__alloc(struct fdn__thread *t, uint32_t bytes, uint32_t *gidx, uint32_t *gen);
 /* fdn__alloc with the claim intent stored in *intent instead of the slot's
- * `node` (a spill chunk: rcu.c). */
+ * `node` (a spill chunk: limbo.c). */
 int fdn__alloc_as(struct fdn__thread *t, _Atomic uint64_t *intent, uint32_t bytes, uint32_t *gidx,
 		  uint32_t *gen);
 /* Free block gidx if it is still ALLOC with generation gen (no-op if not).

@@ -255,7 +255,7 @@ static pid_t park_in_section(const char *name, _Atomic int *inside, _Atomic int 
 	return p;
 }
 
-/* The states a death can leave (rcu.c, "Spill"). */
+/* The states a death can leave (limbo.c, "Spill"). */
 enum spill_state {
 	SPILL_CLAIMED, /* chunk claimed and half filled, not linked */
 	SPILL_LINKED,  /* chunk linked, the ring not emptied yet */
