@@ -334,21 +334,20 @@ void fdn__limbo_help(struct fdn__thread *t)
 {
 	fdn_segment *s = t->seg;
 	uint64_t n = fdn__limbo_reap(s, t->ts);
-	/* Help the background with a zero-wait look (never inside our own
-	 * section: it would wait for ourselves).  Not a short wait: a wait
-	 * that yields gives the CPU to the very reader it waits for, a
-	 * scheduler slice per operation.  From a quarter of a ring, finish a
-	 * grace period someone else fenced (the reaper polls while blocks
-	 * wait): a fence, no IPI.  From three quarters, start one: a
-	 * membarrier, an IPI to every CPU running a reader, at most once per
-	 * quarter of a ring.  (Starting from a quarter cost a writer beside a
-	 * reader 70 % of its rate; starting only from three quarters left
-	 * rings nearly full whenever a death pinned grace periods, and one
-	 * run of stress_killstorm under TSan saw writers wait past their
-	 * bound.) */
+	/* From a quarter of a ring, help the background with a zero-wait
+	 * look (never inside our own section: it would wait for ourselves).
+	 * Not a short wait: a wait that yields gives the CPU to the very
+	 * reader it waits for, a scheduler slice per operation (2 061 pairs/s
+	 * beside 2 readers with a 20 us wait).  Not later than a quarter:
+	 * helping only from three quarters (or a half) left rings nearly full
+	 * whenever a grace period stalled, and test_boundary's main thread,
+	 * whose signal handler retires blocks between its room check and its
+	 * own section, then got FDN_EREENTERED in 8 of 18 runs under ASan (0
+	 * of 10 from a quarter); stress_killstorm under TSan once saw writers
+	 * wait past their bound. */
 	if (n < FDN_LIMBO_MAX / 4 || t->nest || fdn__in_section_of(s))
 		return;
-	if (fdn__gp_poll_as(s, 0, fdn__limbo_oldest(t->ts), n >= FDN_LIMBO_MAX * 3 / 4) == 0)
+	if (fdn__gp_poll(s, 0, fdn__limbo_oldest(t->ts)) == 0)
 		fdn__limbo_reap(s, t->ts);
 }
 

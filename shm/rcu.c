@@ -375,7 +375,7 @@ static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadl
 	}
 }
 
-int fdn__gp_poll_as(fdn_segment *s, int64_t budget_ns, uint64_t need, bool may_start)
+int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 {
 	if (atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) > need)
 		return 0; /* someone's grace period already covers it */
@@ -385,10 +385,7 @@ int fdn__gp_poll_as(fdn_segment *s, int64_t budget_ns, uint64_t need, bool may_s
 	uint64_t g;
 	bool fenced;
 	uint64_t f = atomic_load_explicit(&s->hdr->gp_fenced, memory_order_acquire);
-	bool covered = f > need && f <= atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed);
-	if (!covered && !may_start)
-		return FDN_EBUSY;
-	if (covered) {
+	if (f > need && f <= atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed)) {
 		/* Grace period f covers `need`, and its barrier has been
 		 * issued (by whoever started it): finish f by looking at the
 		 * slots again (see "Fenced grace periods" at the top). */
@@ -438,11 +435,6 @@ int fdn__gp_poll_as(fdn_segment *s, int64_t budget_ns, uint64_t need, bool may_s
 						      memory_order_release, memory_order_relaxed))
 		;
 	return 0;
-}
-
-int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
-{
-	return fdn__gp_poll_as(s, budget_ns, need, true);
 }
 
 int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)

@@ -432,10 +432,6 @@ void fdn__rcu_set_flush_timeout(int64_t ns);
  * budget_ns (< 0: no limit, 0: look once).  0: gp_done now covers it;
  * FDN_EBUSY: a section (or a light reader we cannot fence) is in the way. */
 int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need);
-/* fdn__gp_poll; with !may_start, only a grace period already fenced by
- * someone is finished (no fetch_add, no membarrier): FDN_EBUSY if none
- * covers `need`. */
-int fdn__gp_poll_as(fdn_segment *s, int64_t budget_ns, uint64_t need, bool may_start);
 /* Wait until a grace period that began after the call has completed (by us
  * or anyone), or timeout_ns passes (< 0: no limit). */
 int fdn__grace_period(fdn_segment *s, int64_t timeout_ns);

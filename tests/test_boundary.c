@@ -294,8 +294,10 @@ static int signal_child(void *arg)
 			r = fdn_unregister(sig_seg, k, strlen(k));
 		if (r == 0 && (r = fdn_span_start(sig_seg, "main", NULL, 0, &id)) == 0)
 			r = fdn_span_end(sig_seg, FDN_STATUS_OK);
-		if (r != 0 && r != FDN_EBUSY)
+		if (r != 0 && r != FDN_EBUSY) {
+			fprintf(stderr, "main loop, round %u: %s\n", i, fdn_errname(r));
 			return 12;
+		}
 		if (t_mono_ms() - t0 > 60000)
 			return 13;
 	}
