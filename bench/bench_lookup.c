@@ -327,6 +327,7 @@ static int bench_size(const struct opts *o, uint64_t n)
 		    .rounds = o->rounds,
 		    .warmup = 2,
 		    .prewarm = true,
+		    .own_slice = true,
 		    .round_ms = o->round_ms,
 		    .stream_len = o->lookups,
 		    .min_ops = o->lookups < 1000 ? o->lookups : 1000,
@@ -356,7 +357,8 @@ static int bench_size(const struct opts *o, uint64_t n)
 		return -1;
 	for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++)
 		if (targets[i].entries == n)
-			bench_target_ratio(&res[0], "foundation", targets[i].den, targets[i].min);
+			bench_target_ratio(&res[0], targets[i].num ? targets[i].num : "foundation",
+					   targets[i].den, targets[i].min);
 	for (int s = 0; s < 2; s++)
 		for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++)
 			bench_show_ratio(&res[s], shown[i][0], shown[i][1]);

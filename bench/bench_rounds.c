@@ -48,11 +48,13 @@ static void stats_of(double *v, size_t n, double out[BENCH_NSTAT])
 
 /* One round: every system once, from system `first` on.  ns[i] gets the
  * slice's time, done[i] its operations.  0 or -1. */
-static int one_round(const struct bench_rounds *b, size_t first, uint64_t at, uint64_t ops,
+static int one_round(const struct bench_rounds *b, size_t first, uint64_t at0, uint64_t ops,
 		     double *ns, double *done)
 {
+	uint64_t span = b->stream_len - ops + 1;
 	for (size_t k = 0; k < b->nsys; k++) {
 		size_t i = (first + k) % b->nsys;
+		uint64_t at = b->own_slice ? (at0 + (uint64_t)i * ops) % span : at0;
 		if (b->prepare && b->prepare(b->arg, i))
 			return -1;
 		/* Untimed, the first quarter of the slice: what the systems
@@ -111,7 +113,9 @@ int bench_rounds_run(struct bench_rounds *b)
 	}
 	uint64_t span = b->stream_len - b->ops + 1, t0 = bench_mono_ns();
 	for (unsigned r = 0; r < b->rounds; r++) {
-		uint64_t at = ((uint64_t)r * b->ops) % span;
+		/* With own_slice, every (round, system) its own slice, until
+		 * the stream wraps. */
+		uint64_t at = ((uint64_t)r * (b->own_slice ? n : 1) * b->ops) % span;
 		if (one_round(b, r % n, at, b->ops, ns, done))
 			return -1;
 		for (size_t i = 0; i < n; i++)
