@@ -19,12 +19,12 @@
  * (fdn__reg_ref_of).  An owner reference is then one 64-byte block (24-byte node
  * header, 19-byte key).  References are written before the entry and
  * removed after it, so the index may briefly hold a reference whose entry
- * does not (yet or any more) carry the value -- never miss one that does.
- * Readers therefore verify every reference against the main table.  A
- * reference is stale when its owner is dead, or when its entry does not
- * carry its value and its writer is dead (a writer killed between the two
- * steps); the reaper removes stale references (fdn__registry_purge) and
- * the checker reports any it finds afterwards.
+ * does not (yet or any more) carry the value -- and misses one that does
+ * only for the moment between a concurrent remover's delete and the write
+ * that restores it (fdn__reg_ref_del_suffix).  Readers therefore verify every reference against the
+ * main table.  A reference is stale when its owner is dead, or when its entry does not carry its
+ * value and its writer is dead (a writer killed between the two steps); the reaper removes stale
+ * references (fdn__registry_purge) and the checker reports any it finds afterwards.
  */
 #include "lib/registry_int.h"
 
@@ -116,10 +116,11 @@ int fdn__reg_each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_
  *
  * A group's reference exists while some entry of its owner -- visible or
  * not (an owner's death hides its entries before they are removed) -- lies
- * in the group: it is made sure of before each entry and written again after it, like
- * every reference, and removed only when a walk of the group in a
- * read-side section found no entry of that owner (fdn__reg_ref_del_suffix, which
- * argues why a concurrent writer's entry is never left without it).
+ * in the group: it is made sure of before each entry and looked for again
+ * after it, like every reference, and removed only when a walk of the
+ * group in a read-side section found no entry of that owner
+ * (fdn__reg_ref_del_suffix, which argues why a concurrent writer's entry
+ * is never left without it).
  */
 
 size_t fdn__reg_owner_prefix(uint32_t idx, uint64_t word, unsigned char *out)
@@ -297,39 +298,31 @@ int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs)
 }
 
 /*
- * Write the reference (prefix, entry key): the first pass (o->ensure)
- * leaves one already there with this value; otherwise it is written under
- * the level where it lies (a second write must replace the version a
- * remover may have seen: fdn__reg_ref_del_suffix), or under the prefix's
- * current level if it lies nowhere.
+ * Write the reference (prefix, suffix) for owner (oword, oidx), written by
+ * this process: one that is there with this value is left as it is (so a
+ * make-sure-of costs one lookup per level); otherwise it is written under
+ * the level where it lies, or under the prefix's current level if it lies
+ * nowhere.
  */
-int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
+static int ref_put(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+		   size_t slen, uint64_t oword, uint32_t oidx)
 {
-	struct ref_op *o = arg;
-	if (o->klen > FDN_REG_KEY_MAX)
-		return FDN_EINVKEY;
-	fdn_segment *s = o->s;
-	struct ref_val v = {o->owner_word, s->proc_word, o->owner_idx, s->proc_idx};
+	struct ref_val v = {oword, s->proc_word, oidx, s->proc_idx};
 	/* An owner reference written by its owner: the prefix says it all. */
 	bool self = is_owner_prefix(prefix, plen) && v.owner_word == v.writer_word &&
 		    v.owner_idx == v.writer_idx;
 	size_t vlen = self ? 0 : sizeof(v);
-	unsigned char grp[GROUP_LEN];
-	size_t slen = o->klen;
-	const void *suf = ref_suffix(s, prefix, plen, o->key, &slen, grp);
 	unsigned top = fdn__reg_level(s, prefix, plen), lvl = top;
-	if (o->ensure || top > 0) {
-		struct fdn__thread *t;
-		if (fdn__rcu_read_lock(s, &t) == 0) {
-			struct fdn__ht_view ev;
-			int l = ref_lookup(s, prefix, plen, suf, slen, top, 0, &ev);
-			bool same = l >= 0 && ev.val_len == vlen &&
-				    (vlen == 0 || memcmp(ev.val, &v, vlen) == 0);
-			fdn__rcu_read_unlock(t);
-			if (same && o->ensure)
-				return 0;
-			lvl = l >= 0 ? (unsigned)l : top;
-		}
+	struct fdn__thread *t;
+	if (fdn__rcu_read_lock(s, &t) == 0) {
+		struct fdn__ht_view ev;
+		int l = ref_lookup(s, prefix, plen, suf, slen, top, 0, &ev);
+		bool same =
+		    l >= 0 && ev.val_len == vlen && (vlen == 0 || memcmp(ev.val, &v, vlen) == 0);
+		fdn__rcu_read_unlock(t);
+		if (same)
+			return 0;
+		lvl = l >= 0 ? (unsigned)l : top;
 	}
 	unsigned char k[REF_KEY_MAX];
 	size_t kl = ref_key_at(k, prefix, plen, lvl, suf, slen);
@@ -338,6 +331,33 @@ int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 	    fdn__ht_last_steps > FDN_PREFIX_LONG)
 		fdn__prefix_raise(s, prefix, plen, top + 1);
 	return r;
+}
+
+/*
+ * Make sure of the reference (prefix, entry key) -- before an entry is
+ * written, and again after it (fdn__reg_refs_after_entry) -- each time a
+ * lookup per level when it is there (ref_put).  Why the second look is
+ * enough, with no second write: fdn__reg_ref_del_suffix.
+ */
+int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct ref_op *o = arg;
+	if (o->klen > FDN_REG_KEY_MAX)
+		return FDN_EINVKEY;
+	unsigned char grp[GROUP_LEN];
+	size_t slen = o->klen;
+	const void *suf = ref_suffix(o->s, prefix, plen, o->key, &slen, grp);
+	return ref_put(o->s, prefix, plen, suf, slen, o->owner_word, o->owner_idx);
+}
+
+int fdn__reg_refs_after_entry(struct ref_op *o, const void *attrs, size_t alen)
+{
+	/* The writer's half of the store-buffering pair argued at
+	 * fdn__reg_ref_del_suffix: the entry's publication, this fence, then
+	 * the lookups of its references. */
+	atomic_thread_fence(memory_order_seq_cst);
+	return fdn__reg_each_ref(o->s, o->owner_idx, o->owner_word, attrs, alen,
+				 fdn__reg_ref_put_cb, o);
 }
 
 struct has_arg {
@@ -361,10 +381,13 @@ static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsign
 
 /* Is the reference (prefix, suffix) needed?  An owner reference: its group
  * holds an entry of its owner.  A value's: the entry of key suffix is
- * visible and carries the value.  Read lock held. */
-bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
-			  size_t slen)
+ * visible and carries the value.  The owner the reference is needed for
+ * into *oword, *oidx (may be NULL).  Read lock held. */
+static bool carried_for(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			size_t slen, uint64_t *oword, uint32_t *oidx)
 {
+	uint64_t w;
+	uint32_t i;
 	if (is_owner_prefix(prefix, plen)) {
 		if (slen != GROUP_LEN)
 			return false;
@@ -373,32 +396,68 @@ bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t pl
 		memcpy(&gs.word, prefix + 2, 8);
 		memcpy(&gs.idx, prefix + 10, 4);
 		memcpy(&g, suf, GROUP_LEN);
-		return fdn__reg_group_scan(s, g, &gs) == 0 && gs.any;
+		w = gs.word;
+		i = gs.idx;
+		if (fdn__reg_group_scan(s, g, &gs) != 0 || !gs.any)
+			return false;
+	} else {
+		logical_prefix(&prefix, &plen);
+		struct fdn__ht_view ev;
+		struct rec rc;
+		struct fdn_entry_view e;
+		if (check_key(slen) != 0 || fdn__ht_lookup(s, T_MAIN, suf, slen, &ev) != 0 ||
+		    !visible(s, &ev, &rc, &e) || !set_has(s, e.attrs, e.attrs_len, prefix, plen))
+			return false;
+		w = rc.owner_word;
+		i = rc.owner_idx;
 	}
-	logical_prefix(&prefix, &plen);
-	struct fdn__ht_view ev;
-	struct rec rc;
-	struct fdn_entry_view e;
-	return check_key(slen) == 0 && fdn__ht_lookup(s, T_MAIN, suf, slen, &ev) == 0 &&
-	       visible(s, &ev, &rc, &e) && set_has(s, e.attrs, e.attrs_len, prefix, plen);
+	if (oword)
+		*oword = w, *oidx = i;
+	return true;
+}
+
+bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
+			  size_t slen)
+{
+	return carried_for(s, prefix, plen, suf, slen, NULL, NULL);
 }
 
 /*
- * Remove the reference (prefix, suffix) unless it is needed (fdn__reg_ref_carried):
- * for a value, the entry now visible for key carries it; for an owner, an
- * entry of the owner lies in the group.  Decided in a read-side section, then deleted after
- * it, the delete naming the exact reference version seen (gidx and
- * generation: a name that stays valid outside the section, as for
- * fdn__reg_remove_entry): a writer that re-wrote the reference meanwhile (every
- * writer makes sure of its references before its entry and writes them
- * again after it) makes the delete fail, so a reference a visible entry carries is never lost.
- * The section protected only the reads; a writer can act between decision
- * and delete whether the delete is inside the section or not, and the
- * second write is what repairs that.  The delete is made outside so that
- * it can flush a full deferred-free list first: inside a section it could
- * not (FDN_EINREAD), and a reaper whose list was full failed every purge
- * of references without entries, retrying for ever (stress_killstorm
- * under ASan; test_registry purge_with_a_full_limbo).
+ * Remove the reference (prefix, suffix) unless it is needed
+ * (fdn__reg_ref_carried): for a value, the entry now visible for key
+ * carries it; for an owner, an entry of the owner lies in the group.
+ * Decided in a read-side section, then deleted after it, the delete naming
+ * the exact reference version seen (gidx and generation: a name that
+ * stays valid outside the section, as for fdn__reg_remove_entry).  The
+ * delete is made outside the section so that it can flush a full
+ * deferred-free list first: inside a section it could not (FDN_EINREAD),
+ * and a reaper whose list was full failed every purge of references
+ * without entries, retrying for ever (stress_killstorm under ASan;
+ * test_registry purge_with_a_full_limbo).
+ *
+ * A writer W can publish an entry E that needs the reference R between
+ * our decision and our delete: W made sure of R before E, and found it (a
+ * version we then delete).  Each reference is therefore written once, and
+ * both sides look again afterwards -- a store-buffering pair:
+ *
+ *   W: publish E (CAS);  fence(seq_cst);  look for R  -- absent: write it
+ *   U: delete R (CAS);   fence(seq_cst);  is R needed? -- E there: write it
+ *
+ * (W's side is fdn__reg_refs_after_entry; U's is below.)  Of the two
+ * fences one comes first in the single total order of seq_cst fences.  If
+ * W's does, U's look (after its fence) reads E's link word as W's CAS left
+ * it or later: it finds E -- or E already removed, and then R is not
+ * needed.  If U's does, W's look reads R's node's `next` word as our
+ * delete's marking CAS left it or later: W finds R gone (or a newer
+ * version someone wrote since) and writes it.  So a reference a visible
+ * entry needs is never left missing by a live pair.  As before, a process
+ * killed between the steps is what the checker's "indexed value without
+ * its index reference" would report; and a reference written again for an
+ * entry removed meanwhile is stale, which the sweep removes once its
+ * writer is gone.  This replaced a second write of every reference after
+ * each entry (one table insert, one retirement): a register now writes
+ * each reference at most once, and an unregister looks once more only
+ * after a delete that took.
  */
 int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
 			    const void *suf, size_t slen, bool *deleted)
@@ -418,8 +477,24 @@ int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t 
 		r = fdn__reg_ref_carried(s, prefix, plen, suf, slen) ? 1 : 0;
 	}
 	fdn__rcu_read_unlock(t);
-	if (r == 0 && (r = fdn__ht_delete(s, T_INDEX, k, kl, &version)) == 0 && deleted)
-		*deleted = true;
+	if (r == 0)
+		r = fdn__ht_delete(s, T_INDEX, k, kl, &version);
+	if (r == 0) {
+		atomic_thread_fence(memory_order_seq_cst);
+		uint64_t oword = 0;
+		uint32_t oidx = 0;
+		bool need = false;
+		if ((r = fdn__rcu_read_lock(s, &t)))
+			return r;
+		need = carried_for(s, prefix, plen, suf, slen, &oword, &oidx);
+		fdn__rcu_read_unlock(t);
+		if (need) {
+			logical_prefix(&prefix, &plen);
+			r = ref_put(s, prefix, plen, suf, slen, oword, oidx);
+		} else if (deleted) {
+			*deleted = true;
+		}
+	}
 	return r == FDN_ENOTFOUND || r == 1 ? 0 : r;
 }
 
@@ -540,7 +615,7 @@ int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
 	int r = fdn__ht_delete_chg(s, T_MAIN, key, klen, v, &chg);
 	if (r)
 		return r;
-	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
+	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
 	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
 	return 0;
 }

@@ -144,7 +144,6 @@ struct ref_op {
 	uint32_t owner_idx;
 	const void *keep; /* delete only prefixes absent from this set */
 	size_t keep_len;
-	bool ensure; /* put: leave a reference that is there with this value */
 };
 
 typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
@@ -168,6 +167,9 @@ bool fdn__reg_ref_above(fdn_segment *s, const unsigned char *prefix, size_t plen
 			unsigned top, const void *key, size_t klen);
 int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs);
 int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen);
+/* After the entry of o->key (encoded attrs) was published: make sure of
+ * its references again (registry_index.c, fdn__reg_ref_del_suffix). */
+int fdn__reg_refs_after_entry(struct ref_op *o, const void *attrs, size_t alen);
 bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
 			  size_t slen);
 int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,

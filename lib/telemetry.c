@@ -350,7 +350,8 @@ static int emit_ctx(fdn_segment *s, struct fdn__tel *t)
 	return r == FDN_ERDONLY ? fdn__tel_ctx(NULL, true, t) : r;
 }
 
-static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
+/* mono: the event's monotonic time if the caller has just read it, else 0. */
+static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id, uint64_t mono,
 		     const struct fdn_measurement *m, size_t nm, const struct fdn_attr *attrs,
 		     size_t na)
 {
@@ -379,8 +380,9 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id,
 	if (!fdn__sampler_decide(&t, name, nlen, sampler_cell(&t, id)))
 		return 0;
 	fdn__me_refresh();
-	struct fdn_event ev = {name,           m,           nm,         attrs, na, fdn__real_ns(),
-			       fdn__mono_ns(), fdn__me.pid, fdn__me.tid};
+	struct fdn_event ev = {
+	    name,        m,          nm, attrs, na, fdn__real_ns(), mono ? mono : fdn__mono_ns(),
+	    fdn__me.pid, fdn__me.tid};
 	if (handlers)
 		call_handlers(&ev);
 	if (ring && (r = ring_write(s, &ev, nlen, abuf, alen)))
@@ -419,7 +421,7 @@ int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, siz
 int fdn__tel_emit(fdn_segment *s, const char *name, size_t nlen, const struct fdn_measurement *m,
 		  size_t nm, const struct fdn_attr *attrs, size_t na)
 {
-	return emit_core(s, name, nlen, -1, m, nm, attrs, na);
+	return emit_core(s, name, nlen, -1, 0, m, nm, attrs, na);
 }
 
 int fdn_emit(fdn_segment *s, const char *name, const struct fdn_measurement *m, size_t nm,
@@ -430,7 +432,7 @@ int fdn_emit(fdn_segment *s, const char *name, const struct fdn_measurement *m, 
 		return nlen;
 	if (s && fdn__seg_usable(s))
 		return FDN_EFORKED;
-	return emit_core(s, name, (size_t)nlen, -1, m, nm, attrs, na);
+	return emit_core(s, name, (size_t)nlen, -1, 0, m, nm, attrs, na);
 }
 
 int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *m, size_t nm,
@@ -439,7 +441,17 @@ int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *
 	if ((unsigned)id >= FDN__EV_COUNT)
 		return FDN_EINVAL;
 	const char *name = fdn__ev_names[id];
-	return emit_core(s, name, strlen(name), (int)id, m, nm, attrs, na);
+	return emit_core(s, name, strlen(name), (int)id, 0, m, nm, attrs, na);
+}
+
+int fdn__emit_id_at(fdn_segment *s, enum fdn__ev id, uint64_t mono_ns,
+		    const struct fdn_measurement *m, size_t nm, const struct fdn_attr *attrs,
+		    size_t na)
+{
+	if ((unsigned)id >= FDN__EV_COUNT)
+		return FDN_EINVAL;
+	const char *name = fdn__ev_names[id];
+	return emit_core(s, name, strlen(name), (int)id, mono_ns, m, nm, attrs, na);
 }
 
 bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id)

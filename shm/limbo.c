@@ -415,6 +415,23 @@ int fdn__write_room(fdn_segment *s)
 	return r;
 }
 
+int fdn__write_flush(fdn_segment *s)
+{
+	struct fdn__thread *t;
+	int r = fdn__thread_get(s, &t);
+	if (r)
+		return r;
+	if (t->busy)
+		return FDN_EREENTERED;
+	if (t->nest || fdn__limbo_waiting(t->ts) == 0)
+		return 0;
+	if ((r = fdn__op_enter(t)) != 0)
+		return r;
+	r = fdn__limbo_flush(t);
+	fdn__op_leave(t);
+	return r ? r : 1;
+}
+
 int fdn__limbo_flush(struct fdn__thread *t)
 {
 	if (fdn__limbo_waiting(t->ts) == 0)

@@ -463,6 +463,11 @@ int fdn__limbo_room(struct fdn__thread *t);
 int fdn__write_room(fdn_segment *s);
 /* Wait (this thread's bound) for a grace period and free the ring. */
 int fdn__limbo_flush(struct fdn__thread *t);
+/* The same for a caller that runs its own section around table operations
+ * (the registry's take-over) and got FDN_ENOSPACE inside it, where no
+ * flush can be made: 1 if blocks waited and were freed (try again), 0 if
+ * none waited, or an error.  Outside any section. */
+int fdn__write_flush(fdn_segment *s);
 /* Give back every reader slot of this handle (detach). */
 void fdn__threads_release(fdn_segment *s);
 /* This thread's trace slot (span stack and error context), claimed on

@@ -563,10 +563,10 @@ static int part_entries(fdn_segment *s, int *smalls_out)
 			break;
 	}
 	expect_nospace(r, "registering until the heap is full");
-	/* A refused register may leave a block it took in its deferred-free
-	 * list (the owner's group reference it replaced, registry.c), which
-	 * the next write gets: full is when the same key is refused 8 times
-	 * in a row. */
+	/* A refused register may leave blocks in its deferred-free list (a
+	 * reference it wrote and then removed, registry.c), which the next
+	 * write gets: full is when the same key is refused 8 times in a
+	 * row. */
 	for (int in_a_row = 0; small < 1000000 && in_a_row < 8;) {
 		snprintf(k, sizeof(k), "%x", small);
 		r = fdn_register(s, k, strlen(k), getpid(), NULL, 0, 0, NULL);

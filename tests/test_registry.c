@@ -7,6 +7,7 @@
 
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
+#include <pthread.h>
 #include <time.h>
 
 /* A segment whose reaper (started by the library on create) is running. */
@@ -1096,6 +1097,148 @@ Test(registry, finds_under_churn_report_each_entry_once, .timeout = 300)
 	cr_assert_gt(atomic_load(&m->cycles), 0);
 	fprintf(stderr, "  %llu churn cycles beside %d finds\n",
 		(unsigned long long)atomic_load(&m->cycles), rounds);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+/*
+ * A remover and a writer of the same reference.  Each reference is
+ * written once: a remover that deletes one looks again and restores it if
+ * an entry now needs it, and a writer looks for its references again after
+ * its entry (registry_index.c, fdn__reg_ref_del_suffix).  Threads of one
+ * process write the same reference value, so a writer's first pass leaves
+ * the version a remover is about to delete; two processes of two threads
+ * each churn the same 6 keys (each key always with the same capability)
+ * in one bucket group, so both the owner reference of the group and the
+ * capability references change hands all the time.  In epochs of 30 ms:
+ * all four threads churn, stop, and then every entry left must have its
+ * references (the checker) and be found through the index.
+ */
+struct ref_race_ctl {
+	_Atomic int ready;
+	_Atomic unsigned go, halt, parked;
+	_Atomic int quit, failed;
+	_Atomic uint64_t ops;
+};
+
+static const char *ref_race_cap(int i)
+{
+	return i % 2 ? "cap-odd" : "cap-even";
+}
+
+struct ref_race {
+	fdn_segment *s;
+	struct ref_race_ctl *m;
+	unsigned seed;
+};
+
+static void *ref_race_thread(void *arg)
+{
+	struct ref_race *rr = arg;
+	struct ref_race_ctl *m = rr->m;
+	unsigned x = rr->seed, e = 0;
+	for (;;) {
+		while (atomic_load(&m->go) == e && !atomic_load(&m->quit))
+			usleep(100);
+		if (atomic_load(&m->quit))
+			return NULL;
+		e = atomic_load(&m->go);
+		while (atomic_load(&m->halt) < e) {
+			char k[16];
+			x = x * 1103515245u + 12345u;
+			int i = (int)((x >> 8) % 6);
+			snprintf(k, sizeof(k), "race-%d", i);
+			int r = (x >> 20) & 1 ? reg(rr->s, k, getpid(), ref_race_cap(i), "ok")
+					      : fdn_unregister(rr->s, k, strlen(k));
+			if (r && r != FDN_EEXISTS && r != FDN_ENOTFOUND) {
+				fprintf(stderr, "ref_race: %s: %s\n", k, fdn_strerror(r));
+				atomic_store(&m->failed, 1);
+			}
+			atomic_fetch_add(&m->ops, 1);
+		}
+		atomic_fetch_add(&m->parked, 1);
+	}
+}
+
+/* Two threads on s until m->quit; 0 if both started. */
+static int ref_race_start(fdn_segment *s, struct ref_race_ctl *m, unsigned seed, pthread_t th[2],
+			  struct ref_race rr[2])
+{
+	for (int i = 0; i < 2; i++) {
+		rr[i] = (struct ref_race){s, m, seed * 7 + (unsigned)i};
+		if (pthread_create(&th[i], NULL, ref_race_thread, &rr[i]))
+			return -1;
+	}
+	return 0;
+}
+
+static int count_cb(void *arg, const struct fdn_entry_view *e)
+{
+	(void)e;
+	++*(int *)arg;
+	return 0;
+}
+
+Test(registry, a_reference_removed_while_written_is_restored, .timeout = 120)
+{
+	char name[128];
+	/* 32 entries: 64 buckets, one owner-reference group. */
+	fdn_segment *s = reg_create(name, sizeof(name), 32);
+	struct ref_race_ctl *m = t_shared(sizeof(*m));
+	pid_t c = t_fork();
+	if (c == 0) {
+		fdn_segment *cs;
+		pthread_t th[2];
+		struct ref_race rr[2];
+		if (fdn_segment_attach(name, 0, &cs) || ref_race_start(cs, m, 11, th, rr))
+			_exit(2);
+		atomic_store(&m->ready, 1);
+		for (int i = 0; i < 2; i++)
+			pthread_join(th[i], NULL);
+		_exit(0);
+	}
+	spawned[nspawned++] = c;
+	t_wait_ready(&m->ready, c);
+	pthread_t th[2];
+	struct ref_race rr[2];
+	cr_assert_eq(ref_race_start(s, m, 5, th, rr), 0);
+	int epochs = 0;
+	for (uint64_t end = t_mono_ms() + 3000; t_mono_ms() < end && !atomic_load(&m->failed);) {
+		epochs++;
+		atomic_store(&m->go, (unsigned)epochs);
+		t_sleep_ms(30);
+		atomic_store(&m->halt, (unsigned)epochs);
+		while (atomic_load(&m->parked) < 4u * (unsigned)epochs)
+			t_sleep_ms(1);
+		int v = fdn_segment_check(s, t_print_violation, NULL);
+		int left = 0, found = 0;
+		for (int i = 0; i < 6; i++) {
+			char k[16];
+			snprintf(k, sizeof(k), "race-%d", i);
+			left += lookup_pid(s, k) != 0;
+		}
+		for (int i = 0; i < 2; i++) {
+			struct fdn_attr value = {.type = FDN_ATTR_STRING, .v.s = ref_race_cap(i)};
+			cr_assert_geq(
+			    fdn_find_by_attribute(s, "capability", &value, count_cb, &found), 0);
+		}
+		if (v || found != left) {
+			atomic_store(&m->quit, 1);
+			cr_assert_fail(
+			    "epoch %d: checker found %d violations; %d entries, %d found "
+			    "through the index",
+			    epochs, v, left, found);
+		}
+	}
+	atomic_store(&m->quit, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	cr_assert(t_wait_ok(c), "the other process ended well");
+	nspawned--;
+	cr_assert_eq(atomic_load(&m->failed), 0, "an operation failed");
+	fprintf(stderr, "  %d epochs, %llu operations\n", epochs,
+		(unsigned long long)atomic_load(&m->ops));
+	cr_assert_gt(epochs, 10);
 	t_assert_all_clean(s);
 	reg_destroy(s, name);
 }
