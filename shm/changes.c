@@ -96,6 +96,10 @@ uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const v
 		r->kind = (uint8_t)c->kind;
 		r->writer = t->slot + 1;
 		memcpy(r->key, key, r->key_len);
+		/* The next record is most often this thread's next change:
+		 * its line (5 MiB of ring by default, a miss each lap) is
+		 * fetched while the op goes on. */
+		__builtin_prefetch(&slot_of(s, rev + 1)->state, 1);
 		return rev;
 	}
 }
