@@ -249,13 +249,10 @@ __attribute__((format(printf, 1, 2))) void bench_say(const char *fmt, ...);
  * it did over its time.  With prewarm, each system first runs the first
  * quarter of its slice untimed, so that what the previous system left in
  * the caches is not charged to it: the rates are then those of a warm
- * system, as a long run of one system would measure.  With own_slice, each
- * (round, system) runs its own slice of the stream (round r, system i:
- * slice r x systems + i, modulo the stream): rows that share memory (several calls
- * on one segment) would otherwise find the lines and TLB entries of the
- * keys the row before them looked up, and be measured warm where the
- * first of them was cold.  Over the rounds each system still runs slices
- * of the same stream. */
+ * system, as a long run of one system would measure.  With warm_ops, the untimed
+ * run is that many operations from half the stream away: enough to leave
+ * a small system as warm as a long run of it alone would (the first
+ * quarter of the slice warms only the keys then timed). */
 
 /* Run system sys on positions [at, at + ops) of the stream: the number of
  * operations done (1..ops), or -1 on a failure (said). */
@@ -274,9 +271,8 @@ struct bench_rounds {
 	uint64_t stream_len; /* at + ops <= stream_len */
 	uint64_t min_ops;    /* per slice, at least (and the calibration slice) */
 	bool prewarm;        /* run ops / 4 of each slice untimed first */
-	bool own_slice;      /* every system its own slice in each round: no
-				system finds the keys another just looked up
-				in the caches */
+	uint64_t warm_ops;   /* with prewarm: the untimed run's length, from
+				elsewhere in the stream (0: ops / 4 of the slice) */
 	bench_slice_fn run;
 	bench_prepare_fn prepare;
 	bench_finish_fn finish;

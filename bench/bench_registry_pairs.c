@@ -149,6 +149,11 @@ int scenario_pairs(const struct opts *o)
 	if (r)
 		return r;
 	bench_target_ratio(&res, "foundation", "cds_lfht", PAIR_TARGET);
+	/* The reclamation targets: LMDB with a transaction per pair, and
+	 * cds_lfht doing the same index work in process-local memory. */
+	bench_target_ratio(&res, "foundation", "lmdb", 1.0);
+	bench_target_ratio(&res, "foundation", "cds_lfht_index", 0.5);
+	bench_show_ratio(&res, "foundation", "lmdb");
 	bench_show_ratio(&res, "foundation", "cds_lfht_index");
 	bench_show_ratio(&res, "foundation", "lmdb_batched");
 	bench_emit(&res);

@@ -48,19 +48,25 @@ static void stats_of(double *v, size_t n, double out[BENCH_NSTAT])
 
 /* One round: every system once, from system `first` on.  ns[i] gets the
  * slice's time, done[i] its operations.  0 or -1. */
-static int one_round(const struct bench_rounds *b, size_t first, uint64_t at0, uint64_t ops,
+static int one_round(const struct bench_rounds *b, size_t first, uint64_t at, uint64_t ops,
 		     double *ns, double *done)
 {
 	uint64_t span = b->stream_len - ops + 1;
 	for (size_t k = 0; k < b->nsys; k++) {
 		size_t i = (first + k) % b->nsys;
-		uint64_t at = b->own_slice ? (at0 + (uint64_t)i * ops) % span : at0;
 		if (b->prepare && b->prepare(b->arg, i))
 			return -1;
 		/* Untimed, the first quarter of the slice: what the systems
-		 * before this one left in the caches is not charged to it. */
-		if (b->prewarm && ops >= 4 && b->run(b->arg, i, at, ops / 4) < 0)
+		 * before this one left in the caches is not charged to it.
+		 * With warm_ops, that many operations from half the stream
+		 * away instead (not the keys then timed). */
+		if (b->prewarm && b->warm_ops) {
+			uint64_t w = b->warm_ops < span ? b->warm_ops : span;
+			if (b->run(b->arg, i, (at + span / 2) % (b->stream_len - w + 1), w) < 0)
+				return -1;
+		} else if (b->prewarm && ops >= 4 && b->run(b->arg, i, at, ops / 4) < 0) {
 			return -1;
+		}
 		uint64_t t0 = bench_mono_ns();
 		int64_t d = b->run(b->arg, i, at, ops);
 		uint64_t t1 = bench_mono_ns();
@@ -113,9 +119,7 @@ int bench_rounds_run(struct bench_rounds *b)
 	}
 	uint64_t span = b->stream_len - b->ops + 1, t0 = bench_mono_ns();
 	for (unsigned r = 0; r < b->rounds; r++) {
-		/* With own_slice, every (round, system) its own slice, until
-		 * the stream wraps. */
-		uint64_t at = ((uint64_t)r * (b->own_slice ? n : 1) * b->ops) % span;
+		uint64_t at = ((uint64_t)r * b->ops) % span;
 		if (one_round(b, r % n, at, b->ops, ns, done))
 			return -1;
 		for (size_t i = 0; i < n; i++)

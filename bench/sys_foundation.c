@@ -148,13 +148,15 @@ static int fsys_verify(struct fsys *c, uint64_t n)
 	return 0;
 }
 
-static int fsys_open(void **out, uint64_t n)
+/* Each row of fdn-bench has a segment of its own (tag names it): rows
+ * sharing one would find each other's lines and TLB entries warm. */
+static int fsys_open_tag(void **out, uint64_t n, const char *what)
 {
 	struct fsys *c = calloc(1, sizeof(*c));
 	if (!c)
 		return bench_fail("foundation: %s", strerror(errno));
 	char tag[32];
-	snprintf(tag, sizeof(tag), "%" PRIu64, n);
+	snprintf(tag, sizeof(tag), "%s%" PRIu64, what, n);
 	if (seg_create_sized(&c->g, tag, n, n * 128u + (4u << 20))) {
 		free(c);
 		return -1;
@@ -165,6 +167,16 @@ static int fsys_open(void **out, uint64_t n)
 	}
 	*out = c;
 	return 0;
+}
+
+static int fsys_open(void **out, uint64_t n)
+{
+	return fsys_open_tag(out, n, "");
+}
+
+static int fsys_open_batched(void **out, uint64_t n)
+{
+	return fsys_open_tag(out, n, "b");
 }
 
 static void fsys_run(void *ctx, const struct lookup_key *ks, size_t m, struct tally *t)
@@ -241,8 +253,14 @@ const struct lookup_system sys_foundation_table = {
     fsys_open,
     fsys_close,
     fsys_where,
-    {{"foundation (raw table)", "foundation", fsys_run, 0},
-     {"foundation (raw table, 64 per section)", "foundation_batched", fsys_run_batched, 0}}};
+    {{"foundation (raw table)", "foundation", fsys_run, 0}}};
+
+const struct lookup_system sys_foundation_table_batched = {
+    "foundation (64 per section)",
+    fsys_open_batched,
+    fsys_close,
+    fsys_where,
+    {{"foundation (raw table, 64 per section)", "foundation_batched", fsys_run_batched, 0}}};
 
 /* ---- the registry API ---- */
 
@@ -274,13 +292,13 @@ static int freg_fill(struct fsys *c, uint64_t n)
 	return 0;
 }
 
-static int freg_open(void **out, uint64_t n)
+static int freg_open_tag(void **out, uint64_t n, const char *what)
 {
 	struct fsys *c = calloc(1, sizeof(*c));
 	if (!c)
 		return bench_fail("foundation: %s", strerror(errno));
 	char tag[32];
-	snprintf(tag, sizeof(tag), "reg-%" PRIu64, n);
+	snprintf(tag, sizeof(tag), "%s-%" PRIu64, what, n);
 	if (seg_create_sized(&c->g, tag, n, n * 256u + (8u << 20))) {
 		free(c);
 		return -1;
@@ -291,6 +309,21 @@ static int freg_open(void **out, uint64_t n)
 	}
 	*out = c;
 	return 0;
+}
+
+static int freg_open(void **out, uint64_t n)
+{
+	return freg_open_tag(out, n, "reg");
+}
+
+static int freg_open_whereis(void **out, uint64_t n)
+{
+	return freg_open_tag(out, n, "whereis");
+}
+
+static int freg_open_view(void **out, uint64_t n)
+{
+	return freg_open_tag(out, n, "view");
 }
 
 /* fdn_whereis: every hit must name this process; the value summed is the
@@ -374,9 +407,21 @@ const struct lookup_system sys_foundation_registry = {
     freg_open,
     fsys_close,
     fsys_where,
-    {{"foundation (registry API, fdn_lookup)", "foundation_registry", freg_run, 0},
-     {"foundation (registry API, fdn_whereis)", "foundation_whereis", freg_whereis_run, 0},
-     {"foundation (registry API, fdn_lookup_view)", "foundation_view", freg_view_run, 0}}};
+    {{"foundation (registry API, fdn_lookup)", "foundation_registry", freg_run, 0}}};
+
+const struct lookup_system sys_foundation_whereis = {
+    "foundation (fdn_whereis)",
+    freg_open_whereis,
+    fsys_close,
+    fsys_where,
+    {{"foundation (registry API, fdn_whereis)", "foundation_whereis", freg_whereis_run, 0}}};
+
+const struct lookup_system sys_foundation_view = {
+    "foundation (fdn_lookup_view)",
+    freg_open_view,
+    fsys_close,
+    fsys_where,
+    {{"foundation (registry API, fdn_lookup_view)", "foundation_view", freg_view_run, 0}}};
 
 /* ---- the local backend: the same API, no segment ---- */
 

@@ -171,11 +171,14 @@ struct lookup_system {
 	struct lookup_variant v[LOOKUP_VARIANTS]; /* v[k].id NULL after the last row */
 };
 
-extern const struct lookup_system sys_foundation_table;    /* sys_foundation.c */
-extern const struct lookup_system sys_foundation_registry; /* sys_foundation.c */
-extern const struct lookup_system sys_foundation_local;    /* sys_foundation.c */
-extern const struct lookup_system sys_plain_lookup;        /* sys_plain.c */
-extern const struct lookup_system sys_lfht_lookup;         /* sys_lfht.c */
+extern const struct lookup_system sys_foundation_table;         /* sys_foundation.c */
+extern const struct lookup_system sys_foundation_table_batched; /* sys_foundation.c */
+extern const struct lookup_system sys_foundation_registry;      /* sys_foundation.c */
+extern const struct lookup_system sys_foundation_whereis;       /* sys_foundation.c */
+extern const struct lookup_system sys_foundation_view;          /* sys_foundation.c */
+extern const struct lookup_system sys_foundation_local;         /* sys_foundation.c */
+extern const struct lookup_system sys_plain_lookup;             /* sys_plain.c */
+extern const struct lookup_system sys_lfht_lookup;              /* sys_lfht.c */
 #ifdef HAVE_LMDB
 extern const struct lookup_system sys_lmdb_lookup; /* sys_lmdb.c */
 #endif
