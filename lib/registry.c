@@ -483,9 +483,10 @@ static int lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 }
 
 /* memcpy for the few dozen bytes of a key or an attribute set: 16 bytes a
- * step, then the tail.  (A memcpy of a length known only at run time was
- * compiled inline to `rep movsq`, whose start-up cost was a third of a
- * 10 000-entry fdn_lookup hit's time beyond fdn_lookup_view's.) */
+ * step, then the tail.  (GCC compiled a memcpy of a length known only at
+ * run time inline as `rep movsq`: in a loop of hits on 10 000 entries,
+ * fdn_lookup took 15-30 ns a hit more than fdn_lookup_view with it, 6-9 ns
+ * with this.) */
 static void copy_short(unsigned char *d, const unsigned char *s, size_t n)
 {
 	for (; n >= 16; n -= 16, d += 16, s += 16)
