@@ -462,8 +462,12 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id)
 	int32_t *cell = sampler_cell(&t, (int)id);
 	if (*cell <= 0 || (uint32_t)*cell > FDN_TEL_SAMPLERS)
 		return true;
-	const struct fdn_shm_sampler *sp =
-	    (const struct fdn_shm_sampler *)(void *)(t.region + FDN_TEL_OFF_SAMPLERS) + (*cell - 1);
+	struct fdn_shm_sampler *sp =
+	    (struct fdn_shm_sampler *)(void *)(t.region + FDN_TEL_OFF_SAMPLERS) + (*cell - 1);
+	/* The segment's own sampler of lookups: fdn__emit_enabled reads it
+	 * directly from now on. */
+	if (id == FDN__EV_REG_LOOKUP && t.shared && s && !s->readonly)
+		atomic_store_explicit(&s->lookup_spec, &sp->spec, memory_order_relaxed);
 	return FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed)) !=
 	       FDN_SAMPLE_NEVER;
 }

@@ -48,8 +48,23 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id);
  * anything for an event. */
 static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 {
-	if (atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0 &&
-	    (s == NULL || !fdn__ring_on(s)))
+	bool handlers = atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
+	/* A registry lookup (the hottest call) on a writable handle whose
+	 * ring and sampler are the segment's: the answer is its sampler's
+	 * spec, read where the slow path found it -- a handful of loads
+	 * instead of the two context checks below (about 10 ns of a 30 ns
+	 * fdn_whereis hit on 10 000 entries). */
+	if (!handlers && id == FDN__EV_REG_LOOKUP && s) {
+		_Atomic uint64_t *spec =
+		    atomic_load_explicit(&s->lookup_spec, memory_order_relaxed);
+		uint64_t w = spec ? fdn__flags_word(s) : 0;
+		if (spec && !s->readonly && fdn__seg_usable(s) == 0 &&
+		    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_TELEMETRY) == FDN_FLAG_PCT_MAX &&
+		    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_SAMPLED_EVENTS) == FDN_FLAG_PCT_MAX)
+			return FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)) !=
+			       FDN_SAMPLE_NEVER;
+	}
+	if (!handlers && (s == NULL || !fdn__ring_on(s)))
 		return false;
 	return fdn__emit_wanted(s, id);
 }

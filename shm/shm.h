@@ -74,6 +74,10 @@ struct fdn_segment {
 	/* CLOCK_MONOTONIC before which this handle's writers do not look
 	 * whether the reaper still runs (lib/reaper.c, fdn__reaper_notice). */
 	_Atomic uint64_t reaper_check_ns;
+	/* The spec word of the segment's sampler of registry lookups, once
+	 * an emit check found it (lib/telemetry.h, fdn__emit_enabled); NULL
+	 * until then.  Sampler slots are never freed: valid while mapped. */
+	_Atomic uint64_t *_Atomic lookup_spec;
 };
 
 /* Bumped in every fork child (pthread_atfork). */

@@ -1302,3 +1302,63 @@ Test(telemetry, checker_finds_damage_in_the_telemetry_region)
 	cr_assert_eq(fdn_segment_check(s, NULL, NULL), 0);
 	tel_destroy(s, name);
 }
+
+/* A lookup's event check reads the segment's lookup sampler where it found
+ * it once (lib/telemetry.h, fdn__emit_enabled): a change of that sampler,
+ * or of the flags that put the ring and the samplers in the segment, made
+ * by another process, applies to the very next lookup. */
+static void in_child(const char *name, const char *what, const char *value)
+{
+	pid_t p = fork();
+	if (p == 0) {
+		fdn_segment *c;
+		int r = fdn_segment_attach(name, 0, &c);
+		if (r == 0 && strcmp(what, "sampler") == 0) {
+			struct fdn_sampler sp;
+			r = fdn_sampler_parse(value, &sp);
+			if (r == 0)
+				r = fdn_sampler_set(c, "foundation.registry.lookup", &sp);
+		} else if (r == 0) {
+			r = fdn_flag_set(c, what, atoi(value));
+		}
+		_exit(r == 0 ? 0 : 3);
+	}
+	int st;
+	cr_assert_eq(waitpid(p, &st, 0), p);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child setting %s to %s", what, value);
+}
+
+Test(telemetry, lookup_events_follow_their_sampler_at_once)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 4096);
+	static struct fdn_ring_event ev[16];
+	struct fdn_entry e;
+	cr_assert_eq(fdn_register(s, "svc", 3, getpid(), NULL, 0, 0, NULL), 0);
+	/* `never` by default: lookups leave no record. */
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
+	cr_assert_eq(ring_collect(s, "foundation.registry.lookup", ev, 16, NULL), 0);
+	/* Sampled events off the segment: this process's own sampler, which
+	 * has not been set (`always`), decides -- a record. */
+	in_child(name, "use_shm_sampled_events", "0");
+	cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
+	cr_assert_eq(ring_collect(s, "foundation.registry.lookup", ev, 16, NULL), 1);
+	in_child(name, "use_shm_sampled_events", "100");
+	cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
+	cr_assert_eq(ring_collect(s, "foundation.registry.lookup", ev, 16, NULL), 1);
+	/* The segment's sampler set `always` by another process. */
+	in_child(name, "sampler", "always");
+	cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
+	cr_assert_eq(ring_collect(s, "foundation.registry.lookup", ev, 16, NULL), 2);
+	/* The ring off the segment: no record, whatever the sampler says. */
+	in_child(name, "use_shm_telemetry", "0");
+	cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
+	in_child(name, "use_shm_telemetry", "100");
+	cr_assert_eq(ring_collect(s, "foundation.registry.lookup", ev, 16, NULL), 2);
+	in_child(name, "sampler", "never");
+	cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
+	cr_assert_eq(ring_collect(s, "foundation.registry.lookup", ev, 16, NULL), 2);
+	cr_assert_eq(fdn_unregister(s, "svc", 3), 0);
+	tel_destroy(s, name);
+}
