@@ -52,8 +52,8 @@ static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 	/* A registry lookup (the hottest call) on a writable handle whose
 	 * ring and sampler are the segment's: the answer is its sampler's
 	 * spec, read where the slow path found it -- a handful of loads
-	 * instead of the two context checks below (about 10 ns of a 30 ns
-	 * fdn_whereis hit on 10 000 entries). */
+	 * instead of the two context checks below (a warm fdn_whereis hit on
+	 * 10 000 entries went from 33 to 26 ns). */
 	if (!handlers && id == FDN__EV_REG_LOOKUP && s) {
 		_Atomic uint64_t *spec =
 		    atomic_load_explicit(&s->lookup_spec, memory_order_relaxed);
