@@ -1321,6 +1321,9 @@ static void in_child(const char *name, const char *what, const char *value)
 		} else if (r == 0) {
 			r = fdn_flag_set(c, what, atoi(value));
 		}
+		/* Its process slot given back: no reaper runs here. */
+		if (fdn_segment_detach(c) != 0)
+			r = -1;
 		_exit(r == 0 ? 0 : 3);
 	}
 	int st;
