@@ -243,6 +243,13 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	}
 	int r = fdn__registry_purge(s, idx, word, deaths, counts, n);
 	int left = 0;
+	/* Finishing waits for a grace period.  One that does not come within
+	 * the wait is held by a death not yet seen (or a stopped reader): the
+	 * others of this pass wait for the same, so they only look once, and
+	 * the reaper goes back to learn of that death.  Waiting 200 ms for
+	 * each left every writer of a kill storm waiting longer than its 2 s
+	 * bound behind a dead reader's slot (stress_killstorm under qemu). */
+	int64_t wait_ns = 200 * 1000000ll;
 	for (size_t i = 0; i < n; i++) {
 		d[i].entries += counts[i];
 		d[i].done = false;
@@ -252,7 +259,9 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 		}
 		if (d[i].record && record_death(s, &d[i]))
 			down_event(s, &d[i]);
-		int rr = fdn__proc_reclaim(s, d[i].idx, d[i].word, 200 * 1000000ll);
+		int rr = fdn__proc_reclaim(s, d[i].idx, d[i].word, wait_ns);
+		if (rr == FDN_ETIMEDOUT)
+			wait_ns = 0;
 		d[i].done = rr == 0 || rr == FDN_ENOTFOUND;
 		left += !d[i].done;
 	}

@@ -37,15 +37,21 @@
 /* ---- reading other threads' slots -------------------------------------------- */
 
 /* Copy src to dst: the header, the open spans, the breadcrumbs and the
- * context.  true if the copy is consistent (seq even and unchanged); with
- * `any`, also keep an inconsistent copy (a dead writer's) after the tries. */
+ * context.  true if the copy is consistent (seq even and unchanged).  With
+ * `any` (the owner is dead, so the slot no longer changes) the first copy
+ * is kept whatever the sequence word says, *torn telling whether it was
+ * odd: waiting for a dead writer to finish is waiting for nothing.  (The
+ * reaper once spent 3 s here in sched_yield, behind 16 runnable writers,
+ * on a thread killed inside a span write; meanwhile a death it had not
+ * yet learnt of, killed inside a read-side section, held every writer
+ * past its 2 s bound: stress_killstorm under qemu-user.) */
 static bool slot_copy(const struct fdn_shm_trace *src, struct fdn_shm_trace *dst, bool any,
 		      bool *torn)
 {
 	const size_t head = offsetof(struct fdn_shm_trace, spans);
 	for (int k = 0; k < FDN__COPY_TRIES; k++) {
 		uint64_t s1 = atomic_load_explicit(&src->seq, memory_order_acquire);
-		bool last = k == FDN__COPY_TRIES - 1;
+		bool last = any || k == FDN__COPY_TRIES - 1;
 		if ((s1 & 1) && !(any && last)) {
 			sched_yield();
 			continue;
