@@ -44,6 +44,30 @@ void st_sleep_ns(uint64_t ns)
 		;
 }
 
+/*
+ * The parent stores pause = 1 and then waits for every worker's parked
+ * flag; a worker between two operations parks.  After the wait the worker
+ * clears parked and looks at pause once more before it goes on: all these
+ * are seq_cst, so either the parent's load of parked comes after that
+ * clear (it waits on) or the worker's look comes after the parent's
+ * pause = 1 (it parks again).  Without the second look, a checkpoint that
+ * began between the worker's last look and its clear took it for parked
+ * while it went on into an operation: stress_killstorm under qemu-user
+ * beside stress-ng then counted one entry more than the journals held.
+ */
+bool st_park(_Atomic int *pause, _Atomic int *stop, _Atomic int *parked)
+{
+	while (atomic_load(pause)) {
+		atomic_store(parked, 1);
+		while (atomic_load(pause) && !(stop && atomic_load(stop)))
+			st_sleep_ns(200000);
+		if (stop && atomic_load(stop))
+			return true;
+		atomic_store(parked, 0);
+	}
+	return false;
+}
+
 uint64_t st_rand(uint64_t *x)
 {
 	*x ^= *x >> 12;

@@ -96,6 +96,10 @@ bool st_raw_present(fdn_segment *s, const char *k);
 
 uint64_t st_now_ns(void);
 void st_sleep_ns(uint64_t ns);
+/* A worker's side of a quiescent point: while *pause is set, say parked
+ * and wait.  Returns true (still parked) once *stop is set (stop may be
+ * NULL), false when the worker may go on. */
+bool st_park(_Atomic int *pause, _Atomic int *stop, _Atomic int *parked);
 /* xorshift64*: deterministic per seed. */
 uint64_t st_rand(uint64_t *x);
 /* Uniform in [lo, hi]. */

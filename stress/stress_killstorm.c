@@ -194,14 +194,8 @@ static void writer(struct control *ctl, struct journal *jr, uint32_t inc, uint64
 	uint64_t x = seed | 1;
 	uint32_t v = 0;
 	for (;;) {
-		if (atomic_load(&ctl->pause)) {
-			atomic_store(&jr->parked, 1);
-			while (atomic_load(&ctl->pause) && !atomic_load(&ctl->stop))
-				st_sleep_ns(200000);
-			if (atomic_load(&ctl->stop))
-				pause(); /* killed by the parent */
-			atomic_store(&jr->parked, 0);
-		}
+		if (st_park(&ctl->pause, &ctl->stop, &jr->parked))
+			pause(); /* killed by the parent */
 		int j = (int)(st_rand(&x) % KEYS);
 		uint64_t dice = st_rand(&x) % 8;
 		if (dice >= 5) { /* span, context or event: nothing to journal */

@@ -160,15 +160,9 @@ static void writer(int w, uint64_t seed)
 	}
 	atomic_store(&jr->ready, 1);
 	for (;;) {
-		if (atomic_load(&ctl->pause)) {
-			atomic_store(&jr->parked, 1);
-			while (atomic_load(&ctl->pause) && !atomic_load(&ctl->stop))
-				st_sleep_ns(200000);
-			if (atomic_load(&ctl->stop)) {
-				fdn_segment_detach(s); /* unregisters what is left */
-				_exit(0);
-			}
-			atomic_store(&jr->parked, 0);
+		if (st_park(&ctl->pause, &ctl->stop, &jr->parked)) {
+			fdn_segment_detach(s); /* unregisters what is left */
+			_exit(0);
 		}
 		int j = (int)(st_rand(&x) % KEYS);
 		uint32_t cur = atomic_load(&jr->version[j]), next = ++v;

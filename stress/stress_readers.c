@@ -96,12 +96,7 @@ static void key_of(char *k, size_t cap, int w, int j)
 
 static void park(_Atomic int *parked)
 {
-	if (!atomic_load(&ctl->pause))
-		return;
-	atomic_store(parked, 1);
-	while (atomic_load(&ctl->pause))
-		st_sleep_ns(200000);
-	atomic_store(parked, 0);
+	st_park(&ctl->pause, NULL, parked);
 }
 
 /* ---- writers ---------------------------------------------------------------- */
