@@ -236,9 +236,9 @@ struct target {
 static const struct target targets[] = {
     {1000000, NULL, "plain", 0.7},
     {1000000, NULL, "cds_lfht", 3.0},
-    {1000000, NULL, "lmdb", 8.0},
+    {1000000, NULL, "lmdb", 4.0},
     {1000000, NULL, "redis", 300},
-    {10000, NULL, "plain", 0.6},
+    {10000, NULL, "plain", 0.8},
     {10000, NULL, "cds_lfht", 1.0},
     {1000000, "foundation_whereis", "plain", 0.6},
     {1000000, "foundation_registry", "plain", 0.4},
