@@ -29,6 +29,16 @@ static fdn_segment *tr_create(char *name, size_t cap)
 	return t_create(name, 1000, 0);
 }
 
+/* A segment whose reaper (started by the library) holds the lease. */
+static fdn_segment *tr_create_reaped(char *name, size_t cap)
+{
+	fdn_segment *s = tr_create(name, cap);
+	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
+		usleep(10000);
+	cr_assert_neq(fdn_reaper_holder(s), 0, "the library started a reaper");
+	return s;
+}
+
 static void tr_destroy(fdn_segment *s, const char *name)
 {
 	t_assert_all_clean(s);
@@ -647,10 +657,7 @@ static int live_cb(void *arg, const struct fdn_thread_trace *t)
 Test(trace, graveyard_keeps_a_killed_workers_spans_and_context)
 {
 	char name[64];
-	fdn_segment *s = tr_create(name, sizeof(name));
-	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
-		usleep(10000);
-	cr_assert_neq(fdn_reaper_holder(s), 0, "the library started a reaper");
+	fdn_segment *s = tr_create_reaped(name, sizeof(name));
 	_Atomic int *ready = t_shared(sizeof(*ready));
 	char(*tid)[33] = t_shared(33);
 	pid_t w = t_fork();
@@ -746,10 +753,7 @@ static int torn_cb(void *arg, const struct fdn_thread_trace *t)
 Test(trace, a_thread_killed_inside_a_trace_write_is_copied_at_once)
 {
 	char name[64];
-	fdn_segment *s = tr_create(name, sizeof(name));
-	for (int i = 0; i < 500 && fdn_reaper_holder(s) == 0; i++)
-		usleep(10000);
-	cr_assert_neq(fdn_reaper_holder(s), 0, "the library started a reaper");
+	fdn_segment *s = tr_create_reaped(name, sizeof(name));
 	_Atomic int *ready = t_shared(sizeof(*ready));
 	pid_t w = t_fork();
 	if (w == 0) {
