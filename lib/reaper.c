@@ -246,9 +246,9 @@ int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 	/* Finishing waits for a grace period.  One that does not come within
 	 * the wait is held by a death not yet seen (or a stopped reader): the
 	 * others of this pass wait for the same, so they only look once, and
-	 * the reaper goes back to learn of that death.  Waiting 200 ms for
-	 * each left every writer of a kill storm waiting longer than its 2 s
-	 * bound behind a dead reader's slot (stress_killstorm under qemu). */
+	 * the reaper goes back to learn of that death.  (Waiting 200 ms for
+	 * each kept it away from its pidfds for 200 ms per pending death,
+	 * while every writer waited behind the dead reader's slot.) */
 	int64_t wait_ns = 200 * 1000000ll;
 	for (size_t i = 0; i < n; i++) {
 		d[i].entries += counts[i];
