@@ -19,7 +19,11 @@
  *      purged   kill -> the graveyard record appears: the reaper writes it
  *               after removing the entries and their index references
  *               (polled every 10 us).
- *    200 deaths per E (--quick: 20); p50, p99 (nearest rank) and max.
+ *      kernel   interleaved with those, as many deaths of the same kind
+ *               timed by the parent's own pidfd of the child: kill -> the
+ *               kernel reports it gone, the share no reaper can remove.
+ *    200 deaths of each kind per E (--quick: 20); p50, p99 (nearest rank)
+ *    and max.
  *
  * 2. register_unregister.  10 000 background entries "agent-%08d"
  *    (capability one of 8 values, integer weight); then P pairs register +

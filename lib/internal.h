@@ -150,7 +150,7 @@ struct fdn__dead {
 	int exit_signal; /* as the graveyard records it */
 	int exit_status;
 	bool record;         /* a death (true) or a detach (false) */
-	uint64_t latency_ns; /* out: wake-up to entries gone */
+	uint64_t latency_ns; /* out: wake-up to entries gone (0 in: not yet) */
 	uint64_t entries;    /* out: entries removed */
 	bool done;           /* out: slot fully reclaimed */
 };
@@ -173,5 +173,10 @@ void fdn__reaper_notice(fdn_segment *s);
  * when the reaper learnt of them.  Returns how many are not finished
  * (retry them), or an error. */
 int fdn__reap_batch(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke_ns);
+
+/* Its first step alone: mark each owner dead, which hides its entries from
+ * every reader and wakes watchers, and note the latency of the first pass
+ * that does.  Never waits; repeating it is harmless (reaper.c). */
+void fdn__reap_hide(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke_ns);
 
 #endif
