@@ -350,10 +350,17 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	if ((r = owner_slot(s, pid, &oidx, &oword)))
 		return r;
 	int vlen = build_record(oidx, oword, fdn__real_ns(), val + REC_SIZE, (size_t)alen, val);
+	/* Counted before its first reference is made sure of: our own entry in
+	 * our count, another owner's by its slot's mark (registry_int.h). */
+	if (fdn__held_own(s, oidx, oword))
+		fdn__held_add(s, oidx, oword, 1);
+	else
+		fdn__proc_mark_uncounted(s, oidx, oword);
 	/* References first: the index never misses a value the entry has. */
 	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0};
 	if ((r = fdn__reg_each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen,
 				   fdn__reg_ref_put_cb, &put))) {
+		fdn__held_add(s, oidx, oword, -1);
 		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
 	}
@@ -361,9 +368,13 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	r = put_entry(s, key, klen, val, (size_t)vlen, flags, again ? pid : 0, holder, old, &orec,
 		      pid);
 	if (r) {
+		fdn__held_add(s, oidx, oword, -1);
 		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
 		return r;
 	}
+	/* Took over an entry of ours: it is gone from the count. */
+	if (orec.owner_word)
+		fdn__held_add(s, orec.owner_idx, orec.owner_word, -1);
 	/* Again after the entry, a lookup each: rewrites a reference a
 	 * concurrent remover took between our first pass and our entry (the
 	 * pair argued at fdn__reg_ref_del_suffix).  The first pass made the

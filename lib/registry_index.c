@@ -120,7 +120,9 @@ int fdn__reg_each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_
  * after it, like every reference, and removed only when a walk of the
  * group in a read-side section found no entry of that owner
  * (fdn__reg_ref_del_suffix, which argues why a concurrent writer's entry
- * is never left without it).
+ * is never left without it) -- or, for a process's own references, when
+ * it holds no entry at all (counted entries, registry_int.h), which needs
+ * no walk.
  */
 
 size_t fdn__reg_owner_prefix(uint32_t idx, uint64_t word, unsigned char *out)
@@ -379,6 +381,19 @@ static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsign
 	return attrs && fdn__reg_each_prefix(s, attrs, alen, has_cb, &h) == 1;
 }
 
+/* An owner reference of ours whose owner holds no entry at all (counted
+ * entries, registry_int.h): not needed, whatever its group holds. */
+static bool owner_holds_none(fdn_segment *s, const unsigned char *prefix, size_t plen)
+{
+	if (!is_owner_prefix(prefix, plen))
+		return false;
+	uint64_t w;
+	uint32_t i;
+	memcpy(&w, prefix + 2, 8);
+	memcpy(&i, prefix + 10, 4);
+	return fdn__held_none(s, i, w);
+}
+
 /* Is the reference (prefix, suffix) needed?  An owner reference: its group
  * holds an entry of its owner.  A value's: the entry of key suffix is
  * visible and carries the value.  The owner the reference is needed for
@@ -474,7 +489,10 @@ int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t 
 	r = fdn__ht_lookup(s, T_INDEX, k, kl, &ref);
 	if (r == 0) {
 		version = (struct fdn__ht_view){.gidx = ref.gidx, .gen = ref.gen};
-		r = fdn__reg_ref_carried(s, prefix, plen, suf, slen) ? 1 : 0;
+		r = !owner_holds_none(s, prefix, plen) &&
+			    fdn__reg_ref_carried(s, prefix, plen, suf, slen)
+			? 1
+			: 0;
 	}
 	fdn__rcu_read_unlock(t);
 	if (r == 0)
@@ -486,7 +504,8 @@ int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t 
 		bool need = false;
 		if ((r = fdn__rcu_read_lock(s, &t)))
 			return r;
-		need = carried_for(s, prefix, plen, suf, slen, &oword, &oidx);
+		need = !owner_holds_none(s, prefix, plen) &&
+		       carried_for(s, prefix, plen, suf, slen, &oword, &oidx);
 		fdn__rcu_read_unlock(t);
 		if (need) {
 			logical_prefix(&prefix, &plen);
@@ -615,6 +634,7 @@ int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
 	int r = fdn__ht_delete_chg(s, T_MAIN, key, klen, v, &chg);
 	if (r)
 		return r;
+	fdn__held_add(s, oidx, oword, -1); /* ours: gone from the count */
 	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
 	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
 	return 0;

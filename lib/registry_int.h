@@ -102,6 +102,54 @@ static inline bool remote_key(const void *key, size_t klen)
 	return klen > 0 && ((const unsigned char *)key)[0] == FDN_REG_REMOTE_BYTE;
 }
 
+/* ---- counted entries ---------------------------------------------------------
+ *
+ * An unregister that leaves an owner with no entry in a group of the main
+ * table removes the group's owner reference (registry_index.c), and to know
+ * that it may, it walks the group: 64 buckets, about 32 nodes at 1 000 000
+ * entries -- a cache miss each, twice (before its delete and after).  A
+ * process can skip both walks for its own entries once it holds none at
+ * all, if it knows that: *s->held counts the registrations it made for
+ * itself (owner (s->proc_idx, s->proc_word)) -- raised before the first
+ * reference is made sure of, lowered after the entry was removed by this
+ * process or not written -- and the slot's `uncounted` mark (layout.h) says
+ * whether anyone else wrote an entry for it.  A count can only be too high
+ * (an entry of ours removed by another process, a takeover): that costs
+ * the shortcut, never a reference.
+ *
+ * Why "held 0 and not marked, after our fence" means no entry needs the
+ * reference, in the store-buffering pair of fdn__reg_ref_del_suffix: a
+ * writer W of an entry E of ours raises held (a seq_cst RMW) -- or marks
+ * the slot (a seq_cst CAS) -- before it makes sure of the reference,
+ * publishes E, fences and looks for the reference again.  If that RMW
+ * precedes our load in the single order of seq_cst operations, we see
+ * held > 0 (or the mark) and walk the group as before.  If it follows our
+ * load, it follows our fence, which follows our delete: W's fence comes
+ * after ours, so W's look sees our delete and W writes the reference
+ * again.  An entry published before any of that was counted (or marked)
+ * and is still counted. */
+
+/* Is (idx, word) this process's own slot, counted? */
+static inline bool fdn__held_own(const fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	return s->held && idx == s->proc_idx && word == s->proc_word;
+}
+
+static inline void fdn__held_add(fdn_segment *s, uint32_t idx, uint64_t word, int64_t d)
+{
+	if (fdn__held_own(s, idx, word))
+		atomic_fetch_add_explicit(s->held, d, memory_order_seq_cst);
+}
+
+/* Does owner (idx, word) -- ours -- hold no entry at all?  False whenever
+ * it cannot tell (another owner, or uncounted entries). */
+static inline bool fdn__held_none(const fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	return fdn__held_own(s, idx, word) &&
+	       atomic_load_explicit(s->held, memory_order_seq_cst) == 0 &&
+	       atomic_load_explicit(&s->procs[idx].uncounted, memory_order_seq_cst) != word;
+}
+
 /* ---- index references (registry_index.c) --------------------------------- */
 
 typedef int (*prefix_cb)(void *arg, const unsigned char *prefix, size_t plen);

@@ -49,7 +49,7 @@ static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics must be lock-free");
 static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 
 #define FDN_MAGIC     0x314D48534E444E46ull /* "FNDNSHM1" little-endian */
-#define FDN_ABI_MAJOR 5
+#define FDN_ABI_MAJOR 6
 /* Minor versions: fields placed in bytes that were reserved (zero) in
  * every earlier minor, where zero means the earlier behaviour, so that
  * builds of any minor of one major share a segment (attach checks the
@@ -70,8 +70,13 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
  * spill chunks (fdn_shm_tslot.spill .. spill_dead, struct fdn_shm_spill):
  * zero means "no chunk", as before; a 5.0 build that reclaims a dead 5.1
  * thread's slot frees its ring but not its chunks (a leak the checker
- * reports, never a block freed early). */
-#define FDN_ABI_MINOR 1
+ * reports, never a block freed early).  Major 6 (none added yet) brought
+ * fdn_shm_proc.uncounted: a process whose entries are all its own and
+ * counted removes a group's owner reference without walking the group
+ * once it holds no entry at all; a build that writes an entry for another
+ * owner without marking it would make that owner remove a reference its
+ * entry needs. */
+#define FDN_ABI_MINOR 0
 
 /* header.reaper_stop */
 #define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */
@@ -367,6 +372,15 @@ static_assert(offsetof(struct fdn_shm_header, prefix_levels) == 3072, "prefix le
  * detach, or LIVE -> LEFT (3) by O at detach while a reaper runs, which
  * then removes what it owned like a death's, without recording a death.
  *
+ * uncounted: the claim word W of an owner that has entries its own process
+ * does not count (lib/registry.c, "Counted entries"): W is stored (CAS,
+ * seq_cst) by any process before it writes an entry for an owner W other
+ * than itself, and by a process that adopts its slot (after an exec, or
+ * held for it by another).  Never cleared: a value naming an earlier owner
+ * of the slot names nobody now.  A writer stores W only while the slot's
+ * word is W (it looks again after each failed CAS), so a late writer for an
+ * earlier owner never overwrites the mark of the slot's current one.
+ *
  * ident: the full identity, a value the kernel never reuses for another
  * process: the pidfs inode number of a pidfd (kernels with pidfs), else the
  * process start time in clock ticks since boot (/proc/PID/stat field 22).
@@ -404,7 +418,8 @@ struct fdn_shm_proc {
 					 the slot, then rel_name */
 	_Atomic uint64_t rel_name;    /* 48: c << 32 | phase << 28 | idx + 1,
 					 0: none (zero in a new claim) */
-	uint64_t reserved1;           /* 56 */
+	_Atomic uint64_t uncounted;   /* 56: a claim word: that owner has entries
+					 its own process did not count (A; below) */
 };
 static_assert(sizeof(struct fdn_shm_proc) == 64, "proc slot");
 

@@ -264,6 +264,21 @@ int fdn__proc_live_word(pid_t pid, uint64_t *word)
 	return r;
 }
 
+void fdn__proc_mark_uncounted(fdn_segment *s, uint32_t idx, uint64_t word)
+{
+	if (idx >= s->nprocs)
+		return;
+	struct fdn_shm_proc *p = &s->procs[idx];
+	uint64_t cur = atomic_load(&p->uncounted);
+	/* The slot's word is looked at after each load of the mark: a CAS
+	 * that succeeds replaced a value read while the slot was still
+	 * word's, so a late writer for an earlier owner fails its CAS (the
+	 * current owner's mark is there) or stops at the look. */
+	while (cur != word && atomic_load(&p->word) == word &&
+	       !atomic_compare_exchange_strong(&p->uncounted, &cur, word))
+		;
+}
+
 int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd)
 {
 	uint64_t want;

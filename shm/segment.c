@@ -100,6 +100,10 @@ struct fdn__procref {
 	uint32_t idx;
 	uint64_t word;
 	unsigned refs;
+	/* Entries this process has written for itself (idx, word) and not
+	 * removed, with its registrations in flight (lib/registry.c,
+	 * "Counted entries"); s->held of every handle sharing the slot. */
+	_Atomic int64_t held;
 };
 static struct fdn__procref *fdn__refs;
 static pthread_mutex_t fdn__refs_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -124,6 +128,7 @@ static bool fdn__procref_take(fdn_segment *s)
 			r->refs++;
 			s->proc_idx = r->idx;
 			s->proc_word = r->word;
+			s->held = &r->held;
 			found = true;
 			break;
 		}
@@ -136,9 +141,11 @@ static void fdn__procref_add(fdn_segment *s)
 {
 	struct fdn__procref *r = calloc(1, sizeof(*r));
 	if (!r)
-		return; /* a later attach claims a slot of its own: still correct */
+		return; /* a later attach claims a slot of its own: still correct
+			   (and with held NULL, nothing is counted) */
 	*r = (struct fdn__procref){NULL,        s->dev,       s->ino, s->fork_token,
-				   s->proc_idx, s->proc_word, 1};
+				   s->proc_idx, s->proc_word, 1,      0};
+	s->held = &r->held;
 	pthread_mutex_lock(&fdn__refs_lock);
 	r->next = fdn__refs;
 	fdn__refs = r;
@@ -187,11 +194,16 @@ static int fdn__seg_take_slot(fdn_segment *s)
 		return 0;
 	bool execd = false;
 	int r = fdn__proc_adopt(s, getpid(), &s->proc_idx, &execd);
+	bool adopted = r == 0;
 	if (r == FDN_ENOTFOUND)
 		r = fdn__proc_claim(s, getpid(), &s->proc_idx, NULL);
 	if (r)
 		return r;
 	s->proc_word = atomic_load(&s->procs[s->proc_idx].word);
+	/* An adopted slot may own entries this process never counted: those
+	 * its image wrote before an exec, or another wrote for it. */
+	if (adopted)
+		fdn__proc_mark_uncounted(s, s->proc_idx, s->proc_word);
 	if (execd) {
 		/* The reader slots of our image before the exec: no thread of
 		 * it runs any more.  Our entries stay ours. */
@@ -288,6 +300,7 @@ uint64_t fdn__layout_signature(void)
 	    S(fdn_shm_proc),
 	    O(fdn_shm_proc, ident),
 	    O(fdn_shm_proc, uid),
+	    O(fdn_shm_proc, uncounted),
 	    S(fdn_shm_tslot),
 	    O(fdn_shm_tslot, ctr),
 	    O(fdn_shm_tslot, node),

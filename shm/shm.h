@@ -57,6 +57,10 @@ struct fdn_segment {
 	uint64_t seed;
 	uint32_t proc_idx; /* our process slot (UINT32_MAX when read-only) */
 	uint64_t proc_word;
+	/* The count of entries this process wrote for itself, shared by its
+	 * handles of the slot (segment.c, struct fdn__procref); NULL: none
+	 * kept (read-only, or out of memory), and nothing is counted. */
+	_Atomic int64_t *held;
 	struct fdn_shm_death *graveyard;
 	struct fdn_shm_trace *trace;  /* ntrace slots (FDN_SVC_TRACE) */
 	struct fdn_shm_trace *ghosts; /* FDN_GHOSTS_MAX copies (FDN_SVC_GHOSTS) */
@@ -209,6 +213,10 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word
  * becomes pid) or left by its own image before an exec (*execd).  One
  * process, one slot, one death.  FDN_ENOTFOUND: claim a new one. */
 int fdn__proc_adopt(fdn_segment *s, pid_t pid, uint32_t *idx_out, bool *execd);
+/* Mark owner (idx, word) as holding entries its own process does not count
+ * (layout.h, fdn_shm_proc.uncounted): a seq_cst CAS, made only while the
+ * slot's word is `word`.  Before an entry is written for another owner. */
+void fdn__proc_mark_uncounted(fdn_segment *s, uint32_t idx, uint64_t word);
 /* Release LIVE slot idx held for another process's pid (claimer_pid is
  * not the pid) if it owns nothing any more: the reaper, or a writer.  The
  * release is named in the caller's own slot (rel_word, rel_name), the

@@ -4,6 +4,7 @@
  */
 #include "common.h"
 #include "lib/internal.h"
+#include "lib/registry_int.h"
 
 #include <foundation/reaper.h>
 #include <foundation/registry.h>
@@ -1239,6 +1240,72 @@ Test(registry, a_reference_removed_while_written_is_restored, .timeout = 120)
 	fprintf(stderr, "  %d epochs, %llu operations\n", epochs,
 		(unsigned long long)atomic_load(&m->ops));
 	cr_assert_gt(epochs, 10);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
+/*
+ * Counted entries (lib/registry_int.h): a process that holds no entry of its
+ * own removes its owner reference of a group without walking the group --
+ * unless another process wrote an entry for it, which marks its slot.  Here
+ * the parent registers a key for the child, and the child then registers
+ * and unregisters a key of its own in the same group: the group's owner
+ * reference must stay for the parent's entry (the checker reports an entry
+ * without it), and the child's death must take that entry with it.
+ */
+struct counted_ctl {
+	_Atomic int ready, go, done;
+	char key[32];
+	int err;
+};
+
+Test(registry, an_entry_written_for_a_process_keeps_its_group_reference, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	struct counted_ctl *m = t_shared(sizeof(*m));
+	/* Two keys of one owner-reference group. */
+	const char *ka = "for-the-child";
+	uint64_t ga = (fdn__ht_hash(s, 0, ka, strlen(ka)) & s->bucket_mask[0]) / GROUP_BUCKETS;
+	for (int i = 0;; i++) {
+		cr_assert_lt(i, 1000000, "no key of group %llu", (unsigned long long)ga);
+		snprintf(m->key, sizeof(m->key), "own-%d", i);
+		if ((fdn__ht_hash(s, 0, m->key, strlen(m->key)) & s->bucket_mask[0]) /
+			GROUP_BUCKETS ==
+		    ga)
+			break;
+	}
+	pid_t c = t_fork();
+	if (c == 0) {
+		fdn_segment *cs;
+		if (fdn_segment_attach(name, 0, &cs))
+			_exit(2);
+		atomic_store(&m->ready, 1);
+		while (!atomic_load(&m->go))
+			usleep(1000);
+		m->err = reg(cs, m->key, getpid(), "own", "ok");
+		if (m->err == 0)
+			m->err = fdn_unregister(cs, m->key, strlen(m->key));
+		atomic_store(&m->done, 1);
+		pause();
+		_exit(0);
+	}
+	spawned[nspawned++] = c;
+	t_wait_ready(&m->ready, c);
+	cr_assert_eq(reg(s, ka, c, "given", "ok"), 0);
+	atomic_store(&m->go, 1);
+	while (!atomic_load(&m->done))
+		usleep(1000);
+	cr_assert_eq(m->err, 0, "the child's register and unregister: %s", fdn_strerror(m->err));
+	cr_assert_eq(lookup_pid(s, ka), c);
+	t_assert_all_clean(s);
+	kill(c, SIGKILL);
+	waitpid(c, NULL, 0);
+	nspawned--;
+	cr_assert_eq(fdn_watch(s, ka, strlen(ka), false, 10000), 0);
+	t_settle(s, 60000);
+	cr_assert_eq(fdn__ht_count(s, 0), 0, "the dead child's entry is removed");
+	cr_assert_eq(fdn__ht_count(s, 1), 0, "and its references");
 	t_assert_all_clean(s);
 	reg_destroy(s, name);
 }

@@ -67,7 +67,7 @@ enum {
 /* The segment format this build reads and writes (major; any minor of it
  * attaches): a segment of another major must be re-created
  * (docs/operations.md). */
-#define FDN_SEGMENT_FORMAT_MAJOR 5
+#define FDN_SEGMENT_FORMAT_MAJOR 6
 #define FDN_SEGMENT_NAME_MAX     200
 
 struct fdn_segment_opts {
