@@ -5,16 +5,19 @@
  * calls (registry.c), the purge (registry_purge.c) and the audit
  * (registry_audit.c) call in registry_index.c.
  *
- * Who calls whom: registry.c -> registry_purge.c (release of idle slots)
- * -> registry_index.c; registry_audit.c -> registry_purge.c
- * (fdn__ref_stale), registry_index.c.  registry_index.c calls none of them.
- * The reaper (lib/reaper.c) calls registry_purge.c; registry.c calls the
- * reaper (fdn__reaper_notice, in writable).
+ * Who calls whom: registry.c (the writes) -> registry_purge.c (release of
+ * idle slots) -> registry_index.c; registry_read.c (the reads) ->
+ * registry_index.c, and registry.c for its telemetry only
+ * (fdn__reg_event); registry_audit.c -> registry_purge.c (fdn__ref_stale),
+ * registry_index.c.  registry_index.c calls none of them.  The reaper
+ * (lib/reaper.c) calls registry_purge.c; registry.c calls the reaper
+ * (fdn__reaper_notice, in writable).
  */
 #ifndef FDN_LIB_REGISTRY_INT_H
 #define FDN_LIB_REGISTRY_INT_H
 
 #include "lib/internal.h"
+#include "lib/telemetry.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -101,6 +104,12 @@ static inline bool remote_key(const void *key, size_t klen)
 {
 	return klen > 0 && ((const unsigned char *)key)[0] == FDN_REG_REMOTE_BYTE;
 }
+
+/* The registry's telemetry (registry.c): the event `id` of an operation
+ * that began at t0 (CLOCK_MONOTONIC; 0 = nobody listened then) and
+ * returned r.  Returns r. */
+int fdn__reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key, size_t klen,
+		   int r);
 
 /* ---- counted entries ---------------------------------------------------------
  *
