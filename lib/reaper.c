@@ -16,9 +16,9 @@
  *   1. reclaim_begin each: its slot becomes DEAD, so its entries vanish for
  *      every reader at once; its operations in flight are resolved and its
  *      read-side sections ended.  This is the moment the latency measures.
- *      The reaper takes this step alone first (fdn__reap_hide), before
- *      anything that may take time: reading the exit status, a grace
- *      period, the trace copies, the purge.
+ *      The reaper takes this step alone first (fdn__reap_hide), once it
+ *      has read the exit status, before anything else that may take time:
+ *      its tick, a grace period, the trace copies, the purge.
  *   2. purge the registry: remove the dead owners' entries and stale index
  *      references.
  *   3. record each death in the graveyard (skipping one already recorded:

@@ -243,22 +243,17 @@ static int open_verified(uint64_t w)
 	return fd;
 }
 
-/* exit_signal of a queued death whose exit information is still to be read
- * from its watch's pidfd (hide_pending). */
-#define INFO_DUE (-2)
-
-/* Queue the process of slot idx (claim word `word`) for reaping.  fd: its
- * pidfd, to read the exit information from -- at once, or with `later`
- * (fd is then its watch's, kept open until the death is finished) after
- * its entries are hidden. */
-static void queue_dead(struct reaper *R, uint32_t idx, uint64_t word, int fd, bool death,
-		       bool later)
+/* Queue the process of slot idx (claim word `word`) for reaping; fd: its
+ * pidfd, for the exit information.  Read here, before the death is made
+ * visible: a parent woken by it may reap the zombie at once, and where
+ * PIDFD_GET_INFO gives no exit information (kernels before 6.15) the
+ * zombie's /proc entry is the only place to read it from.  (Read after the
+ * death was marked, the signal was lost: test_demo under qemu-user.) */
+static void queue_dead(struct reaper *R, uint32_t idx, uint64_t word, int fd, bool death)
 {
 	struct fdn__dead d = {.idx = idx, .word = word, .record = death};
 	d.exit_signal = d.exit_status = -1;
-	if (death && later)
-		d.exit_signal = INFO_DUE;
-	else if (death)
+	if (death)
 		exit_info(fd, (pid_t)FDN_PROC_PID(word), &d.exit_signal, &d.exit_status);
 	/* One entry per (slot, process), whatever state the slot showed. */
 	for (size_t i = 0; i < R->npending; i++)
@@ -292,7 +287,7 @@ static void scan(struct reaper *R)
 		if (w == 0 || i == s->proc_idx)
 			continue;
 		if (FDN_PROC_STATE(w) == FDN_PROC_LEFT) {
-			queue_dead(R, i, w, -1, false, false); /* a detach: clean up, no death */
+			queue_dead(R, i, w, -1, false); /* a detach: clean up, no death */
 			continue;
 		}
 		if (FDN_PROC_STATE(w) == FDN_PROC_DEAD) {
@@ -305,7 +300,7 @@ static void scan(struct reaper *R)
 				continue;
 			}
 			bool alive = fd >= 0 && !pidfd_dead(fd);
-			queue_dead(R, i, w, fd, !alive, false);
+			queue_dead(R, i, w, fd, !alive);
 			if (fd >= 0)
 				close(fd);
 			continue;
@@ -316,7 +311,7 @@ static void scan(struct reaper *R)
 			continue;
 		}
 		if (fd < 0 || pidfd_dead(fd)) {
-			queue_dead(R, i, w, fd, true, false);
+			queue_dead(R, i, w, fd, true);
 			if (fd >= 0)
 				close(fd);
 			continue;
@@ -330,28 +325,10 @@ static void scan(struct reaper *R)
 	}
 }
 
-/* The deaths just learnt of: hide their entries first (a watcher wakes
- * now), then read their exit information, which may take the kernel a few
- * hundred microseconds to show (exit_info). */
-static void hide_pending(struct reaper *R, uint64_t woke)
-{
-	fdn__reap_hide(R->s, R->pending, R->npending, woke);
-	for (size_t i = 0; i < R->npending; i++) {
-		struct fdn__dead *d = &R->pending[i];
-		if (d->exit_signal != INFO_DUE)
-			continue;
-		d->exit_signal = -1;
-		if (R->w[d->idx].word == d->word)
-			exit_info(R->w[d->idx].fd, (pid_t)FDN_PROC_PID(d->word), &d->exit_signal,
-				  &d->exit_status);
-	}
-}
-
 static void reap_pending(struct reaper *R, uint64_t woke)
 {
 	if (R->npending == 0)
 		return;
-	hide_pending(R, woke);
 	fdn__reap_batch(R->s, R->pending, R->npending, woke);
 	size_t keep = 0;
 	for (size_t i = 0; i < R->npending; i++) {
@@ -414,7 +391,7 @@ static void maybe_execd(struct reaper *R, uint32_t i)
 		fprintf(stderr, "%s: pid %u no longer maps the segment (exec): reclaimed\n", prog,
 			FDN_PROC_PID(w));
 	fdn__notify(s);
-	queue_dead(R, i, left, -1, false, false);
+	queue_dead(R, i, left, -1, false);
 }
 
 /*
@@ -594,13 +571,13 @@ static int run(struct reaper *R)
 				/* It may have detached before it exited: no death. */
 				uint64_t cur = atomic_load(&R->s->procs[id].word);
 				bool death = FDN_PROC_STATE(cur) != FDN_PROC_LEFT;
-				queue_dead(R, id, R->w[id].word, R->w[id].fd, death, true);
+				queue_dead(R, id, R->w[id].word, R->w[id].fd, death);
 				epoll_ctl(R->ep, EPOLL_CTL_DEL, R->w[id].fd, NULL);
 			}
 		}
 		/* Deaths first: their entries vanish before the tick's walks,
 		 * a grace period or a purge can take any time. */
-		hide_pending(R, woke);
+		fdn__reap_hide(R->s, R->pending, R->npending, woke);
 		if (woke - R->last_tick >= TICK_NS) {
 			R->last_tick = woke;
 			int t = tick(R);
