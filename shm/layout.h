@@ -373,13 +373,15 @@ static_assert(offsetof(struct fdn_shm_header, prefix_levels) == 3072, "prefix le
  * then removes what it owned like a death's, without recording a death.
  *
  * uncounted: the claim word W of an owner that has entries its own process
- * does not count (lib/registry.c, "Counted entries"): W is stored (CAS,
+ * does not count (lib/registry_int.h, "counted entries"): W is stored (CAS,
  * seq_cst) by any process before it writes an entry for an owner W other
  * than itself, and by a process that adopts its slot (after an exec, or
  * held for it by another).  Never cleared: a value naming an earlier owner
- * of the slot names nobody now.  A writer stores W only while the slot's
- * word is W (it looks again after each failed CAS), so a late writer for an
- * earlier owner never overwrites the mark of the slot's current one.
+ * of the slot names nobody now (or the same process claiming again, which
+ * then only walks groups as every process did before).  A writer stores W
+ * only while the slot's word is W (it looks again after each failed CAS),
+ * so a late writer for an earlier owner never overwrites the mark of the
+ * slot's current one.
  *
  * ident: the full identity, a value the kernel never reuses for another
  * process: the pidfs inode number of a pidfd (kernels with pidfs), else the

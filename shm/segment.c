@@ -101,8 +101,8 @@ struct fdn__procref {
 	uint64_t word;
 	unsigned refs;
 	/* Entries this process has written for itself (idx, word) and not
-	 * removed, with its registrations in flight (lib/registry.c,
-	 * "Counted entries"); s->held of every handle sharing the slot. */
+	 * removed, with its registrations in flight (lib/registry_int.h,
+	 * "counted entries"); s->held of every handle sharing the slot. */
 	_Atomic int64_t held;
 };
 static struct fdn__procref *fdn__refs;
