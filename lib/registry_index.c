@@ -205,7 +205,7 @@ static size_t ref_key_raw(unsigned char *buf, const unsigned char *prefix, size_
  * chains).  So a value's prefix P has a level (header.prefix_levels, shm/
  * layout.h): its references are written under the stored prefix P (level
  * 0, 32 chains), [1]P (1 024 chains) or [2]P (32 768), the level the writer
- * read; a writer whose insert passed more than FDN_PREFIX_LONG nodes raises
+ * read; a writer whose insert passed more than RAISE_STEPS nodes raises
  * it.  Levels never go down, so a reference lies under some level up to the
  * current one: lookups and removals try each, and a walk visits each and
  * reports a reference found under a lower level only if none of the same
@@ -227,6 +227,20 @@ static size_t ref_key_raw(unsigned char *buf, const unsigned char *prefix, size_
  * long insert raises it.  A raise with no insert after it costs walks
  * chains, nothing else.
  */
+/* The steps past which an insert raises its value's level.  A writer's
+ * policy, not the format: writers of different thresholds share a segment
+ * (a reference lies under some level up to the current one whatever raised
+ * it).  16: a value of 10 000 / 8 = 1 250 holders (fdn-bench-registry's
+ * register_unregister) then lies under level 1, about one reference a chain,
+ * where with 48 it stayed under level 0 at ~39 a chain, walked twice a pair
+ * on lines other work had evicted: 212 k -> 399 k pairs/s (8 gave 391 k).
+ * The price is paid by finds: a value's references lie under more levels,
+ * and one found under a lower level is looked up under the higher ones.  A
+ * find of 1 250 holders took 168-185 us against 126-142 with 48, one of
+ * 12 500 holders (100 000 entries) 7.8 ms against 4.0.  Writes are the
+ * hotter path. */
+#define RAISE_STEPS 16u
+
 unsigned fdn__reg_level(fdn_segment *s, const unsigned char *prefix, size_t plen)
 {
 	return is_owner_prefix(prefix, plen) ? 0 : fdn__prefix_level(s, prefix, plen);
@@ -330,7 +344,7 @@ static int ref_put(fdn_segment *s, const unsigned char *prefix, size_t plen, con
 	size_t kl = ref_key_at(k, prefix, plen, lvl, suf, slen);
 	int r = fdn__ht_put(s, T_INDEX, k, kl, &v, vlen, FDN_HT_UPSERT, NULL, NULL);
 	if (r == 0 && lvl == top && top < 2 && !is_owner_prefix(prefix, plen) &&
-	    fdn__ht_last_steps > FDN_PREFIX_LONG)
+	    fdn__ht_last_steps > RAISE_STEPS)
 		fdn__prefix_raise(s, prefix, plen, top + 1);
 	return r;
 }

@@ -139,7 +139,6 @@ uint64_t fdn__layout_signature(void)
 	    FDN_PREFIX_SPREAD_WIDE,
 	    FDN_PREFIX_SPREAD_MAX,
 	    FDN_PREFIX_LEVELS,
-	    FDN_PREFIX_LONG,
 	    O(fdn_shm_header, prefix_levels),
 	    O(fdn_shm_header, ntrace),
 	    O(fdn_shm_header, svc),

@@ -100,7 +100,6 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
 #define FDN_PREFIX_SPREAD_WIDE 1024u  /* for prefixes whose first byte is 0 or 1 */
 #define FDN_PREFIX_SPREAD_MAX  32768u /* for prefixes whose first byte is 2 */
 #define FDN_PREFIX_LEVELS      4096u  /* header.prefix_levels: 2 bits each */
-#define FDN_PREFIX_LONG        48u    /* chain steps that raise a level */
 #define FDN_MAX_INDEXED        8u     /* indexed registry attributes */
 #define FDN_INDEXED_NAME_MAX   32u
 #define FDN_GRAVEYARD_MAX      256u /* deaths remembered */
@@ -329,11 +328,12 @@ struct fdn_shm_header {
 	 * P (l = 0) or [l]P (l = 1, 2), whose keys spread over 32, 1 024 resp.
 	 * 32 768 chains, so a value shared by very many entries does not make
 	 * long chains.  Raised by a writer whose insert under the current
-	 * level passed more than FDN_PREFIX_LONG nodes in its chain (a CAS that
-	 * only raises); never lowered.  A key of P may lie under any level up to
-	 * the field's: readers look under every one (lib/registry_index.c).
-	 * Prefixes whose fields collide share the higher level: it costs
-	 * walks more chains, never a wrong answer. */
+	 * level passed more than a number of nodes in its chain (a CAS that
+	 * only raises; the number is the writer's policy, not the format:
+	 * lib/registry_index.c, RAISE_STEPS); never lowered.  A key of P may
+	 * lie under any level up to the field's: readers look under every one
+	 * (lib/registry_index.c).  Prefixes whose fields collide share the
+	 * higher level: it costs walks more chains, never a wrong answer. */
 	_Atomic uint64_t prefix_levels[FDN_PREFIX_LEVELS / 32];
 };
 static_assert(sizeof(struct fdn_shm_header) == FDN_HEADER_SIZE, "header size");

@@ -1046,8 +1046,8 @@ Test(registry, finds_under_churn_report_each_entry_once, .timeout = 300)
 {
 	char name[128];
 	fdn_segment *s = reg_create(name, sizeof(name), 40000);
-	/* 6 000 entries of one value: the first ~1 500 lie under level 0,
-	 * the rest under level 1. */
+	/* 6 000 entries of one value: the first few hundred lie under level
+	 * 0, the rest under level 1 (registry_index.c, RAISE_STEPS). */
 	for (int i = 0; i < 6000; i++) {
 		char k[32];
 		snprintf(k, sizeof(k), "hot-%05d", i);
