@@ -174,8 +174,11 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 		     unsigned flags, pid_t mine, pid_t *holder, unsigned char *old,
 		     struct rec *old_rec, pid_t pid)
 {
-	/* A new entry and a takeover are both "registered" in the change log. */
-	const struct fdn__chg chg = {FDN_CHANGE_REGISTERED, pid, 0};
+	/* A new entry and a takeover are both "registered" in the change log,
+	 * at the entry's registration time. */
+	uint64_t reg_ns;
+	memcpy(&reg_ns, (const unsigned char *)val + REC_OFF_TIME, 8);
+	const struct fdn__chg chg = {FDN_CHANGE_REGISTERED, pid, 0, reg_ns};
 	memset(old_rec, 0, sizeof(*old_rec));
 	bool flushed = false;
 	for (int tries = 0; tries < 64; tries++) {
@@ -473,7 +476,7 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 		r = fdn__reg_each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 				      fdn__reg_ref_put_cb, &put);
 		const struct fdn__chg chg = {FDN_CHANGE_UPDATED, (pid_t)FDN_PROC_PID(rc.owner_word),
-					     0};
+					     0, 0};
 		if (r == 0)
 			r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
 					    &expect, NULL, &chg);

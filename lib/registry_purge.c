@@ -161,7 +161,7 @@ static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen,
 		       uint64_t word, const unsigned char grp[GROUP_LEN], struct victim *v,
 		       uint64_t *count, bool *deleted, uint64_t death)
 {
-	const struct fdn__chg chg = {FDN_CHANGE_REMOVED, (pid_t)FDN_PROC_PID(word), death};
+	const struct fdn__chg chg = {FDN_CHANGE_REMOVED, (pid_t)FDN_PROC_PID(word), death, 0};
 	uint32_t g;
 	memcpy(&g, grp, GROUP_LEN);
 	int r = 0;

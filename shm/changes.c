@@ -89,7 +89,7 @@ uint64_t fdn__chg_begin(struct fdn__thread *t, const struct fdn__chg *c, const v
 			return rev;
 		}
 		/* Ours, PENDING: the fields are read only once it is DONE. */
-		r->time_ns = fdn__real_ns();
+		r->time_ns = c->time_ns ? c->time_ns : fdn__real_ns();
 		r->death = c->death;
 		r->pid = (uint32_t)c->pid;
 		r->key_len = (uint16_t)(klen > FDN_CHANGE_KEY_MAX ? FDN_CHANGE_KEY_MAX : klen);

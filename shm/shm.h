@@ -619,6 +619,10 @@ struct fdn__chg {
 	unsigned kind;  /* FDN_CHANGE_* (foundation/changes.h) */
 	pid_t pid;      /* the entry's owner */
 	uint64_t death; /* removal by the reaper: graveyard number + 1; else 0 */
+	/* CLOCK_REALTIME of the change; 0: read when its record is claimed.
+	 * A registration passes its entry's registered_ns (one clock read
+	 * fewer, and the same instant in the entry and in the log). */
+	uint64_t time_ns;
 };
 
 /* A record copied out of the log. */

@@ -54,7 +54,8 @@ enum fdn_change_type {
 /* One change. */
 struct fdn_change {
 	uint64_t revision;
-	uint64_t time_ns; /* CLOCK_REALTIME, taken just before it took effect */
+	uint64_t time_ns; /* CLOCK_REALTIME, taken just before it took effect
+			   * (a registration: its entry's registered_ns) */
 	/* FDN_CHANGE_REMOVED by the reaper after a death: the death's number
 	 * in the graveyard (fdn_death.number); else FDN_NO_DEATH. */
 	uint64_t death;
