@@ -72,7 +72,7 @@ size_t fdn__reg_prefix_of(const char *name, const struct fdn_attr *a, const char
 		 * as the integer it equals (1.0 as 1, -0.0 as 0). */
 		type = 'n';
 		if (a->v.d >= -9.2e18 && a->v.d <= 9.2e18 && a->v.d == (double)(long long)a->v.d)
-			snprintf(text, sizeof(text), "%lld", (long long)a->v.d);
+			int_text((int64_t)a->v.d, text);
 		else
 			snprintf(text, sizeof(text), "%.17g", a->v.d);
 		break;

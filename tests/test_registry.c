@@ -547,6 +547,55 @@ static bool keep_all(void *arg, const struct fdn_entry_view *e)
 	return true;
 }
 
+/* Numbers in the index: an int and an integral double of the same value
+ * share their index text, and the extremes of int64 are found.  Each find
+ * of the indexed "capability" agrees with the same find of "zone", which
+ * is not indexed and is answered by a scan comparing values. */
+Test(registry, indexed_numbers_are_found_by_value, .timeout = 120)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	const struct fdn_attr vals[] = {
+	    {.type = FDN_ATTR_INT, .v.i = 0},         {.type = FDN_ATTR_INT, .v.i = -1},
+	    {.type = FDN_ATTR_INT, .v.i = 7},         {.type = FDN_ATTR_DOUBLE, .v.d = 7.0},
+	    {.type = FDN_ATTR_DOUBLE, .v.d = 2.5},    {.type = FDN_ATTR_INT, .v.i = INT64_MIN},
+	    {.type = FDN_ATTR_INT, .v.i = INT64_MAX}, {.type = FDN_ATTR_INT, .v.i = -1234567890123},
+	};
+	for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+		struct fdn_attr a[2] = {vals[i], vals[i]};
+		a[0].name = "capability";
+		a[1].name = "zone";
+		char k[16];
+		snprintf(k, sizeof(k), "n%zu", i);
+		cr_assert_eq(fdn_register(s, k, strlen(k), getpid(), a, 2, 0, NULL), 0, "%s", k);
+	}
+	cr_assert(fdn_attr_indexed(s, "capability"));
+	cr_assert_not(fdn_attr_indexed(s, "zone"));
+	const struct {
+		struct fdn_attr v;
+		int want;
+	} finds[] = {
+	    {{.type = FDN_ATTR_INT, .v.i = 7}, 2},
+	    {{.type = FDN_ATTR_DOUBLE, .v.d = 7.0}, 2},
+	    {{.type = FDN_ATTR_DOUBLE, .v.d = -0.0}, 1},
+	    {{.type = FDN_ATTR_INT, .v.i = -1}, 1},
+	    {{.type = FDN_ATTR_DOUBLE, .v.d = 2.5}, 1},
+	    {{.type = FDN_ATTR_INT, .v.i = 2}, 0},
+	    {{.type = FDN_ATTR_INT, .v.i = INT64_MIN}, 1},
+	    {{.type = FDN_ATTR_INT, .v.i = INT64_MAX}, 1},
+	    {{.type = FDN_ATTR_INT, .v.i = -1234567890123}, 1},
+	    {{.type = FDN_ATTR_INT, .v.i = 1234567890123}, 0},
+	};
+	for (size_t i = 0; i < sizeof(finds) / sizeof(finds[0]); i++) {
+		int by_index = fdn_find_by_attribute(s, "capability", &finds[i].v, NULL, NULL);
+		int by_scan = fdn_find_by_attribute(s, "zone", &finds[i].v, NULL, NULL);
+		cr_assert_eq(by_index, finds[i].want, "find %zu through the index: %d", i,
+			     by_index);
+		cr_assert_eq(by_scan, finds[i].want, "find %zu by a scan: %d", i, by_scan);
+	}
+	reg_destroy(s, name);
+}
+
 /* Entries of a dead owner nobody has reaped (no reaper here) are listed by
  * the plain reads, and left out by every read given FDN_REG_CHECK_ALIVE:
  * foreach, list, count, find_by_attribute (indexed and not), query; in the
