@@ -151,6 +151,7 @@ struct fdn__dead {
 	int exit_status;
 	bool record;         /* a death (true) or a detach (false) */
 	uint64_t latency_ns; /* out: wake-up to entries gone (0 in: not yet) */
+	bool hidden;         /* out: reclaim_begin done (fdn__reap_hide) */
 	uint64_t entries;    /* out: entries removed */
 	bool done;           /* out: slot fully reclaimed */
 };

@@ -203,10 +203,17 @@ uint64_t fdn_deaths(fdn_segment *s)
 void fdn__reap_hide(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke_ns)
 {
 	for (size_t i = 0; i < n; i++) {
+		/* Once per death: the daemon hides its deaths before its tick
+		 * and fdn__reap_batch hides what it is given, and a second
+		 * reclaim_begin would only walk every reader slot again. */
+		if (d[i].hidden)
+			continue;
+		int r = fdn__proc_reclaim_begin(s, d[i].idx, d[i].word);
 		/* A slot given back cleanly before we looked (a detach, a
 		 * reaper that lost the lease race): nothing died there. */
-		if (fdn__proc_reclaim_begin(s, d[i].idx, d[i].word) == FDN_ENOTFOUND)
+		if (r == FDN_ENOTFOUND)
 			d[i].record = false;
+		d[i].hidden = r == 0 || r == FDN_ENOTFOUND;
 		/* The first pass that hid it (a retry keeps the figure). */
 		if (d[i].latency_ns == 0 && woke_ns)
 			d[i].latency_ns = fdn__mono_ns() - woke_ns;

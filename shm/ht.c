@@ -74,16 +74,7 @@
 
 uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, size_t len)
 {
-	if (s->table_flags[table] & FDN_TABLE_PREFIX_HASH) {
-		const unsigned char *k = key;
-		size_t n = len ? k[0] : 0;
-		if (len == 0 || n > len - 1)
-			n = len ? len - 1 : 0; /* malformed: hash what there is */
-		uint64_t rest = XXH3_64bits_withSeed(k + 1 + n, len ? len - 1 - n : 0, s->seed);
-		return fdn__ht_prefix_hash(s, k + 1, n) ^
-		       (rest & (fdn__prefix_spread(k + 1, n) - 1));
-	}
-	return XXH3_64bits_withSeed(key, len, s->seed);
+	return fdn__ht_hash_of(s, table, key, len);
 }
 
 uint64_t fdn__ht_prefix_hash(const fdn_segment *s, const void *prefix, size_t n)
@@ -315,7 +306,7 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 			   const struct fdn__chg *c)
 {
 	fdn_segment *s = t->seg;
-	uint64_t h = fdn__ht_hash(s, table, key, kl);
+	uint64_t h = fdn__ht_hash_of(s, table, key, kl);
 	uint64_t count =
 	    fdn__op_begin(t, table, mode == FDN_HT_UNIQUE ? FDN_OP_INSERT : FDN_OP_UPSERT);
 	uint32_t g, gen;
@@ -449,7 +440,7 @@ int fdn__ht_delete_chg(fdn_segment *s, uint32_t table, const void *key, size_t k
 	r = fdn__op_lock(s, &t);
 	if (r)
 		return r;
-	uint64_t h = fdn__ht_hash(s, table, key, klen);
+	uint64_t h = fdn__ht_hash_of(s, table, key, klen);
 	uint64_t count = fdn__op_begin(t, table, FDN_OP_DELETE);
 	int change = 0;
 	r = FDN_ECORRUPT;

@@ -17,14 +17,23 @@
 #include <xxhash.h>
 #pragma GCC diagnostic pop
 
-/* fdn__ht_hash with XXH3 compiled in place for a table hashed whole (every
- * table but the index): the library call and its dispatch were 58 of a
- * warm fdn_whereis hit's 345 instructions. */
-static inline uint64_t fdn__ht_hash_read(const fdn_segment *s, uint32_t table, const void *key,
-					 size_t len)
+/* The hash of key in table (fdn__ht_hash, ht.c, is this, out of line), with
+ * XXH3 compiled in place: the library call and its dispatch were 58 of a
+ * warm fdn_whereis hit's 345 instructions.  A prefix-hashed table (the
+ * registry's index) hashes the n-byte prefix after the length byte k[0],
+ * and spreads a prefix's keys over fdn__prefix_spread chains by the rest. */
+static inline uint64_t fdn__ht_hash_of(const fdn_segment *s, uint32_t table, const void *key,
+				       size_t len)
 {
-	if (s->table_flags[table] & FDN_TABLE_PREFIX_HASH)
-		return fdn__ht_hash(s, table, key, len);
+	if (s->table_flags[table] & FDN_TABLE_PREFIX_HASH) {
+		const unsigned char *k = key;
+		size_t n = len ? k[0] : 0;
+		if (len == 0 || n > len - 1)
+			n = len ? len - 1 : 0; /* malformed: hash what there is */
+		uint64_t rest = XXH3_64bits_withSeed(k + 1 + n, len ? len - 1 - n : 0, s->seed);
+		return fdn__ht_prefix_hash(s, k + 1, n) ^
+		       (rest & (fdn__prefix_spread(k + 1, n) - 1));
+	}
 	return XXH3_64bits_withSeed(key, len, s->seed);
 }
 
@@ -106,7 +115,7 @@ static inline int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key
 	int r = fdn__check_key(s, table, klen);
 	if (r)
 		return r;
-	uint64_t h = fdn__ht_hash_read(s, table, key, klen);
+	uint64_t h = fdn__ht_hash_of(s, table, key, klen);
 	/* acquire: pairs with the publishing CAS, so the node is complete. */
 	uint64_t w = atomic_load_explicit(&s->buckets[table][h & s->bucket_mask[table]],
 					  memory_order_acquire);
