@@ -78,26 +78,80 @@ static int check_write_key(const void *key, size_t klen, unsigned flags)
  * t0 (CLOCK_MONOTONIC; 0 = nobody listened then) and returned r:
  * duration_ns; result ("ok" or the error's name), backend, key (when it is
  * text).  Returns r. */
+/* The event's attributes: result, backend and, when the key is text, key
+ * (k, NUL-terminated).  Its one definition, for the text form and for the
+ * expansion of the compact one. */
+static size_t reg_event_attrs(int r, bool shared, const char *k, size_t n, struct fdn_attr a[3])
+{
+	a[0] = (struct fdn_attr){
+	    .name = "result", .type = FDN_ATTR_STRING, .v.s = r ? fdn_errname(r) : "ok"};
+	a[1] = (struct fdn_attr){
+	    .name = "backend", .type = FDN_ATTR_STRING, .v.s = shared ? "shared" : "local"};
+	a[2] = (struct fdn_attr){.name = "key", .type = FDN_ATTR_STRING, .v.s = k};
+	return n ? 3 : 2;
+}
+
 int fdn__reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key, size_t klen,
 		   int r)
 {
 	if (t0 == 0)
 		return r;
-	char k[FDN_REG_KEY_MAX + 1];
 	size_t n = key && klen <= FDN_REG_KEY_MAX ? klen : 0;
+	if (n && memchr(key, 0, n))
+		n = 0; /* not text: no key attribute */
+	uint64_t end = fdn__mono_ns();
+	bool shared = fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED;
+	/* Nobody in this process listens: to the ring in compact form (no
+	 * text built; readers expand it), as a span's start and stop. */
+	if (s && atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0) {
+		uint8_t b[FDN_REG_REC_HEAD + FDN_REG_KEY_MAX];
+		uint64_t dur = end - t0;
+		int32_t res = r;
+		b[0] = (uint8_t)(id - FDN__EV_REG_REGISTER + 1);
+		b[1] = shared ? 0 : 1;
+		b[2] = (uint8_t)n;
+		b[3] = 0;
+		memcpy(b + 4, &res, 4);
+		memcpy(b + 8, &dur, 8);
+		memcpy(b + FDN_REG_REC_HEAD, key, n);
+		if (fdn__emit_compact(s, id, FDN_EVENT_REG, b, FDN_REG_REC_HEAD + n, fdn__real_ns(),
+				      end) >= 0)
+			return r;
+	}
+	char k[FDN_REG_KEY_MAX + 1];
 	memcpy(k, key, n);
 	k[n] = 0;
-	uint64_t end = fdn__mono_ns();
 	struct fdn_measurement m = {"duration_ns", (double)(end - t0)};
-	struct fdn_attr a[3] = {
-	    {.name = "result", .type = FDN_ATTR_STRING, .v.s = r ? fdn_errname(r) : "ok"},
-	    {.name = "backend",
-	     .type = FDN_ATTR_STRING,
-	     .v.s = fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED ? "shared" : "local"},
-	    {.name = "key", .type = FDN_ATTR_STRING, .v.s = k},
-	};
-	fdn__emit_id_at(s, id, end, &m, 1, a, n && !memchr(key, 0, n) ? 3 : 2);
+	struct fdn_attr a[3];
+	fdn__emit_id_at(s, id, end, &m, 1, a, reg_event_attrs(r, shared, k, n, a));
 	return r;
+}
+
+bool fdn__reg_rec_expand(const uint8_t *b, size_t len, struct fdn_ring_event *ev)
+{
+	if (len < FDN_REG_REC_HEAD || b[0] < 1 ||
+	    b[0] > FDN__EV_REG_MERGE - FDN__EV_REG_REGISTER + 1 || b[1] > 1 || b[3] != 0 ||
+	    len != FDN_REG_REC_HEAD + (size_t)b[2] || memchr(b + FDN_REG_REC_HEAD, 0, b[2]))
+		return false;
+	int32_t res;
+	uint64_t dur;
+	memcpy(&res, b + 4, 4);
+	memcpy(&dur, b + 8, 8);
+	char k[FDN_REG_KEY_MAX + 1];
+	memcpy(k, b + FDN_REG_REC_HEAD, b[2]);
+	k[b[2]] = 0;
+	struct fdn_attr a[3];
+	int alen = fdn_attrs_encode(a, reg_event_attrs(res, b[1] == 0, k, b[2], a), ev->attrs,
+				    sizeof(ev->attrs));
+	if (alen < 0)
+		return false;
+	snprintf(ev->name, sizeof(ev->name), "%s", fdn__ev_names[FDN__EV_REG_REGISTER + b[0] - 1]);
+	ev->nmeasurements = 1;
+	snprintf(ev->measurements[0].name, sizeof(ev->measurements[0].name), "duration_ns");
+	ev->measurements[0].value = (double)dur;
+	ev->attrs_len = (uint32_t)alen;
+	ev->truncated = false;
+	return true;
 }
 
 /* ---- owners ---------------------------------------------------------------- */

@@ -390,10 +390,13 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id, uint
 	return 1;
 }
 
-int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, size_t len,
-		       uint64_t real, uint64_t mono)
+int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint8_t *body,
+		      size_t len, uint64_t real, uint64_t mono)
 {
-	if (!s || !fdn__ring_on(s) || len < FDN_SPAN_REC_HEAD || len > FDN_EVENT_BODY)
+	size_t head = flag == FDN_EVENT_SPAN  ? FDN_SPAN_REC_HEAD
+		      : flag == FDN_EVENT_REG ? FDN_REG_REC_HEAD
+					      : SIZE_MAX;
+	if (!s || !fdn__ring_on(s) || len < head || len > FDN_EVENT_BODY)
 		return FDN_EINVAL;
 	struct fdn__tel t;
 	int r = emit_ctx(s, &t);
@@ -410,7 +413,7 @@ int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, siz
 	rec.pseq = ++fdn__me.pseq;
 	rec.pid = (uint32_t)fdn__me.pid;
 	rec.tid = (uint32_t)fdn__me.tid;
-	rec.flags = FDN_EVENT_SPAN;
+	rec.flags = (uint8_t)flag;
 	rec.body_len = (uint16_t)len;
 	memcpy(rec.body, body, len);
 	if ((r = ring_put(s, &rec)))
@@ -519,10 +522,13 @@ static void rec_stamp(const struct fdn_shm_event *rec, uint64_t t, struct fdn_ri
 
 static bool rec_decode(const struct fdn_shm_event *rec, uint64_t t, struct fdn_ring_event *ev)
 {
-	if (rec->flags & FDN_EVENT_SPAN) {
+	if (rec->flags & (FDN_EVENT_SPAN | FDN_EVENT_REG)) {
+		bool span = rec->flags & FDN_EVENT_SPAN;
 		if (rec->ticket != t || rec->body_len > FDN_EVENT_BODY || rec->name_len != 0 ||
-		    rec->nmeas != 0 || rec->attrs_len != 0 || rec->check != rec_check(rec, t) ||
-		    !fdn__span_rec_expand(rec->body, rec->body_len, ev))
+		    rec->nmeas != 0 || rec->attrs_len != 0 ||
+		    (rec->flags & FDN_EVENT_REG && span) || rec->check != rec_check(rec, t) ||
+		    !(span ? fdn__span_rec_expand : fdn__reg_rec_expand)(rec->body, rec->body_len,
+									 ev))
 			return false;
 		rec_stamp(rec, t, ev);
 		return true;

@@ -46,38 +46,48 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id);
 /* Would an event of this id go anywhere?  A relaxed load when no handler
  * is attached and telemetry is not shared; use it before measuring
  * anything for an event. */
+/* fdn__emit_enabled's answer for a registry lookup with no handler
+ * attached, from the built-in word w, on a writable handle whose ring and
+ * sampler are the segment's: the sampler's spec, read where the slow path
+ * found it -- a handful of loads instead of the context checks of the
+ * general path (a warm fdn_whereis hit on 10 000 entries went from 33 to
+ * 26 ns).  1: wanted, 0: not, -1: not known here (the general path
+ * decides). */
+static inline int fdn__lookup_event_fast(fdn_segment *s, uint64_t w)
+{
+	_Atomic uint64_t *spec = atomic_load_explicit(&s->lookup_spec, memory_order_relaxed);
+	if (!spec || s->readonly || fdn__seg_usable(s) != 0 ||
+	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_TELEMETRY) != FDN_FLAG_PCT_MAX ||
+	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_SAMPLED_EVENTS) != FDN_FLAG_PCT_MAX)
+		return -1;
+	return FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)) != FDN_SAMPLE_NEVER;
+}
+
 static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 {
 	bool handlers = atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
-	/* A registry lookup (the hottest call) on a writable handle whose
-	 * ring and sampler are the segment's: the answer is its sampler's
-	 * spec, read where the slow path found it -- a handful of loads
-	 * instead of the two context checks below (a warm fdn_whereis hit on
-	 * 10 000 entries went from 33 to 26 ns). */
 	if (!handlers && id == FDN__EV_REG_LOOKUP && s) {
-		_Atomic uint64_t *spec =
-		    atomic_load_explicit(&s->lookup_spec, memory_order_relaxed);
-		uint64_t w = spec ? fdn__flags_word(s) : 0;
-		if (spec && !s->readonly && fdn__seg_usable(s) == 0 &&
-		    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_TELEMETRY) == FDN_FLAG_PCT_MAX &&
-		    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_SAMPLED_EVENTS) == FDN_FLAG_PCT_MAX)
-			return FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)) !=
-			       FDN_SAMPLE_NEVER;
+		int f = fdn__lookup_event_fast(s, fdn__flags_word(s));
+		if (f >= 0)
+			return f;
 	}
 	if (!handlers && (s == NULL || !fdn__ring_on(s)))
 		return false;
 	return fdn__emit_wanted(s, id);
 }
 
-/* A span's start or stop event in compact form (shm/layout.h,
- * FDN_EVENT_SPAN): body (len bytes) at the given times, to the ring only
- * (the caller has checked that no handler is attached).  Asks the event's
- * sampler like any emit.  1 written, 0 sampled out, or an error. */
-int fdn__emit_span_rec(fdn_segment *s, enum fdn__ev id, const uint8_t *body, size_t len,
-		       uint64_t real_ns, uint64_t mono_ns);
+/* An event in compact form (shm/layout_svc.h): a span's start or stop
+ * (flag FDN_EVENT_SPAN) or a registry call's (FDN_EVENT_REG), body (len
+ * bytes) at the given times, to the ring only (the caller has checked that
+ * no handler is attached).  Asks the event's sampler like any emit.  1
+ * written, 0 sampled out, or an error. */
+int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint8_t *body,
+		      size_t len, uint64_t real_ns, uint64_t mono_ns);
 /* Expand a compact span body into ev's name, measurements and attributes
  * (trace_rec.c, the owner of the format).  false if malformed. */
 bool fdn__span_rec_expand(const uint8_t *body, size_t len, struct fdn_ring_event *ev);
+/* The same for a registry call's body (registry.c, the owner). */
+bool fdn__reg_rec_expand(const uint8_t *body, size_t len, struct fdn_ring_event *ev);
 
 /* fdn_emit for a service's own event (its name is known valid). */
 int fdn__emit_id(fdn_segment *s, enum fdn__ev id, const struct fdn_measurement *m, size_t nm,

@@ -235,7 +235,7 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 		size_t len = fdn__span_rec(rec, backend, id, sp, depth, e);
 		uint64_t mono = sp->start_ns + e->duration_ns,
 			 real = sp->start_real + e->duration_ns;
-		if (len && fdn__emit_span_rec(s, id, rec, len, real, mono) >= 0)
+		if (len && fdn__emit_compact(s, id, FDN_EVENT_SPAN, rec, len, real, mono) >= 0)
 			return;
 	}
 	char name[FDN_SPAN_NAME_MAX + 1], tid[33], sid[17], par[17], lsid[17];

@@ -326,8 +326,20 @@ static_assert(offsetof(struct fdn_shm_tel_hdr, ring_lapped) == 64, "ring_lapped"
  * duration_ns), attributes span, trace_id, span_id, parent_id, backend
  * (and status).  A reader that does not know the flag rejects the record
  * (name_len 0) and counts it lost: it never misreads it. */
-enum { FDN_EVENT_TRUNCATED = 1u << 0, FDN_EVENT_SPAN = 1u << 1 };
 #define FDN_SPAN_REC_HEAD 48u
+/* FDN_EVENT_REG: a registry call's event (foundation.registry.register,
+ * .lookup, .unregister, .update, .merge) in compact binary form
+ * (lib/registry.c, fdn__reg_event); name_len, nmeas and attrs_len are 0
+ * and the body is
+ *   0 u8 call (1 register, 2 lookup, 3 unregister, 4 update, 5 merge)
+ *   1 u8 backend (0 shared, 1 local)   2 u8 key length (0: no key)   3 u8 0
+ *   4 i32 result (0, or a Foundation error)   8 u64 duration_ns
+ *   16 the key (no NUL byte)
+ * Readers expand it into the text form: measurement duration_ns,
+ * attributes result ("ok" or the error's name), backend and key.  A
+ * reader that does not know the flag rejects it, as for FDN_EVENT_SPAN. */
+#define FDN_REG_REC_HEAD 16u
+enum { FDN_EVENT_TRUNCATED = 1u << 0, FDN_EVENT_SPAN = 1u << 1, FDN_EVENT_REG = 1u << 2 };
 
 struct fdn_shm_event {
 	_Atomic uint64_t seq;         /*  0 */

@@ -1191,6 +1191,83 @@ static void capture(const struct fdn_event *ev, void *arg)
 	c->n++;
 }
 
+static void ignore_event(const struct fdn_event *ev, void *arg)
+{
+	(void)ev;
+	(void)arg;
+}
+
+/* The registry's calls, as read from the ring: with no handler attached
+ * they are written in compact form (shm/layout_svc.h, FDN_EVENT_REG) and
+ * expanded by the reader; with a handler, in text form.  A reader sees
+ * the same event either way: name, measurement duration_ns, and attribute
+ * bytes equal (result, backend, key; no key when it is not text). */
+static int registry_calls(fdn_segment *s, struct fdn_ring_event *ev, int cap)
+{
+	struct fdn_entry e;
+	cr_assert_eq(fdn_register(s, "svc", 3, getpid(), NULL, 0, 0, NULL), 0);
+	cr_assert_eq(fdn_lookup(s, "svc", 3, 0, &e), 0);
+	cr_assert_eq(fdn_lookup(s, "a\0b", 3, 0, &e), FDN_ENOTFOUND);
+	cr_assert_eq(fdn_unregister(s, "svc", 3), 0);
+	cr_assert_eq(fdn_unregister(s, "svc", 3), FDN_ENOTFOUND);
+	struct fdn_ring_cursor c;
+	static struct fdn_ring_event one;
+	int n = 0;
+	cr_assert_eq(fdn_ring_cursor_init(s, &c, true), 0);
+	while (fdn_ring_next(s, &c, &one) == 1)
+		if (strncmp(one.name, "foundation.registry.", 20) == 0 && n < cap)
+			ev[n++] = one;
+	cr_assert_eq(c.lost, 0);
+	return n;
+}
+
+Test(telemetry, registry_events_compact_and_text_read_alike)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 4096);
+	set_sampler(s, "foundation.registry.lookup", "always");
+	static struct fdn_ring_event compact[8], text[16];
+	int n = registry_calls(s, compact, 8);
+	cr_assert_eq(n, 5);
+	const char *want[5][3] = {{"foundation.registry.register", "ok", "svc"},
+				  {"foundation.registry.lookup", "ok", "svc"},
+				  {"foundation.registry.lookup", "FDN_ENOTFOUND", NULL},
+				  {"foundation.registry.unregister", "ok", "svc"},
+				  {"foundation.registry.unregister", "FDN_ENOTFOUND", "svc"}};
+	for (int i = 0; i < 5; i++) {
+		struct fdn_attr a;
+		cr_assert_str_eq(compact[i].name, want[i][0]);
+		cr_assert_eq(compact[i].pid, getpid());
+		cr_assert_geq(meas(&compact[i], "duration_ns"), 0);
+		cr_assert_eq(compact[i].nmeasurements, 1);
+		cr_assert_eq(fdn_attrs_get(compact[i].attrs, compact[i].attrs_len, "result", &a),
+			     0);
+		cr_assert_str_eq(a.v.s, want[i][1]);
+		cr_assert_eq(fdn_attrs_get(compact[i].attrs, compact[i].attrs_len, "backend", &a),
+			     0);
+		cr_assert_str_eq(a.v.s, "shared");
+		int k = fdn_attrs_get(compact[i].attrs, compact[i].attrs_len, "key", &a);
+		if (want[i][2]) {
+			cr_assert_eq(k, 0);
+			cr_assert_str_eq(a.v.s, want[i][2]);
+		} else {
+			cr_assert_eq(k, FDN_ENOTFOUND, "a key that is not text has no attribute");
+		}
+	}
+	/* With a handler attached: the text form, the same bytes. */
+	cr_assert_eq(fdn_handler_attach("t", "foundation.registry", ignore_event, NULL), 0);
+	cr_assert_eq(registry_calls(s, text, 16), 10);
+	cr_assert_eq(fdn_handler_detach("t"), 0);
+	for (int i = 0; i < 5; i++) {
+		cr_assert_str_eq(text[5 + i].name, compact[i].name);
+		cr_assert_eq(text[5 + i].nmeasurements, 1);
+		cr_assert_str_eq(text[5 + i].measurements[0].name, "duration_ns");
+		cr_assert_eq(text[5 + i].attrs_len, compact[i].attrs_len);
+		cr_assert_eq(memcmp(text[5 + i].attrs, compact[i].attrs, compact[i].attrs_len), 0);
+	}
+	tel_destroy(s, name);
+}
+
 Test(telemetry, registry_and_reaper_events)
 {
 	char name[128];
