@@ -37,6 +37,8 @@
  * Example: {b = true, t = [x]} is the 21 bytes
  *   02 00 | 04 01 01 00 'b' 00 01 | 05 01 06 00 't' 00 01 00 01 00 'x' 00
  */
+#include "lib/internal.h"
+
 #include <foundation/attrs.h>
 
 #include <errno.h>
@@ -433,6 +435,18 @@ int fdn_attrs_at(const void *p, size_t len, uint32_t i, struct fdn_attr *out)
 	struct rec r;
 	if (!out || !rec_at(p, len, i, &r))
 		return FDN_ENOTFOUND;
+	rec_to_attr(&r, out);
+	return 0;
+}
+
+int fdn__attrs_next(const void *p, size_t len, size_t *off, struct fdn_attr *out)
+{
+	const unsigned char *b = p;
+	struct rec r;
+	if (!b || len < HDR_LEN || *off < HDR_LEN || *off > len || !rec_head(b, len, off, &r))
+		return FDN_ENOTFOUND;
+	if (!enc_value_ok(r.type, r.val, r.vlen))
+		return FDN_EINVMETA;
 	rec_to_attr(&r, out);
 	return 0;
 }

@@ -12,6 +12,13 @@
 #include <foundation/registry.h>
 #include <foundation/telemetry.h>
 
+/* The attribute at *off of an encoding (start with *off = 2, past the
+ * count) and *off moved past it: 0; FDN_EINVMETA for a record whose value
+ * is malformed (*off is past it: the caller may go on); FDN_ENOTFOUND at
+ * the end or at a malformed header.  One walk of a set where
+ * fdn_attrs_at(i) starts again from the first record for each i. */
+int fdn__attrs_next(const void *p, size_t len, size_t *off, struct fdn_attr *out);
+
 /* ---- backends (backend.c) ------------------------------------------------
  * Each service has a shared backend (the segment) and a process-local one;
  * the flags choose per call. */

@@ -661,7 +661,8 @@ int fdn_reaper_autostart(fdn_segment *s)
 void fdn__reaper_notice(fdn_segment *s)
 {
 	uint64_t due = atomic_load_explicit(&s->reaper_check_ns, memory_order_relaxed);
-	uint64_t now = fdn__mono_ns();
+	/* Coarse: every registry write asks, and the gap is a second. */
+	uint64_t now = fdn__mono_coarse_ns();
 	if (now < due)
 		return;
 	if (!atomic_compare_exchange_strong(&s->reaper_check_ns, &due,

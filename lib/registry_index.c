@@ -97,9 +97,13 @@ size_t fdn__reg_prefix_of(const char *name, const struct fdn_attr *a, const char
 int fdn__reg_each_prefix(fdn_segment *s, const void *attrs, size_t alen, prefix_cb cb, void *arg)
 {
 	uint32_t n = fdn_attrs_count(attrs, alen);
+	size_t off = 2;
 	for (uint32_t i = 0; i < n; i++) {
 		struct fdn_attr a;
-		if (fdn_attrs_at(attrs, alen, i, &a) || !fdn__reg_indexed(s, a.name))
+		int d = fdn__attrs_next(attrs, alen, &off, &a);
+		if (d == FDN_ENOTFOUND)
+			break;
+		if (d || !fdn__reg_indexed(s, a.name))
 			continue;
 		unsigned char p[PREFIX_MAX];
 		uint32_t items = a.type == FDN_ATTR_LIST ? a.v.list.n : 1;
@@ -613,8 +617,11 @@ bool fdn__reg_indexed(fdn_segment *s, const char *name)
 {
 	if (!name || !*name)
 		return false;
+	/* The first byte first: most names match no slot, and a free slot
+	 * (empty name) none. */
 	for (uint32_t i = 0; i < FDN_MAX_INDEXED; i++)
-		if (strncmp(s->hdr->indexed[i], name, FDN_INDEXED_NAME_MAX) == 0)
+		if (s->hdr->indexed[i][0] == name[0] &&
+		    strncmp(s->hdr->indexed[i], name, FDN_INDEXED_NAME_MAX) == 0)
 			return true;
 	return false;
 }
