@@ -103,7 +103,8 @@ int fdn__reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key
 	bool shared = fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED;
 	/* Nobody in this process listens: to the ring in compact form (no
 	 * text built; readers expand it), as a span's start and stop. */
-	if (s && atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0) {
+	if (s && id >= FDN__EV_REG_REGISTER && id <= FDN__EV_REG_MERGE &&
+	    atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0) {
 		uint8_t b[FDN_REG_REC_HEAD + FDN_REG_KEY_MAX];
 		uint64_t dur = end - t0;
 		int32_t res = r;
