@@ -74,10 +74,6 @@ static int check_write_key(const void *key, size_t klen, unsigned flags)
 	return r;
 }
 
-/* The registry's telemetry: the event `id` of an operation that began at
- * t0 (CLOCK_MONOTONIC; 0 = nobody listened then) and returned r:
- * duration_ns; result ("ok" or the error's name), backend, key (when it is
- * text).  Returns r. */
 /* The event's attributes: result, backend and, when the key is text, key
  * (k, NUL-terminated).  Its one definition, for the text form and for the
  * expansion of the compact one. */
@@ -91,6 +87,12 @@ static size_t reg_event_attrs(int r, bool shared, const char *k, size_t n, struc
 	return n ? 3 : 2;
 }
 
+/* The registry's telemetry: the event `id` of an operation that began at
+ * t0 (CLOCK_MONOTONIC; 0 = nobody listened then) and returned r:
+ * duration_ns; result ("ok" or the error's name), backend, key (when it is
+ * text).  With no handler attached in this process, a compact record
+ * (FDN_EVENT_REG, shm/layout_svc.h) that readers expand into the same
+ * fields.  Returns r. */
 int fdn__reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key, size_t klen,
 		   int r)
 {

@@ -43,9 +43,6 @@ bool fdn__ring_on(fdn_segment *s);
  * `never` (known from this thread's cache), else true. */
 bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id);
 
-/* Would an event of this id go anywhere?  A relaxed load when no handler
- * is attached and telemetry is not shared; use it before measuring
- * anything for an event. */
 /* fdn__emit_enabled's answer for a registry lookup with no handler
  * attached, from the built-in word w, on a writable handle whose ring and
  * sampler are the segment's: the sampler's spec, read where the slow path
@@ -63,6 +60,9 @@ static inline int fdn__lookup_event_fast(fdn_segment *s, uint64_t w)
 	return FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)) != FDN_SAMPLE_NEVER;
 }
 
+/* Would an event of this id go anywhere?  A relaxed load when no handler
+ * is attached and telemetry is not shared; use it before measuring
+ * anything for an event. */
 static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 {
 	bool handlers = atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
