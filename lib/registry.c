@@ -103,10 +103,10 @@ int fdn__reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key
 		n = 0; /* not text: no key attribute */
 	uint64_t end = fdn__mono_ns();
 	bool shared = fdn__backend(s, FDN__SVC_REGISTRY) == FDN__SHARED;
-	/* Nobody in this process listens: to the ring in compact form (no
-	 * text built; readers expand it), as a span's start and stop. */
-	if (s && id >= FDN__EV_REG_REGISTER && id <= FDN__EV_REG_MERGE &&
-	    atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0) {
+	/* To the ring in compact form (no text built; readers expand it), as
+	 * a span's start and stop, unless a handler in this process needs
+	 * the text form (fdn__emit_compact refuses then). */
+	if (s && id >= FDN__EV_REG_REGISTER && id <= FDN__EV_REG_MERGE) {
 		uint8_t b[FDN_REG_REC_HEAD + FDN_REG_KEY_MAX];
 		uint64_t dur = end - t0;
 		int32_t res = r;
@@ -117,8 +117,7 @@ int fdn__reg_event(fdn_segment *s, enum fdn__ev id, uint64_t t0, const void *key
 		memcpy(b + 4, &res, 4);
 		memcpy(b + 8, &dur, 8);
 		memcpy(b + FDN_REG_REC_HEAD, key, n);
-		if (fdn__emit_compact(s, id, FDN_EVENT_REG, b, FDN_REG_REC_HEAD + n, fdn__real_ns(),
-				      end) >= 0)
+		if (fdn__emit_compact(s, id, FDN_EVENT_REG, b, FDN_REG_REC_HEAD + n, 0, end) >= 0)
 			return r;
 	}
 	char k[FDN_REG_KEY_MAX + 1];

@@ -396,7 +396,12 @@ int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint
 	size_t head = flag == FDN_EVENT_SPAN  ? FDN_SPAN_REC_HEAD
 		      : flag == FDN_EVENT_REG ? FDN_REG_REC_HEAD
 					      : SIZE_MAX;
-	if (!s || !fdn__ring_on(s) || len < head || len > FDN_EVENT_BODY)
+	/* A handler attached in this process needs the text form: the
+	 * caller builds it instead.  (A handler attached after this load
+	 * misses the event, as it would any event emitted before its attach
+	 * returned.) */
+	if (!s || atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0 ||
+	    !fdn__ring_on(s) || len < head || len > FDN_EVENT_BODY)
 		return FDN_EINVAL;
 	struct fdn__tel t;
 	int r = emit_ctx(s, &t);
@@ -408,7 +413,7 @@ int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint
 	fdn__me_refresh();
 	struct fdn_shm_event rec;
 	memset(&rec, 0, offsetof(struct fdn_shm_event, body));
-	rec.real_ns = real;
+	rec.real_ns = real ? real : fdn__real_ns(); /* 0: now */
 	rec.mono_ns = mono;
 	rec.pseq = ++fdn__me.pseq;
 	rec.pid = (uint32_t)fdn__me.pid;

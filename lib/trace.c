@@ -224,13 +224,12 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 {
 	if (!fdn__emit_enabled(s, id))
 		return;
-	/* Nobody in this process listens, so the event goes to the ring
-	 * only: a start or stop without a message or the caller's attributes
-	 * is written in compact form (no text built; readers expand it).  A
-	 * handler attached after the load below misses this event, as it
-	 * would any event emitted before its attach returned. */
+	/* A start or stop without a message or the caller's attributes goes
+	 * to the ring in compact form (no text built; readers expand it)
+	 * unless a handler in this process needs the text form
+	 * (fdn__emit_compact refuses then). */
 	if ((id == FDN__EV_SPAN_START || id == FDN__EV_SPAN_STOP) && !e->message && !e->nuser &&
-	    s && atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0) {
+	    s) {
 		uint8_t rec[FDN_SPAN_REC_HEAD + FDN_SPAN_NAME_MAX];
 		size_t len = fdn__span_rec(rec, backend, id, sp, depth, e);
 		uint64_t mono = sp->start_ns + e->duration_ns,

@@ -1,16 +1,21 @@
 /*
- * clock.c - the library's two clocks, in nanoseconds, for lib/ and shm/
- * alike (declared in shm/shm.h).  Calls nothing of the library.
+ * clock.c - the library's clocks, in nanoseconds, for lib/ and shm/ alike
+ * (declared in shm/shm.h).  Calls nothing of the library.
  */
 #include "shm.h"
 
 #include <time.h>
 
-uint64_t fdn__mono_ns(void)
+static uint64_t clock_ns(clockid_t id)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t fdn__mono_ns(void)
+{
+	return clock_ns(CLOCK_MONOTONIC);
 }
 
 /* CLOCK_MONOTONIC_COARSE: the same time base, behind by up to a tick (a
@@ -19,9 +24,7 @@ uint64_t fdn__mono_ns(void)
  * its hypervisor's clock page). */
 uint64_t fdn__mono_coarse_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return clock_ns(CLOCK_MONOTONIC_COARSE);
 }
 
 uint64_t fdn__mono_ms(void)
@@ -31,7 +34,5 @@ uint64_t fdn__mono_ms(void)
 
 uint64_t fdn__real_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return clock_ns(CLOCK_REALTIME);
 }
