@@ -344,10 +344,12 @@ void fdn__limbo_help(struct fdn__thread *t)
 	 * whose signal handler retires blocks between its room check and its
 	 * own section, then got FDN_EREENTERED in 8 of 18 runs under ASan (0
 	 * of 10 from a quarter); stress_killstorm under TSan once saw writers
-	 * wait past their bound. */
+	 * wait past their bound.  The look starts a grace period of its own
+	 * at most once a millisecond per process (fdn__gp_help): between two,
+	 * it only finishes one already fenced. */
 	if (n < FDN_LIMBO_MAX / 4 || t->nest || fdn__in_section_of(s))
 		return;
-	if (fdn__gp_poll(s, 0, fdn__limbo_oldest(t->ts)) == 0)
+	if (fdn__gp_help(s, fdn__limbo_oldest(t->ts)) == 0)
 		fdn__limbo_reap(s, t->ts);
 }
 

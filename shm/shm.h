@@ -445,6 +445,13 @@ void fdn__rcu_set_flush_timeout(int64_t ns);
  * budget_ns (< 0: no limit, 0: look once).  0: gp_done now covers it;
  * FDN_EBUSY: a section (or a light reader we cannot fence) is in the way. */
 int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need);
+/* A writer's zero-wait help (limbo.c): fdn__gp_poll(s, 0, need), except
+ * that it starts a grace period of its own -- a membarrier, an IPI to every
+ * CPU running a reader -- at most once per FDN_GP_HELP_NS in this process;
+ * in between it only finishes one whose barrier was issued.  FDN_EBUSY when
+ * it did neither. */
+#define FDN_GP_HELP_NS (1000 * 1000ull)
+int fdn__gp_help(fdn_segment *s, uint64_t need);
 /* Wait until a grace period that began after the call has completed (by us
  * or anyone), or timeout_ns passes (< 0: no limit). */
 int fdn__grace_period(fdn_segment *s, int64_t timeout_ns);
