@@ -161,6 +161,58 @@ Test(reclaim, a_blocking_callback_costs_writers_nothing, .timeout = 60)
 	fdn_segment_destroy(name);
 }
 
+/* ---- the grace periods a writer's help starts ----------------------------------------- */
+
+/* A writer beside a reader process that is nearly always inside a section:
+ * its help starts at most one grace period a millisecond (fdn__gp_help).
+ * Without the limit it started one whenever the last had completed, about
+ * 20 000 a second on a 2-CPU machine, each a membarrier that interrupts the
+ * reader's CPU.  No reaper: every grace period counted is the writer's. */
+Test(reclaim, a_writer_starts_at_most_a_grace_period_a_millisecond, .timeout = 60)
+{
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	char name[128];
+	t_name(name, sizeof(name), "gprate");
+	fdn_segment *s = t_create(name, 100000, 0);
+	cr_assert_eq(reg_cap(s, "held", "gpu"), 0);
+	_Atomic int *flag = t_shared(2 * sizeof(int)); /* [0] reader ready, [1] stop */
+	pid_t p = t_fork();
+	if (p == 0) {
+		fdn_segment *x = NULL;
+		if (fdn_segment_attach(name, 0, &x) != 0)
+			_exit(1);
+		struct fdn_entry e;
+		atomic_store(&flag[0], 1);
+		while (!atomic_load(&flag[1]))
+			if (fdn_lookup(x, "held", 4, 0, &e) != 0)
+				_exit(2);
+		fdn_segment_detach(x); /* no reaper here to reclaim its slot */
+		_exit(0);
+	}
+	t_wait_ready(&flag[0], p);
+	uint64_t g0 = atomic_load(&s->hdr->gp_ctr), t0 = t_mono_ms();
+	unsigned ok = 0;
+	while (t_mono_ms() - t0 < 1000) {
+		int r = pair(s, ok);
+		cr_assert_eq(r, 0, "pair %u: %s", ok, fdn_strerror(r));
+		ok++;
+	}
+	uint64_t ms = t_mono_ms() - t0, g = atomic_load(&s->hdr->gp_ctr) - g0;
+	atomic_store(&flag[1], 1);
+	cr_assert(t_wait_ok(p), "the reader failed");
+	printf("help: %u pairs, %llu grace periods in %llu ms\n", ok, (unsigned long long)g,
+	       (unsigned long long)ms);
+	cr_assert_gt(ok, 2 * FDN_LIMBO_MAX, "only %u pairs", ok);
+	cr_assert_leq(g, 2 * ms + 20, "%llu grace periods in %llu ms", (unsigned long long)g,
+		      (unsigned long long)ms);
+	/* The blocks still wait for one: a last grace period frees them all. */
+	cr_assert_eq(fdn__grace_period(s, 5000000000ll), 0);
+	t_assert_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}
+
 /* ---- a reader stopped inside a section ---------------------------------------------- */
 
 /* 100 000 entries: a heap of 16 MiB or more, where full rings spill. */
