@@ -78,10 +78,10 @@ static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 
 /* An event in compact form (shm/layout_svc.h): a span's start or stop
  * (flag FDN_EVENT_SPAN) or a registry call's (FDN_EVENT_REG), body (len
- * bytes) at the given times (real_ns 0: read now), to the ring only.  Asks the event's sampler
- * like any emit.  1 written, 0 sampled out, or an error -- FDN_EINVAL also
- * when a handler is attached in this process or the ring is not on: the
- * caller then emits the text form. */
+ * bytes) at the given times (real_ns 0: read now), to the ring only.
+ * Asks the event's sampler like any emit.  1 written, 0 sampled out, or an
+ * error -- FDN_EINVAL also when a handler is attached in this process or
+ * the ring is not on: the caller then emits the text form. */
 int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint8_t *body,
 		      size_t len, uint64_t real_ns, uint64_t mono_ns);
 /* Expand a compact span body into ev's name, measurements and attributes

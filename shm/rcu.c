@@ -378,7 +378,23 @@ static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadl
 	}
 }
 
-int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
+/* When this process's help last started a grace period (CLOCK_MONOTONIC).
+ * Relaxed, loaded and then stored: two threads may both find the interval
+ * passed and each start one.  Only the rate depends on it, never a grace
+ * period's correctness. */
+static _Atomic uint64_t fdn__gp_help_last;
+
+/* fdn__gp_poll, and fdn__gp_help when help: a new grace period only if
+ * this process's help started none in the last FDN_GP_HELP_NS.  Unlimited,
+ * a writer beside a reader that is nearly always inside a section started
+ * one every few operations, as soon as the last completed: 40 000
+ * membarriers a second from one writer doing 200 000 register+unregister
+ * pairs a second, and a reader on the other CPU lost half its lookups to
+ * the IPIs (a process issuing only membarriers at that rate cost it as
+ * much).  Its blocks wait meanwhile in its ring and spill chunks
+ * (limbo.c); a full ring that cannot spill still polls at once
+ * (fdn__limbo_room, through fdn__gp_poll). */
+static int gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need, bool help)
 {
 	if (atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) > need)
 		return 0; /* someone's grace period already covers it */
@@ -396,6 +412,13 @@ int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 		atomic_thread_fence(memory_order_seq_cst);
 		fenced = true;
 	} else {
+		if (help) {
+			uint64_t now = fdn__mono_ns();
+			if (now - atomic_load_explicit(&fdn__gp_help_last, memory_order_relaxed) <
+			    FDN_GP_HELP_NS)
+				return FDN_EBUSY;
+			atomic_store_explicit(&fdn__gp_help_last, now, memory_order_relaxed);
+		}
 		g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
 		fenced = fdn__master_barrier(); /* pairs with every reader's BARRIER (top) */
 		if (fenced) {
@@ -440,33 +463,14 @@ int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
 	return 0;
 }
 
-/* When this process's help last started a grace period (CLOCK_MONOTONIC). */
-static _Atomic uint64_t fdn__gp_help_last;
+int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need)
+{
+	return gp_poll(s, budget_ns, need, false);
+}
 
 int fdn__gp_help(fdn_segment *s, uint64_t need)
 {
-	if (atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) > need)
-		return 0;
-	/* A grace period covering need whose barrier was issued: finishing
-	 * it costs nobody an IPI (fdn__gp_poll takes its fenced path). */
-	uint64_t f = atomic_load_explicit(&s->hdr->gp_fenced, memory_order_acquire);
-	if (f > need && f <= atomic_load_explicit(&s->hdr->gp_ctr, memory_order_relaxed))
-		return fdn__gp_poll(s, 0, need);
-	/* Otherwise a new one, at most once per FDN_GP_HELP_NS.  Unlimited,
-	 * a writer beside a reader that is nearly always inside a section
-	 * started one every few operations, as soon as the last completed:
-	 * 40 000 membarriers a second from one writer doing 200 000
-	 * register+unregister pairs a second, and a reader on the other CPU
-	 * lost half its lookups to the IPIs (a process issuing only
-	 * membarriers at that rate cost it as much).  Its blocks wait
-	 * meanwhile in its ring and spill chunks (limbo.c); a full ring that
-	 * cannot spill still polls at once (fdn__limbo_room). */
-	uint64_t now = fdn__mono_ns(),
-		 last = atomic_load_explicit(&fdn__gp_help_last, memory_order_relaxed);
-	if (now - last < FDN_GP_HELP_NS)
-		return FDN_EBUSY;
-	atomic_store_explicit(&fdn__gp_help_last, now, memory_order_relaxed);
-	return fdn__gp_poll(s, 0, need);
+	return gp_poll(s, 0, need, true);
 }
 
 int fdn__grace_period(fdn_segment *s, int64_t timeout_ns)
