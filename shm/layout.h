@@ -75,8 +75,11 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
  * counted removes a group's owner reference without walking the group
  * once it holds no entry at all; a build that writes an entry for another
  * owner without marking it would make that owner remove a reference its
- * entry needs. */
-#define FDN_ABI_MINOR 0
+ * entry needs.  Minor 6.1 brought header.gp_help_ns: the writers of all
+ * processes share one limit on the grace periods their help starts; a
+ * 6.0 build ignores the field and limits its own help per process, as
+ * before (a rate, never a grace period's correctness). */
+#define FDN_ABI_MINOR 1
 
 /* header.reaper_stop */
 #define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */
@@ -234,7 +237,12 @@ struct fdn_shm_header {
 	 * the reader slots again without a barrier of its own (shm/rcu.c).
 	 * 0: none yet. */
 	_Atomic uint64_t gp_fenced;
-	uint8_t pad_gp[40];
+	/* 280 (minor 6.1): gp_help_ns: CLOCK_MONOTONIC when a writer's help
+	 * last started a grace period, in any process; set by CAS (A).  Only
+	 * a rate limit (shm/rcu.c, gp_poll): no grace period's correctness
+	 * depends on it.  0: none yet. */
+	_Atomic uint64_t gp_help_ns;
+	uint8_t pad_gp[32];
 	/* 320: own cache line.  Allocation hint: the next never-used heap page
 	 * to try.  Written by A with CAS, may be stale: only a hint.
 	 * tslot_hwm: reader slots [0, tslot_hwm) have ever been claimed; a
@@ -341,6 +349,7 @@ static_assert(offsetof(struct fdn_shm_header, init_state) == 32, "init_state");
 static_assert(offsetof(struct fdn_shm_header, regions) == 128, "regions");
 static_assert(offsetof(struct fdn_shm_header, gp_ctr) == 256, "gp_ctr");
 static_assert(offsetof(struct fdn_shm_header, gp_fenced) == 272, "gp_fenced");
+static_assert(offsetof(struct fdn_shm_header, gp_help_ns) == 280, "gp_help_ns");
 static_assert(offsetof(struct fdn_shm_header, fresh_page_hint) == 320, "hint");
 static_assert(offsetof(struct fdn_shm_header, tables) == 384, "tables");
 static_assert(offsetof(struct fdn_shm_header, indexed) == 1408, "indexed");

@@ -345,7 +345,7 @@ void fdn__limbo_help(struct fdn__thread *t)
 	 * own section, then got FDN_EREENTERED in 8 of 18 runs under ASan (0
 	 * of 10 from a quarter); stress_killstorm under TSan once saw writers
 	 * wait past their bound.  The look starts a grace period of its own
-	 * at most once a millisecond per process (fdn__gp_help): between two,
+	 * at most once a millisecond among all writers (fdn__gp_help): between two,
 	 * it only finishes one already fenced. */
 	if (n < FDN_LIMBO_MAX / 4 || t->nest || fdn__in_section_of(s))
 		return;

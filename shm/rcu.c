@@ -72,14 +72,13 @@
  * one of its own per batch.  Grace periods are driven in the background
  * (the reaper polls while blocks wait) and by writers that help (a
  * writer's zero-wait help starts one, with its membarrier, at most once a
- * millisecond per process: fdn__gp_help): a poll never waits longer than
- * its budget, so a reader stopped in a section
- * (SIGSTOP, a debugger) costs a writer nothing until its slot holds its
- * spill bound (full rings go to heap chunks: limbo.c, "Spill"); then its next
- * retiring operation waits at most the flush bound and fails FDN_EBUSY,
- * changing nothing, and the ones after it fail at once until a grace
- * period completes.  Frees are CAS on the generation (alloc.c), so redoing
- * a free that a killed thread had already done changes nothing.
+ * millisecond among all processes: fdn__gp_help): a poll never waits
+ * longer than its budget, so a reader stopped in a section (SIGSTOP, a
+ * debugger) costs a writer nothing until its slot holds its spill bound (full rings go to heap
+ * chunks: limbo.c, "Spill"); then its next retiring operation waits at most the flush bound and
+ * fails FDN_EBUSY, changing nothing, and the ones after it fail at once until a grace period
+ * completes.  Frees are CAS on the generation (alloc.c), so redoing a free that a killed thread had
+ * already done changes nothing.
  *
  * Fenced grace periods.  A poll that cannot finish its grace period g (a
  * reader preempted or stopped inside a section started before g) returns;
@@ -105,13 +104,16 @@
  * entries (no spill in a heap under 16 MiB: FDN_LIMBO_MAX blocks).
  * (Interval-based reclamation would bound it by what existed when the
  * reader stopped instead, at the cost of an era check after every link a
- * reader loads -- 2-7 % of a raw lookup, measured on a test program; not
- * built: the bound and FDN_EBUSY are documented instead.)
+ * reader loads -- 2-7 % of a raw lookup, measured on a test program --
+ * and of a birth era in every block: 8 bytes the 24-byte node header has
+ * no room for, which take the registry's 124-byte entry into the 256-byte
+ * class (323.9 B per entry against 179.9, docs/benchmarks.md).  Not
+ * chosen: the bound and FDN_EBUSY are documented instead.)
  *
  * Memory orders on a weak machine (arm64).  The acquires, releases and
  * seq_cst accesses above carry the argument; each relaxed access in this
- * file and in limbo.c is one of five kinds, none of which another thread relies on for
- * load order:
+ * file and in limbo.c is one of six kinds, none of which another thread
+ * relies on for load order:
  *   - process-private caches (fdn__mb_global, fdn__rcu_light): any value
  *     read is a valid answer (a repeated kernel query; light is set at
  *     attach, before the handle reaches another thread);
@@ -132,7 +134,10 @@
  *     gp_fenced and gp_done): a stale value costs a failed CAS or a slot
  *     skipped, never a wrong decision;
  *   - damage checks on a free slot before its claim (ctr, the limbo
- *     count): a stale value can only make a good slot be skipped.
+ *     count): a stale value can only make a good slot be skipped;
+ *   - the help's rate limits (fdn__gp_help_last, header.gp_help_ns): a
+ *     stale value starts a grace period more or fewer, and every grace
+ *     period is correct whoever starts it and whenever.
  * The gp_ctr load after gp_fenced's acquire in fdn__gp_poll reads at least
  * f: the fetch_add that made f happens before the store of f we read.
  */
@@ -384,16 +389,50 @@ static int fdn__wait_slot(fdn_segment *s, uint32_t i, uint64_t g, uint64_t deadl
  * period's correctness. */
 static _Atomic uint64_t fdn__gp_help_last;
 
-/* fdn__gp_poll, and fdn__gp_help when help: a new grace period only if
- * this process's help started none in the last FDN_GP_HELP_NS.  Unlimited,
- * a writer beside a reader that is nearly always inside a section started
- * one every few operations, as soon as the last completed: 40 000
- * membarriers a second from one writer doing 200 000 register+unregister
- * pairs a second, and a reader on the other CPU lost half its lookups to
- * the IPIs (a process issuing only membarriers at that rate cost it as
- * much).  Its blocks wait meanwhile in its ring and spill chunks
- * (limbo.c); a full ring that cannot spill still polls at once
- * (fdn__limbo_room, through fdn__gp_poll). */
+/*
+ * May a writer's help start a grace period now?  Unlimited, a writer beside
+ * a reader that is nearly always inside a section started one every few
+ * operations, as soon as the last completed: 40 000 membarriers a second
+ * from one writer doing 200 000 register+unregister pairs a second, and a
+ * reader on the other CPU lost half its lookups to the IPIs (a process
+ * issuing only membarriers at that rate cost it as much).  So the help of
+ * all writers of all processes starts at most one per FDN_GP_HELP_NS:
+ * header.gp_help_ns holds when the last one was started, and a writer
+ * starts one only if it moves that word on by CAS from a value at least
+ * FDN_GP_HELP_NS old (a writer that loses the CAS leaves it to the winner,
+ * whose grace period covers its blocks too: they were retired before it
+ * began).  Relaxed throughout: only the rate depends on these words.  One
+ * CAS wins per value of the word; a winner preempted between its clock
+ * read and its CAS stores an old time, and the next may start one soon
+ * after -- a membarrier more, nothing else.
+ * The process's own limit comes first: CLOCK_MONOTONIC differs between time
+ * namespaces, and a word stored by a process whose clock is ahead of ours
+ * reads as a time in our future -- taken as "passed", or one process ahead
+ * by an hour would silence the others' help for an hour.  Then two
+ * processes of different clocks both pass each other's words, and each is
+ * held to once per FDN_GP_HELP_NS by its own limit (the bound of a 6.0
+ * build, which ignores the shared word).  Blocks whose help is refused
+ * wait in their ring and spill chunks (limbo.c); a full ring that cannot
+ * spill still polls at once (fdn__limbo_room, through fdn__gp_poll).
+ */
+static bool gp_help_turn(fdn_segment *s)
+{
+	uint64_t now = fdn__mono_ns();
+	if (now - atomic_load_explicit(&fdn__gp_help_last, memory_order_relaxed) < FDN_GP_HELP_NS)
+		return false;
+	uint64_t last = atomic_load_explicit(&s->hdr->gp_help_ns, memory_order_relaxed);
+	int64_t since = (int64_t)(now - last);
+	if (since >= 0 && since < (int64_t)FDN_GP_HELP_NS)
+		return false;
+	if (!atomic_compare_exchange_strong_explicit(&s->hdr->gp_help_ns, &last, now,
+						     memory_order_relaxed, memory_order_relaxed))
+		return false;
+	atomic_store_explicit(&fdn__gp_help_last, now, memory_order_relaxed);
+	return true;
+}
+
+/* fdn__gp_poll, and fdn__gp_help when help: a new grace period only when
+ * gp_help_turn allows. */
 static int gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need, bool help)
 {
 	if (atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) > need)
@@ -412,13 +451,8 @@ static int gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need, bool help)
 		atomic_thread_fence(memory_order_seq_cst);
 		fenced = true;
 	} else {
-		if (help) {
-			uint64_t now = fdn__mono_ns();
-			if (now - atomic_load_explicit(&fdn__gp_help_last, memory_order_relaxed) <
-			    FDN_GP_HELP_NS)
-				return FDN_EBUSY;
-			atomic_store_explicit(&fdn__gp_help_last, now, memory_order_relaxed);
-		}
+		if (help && !gp_help_turn(s))
+			return FDN_EBUSY;
 		g = atomic_fetch_add_explicit(&s->hdr->gp_ctr, 1, memory_order_seq_cst) + 1;
 		fenced = fdn__master_barrier(); /* pairs with every reader's BARRIER (top) */
 		if (fenced) {
