@@ -978,6 +978,12 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	/* Heavy reader slots (rcu.c, "No light reader"): a writer beside only
+	 * the reaper then ends its grace periods without a membarrier, which
+	 * interrupts every CPU running a registered process.  The reaper's
+	 * own sections are rare (a purge, a check): a fence each costs
+	 * nothing there. */
+	fdn__rcu_heavy();
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);

@@ -328,6 +328,11 @@ extern _Thread_local struct fdn__thread *fdn__tls_last;
 extern _Atomic bool fdn__rcu_light;
 /* Register this process for global expedited membarriers (at attach). */
 void fdn__rcu_register(void);
+/* Before this process's first attach: its readers fence themselves (heavy)
+ * and it does not register, so that grace periods need no membarrier for
+ * its slots (the reaper: its sections are rare; rcu.c, "No light
+ * reader"). */
+void fdn__rcu_heavy(void);
 /* In a fork child: drop the parent's slot cache (segment.c's atfork). */
 void fdn__rcu_atfork_child(void);
 

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/membarrier.h>
 #include <linux/seccomp.h>
 #include <signal.h>
 #include <stddef.h>
@@ -504,6 +505,105 @@ static int deny_membarrier(void)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		return -1;
 	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+/* A filter that kills the process at its first
+ * membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED); other commands pass. */
+static int kill_on_global_membarrier(void)
+{
+	struct sock_filter f[] = {
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 3),
+	    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+	    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 1),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
+/*
+ * A writer beside no light reader (a heavy reader process, whose membarrier
+ * is denied, and the reaper, heavy by design) ends its grace periods with a
+ * fence alone: under a filter that kills it at its first
+ * membarrier(GLOBAL_EXPEDITED), it makes its pairs and grace periods and
+ * lives.  Beside a light reader the same writer must issue one, and the
+ * filter kills it: the check can fail.
+ */
+Test(reclaim, no_membarrier_when_no_reader_is_light, .timeout = 120)
+{
+	char name[128];
+	t_name(name, sizeof(name), "nolight");
+	fdn_segment *s = t_create_reaped(name, 10000, 64);
+	_Atomic int *flag = t_shared(2 * sizeof(int)); /* [0] reader ready, [1] stop */
+	for (int light = 0; light < 2; light++) {
+		atomic_store(&flag[0], 0);
+		atomic_store(&flag[1], 0);
+		pid_t reader = t_fork();
+		if (reader == 0) {
+			if (!light && deny_membarrier() != 0)
+				_exit(77);
+			fdn_segment *x = NULL;
+			struct fdn_entry e;
+			if (fdn_segment_attach(name, 0, &x) != 0)
+				_exit(1);
+			if (atomic_load(&fdn__rcu_light) != (bool)light)
+				_exit(3);
+			fdn_lookup(x, "none", 4, 0, &e); /* claims its reader slot */
+			atomic_store(&flag[0], 1);
+			while (!atomic_load(&flag[1]))
+				fdn_lookup(x, "none", 4, 0, &e);
+			fdn_segment_detach(x);
+			_exit(0);
+		}
+		t_wait_ready(&flag[0], reader);
+		pid_t writer = t_fork();
+		if (writer == 0) {
+			if (kill_on_global_membarrier() != 0)
+				_exit(77);
+			fdn_segment *x = NULL;
+			if (fdn_segment_attach(name, 0, &x) != 0)
+				_exit(1);
+			for (unsigned i = 0; i < 20 * FDN_LIMBO_MAX; i++)
+				if (pair(x, i) != 0)
+					_exit(2);
+			for (int i = 0; i < 20; i++)
+				if (fdn__rcu_synchronize(x, 5000 * 1000000ll) != 0)
+					_exit(4);
+			fdn_segment_detach(x);
+			_exit(0);
+		}
+		int st;
+		cr_assert_eq(waitpid(writer, &st, 0), writer);
+		atomic_store(&flag[1], 1);
+		int rst;
+		cr_assert_eq(waitpid(reader, &rst, 0), reader);
+		if ((WIFEXITED(st) && WEXITSTATUS(st) == 77) ||
+		    (WIFEXITED(rst) && WEXITSTATUS(rst) == 77)) {
+			fprintf(stderr, "skip: seccomp unavailable here\n");
+			break;
+		}
+		cr_assert(WIFEXITED(rst) && WEXITSTATUS(rst) == 0, "reader (light %d): status %d",
+			  light, WIFEXITED(rst) ? WEXITSTATUS(rst) : -1);
+		if (!light)
+			cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+				  "writer beside heavy readers: %s %d",
+				  WIFSIGNALED(st) ? "signal" : "status",
+				  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		else
+			cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS,
+				  "writer beside a light reader: not killed at its membarrier "
+				  "(%s %d)",
+				  WIFSIGNALED(st) ? "signal" : "status",
+				  WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		t_reclaim(s, writer);
+	}
+	t_assert_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
 }
 
 struct litmus {
