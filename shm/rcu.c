@@ -445,7 +445,10 @@ static _Atomic uint64_t fdn__gp_help_last;
  * operations, as soon as the last completed: 40 000 membarriers a second
  * from one writer doing 200 000 register+unregister pairs a second, and a
  * reader on the other CPU lost half its lookups to the IPIs (a process
- * issuing only membarriers at that rate cost it as much).  So the help of
+ * issuing only membarriers at that rate cost it as much).  So while a
+ * light reader's slot is in use (without one a grace period issues no
+ * membarrier, and the help starts one whenever it needs one, with no
+ * clock read), the help of
  * all writers of all processes starts at most one per FDN_GP_HELP_NS:
  * header.gp_help_ns holds when the last one was started, and a writer
  * starts one only if it moves that word on by CAS from a value at least
@@ -467,6 +470,8 @@ static _Atomic uint64_t fdn__gp_help_last;
  */
 static bool gp_help_turn(fdn_segment *s)
 {
+	if (!fdn__light_readers(s))
+		return true; /* no IPI to limit (see "No light reader" at the top) */
 	uint64_t now = fdn__mono_ns();
 	if (now - atomic_load_explicit(&fdn__gp_help_last, memory_order_relaxed) < FDN_GP_HELP_NS)
 		return false;
@@ -487,9 +492,10 @@ static int gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need, bool help)
 {
 	if (atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) > need)
 		return 0; /* someone's grace period already covers it */
-	uint64_t deadline = budget_ns < 0 ? 0 : fdn__mono_ns() + (uint64_t)budget_ns;
-	if (budget_ns == 0)
-		deadline = 1; /* already past: look once */
+	/* 1: already past, look once (a writer's help: no clock read). */
+	uint64_t deadline = budget_ns < 0    ? 0
+			    : budget_ns == 0 ? 1
+					     : fdn__mono_ns() + (uint64_t)budget_ns;
 	uint64_t g;
 	bool fenced;
 	uint64_t f = atomic_load_explicit(&s->hdr->gp_fenced, memory_order_acquire);

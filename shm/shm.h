@@ -451,9 +451,10 @@ void fdn__rcu_set_flush_timeout(int64_t ns);
  * FDN_EBUSY: a section (or a light reader we cannot fence) is in the way. */
 int fdn__gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need);
 /* A writer's zero-wait help (limbo.c): fdn__gp_poll(s, 0, need), except
- * that it starts a grace period of its own -- a membarrier, an IPI to every
- * CPU running a reader -- at most once per FDN_GP_HELP_NS among the helps of
- * all processes (header.gp_help_ns), and of this process (rcu.c);
+ * that, while a light reader's slot is in use, it starts a grace period of
+ * its own -- a membarrier, an IPI to every CPU running a reader -- at most
+ * once per FDN_GP_HELP_NS among the helps of all processes
+ * (header.gp_help_ns), and of this process (rcu.c);
  * in between it only finishes one whose barrier was issued.  FDN_EBUSY when
  * it did neither. */
 #define FDN_GP_HELP_NS (1000 * 1000ull)
