@@ -89,6 +89,21 @@
  *    rounds as in 2, after one untimed lap of the log on each segment (its
  *    pages faulted in).  Target: log on, no subscriber >= 0.9 x log off.
  *
+ * 7. stopped_reader.  A segment sized for 1 000 000 entries (so a writer's
+ *    backlog bound is its FDN_SPILL_MAX chunks), the 10 000 background
+ *    entries of 2, and one reader process doing fdn_whereis in a loop.
+ *    Interleaved rounds of register+unregister pairs as in 2 (8 ms a
+ *    round, short enough to stay under the bound): the writer beside the
+ *    reader looking up, and beside it stopped inside a section (a
+ *    fdn_lookup_view callback that raises SIGSTOP; SIGCONT after the
+ *    slice).  Target: stopped >= 0.9 x running.  Then one long stop, 10 s
+ *    (--quick 1 s): pairs until the first FDN_EBUSY, how long that call
+ *    waited (the flush bound), how fast the calls after it fail, the
+ *    blocks waiting and the pid fdn_segment_stats names as holding them
+ *    back (must be the reader's: the inspector shows the same), and after
+ *    SIGCONT how long until a pair succeeds and the waiting blocks are
+ *    drained.
+ *
  * The compared systems of 2 are one file each, bench/sys_*.c (systems.h),
  * shared with fdn-bench; this file holds the scenarios, options and
  * reporting.
@@ -155,6 +170,7 @@ static const struct scenario scenarios[] = {
     {"memory", scenario_memory, false},
     {"changefeed_latency", scenario_cf_latency, false},
     {"changefeed_throughput", scenario_cf_throughput, false},
+    {"stopped_reader", scenario_stopped, false},
 };
 #define NSCEN (sizeof(scenarios) / sizeof(scenarios[0]))
 
@@ -179,6 +195,12 @@ static void usage(FILE *f)
 		"                       with a writer process churning (also read_under_churn)\n"
 		"  memory               segment bytes per entry at 1 000 000 entries with\n"
 		"                       64 bytes of attributes\n"
+		"  changefeed_latency   a change until a subscriber process reads it\n"
+		"  changefeed_throughput  pairs with the change log off and on (0, 1, 16\n"
+		"                       subscribers)\n"
+		"  stopped_reader       pairs beside a reader stopped inside a section\n"
+		"                       (rounds against it running; then a 10 s stop:\n"
+		"                       pairs until FDN_EBUSY, drain after SIGCONT)\n"
 		"\n"
 		"  --quick            20 deaths per size, pairs in 12 rounds of 10 ms, 10 000\n"
 		"                     entries for scaling (100 ms windows), 100 000 for memory,\n"

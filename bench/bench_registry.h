@@ -3,7 +3,8 @@
  * options and the scenarios, one file each: bench_registry_reaper.c (1.
  * reaper_latency), bench_registry_pairs.c (2. register_unregister),
  * bench_registry_scaling.c (3. read_scaling and read_under_churn, 4.
- * memory), bench_registry_changefeed.c (5, 6. the changefeed).
+ * memory), bench_registry_changefeed.c (5, 6. the changefeed),
+ * bench_registry_stopped.c (7. stopped_reader).
  * bench_registry.c holds the scenario table, the options and main, and
  * says what each scenario measures.
  */
@@ -45,6 +46,7 @@ int scenario_scaling(const struct opts *o);
 int scenario_memory(const struct opts *o);
 int scenario_cf_latency(const struct opts *o);
 int scenario_cf_throughput(const struct opts *o);
+int scenario_stopped(const struct opts *o);
 /* The reaper scenario's attribute values (before any scenario runs). */
 void attrs_init(void);
 

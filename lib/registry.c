@@ -569,6 +569,14 @@ int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const str
 
 static int unregister_one(fdn_segment *s, const void *key, size_t klen);
 
+static int count_ref(void *arg, const unsigned char *prefix, size_t plen)
+{
+	(void)prefix;
+	(void)plen;
+	++*(uint32_t *)arg;
+	return 0;
+}
+
 static int unregister(fdn_segment *s, const void *key, size_t klen, unsigned flags)
 {
 	if (flags & ~(unsigned)(FDN_REG_IF_PRESENT | FDN_REG_MIRROR))
@@ -593,6 +601,18 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen)
 		unsigned char attrs[FDN_ATTRS_MAX];
 		if ((r = copy_entry(s, key, klen, true, &version, &rc, attrs)))
 			return r; /* not there (or an error) */
+		/* Room for every block the removal retires -- the entry, each
+		 * reference, an owner reference no longer needed -- before the
+		 * first: behind a reader stopped in a section, at the writer's
+		 * backlog bound, the call then fails FDN_EBUSY having changed
+		 * nothing, where it removed the entry and then waited out the
+		 * bound inside a reference's removal and returned 0 (2 s, and
+		 * the reference left for the sweep). */
+		uint32_t n = 2;
+		fdn__reg_each_ref(s, rc.owner_idx, rc.owner_word, attrs, rc.attrs_len, count_ref,
+				  &n);
+		if ((r = fdn__write_room_for(s, n)))
+			return r;
 		r = fdn__reg_remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word,
 					  attrs, rc.attrs_len, FDN_CHANGE_UNREGISTERED);
 		if (r == 0)

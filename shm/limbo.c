@@ -355,10 +355,25 @@ void fdn__limbo_help(struct fdn__thread *t)
 
 int fdn__limbo_room(struct fdn__thread *t)
 {
+	return fdn__limbo_room_for(t, 1);
+}
+
+int fdn__limbo_room_for(struct fdn__thread *t, uint32_t n)
+{
 	fdn_segment *s = t->seg;
-	if (fdn_tslot_pending(t->ts) < FDN_LIMBO_MAX)
+	if (n == 0 || n > FDN_LIMBO_MAX)
+		n = n ? FDN_LIMBO_MAX : 1;
+	const uint64_t room = FDN_LIMBO_MAX - n; /* at most this many waiting */
+	if (fdn_tslot_pending(t->ts) <= room)
 		return 0;
-	if (fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX)
+	if (fdn__limbo_reap(s, t->ts) <= room)
+		return 0;
+	/* Several: while this slot may still spill, its operations spill
+	 * full rings as they go (chunks are never partial: the spill bound
+	 * counts them by their entries). */
+	if (n > 1 &&
+	    atomic_load_explicit(&t->ts->spill_count, memory_order_relaxed) / FDN_LIMBO_MAX <
+		s->spill_max)
 		return 0;
 	if (fdn__in_section_of(s))
 		return FDN_EINREAD;
@@ -368,10 +383,12 @@ int fdn__limbo_room(struct fdn__thread *t)
 	 * and no grace period has completed since. */
 	if (fdn__limbo_spill(t))
 		return 0;
+	/* busy_gp is gp_done + 1 when it waited in vain (0: it did not), so
+	 * that a wait before any grace period completed counts too. */
 	uint64_t done = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
-	if (t->busy_gp && t->busy_gp == done) {
+	if (t->busy_gp && t->busy_gp == done + 1) {
 		if (fdn__gp_poll(s, 0, fdn__limbo_oldest(t->ts)) == 0 &&
-		    fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX) {
+		    fdn__limbo_reap(s, t->ts) <= room) {
 			t->busy_gp = 0;
 			return 0;
 		}
@@ -389,10 +406,11 @@ int fdn__limbo_room(struct fdn__thread *t)
 				budget = 1000000;
 		}
 		fdn__gp_poll(s, budget, fdn__limbo_oldest(t->ts));
-		if (fdn__limbo_reap(s, t->ts) < FDN_LIMBO_MAX)
+		if (fdn__limbo_reap(s, t->ts) <= room)
 			return 0;
 		if (deadline && fdn__mono_ns() >= deadline) {
-			t->busy_gp = atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire);
+			t->busy_gp =
+			    atomic_load_explicit(&s->hdr->gp_done, memory_order_acquire) + 1;
 			return FDN_EBUSY;
 		}
 		struct timespec d = {0, 500000};
@@ -402,17 +420,22 @@ int fdn__limbo_room(struct fdn__thread *t)
 
 int fdn__write_room(fdn_segment *s)
 {
+	return fdn__write_room_for(s, 1);
+}
+
+int fdn__write_room_for(fdn_segment *s, uint32_t n)
+{
 	struct fdn__thread *t;
 	int r = fdn__thread_get(s, &t);
 	if (r)
 		return r;
 	if (t->busy)
 		return FDN_EREENTERED; /* a signal handler inside one of our ops */
-	if (t->nest || fdn_tslot_pending(t->ts) < FDN_LIMBO_MAX)
+	if (t->nest || fdn_tslot_pending(t->ts) + n <= FDN_LIMBO_MAX)
 		return 0;
 	if ((r = fdn__op_enter(t)) != 0)
 		return r;
-	r = fdn__limbo_room(t);
+	r = fdn__limbo_room_for(t, n);
 	fdn__op_leave(t);
 	return r;
 }

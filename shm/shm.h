@@ -281,7 +281,7 @@ struct fdn__thread {
 	 * our own sections: FDN_EREENTERED, not FDN_EINREAD (fdn__op_lock). */
 	volatile sig_atomic_t in_cb;
 	uint64_t state;       /* the slot's state word as claimed */
-	uint64_t busy_gp;     /* gp_done when its ring was last found stuck full */
+	uint64_t busy_gp;     /* gp_done + 1 when its ring was last found stuck full */
 	uint64_t spill_since; /* its oldest spill chunk's stamp (0: none) */
 	struct fdn_shm_tslot *ts;
 	struct fdn_shm_trace *trace;     /* this thread's trace slot, or NULL */
@@ -485,9 +485,15 @@ void fdn__limbo_help(struct fdn__thread *t);
 /* Before an operation that may retire a block: room in the ring, waiting
  * at most this thread's bound: 0, FDN_EBUSY, FDN_EINREAD. */
 int fdn__limbo_room(struct fdn__thread *t);
-/* Room for one retirement before a caller enters its own section around
- * table operations (the registry's take-over): as fdn__limbo_room. */
+/* The same for n retirements (1..FDN_LIMBO_MAX): at most FDN_LIMBO_MAX - n
+ * blocks left waiting in the ring. */
+int fdn__limbo_room_for(struct fdn__thread *t, uint32_t n);
+/* Room for one retirement (for n) before a caller enters its own section
+ * around table operations (the registry's take-over), or before a call of
+ * several operations that must fail before its first one rather than
+ * half-way (fdn_unregister): as fdn__limbo_room. */
 int fdn__write_room(fdn_segment *s);
+int fdn__write_room_for(fdn_segment *s, uint32_t n);
 /* Wait (this thread's bound) for a grace period and free the ring. */
 int fdn__limbo_flush(struct fdn__thread *t);
 /* The same for a caller that runs its own section around table operations
