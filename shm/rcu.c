@@ -74,11 +74,14 @@
  * writer's zero-wait help starts one, with its membarrier, at most once a
  * millisecond among all processes: fdn__gp_help): a poll never waits
  * longer than its budget, so a reader stopped in a section (SIGSTOP, a
- * debugger) costs a writer nothing until its slot holds its spill bound (full rings go to heap
- * chunks: limbo.c, "Spill"); then its next retiring operation waits at most the flush bound and
- * fails FDN_EBUSY, changing nothing, and the ones after it fail at once until a grace period
- * completes.  Frees are CAS on the generation (alloc.c), so redoing a free that a killed thread had
- * already done changes nothing.
+ * debugger) costs a writer nothing until its slot holds its spill bound
+ * (full rings go to heap chunks: limbo.c, "Spill"); then its next
+ * retiring operation waits at most the flush bound and fails FDN_EBUSY,
+ * changing nothing (one that retires several blocks, fdn_unregister,
+ * makes room for all of them first), and the ones after it fail at once
+ * until a grace period completes.  Frees are CAS on the generation
+ * (alloc.c), so redoing a free that a killed thread had already done
+ * changes nothing.
  *
  * Fenced grace periods.  A poll that cannot finish its grace period g (a
  * reader preempted or stopped inside a section started before g) returns;
@@ -448,16 +451,15 @@ static _Atomic uint64_t fdn__gp_help_last;
  * issuing only membarriers at that rate cost it as much).  So while a
  * light reader's slot is in use (without one a grace period issues no
  * membarrier, and the help starts one whenever it needs one, with no
- * clock read), the help of
- * all writers of all processes starts at most one per FDN_GP_HELP_NS:
- * header.gp_help_ns holds when the last one was started, and a writer
- * starts one only if it moves that word on by CAS from a value at least
- * FDN_GP_HELP_NS old (a writer that loses the CAS leaves it to the winner,
- * whose grace period covers its blocks too: they were retired before it
- * began).  Relaxed throughout: only the rate depends on these words.  One
- * CAS wins per value of the word; a winner preempted between its clock
- * read and its CAS stores an old time, and the next may start one soon
- * after -- a membarrier more, nothing else.
+ * clock read), the help of all writers of all processes starts at most
+ * one per FDN_GP_HELP_NS: header.gp_help_ns holds when the last one was
+ * started, and a writer starts one only if it moves that word on by CAS
+ * from a value at least FDN_GP_HELP_NS old (a writer that loses the CAS
+ * leaves it to the winner, whose grace period covers its blocks too: they
+ * were retired before it began).  Relaxed throughout: only the rate
+ * depends on these words.  One CAS wins per value of the word; a winner
+ * preempted between its clock read and its CAS stores an old time, and
+ * the next may start one soon after -- a membarrier more, nothing else.
  * The process's own limit comes first: CLOCK_MONOTONIC differs between time
  * namespaces, and a word stored by a process whose clock is ahead of ours
  * reads as a time in our future -- taken as "passed", or one process ahead
