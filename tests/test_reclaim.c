@@ -208,7 +208,7 @@ static struct gp_rate gp_rate_run(const char *tag, int writers)
 			fdn_segment *x = NULL;
 			if (fdn_segment_attach(name, 0, &x) != 0)
 				_exit(1);
-			char wtag[8];
+			char wtag[16];
 			snprintf(wtag, sizeof(wtag), "w%d", i);
 			atomic_fetch_add(&flag[2], 1);
 			while (!atomic_load(&flag[3]))
