@@ -74,7 +74,7 @@ static int stopped_prepare(void *arg, size_t sys)
 	if (sys == 0)
 		return 0;
 	atomic_store_explicit(&g_page->stop, 1, memory_order_release);
-	int ws;
+	int ws = 0;
 	if (waitpid(st->reader, &ws, WUNTRACED) != st->reader || !WIFSTOPPED(ws))
 		return bench_fail("stopped_reader: the reader did not stop (status %d)", ws);
 	return 0;
@@ -265,7 +265,7 @@ int scenario_stopped(const struct opts *o)
 			r = bench_fail("stopped_reader: fork: %s", strerror(errno));
 	}
 	while (r == 0 && !atomic_load(&g_page->ready)) {
-		int ws;
+		int ws = 0;
 		if (waitpid(reader, &ws, WNOHANG) == reader) {
 			reader = -1;
 			r = bench_fail("stopped_reader: the reader exited (status %d)", ws);
@@ -324,7 +324,7 @@ int scenario_stopped(const struct opts *o)
 	if (reader > 0) {
 		atomic_store(&g_page->quit, 1);
 		kill(reader, SIGCONT);
-		int ws;
+		int ws = 0;
 		waitpid(reader, &ws, 0);
 		if (r == 0 && !(WIFEXITED(ws) && WEXITSTATUS(ws) == 0))
 			r = bench_fail("stopped_reader: the reader failed (status %d)", ws);
