@@ -653,8 +653,8 @@ int fdn_reaper_autostart(fdn_segment *s)
  * Called by every registry write (lib/registry.c).  At most once per
  * FDN_REAPER_LAUNCH_GAP_NS per handle it looks at the lease: one load and
  * a coarse clock read while no check is due; the CAS makes one thread of
- * the handle the one that looks.  A lease that is free, or held by a process the kernel says
- * is dead, means the reaper died (or was never started): launch one,
+ * the handle the one that looks.  A lease that is free, or held by a
+ * process the kernel says is dead, means the reaper died (or was never started): launch one,
  * unless the stop is in force (launch).  The look costs a pidfd_open and
  * a stat, once a second.
  */

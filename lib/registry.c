@@ -601,14 +601,18 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen)
 		unsigned char attrs[FDN_ATTRS_MAX];
 		if ((r = copy_entry(s, key, klen, true, &version, &rc, attrs)))
 			return r; /* not there (or an error) */
-		/* Room for every block the removal retires -- the entry, each
-		 * reference, an owner reference no longer needed -- before the
-		 * first: behind a reader stopped in a section, at the writer's
-		 * backlog bound, the call then fails FDN_EBUSY having changed
-		 * nothing, where it removed the entry and then waited out the
-		 * bound inside a reference's removal and returned 0 (2 s, and
-		 * the reference left for the sweep). */
-		uint32_t n = 2;
+		/* Room for every block the removal retires before the first:
+		 * the entry, and a reference per prefix (fdn__reg_each_ref: the
+		 * owner reference, removed when no longer needed, and each
+		 * indexed value).  Behind a reader stopped in a section, at the
+		 * writer's backlog bound, the call then fails FDN_EBUSY having
+		 * changed nothing, where it removed the entry, waited out the
+		 * bound inside a reference's removal and returned 0 (2 s, the
+		 * reference left for the sweep).  A value whose reference lies
+		 * under two levels (registry_index.c, "Levels": two writers
+		 * racing with a raise) retires one more, checked by its own
+		 * removal. */
+		uint32_t n = 1;
 		fdn__reg_each_ref(s, rc.owner_idx, rc.owner_word, attrs, rc.attrs_len, count_ref,
 				  &n);
 		if ((r = fdn__write_room_for(s, n)))

@@ -144,13 +144,22 @@ struct fdn_shm_spill *fdn__spill_chunk(const fdn_segment *s, uint64_t link)
 
 /* Hand t's full ring to a new chunk.  false: the slot holds its bound of
  * chunks, or the heap has no block for one. */
+/* May slot ts spill another ring, by its count (the heap may still have
+ * no block for the chunk)?  Chunks are always full rings, so the entries
+ * held count the chunks. */
+static bool fdn__spill_allowed(const fdn_segment *s, const struct fdn_shm_tslot *ts)
+{
+	return atomic_load_explicit(&ts->spill_count, memory_order_relaxed) / FDN_LIMBO_MAX <
+	       s->spill_max;
+}
+
 static bool fdn__limbo_spill(struct fdn__thread *t)
 {
 	fdn_segment *s = t->seg;
 	struct fdn_shm_tslot *ts = t->ts;
-	uint64_t held = atomic_load_explicit(&ts->spill_count, memory_order_relaxed);
-	if (held / FDN_LIMBO_MAX >= s->spill_max)
+	if (!fdn__spill_allowed(s, ts))
 		return false;
+	uint64_t held = atomic_load_explicit(&ts->spill_count, memory_order_relaxed);
 	uint32_t g, gen;
 	if (fdn__alloc_as(t, &ts->spill_new, FDN_SPILL_BYTES, &g, &gen) != 0)
 		return false;
@@ -345,8 +354,8 @@ void fdn__limbo_help(struct fdn__thread *t)
 	 * own section, then got FDN_EREENTERED in 8 of 18 runs under ASan (0
 	 * of 10 from a quarter); stress_killstorm under TSan once saw writers
 	 * wait past their bound.  The look starts a grace period of its own
-	 * at most once a millisecond among all writers (fdn__gp_help): between two,
-	 * it only finishes one already fenced. */
+	 * at most once a millisecond among all writers (fdn__gp_help):
+	 * between two, it only finishes one already fenced. */
 	if (n < FDN_LIMBO_MAX / 4 || t->nest || fdn__in_section_of(s))
 		return;
 	if (fdn__gp_help(s, fdn__limbo_oldest(t->ts)) == 0)
@@ -369,11 +378,11 @@ int fdn__limbo_room_for(struct fdn__thread *t, uint32_t n)
 	if (fdn__limbo_reap(s, t->ts) <= room)
 		return 0;
 	/* Several: while this slot may still spill, its operations spill
-	 * full rings as they go (chunks are never partial: the spill bound
-	 * counts them by their entries). */
-	if (n > 1 &&
-	    atomic_load_explicit(&t->ts->spill_count, memory_order_relaxed) / FDN_LIMBO_MAX <
-		s->spill_max)
+	 * full rings as they go -- never a partial ring here, which would
+	 * break the count fdn__spill_allowed relies on.  (A heap with no
+	 * block for a chunk still makes one of them wait half-way: the one
+	 * case left.) */
+	if (n > 1 && fdn__spill_allowed(s, t->ts))
 		return 0;
 	if (fdn__in_section_of(s))
 		return FDN_EINREAD;

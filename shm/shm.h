@@ -55,6 +55,9 @@ struct fdn_segment {
 	uint32_t nprocs, nthreads, npages, ntables;
 	uint64_t ngranules;
 	uint32_t spill_max; /* spill chunks a reader slot may hold (limbo.c, "Spill") */
+	/* The last grace period this handle started found no light reader
+	 * (rcu.c, gp_help_turn: a hint; false until one did). */
+	_Atomic bool no_light_seen;
 	uint64_t seed;
 	uint32_t proc_idx; /* our process slot (UINT32_MAX when read-only) */
 	uint64_t proc_word;

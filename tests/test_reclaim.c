@@ -513,6 +513,15 @@ Test(reclaim, writer_killed_in_each_spill_state_leaves_nothing, .timeout = 120)
 
 /* ---- a writer that may not issue membarrier ------------------------------------------- */
 
+/* Install seccomp filter f (n instructions) on this process: 0 or -1. */
+static int install_filter(struct sock_filter *f, unsigned short n)
+{
+	struct sock_fprog prog = {n, f};
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+}
+
 static int deny_membarrier(void)
 {
 	struct sock_filter f[] = {
@@ -521,10 +530,7 @@ static int deny_membarrier(void)
 	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
 	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		return -1;
-	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+	return install_filter(f, sizeof(f) / sizeof(f[0]));
 }
 
 /* A filter that kills the process at its first
@@ -539,10 +545,7 @@ static int kill_on_global_membarrier(void)
 	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
 	    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		return -1;
-	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog);
+	return install_filter(f, sizeof(f) / sizeof(f[0]));
 }
 
 /*
