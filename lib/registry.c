@@ -296,7 +296,7 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 static void refs_undo(fdn_segment *s, const void *key, size_t klen, uint32_t oidx, uint64_t oword,
 		      const void *attrs, size_t alen)
 {
-	struct ref_op del = {s, key, klen, 0, 0, NULL, 0};
+	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
 	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
 }
 
@@ -346,7 +346,7 @@ static void drop_if_owner_gone(fdn_segment *s, const void *key, size_t klen, uin
 	if (copy_entry(s, key, klen, false, &version, &r, copy) == 0 && r.owner_word == oword &&
 	    r.owner_idx == oidx)
 		fdn__reg_remove_entry(s, key, klen, &version, oidx, oword, copy, r.attrs_len,
-				      FDN_CHANGE_REMOVED);
+				      FDN_CHANGE_REMOVED, 0);
 }
 
 /* The value of an entry: its record, then its attributes -- an encoding
@@ -388,7 +388,7 @@ static bool entry_owned(fdn_segment *s, const void *key, size_t klen, uint32_t o
 
 static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 			     const struct fdn_attr *attrs, size_t n, unsigned flags, bool again,
-			     pid_t *holder, bool *released)
+			     pid_t *holder, bool *released, uint64_t now)
 {
 	unsigned char val[REC_SIZE + FDN_ATTRS_MAX], old[FDN_ATTRS_MAX];
 	int r = writable(s);
@@ -409,7 +409,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	uint64_t oword;
 	if ((r = owner_slot(s, pid, &oidx, &oword)))
 		return r;
-	int vlen = build_record(oidx, oword, fdn__real_ns(), val + REC_SIZE, (size_t)alen, val);
+	int vlen = build_record(oidx, oword, now, val + REC_SIZE, (size_t)alen, val);
 	/* Counted before its first reference is made sure of: our own entry in
 	 * our count, another owner's by its slot's mark (registry_int.h). */
 	if (fdn__held_own(s, oidx, oword))
@@ -417,7 +417,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	else
 		fdn__proc_mark_uncounted(s, oidx, oword);
 	/* References first: the index never misses a value the entry has. */
-	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0};
+	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0, true};
 	if ((r = fdn__reg_each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen,
 				   fdn__reg_ref_put_cb, &put))) {
 		fdn__held_add(s, oidx, oword, -1);
@@ -442,7 +442,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	fdn__reg_refs_after_entry(&put, val + REC_SIZE, (size_t)alen);
 	/* Took over an entry: what it had that we do not (its owner reference,
 	 * values) loses its reference. */
-	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
+	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen, false};
 	if (orec.owner_word)
 		fdn__reg_each_ref(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len,
 				  fdn__reg_ref_del_cb, &del);
@@ -469,8 +469,10 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	return 0;
 }
 
+/* now: the registration's time (CLOCK_REALTIME). */
 static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
-			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
+			const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder,
+			uint64_t now)
 {
 	if ((flags & FDN_REG_MIRROR) && fdn__backend(s, FDN__SVC_REGISTRY) != FDN__SHARED)
 		return FDN_EINVAL; /* remote entries live in the segment only */
@@ -489,7 +491,7 @@ static int reg_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 	for (int tries = 0; tries < REG_ATTEMPTS; tries++) {
 		bool released = false;
 		int r = reg_register_once(s, key, klen, pid, attrs, n, flags, tries > 0, holder,
-					  &released);
+					  &released, now);
 		if (r || !released)
 			return r;
 		if (tries >= 4) {
@@ -528,7 +530,7 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 			return alen;
 		int vlen = build_record(rc.owner_idx, rc.owner_word, rc.registered_ns,
 					merge ? val + REC_SIZE : upd, (size_t)alen, val);
-		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0};
+		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0, false};
 		r = fdn__reg_each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 				      fdn__reg_ref_put_cb, &put);
 		const struct fdn__chg chg = {FDN_CHANGE_UPDATED, (pid_t)FDN_PROC_PID(rc.owner_word),
@@ -538,7 +540,8 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 					    &expect, NULL, &chg);
 		if (r == 0) {
 			fdn__reg_refs_after_entry(&put, val + REC_SIZE, (size_t)alen);
-			struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen};
+			struct ref_op del = {s,    key, klen, 0, 0, val + REC_SIZE, (size_t)alen,
+					     false};
 			fdn__reg_each_prefix(s, old, olen, fdn__reg_ref_del_cb, &del);
 			drop_if_owner_gone(s, key, klen, rc.owner_idx, rc.owner_word);
 			return 0;
@@ -567,7 +570,7 @@ int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const str
 			      update(s, key, klen, attrs, n, true));
 }
 
-static int unregister_one(fdn_segment *s, const void *key, size_t klen);
+static int unregister_one(fdn_segment *s, const void *key, size_t klen, uint64_t now);
 
 static int count_ref(void *arg, const unsigned char *prefix, size_t plen)
 {
@@ -577,17 +580,19 @@ static int count_ref(void *arg, const unsigned char *prefix, size_t plen)
 	return 0;
 }
 
-static int unregister(fdn_segment *s, const void *key, size_t klen, unsigned flags)
+/* now: the removal's time in the change log (CLOCK_REALTIME; 0: when it
+ * is logged). */
+static int unregister(fdn_segment *s, const void *key, size_t klen, unsigned flags, uint64_t now)
 {
 	if (flags & ~(unsigned)(FDN_REG_IF_PRESENT | FDN_REG_MIRROR))
 		return FDN_EINVAL;
 	int r = check_write_key(key, klen, flags);
 	if (r == 0)
-		r = unregister_one(s, key, klen);
+		r = unregister_one(s, key, klen, now);
 	return r == FDN_ENOTFOUND && (flags & FDN_REG_IF_PRESENT) ? 0 : r;
 }
 
-static int unregister_one(fdn_segment *s, const void *key, size_t klen)
+static int unregister_one(fdn_segment *s, const void *key, size_t klen, uint64_t now)
 {
 	int b = fdn__backend(s, FDN__SVC_REGISTRY);
 	if (b != FDN__SHARED)
@@ -618,7 +623,7 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen)
 		if ((r = fdn__write_room_for(s, n)))
 			return r;
 		r = fdn__reg_remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word,
-					  attrs, rc.attrs_len, FDN_CHANGE_UNREGISTERED);
+					  attrs, rc.attrs_len, FDN_CHANGE_UNREGISTERED, now);
 		if (r == 0)
 			fdn__registry_release_idle(s, rc.owner_idx, rc.owner_word);
 		if (r != FDN_ENOTFOUND)
@@ -630,19 +635,23 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen)
 
 /* ---- the public operations, with their telemetry ------------------------------ */
 
+/* The wall-clock times of a register and an unregister are those of the
+ * monotonic reading their events start with (fdn__real_of), when there is
+ * one: two clock reads fewer per pair. */
 int fdn_register(fdn_segment *s, const void *key, size_t klen, pid_t pid,
 		 const struct fdn_attr *attrs, size_t n, unsigned flags, pid_t *holder)
 {
 	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_REGISTER) ? fdn__mono_ns() : 0;
+	uint64_t now = t0 ? fdn__real_of(t0) : fdn__real_ns();
 	return fdn__reg_event(s, FDN__EV_REG_REGISTER, t0, key, klen,
-			      reg_register(s, key, klen, pid, attrs, n, flags, holder));
+			      reg_register(s, key, klen, pid, attrs, n, flags, holder, now));
 }
 
 int fdn_unregister_flags(fdn_segment *s, const void *key, size_t klen, unsigned flags)
 {
 	uint64_t t0 = fdn__emit_enabled(s, FDN__EV_REG_UNREGISTER) ? fdn__mono_ns() : 0;
 	return fdn__reg_event(s, FDN__EV_REG_UNREGISTER, t0, key, klen,
-			      unregister(s, key, klen, flags));
+			      unregister(s, key, klen, flags, t0 ? fdn__real_of(t0) : 0));
 }
 
 int fdn_unregister(fdn_segment *s, const void *key, size_t klen)

@@ -201,6 +201,7 @@ struct ref_op {
 	uint32_t owner_idx;
 	const void *keep; /* delete only prefixes absent from this set */
 	size_t keep_len;
+	bool top_only; /* put: look under the current level only (ref_put) */
 };
 
 typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
@@ -238,6 +239,6 @@ int fdn__reg_walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t ple
 			 void *arg);
 int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
 			  const struct fdn__ht_view *v, uint32_t oidx, uint64_t oword,
-			  const unsigned char *attrs, size_t alen, unsigned kind);
+			  const unsigned char *attrs, size_t alen, unsigned kind, uint64_t now);
 
 #endif

@@ -103,7 +103,7 @@ static int sweep(fdn_segment *s, uint64_t only_word, uint32_t only_idx, uint64_t
 				     ? fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version)
 				     : fdn__reg_remove_entry(s, x->key, x->key_len, &x->version,
 							     x->owner_idx, x->owner_word, x->attrs,
-							     x->attrs_len, FDN_CHANGE_REMOVED);
+							     x->attrs_len, FDN_CHANGE_REMOVED, 0);
 			if (rr == FDN_ENOTFOUND)
 				changed++; /* its version changed: look again */
 			else if (rr)
@@ -182,7 +182,8 @@ static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen,
 			int rr = fdn__ht_delete_chg(s, T_MAIN, v[i].key, v[i].key_len,
 						    &v[i].version, &chg);
 			if (rr == 0) {
-				struct ref_op del = {s, v[i].key, v[i].key_len, 0, 0, NULL, 0};
+				struct ref_op del = {s,    v[i].key, v[i].key_len, 0, 0,
+						     NULL, 0,        false};
 				fdn__reg_each_prefix(s, v[i].attrs, v[i].attrs_len,
 						     fdn__reg_ref_del_cb, &del);
 				progress++;

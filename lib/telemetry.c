@@ -380,9 +380,10 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id, uint
 	if (!fdn__sampler_decide(&t, name, nlen, sampler_cell(&t, id)))
 		return 0;
 	fdn__me_refresh();
-	struct fdn_event ev = {
-	    name,        m,          nm, attrs, na, fdn__real_ns(), mono ? mono : fdn__mono_ns(),
-	    fdn__me.pid, fdn__me.tid};
+	if (!mono)
+		mono = fdn__mono_ns();
+	struct fdn_event ev = {name, m,           nm,         attrs, na, fdn__real_of(mono),
+			       mono, fdn__me.pid, fdn__me.tid};
 	if (handlers)
 		call_handlers(&ev);
 	if (ring && (r = ring_write(s, &ev, nlen, abuf, alen)))
@@ -413,7 +414,7 @@ int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint
 	fdn__me_refresh();
 	struct fdn_shm_event rec;
 	memset(&rec, 0, offsetof(struct fdn_shm_event, body));
-	rec.real_ns = real ? real : fdn__real_ns(); /* 0: now */
+	rec.real_ns = real ? real : fdn__real_of(mono); /* 0: when mono was read */
 	rec.mono_ns = mono;
 	rec.pseq = ++fdn__me.pseq;
 	rec.pid = (uint32_t)fdn__me.pid;

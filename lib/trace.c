@@ -369,7 +369,7 @@ int fdn_span_start(fdn_segment *s, const char *name, const struct fdn_attr *attr
 	sp->span_id = id;
 	sp->parent_id = parent;
 	sp->start_ns = fdn__mono_ns();
-	sp->start_real = fdn__real_ns();
+	sp->start_real = fdn__real_of(sp->start_ns);
 	sp->status = FDN_SPAN_OPEN;
 	sp->name_len = (uint16_t)nl;
 	memcpy(sp->name, name, (size_t)nl);

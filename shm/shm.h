@@ -29,10 +29,11 @@ const char *fdn__strerror(int code);
 const char *fdn__errname(int code);
 
 /* ---- clock.c: the library's clocks, in ns (lib/ and shm/ use these) -------- */
-uint64_t fdn__mono_ns(void);        /* CLOCK_MONOTONIC */
-uint64_t fdn__mono_coarse_ns(void); /* CLOCK_MONOTONIC_COARSE (clock.c) */
-uint64_t fdn__mono_ms(void);        /* CLOCK_MONOTONIC, in ms */
-uint64_t fdn__real_ns(void);        /* CLOCK_REALTIME */
+uint64_t fdn__mono_ns(void);          /* CLOCK_MONOTONIC */
+uint64_t fdn__mono_coarse_ns(void);   /* CLOCK_MONOTONIC_COARSE (clock.c) */
+uint64_t fdn__mono_ms(void);          /* CLOCK_MONOTONIC, in ms */
+uint64_t fdn__real_ns(void);          /* CLOCK_REALTIME */
+uint64_t fdn__real_of(uint64_t mono); /* CLOCK_REALTIME when CLOCK_MONOTONIC read mono */
 
 /* ---- the process-private handle ----------------------------------------- */
 

@@ -1151,6 +1151,57 @@ Test(registry, finds_under_churn_report_each_entry_once, .timeout = 300)
 	reg_destroy(s, name);
 }
 
+/* A registration looks for its references under the value's current
+ * level only (registry_index.c, ref_put): taking over entries whose
+ * references were written under level 0, before the value's raise, writes
+ * them again under the current level.  A find still reports each entry
+ * once, the checker finds nothing amiss, and unregistering the entries
+ * removes every reference, under every level. */
+Test(registry, a_takeover_after_a_raise_leaves_no_reference_behind)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 20000);
+	/* The first few hundred lie under level 0, the rest under level 1. */
+	for (int i = 0; i < 6000; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "hot-%05d", i);
+		cr_assert_eq(reg(s, k, getpid(), "shared", "ok"), 0);
+	}
+	struct fdn_segment_stats st;
+	stats_now(s, &st);
+	uint64_t before = st.tables[1].entries;
+	struct fdn_attr a[2] = {{.name = "capability", .type = FDN_ATTR_STRING, .v.s = "shared"},
+				{.name = "health_status", .type = FDN_ATTR_STRING, .v.s = "ok"}};
+	for (int i = 0; i < 6000; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "hot-%05d", i);
+		int r = fdn_register(s, k, strlen(k), getpid(), a, 2, FDN_REG_REPLACE, NULL);
+		cr_assert_eq(r, 0, "%s: %s", k, fdn_strerror(r));
+	}
+	stats_now(s, &st);
+	fprintf(stderr, "  references %llu, after the takeovers %llu\n", (unsigned long long)before,
+		(unsigned long long)st.tables[1].entries);
+	static unsigned char seen[40001];
+	memset(seen, 0, sizeof(seen));
+	struct fdn_attr value = {.type = FDN_ATTR_STRING, .v.s = "shared"};
+	int fr = fdn_find_by_attribute(s, "capability", &value, count_keys_cb, seen);
+	cr_assert_eq(fr, 6000, "find: %d (%s)", fr, fdn_strerror(fr));
+	for (int i = 0; i < 6000; i++)
+		cr_assert_eq(seen[i], 1, "hot-%05d reported %d times", i, seen[i]);
+	t_assert_all_clean(s);
+	for (int i = 0; i < 6000; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "hot-%05d", i);
+		cr_assert_eq(fdn_unregister(s, k, strlen(k)), 0);
+	}
+	stats_now(s, &st);
+	cr_assert_eq(st.tables[0].entries, 0);
+	cr_assert_eq(st.tables[1].entries, 0, "%llu references left",
+		     (unsigned long long)st.tables[1].entries);
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
 /*
  * A remover and a writer of the same reference.  Each reference is
  * written once: a remover that deletes one looks again and restores it if
