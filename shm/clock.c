@@ -44,8 +44,9 @@ uint64_t fdn__real_ns(void)
  * most FDN_REAL_OFFSET_NS of monotonic time ago, else measured again (two
  * reads).  A writer stamps its records and events with the monotonic time
  * it read anyway for their durations, and reads the wall clock about once
- * a millisecond instead of on every call: of a register+unregister pair's
- * eight clock reads (each 25-30 ns through a guest's clock page), three.
+ * a millisecond instead of on every call: a register+unregister pair read
+ * the precise clocks eight times (each 25-30 ns through a guest's clock
+ * page), now four.
  * Slewing (adjtime, NTP) moves both clocks alike, so the offset changes
  * only when the wall clock is stepped; a step is then followed within the
  * interval.

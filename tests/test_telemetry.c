@@ -1442,3 +1442,75 @@ Test(telemetry, lookup_events_follow_their_sampler_at_once)
 	cr_assert_eq(fdn_unregister(s, "svc", 3), 0);
 	tel_destroy(s, name);
 }
+
+/* ---- times -------------------------------------------------------------------- */
+
+static int64_t clock_i64(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static _Atomic int64_t handler_skew_max;
+static _Atomic int handler_events;
+
+static void skew_handler(const struct fdn_event *ev, void *arg)
+{
+	int64_t off = *(const int64_t *)arg;
+	int64_t d = (int64_t)(ev->time_ns - ev->mono_ns) - off;
+	d = d < 0 ? -d : d;
+	if (d > atomic_load(&handler_skew_max))
+		atomic_store(&handler_skew_max, d);
+	atomic_fetch_add(&handler_events, 1);
+}
+
+/* The wall-clock times the library derives from a monotonic reading
+ * (shm/clock.c, fdn__real_of) are the wall clock at that reading: an
+ * event's time_ns - mono_ns is the clocks' offset, in the ring and in a
+ * handler, and an entry's registered_ns lies within its register call.
+ * Over 60 ms of calls, so that the offset is measured again.  The bound
+ * (50 ms) is what two clock reads preempted apart may differ by on a busy
+ * machine; an offset left out or stale by a whole step is seconds or
+ * years. */
+Test(telemetry, times_are_the_wall_clock_at_their_monotonic_reading)
+{
+	char name[128];
+	fdn_segment *s = tel_create(name, sizeof(name), 4096);
+	const int64_t bound = 50 * 1000000;
+	int64_t off = clock_i64(CLOCK_REALTIME) - clock_i64(CLOCK_MONOTONIC);
+	for (int round = 0; round < 30; round++) {
+		int64_t before = clock_i64(CLOCK_REALTIME);
+		cr_assert_eq(fdn_register(s, "timed", 5, getpid(), NULL, 0, 0, NULL), 0);
+		int64_t after = clock_i64(CLOCK_REALTIME);
+		struct fdn_entry e;
+		cr_assert_eq(fdn_lookup(s, "timed", 5, 0, &e), 0);
+		cr_assert_geq((int64_t)e.registered_ns, before - bound, "round %d", round);
+		cr_assert_leq((int64_t)e.registered_ns, after + bound, "round %d", round);
+		cr_assert_eq(fdn_unregister(s, "timed", 5), 0);
+		struct timespec d = {0, 2000000};
+		nanosleep(&d, NULL);
+	}
+	static struct fdn_ring_event evs[64];
+	const char *names[] = {"foundation.registry.register", "foundation.registry.unregister"};
+	for (int k = 0; k < 2; k++) {
+		int n = ring_collect(s, names[k], evs, 64, NULL);
+		cr_assert_eq(n, 30, "%s: %d events", names[k], n);
+		for (int i = 0; i < n; i++) {
+			int64_t d = (int64_t)(evs[i].time_ns - evs[i].mono_ns) - off;
+			cr_assert_lt(d < 0 ? -d : d, bound, "%s: time_ns - mono_ns is %lld ns off",
+				     names[k], (long long)d);
+		}
+	}
+	cr_assert_eq(fdn_handler_attach("skew", "app.timed", skew_handler, &off), 0);
+	for (int i = 0; i < 30; i++) {
+		cr_assert_eq(fdn_emit(s, "app.timed", NULL, 0, NULL, 0), 1);
+		struct timespec d = {0, 2000000};
+		nanosleep(&d, NULL);
+	}
+	cr_assert_eq(fdn_handler_detach("skew"), 0);
+	cr_assert_eq(atomic_load(&handler_events), 30);
+	cr_assert_lt(atomic_load(&handler_skew_max), bound, "a handler's event is %lld ns off",
+		     (long long)atomic_load(&handler_skew_max));
+	tel_destroy(s, name);
+}

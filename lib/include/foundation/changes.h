@@ -54,8 +54,9 @@ enum fdn_change_type {
 /* One change. */
 struct fdn_change {
 	uint64_t revision;
-	uint64_t time_ns; /* CLOCK_REALTIME, taken just before it took effect
-			   * (a registration: its entry's registered_ns) */
+	uint64_t time_ns; /* CLOCK_REALTIME, taken during the call that made
+			   * it, before it took effect (a registration: its
+			   * entry's registered_ns); see fdn_event.time_ns */
 	/* FDN_CHANGE_REMOVED by the reaper after a death: the death's number
 	 * in the graveyard (fdn_death.number); else FDN_NO_DEATH. */
 	uint64_t death;

@@ -88,7 +88,8 @@ struct fdn_entry {
 	char key[FDN_REG_KEY_MAX + 1]; /* NUL-terminated copy; key_len bytes */
 	uint32_t key_len;
 	pid_t pid;
-	uint64_t registered_ns; /* CLOCK_REALTIME */
+	uint64_t registered_ns; /* CLOCK_REALTIME at the start of the call
+				 * (see fdn_event.time_ns) */
 	uint32_t attrs_len;
 	unsigned char attrs[FDN_ATTRS_MAX]; /* read with fdn_attrs_* */
 };

@@ -63,7 +63,14 @@ struct fdn_event {
 	size_t nmeasurements;
 	const struct fdn_attr *attrs;
 	size_t nattrs;
-	uint64_t time_ns; /* CLOCK_REALTIME */
+	/* CLOCK_REALTIME at mono_ns: mono_ns plus the offset between the two
+	 * clocks, which the library measures again in each process once it is
+	 * 1 ms old -- so it follows a step of the wall clock within 1 ms, and
+	 * reads the wall clock about once a millisecond instead of once an
+	 * event.  Entries' registered_ns, changes' time_ns and spans' start
+	 * times are taken the same way when the call read the monotonic clock
+	 * anyway. */
+	uint64_t time_ns;
 	uint64_t mono_ns; /* CLOCK_MONOTONIC */
 	pid_t pid, tid;
 };
