@@ -289,6 +289,12 @@ int bench_rounds_run(struct bench_rounds *b);
  * v[0] = median ops/s; r->sys_stat, r->ratio_stat as documented above. */
 void bench_rounds_fill(const struct bench_rounds *b, struct bench_result *r,
 		       struct bench_sys *const *row);
+/* The same from any rounds x n matrix of rates (row-major; a round's rates
+ * measured interleaved, as bench_rounds_run does): what a program that
+ * runs its rounds itself (fdn-bench-registry's read_scaling: windows of
+ * forked processes) reports the same way.  r->how is the caller's. */
+void bench_rates_fill(struct bench_result *r, struct bench_sys *const *row, const double *rate,
+		      size_t rounds, size_t n);
 void bench_rounds_free(struct bench_rounds *b);
 
 /* Sort v (n values) and return its q-quantile (0..1, linear between ranks). */

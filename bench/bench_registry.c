@@ -58,8 +58,12 @@
  *    it can, and beside one that only burns CPU (never maps the segment:
  *    what the readers lose beside it is the machine's -- a CPU shared
  *    with a sibling thread or another guest -- not the registry's).  They
- *    start together and stop after a 1 s window (100 ms); each reader
- *    times itself and the readers' lookups/s are summed; best of 3.
+ *    start together and stop after a 400 ms window (100 ms); each reader
+ *    times itself and the readers' lookups/s are summed.  9 rounds (3),
+ *    each running every configuration (k readers x alone, writer,
+ *    spinner) once, in an order that rotates from round to round; each
+ *    ratio is taken within a round, and the medians of the per-round
+ *    values are reported with their spread (bench_rates_fill).
  *    read_scaling gives k readers against 1 (target 2 >= 1.8 x 1);
  *    read_under_churn, per k, with the writer against alone (target
  *    >= 0.9 while k < CPUs: the writer has a CPU of its own), with the
@@ -192,7 +196,8 @@ static void usage(FILE *f)
 		"                       40 interleaved rounds of 40 ms (medians of the\n"
 		"                       per-round rates and ratios)\n"
 		"  read_scaling         fdn_lookup from 1, 2 (.. CPUs) processes, without and\n"
-		"                       with a writer process churning (also read_under_churn)\n"
+		"                       with a writer process churning (also read_under_churn),\n"
+		"                       9 interleaved rounds of 400 ms windows (medians)\n"
 		"  memory               segment bytes per entry at 1 000 000 entries with\n"
 		"                       64 bytes of attributes\n"
 		"  changefeed_latency   a change until a subscriber process reads it\n"
@@ -203,7 +208,8 @@ static void usage(FILE *f)
 		"                       pairs until FDN_EBUSY, drain after SIGCONT)\n"
 		"\n"
 		"  --quick            20 deaths per size, pairs in 12 rounds of 10 ms, 10 000\n"
-		"                     entries for scaling (100 ms windows), 100 000 for memory,\n"
+		"                     entries for scaling (3 rounds of 100 ms windows), 100 000\n"
+		"                     for memory,\n"
 		"                     one run (CI)\n"
 		"  --json             one JSON object per result on stdout, tables on stderr\n"
 		"  --json-file PATH   the JSON objects into PATH, tables on stdout\n"
@@ -241,14 +247,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    {NULL, 0, NULL, 0},
 	};
 	*o = (struct opts){.argv0 = argv[0],
-			   .reps = 3,
+			   .scale_rounds = 9,
 			   .rounds = 40,
 			   .round_ms = 40,
 			   .deaths = 200,
 			   .pairs = 200000,
 			   .redis_pairs = 20000,
 			   .scale_entries = 1000000,
-			   .scale_ms = 1000,
+			   .scale_ms = 400,
 			   .mem_entries = 1000000};
 	int r;
 	for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
@@ -270,7 +276,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	if ((r = bench_cli_end(&o->cli, argc, argv, usage)))
 		return r;
 	if (o->cli.quick) {
-		o->reps = 1;
+		o->scale_rounds = 3;
 		o->rounds = 12;
 		o->round_ms = 10;
 		o->deaths = 20;

@@ -28,8 +28,8 @@
 struct opts {
 	struct bench_cli cli; /* --json, --json-file, --quick */
 	const char *argv0;
-	int reps;        /* read scaling: best of */
-	unsigned rounds; /* register_unregister: interleaved rounds */
+	int scale_rounds; /* read scaling: interleaved rounds */
+	unsigned rounds;  /* register_unregister: interleaved rounds */
 	double round_ms;
 	unsigned deaths;
 	size_t pairs, redis_pairs;

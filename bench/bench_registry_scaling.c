@@ -25,10 +25,10 @@
 /* ==== 4. read scaling ================================================================ */
 
 #define SCALE_STREAM    (1u << 18) /* keys per reader, looked up cyclically */
-#define SCALE_MAX_PROCS 16
-#define SCALE_CHURN     4096u /* keys the writer cycles through */
-#define CHURN_TARGET    0.9   /* readers beside a writer keep this share of their rate */
-#define WRITER_TARGET   1e5   /* the writer's pairs/s beside 2 readers */
+#define SCALE_MAX_PROCS 14         /* readers, at most: with the control's 2 rows, BENCH_MAX_SYS */
+#define SCALE_CHURN     4096u      /* keys the writer cycles through */
+#define CHURN_TARGET    0.9        /* readers beside a writer keep this share of their rate */
+#define WRITER_TARGET   1e5        /* the writer's pairs/s beside 2 readers */
 
 struct scale_slot {
 	_Alignas(64) uint64_t ops, ns;
@@ -40,6 +40,44 @@ struct scale_page {
 	_Atomic int ready, go, stop;
 	struct scale_slot w[SCALE_MAX_PROCS + 1]; /* readers, then the writer */
 };
+
+/* The control reader: the same stream of the same keys in the plain
+ * open-addressing table (sys_plain.c) the parent built before forking, so
+ * that every reader reads the same physical pages, as the registry's
+ * readers do: what 2 readers make of 1 without any registry. */
+static __attribute__((noreturn)) void scale_plain_reader(void *plain, struct scale_page *pg,
+							 unsigned i, uint64_t n)
+{
+	struct scale_slot *me = &pg->w[i];
+	struct lookup_key *keys = malloc(SCALE_STREAM * sizeof(*keys));
+	if (!keys) {
+		me->err = -ENOMEM;
+		atomic_fetch_add(&pg->ready, 1);
+		_exit(1);
+	}
+	uint64_t seed = STREAM_SEED + i;
+	for (size_t j = 0; j < SCALE_STREAM; j++)
+		lookup_key_make(&keys[j], bench_xorshift64(&seed) % n);
+	atomic_fetch_add(&pg->ready, 1);
+	while (!atomic_load(&pg->go))
+		sleep_ns(20000L);
+	uint64_t t0 = bench_mono_ns(), ops = 0;
+	int r = 0;
+	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
+		struct tally t = {0};
+		const struct lookup_key *k = &keys[ops % SCALE_STREAM]; /* 1024 divides it */
+		sys_plain_lookup.v[0].run(plain, k, 1024, &t);
+		if (t.hits != 1024) {
+			r = FDN_ENOTFOUND;
+			memcpy(me->key, k[t.bad_at].s, k[t.bad_at].len + 1u);
+		}
+		ops += 1024;
+	}
+	me->ns = bench_mono_ns() - t0;
+	me->ops = ops;
+	me->err = r;
+	_exit(r ? 1 : 0);
+}
 
 static __attribute__((noreturn)) void scale_reader(const char *name, struct scale_page *pg,
 						   unsigned i, uint64_t n)
@@ -147,13 +185,15 @@ static __attribute__((noreturn)) void scale_spinner(struct scale_page *pg, unsig
 
 struct scale_run {
 	struct seg g;
+	void *plain; /* the control's table (sys_plain.c), or NULL */
 	struct scale_page *pg;
 	uint64_t n;
 	long window_ns;
 };
 
-/* What runs beside the readers. */
-enum { BESIDE_NONE, BESIDE_WRITER, BESIDE_SPINNER, BESIDE_KINDS };
+/* What runs beside the readers; BESIDE_PLAIN: nothing, and the readers
+ * read the plain table instead (the control of read_scaling). */
+enum { BESIDE_NONE, BESIDE_WRITER, BESIDE_SPINNER, BESIDE_KINDS, BESIDE_PLAIN = BESIDE_KINDS };
 
 /* One window: readers reader processes (and a writer or a spinner) forked,
  * started together, stopped after the window.  Sum of the readers'
@@ -161,7 +201,7 @@ enum { BESIDE_NONE, BESIDE_WRITER, BESIDE_SPINNER, BESIDE_KINDS };
 static int scale_once(struct scale_run *sr, unsigned readers, int beside, double *rate,
 		      double *wrate)
 {
-	bool churn = beside != BESIDE_NONE;
+	bool churn = beside == BESIDE_WRITER || beside == BESIDE_SPINNER;
 	struct scale_page *pg = sr->pg;
 	memset(pg, 0, sizeof(*pg));
 	unsigned nproc = readers + (churn ? 1u : 0u);
@@ -180,6 +220,8 @@ static int scale_once(struct scale_run *sr, unsigned readers, int beside, double
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			if (getppid() != g_pid)
 				_exit(1);
+			if (i < readers && beside == BESIDE_PLAIN)
+				scale_plain_reader(sr->plain, pg, slot, sr->n);
 			if (i < readers)
 				scale_reader(sr->g.name, pg, slot, sr->n);
 			if (beside == BESIDE_SPINNER)
@@ -241,29 +283,52 @@ int scenario_scaling(const struct opts *o)
 		if (r)
 			r = bench_fail("read_scaling: register %s: %s", k.s, fdn_strerror(r));
 	}
-	/* rate[beside][readers - 1], best of reps; the writer's pairs/s alongside */
-	double rate[BESIDE_KINDS][SCALE_MAX_PROCS] = {{0}}, wrate[SCALE_MAX_PROCS] = {0};
-	for (int rep = 0; rep < o->reps && r == 0; rep++) {
-		for (unsigned k = 1; k <= maxr && r == 0; k++) {
-			for (int b = 0; b < BESIDE_KINDS && r == 0; b++) {
-				double x, w;
-				r = scale_once(&sr, k, b, &x, &w);
-				if (r == 0 && x > rate[b][k - 1]) {
-					rate[b][k - 1] = x;
-					if (b == BESIDE_WRITER)
-						wrate[k - 1] = w;
-				}
-			}
+	if (r == 0 && sys_plain_lookup.open(&sr.plain, sr.n))
+		r = -1;
+	/* Every configuration once per round -- k readers beside nothing, the
+	 * writer or the spinner, then 1 and 2 readers of the plain table (the
+	 * control) -- in an order that rotates from round to round, as
+	 * bench_rounds_run runs systems: a burst of load from elsewhere lands
+	 * on one round, and each ratio is taken within a round.  rate: the
+	 * readers' lookups/s, wr: the writer's pairs/s, [round][config]. */
+	unsigned ncfg = maxr * BESIDE_KINDS + 2, R = (unsigned)o->scale_rounds;
+	double *rate = calloc((size_t)R * ncfg, sizeof(*rate));
+	double *wr = calloc((size_t)R * ncfg, sizeof(*wr));
+	double *m = calloc((size_t)R * ncfg, sizeof(*m));
+	if (r == 0 && (!rate || !wr || !m))
+		r = bench_fail("read_scaling: %s", strerror(ENOMEM));
+	uint64_t t0 = bench_mono_ns();
+	for (unsigned rd = 0; rd < R && r == 0; rd++) {
+		for (unsigned j = 0; j < ncfg && r == 0; j++) {
+			unsigned c = (rd + j) % ncfg, p = maxr * BESIDE_KINDS;
+			r = scale_once(&sr, c < p ? c / BESIDE_KINDS + 1 : c - p + 1,
+				       c < p ? (int)(c % BESIDE_KINDS) : BESIDE_PLAIN,
+				       &rate[(size_t)rd * ncfg + c], &wr[(size_t)rd * ncfg + c]);
 		}
 	}
+	double round_ms = R ? (double)(bench_mono_ns() - t0) / 1e6 / R : 0;
 	if (r == 0 && fdn_count(sr.g.s) != (int64_t)sr.n)
 		r = bench_fail("read_scaling: %" PRId64
 			       " entries after the churn, expected %" PRIu64,
 			       fdn_count(sr.g.s), sr.n);
 	seg_close(&sr.g);
+	if (sr.plain)
+		sys_plain_lookup.close(sr.plain);
 	munmap(sr.pg, sizeof(*sr.pg));
-	if (r)
+	if (r) {
+		free(rate);
+		free(wr);
+		free(m);
 		return r;
+	}
+#define CFG(k, b)                                                          \
+	((b) == BESIDE_PLAIN ? (size_t)maxr * BESIDE_KINDS + (size_t)(k)-1 \
+			     : (size_t)((k)-1) * BESIDE_KINDS + (size_t)(b))
+	char how[160];
+	snprintf(how, sizeof(how),
+		 "%u rounds, each every configuration once (%u) in rotating order, windows of %ld "
+		 "ms, %.0f ms per round",
+		 R, ncfg, o->scale_ms, round_ms);
 	static const char *const rid[] = {"readers_1",  "readers_2",  "readers_3",  "readers_4",
 					  "readers_5",  "readers_6",  "readers_7",  "readers_8",
 					  "readers_9",  "readers_10", "readers_11", "readers_12",
@@ -276,25 +341,48 @@ int scenario_scaling(const struct opts *o)
 	    "13 reader processes", "14 reader processes", "15 reader processes",
 	    "16 reader processes"};
 	for (int churn = 0; churn < 2; churn++) {
+		int b = churn ? BESIDE_WRITER : BESIDE_NONE;
 		struct bench_result res;
 		bench_result_init(&res, "read_scaling", BENCH_RATE, "lookups_per_s", "lookups/s");
 		bench_title(&res,
 			    "fdn_lookup from 1..%u forked processes, %" PRIu64
-			    " entries, %s, %ld ms windows, best of %d, %ld CPUs",
+			    " entries, %s, %ld ms windows, medians of %u interleaved rounds, %ld "
+			    "CPUs",
 			    maxr, sr.n, churn ? "one writer process churning" : "no writer",
-			    o->scale_ms, o->reps, ncpu);
+			    o->scale_ms, R, ncpu);
 		bench_param(&res, "entries", "%" PRIu64, sr.n);
 		bench_param(&res, "writer", "%s", churn ? "true" : "false");
 		bench_param(&res, "window_ms", "%ld", o->scale_ms);
 		bench_param(&res, "cpus", "%ld", ncpu);
-		bench_param(&res, "reps", "%d", o->reps);
-		for (unsigned k = 1; k <= maxr; k++)
-			bench_add(&res, rid[k - 1], rlabel[k - 1])->v[0] = rate[churn][k - 1];
-		if (!churn)
+		bench_param(&res, "rounds", "%u", R);
+		/* Without a writer, the plain table's 1 and 2 readers too. */
+		unsigned nrow = churn ? maxr : maxr + 2;
+		struct bench_sys *row[SCALE_MAX_PROCS + 2];
+		for (unsigned c = 0; c < nrow; c++) {
+			bool plain = c >= maxr;
+			unsigned k = plain ? c - maxr + 1 : c + 1;
+			row[c] =
+			    plain ? bench_add(&res, k == 1 ? "plain_readers_1" : "plain_readers_2",
+					      k == 1 ? "plain table, 1 reader"
+						     : "plain table, 2 readers")
+				  : bench_add(&res, rid[k - 1], rlabel[k - 1]);
+			for (unsigned rd = 0; rd < R; rd++)
+				m[(size_t)rd * nrow + c] =
+				    rate[(size_t)rd * ncfg + CFG(k, plain ? BESIDE_PLAIN : b)];
+		}
+		bench_rates_fill(&res, row, m, R, nrow);
+		snprintf(res.how, sizeof(res.how), "%s", how);
+		if (!churn) {
 			bench_target_ratio(&res, "readers_2", "readers_1", 1.8);
+			bench_show_ratio(&res, "plain_readers_2", "plain_readers_1");
+		}
 		bench_emit(&res);
 	}
 	for (unsigned k = 1; k <= maxr; k++) {
+		/* The writer's pairs/s: the median of its windows. */
+		for (unsigned rd = 0; rd < R; rd++)
+			m[rd] = wr[(size_t)rd * ncfg + CFG(k, BESIDE_WRITER)];
+		double wmed = bench_quantile(m, R, 0.5);
 		struct bench_result res;
 		bench_result_init(&res, "read_under_churn", BENCH_RATE, "lookups_per_s",
 				  "lookups/s");
@@ -302,25 +390,37 @@ int scenario_scaling(const struct opts *o)
 			    "%u reader process%s, %" PRIu64
 			    " entries, without and with one writer (%.0f register+unregister "
 			    "pairs/s)",
-			    k, k == 1 ? "" : "es", sr.n, wrate[k - 1]);
+			    k, k == 1 ? "" : "es", sr.n, wmed);
 		bench_param(&res, "entries", "%" PRIu64, sr.n);
 		bench_param(&res, "readers", "%u", k);
-		bench_param(&res, "writer_pairs_per_s", "%.0f", wrate[k - 1]);
+		bench_param(&res, "writer_pairs_per_s", "%.0f", wmed);
 		bench_param(&res, "cpus", "%ld", ncpu);
-		bench_add(&res, "no_writer", "readers, no writer")->v[0] = rate[0][k - 1];
-		bench_add(&res, "writer_churning", "readers, one writer churning")->v[0] =
-		    rate[BESIDE_WRITER][k - 1];
-		bench_add(&res, "spinner", "readers, one process spinning (no segment)")->v[0] =
-		    rate[BESIDE_SPINNER][k - 1];
+		bench_param(&res, "rounds", "%u", R);
+		static const char *const bid[] = {"no_writer", "writer_churning", "spinner"};
+		static const char *const blabel[] = {"readers, no writer",
+						     "readers, one writer churning",
+						     "readers, one process spinning (no segment)"};
+		struct bench_sys *row[BESIDE_KINDS];
+		for (int b = 0; b < BESIDE_KINDS; b++) {
+			row[b] = bench_add(&res, bid[b], blabel[b]);
+			for (unsigned rd = 0; rd < R; rd++)
+				m[(size_t)rd * BESIDE_KINDS + (size_t)b] =
+				    rate[(size_t)rd * ncfg + CFG(k, b)];
+		}
+		bench_rates_fill(&res, row, m, R, BESIDE_KINDS);
+		snprintf(res.how, sizeof(res.how), "%s", how);
 		/* The ratio is judged while the writer has a CPU of its own; beyond
 		 * that the spinner's row shows what the CPUs' sharing costs. */
 		if (k < (unsigned)ncpu)
 			bench_target_ratio(&res, "writer_churning", "no_writer", CHURN_TARGET);
 		if (k == 2)
-			bench_target(&res, "writer_pairs_per_s", wrate[k - 1], false,
-				     WRITER_TARGET);
+			bench_target(&res, "writer_pairs_per_s", wmed, false, WRITER_TARGET);
 		bench_emit(&res);
 	}
+#undef CFG
+	free(rate);
+	free(wr);
+	free(m);
 	return 0;
 }
 

@@ -129,22 +129,18 @@ int bench_rounds_run(struct bench_rounds *b)
 	return 0;
 }
 
-void bench_rounds_fill(const struct bench_rounds *b, struct bench_result *r,
-		       struct bench_sys *const *row)
+void bench_rates_fill(struct bench_result *r, struct bench_sys *const *row, const double *rate,
+		      size_t rounds, size_t n)
 {
-	size_t n = b->nsys, R = b->rounds;
+	size_t R = rounds;
 	double *v = malloc(R * sizeof(*v));
 	if (!v)
 		return;
-	r->rounds = b->rounds;
-	snprintf(r->how, sizeof(r->how),
-		 "%u rounds of %" PRIu64 " operations per system, rotating order, %.0f ms per "
-		 "round",
-		 b->rounds, b->ops, b->elapsed_ms / b->rounds);
+	r->rounds = (unsigned)rounds;
 	for (size_t i = 0; i < n; i++) {
 		size_t ri = (size_t)(row[i] - r->sys);
 		for (size_t k = 0; k < R; k++)
-			v[k] = b->rate[k * n + i];
+			v[k] = rate[k * n + i];
 		stats_of(v, R, r->sys_stat[ri]);
 		row[i]->v[0] = r->sys_stat[ri][BENCH_MED];
 		for (size_t j = 0; j < n; j++) {
@@ -152,12 +148,22 @@ void bench_rounds_fill(const struct bench_rounds *b, struct bench_result *r,
 			if (i == j)
 				continue;
 			for (size_t k = 0; k < R; k++)
-				v[k] = b->rate[k * n + i] / b->rate[k * n + j];
+				v[k] = rate[k * n + i] / rate[k * n + j];
 			stats_of(v, R, r->ratio_stat[ri][rj]);
 			r->has_ratio[ri][rj] = true;
 		}
 	}
 	free(v);
+}
+
+void bench_rounds_fill(const struct bench_rounds *b, struct bench_result *r,
+		       struct bench_sys *const *row)
+{
+	snprintf(r->how, sizeof(r->how),
+		 "%u rounds of %" PRIu64 " operations per system, rotating order, %.0f ms per "
+		 "round",
+		 b->rounds, b->ops, b->elapsed_ms / b->rounds);
+	bench_rates_fill(r, row, b->rate, b->rounds, b->nsys);
 }
 
 void bench_rounds_free(struct bench_rounds *b)
