@@ -58,8 +58,8 @@
  *    it can, and beside one that only burns CPU (never maps the segment:
  *    what the readers lose beside it is the machine's -- a CPU shared
  *    with a sibling thread or another guest -- not the registry's).  They
- *    start together and stop after a 400 ms window (100 ms); each reader
- *    times itself and the readers' lookups/s are summed.  9 rounds (3),
+ *    start together and stop after a 250 ms window (100 ms); each reader
+ *    times itself and the readers' lookups/s are summed.  15 rounds (3),
  *    each running every configuration (k readers x alone, writer,
  *    spinner) once, in an order that rotates from round to round; each
  *    ratio is taken within a round, and the medians of the per-round
@@ -197,7 +197,7 @@ static void usage(FILE *f)
 		"                       per-round rates and ratios)\n"
 		"  read_scaling         fdn_lookup from 1, 2 (.. CPUs) processes, without and\n"
 		"                       with a writer process churning (also read_under_churn),\n"
-		"                       9 interleaved rounds of 400 ms windows (medians)\n"
+		"                       15 interleaved rounds of 250 ms windows (medians)\n"
 		"  memory               segment bytes per entry at 1 000 000 entries with\n"
 		"                       64 bytes of attributes\n"
 		"  changefeed_latency   a change until a subscriber process reads it\n"
@@ -247,14 +247,14 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	    {NULL, 0, NULL, 0},
 	};
 	*o = (struct opts){.argv0 = argv[0],
-			   .scale_rounds = 9,
+			   .scale_rounds = 15,
 			   .rounds = 40,
 			   .round_ms = 40,
 			   .deaths = 200,
 			   .pairs = 200000,
 			   .redis_pairs = 20000,
 			   .scale_entries = 1000000,
-			   .scale_ms = 400,
+			   .scale_ms = 250,
 			   .mem_entries = 1000000};
 	int r;
 	for (int c; (c = getopt_long(argc, argv, "", longopts, NULL)) != -1;) {
