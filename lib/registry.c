@@ -296,7 +296,7 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 static void refs_undo(fdn_segment *s, const void *key, size_t klen, uint32_t oidx, uint64_t oword,
 		      const void *attrs, size_t alen)
 {
-	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
+	struct ref_op del = {.s = s, .key = key, .klen = klen};
 	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
 }
 
@@ -417,7 +417,12 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	else
 		fdn__proc_mark_uncounted(s, oidx, oword);
 	/* References first: the index never misses a value the entry has. */
-	struct ref_op put = {s, key, klen, oword, oidx, NULL, 0, true};
+	struct ref_op put = {.s = s,
+			     .key = key,
+			     .klen = klen,
+			     .owner_word = oword,
+			     .owner_idx = oidx,
+			     .top_only = true};
 	if ((r = fdn__reg_each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen,
 				   fdn__reg_ref_put_cb, &put))) {
 		fdn__held_add(s, oidx, oword, -1);
@@ -442,7 +447,8 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	fdn__reg_refs_after_entry(&put, val + REC_SIZE, (size_t)alen);
 	/* Took over an entry: what it had that we do not (its owner reference,
 	 * values) loses its reference. */
-	struct ref_op del = {s, key, klen, 0, 0, val + REC_SIZE, (size_t)alen, false};
+	struct ref_op del = {
+	    .s = s, .key = key, .klen = klen, .keep = val + REC_SIZE, .keep_len = (size_t)alen};
 	if (orec.owner_word)
 		fdn__reg_each_ref(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len,
 				  fdn__reg_ref_del_cb, &del);
@@ -530,7 +536,11 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 			return alen;
 		int vlen = build_record(rc.owner_idx, rc.owner_word, rc.registered_ns,
 					merge ? val + REC_SIZE : upd, (size_t)alen, val);
-		struct ref_op put = {s, key, klen, rc.owner_word, rc.owner_idx, NULL, 0, false};
+		struct ref_op put = {.s = s,
+				     .key = key,
+				     .klen = klen,
+				     .owner_word = rc.owner_word,
+				     .owner_idx = rc.owner_idx};
 		r = fdn__reg_each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
 				      fdn__reg_ref_put_cb, &put);
 		const struct fdn__chg chg = {FDN_CHANGE_UPDATED, (pid_t)FDN_PROC_PID(rc.owner_word),
@@ -540,8 +550,11 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 					    &expect, NULL, &chg);
 		if (r == 0) {
 			fdn__reg_refs_after_entry(&put, val + REC_SIZE, (size_t)alen);
-			struct ref_op del = {s,    key, klen, 0, 0, val + REC_SIZE, (size_t)alen,
-					     false};
+			struct ref_op del = {.s = s,
+					     .key = key,
+					     .klen = klen,
+					     .keep = val + REC_SIZE,
+					     .keep_len = (size_t)alen};
 			fdn__reg_each_prefix(s, old, olen, fdn__reg_ref_del_cb, &del);
 			drop_if_owner_gone(s, key, klen, rc.owner_idx, rc.owner_word);
 			return 0;

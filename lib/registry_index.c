@@ -353,14 +353,15 @@ int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs)
  * not there -- a registration's puts.  A value raised to a higher level
  * keeps the references written under the lower one before the raise (for
  * its long-lived entries, for ever), so a lookup there walks them: with
- * 10 000 entries of 8 values, about 16 a chain under level 0, 14 % of a
- * register+unregister pair (fdn-bench-registry's).  A reference of the
- * same entry may lie under a lower level too (a registration that takes
- * over its own key, a stale one): it is then there twice, which the
- * levels allow (two writers racing with a raise leave the same, "Levels"
- * above): walks report it once, and the removal tries every level.  An
- * update keeps the full look (it would otherwise write every unchanged
- * value of an entry registered before a raise again).
+ * 10 000 entries of 8 values, about 16 a chain under level 0, walked twice
+ * a register; not looking there gave fdn-bench-registry's pairs 1.05-
+ * 1.12 x (docs/benchmarks.md).  A reference of the same entry may lie
+ * under a lower level too (a registration that takes over its own key, a
+ * stale one): it is then there twice, which the levels allow (two writers
+ * racing with a raise leave the same, "Levels" above): walks report it
+ * once, and the removal tries every level.  An update keeps the full look
+ * (it would otherwise write every unchanged value of an entry registered
+ * before a raise again).
  */
 static int ref_put(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
 		   size_t slen, uint64_t oword, uint32_t oidx, bool top_only)
@@ -695,7 +696,7 @@ int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
 	if (r)
 		return r;
 	fdn__held_add(s, oidx, oword, -1); /* ours: gone from the count */
-	struct ref_op del = {s, key, klen, 0, 0, NULL, 0, false};
+	struct ref_op del = {.s = s, .key = key, .klen = klen};
 	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
 	return 0;
 }

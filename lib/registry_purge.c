@@ -182,8 +182,7 @@ static int purge_group(fdn_segment *s, const unsigned char *prefix, size_t plen,
 			int rr = fdn__ht_delete_chg(s, T_MAIN, v[i].key, v[i].key_len,
 						    &v[i].version, &chg);
 			if (rr == 0) {
-				struct ref_op del = {s,    v[i].key, v[i].key_len, 0, 0,
-						     NULL, 0,        false};
+				struct ref_op del = {.s = s, .key = v[i].key, .klen = v[i].key_len};
 				fdn__reg_each_prefix(s, v[i].attrs, v[i].attrs_len,
 						     fdn__reg_ref_del_cb, &del);
 				progress++;

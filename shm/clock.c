@@ -46,10 +46,10 @@ uint64_t fdn__real_ns(void)
  * it read anyway for their durations, and reads the wall clock about once
  * a millisecond instead of on every call: a register+unregister pair read
  * the precise clocks eight times (each 25-30 ns through a guest's clock
- * page), now four.
- * Slewing (adjtime, NTP) moves both clocks alike, so the offset changes
- * only when the wall clock is stepped; a step is then followed within the
- * interval.
+ * page), now four.  Slewing (adjtime, NTP) moves both clocks alike, so the
+ * offset changes only when the wall clock is stepped; a step is then
+ * followed within the interval (at once by a call that comes later than
+ * that after the last).
  *
  * The offset and the time it was measured at are two words that threads
  * refresh concurrently: `at` is stored (release) after `off` and loaded
