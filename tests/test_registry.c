@@ -971,6 +971,20 @@ static int count_keys_cb(void *arg, const struct fdn_entry_view *e)
 	return 0;
 }
 
+/* A find of capability "shared" reports hot-00000 .. hot-(n-1) once each
+ * and nothing else. */
+static void find_hot_once(fdn_segment *s, int n)
+{
+	static unsigned char seen[40001];
+	memset(seen, 0, sizeof(seen));
+	struct fdn_attr value = {.type = FDN_ATTR_STRING, .v.s = "shared"};
+	int fr = fdn_find_by_attribute(s, "capability", &value, count_keys_cb, seen);
+	cr_assert_eq(fr, n, "find: %d (%s)", fr, fdn_strerror(fr));
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(seen[i], 1, "hot-%05d reported %d times", i, seen[i]);
+	cr_assert_eq(seen[40000], 0, "nothing else reported");
+}
+
 static uint64_t mono_ns(void)
 {
 	struct timespec ts;
@@ -1030,14 +1044,7 @@ Test(registry, a_value_shared_by_many_entries_stays_cheap, .timeout = 300)
 	cr_assert_lt(shared / distinct, 5.0, "registering into a shared value costs %.1fx",
 		     shared / distinct);
 
-	static unsigned char seen[40001];
-	memset(seen, 0, sizeof(seen));
-	struct fdn_attr value = {.type = FDN_ATTR_STRING, .v.s = "shared"};
-	int fr = fdn_find_by_attribute(s, "capability", &value, count_keys_cb, seen);
-	cr_assert_eq(fr, 40000, "find: %d (%s)", fr, fdn_strerror(fr));
-	for (int i = 0; i < 40000; i++)
-		cr_assert_eq(seen[i], 1, "hot-%05d reported %d times", i, seen[i]);
-	cr_assert_eq(seen[40000], 0, "nothing else reported");
+	find_hot_once(s, 40000);
 	t_assert_all_clean(s);
 
 	/* Our own: replaced and unregistered, then the child's death. */
@@ -1087,6 +1094,18 @@ static int seen_once_cb(void *arg, const struct fdn_entry_view *e)
 	return 0;
 }
 
+/* n entries hot-00000.. of one value ("shared"): the first few hundred
+ * lie under level 0, the rest under level 1 (registry_index.c,
+ * RAISE_STEPS). */
+static void reg_hot(fdn_segment *s, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char k[32];
+		snprintf(k, sizeof(k), "hot-%05d", i);
+		cr_assert_eq(reg(s, k, getpid(), "shared", "ok"), 0);
+	}
+}
+
 /* Finds through a value whose references lie under two levels, while
  * another process removes and registers its entries again (at least 20 000
  * times, or for a minute): no entry is reported twice by one find, and
@@ -1095,13 +1114,7 @@ Test(registry, finds_under_churn_report_each_entry_once, .timeout = 300)
 {
 	char name[128];
 	fdn_segment *s = reg_create(name, sizeof(name), 40000);
-	/* 6 000 entries of one value: the first few hundred lie under level
-	 * 0, the rest under level 1 (registry_index.c, RAISE_STEPS). */
-	for (int i = 0; i < 6000; i++) {
-		char k[32];
-		snprintf(k, sizeof(k), "hot-%05d", i);
-		cr_assert_eq(reg(s, k, getpid(), "shared", "ok"), 0);
-	}
+	reg_hot(s, 6000);
 	struct churn_ctl *m = t_shared(sizeof(*m));
 	pid_t c = t_fork();
 	if (c == 0) {
@@ -1161,12 +1174,7 @@ Test(registry, a_takeover_after_a_raise_leaves_no_reference_behind)
 {
 	char name[128];
 	fdn_segment *s = reg_create(name, sizeof(name), 20000);
-	/* The first few hundred lie under level 0, the rest under level 1. */
-	for (int i = 0; i < 6000; i++) {
-		char k[32];
-		snprintf(k, sizeof(k), "hot-%05d", i);
-		cr_assert_eq(reg(s, k, getpid(), "shared", "ok"), 0);
-	}
+	reg_hot(s, 6000);
 	struct fdn_segment_stats st;
 	stats_now(s, &st);
 	uint64_t before = st.tables[1].entries;
@@ -1181,13 +1189,7 @@ Test(registry, a_takeover_after_a_raise_leaves_no_reference_behind)
 	stats_now(s, &st);
 	fprintf(stderr, "  references %llu, after the takeovers %llu\n", (unsigned long long)before,
 		(unsigned long long)st.tables[1].entries);
-	static unsigned char seen[40001];
-	memset(seen, 0, sizeof(seen));
-	struct fdn_attr value = {.type = FDN_ATTR_STRING, .v.s = "shared"};
-	int fr = fdn_find_by_attribute(s, "capability", &value, count_keys_cb, seen);
-	cr_assert_eq(fr, 6000, "find: %d (%s)", fr, fdn_strerror(fr));
-	for (int i = 0; i < 6000; i++)
-		cr_assert_eq(seen[i], 1, "hot-%05d reported %d times", i, seen[i]);
+	find_hot_once(s, 6000);
 	t_assert_all_clean(s);
 	for (int i = 0; i < 6000; i++) {
 		char k[32];
