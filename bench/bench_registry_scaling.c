@@ -41,42 +41,101 @@ struct scale_page {
 	struct scale_slot w[SCALE_MAX_PROCS + 1]; /* readers, then the writer */
 };
 
-/* The control reader: the same stream of the same keys in the plain
- * open-addressing table (sys_plain.c) the parent built before forking, so
- * that every reader reads the same physical pages, as the registry's
- * readers do: what 2 readers make of 1 without any registry. */
-static __attribute__((noreturn)) void scale_plain_reader(void *plain, struct scale_page *pg,
-							 unsigned i, uint64_t n)
+/* A process that could not get ready: its error, counted as ready so
+ * that the parent does not wait for it. */
+static __attribute__((noreturn)) void scale_unready(struct scale_page *pg, struct scale_slot *me,
+						    int err)
 {
-	struct scale_slot *me = &pg->w[i];
-	struct lookup_key *keys = malloc(SCALE_STREAM * sizeof(*keys));
-	if (!keys) {
-		me->err = -ENOMEM;
-		atomic_fetch_add(&pg->ready, 1);
-		_exit(1);
-	}
-	uint64_t seed = STREAM_SEED + i;
-	for (size_t j = 0; j < SCALE_STREAM; j++)
-		lookup_key_make(&keys[j], bench_xorshift64(&seed) % n);
+	me->err = err;
+	atomic_fetch_add(&pg->ready, 1);
+	_exit(1);
+}
+
+/* What every process of a window does once set up -- each reader, the
+ * writer, the spinner: say it is ready, wait for go, then step until stop
+ * or an error; its operations, its time and the error into its slot, and
+ * exit.  step does some operations, adds them to *done, and returns 0 or
+ * an error (having put the key into its slot). */
+typedef int (*scale_step_fn)(void *arg, uint64_t *done);
+
+static __attribute__((noreturn)) void scale_window(struct scale_page *pg, struct scale_slot *me,
+						   scale_step_fn step, void *arg, fdn_segment *s)
+{
 	atomic_fetch_add(&pg->ready, 1);
 	while (!atomic_load(&pg->go))
 		sleep_ns(20000L);
 	uint64_t t0 = bench_mono_ns(), ops = 0;
 	int r = 0;
-	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
-		struct tally t = {0};
-		const struct lookup_key *k = &keys[ops % SCALE_STREAM]; /* 1024 divides it */
-		sys_plain_lookup.v[0].run(plain, k, 1024, &t);
-		if (t.hits != 1024) {
-			r = FDN_ENOTFOUND;
-			memcpy(me->key, k[t.bad_at].s, k[t.bad_at].len + 1u);
-		}
-		ops += 1024;
-	}
+	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0)
+		r = step(arg, &ops);
 	me->ns = bench_mono_ns() - t0;
 	me->ops = ops;
 	me->err = r;
+	if (s)
+		fdn_segment_detach(s);
 	_exit(r ? 1 : 0);
+}
+
+/* The control reader: the same stream of the same keys in the plain
+ * open-addressing table (sys_plain.c) the parent built before forking, so
+ * that every reader reads the same physical pages, as the registry's
+ * readers do: what 2 readers make of 1 without any registry. */
+struct plain_reader {
+	void *plain;
+	const struct lookup_key *keys;
+	struct scale_slot *me;
+};
+
+static int plain_step(void *arg, uint64_t *done)
+{
+	struct plain_reader *p = arg;
+	struct tally t = {0};
+	const struct lookup_key *k = &p->keys[*done % SCALE_STREAM]; /* 1024 divides it */
+	sys_plain_lookup.v[0].run(p->plain, k, 1024, &t);
+	*done += 1024;
+	if (t.hits == 1024)
+		return 0;
+	memcpy(p->me->key, k[t.bad_at].s, k[t.bad_at].len + 1u);
+	return FDN_ENOTFOUND;
+}
+
+static __attribute__((noreturn)) void scale_plain_reader(void *plain, struct scale_page *pg,
+							 unsigned i, uint64_t n)
+{
+	struct scale_slot *me = &pg->w[i];
+	struct lookup_key *keys = malloc(SCALE_STREAM * sizeof(*keys));
+	if (!keys)
+		scale_unready(pg, me, -ENOMEM);
+	uint64_t seed = STREAM_SEED + i;
+	for (size_t j = 0; j < SCALE_STREAM; j++)
+		lookup_key_make(&keys[j], bench_xorshift64(&seed) % n);
+	struct plain_reader p = {plain, keys, me};
+	scale_window(pg, me, plain_step, &p, NULL);
+}
+
+/* A registry reader: fdn_lookup of its stream, 1024 at a time; every hit
+ * must name this benchmark's process. */
+struct reg_reader {
+	fdn_segment *s;
+	const struct key *keys;
+	struct scale_slot *me;
+};
+
+static int reg_step(void *arg, uint64_t *done)
+{
+	struct reg_reader *p = arg;
+	struct fdn_entry e;
+	int r = 0;
+	for (size_t j = 0; j < 1024 && r == 0; j++) {
+		const struct key *k = &p->keys[(*done + j) % SCALE_STREAM];
+		r = fdn_lookup(p->s, k->s, k->len, 0, &e);
+		if (r == 0 && e.pid != g_pid)
+			r = FDN_ECORRUPT;
+		if (r)
+			memcpy(p->me->key, k->s, k->len + 1);
+	}
+	*done += 1024;
+	return r;
 }
 
 static __attribute__((noreturn)) void scale_reader(const char *name, struct scale_page *pg,
@@ -86,11 +145,8 @@ static __attribute__((noreturn)) void scale_reader(const char *name, struct scal
 	fdn_segment *s;
 	struct key *keys = malloc(SCALE_STREAM * sizeof(*keys));
 	int r = keys ? fdn_segment_attach(name, 0, &s) : -ENOMEM;
-	if (r) {
-		me->err = r;
-		atomic_fetch_add(&pg->ready, 1);
-		_exit(1);
-	}
+	if (r)
+		scale_unready(pg, me, r);
 	uint64_t seed = STREAM_SEED + i;
 	for (size_t j = 0; j < SCALE_STREAM; j++)
 		key_fmt(&keys[j], "agent-", bench_xorshift64(&seed) % n);
@@ -103,31 +159,36 @@ static __attribute__((noreturn)) void scale_reader(const char *name, struct scal
 	 * now those of readers that have been running, as the control's are.
 	 * (MADV_POPULATE_READ of the mapping would also allocate every page of
 	 * the segment's unused heap.) */
-	struct fdn_entry e;
-	for (size_t j = 0; j < SCALE_STREAM && r == 0; j++)
-		r = fdn_lookup(s, keys[j].s, keys[j].len, 0, &e);
-	atomic_fetch_add(&pg->ready, 1);
-	while (!atomic_load(&pg->go))
-		sleep_ns(20000L);
-	uint64_t t0 = bench_mono_ns(), ops = 0;
-	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
-		for (size_t j = 0; j < 1024; j++) {
-			const struct key *k = &keys[(ops + j) % SCALE_STREAM];
-			r = fdn_lookup(s, k->s, k->len, 0, &e);
-			if (r == 0 && e.pid != g_pid)
-				r = FDN_ECORRUPT;
-			if (r) {
-				memcpy(me->key, k->s, k->len + 1);
-				break;
-			}
-		}
-		ops += 1024;
-	}
-	me->ns = bench_mono_ns() - t0;
-	me->ops = ops;
-	me->err = r;
-	fdn_segment_detach(s);
-	_exit(r ? 1 : 0);
+	struct reg_reader p = {s, keys, me};
+	uint64_t warm = 0;
+	for (size_t j = 0; j < SCALE_STREAM / 1024 && r == 0; j++)
+		r = reg_step(&p, &warm);
+	if (r)
+		scale_unready(pg, me, r);
+	scale_window(pg, me, reg_step, &p, s);
+}
+
+/* The writer: register + unregister pairs over SCALE_CHURN keys. */
+struct churn_writer {
+	fdn_segment *s;
+	const struct key *keys;
+	struct scale_slot *me;
+	pid_t pid;
+};
+
+static int churn_step(void *arg, uint64_t *done)
+{
+	struct churn_writer *p = arg;
+	const struct key *k = &p->keys[*done % SCALE_CHURN];
+	struct fdn_attr a[2];
+	attrs_cap_weight(a, g_caps[*done % NCAPS], *done);
+	int r = fdn_register(p->s, k->s, k->len, p->pid, a, 2, 0, NULL);
+	if (r == 0)
+		r = fdn_unregister(p->s, k->s, k->len);
+	if (r)
+		memcpy(p->me->key, k->s, k->len + 1);
+	++*done;
+	return r;
 }
 
 static __attribute__((noreturn)) void scale_writer(const char *name, struct scale_page *pg,
@@ -135,63 +196,33 @@ static __attribute__((noreturn)) void scale_writer(const char *name, struct scal
 {
 	struct scale_slot *me = &pg->w[i];
 	fdn_segment *s;
-	int r = fdn_segment_attach(name, 0, &s);
-	if (r) {
-		me->err = r;
-		atomic_fetch_add(&pg->ready, 1);
-		_exit(1);
-	}
 	struct key *keys = malloc(SCALE_CHURN * sizeof(*keys));
-	if (!keys) {
-		me->err = -ENOMEM;
-		atomic_fetch_add(&pg->ready, 1);
-		_exit(1);
-	}
+	int r = keys ? fdn_segment_attach(name, 0, &s) : -ENOMEM;
+	if (r)
+		scale_unready(pg, me, r);
 	for (unsigned j = 0; j < SCALE_CHURN; j++)
 		key_fmt(&keys[j], "churn-", j);
-	atomic_fetch_add(&pg->ready, 1);
-	while (!atomic_load(&pg->go))
-		sleep_ns(20000L);
-	uint64_t t0 = bench_mono_ns(), pairs = 0;
-	pid_t me_pid = getpid();
-	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed) && r == 0) {
-		const struct key *k = &keys[pairs % SCALE_CHURN];
-		struct fdn_attr a[2];
-		attrs_cap_weight(a, g_caps[pairs % NCAPS], pairs);
-		r = fdn_register(s, k->s, k->len, me_pid, a, 2, 0, NULL);
-		if (r == 0)
-			r = fdn_unregister(s, k->s, k->len);
-		if (r)
-			memcpy(me->key, k->s, k->len + 1);
-		pairs++;
-	}
-	me->ns = bench_mono_ns() - t0;
-	me->ops = pairs;
-	me->err = r;
-	fdn_segment_detach(s);
-	_exit(r ? 1 : 0);
+	struct churn_writer p = {s, keys, me, getpid()};
+	scale_window(pg, me, churn_step, &p, s);
 }
 
 /* The control for read_under_churn: a process that only burns CPU (it
  * never maps the segment).  What a reader loses beside it is the
  * machine's (a CPU shared with a sibling thread or another guest), not
  * the registry's. */
+static int spin_step(void *arg, uint64_t *done)
+{
+	volatile uint64_t *x = arg;
+	for (int j = 0; j < 1000; j++)
+		*x = *x * 6364136223846793005ull + 1442695040888963407ull;
+	++*done;
+	return 0;
+}
+
 static __attribute__((noreturn)) void scale_spinner(struct scale_page *pg, unsigned i)
 {
-	struct scale_slot *me = &pg->w[i];
-	atomic_fetch_add(&pg->ready, 1);
-	while (!atomic_load(&pg->go))
-		sleep_ns(20000L);
-	uint64_t t0 = bench_mono_ns(), ops = 0;
 	volatile uint64_t x = 1;
-	while (!atomic_load_explicit(&pg->stop, memory_order_relaxed)) {
-		for (int j = 0; j < 1000; j++)
-			x = x * 6364136223846793005ull + 1442695040888963407ull;
-		ops++;
-	}
-	me->ns = bench_mono_ns() - t0;
-	me->ops = ops;
-	_exit(0);
+	scale_window(pg, &pg->w[i], spin_step, (void *)&x, NULL);
 }
 
 struct scale_run {

@@ -142,8 +142,6 @@ struct fdn_shm_spill *fdn__spill_chunk(const fdn_segment *s, uint64_t link)
 	return fdn__gptr(s, g);
 }
 
-/* Hand t's full ring to a new chunk.  false: the slot holds its bound of
- * chunks, or the heap has no block for one. */
 /* May slot ts spill another ring, by its count (the heap may still have
  * no block for the chunk)?  Chunks are always full rings, so the entries
  * held count the chunks. */
@@ -153,6 +151,8 @@ static bool fdn__spill_allowed(const fdn_segment *s, const struct fdn_shm_tslot 
 	       s->spill_max;
 }
 
+/* Hand t's full ring to a new chunk.  false: the slot holds its bound of
+ * chunks, or the heap has no block for one. */
 static bool fdn__limbo_spill(struct fdn__thread *t)
 {
 	fdn_segment *s = t->seg;

@@ -155,9 +155,10 @@
  *   - damage checks on a free slot before its claim (ctr, the limbo
  *     count): a stale value can only make a good slot be skipped;
  *   - the help's rate limits (fdn__gp_help_last, header.gp_help_ns,
- *     fdn_segment.no_light_seen): a
- *     stale value starts a grace period more or fewer, and every grace
- *     period is correct whoever starts it and whenever.
+ *     fdn_segment.no_light_seen): a stale value starts a grace period
+ *     more or fewer, and every grace period is correct whoever starts it
+ *     and whenever (the membarrier itself is decided by
+ *     fdn__master_barrier's own look at the slots, never by the hint).
  * The gp_ctr load after gp_fenced's acquire in fdn__gp_poll reads at least
  * f: the fetch_add that made f happens before the store of f we read.
  */
