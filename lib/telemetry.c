@@ -278,6 +278,13 @@ static int ring_put(fdn_segment *s, struct fdn_shm_event *rec)
 	struct fdn_shm_tel_hdr *th = fdn__tel_hdr(s);
 	uint64_t t = atomic_fetch_add_explicit(&th->ring_head, 1, memory_order_relaxed);
 	struct fdn_shm_event *e = &ring[t & (n - 1)];
+	/* The next record is most likely this thread's next one: fetch its
+	 * first two lines (header and a short body) for writing now, while
+	 * this one is written; the ring (FDN_EVENT_SIZE bytes a record) is
+	 * too large to stay in the nearest caches.  A hint only. */
+	struct fdn_shm_event *next = &ring[(t + 1) & (n - 1)];
+	__builtin_prefetch(next, 1, 3);
+	__builtin_prefetch((char *)next + 64, 1, 3);
 	uint64_t want = 2 * t + 1, old = atomic_load_explicit(&e->seq, memory_order_relaxed);
 	do {
 		if (old >= want) { /* a producer one lap ahead has it */

@@ -49,9 +49,12 @@ struct trace_tls {
 	unsigned fork_gen;           /* fdn__fork_gen when rng was seeded */
 	bool seeded;
 	uint64_t rng;
-	/* The span ended last, per backend (FDN__LOCAL, FDN__SHARED). */
+	/* The span ended last, per backend (FDN__LOCAL, FDN__SHARED); its
+	 * trace id is kept raw in last_tid and put in hex only when asked for
+	 * (fdn_span_last_ended): every pop writes it, few read it. */
 	bool has_last[2];
 	struct fdn_span_info last[2];
+	uint8_t last_tid[2][16];
 	/* A remote parent for the next root span (fdn_trace_continue). */
 	bool pending;
 	uint8_t ptrace[16];
@@ -295,10 +298,10 @@ static int top_span_attrs(fdn_segment *s, const struct fdn_attr *attrs, size_t n
 	return r ? r : len;
 }
 
-void fdn__tr_span_info(const struct fdn_shm_span *sp, uint32_t depth, uint64_t now,
-		       struct fdn_span_info *o)
+/* fdn__tr_span_info without the trace id. */
+static void span_info_fields(const struct fdn_shm_span *sp, uint32_t depth, uint64_t now,
+			     struct fdn_span_info *o)
 {
-	fdn__tr_hex(o->trace_id, sp->trace_id, 16);
 	o->span_id = sp->span_id;
 	o->parent_id = sp->parent_id;
 	o->start_ns = sp->start_ns;
@@ -312,6 +315,13 @@ void fdn__tr_span_info(const struct fdn_shm_span *sp, uint32_t depth, uint64_t n
 	o->name[nl] = 0;
 	o->attrs_len = sp->attrs_len <= FDN_SPAN_ATTRS_MAX ? sp->attrs_len : 0;
 	memcpy(o->attrs, sp->attrs, o->attrs_len);
+}
+
+void fdn__tr_span_info(const struct fdn_shm_span *sp, uint32_t depth, uint64_t now,
+		       struct fdn_span_info *o)
+{
+	fdn__tr_hex(o->trace_id, sp->trace_id, 16);
+	span_info_fields(sp, depth, now, o);
 }
 
 int fdn_span_start(fdn_segment *s, const char *name, const struct fdn_attr *attrs, size_t n,
@@ -399,7 +409,8 @@ static void span_pop(fdn_segment *s, int b, struct fdn_shm_trace *tr, int st, co
 	struct fdn_shm_span *sp = &tr->spans[d - 1];
 	uint64_t now = fdn__mono_ns();
 	struct fdn_span_info *last = &tls.last[b];
-	fdn__tr_span_info(sp, d - 1, now, last);
+	span_info_fields(sp, d - 1, now, last);
+	memcpy(tls.last_tid[b], sp->trace_id, 16);
 	last->status = st;
 	tls.has_last[b] = true;
 	fdn__trace_write_begin(tr);
@@ -477,8 +488,10 @@ int fdn_span_last_ended(fdn_segment *s, struct fdn_span_info *out)
 		return b;
 	if (!tls.has_last[b])
 		return FDN_ENOSPAN;
-	if (out)
+	if (out) {
 		*out = tls.last[b];
+		fdn__tr_hex(out->trace_id, tls.last_tid[b], 16);
+	}
 	return 0;
 }
 

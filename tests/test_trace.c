@@ -112,6 +112,9 @@ static void span_basics(fdn_segment *s)
 	cr_assert_eq(fdn_span_last_ended(s, &a), 0);
 	cr_assert_eq(a.span_id, child);
 	cr_assert_eq(a.status, FDN_STATUS_ERROR);
+	char open_tid[FDN_TRACE_ID_HEX + 1];
+	cr_assert_eq(fdn_span_trace_id(s, open_tid), 0);
+	cr_assert_str_eq(a.trace_id, open_tid, "the ended child's trace is its parent's");
 	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
 	cr_assert_eq(fdn_span_depth(s), 0);
 	/* depth is bounded */
