@@ -503,8 +503,8 @@ static int settle_upto(fdn_segment *s, uint64_t upto, uint64_t deadline)
 		since = 0;
 		rev++;
 	}
-	uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
-	for (uint32_t i = 0; i < hwm && i < s->nthreads; i++) {
+	uint32_t hwm = fdn__tslot_bound(s);
+	for (uint32_t i = 0; i < hwm; i++) {
 		for (;;) {
 			uint64_t c = atomic_load_explicit(&s->tslots[i].chg, memory_order_acquire);
 			if (c == 0 || c > upto || c < lo)

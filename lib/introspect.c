@@ -39,7 +39,7 @@ static uint32_t *count_readers(fdn_segment *s)
 	uint32_t *n = calloc(s->nprocs ? s->nprocs : 1, sizeof(*n));
 	if (!n)
 		return NULL;
-	for (uint32_t t = 0; t < s->nthreads; t++) {
+	for (uint32_t t = 0, nt = fdn__tslot_bound(s); t < nt; t++) {
 		uint64_t w = atomic_load_explicit(&s->tslots[t].state, memory_order_relaxed);
 		if (FDN_TSLOT_KIND(w) == FDN_TSLOT_USED && FDN_TSLOT_OWNER(w) < s->nprocs)
 			n[FDN_TSLOT_OWNER(w)]++;

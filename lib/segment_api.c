@@ -105,7 +105,7 @@ int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st)
 	for (uint32_t i = 0; i < s->nprocs; i++)
 		if (atomic_load_explicit(&s->procs[i].word, memory_order_relaxed) != 0)
 			st->procs_used++;
-	for (uint32_t i = 0; i < s->nthreads; i++)
+	for (uint32_t i = 0, n = fdn__tslot_bound(s); i < n; i++)
 		if (atomic_load_explicit(&s->tslots[i].state, memory_order_relaxed) != 0)
 			st->threads_used++;
 	st->heap_pages = s->npages;
@@ -128,8 +128,8 @@ int fdn_segment_stats(fdn_segment *s, struct fdn_segment_stats *st)
 	st->gp_counter = atomic_load(&s->hdr->gp_ctr);
 	st->gp_done = atomic_load(&s->hdr->gp_done);
 	uint64_t oldest = UINT64_MAX;
-	uint32_t hwm = atomic_load(&s->hdr->tslot_hwm);
-	for (uint32_t i = 0; i < hwm && i < s->nthreads; i++) {
+	uint32_t hwm = fdn__tslot_bound(s);
+	for (uint32_t i = 0; i < hwm; i++) {
 		const struct fdn_shm_tslot *ts = &s->tslots[i];
 		uint64_t state = atomic_load_explicit(&ts->state, memory_order_relaxed);
 		if (state == 0)

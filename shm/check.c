@@ -168,7 +168,14 @@ static void fdn__check_tslots(struct fdn__ck *ck)
 	uint64_t gp = atomic_load(&s->hdr->gp_ctr);
 	for (uint32_t i = 0; i < s->nthreads; i++) {
 		struct fdn_shm_tslot *ts = &s->tslots[i];
-		uint64_t st = atomic_load_explicit(&ts->state, memory_order_acquire);
+		uint64_t st = atomic_load_explicit(&ts->state, memory_order_seq_cst);
+		/* Walks for the slots in use stop at the high-water mark
+		 * (fdn__tslot_bound), which a claimer raises before its claim:
+		 * read after the state, it covers any slot seen in use. */
+		if (st != 0 && i >= fdn__tslot_bound(s))
+			fdn__violation(&ck->au, "tslot",
+				       "reader slot %u in use above the high-water mark %u", i,
+				       fdn__tslot_bound(s));
 		uint64_t ctr = atomic_load_explicit(&ts->ctr, memory_order_relaxed);
 		uint64_t lc = fdn_tslot_pending(ts);
 		unsigned ops = 0;

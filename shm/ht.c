@@ -538,7 +538,7 @@ int64_t fdn__ht_count(const fdn_segment *s, uint32_t table)
 	int64_t sum = 0;
 	if (table >= s->ntables)
 		return FDN_EINVAL;
-	for (uint32_t i = 0; i < s->nthreads; i++)
+	for (uint32_t i = 0, n = fdn__tslot_bound(s); i < n; i++)
 		sum += FDN_DELTA_COUNT(
 		    atomic_load_explicit(&s->tslots[i].delta[table], memory_order_relaxed));
 	return sum;

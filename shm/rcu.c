@@ -239,9 +239,7 @@ static bool fdn__light_readers(fdn_segment *s)
 		if (t->seg == s && t->seg_id == s->id && t->ts && t->nest == 0)
 			self = t->ts;
 	}
-	uint32_t hwm = atomic_load_explicit(&s->hdr->tslot_hwm, memory_order_seq_cst);
-	if (hwm > s->nthreads)
-		hwm = s->nthreads;
+	uint32_t hwm = fdn__tslot_bound(s);
 	for (uint32_t i = 0; i < hwm; i++) {
 		uint64_t st = atomic_load_explicit(&s->tslots[i].state, memory_order_seq_cst);
 		if ((st & FDN_TSLOT_LIGHT) && FDN_TSLOT_KIND(st) == FDN_TSLOT_USED &&
@@ -537,9 +535,7 @@ static int gp_poll(fdn_segment *s, int64_t budget_ns, uint64_t need, bool help)
 	/* seq_cst like the state loads below: a slot claimed (hwm raised,
 	 * then the claim CAS) after this load belongs to a reader whose
 	 * section begins after g. */
-	uint32_t hwm = atomic_load_explicit(&s->hdr->tslot_hwm, memory_order_seq_cst);
-	if (hwm > s->nthreads)
-		hwm = s->nthreads;
+	uint32_t hwm = fdn__tslot_bound(s);
 	for (uint32_t i = 0; i < hwm; i++) {
 		/* A free slot has no reader (a thread claims its slot by a
 		 * seq_cst CAS before it reads gp_ctr, so a claim we do not see

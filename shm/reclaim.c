@@ -190,7 +190,7 @@ static uint64_t fdn__as_live(uint64_t w)
  * slots. */
 static void fdn__free_slots_of(fdn_segment *s, uint32_t idx)
 {
-	for (uint32_t i = 0; i < s->nthreads; i++) {
+	for (uint32_t i = 0, n = fdn__tslot_bound(s); i < n; i++) {
 		if (!fdn__owned_by(s, i, idx))
 			continue;
 		struct fdn_shm_tslot *ts = &s->tslots[i];
@@ -226,8 +226,10 @@ int fdn__proc_reclaim_begin(fdn_segment *s, uint32_t idx, uint64_t word)
 	/* No read lock of our own: while slot i is resolved its ctr is still
 	 * set, and that pins every node reachable now (a grace period begun
 	 * now waits for it) -- so the walks below are as safe as in our own
-	 * section, and a reclaimer needs no free reader slot. */
-	for (uint32_t i = 0; i < s->nthreads; i++)
+	 * section, and a reclaimer needs no free reader slot.  The slots of
+	 * the process were claimed before it died or detached, which the
+	 * caller learnt of before this call: fdn__tslot_bound covers them. */
+	for (uint32_t i = 0, n = fdn__tslot_bound(s); i < n; i++)
 		if (fdn__owned_by(s, i, idx))
 			fdn__resolve_slot(s, i);
 	return 0;
@@ -265,7 +267,7 @@ int fdn__threads_reclaim(fdn_segment *s, uint32_t idx, int64_t timeout_ns)
 	if (idx >= s->nprocs)
 		return FDN_EINVAL;
 	unsigned n = 0;
-	for (uint32_t i = 0; i < s->nthreads; i++)
+	for (uint32_t i = 0, nt = fdn__tslot_bound(s); i < nt; i++)
 		if (fdn__owned_by(s, i, idx)) {
 			fdn__resolve_slot(s, i);
 			n++;

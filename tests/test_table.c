@@ -178,6 +178,13 @@ Test(table, full_heap_fails_cleanly_and_keeps_everything)
 	fdn_segment_destroy(name);
 }
 
+static void count_above_mark(void *arg, const char *code, const char *msg)
+{
+	t_print_violation(arg, code, msg);
+	if (strstr(msg, "above the high-water mark"))
+		++*(int *)arg;
+}
+
 Test(table, checker_catches_damage)
 {
 	char k[32];
@@ -214,6 +221,17 @@ Test(table, checker_catches_damage)
 	atomic_store(&ts->delta[0], FDN_DELTA_WORD(FDN_DELTA_COUNT(d) + 1, FDN_OP_NONE));
 	cr_assert_eq(fdn__seg_check(seg, NULL, NULL), 1);
 	atomic_store(&ts->delta[0], d);
+
+	/* A high-water mark below a slot in use: walks for the slots in use
+	 * (a reclaimer's, the count's) would miss it. */
+	uint32_t hwm = atomic_load(&seg->hdr->tslot_hwm);
+	cr_assert_gt(hwm, t->slot, "the mark covers our slot");
+	atomic_store(&seg->hdr->tslot_hwm, t->slot);
+	int above = 0;
+	cr_assert_geq(fdn__seg_check(seg, count_above_mark, &above), 1);
+	cr_assert_eq(above, 1, "our slot is reported in use above the mark");
+	atomic_store(&seg->hdr->tslot_hwm, hwm);
+	t_assert_clean(seg);
 
 	/* A cycle in a chain: reported, and the walk ends. */
 	uint64_t saved = atomic_load(&n->next);
