@@ -349,6 +349,23 @@ static int32_t *sampler_cell(const struct fdn__tel *t, int id)
 	return &cache_shared.slot[id];
 }
 
+/* The sampler slot this thread's cell names, or NULL if not known yet. */
+static struct fdn_shm_sampler *cached_sampler(const struct fdn__tel *t, const int32_t *cell)
+{
+	if (!cell || *cell <= 0 || (uint32_t)*cell > FDN_TEL_SAMPLERS)
+		return NULL;
+	return (struct fdn_shm_sampler *)(void *)(t->region + FDN_TEL_OFF_SAMPLERS) + (*cell - 1);
+}
+
+/* Is the cached sampler `never`?  Its events are dropped before they are
+ * counted (a slot not known yet: false, the sampler decides). */
+static bool cached_never(const struct fdn__tel *t, const int32_t *cell)
+{
+	struct fdn_shm_sampler *sp = cached_sampler(t, cell);
+	return sp && FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed)) ==
+			 FDN_SAMPLE_NEVER;
+}
+
 /* The sampler's tables for an emit: the segment's, or the process's when
  * the handle cannot write them. */
 static int emit_ctx(fdn_segment *s, struct fdn__tel *t)
@@ -415,8 +432,11 @@ int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint
 	int r = emit_ctx(s, &t);
 	if (r)
 		return r;
+	int32_t *cell = sampler_cell(&t, (int)id);
+	if (cached_never(&t, cell))
+		return 0;
 	const char *name = fdn__ev_names[id];
-	if (!fdn__sampler_decide(&t, name, strlen(name), sampler_cell(&t, (int)id)))
+	if (!fdn__sampler_decide(&t, name, strlen(name), cell))
 		return 0;
 	fdn__me_refresh();
 	struct fdn_shm_event rec;
@@ -476,16 +496,14 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id)
 	if ((unsigned)id >= FDN__EV_COUNT || emit_ctx(s, &t))
 		return true; /* let the emit itself report */
 	int32_t *cell = sampler_cell(&t, (int)id);
-	if (*cell <= 0 || (uint32_t)*cell > FDN_TEL_SAMPLERS)
+	struct fdn_shm_sampler *sp = cached_sampler(&t, cell);
+	if (!sp)
 		return true;
-	struct fdn_shm_sampler *sp =
-	    (struct fdn_shm_sampler *)(void *)(t.region + FDN_TEL_OFF_SAMPLERS) + (*cell - 1);
 	/* The segment's own sampler of lookups: fdn__emit_enabled reads it
 	 * directly from now on. */
 	if (id == FDN__EV_REG_LOOKUP && t.shared && s && !s->readonly)
 		atomic_store_explicit(&s->lookup_spec, &sp->spec, memory_order_relaxed);
-	return FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed)) !=
-	       FDN_SAMPLE_NEVER;
+	return !cached_never(&t, cell);
 }
 
 /* ---- the ring: reading ---------------------------------------------------------------- */

@@ -225,12 +225,13 @@ int fdn__tr_check_name(const char *name, size_t max)
 static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct fdn_shm_span *sp,
 		      uint32_t depth, const struct span_ev *e)
 {
-	if (!fdn__emit_enabled(s, id))
-		return;
 	/* A start or stop without a message or the caller's attributes goes
 	 * to the ring in compact form (no text built; readers expand it)
 	 * unless a handler in this process needs the text form
-	 * (fdn__emit_compact refuses then). */
+	 * (fdn__emit_compact refuses then, and the text path below decides).
+	 * fdn__emit_compact asks the sampler itself: the record is built
+	 * before anyone is asked whether it is wanted (a few stores; a
+	 * sampler that says `never` costs what fdn__emit_enabled does). */
 	if ((id == FDN__EV_SPAN_START || id == FDN__EV_SPAN_STOP) && !e->message && !e->nuser &&
 	    s) {
 		uint8_t rec[FDN_SPAN_REC_HEAD + FDN_SPAN_NAME_MAX];
@@ -240,6 +241,8 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 		if (len && fdn__emit_compact(s, id, FDN_EVENT_SPAN, rec, len, real, mono) >= 0)
 			return;
 	}
+	if (!fdn__emit_enabled(s, id))
+		return;
 	char name[FDN_SPAN_NAME_MAX + 1], tid[33], sid[17], par[17], lsid[17];
 	size_t nl = sp->name_len <= FDN_SPAN_NAME_MAX ? sp->name_len : FDN_SPAN_NAME_MAX;
 	memcpy(name, sp->name, nl);
