@@ -61,10 +61,12 @@ until "$ctl" reaper status >/dev/null 2>&1; do
 	sleep 0.1
 done
 ok
-# A loop of checks, truncated under it.
+# A loop of checks, truncated under it: it runs until told to stop (a
+# check of this small segment can take about a millisecond, so a fixed
+# number of rounds could end before the truncation), at most 100 000.
 (
 	i=0
-	while [ "$i" -lt 200 ] && [ ! -e "$tmp/stop" ]; do
+	while [ "$i" -lt 100000 ] && [ ! -e "$tmp/stop" ]; do
 		i=$((i + 1))
 		if "$inspect" check >/dev/null 2>>"$tmp/check.err"; then st=0; else st=$?; fi
 		echo "$st" >>"$tmp/check.st"
