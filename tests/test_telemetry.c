@@ -666,14 +666,18 @@ Test(telemetry, batches_emit_each_once)
 	cr_assert_geq(fdn_batch_flush(s, "test.batch"), 0);
 	/* 10 summaries of 10 when no adder is preempted between its two
 	 * steps for 2 ms; on a busy machine a void reservation can split
-	 * one (batch_collect). */
+	 * one (batch_collect), and the value it leaves goes to a later
+	 * summary, which then holds more than 10 (foundation/telemetry.h:
+	 * "or values of an earlier generation"; seen under ASan on 2 busy
+	 * CPUs).  What holds whatever the scheduling: every value in exactly
+	 * one summary (the totals below). */
 	static struct fdn_ring_event evs[64];
 	int n = ring_collect(s, "test.batch", evs, 64, NULL);
 	cr_assert_geq(n, 10);
 	cr_assert_geq(n, atomic_load(&rc->emitted));
 	double count = 0, sum = 0, mn = 1e9, mx = -1e9;
 	for (int i = 0; i < n; i++) {
-		cr_assert_leq(meas(&evs[i], "count"), 10);
+		cr_assert_geq(meas(&evs[i], "count"), 1, "a summary holds a value");
 		count += meas(&evs[i], "count");
 		sum += meas(&evs[i], "sum");
 		mn = meas(&evs[i], "min") < mn ? meas(&evs[i], "min") : mn;
