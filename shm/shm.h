@@ -119,10 +119,10 @@ uint64_t fdn__fork_token_take(void);
 /* Reader slots [0, fdn__tslot_bound(s)) are the only ones ever claimed:
  * the header's tslot_hwm is raised (seq_cst CAS) before the claim CAS of
  * the slot it covers, and only grows (layout.h).  A walk for the slots in
- * use, or for their counts, stops there: with the default 4 096 slots and
- * a few dozen ever claimed, a reclaimer's walk for a dead process's slots
- * took 50-65 us of cache and TLB misses.  A slot in use above it is
- * damage `check` reports. */
+ * use, or for their counts, stops there: with the default 4 096 slots
+ * (2 KiB apart) and a few ever claimed, a reaper's wake-up -> death
+ * marked went from 47-65 to 20-25 us at the median.  A slot in use above
+ * it is damage `check` reports. */
 static inline uint32_t fdn__tslot_bound(const fdn_segment *s)
 {
 	uint32_t hwm = atomic_load_explicit(&s->hdr->tslot_hwm, memory_order_seq_cst);
