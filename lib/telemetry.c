@@ -357,13 +357,19 @@ static struct fdn_shm_sampler *cached_sampler(const struct fdn__tel *t, const in
 	return (struct fdn_shm_sampler *)(void *)(t->region + FDN_TEL_OFF_SAMPLERS) + (*cell - 1);
 }
 
-/* Is the cached sampler `never`?  Its events are dropped before they are
- * counted (a slot not known yet: false, the sampler decides). */
+/* Is sampler sp `never`?  Its events are dropped before they are counted. */
+static bool sampler_never(const struct fdn_shm_sampler *sp)
+{
+	return FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed)) ==
+	       FDN_SAMPLE_NEVER;
+}
+
+/* The same of the cached sampler (a slot not known yet: false, the
+ * sampler decides). */
 static bool cached_never(const struct fdn__tel *t, const int32_t *cell)
 {
 	struct fdn_shm_sampler *sp = cached_sampler(t, cell);
-	return sp && FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed)) ==
-			 FDN_SAMPLE_NEVER;
+	return sp && sampler_never(sp);
 }
 
 /* The sampler's tables for an emit: the segment's, or the process's when
@@ -503,7 +509,7 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id)
 	 * directly from now on. */
 	if (id == FDN__EV_REG_LOOKUP && t.shared && s && !s->readonly)
 		atomic_store_explicit(&s->lookup_spec, &sp->spec, memory_order_relaxed);
-	return !cached_never(&t, cell);
+	return !sampler_never(sp);
 }
 
 /* ---- the ring: reading ---------------------------------------------------------------- */
