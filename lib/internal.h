@@ -157,7 +157,6 @@ struct fdn__dead {
 	int exit_signal; /* as the graveyard records it */
 	int exit_status;
 	bool record;         /* a death (true) or a detach (false) */
-	bool info_later;     /* foundation-reaperd: exit information not read yet */
 	uint64_t latency_ns; /* out: wake-up to entries gone (0 in: not yet) */
 	bool hidden;         /* out: reclaim_begin done (fdn__reap_hide) */
 	uint64_t entries;    /* out: entries removed */

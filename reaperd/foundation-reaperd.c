@@ -47,7 +47,6 @@
 #include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,7 +92,6 @@ struct reaper {
 	uint32_t maps_cursor;
 	uint64_t *rel_seen; /* per process slot: fdn__proc_repair_releases */
 	uint64_t last_poll; /* CLOCK_MONOTONIC of the last grace-period poll */
-	bool info_after;    /* exit information readable after the parent's wait */
 	bool backlog;       /* blocks were waiting at the last look */
 	struct bell bell;
 };
@@ -225,29 +223,6 @@ static void exit_info(int pidfd, pid_t pid, int *sig, int *status)
 	}
 }
 
-/* Does PIDFD_GET_INFO give the exit information of a process its parent
- * has already waited for (Linux 6.15)?  Asked once, of a child that exits
- * at once: the kernel's version would not do (qemu-user reports the host's
- * and does not pass every ioctl on). */
-static bool exit_info_after_wait(void)
-{
-	pid_t c = fork();
-	if (c < 0)
-		return false;
-	if (c == 0)
-		_exit(0);
-	int fd = (int)syscall(SYS_pidfd_open, c, 0), st;
-	while (waitpid(c, &st, 0) < 0 && errno == EINTR)
-		;
-	if (fd < 0)
-		return false;
-	struct pidfd_info_v0 info = {.mask = FDN_PIDFD_INFO_EXIT};
-	bool ok = ioctl(fd, FDN_PIDFD_GET_INFO, &info) == 0 && (info.mask & FDN_PIDFD_INFO_EXIT) &&
-		  info.exit_code == 0;
-	close(fd);
-	return ok;
-}
-
 static bool pidfd_dead(int fd)
 {
 	struct pollfd p = {fd, POLLIN, 0};
@@ -269,24 +244,16 @@ static int open_verified(uint64_t w)
 }
 
 /* Queue the process of slot idx (claim word `word`) for reaping; fd: its
- * pidfd, for the exit information.  Where PIDFD_GET_INFO gives no exit
- * information after the parent's wait (kernels before 6.15, qemu-user) it
- * is read here, before the death is made visible: a parent woken by it may
- * reap the zombie at once, and the zombie's /proc entry is then the only
- * place to read it from.  (Read after the death was marked, the signal
- * was lost: test_demo under qemu-user.)  Elsewhere, with later set (fd
- * stays open in its watch until then), it is read after the death is made
- * visible (late_exit_info): the pidfd turns readable before the process
- * shows as a zombie, and reading first (with retries until it does)
- * delayed every death: wake-up -> marked dead 65-79 us at the median
- * before, 47-65 us after, on a 2-vCPU guest. */
-static void queue_dead(struct reaper *R, uint32_t idx, uint64_t word, int fd, bool death,
-		       bool later)
+ * pidfd, for the exit information.  Read here, before the death is made
+ * visible: a parent woken by it may reap the zombie at once, and where
+ * PIDFD_GET_INFO gives no exit information (kernels before 6.15) the
+ * zombie's /proc entry is the only place to read it from.  (Read after the
+ * death was marked, the signal was lost: test_demo under qemu-user.) */
+static void queue_dead(struct reaper *R, uint32_t idx, uint64_t word, int fd, bool death)
 {
 	struct fdn__dead d = {.idx = idx, .word = word, .record = death};
 	d.exit_signal = d.exit_status = -1;
-	d.info_later = death && later && R->info_after && fd >= 0;
-	if (death && !d.info_later)
+	if (death)
 		exit_info(fd, (pid_t)FDN_PROC_PID(word), &d.exit_signal, &d.exit_status);
 	/* One entry per (slot, process), whatever state the slot showed. */
 	for (size_t i = 0; i < R->npending; i++)
@@ -320,7 +287,7 @@ static void scan(struct reaper *R)
 		if (w == 0 || i == s->proc_idx)
 			continue;
 		if (FDN_PROC_STATE(w) == FDN_PROC_LEFT) {
-			queue_dead(R, i, w, -1, false, false); /* a detach: no death */
+			queue_dead(R, i, w, -1, false); /* a detach: clean up, no death */
 			continue;
 		}
 		if (FDN_PROC_STATE(w) == FDN_PROC_DEAD) {
@@ -333,7 +300,7 @@ static void scan(struct reaper *R)
 				continue;
 			}
 			bool alive = fd >= 0 && !pidfd_dead(fd);
-			queue_dead(R, i, w, fd, !alive, false);
+			queue_dead(R, i, w, fd, !alive);
 			if (fd >= 0)
 				close(fd);
 			continue;
@@ -344,7 +311,7 @@ static void scan(struct reaper *R)
 			continue;
 		}
 		if (fd < 0 || pidfd_dead(fd)) {
-			queue_dead(R, i, w, fd, true, false);
+			queue_dead(R, i, w, fd, true);
 			if (fd >= 0)
 				close(fd);
 			continue;
@@ -356,18 +323,6 @@ static void scan(struct reaper *R)
 		}
 		R->w[i] = (struct watch){fd, w};
 	}
-}
-
-/* The exit information queue_dead left for later, from the pidfd still
- * open in d's watch (nothing between queue_dead and here closes it). */
-static void late_exit_info(struct reaper *R, struct fdn__dead *d)
-{
-	if (!d->info_later)
-		return;
-	d->info_later = false;
-	const struct watch *w = &R->w[d->idx];
-	if (w->fd >= 0 && w->word == d->word)
-		exit_info(w->fd, (pid_t)FDN_PROC_PID(d->word), &d->exit_signal, &d->exit_status);
 }
 
 static void reap_pending(struct reaper *R, uint64_t woke)
@@ -436,7 +391,7 @@ static void maybe_execd(struct reaper *R, uint32_t i)
 		fprintf(stderr, "%s: pid %u no longer maps the segment (exec): reclaimed\n", prog,
 			FDN_PROC_PID(w));
 	fdn__notify(s);
-	queue_dead(R, i, left, -1, false, false);
+	queue_dead(R, i, left, -1, false);
 }
 
 /*
@@ -616,15 +571,13 @@ static int run(struct reaper *R)
 				/* It may have detached before it exited: no death. */
 				uint64_t cur = atomic_load(&R->s->procs[id].word);
 				bool death = FDN_PROC_STATE(cur) != FDN_PROC_LEFT;
-				queue_dead(R, id, R->w[id].word, R->w[id].fd, death, true);
+				queue_dead(R, id, R->w[id].word, R->w[id].fd, death);
 				epoll_ctl(R->ep, EPOLL_CTL_DEL, R->w[id].fd, NULL);
 			}
 		}
 		/* Deaths first: their entries vanish before the tick's walks,
 		 * a grace period or a purge can take any time. */
 		fdn__reap_hide(R->s, R->pending, R->npending, woke);
-		for (size_t i = 0; i < R->npending; i++)
-			late_exit_info(R, &R->pending[i]);
 		if (woke - R->last_tick >= TICK_NS) {
 			R->last_tick = woke;
 			int t = tick(R);
@@ -679,10 +632,6 @@ static int setup(struct reaper *R)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < R->s->nprocs; i++)
 		R->w[i].fd = -1;
-	R->info_after = exit_info_after_wait();
-	if (R->verbose)
-		fprintf(stderr, "%s: exit information read %s a death is made visible\n", prog,
-			R->info_after ? "after (PIDFD_INFO_EXIT)" : "before");
 	struct epoll_event e1 = {.events = EPOLLIN, .data.u32 = UINT32_MAX - 1};
 	struct epoll_event e2 = {.events = EPOLLIN, .data.u32 = UINT32_MAX};
 	if (epoll_ctl(R->ep, EPOLL_CTL_ADD, R->doorbell_fd, &e1) ||
