@@ -208,6 +208,16 @@ void fdn__reap_hide(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 		 * reclaim_begin would only walk every reader slot again. */
 		if (d[i].hidden)
 			continue;
+		/* A slot its process gave back with things left to clean (LEFT)
+		 * was a detach, whatever the caller judged: the daemon's scan
+		 * can load the LIVE word, the process then detach and exit, and
+		 * its pidfd then say "gone".  Only a detach or an exec
+		 * reclamation writes LEFT, and only over the LIVE word, so a
+		 * slot that shows it now never died in it (test_registry's
+		 * a_detach_seen_late_is_not_a_death). */
+		if (atomic_load(&s->procs[d[i].idx].word) ==
+		    FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(d[i].word), FDN_PROC_IDENT40(d[i].word)))
+			d[i].record = false;
 		int r = fdn__proc_reclaim_begin(s, d[i].idx, d[i].word);
 		/* A slot given back cleanly before we looked (a detach, a
 		 * reaper that lost the lease race): nothing died there. */

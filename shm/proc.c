@@ -134,24 +134,22 @@ int fdn__identity(pid_t pid, uint64_t *ident, uint32_t *kind)
 	return 0;
 }
 
-int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word_out)
+/* Is any process slot given back (LEFT) or dead, its reclamation due? */
+static bool reclaim_pending(const fdn_segment *s)
 {
-	uint64_t ident;
-	uint32_t kind;
-	if ((uint32_t)pid > 0x3FFFFFu || pid <= 0)
-		return FDN_EINVAL;
-	int r = fdn__identity(pid, &ident, &kind);
-	/* Out of descriptors: a short wait may see one closed. */
-	for (int tries = 0; tries < 20 && (r == -EMFILE || r == -ENFILE || r == -ENOMEM); tries++) {
-		struct timespec d = {0, 1000000};
-		nanosleep(&d, NULL);
-		r = fdn__identity(pid, &ident, &kind);
+	for (uint32_t i = 0; i < s->nprocs; i++) {
+		uint32_t st =
+		    FDN_PROC_STATE(atomic_load_explicit(&s->procs[i].word, memory_order_relaxed));
+		if (st == FDN_PROC_DEAD || st == FDN_PROC_LEFT)
+			return true;
 	}
-	if (r)
-		return r;
-	uint64_t word = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
-	/* Start from a pid-derived position so attachers spread out. */
-	uint32_t start = (uint32_t)pid % s->nprocs;
+	return false;
+}
+
+/* One pass over the table for a free slot: FDN_ENOSPACE if none. */
+static int claim_free(fdn_segment *s, uint32_t start, uint64_t word, uint64_t ident, uint32_t kind,
+		      uint32_t *idx_out)
+{
 	for (uint32_t k = 0; k < s->nprocs; k++) {
 		uint32_t i = (start + k) % s->nprocs;
 		struct fdn_shm_proc *p = &s->procs[i];
@@ -171,12 +169,57 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word
 		atomic_store_explicit(&p->rel_name, 0, memory_order_relaxed);
 		atomic_store_explicit(&p->claimer_pid, (uint32_t)getpid(), memory_order_release);
 		*idx_out = i;
-		if (word_out)
-			*word_out = word;
 		fdn__doorbell(s);
 		return 0;
 	}
 	return FDN_ENOSPACE;
+}
+
+int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word_out)
+{
+	uint64_t ident;
+	uint32_t kind;
+	if ((uint32_t)pid > 0x3FFFFFu || pid <= 0)
+		return FDN_EINVAL;
+	int r = fdn__identity(pid, &ident, &kind);
+	/* Out of descriptors: a short wait may see one closed. */
+	for (int tries = 0; tries < 20 && (r == -EMFILE || r == -ENFILE || r == -ENOMEM); tries++) {
+		struct timespec d = {0, 1000000};
+		nanosleep(&d, NULL);
+		r = fdn__identity(pid, &ident, &kind);
+	}
+	if (r)
+		return r;
+	uint64_t word = FDN_PROC_WORD(FDN_PROC_LIVE, (uint32_t)pid, fdn__ident_tag(ident, kind));
+	/* Start from a pid-derived position so attachers spread out. */
+	uint32_t start = (uint32_t)pid % s->nprocs;
+	uint64_t t0 = 0;
+	for (;;) {
+		r = claim_free(s, start, word, ident, kind, idx_out);
+		if (r != FDN_ENOSPACE)
+			break;
+		/* Full, but slots given back or dead wait for the reaper: it
+		 * frees them a grace period later, so wait for it (1 s at
+		 * most).  A process that detaches and attaches again in a
+		 * loop takes a new slot each time, and on a busy machine the
+		 * reaper may not run for milliseconds: test_boundary's
+		 * detach_while_threads_exit filled 64 slots so under
+		 * stress-ng.  No reaper (no lease), or we are it: no wait. */
+		uint64_t lease = atomic_load(&s->hdr->reaper_lease);
+		if (lease == 0 || lease == s->proc_word || !reclaim_pending(s))
+			break;
+		if (t0 == 0) {
+			t0 = fdn__mono_ns();
+			fdn__doorbell(s);
+		} else if (fdn__mono_ns() - t0 >= 1000000000ull) {
+			break;
+		}
+		struct timespec d = {0, 1000000};
+		nanosleep(&d, NULL);
+	}
+	if (r == 0 && word_out)
+		*word_out = word;
+	return r;
 }
 
 int fdn__pid_open(pid_t pid, uint64_t tag, int *fdp)

@@ -197,8 +197,11 @@ static int detach_race_child(void *arg)
 	enum { THREADS = 4 };
 	for (int round = 0; round < 100; round++) {
 		fdn_segment *s = NULL;
-		if (fdn_segment_attach(name, 0, &s) != 0)
+		int e = fdn_segment_attach(name, 0, &s);
+		if (e != 0) {
+			fprintf(stderr, "round %d: attach: %s\n", round, fdn_strerror(e));
 			return 10;
+		}
 		pthread_barrier_t go;
 		pthread_barrier_init(&go, NULL, THREADS + 1);
 		struct race r = {s, &go};
@@ -222,6 +225,75 @@ Test(boundary, detach_while_threads_exit, .timeout = 300)
 	fdn_segment *s = t_create_reaped(name, 1000, 64);
 	int r = in_child(detach_race_child, name);
 	cr_assert_eq(r, 0, "child: %d (128 + signal if it crashed)", r);
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+}
+
+/* A table full of slots given back (LEFT) and not yet freed by the reaper:
+ * an attach waits for the reaper (1 s at most) instead of failing.  The
+ * reaper is stopped while 6 attach/detach cycles fill the 8-slot table. */
+static int fill_child(void *arg)
+{
+	const char *name = arg;
+	for (int i = 0; i < 6; i++) {
+		fdn_segment *s;
+		int e = fdn_segment_attach(name, 0, &s);
+		if (e != 0) {
+			fprintf(stderr, "fill %d: attach: %s\n", i, fdn_strerror(e));
+			return 10;
+		}
+		fdn_segment_detach(s);
+	}
+	return 0;
+}
+
+static int attach_child(void *arg)
+{
+	fdn_segment *s;
+	int e = fdn_segment_attach(arg, 0, &s);
+	if (e != 0) {
+		fprintf(stderr, "attach: %s\n", fdn_strerror(e));
+		return e == FDN_ENOSPACE ? 20 : 10;
+	}
+	fdn_segment_detach(s);
+	return 0;
+}
+
+static bool table_full(fdn_segment *s)
+{
+	for (uint32_t i = 0; i < s->nprocs; i++)
+		if (atomic_load(&s->procs[i].word) == 0)
+			return false;
+	return true;
+}
+
+Test(boundary, attach_waits_for_slots_given_back, .timeout = 120)
+{
+	char name[64];
+	t_name(name, sizeof(name), "full");
+	fdn_segment *s = t_create_reaped(name, 1000, 8);
+	pid_t reaper = fdn_reaper_holder(s);
+	cr_assert_eq(kill(reaper, SIGSTOP), 0);
+	cr_assert_eq(in_child(fill_child, name), 0);
+	cr_assert(table_full(s), "6 detached slots and 2 live ones fill 8");
+	/* The reaper stays stopped: the wait ends at its bound. */
+	uint64_t t0 = t_mono_ms();
+	cr_assert_eq(in_child(attach_child, name), 20, "FDN_ENOSPACE with the reaper stopped");
+	uint64_t waited = t_mono_ms() - t0;
+	cr_assert_geq(waited, 900, "gave up after %llu ms, not after about 1 s",
+		      (unsigned long long)waited);
+	/* Continued while an attach waits: the attach gets a slot. */
+	fflush(NULL);
+	pid_t c = fork();
+	cr_assert_geq(c, 0);
+	if (c == 0)
+		_exit(attach_child(name));
+	t_sleep_ms(200);
+	cr_assert_eq(kill(reaper, SIGCONT), 0);
+	int st;
+	cr_assert_eq(waitpid(c, &st, 0), c);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "attach beside a running reaper: %#x", st);
 	t_assert_all_clean(s);
 	fdn_segment_detach(s);
 	fdn_segment_destroy(name);

@@ -952,6 +952,59 @@ Test(registry, purge_with_a_full_limbo, .timeout = 60)
 	unsetenv("FOUNDATION_NO_AUTOREAPER");
 }
 
+/* A process that detached with things left for the reaper to clean (its
+ * slot LEFT) and then exited is no death, even judged one: the daemon's
+ * scan can load the slot's LIVE word just before the detach and find the
+ * process gone just after (test_prometheus saw a short-lived
+ * foundation-ctl counted as a death).  Its entry still goes. */
+Test(registry, a_detach_seen_late_is_not_a_death, .timeout = 60)
+{
+	char name[128];
+	t_name(name, sizeof(name), "reg");
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	fdn_segment *s = t_create(name, 1000, 0);
+	int fds[2];
+	cr_assert_eq(pipe(fds), 0);
+	pid_t c = t_fork();
+	if (c == 0) {
+		fdn_segment *cs;
+		if (fdn_segment_attach(name, 0, &cs) || reg(cs, "left-behind", getpid(), "x", "ok"))
+			_exit(2);
+		/* What fdn_segment_detach writes when a reaper will clean up. */
+		uint64_t w = cs->proc_word;
+		uint64_t left = FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(w), FDN_PROC_IDENT40(w));
+		uint32_t idx = cs->proc_idx;
+		if (!atomic_compare_exchange_strong(&cs->procs[idx].word, &w, left))
+			_exit(3);
+		if (write(fds[1], &idx, sizeof(idx)) != sizeof(idx) ||
+		    write(fds[1], &w, sizeof(w)) != sizeof(w))
+			_exit(4);
+		_exit(0);
+	}
+	close(fds[1]);
+	uint32_t idx;
+	uint64_t live;
+	cr_assert_eq(read(fds[0], &idx, sizeof(idx)), (ssize_t)sizeof(idx));
+	cr_assert_eq(read(fds[0], &live, sizeof(live)), (ssize_t)sizeof(live));
+	close(fds[0]);
+	int st;
+	cr_assert_eq(waitpid(c, &st, 0), c);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %#x", st);
+	cr_assert_eq(fdn__ht_count(s, 0), 1); /* there, if hidden from readers */
+	/* Judged dead from the LIVE word, as the scan does. */
+	struct fdn__dead d = {.idx = idx, .word = live, .record = true};
+	d.exit_signal = d.exit_status = -1;
+	cr_assert_eq(fdn__reap_batch(s, &d, 1, fdn__mono_ns()), 0);
+	cr_assert(d.done);
+	cr_assert_eq(fdn_deaths(s), 0, "a detach was recorded as a death");
+	cr_assert_eq(fdn__ht_count(s, 0), 0, "the detached process's entry is still there");
+	cr_assert_eq(atomic_load(&s->procs[idx].word), 0);
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}
+
 /* ---- a value shared by very many entries ---------------------------------- */
 
 struct hot_ms {

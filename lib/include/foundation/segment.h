@@ -147,7 +147,10 @@ FDN_API int fdn_segment_create(const char *name, const struct fdn_segment_opts *
  * finished), FDN_ETRUNC (file shorter than its header says), FDN_EMAGIC,
  * FDN_EVERSION (other ABI major), FDN_ELAYOUT (other struct layout),
  * FDN_EBADSEG (inconsistent header), FDN_ENOSPACE (process table full),
- * FDN_ENOREAPER (with FDN_SEG_REQUIRE_REAPER).  A writable attach starts
+ * FDN_ENOREAPER (with FDN_SEG_REQUIRE_REAPER).  A table full only because
+ * slots of processes that detached or died still wait for the reaper is
+ * waited on (the reaper rung, 1 s at most) before FDN_ENOSPACE; the same
+ * holds for a registration for another pid.  A writable attach starts
  * a reaper unless one runs, as create does; a read-only one never does.
  */
 FDN_API int fdn_segment_attach(const char *name, unsigned flags, fdn_segment **out);
