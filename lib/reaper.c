@@ -216,7 +216,8 @@ void fdn__reap_hide(fdn_segment *s, struct fdn__dead *d, size_t n, uint64_t woke
 		 * slot that shows it now never died in it (test_registry's
 		 * a_detach_seen_late_is_not_a_death). */
 		if (atomic_load(&s->procs[d[i].idx].word) ==
-		    FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(d[i].word), FDN_PROC_IDENT40(d[i].word)))
+		    FDN_PROC_WORD(FDN_PROC_LEFT, FDN_PROC_PID(d[i].word),
+				  FDN_PROC_IDENT40(d[i].word)))
 			d[i].record = false;
 		int r = fdn__proc_reclaim_begin(s, d[i].idx, d[i].word);
 		/* A slot given back cleanly before we looked (a detach, a
