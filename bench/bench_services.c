@@ -18,9 +18,11 @@
  *   emit, into the ring    fdn_emit(seg, ...), no handler: sampler + ring
  *                          record (one measurement, one attribute)
  *
- *   span push+pop          fdn_span_start + fdn_span_end: shared (their
- *                          events sampled `never`; then into the ring) and
- *                          local (s == NULL, thread-local memory)
+ *   span push+pop          fdn_span_start + fdn_span_end: shared (the
+ *                          default: events to handlers only, and there is
+ *                          none; their events into the ring; sampled
+ *                          `never`; a handler attached) and local (s ==
+ *                          NULL, thread-local memory)
  *   context set+get        fdn_ctx_set of one attribute + fdn_ctx_get, shared
  *                          and local
  *   flag read              fdn__flag_on (the services' read, one load) and
@@ -170,10 +172,15 @@ static int span_quiet(struct ctx *c)
 	return span_events(c, "never");
 }
 
-/* The default: a new segment samples span events `always`. */
+static int span_loud(struct ctx *c)
+{
+	return span_events(c, "always");
+}
+
+/* The default: a new segment samples span events `handlers`. */
 static void span_default(struct ctx *c)
 {
-	span_events(c, "always");
+	span_events(c, "handlers");
 }
 
 static void span_count(const struct fdn_event *ev, void *arg)
@@ -235,8 +242,10 @@ static const struct op ops[] = {
     {"emit, nobody listens", "emit_nobody", NULL, emit_local, NULL},
     {"emit, one handler", "emit_handler", handler_on, emit_local, handler_off},
     {"emit, into the ring", "emit_ring", NULL, emit_ring, NULL},
-    {"span push+pop, shared (default: events in ring)", "span_shared_default", NULL, span_shared,
-     NULL},
+    {"span push+pop, shared (default: events to handlers only)", "span_shared_default", NULL,
+     span_shared, NULL},
+    {"span push+pop, shared, span events in the ring", "span_shared_ring", span_loud, span_shared,
+     span_default},
     {"span push+pop, shared, span events `never`", "span_shared_never", span_quiet, span_shared,
      span_default},
     {"span push+pop, shared, a span handler too", "span_shared_handler", span_handler_on,

@@ -128,6 +128,10 @@ int fdn__registry_sweep(fdn_segment *s, uint64_t *cursor, uint64_t budget);
 #define FDN__REG_REC_SIZE 20u
 /* Remove every entry owned by (idx, word), a process leaving (detach). */
 int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word);
+/* This process holds no entry any more: remove the owner references of its
+ * slot that its unregisters kept (lib/registry_index.c, own_ref_kept), so
+ * that a process that unregistered everything leaves no reference. */
+void fdn__registry_drop_kept_refs(fdn_segment *s);
 /* Does the owner (idx, word) hold any entry (its owner chain not empty)?
  * 1 yes, 0 no, or an error. */
 int fdn__registry_owner_has_entries(fdn_segment *s, uint32_t idx, uint64_t word);

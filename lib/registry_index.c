@@ -592,10 +592,40 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
 	return r;
 }
 
+/* Is prefix the owner reference of this process's own slot, while it
+ * still holds entries (counted)?  Such a reference is kept when an entry
+ * of the group goes: deciding whether another entry of ours still lies
+ * in the group costs two walks of its 64 buckets (before the delete and
+ * after), about 32 nodes each at 1 000 000 entries; with 1 to 100 entries
+ * of its own besides, a process's register+unregister pair took 1.1 us
+ * instead of 0.68.  Keeping is always safe -- a reference is a hint for
+ * the purge, which walks the group and finds nothing there -- and bounded:
+ * one reference per group the process has had entries in (the table's
+ * buckets / 64), removed with the others when it detaches or dies, or
+ * when it holds none (fdn__registry_drop_kept_refs, after the unregister
+ * that leaves it none).  Not for
+ * another process's slot: an owner with references counts as holding
+ * entries when its slot is released (fdn__registry_release_idle). */
+static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t plen)
+{
+	if (!is_owner_prefix(prefix, plen))
+		return false;
+	uint64_t w;
+	uint32_t i;
+	memcpy(&w, prefix + 2, 8);
+	memcpy(&i, prefix + 10, 4);
+	if (!fdn__held_own(s, i, w) || atomic_load_explicit(s->held, memory_order_seq_cst) <= 0)
+		return false;
+	atomic_fetch_add_explicit(&s->refs_kept, 1, memory_order_relaxed);
+	return true;
+}
+
 int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct ref_op *o = arg;
 	if (o->keep && set_has(o->s, o->keep, o->keep_len, prefix, plen))
+		return 0;
+	if (own_ref_kept(o->s, prefix, plen))
 		return 0;
 	return ref_del_unused(o->s, prefix, plen, o->key, o->klen);
 }

@@ -271,6 +271,34 @@ int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word)
 	return r ? r : (int)n;
 }
 
+void fdn__registry_drop_kept_refs(fdn_segment *s)
+{
+	if (atomic_exchange_explicit(&s->refs_kept, 0, memory_order_relaxed) == 0)
+		return;
+	unsigned char prefix[OWNER_PREFIX_LEN];
+	size_t plen = fdn__reg_owner_prefix(s->proc_idx, s->proc_word, prefix);
+	struct victim *refs = malloc(sizeof(struct victim) * PURGE_BATCH);
+	if (!refs)
+		return; /* left until we detach or die: the purge takes them */
+	/* Each removal decides as an unregister's does
+	 * (fdn__reg_ref_del_suffix): while we hold none, without walking the
+	 * group; a reference an entry of ours needs again (a registration
+	 * of another thread meanwhile) stays.  A batch that removes nothing
+	 * ends it: what stays is needed, or goes at our purge. */
+	for (int n = 0;;) {
+		bool deleted = false;
+		if (owner_refs(s, prefix, plen, refs, &n) || n == 0)
+			break;
+		for (int i = 0; i < n; i++)
+			if (fdn__reg_ref_del_suffix(s, prefix, plen, refs[i].key, refs[i].key_len,
+						    &deleted))
+				break;
+		if (!deleted)
+			break;
+	}
+	free(refs);
+}
+
 int fdn__registry_owner_has_entries(fdn_segment *s, uint32_t idx, uint64_t word)
 {
 	unsigned char prefix[OWNER_PREFIX_LEN];

@@ -357,11 +357,13 @@ static struct fdn_shm_sampler *cached_sampler(const struct fdn__tel *t, const in
 	return (struct fdn_shm_sampler *)(void *)(t->region + FDN_TEL_OFF_SAMPLERS) + (*cell - 1);
 }
 
-/* Is sampler sp `never`?  Its events are dropped before they are counted. */
+/* Would sampler sp drop every event of an emitter with no handler
+ * attached?  `never`, and `handlers` (no ring record): such events are
+ * dropped before they are counted. */
 static bool sampler_never(const struct fdn_shm_sampler *sp)
 {
-	return FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed)) ==
-	       FDN_SAMPLE_NEVER;
+	unsigned k = FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed));
+	return k == FDN_SAMPLE_NEVER || k == FDN_SAMPLE_HANDLERS;
 }
 
 /* The same of the cached sampler (a slot not known yet: false, the
@@ -407,7 +409,10 @@ static int emit_core(fdn_segment *s, const char *name, size_t nlen, int id, uint
 	struct fdn__tel t;
 	if ((r = emit_ctx(s, &t)))
 		return r;
-	if (!fdn__sampler_decide(&t, name, nlen, sampler_cell(&t, id)))
+	int d = fdn__sampler_decide(&t, name, nlen, sampler_cell(&t, id));
+	if (d == FDN__SAMPLED_HANDLERS)
+		ring = false;
+	if (d == FDN__SAMPLED_OUT || (!handlers && !ring))
 		return 0;
 	fdn__me_refresh();
 	if (!mono)
@@ -442,7 +447,8 @@ int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint
 	if (cached_never(&t, cell))
 		return 0;
 	const char *name = fdn__ev_names[id];
-	if (!fdn__sampler_decide(&t, name, strlen(name), cell))
+	/* No handler here: `handlers` keeps nothing either. */
+	if (fdn__sampler_decide(&t, name, strlen(name), cell) != FDN__SAMPLED_ALL)
 		return 0;
 	fdn__me_refresh();
 	struct fdn_shm_event rec;
@@ -509,7 +515,10 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id)
 	 * directly from now on. */
 	if (id == FDN__EV_REG_LOOKUP && t.shared && s && !s->readonly)
 		atomic_store_explicit(&s->lookup_spec, &sp->spec, memory_order_relaxed);
-	return !sampler_never(sp);
+	unsigned k = FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed));
+	if (k == FDN_SAMPLE_HANDLERS)
+		return atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
+	return k != FDN_SAMPLE_NEVER;
 }
 
 /* ---- the ring: reading ---------------------------------------------------------------- */

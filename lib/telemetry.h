@@ -57,7 +57,9 @@ static inline int fdn__lookup_event_fast(fdn_segment *s, uint64_t w)
 	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_TELEMETRY) != FDN_FLAG_PCT_MAX ||
 	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_SAMPLED_EVENTS) != FDN_FLAG_PCT_MAX)
 		return -1;
-	return FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)) != FDN_SAMPLE_NEVER;
+	/* Called with no handler attached: `handlers` has nowhere to go. */
+	unsigned k = FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed));
+	return k != FDN_SAMPLE_NEVER && k != FDN_SAMPLE_HANDLERS;
 }
 
 /* Would an event of this id go anywhere?  A relaxed load when no handler
@@ -100,7 +102,8 @@ int fdn__emit_id_at(fdn_segment *s, enum fdn__ev id, uint64_t mono_ns,
 		    size_t na);
 
 /* The telemetry defaults of a new segment (before it is published):
- * foundation.registry.lookup sampled `never`. */
+ * foundation.registry.lookup sampled `never`, foundation.span.start and
+ * .stop `handlers`. */
 int fdn__telemetry_init(fdn_segment *s);
 
 /* The telemetry audit: ring records, and the region's tables (tags unique

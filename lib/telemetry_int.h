@@ -117,7 +117,12 @@ static inline struct fdn_shm_tel_hdr *fdn__tel_hdr(fdn_segment *s)
  * or claims the name's slot (cell, if given, caches its index + 1 for this
  * thread), counts the event and applies the spec.  A full table samples
  * everything, uncounted. */
-bool fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int32_t *cell);
+enum {
+	FDN__SAMPLED_OUT = 0,      /* dropped */
+	FDN__SAMPLED_ALL = 1,      /* to the handlers and the ring */
+	FDN__SAMPLED_HANDLERS = 2, /* to this process's handlers only (`handlers`) */
+};
+int fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int32_t *cell);
 
 /* Emit an event whose name (nlen bytes) is already validated. */
 int fdn__tel_emit(fdn_segment *s, const char *name, size_t nlen, const struct fdn_measurement *m,

@@ -49,7 +49,8 @@ static_assert((int)FDN_SAMPLER_ALWAYS == FDN_SAMPLE_ALWAYS &&
 		  (int)FDN_SAMPLER_RANDOM == FDN_SAMPLE_RANDOM &&
 		  (int)FDN_SAMPLER_RATE_LIMITED == FDN_SAMPLE_RATE_LIMITED &&
 		  (int)FDN_SAMPLER_RESERVOIR == FDN_SAMPLE_RESERVOIR &&
-		  (int)FDN_SAMPLER_ADAPTIVE == FDN_SAMPLE_ADAPTIVE,
+		  (int)FDN_SAMPLER_ADAPTIVE == FDN_SAMPLE_ADAPTIVE &&
+		  (int)FDN_SAMPLER_HANDLERS == FDN_SAMPLE_HANDLERS,
 	      "sampler kinds");
 
 /* ---- identity, randomness --------------------------------------------------- */
@@ -336,10 +337,10 @@ static bool adaptive_take(struct fdn_shm_sampler *sp, uint64_t spec)
 	return p >= 1.0 || fdn__rand01() < p;
 }
 
-static bool sampler_apply(struct fdn_shm_sampler *sp)
+static int sampler_apply(struct fdn_shm_sampler *sp)
 {
 	atomic_fetch_add(&sp->total, 1);
-	bool keep = true;
+	bool keep = true, handlers_only = false;
 	for (int again = 0; again < 4; again++) {
 		uint64_t spec = atomic_load(&sp->spec);
 		switch (FDN_SPEC_KIND(spec)) {
@@ -363,18 +364,22 @@ static bool sampler_apply(struct fdn_shm_sampler *sp)
 		case FDN_SAMPLE_ADAPTIVE:
 			keep = adaptive_take(sp, spec);
 			break;
+		case FDN_SAMPLE_HANDLERS:
+			handlers_only = true;
+			break;
 		default: /* always (and anything unknown) */
 			keep = true;
 			break;
 		}
 		break;
 	}
-	if (keep)
-		atomic_fetch_add(&sp->sampled, 1);
-	return keep;
+	if (!keep)
+		return FDN__SAMPLED_OUT;
+	atomic_fetch_add(&sp->sampled, 1);
+	return handlers_only ? FDN__SAMPLED_HANDLERS : FDN__SAMPLED_ALL;
 }
 
-bool fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int32_t *cell)
+int fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int32_t *cell)
 {
 	int i;
 	if (cell && *cell > 0 && (uint32_t)*cell <= FDN_TEL_SAMPLERS) {
@@ -384,7 +389,7 @@ bool fdn__sampler_decide(struct fdn__tel *t, const char *name, size_t nlen, int3
 		i = fdn__tel_slot_get(t, FDN_TEL_T_SAMPLERS, fdn__tel_tag(name, nlen, NULL, 0),
 				      true, &fresh);
 		if (i < 0)
-			return true;
+			return FDN__SAMPLED_ALL;
 		if (fresh)
 			fdn__tel_put_name(fdn__sampler_at(t, (uint32_t)i)->name, 128, name, nlen);
 		if (cell)
@@ -399,6 +404,7 @@ bool fdn__sampler_valid(const struct fdn_sampler *sp)
 	switch (sp->kind) {
 	case FDN_SAMPLER_ALWAYS:
 	case FDN_SAMPLER_NEVER:
+	case FDN_SAMPLER_HANDLERS:
 		return true;
 	case FDN_SAMPLER_RANDOM:
 		return p >= 0 && p <= 1;
@@ -412,20 +418,27 @@ bool fdn__sampler_valid(const struct fdn_sampler *sp)
 	return false;
 }
 
-static const char *const kind_names[] = {"always",       "never",     "random",
-					 "rate_limited", "reservoir", "adaptive"};
+static const char *const kind_names[] = {"always",    "never",    "random",  "rate_limited",
+					 "reservoir", "adaptive", "handlers"};
+#define NKINDS (sizeof(kind_names) / sizeof(kind_names[0]))
+
+/* A kind without a parameter. */
+static bool bare_kind(unsigned k)
+{
+	return k <= FDN_SAMPLER_NEVER || k == FDN_SAMPLER_HANDLERS;
+}
 
 int fdn_sampler_parse(const char *text, struct fdn_sampler *out)
 {
 	if (!text || !out)
 		return FDN_ESAMPLER;
-	for (unsigned k = 0; k < 6; k++) {
+	for (unsigned k = 0; k < NKINDS; k++) {
 		size_t n = strlen(kind_names[k]);
 		if (strncmp(text, kind_names[k], n) != 0)
 			continue;
 		struct fdn_sampler sp = {(enum fdn_sampler_kind)k, 0};
 		const char *rest = text + n;
-		if (k <= FDN_SAMPLER_NEVER) {
+		if (bare_kind(k)) {
 			if (*rest)
 				continue;
 		} else {
@@ -447,9 +460,9 @@ int fdn_sampler_parse(const char *text, struct fdn_sampler *out)
 void fdn_sampler_format(const struct fdn_sampler *sp, char *buf, size_t cap)
 {
 	unsigned k = (unsigned)sp->kind;
-	if (k > 5)
+	if (k >= NKINDS)
 		snprintf(buf, cap, "invalid(%u)", k);
-	else if (k <= FDN_SAMPLER_NEVER)
+	else if (bare_kind(k))
 		snprintf(buf, cap, "%s", kind_names[k]);
 	else
 		snprintf(buf, cap, "%s(%.9g)", kind_names[k], sp->param);

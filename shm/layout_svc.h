@@ -393,6 +393,7 @@ enum {
 	FDN_SAMPLE_RATE_LIMITED = 3, /* param: events per second, integer */
 	FDN_SAMPLE_RESERVOIR = 4,    /* param: the first N, integer       */
 	FDN_SAMPLE_ADAPTIVE = 5,     /* param: target sampled events / s  */
+	FDN_SAMPLE_HANDLERS = 6,     /* every event, to handlers only: no ring record */
 };
 #define FDN_SPEC_KIND(w)  ((unsigned)((w) >> 56))
 #define FDN_SPEC_GEN(w)   ((uint32_t)(((w) >> 32) & 0xFFFFFF))

@@ -66,6 +66,10 @@ struct fdn_segment {
 	 * handles of the slot (segment.c, struct fdn__procref); NULL: none
 	 * kept (read-only, or out of memory), and nothing is counted. */
 	_Atomic int64_t *held;
+	/* Owner references of our slot this handle kept past the last entry
+	 * of their group, while we held others (lib/registry_index.c,
+	 * own_ref_kept): dropped when we hold none. */
+	_Atomic uint64_t refs_kept;
 	struct fdn_shm_death *graveyard;
 	struct fdn_shm_trace *trace;  /* ntrace slots (FDN_SVC_TRACE) */
 	struct fdn_shm_trace *ghosts; /* FDN_GHOSTS_MAX copies (FDN_SVC_GHOSTS) */

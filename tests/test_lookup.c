@@ -266,6 +266,56 @@ Test(lookup, reads_inside_the_callback)
 	fdn_segment_destroy(name);
 }
 
+/* An unregister keeps its owner's reference to the entry's group while the
+ * process holds other entries (no walk of the group to see whether it is
+ * still needed); the unregister that leaves it none removes every
+ * reference kept.  The checker takes a kept reference for what it is. */
+Test(lookup, owner_references_kept_while_entries_are_held)
+{
+	char name[128];
+	t_name(name, sizeof(name), "lk");
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	fdn_segment *s = t_create(name, 1000, 0);
+	/* Three keys in three different groups of 64 buckets. */
+	char keys[3][16];
+	uint64_t groups[3];
+	int have = 0;
+	for (int i = 0; have < 3 && i < 10000; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k-%d", i);
+		uint64_t g = (fdn__ht_hash(s, 0, k, strlen(k)) & s->bucket_mask[0]) / 64;
+		bool seen = false;
+		for (int j = 0; j < have; j++)
+			seen = seen || groups[j] == g;
+		if (seen)
+			continue;
+		groups[have] = g;
+		snprintf(keys[have++], sizeof(keys[0]), "%s", k);
+	}
+	cr_assert_eq(have, 3);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(fdn_register(s, keys[i], strlen(keys[i]), getpid(), NULL, 0, 0, NULL),
+			     0);
+	cr_assert_eq(fdn__ht_count(s, 1), 3, "one owner reference per group");
+	cr_assert_eq(fdn_unregister(s, keys[1], strlen(keys[1])), 0);
+	cr_assert_eq(fdn__ht_count(s, 1), 3, "the reference kept while others are held");
+	t_assert_all_clean(s);
+	/* Registered again: the kept reference serves, none is added. */
+	cr_assert_eq(fdn_register(s, keys[1], strlen(keys[1]), getpid(), NULL, 0, 0, NULL), 0);
+	cr_assert_eq(fdn__ht_count(s, 1), 3);
+	cr_assert_eq(fdn_unregister(s, keys[1], strlen(keys[1])), 0);
+	cr_assert_eq(fdn_unregister(s, keys[0], strlen(keys[0])), 0);
+	cr_assert_eq(fdn__ht_count(s, 1), 3);
+	t_assert_all_clean(s);
+	cr_assert_eq(fdn_unregister(s, keys[2], strlen(keys[2])), 0);
+	cr_assert_eq(fdn__ht_count(s, 1), 0, "%lld references left after the last entry",
+		     (long long)fdn__ht_count(s, 1));
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}
+
 /* A registry entry with a 14-byte key and 64 bytes of attributes takes one
  * 128-byte block; its owner has one reference (a 64-byte block) per group
  * of 64 main-table buckets holding its entries. */

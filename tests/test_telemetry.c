@@ -313,11 +313,12 @@ Test(telemetry, never_always_adaptive_and_the_parser)
 			     "adaptive(0)",
 			     "always(1)",
 			     "random(0.5)x",
-			     "random(nan)"};
+			     "random(nan)",
+			     "handlers(1)"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(fdn_sampler_parse(bad[i], &sp), FDN_ESAMPLER, "'%s'", bad[i]);
-	const char *good[] = {"always",           "never",          "random(0.25)",
-			      "rate_limited(10)", "reservoir(100)", "adaptive(50)"};
+	const char *good[] = {"always",         "never",        "random(0.25)", "rate_limited(10)",
+			      "reservoir(100)", "adaptive(50)", "handlers"};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		char buf[64];
 		cr_assert_eq(fdn_sampler_parse(good[i], &sp), 0, "'%s'", good[i]);
@@ -331,9 +332,9 @@ Test(telemetry, never_always_adaptive_and_the_parser)
 	struct fdn_sampler_stats st;
 	cr_assert_eq(fdn_sampler_get(s, "test.unknown", &st), FDN_ENOTFOUND);
 	int n = fdn_samplers_foreach(s, NULL, NULL);
-	/* never, always, adaptive, and the new segment's own default for
-	 * foundation.registry.lookup */
-	cr_assert_eq(n, 4, "samplers: %d", n);
+	/* never, always, adaptive, and the new segment's own defaults for
+	 * foundation.registry.lookup, foundation.span.start and .stop */
+	cr_assert_eq(n, 6, "samplers: %d", n);
 	tel_destroy(s, name);
 }
 

@@ -971,6 +971,70 @@ static const char *ring_attr(const struct fdn_ring_event *ev, const char *name)
 	return b;
 }
 
+/* A span's start and stop written to the ring too (a new segment samples
+ * them `handlers`: to this process's handlers only). */
+static void spans_to_ring(fdn_segment *s, const char *spec)
+{
+	struct fdn_sampler sp;
+	cr_assert_eq(fdn_sampler_parse(spec, &sp), 0);
+	cr_assert_eq(fdn_sampler_set(s, "foundation.span.start", &sp), 0);
+	cr_assert_eq(fdn_sampler_set(s, "foundation.span.stop", &sp), 0);
+}
+
+struct span_seen {
+	int start, stop;
+};
+
+static void count_span_events(const struct fdn_event *ev, void *arg)
+{
+	struct span_seen *c = arg;
+	c->start += strcmp(ev->name, "foundation.span.start") == 0;
+	c->stop += strcmp(ev->name, "foundation.span.stop") == 0;
+}
+
+/* A new segment's spans: their start and stop reach a handler attached in
+ * the process, and no ring record is written (sampled `handlers`), with or
+ * without a handler; set `always`, both are in the ring; `handlers` on an
+ * event of one's own does the same. */
+Test(trace, span_events_go_to_handlers_only_by_default)
+{
+	char name[64];
+	fdn_segment *s = tr_create(name, sizeof(name));
+	static struct fdn_ring_event ev[4];
+	struct fdn_sampler_stats st;
+	cr_assert_eq(fdn_sampler_get(s, "foundation.span.start", &st), 0);
+	cr_assert_eq(st.sampler.kind, FDN_SAMPLER_HANDLERS);
+	cr_assert_eq(fdn_sampler_get(s, "foundation.span.stop", &st), 0);
+	cr_assert_eq(st.sampler.kind, FDN_SAMPLER_HANDLERS);
+	cr_assert_eq(fdn_span_start(s, "quiet", NULL, 0, NULL), 0);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(span_events_from_ring(s, "quiet", ev, 4), 0);
+	struct span_seen c = {0, 0};
+	cr_assert_eq(fdn_handler_attach("count", "foundation.span", count_span_events, &c), 0);
+	cr_assert_eq(fdn_span_start(s, "heard", NULL, 0, NULL), 0);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(c.start, 1);
+	cr_assert_eq(c.stop, 1);
+	cr_assert_eq(span_events_from_ring(s, "heard", ev, 4), 0);
+	/* Our own event: handlers yes, ring no; `always`: both. */
+	struct fdn_sampler h;
+	cr_assert_eq(fdn_sampler_parse("handlers", &h), 0);
+	cr_assert_eq(fdn_sampler_set(s, "test.own", &h), 0);
+	struct fdn_ring_stats rs0, rs1;
+	cr_assert_eq(fdn_ring_stats(s, &rs0), 0);
+	cr_assert_eq(fdn_emit(s, "test.own", NULL, 0, NULL, 0), 1);
+	cr_assert_eq(fdn_ring_stats(s, &rs1), 0);
+	cr_assert_eq(rs1.written, rs0.written, "a `handlers` event written to the ring");
+	cr_assert_eq(fdn_handler_detach("count"), 0);
+	cr_assert_eq(fdn_emit(s, "test.own", NULL, 0, NULL, 0), 0, "nobody to hand it to");
+	spans_to_ring(s, "always");
+	cr_assert_eq(fdn_span_start(s, "loud", NULL, 0, NULL), 0);
+	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
+	cr_assert_eq(span_events_from_ring(s, "loud", ev, 4), 2);
+	cr_assert_eq(fdn_segment_check(s, NULL, NULL), 0);
+	tr_destroy(s, name);
+}
+
 /* With nobody attached in the process, a start and a stop go to the ring
  * in compact form; with a handler attached, in text form.  Readers see
  * the same event either way: names, attributes (same names, same order),
@@ -982,6 +1046,7 @@ Test(trace, span_events_compact_and_text_read_the_same)
 	static struct fdn_ring_event ev[2][4];
 	uint64_t id[2];
 	char tid[2][33];
+	spans_to_ring(s, "always");
 	for (int form = 0; form < 2; form++) {
 		const char *span = form ? "text.form" : "compact.form";
 		if (form)
@@ -1025,10 +1090,7 @@ Test(trace, span_events_compact_and_text_read_the_same)
 		     "the stop's time is the start's plus the duration");
 	cr_assert_eq(ev[0][1].seq, ev[0][0].seq + 1, "the thread's events in order");
 	/* Sampled `never`: no record at all. */
-	struct fdn_sampler never;
-	cr_assert_eq(fdn_sampler_parse("never", &never), 0);
-	cr_assert_eq(fdn_sampler_set(s, "foundation.span.start", &never), 0);
-	cr_assert_eq(fdn_sampler_set(s, "foundation.span.stop", &never), 0);
+	spans_to_ring(s, "never");
 	cr_assert_eq(fdn_span_start(s, "unsampled", NULL, 0, NULL), 0);
 	cr_assert_eq(fdn_span_end(s, FDN_STATUS_OK), 0);
 	cr_assert_eq(span_events_from_ring(s, "unsampled", ev[0], 4), 0);
@@ -1074,6 +1136,7 @@ Test(trace, span_end_status_message_and_attributes)
 {
 	char name[64];
 	fdn_segment *s = tr_create(name, sizeof(name));
+	spans_to_ring(s, "always");
 	pid_t p = t_fork();
 	if (p == 0) {
 		fdn_segment *c = child_attach(name);

@@ -118,7 +118,8 @@ static const struct command commands[] = {
      "Set the attributes given on KEY (typed as for register), keeping its others.\n"},
     {"sampler", "S", false, cmd_sampler, "sampler set NAME SPEC | sampler reset-stats NAME",
      "set: the sampler of event NAME in every process: always, never, random(P),\n"
-     "rate_limited(PER_SECOND), reservoir(N), adaptive(TARGET_PER_SECOND).\n"
+     "rate_limited(PER_SECOND), reservoir(N), adaptive(TARGET_PER_SECOND),\n"
+     "handlers (to the emitting process's handlers only, no ring record).\n"
      "A bad SPEC is \"invalid sampler\" (exit 1).\n"
      "reset-stats: start NAME's total and sampled counts again from 0 (its sampler\n"
      "unchanged); a name without a sampler is \"not found\" (exit 1).\n"},

@@ -131,6 +131,10 @@ enum fdn_sampler_kind {
 					 probability becomes min(1, param / N), N the
 					 events of the previous second (1 after a second
 					 without events) */
+	FDN_SAMPLER_HANDLERS = 6,     /* every event, to the handlers attached in the
+					 emitting process only: none is written to the
+					 ring (a new segment's default for
+					 foundation.span.start and .stop) */
 };
 
 struct fdn_sampler {
@@ -139,7 +143,7 @@ struct fdn_sampler {
 };
 
 /* Parse "always", "never", "random(0.25)", "rate_limited(10)",
- * "reservoir(100)", "adaptive(50)".  0 or FDN_ESAMPLER. */
+ * "reservoir(100)", "adaptive(50)", "handlers".  0 or FDN_ESAMPLER. */
 FDN_API int fdn_sampler_parse(const char *text, struct fdn_sampler *out);
 
 /* The same text back (at most 48 bytes). */
