@@ -637,7 +637,7 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen, uint64_t
 			return r;
 		r = fdn__reg_remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word,
 					  attrs, rc.attrs_len, FDN_CHANGE_UNREGISTERED, now);
-		if (r == 0 && atomic_load_explicit(&s->refs_kept, memory_order_relaxed) &&
+		if (r == 0 && atomic_load_explicit(&s->nkept, memory_order_relaxed) &&
 		    fdn__held_none(s, s->proc_idx, s->proc_word))
 			fdn__registry_drop_kept_refs(s);
 		if (r == 0)

@@ -593,22 +593,24 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
 }
 
 /* Is prefix the owner reference of this process's own slot, while it
- * still holds entries (counted)?  Such a reference is kept when an entry
- * of the group goes: deciding whether another entry of ours still lies
- * in the group costs two walks of its 64 buckets (before the delete and
- * after), about 32 nodes each at 1 000 000 entries; with 1 to 100 entries
- * of its own besides, a process's register+unregister pair took 1.1 us
- * instead of 0.68.  Keeping is always safe -- a reference is a hint for
- * the purge, which walks the group and finds nothing there -- and bounded:
- * one reference per group the process has had entries in (the table's
- * buckets / 64), removed with the others when it detaches or dies, or
- * when it holds none (fdn__registry_drop_kept_refs, after the unregister
- * that leaves it none).  Not for
- * another process's slot: an owner with references counts as holding
- * entries when its slot is released (fdn__registry_release_idle). */
-static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t plen)
+ * still holds entries (counted)?  Then the reference of key's group is
+ * kept when an entry of the group goes: deciding whether another entry of
+ * ours still lies in the group costs two walks of its 64 buckets (before
+ * the delete and after), about 32 nodes each at 1 000 000 entries; with 1
+ * to 100 entries of its own besides, a process's register+unregister pair
+ * took 1.1 us instead of 0.68.  Keeping is always safe -- a reference is a
+ * hint for the purge, which walks the group and finds nothing there --
+ * and bounded: the handle notes each group it keeps a reference of, at
+ * most FDN_KEPT_GROUPS (past them an unregister walks, as before); the
+ * unregister that leaves the process no entry removes them
+ * (fdn__registry_drop_kept_refs), and so does its purge when it detaches
+ * or dies.  Not for another process's slot: an owner with references
+ * counts as holding entries when its slot is released
+ * (fdn__registry_release_idle). */
+static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
+			 size_t klen)
 {
-	if (!is_owner_prefix(prefix, plen))
+	if (!is_owner_prefix(prefix, plen) || klen > FDN_REG_KEY_MAX)
 		return false;
 	uint64_t w;
 	uint32_t i;
@@ -616,8 +618,20 @@ static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t ple
 	memcpy(&i, prefix + 10, 4);
 	if (!fdn__held_own(s, i, w) || atomic_load_explicit(s->held, memory_order_seq_cst) <= 0)
 		return false;
-	atomic_fetch_add_explicit(&s->refs_kept, 1, memory_order_relaxed);
-	return true;
+	uint32_t want = group_of(s, key, klen) + 1;
+	for (uint32_t k = 0; k < FDN_KEPT_GROUPS; k++) {
+		_Atomic uint32_t *c = &s->kept_groups[(want + k) % FDN_KEPT_GROUPS];
+		uint32_t v = atomic_load_explicit(c, memory_order_relaxed);
+		if (v == want)
+			return true;
+		if (v == 0 && (atomic_compare_exchange_strong_explicit(
+				   c, &v, want, memory_order_relaxed, memory_order_relaxed) ||
+			       v == want)) {
+			atomic_fetch_add_explicit(&s->nkept, 1, memory_order_relaxed);
+			return true;
+		}
+	}
+	return false; /* as many kept as a handle keeps */
 }
 
 int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
@@ -625,7 +639,7 @@ int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
 	struct ref_op *o = arg;
 	if (o->keep && set_has(o->s, o->keep, o->keep_len, prefix, plen))
 		return 0;
-	if (own_ref_kept(o->s, prefix, plen))
+	if (own_ref_kept(o->s, prefix, plen, o->key, o->klen))
 		return 0;
 	return ref_del_unused(o->s, prefix, plen, o->key, o->klen);
 }

@@ -273,8 +273,12 @@ int fdn__registry_purge_owner(fdn_segment *s, uint32_t idx, uint64_t word)
 
 void fdn__registry_drop_kept_refs(fdn_segment *s)
 {
-	if (atomic_exchange_explicit(&s->refs_kept, 0, memory_order_relaxed) == 0)
+	if (atomic_exchange_explicit(&s->nkept, 0, memory_order_relaxed) == 0)
 		return;
+	/* Forgotten first: a group kept again meanwhile is noted again (and
+	 * its reference dropped by a later call, or at our purge). */
+	for (uint32_t k = 0; k < FDN_KEPT_GROUPS; k++)
+		atomic_store_explicit(&s->kept_groups[k], 0, memory_order_relaxed);
 	unsigned char prefix[OWNER_PREFIX_LEN];
 	size_t plen = fdn__reg_owner_prefix(s->proc_idx, s->proc_word, prefix);
 	struct victim *refs = malloc(sizeof(struct victim) * PURGE_BATCH);

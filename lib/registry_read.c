@@ -672,7 +672,7 @@ int fdn_query(fdn_segment *s, const struct fdn_criterion *c, size_t n, fdn_entry
 /*
  * The common read, decided with one load of the built-in flags word: the
  * registry on the segment (what fdn__backend decides), no handler attached
- * and the lookup event not sampled (fdn__lookup_event_fast), so no event
+ * and the lookup event not sampled (fdn__event_fast), so no event
  * and no clock read.  It goes straight to the shared read; anything else
  * takes the general path, which decides the same things one at a time.
  * Why it matters: at a million entries a hit waits for two cache misses
@@ -688,7 +688,7 @@ static inline bool read_plain(fdn_segment *s)
 		return false;
 	uint64_t w = fdn__flags_word(s);
 	return FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_REGISTRY) == FDN_FLAG_PCT_MAX &&
-	       fdn__lookup_event_fast(s, w) == 0;
+	       fdn__event_fast(s, FDN__EV_REG_LOOKUP, w) == 0;
 }
 
 /* A read by the general path: the event (when wanted) around the backend's

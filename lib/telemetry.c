@@ -374,6 +374,17 @@ static bool cached_never(const struct fdn__tel *t, const int32_t *cell)
 	return sp && sampler_never(sp);
 }
 
+/* The segment's own sampler of one of the hottest events: fdn__emit_enabled
+ * (fdn__event_fast) reads it directly from now on. */
+static void remember_fast(fdn_segment *s, const struct fdn__tel *t, int id,
+			  struct fdn_shm_sampler *sp)
+{
+	int slot = fdn__fast_slot((enum fdn__ev)id);
+	if (slot >= 0 && sp && t->shared && s && !s->readonly &&
+	    !atomic_load_explicit(&s->fast_spec[slot], memory_order_relaxed))
+		atomic_store_explicit(&s->fast_spec[slot], &sp->spec, memory_order_relaxed);
+}
+
 /* The sampler's tables for an emit: the segment's, or the process's when
  * the handle cannot write them. */
 static int emit_ctx(fdn_segment *s, struct fdn__tel *t)
@@ -444,6 +455,7 @@ int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint
 	if (r)
 		return r;
 	int32_t *cell = sampler_cell(&t, (int)id);
+	remember_fast(s, &t, (int)id, cached_sampler(&t, cell));
 	if (cached_never(&t, cell))
 		return 0;
 	const char *name = fdn__ev_names[id];
@@ -511,10 +523,7 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id)
 	struct fdn_shm_sampler *sp = cached_sampler(&t, cell);
 	if (!sp)
 		return true;
-	/* The segment's own sampler of lookups: fdn__emit_enabled reads it
-	 * directly from now on. */
-	if (id == FDN__EV_REG_LOOKUP && t.shared && s && !s->readonly)
-		atomic_store_explicit(&s->lookup_spec, &sp->spec, memory_order_relaxed);
+	remember_fast(s, &t, id, sp);
 	unsigned k = FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed));
 	if (k == FDN_SAMPLE_HANDLERS)
 		return atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;

@@ -43,16 +43,29 @@ bool fdn__ring_on(fdn_segment *s);
  * `never` (known from this thread's cache), else true. */
 bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id);
 
-/* fdn__emit_enabled's answer for a registry lookup with no handler
- * attached, from the built-in word w, on a writable handle whose ring and
- * sampler are the segment's: the sampler's spec, read where the slow path
- * found it -- a handful of loads instead of the context checks of the
- * general path (a warm fdn_whereis hit on 10 000 entries went from 33 to
- * 26 ns).  1: wanted, 0: not, -1: not known here (the general path
- * decides). */
-static inline int fdn__lookup_event_fast(fdn_segment *s, uint64_t w)
+/* The slot of s->fast_spec that caches the sampler of event id, or -1. */
+static inline int fdn__fast_slot(enum fdn__ev id)
 {
-	_Atomic uint64_t *spec = atomic_load_explicit(&s->lookup_spec, memory_order_relaxed);
+	return id == FDN__EV_REG_LOOKUP   ? 0
+	       : id == FDN__EV_SPAN_START ? 1
+	       : id == FDN__EV_SPAN_STOP  ? 2
+					  : -1;
+}
+
+/* fdn__emit_enabled's answer for a registry lookup, a span start or a span
+ * stop with no handler attached, from the built-in word w, on a writable
+ * handle whose ring and sampler are the segment's: the sampler's spec,
+ * read where an emit found it -- a handful of loads instead of the
+ * context checks of the general path (a warm fdn_whereis hit on 10 000
+ * entries went from 33 to 26 ns; a span push+pop whose events go nowhere
+ * builds no ring record either).  1: wanted, 0: not, -1: not known here
+ * (the general path decides). */
+static inline int fdn__event_fast(fdn_segment *s, enum fdn__ev id, uint64_t w)
+{
+	int slot = fdn__fast_slot(id);
+	if (slot < 0)
+		return -1;
+	_Atomic uint64_t *spec = atomic_load_explicit(&s->fast_spec[slot], memory_order_relaxed);
 	if (!spec || s->readonly || fdn__seg_usable(s) != 0 ||
 	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_TELEMETRY) != FDN_FLAG_PCT_MAX ||
 	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_SAMPLED_EVENTS) != FDN_FLAG_PCT_MAX)
@@ -68,8 +81,8 @@ static inline int fdn__lookup_event_fast(fdn_segment *s, uint64_t w)
 static inline bool fdn__emit_enabled(fdn_segment *s, enum fdn__ev id)
 {
 	bool handlers = atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
-	if (!handlers && id == FDN__EV_REG_LOOKUP && s) {
-		int f = fdn__lookup_event_fast(s, fdn__flags_word(s));
+	if (!handlers && s) {
+		int f = fdn__event_fast(s, id, fdn__flags_word(s));
 		if (f >= 0)
 			return f;
 	}

@@ -232,6 +232,11 @@ static void span_emit(fdn_segment *s, int backend, enum fdn__ev id, const struct
 	 * fdn__emit_compact asks the sampler itself: the record is built
 	 * before anyone is asked whether it is wanted (a few stores; a
 	 * sampler that says `never` costs what fdn__emit_enabled does). */
+	/* Sampled out, or `handlers` with none attached: nothing is built
+	 * (the segment's sampler read through the handle, fdn__event_fast). */
+	if (s && atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) == 0 &&
+	    fdn__event_fast(s, id, fdn__flags_word(s)) == 0)
+		return;
 	if ((id == FDN__EV_SPAN_START || id == FDN__EV_SPAN_STOP) && !e->message && !e->nuser &&
 	    s) {
 		uint8_t rec[FDN_SPAN_REC_HEAD + FDN_SPAN_NAME_MAX];

@@ -66,10 +66,13 @@ struct fdn_segment {
 	 * handles of the slot (segment.c, struct fdn__procref); NULL: none
 	 * kept (read-only, or out of memory), and nothing is counted. */
 	_Atomic int64_t *held;
-	/* Owner references of our slot this handle kept past the last entry
-	 * of their group, while we held others (lib/registry_index.c,
-	 * own_ref_kept): dropped when we hold none. */
-	_Atomic uint64_t refs_kept;
+	/* The groups whose owner reference of our slot this handle kept past
+	 * the group's last entry, while we held others (group + 1; 0 free;
+	 * lib/registry_index.c, own_ref_kept): at most FDN_KEPT_GROUPS, all
+	 * dropped when we hold none. */
+#define FDN_KEPT_GROUPS 64u
+	_Atomic uint32_t kept_groups[FDN_KEPT_GROUPS];
+	_Atomic uint32_t nkept;
 	struct fdn_shm_death *graveyard;
 	struct fdn_shm_trace *trace;  /* ntrace slots (FDN_SVC_TRACE) */
 	struct fdn_shm_trace *ghosts; /* FDN_GHOSTS_MAX copies (FDN_SVC_GHOSTS) */
@@ -87,10 +90,11 @@ struct fdn_segment {
 	/* CLOCK_MONOTONIC before which this handle's writers do not look
 	 * whether the reaper still runs (lib/reaper.c, fdn__reaper_notice). */
 	_Atomic uint64_t reaper_check_ns;
-	/* The spec word of the segment's sampler of registry lookups, once
-	 * an emit check found it (lib/telemetry.h, fdn__emit_enabled); NULL
-	 * until then.  Sampler slots are never freed: valid while mapped. */
-	_Atomic uint64_t *_Atomic lookup_spec;
+	/* The spec words of the segment's samplers of the hottest events (a
+	 * registry lookup, a span's start and stop: lib/telemetry.h,
+	 * fdn__event_fast), once an emit found them; NULL until then.
+	 * Sampler slots are never freed: valid while mapped. */
+	_Atomic uint64_t *_Atomic fast_spec[3];
 };
 
 /* Bumped in every fork child (pthread_atfork). */
