@@ -7,7 +7,8 @@
  *
  * Table "index" (1, prefix-hashed) holds one reference per (indexed
  * attribute value, entry), and one per (owner, group of main-table buckets
- * holding its entries) -- the owner references, below: key =
+ * holding its entries; while the owner lives, possibly one that held them:
+ * own_ref_kept) -- the owner references, below: key =
  * [n][name \0 type value-text][entry key], resp. [14][owner prefix][group],
  * where the n-byte prefix is what is hashed, so all entries of one value
  * lie in its prefix's chains (32 of them, more for a value many entries
