@@ -275,32 +275,23 @@ void fdn__registry_drop_kept_refs(fdn_segment *s)
 {
 	if (atomic_exchange_explicit(&s->nkept, 0, memory_order_relaxed) == 0)
 		return;
-	/* Forgotten first: a group kept again meanwhile is noted again (and
-	 * its reference dropped by a later call, or at our purge). */
-	for (uint32_t k = 0; k < FDN_KEPT_GROUPS; k++)
-		atomic_store_explicit(&s->kept_groups[k], 0, memory_order_relaxed);
 	unsigned char prefix[OWNER_PREFIX_LEN];
 	size_t plen = fdn__reg_owner_prefix(s->proc_idx, s->proc_word, prefix);
-	struct victim *refs = malloc(sizeof(struct victim) * PURGE_BATCH);
-	if (!refs)
-		return; /* left until we detach or die: the purge takes them */
-	/* Each removal decides as an unregister's does
-	 * (fdn__reg_ref_del_suffix): while we hold none, without walking the
-	 * group; a reference an entry of ours needs again (a registration
-	 * of another thread meanwhile) stays.  A batch that removes nothing
-	 * ends it: what stays is needed, or goes at our purge. */
-	for (int n = 0;;) {
-		bool deleted = false;
-		if (owner_refs(s, prefix, plen, refs, &n) || n == 0)
-			break;
-		for (int i = 0; i < n; i++)
-			if (fdn__reg_ref_del_suffix(s, prefix, plen, refs[i].key, refs[i].key_len,
-						    &deleted))
-				break;
-		if (!deleted)
-			break;
+	/* The groups noted, each taken out of the set by its exchange (one
+	 * taker; a group kept again meanwhile is noted again, its reference
+	 * dropped by a later call or at our purge).  Each removal decides as
+	 * an unregister's does (fdn__reg_ref_del_suffix): while we hold none
+	 * without walking the group, and a reference an entry of ours needs
+	 * again (another thread's registration meanwhile) stays. */
+	for (uint32_t k = 0; k < FDN_KEPT_GROUPS; k++) {
+		uint32_t g1 = atomic_exchange_explicit(&s->kept_groups[k], 0, memory_order_relaxed);
+		if (g1 == 0)
+			continue;
+		uint32_t g = g1 - 1;
+		unsigned char grp[GROUP_LEN];
+		memcpy(grp, &g, GROUP_LEN);
+		(void)fdn__reg_ref_del_suffix(s, prefix, plen, grp, GROUP_LEN, NULL);
 	}
-	free(refs);
 }
 
 int fdn__registry_owner_has_entries(fdn_segment *s, uint32_t idx, uint64_t word)
