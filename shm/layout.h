@@ -78,8 +78,12 @@ static_assert(ATOMIC_INT_LOCK_FREE == 2, "32-bit atomics must be lock-free");
  * entry needs.  Minor 6.1 brought header.gp_help_ns: the writers of all
  * processes share one limit on the grace periods their help starts; a
  * 6.0 build ignores the field and limits its own help per process, as
- * before (a rate, never a grace period's correctness). */
-#define FDN_ABI_MINOR 1
+ * before (a rate, never a grace period's correctness).  Minor 6.2 brought
+ * the sampler kind FDN_SAMPLE_HANDLERS (layout_svc.h), a new segment's
+ * for foundation.span.start and .stop: a 6.1 build reads an unknown kind
+ * as `always` (its span events go to the ring, as before) and its check
+ * reports the spec invalid. */
+#define FDN_ABI_MINOR 2
 
 /* header.reaper_stop */
 #define FDN_REAPER_STOP_OPERATOR 1u /* `foundation-ctl reaper stop` */

@@ -24,6 +24,11 @@ struct shared {
 	_Atomic int started;        /* the spawner's first 8 writers are attached */
 	_Atomic int done;           /* 1: every writer ended; 2: a writer failed */
 	_Atomic int kills;
+	/* The first process of slot 0 stops a quarter through its work
+	 * until it is killed: at least one kill in the middle of the
+	 * writes, however fast they are (8 x 1 250 operations ended within
+	 * the spawner's first 10 ms sleep once, with no kill at all). */
+	_Atomic int park_taken, parked;
 	pid_t holder;
 };
 
@@ -36,6 +41,7 @@ static void writer(int slot, int quota)
 	if (fdn_segment_attach(segname, 0, &s))
 		_exit(1);
 	unsigned seed = (unsigned)getpid() * 2654435761u;
+	bool park = slot == 0 && atomic_exchange(&sh->park_taken, 1) == 0;
 	atomic_store(&sh->ready[slot], 1);
 	while (atomic_load(&sh->ops[slot]) < quota) {
 		char k[16];
@@ -52,6 +58,11 @@ static void writer(int slot, int quota)
 		else
 			fdn_unregister(s, k, strlen(k));
 		atomic_fetch_add(&sh->ops[slot], 1);
+		if (park && atomic_load(&sh->ops[slot]) >= quota / 4) {
+			atomic_store(&sh->parked, 1);
+			for (;;)
+				pause(); /* until the spawner's SIGKILL */
+		}
 	}
 	fdn_segment_detach(s);
 	_exit(0);
@@ -193,7 +204,13 @@ static __attribute__((noreturn)) void spawner(int quota)
 			pids[i] = atomic_load(&sh->ops[i]) < quota ? spawn(i, quota) : 0;
 			left -= pids[i] == 0;
 		}
-		/* A kill now and then, in the middle of the writers' work. */
+		/* A kill now and then, in the middle of the writers' work;
+		 * the parked writer first. */
+		if (kills == 0 && atomic_load(&sh->parked) && pids[0]) {
+			kill(pids[0], SIGKILL);
+			kills++;
+			continue;
+		}
 		int i = (int)(t_mono_ms() % WRITERS);
 		if (kills < KILLS && pids[i] && atomic_load(&sh->ready[i]) &&
 		    atomic_load(&sh->ops[i]) > quota / 10) {
