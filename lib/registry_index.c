@@ -162,6 +162,16 @@ static bool is_owner_prefix(const unsigned char *prefix, size_t plen)
 	return plen == OWNER_PREFIX_LEN && prefix[0] == 0 && prefix[1] == 'o';
 }
 
+/* The owner (word, slot) an owner prefix names; false if it is not one. */
+static bool owner_of(const unsigned char *prefix, size_t plen, uint64_t *word, uint32_t *idx)
+{
+	if (!is_owner_prefix(prefix, plen))
+		return false;
+	memcpy(word, prefix + 2, 8);
+	memcpy(idx, prefix + 10, 4);
+	return true;
+}
+
 /* The value of reference v: stored, or (an owner reference with an empty
  * value) the owner its prefix names, who also wrote it.  False if v is
  * malformed. */
@@ -174,10 +184,8 @@ bool fdn__reg_ref_of(const struct fdn__ht_view *v, struct ref_val *rv)
 		memcpy(rv, v->val, sizeof(*rv));
 		return true;
 	}
-	if (v->val_len != 0 || !is_owner_prefix(k + 1, k[0]))
+	if (v->val_len != 0 || !owner_of(k + 1, k[0], &rv->owner_word, &rv->owner_idx))
 		return false;
-	memcpy(&rv->owner_word, k + 3, 8);
-	memcpy(&rv->owner_idx, k + 11, 4);
 	rv->writer_word = rv->owner_word;
 	rv->writer_idx = rv->owner_idx;
 	return true;
@@ -443,13 +451,9 @@ static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsign
  * entries, registry_int.h): not needed, whatever its group holds. */
 static bool owner_holds_none(fdn_segment *s, const unsigned char *prefix, size_t plen)
 {
-	if (!is_owner_prefix(prefix, plen))
-		return false;
 	uint64_t w;
 	uint32_t i;
-	memcpy(&w, prefix + 2, 8);
-	memcpy(&i, prefix + 10, 4);
-	return fdn__held_none(s, i, w);
+	return owner_of(prefix, plen, &w, &i) && fdn__held_none(s, i, w);
 }
 
 /* Is the reference (prefix, suffix) needed?  An owner reference: its group
@@ -461,16 +465,12 @@ static bool carried_for(fdn_segment *s, const unsigned char *prefix, size_t plen
 {
 	uint64_t w;
 	uint32_t i;
-	if (is_owner_prefix(prefix, plen)) {
+	if (owner_of(prefix, plen, &w, &i)) {
 		if (slen != GROUP_LEN)
 			return false;
-		struct group_scan gs = {s, 0, 0, NULL, 0, 0, false};
+		struct group_scan gs = {s, w, i, NULL, 0, 0, false};
 		uint32_t g;
-		memcpy(&gs.word, prefix + 2, 8);
-		memcpy(&gs.idx, prefix + 10, 4);
 		memcpy(&g, suf, GROUP_LEN);
-		w = gs.word;
-		i = gs.idx;
 		if (fdn__reg_group_scan(s, g, &gs) != 0 || !gs.any)
 			return false;
 	} else {
@@ -599,25 +599,26 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
  * ours still lies in the group costs two walks of its 64 buckets (before
  * the delete and after), about 32 nodes each at 1 000 000 entries; with 1
  * to 100 entries of its own besides, a process's register+unregister pair
- * took 1.1 us instead of 0.68.  Keeping is always safe -- a reference is a
- * hint for the purge, which walks the group and finds nothing there --
- * and bounded: the handle notes each group it keeps a reference of, at
- * most FDN_KEPT_GROUPS (past them an unregister walks, as before); the
- * unregister that leaves the process no entry removes them
- * (fdn__registry_drop_kept_refs), and so does its purge when it detaches
- * or dies.  Not for another process's slot: an owner with references
- * counts as holding entries when its slot is released
- * (fdn__registry_release_idle). */
+ * took 1.1 us instead of 0.68.  Keeping is always safe: readers verify
+ * every reference against the main table (top of this file), the purge
+ * walks the group and finds nothing there, and fdn__ref_stale calls a
+ * reference of a live owner written by itself not stale.  And bounded:
+ * the handle notes each group it keeps a reference of (a CAS into a free
+ * cell of kept_groups; racing threads noting one group agree on one
+ * cell), at most FDN_KEPT_GROUPS -- past them an unregister walks, as
+ * before.  The unregister through this handle that leaves the process no
+ * entry removes them (fdn__registry_drop_kept_refs; through another
+ * handle they wait for a later one), and the purge when the process
+ * detaches or dies takes any left.  Not for another process's slot: an
+ * owner with references counts as holding entries when its slot is
+ * released (fdn__registry_release_idle). */
 static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
 			 size_t klen)
 {
-	if (!is_owner_prefix(prefix, plen) || klen > FDN_REG_KEY_MAX)
-		return false;
 	uint64_t w;
 	uint32_t i;
-	memcpy(&w, prefix + 2, 8);
-	memcpy(&i, prefix + 10, 4);
-	if (!fdn__held_own(s, i, w) || atomic_load_explicit(s->held, memory_order_seq_cst) <= 0)
+	if (klen > FDN_REG_KEY_MAX || !owner_of(prefix, plen, &w, &i) || !fdn__held_own(s, i, w) ||
+	    atomic_load_explicit(s->held, memory_order_seq_cst) <= 0)
 		return false;
 	uint32_t want = group_of(s, key, klen) + 1;
 	for (uint32_t k = 0; k < FDN_KEPT_GROUPS; k++) {

@@ -357,21 +357,18 @@ static struct fdn_shm_sampler *cached_sampler(const struct fdn__tel *t, const in
 	return (struct fdn_shm_sampler *)(void *)(t->region + FDN_TEL_OFF_SAMPLERS) + (*cell - 1);
 }
 
-/* Would sampler sp drop every event of an emitter with no handler
- * attached?  `never`, and `handlers` (no ring record): such events are
- * dropped before they are counted. */
-static bool sampler_never(const struct fdn_shm_sampler *sp)
+static unsigned sampler_kind(const struct fdn_shm_sampler *sp)
 {
-	unsigned k = FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed));
-	return k == FDN_SAMPLE_NEVER || k == FDN_SAMPLE_HANDLERS;
+	return FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed));
 }
 
-/* The same of the cached sampler (a slot not known yet: false, the
- * sampler decides). */
-static bool cached_never(const struct fdn__tel *t, const int32_t *cell)
+/* Does the cached sampler drop every event of an emitter with no handler
+ * attached (fdn__kind_silent_alone)?  Such events are dropped before they
+ * are counted.  A slot not known yet: false, the sampler decides. */
+static bool cached_silent_alone(const struct fdn__tel *t, const int32_t *cell)
 {
 	struct fdn_shm_sampler *sp = cached_sampler(t, cell);
-	return sp && sampler_never(sp);
+	return sp && fdn__kind_silent_alone(sampler_kind(sp));
 }
 
 /* The segment's own sampler of one of the hottest events: fdn__emit_enabled
@@ -456,7 +453,7 @@ int fdn__emit_compact(fdn_segment *s, enum fdn__ev id, unsigned flag, const uint
 		return r;
 	int32_t *cell = sampler_cell(&t, (int)id);
 	remember_fast(s, &t, (int)id, cached_sampler(&t, cell));
-	if (cached_never(&t, cell))
+	if (cached_silent_alone(&t, cell))
 		return 0;
 	const char *name = fdn__ev_names[id];
 	/* No handler here: `handlers` keeps nothing either. */
@@ -524,7 +521,7 @@ bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id)
 	if (!sp)
 		return true;
 	remember_fast(s, &t, id, sp);
-	unsigned k = FDN_SPEC_KIND(atomic_load_explicit(&sp->spec, memory_order_relaxed));
+	unsigned k = sampler_kind(sp);
 	if (k == FDN_SAMPLE_HANDLERS)
 		return atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0;
 	return k != FDN_SAMPLE_NEVER;

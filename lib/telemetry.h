@@ -43,7 +43,15 @@ bool fdn__ring_on(fdn_segment *s);
  * `never` (known from this thread's cache), else true. */
 bool fdn__emit_wanted(fdn_segment *s, enum fdn__ev id);
 
-/* The slot of s->fast_spec that caches the sampler of event id, or -1. */
+/* Does a sampler of kind k (FDN_SPEC_KIND) drop every event of an emitter
+ * with no handler attached?  `never`, and `handlers` (no ring record). */
+static inline bool fdn__kind_silent_alone(unsigned k)
+{
+	return k == FDN_SAMPLE_NEVER || k == FDN_SAMPLE_HANDLERS;
+}
+
+/* The slot of s->fast_spec (< FDN_FAST_EVENTS) that caches the sampler of
+ * event id, or -1. */
 static inline int fdn__fast_slot(enum fdn__ev id)
 {
 	return id == FDN__EV_REG_LOOKUP   ? 0
@@ -70,9 +78,9 @@ static inline int fdn__event_fast(fdn_segment *s, enum fdn__ev id, uint64_t w)
 	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_TELEMETRY) != FDN_FLAG_PCT_MAX ||
 	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_SAMPLED_EVENTS) != FDN_FLAG_PCT_MAX)
 		return -1;
-	/* Called with no handler attached: `handlers` has nowhere to go. */
-	unsigned k = FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed));
-	return k != FDN_SAMPLE_NEVER && k != FDN_SAMPLE_HANDLERS;
+	/* Called with no handler attached. */
+	return !fdn__kind_silent_alone(
+	    FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)));
 }
 
 /* Would an event of this id go anywhere?  A relaxed load when no handler

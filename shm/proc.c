@@ -204,9 +204,13 @@ int fdn__proc_claim(fdn_segment *s, pid_t pid, uint32_t *idx_out, uint64_t *word
 		 * loop takes a new slot each time, and on a busy machine the
 		 * reaper may not run for milliseconds: test_boundary's
 		 * detach_while_threads_exit filled 64 slots so under
-		 * stress-ng.  No reaper (no lease), or we are it: no wait. */
+		 * stress-ng.  No reaper (no lease), or we are it: no wait.
+		 * Nor inside a read-side section of ours (a registration from a
+		 * signal handler that interrupted one): the reaper frees a slot
+		 * only after a grace period, which our section holds back. */
 		uint64_t lease = atomic_load(&s->hdr->reaper_lease);
-		if (lease == 0 || lease == s->proc_word || !reclaim_pending(s))
+		if (lease == 0 || lease == s->proc_word || fdn__in_section_of(s) ||
+		    !reclaim_pending(s))
 			break;
 		if (t0 == 0) {
 			t0 = fdn__mono_ns();

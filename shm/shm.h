@@ -94,7 +94,8 @@ struct fdn_segment {
 	 * registry lookup, a span's start and stop: lib/telemetry.h,
 	 * fdn__event_fast), once an emit found them; NULL until then.
 	 * Sampler slots are never freed: valid while mapped. */
-	_Atomic uint64_t *_Atomic fast_spec[3];
+#define FDN_FAST_EVENTS 3u /* lookup, span start, span stop: fdn__fast_slot */
+	_Atomic uint64_t *_Atomic fast_spec[FDN_FAST_EVENTS];
 };
 
 /* Bumped in every fork child (pthread_atfork). */
