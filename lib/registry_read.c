@@ -122,7 +122,7 @@ static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned 
 	int r = read_args(klen, flags);
 	if (r)
 		return r;
-	struct rec rc;
+	struct rec rc = {0}; /* set when r == 0 (GCC cannot tell once inlined) */
 	if (s->readonly) {
 		struct ro_entry c;
 		r = ro_copy(s, key, klen, out != NULL, &c);
@@ -149,19 +149,29 @@ static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned 
 	return r;
 }
 
+/* A read-only handle's record of key (ro_copy without the attributes),
+ * out of line: its 4 KiB copy would otherwise be in every caller's frame. */
+__attribute__((noinline)) static int ro_rec(fdn_segment *s, const void *key, size_t klen,
+					    struct rec *rc)
+{
+	struct ro_entry c;
+	int r = ro_copy(s, key, klen, false, &c);
+	if (r == 0)
+		*rc = c.rc;
+	return r;
+}
+
 /* The owner of the visible entry of key: the bucket line, the node's first
  * line (its record is there: registry.c, top) and the owner's process slot. */
-static int whereis_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags, pid_t *pid)
+__attribute__((always_inline)) static inline int
+whereis_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags, pid_t *pid)
 {
 	int r = read_args(klen, flags);
 	if (r)
 		return r;
 	struct rec rc;
 	if (s->readonly) {
-		struct ro_entry c;
-		r = ro_copy(s, key, klen, false, &c);
-		if (r == 0)
-			rc = c.rc;
+		r = ro_rec(s, key, klen, &rc);
 	} else {
 		struct fdn__thread *t;
 		if ((r = fdn__rcu_read_lock(s, &t)))
@@ -686,9 +696,9 @@ static inline bool read_plain(fdn_segment *s)
 {
 	if (!s || atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0)
 		return false;
-	uint64_t w = fdn__flags_word(s);
-	return FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_REGISTRY) == FDN_FLAG_PCT_MAX &&
-	       fdn__event_fast(s, FDN__EV_REG_LOOKUP, w) == 0;
+	const uint64_t mask = FDN__TEL_FAST_MASK | FDN__BUILTIN_FIELD(FDN__FLAG_USE_SHM_REGISTRY);
+	const uint64_t on = FDN__TEL_FAST_ON | FDN__BUILTIN_ON(FDN__FLAG_USE_SHM_REGISTRY);
+	return (fdn__flags_word(s) & mask) == on && fdn__event_fast_on(s, FDN__EV_REG_LOOKUP) == 0;
 }
 
 /* A read by the general path: the event (when wanted) around the backend's

@@ -60,6 +60,32 @@ static inline int fdn__fast_slot(enum fdn__ev id)
 					  : -1;
 }
 
+/* The built-in flags the fast answer needs on (value 100): telemetry and
+ * sampled events shared.  One masked compare of the word. */
+#define FDN__BUILTIN_FIELD(i) ((uint64_t)0x7F << (FDN_BUILTIN_BITS * (i)))
+#define FDN__BUILTIN_ON(i)    ((uint64_t)FDN_FLAG_PCT_MAX << (FDN_BUILTIN_BITS * (i)))
+#define FDN__TEL_FAST_MASK                                 \
+	(FDN__BUILTIN_FIELD(FDN__FLAG_USE_SHM_TELEMETRY) | \
+	 FDN__BUILTIN_FIELD(FDN__FLAG_USE_SHM_SAMPLED_EVENTS))
+#define FDN__TEL_FAST_ON                                \
+	(FDN__BUILTIN_ON(FDN__FLAG_USE_SHM_TELEMETRY) | \
+	 FDN__BUILTIN_ON(FDN__FLAG_USE_SHM_SAMPLED_EVENTS))
+
+/* fdn__event_fast once the caller has found (w & FDN__TEL_FAST_MASK) ==
+ * FDN__TEL_FAST_ON. */
+static inline int fdn__event_fast_on(fdn_segment *s, enum fdn__ev id)
+{
+	int slot = fdn__fast_slot(id);
+	if (slot < 0)
+		return -1;
+	_Atomic uint64_t *spec = atomic_load_explicit(&s->fast_spec[slot], memory_order_relaxed);
+	if (!spec || s->readonly || fdn__seg_usable(s) != 0)
+		return -1;
+	/* Called with no handler attached. */
+	return !fdn__kind_silent_alone(
+	    FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)));
+}
+
 /* fdn__emit_enabled's answer for a registry lookup, a span start or a span
  * stop with no handler attached, from the built-in word w, on a writable
  * handle whose ring and sampler are the segment's: the sampler's spec,
@@ -70,17 +96,9 @@ static inline int fdn__fast_slot(enum fdn__ev id)
  * (the general path decides). */
 static inline int fdn__event_fast(fdn_segment *s, enum fdn__ev id, uint64_t w)
 {
-	int slot = fdn__fast_slot(id);
-	if (slot < 0)
+	if ((w & FDN__TEL_FAST_MASK) != FDN__TEL_FAST_ON)
 		return -1;
-	_Atomic uint64_t *spec = atomic_load_explicit(&s->fast_spec[slot], memory_order_relaxed);
-	if (!spec || s->readonly || fdn__seg_usable(s) != 0 ||
-	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_TELEMETRY) != FDN_FLAG_PCT_MAX ||
-	    FDN_BUILTIN_VALUE(w, FDN__FLAG_USE_SHM_SAMPLED_EVENTS) != FDN_FLAG_PCT_MAX)
-		return -1;
-	/* Called with no handler attached. */
-	return !fdn__kind_silent_alone(
-	    FDN_SPEC_KIND(atomic_load_explicit(spec, memory_order_relaxed)));
+	return fdn__event_fast_on(s, id);
 }
 
 /* Would an event of this id go anywhere?  A relaxed load when no handler

@@ -79,7 +79,7 @@ uint64_t fdn__ht_hash(const fdn_segment *s, uint32_t table, const void *key, siz
 
 uint64_t fdn__ht_prefix_hash(const fdn_segment *s, const void *prefix, size_t n)
 {
-	return XXH3_64bits_withSeed(prefix, n, s->seed);
+	return fdn__xxh3(prefix, n, s->seed);
 }
 
 _Thread_local uint32_t fdn__ht_last_steps;

@@ -17,24 +17,40 @@
 #include <xxhash.h>
 #pragma GCC diagnostic pop
 
+/* XXH3-64 of a key with seed.  XXH3_64bits_withSeed hashes every input of
+ * at most 16 bytes by XXH3_len_0to16_64b with the default secret; called
+ * directly (xxhash 0.8's private API, compiled in with XXH_INLINE_ALL) a
+ * short key skips the dispatch on its length and a call GCC keeps out of
+ * line.  The same value either way: stored hashes do not change, and
+ * test_table checks the two against each other for lengths 0 to 40. */
+__attribute__((always_inline)) static inline uint64_t fdn__xxh3(const void *key, size_t len,
+								uint64_t seed)
+{
+#if XXH_VERSION_NUMBER >= 800 && XXH_VERSION_NUMBER < 900
+	if (len <= 16)
+		return XXH3_len_0to16_64b((const xxh_u8 *)key, len, XXH3_kSecret, seed);
+#endif
+	return XXH3_64bits_withSeed(key, len, seed);
+}
+
 /* The hash of key in table (fdn__ht_hash, ht.c, is this, out of line), with
  * XXH3 compiled in place: the library call and its dispatch were 58 of a
  * warm fdn_whereis hit's 345 instructions.  A prefix-hashed table (the
  * registry's index) hashes the n-byte prefix after the length byte k[0],
  * and spreads a prefix's keys over fdn__prefix_spread chains by the rest. */
-static inline uint64_t fdn__ht_hash_of(const fdn_segment *s, uint32_t table, const void *key,
-				       size_t len)
+__attribute__((always_inline)) static inline uint64_t
+fdn__ht_hash_of(const fdn_segment *s, uint32_t table, const void *key, size_t len)
 {
 	if (s->table_flags[table] & FDN_TABLE_PREFIX_HASH) {
 		const unsigned char *k = key;
 		size_t n = len ? k[0] : 0;
 		if (len == 0 || n > len - 1)
 			n = len ? len - 1 : 0; /* malformed: hash what there is */
-		uint64_t rest = XXH3_64bits_withSeed(k + 1 + n, len ? len - 1 - n : 0, s->seed);
+		uint64_t rest = fdn__xxh3(k + 1 + n, len ? len - 1 - n : 0, s->seed);
 		return fdn__ht_prefix_hash(s, k + 1, n) ^
 		       (rest & (fdn__prefix_spread(k + 1, n) - 1));
 	}
-	return XXH3_64bits_withSeed(key, len, s->seed);
+	return fdn__xxh3(key, len, s->seed);
 }
 
 static inline const struct fdn_shm_node *fdn__node(const fdn_segment *s, uint64_t gidx)
@@ -109,13 +125,31 @@ static inline int fdn__check_key(const fdn_segment *s, uint32_t table, size_t kl
 	return 0;
 }
 
-static inline int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key, size_t klen,
-				 struct fdn__ht_view *out)
+/*
+ * The lookup checks of each node on its chain only what memory safety
+ * needs: its index below ngranules (the header is in the heap) and a bound
+ * on the steps (a damaged chain that loops ends).  Its key length is
+ * masked to FDN_KEY_MAX and its value length clamped (fdn__view), so every
+ * byte a caller reads stays inside the mapping (the heap is followed by the
+ * graveyard region, larger than the largest node), whatever the node holds.
+ * A node with implausible lengths -- damage, which `check` reports
+ * (fdn__node) -- compares unequal or ends the chain early; the lookup does
+ * not look for it: at a million entries a hit's time grows with its
+ * instruction count (the CPU overlaps one lookup's cache misses with the
+ * next one's only while the instructions between fit in its reorder
+ * window), and those checks were a seventh of a raw hit's.  Inlined in
+ * every caller for the same reason: out of line, GCC made one copy for all
+ * key lengths and a frame (about 20 instructions a call).
+ */
+__attribute__((always_inline)) static inline int fdn__ht_lookup(fdn_segment *s, uint32_t table,
+								const void *key, size_t klen,
+								struct fdn__ht_view *out)
 {
 	int r = fdn__check_key(s, table, klen);
 	if (r)
 		return r;
 	uint64_t h = fdn__ht_hash_of(s, table, key, klen);
+	uint64_t ng = s->ngranules;
 	/* acquire: pairs with the publishing CAS, so the node is complete. */
 	uint64_t w = atomic_load_explicit(&s->buckets[table][h & s->bucket_mask[table]],
 					  memory_order_acquire);
@@ -123,9 +157,9 @@ static inline int fdn__ht_lookup(fdn_segment *s, uint32_t table, const void *key
 		uint32_t g = FDN_LINK_GIDX(w);
 		if (g == 0)
 			return FDN_ENOTFOUND;
-		const struct fdn_shm_node *n = fdn__node(s, g);
-		if (!n || steps > s->ngranules)
+		if (g >= ng || steps > ng)
 			return FDN_ECORRUPT;
+		const struct fdn_shm_node *n = fdn__gptr(s, g);
 		uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
 		int c = fdn__cmp(n, h, key, (uint32_t)klen);
 		if (c > 0)

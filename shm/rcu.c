@@ -364,6 +364,13 @@ static int fdn__slot_claim(fdn_segment *s, struct fdn__thread *t)
 	return FDN_ENOSPACE;
 }
 
+struct fdn__thread *fdn__thread_slow(fdn_segment *s, int *err)
+{
+	struct fdn__thread *t = NULL;
+	*err = fdn__thread_get_slow(s, &t);
+	return *err ? NULL : t;
+}
+
 int fdn__thread_get_slow(fdn_segment *s, struct fdn__thread **out)
 {
 	struct fdn__thread *t;

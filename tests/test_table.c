@@ -242,6 +242,57 @@ Test(table, checker_catches_damage)
 	t_assert_clean(seg);
 }
 
+/* fdn__xxh3 takes XXH3's short-input path itself for keys of up to 16
+ * bytes: it must give what XXH3_64bits_withSeed gives (stored hashes
+ * depend on it), for every length and seed. */
+Test(table, short_key_hash_is_xxh3)
+{
+	unsigned char k[40];
+	for (size_t i = 0; i < sizeof(k); i++)
+		k[i] = (unsigned char)(i * 37u + 11u);
+	const uint64_t seeds[] = {0, 1, 0x9E3779B97F4A7C15ull, seg->seed};
+	for (size_t si = 0; si < sizeof(seeds) / sizeof(seeds[0]); si++)
+		for (size_t len = 0; len <= sizeof(k); len++)
+			cr_assert_eq(fdn__xxh3(k, len, seeds[si]),
+				     XXH3_64bits_withSeed(k, len, seeds[si]),
+				     "length %zu, seed %zu", len, si);
+}
+
+/* The lookup checks of a node only what keeps its reads in the mapping:
+ * implausible lengths make it compare unequal, never read outside, and a
+ * link past the heap is FDN_ECORRUPT. */
+Test(table, lookup_survives_damaged_nodes)
+{
+	char k[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "agent-%08d", i);
+		cr_assert_eq(t_put(seg, k, (uint64_t)i, FDN_HT_UNIQUE), 0);
+	}
+	struct fdn__thread *t;
+	struct fdn__ht_view v;
+	cr_assert_eq(fdn__rcu_read_lock(seg, &t), 0);
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-00000042", 14, &v), 0);
+	struct fdn_shm_node *n = fdn__gptr(seg, v.gidx);
+	uint16_t ki = n->key_info, vl = n->val_len;
+	n->key_info = (uint16_t)(ki | FDN_NODE_KEY_MASK);
+	n->val_len = UINT16_MAX;
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-00000042", 14, &v), FDN_ENOTFOUND);
+	n->key_info = (uint16_t)(ki & ~FDN_NODE_KEY_MASK); /* key length 0 */
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-00000042", 14, &v), FDN_ENOTFOUND);
+	n->key_info = ki;
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-00000042", 14, &v), 0);
+	cr_assert_eq(v.val_len, FDN_VALUE_MAX, "a damaged value length is clamped");
+	n->val_len = vl;
+	uint64_t h = fdn__ht_hash(seg, 0, "agent-zzzzzzzz", 14);
+	_Atomic uint64_t *b = &seg->buckets[0][h & seg->bucket_mask[0]];
+	uint64_t saved = atomic_load(b);
+	atomic_store(b, FDN_LINK_WORD((uint32_t)seg->ngranules, 0, 0));
+	cr_assert_eq(fdn__ht_lookup(seg, 0, "agent-zzzzzzzz", 14, &v), FDN_ECORRUPT);
+	atomic_store(b, saved);
+	fdn__rcu_read_unlock(t);
+	t_assert_clean(seg);
+}
+
 Test(table, retiring_ops_inside_a_held_section_are_bounded)
 {
 	char k[32];
