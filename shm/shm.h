@@ -409,8 +409,7 @@ static inline int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
 	/* fdn__thread_get, with the slot returned rather than stored through
 	 * a pointer the slow path also receives: a local whose address
 	 * escapes lives in memory, and each signal fence below made the
-	 * compiler reload it (a read's lock and unlock were 47 instructions,
-	 * now 31). */
+	 * compiler reload it. */
 	struct fdn__thread *t = fdn__tls_last;
 	if (__builtin_expect(
 		!(t && t->seg == s && t->seg_id == s->id && s->fork_token == fdn__fork_token()),
