@@ -75,8 +75,8 @@ static int read_args(size_t klen, unsigned flags)
 	return flags & ~(unsigned)FDN_REG_CHECK_ALIVE ? FDN_EINVAL : 0;
 }
 
-static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
-			 struct fdn_entry *out);
+static inline int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
+				struct fdn_entry *out);
 
 static int lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
 		  struct fdn_entry *out)
@@ -92,16 +92,22 @@ static int lookup(fdn_segment *s, const void *key, size_t klen, unsigned flags,
  * run time inline as `rep movsq`: in a loop of hits on 10 000 entries,
  * fdn_lookup took 15-30 ns a hit more than fdn_lookup_view with it, 6-9 ns
  * with this.) */
-static void copy_short(unsigned char *d, const unsigned char *s, size_t n)
+static inline void copy_short(unsigned char *d, const unsigned char *s, size_t n)
 {
-	for (; n >= 16; n -= 16, d += 16, s += 16)
+	for (; n > 16; n -= 16, d += 16, s += 16)
 		memcpy(d, s, 16);
+	/* 0..16 left: two copies that overlap when n is not their sum. */
 	if (n >= 8) {
 		memcpy(d, s, 8);
-		d += 8, s += 8, n -= 8;
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n > 0) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
 	}
-	while (n--)
-		*d++ = *s++;
 }
 
 static void entry_out(const void *key, size_t klen, const struct rec *rc,
@@ -116,20 +122,31 @@ static void entry_out(const void *key, size_t klen, const struct rec *rc,
 	copy_short(out->attrs, attrs, rc->attrs_len);
 }
 
-static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
-			 struct fdn_entry *out)
+/* A read-only handle's read of key: its record, and its entry into out
+ * unless out is NULL.  Out of line: its 4 KiB copy would otherwise sit in
+ * the frame of every shared read. */
+__attribute__((noinline)) static int ro_read(fdn_segment *s, const void *key, size_t klen,
+					     struct fdn_entry *out, struct rec *rc)
+{
+	struct ro_entry c;
+	int r = ro_copy(s, key, klen, out != NULL, &c);
+	if (r == 0 && out)
+		entry_out(key, klen, &c.rc, c.attrs, out);
+	if (r == 0)
+		*rc = c.rc;
+	return r;
+}
+
+/* Inlined in its callers, as whereis_shared (below). */
+__attribute__((always_inline)) static inline int
+lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
 {
 	int r = read_args(klen, flags);
 	if (r)
 		return r;
 	struct rec rc = {0}; /* set when r == 0 (GCC cannot tell once inlined) */
 	if (s->readonly) {
-		struct ro_entry c;
-		r = ro_copy(s, key, klen, out != NULL, &c);
-		if (r == 0 && out)
-			entry_out(key, klen, &c.rc, c.attrs, out);
-		if (r == 0)
-			rc = c.rc;
+		r = ro_read(s, key, klen, out, &rc);
 	} else {
 		struct fdn__thread *t;
 		if ((r = fdn__rcu_read_lock(s, &t)))
@@ -149,18 +166,6 @@ static int lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned 
 	return r;
 }
 
-/* A read-only handle's record of key (ro_copy without the attributes),
- * out of line: its 4 KiB copy would otherwise be in every caller's frame. */
-__attribute__((noinline)) static int ro_rec(fdn_segment *s, const void *key, size_t klen,
-					    struct rec *rc)
-{
-	struct ro_entry c;
-	int r = ro_copy(s, key, klen, false, &c);
-	if (r == 0)
-		*rc = c.rc;
-	return r;
-}
-
 /* The owner of the visible entry of key: the bucket line, the node's first
  * line (its record is there: registry.c, top) and the owner's process slot. */
 __attribute__((always_inline)) static inline int
@@ -171,7 +176,7 @@ whereis_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags, pid
 		return r;
 	struct rec rc;
 	if (s->readonly) {
-		r = ro_rec(s, key, klen, &rc);
+		r = ro_read(s, key, klen, NULL, &rc);
 	} else {
 		struct fdn__thread *t;
 		if ((r = fdn__rcu_read_lock(s, &t)))
