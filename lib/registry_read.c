@@ -137,7 +137,10 @@ __attribute__((noinline)) static int ro_read(fdn_segment *s, const void *key, si
 	return r;
 }
 
-/* Inlined in its callers, as whereis_shared (below). */
+/* The three shared reads (this one, whereis_shared and view_shared) are
+ * inlined in the public calls: at a million entries a hit's time grows with
+ * its instruction count (shm/ht_read.h), and a call with a frame for all
+ * their locals was about 25 of a hit's instructions. */
 __attribute__((always_inline)) static inline int
 lookup_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags, struct fdn_entry *out)
 {
@@ -224,8 +227,9 @@ static int whereis(fdn_segment *s, const void *key, size_t klen, unsigned flags,
  * waits for them, no writer does).  A read-only handle has no section: cb
  * gets a stable copy (ro_copy).
  */
-static int view_shared(fdn_segment *s, const void *key, size_t klen, unsigned flags,
-		       fdn_entry_cb cb, void *arg)
+__attribute__((always_inline)) static inline int view_shared(fdn_segment *s, const void *key,
+							     size_t klen, unsigned flags,
+							     fdn_entry_cb cb, void *arg)
 {
 	int r = read_args(klen, flags);
 	if (r)
