@@ -123,8 +123,7 @@ static const struct {
 
 uint64_t fdn__fl_word_set(uint64_t w, unsigned i, unsigned v)
 {
-	uint64_t mask = 0x7Full << (FDN_BUILTIN_BITS * i);
-	return (w & ~mask) | ((uint64_t)v << (FDN_BUILTIN_BITS * i));
+	return (w & ~FDN_BUILTIN_FIELD(i)) | ((uint64_t)v << (FDN_BUILTIN_BITS * i));
 }
 
 static uint64_t word_stage(uint64_t w, unsigned stage)

@@ -705,7 +705,7 @@ static inline bool read_plain(fdn_segment *s)
 {
 	if (!s || atomic_load_explicit(&fdn__tel_nhandlers, memory_order_relaxed) != 0)
 		return false;
-	const uint64_t mask = FDN__TEL_FAST_MASK | FDN__BUILTIN_FIELD(FDN__FLAG_USE_SHM_REGISTRY);
+	const uint64_t mask = FDN__TEL_FAST_MASK | FDN_BUILTIN_FIELD(FDN__FLAG_USE_SHM_REGISTRY);
 	const uint64_t on = FDN__TEL_FAST_ON | FDN__BUILTIN_ON(FDN__FLAG_USE_SHM_REGISTRY);
 	return (fdn__flags_word(s) & mask) == on && fdn__event_fast_on(s, FDN__EV_REG_LOOKUP) == 0;
 }

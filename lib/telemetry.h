@@ -62,11 +62,10 @@ static inline int fdn__fast_slot(enum fdn__ev id)
 
 /* The built-in flags the fast answer needs on (value 100): telemetry and
  * sampled events shared.  One masked compare of the word. */
-#define FDN__BUILTIN_FIELD(i) ((uint64_t)0x7F << (FDN_BUILTIN_BITS * (i)))
-#define FDN__BUILTIN_ON(i)    ((uint64_t)FDN_FLAG_PCT_MAX << (FDN_BUILTIN_BITS * (i)))
-#define FDN__TEL_FAST_MASK                                 \
-	(FDN__BUILTIN_FIELD(FDN__FLAG_USE_SHM_TELEMETRY) | \
-	 FDN__BUILTIN_FIELD(FDN__FLAG_USE_SHM_SAMPLED_EVENTS))
+#define FDN__BUILTIN_ON(i) ((uint64_t)FDN_FLAG_PCT_MAX << (FDN_BUILTIN_BITS * (i)))
+#define FDN__TEL_FAST_MASK                                \
+	(FDN_BUILTIN_FIELD(FDN__FLAG_USE_SHM_TELEMETRY) | \
+	 FDN_BUILTIN_FIELD(FDN__FLAG_USE_SHM_SAMPLED_EVENTS))
 #define FDN__TEL_FAST_ON                                \
 	(FDN__BUILTIN_ON(FDN__FLAG_USE_SHM_TELEMETRY) | \
 	 FDN__BUILTIN_ON(FDN__FLAG_USE_SHM_SAMPLED_EVENTS))

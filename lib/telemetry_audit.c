@@ -202,7 +202,7 @@ int fdn__telemetry_check(fdn_segment *s, fdn_check_cb cb, void *arg)
  *    five times the lookup's own cost.
  *  - foundation.span.start and .stop: `handlers`.  Handlers attached in the
  *    emitting process still receive both; the two ring records would make a
- *    span push+pop 5.5-5.9 lookups instead of 2.3-2.5 (docs/benchmarks.md).
+ *    span push+pop 5.9-6.0 lookups instead of 2.6 (docs/benchmarks.md).
  * `foundation-ctl sampler set NAME always` (or random(P)...) writes them. */
 int fdn__telemetry_init(fdn_segment *s)
 {

@@ -172,10 +172,11 @@ static void fdn__check_tslots(struct fdn__ck *ck)
 		/* Walks for the slots in use stop at the high-water mark
 		 * (fdn__tslot_bound), which a claimer raises before its claim:
 		 * read after the state, it covers any slot seen in use. */
-		if (st != 0 && i >= fdn__tslot_bound(s))
+		uint32_t hwm;
+		if (st != 0 && i >= (hwm = fdn__tslot_bound(s)))
 			fdn__violation(&ck->au, "tslot",
 				       "reader slot %u in use above the high-water mark %u", i,
-				       fdn__tslot_bound(s));
+				       hwm);
 		uint64_t ctr = atomic_load_explicit(&ts->ctr, memory_order_relaxed);
 		uint64_t lc = fdn_tslot_pending(ts);
 		unsigned ops = 0;

@@ -139,6 +139,7 @@ static_assert(offsetof(struct fdn_shm_trace, ctx) == 53504, "context");
  * i = 0..6; the stage (0..4) in bits 51..49; bits 63..52 zero. */
 #define FDN_BUILTIN_BITS        7u
 #define FDN_BUILTIN_VALUE(w, i) ((unsigned)(((w) >> (FDN_BUILTIN_BITS * (i))) & 0x7Fu))
+#define FDN_BUILTIN_FIELD(i)    ((uint64_t)0x7Fu << (FDN_BUILTIN_BITS * (i))) /* its bits */
 #define FDN_BUILTIN_STAGE_SHIFT 49u
 #define FDN_BUILTIN_STAGE(w)    ((unsigned)(((w) >> FDN_BUILTIN_STAGE_SHIFT) & 0x7u))
 #define FDN_BUILTIN_RESERVED(w) ((w) >> 52)

@@ -366,13 +366,23 @@ int fdn__thread_get_slow(fdn_segment *s, struct fdn__thread **out);
 /* The same, returning the slot (NULL with *err set). */
 struct fdn__thread *fdn__thread_slow(fdn_segment *s, int *err);
 
+/* This thread's reader slot for s if it is the one used last (the common
+ * case), else NULL: the slow path decides. */
+static inline struct fdn__thread *fdn__thread_cached(fdn_segment *s)
+{
+	struct fdn__thread *t = fdn__tls_last;
+	if (__builtin_expect(
+		t && t->seg == s && t->seg_id == s->id && s->fork_token == fdn__fork_token(), 1))
+		return t;
+	return NULL;
+}
+
 /* This thread's reader slot for s, claimed on first use.  Errors:
  * FDN_EFORKED, FDN_ERDONLY, FDN_ENOSPACE (no free reader slot). */
 static inline int fdn__thread_get(fdn_segment *s, struct fdn__thread **out)
 {
-	struct fdn__thread *t = fdn__tls_last;
-	if (__builtin_expect(
-		t && t->seg == s && t->seg_id == s->id && s->fork_token == fdn__fork_token(), 1)) {
+	struct fdn__thread *t = fdn__thread_cached(s);
+	if (t) {
 		*out = t;
 		return 0;
 	}
@@ -410,15 +420,11 @@ static inline int fdn__rcu_read_lock(fdn_segment *s, struct fdn__thread **out)
 	 * a pointer the slow path also receives: a local whose address
 	 * escapes lives in memory, and each signal fence below made the
 	 * compiler reload it. */
-	struct fdn__thread *t = fdn__tls_last;
-	if (__builtin_expect(
-		!(t && t->seg == s && t->seg_id == s->id && s->fork_token == fdn__fork_token()),
-		0)) {
-		int r;
-		if (!(t = fdn__thread_slow(s, &r))) {
-			*out = NULL;
-			return r;
-		}
+	struct fdn__thread *t = fdn__thread_cached(s);
+	int r;
+	if (!t && !(t = fdn__thread_slow(s, &r))) {
+		*out = NULL;
+		return r;
 	}
 	/* Signal handlers.  A handler runs on this thread between any two of
 	 * our instructions and may open its own section.  Three rules keep
