@@ -602,16 +602,19 @@ static int ref_del_unused(fdn_segment *s, const unsigned char *prefix, size_t pl
  * took 1.1 us instead of 0.68.  Keeping is always safe: readers verify
  * every reference against the main table (top of this file), the purge
  * walks the group and finds nothing there, and fdn__ref_stale calls a
- * reference of a live owner written by itself not stale.  And bounded:
- * the handle notes each group it keeps a reference of (a CAS into a free
- * cell of kept_groups; racing threads noting one group agree on one
- * cell), at most FDN_KEPT_GROUPS -- past them an unregister walks, as
- * before.  The unregister through this handle that leaves the process no
- * entry removes them (fdn__registry_drop_kept_refs; through another
- * handle they wait for a later one), and the purge when the process
- * detaches or dies takes any left.  Not for another process's slot: an
- * owner with references counts as holding entries when its slot is
- * released (fdn__registry_release_idle). */
+ * reference of a live owner written by itself not stale.  And bounded, by
+ * the number of groups (one reference each: at most one byte per main-
+ * table bucket): the handle notes each group it keeps a reference of in a
+ * bitmap (kept_groups, an atomic OR; racing threads noting one group agree
+ * on its bit).  It held 64 groups before, and past them an unregister
+ * walked: with 4 096 keys over 256 groups, three unregisters in four
+ * walked a group (fdn-bench-registry's pairs).  The unregister through
+ * this handle that leaves the process no entry removes them
+ * (fdn__registry_drop_kept_refs; through another handle they wait for a
+ * later one), and the purge when the process detaches or dies takes any
+ * left.  Not for another process's slot: an owner with references counts
+ * as holding entries when its slot is released
+ * (fdn__registry_release_idle). */
 static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *key,
 			 size_t klen)
 {
@@ -620,20 +623,14 @@ static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t ple
 	if (klen > FDN_REG_KEY_MAX || !owner_of(prefix, plen, &w, &i) || !fdn__held_own(s, i, w) ||
 	    atomic_load_explicit(s->held, memory_order_seq_cst) <= 0)
 		return false;
-	uint32_t want = group_of(s, key, klen) + 1;
-	for (uint32_t k = 0; k < FDN_KEPT_GROUPS; k++) {
-		_Atomic uint32_t *c = &s->kept_groups[(want + k) % FDN_KEPT_GROUPS];
-		uint32_t v = atomic_load_explicit(c, memory_order_relaxed);
-		if (v == want)
-			return true;
-		if (v == 0 && (atomic_compare_exchange_strong_explicit(
-				   c, &v, want, memory_order_relaxed, memory_order_relaxed) ||
-			       v == want)) {
-			atomic_fetch_add_explicit(&s->nkept, 1, memory_order_relaxed);
-			return true;
-		}
-	}
-	return false; /* as many kept as a handle keeps */
+	uint32_t b = group_of(s, key, klen) % FDN_KEPT_BITS;
+	uint64_t bit = (uint64_t)1 << (b % 64);
+	_Atomic uint64_t *c = &s->kept_groups[b / 64];
+	if (atomic_load_explicit(c, memory_order_relaxed) & bit)
+		return true;
+	if (!(atomic_fetch_or_explicit(c, bit, memory_order_relaxed) & bit))
+		atomic_fetch_add_explicit(&s->nkept, 1, memory_order_relaxed);
+	return true;
 }
 
 int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)

@@ -277,20 +277,28 @@ void fdn__registry_drop_kept_refs(fdn_segment *s)
 		return;
 	unsigned char prefix[OWNER_PREFIX_LEN];
 	size_t plen = fdn__reg_owner_prefix(s->proc_idx, s->proc_word, prefix);
-	/* The groups noted, each taken out of the set by its exchange (one
-	 * taker; a group kept again meanwhile is noted again, its reference
-	 * dropped by a later call or at our purge).  Each removal decides as
-	 * an unregister's does (fdn__reg_ref_del_suffix): while we hold none
-	 * without walking the group, and a reference an entry of ours needs
-	 * again (another thread's registration meanwhile) stays. */
-	for (uint32_t k = 0; k < FDN_KEPT_GROUPS; k++) {
-		uint32_t g1 = atomic_exchange_explicit(&s->kept_groups[k], 0, memory_order_relaxed);
-		if (g1 == 0)
-			continue;
-		uint32_t g = g1 - 1;
-		unsigned char grp[GROUP_LEN];
-		memcpy(grp, &g, GROUP_LEN);
-		(void)fdn__reg_ref_del_suffix(s, prefix, plen, grp, GROUP_LEN, NULL);
+	/* The groups noted, each bit's taken out of the set by its word's
+	 * exchange (one taker; a group kept again meanwhile is noted again,
+	 * its reference dropped by a later call or at our purge).  Each
+	 * removal decides as an unregister's does (fdn__reg_ref_del_suffix):
+	 * while we hold none without walking the group, and a reference an
+	 * entry of ours needs again (another thread's registration meanwhile)
+	 * stays.  A bit stands for every group of its residue: those without
+	 * a reference cost a lookup that misses. */
+	uint64_t ngroups = (s->bucket_mask[T_MAIN] + GROUP_BUCKETS) / GROUP_BUCKETS;
+	for (uint32_t k = 0; k < FDN_KEPT_BITS / 64; k++) {
+		uint64_t bits =
+		    atomic_exchange_explicit(&s->kept_groups[k], 0, memory_order_relaxed);
+		for (; bits; bits &= bits - 1) {
+			uint64_t b = (uint64_t)k * 64 + (uint64_t)__builtin_ctzll(bits);
+			for (uint64_t g64 = b; g64 < ngroups; g64 += FDN_KEPT_BITS) {
+				uint32_t g = (uint32_t)g64;
+				unsigned char grp[GROUP_LEN];
+				memcpy(grp, &g, GROUP_LEN);
+				(void)fdn__reg_ref_del_suffix(s, prefix, plen, grp, GROUP_LEN,
+							      NULL);
+			}
+		}
 	}
 }
 

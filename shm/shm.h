@@ -67,11 +67,13 @@ struct fdn_segment {
 	 * kept (read-only, or out of memory), and nothing is counted. */
 	_Atomic int64_t *held;
 	/* The groups whose owner reference of our slot this handle kept past
-	 * the group's last entry, while we held others (group + 1; 0 free;
-	 * lib/registry_index.c, own_ref_kept): at most FDN_KEPT_GROUPS, all
-	 * dropped when we hold none. */
-#define FDN_KEPT_GROUPS 64u
-	_Atomic uint32_t kept_groups[FDN_KEPT_GROUPS];
+	 * the group's last entry, while we held others: bit g % FDN_KEPT_BITS
+	 * set keeps every group g' = g (mod FDN_KEPT_BITS), nkept counts the
+	 * bits set (lib/registry_index.c, own_ref_kept); all dropped when we
+	 * hold none.  4 KiB: one bit per group up to 2^21 main-table buckets
+	 * (1 000 000 entries), several groups a bit beyond. */
+#define FDN_KEPT_BITS 32768u
+	_Atomic uint64_t kept_groups[FDN_KEPT_BITS / 64];
 	_Atomic uint32_t nkept;
 	struct fdn_shm_death *graveyard;
 	struct fdn_shm_trace *trace;  /* ntrace slots (FDN_SVC_TRACE) */

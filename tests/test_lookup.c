@@ -316,6 +316,51 @@ Test(lookup, owner_references_kept_while_entries_are_held)
 	unsetenv("FOUNDATION_NO_AUTOREAPER");
 }
 
+/* Kept references are bounded by the groups, not by a count: entries in
+ * 300 groups (more than the 64 a handle once noted, past which an
+ * unregister walked its group), all but one unregistered, keep all 300;
+ * the last unregister removes them. */
+Test(lookup, owner_references_kept_in_every_group)
+{
+	char name[128];
+	t_name(name, sizeof(name), "lk");
+	setenv("FOUNDATION_NO_AUTOREAPER", "1", 1);
+	fdn_segment *s = t_create(name, 100000, 0);
+	enum { NG = 300 };
+	static char keys[NG][16];
+	static uint64_t groups[NG];
+	int have = 0;
+	for (int i = 0; have < NG && i < 100000; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k-%d", i);
+		uint64_t g = (fdn__ht_hash(s, 0, k, strlen(k)) & s->bucket_mask[0]) / 64;
+		bool seen = false;
+		for (int j = 0; j < have && !seen; j++)
+			seen = groups[j] == g;
+		if (seen)
+			continue;
+		groups[have] = g;
+		snprintf(keys[have++], sizeof(keys[0]), "%s", k);
+	}
+	cr_assert_eq(have, NG);
+	for (int i = 0; i < NG; i++)
+		cr_assert_eq(fdn_register(s, keys[i], strlen(keys[i]), getpid(), NULL, 0, 0, NULL),
+			     0);
+	cr_assert_eq(fdn__ht_count(s, 1), NG, "one owner reference per group");
+	for (int i = 1; i < NG; i++)
+		cr_assert_eq(fdn_unregister(s, keys[i], strlen(keys[i])), 0);
+	cr_assert_eq(fdn__ht_count(s, 1), NG, "%lld references: all kept while one entry is held",
+		     (long long)fdn__ht_count(s, 1));
+	t_assert_all_clean(s);
+	cr_assert_eq(fdn_unregister(s, keys[0], strlen(keys[0])), 0);
+	cr_assert_eq(fdn__ht_count(s, 1), 0, "%lld references left after the last entry",
+		     (long long)fdn__ht_count(s, 1));
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}
+
 /* A registry entry with a 14-byte key and 64 bytes of attributes takes one
  * 128-byte block; its owner has one reference (a 64-byte block) per group
  * of 64 main-table buckets holding its entries. */
