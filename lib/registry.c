@@ -293,11 +293,10 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 /* After a failed write: the references written for it that the entry
  * now visible does not carry are removed (those it carries stay: a carried
  * reference is never stale, whoever wrote it). */
-static void refs_undo(fdn_segment *s, const void *key, size_t klen, uint32_t oidx, uint64_t oword,
-		      const void *attrs, size_t alen)
+static void refs_undo(fdn_segment *s, const void *key, size_t klen, const struct ref_set *rs)
 {
 	struct ref_op del = {.s = s, .key = key, .klen = klen};
-	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
+	fdn__reg_set_each(rs, true, fdn__reg_ref_del_cb, &del);
 }
 
 /*
@@ -344,9 +343,11 @@ static void drop_if_owner_gone(fdn_segment *s, const void *key, size_t klen, uin
 	struct rec r;
 	unsigned char copy[FDN_ATTRS_MAX];
 	if (copy_entry(s, key, klen, false, &version, &r, copy) == 0 && r.owner_word == oword &&
-	    r.owner_idx == oidx)
-		fdn__reg_remove_entry(s, key, klen, &version, oidx, oword, copy, r.attrs_len,
-				      FDN_CHANGE_REMOVED, 0);
+	    r.owner_idx == oidx) {
+		struct ref_set rs;
+		fdn__reg_refs_of(s, oidx, oword, copy, r.attrs_len, &rs);
+		fdn__reg_remove_entry(s, key, klen, &version, &rs, FDN_CHANGE_REMOVED, 0);
+	}
 }
 
 /* The value of an entry: its record, then its attributes -- an encoding
@@ -417,16 +418,17 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	else
 		fdn__proc_mark_uncounted(s, oidx, oword);
 	/* References first: the index never misses a value the entry has. */
+	struct ref_set rs;
+	fdn__reg_refs_of(s, oidx, oword, val + REC_SIZE, (size_t)alen, &rs);
 	struct ref_op put = {.s = s,
 			     .key = key,
 			     .klen = klen,
 			     .owner_word = oword,
 			     .owner_idx = oidx,
 			     .top_only = true};
-	if ((r = fdn__reg_each_ref(s, oidx, oword, val + REC_SIZE, (size_t)alen,
-				   fdn__reg_ref_put_cb, &put))) {
+	if ((r = fdn__reg_set_each(&rs, true, fdn__reg_ref_put_cb, &put))) {
 		fdn__held_add(s, oidx, oword, -1);
-		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
+		refs_undo(s, key, klen, &rs);
 		return r;
 	}
 	struct rec orec;
@@ -434,7 +436,7 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 		      pid);
 	if (r) {
 		fdn__held_add(s, oidx, oword, -1);
-		refs_undo(s, key, klen, oidx, oword, val + REC_SIZE, (size_t)alen);
+		refs_undo(s, key, klen, &rs);
 		return r;
 	}
 	/* Took over an entry of ours: it is gone from the count. */
@@ -444,14 +446,15 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	 * concurrent remover took between our first pass and our entry (the
 	 * pair argued at fdn__reg_ref_del_suffix).  The first pass made the
 	 * entry's references exist when it appeared. */
-	fdn__reg_refs_after_entry(&put, val + REC_SIZE, (size_t)alen);
+	fdn__reg_refs_after_entry(&put, &rs);
 	/* Took over an entry: what it had that we do not (its owner reference,
 	 * values) loses its reference. */
-	struct ref_op del = {
-	    .s = s, .key = key, .klen = klen, .keep = val + REC_SIZE, .keep_len = (size_t)alen};
-	if (orec.owner_word)
-		fdn__reg_each_ref(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len,
-				  fdn__reg_ref_del_cb, &del);
+	if (orec.owner_word) {
+		struct ref_op del = {.s = s, .key = key, .klen = klen, .keep = &rs};
+		struct ref_set ors;
+		fdn__reg_refs_of(s, orec.owner_idx, orec.owner_word, old, orec.attrs_len, &ors);
+		fdn__reg_set_each(&ors, true, fdn__reg_ref_del_cb, &del);
+	}
 	/* The owner's slot may have left under us while its process lives:
 	 * the reaper releases an idle slot held for another pid
 	 * (fdn__proc_release) and may have found it idle before our owner
@@ -541,26 +544,25 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 				     .klen = klen,
 				     .owner_word = rc.owner_word,
 				     .owner_idx = rc.owner_idx};
-		r = fdn__reg_each_ref(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen,
-				      fdn__reg_ref_put_cb, &put);
+		struct ref_set rs;
+		fdn__reg_refs_of(s, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen, &rs);
+		r = fdn__reg_set_each(&rs, true, fdn__reg_ref_put_cb, &put);
 		const struct fdn__chg chg = {FDN_CHANGE_UPDATED, (pid_t)FDN_PROC_PID(rc.owner_word),
 					     0, 0};
 		if (r == 0)
 			r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
 					    &expect, NULL, &chg);
 		if (r == 0) {
-			fdn__reg_refs_after_entry(&put, val + REC_SIZE, (size_t)alen);
-			struct ref_op del = {.s = s,
-					     .key = key,
-					     .klen = klen,
-					     .keep = val + REC_SIZE,
-					     .keep_len = (size_t)alen};
-			fdn__reg_each_prefix(s, old, olen, fdn__reg_ref_del_cb, &del);
+			fdn__reg_refs_after_entry(&put, &rs);
+			struct ref_op del = {.s = s, .key = key, .klen = klen, .keep = &rs};
+			struct ref_set ors;
+			fdn__reg_refs_of(s, rc.owner_idx, rc.owner_word, old, olen, &ors);
+			fdn__reg_set_each(&ors, false, fdn__reg_ref_del_cb, &del);
 			drop_if_owner_gone(s, key, klen, rc.owner_idx, rc.owner_word);
 			return 0;
 		}
 		/* Not applied: the references written for it go, unless carried. */
-		refs_undo(s, key, klen, rc.owner_idx, rc.owner_word, val + REC_SIZE, (size_t)alen);
+		refs_undo(s, key, klen, &rs);
 		if (r != FDN_ENOTFOUND)
 			return r;
 	}
@@ -584,14 +586,6 @@ int fdn_merge_attributes(fdn_segment *s, const void *key, size_t klen, const str
 }
 
 static int unregister_one(fdn_segment *s, const void *key, size_t klen, uint64_t now);
-
-static int count_ref(void *arg, const unsigned char *prefix, size_t plen)
-{
-	(void)prefix;
-	(void)plen;
-	++*(uint32_t *)arg;
-	return 0;
-}
 
 /* now: the removal's time in the change log (CLOCK_REALTIME; 0: when it
  * is logged). */
@@ -630,13 +624,12 @@ static int unregister_one(fdn_segment *s, const void *key, size_t klen, uint64_t
 		 * under two levels (registry_index.c, "Levels": two writers
 		 * racing with a raise) retires one more, checked by its own
 		 * removal. */
-		uint32_t n = 1;
-		fdn__reg_each_ref(s, rc.owner_idx, rc.owner_word, attrs, rc.attrs_len, count_ref,
-				  &n);
-		if ((r = fdn__write_room_for(s, n)))
+		struct ref_set rs;
+		fdn__reg_refs_of(s, rc.owner_idx, rc.owner_word, attrs, rc.attrs_len, &rs);
+		if ((r = fdn__write_room_for(s, 1 + fdn__reg_set_count(&rs))))
 			return r;
-		r = fdn__reg_remove_entry(s, key, klen, &version, rc.owner_idx, rc.owner_word,
-					  attrs, rc.attrs_len, FDN_CHANGE_UNREGISTERED, now);
+		r = fdn__reg_remove_entry(s, key, klen, &version, &rs, FDN_CHANGE_UNREGISTERED,
+					  now);
 		if (r == 0 && atomic_load_explicit(&s->nkept, memory_order_relaxed) &&
 		    fdn__held_none(s, s->proc_idx, s->proc_word))
 			fdn__registry_drop_kept_refs(s);

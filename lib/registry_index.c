@@ -200,6 +200,89 @@ int fdn__reg_each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void 
 	return r ? r : fdn__reg_each_prefix(s, attrs, alen, cb, arg);
 }
 
+static int collect_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct ref_set *rs = arg;
+	size_t at = rs->off[rs->n];
+	if (rs->n == REF_SET_MAX + 1 || at + plen > REF_SET_BYTES)
+		return 1; /* too many: partial */
+	memcpy(rs->buf + at, prefix, plen);
+	rs->off[++rs->n] = (uint16_t)(at + plen);
+	return 0;
+}
+
+void fdn__reg_refs_of(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *attrs, size_t alen,
+		      struct ref_set *rs)
+{
+	rs->s = s;
+	rs->attrs = attrs;
+	rs->alen = alen;
+	rs->owner_word = oword;
+	rs->owner_idx = oidx;
+	rs->n = 0;
+	rs->off[0] = 0;
+	rs->partial = fdn__reg_each_ref(s, oidx, oword, attrs, alen, collect_cb, rs) != 0;
+}
+
+int fdn__reg_set_each(const struct ref_set *rs, bool owner, prefix_cb cb, void *arg)
+{
+	if (rs->partial) {
+		if (owner)
+			return fdn__reg_each_ref(rs->s, rs->owner_idx, rs->owner_word, rs->attrs,
+						 rs->alen, cb, arg);
+		return fdn__reg_each_prefix(rs->s, rs->attrs, rs->alen, cb, arg);
+	}
+	for (uint32_t i = owner ? 0 : 1; i < rs->n; i++) {
+		int r = cb(arg, rs->buf + rs->off[i], (size_t)(rs->off[i + 1] - rs->off[i]));
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+static int count_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	(void)prefix;
+	(void)plen;
+	++*(uint32_t *)arg;
+	return 0;
+}
+
+uint32_t fdn__reg_set_count(const struct ref_set *rs)
+{
+	uint32_t n = 0;
+	if (!rs->partial)
+		return rs->n;
+	fdn__reg_set_each(rs, true, count_cb, &n);
+	return n;
+}
+
+struct has_arg {
+	const unsigned char *prefix;
+	size_t plen;
+};
+
+static int has_cb(void *arg, const unsigned char *prefix, size_t plen)
+{
+	struct has_arg *h = arg;
+	return plen == h->plen && memcmp(prefix, h->prefix, plen) == 0;
+}
+
+/* Is prefix one of rs's (the owner's included)? */
+static bool set_has(const struct ref_set *rs, const unsigned char *prefix, size_t plen)
+{
+	struct has_arg h = {prefix, plen};
+	return fdn__reg_set_each(rs, true, has_cb, &h) == 1;
+}
+
+/* Does the encoded set produce this prefix (a value's)? */
+static bool attrs_have(fdn_segment *s, const void *attrs, size_t alen, const unsigned char *prefix,
+		       size_t plen)
+{
+	struct has_arg h = {prefix, plen};
+	return attrs && fdn__reg_each_prefix(s, attrs, alen, has_cb, &h) == 1;
+}
+
 /* The group of an entry key (see the owner references). */
 static uint32_t group_of(fdn_segment *s, const void *key, size_t klen)
 {
@@ -418,33 +501,13 @@ int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
 	return ref_put(o->s, prefix, plen, suf, slen, o->owner_word, o->owner_idx, o->top_only);
 }
 
-int fdn__reg_refs_after_entry(struct ref_op *o, const void *attrs, size_t alen)
+int fdn__reg_refs_after_entry(struct ref_op *o, const struct ref_set *rs)
 {
 	/* The writer's half of the store-buffering pair argued at
 	 * fdn__reg_ref_del_suffix: the entry's publication, this fence, then
 	 * the lookups of its references. */
 	atomic_thread_fence(memory_order_seq_cst);
-	return fdn__reg_each_ref(o->s, o->owner_idx, o->owner_word, attrs, alen,
-				 fdn__reg_ref_put_cb, o);
-}
-
-struct has_arg {
-	const unsigned char *prefix;
-	size_t plen;
-};
-
-static int has_cb(void *arg, const unsigned char *prefix, size_t plen)
-{
-	struct has_arg *h = arg;
-	return plen == h->plen && memcmp(prefix, h->prefix, plen) == 0;
-}
-
-/* Does the encoded set produce this prefix? */
-static bool set_has(fdn_segment *s, const void *attrs, size_t alen, const unsigned char *prefix,
-		    size_t plen)
-{
-	struct has_arg h = {prefix, plen};
-	return attrs && fdn__reg_each_prefix(s, attrs, alen, has_cb, &h) == 1;
+	return fdn__reg_set_each(rs, true, fdn__reg_ref_put_cb, o);
 }
 
 /* An owner reference of ours whose owner holds no entry at all (counted
@@ -479,7 +542,7 @@ static bool carried_for(fdn_segment *s, const unsigned char *prefix, size_t plen
 		struct rec rc;
 		struct fdn_entry_view e;
 		if (check_key(slen) != 0 || fdn__ht_lookup(s, T_MAIN, suf, slen, &ev) != 0 ||
-		    !visible(s, &ev, &rc, &e) || !set_has(s, e.attrs, e.attrs_len, prefix, plen))
+		    !visible(s, &ev, &rc, &e) || !attrs_have(s, e.attrs, e.attrs_len, prefix, plen))
 			return false;
 		w = rc.owner_word;
 		i = rc.owner_idx;
@@ -636,7 +699,7 @@ static bool own_ref_kept(fdn_segment *s, const unsigned char *prefix, size_t ple
 int fdn__reg_ref_del_cb(void *arg, const unsigned char *prefix, size_t plen)
 {
 	struct ref_op *o = arg;
-	if (o->keep && set_has(o->s, o->keep, o->keep_len, prefix, plen))
+	if (o->keep && set_has(o->keep, prefix, plen))
 		return 0;
 	if (own_ref_kept(o->s, prefix, plen, o->key, o->klen))
 		return 0;
@@ -731,15 +794,15 @@ int fdn__reg_walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t ple
 /* Delete the main entry of view v (exact version) and then its refs;
  * logged as a change of kind at time now (0: when logged). */
 int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
-			  const struct fdn__ht_view *v, uint32_t oidx, uint64_t oword,
-			  const unsigned char *attrs, size_t alen, unsigned kind, uint64_t now)
+			  const struct fdn__ht_view *v, const struct ref_set *rs, unsigned kind,
+			  uint64_t now)
 {
-	const struct fdn__chg chg = {kind, (pid_t)FDN_PROC_PID(oword), 0, now};
+	const struct fdn__chg chg = {kind, (pid_t)FDN_PROC_PID(rs->owner_word), 0, now};
 	int r = fdn__ht_delete_chg(s, T_MAIN, key, klen, v, &chg);
 	if (r)
 		return r;
-	fdn__held_add(s, oidx, oword, -1); /* ours: gone from the count */
+	fdn__held_add(s, rs->owner_idx, rs->owner_word, -1); /* ours: gone from the count */
 	struct ref_op del = {.s = s, .key = key, .klen = klen};
-	fdn__reg_each_ref(s, oidx, oword, attrs, alen, fdn__reg_ref_del_cb, &del);
+	fdn__reg_set_each(rs, true, fdn__reg_ref_del_cb, &del);
 	return 0;
 }

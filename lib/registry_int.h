@@ -199,12 +199,35 @@ struct ref_op {
 	size_t klen;
 	uint64_t owner_word;
 	uint32_t owner_idx;
-	const void *keep; /* delete only prefixes absent from this set */
-	size_t keep_len;
-	bool top_only; /* put: look under the current level only (ref_put) */
+	const struct ref_set *keep; /* delete only prefixes absent from this set */
+	bool top_only;              /* put: look under the current level only (ref_put) */
 };
 
 typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
+
+/*
+ * The references of one entry: its owner's prefix, then each indexed
+ * value's, in fdn__reg_each_ref's order -- built once per operation
+ * (fdn__reg_refs_of) and walked by each of its steps (fdn__reg_set_each).
+ * A register+unregister pair parsed the same encoding into the same
+ * prefixes five times, about a tenth of its instructions.  An entry with
+ * more than REF_SET_MAX indexed values, or REF_SET_BYTES of prefixes,
+ * keeps only its encoding (partial), which every walk then parses.  The
+ * encoding (attrs) must outlive the set.
+ */
+#define REF_SET_MAX   16u
+#define REF_SET_BYTES 1024u
+struct ref_set {
+	fdn_segment *s;
+	const void *attrs;
+	size_t alen;
+	uint64_t owner_word;
+	uint32_t owner_idx;
+	uint32_t n; /* prefixes held, the owner's included */
+	bool partial;
+	uint16_t off[REF_SET_MAX + 2]; /* prefix i: buf[off[i] .. off[i + 1]) */
+	unsigned char buf[REF_SET_BYTES];
+};
 
 bool fdn__reg_indexed(fdn_segment *s, const char *name);
 size_t fdn__reg_prefix_of(const char *name, const struct fdn_attr *a, const char *item,
@@ -214,6 +237,13 @@ size_t fdn__reg_owner_prefix(uint32_t idx, uint64_t word, unsigned char *out);
 bool fdn__reg_ref_of(const struct fdn__ht_view *v, struct ref_val *rv);
 int fdn__reg_each_ref(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *attrs, size_t alen,
 		      prefix_cb cb, void *arg);
+void fdn__reg_refs_of(fdn_segment *s, uint32_t oidx, uint64_t oword, const void *attrs, size_t alen,
+		      struct ref_set *rs);
+/* cb for each prefix of rs (owner: the owner's too, first); stops at the
+ * first non-zero return, which it returns. */
+int fdn__reg_set_each(const struct ref_set *rs, bool owner, prefix_cb cb, void *arg);
+/* The number of references of rs (the owner's included). */
+uint32_t fdn__reg_set_count(const struct ref_set *rs);
 /* A value's level (registry_index.c, "Levels"): 0 for an owner prefix. */
 unsigned fdn__reg_level(fdn_segment *s, const unsigned char *prefix, size_t plen);
 /* Is the reference of (prefix, entry key) under some level?  Read lock held. */
@@ -227,7 +257,7 @@ int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs);
 int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen);
 /* After the entry of o->key (encoded attrs) was published: make sure of
  * its references again (registry_index.c, fdn__reg_ref_del_suffix). */
-int fdn__reg_refs_after_entry(struct ref_op *o, const void *attrs, size_t alen);
+int fdn__reg_refs_after_entry(struct ref_op *o, const struct ref_set *rs);
 bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
 			  size_t slen);
 int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,
@@ -238,7 +268,7 @@ int fdn__reg_walk_prefix_sub(fdn_segment *s, const unsigned char *prefix, size_t
 int fdn__reg_walk_prefix(fdn_segment *s, const unsigned char *prefix, size_t plen, ref_node_cb cb,
 			 void *arg);
 int fdn__reg_remove_entry(fdn_segment *s, const void *key, size_t klen,
-			  const struct fdn__ht_view *v, uint32_t oidx, uint64_t oword,
-			  const unsigned char *attrs, size_t alen, unsigned kind, uint64_t now);
+			  const struct fdn__ht_view *v, const struct ref_set *rs, unsigned kind,
+			  uint64_t now);
 
 #endif

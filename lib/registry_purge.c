@@ -99,11 +99,16 @@ static int sweep(fdn_segment *s, uint64_t only_word, uint32_t only_idx, uint64_t
 		int progress = 0, changed = 0;
 		for (int i = 0; i < p.n && r == 0; i++) {
 			struct victim *x = &p.v[i];
-			int rr = p.table == T_INDEX
-				     ? fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version)
-				     : fdn__reg_remove_entry(s, x->key, x->key_len, &x->version,
-							     x->owner_idx, x->owner_word, x->attrs,
-							     x->attrs_len, FDN_CHANGE_REMOVED, 0);
+			int rr;
+			if (p.table == T_INDEX) {
+				rr = fdn__ht_delete(s, T_INDEX, x->key, x->key_len, &x->version);
+			} else {
+				struct ref_set rs;
+				fdn__reg_refs_of(s, x->owner_idx, x->owner_word, x->attrs,
+						 x->attrs_len, &rs);
+				rr = fdn__reg_remove_entry(s, x->key, x->key_len, &x->version, &rs,
+							   FDN_CHANGE_REMOVED, 0);
+			}
 			if (rr == FDN_ENOTFOUND)
 				changed++; /* its version changed: look again */
 			else if (rr)

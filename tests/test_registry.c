@@ -753,6 +753,59 @@ Test(registry, checker_notes_a_death_the_reaper_is_taking_up, .timeout = 120)
 	reg_destroy(s, name);
 }
 
+/* An entry with more indexed values than a write keeps its prefixes for
+ * (REF_SET_MAX, registry_int.h: each step then parses the encoding): a
+ * register, a takeover that keeps half the values, an update that drops
+ * more, and the unregister each leave exactly the references of what is
+ * stored, as finds and the checker see. */
+static int find_item(fdn_segment *s, int k)
+{
+	char v[16];
+	snprintf(v, sizeof(v), "i%d", k);
+	struct fdn_attr a = {.type = FDN_ATTR_STRING, .v.s = v};
+	return fdn_find_by_attribute(s, "capability", &a, NULL, NULL);
+}
+
+static int reg_items(fdn_segment *s, int from, int to, unsigned flags, bool update)
+{
+	static char buf[64][16];
+	static const char *items[64];
+	for (int k = from; k < to; k++) {
+		snprintf(buf[k - from], sizeof(buf[0]), "i%d", k);
+		items[k - from] = buf[k - from];
+	}
+	struct fdn_attr a = {.name = "capability", .type = FDN_ATTR_LIST};
+	a.v.list.items = items;
+	a.v.list.n = (uint32_t)(to - from);
+	return update ? fdn_update_attributes(s, "many", 4, &a, 1)
+		      : fdn_register(s, "many", 4, getpid(), &a, 1, flags, NULL);
+}
+
+Test(registry, entry_with_many_indexed_values_keeps_exact_references)
+{
+	char name[128];
+	fdn_segment *s = reg_create(name, sizeof(name), 1000);
+	cr_assert_eq(reg_items(s, 0, 40, 0, false), 0);
+	for (int k = 0; k < 40; k++)
+		cr_assert_eq(find_item(s, k), 1, "item %d after the register", k);
+	t_assert_all_clean(s);
+	cr_assert_eq(reg_items(s, 20, 60, FDN_REG_REPLACE, false), 0);
+	for (int k = 0; k < 60; k++)
+		cr_assert_eq(find_item(s, k), k >= 20, "item %d after the takeover", k);
+	t_assert_all_clean(s);
+	cr_assert_eq(reg_items(s, 50, 55, 0, true), 0);
+	for (int k = 0; k < 60; k++)
+		cr_assert_eq(find_item(s, k), k >= 50 && k < 55, "item %d after the update", k);
+	t_assert_all_clean(s);
+	cr_assert_eq(fdn_unregister(s, "many", 4), 0);
+	for (int k = 0; k < 60; k++)
+		cr_assert_eq(find_item(s, k), 0, "item %d after the unregister", k);
+	cr_assert_eq(fdn__ht_count(s, T_INDEX), 0, "%lld references left",
+		     (long long)fdn__ht_count(s, T_INDEX));
+	t_assert_all_clean(s);
+	reg_destroy(s, name);
+}
+
 /* A list attribute of 255 items (FDN_ATTR_LIST_MAX), registered by one
  * process: another reads it whole and finds the entry through the index by
  * its first and last item; 256 items are refused. */
