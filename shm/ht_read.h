@@ -94,9 +94,14 @@ static inline int fdn__cmp(const struct fdn_shm_node *n, uint64_t h, const void 
 	uint32_t nkl = fdn_node_key_len(n);
 	if (nkl != kl)
 		return nkl < kl ? -1 : 1;
-	if (fdn__key_eq(n->data, key, kl))
+	/* Keys of 8 to 24 bytes: equality inline (a hit; order only on a
+	 * 64-bit hash collision, rare).  Other lengths: one memcmp gives
+	 * both.  Nodes of equal hash are the rule in a prefix-hashed table
+	 * (a value's references share its chain's hash), whose keys are
+	 * longer than 24 bytes: a walk there called memcmp twice a node. */
+	if (kl >= 8 && kl <= 24 && fdn__key_eq(n->data, key, kl))
 		return 0;
-	return memcmp(n->data, key, kl); /* a 64-bit hash collision: rare */
+	return memcmp(n->data, key, kl);
 }
 
 static inline void fdn__view(const struct fdn_shm_node *n, uint32_t gidx, struct fdn__ht_view *v)
