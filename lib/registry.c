@@ -303,8 +303,12 @@ static void refs_undo(fdn_segment *s, const void *key, size_t klen, const struct
  * The entry of key, copied out of a read-side section of its own: its
  * version (gidx, generation -- still a valid name after the section, for a
  * conditional replace or delete, which fails if the entry changed), its
- * record, and its attributes (rc->attrs_len bytes into attrs; 0 if they are
- * damaged).  visible_only: FDN_ENOTFOUND unless the entry is visible.
+ * record, and its attributes (rc->attrs_len bytes into attrs, at most
+ * FDN_ATTRS_MAX: rec_of), as stored -- not validated: readers trust the
+ * encoding written (top of this file), and what a removal does with it
+ * (fdn__reg_refs_of) skips a damaged value.  An update, which merges into
+ * it, validates it (update).  visible_only: FDN_ENOTFOUND unless the entry
+ * is visible.
  */
 static int copy_entry(fdn_segment *s, const void *key, size_t klen, bool visible_only,
 		      struct fdn__ht_view *version, struct rec *rc, unsigned char *attrs)
@@ -322,8 +326,6 @@ static int copy_entry(fdn_segment *s, const void *key, size_t klen, bool visible
 		r = FDN_ENOTFOUND;
 	if (r == 0) {
 		*version = (struct fdn__ht_view){.gidx = v.gidx, .gen = v.gen};
-		if (fdn_attrs_validate(a, rc->attrs_len) != 0)
-			rc->attrs_len = 0;
 		memcpy(attrs, a, rc->attrs_len);
 	}
 	fdn__rcu_read_unlock(t);
@@ -531,7 +533,9 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 		struct rec rc;
 		if ((r = copy_entry(s, key, klen, true, &expect, &rc, old)))
 			return r;
-		size_t olen = rc.attrs_len;
+		/* Damaged (memory corruption; the checker reports it): merged
+		 * into as empty, its values' references left to the sweep. */
+		size_t olen = fdn_attrs_validate(old, rc.attrs_len) == 0 ? rc.attrs_len : 0;
 		int alen = merge ? fdn_attrs_merge(old, olen, upd, (size_t)ulen, val + REC_SIZE,
 						   FDN_ATTRS_MAX)
 				 : ulen;
