@@ -74,10 +74,16 @@ static inline uint64_t fdn__load8(const void *p)
 }
 
 /* Equal keys of equal length kl, without a library call for the common
- * short keys (8..24 bytes: overlapping 8-byte loads). */
+ * short keys (8..24 bytes: overlapping 8-byte loads).  A longer key's last
+ * 8 bytes first: in the registry's index, keys of one chain share their
+ * first 20 bytes or more ([length][prefix]) and differ in the entry key at
+ * their end. */
 static inline bool fdn__key_eq(const unsigned char *a, const unsigned char *b, uint32_t kl)
 {
-	if (kl < 8 || kl > 24)
+	if (kl > 24)
+		return fdn__load8(a + kl - 8) == fdn__load8(b + kl - 8) &&
+		       memcmp(a, b, kl - 8) == 0;
+	if (kl < 8)
 		return memcmp(a, b, kl) == 0;
 	uint64_t d =
 	    (fdn__load8(a) ^ fdn__load8(b)) | (fdn__load8(a + kl - 8) ^ fdn__load8(b + kl - 8));
@@ -166,10 +172,17 @@ __attribute__((always_inline)) static inline int fdn__ht_lookup(fdn_segment *s, 
 			return FDN_ECORRUPT;
 		const struct fdn_shm_node *n = fdn__gptr(s, g);
 		uint64_t nx = atomic_load_explicit(&n->next, memory_order_acquire);
-		int c = fdn__cmp(n, h, key, (uint32_t)klen);
-		if (c > 0)
+		if (n->hash > h)
 			return FDN_ENOTFOUND;
-		if (c == 0 && !FDN_LINK_MARKED(nx)) {
+		/* Among nodes of equal hash, equality only: the chain's order
+		 * by key would end a miss at the first greater key, but costs
+		 * an ordering compare a node (a memcmp call for long keys),
+		 * where equality mostly decides on one 8-byte load; a miss
+		 * walks to the end of its hash's run instead.  Runs are one
+		 * node long but in the registry's index, where a value's
+		 * references share their chain's hash. */
+		if (n->hash == h && fdn_node_key_len(n) == klen &&
+		    fdn__key_eq(n->data, key, (uint32_t)klen) && !FDN_LINK_MARKED(nx)) {
 			fdn__view(n, g, out);
 			return 0;
 		}
