@@ -290,6 +290,32 @@ static int put_entry(fdn_segment *s, const void *key, size_t klen, const void *v
 	return FDN_EEXISTS;
 }
 
+/* Room kept in the deferred-free list for a signal handler's writes
+ * while a registration holds its section: a register and an unregister
+ * with a few indexed values.  Past it the handler's writes fail
+ * FDN_EREENTERED, as when it interrupts one of our operations. */
+#define HANDLER_ROOM 16u
+
+/* Did a write fail because the caller held a read-side section
+ * (reg_register_once)?  Inside one no deferred free can be made: out of
+ * heap with frees pending, a full list (a signal handler's writes
+ * between ours). */
+static bool section_failed(int r)
+{
+	return r == FDN_ENOSPACE || r == FDN_EINREAD || r == FDN_EREENTERED;
+}
+
+/* Leave the section *held (if any): the nodes put noted are no longer
+ * kept. */
+static void section_leave(struct fdn__thread **held, struct ref_op *put)
+{
+	if (*held)
+		fdn__rcu_read_unlock(*held);
+	*held = NULL;
+	put->nodes = NULL;
+	put->at = 0;
+}
+
 /* After a failed write: the references written for it that the entry
  * now visible does not carry are removed (those it carries stay: a carried
  * reference is never stale, whoever wrote it). */
@@ -428,7 +454,30 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 			     .owner_word = oword,
 			     .owner_idx = oidx,
 			     .top_only = true};
-	if ((r = fdn__reg_set_each(&rs, true, fdn__reg_ref_put_cb, &put))) {
+	/* One read-side section from the first pass to the second, so that
+	 * the second reads each reference's node instead of looking it up
+	 * (fdn__reg_refs_after_entry) -- when the deferred-free list has
+	 * room for every block the writes inside may retire (a reference
+	 * replaced each, the entry taken over, a signal handler's writes):
+	 * inside, none can be freed.  Room is not made for it (that may
+	 * wait): without it, the writes go as without the section (the
+	 * background keeps the list about a quarter full).  Anything a held
+	 * section makes fail (out of heap with frees pending, a full list
+	 * after a signal handler's writes) is done again without it. */
+	uint32_t nodes[REF_SET_MAX + 1];
+	struct fdn__thread *held = NULL;
+	if (!rs.partial && fdn__write_room_has(s, rs.n + 1 + HANDLER_ROOM) &&
+	    fdn__rcu_read_lock(s, &held) == 0)
+		put.nodes = nodes;
+	else
+		held = NULL;
+	r = fdn__reg_set_each(&rs, true, fdn__reg_ref_put_cb, &put);
+	if (r && held && section_failed(r)) {
+		section_leave(&held, &put);
+		r = fdn__reg_set_each(&rs, true, fdn__reg_ref_put_cb, &put);
+	}
+	if (r) {
+		section_leave(&held, &put);
 		fdn__held_add(s, oidx, oword, -1);
 		refs_undo(s, key, klen, &rs);
 		return r;
@@ -436,7 +485,13 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	struct rec orec;
 	r = put_entry(s, key, klen, val, (size_t)vlen, flags, again ? pid : 0, holder, old, &orec,
 		      pid);
+	if (r && held && section_failed(r)) {
+		section_leave(&held, &put);
+		r = put_entry(s, key, klen, val, (size_t)vlen, flags, again ? pid : 0, holder, old,
+			      &orec, pid);
+	}
 	if (r) {
+		section_leave(&held, &put);
 		fdn__held_add(s, oidx, oword, -1);
 		refs_undo(s, key, klen, &rs);
 		return r;
@@ -444,11 +499,11 @@ static int reg_register_once(fdn_segment *s, const void *key, size_t klen, pid_t
 	/* Took over an entry of ours: it is gone from the count. */
 	if (orec.owner_word)
 		fdn__held_add(s, orec.owner_idx, orec.owner_word, -1);
-	/* Again after the entry, a lookup each: rewrites a reference a
-	 * concurrent remover took between our first pass and our entry (the
-	 * pair argued at fdn__reg_ref_del_suffix).  The first pass made the
-	 * entry's references exist when it appeared. */
-	fdn__reg_refs_after_entry(&put, &rs);
+	/* Again after the entry: rewrites a reference a concurrent remover
+	 * took between our first pass and our entry (the pair argued at
+	 * fdn__reg_ref_del_suffix).  The first pass made the entry's
+	 * references exist when it appeared. */
+	fdn__reg_refs_after_entry(&put, &rs, &held);
 	/* Took over an entry: what it had that we do not (its owner reference,
 	 * values) loses its reference. */
 	if (orec.owner_word) {
@@ -557,7 +612,8 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 			r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
 					    &expect, NULL, &chg);
 		if (r == 0) {
-			fdn__reg_refs_after_entry(&put, &rs);
+			struct fdn__thread *none = NULL;
+			fdn__reg_refs_after_entry(&put, &rs, &none);
 			struct ref_op del = {.s = s, .key = key, .klen = klen, .keep = &rs};
 			struct ref_set ors;
 			fdn__reg_refs_of(s, rc.owner_idx, rc.owner_word, old, olen, &ors);

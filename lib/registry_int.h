@@ -201,6 +201,12 @@ struct ref_op {
 	uint32_t owner_idx;
 	const struct ref_set *keep; /* delete only prefixes absent from this set */
 	bool top_only;              /* put: look under the current level only (ref_put) */
+	/* put, inside a section the caller holds until its entry's
+	 * references are made sure of again (reg_register_once): the node
+	 * of each reference, by its position in the set (fdn__reg_set_each's
+	 * order; 0: not known); NULL: not kept. */
+	uint32_t *nodes;
+	uint32_t at;
 };
 
 typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen);
@@ -257,7 +263,10 @@ int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs);
 int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen);
 /* After the entry of o->key (encoded attrs) was published: make sure of
  * its references again (registry_index.c, fdn__reg_ref_del_suffix). */
-int fdn__reg_refs_after_entry(struct ref_op *o, const struct ref_set *rs);
+/* held: the section the caller has held since its first pass (NULL if
+ * none; o->nodes then NULL too), left here. */
+int fdn__reg_refs_after_entry(struct ref_op *o, const struct ref_set *rs,
+			      struct fdn__thread **held);
 bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,
 			  size_t slen);
 int fdn__reg_ref_del_suffix(fdn_segment *s, const unsigned char *prefix, size_t plen,

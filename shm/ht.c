@@ -353,6 +353,8 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 			if (won) {
 				fdn__op_end(t, table, count, 0);
 				fdn__notify(s);
+				if (existing)
+					fdn__view(n, g, existing);
 				return 0;
 			}
 			continue;
@@ -370,6 +372,8 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 		if (won) {
 			fdn__op_end(t, table, count, +1);
 			fdn__notify(s);
+			if (existing)
+				fdn__view(n, g, existing);
 			return 0;
 		}
 	}

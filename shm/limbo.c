@@ -449,6 +449,13 @@ int fdn__write_room_for(fdn_segment *s, uint32_t n)
 	return r;
 }
 
+bool fdn__write_room_has(fdn_segment *s, uint32_t n)
+{
+	struct fdn__thread *t;
+	return fdn__thread_get(s, &t) == 0 && !t->busy &&
+	       fdn_tslot_pending(t->ts) + n <= FDN_LIMBO_MAX;
+}
+
 int fdn__write_flush(fdn_segment *s)
 {
 	struct fdn__thread *t;

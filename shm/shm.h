@@ -538,6 +538,9 @@ int fdn__limbo_room_for(struct fdn__thread *t, uint32_t n);
  * half-way (fdn_unregister): as fdn__limbo_room. */
 int fdn__write_room(fdn_segment *s);
 int fdn__write_room_for(fdn_segment *s, uint32_t n);
+/* Has the calling thread's list room for n more without making any (and
+ * is it not inside one of its own operations)?  Never waits. */
+bool fdn__write_room_has(fdn_segment *s, uint32_t n);
 /* Wait (this thread's bound) for a grace period and free the ring. */
 int fdn__limbo_flush(struct fdn__thread *t);
 /* The same for a caller that runs its own section around table operations
@@ -648,7 +651,10 @@ extern _Thread_local uint32_t fdn__ht_last_steps;
 uint64_t fdn__ht_prefix_hash(const fdn_segment *s, const void *prefix, size_t n);
 /* Lookup (ht_read.h, inline): caller holds the read lock.  0,
  * FDN_ENOTFOUND, FDN_EINVKEY, FDN_EINVAL (no such table), FDN_ECORRUPT. */
-/* Insert / upsert / replace (mode FDN_HT_*).  Takes the read lock itself. */
+/* Insert / upsert / replace (mode FDN_HT_*).  Takes the read lock itself.
+ * existing (may be NULL): the node in the way on FDN_EEXISTS (FDN_HT_UNIQUE)
+ * or FDN_ENOTFOUND (FDN_HT_REPLACE, another version); on success the node
+ * written (its gidx and gen name it after the call). */
 int fdn__ht_put(fdn_segment *s, uint32_t table, const void *key, size_t klen, const void *val,
 		size_t vlen, int mode, const struct fdn__ht_view *expect,
 		struct fdn__ht_view *existing);
