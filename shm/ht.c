@@ -281,21 +281,32 @@ static int fdn__op_lock(fdn_segment *s, struct fdn__thread **out)
 	return r;
 }
 
-/* Mark E (our op's target) and retire it once unlinked. */
-static bool fdn__mark_and_retire(struct fdn__thread *t, uint32_t table, uint32_t e,
-				 uint64_t expect_next, uint64_t desired)
+/* Mark E (our op's target: p->cur, found by our search) and retire it
+ * once unlinked. */
+static bool fdn__mark_and_retire(struct fdn__thread *t, uint32_t table, const struct fdn__pos *p,
+				 uint64_t desired)
 {
 	fdn_segment *s = t->seg;
+	uint32_t e = p->cur;
+	uint64_t expect_next = p->cur_next;
 	struct fdn_shm_node *en = fdn__wnode(s, e);
 	atomic_store_explicit(&t->ts->old, e, memory_order_relaxed);
 	if (!atomic_compare_exchange_strong(&en->next, &expect_next, desired)) {
 		atomic_store_explicit(&t->ts->old, 0, memory_order_relaxed);
 		return false;
 	}
-	/* E is ours to retire.  Unlink it (or see it unlinked), then limbo.
-	 * On a damaged chain the search fails: E stays marked and is never
-	 * freed while it might still be linked (the checker reports it). */
-	if (fdn__ht_unlink(s, table, e) == 0)
+	/* E is ours to retire.  Unlink it (or see it unlinked), then limbo:
+	 * first by the CAS a search would make, on the link our search saw
+	 * point at E (still E, unmarked: then E is out of the chain; the
+	 * predecessor is not freed while our section lasts), else by a search,
+	 * which unlinks every marked node on its way (Michael's delete).  One
+	 * search a delete instead of two.  On a damaged chain the search
+	 * fails: E stays marked and is never freed while it might still be
+	 * linked (the checker reports it). */
+	uint64_t seen = p->prev_val;
+	if (atomic_compare_exchange_strong(p->prev, &seen,
+					   FDN_LINK_WORD(FDN_LINK_GIDX(desired), 0, 0)) ||
+	    fdn__ht_unlink(s, table, e) == 0)
 		fdn__limbo_add(t, e, en->gen);
 	return true;
 }
@@ -347,8 +358,8 @@ static int fdn__put_locked(struct fdn__thread *t, uint32_t table, const void *ke
 			/* The revision: after the search, before the CAS
 			 * (changes.c argues the order). */
 			uint64_t rev = fdn__chg_begin(t, c, key, kl);
-			bool won = fdn__mark_and_retire(t, table, p.cur, p.cur_next,
-							FDN_LINK_WORD(g, t->slot + 1, 1));
+			bool won =
+			    fdn__mark_and_retire(t, table, &p, FDN_LINK_WORD(g, t->slot + 1, 1));
 			fdn__chg_end(t, rev, won);
 			if (won) {
 				fdn__op_end(t, table, count, 0);
@@ -460,7 +471,7 @@ int fdn__ht_delete_chg(fdn_segment *s, uint32_t table, const void *key, size_t k
 		}
 		uint64_t marked = p.cur_next | FDN_LINK_MARK | ((uint64_t)(t->slot + 1) << 32);
 		uint64_t rev = fdn__chg_begin(t, c, key, (uint32_t)klen);
-		bool won = fdn__mark_and_retire(t, table, p.cur, p.cur_next, marked);
+		bool won = fdn__mark_and_retire(t, table, &p, marked);
 		fdn__chg_end(t, rev, won);
 		if (won) {
 			change = -1;
