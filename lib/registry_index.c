@@ -465,6 +465,21 @@ static int ref_put(fdn_segment *s, const unsigned char *prefix, size_t plen, con
 		    v.owner_idx == v.writer_idx;
 	size_t vlen = self ? 0 : sizeof(v);
 	unsigned top = fdn__reg_level(s, prefix, plen), lvl = top;
+	unsigned char k[REF_KEY_MAX];
+	size_t kl;
+	struct fdn__ht_view wrote = {0};
+	int r;
+	/* A value's reference in a registration (top_only) is usually absent
+	 * (a new entry): inserted at once, the insert's own search being the
+	 * look (a lookup fewer a register).  Present (FDN_EEXISTS), the look
+	 * below decides, in a section, whether the node there serves.  An
+	 * owner's group reference is usually present: looked up first. */
+	if (top_only && !is_owner_prefix(prefix, plen)) {
+		kl = ref_key_at(k, prefix, plen, top, suf, slen);
+		r = fdn__ht_put(s, T_INDEX, k, kl, &v, vlen, FDN_HT_UNIQUE, NULL, &wrote);
+		if (r != FDN_EEXISTS)
+			goto written;
+	}
 	struct fdn__thread *t;
 	if (fdn__rcu_read_lock(s, &t) == 0) {
 		struct fdn__ht_view ev;
@@ -478,10 +493,9 @@ static int ref_put(fdn_segment *s, const unsigned char *prefix, size_t plen, con
 		}
 		lvl = l >= 0 ? (unsigned)l : top;
 	}
-	unsigned char k[REF_KEY_MAX];
-	size_t kl = ref_key_at(k, prefix, plen, lvl, suf, slen);
-	struct fdn__ht_view wrote = {0};
-	int r = fdn__ht_put(s, T_INDEX, k, kl, &v, vlen, FDN_HT_UPSERT, NULL, &wrote);
+	kl = ref_key_at(k, prefix, plen, lvl, suf, slen);
+	r = fdn__ht_put(s, T_INDEX, k, kl, &v, vlen, FDN_HT_UPSERT, NULL, &wrote);
+written:
 	if (r == 0)
 		*node = wrote.gidx;
 	if (r == 0 && lvl == top && top < 2 && !is_owner_prefix(prefix, plen) &&
