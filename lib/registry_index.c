@@ -540,8 +540,9 @@ int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen)
  * after ours in their single total order, and its look afterwards finds
  * our entry and writes the reference again.  Marked, or not known: the
  * full look (a lookup per level, and a write when absent), as without the
- * section.  The lookups were about 1 300 of a register+unregister pair's
- * 11 000 instructions (an owner and a value reference).
+ * section.  The two lookups (an owner and a value reference) were about
+ * 1 400 of a register+unregister pair's 11 200 instructions; with the
+ * section held a pair takes 10 450 (docs/benchmarks.md).
  */
 int fdn__reg_refs_after_entry(struct ref_op *o, const struct ref_set *rs, struct fdn__thread **held)
 {
