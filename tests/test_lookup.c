@@ -266,6 +266,44 @@ Test(lookup, reads_inside_the_callback)
 	fdn_segment_destroy(name);
 }
 
+/* n keys ("k-<i>") of n different groups of 64 main-table buckets, each
+ * registered by this process: one owner reference per group.  The keys
+ * into keys[n][16], the groups into groups[n]. */
+static void register_in_groups(fdn_segment *s, int n, char (*keys)[16], uint64_t *groups)
+{
+	int have = 0;
+	for (int i = 0; have < n && i < 100000; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k-%d", i);
+		uint64_t g = (fdn__ht_hash(s, 0, k, strlen(k)) & s->bucket_mask[0]) / 64;
+		bool seen = false;
+		for (int j = 0; j < have && !seen; j++)
+			seen = groups[j] == g;
+		if (seen)
+			continue;
+		groups[have] = g;
+		snprintf(keys[have++], 16, "%s", k);
+	}
+	cr_assert_eq(have, n);
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(fdn_register(s, keys[i], strlen(keys[i]), getpid(), NULL, 0, 0, NULL),
+			     0);
+	cr_assert_eq(fdn__ht_count(s, 1), n, "one owner reference per group");
+}
+
+/* The unregister of the process's last entry k removes every reference
+ * kept; the segment goes. */
+static void last_unregister_then_destroy(fdn_segment *s, const char *name, const char *k)
+{
+	cr_assert_eq(fdn_unregister(s, k, strlen(k)), 0);
+	cr_assert_eq(fdn__ht_count(s, 1), 0, "%lld references left after the last entry",
+		     (long long)fdn__ht_count(s, 1));
+	t_assert_all_clean(s);
+	fdn_segment_detach(s);
+	fdn_segment_destroy(name);
+	unsetenv("FOUNDATION_NO_AUTOREAPER");
+}
+
 /* An unregister keeps its owner's reference to the entry's group while the
  * process holds other entries (no walk of the group to see whether it is
  * still needed); the unregister that leaves it none removes every
@@ -279,24 +317,7 @@ Test(lookup, owner_references_kept_while_entries_are_held)
 	/* Three keys in three different groups of 64 buckets. */
 	char keys[3][16];
 	uint64_t groups[3];
-	int have = 0;
-	for (int i = 0; have < 3 && i < 10000; i++) {
-		char k[16];
-		snprintf(k, sizeof(k), "k-%d", i);
-		uint64_t g = (fdn__ht_hash(s, 0, k, strlen(k)) & s->bucket_mask[0]) / 64;
-		bool seen = false;
-		for (int j = 0; j < have; j++)
-			seen = seen || groups[j] == g;
-		if (seen)
-			continue;
-		groups[have] = g;
-		snprintf(keys[have++], sizeof(keys[0]), "%s", k);
-	}
-	cr_assert_eq(have, 3);
-	for (int i = 0; i < 3; i++)
-		cr_assert_eq(fdn_register(s, keys[i], strlen(keys[i]), getpid(), NULL, 0, 0, NULL),
-			     0);
-	cr_assert_eq(fdn__ht_count(s, 1), 3, "one owner reference per group");
+	register_in_groups(s, 3, keys, groups);
 	cr_assert_eq(fdn_unregister(s, keys[1], strlen(keys[1])), 0);
 	cr_assert_eq(fdn__ht_count(s, 1), 3, "the reference kept while others are held");
 	t_assert_all_clean(s);
@@ -307,13 +328,7 @@ Test(lookup, owner_references_kept_while_entries_are_held)
 	cr_assert_eq(fdn_unregister(s, keys[0], strlen(keys[0])), 0);
 	cr_assert_eq(fdn__ht_count(s, 1), 3);
 	t_assert_all_clean(s);
-	cr_assert_eq(fdn_unregister(s, keys[2], strlen(keys[2])), 0);
-	cr_assert_eq(fdn__ht_count(s, 1), 0, "%lld references left after the last entry",
-		     (long long)fdn__ht_count(s, 1));
-	t_assert_all_clean(s);
-	fdn_segment_detach(s);
-	fdn_segment_destroy(name);
-	unsetenv("FOUNDATION_NO_AUTOREAPER");
+	last_unregister_then_destroy(s, name, keys[2]);
 }
 
 /* Kept references are bounded by the groups, not by a count: entries in
@@ -329,36 +344,13 @@ Test(lookup, owner_references_kept_in_every_group)
 	enum { NG = 300 };
 	static char keys[NG][16];
 	static uint64_t groups[NG];
-	int have = 0;
-	for (int i = 0; have < NG && i < 100000; i++) {
-		char k[16];
-		snprintf(k, sizeof(k), "k-%d", i);
-		uint64_t g = (fdn__ht_hash(s, 0, k, strlen(k)) & s->bucket_mask[0]) / 64;
-		bool seen = false;
-		for (int j = 0; j < have && !seen; j++)
-			seen = groups[j] == g;
-		if (seen)
-			continue;
-		groups[have] = g;
-		snprintf(keys[have++], sizeof(keys[0]), "%s", k);
-	}
-	cr_assert_eq(have, NG);
-	for (int i = 0; i < NG; i++)
-		cr_assert_eq(fdn_register(s, keys[i], strlen(keys[i]), getpid(), NULL, 0, 0, NULL),
-			     0);
-	cr_assert_eq(fdn__ht_count(s, 1), NG, "one owner reference per group");
+	register_in_groups(s, NG, keys, groups);
 	for (int i = 1; i < NG; i++)
 		cr_assert_eq(fdn_unregister(s, keys[i], strlen(keys[i])), 0);
 	cr_assert_eq(fdn__ht_count(s, 1), NG, "%lld references: all kept while one entry is held",
 		     (long long)fdn__ht_count(s, 1));
 	t_assert_all_clean(s);
-	cr_assert_eq(fdn_unregister(s, keys[0], strlen(keys[0])), 0);
-	cr_assert_eq(fdn__ht_count(s, 1), 0, "%lld references left after the last entry",
-		     (long long)fdn__ht_count(s, 1));
-	t_assert_all_clean(s);
-	fdn_segment_detach(s);
-	fdn_segment_destroy(name);
-	unsetenv("FOUNDATION_NO_AUTOREAPER");
+	last_unregister_then_destroy(s, name, keys[0]);
 }
 
 /* A registry entry with a 14-byte key and 64 bytes of attributes takes one
