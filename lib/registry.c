@@ -612,8 +612,7 @@ static int update(fdn_segment *s, const void *key, size_t klen, const struct fdn
 			r = fdn__ht_put_chg(s, T_MAIN, key, klen, val, (size_t)vlen, FDN_HT_REPLACE,
 					    &expect, NULL, &chg);
 		if (r == 0) {
-			struct fdn__thread *none = NULL;
-			fdn__reg_refs_after_entry(&put, &rs, &none);
+			fdn__reg_refs_after_entry(&put, &rs, NULL);
 			struct ref_op del = {.s = s, .key = key, .klen = klen, .keep = &rs};
 			struct ref_set ors;
 			fdn__reg_refs_of(s, rc.owner_idx, rc.owner_word, old, olen, &ors);

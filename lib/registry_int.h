@@ -216,7 +216,7 @@ typedef int (*ref_node_cb)(void *arg, const struct fdn_shm_node *n, size_t plen)
  * value's, in fdn__reg_each_ref's order -- built once per operation
  * (fdn__reg_refs_of) and walked by each of its steps (fdn__reg_set_each).
  * A register+unregister pair parsed the same encoding into the same
- * prefixes five times, about a tenth of its instructions.  An entry with
+ * prefixes five times, about 8 % of its instructions.  An entry with
  * more than REF_SET_MAX indexed values, or REF_SET_BYTES of prefixes,
  * keeps only its encoding (partial), which every walk then parses.  The
  * encoding (attrs) must outlive the set.
@@ -263,8 +263,8 @@ int fdn__reg_group_scan(fdn_segment *s, uint32_t g, struct group_scan *gs);
 int fdn__reg_ref_put_cb(void *arg, const unsigned char *prefix, size_t plen);
 /* After the entry of o->key (encoded attrs) was published: make sure of
  * its references again (registry_index.c, fdn__reg_ref_del_suffix). */
-/* held: the section the caller has held since its first pass (NULL if
- * none; o->nodes then NULL too), left here. */
+/* held (may be NULL): the section the caller has held since its first
+ * pass (*held NULL if none; o->nodes then NULL too), left here. */
 int fdn__reg_refs_after_entry(struct ref_op *o, const struct ref_set *rs,
 			      struct fdn__thread **held);
 bool fdn__reg_ref_carried(fdn_segment *s, const unsigned char *prefix, size_t plen, const void *suf,

@@ -432,6 +432,12 @@ int fdn__write_room(fdn_segment *s)
 	return fdn__write_room_for(s, 1);
 }
 
+/* Has t's list room for n more deferred frees as it is? */
+static bool has_room(const struct fdn__thread *t, uint32_t n)
+{
+	return fdn_tslot_pending(t->ts) + n <= FDN_LIMBO_MAX;
+}
+
 int fdn__write_room_for(fdn_segment *s, uint32_t n)
 {
 	struct fdn__thread *t;
@@ -440,7 +446,7 @@ int fdn__write_room_for(fdn_segment *s, uint32_t n)
 		return r;
 	if (t->busy)
 		return FDN_EREENTERED; /* a signal handler inside one of our ops */
-	if (t->nest || fdn_tslot_pending(t->ts) + n <= FDN_LIMBO_MAX)
+	if (t->nest || has_room(t, n))
 		return 0;
 	if ((r = fdn__op_enter(t)) != 0)
 		return r;
@@ -452,8 +458,7 @@ int fdn__write_room_for(fdn_segment *s, uint32_t n)
 bool fdn__write_room_has(fdn_segment *s, uint32_t n)
 {
 	struct fdn__thread *t;
-	return fdn__thread_get(s, &t) == 0 && !t->busy &&
-	       fdn_tslot_pending(t->ts) + n <= FDN_LIMBO_MAX;
+	return fdn__thread_get(s, &t) == 0 && !t->busy && has_room(t, n);
 }
 
 int fdn__write_flush(fdn_segment *s)
